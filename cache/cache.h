@@ -1,0 +1,143 @@
+/* The workspace: one SQLite file per project (<output>/understudy.db, WAL, foreign keys, busy
+ * timeout, migrations on PRAGMA user_version). It holds the prompts, every teacher call (keyed by
+ * the SHA-256 of its canonical request), the targets parsed from those calls, failures, runs,
+ * training curves and named results. Every write commits at once unless inside an explicit
+ * us_cache_begin/us_cache_commit pair. All SQL is parameterised.
+ *
+ * Ownership: strings in rows returned by the list/get functions belong to the caller and are
+ * freed by the matching *_free function. */
+#ifndef US_CACHE_CACHE_H
+#define US_CACHE_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef struct us_cache us_cache;
+
+/* Opens (creating if needed) the workspace at path and migrates it to the current schema.
+ * A file that is not a SQLite database, or whose schema is newer than this build, is refused
+ * with a message naming the path and the fix. */
+us_status us_cache_open(const char *path, us_cache **out, us_err *err);
+void us_cache_close(us_cache *c); /* NULL is a no-op */
+int us_cache_schema_version(us_cache *c);
+
+/* Optional explicit transaction (for bulk prompt inserts). */
+us_status us_cache_begin(us_cache *c, us_err *err);
+us_status us_cache_commit(us_cache *c, us_err *err);
+us_status us_cache_rollback(us_cache *c, us_err *err);
+
+/* ---- prompts ------------------------------------------------------------------------------ */
+typedef struct us_prompt {
+  int64_t id;
+  char hash[65];  /* SHA-256 hex of the normalised text: the identity of a prompt */
+  char *text;     /* text as loaded (not normalised) */
+  char *gold;     /* gold label or reference answer from the input, or NULL */
+  char *source;   /* "file:line" or "file#chunk" */
+  int split;      /* US_SPLIT_TRAIN or US_SPLIT_TEST */
+} us_prompt;
+
+/* Inserts a prompt unless one with the same hash exists (then *inserted = false and nothing
+ * changes). *id receives the row id either way (may be NULL). */
+us_status us_cache_prompt_add(us_cache *c, const char *hash, const char *text, const char *gold,
+                              const char *source, int split, bool *inserted, int64_t *id,
+                              us_err *err);
+/* Lists prompts ordered by id; split -1 means all. Caller frees with us_prompts_free. */
+us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t *n, us_err *err);
+void us_prompts_free(us_prompt *p, size_t n);
+us_status us_cache_prompts_count(us_cache *c, int split, int64_t *n, us_err *err);
+
+/* ---- teacher calls ---------------------------------------------------------------------- */
+typedef struct us_call {
+  char key[65];         /* SHA-256 hex of the canonical request */
+  char *request;        /* canonical request JSON (no key, no headers) */
+  char *response;       /* raw response body */
+  int http_status;
+  int prompt_tokens;
+  int completion_tokens;
+  double cost_usd;      /* 0 for imported entries */
+  double latency_ms;
+  int attempts;
+  bool imported;        /* seeded from logs: nothing was paid */
+  double created_at;    /* epoch seconds */
+} us_call;
+
+/* Stores a successful call; committed before it returns. Putting a key that exists is a no-op
+ * (the first answer wins) and sets *existed if non-NULL. */
+us_status us_cache_call_put(us_cache *c, const us_call *call, bool *existed, us_err *err);
+/* Looks up a call by key; *found false if absent. Caller frees with us_call_free_fields. */
+us_status us_cache_call_get(us_cache *c, const char *key, us_call *out, bool *found, us_err *err);
+void us_call_free_fields(us_call *call);
+us_status us_cache_call_exists(us_cache *c, const char *key, bool *found, us_err *err);
+
+/* Records a failed attempt series for a key (never served as a hit). */
+us_status us_cache_failure_put(us_cache *c, const char *key, int64_t prompt_id, int http_status,
+                               const char *message, int attempts, us_err *err);
+us_status us_cache_failures_count(us_cache *c, int64_t *n, us_err *err);
+
+typedef struct us_cache_stats {
+  int64_t prompts, prompts_train, prompts_test;
+  int64_t calls, calls_imported, failures, targets, targets_unparsed;
+  int64_t prompt_tokens, completion_tokens;
+  double spent_usd;         /* sum of cost_usd over calls */
+  double latency_p50_ms, latency_p99_ms; /* over non-imported calls; 0 if none */
+} us_cache_stats;
+us_status us_cache_stats_get(us_cache *c, us_cache_stats *s, us_err *err);
+
+/* Iterates all calls in key order (for export). Return non-zero from fn to stop early. */
+typedef int (*us_call_fn)(void *user, const us_call *call);
+us_status us_cache_calls_each(us_cache *c, us_call_fn fn, void *user, us_err *err);
+
+/* Chat-format JSONL export/import ({"messages":[...,{"role":"assistant","content":...}]}).
+ * Import also accepts lines holding {"request":{...},"response":{...}} (the OpenAI response
+ * object form). Imported calls are keyed the same way the teacher client keys them, given the
+ * model and parameters of the config, and are stored as imported with $0 cost.
+ * These live in cache/export.c; key computation is passed in as a callback so cache/ never
+ * needs to know the request format. */
+typedef us_status (*us_request_key_fn)(void *user, const char *messages_json, char **request_json,
+                                       char key[65], us_err *err);
+us_status us_cache_export_jsonl(us_cache *c, const char *path, int64_t *n_written, us_err *err);
+us_status us_cache_import_jsonl(us_cache *c, const char *path, us_request_key_fn key_fn,
+                                void *user, int64_t *n_imported, int64_t *n_skipped,
+                                us_err *err);
+
+/* ---- targets (what the teacher's answer means for training) -------------------------------- */
+typedef enum { US_TARGET_OK = 0, US_TARGET_UNPARSED = 1 } us_target_status;
+
+typedef struct us_target {
+  char key[65];      /* the call it was parsed from */
+  int64_t prompt_id;
+  char *label;       /* classify: the mapped label; NULL when unparsed */
+  char *text;        /* raw answer text (generate: the answer) */
+  float *soft;       /* classify with logprobs: distribution over task.labels; NULL otherwise */
+  int n_soft;
+  int status;        /* us_target_status */
+} us_target;
+
+/* Upserts the target parsed from call key for prompt_id. */
+us_status us_cache_target_put(us_cache *c, const us_target *t, us_err *err);
+/* Target for a call key; *found false if none. Caller frees with us_target_free_fields. */
+us_status us_cache_target_get(us_cache *c, const char *key, us_target *out, bool *found,
+                              us_err *err);
+void us_target_free_fields(us_target *t);
+
+/* ---- runs, curves and results ----------------------------------------------------------- */
+us_status us_cache_run_begin(us_cache *c, const char *command, int64_t *run_id, us_err *err);
+us_status us_cache_run_end(us_cache *c, int64_t run_id, const char *status, us_err *err);
+/* One point of a training curve, e.g. series "train_loss", "valid_loss", "valid_acc". */
+us_status us_cache_curve_add(us_cache *c, int64_t run_id, const char *series, double x, double y,
+                             us_err *err);
+typedef struct us_curve_point {
+  double x, y;
+} us_curve_point;
+/* Points of the series from the newest run that has it. Caller frees *out. */
+us_status us_cache_curve_get(us_cache *c, const char *series, us_curve_point **out, size_t *n,
+                             us_err *err);
+/* Named JSON results (e.g. "train", "eval", "speed"): upsert and fetch. Caller frees *json. */
+us_status us_cache_result_put(us_cache *c, const char *name, const char *json, us_err *err);
+us_status us_cache_result_get(us_cache *c, const char *name, char **json, bool *found,
+                              us_err *err);
+
+#endif

@@ -1,0 +1,134 @@
+/* The project configuration: one JSON file (documented key by key in docs/config.md), checked
+ * strictly, with --set overrides. Every string in us_config is owned by it and freed by
+ * us_config_free. Relative paths (output, data.inputs) are already resolved against the config
+ * file's folder when us_config_load returns. */
+#ifndef US_CORE_CONFIG_H
+#define US_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef enum { US_TASK_CLASSIFY, US_TASK_GENERATE } us_task_type;
+typedef enum { US_SPLIT_AUTO = -1, US_SPLIT_TRAIN = 0, US_SPLIT_TEST = 1 } us_split;
+
+typedef struct us_input {
+  char *path;     /* resolved file or folder */
+  us_split split; /* "split": "train" | "test" pins every prompt of this input; else AUTO */
+  char *format;   /* "jsonl" | "csv" | "tsv" | "text" | "docs"; NULL: guess from the extension */
+} us_input;
+
+typedef struct us_header {
+  char *name;
+  char *value;
+} us_header;
+
+#define US_MAX_HIDDEN 4
+
+typedef struct us_config {
+  char *path; /* the config file as given */
+  char *dir;  /* its folder, absolute */
+  char *name;   /* required; [A-Za-z0-9_.-]+ */
+  char *output; /* folder; default "out/<name>" */
+
+  struct {
+    us_task_type type;   /* "classify" (default) | "generate" */
+    char **labels;       /* required for classify: >= 2 distinct non-empty labels */
+    int n_labels;
+    char *instructions;  /* system message; default a short instruction naming the task */
+    char *template;      /* user message; must contain {text}; {labels} is the comma list */
+  } task;
+
+  struct {
+    us_input *inputs;    /* required, >= 1; a string is a path, an object {path, split, format} */
+    int n_inputs;
+    char *text_field;    /* default "text" */
+    char *label_field;   /* gold label field; NULL if none (default "label" is tried softly) */
+    char *id_field;      /* default "id" */
+    double test_fraction; /* default 0.2, in [0, 0.9] */
+    uint64_t seed;        /* default 1 */
+    int chunk_chars;      /* default 1500, in [200, 100000] */
+    bool repair_utf8;     /* default false: invalid UTF-8 is an error */
+    int questions_per_chunk;   /* generate from docs; default 3 */
+    char *question_template;   /* generate from docs: {chunk}, {n} */
+    char *answer_template;     /* generate from docs: {chunk}, {question} */
+  } data;
+
+  struct {
+    char *base_url;      /* default "https://api.openai.com/v1"; no trailing slash */
+    char *model;         /* required */
+    char *api_key_env;   /* default "OPENAI_API_KEY" */
+    us_header *headers;  /* extra headers */
+    int n_headers;
+    int concurrency;     /* default 8, [1, 1024] */
+    double requests_per_minute; /* default 0 = unlimited */
+    double tokens_per_minute;   /* default 0 = unlimited */
+    double timeout_s;    /* default 60, (0, 3600] */
+    int max_retries;     /* default 6, [0, 100] */
+    double temperature;  /* default 0, [0, 2] */
+    int max_tokens;      /* default 16 for classify, 512 for generate */
+    bool has_seed;
+    int64_t seed;        /* sent only if has_seed */
+    bool logprobs;       /* default false */
+    int top_logprobs;    /* default 5, [0, 20] */
+    double budget_usd;   /* default 10, >= 0 */
+    double price_input_per_mtok;  /* teacher.price.input_per_mtok, default 0 */
+    double price_output_per_mtok; /* teacher.price.output_per_mtok, default 0 */
+    double params_b;     /* teacher size in billions of parameters; default 0 = unknown */
+  } teacher;
+
+  struct {
+    /* classifier */
+    int dim;             /* default 100 */
+    int word_ngrams;     /* default 2 */
+    int minn, maxn;      /* default 3, 5; maxn 0 disables char n-grams */
+    int buckets;         /* default 2000000 */
+    int hidden[US_MAX_HIDDEN]; /* hidden layer sizes; default none */
+    int n_hidden;
+    double dropout;      /* default 0 */
+    int epochs;          /* default 25 */
+    double lr;           /* default 0.5 (classifier) */
+    double kd_temperature; /* default 1 */
+    double label_smoothing; /* default 0 */
+    double validation_fraction; /* default 0.1 of train, for early stopping */
+    int patience;        /* default 3 epochs */
+    int threads;         /* default 2 */
+    uint64_t seed;       /* default 1 */
+    bool quantize;       /* default false: int8 embedding table */
+    /* language model (task generate) */
+    char *preset;        /* "nano" | "micro" | "mini" | NULL (explicit sizes) */
+    int layers, lm_dim, heads, context, vocab_size;
+    int steps, batch_size, warmup_steps, checkpoint_every;
+    double lm_lr, weight_decay, grad_clip;
+  } student;
+
+  struct {
+    double cpu_usd_per_hour;   /* default 0.05 */
+    double requests_per_month; /* default 1e6 */
+  } cost;
+
+  struct {
+    double target_agreement; /* default 0.95, (0, 1] */
+  } quality;
+} us_config;
+
+/* Fills every field with its default (strings NULL where there is no default string). */
+void us_config_defaults(us_config *c);
+
+/* Loads and checks path, applying overrides ("key.path=value"; the value is JSON if it parses
+ * as JSON, else a string) before checking. On error, err names the file, the key path, what was
+ * expected and what was found (with "did you mean" for unknown keys), and c is left freed. */
+us_status us_config_load(const char *path, const char *const *overrides, int n_overrides,
+                         us_config *c, us_err *err);
+void us_config_free(us_config *c);
+
+/* The system and user messages for one prompt text (task.instructions and task.template with
+ * {text} and {labels} filled in). Caller frees both. */
+us_status us_config_render(const us_config *c, const char *text, char **system, char **user,
+                           us_err *err);
+
+/* Index of label in task.labels, or -1. */
+int us_config_label_index(const us_config *c, const char *label);
+
+#endif

@@ -1,0 +1,34 @@
+/* SHA-256 through libcrypto's EVP interface, and FNV-1a. */
+#include "core/hash.h"
+
+#include <openssl/evp.h>
+
+void us_sha256(const void *data, size_t len, unsigned char out[32]) {
+  unsigned int n = 32;
+  EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+void us_sha256_hex(const void *data, size_t len, char hex[US_SHA256_HEX_LEN + 1]) {
+  static const char digits[] = "0123456789abcdef";
+  unsigned char d[32];
+  us_sha256(data, len, d);
+  for (int i = 0; i < 32; i++) {
+    hex[2 * i] = digits[d[i] >> 4];
+    hex[2 * i + 1] = digits[d[i] & 15];
+  }
+  hex[64] = '\0';
+}
+
+uint64_t us_hash64(const void *data, size_t len, uint64_t seed) {
+  const unsigned char *p = data;
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int i = 0; i < 8; i++) {
+    h ^= (seed >> (8 * i)) & 0xff;
+    h *= 0x100000001b3ull;
+  }
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}

@@ -1,0 +1,37 @@
+/* Prompt building: reads data.inputs (JSONL, CSV/TSV through libcsv, plain text, folders of
+ * .md/.txt documents chunked at heading and paragraph boundaries), drops exact duplicates after
+ * whitespace/case normalisation, assigns each prompt a stable split from a hash of its
+ * normalised text and data.seed, and stores them in the workspace. */
+#ifndef US_DISTILL_PROMPTS_H
+#define US_DISTILL_PROMPTS_H
+
+#include <stdint.h>
+
+#include "cache/cache.h"
+#include "core/config.h"
+
+typedef struct us_prompts_stats {
+  int64_t read;        /* records read from all inputs */
+  int64_t added;       /* new prompts stored */
+  int64_t existing;    /* already in the workspace from an earlier run */
+  int64_t duplicates;  /* dropped as duplicates of another record in this run */
+  int64_t empty;       /* records with empty text, skipped */
+  int64_t repaired;    /* records whose invalid UTF-8 was repaired (data.repair_utf8) */
+  int64_t train, test; /* split of all prompts now in the workspace */
+} us_prompts_stats;
+
+/* Loads every input of c into cache. Idempotent: a rerun adds only new prompts. Errors name the
+ * file and line (invalid UTF-8, a missing text field, a malformed JSON line, an unreadable
+ * file). */
+us_status us_prompts_build(const us_config *c, us_cache *cache, us_prompts_stats *stats,
+                           us_err *err);
+
+/* Lower-cases ASCII, folds runs of Unicode/ASCII white space to one space, trims. Caller frees. */
+char *us_prompt_normalize(const char *text);
+/* SHA-256 hex of the normalised text. */
+void us_prompt_hash(const char *normalized, char hash[65]);
+/* US_SPLIT_TEST or US_SPLIT_TRAIN from a hash of the normalised text and seed; adding prompts
+ * never moves an existing one. */
+int us_prompt_split(const char *normalized, uint64_t seed, double test_fraction);
+
+#endif

@@ -1,0 +1,25 @@
+/* Teacher requests: the Chat Completions body for a prompt, its canonical form (keys sorted,
+ * no insignificant white space) and the cache key (SHA-256 of the canonical form). The key
+ * covers the model, messages and every parameter that can change the answer; never the API
+ * key or headers. */
+#ifndef US_DISTILL_REQUEST_H
+#define US_DISTILL_REQUEST_H
+
+#include "core/config.h"
+
+/* Canonical JSON of any JSON text: object keys sorted by byte order at every depth, numbers and
+ * strings re-serialised by cJSON, no white space. Caller frees *out. */
+us_status us_json_canonical(const char *json, char **out, us_err *err);
+
+/* Body to send for one prompt text, already canonical, and its key. Caller frees *body. */
+us_status us_request_build(const us_config *c, const char *text, char **body, char key[65],
+                           us_err *err);
+/* Same, from explicit system/user messages (generation from documents). */
+us_status us_request_build_messages(const us_config *c, const char *system, const char *user,
+                                    char **body, char key[65], us_err *err);
+/* Key and canonical body for a messages array (JSON) with the config's model and parameters:
+ * how imported logs are keyed. Signature matches us_request_key_fn. user is a us_config*. */
+us_status us_request_key_for_messages(void *user, const char *messages_json, char **body,
+                                      char key[65], us_err *err);
+
+#endif

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages understudy needs, if any are missing. As root it runs
+# apt-get itself; otherwise it prints the exact command to run.
+# Usage: scripts/deps.sh [build|test|bench]   (test adds chromium; bench adds fasttext, torch)
+set -euo pipefail
+what=${1:-build}
+pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libcjson-dev libsqlite3-dev sqlite3
+      libopenblas-dev libssl-dev libcsv-dev libmicrohttpd-dev libcmocka-dev curl python3)
+case "$what" in
+  build) ;;
+  test) pkgs+=(chromium) ;;
+  bench) pkgs+=(fasttext python3-torch time linux-perf) ;;
+  *) echo "usage: scripts/deps.sh [build|test|bench]" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "understudy: these Debian packages are missing: ${missing[*]}" >&2
+  echo "run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "understudy: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

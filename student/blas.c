@@ -1,0 +1,82 @@
+/* OpenBLAS wrappers (row-major) and their naive references. The only file that includes
+ * <cblas.h>, so a different BLAS, or a checked build, is one file away. */
+#include "student/blas.h"
+
+#include <cblas.h>
+
+static CBLAS_TRANSPOSE to_trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+void us_blas_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                   int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  cblas_sgemm(CblasRowMajor, to_trans(trans_a), to_trans(trans_b), m, n, k, alpha, a, lda, b, ldb,
+              beta, c, ldc);
+}
+
+void us_blas_sgemv(bool trans, int m, int n, float alpha, const float *a, int lda, const float *x,
+                   float beta, float *y) {
+  cblas_sgemv(CblasRowMajor, to_trans(trans), m, n, alpha, a, lda, x, 1, beta, y, 1);
+}
+
+void us_blas_saxpy(int n, float alpha, const float *x, float *y) {
+  cblas_saxpy(n, alpha, x, 1, y, 1);
+}
+
+float us_blas_sdot(int n, const float *x, const float *y) { return cblas_sdot(n, x, 1, y, 1); }
+
+void us_blas_sscal(int n, float alpha, float *x) { cblas_sscal(n, alpha, x, 1); }
+
+void us_blas_sger(int m, int n, float alpha, const float *x, const float *y, float *a, int lda) {
+  cblas_sger(CblasRowMajor, m, n, alpha, x, 1, y, 1, a, lda);
+}
+
+void us_blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+/* ---- naive references ---- */
+
+void us_blas_ref_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc) {
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double sum = 0;
+      for (int p = 0; p < k; p++) {
+        float av = trans_a ? a[(long)p * lda + i] : a[(long)i * lda + p];
+        float bv = trans_b ? b[(long)j * ldb + p] : b[(long)p * ldb + j];
+        sum += (double)av * bv;
+      }
+      float *cij = &c[(long)i * ldc + j];
+      /* beta == 0 must ignore C's old contents (it may be uninitialised), as BLAS does */
+      *cij = (float)(alpha * sum + (beta == 0.0f ? 0.0 : (double)beta * *cij));
+    }
+}
+
+void us_blas_ref_sgemv(bool trans, int m, int n, float alpha, const float *a, int lda,
+                       const float *x, float beta, float *y) {
+  int rows = trans ? n : m, inner = trans ? m : n;
+  for (int i = 0; i < rows; i++) {
+    double sum = 0;
+    for (int p = 0; p < inner; p++)
+      sum += (double)(trans ? a[(long)p * lda + i] : a[(long)i * lda + p]) * x[p];
+    y[i] = (float)(alpha * sum + (beta == 0.0f ? 0.0 : (double)beta * y[i]));
+  }
+}
+
+void us_blas_ref_saxpy(int n, float alpha, const float *x, float *y) {
+  for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+float us_blas_ref_sdot(int n, const float *x, const float *y) {
+  double sum = 0;
+  for (int i = 0; i < n; i++) sum += (double)x[i] * y[i];
+  return (float)sum;
+}
+
+void us_blas_ref_sscal(int n, float alpha, float *x) {
+  for (int i = 0; i < n; i++) x[i] *= alpha;
+}
+
+void us_blas_ref_sger(int m, int n, float alpha, const float *x, const float *y, float *a,
+                      int lda) {
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) a[(long)i * lda + j] += alpha * x[i] * y[j];
+}

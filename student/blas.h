@@ -1,0 +1,42 @@
+/* Every dense linear-algebra call of the students goes through this file (OpenBLAS), with a
+ * naive reference implementation of each next to it so the tests can check the wrappers.
+ * Owner: classifier engineer (shared with the language model). All matrices are row-major
+ * float32; "trans" flags follow BLAS (false: use as stored, true: use the transpose). */
+#ifndef US_STUDENT_BLAS_H
+#define US_STUDENT_BLAS_H
+
+#include <stdbool.h>
+
+/* C (m x n) = alpha * op(A) (m x k) * op(B) (k x n) + beta * C.
+ * lda/ldb/ldc are row strides of A, B, C as stored (row-major). */
+void us_blas_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                   int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* y (len m, or n if trans) = alpha * op(A) x + beta * y, with A stored m x n (row stride lda). */
+void us_blas_sgemv(bool trans, int m, int n, float alpha, const float *a, int lda, const float *x,
+                   float beta, float *y);
+/* y += alpha * x (length n). */
+void us_blas_saxpy(int n, float alpha, const float *x, float *y);
+/* Returns sum x[i] * y[i] (length n). */
+float us_blas_sdot(int n, const float *x, const float *y);
+/* x *= alpha (length n). */
+void us_blas_sscal(int n, float alpha, float *x);
+/* A (m x n, row stride lda) += alpha * x (m) y^T (n): the rank-1 update of a backward pass. */
+void us_blas_sger(int m, int n, float alpha, const float *x, const float *y, float *a, int lda);
+
+/* OpenBLAS's own thread pool size. Callers that parallelise themselves (Hogwild training, one
+ * prediction per thread) set 1 so the two thread pools do not fight over the cores. */
+void us_blas_set_threads(int n);
+
+/* Naive references with the same contracts, for tests (and as the specification). */
+void us_blas_ref_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc);
+void us_blas_ref_sgemv(bool trans, int m, int n, float alpha, const float *a, int lda,
+                       const float *x, float beta, float *y);
+void us_blas_ref_saxpy(int n, float alpha, const float *x, float *y);
+float us_blas_ref_sdot(int n, const float *x, const float *y);
+void us_blas_ref_sscal(int n, float alpha, float *x);
+void us_blas_ref_sger(int m, int n, float alpha, const float *x, const float *y, float *a,
+                      int lda);
+
+#endif

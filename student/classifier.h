@@ -1,0 +1,104 @@
+/* The classifier student: fastText-style hashed word and character n-grams, an embedding bag
+ * (mean), optional ReLU hidden layers with dropout, softmax over the labels; trained on hard
+ * labels or on a teacher's soft distribution. Owner: classifier engineer.
+ *
+ * Ownership: us_classifier_train / us_classifier_load return a handle the caller frees with
+ * us_classifier_free (NULL is a no-op). Label strings returned by us_classifier_label point into
+ * the model and stay valid until it is freed. A trained or loaded model is read-only:
+ * us_classifier_predict may be called from many threads at once on one model. */
+#ifndef US_STUDENT_CLASSIFIER_H
+#define US_STUDENT_CLASSIFIER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+#define US_CLASSIFIER_MAX_HIDDEN 4
+
+typedef struct us_classifier us_classifier;
+
+typedef struct us_classifier_params {
+  int dim;         /* embedding size */
+  int word_ngrams; /* word n-grams 1..word_ngrams (1: unigrams only) */
+  int minn, maxn;  /* character n-grams of "<word>", minn..maxn; maxn 0 disables them */
+  int buckets;     /* hash space for n-grams (rows are only stored for n-grams seen in training) */
+  int hidden[US_CLASSIFIER_MAX_HIDDEN]; /* ReLU hidden layer sizes */
+  int n_hidden;                         /* 0: embedding bag straight to softmax */
+  double dropout;                       /* on the input of every dense layer, training only */
+  int epochs;                           /* maximum passes over the train set */
+  double lr;                            /* initial learning rate */
+  double kd_temperature;                /* applied to the teacher's soft distribution */
+  double label_smoothing;               /* 0..1 */
+  int patience;                         /* epochs without validation gain before stopping */
+  int threads;                          /* training threads (Hogwild); 1 is reproducible */
+  uint64_t seed;
+  bool quantize; /* save the embedding table as int8 with a per-row scale */
+} us_classifier_params;
+
+/* The student's defaults (chosen by measurement on banking77; see docs/student.md). */
+void us_classifier_params_defaults(us_classifier_params *p);
+
+/* One training example: text, the hard label (index into labels; used when soft is NULL) and an
+ * optional soft target, n_labels probabilities (the teacher's distribution). */
+typedef struct us_example {
+  const char *text;
+  int label;
+  const float *soft;
+} us_example;
+
+typedef struct us_epoch_info {
+  int epoch; /* 1-based */
+  double train_loss, valid_loss, valid_acc, lr, seconds;
+} us_epoch_info;
+
+typedef void (*us_epoch_fn)(void *user, const us_epoch_info *e);
+
+/* Trains a classifier over labels[0..n_labels). valid (may be empty) drives early stopping and
+ * the returned model holds the weights of the best validation epoch (by accuracy, then loss);
+ * never pass the test split. on_epoch (may be NULL) is called after every epoch, from the
+ * calling thread. Fails with US_ERR_INPUT on a bad label or empty train set, US_ERR_CONFIG on
+ * bad params. */
+us_status us_classifier_train(const us_classifier_params *p, char *const *labels, int n_labels,
+                              const us_example *train, size_t n_train, const us_example *valid,
+                              size_t n_valid, us_epoch_fn on_epoch, void *user,
+                              us_classifier **out, us_err *err);
+
+/* Model file (format in student/classifier_file.c's header comment, summarised there byte by
+ * byte). Saving writes atomically; p->quantize (as trained) selects int8 storage unless
+ * overridden by us_classifier_set_quantize. Loading checks magic, version, every size and the
+ * SHA-256 checksum; a truncated or corrupt file fails with US_ERR_FORMAT naming the path. */
+us_status us_classifier_save(const us_classifier *m, const char *path, us_err *err);
+us_status us_classifier_load(const char *path, us_classifier **out, us_err *err);
+/* Reads a model from memory (what us_classifier_load does after reading the file); name is
+ * used in error messages. */
+us_status us_classifier_load_buffer(const void *data, size_t len, const char *name,
+                                    us_classifier **out, us_err *err);
+void us_classifier_free(us_classifier *m);
+
+/* Quantises the embedding table in place (int8, per-row scale) so predictions use the same
+ * weights a quantised file holds; later saves write the quantised form. */
+void us_classifier_quantize(us_classifier *m);
+
+int us_classifier_n_labels(const us_classifier *m);
+/* Label i (0 <= i < n_labels), or NULL when out of range. */
+const char *us_classifier_label(const us_classifier *m, int i);
+const us_classifier_params *us_classifier_get_params(const us_classifier *m);
+/* Number of stored weights (embedding rows kept times dim, plus the dense layers). */
+int64_t us_classifier_param_count(const us_classifier *m);
+
+/* Per-thread scratch memory for prediction, so a server predicts without allocating. */
+typedef struct us_classifier_scratch us_classifier_scratch;
+us_classifier_scratch *us_classifier_scratch_new(const us_classifier *m);
+void us_classifier_scratch_free(us_classifier_scratch *s);
+
+/* Writes n_labels probabilities for text into probs. Thread-safe; allocates its scratch per
+ * call (use us_classifier_predict_with to avoid that). */
+us_status us_classifier_predict(const us_classifier *m, const char *text, float *probs,
+                                us_err *err);
+/* Same, with scratch from us_classifier_scratch_new(m), one per thread. */
+us_status us_classifier_predict_with(const us_classifier *m, us_classifier_scratch *s,
+                                     const char *text, float *probs, us_err *err);
+
+#endif

@@ -11,7 +11,35 @@
 
 #include "core/status.h"
 
-/* The classifier API (us_model_load / us_model_classify / us_model_free) and the language
- * model API are declared in the sections below as the students land. */
+/* ---- Classifier students (task "classify"): owner classifier engineer ----
+ *
+ *   us_model *m; us_err err; us_prediction top[3]; int n;
+ *   if (us_model_load("out/student.bin", &m, &err) != US_OK) { puts(err.msg); return 1; }
+ *   us_model_classify(m, "my card was declined", 3, top, &n, &err);
+ *   printf("%s %.3f\n", top[0].label, top[0].prob);
+ *   us_model_free(m);
+ */
+typedef struct us_model us_model;
+
+typedef struct us_prediction {
+  const char *label; /* points into the model; valid until us_model_free */
+  float prob;
+} us_prediction;
+
+/* Loads a classifier model file (checksummed; a truncated or corrupt file is refused with
+ * US_ERR_FORMAT and a message naming it). The model is read-only afterwards:
+ * us_model_classify may run on it from several threads at once. */
+us_status us_model_load(const char *path, us_model **out, us_err *err);
+/* Writes the top_k most probable labels of text into out[0..*n_out), most probable first;
+ * *n_out = min(top_k, number of labels). top_k must be >= 1. */
+us_status us_model_classify(const us_model *m, const char *text, int top_k, us_prediction *out,
+                            int *n_out, us_err *err);
+int us_model_n_labels(const us_model *m);
+/* Label i, or NULL when i is out of range. */
+const char *us_model_label(const us_model *m, int i);
+void us_model_free(us_model *m);
+
+/* ---- Language-model students (task "generate"): owner LM engineer ----
+ * (generation functions are declared in this section) */
 
 #endif

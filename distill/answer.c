@@ -1,0 +1,292 @@
+/* Reading the teacher's answers: Chat Completions response bodies, label mapping, soft targets
+ * from logprobs, and the retry timing helpers (Retry-After, full-jitter backoff). Pure
+ * functions with no I/O, so the unit tests can pin them down. */
+#define _XOPEN_SOURCE 700 /* strptime */
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "distill/teacher.h"
+
+#include "core/buf.h"
+
+/* ---- label mapping --------------------------------------------------------------------- */
+
+/* Lower-cased ASCII with white space and ASCII punctuation removed; other bytes (UTF-8) kept.
+ * out holds at least strlen(s) + 1 bytes. */
+static void squash(const char *s, char *out) {
+  size_t n = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p < 0x80 && (isspace(*p) || ispunct(*p) || iscntrl(*p))) continue;
+    out[n++] = (char)(*p < 0x80 ? tolower(*p) : *p);
+  }
+  out[n] = '\0';
+}
+
+/* Word sequence of s: lower-cased runs of ASCII letters/digits and non-ASCII bytes, each word
+ * NUL-terminated in buf (strlen(s) + 1 bytes) and pointed to from words (strlen(s)/2 + 1). */
+static int words_of(const char *s, char *buf, char **words) {
+  int n = 0;
+  size_t k = 0;
+  bool in = false;
+  for (const unsigned char *p = (const unsigned char *)s;; p++) {
+    bool w = *p && (*p >= 0x80 || isalnum(*p));
+    if (w) {
+      if (!in) words[n++] = buf + k;
+      buf[k++] = (char)(*p < 0x80 ? tolower(*p) : *p);
+      in = true;
+    } else if (in) {
+      buf[k++] = '\0';
+      in = false;
+    }
+    if (!*p) break;
+  }
+  return n;
+}
+
+/* True when needle (nn words) occurs as a contiguous run of hay (nh words). */
+static bool words_contain(char **hay, int nh, char **needle, int nn) {
+  if (nn == 0 || nn > nh) return false;
+  for (int i = 0; i + nn <= nh; i++) {
+    int j = 0;
+    while (j < nn && strcmp(hay[i + j], needle[j]) == 0) j++;
+    if (j == nn) return true;
+  }
+  return false;
+}
+
+typedef struct word_seq {
+  char *buf;
+  char **words;
+  int n;
+} word_seq;
+
+static bool word_seq_make(const char *s, word_seq *w) {
+  size_t len = strlen(s);
+  w->buf = malloc(len + 1);
+  w->words = malloc((len / 2 + 1) * sizeof *w->words);
+  if (!w->buf || !w->words) return false;
+  w->n = words_of(s, w->buf, w->words);
+  return true;
+}
+
+static void word_seq_free(word_seq *w) {
+  free(w->buf);
+  free(w->words);
+}
+
+/* Third rule: the labels whose words occur in the answer; a label whose words are themselves
+ * contained in another matching label's words ("card" inside "card arrival") yields to it.
+ * Returns the one survivor, or -1 if none or several. */
+static int map_contained(const char *answer, char *const *labels, int n_labels) {
+  int result = -1;
+  word_seq a = {0}, *ls = calloc((size_t)n_labels, sizeof *ls);
+  bool *hit = calloc((size_t)n_labels, sizeof *hit);
+  if (!ls || !hit || !word_seq_make(answer, &a)) goto done;
+  for (int i = 0; i < n_labels; i++) {
+    if (!word_seq_make(labels[i], &ls[i])) goto done;
+    hit[i] = words_contain(a.words, a.n, ls[i].words, ls[i].n);
+  }
+  int survivors = 0, last = -1;
+  for (int i = 0; i < n_labels; i++) {
+    if (!hit[i]) continue;
+    bool inside_other = false;
+    for (int j = 0; j < n_labels && !inside_other; j++)
+      inside_other = j != i && hit[j] && ls[j].n > ls[i].n &&
+                     words_contain(ls[j].words, ls[j].n, ls[i].words, ls[i].n);
+    if (!inside_other) survivors++, last = i;
+  }
+  if (survivors == 1) result = last;
+done:
+  word_seq_free(&a);
+  if (ls)
+    for (int i = 0; i < n_labels; i++) word_seq_free(&ls[i]);
+  free(ls);
+  free(hit);
+  return result;
+}
+
+int us_answer_map_label(const char *answer, char *const *labels, int n_labels) {
+  if (!answer || !labels || n_labels <= 0) return -1;
+  for (int i = 0; i < n_labels; i++)
+    if (strcmp(answer, labels[i]) == 0) return i;
+
+  size_t alen = strlen(answer);
+  char *sa = malloc(alen + 1);
+  if (!sa) return -1;
+  squash(answer, sa);
+  int found = -1, count = 0;
+  for (int i = 0; i < n_labels && sa[0]; i++) {
+    char *sl = malloc(strlen(labels[i]) + 1);
+    if (!sl) break;
+    squash(labels[i], sl);
+    if (sl[0] && strcmp(sa, sl) == 0) found = i, count++;
+    free(sl);
+  }
+  free(sa);
+  if (count == 1) return found;
+  if (count > 1) return -1; /* two labels that differ only in case or punctuation */
+  return map_contained(answer, labels, n_labels);
+}
+
+/* ---- response bodies ------------------------------------------------------------------- */
+
+/* Which label a logprob alternative's token stands for. The rule: the token with surrounding
+ * white space trimmed either equals a label exactly, or is a non-empty case-insensitive prefix
+ * of exactly one label (tokenisers often split "negative" into "neg" + "ative", so the first
+ * token is all the alternatives show). Anything else stands for no label and is dropped. */
+static int token_label(const char *token, char *const *labels, int n_labels) {
+  while (*token && isspace((unsigned char)*token)) token++;
+  size_t n = strlen(token);
+  while (n && isspace((unsigned char)token[n - 1])) n--;
+  if (n == 0) return -1;
+  for (int i = 0; i < n_labels; i++)
+    if (strlen(labels[i]) == n && memcmp(labels[i], token, n) == 0) return i;
+  int found = -1, count = 0;
+  for (int i = 0; i < n_labels; i++)
+    if (strlen(labels[i]) >= n && strncasecmp(labels[i], token, n) == 0) found = i, count++;
+  return count == 1 ? found : -1;
+}
+
+/* Distribution over labels from choices[0].logprobs.content[0].top_logprobs: each alternative's
+ * probability exp(logprob) goes to the label its token stands for (summed when several tokens
+ * stand for one label), then the masses are normalised to sum to 1. False if no alternative
+ * stands for any label. */
+static bool soft_from_logprobs(const cJSON *choice, char *const *labels, int n_labels,
+                               float *soft) {
+  const cJSON *lp = cJSON_GetObjectItemCaseSensitive(choice, "logprobs");
+  const cJSON *content = cJSON_GetObjectItemCaseSensitive(lp, "content");
+  const cJSON *top = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(content, 0),
+                                                      "top_logprobs");
+  if (!cJSON_IsArray(top)) return false;
+  double *mass = calloc((size_t)n_labels, sizeof *mass);
+  if (!mass) return false;
+  double total = 0;
+  const cJSON *alt;
+  cJSON_ArrayForEach(alt, top) {
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(alt, "token");
+    const cJSON *lpv = cJSON_GetObjectItemCaseSensitive(alt, "logprob");
+    if (!cJSON_IsString(tok) || !cJSON_IsNumber(lpv)) continue;
+    int k = token_label(tok->valuestring, labels, n_labels);
+    if (k < 0 || !isfinite(lpv->valuedouble) || lpv->valuedouble > 0) continue;
+    double p = exp(lpv->valuedouble);
+    mass[k] += p;
+    total += p;
+  }
+  bool ok = total > 0;
+  for (int i = 0; ok && i < n_labels; i++) soft[i] = (float)(mass[i] / total);
+  free(mass);
+  return ok;
+}
+
+static int usage_tokens(const cJSON *usage, const char *name) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(usage, name);
+  if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e9) return -1;
+  return (int)v->valuedouble;
+}
+
+us_status us_response_parse(const char *body, char *const *labels, int n_labels, char **content,
+                            int *prompt_tokens, int *completion_tokens, float *soft,
+                            bool *has_soft, us_err *err) {
+  *content = NULL;
+  *prompt_tokens = *completion_tokens = -1;
+  if (has_soft) *has_soft = false;
+  if (!body) return us_err_set(err, US_ERR_TEACHER, "empty response body");
+  size_t len = strlen(body);
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+  if (!root)
+    return us_err_set(err, US_ERR_TEACHER,
+                      "response is not valid JSON (malformed or truncated at byte %zu of %zu)",
+                      end ? (size_t)(end - body) : (size_t)0, len);
+  us_status st = US_OK;
+  const cJSON *choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
+  const cJSON *choice = cJSON_GetArrayItem(choices, 0);
+  const cJSON *msg = cJSON_GetObjectItemCaseSensitive(choice, "message");
+  const cJSON *text = cJSON_GetObjectItemCaseSensitive(msg, "content");
+  if (!cJSON_IsObject(root) || !cJSON_IsArray(choices) || !cJSON_IsString(text)) {
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+    const cJSON *em = cJSON_GetObjectItemCaseSensitive(e, "message");
+    if (cJSON_IsString(em))
+      st = us_err_set(err, US_ERR_TEACHER, "response carries an error: %.300s", em->valuestring);
+    else
+      st = us_err_set(err, US_ERR_TEACHER, "response has no %s",
+                      !cJSON_IsArray(choices) || !choice ? "\"choices\" array"
+                                                         : "choices[0].message.content string");
+    goto done;
+  }
+  *content = us_strdup(text->valuestring);
+  if (!*content) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory copying the response content");
+    goto done;
+  }
+  const cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
+  *prompt_tokens = usage_tokens(usage, "prompt_tokens");
+  *completion_tokens = usage_tokens(usage, "completion_tokens");
+  if (soft && has_soft && labels && n_labels > 0)
+    *has_soft = soft_from_logprobs(choice, labels, n_labels, soft);
+done:
+  cJSON_Delete(root);
+  return st;
+}
+
+/* ---- retry timing ---------------------------------------------------------------------- */
+
+/* A non-negative decimal number filling all of s (surrounding blanks allowed); -1 otherwise. */
+static double plain_number(const char *s) {
+  while (*s == ' ' || *s == '\t') s++;
+  if (!isdigit((unsigned char)*s)) return -1;
+  char *end;
+  double v = strtod(s, &end);
+  while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n') end++;
+  if (*end || !isfinite(v) || v < 0) return -1;
+  return v;
+}
+
+/* An HTTP date in any of the three forms RFC 9110 accepts, as epoch seconds; -1 otherwise. */
+static double http_date(const char *s) {
+  static const char *const formats[] = {
+      "%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+      "%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850:     Sunday, 06-Nov-94 08:49:37 GMT */
+      "%a %b %e %H:%M:%S %Y",      /* asctime:     Sun Nov  6 08:49:37 1994 */
+  };
+  while (*s == ' ' || *s == '\t') s++;
+  for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(s, formats[i], &tm);
+    if (!end) continue;
+    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n') end++;
+    if (*end) continue;
+    return (double)timegm(&tm);
+  }
+  return -1;
+}
+
+double us_retry_after_parse(const char *retry_after, const char *retry_after_ms,
+                            double now_epoch) {
+  if (retry_after_ms && *retry_after_ms) {
+    double ms = plain_number(retry_after_ms);
+    if (ms >= 0) return ms / 1000.0;
+  }
+  if (!retry_after || !*retry_after) return -1;
+  double s = plain_number(retry_after);
+  if (s >= 0) return s;
+  double when = http_date(retry_after);
+  if (when < 0) return -1;
+  return when > now_epoch ? when - now_epoch : 0;
+}
+
+double us_backoff_delay(int attempt, double base_s, double cap_s, double u) {
+  if (attempt < 0) attempt = 0;
+  if (!(u >= 0)) u = 0;
+  if (u >= 1) u = nextafter(1.0, 0.0);
+  if (!(base_s > 0) || !(cap_s > 0)) return 0;
+  double ceiling = attempt >= 60 ? cap_s : ldexp(base_s, attempt);
+  if (ceiling > cap_s) ceiling = cap_s;
+  return u * ceiling;
+}

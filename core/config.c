@@ -1,0 +1,1136 @@
+/* The project configuration (core/config.h): one table lists every key with its type, range and
+ * place in us_config, and drives checking, "did you mean" suggestions and error key paths. */
+#include "core/config.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/buf.h"
+
+#define CONFIG_MAX_BYTES (16u << 20)
+#define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1: larger integers lose precision */
+#define NO_MAX 1e300
+#define KEY_PATH_MAX 512 /* longest key path in a message, "data.inputs[3].format" and the like */
+
+static const char *const DEFAULT_CLASSIFY_INSTRUCTIONS =
+    "You are a careful classifier. Reply with exactly one label from the list.";
+static const char *const DEFAULT_CLASSIFY_TEMPLATE =
+    "Classify this message into one of: {labels}.\nAnswer with the label only.\n\nMessage:\n{text}";
+static const char *const DEFAULT_GENERATE_INSTRUCTIONS = "Answer concisely.";
+static const char *const DEFAULT_GENERATE_TEMPLATE = "{text}";
+static const char *const DEFAULT_QUESTION_TEMPLATE =
+    "Here is a passage from a document:\n\n{chunk}\n\nWrite {n} different questions that the "
+    "passage answers. Put each question on its own line, without numbering.";
+static const char *const DEFAULT_ANSWER_TEMPLATE =
+    "Answer the question using only the passage below.\n\nPassage:\n{chunk}\n\nQuestion: "
+    "{question}";
+
+/* ---- the key table ---------------------------------------------------------------------------- */
+
+typedef enum {
+  K_SECTION,   /* an object holding more keys */
+  K_STRING,    /* char * */
+  K_NAME,      /* char *, [A-Za-z0-9_.-]+ */
+  K_ENV_NAME,  /* char *, an environment variable name */
+  K_URL,       /* char *, http:// or https:// */
+  K_PATH,      /* char *, resolved against the config folder */
+  K_PRESET,    /* char *, "nano" | "micro" | "mini" */
+  K_TASK_TYPE, /* us_task_type */
+  K_INT,       /* int */
+  K_DOUBLE,    /* double */
+  K_BOOL,      /* bool */
+  K_U64,       /* uint64_t */
+  K_SEED,      /* teacher.seed: int64_t plus has_seed */
+  K_LABELS,    /* task.labels */
+  K_INPUTS,    /* data.inputs */
+  K_HEADERS,   /* teacher.headers */
+  K_HIDDEN     /* student.hidden */
+} key_kind;
+
+enum {
+  F_REQUIRED = 1, /* must be present */
+  F_NULLABLE = 2, /* null means "none" (or the default) */
+  F_MIN_OPEN = 4, /* the minimum itself is excluded */
+  F_NONEMPTY = 8  /* strings: "" refused */
+};
+
+typedef struct key_spec {
+  const char *path;
+  key_kind kind;
+  size_t offset; /* into us_config */
+  double min, max;
+  unsigned flags;
+} key_spec;
+
+#define SECTION(p) {p, K_SECTION, 0, 0, 0, 0}
+#define KEY(p, kind, member, lo, hi, fl) {p, kind, offsetof(us_config, member), lo, hi, fl}
+
+static const key_spec KEYS[] = {
+    KEY("name", K_NAME, name, 0, 0, F_REQUIRED),
+    KEY("output", K_PATH, output, 0, 0, F_NULLABLE | F_NONEMPTY),
+    SECTION("task"),
+    KEY("task.type", K_TASK_TYPE, task.type, 0, 0, 0),
+    KEY("task.labels", K_LABELS, task.labels, 0, 0, 0),
+    KEY("task.instructions", K_STRING, task.instructions, 0, 0, 0),
+    KEY("task.template", K_STRING, task.template, 0, 0, F_NONEMPTY),
+    SECTION("data"),
+    KEY("data.inputs", K_INPUTS, data.inputs, 0, 0, F_REQUIRED),
+    KEY("data.text_field", K_STRING, data.text_field, 0, 0, F_NONEMPTY),
+    KEY("data.label_field", K_STRING, data.label_field, 0, 0, F_NULLABLE | F_NONEMPTY),
+    KEY("data.id_field", K_STRING, data.id_field, 0, 0, F_NULLABLE | F_NONEMPTY),
+    KEY("data.test_fraction", K_DOUBLE, data.test_fraction, 0, 0.9, 0),
+    KEY("data.seed", K_U64, data.seed, 0, JSON_MAX_SAFE_INT, 0),
+    KEY("data.chunk_chars", K_INT, data.chunk_chars, 200, 100000, 0),
+    KEY("data.repair_utf8", K_BOOL, data.repair_utf8, 0, 0, 0),
+    KEY("data.questions_per_chunk", K_INT, data.questions_per_chunk, 1, 20, 0),
+    KEY("data.question_template", K_STRING, data.question_template, 0, 0, F_NONEMPTY),
+    KEY("data.answer_template", K_STRING, data.answer_template, 0, 0, F_NONEMPTY),
+    SECTION("teacher"),
+    KEY("teacher.base_url", K_URL, teacher.base_url, 0, 0, 0),
+    KEY("teacher.model", K_STRING, teacher.model, 0, 0, F_REQUIRED | F_NONEMPTY),
+    KEY("teacher.api_key_env", K_ENV_NAME, teacher.api_key_env, 0, 0, 0),
+    KEY("teacher.headers", K_HEADERS, teacher.headers, 0, 0, 0),
+    KEY("teacher.concurrency", K_INT, teacher.concurrency, 1, 1024, 0),
+    KEY("teacher.requests_per_minute", K_DOUBLE, teacher.requests_per_minute, 0, 1e9, 0),
+    KEY("teacher.tokens_per_minute", K_DOUBLE, teacher.tokens_per_minute, 0, 1e12, 0),
+    KEY("teacher.timeout_s", K_DOUBLE, teacher.timeout_s, 0, 3600, F_MIN_OPEN),
+    KEY("teacher.max_retries", K_INT, teacher.max_retries, 0, 100, 0),
+    KEY("teacher.temperature", K_DOUBLE, teacher.temperature, 0, 2, 0),
+    KEY("teacher.max_tokens", K_INT, teacher.max_tokens, 1, 1000000, 0),
+    KEY("teacher.seed", K_SEED, teacher.seed, -JSON_MAX_SAFE_INT, JSON_MAX_SAFE_INT, F_NULLABLE),
+    KEY("teacher.logprobs", K_BOOL, teacher.logprobs, 0, 0, 0),
+    KEY("teacher.top_logprobs", K_INT, teacher.top_logprobs, 0, 20, 0),
+    KEY("teacher.budget_usd", K_DOUBLE, teacher.budget_usd, 0, NO_MAX, 0),
+    SECTION("teacher.price"),
+    KEY("teacher.price.input_per_mtok", K_DOUBLE, teacher.price_input_per_mtok, 0, 1e6, 0),
+    KEY("teacher.price.output_per_mtok", K_DOUBLE, teacher.price_output_per_mtok, 0, 1e6, 0),
+    KEY("teacher.params_b", K_DOUBLE, teacher.params_b, 0, 1e6, 0),
+    SECTION("student"),
+    KEY("student.dim", K_INT, student.dim, 1, 4096, 0),
+    KEY("student.word_ngrams", K_INT, student.word_ngrams, 1, 6, 0),
+    KEY("student.minn", K_INT, student.minn, 0, 20, 0),
+    KEY("student.maxn", K_INT, student.maxn, 0, 20, 0),
+    KEY("student.buckets", K_INT, student.buckets, 0, 100000000, 0),
+    KEY("student.hidden", K_HIDDEN, student.hidden, 1, 65536, 0),
+    KEY("student.dropout", K_DOUBLE, student.dropout, 0, 0.95, 0),
+    KEY("student.epochs", K_INT, student.epochs, 1, 10000, 0),
+    KEY("student.lr", K_DOUBLE, student.lr, 0, 100, F_MIN_OPEN),
+    KEY("student.kd_temperature", K_DOUBLE, student.kd_temperature, 0, 100, F_MIN_OPEN),
+    KEY("student.label_smoothing", K_DOUBLE, student.label_smoothing, 0, 0.5, 0),
+    KEY("student.validation_fraction", K_DOUBLE, student.validation_fraction, 0, 0.5, 0),
+    KEY("student.patience", K_INT, student.patience, 0, 1000, 0),
+    KEY("student.threads", K_INT, student.threads, 1, 256, 0),
+    KEY("student.seed", K_U64, student.seed, 0, JSON_MAX_SAFE_INT, 0),
+    KEY("student.quantize", K_BOOL, student.quantize, 0, 0, 0),
+    KEY("student.preset", K_PRESET, student.preset, 0, 0, F_NULLABLE),
+    KEY("student.layers", K_INT, student.layers, 1, 64, 0),
+    KEY("student.lm_dim", K_INT, student.lm_dim, 8, 8192, 0),
+    KEY("student.heads", K_INT, student.heads, 1, 128, 0),
+    KEY("student.context", K_INT, student.context, 8, 65536, 0),
+    KEY("student.vocab_size", K_INT, student.vocab_size, 256, 1048576, 0),
+    KEY("student.steps", K_INT, student.steps, 1, 1000000000, 0),
+    KEY("student.batch_size", K_INT, student.batch_size, 1, 65536, 0),
+    KEY("student.warmup_steps", K_INT, student.warmup_steps, 0, 1000000000, 0),
+    KEY("student.checkpoint_every", K_INT, student.checkpoint_every, 0, 1000000000, 0),
+    KEY("student.lm_lr", K_DOUBLE, student.lm_lr, 0, 1, F_MIN_OPEN),
+    KEY("student.weight_decay", K_DOUBLE, student.weight_decay, 0, 10, 0),
+    KEY("student.grad_clip", K_DOUBLE, student.grad_clip, 0, 1e6, 0),
+    SECTION("cost"),
+    KEY("cost.cpu_usd_per_hour", K_DOUBLE, cost.cpu_usd_per_hour, 0, 1e6, 0),
+    KEY("cost.requests_per_month", K_DOUBLE, cost.requests_per_month, 0, 1e15, 0),
+    SECTION("quality"),
+    KEY("quality.target_agreement", K_DOUBLE, quality.target_agreement, 0, 1, F_MIN_OPEN),
+};
+#define N_KEYS (sizeof KEYS / sizeof KEYS[0])
+
+/* The keys of one data.inputs object. */
+static const char *const INPUT_KEYS[] = {"path", "split", "format"};
+static const char *const INPUT_FORMATS[] = {"jsonl", "csv", "tsv", "text", "docs"};
+static const char *const PRESETS[] = {"nano", "micro", "mini"};
+
+/* ---- defaults ----------------------------------------------------------------------------------- */
+
+/* Defaults that depend on task.type; applied by us_config_defaults (classify) and again by
+ * us_config_load for whatever the file left unset. */
+static void set_string(char **slot, const char *value) {
+  free(*slot);
+  *slot = us_strdup(value);
+}
+
+void us_config_defaults(us_config *c) {
+  memset(c, 0, sizeof *c);
+  c->task.type = US_TASK_CLASSIFY;
+  set_string(&c->task.instructions, DEFAULT_CLASSIFY_INSTRUCTIONS);
+  set_string(&c->task.template, DEFAULT_CLASSIFY_TEMPLATE);
+
+  set_string(&c->data.text_field, "text");
+  set_string(&c->data.id_field, "id");
+  c->data.label_field = NULL; /* unset: prompts reads "label" when a record has one */
+  c->data.test_fraction = 0.2;
+  c->data.seed = 1;
+  c->data.chunk_chars = 1500;
+  c->data.repair_utf8 = false;
+  c->data.questions_per_chunk = 3;
+  set_string(&c->data.question_template, DEFAULT_QUESTION_TEMPLATE);
+  set_string(&c->data.answer_template, DEFAULT_ANSWER_TEMPLATE);
+
+  set_string(&c->teacher.base_url, "https://api.openai.com/v1");
+  set_string(&c->teacher.api_key_env, "OPENAI_API_KEY");
+  c->teacher.concurrency = 8;
+  c->teacher.requests_per_minute = 0;
+  c->teacher.tokens_per_minute = 0;
+  c->teacher.timeout_s = 60;
+  c->teacher.max_retries = 6;
+  c->teacher.temperature = 0;
+  c->teacher.max_tokens = 16;
+  c->teacher.has_seed = false;
+  c->teacher.logprobs = false;
+  c->teacher.top_logprobs = 5;
+  c->teacher.budget_usd = 10;
+
+  /* classifier (fastText-like) */
+  c->student.dim = 100;
+  c->student.word_ngrams = 2;
+  c->student.minn = 3;
+  c->student.maxn = 5;
+  c->student.buckets = 2000000;
+  c->student.n_hidden = 0;
+  c->student.dropout = 0;
+  c->student.epochs = 25;
+  c->student.lr = 0.5;
+  c->student.kd_temperature = 1;
+  c->student.label_smoothing = 0;
+  c->student.validation_fraction = 0.1;
+  c->student.patience = 3;
+  c->student.threads = 2;
+  c->student.seed = 1;
+  c->student.quantize = false;
+  /* language model */
+  c->student.preset = NULL;
+  c->student.layers = 4;
+  c->student.lm_dim = 256;
+  c->student.heads = 4;
+  c->student.context = 256;
+  c->student.vocab_size = 2048;
+  c->student.steps = 2000;
+  c->student.batch_size = 16;
+  c->student.warmup_steps = 100;
+  c->student.checkpoint_every = 500;
+  c->student.lm_lr = 3e-4;
+  c->student.weight_decay = 0.1;
+  c->student.grad_clip = 1.0;
+
+  c->cost.cpu_usd_per_hour = 0.05;
+  c->cost.requests_per_month = 1e6;
+  c->quality.target_agreement = 0.95;
+}
+
+void us_config_free(us_config *c) {
+  if (!c) return;
+  free(c->path);
+  free(c->dir);
+  free(c->name);
+  free(c->output);
+  for (int i = 0; i < c->task.n_labels; i++) free(c->task.labels[i]);
+  free(c->task.labels);
+  free(c->task.instructions);
+  free(c->task.template);
+  for (int i = 0; i < c->data.n_inputs; i++) {
+    free(c->data.inputs[i].path);
+    free(c->data.inputs[i].format);
+  }
+  free(c->data.inputs);
+  free(c->data.text_field);
+  free(c->data.label_field);
+  free(c->data.id_field);
+  free(c->data.question_template);
+  free(c->data.answer_template);
+  free(c->teacher.base_url);
+  free(c->teacher.model);
+  free(c->teacher.api_key_env);
+  for (int i = 0; i < c->teacher.n_headers; i++) {
+    free(c->teacher.headers[i].name);
+    free(c->teacher.headers[i].value);
+  }
+  free(c->teacher.headers);
+  free(c->student.preset);
+  memset(c, 0, sizeof *c);
+}
+
+/* ---- error messages ----------------------------------------------------------------------------- */
+
+typedef struct load_ctx {
+  const char *file;
+  const char *const *overrides;
+  int n_overrides;
+  us_config *c;
+  us_err *err;
+  bool seen[N_KEYS];
+} load_ctx;
+
+/* True if an override's key (the part before '=') is exactly path. */
+static bool overridden(const load_ctx *x, const char *path) {
+  size_t n = strlen(path);
+  for (int i = 0; i < x->n_overrides; i++) {
+    const char *o = x->overrides[i];
+    if (o && strncmp(o, path, n) == 0 && o[n] == '=') return true;
+  }
+  return false;
+}
+
+/* "<file>: <path>: <message>", noting when the value came from --set. */
+static us_status fail(const load_ctx *x, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static us_status fail(const load_ctx *x, const char *path, const char *fmt, ...) {
+  char msg[US_ERR_MSG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return us_err_set(x->err, US_ERR_CONFIG, "%s: %s: %s%s", x->file, path, msg,
+                    overridden(x, path) ? " (value from --set)" : "");
+}
+
+/* A short description of a JSON value for "found ...". */
+static void describe(const cJSON *v, char *out, size_t cap) {
+  if (!v) {
+    snprintf(out, cap, "nothing");
+  } else if (cJSON_IsString(v)) {
+    char text[48];
+    size_t n = 0;
+    const char *s = v->valuestring;
+    for (; s[n] && n < 40; n++) text[n] = ((unsigned char)s[n] < 0x20) ? '?' : s[n];
+    text[n] = '\0';
+    snprintf(out, cap, "the string \"%s%s\"", text, s[n] ? "..." : "");
+  } else if (cJSON_IsNumber(v)) {
+    snprintf(out, cap, "the number %.17g", v->valuedouble);
+  } else if (cJSON_IsBool(v)) {
+    snprintf(out, cap, "%s", cJSON_IsTrue(v) ? "true" : "false");
+  } else if (cJSON_IsNull(v)) {
+    snprintf(out, cap, "null");
+  } else if (cJSON_IsArray(v)) {
+    snprintf(out, cap, "an array");
+  } else {
+    snprintf(out, cap, "an object");
+  }
+}
+
+static us_status fail_type(const load_ctx *x, const char *path, const char *expected,
+                           const cJSON *found) {
+  char what[96];
+  describe(found, what, sizeof what);
+  return fail(x, path, "expected %s, found %s", expected, what);
+}
+
+/* Writes a bound without exponent noise: 2000000 rather than 2e+06. */
+static void format_bound(double v, char *out, size_t cap) {
+  if (v == floor(v) && fabs(v) < 1e16)
+    snprintf(out, cap, "%.0f", v);
+  else
+    snprintf(out, cap, "%g", v);
+}
+
+/* "an integer in [1, 1024]", "a number in (0, 3600]", "a number >= 0". */
+static void describe_range(const key_spec *k, bool integer, char *out, size_t cap) {
+  char lo[32], hi[32];
+  format_bound(k->min, lo, sizeof lo);
+  format_bound(k->max, hi, sizeof hi);
+  const char *noun = integer ? "an integer" : "a number";
+  if (k->max >= NO_MAX)
+    snprintf(out, cap, "%s %s %s", noun, (k->flags & F_MIN_OPEN) ? ">" : ">=", lo);
+  else
+    snprintf(out, cap, "%s in %c%s, %s]", noun, (k->flags & F_MIN_OPEN) ? '(' : '[', lo, hi);
+}
+
+/* ---- "did you mean" ----------------------------------------------------------------------------- */
+
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64) return (size_t)-1;
+  size_t row[65];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+static const char *leaf_of(const char *path) {
+  const char *dot = strrchr(path, '.');
+  return dot ? dot + 1 : path;
+}
+
+/* The parent of a table path equals prefix ("" for the top level). */
+static bool is_child_of(const char *path, const char *prefix) {
+  size_t n = strlen(prefix);
+  if (n == 0) return strchr(path, '.') == NULL;
+  return strncmp(path, prefix, n) == 0 && path[n] == '.' && strchr(path + n + 1, '.') == NULL;
+}
+
+/* Closest key in the same object, else the same name in another section. */
+static const char *suggest(const char *prefix, const char *name) {
+  const char *best = NULL;
+  size_t best_d = (size_t)-1;
+  for (size_t i = 0; i < N_KEYS; i++) {
+    if (!is_child_of(KEYS[i].path, prefix)) continue;
+    size_t d = edit_distance(name, leaf_of(KEYS[i].path));
+    if (d < best_d) {
+      best_d = d;
+      best = KEYS[i].path;
+    }
+  }
+  size_t allowed = strlen(name) / 3 > 2 ? strlen(name) / 3 : 2;
+  if (best && best_d <= allowed) return best;
+  for (size_t i = 0; i < N_KEYS; i++)
+    if (strcmp(leaf_of(KEYS[i].path), name) == 0) return KEYS[i].path;
+  return NULL;
+}
+
+static us_status fail_unknown(const load_ctx *x, const char *prefix, const char *name,
+                              const char *path) {
+  const char *s = suggest(prefix, name);
+  if (s) return fail(x, path, "unknown key (did you mean %s?)", s);
+  char list[700] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < N_KEYS && used < sizeof list - 40; i++) {
+    if (!is_child_of(KEYS[i].path, prefix)) continue;
+    int n = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
+                     leaf_of(KEYS[i].path));
+    if (n > 0) used += (size_t)n;
+  }
+  return fail(x, path, "unknown key (expected one of: %s)", list);
+}
+
+/* ---- typed readers ------------------------------------------------------------------------------ */
+
+static bool name_is_valid(const char *s) {
+  if (!*s) return false;
+  for (; *s; s++)
+    if (!isalnum((unsigned char)*s) && *s != '_' && *s != '.' && *s != '-') return false;
+  return true;
+}
+
+static bool env_name_is_valid(const char *s) {
+  if (!*s || isdigit((unsigned char)*s)) return false;
+  for (; *s; s++)
+    if (!isalnum((unsigned char)*s) && *s != '_') return false;
+  return true;
+}
+
+static bool in_list(const char *s, const char *const *list, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(s, list[i]) == 0) return true;
+  return false;
+}
+
+static us_status read_number(const load_ctx *x, const key_spec *k, const char *path,
+                             const cJSON *v, bool integer, double *out) {
+  char expected[96];
+  describe_range(k, integer, expected, sizeof expected);
+  if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) return fail_type(x, path, expected, v);
+  double d = v->valuedouble;
+  if (integer && d != floor(d)) return fail_type(x, path, expected, v);
+  bool low = (k->flags & F_MIN_OPEN) ? d <= k->min : d < k->min;
+  if (low || d > k->max) return fail_type(x, path, expected, v);
+  *out = d;
+  return US_OK;
+}
+
+static us_status read_string(const load_ctx *x, const key_spec *k, const char *path,
+                             const cJSON *v, char **slot) {
+  if (!cJSON_IsString(v)) return fail_type(x, path, "a string", v);
+  const char *s = v->valuestring;
+  if ((k->flags & F_NONEMPTY) && !*s) return fail_type(x, path, "a non-empty string", v);
+  switch (k->kind) {
+  case K_NAME:
+    if (!name_is_valid(s))
+      return fail_type(x, path, "a name of letters, digits, '_', '.' and '-'", v);
+    break;
+  case K_ENV_NAME:
+    if (!env_name_is_valid(s))
+      return fail_type(x, path, "an environment variable name such as OPENAI_API_KEY", v);
+    break;
+  case K_URL:
+    if ((strncmp(s, "http://", 7) != 0 || !s[7]) && (strncmp(s, "https://", 8) != 0 || !s[8]))
+      return fail_type(x, path, "a URL starting with http:// or https://", v);
+    break;
+  case K_PRESET:
+    if (!in_list(s, PRESETS, sizeof PRESETS / sizeof *PRESETS))
+      return fail_type(x, path, "\"nano\", \"micro\", \"mini\" or null", v);
+    break;
+  default:
+    break;
+  }
+  char *copy = us_strdup(s);
+  if (!copy) return us_err_set(x->err, US_ERR_NOMEM, "out of memory reading %s", x->file);
+  free(*slot);
+  *slot = copy;
+  return US_OK;
+}
+
+static us_status read_labels(const load_ctx *x, const char *path, const cJSON *v) {
+  us_config *c = x->c;
+  if (!cJSON_IsArray(v)) return fail_type(x, path, "an array of label strings", v);
+  int n = cJSON_GetArraySize(v);
+  c->task.labels = calloc(n > 0 ? (size_t)n : 1, sizeof *c->task.labels);
+  if (!c->task.labels) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+  char item_path[KEY_PATH_MAX];
+  int i = 0;
+  for (const cJSON *e = v->child; e; e = e->next, i++) {
+    snprintf(item_path, sizeof item_path, "%.300s[%d]", path, i);
+    if (!cJSON_IsString(e) || !e->valuestring[0])
+      return fail_type(x, item_path, "a non-empty label string", e);
+    if (strpbrk(e->valuestring, "\r\n"))
+      return fail_type(x, item_path, "a label on one line", e);
+    for (int j = 0; j < c->task.n_labels; j++)
+      if (strcmp(c->task.labels[j], e->valuestring) == 0)
+        return fail(x, item_path, "duplicate label \"%s\" (already %s[%d]); labels must be distinct",
+                    e->valuestring, path, j);
+    c->task.labels[i] = us_strdup(e->valuestring);
+    if (!c->task.labels[i]) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+    c->task.n_labels = i + 1;
+  }
+  return US_OK;
+}
+
+/* One data.inputs item: "path" or {"path": ..., "split": ..., "format": ...}. */
+static us_status read_input(const load_ctx *x, const char *path, const cJSON *v, us_input *in) {
+  in->split = US_SPLIT_AUTO;
+  if (cJSON_IsString(v)) {
+    if (!v->valuestring[0]) return fail_type(x, path, "a non-empty file or folder path", v);
+    in->path = us_strdup(v->valuestring);
+    return in->path ? US_OK : us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+  }
+  if (!cJSON_IsObject(v))
+    return fail_type(x, path, "a path string or an object {\"path\", \"split\", \"format\"}", v);
+  char sub[KEY_PATH_MAX];
+  for (const cJSON *e = v->child; e; e = e->next) {
+    snprintf(sub, sizeof sub, "%.300s.%.100s", path, e->string);
+    if (strcmp(e->string, "path") == 0) {
+      if (!cJSON_IsString(e) || !e->valuestring[0])
+        return fail_type(x, sub, "a non-empty file or folder path", e);
+      free(in->path);
+      in->path = us_strdup(e->valuestring);
+      if (!in->path) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+    } else if (strcmp(e->string, "split") == 0) {
+      if (cJSON_IsNull(e)) continue;
+      if (!cJSON_IsString(e) ||
+          (strcmp(e->valuestring, "train") != 0 && strcmp(e->valuestring, "test") != 0))
+        return fail_type(x, sub, "\"train\", \"test\" or null", e);
+      in->split = strcmp(e->valuestring, "test") == 0 ? US_SPLIT_TEST : US_SPLIT_TRAIN;
+    } else if (strcmp(e->string, "format") == 0) {
+      if (cJSON_IsNull(e)) continue;
+      if (!cJSON_IsString(e) ||
+          !in_list(e->valuestring, INPUT_FORMATS, sizeof INPUT_FORMATS / sizeof *INPUT_FORMATS))
+        return fail_type(x, sub, "\"jsonl\", \"csv\", \"tsv\", \"text\", \"docs\" or null", e);
+      free(in->format);
+      in->format = us_strdup(e->valuestring);
+      if (!in->format) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+    } else {
+      const char *best = NULL;
+      for (size_t i = 0; i < 3; i++)
+        if (edit_distance(e->string, INPUT_KEYS[i]) <= 2) best = INPUT_KEYS[i];
+      if (best) return fail(x, sub, "unknown key (did you mean %s.%s?)", path, best);
+      return fail(x, sub, "unknown key (expected one of: path, split, format)");
+    }
+  }
+  if (!in->path) return fail(x, path, "missing required key \"path\" (expected a file or folder path)");
+  return US_OK;
+}
+
+static us_status read_inputs(const load_ctx *x, const char *path, const cJSON *v) {
+  us_config *c = x->c;
+  const char *expected = "a non-empty array of input files or folders";
+  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0) return fail_type(x, path, expected, v);
+  int n = cJSON_GetArraySize(v);
+  c->data.inputs = calloc((size_t)n, sizeof *c->data.inputs);
+  if (!c->data.inputs) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+  char item_path[KEY_PATH_MAX];
+  int i = 0;
+  for (const cJSON *e = v->child; e; e = e->next, i++) {
+    snprintf(item_path, sizeof item_path, "%.300s[%d]", path, i);
+    c->data.n_inputs = i + 1; /* counted before reading so a failure still frees it */
+    us_status st = read_input(x, item_path, e, &c->data.inputs[i]);
+    if (st) return st;
+  }
+  return US_OK;
+}
+
+static bool header_name_is_valid(const char *s) {
+  if (!*s) return false;
+  for (; *s; s++)
+    if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == ':') return false;
+  return true;
+}
+
+static us_status read_headers(const load_ctx *x, const char *path, const cJSON *v) {
+  us_config *c = x->c;
+  if (!cJSON_IsObject(v)) return fail_type(x, path, "an object of header names to strings", v);
+  int n = cJSON_GetArraySize(v);
+  c->teacher.headers = calloc(n > 0 ? (size_t)n : 1, sizeof *c->teacher.headers);
+  if (!c->teacher.headers) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+  char sub[KEY_PATH_MAX];
+  for (const cJSON *e = v->child; e; e = e->next) {
+    snprintf(sub, sizeof sub, "%.300s.%.100s", path, e->string);
+    if (strcasecmp(e->string, "Authorization") == 0)
+      return fail(x, sub, "refused: the API key is read only from the environment variable named "
+                          "by teacher.api_key_env, never from the config file");
+    if (!header_name_is_valid(e->string))
+      return fail(x, sub, "expected a header name without spaces, ':' or control characters");
+    if (!cJSON_IsString(e)) return fail_type(x, sub, "a string header value", e);
+    if (strpbrk(e->valuestring, "\r\n"))
+      return fail_type(x, sub, "a header value on one line", e);
+    us_header *h = &c->teacher.headers[c->teacher.n_headers];
+    h->name = us_strdup(e->string);
+    h->value = us_strdup(e->valuestring);
+    c->teacher.n_headers++;
+    if (!h->name || !h->value) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+  }
+  return US_OK;
+}
+
+static us_status read_hidden(const load_ctx *x, const key_spec *k, const char *path,
+                             const cJSON *v) {
+  us_config *c = x->c;
+  char expected[64];
+  snprintf(expected, sizeof expected, "an array of at most %d layer sizes", US_MAX_HIDDEN);
+  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > US_MAX_HIDDEN)
+    return fail_type(x, path, expected, v);
+  char item_path[KEY_PATH_MAX];
+  int i = 0;
+  for (const cJSON *e = v->child; e; e = e->next, i++) {
+    snprintf(item_path, sizeof item_path, "%.300s[%d]", path, i);
+    double d;
+    us_status st = read_number(x, k, item_path, e, true, &d);
+    if (st) return st;
+    c->student.hidden[i] = (int)d;
+  }
+  c->student.n_hidden = i;
+  return US_OK;
+}
+
+/* Stores one value into the config after checking its type and range. */
+static us_status read_key(load_ctx *x, const key_spec *k, const char *path, const cJSON *v) {
+  void *slot = (char *)x->c + k->offset;
+  double d;
+  us_status st;
+  if (cJSON_IsNull(v) && (k->flags & F_NULLABLE)) {
+    if (k->kind == K_SEED) {
+      x->c->teacher.has_seed = false;
+    } else {
+      free(*(char **)slot);
+      *(char **)slot = NULL;
+    }
+    return US_OK;
+  }
+  switch (k->kind) {
+  case K_STRING:
+  case K_NAME:
+  case K_ENV_NAME:
+  case K_URL:
+  case K_PATH:
+  case K_PRESET:
+    return read_string(x, k, path, v, (char **)slot);
+  case K_TASK_TYPE:
+    if (!cJSON_IsString(v) ||
+        (strcmp(v->valuestring, "classify") != 0 && strcmp(v->valuestring, "generate") != 0))
+      return fail_type(x, path, "\"classify\" or \"generate\"", v);
+    *(us_task_type *)slot =
+        strcmp(v->valuestring, "generate") == 0 ? US_TASK_GENERATE : US_TASK_CLASSIFY;
+    return US_OK;
+  case K_INT:
+    if ((st = read_number(x, k, path, v, true, &d))) return st;
+    *(int *)slot = (int)d;
+    return US_OK;
+  case K_DOUBLE:
+    if ((st = read_number(x, k, path, v, false, &d))) return st;
+    *(double *)slot = d;
+    return US_OK;
+  case K_U64:
+    if ((st = read_number(x, k, path, v, true, &d))) return st;
+    *(uint64_t *)slot = (uint64_t)d;
+    return US_OK;
+  case K_SEED:
+    if ((st = read_number(x, k, path, v, true, &d))) return st;
+    *(int64_t *)slot = (int64_t)d;
+    x->c->teacher.has_seed = true;
+    return US_OK;
+  case K_BOOL:
+    if (!cJSON_IsBool(v)) return fail_type(x, path, "true or false", v);
+    *(bool *)slot = cJSON_IsTrue(v);
+    return US_OK;
+  case K_LABELS:
+    return read_labels(x, path, v);
+  case K_INPUTS:
+    return read_inputs(x, path, v);
+  case K_HEADERS:
+    return read_headers(x, path, v);
+  case K_HIDDEN:
+    return read_hidden(x, k, path, v);
+  case K_SECTION:
+    break;
+  }
+  return us_err_set(x->err, US_ERR_INTERNAL, "config key %s has no reader", path);
+}
+
+static const key_spec *find_key(const char *path) {
+  for (size_t i = 0; i < N_KEYS; i++)
+    if (strcmp(KEYS[i].path, path) == 0) return &KEYS[i];
+  return NULL;
+}
+
+/* Checks every member of obj (whose key path is prefix, "" at the top) in file order. */
+static us_status read_object(load_ctx *x, const cJSON *obj, const char *prefix) {
+  char path[KEY_PATH_MAX];
+  for (const cJSON *e = obj->child; e; e = e->next) {
+    if (*prefix)
+      snprintf(path, sizeof path, "%.300s.%.200s", prefix, e->string);
+    else
+      snprintf(path, sizeof path, "%.200s", e->string);
+    for (const cJSON *p = obj->child; p != e; p = p->next)
+      if (strcmp(p->string, e->string) == 0)
+        return fail(x, path, "key appears twice in the same object");
+    const key_spec *k = find_key(path);
+    if (!k) return fail_unknown(x, prefix, e->string, path);
+    us_status st;
+    if (k->kind == K_SECTION) {
+      if (!cJSON_IsObject(e)) return fail_type(x, path, "an object", e);
+      st = read_object(x, e, path);
+    } else {
+      x->seen[k - KEYS] = true;
+      st = read_key(x, k, path, e);
+    }
+    if (st) return st;
+  }
+  return US_OK;
+}
+
+/* ---- --set overrides ---------------------------------------------------------------------------- */
+
+/* A parsed override target: names and [index] steps of "a.b[2].c". */
+typedef struct override_step {
+  char name[128]; /* "" for an index step */
+  long index;
+} override_step;
+
+#define MAX_OVERRIDE_STEPS 16
+
+static us_status override_fail(const load_ctx *x, const char *spec, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static us_status override_fail(const load_ctx *x, const char *spec, const char *fmt, ...) {
+  char msg[US_ERR_MSG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return us_err_set(x->err, US_ERR_CONFIG, "%s: --set '%.300s': %s", x->file, spec, msg);
+}
+
+static us_status parse_override_key(const load_ctx *x, const char *spec, size_t key_len,
+                                    override_step *steps, int *n_steps) {
+  int n = 0;
+  size_t i = 0;
+  while (i < key_len) {
+    if (n >= MAX_OVERRIDE_STEPS) return override_fail(x, spec, "key path is too deep");
+    size_t start = i;
+    while (i < key_len && spec[i] != '.' && spec[i] != '[') i++;
+    size_t len = i - start;
+    if (len == 0) return override_fail(x, spec, "empty key name in the key path");
+    if (len >= sizeof steps[n].name) return override_fail(x, spec, "key name is too long");
+    memcpy(steps[n].name, spec + start, len);
+    steps[n].name[len] = '\0';
+    steps[n++].index = -1;
+    while (i < key_len && spec[i] == '[') {
+      if (n >= MAX_OVERRIDE_STEPS) return override_fail(x, spec, "key path is too deep");
+      char *end;
+      long idx = strtol(spec + i + 1, &end, 10);
+      if (end == spec + i + 1 || *end != ']' || idx < 0 || end > spec + key_len)
+        return override_fail(x, spec, "expected an array index such as [0] in the key path");
+      steps[n].name[0] = '\0';
+      steps[n++].index = idx;
+      i = (size_t)(end - spec) + 1;
+    }
+    if (i < key_len) {
+      if (spec[i] != '.') return override_fail(x, spec, "expected '.' after ']' in the key path");
+      i++;
+      if (i == key_len) return override_fail(x, spec, "key path ends with '.'");
+    }
+  }
+  *n_steps = n;
+  return US_OK;
+}
+
+/* The value of an override: JSON if it parses, else the text as a string. A value meant for a
+ * string key stays a string even if it looks like a number (--set name=2024). */
+static cJSON *override_value(const char *key, size_t key_len, const char *text) {
+  char path[256];
+  snprintf(path, sizeof path, "%.*s", (int)(key_len < 255 ? key_len : 255), key);
+  const key_spec *k = find_key(path);
+  bool wants_string = k && (k->kind == K_STRING || k->kind == K_NAME || k->kind == K_ENV_NAME ||
+                            k->kind == K_URL || k->kind == K_PATH || k->kind == K_PRESET ||
+                            k->kind == K_TASK_TYPE);
+  const char *end = NULL;
+  cJSON *v = cJSON_ParseWithOpts(text, &end, 1);
+  if (v && wants_string && (cJSON_IsNumber(v) || cJSON_IsBool(v))) {
+    cJSON_Delete(v);
+    v = NULL;
+  }
+  return v ? v : cJSON_CreateString(text);
+}
+
+static us_status apply_override(const load_ctx *x, cJSON *root, const char *spec) {
+  const char *eq = spec ? strchr(spec, '=') : NULL;
+  if (!eq) return override_fail(x, spec ? spec : "", "expected key.path=value");
+  size_t key_len = (size_t)(eq - spec);
+  if (key_len == 0) return override_fail(x, spec, "expected key.path=value, the key is empty");
+  override_step steps[MAX_OVERRIDE_STEPS];
+  int n = 0;
+  us_status st = parse_override_key(x, spec, key_len, steps, &n);
+  if (st) return st;
+  cJSON *value = override_value(spec, key_len, eq + 1);
+  if (!value) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+  cJSON *cur = root;
+  for (int i = 0; i < n; i++) {
+    bool last = i == n - 1;
+    char what[96];
+    if (steps[i].index < 0) {
+      if (!cJSON_IsObject(cur)) {
+        describe(cur, what, sizeof what);
+        cJSON_Delete(value);
+        return override_fail(x, spec, "cannot set key \"%s\" inside %s", steps[i].name, what);
+      }
+      cJSON *child = cJSON_GetObjectItemCaseSensitive(cur, steps[i].name);
+      if (last) {
+        if (child)
+          cJSON_ReplaceItemInObjectCaseSensitive(cur, steps[i].name, value); /* keeps the key */
+        else
+          cJSON_AddItemToObject(cur, steps[i].name, value);
+        return US_OK;
+      }
+      if (!child) {
+        if (steps[i + 1].index >= 0) {
+          cJSON_Delete(value);
+          return override_fail(x, spec, "\"%s\" is not an array that exists", steps[i].name);
+        }
+        child = cJSON_AddObjectToObject(cur, steps[i].name);
+        if (!child) {
+          cJSON_Delete(value);
+          return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+        }
+      }
+      cur = child;
+    } else {
+      int size = cJSON_IsArray(cur) ? cJSON_GetArraySize(cur) : -1;
+      if (size < 0 || steps[i].index > size || (!last && steps[i].index == size)) {
+        describe(cur, what, sizeof what);
+        cJSON_Delete(value);
+        if (size < 0) return override_fail(x, spec, "cannot index into %s", what);
+        return override_fail(x, spec, "index %ld is past the end of an array of %d", steps[i].index,
+                             size);
+      }
+      if (last) {
+        if (steps[i].index == size)
+          cJSON_AddItemToArray(cur, value); /* [size] appends */
+        else
+          cJSON_ReplaceItemInArray(cur, (int)steps[i].index, value);
+        return US_OK;
+      }
+      cur = cJSON_GetArrayItem(cur, (int)steps[i].index);
+    }
+  }
+  cJSON_Delete(value);
+  return us_err_set(x->err, US_ERR_INTERNAL, "--set '%s': empty key path", spec);
+}
+
+/* ---- paths -------------------------------------------------------------------------------------- */
+
+/* Absolute folder of the config file. */
+static char *config_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *folder;
+  if (!slash)
+    folder = us_strdup(".");
+  else if (slash == path)
+    folder = us_strdup("/");
+  else {
+    folder = malloc((size_t)(slash - path) + 1);
+    if (folder) {
+      memcpy(folder, path, (size_t)(slash - path));
+      folder[slash - path] = '\0';
+    }
+  }
+  if (!folder) return NULL;
+  char *abs = realpath(folder, NULL);
+  free(folder);
+  return abs;
+}
+
+/* dir + "/" + p unless p is absolute; leading "./" dropped. Caller frees. */
+static char *resolve_path(const char *dir, const char *p) {
+  if (p[0] == '/') return us_strdup(p);
+  while (p[0] == '.' && p[1] == '/') {
+    p += 2;
+    while (*p == '/') p++;
+  }
+  if (!*p || strcmp(p, ".") == 0) return us_strdup(dir);
+  us_buf b;
+  us_buf_init(&b, 0);
+  if (us_buf_printf(&b, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/", p)) {
+    us_buf_free(&b);
+    return NULL;
+  }
+  return us_buf_steal(&b);
+}
+
+static us_status resolve_paths(load_ctx *x) {
+  us_config *c = x->c;
+  char *out;
+  if (c->output)
+    out = resolve_path(c->dir, c->output);
+  else {
+    us_buf b;
+    us_buf_init(&b, 0);
+    if (us_buf_printf(&b, "%s%sout/%s", c->dir, strcmp(c->dir, "/") == 0 ? "" : "/", c->name)) {
+      us_buf_free(&b);
+      return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+    }
+    out = us_buf_steal(&b);
+  }
+  if (!out) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+  free(c->output);
+  c->output = out;
+  for (int i = 0; i < c->data.n_inputs; i++) {
+    char *p = resolve_path(c->dir, c->data.inputs[i].path);
+    if (!p) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+    free(c->data.inputs[i].path);
+    c->data.inputs[i].path = p;
+  }
+  return US_OK;
+}
+
+/* ---- checks across keys ------------------------------------------------------------------------- */
+
+static bool was_set(const load_ctx *x, const char *path) {
+  const key_spec *k = find_key(path);
+  return k && x->seen[k - KEYS];
+}
+
+static us_status check_required(load_ctx *x) {
+  static const struct {
+    const char *path, *expected;
+  } required[] = {
+      {"name", "a name of letters, digits, '_', '.' and '-'"},
+      {"data.inputs", "a non-empty array of input files or folders"},
+      {"teacher.model", "a string, the teacher's model name"},
+  };
+  for (size_t i = 0; i < sizeof required / sizeof *required; i++)
+    if (!was_set(x, required[i].path))
+      return fail(x, required[i].path, "missing required key (expected %s)", required[i].expected);
+  if (x->c->task.type == US_TASK_CLASSIFY && !was_set(x, "task.labels"))
+    return fail(x, "task.labels", "missing required key (expected an array of at least 2 distinct "
+                                  "labels when task.type is \"classify\")");
+  return US_OK;
+}
+
+/* Fills task-dependent defaults the file left unset. */
+static us_status apply_task_defaults(load_ctx *x) {
+  us_config *c = x->c;
+  bool gen = c->task.type == US_TASK_GENERATE;
+  if (!was_set(x, "task.instructions"))
+    set_string(&c->task.instructions,
+               gen ? DEFAULT_GENERATE_INSTRUCTIONS : DEFAULT_CLASSIFY_INSTRUCTIONS);
+  if (!was_set(x, "task.template"))
+    set_string(&c->task.template, gen ? DEFAULT_GENERATE_TEMPLATE : DEFAULT_CLASSIFY_TEMPLATE);
+  if (!was_set(x, "teacher.max_tokens")) c->teacher.max_tokens = gen ? 512 : 16;
+  if (!c->task.instructions || !c->task.template)
+    return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+  return US_OK;
+}
+
+static us_status check_consistency(load_ctx *x) {
+  us_config *c = x->c;
+  if (c->task.type == US_TASK_CLASSIFY && c->task.n_labels < 2)
+    return fail(x, "task.labels", "expected at least 2 distinct labels, found %d", c->task.n_labels);
+  if (!strstr(c->task.template, "{text}"))
+    return fail(x, "task.template", "expected a template containing {text}, found none");
+  if (!strstr(c->data.question_template, "{chunk}"))
+    return fail(x, "data.question_template", "expected a template containing {chunk}, found none");
+  if (!strstr(c->data.answer_template, "{question}"))
+    return fail(x, "data.answer_template",
+                "expected a template containing {question}, found none");
+  if (c->student.maxn > 0 && c->student.minn > c->student.maxn)
+    return fail(x, "student.minn", "expected minn <= maxn (%d), found %d", c->student.maxn,
+                c->student.minn);
+  if (c->student.buckets == 0 && (c->student.word_ngrams > 1 || c->student.maxn > 0))
+    return fail(x, "student.buckets",
+                "expected at least 1 bucket while word_ngrams > 1 or maxn > 0, found 0");
+  if (c->student.lm_dim % c->student.heads != 0)
+    return fail(x, "student.heads", "expected a divisor of student.lm_dim (%d), found %d",
+                c->student.lm_dim, c->student.heads);
+  size_t n = strlen(c->teacher.base_url);
+  while (n > 0 && c->teacher.base_url[n - 1] == '/') c->teacher.base_url[--n] = '\0';
+  if (n <= strlen("https://") && strncmp(c->teacher.base_url, "https://", 8) == 0)
+    return fail(x, "teacher.base_url", "expected a URL with a host after https://");
+  if (n <= strlen("http://") && strncmp(c->teacher.base_url, "http://", 7) == 0)
+    return fail(x, "teacher.base_url", "expected a URL with a host after http://");
+  return US_OK;
+}
+
+/* ---- loading ------------------------------------------------------------------------------------ */
+
+/* "invalid JSON at line L, column C" for the byte where parsing stopped. */
+static us_status fail_json(const load_ctx *x, const char *text, size_t len, const char *stop) {
+  size_t off = stop && stop >= text && stop <= text + len ? (size_t)(stop - text) : len;
+  int line = 1;
+  size_t line_start = 0;
+  for (size_t i = 0; i < off; i++)
+    if (text[i] == '\n') {
+      line++;
+      line_start = i + 1;
+    }
+  char near[32];
+  size_t n = 0;
+  for (size_t i = off; i < len && n < 20 && text[i] != '\n'; i++)
+    near[n++] = (unsigned char)text[i] < 0x20 ? ' ' : text[i];
+  near[n] = '\0';
+  if (n)
+    return us_err_set(x->err, US_ERR_CONFIG, "%s:%d:%zu: invalid JSON at line %d, column %zu near '%s'",
+                      x->file, line, off - line_start + 1, line, off - line_start + 1, near);
+  return us_err_set(x->err, US_ERR_CONFIG,
+                    "%s:%d:%zu: invalid JSON at line %d, column %zu: unexpected end of file", x->file,
+                    line, off - line_start + 1, line, off - line_start + 1);
+}
+
+static us_status load_tree(load_ctx *x, cJSON **root) {
+  char *text = NULL;
+  size_t len = 0;
+  us_status st = us_read_file(x->file, CONFIG_MAX_BYTES, &text, &len, x->err);
+  if (st) return us_err_prefix(x->err, "config");
+  const char *stop = NULL;
+  *root = cJSON_ParseWithLengthOpts(text, len, &stop, 0);
+  if (*root && stop && (size_t)(stop - text) < len) {
+    /* trailing text after the document: allowed only if it is white space */
+    const char *p = stop;
+    while (p < text + len && isspace((unsigned char)*p)) p++;
+    if (p < text + len) {
+      cJSON_Delete(*root);
+      *root = NULL;
+      stop = p;
+    }
+  }
+  if (!*root) st = fail_json(x, text, len, stop);
+  free(text);
+  return st;
+}
+
+us_status us_config_load(const char *path, const char *const *overrides, int n_overrides,
+                         us_config *c, us_err *err) {
+  us_config_defaults(c);
+  load_ctx x = {.file = path, .overrides = overrides, .n_overrides = n_overrides, .c = c, .err = err};
+  cJSON *root = NULL;
+  us_status st = US_OK;
+  if (!path) return us_err_set(err, US_ERR_USAGE, "no config file given");
+  if ((st = load_tree(&x, &root))) goto fail;
+  c->path = us_strdup(path);
+  c->dir = config_dir(path);
+  if (!c->path || !c->dir) {
+    st = us_err_set(err, US_ERR_IO, "%s: cannot find the config's folder", path);
+    goto fail;
+  }
+  if (!cJSON_IsObject(root)) {
+    char what[96];
+    describe(root, what, sizeof what);
+    st = us_err_set(err, US_ERR_CONFIG, "%s: expected a JSON object at the top level, found %s",
+                    path, what);
+    goto fail;
+  }
+  for (int i = 0; i < n_overrides; i++)
+    if ((st = apply_override(&x, root, overrides[i]))) goto fail;
+  if ((st = read_object(&x, root, ""))) goto fail;
+  if ((st = check_required(&x))) goto fail;
+  if ((st = apply_task_defaults(&x))) goto fail;
+  if ((st = check_consistency(&x))) goto fail;
+  if ((st = resolve_paths(&x))) goto fail;
+  cJSON_Delete(root);
+  return US_OK;
+fail:
+  cJSON_Delete(root);
+  us_config_free(c);
+  return st;
+}
+
+/* ---- rendering ---------------------------------------------------------------------------------- */
+
+/* Replaces {text} and {labels} in one pass, so placeholders inside the inserted text stay as
+ * they are. */
+static us_status fill_template(const char *tpl, const char *text, const char *labels, char **out) {
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_status st = us_buf_puts(&b, "");
+  for (const char *p = tpl; *p && !st;) {
+    if (strncmp(p, "{text}", 6) == 0) {
+      st = us_buf_puts(&b, text);
+      p += 6;
+    } else if (strncmp(p, "{labels}", 8) == 0) {
+      st = us_buf_puts(&b, labels);
+      p += 8;
+    } else {
+      const char *next = strchr(p + 1, '{');
+      size_t n = next ? (size_t)(next - p) : strlen(p);
+      st = us_buf_append(&b, p, n);
+      p += n;
+    }
+  }
+  if (st) {
+    us_buf_free(&b);
+    return st;
+  }
+  *out = us_buf_steal(&b);
+  return *out ? US_OK : US_ERR_NOMEM;
+}
+
+us_status us_config_render(const us_config *c, const char *text, char **system, char **user,
+                           us_err *err) {
+  *system = *user = NULL;
+  us_buf labels;
+  us_buf_init(&labels, 0);
+  us_status st = us_buf_puts(&labels, "");
+  for (int i = 0; i < c->task.n_labels && !st; i++)
+    st = us_buf_printf(&labels, "%s%s", i ? ", " : "", c->task.labels[i]);
+  if (!st) st = fill_template(c->task.instructions ? c->task.instructions : "", text ? text : "",
+                              labels.data, system);
+  if (!st) st = fill_template(c->task.template ? c->task.template : "{text}", text ? text : "",
+                              labels.data, user);
+  us_buf_free(&labels);
+  if (st) {
+    free(*system);
+    free(*user);
+    *system = *user = NULL;
+    return us_err_set(err, st, "out of memory rendering a prompt");
+  }
+  return US_OK;
+}
+
+int us_config_label_index(const us_config *c, const char *label) {
+  if (!label) return -1;
+  for (int i = 0; i < c->task.n_labels; i++)
+    if (strcmp(c->task.labels[i], label) == 0) return i;
+  return -1;
+}

@@ -1,0 +1,103 @@
+/* Internals shared by the cache/ files: the handle, the table of prepared statements (each
+ * prepared on first use and kept for the life of the handle) and the error helpers. */
+#ifndef US_CACHE_CACHE_INT_H
+#define US_CACHE_CACHE_INT_H
+
+#include <sqlite3.h>
+
+#include "cache/cache.h"
+
+/* Newest schema this build knows; schema.c holds one migration step per version. */
+#define US__CACHE_SCHEMA_VERSION 1
+/* PRAGMA application_id of an understudy workspace: "USDY". */
+#define US__CACHE_APPLICATION_ID 0x55534459
+
+/* Every statement the cache runs, with its SQL. Columns are listed explicitly so the readers
+ * in cache.c, targets.c and runs.c can use fixed column numbers. */
+#define US__CACHE_STATEMENTS(X)                                                                 \
+  X(PROMPT_INSERT,                                                                              \
+    "INSERT INTO prompts(hash, text, gold, source, split) VALUES(?1, ?2, ?3, ?4, ?5) "          \
+    "ON CONFLICT(hash) DO NOTHING")                                                             \
+  X(PROMPT_ID, "SELECT id FROM prompts WHERE hash = ?1")                                        \
+  X(PROMPTS_LIST,                                                                               \
+    "SELECT id, hash, text, gold, source, split FROM prompts WHERE ?1 < 0 OR split = ?1 "       \
+    "ORDER BY id")                                                                              \
+  X(PROMPTS_COUNT, "SELECT COUNT(*) FROM prompts WHERE ?1 < 0 OR split = ?1")                   \
+  X(CALL_INSERT,                                                                                \
+    "INSERT INTO calls(key, http_status, prompt_tokens, completion_tokens, cost_usd, "          \
+    "latency_ms, attempts, imported, created_at, request, response) "                           \
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(key) DO NOTHING")         \
+  X(CALL_GET,                                                                                   \
+    "SELECT key, http_status, prompt_tokens, completion_tokens, cost_usd, latency_ms, "         \
+    "attempts, imported, created_at, request, response FROM calls WHERE key = ?1")              \
+  X(CALL_EXISTS, "SELECT 1 FROM calls WHERE key = ?1")                                          \
+  X(CALLS_EACH,                                                                                 \
+    "SELECT key, http_status, prompt_tokens, completion_tokens, cost_usd, latency_ms, "         \
+    "attempts, imported, created_at, request, response FROM calls ORDER BY key")                \
+  X(FAILURE_INSERT,                                                                             \
+    "INSERT INTO failures(key, prompt_id, http_status, message, attempts, created_at) "         \
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                           \
+  X(FAILURES_COUNT,                                                                             \
+    "SELECT COUNT(DISTINCT f.key) FROM failures f "                                             \
+    "WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.key = f.key)")                             \
+  X(STATS_PROMPTS,                                                                              \
+    "SELECT COUNT(*), COALESCE(SUM(split = 0), 0), COALESCE(SUM(split = 1), 0) FROM prompts")   \
+  X(STATS_CALLS,                                                                                \
+    "SELECT COUNT(*), COALESCE(SUM(imported), 0), COALESCE(SUM(prompt_tokens), 0), "            \
+    "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM calls")                                             \
+  X(STATS_TARGETS, "SELECT COUNT(*), COALESCE(SUM(status = 1), 0) FROM targets")                \
+  X(LATENCY_AT,                                                                                 \
+    "SELECT latency_ms FROM calls WHERE imported = 0 ORDER BY latency_ms LIMIT 1 OFFSET ?1")    \
+  X(TARGET_UPSERT,                                                                              \
+    "INSERT INTO targets(key, prompt_id, status, label, soft, text) "                           \
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO UPDATE SET "                            \
+    "prompt_id = excluded.prompt_id, status = excluded.status, label = excluded.label, "        \
+    "soft = excluded.soft, text = excluded.text")                                               \
+  X(TARGET_GET,                                                                                 \
+    "SELECT key, prompt_id, status, label, soft, text FROM targets WHERE key = ?1")             \
+  X(RUN_INSERT,                                                                                 \
+    "INSERT INTO runs(command, started_at, status) VALUES(?1, ?2, 'running')")                 \
+  X(RUN_END, "UPDATE runs SET ended_at = ?2, status = ?3 WHERE id = ?1")                        \
+  X(CURVE_INSERT, "INSERT INTO curves(run_id, series, x, y) VALUES(?1, ?2, ?3, ?4)")            \
+  X(CURVE_GET,                                                                                  \
+    "SELECT x, y FROM curves WHERE series = ?1 AND run_id = "                                   \
+    "(SELECT MAX(run_id) FROM curves WHERE series = ?1) ORDER BY x, rowid")                     \
+  X(RESULT_UPSERT,                                                                              \
+    "INSERT INTO results(name, json, updated_at) VALUES(?1, ?2, ?3) "                           \
+    "ON CONFLICT(name) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at")    \
+  X(RESULT_GET, "SELECT json FROM results WHERE name = ?1")                                     \
+  X(BEGIN, "BEGIN IMMEDIATE")                                                                   \
+  X(COMMIT, "COMMIT")                                                                           \
+  X(ROLLBACK, "ROLLBACK")
+
+typedef enum {
+#define US__CACHE_STMT_ENUM(name, sql) US__STMT_##name,
+  US__CACHE_STATEMENTS(US__CACHE_STMT_ENUM)
+#undef US__CACHE_STMT_ENUM
+  US__STMT_COUNT
+} us__cache_stmt_id;
+
+struct us_cache {
+  sqlite3 *db;
+  char *path;
+  int version; /* PRAGMA user_version after migration */
+  sqlite3_stmt *stmt[US__STMT_COUNT];
+};
+
+/* The prepared statement for id, reset and with its bindings cleared; NULL on failure (err
+ * set). Callers reset it again when done (us__cache_done) so no read transaction lingers. */
+sqlite3_stmt *us__cache_stmt(us_cache *c, us__cache_stmt_id id, us_err *err);
+void us__cache_done(sqlite3_stmt *s);
+/* US_ERR_DB with "workspace <path>: <what>: <sqlite message>". */
+us_status us__cache_db_error(us_cache *c, us_err *err, const char *what);
+/* Runs one statement that returns no rows (or ignores them): step to the end, then reset. */
+us_status us__cache_step_done(us_cache *c, sqlite3_stmt *s, us_err *err, const char *what);
+/* Copy of a text column (NULL for SQL NULL); *oom set when allocation fails. */
+char *us__cache_column_text(sqlite3_stmt *s, int col, int *oom);
+/* Binds text, or NULL when s is NULL. */
+int us__cache_bind_text(sqlite3_stmt *s, int idx, const char *text);
+/* Checks the file is a workspace (or empty), sets the connection up (WAL, synchronous=FULL,
+ * foreign keys) and brings its schema to US__CACHE_SCHEMA_VERSION. */
+us_status us__cache_migrate(us_cache *c, us_err *err);
+
+#endif

@@ -1,0 +1,172 @@
+/* Teacher request bodies and cache keys (distill/request.h): the body is built as a cJSON tree,
+ * made canonical (keys sorted at every depth, compact) and hashed with SHA-256. */
+#include "distill/request.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+
+/* ---- canonical JSON ----------------------------------------------------------------------------- */
+
+typedef struct member {
+  cJSON *item;
+  size_t order; /* original position: keeps duplicate keys in file order */
+} member;
+
+static int member_cmp(const void *a, const void *b) {
+  const member *x = a, *y = b;
+  int c = strcmp(x->item->string, y->item->string);
+  if (c) return c;
+  return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Sorts the members of every object under node by key (byte order), in place. cJSON keeps
+ * children in a list whose head's prev points at the tail; the relinking keeps that. */
+static us_status sort_keys(cJSON *node) {
+  for (cJSON *c = node->child; c; c = c->next) {
+    us_status st = sort_keys(c);
+    if (st) return st;
+  }
+  if (!cJSON_IsObject(node) || !node->child) return US_OK;
+  size_t n = 0;
+  for (cJSON *c = node->child; c; c = c->next) n++;
+  member *m = malloc(n * sizeof *m);
+  if (!m) return US_ERR_NOMEM;
+  size_t i = 0;
+  for (cJSON *c = node->child; c; c = c->next, i++) m[i] = (member){c, i};
+  qsort(m, n, sizeof *m, member_cmp);
+  for (i = 0; i < n; i++) {
+    m[i].item->next = i + 1 < n ? m[i + 1].item : NULL;
+    m[i].item->prev = i > 0 ? m[i - 1].item : m[n - 1].item;
+  }
+  node->child = m[0].item;
+  free(m);
+  return US_OK;
+}
+
+/* Canonical text of a tree (sorted in place). Caller frees *out. */
+static us_status canonical_of_tree(cJSON *root, char **out, us_err *err) {
+  *out = NULL;
+  if (sort_keys(root)) return us_err_set(err, US_ERR_NOMEM, "out of memory sorting JSON keys");
+  char *text = cJSON_PrintUnformatted(root);
+  if (!text) return us_err_set(err, US_ERR_NOMEM, "out of memory printing JSON");
+  /* cJSON allocates with its own hooks; hand the caller a plain malloc'd copy */
+  *out = strdup(text);
+  cJSON_free(text);
+  return *out ? US_OK : us_err_set(err, US_ERR_NOMEM, "out of memory printing JSON");
+}
+
+us_status us_json_canonical(const char *json, char **out, us_err *err) {
+  *out = NULL;
+  if (!json) return us_err_set(err, US_ERR_INPUT, "canonical JSON: no input");
+  const char *stop = NULL;
+  cJSON *root = cJSON_ParseWithOpts(json, &stop, 1);
+  if (!root) {
+    size_t at = stop && stop >= json ? (size_t)(stop - json) : 0;
+    return us_err_set(err, US_ERR_INPUT, "canonical JSON: invalid JSON at byte %zu", at);
+  }
+  us_status st = canonical_of_tree(root, out, err);
+  cJSON_Delete(root);
+  return st;
+}
+
+/* ---- request bodies ----------------------------------------------------------------------------- */
+
+/* Takes ownership of messages (a JSON array) and wraps it in the body with the config's model
+ * and every parameter that can change the answer. Never the API key or headers. */
+static us_status build_body(const us_config *c, cJSON *messages, char **body, char key[65],
+                            us_err *err) {
+  *body = NULL;
+  cJSON *root = cJSON_CreateObject();
+  if (!root) {
+    cJSON_Delete(messages);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory building a request");
+  }
+  cJSON_AddItemToObject(root, "messages", messages);
+  bool ok = cJSON_AddStringToObject(root, "model", c->teacher.model ? c->teacher.model : "") &&
+            cJSON_AddNumberToObject(root, "temperature", c->teacher.temperature) &&
+            cJSON_AddNumberToObject(root, "max_tokens", c->teacher.max_tokens);
+  if (ok && c->teacher.has_seed)
+    ok = cJSON_AddNumberToObject(root, "seed", (double)c->teacher.seed) != NULL;
+  if (ok && c->teacher.logprobs)
+    ok = cJSON_AddTrueToObject(root, "logprobs") &&
+         cJSON_AddNumberToObject(root, "top_logprobs", c->teacher.top_logprobs);
+  us_status st = ok ? canonical_of_tree(root, body, err)
+                    : us_err_set(err, US_ERR_NOMEM, "out of memory building a request");
+  cJSON_Delete(root);
+  if (st) return st;
+  us_sha256_hex(*body, strlen(*body), key);
+  return US_OK;
+}
+
+static bool add_message(cJSON *messages, const char *role, const char *content) {
+  cJSON *m = cJSON_CreateObject();
+  if (!m) return false;
+  cJSON_AddItemToArray(messages, m);
+  return cJSON_AddStringToObject(m, "role", role) && cJSON_AddStringToObject(m, "content", content);
+}
+
+us_status us_request_build_messages(const us_config *c, const char *system, const char *user,
+                                    char **body, char key[65], us_err *err) {
+  *body = NULL;
+  cJSON *messages = cJSON_CreateArray();
+  bool ok = messages != NULL;
+  /* an empty task.instructions means no system message at all */
+  if (ok && system && *system) ok = add_message(messages, "system", system);
+  if (ok) ok = add_message(messages, "user", user ? user : "");
+  if (!ok) {
+    cJSON_Delete(messages);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory building a request");
+  }
+  return build_body(c, messages, body, key, err);
+}
+
+us_status us_request_build(const us_config *c, const char *text, char **body, char key[65],
+                           us_err *err) {
+  char *system = NULL, *user = NULL;
+  *body = NULL;
+  us_status st = us_config_render(c, text, &system, &user, err);
+  if (!st) st = us_request_build_messages(c, system, user, body, key, err);
+  free(system);
+  free(user);
+  return st;
+}
+
+/* Copies one logged message as {role, content}, the only fields a live call sends, so fields
+ * a logging tool added (name, refusal, tool_calls: null) do not change the key. An empty system
+ * message is dropped, as a live call with empty task.instructions sends none. */
+static us_status copy_message(const cJSON *m, int i, cJSON *out, us_err *err) {
+  const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+  const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+  if (!cJSON_IsObject(m) || !cJSON_IsString(role) || !cJSON_IsString(content))
+    return us_err_set(err, US_ERR_INPUT,
+                      "messages[%d]: expected an object with string \"role\" and \"content\"", i);
+  if (strcmp(role->valuestring, "system") == 0 && !content->valuestring[0]) return US_OK;
+  if (!add_message(out, role->valuestring, content->valuestring))
+    return us_err_set(err, US_ERR_NOMEM, "out of memory building a request");
+  return US_OK;
+}
+
+us_status us_request_key_for_messages(void *user, const char *messages_json, char **body,
+                                      char key[65], us_err *err) {
+  const us_config *c = user;
+  *body = NULL;
+  cJSON *in = messages_json ? cJSON_Parse(messages_json) : NULL;
+  if (!cJSON_IsArray(in) || cJSON_GetArraySize(in) == 0) {
+    cJSON_Delete(in);
+    return us_err_set(err, US_ERR_INPUT, "messages: expected a non-empty JSON array of messages");
+  }
+  cJSON *messages = cJSON_CreateArray();
+  us_status st = messages ? US_OK : us_err_set(err, US_ERR_NOMEM, "out of memory");
+  int i = 0;
+  for (const cJSON *m = in->child; m && !st; m = m->next, i++)
+    st = copy_message(m, i, messages, err);
+  cJSON_Delete(in);
+  if (st) {
+    cJSON_Delete(messages);
+    return st;
+  }
+  return build_body(c, messages, body, key, err);
+}

@@ -1,0 +1,151 @@
+/* `understudy label CONFIG [--dry-run]`: has the teacher label every prompt, showing progress,
+ * and prints a summary; or, with --dry-run, what a run would send and cost. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/clock.h"
+#include "distill/teacher.h"
+
+static const char *usage =
+    "usage: understudy label CONFIG [--dry-run] [--set key.path=value]... [--quiet] [--verbose]\n"
+    "\n"
+    "Sends every prompt of the workspace that has no cached answer to the teacher\n"
+    "(teacher.base_url, teacher.model), teacher.concurrency requests at a time, within\n"
+    "teacher.requests_per_minute, teacher.tokens_per_minute and teacher.budget_usd.\n"
+    "Every answer is saved as it arrives; rerun after a stop to resume.\n"
+    "\n"
+    "options:\n"
+    "  --dry-run             contact nobody: print prompt and cached counts, estimated tokens\n"
+    "                        and a cost range\n"
+    "  --set key.path=value  override a config key (repeatable)\n"
+    "  --quiet               no progress line\n"
+    "  --verbose             also log each failed prompt\n"
+    "  --help                this text\n"
+    "\n"
+    "The API key is read from the environment variable named by teacher.api_key_env\n"
+    "(default OPENAI_API_KEY); it is not needed for a loopback base_url.\n"
+    "Exit status: 0 all labelled or recorded as failed; 1 error; 2 usage; 3 budget reached;\n"
+    "130 interrupted (Ctrl-C).\n";
+
+typedef struct progress_state {
+  bool tty, quiet;
+  double last_line; /* when the last plain line was printed */
+  bool drawn;       /* a \r line is on screen */
+} progress_state;
+
+static void format_eta(char *buf, size_t n, double s) {
+  if (!(s >= 0) || s > 1e7)
+    snprintf(buf, n, "--");
+  else if (s >= 3600)
+    snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+  else if (s >= 60)
+    snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+  else
+    snprintf(buf, n, "%ds", (int)(s + 0.5));
+}
+
+static void on_progress(void *user, const us_label_stats *s) {
+  progress_state *p = user;
+  if (p->quiet) return;
+  double now = us_now();
+  if (!p->tty && now - p->last_line < 5.0) return;
+  int64_t answered = s->done + s->failed;
+  int64_t finished = s->cached + answered;
+  double rate = s->elapsed_s > 0 ? (double)answered / s->elapsed_s : 0;
+  char eta[32];
+  format_eta(eta, sizeof eta, rate > 0 ? (double)s->left / rate : -1);
+  fprintf(stderr,
+          "%slabel: %lld/%lld  cached %lld  failed %lld  retries %lld  $%.4f  %.1f req/s  "
+          "ETA %s%s",
+          p->tty ? "\r" : "", (long long)finished, (long long)s->total, (long long)s->cached,
+          (long long)s->failed, (long long)s->retries, s->spent_usd, rate, eta,
+          p->tty ? "\033[K" : "\n");
+  fflush(stderr);
+  p->drawn = p->tty;
+  p->last_line = now;
+}
+
+static void print_dry_run(const us_config *c, const us_label_stats *s) {
+  int64_t to_send = s->total - s->cached;
+  printf("dry run: nothing was sent\n");
+  printf("teacher:          %s at %s\n", c->teacher.model, c->teacher.base_url);
+  printf("prompts:          %lld (%lld cached, %lld to send)\n", (long long)s->total,
+         (long long)s->cached, (long long)to_send);
+  printf("prompt tokens:    ~%lld (about 4 characters a token)\n",
+         (long long)s->est_prompt_tokens);
+  printf("completion tokens: at most %lld (teacher.max_tokens %d each)\n",
+         (long long)s->est_completion_tokens_max, c->teacher.max_tokens);
+  printf("estimated cost:   $%.4f to $%.4f (worst case), budget $%.2f\n", s->est_cost_low_usd,
+         s->est_cost_high_usd, c->teacher.budget_usd);
+  if (s->est_cost_high_usd > c->teacher.budget_usd)
+    printf("note: the worst case passes teacher.budget_usd; a run stops at the budget and the "
+           "next one resumes\n");
+}
+
+static void print_summary(const us_label_stats *s) {
+  printf("labelled %lld prompts: %lld cached, %lld answered now, %lld failed, %lld unparsed, "
+         "%lld left\n",
+         (long long)s->total, (long long)s->cached, (long long)s->done, (long long)s->failed,
+         (long long)s->unparsed, (long long)s->left);
+  double rate = s->elapsed_s > 0 ? (double)(s->done + s->failed) / s->elapsed_s : 0;
+  printf("%lld requests (%lld retries) in %.1f s, %.1f answers/s, %.0f us CPU per request\n",
+         (long long)s->requests, (long long)s->retries, s->elapsed_s, rate,
+         s->requests > 0 ? s->cpu_s * 1e6 / (double)s->requests : 0);
+  printf("spent $%.4f this run, $%.4f in this workspace\n", s->spent_usd, s->spent_total_usd);
+}
+
+int us_cmd_label(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(usage, stdout);
+      return US_EXIT_OK;
+    }
+  us_cli_common common;
+  int rc = us_cli_parse_common(&argc, argv, &common, usage);
+  if (rc) return rc;
+  bool dry_run = false;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--dry-run") == 0) {
+      dry_run = true;
+    } else {
+      fprintf(stderr, "understudy: error: label: unknown option '%s'\n%s", argv[i], usage);
+      return US_EXIT_USAGE;
+    }
+  }
+  us_config config;
+  us_cache *cache = NULL;
+  rc = us_cli_open(&common, &config, &cache);
+  if (rc) return rc;
+
+  progress_state ps = {.tty = us_cli_tty(), .quiet = common.quiet, .last_line = us_now()};
+  us_label_options opt;
+  us_label_options_defaults(&opt);
+  opt.dry_run = dry_run;
+  opt.stop = &us_cli_stop;
+  opt.progress = on_progress;
+  opt.progress_user = &ps;
+  us_label_stats stats;
+  us_err err = {0};
+  us_status st = us_teacher_label(&config, cache, &opt, &stats, &err);
+  if (ps.drawn) fputc('\n', stderr);
+
+  if (dry_run && st == US_OK) {
+    print_dry_run(&config, &stats);
+  } else if (st == US_OK || st == US_ERR_BUDGET || st == US_ERR_INTERRUPTED ||
+             st == US_ERR_AUTH || st == US_ERR_NOT_FOUND) {
+    if (stats.total > 0 || st == US_OK) print_summary(&stats);
+  }
+  if (st == US_OK && stats.total == 0)
+    printf("no prompts in the workspace: run `understudy prompts %s` first\n",
+           common.config_path);
+  const char *hint = NULL;
+  if (st == US_ERR_AUTH)
+    hint = "check the key's value and that teacher.base_url is the API it belongs to";
+  else if (st == US_ERR_NOT_FOUND)
+    hint = "teacher.base_url usually ends in /v1; the model must be one the API serves";
+  rc = st ? us_cli_fail(st, &err, hint) : US_EXIT_OK;
+  us_cache_close(cache);
+  us_config_free(&config);
+  return rc;
+}

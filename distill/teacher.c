@@ -1,0 +1,849 @@
+/* The teacher client: every uncached prompt becomes a Chat Completions request, sent with many
+ * transfers in flight on one thread (libcurl multi), within rate limits and a dollar budget;
+ * every answer is committed to the cache in the loop iteration it arrives in. */
+#include "distill/teacher.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "distill/request.h"
+#include "distill/teacher_int.h"
+
+#define RESPONSE_LIMIT (16u << 20) /* a Chat Completions body past 16 MiB is not an answer */
+#define BACKOFF_BASE_S 0.5
+#define BACKOFF_CAP_S 30.0
+#define RETRY_AFTER_CAP_S 600.0
+#define PROGRESS_EVERY_S 0.25
+#define INTERRUPT_GRACE_S 2.0
+#define POLL_MAX_MS 100
+
+/* Upper bound on the prompt tokens of a request, from its canonical body. Every token of a
+ * byte-level BPE (OpenAI's tiktoken, Llama 3, Qwen) or of a SentencePiece model with byte
+ * fallback covers at least one byte of the text, so a message's tokens are at most the bytes of
+ * its content. The body holds every content byte (JSON escaping only adds bytes), and per
+ * message at least {"content":"","role":"user"} (29 bytes) of structure, which covers the
+ * chat template's per-message tokens (OpenAI documents 3-4; open-model templates use about 5-10
+ * header tokens). The fixed part covers the reply priming (3 for OpenAI) and templates that
+ * inject a preamble (Llama 3.1 adds a ~25-token date block to the system message). */
+#define PROMPT_BOUND_FIXED_TOKENS 64
+static double prompt_token_bound(size_t body_len) {
+  return (double)body_len + PROMPT_BOUND_FIXED_TOKENS;
+}
+
+/* Dry-run estimate of a message pair: ~4 characters per token (OpenAI's rule of thumb for
+ * English), plus 4 tokens per message and 3 to prime the reply (OpenAI's cookbook count). */
+static int64_t prompt_token_estimate(size_t chars) { return (int64_t)(chars + 3) / 4 + 2 * 4 + 3; }
+
+enum { JOB_PENDING, JOB_DONE, JOB_FAILED };
+
+typedef struct job {
+  int64_t prompt_id;
+  char key[65];
+  char *body; /* canonical request; freed once the job ends */
+  size_t body_len;
+  double worst_usd;   /* upper bound on what this request can cost */
+  double bucket_tokens; /* what it counts against tokens_per_minute */
+  double not_before;  /* monotonic time before which a retry may not start */
+  int attempts;
+  int state;
+} job;
+
+typedef struct slot {
+  CURL *easy; /* created once, reused for every request the slot carries */
+  job *job;   /* NULL while the slot is free */
+  us_buf response;
+  us__resp_headers headers;
+  double started;
+  char errbuf[CURL_ERROR_SIZE];
+} slot;
+
+typedef struct teacher {
+  const us_config *c;
+  us_cache *cache;
+  const us_label_options *opt;
+  us_label_stats *stats;
+  double started, cpu_started;
+
+  job *jobs;
+  size_t n_jobs, next_fresh, n_open; /* n_open: jobs neither done nor failed */
+  size_t *retry;                     /* indexes of jobs waiting to be retried */
+  size_t n_retry;
+
+  CURLM *multi;
+  slot *slots;
+  int n_slots, in_flight;
+  struct curl_slist *headers;
+  char *url;      /* what curl is given; may hold user:password@ */
+  char *safe_url; /* the same without credentials: the only form in messages */
+  char *api_key;  /* kept to scrub it from anything stored or shown; NULL if none */
+  size_t api_key_len;
+
+  double spent_before, spent_run, in_flight_worst;
+  us__bucket rpm, tpm;
+  double hold_until; /* the server's x-ratelimit headers asked to pause new starts */
+  us_rng rng;
+
+  bool interrupted, budget_stop, in_txn;
+  double abort_at;
+  double last_progress;
+  us_status fatal; /* stops the run at once: auth, not found, database */
+  us_err fatal_err;
+} teacher;
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+/* Overwrites every occurrence of the API key in s[0..n) with '*'. */
+static void scrub_key(const teacher *t, char *s, size_t n) {
+  if (!t->api_key || t->api_key_len < 4 || !s) return;
+  size_t k = t->api_key_len;
+  char *p = s, *end = s + n;
+  while ((size_t)(end - p) >= k && (p = memchr(p, t->api_key[0], (size_t)(end - p) - k + 1))) {
+    if (memcmp(p, t->api_key, k) == 0) {
+      memset(p, '*', k);
+      p += k;
+    } else {
+      p++;
+    }
+  }
+}
+
+static void scrub_err(const teacher *t, us_err *err) {
+  if (err) scrub_key(t, err->msg, strlen(err->msg));
+}
+
+/* "$1.2345" with enough digits for small budgets. */
+static const char *money(char *buf, size_t n, double usd) {
+  snprintf(buf, n, usd >= 100 ? "$%.2f" : "$%.4f", usd);
+  return buf;
+}
+
+static us_status base_url_parts(const char *base_url, char **url, char **safe_url, bool *loopback,
+                                bool *https, us_err *err) {
+  us_status st = US_OK;
+  char *host = NULL, *scheme = NULL, *safe = NULL;
+  CURLU *u = curl_url();
+  us_buf full;
+  us_buf_init(&full, 0);
+  if (!u || us_buf_printf(&full, "%s/chat/completions", base_url)) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory parsing teacher.base_url");
+    goto fail;
+  }
+  CURLUcode uc = curl_url_set(u, CURLUPART_URL, full.data, 0);
+  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+  if (uc != CURLUE_OK) {
+    /* the URL itself may hold credentials: name the key, not the value */
+    st = us_err_set(err, US_ERR_CONFIG, "teacher.base_url is not a valid URL: %s",
+                    curl_url_strerror(uc));
+    goto fail;
+  }
+  if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
+    st = us_err_set(err, US_ERR_CONFIG, "teacher.base_url: expected an http or https URL, found "
+                    "scheme \"%s\"", scheme);
+    goto fail;
+  }
+  curl_url_set(u, CURLUPART_USER, NULL, 0);
+  curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+  if (curl_url_get(u, CURLUPART_URL, &safe, 0) != CURLUE_OK) {
+    st = us_err_set(err, US_ERR_CONFIG, "teacher.base_url cannot be rebuilt without credentials");
+    goto fail;
+  }
+  *https = strcasecmp(scheme, "https") == 0;
+  *loopback = strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+              strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+  *safe_url = us_strdup(safe);
+  *url = us_buf_steal(&full);
+  if (!*safe_url) st = us_err_set(err, US_ERR_NOMEM, "out of memory");
+fail:
+  curl_free(host);
+  curl_free(scheme);
+  curl_free(safe);
+  curl_url_cleanup(u);
+  us_buf_free(&full);
+  return st;
+}
+
+/* ---- the prompts and what is already cached ------------------------------------------- */
+
+/* Parses a cached response into the prompt's target. A cached body that no longer parses is
+ * kept as an unparsed target with the raw body as its text. */
+static us_status put_target(teacher *t, const char *key, int64_t prompt_id, const char *body,
+                            us_err *err) {
+  const us_config *c = t->c;
+  bool classify = c->task.type == US_TASK_CLASSIFY;
+  char *content = NULL;
+  int pt, ct;
+  bool has_soft = false;
+  float *soft = classify ? calloc((size_t)c->task.n_labels, sizeof *soft) : NULL;
+  if (classify && !soft) return us_err_set(err, US_ERR_NOMEM, "out of memory");
+  us_target target;
+  memset(&target, 0, sizeof target);
+  memcpy(target.key, key, 65);
+  target.prompt_id = prompt_id;
+  if (us_response_parse(body, c->task.labels, c->task.n_labels, &content, &pt, &ct, soft,
+                        &has_soft, NULL) != US_OK) {
+    target.text = (char *)body;
+    target.status = US_TARGET_UNPARSED;
+  } else if (classify) {
+    int k = us_answer_map_label(content, c->task.labels, c->task.n_labels);
+    target.text = content;
+    target.label = k >= 0 ? c->task.labels[k] : NULL;
+    target.status = k >= 0 ? US_TARGET_OK : US_TARGET_UNPARSED;
+    target.soft = has_soft ? soft : NULL;
+    target.n_soft = has_soft ? c->task.n_labels : 0;
+  } else {
+    target.text = content;
+    target.status = US_TARGET_OK;
+  }
+  if (target.status == US_TARGET_UNPARSED) t->stats->unparsed++;
+  us_status st = us_cache_target_put(t->cache, &target, err);
+  free(content);
+  free(soft);
+  return st;
+}
+
+static us_status ensure_cached_target(teacher *t, const char *key, int64_t prompt_id,
+                                      us_err *err) {
+  us_target existing;
+  bool found = false;
+  us_status st = us_cache_target_get(t->cache, key, &existing, &found, err);
+  if (st) return st;
+  if (found) {
+    if (existing.status == US_TARGET_UNPARSED) t->stats->unparsed++;
+    us_target_free_fields(&existing);
+    return US_OK;
+  }
+  us_call call;
+  st = us_cache_call_get(t->cache, key, &call, &found, err);
+  if (st || !found) return st;
+  st = put_target(t, key, prompt_id, call.response, err);
+  us_call_free_fields(&call);
+  return st;
+}
+
+/* Builds every prompt's request; cached ones get their target checked, the rest become jobs
+ * (or, for a dry run, estimates). */
+static us_status plan(teacher *t, us_err *err) {
+  const us_config *c = t->c;
+  us_prompt *prompts = NULL;
+  size_t n = 0;
+  us_status st = us_cache_prompts_list(t->cache, -1, &prompts, &n, err);
+  if (st) return st;
+  t->stats->total = (int64_t)n;
+  t->jobs = calloc(n ? n : 1, sizeof *t->jobs);
+  t->retry = calloc(n ? n : 1, sizeof *t->retry);
+  if (!t->jobs || !t->retry) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory planning %zu requests", n);
+    goto done;
+  }
+  double in_price = c->teacher.price_input_per_mtok / 1e6;
+  double out_price = c->teacher.price_output_per_mtok / 1e6;
+  int typical_completion = c->task.type == US_TASK_CLASSIFY
+                               ? (c->teacher.max_tokens < 3 ? c->teacher.max_tokens : 3)
+                               : c->teacher.max_tokens / 4;
+  for (size_t i = 0; i < n; i++) {
+    char *body = NULL, key[65];
+    st = us_request_build(c, prompts[i].text, &body, key, err);
+    if (st) {
+      us_err_prefix(err, "prompt %lld (%s)", (long long)prompts[i].id,
+                    prompts[i].source ? prompts[i].source : "?");
+      goto done;
+    }
+    bool cached = false;
+    st = us_cache_call_exists(t->cache, key, &cached, err);
+    if (!st && cached) st = ensure_cached_target(t, key, prompts[i].id, err);
+    if (st) {
+      free(body);
+      goto done;
+    }
+    if (cached) {
+      t->stats->cached++;
+      free(body);
+      continue;
+    }
+    job *j = &t->jobs[t->n_jobs++];
+    j->prompt_id = prompts[i].id;
+    memcpy(j->key, key, 65);
+    j->body = body;
+    j->body_len = strlen(body);
+    j->worst_usd = prompt_token_bound(j->body_len) * in_price + c->teacher.max_tokens * out_price;
+    j->bucket_tokens = (double)j->body_len / 4 + c->teacher.max_tokens;
+    j->state = JOB_PENDING;
+    if (t->opt->dry_run) {
+      char *system = NULL, *user = NULL;
+      st = us_config_render(c, prompts[i].text, &system, &user, err);
+      if (st) goto done;
+      int64_t est = prompt_token_estimate(strlen(system) + strlen(user));
+      free(system);
+      free(user);
+      t->stats->est_prompt_tokens += est;
+      t->stats->est_completion_tokens_max += c->teacher.max_tokens;
+      t->stats->est_cost_low_usd += (double)est * in_price + typical_completion * out_price;
+      t->stats->est_cost_high_usd += j->worst_usd;
+    }
+  }
+  t->n_open = t->n_jobs;
+done:
+  us_prompts_free(prompts, n);
+  return st;
+}
+
+/* ---- committing answers ---------------------------------------------------------------- */
+
+static us_status txn_begin(teacher *t, us_err *err) {
+  if (t->in_txn) return US_OK;
+  us_status st = us_cache_begin(t->cache, err);
+  if (!st) t->in_txn = true;
+  return st;
+}
+
+static void set_fatal(teacher *t, us_status st, const us_err *err) {
+  if (t->fatal) return;
+  t->fatal = st;
+  t->fatal_err = *err;
+  scrub_err(t, &t->fatal_err);
+}
+
+static void job_end(teacher *t, job *j, int state) {
+  j->state = state;
+  free(j->body);
+  j->body = NULL;
+  t->n_open--;
+}
+
+static void record_failure(teacher *t, job *j, int http_status, const char *message) {
+  us_err err = {0};
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", message);
+  scrub_key(t, msg, strlen(msg));
+  us_status st = txn_begin(t, &err);
+  if (!st)
+    st = us_cache_failure_put(t->cache, j->key, j->prompt_id, http_status, msg, j->attempts,
+                              &err);
+  if (st) {
+    set_fatal(t, st, &err);
+    return;
+  }
+  t->stats->failed++;
+  job_end(t, j, JOB_FAILED);
+  us_log(US_LOG_DEBUG, "prompt %lld failed after %d attempt(s): %s", (long long)j->prompt_id,
+         j->attempts, msg);
+}
+
+/* A 200 with a well-formed body: store the call (cost from its usage), then its target. */
+static void record_answer(teacher *t, job *j, slot *s, int prompt_tokens, int completion_tokens,
+                          double now) {
+  const us_config *c = t->c;
+  /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
+  if (prompt_tokens < 0) prompt_tokens = (int)prompt_token_bound(j->body_len);
+  if (completion_tokens < 0) completion_tokens = c->teacher.max_tokens;
+  double cost = prompt_tokens * c->teacher.price_input_per_mtok / 1e6 +
+                completion_tokens * c->teacher.price_output_per_mtok / 1e6;
+  us_call call;
+  memset(&call, 0, sizeof call);
+  memcpy(call.key, j->key, 65);
+  call.request = j->body;
+  call.response = s->response.data;
+  call.http_status = 200;
+  call.prompt_tokens = prompt_tokens;
+  call.completion_tokens = completion_tokens;
+  call.cost_usd = cost;
+  call.latency_ms = (now - s->started) * 1000;
+  call.attempts = j->attempts;
+  call.created_at = us_epoch();
+  us_err err = {0};
+  bool existed = false;
+  us_status st = txn_begin(t, &err);
+  if (!st) st = us_cache_call_put(t->cache, &call, &existed, &err);
+  if (!st) st = put_target(t, j->key, j->prompt_id, s->response.data, &err);
+  if (st) {
+    set_fatal(t, st, &err);
+    return;
+  }
+  /* paid either way, even if another process stored the same key first */
+  t->spent_run += cost;
+  t->stats->spent_usd += cost;
+  t->stats->done++;
+  job_end(t, j, JOB_DONE);
+}
+
+/* Network error, timeout, 408/409/429/5xx or a malformed 200: retry later, or give up. */
+static void retry_or_fail(teacher *t, job *j, const slot *s, int http_status, const char *why,
+                          double now) {
+  if (j->attempts > t->c->teacher.max_retries) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "gave up after %d attempts: %s", j->attempts, why);
+    record_failure(t, j, http_status, msg);
+    return;
+  }
+  double wait = us_retry_after_parse(s->headers.retry_after, s->headers.retry_after_ms,
+                                     us_epoch());
+  if (wait < 0)
+    wait = us_backoff_delay(j->attempts - 1, BACKOFF_BASE_S, BACKOFF_CAP_S,
+                            us_rng_uniform(&t->rng));
+  if (wait > RETRY_AFTER_CAP_S) wait = RETRY_AFTER_CAP_S;
+  j->not_before = now + wait;
+  t->retry[t->n_retry++] = (size_t)(j - t->jobs);
+  t->stats->retries++;
+}
+
+/* The server's message from an error body ({"error":{"message":...}}), else the body's start. */
+static void server_message(const char *body, char *out, size_t n) {
+  us_err e = {0};
+  char *content = NULL;
+  int pt, ct;
+  if (!body || !*body) {
+    snprintf(out, n, "(empty body)");
+    return;
+  }
+  us_response_parse(body, NULL, 0, &content, &pt, &ct, NULL, NULL, &e);
+  free(content);
+  const char *prefix = "response carries an error: ";
+  if (strncmp(e.msg, prefix, strlen(prefix)) == 0)
+    snprintf(out, n, "%.300s", e.msg + strlen(prefix));
+  else
+    snprintf(out, n, "%.300s", body);
+}
+
+/* Pauses new starts when the server says its own limits are nearly used up: fewer requests
+ * left than we keep in flight (or under 5% of the limit), or fewer tokens than a full round of
+ * in-flight requests could use; until the server's reset time (1 s if it gave none). */
+static void watch_server_limits(teacher *t, const us__resp_headers *h, const job *j,
+                                double now) {
+  double conc = t->c->teacher.concurrency;
+  if (h->remaining_requests >= 0 &&
+      (h->remaining_requests < conc ||
+       (h->limit_requests > 0 && h->remaining_requests < 0.05 * h->limit_requests))) {
+    double until = now + (h->reset_requests_s >= 0 ? h->reset_requests_s : 1.0);
+    if (until > t->hold_until) t->hold_until = until;
+  }
+  if (h->remaining_tokens >= 0 &&
+      (h->remaining_tokens < conc * j->bucket_tokens ||
+       (h->limit_tokens > 0 && h->remaining_tokens < 0.05 * h->limit_tokens))) {
+    double until = now + (h->reset_tokens_s >= 0 ? h->reset_tokens_s : 1.0);
+    if (until > t->hold_until) t->hold_until = until;
+  }
+}
+
+static void on_done(teacher *t, slot *s, CURLcode rc, double now) {
+  job *j = s->job;
+  long code = 0;
+  curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
+  curl_multi_remove_handle(t->multi, s->easy);
+  s->job = NULL;
+  t->in_flight--;
+  t->in_flight_worst -= j->worst_usd;
+  if (t->in_flight == 0) t->in_flight_worst = 0; /* no drift from float sums */
+  char msg[512];
+  if (rc != CURLE_OK) {
+    snprintf(msg, sizeof msg, "%s (%s)", curl_easy_strerror(rc), s->errbuf);
+    scrub_key(t, msg, strlen(msg));
+    retry_or_fail(t, j, s, 0, msg, now);
+    return;
+  }
+  watch_server_limits(t, &s->headers, j, now);
+  scrub_key(t, s->response.data, s->response.len);
+  if (code == 200) {
+    us_err err = {0};
+    char *content = NULL;
+    int pt, ct;
+    us_status st = us_response_parse(s->response.data, NULL, 0, &content, &pt, &ct, NULL, NULL,
+                                     &err);
+    free(content);
+    if (st)
+      retry_or_fail(t, j, s, 200, err.msg, now);
+    else
+      record_answer(t, j, s, pt, ct, now);
+    return;
+  }
+  server_message(s->response.data, msg, sizeof msg);
+  scrub_key(t, msg, strlen(msg));
+  us_err err = {0};
+  if (code == 401 || code == 403) {
+    if (t->api_key)
+      us_err_set(&err, US_ERR_AUTH, "the key in $%s was rejected (HTTP %ld) by %s: %s",
+                 t->c->teacher.api_key_env, code, t->safe_url, msg);
+    else
+      us_err_set(&err, US_ERR_AUTH, "no key was sent ($%s is unset or empty) and %s answered "
+                 "HTTP %ld: %s", t->c->teacher.api_key_env, t->safe_url, code, msg);
+    t->retry[t->n_retry++] = (size_t)(j - t->jobs); /* not answered: left for the next run */
+    set_fatal(t, US_ERR_AUTH, &err);
+    return;
+  }
+  if (code == 404) {
+    us_err_set(&err, US_ERR_NOT_FOUND, "%s answered HTTP 404 for model \"%s\": %s; check "
+               "teacher.base_url and teacher.model", t->safe_url, t->c->teacher.model, msg);
+    t->retry[t->n_retry++] = (size_t)(j - t->jobs);
+    set_fatal(t, US_ERR_NOT_FOUND, &err);
+    return;
+  }
+  if (code == 408 || code == 409 || code == 429 || code >= 500) {
+    char why[600];
+    snprintf(why, sizeof why, "HTTP %ld: %s", code, msg);
+    retry_or_fail(t, j, s, (int)code, why, now);
+    return;
+  }
+  char why[600];
+  snprintf(why, sizeof why, "HTTP %ld: %s", code, msg);
+  record_failure(t, j, (int)code, why);
+}
+
+/* Handles every finished transfer; the answers of one pass are committed together. */
+static void drain(teacher *t) {
+  CURLMsg *m;
+  int left;
+  double now = us_now();
+  while ((m = curl_multi_info_read(t->multi, &left)) != NULL) {
+    if (m->msg != CURLMSG_DONE) continue;
+    slot *s = NULL;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+    on_done(t, s, m->data.result, now);
+  }
+  if (t->in_txn) {
+    us_err err = {0};
+    t->in_txn = false;
+    us_status st = us_cache_commit(t->cache, &err);
+    if (st) set_fatal(t, st, &err);
+  }
+}
+
+/* ---- starting requests ----------------------------------------------------------------- */
+
+/* The next job allowed to start by its own timing: a retry whose wait is over, else the next
+ * fresh one. *wake gets the time until a waiting retry comes due when there is none. */
+static job *next_job(teacher *t, double now, double *wake, size_t *retry_pos) {
+  for (size_t i = 0; i < t->n_retry; i++) {
+    job *j = &t->jobs[t->retry[i]];
+    if (j->not_before <= now) {
+      *retry_pos = i;
+      return j;
+    }
+    if (j->not_before - now < *wake) *wake = j->not_before - now;
+  }
+  *retry_pos = (size_t)-1;
+  return t->next_fresh < t->n_jobs ? &t->jobs[t->next_fresh] : NULL;
+}
+
+static us_status start(teacher *t, slot *s, job *j, double now) {
+  us_buf_reset(&s->response);
+  us__resp_headers_reset(&s->headers);
+  s->errbuf[0] = '\0';
+  s->job = j;
+  s->started = now;
+  curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
+  curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, j->body);
+  CURLMcode mc = curl_multi_add_handle(t->multi, s->easy);
+  if (mc != CURLM_OK) {
+    s->job = NULL;
+    return us_err_set(&t->fatal_err, US_ERR_HTTP, "cannot start a transfer to %s: %s",
+                      t->safe_url, curl_multi_strerror(mc));
+  }
+  j->attempts++;
+  t->in_flight++;
+  t->in_flight_worst += j->worst_usd;
+  us__bucket_take(&t->rpm, 1);
+  us__bucket_take(&t->tpm, j->bucket_tokens);
+  t->stats->requests++;
+  return US_OK;
+}
+
+/* Starts as many requests as the free slots, the rate limits and the budget allow. Returns the
+ * seconds until something may change (a retry due, a bucket refilled, a hold over). */
+static double start_ready(teacher *t, double now) {
+  double wake = 1.0;
+  int free_slot = 0;
+  while (t->in_flight < t->n_slots) {
+    size_t pos;
+    job *j = next_job(t, now, &wake, &pos);
+    if (!j) break;
+    if (now < t->hold_until) {
+      if (t->hold_until - now < wake) wake = t->hold_until - now;
+      break;
+    }
+    double w = us__bucket_wait(&t->rpm, 1, now);
+    double wt = us__bucket_wait(&t->tpm, j->bucket_tokens, now);
+    if (wt > w) w = wt;
+    if (w > 0) {
+      if (w < wake) wake = w;
+      break;
+    }
+    double total = t->spent_before + t->spent_run + t->in_flight_worst + j->worst_usd;
+    if (total > t->c->teacher.budget_usd) {
+      /* in-flight requests usually cost less than their worst case: wait for them */
+      if (t->in_flight == 0) t->budget_stop = true;
+      break;
+    }
+    while (t->slots[free_slot].job) free_slot++;
+    if (start(t, &t->slots[free_slot], j, now)) {
+      t->fatal = US_ERR_HTTP;
+      break;
+    }
+    if (pos != (size_t)-1)
+      t->retry[pos] = t->retry[--t->n_retry];
+    else
+      t->next_fresh++;
+  }
+  return wake;
+}
+
+/* ---- transfers ------------------------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t n, void *user) {
+  slot *s = user;
+  if (us_buf_append(&s->response, data, size * n)) return 0; /* past the limit: abort */
+  return size * n;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *user) {
+  slot *s = user;
+  us__resp_headers_line(&s->headers, data, size * n);
+  return size * n;
+}
+
+static us_status setup_transfers(teacher *t, bool https, us_err *err) {
+  const us_config *c = t->c;
+  t->n_slots = c->teacher.concurrency;
+  t->slots = calloc((size_t)t->n_slots, sizeof *t->slots);
+  t->multi = curl_multi_init();
+  if (!t->slots || !t->multi) return us_err_set(err, US_ERR_NOMEM, "out of memory");
+  long conns = t->n_slots;
+  curl_multi_setopt(t->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(t->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+  curl_multi_setopt(t->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
+  curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, conns);
+  long timeout_ms = (long)(c->teacher.timeout_s * 1000);
+  long connect_ms = timeout_ms < 30000 ? timeout_ms : 30000;
+  for (int i = 0; i < t->n_slots; i++) {
+    slot *s = &t->slots[i];
+    us_buf_init(&s->response, RESPONSE_LIMIT);
+    if (us_buf_reserve(&s->response, 4096))
+      return us_err_set(err, US_ERR_NOMEM, "out of memory");
+    CURL *e = s->easy = curl_easy_init();
+    if (!e) return us_err_set(err, US_ERR_HTTP, "curl_easy_init failed");
+    curl_easy_setopt(e, CURLOPT_URL, t->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)s);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, https ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "understudy/" "0.1");
+  }
+  return US_OK;
+}
+
+/* Content-Type, Authorization (unless the config sets its own, as Azure's api-key setups do
+ * not need it) and teacher.headers. The key lives in this list and nowhere else. */
+static us_status build_headers(teacher *t, us_err *err) {
+  const us_config *c = t->c;
+  bool own_auth = false;
+  us_buf line;
+  us_buf_init(&line, 0);
+  us_status st = US_OK;
+  struct curl_slist *l = curl_slist_append(NULL, "Content-Type: application/json");
+  l = l ? curl_slist_append(l, "Expect:") : NULL; /* no 100-continue round trip */
+  for (int i = 0; l && i < c->teacher.n_headers; i++) {
+    const us_header *h = &c->teacher.headers[i];
+    if (strcasecmp(h->name, "Authorization") == 0) own_auth = true;
+    us_buf_reset(&line);
+    if (strpbrk(h->name, "\r\n:") || strpbrk(h->value, "\r\n")) {
+      st = us_err_set(err, US_ERR_CONFIG, "teacher.headers.%s: a header name or value cannot "
+                      "hold a line break (or a ':' in the name)", h->name);
+      goto fail;
+    }
+    if (us_buf_printf(&line, "%s: %s", h->name, h->value)) goto nomem;
+    l = curl_slist_append(l, line.data);
+  }
+  if (l && t->api_key && !own_auth) {
+    us_buf_reset(&line);
+    if (us_buf_printf(&line, "Authorization: Bearer %s", t->api_key)) goto nomem;
+    l = curl_slist_append(l, line.data);
+  }
+  if (!l) goto nomem;
+  t->headers = l;
+  l = NULL;
+  goto fail;
+nomem:
+  st = us_err_set(err, US_ERR_NOMEM, "out of memory building request headers");
+fail:
+  if (line.data) explicit_bzero(line.data, line.cap);
+  us_buf_free(&line);
+  curl_slist_free_all(l);
+  return st;
+}
+
+static void report_progress(teacher *t, double now, bool final) {
+  us_label_stats *s = t->stats;
+  s->left = (int64_t)t->n_open;
+  s->spent_total_usd = t->spent_before + t->spent_run;
+  s->elapsed_s = now - t->started;
+  s->cpu_s = us_cpu_time() - t->cpu_started;
+  if (!t->opt->progress) return;
+  if (!final && now - t->last_progress < PROGRESS_EVERY_S) return;
+  t->last_progress = now;
+  t->opt->progress(t->opt->progress_user, s);
+}
+
+static void abort_in_flight(teacher *t) {
+  for (int i = 0; i < t->n_slots; i++) {
+    slot *s = &t->slots[i];
+    if (!s->job) continue;
+    curl_multi_remove_handle(t->multi, s->easy);
+    t->retry[t->n_retry++] = (size_t)(s->job - t->jobs); /* never answered: left */
+    s->job = NULL;
+    t->in_flight--;
+  }
+  t->in_flight_worst = 0;
+}
+
+/* The transfer loop: start what may start, move the transfers, take in what finished. */
+static void run_loop(teacher *t) {
+  for (;;) {
+    double now = us_now();
+    if (t->opt->stop && *t->opt->stop && !t->interrupted) {
+      t->interrupted = true;
+      t->abort_at = now + INTERRUPT_GRACE_S;
+    }
+    if (t->interrupted && t->in_flight && now >= t->abort_at) abort_in_flight(t);
+    double wake = POLL_MAX_MS / 1000.0;
+    if (!t->interrupted && !t->budget_stop && !t->fatal) {
+      double w = start_ready(t, now);
+      if (w < wake) wake = w;
+    }
+    int running = 0;
+    curl_multi_perform(t->multi, &running);
+    drain(t);
+    if (t->fatal) abort_in_flight(t);
+    report_progress(t, us_now(), false);
+    bool nothing_to_start = t->interrupted || t->budget_stop || t->fatal || t->n_open == 0;
+    if (t->in_flight == 0 && nothing_to_start) break;
+    int timeout_ms = (int)(wake * 1000);
+    if (timeout_ms < 1 && t->in_flight == 0) timeout_ms = 1;
+    if (timeout_ms > POLL_MAX_MS) timeout_ms = POLL_MAX_MS;
+    curl_multi_poll(t->multi, NULL, 0, timeout_ms, NULL);
+  }
+}
+
+/* ---- entry point ----------------------------------------------------------------------- */
+
+void us_label_options_defaults(us_label_options *o) { memset(o, 0, sizeof *o); }
+
+static void teacher_free(teacher *t) {
+  for (int i = 0; t->slots && i < t->n_slots; i++) {
+    if (t->slots[i].easy) {
+      if (t->slots[i].job) curl_multi_remove_handle(t->multi, t->slots[i].easy);
+      curl_easy_cleanup(t->slots[i].easy);
+    }
+    us_buf_free(&t->slots[i].response);
+  }
+  free(t->slots);
+  if (t->multi) curl_multi_cleanup(t->multi);
+  for (struct curl_slist *l = t->headers; l; l = l->next) explicit_bzero(l->data, strlen(l->data));
+  curl_slist_free_all(t->headers);
+  for (size_t i = 0; t->jobs && i < t->n_jobs; i++) free(t->jobs[i].body);
+  free(t->jobs);
+  free(t->retry);
+  free(t->url);
+  free(t->safe_url);
+  if (t->api_key) explicit_bzero(t->api_key, t->api_key_len);
+  free(t->api_key);
+}
+
+static us_status finish(teacher *t, us_err *err) {
+  char spent[32], budget[32];
+  report_progress(t, us_now(), true);
+  if (t->fatal) {
+    *err = t->fatal_err;
+    return t->fatal;
+  }
+  if (t->budget_stop && t->n_open > 0)
+    return us_err_set(err, US_ERR_BUDGET, "budget reached: %s of %s spent; %zu prompts left; "
+                      "raise teacher.budget_usd and run again",
+                      money(spent, sizeof spent, t->spent_before + t->spent_run),
+                      money(budget, sizeof budget, t->c->teacher.budget_usd), t->n_open);
+  if (t->interrupted && t->n_open > 0)
+    return us_err_set(err, US_ERR_INTERRUPTED, "interrupted: %zu prompts left; every answer so "
+                      "far is saved, run again to resume", t->n_open);
+  return US_OK;
+}
+
+us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_options *opt,
+                           us_label_stats *stats, us_err *err) {
+  us_label_options defaults;
+  if (!opt) {
+    us_label_options_defaults(&defaults);
+    opt = &defaults;
+  }
+  us_label_stats local;
+  if (!stats) stats = &local;
+  memset(stats, 0, sizeof *stats);
+  teacher t;
+  memset(&t, 0, sizeof t);
+  t.c = c, t.cache = cache, t.opt = opt, t.stats = stats;
+  t.started = us_now();
+  t.cpu_started = us_cpu_time();
+  us_rng_seed(&t.rng, (uint64_t)(us_epoch() * 1e6) ^ ((uint64_t)getpid() << 32));
+
+  us_cache_stats cs;
+  us_status st = us_cache_stats_get(cache, &cs, err);
+  if (st) goto done;
+  t.spent_before = cs.spent_usd;
+  st = plan(&t, err);
+  if (st || opt->dry_run || t.n_jobs == 0) {
+    if (!st) report_progress(&t, us_now(), true);
+    goto done;
+  }
+
+  bool loopback = false, https = false;
+  st = base_url_parts(c->teacher.base_url, &t.url, &t.safe_url, &loopback, &https, err);
+  if (st) goto done;
+  const char *key = getenv(c->teacher.api_key_env);
+  if (key && *key) {
+    if (strpbrk(key, "\r\n")) {
+      st = us_err_set(err, US_ERR_CONFIG, "$%s holds a line break; it must be the bare API key",
+                      c->teacher.api_key_env);
+      goto done;
+    }
+    t.api_key = us_strdup(key);
+    t.api_key_len = strlen(key);
+  } else if (!loopback) {
+    st = us_err_set(err, US_ERR_AUTH, "$%s is unset or empty: set it to the API key for %s "
+                    "(or name another variable in teacher.api_key_env)",
+                    c->teacher.api_key_env, t.safe_url);
+    goto done;
+  }
+  if (!https && !loopback && t.api_key)
+    us_log(US_LOG_WARN, "teacher.base_url %s is plain http: the key travels unencrypted",
+           t.safe_url);
+  st = build_headers(&t, err);
+  if (!st) st = setup_transfers(&t, https, err);
+  if (st) goto done;
+  us__bucket_init(&t.rpm, c->teacher.requests_per_minute, us_now());
+  us__bucket_init(&t.tpm, c->teacher.tokens_per_minute, us_now());
+  run_loop(&t);
+  st = finish(&t, err);
+done:
+  if (st && st != US_ERR_BUDGET && st != US_ERR_INTERRUPTED) scrub_err(&t, err);
+  if (t.in_txn) us_cache_rollback(cache, NULL);
+  teacher_free(&t);
+  return st;
+}

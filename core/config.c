@@ -467,10 +467,13 @@ static us_status read_string(const load_ctx *x, const key_spec *k, const char *p
     if (!env_name_is_valid(s))
       return fail_type(x, path, "an environment variable name such as OPENAI_API_KEY", v);
     break;
-  case K_URL:
-    if ((strncmp(s, "http://", 7) != 0 || !s[7]) && (strncmp(s, "https://", 8) != 0 || !s[8]))
-      return fail_type(x, path, "a URL starting with http:// or https://", v);
+  case K_URL: {
+    size_t scheme = strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
+    if (!scheme) return fail_type(x, path, "a URL starting with http:// or https://", v);
+    if (!s[scheme] || s[scheme] == '/')
+      return fail_type(x, path, "a URL with a host after the scheme", v);
     break;
+  }
   case K_PRESET:
     if (!in_list(s, PRESETS, sizeof PRESETS / sizeof *PRESETS))
       return fail_type(x, path, "\"nano\", \"micro\", \"mini\" or null", v);
@@ -986,16 +989,13 @@ static us_status check_consistency(load_ctx *x) {
                 c->student.lm_dim, c->student.heads);
   size_t n = strlen(c->teacher.base_url);
   while (n > 0 && c->teacher.base_url[n - 1] == '/') c->teacher.base_url[--n] = '\0';
-  if (n <= strlen("https://") && strncmp(c->teacher.base_url, "https://", 8) == 0)
-    return fail(x, "teacher.base_url", "expected a URL with a host after https://");
-  if (n <= strlen("http://") && strncmp(c->teacher.base_url, "http://", 7) == 0)
-    return fail(x, "teacher.base_url", "expected a URL with a host after http://");
   return US_OK;
 }
 
 /* ---- loading ------------------------------------------------------------------------------------ */
 
-/* "invalid JSON at line L, column C" for the byte where parsing stopped. */
+/* "invalid JSON at line L, column C near '...'" for the byte where parsing stopped; the excerpt
+ * is the text of that line around it. */
 static us_status fail_json(const load_ctx *x, const char *text, size_t len, const char *stop) {
   size_t off = stop && stop >= text && stop <= text + len ? (size_t)(stop - text) : len;
   int line = 1;
@@ -1005,17 +1005,20 @@ static us_status fail_json(const load_ctx *x, const char *text, size_t len, cons
       line++;
       line_start = i + 1;
     }
-  char near[32];
+  size_t col = off - line_start + 1;
+  if (off >= len)
+    return us_err_set(x->err, US_ERR_CONFIG,
+                      "%s:%d:%zu: invalid JSON at line %d, column %zu: unexpected end of file",
+                      x->file, line, col, line, col);
+  size_t from = off - line_start > 20 ? off - 20 : line_start;
+  char near[48];
   size_t n = 0;
-  for (size_t i = off; i < len && n < 20 && text[i] != '\n'; i++)
+  for (size_t i = from; i < len && n < 40 && text[i] != '\n'; i++)
     near[n++] = (unsigned char)text[i] < 0x20 ? ' ' : text[i];
+  while (n > 0 && near[n - 1] == ' ') n--;
   near[n] = '\0';
-  if (n)
-    return us_err_set(x->err, US_ERR_CONFIG, "%s:%d:%zu: invalid JSON at line %d, column %zu near '%s'",
-                      x->file, line, off - line_start + 1, line, off - line_start + 1, near);
-  return us_err_set(x->err, US_ERR_CONFIG,
-                    "%s:%d:%zu: invalid JSON at line %d, column %zu: unexpected end of file", x->file,
-                    line, off - line_start + 1, line, off - line_start + 1);
+  return us_err_set(x->err, US_ERR_CONFIG, "%s:%d:%zu: invalid JSON at line %d, column %zu near '%s'",
+                    x->file, line, col, line, col, near);
 }
 
 static us_status load_tree(load_ctx *x, cJSON **root) {

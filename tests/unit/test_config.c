@@ -1,0 +1,643 @@
+/* The config loader: defaults, every key of a full file, each kind of error message (file, key
+ * path, expected, found), --set overrides, relative paths and prompt rendering. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/config.h"
+
+/* ---- helpers ------------------------------------------------------------------------------------ */
+
+static char tmp_dir[PATH_MAX];
+
+static int make_tmp_dir(void **state) {
+  (void)state;
+  snprintf(tmp_dir, sizeof tmp_dir, "/tmp/us_test_config_XXXXXX");
+  if (!mkdtemp(tmp_dir)) return -1;
+  char *real = realpath(tmp_dir, NULL); /* /tmp may be a link; the loader reports real folders */
+  if (!real) return -1;
+  snprintf(tmp_dir, sizeof tmp_dir, "%s", real);
+  free(real);
+  return 0;
+}
+
+static int remove_tmp_dir(void **state) {
+  (void)state;
+  char cmd[PATH_MAX + 16];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static void fixture_path(const char *name, char *out, size_t cap) {
+  const char *src = getenv("US_SOURCE_DIR");
+  snprintf(out, cap, "%s/tests/data/config/%s", src ? src : "../..", name);
+}
+
+/* Writes json to <tmp>/<file> and returns its path in path_out. */
+static void write_config(const char *file, const char *json, char *path_out, size_t cap) {
+  snprintf(path_out, cap, "%s/%s", tmp_dir, file);
+  FILE *f = fopen(path_out, "w");
+  assert_non_null(f);
+  fputs(json, f);
+  fclose(f);
+}
+
+/* A valid classify config; tests break one thing at a time through --set or text edits. */
+static const char *const VALID =
+    "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
+    "\"data\":{\"inputs\":[\"in.jsonl\"]},\"teacher\":{\"model\":\"m\"}}";
+
+static us_status load_json(const char *json, const char *const *sets, int n_sets, us_config *c,
+                           us_err *err) {
+  char path[PATH_MAX + 32];
+  write_config("config.json", json, path, sizeof path);
+  return us_config_load(path, sets, n_sets, c, err);
+}
+
+/* Loads VALID with the given overrides and expects an error whose message holds every needle. */
+static void expect_error(const char *json, const char *const *sets, int n_sets, ...) {
+  us_config c;
+  us_err err = {0};
+  us_status st = load_json(json ? json : VALID, sets, n_sets, &c, &err);
+  if (st == US_OK) {
+    us_config_free(&c);
+    fail_msg("expected an error, the config loaded (first --set: %s)", n_sets ? sets[0] : "none");
+  }
+  assert_int_equal(st, US_ERR_CONFIG);
+  if (!strstr(err.msg, tmp_dir)) fail_msg("message does not name the file: %s", err.msg);
+  va_list ap;
+  va_start(ap, n_sets);
+  for (const char *needle; (needle = va_arg(ap, const char *));)
+    if (!strstr(err.msg, needle)) fail_msg("message lacks \"%s\": %s", needle, err.msg);
+  va_end(ap);
+  /* c was freed by the loader; freeing again must be harmless */
+  us_config_free(&c);
+}
+
+#define SET(...) (const char *const[]){__VA_ARGS__}, (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+
+/* ---- defaults ----------------------------------------------------------------------------------- */
+
+static void defaults_should_match_documented_values(void **state) {
+  (void)state;
+  us_config c;
+  us_config_defaults(&c);
+  assert_int_equal(c.task.type, US_TASK_CLASSIFY);
+  assert_null(c.name);
+  assert_null(c.task.labels);
+  assert_string_equal(c.task.instructions,
+                      "You are a careful classifier. Reply with exactly one label from the list.");
+  assert_string_equal(c.task.template, "Classify this message into one of: {labels}.\nAnswer with "
+                                       "the label only.\n\nMessage:\n{text}");
+  assert_string_equal(c.data.text_field, "text");
+  assert_string_equal(c.data.id_field, "id");
+  assert_null(c.data.label_field);
+  assert_true(c.data.test_fraction == 0.2);
+  assert_int_equal(c.data.seed, 1);
+  assert_int_equal(c.data.chunk_chars, 1500);
+  assert_false(c.data.repair_utf8);
+  assert_int_equal(c.data.questions_per_chunk, 3);
+  assert_non_null(strstr(c.data.question_template, "{chunk}"));
+  assert_non_null(strstr(c.data.answer_template, "{question}"));
+  assert_string_equal(c.teacher.base_url, "https://api.openai.com/v1");
+  assert_string_equal(c.teacher.api_key_env, "OPENAI_API_KEY");
+  assert_int_equal(c.teacher.n_headers, 0);
+  assert_int_equal(c.teacher.concurrency, 8);
+  assert_true(c.teacher.requests_per_minute == 0 && c.teacher.tokens_per_minute == 0);
+  assert_true(c.teacher.timeout_s == 60);
+  assert_int_equal(c.teacher.max_retries, 6);
+  assert_true(c.teacher.temperature == 0);
+  assert_int_equal(c.teacher.max_tokens, 16);
+  assert_false(c.teacher.has_seed);
+  assert_false(c.teacher.logprobs);
+  assert_int_equal(c.teacher.top_logprobs, 5);
+  assert_true(c.teacher.budget_usd == 10);
+  assert_true(c.teacher.price_input_per_mtok == 0 && c.teacher.price_output_per_mtok == 0);
+  assert_true(c.teacher.params_b == 0);
+  assert_int_equal(c.student.dim, 100);
+  assert_int_equal(c.student.word_ngrams, 2);
+  assert_int_equal(c.student.minn, 3);
+  assert_int_equal(c.student.maxn, 5);
+  assert_int_equal(c.student.buckets, 2000000);
+  assert_int_equal(c.student.n_hidden, 0);
+  assert_int_equal(c.student.epochs, 25);
+  assert_true(c.student.lr == 0.5);
+  assert_true(c.student.kd_temperature == 1);
+  assert_true(c.student.validation_fraction == 0.1);
+  assert_int_equal(c.student.patience, 3);
+  assert_int_equal(c.student.threads, 2);
+  assert_false(c.student.quantize);
+  assert_null(c.student.preset);
+  assert_int_equal(c.student.layers, 4);
+  assert_int_equal(c.student.lm_dim, 256);
+  assert_int_equal(c.student.heads, 4);
+  assert_int_equal(c.student.context, 256);
+  assert_int_equal(c.student.vocab_size, 2048);
+  assert_int_equal(c.student.steps, 2000);
+  assert_int_equal(c.student.batch_size, 16);
+  assert_int_equal(c.student.warmup_steps, 100);
+  assert_int_equal(c.student.checkpoint_every, 500);
+  assert_true(c.student.lm_lr == 3e-4);
+  assert_true(c.student.weight_decay == 0.1);
+  assert_true(c.student.grad_clip == 1.0);
+  assert_true(c.cost.cpu_usd_per_hour == 0.05);
+  assert_true(c.cost.requests_per_month == 1e6);
+  assert_true(c.quality.target_agreement == 0.95);
+  us_config_free(&c);
+  us_config_free(&c); /* twice: the first free leaves it empty */
+}
+
+static void minimal_config_should_load_with_defaults_and_resolved_paths(void **state) {
+  (void)state;
+  char path[PATH_MAX], dir[PATH_MAX], want[PATH_MAX + 64];
+  fixture_path("minimal.json", path, sizeof path);
+  us_config c;
+  us_err err = {0};
+  assert_int_equal(us_config_load(path, NULL, 0, &c, &err), US_OK);
+  fixture_path("", dir, sizeof dir);
+  char *real = realpath(dir, NULL);
+  assert_non_null(real);
+  assert_string_equal(c.path, path);
+  assert_string_equal(c.dir, real);
+  assert_string_equal(c.name, "banking");
+  snprintf(want, sizeof want, "%s/out/banking", real);
+  assert_string_equal(c.output, want);
+  assert_int_equal(c.data.n_inputs, 1);
+  snprintf(want, sizeof want, "%s/prompts.jsonl", real);
+  assert_string_equal(c.data.inputs[0].path, want);
+  assert_int_equal(c.data.inputs[0].split, US_SPLIT_AUTO);
+  assert_null(c.data.inputs[0].format);
+  assert_int_equal(c.task.n_labels, 3);
+  assert_string_equal(c.task.labels[2], "balance");
+  assert_string_equal(c.teacher.model, "gpt-4o-mini");
+  assert_int_equal(c.teacher.max_tokens, 16);
+  assert_int_equal(c.student.dim, 100);
+  free(real);
+  us_config_free(&c);
+}
+
+static void full_config_should_read_every_key(void **state) {
+  (void)state;
+  char path[PATH_MAX], want[PATH_MAX + 64];
+  fixture_path("full.json", path, sizeof path);
+  us_config c;
+  us_err err = {0};
+  if (us_config_load(path, NULL, 0, &c, &err) != US_OK) fail_msg("%s", err.msg);
+  assert_string_equal(c.name, "support-tickets_v2");
+  snprintf(want, sizeof want, "%s/runs/tickets", c.dir);
+  assert_string_equal(c.output, want);
+  assert_int_equal(c.task.type, US_TASK_CLASSIFY);
+  assert_int_equal(c.task.n_labels, 4);
+  assert_string_equal(c.task.labels[2], "feature request");
+  assert_string_equal(c.task.instructions, "Route support tickets. Labels: {labels}.");
+  assert_string_equal(c.task.template, "Ticket:\n{text}\n\nOne of {labels}:");
+  assert_int_equal(c.data.n_inputs, 3);
+  snprintf(want, sizeof want, "%s/tickets.jsonl", c.dir);
+  assert_string_equal(c.data.inputs[0].path, want);
+  assert_string_equal(c.data.inputs[1].path, "/data/holdout.csv");
+  assert_int_equal(c.data.inputs[1].split, US_SPLIT_TEST);
+  assert_string_equal(c.data.inputs[1].format, "csv");
+  snprintf(want, sizeof want, "%s/../docs", c.dir);
+  assert_string_equal(c.data.inputs[2].path, want);
+  assert_string_equal(c.data.inputs[2].format, "docs");
+  assert_int_equal(c.data.inputs[2].split, US_SPLIT_AUTO);
+  assert_string_equal(c.data.text_field, "body");
+  assert_string_equal(c.data.label_field, "queue");
+  assert_string_equal(c.data.id_field, "ticket_id");
+  assert_true(c.data.test_fraction == 0.25);
+  assert_int_equal(c.data.seed, 7);
+  assert_int_equal(c.data.chunk_chars, 900);
+  assert_true(c.data.repair_utf8);
+  assert_int_equal(c.data.questions_per_chunk, 4);
+  assert_string_equal(c.data.question_template, "Passage:\n{chunk}\nWrite {n} questions.");
+  assert_string_equal(c.data.answer_template, "Passage:\n{chunk}\nQ: {question}\nA:");
+  assert_string_equal(c.teacher.base_url, "http://127.0.0.1:8080/v1"); /* slash stripped */
+  assert_string_equal(c.teacher.model, "gpt-4o-mini");
+  assert_string_equal(c.teacher.api_key_env, "MY_TEACHER_KEY");
+  assert_int_equal(c.teacher.n_headers, 2);
+  assert_string_equal(c.teacher.headers[0].name, "OpenAI-Organization");
+  assert_string_equal(c.teacher.headers[0].value, "org-123");
+  assert_string_equal(c.teacher.headers[1].name, "X-Title");
+  assert_int_equal(c.teacher.concurrency, 32);
+  assert_true(c.teacher.requests_per_minute == 500);
+  assert_true(c.teacher.tokens_per_minute == 200000);
+  assert_true(c.teacher.timeout_s == 30.5);
+  assert_int_equal(c.teacher.max_retries, 3);
+  assert_true(c.teacher.temperature == 0.2);
+  assert_int_equal(c.teacher.max_tokens, 8);
+  assert_true(c.teacher.has_seed);
+  assert_int_equal(c.teacher.seed, 42);
+  assert_true(c.teacher.logprobs);
+  assert_int_equal(c.teacher.top_logprobs, 10);
+  assert_true(c.teacher.budget_usd == 2.5);
+  assert_true(c.teacher.price_input_per_mtok == 0.15);
+  assert_true(c.teacher.price_output_per_mtok == 0.6);
+  assert_true(c.teacher.params_b == 8);
+  assert_int_equal(c.student.dim, 64);
+  assert_int_equal(c.student.word_ngrams, 3);
+  assert_int_equal(c.student.minn, 2);
+  assert_int_equal(c.student.maxn, 4);
+  assert_int_equal(c.student.buckets, 500000);
+  assert_int_equal(c.student.n_hidden, 2);
+  assert_int_equal(c.student.hidden[0], 128);
+  assert_int_equal(c.student.hidden[1], 32);
+  assert_true(c.student.dropout == 0.1);
+  assert_int_equal(c.student.epochs, 10);
+  assert_true(c.student.lr == 0.25);
+  assert_true(c.student.kd_temperature == 2);
+  assert_true(c.student.label_smoothing == 0.05);
+  assert_true(c.student.validation_fraction == 0.15);
+  assert_int_equal(c.student.patience, 5);
+  assert_int_equal(c.student.threads, 1);
+  assert_int_equal(c.student.seed, 9);
+  assert_true(c.student.quantize);
+  assert_string_equal(c.student.preset, "micro");
+  assert_int_equal(c.student.layers, 6);
+  assert_int_equal(c.student.lm_dim, 384);
+  assert_int_equal(c.student.heads, 6);
+  assert_int_equal(c.student.context, 512);
+  assert_int_equal(c.student.vocab_size, 4096);
+  assert_int_equal(c.student.steps, 3000);
+  assert_int_equal(c.student.batch_size, 8);
+  assert_int_equal(c.student.warmup_steps, 50);
+  assert_int_equal(c.student.checkpoint_every, 250);
+  assert_true(c.student.lm_lr == 0.001);
+  assert_true(c.student.weight_decay == 0.05);
+  assert_true(c.student.grad_clip == 0.5);
+  assert_true(c.cost.cpu_usd_per_hour == 0.1);
+  assert_true(c.cost.requests_per_month == 250000);
+  assert_true(c.quality.target_agreement == 0.9);
+  us_config_free(&c);
+}
+
+static void generate_task_should_get_generate_defaults(void **state) {
+  (void)state;
+  us_config c;
+  us_err err = {0};
+  const char *json = "{\"name\":\"g\",\"task\":{\"type\":\"generate\"},"
+                     "\"data\":{\"inputs\":[\"docs\"]},\"teacher\":{\"model\":\"m\"}}";
+  if (load_json(json, NULL, 0, &c, &err) != US_OK) fail_msg("%s", err.msg);
+  assert_int_equal(c.task.type, US_TASK_GENERATE);
+  assert_int_equal(c.task.n_labels, 0);
+  assert_string_equal(c.task.template, "{text}");
+  assert_string_equal(c.task.instructions, "Answer concisely.");
+  assert_int_equal(c.teacher.max_tokens, 512);
+  us_config_free(&c);
+  /* an explicit max_tokens wins over the task default */
+  if (load_json(json, SET("teacher.max_tokens=64"), &c, &err) != US_OK) fail_msg("%s", err.msg);
+  assert_int_equal(c.teacher.max_tokens, 64);
+  us_config_free(&c);
+}
+
+/* ---- error messages ----------------------------------------------------------------------------- */
+
+static void wrong_type_should_name_file_key_expected_and_found(void **state) {
+  (void)state;
+  const char *json = "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
+                     "\"data\":{\"inputs\":[\"in.jsonl\"]},"
+                     "\"teacher\":{\"model\":\"m\",\"concurrency\":\"eight\"}}";
+  expect_error(json, NULL, 0, "config.json: teacher.concurrency: expected an integer in [1, 1024]",
+               "found the string \"eight\"", NULL);
+  expect_error(NULL, SET("teacher.logprobs=1"), "teacher.logprobs: expected true or false",
+               "found the number 1", "(value from --set)", NULL);
+  expect_error(NULL, SET("task.labels={}"), "task.labels: expected an array of label strings",
+               "found an object", NULL);
+  expect_error(NULL, SET("teacher=[]"), "teacher: expected an object", "found an array", NULL);
+  expect_error(NULL, SET("data.inputs[0]=5"), "data.inputs[0]: expected a path string or an object",
+               "found the number 5", NULL);
+  expect_error(NULL, SET("task.type=summarise"), "task.type: expected \"classify\" or \"generate\"",
+               "found the string \"summarise\"", NULL);
+  expect_error(NULL, SET("teacher.model=null"), "teacher.model: expected a string", "found null",
+               NULL);
+}
+
+static void out_of_range_should_name_the_range(void **state) {
+  (void)state;
+  expect_error(NULL, SET("teacher.temperature=3"), "teacher.temperature: expected a number in [0, 2]",
+               "found the number 3", NULL);
+  expect_error(NULL, SET("teacher.timeout_s=0"), "teacher.timeout_s: expected a number in (0, 3600]",
+               "found the number 0", NULL);
+  expect_error(NULL, SET("teacher.concurrency=2.5"), "expected an integer in [1, 1024]",
+               "found the number 2.5", NULL);
+  expect_error(NULL, SET("teacher.budget_usd=-1"), "teacher.budget_usd: expected a number >= 0",
+               "found the number -1", NULL);
+  expect_error(NULL, SET("data.test_fraction=0.95"), "data.test_fraction: expected a number in [0, 0.9]",
+               NULL);
+  expect_error(NULL, SET("student.buckets=200000000"),
+               "student.buckets: expected an integer in [0, 100000000]", NULL);
+  expect_error(NULL, SET("student.hidden=[64,0]"), "student.hidden[1]: expected an integer in [1, 65536]",
+               "found the number 0", NULL);
+  expect_error(NULL, SET("student.hidden=[1,2,3,4,5]"), "student.hidden: expected an array of at most 4",
+               NULL);
+  expect_error(NULL, SET("quality.target_agreement=0"), "quality.target_agreement: expected a number in (0, 1]",
+               NULL);
+  expect_error(NULL, SET("teacher.top_logprobs=21"), "teacher.top_logprobs: expected an integer in [0, 20]",
+               NULL);
+  expect_error(NULL, SET("student.minn=5", "student.maxn=3"), "student.minn: expected minn <= maxn (3)",
+               "found 5", NULL);
+  expect_error(NULL, SET("student.heads=5"), "student.heads: expected a divisor of student.lm_dim (256)",
+               NULL);
+}
+
+static void missing_required_key_should_be_named(void **state) {
+  (void)state;
+  expect_error("{\"task\":{\"labels\":[\"a\",\"b\"]},\"data\":{\"inputs\":[\"x\"]},"
+               "\"teacher\":{\"model\":\"m\"}}",
+               NULL, 0, "name: missing required key", NULL);
+  expect_error("{\"name\":\"t\",\"task\":{\"labels\":[\"a\",\"b\"]},\"data\":{\"inputs\":[\"x\"]}}",
+               NULL, 0, "teacher.model: missing required key", "model name", NULL);
+  expect_error("{\"name\":\"t\",\"task\":{\"labels\":[\"a\",\"b\"]},\"teacher\":{\"model\":\"m\"}}",
+               NULL, 0, "data.inputs: missing required key", NULL);
+  expect_error("{\"name\":\"t\",\"data\":{\"inputs\":[\"x\"]},\"teacher\":{\"model\":\"m\"}}", NULL,
+               0, "task.labels: missing required key", "classify", NULL);
+  expect_error(NULL, SET("data.inputs[0]={\"split\":\"test\"}"),
+               "data.inputs[0]: missing required key \"path\"", NULL);
+}
+
+static void unknown_key_should_suggest_the_closest(void **state) {
+  (void)state;
+  expect_error(NULL, SET("teacher.concurency=4"),
+               "teacher.concurency: unknown key (did you mean teacher.concurrency?)", NULL);
+  expect_error(NULL, SET("studnet.dim=4"), "studnet: unknown key (did you mean student?)", NULL);
+  expect_error(NULL, SET("model=gpt"), "model: unknown key (did you mean teacher.model?)", NULL);
+  expect_error(NULL, SET("teacher.dim=4"), "teacher.dim: unknown key (did you mean student.dim?)",
+               NULL);
+  expect_error(NULL, SET("data.inputs[0]={\"path\":\"a\",\"fromat\":\"csv\"}"),
+               "data.inputs[0].fromat: unknown key (did you mean data.inputs[0].format?)", NULL);
+  /* nothing close: the allowed keys are listed instead */
+  expect_error(NULL, SET("cost.zzzzzzzzzzzz=1"), "cost.zzzzzzzzzzzz: unknown key",
+               "expected one of: cpu_usd_per_hour, requests_per_month", NULL);
+}
+
+static void bad_json_should_report_line_and_column(void **state) {
+  (void)state;
+  char path[PATH_MAX];
+  fixture_path("bad_json.json", path, sizeof path);
+  us_config c;
+  us_err err = {0};
+  assert_int_equal(us_config_load(path, NULL, 0, &c, &err), US_ERR_CONFIG);
+  if (!strstr(err.msg, "bad_json.json:6:") || !strstr(err.msg, "invalid JSON at line 6, column"))
+    fail_msg("%s", err.msg);
+  expect_error("{\"name\": \"t\"} x", NULL, 0, "config.json:1:15: invalid JSON at line 1, column 15",
+               NULL);
+  expect_error("{\"name\": \"t\",", NULL, 0, "invalid JSON at line 1", NULL);
+  expect_error("[1, 2]", NULL, 0, "expected a JSON object at the top level, found an array", NULL);
+  expect_error("{\"name\":\"t\",\"name\":\"u\"}", NULL, 0, "name: key appears twice", NULL);
+}
+
+static void missing_file_should_be_an_io_error_naming_it(void **state) {
+  (void)state;
+  us_config c;
+  us_err err = {0};
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/no_such_config.json", tmp_dir);
+  assert_int_equal(us_config_load(path, NULL, 0, &c, &err), US_ERR_IO);
+  assert_non_null(strstr(err.msg, "no_such_config.json"));
+  us_config_free(&c);
+}
+
+static void bad_set_should_be_refused(void **state) {
+  (void)state;
+  expect_error(NULL, SET("teacher.concurrency"), "--set 'teacher.concurrency': expected key.path=value",
+               NULL);
+  expect_error(NULL, SET("=4"), "--set '=4': expected key.path=value", NULL);
+  expect_error(NULL, SET("teacher..model=x"), "--set 'teacher..model=x': empty key name", NULL);
+  expect_error(NULL, SET("teacher.=x"), "key path ends with '.'", NULL);
+  expect_error(NULL, SET("name.first=x"), "--set 'name.first=x': cannot set key \"first\" inside the string \"t\"",
+               NULL);
+  expect_error(NULL, SET("data.inputs[5]=x"), "index 5 is past the end of an array of 1", NULL);
+  expect_error(NULL, SET("teacher[0]=x"), "cannot index into an object", NULL);
+  expect_error(NULL, SET("data.inputs[x]=y"), "expected an array index such as [0]", NULL);
+  expect_error(NULL, SET("teacher.headers.Authorization=Bearer sk-1"),
+               "teacher.headers.Authorization: refused", "teacher.api_key_env", NULL);
+}
+
+static void authorization_header_should_be_refused(void **state) {
+  (void)state;
+  expect_error("{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
+               "\"data\":{\"inputs\":[\"in.jsonl\"]},"
+               "\"teacher\":{\"model\":\"m\",\"headers\":{\"authorization\":\"Bearer sk-x\"}}}",
+               NULL, 0, "teacher.headers.authorization: refused",
+               "read only from the environment variable", NULL);
+  expect_error(NULL, SET("teacher.headers={\"X-A\":1}"), "teacher.headers.X-A: expected a string",
+               NULL);
+  expect_error(NULL, SET("teacher.headers={\"Bad Name\":\"v\"}"), "teacher.headers.Bad Name",
+               "header name", NULL);
+  expect_error(NULL, SET("teacher.headers={\"X-A\":\"a\\r\\nX-B: b\"}"), "a header value on one line",
+               NULL);
+}
+
+static void values_should_be_checked_beyond_type(void **state) {
+  (void)state;
+  expect_error(NULL, SET("name=my project"), "name: expected a name of letters, digits", NULL);
+  expect_error(NULL, SET("task.labels=[\"a\",\"a\"]"), "task.labels[1]: duplicate label \"a\"",
+               NULL);
+  expect_error(NULL, SET("task.labels=[\"a\",\"\"]"), "task.labels[1]: expected a non-empty label",
+               NULL);
+  expect_error(NULL, SET("task.labels=[\"only\"]"), "task.labels: expected at least 2 distinct labels",
+               "found 1", NULL);
+  expect_error(NULL, SET("task.template=Classify: {labels}"),
+               "task.template: expected a template containing {text}", NULL);
+  expect_error(NULL, SET("teacher.base_url=ftp://host/v1"),
+               "teacher.base_url: expected a URL starting with http:// or https://", NULL);
+  expect_error(NULL, SET("teacher.base_url=https:///"), "teacher.base_url: expected a URL with a host after the scheme",
+               NULL);
+  expect_error(NULL, SET("teacher.api_key_env=my-key"),
+               "teacher.api_key_env: expected an environment variable name", NULL);
+  expect_error(NULL, SET("student.preset=huge"), "student.preset: expected \"nano\", \"micro\"", NULL);
+  expect_error(NULL, SET("data.inputs=[]"), "data.inputs: expected a non-empty array", NULL);
+  expect_error(NULL, SET("data.inputs[0]={\"path\":\"a\",\"format\":\"xml\"}"),
+               "data.inputs[0].format: expected \"jsonl\", \"csv\"", NULL);
+}
+
+/* ---- --set -------------------------------------------------------------------------------------- */
+
+static void set_should_override_numbers_strings_nested_and_arrays(void **state) {
+  (void)state;
+  us_config c;
+  us_err err = {0};
+  const char *const *sets =
+      (const char *const[]){"teacher.concurrency=4",
+                            "teacher.model=llama-3.1-8b",
+                            "name=2024",
+                            "teacher.price.output_per_mtok=0.6", /* creates teacher.price */
+                            "cost.cpu_usd_per_hour=0.02",        /* creates cost */
+                            "student.hidden=[64, 32]",
+                            "task.labels=[\"spam\",\"ham\",\"unsure\"]",
+                            "data.inputs[0]=other.jsonl",
+                            "data.inputs[1]={\"path\":\"held.csv\",\"split\":\"test\"}",
+                            "teacher.seed=7",
+                            "teacher.headers.X-Title=demo",
+                            "task.instructions=Be brief."};
+  if (load_json(VALID, sets, 12, &c, &err) != US_OK) fail_msg("%s", err.msg);
+  assert_int_equal(c.teacher.concurrency, 4);
+  assert_string_equal(c.teacher.model, "llama-3.1-8b");
+  assert_string_equal(c.name, "2024"); /* a string key keeps a number-looking value as text */
+  assert_true(c.teacher.price_output_per_mtok == 0.6);
+  assert_true(c.cost.cpu_usd_per_hour == 0.02);
+  assert_int_equal(c.student.n_hidden, 2);
+  assert_int_equal(c.student.hidden[1], 32);
+  assert_int_equal(c.task.n_labels, 3);
+  assert_string_equal(c.task.labels[2], "unsure");
+  assert_int_equal(c.data.n_inputs, 2);
+  char want[PATH_MAX + 32];
+  snprintf(want, sizeof want, "%s/other.jsonl", tmp_dir);
+  assert_string_equal(c.data.inputs[0].path, want);
+  snprintf(want, sizeof want, "%s/held.csv", tmp_dir);
+  assert_string_equal(c.data.inputs[1].path, want);
+  assert_int_equal(c.data.inputs[1].split, US_SPLIT_TEST);
+  assert_true(c.teacher.has_seed);
+  assert_int_equal(c.teacher.seed, 7);
+  assert_int_equal(c.teacher.n_headers, 1);
+  assert_string_equal(c.teacher.headers[0].value, "demo");
+  assert_string_equal(c.task.instructions, "Be brief.");
+  snprintf(want, sizeof want, "%s/out/2024", tmp_dir);
+  assert_string_equal(c.output, want);
+  us_config_free(&c);
+}
+
+static void later_set_should_win_and_null_should_clear(void **state) {
+  (void)state;
+  us_config c;
+  us_err err = {0};
+  const char *json = "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
+                     "\"data\":{\"inputs\":[\"in.jsonl\"],\"label_field\":\"gold\"},"
+                     "\"teacher\":{\"model\":\"m\",\"seed\":3},\"student\":{\"preset\":\"nano\"}}";
+  if (load_json(json, SET("teacher.concurrency=2", "teacher.concurrency=3", "teacher.seed=null",
+                          "data.label_field=null", "student.preset=null"),
+                &c, &err) != US_OK)
+    fail_msg("%s", err.msg);
+  assert_int_equal(c.teacher.concurrency, 3);
+  assert_false(c.teacher.has_seed);
+  assert_null(c.data.label_field);
+  assert_null(c.student.preset);
+  us_config_free(&c);
+}
+
+/* ---- paths -------------------------------------------------------------------------------------- */
+
+static void relative_paths_should_resolve_against_the_config_folder(void **state) {
+  (void)state;
+  char sub[PATH_MAX + 8], path[PATH_MAX + 32], want[PATH_MAX + 64];
+  snprintf(sub, sizeof sub, "%s/sub", tmp_dir);
+  assert_int_equal(mkdir(sub, 0755), 0);
+  snprintf(path, sizeof path, "%s/sub/project.json", tmp_dir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("{\"name\":\"p\",\"output\":\"./build/o\",\"task\":{\"labels\":[\"a\",\"b\"]},"
+        "\"data\":{\"inputs\":[\"./in/a.jsonl\",\"../shared.csv\",\"/abs/b.txt\","
+        "{\"path\":\"docs\"}]},\"teacher\":{\"model\":\"m\"}}",
+        f);
+  fclose(f);
+  /* load through a relative path from another working folder */
+  char old_cwd[PATH_MAX];
+  assert_non_null(getcwd(old_cwd, sizeof old_cwd));
+  assert_int_equal(chdir(tmp_dir), 0);
+  us_config c;
+  us_err err = {0};
+  us_status st = us_config_load("sub/project.json", NULL, 0, &c, &err);
+  assert_int_equal(chdir(old_cwd), 0);
+  if (st != US_OK) fail_msg("%s", err.msg);
+  assert_string_equal(c.path, "sub/project.json");
+  assert_string_equal(c.dir, sub);
+  snprintf(want, sizeof want, "%s/build/o", sub);
+  assert_string_equal(c.output, want);
+  snprintf(want, sizeof want, "%s/in/a.jsonl", sub);
+  assert_string_equal(c.data.inputs[0].path, want);
+  snprintf(want, sizeof want, "%s/../shared.csv", sub);
+  assert_string_equal(c.data.inputs[1].path, want);
+  assert_string_equal(c.data.inputs[2].path, "/abs/b.txt");
+  snprintf(want, sizeof want, "%s/docs", sub);
+  assert_string_equal(c.data.inputs[3].path, want);
+  us_config_free(&c);
+  /* an absolute output stays as written */
+  if (load_json(VALID, SET("output=/var/tmp/o"), &c, &err) != US_OK) fail_msg("%s", err.msg);
+  assert_string_equal(c.output, "/var/tmp/o");
+  us_config_free(&c);
+}
+
+/* ---- rendering ---------------------------------------------------------------------------------- */
+
+static void render_should_fill_text_and_labels_once(void **state) {
+  (void)state;
+  us_config c;
+  us_err err = {0};
+  if (load_json(VALID, NULL, 0, &c, &err) != US_OK) fail_msg("%s", err.msg);
+  char *system = NULL, *user = NULL;
+  const char *text = "Is {labels} a {text} placeholder?";
+  assert_int_equal(us_config_render(&c, text, &system, &user, &err), US_OK);
+  assert_string_equal(system,
+                      "You are a careful classifier. Reply with exactly one label from the list.");
+  assert_string_equal(user, "Classify this message into one of: yes, no.\nAnswer with the label "
+                            "only.\n\nMessage:\nIs {labels} a {text} placeholder?");
+  /* the text is recoverable: it is everything after the fixed prefix */
+  const char *marker = "\n\nMessage:\n";
+  const char *at = strstr(user, marker);
+  assert_non_null(at);
+  assert_string_equal(at + strlen(marker), text);
+  free(system);
+  free(user);
+  us_config_free(&c);
+}
+
+static void render_should_fill_labels_in_instructions(void **state) {
+  (void)state;
+  us_config c;
+  us_err err = {0};
+  if (load_json(VALID, SET("task.instructions=Pick from {labels}.", "task.template=<{text}>"), &c,
+                &err) != US_OK)
+    fail_msg("%s", err.msg);
+  char *system = NULL, *user = NULL;
+  assert_int_equal(us_config_render(&c, "héllo", &system, &user, &err), US_OK);
+  assert_string_equal(system, "Pick from yes, no.");
+  assert_string_equal(user, "<héllo>");
+  free(system);
+  free(user);
+  us_config_free(&c);
+}
+
+static void label_index_should_find_exact_labels_only(void **state) {
+  (void)state;
+  us_config c;
+  us_err err = {0};
+  if (load_json(VALID, NULL, 0, &c, &err) != US_OK) fail_msg("%s", err.msg);
+  assert_int_equal(us_config_label_index(&c, "yes"), 0);
+  assert_int_equal(us_config_label_index(&c, "no"), 1);
+  assert_int_equal(us_config_label_index(&c, "Yes"), -1);
+  assert_int_equal(us_config_label_index(&c, ""), -1);
+  assert_int_equal(us_config_label_index(&c, NULL), -1);
+  us_config_free(&c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(defaults_should_match_documented_values),
+      cmocka_unit_test(minimal_config_should_load_with_defaults_and_resolved_paths),
+      cmocka_unit_test(full_config_should_read_every_key),
+      cmocka_unit_test(generate_task_should_get_generate_defaults),
+      cmocka_unit_test(wrong_type_should_name_file_key_expected_and_found),
+      cmocka_unit_test(out_of_range_should_name_the_range),
+      cmocka_unit_test(missing_required_key_should_be_named),
+      cmocka_unit_test(unknown_key_should_suggest_the_closest),
+      cmocka_unit_test(bad_json_should_report_line_and_column),
+      cmocka_unit_test(missing_file_should_be_an_io_error_naming_it),
+      cmocka_unit_test(bad_set_should_be_refused),
+      cmocka_unit_test(authorization_header_should_be_refused),
+      cmocka_unit_test(values_should_be_checked_beyond_type),
+      cmocka_unit_test(set_should_override_numbers_strings_nested_and_arrays),
+      cmocka_unit_test(later_set_should_win_and_null_should_clear),
+      cmocka_unit_test(relative_paths_should_resolve_against_the_config_folder),
+      cmocka_unit_test(render_should_fill_text_and_labels_once),
+      cmocka_unit_test(render_should_fill_labels_in_instructions),
+      cmocka_unit_test(label_index_should_find_exact_labels_only),
+  };
+  return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
+}

@@ -1,0 +1,196 @@
+/* Cascade analysis: one pass over the examples sorted by confidence gives every threshold. */
+#include "eval/cascade.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void us_cascade_free(us_cascade *c) {
+  if (!c) return;
+  free(c->points);
+  c->points = NULL;
+  c->n_points = 0;
+}
+
+const char *us_cascade_verdict_str(us_cascade_verdict v) {
+  switch (v) {
+    case US_CASCADE_USE_STUDENT:
+      return "switch to the student: it alone meets the quality target";
+    case US_CASCADE_USE_CASCADE:
+      return "use the cascade: the student answers when confident, the teacher the rest";
+    case US_CASCADE_STAY_BELOW_TARGET:
+      return "stay with the teacher: no threshold reaches the quality target";
+    case US_CASCADE_STAY_NOT_CHEAPER:
+      return "stay with the teacher: no threshold that reaches the quality target costs less";
+    case US_CASCADE_STAY_NO_DATA:
+      return "stay with the teacher: there are no test examples to judge the student on";
+  }
+  return "stay with the teacher";
+}
+
+/* Sort key: confidence descending, then index, so ties are deterministic. */
+typedef struct ranked {
+  double confidence;
+  int index;
+} ranked;
+
+static int ranked_order(const void *a, const void *b) {
+  const ranked *x = a, *y = b;
+  if (x->confidence != y->confidence) return x->confidence > y->confidence ? -1 : 1;
+  return (x->index > y->index) - (x->index < y->index);
+}
+
+static us_status check_inputs(const us_cascade_inputs *in, us_err *err) {
+  if (in->n < 0 || (in->n > 0 && (!in->confidence || !in->student_score)))
+    return us_err_set(err, US_ERR_INPUT, "cascade: need n >= 0, confidences and scores");
+  if (in->student_gold && !in->teacher_gold)
+    return us_err_set(err, US_ERR_INPUT, "cascade: student gold flags given without the teacher's");
+  if (!(in->target_agreement > 0 && in->target_agreement <= 1))
+    return us_err_set(err, US_ERR_INPUT, "cascade: quality.target_agreement %g not in (0, 1]",
+                      in->target_agreement);
+  if (!(in->student_usd_per_request >= 0) || !(in->teacher_usd_per_request >= 0) ||
+      !isfinite(in->student_usd_per_request) || !isfinite(in->teacher_usd_per_request))
+    return us_err_set(err, US_ERR_INPUT, "cascade: per-request costs must be finite and >= 0");
+  for (int i = 0; i < in->n; i++) {
+    if (!isfinite(in->confidence[i]))
+      return us_err_set(err, US_ERR_INPUT, "cascade: example %d: confidence is not finite", i);
+    if (!(in->student_score[i] >= 0 && in->student_score[i] <= 1))
+      return us_err_set(err, US_ERR_INPUT, "cascade: example %d: score %g not in [0, 1]", i,
+                        in->student_score[i]);
+  }
+  return US_OK;
+}
+
+static int has_gold(const us_cascade_inputs *in, int i) {
+  return in->student_gold && in->student_gold[i] >= 0 && in->teacher_gold[i] >= 0;
+}
+
+/* Walks examples in falling confidence; a point after each run of equal confidences. */
+static void fill_points(const us_cascade_inputs *in, const ranked *order, us_cascade *c) {
+  int n = in->n, n_gold = 0, teacher_gold_hits = 0;
+  for (int i = 0; i < n; i++)
+    if (has_gold(in, i)) {
+      n_gold++;
+      teacher_gold_hits += in->teacher_gold[i] > 0;
+    }
+  c->n_gold = n_gold;
+  c->has_gold = n_gold > 0;
+  double gold_den = n_gold > 0 ? n_gold : 1, n_den = n > 0 ? n : 1;
+  c->points[0] = (us_cascade_point){
+      US_CASCADE_TEACHER_ONLY,    INFINITY, 0, 0.0, 1.0, teacher_gold_hits / gold_den,
+      in->teacher_usd_per_request};
+  int k = 1, gold_hits = teacher_gold_hits; /* gold hits of the combined system so far */
+  double score = 0;
+  for (int r = 0; r < n; r++) {
+    int i = order[r].index;
+    score += in->student_score[i];
+    if (has_gold(in, i)) gold_hits += (in->student_gold[i] > 0) - (in->teacher_gold[i] > 0);
+    if (r + 1 < n && order[r + 1].confidence == order[r].confidence) continue;
+    int answered = r + 1;
+    double coverage = answered / n_den;
+    c->points[k++] = (us_cascade_point){
+        US_CASCADE_THRESHOLD,
+        order[r].confidence,
+        answered,
+        coverage,
+        (score + (n - answered)) / n_den,
+        gold_hits / gold_den,
+        in->student_usd_per_request + (1 - coverage) * in->teacher_usd_per_request};
+  }
+  c->points[k] = (us_cascade_point){US_CASCADE_STUDENT_ONLY,
+                                    -INFINITY,
+                                    n,
+                                    n > 0 ? 1.0 : 0.0,
+                                    n > 0 ? score / n_den : 0.0,
+                                    gold_hits / gold_den,
+                                    in->student_usd_per_request};
+  c->n_points = k + 1;
+  if (n == 0) c->points[k].agreement = 0;
+}
+
+static int cheaper(double a, double b) {
+  return a < b - 1e-12 * fmax(fabs(a), fabs(b));
+}
+
+/* Cheapest point where the student answers and the target is met; ties go to higher
+ * agreement, then to the later point (more coverage, and the plain student-only system). */
+static void recommend(us_cascade *c) {
+  const double eps = 1e-12;
+  int best = -1, best_quality = -1;
+  for (int k = c->n_points - 1; k >= 1; k--) {
+    const us_cascade_point *p = &c->points[k];
+    if (p->answered == 0) continue;
+    if (best_quality < 0 || p->agreement > c->points[best_quality].agreement) best_quality = k;
+    if (p->agreement < c->target_agreement - eps) continue;
+    if (best < 0 || cheaper(p->usd_per_request, c->points[best].usd_per_request) ||
+        (!cheaper(c->points[best].usd_per_request, p->usd_per_request) &&
+         p->agreement > c->points[best].agreement))
+      best = k;
+  }
+  c->best_quality_threshold_point = best_quality;
+  c->recommended = c->teacher_only;
+  if (c->n == 0)
+    c->verdict = US_CASCADE_STAY_NO_DATA;
+  else if (best < 0)
+    c->verdict = US_CASCADE_STAY_BELOW_TARGET;
+  else if (!cheaper(c->points[best].usd_per_request, c->points[c->teacher_only].usd_per_request))
+    c->verdict = US_CASCADE_STAY_NOT_CHEAPER;
+  else {
+    c->recommended = best;
+    c->verdict = c->points[best].coverage >= 1.0 ? US_CASCADE_USE_STUDENT : US_CASCADE_USE_CASCADE;
+  }
+}
+
+us_status us_cascade_compute(const us_cascade_inputs *in, us_cascade *out, us_err *err) {
+  memset(out, 0, sizeof *out);
+  out->best_quality_threshold_point = -1;
+  us_status st = check_inputs(in, err);
+  if (st != US_OK) return st;
+  ranked *order = malloc((size_t)(in->n ? in->n : 1) * sizeof *order);
+  out->points = malloc((size_t)(in->n + 2) * sizeof *out->points);
+  if (!order || !out->points) {
+    free(order);
+    us_cascade_free(out);
+    return us_err_set(err, US_ERR_NOMEM, "cascade: out of memory for %d examples", in->n);
+  }
+  for (int i = 0; i < in->n; i++) order[i] = (ranked){in->confidence[i], i};
+  qsort(order, (size_t)in->n, sizeof *order, ranked_order);
+  out->n = in->n;
+  out->target_agreement = in->target_agreement;
+  fill_points(in, order, out);
+  out->teacher_only = 0;
+  out->student_only = out->n_points - 1;
+  recommend(out);
+  free(order);
+  return US_OK;
+}
+
+static void add_row(int *rows, int *n, int max_rows, int k) {
+  for (int i = 0; i < *n; i++)
+    if (rows[i] == k) return;
+  if (*n < max_rows) rows[(*n)++] = k;
+}
+
+static int int_order(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+int us_cascade_table_rows(const us_cascade *c, int max_rows, int *rows) {
+  int n = 0;
+  if (max_rows <= 0 || c->n_points == 0) return 0;
+  add_row(rows, &n, max_rows, c->teacher_only);
+  add_row(rows, &n, max_rows, c->student_only);
+  add_row(rows, &n, max_rows, c->recommended);
+  int spread = max_rows - n;
+  for (int s = 1; s <= spread && n < max_rows; s++) {
+    double level = (double)s / (spread + 1);
+    for (int k = 1; k < c->student_only; k++)
+      if (c->points[k].coverage >= level) {
+        add_row(rows, &n, max_rows, k);
+        break;
+      }
+  }
+  qsort(rows, (size_t)n, sizeof *rows, int_order);
+  return n;
+}

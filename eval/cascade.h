@@ -1,0 +1,81 @@
+/* The confidence cascade: the student answers when its confidence reaches a threshold and the
+ * teacher answers the rest. For every threshold: coverage, quality against the teacher (and
+ * gold), blended cost; and the recommendation, which is the cheapest threshold meeting the
+ * quality target, or plainly "stay with the teacher" when none does. Owned by eval. */
+#ifndef US_EVAL_CASCADE_H
+#define US_EVAL_CASCADE_H
+
+#include <stdbool.h>
+
+#include "core/status.h"
+
+typedef enum {
+  US_CASCADE_TEACHER_ONLY, /* threshold +inf: the student never answers (and is not run) */
+  US_CASCADE_THRESHOLD,    /* the student answers when confidence >= threshold */
+  US_CASCADE_STUDENT_ONLY  /* threshold -inf: the student answers everything */
+} us_cascade_kind;
+
+typedef struct us_cascade_point {
+  us_cascade_kind kind;
+  double threshold;       /* +INFINITY / -INFINITY for the two fixed systems */
+  int answered;           /* examples the student answers */
+  double coverage;        /* answered / n */
+  double agreement;       /* combined system vs teacher: deferred examples count as agreeing */
+  double gold_accuracy;   /* combined system vs gold over examples with gold; 0 if no gold */
+  double usd_per_request; /* student cost (it runs first on every request, unless teacher only)
+                             + (1 - coverage) x teacher cost */
+} us_cascade_point;
+
+typedef enum {
+  US_CASCADE_USE_STUDENT, /* the student alone meets the target and is cheaper */
+  US_CASCADE_USE_CASCADE, /* a threshold with 0 < coverage < 1 is the cheapest that meets it */
+  US_CASCADE_STAY_BELOW_TARGET, /* no threshold where the student answers meets the target */
+  US_CASCADE_STAY_NOT_CHEAPER,  /* some meet the target, but none costs less than the teacher */
+  US_CASCADE_STAY_NO_DATA       /* no examples */
+} us_cascade_verdict;
+
+typedef struct us_cascade_inputs {
+  int n;
+  const double *confidence;    /* per example; any scale where higher means surer (a probability,
+                                  or a mean token log-probability for generation) */
+  const double *student_score; /* per example quality of the student's answer against the
+                                  teacher's, in [0, 1]: 1 agrees, 0 does not (or a partial score) */
+  const int *student_gold; /* NULL, or per example 1 student right vs gold, 0 wrong, -1 no gold */
+  const int *teacher_gold; /* same for the teacher; required when student_gold is given */
+  double student_usd_per_request;
+  double teacher_usd_per_request;
+  double target_agreement; /* quality.target_agreement, in (0, 1] */
+} us_cascade_inputs;
+
+typedef struct us_cascade {
+  us_cascade_point *points; /* [0] teacher only, then thresholds from the highest distinct
+                               confidence down (coverage rising), last the student only */
+  int n_points;
+  int teacher_only; /* index of the teacher-only point (0) */
+  int student_only; /* index of the student-only point (n_points - 1) */
+  int recommended;  /* index of the recommended point; teacher_only when staying */
+  us_cascade_verdict verdict;
+  double target_agreement;
+  int n;
+  bool has_gold;
+  int n_gold;
+  int best_quality_threshold_point; /* point with coverage > 0 of highest agreement (for the
+                                       message when none meets the target); -1 if n is 0 */
+} us_cascade;
+
+/* Computes every point and the recommendation. Caller frees out with us_cascade_free (also on
+ * failure, where it is empty). Examples whose teacher answer is unusable should be left out by
+ * the caller: the teacher is taken to agree with itself on every example given. */
+us_status us_cascade_compute(const us_cascade_inputs *in, us_cascade *out, us_err *err);
+void us_cascade_free(us_cascade *c);
+
+/* A short, plain sentence for the verdict, e.g. "stay with the teacher: no threshold reaches
+ * the quality target". Static string. */
+const char *us_cascade_verdict_str(us_cascade_verdict v);
+
+/* Picks at most max_rows point indices for a readable table: teacher only, student only, the
+ * recommended point, and thresholds spread evenly in coverage, in point order. Returns how many
+ * were written to rows. */
+int us_cascade_table_rows(const us_cascade *c, int max_rows, int *rows);
+
+#endif

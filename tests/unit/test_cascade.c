@@ -1,0 +1,176 @@
+/* Cascade points and selection on hand-computed cases: ties in confidence, the cheapest
+ * threshold meeting the target, the student alone, none meeting the target, a student that is
+ * not cheaper, gold accuracy of the combined system, and the table rows. */
+#include <cmocka.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "eval/cascade.h"
+
+#define NEAR(a, b) assert_true(fabs((a) - (b)) < 1e-9)
+
+/* Four examples; the two at 0.8 tie and enter together. */
+static const double conf[] = {0.9, 0.8, 0.3, 0.8};
+static const double score[] = {1, 1, 0, 0};
+
+static us_cascade_inputs inputs(double target) {
+  us_cascade_inputs in = {4, conf, score, NULL, NULL, 0.01, 1.0, target};
+  return in;
+}
+
+static void cascade_should_compute_every_threshold(void **state) {
+  (void)state;
+  us_cascade_inputs in = inputs(0.75);
+  us_cascade c;
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_int_equal(c.n_points, 5);
+  assert_int_equal(c.points[0].kind, US_CASCADE_TEACHER_ONLY);
+  NEAR(c.points[0].coverage, 0);
+  NEAR(c.points[0].agreement, 1);
+  NEAR(c.points[0].usd_per_request, 1.0);
+  NEAR(c.points[1].threshold, 0.9);
+  NEAR(c.points[1].coverage, 0.25);
+  NEAR(c.points[1].agreement, 1.0);
+  NEAR(c.points[1].usd_per_request, 0.76);
+  NEAR(c.points[2].threshold, 0.8);
+  assert_int_equal(c.points[2].answered, 3);
+  NEAR(c.points[2].agreement, 0.75);
+  NEAR(c.points[2].usd_per_request, 0.26);
+  NEAR(c.points[3].threshold, 0.3);
+  NEAR(c.points[3].agreement, 0.5);
+  NEAR(c.points[3].usd_per_request, 0.01);
+  assert_int_equal(c.points[4].kind, US_CASCADE_STUDENT_ONLY);
+  NEAR(c.points[4].agreement, 0.5);
+  assert_false(c.has_gold);
+  /* cheapest meeting 0.75 is the 0.8 threshold */
+  assert_int_equal(c.verdict, US_CASCADE_USE_CASCADE);
+  assert_int_equal(c.recommended, 2);
+  us_cascade_free(&c);
+}
+
+static void cascade_should_follow_the_target(void **state) {
+  (void)state;
+  us_cascade c;
+  us_cascade_inputs in = inputs(1.0);
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_int_equal(c.recommended, 1);
+  us_cascade_free(&c);
+  in = inputs(0.5);
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_int_equal(c.verdict, US_CASCADE_USE_STUDENT);
+  assert_int_equal(c.recommended, c.student_only);
+  us_cascade_free(&c);
+}
+
+static void cascade_should_stay_with_the_teacher_when_none_meets_the_target(void **state) {
+  (void)state;
+  static const double wrong[] = {0, 0, 0, 0};
+  us_cascade_inputs in = inputs(0.95);
+  in.student_score = wrong;
+  us_cascade c;
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  /* best is 0.75 at threshold 0.9: below 0.95 */
+  assert_int_equal(c.verdict, US_CASCADE_STAY_BELOW_TARGET);
+  assert_int_equal(c.recommended, c.teacher_only);
+  NEAR(c.points[c.recommended].coverage, 0);
+  NEAR(c.points[c.recommended].usd_per_request, 1.0);
+  assert_int_equal(c.best_quality_threshold_point, 1);
+  NEAR(c.points[1].agreement, 0.75);
+  assert_non_null(strstr(us_cascade_verdict_str(c.verdict), "teacher"));
+  us_cascade_free(&c);
+}
+
+static void cascade_should_stay_when_the_student_is_not_cheaper(void **state) {
+  (void)state;
+  us_cascade_inputs in = inputs(0.5);
+  in.student_usd_per_request = 2.0;
+  us_cascade c;
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_int_equal(c.verdict, US_CASCADE_STAY_NOT_CHEAPER);
+  assert_int_equal(c.recommended, c.teacher_only);
+  us_cascade_free(&c);
+  in.student_usd_per_request = 1.0; /* equal price is not cheaper either */
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_int_equal(c.verdict, US_CASCADE_STAY_NOT_CHEAPER);
+  us_cascade_free(&c);
+}
+
+static void cascade_should_score_the_combined_system_against_gold(void **state) {
+  (void)state;
+  static const int student_gold[] = {1, 0, 1, -1};
+  static const int teacher_gold[] = {1, 1, 0, -1};
+  us_cascade_inputs in = inputs(0.75);
+  in.student_gold = student_gold;
+  in.teacher_gold = teacher_gold;
+  us_cascade c;
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_true(c.has_gold);
+  assert_int_equal(c.n_gold, 3);
+  NEAR(c.points[0].gold_accuracy, 2.0 / 3); /* teacher alone */
+  NEAR(c.points[1].gold_accuracy, 2.0 / 3); /* student takes ex 0: same */
+  NEAR(c.points[2].gold_accuracy, 1.0 / 3); /* + ex 1 (student wrong), ex 3 (no gold) */
+  NEAR(c.points[3].gold_accuracy, 2.0 / 3); /* + ex 2 (student right, teacher wrong) */
+  NEAR(c.points[c.student_only].gold_accuracy, 2.0 / 3); /* student alone */
+  us_cascade_free(&c);
+}
+
+static void cascade_should_handle_no_data_and_bad_input(void **state) {
+  (void)state;
+  us_cascade_inputs in = {0, NULL, NULL, NULL, NULL, 0.01, 1.0, 0.9};
+  us_cascade c;
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_int_equal(c.verdict, US_CASCADE_STAY_NO_DATA);
+  assert_int_equal(c.recommended, c.teacher_only);
+  us_cascade_free(&c);
+  in = inputs(1.5);
+  us_err err;
+  assert_int_equal(us_cascade_compute(&in, &c, &err), US_ERR_INPUT);
+  us_cascade_free(&c);
+}
+
+static void table_rows_should_keep_the_fixed_and_recommended_points(void **state) {
+  (void)state;
+  enum { N = 200 };
+  double cf[N], sc[N];
+  for (int i = 0; i < N; i++) {
+    cf[i] = (double)i / N;
+    sc[i] = i >= 40; /* the 40 least confident are wrong */
+  }
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, 0.9};
+  us_cascade c;
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_int_equal(c.n_points, N + 2);
+  assert_int_equal(c.verdict, US_CASCADE_USE_CASCADE);
+  /* 0.9 allows 20 wrong answers: threshold at confidence 20/200 */
+  NEAR(c.points[c.recommended].threshold, 0.1);
+  NEAR(c.points[c.recommended].agreement, 0.9);
+  int rows[8];
+  int k = us_cascade_table_rows(&c, 8, rows);
+  assert_int_equal(k, 8);
+  assert_int_equal(rows[0], c.teacher_only);
+  assert_int_equal(rows[k - 1], c.student_only);
+  int has_recommended = 0;
+  for (int i = 0; i < k; i++) {
+    has_recommended |= rows[i] == c.recommended;
+    if (i > 0) assert_true(rows[i] > rows[i - 1]);
+  }
+  assert_true(has_recommended);
+  us_cascade_free(&c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(cascade_should_compute_every_threshold),
+      cmocka_unit_test(cascade_should_follow_the_target),
+      cmocka_unit_test(cascade_should_stay_with_the_teacher_when_none_meets_the_target),
+      cmocka_unit_test(cascade_should_stay_when_the_student_is_not_cheaper),
+      cmocka_unit_test(cascade_should_score_the_combined_system_against_gold),
+      cmocka_unit_test(cascade_should_handle_no_data_and_bad_input),
+      cmocka_unit_test(table_rows_should_keep_the_fixed_and_recommended_points),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

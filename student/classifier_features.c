@@ -1,0 +1,237 @@
+/* Feature extraction for the classifier: tokens (lower-cased; ASCII punctuation split off as
+ * its own token), the word vocabulary, word n-grams and character n-grams hashed into buckets.
+ * Keys are stable across versions: they are saved in model files. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "student/classifier_int.h"
+
+#define MAX_TOKEN 64   /* longer tokens are cut (their n-grams still count) */
+#define MAX_NGRAM_WORDS 8
+
+/* ---- key map (uint32 key -> int32) ---- */
+
+static uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+
+us_status us__keymap_init(us__keymap *km, uint32_t expected, us_err *err) {
+  uint32_t cap = 16;
+  while (cap < expected * 2u && cap < (1u << 31)) cap <<= 1;
+  km->keys = malloc((size_t)cap * sizeof *km->keys);
+  km->vals = malloc((size_t)cap * sizeof *km->vals);
+  if (!km->keys || !km->vals) {
+    us__keymap_free(km);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory for a feature map of %u keys", expected);
+  }
+  memset(km->keys, 0xff, (size_t)cap * sizeof *km->keys);
+  km->mask = cap - 1;
+  km->count = 0;
+  return US_OK;
+}
+
+void us__keymap_free(us__keymap *km) {
+  free(km->keys);
+  free(km->vals);
+  km->keys = NULL;
+  km->vals = NULL;
+  km->mask = km->count = 0;
+}
+
+int32_t us__keymap_get(const us__keymap *km, uint32_t key) {
+  if (!km->keys) return -1;
+  for (uint32_t i = mix32(key) & km->mask;; i = (i + 1) & km->mask) {
+    if (km->keys[i] == key) return km->vals[i];
+    if (km->keys[i] == UINT32_MAX) return -1;
+  }
+}
+
+int32_t us__keymap_put(us__keymap *km, uint32_t key, int32_t val) {
+  if (km->count * 2 > km->mask) return -2;
+  for (uint32_t i = mix32(key) & km->mask;; i = (i + 1) & km->mask) {
+    if (km->keys[i] == key) return km->vals[i];
+    if (km->keys[i] == UINT32_MAX) {
+      km->keys[i] = key;
+      km->vals[i] = val;
+      km->count++;
+      return val;
+    }
+  }
+}
+
+/* ---- tokens ---- */
+
+static int is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static int is_punct(unsigned char c) {
+  return c < 128 && c != '\'' && ((c >= '!' && c <= '/') || (c >= ':' && c <= '@') ||
+                                  (c >= '[' && c <= '`') || (c >= '{' && c <= '~'));
+}
+
+/* Reads the next token from *pos into tok (lower-cased, at most MAX_TOKEN bytes); returns its
+ * length, 0 at the end of the text. */
+static int next_token(const char **pos, char tok[MAX_TOKEN]) {
+  const unsigned char *s = (const unsigned char *)*pos;
+  while (*s && is_space(*s)) s++;
+  if (!*s) {
+    *pos = (const char *)s;
+    return 0;
+  }
+  int n = 0;
+  if (is_punct(*s)) {
+    tok[n++] = (char)*s++;
+  } else {
+    for (; *s && !is_space(*s) && !is_punct(*s); s++)
+      if (n < MAX_TOKEN) tok[n++] = (char)((*s >= 'A' && *s <= 'Z') ? *s + 32 : *s);
+  }
+  *pos = (const char *)s;
+  return n;
+}
+
+/* ---- vocabulary ---- */
+
+void us__vocab_free(us__vocab *v) {
+  for (int i = 0; i < v->n_words; i++) free(v->words[i]);
+  free(v->words);
+  free(v->slots);
+  memset(v, 0, sizeof *v);
+}
+
+static uint64_t word_hash(const char *w, int len) { return us_hash64(w, (size_t)len, 0); }
+
+int us__vocab_find(const us__vocab *v, const char *word, int len) {
+  if (!v->slots) return -1;
+  for (uint32_t i = (uint32_t)word_hash(word, len) & v->mask;; i = (i + 1) & v->mask) {
+    int32_t id = v->slots[i];
+    if (id < 0) return -1;
+    if (strncmp(v->words[id], word, (size_t)len) == 0 && v->words[id][len] == '\0') return id;
+  }
+}
+
+static us_status vocab_grow_slots(us__vocab *v, us_err *err) {
+  uint32_t cap = v->slots ? (v->mask + 1) * 2 : 1024;
+  int32_t *slots = malloc((size_t)cap * sizeof *slots);
+  if (!slots) return us_err_set(err, US_ERR_NOMEM, "out of memory for the vocabulary");
+  memset(slots, 0xff, (size_t)cap * sizeof *slots);
+  for (int id = 0; id < v->n_words; id++) {
+    uint32_t i = (uint32_t)word_hash(v->words[id], (int)strlen(v->words[id])) & (cap - 1);
+    while (slots[i] >= 0) i = (i + 1) & (cap - 1);
+    slots[i] = id;
+  }
+  free(v->slots);
+  v->slots = slots;
+  v->mask = cap - 1;
+  return US_OK;
+}
+
+/* Adds word (taking ownership of the malloc'd copy) if absent. */
+static us_status vocab_add(us__vocab *v, const char *word, int len, us_err *err) {
+  if (us__vocab_find(v, word, len) >= 0) return US_OK;
+  if (!v->slots || (uint32_t)(v->n_words + 1) * 2 > v->mask + 1) {
+    us_status st = vocab_grow_slots(v, err);
+    if (st != US_OK) return st;
+  }
+  if (v->n_words == v->cap) {
+    int cap = v->cap ? v->cap * 2 : 1024;
+    char **w = realloc(v->words, (size_t)cap * sizeof *w);
+    if (!w) return us_err_set(err, US_ERR_NOMEM, "out of memory for the vocabulary");
+    v->words = w;
+    v->cap = cap;
+  }
+  char *copy = malloc((size_t)len + 1);
+  if (!copy) return us_err_set(err, US_ERR_NOMEM, "out of memory for the vocabulary");
+  memcpy(copy, word, (size_t)len);
+  copy[len] = '\0';
+  uint32_t i = (uint32_t)word_hash(word, len) & v->mask;
+  while (v->slots[i] >= 0) i = (i + 1) & v->mask;
+  v->slots[i] = v->n_words;
+  v->words[v->n_words++] = copy;
+  return US_OK;
+}
+
+us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, us_err *err) {
+  char tok[MAX_TOKEN];
+  for (size_t i = 0; i < n; i++) {
+    const char *pos = texts[i];
+    int len;
+    while ((len = next_token(&pos, tok)) > 0) {
+      us_status st = vocab_add(v, tok, len, err);
+      if (st != US_OK) return st;
+    }
+  }
+  return US_OK;
+}
+
+us_status us__vocab_from_words(us__vocab *v, char **words, int n_words, us_err *err) {
+  for (int i = 0; i < n_words; i++) {
+    int len = (int)strlen(words[i]);
+    if (us__vocab_find(v, words[i], len) >= 0)
+      return us_err_set(err, US_ERR_FORMAT, "vocabulary word %d ('%.40s') is repeated", i,
+                        words[i]);
+    us_status st = vocab_add(v, words[i], len, err);
+    if (st != US_OK) return st;
+  }
+  return US_OK;
+}
+
+/* ---- features ---- */
+
+static uint32_t bucket_key(const us_classifier_params *p, const us__vocab *v, uint64_t h) {
+  return (uint32_t)v->n_words + (uint32_t)(h % (uint64_t)p->buckets);
+}
+
+/* Character n-grams of "<tok>", minn..maxn UTF-8 characters each. */
+static int char_ngrams(const us_classifier_params *p, const us__vocab *v, const char *tok,
+                       int len, us__feature_fn emit, void *user) {
+  unsigned char w[MAX_TOKEN + 2];
+  int wl = len + 2, count = 0;
+  w[0] = '<';
+  memcpy(w + 1, tok, (size_t)len);
+  w[wl - 1] = '>';
+  for (int i = 0; i < wl; i++) {
+    if ((w[i] & 0xC0) == 0x80) continue; /* not the start of a character */
+    int j = i;
+    for (int n = 1; n <= p->maxn && j < wl; n++) {
+      j++;
+      while (j < wl && (w[j] & 0xC0) == 0x80) j++;
+      if (n >= p->minn) {
+        emit(user, bucket_key(p, v, us_hash64(w + i, (size_t)(j - i), 1)));
+        count++;
+      }
+    }
+  }
+  return count;
+}
+
+int us__features(const us_classifier_params *p, const us__vocab *v, const char *text,
+                 us__feature_fn emit, void *user) {
+  char tok[MAX_TOKEN];
+  uint64_t recent[MAX_NGRAM_WORDS] = {0}; /* hashes of the last tokens, most recent first */
+  int n_seen = 0, count = 0, len;
+  int max_ngram = p->word_ngrams < MAX_NGRAM_WORDS ? p->word_ngrams : MAX_NGRAM_WORDS;
+  const char *pos = text ? text : "";
+  while ((len = next_token(&pos, tok)) > 0) {
+    uint64_t h = word_hash(tok, len);
+    int id = us__vocab_find(v, tok, len);
+    if (id >= 0) {
+      emit(user, (uint32_t)id);
+      count++;
+    }
+    if (p->maxn > 0) count += char_ngrams(p, v, tok, len, emit, user);
+    memmove(recent + 1, recent, (MAX_NGRAM_WORDS - 1) * sizeof recent[0]);
+    recent[0] = h;
+    n_seen++;
+    uint64_t g = h;
+    for (int n = 2; n <= max_ngram && n <= n_seen; n++) {
+      g = g * 116049371u + recent[n - 1];
+      emit(user, bucket_key(p, v, g ^ (uint64_t)n));
+      count++;
+    }
+  }
+  return count;
+}

@@ -1,0 +1,295 @@
+/* The classifier model file. All integers little-endian, floats IEEE-754 binary32/64.
+ *
+ *   offset size  field
+ *   0      8     magic "USCLSF\r\n" (the CR LF catches text-mode mangling)
+ *   8      4     u32 format version (1)
+ *   12     8     u64 body length B
+ *   20     32    SHA-256 of the body
+ *   52     B     body:
+ *     i32 x 15   dim, word_ngrams, minn, maxn, buckets, n_hidden, hidden[4], epochs, patience,
+ *                threads, quantize (0/1), storage (0: float32 rows, 1: int8 rows)
+ *     f64 x 4    dropout, lr, kd_temperature, label_smoothing
+ *     u64        seed
+ *     u32        n_labels, then n_labels x (u32 length, bytes)        labels (no NUL)
+ *     u32        n_words,  then n_words  x (u32 length, bytes)        vocabulary, id order
+ *     u32        n_rows,   then n_rows x u32                           feature key of each row
+ *     rows       storage 0: f32 [n_rows][dim]; storage 1: f32 scale [n_rows], i8 [n_rows][dim]
+ *     f32        dense layers: for l in 0..n_hidden: W_l [out][in], b_l [out]
+ *                (in_0 = dim, out_l = hidden[l], last out = n_labels)
+ *   The body ends exactly there. Feature keys: word id < n_words, else
+ *   n_words + hash % buckets (student/classifier_features.c). */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/hash.h"
+#include "student/classifier_int.h"
+
+#define MAGIC "USCLSF\r\n"
+#define VERSION 1u
+#define HEADER 52
+
+/* ---- writing ---- */
+
+static us_status put(us_buf *b, const void *p, size_t n) { return us_buf_append(b, p, n); }
+static us_status put_u32(us_buf *b, uint32_t v) { return put(b, &v, 4); }
+static us_status put_str(us_buf *b, const char *s) {
+  uint32_t n = (uint32_t)strlen(s);
+  us_status st = put_u32(b, n);
+  return st != US_OK ? st : put(b, s, n);
+}
+
+static us_status write_body(const us_classifier *m, us_buf *b) {
+  const us_classifier_params *p = &m->p;
+  int32_t ints[15] = {p->dim,       p->word_ngrams, p->minn,      p->maxn,   p->buckets,
+                      p->n_hidden,  p->hidden[0],   p->hidden[1], p->hidden[2], p->hidden[3],
+                      p->epochs,    p->patience,    p->threads,   p->quantize ? 1 : 0,
+                      m->qemb ? 1 : 0};
+  us_status st = put(b, ints, sizeof ints);
+  double dbl[4] = {p->dropout, p->lr, p->kd_temperature, p->label_smoothing};
+  if (st == US_OK) st = put(b, dbl, sizeof dbl);
+  if (st == US_OK) st = put(b, &p->seed, 8);
+  if (st == US_OK) st = put_u32(b, (uint32_t)m->n_labels);
+  for (int i = 0; st == US_OK && i < m->n_labels; i++) st = put_str(b, m->labels[i]);
+  if (st == US_OK) st = put_u32(b, (uint32_t)m->vocab.n_words);
+  for (int i = 0; st == US_OK && i < m->vocab.n_words; i++) st = put_str(b, m->vocab.words[i]);
+  if (st == US_OK) st = put_u32(b, (uint32_t)m->n_rows);
+  size_t rows = (size_t)m->n_rows, d = (size_t)p->dim;
+  if (st == US_OK) st = put(b, m->row_keys, rows * 4);
+  if (m->qemb) {
+    if (st == US_OK) st = put(b, m->qscale, rows * 4);
+    if (st == US_OK) st = put(b, m->qemb, rows * d);
+  } else if (st == US_OK) {
+    st = put(b, m->emb, rows * d * 4);
+  }
+  if (st == US_OK) st = put(b, m->dense, (size_t)m->dense_count * 4);
+  return st;
+}
+
+us_status us_classifier_save(const us_classifier *m, const char *path, us_err *err) {
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_status st = put(&b, MAGIC, 8);
+  uint32_t version = VERSION;
+  uint64_t zero = 0;
+  unsigned char sum[32] = {0};
+  if (st == US_OK) st = put(&b, &version, 4);
+  if (st == US_OK) st = put(&b, &zero, 8);
+  if (st == US_OK) st = put(&b, sum, 32);
+  if (st == US_OK) st = write_body(m, &b);
+  if (st != US_OK) {
+    us_buf_free(&b);
+    return us_err_set(err, st, "cannot write model %s: out of memory", path);
+  }
+  uint64_t body = b.len - HEADER;
+  memcpy(b.data + 12, &body, 8);
+  us_sha256(b.data + HEADER, body, sum);
+  memcpy(b.data + 20, sum, 32);
+  st = us_write_file_atomic(path, b.data, b.len, err);
+  us_buf_free(&b);
+  return st;
+}
+
+/* ---- reading: every read is bounds-checked, every size is checked before use ---- */
+
+typedef struct reader {
+  const unsigned char *p;
+  size_t left;
+  const char *what; /* first failure */
+} reader;
+
+static bool take(reader *r, void *out, size_t n, const char *what) {
+  if (r->what) return false;
+  if (n > r->left) {
+    r->what = what;
+    return false;
+  }
+  memcpy(out, r->p, n);
+  r->p += n;
+  r->left -= n;
+  return true;
+}
+
+static const void *view(reader *r, size_t n, const char *what) {
+  if (r->what) return NULL;
+  if (n > r->left) {
+    r->what = what;
+    return NULL;
+  }
+  const void *p = r->p;
+  r->p += n;
+  r->left -= n;
+  return p;
+}
+
+/* Reads count length-prefixed strings into a new array of malloc'd strings. */
+static char **take_strings(reader *r, uint32_t count, const char *what) {
+  if (count > r->left / 4) { /* each needs at least its length */
+    r->what = what;
+    return NULL;
+  }
+  char **out = calloc((size_t)count + 1, sizeof *out);
+  if (!out) {
+    r->what = "memory";
+    return NULL;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t len;
+    const char *s;
+    if (!take(r, &len, 4, what) || !(s = view(r, len, what))) break;
+    if (len == 0 || memchr(s, '\0', len)) {
+      r->what = what;
+      break;
+    }
+    if (!(out[i] = malloc((size_t)len + 1))) {
+      r->what = "memory";
+      break;
+    }
+    memcpy(out[i], s, len);
+    out[i][len] = '\0';
+  }
+  if (r->what) {
+    for (uint32_t i = 0; i < count; i++) free(out[i]);
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+static const char *check_params(const us_classifier_params *p, int storage) {
+  if (p->dim < 1 || p->dim > 4096) return "dim out of range";
+  if (p->word_ngrams < 1 || p->word_ngrams > 8) return "word_ngrams out of range";
+  if (p->maxn != 0 && (p->minn < 1 || p->maxn < p->minn || p->maxn > 32))
+    return "minn/maxn out of range";
+  if (p->buckets < 1 || p->buckets > (1 << 30)) return "buckets out of range";
+  if (p->n_hidden < 0 || p->n_hidden > US_CLASSIFIER_MAX_HIDDEN) return "n_hidden out of range";
+  for (int l = 0; l < p->n_hidden; l++)
+    if (p->hidden[l] < 1 || p->hidden[l] > 16384) return "hidden size out of range";
+  if (storage != 0 && storage != 1) return "unknown row storage";
+  return NULL;
+}
+
+static const char *read_params(reader *r, us_classifier_params *p, int *storage) {
+  int32_t ints[15];
+  double dbl[4];
+  if (!take(r, ints, sizeof ints, "parameters") || !take(r, dbl, sizeof dbl, "parameters") ||
+      !take(r, &p->seed, 8, "parameters"))
+    return r->what;
+  p->dim = ints[0], p->word_ngrams = ints[1], p->minn = ints[2], p->maxn = ints[3];
+  p->buckets = ints[4], p->n_hidden = ints[5];
+  for (int l = 0; l < 4; l++) p->hidden[l] = ints[6 + l];
+  p->epochs = ints[10], p->patience = ints[11], p->threads = ints[12];
+  p->quantize = ints[13] != 0;
+  *storage = ints[14];
+  p->dropout = dbl[0], p->lr = dbl[1], p->kd_temperature = dbl[2], p->label_smoothing = dbl[3];
+  return check_params(p, *storage);
+}
+
+/* Rows, keys and dense weights (after labels and vocabulary). */
+static const char *read_weights(reader *r, us_classifier *m, int storage, us_err *err) {
+  uint32_t n_rows;
+  if (!take(r, &n_rows, 4, "row count")) return r->what;
+  size_t d = (size_t)m->p.dim;
+  size_t row_bytes = storage ? d + 4 : d * 4;
+  if (n_rows > r->left / (4 + row_bytes)) return "row count larger than the file";
+  m->n_rows = (int)n_rows;
+  m->row_keys = malloc(((size_t)n_rows + 1) * 4);
+  if (!m->row_keys || !take(r, m->row_keys, (size_t)n_rows * 4, "row keys")) return "row keys";
+  if (us__keymap_init(&m->row_of, n_rows + 1, err) != US_OK) return "memory";
+  uint64_t limit = (uint64_t)m->vocab.n_words + (uint64_t)m->p.buckets;
+  for (uint32_t i = 0; i < n_rows; i++) {
+    if (m->row_keys[i] >= limit) return "row key out of range";
+    if (us__keymap_put(&m->row_of, m->row_keys[i], (int32_t)i) != (int32_t)i)
+      return "repeated row key";
+  }
+  if (storage) {
+    m->qscale = malloc(((size_t)n_rows + 1) * 4);
+    m->qemb = malloc((size_t)n_rows * d + 1);
+    if (!m->qscale || !m->qemb) return "memory";
+    if (!take(r, m->qscale, (size_t)n_rows * 4, "row scales") ||
+        !take(r, m->qemb, (size_t)n_rows * d, "rows"))
+      return r->what;
+  }
+  if (us__classifier_alloc(m, err) != US_OK) return "memory";
+  if (!storage && !take(r, m->emb, (size_t)n_rows * d * 4, "rows")) return r->what;
+  if ((uint64_t)m->dense_count > r->left / 4) return "dense layers";
+  take(r, m->dense, (size_t)m->dense_count * 4, "dense layers");
+  if (r->what) return r->what;
+  if (r->left != 0) return "trailing bytes after the weights";
+  return NULL;
+}
+
+static const char *read_body(reader *r, us_classifier *m, us_err *err) {
+  int storage;
+  const char *bad = read_params(r, &m->p, &storage);
+  if (bad) return bad;
+  uint32_t n_labels, n_words;
+  if (!take(r, &n_labels, 4, "label count")) return r->what;
+  if (n_labels < 1 || n_labels > 1000000) return "label count out of range";
+  if (!(m->labels = take_strings(r, n_labels, "labels"))) return r->what;
+  m->n_labels = (int)n_labels;
+  if (!take(r, &n_words, 4, "vocabulary size")) return r->what;
+  if (n_words > (uint32_t)INT32_MAX - (uint32_t)m->p.buckets) return "vocabulary too large";
+  char **words = n_words ? take_strings(r, n_words, "vocabulary") : NULL;
+  if (n_words && !words) return r->what;
+  us_status st = us__vocab_from_words(&m->vocab, words, (int)n_words, err);
+  for (uint32_t i = 0; i < n_words; i++) free(words[i]);
+  free(words);
+  if (st != US_OK) return st == US_ERR_NOMEM ? "memory" : "repeated vocabulary word";
+  return read_weights(r, m, storage, err);
+}
+
+us_status us_classifier_load_buffer(const void *data, size_t len, const char *name,
+                                    us_classifier **out, us_err *err) {
+  *out = NULL;
+  const unsigned char *b = data;
+  if (len < HEADER)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: not a classifier model (%zu bytes, shorter than the %d-byte header)",
+                      name, len, HEADER);
+  if (memcmp(b, MAGIC, 8) != 0)
+    return us_err_set(err, US_ERR_FORMAT, "%s: not a classifier model (bad magic)", name);
+  uint32_t version;
+  uint64_t body;
+  memcpy(&version, b + 8, 4);
+  memcpy(&body, b + 12, 8);
+  if (version != VERSION)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: model format version %u, this build reads version %u", name, version,
+                      VERSION);
+  if (body != len - HEADER)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: truncated or padded model: header says %llu body bytes, file has %zu",
+                      name, (unsigned long long)body, len - HEADER);
+  unsigned char sum[32];
+  us_sha256(b + HEADER, (size_t)body, sum);
+  if (memcmp(sum, b + 20, 32) != 0)
+    return us_err_set(err, US_ERR_FORMAT, "%s: checksum mismatch: the model file is corrupt",
+                      name);
+  us_classifier *m = calloc(1, sizeof *m);
+  if (!m) return us_err_set(err, US_ERR_NOMEM, "%s: out of memory", name);
+  reader r = {b + HEADER, (size_t)body, NULL};
+  us_err inner;
+  const char *bad = read_body(&r, m, &inner);
+  if (bad) {
+    us_classifier_free(m);
+    if (strcmp(bad, "memory") == 0)
+      return us_err_set(err, US_ERR_NOMEM, "%s: out of memory loading the model", name);
+    return us_err_set(err, US_ERR_FORMAT, "%s: corrupt model (%s)", name, bad);
+  }
+  *out = m;
+  return US_OK;
+}
+
+us_status us_classifier_load(const char *path, us_classifier **out, us_err *err) {
+  char *data;
+  size_t len;
+  *out = NULL;
+  us_status st = us_read_file(path, 0, &data, &len, err);
+  if (st != US_OK) return st;
+  st = us_classifier_load_buffer(data, len, path, out, err);
+  free(data);
+  return st;
+}

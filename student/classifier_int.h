@@ -1,0 +1,108 @@
+/* Internals shared by the classifier's files (features, model, training, model file) and its
+ * tests; not part of the public API. */
+#ifndef US_STUDENT_CLASSIFIER_INT_H
+#define US_STUDENT_CLASSIFIER_INT_H
+
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "student/classifier.h"
+
+/* ---- feature keys (student/classifier_features.c) ----
+ * A feature key is a vocabulary word id (0..n_words) or n_words + hash % buckets for a word or
+ * character n-gram. Only keys seen in training get an embedding row; us__keymap maps keys to
+ * rows (open addressing, keys < 2^32). */
+typedef struct us__keymap {
+  uint32_t *keys; /* capacity slots, UINT32_MAX = empty */
+  int32_t *vals;
+  uint32_t mask; /* capacity - 1, capacity a power of two */
+  uint32_t count;
+} us__keymap;
+
+us_status us__keymap_init(us__keymap *km, uint32_t expected, us_err *err);
+void us__keymap_free(us__keymap *km);
+/* Returns the value for key, or -1. */
+int32_t us__keymap_get(const us__keymap *km, uint32_t key);
+/* Inserts key -> val if absent; returns the stored value (-2 when full: caller sized it). */
+int32_t us__keymap_put(us__keymap *km, uint32_t key, int32_t val);
+
+/* Word vocabulary: words in id order and a map from their hash to the id. */
+typedef struct us__vocab {
+  char **words;
+  int n_words, cap;
+  int32_t *slots; /* open addressing over the word hash: word id or -1 */
+  uint32_t mask;  /* slot count - 1 */
+} us__vocab;
+
+void us__vocab_free(us__vocab *v);
+us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, us_err *err);
+us_status us__vocab_from_words(us__vocab *v, char **words, int n_words, us_err *err);
+int us__vocab_find(const us__vocab *v, const char *word, int len);
+
+/* Calls emit(user, key) for every feature of text, in a fixed order. Returns the count. */
+typedef void (*us__feature_fn)(void *user, uint32_t key);
+int us__features(const us_classifier_params *p, const us__vocab *v, const char *text,
+                 us__feature_fn emit, void *user);
+
+/* ---- the model (student/classifier_model.c) ---- */
+struct us_classifier {
+  us_classifier_params p;
+  int n_labels;
+  char **labels;
+  us__vocab vocab;
+  /* embedding rows: row i belongs to feature key row_keys[i] (increasing) */
+  int n_rows;
+  uint32_t *row_keys;  /* (n_rows) */
+  us__keymap row_of;   /* key -> row */
+  float *emb;          /* (n_rows, dim), NULL when quantised */
+  int8_t *qemb;        /* (n_rows, dim) when quantised */
+  float *qscale;       /* (n_rows) per-row scale when quantised */
+  /* dense layers l = 0..n_hidden: W_l (out_l, in_l) then b_l (out_l), one block */
+  int n_layers;
+  int layer_in[US_CLASSIFIER_MAX_HIDDEN + 1], layer_out[US_CLASSIFIER_MAX_HIDDEN + 1];
+  int64_t dense_offset[US_CLASSIFIER_MAX_HIDDEN + 1]; /* offset of W_l in dense */
+  int64_t dense_count;
+  float *dense;
+};
+
+/* Layer shapes from params and n_labels (the one place sizes are computed). */
+void us__classifier_shapes(us_classifier *m);
+/* Allocates labels (copied), dense and (unless quantised) emb for n_rows rows; zero-filled. */
+us_status us__classifier_alloc(us_classifier *m, us_err *err);
+int us__classifier_widest(const us_classifier *m);
+
+/* Scratch for one forward/backward pass (per thread). */
+struct us_classifier_scratch {
+  int width;      /* widest layer */
+  float *act;     /* (n_layers + 1, width): act[0] = bag, act[l+1] = output of layer l */
+  float *mask;    /* (n_layers, width) inverted-dropout multipliers */
+  float *grad;    /* (2, width) */
+  float *probs;   /* (n_labels) */
+  int32_t *rows;  /* feature rows of the current text */
+  int n_rows, cap_rows;
+  int used_dropout; /* the last forward applied dropout masks */
+};
+
+us_classifier_scratch *us__scratch_new(const us_classifier *m, int cap_rows);
+
+/* Forward pass over rows[0..n) of the embedding table. rng NULL: no dropout (inference).
+ * Leaves probabilities in s->probs and activations in s. */
+void us__classifier_forward(const us_classifier *m, us_classifier_scratch *s, const int32_t *rows,
+                            int n, us_rng *rng, double dropout);
+/* Loss -sum q log p of the last forward pass against target q (n_labels). */
+double us__classifier_loss(const us_classifier *m, const us_classifier_scratch *s,
+                           const float *q);
+/* Backward pass of the last forward against target q. If grad_dense is NULL, applies SGD with
+ * step lr to the dense layers and rows' embeddings directly (training); otherwise adds the
+ * gradients into grad_dense (dense layout) and grad_bag (dim, the gradient of the mean bag)
+ * and leaves the weights alone (gradient checks). */
+void us__classifier_backward(us_classifier *m, us_classifier_scratch *s, const int32_t *rows,
+                             int n, const float *q, float lr, float *grad_dense, float *grad_bag);
+/* The training target: soft^(1/T) renormalised (or one-hot label), then label smoothing. */
+void us__classifier_target(const us_classifier_params *p, int n_labels, const us_example *ex,
+                           float *q);
+/* Rows of text's features that have embeddings, into s->rows (grows it; may allocate). */
+us_status us__classifier_text_rows(const us_classifier *m, us_classifier_scratch *s,
+                                   const char *text, us_err *err);
+
+#endif

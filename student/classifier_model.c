@@ -1,0 +1,334 @@
+/* The classifier model: shapes, allocation, the forward and backward passes, prediction and
+ * int8 quantisation of the embedding table. Dense products go through student/blas.c. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "student/blas.h"
+#include "student/classifier_int.h"
+
+void us_classifier_params_defaults(us_classifier_params *p) {
+  memset(p, 0, sizeof *p);
+  p->dim = 100;
+  p->word_ngrams = 2;
+  p->minn = 3;
+  p->maxn = 5;
+  p->buckets = 2000000;
+  p->n_hidden = 0;
+  p->dropout = 0.0;
+  p->epochs = 25;
+  p->lr = 0.5;
+  p->kd_temperature = 1.0;
+  p->label_smoothing = 0.0;
+  p->patience = 5;
+  p->threads = 2;
+  p->seed = 1;
+  p->quantize = false;
+}
+
+void us__classifier_shapes(us_classifier *m) {
+  m->n_layers = m->p.n_hidden + 1;
+  int in = m->p.dim;
+  int64_t off = 0;
+  for (int l = 0; l < m->n_layers; l++) {
+    int out = l < m->p.n_hidden ? m->p.hidden[l] : m->n_labels;
+    m->layer_in[l] = in;
+    m->layer_out[l] = out;
+    m->dense_offset[l] = off;
+    off += (int64_t)out * in + out;
+    in = out;
+  }
+  m->dense_count = off;
+}
+
+int us__classifier_widest(const us_classifier *m) {
+  int w = m->p.dim;
+  for (int l = 0; l < m->n_layers; l++)
+    if (m->layer_out[l] > w) w = m->layer_out[l];
+  return w;
+}
+
+us_status us__classifier_alloc(us_classifier *m, us_err *err) {
+  us__classifier_shapes(m);
+  m->dense = calloc((size_t)m->dense_count, sizeof *m->dense);
+  if (!m->dense) goto fail;
+  if (m->n_rows > 0 && !m->qemb) {
+    m->emb = calloc((size_t)m->n_rows * (size_t)m->p.dim, sizeof *m->emb);
+    if (!m->emb) goto fail;
+  }
+  return US_OK;
+fail:
+  return us_err_set(err, US_ERR_NOMEM, "out of memory for a classifier of %d rows x %d",
+                    m->n_rows, m->p.dim);
+}
+
+void us_classifier_free(us_classifier *m) {
+  if (!m) return;
+  for (int i = 0; m->labels && i < m->n_labels; i++) free(m->labels[i]);
+  free(m->labels);
+  us__vocab_free(&m->vocab);
+  free(m->row_keys);
+  us__keymap_free(&m->row_of);
+  free(m->emb);
+  free(m->qemb);
+  free(m->qscale);
+  free(m->dense);
+  free(m);
+}
+
+int us_classifier_n_labels(const us_classifier *m) { return m->n_labels; }
+
+const char *us_classifier_label(const us_classifier *m, int i) {
+  return (i >= 0 && i < m->n_labels) ? m->labels[i] : NULL;
+}
+
+const us_classifier_params *us_classifier_get_params(const us_classifier *m) { return &m->p; }
+
+int64_t us_classifier_param_count(const us_classifier *m) {
+  return (int64_t)m->n_rows * m->p.dim + m->dense_count;
+}
+
+/* ---- scratch ---- */
+
+us_classifier_scratch *us__scratch_new(const us_classifier *m, int cap_rows) {
+  us_classifier_scratch *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->width = us__classifier_widest(m);
+  size_t w = (size_t)s->width;
+  s->act = calloc((size_t)(m->n_layers + 1) * w, sizeof *s->act);
+  s->mask = calloc((size_t)m->n_layers * w, sizeof *s->mask);
+  s->grad = calloc(2 * w, sizeof *s->grad);
+  s->probs = calloc((size_t)m->n_labels, sizeof *s->probs);
+  s->cap_rows = cap_rows > 0 ? cap_rows : 1;
+  s->rows = malloc((size_t)s->cap_rows * sizeof *s->rows);
+  if (!s->act || !s->mask || !s->grad || !s->probs || !s->rows) {
+    us_classifier_scratch_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+us_classifier_scratch *us_classifier_scratch_new(const us_classifier *m) {
+  return us__scratch_new(m, 512);
+}
+
+void us_classifier_scratch_free(us_classifier_scratch *s) {
+  if (!s) return;
+  free(s->act);
+  free(s->mask);
+  free(s->grad);
+  free(s->probs);
+  free(s->rows);
+  free(s);
+}
+
+/* ---- forward ---- */
+
+static void bag(const us_classifier *m, const int32_t *rows, int n, float *x) {
+  int d = m->p.dim;
+  memset(x, 0, (size_t)d * sizeof *x);
+  if (n == 0) return;
+  if (m->qemb) {
+    for (int k = 0; k < n; k++) {
+      const int8_t *q = m->qemb + (size_t)rows[k] * d;
+      float scale = m->qscale[rows[k]];
+      for (int i = 0; i < d; i++) x[i] += scale * (float)q[i];
+    }
+  } else {
+    for (int k = 0; k < n; k++) {
+      const float *e = m->emb + (size_t)rows[k] * d;
+      for (int i = 0; i < d; i++) x[i] += e[i];
+    }
+  }
+  us_blas_sscal(d, 1.0f / (float)n, x);
+}
+
+static void softmax(float *z, int n) {
+  float max = z[0];
+  for (int i = 1; i < n; i++)
+    if (z[i] > max) max = z[i];
+  double sum = 0;
+  for (int i = 0; i < n; i++) {
+    z[i] = expf(z[i] - max);
+    sum += z[i];
+  }
+  float inv = (float)(1.0 / sum);
+  for (int i = 0; i < n; i++) z[i] *= inv;
+}
+
+void us__classifier_forward(const us_classifier *m, us_classifier_scratch *s, const int32_t *rows,
+                            int n, us_rng *rng, double dropout) {
+  int w = s->width;
+  bag(m, rows, n, s->act);
+  bool drop = rng && dropout > 0;
+  float keep_scale = drop ? (float)(1.0 / (1.0 - dropout)) : 1.0f;
+  for (int l = 0; l < m->n_layers; l++) {
+    int in = m->layer_in[l], out = m->layer_out[l];
+    float *x = s->act + (size_t)l * w, *y = s->act + (size_t)(l + 1) * w;
+    if (drop) { /* inverted dropout, in place: the backward pass reuses the dropped input */
+      float *mask = s->mask + (size_t)l * w;
+      for (int i = 0; i < in; i++) {
+        mask[i] = us_rng_uniformf(rng) < (float)dropout ? 0.0f : keep_scale;
+        x[i] *= mask[i];
+      }
+    }
+    const float *W = m->dense + m->dense_offset[l], *b = W + (size_t)out * in;
+    memcpy(y, b, (size_t)out * sizeof *y);
+    us_blas_sgemv(false, out, in, 1.0f, W, in, x, 1.0f, y);
+    if (l < m->n_layers - 1)
+      for (int i = 0; i < out; i++) y[i] = y[i] > 0 ? y[i] : 0;
+  }
+  s->used_dropout = drop;
+  memcpy(s->probs, s->act + (size_t)m->n_layers * w, (size_t)m->n_labels * sizeof *s->probs);
+  softmax(s->probs, m->n_labels);
+}
+
+double us__classifier_loss(const us_classifier *m, const us_classifier_scratch *s,
+                           const float *q) {
+  double loss = 0;
+  for (int i = 0; i < m->n_labels; i++)
+    if (q[i] > 0) loss -= (double)q[i] * log((double)s->probs[i] + 1e-30);
+  return loss;
+}
+
+/* ---- backward ---- */
+
+void us__classifier_backward(us_classifier *m, us_classifier_scratch *s, const int32_t *rows,
+                             int n, const float *q, float lr, float *grad_dense, float *grad_bag) {
+  int w = s->width;
+  float *g = s->grad, *gin = s->grad + w;
+  for (int i = 0; i < m->n_labels; i++) g[i] = s->probs[i] - q[i];
+  for (int l = m->n_layers - 1; l >= 0; l--) {
+    int in = m->layer_in[l], out = m->layer_out[l];
+    const float *x = s->act + (size_t)l * w;
+    float *W = m->dense + m->dense_offset[l], *b = W + (size_t)out * in;
+    /* gradient of the input first, while W still holds the weights of the forward pass */
+    us_blas_sgemv(true, out, in, 1.0f, W, in, g, 0.0f, gin);
+    if (grad_dense) {
+      float *gW = grad_dense + m->dense_offset[l], *gb = gW + (size_t)out * in;
+      us_blas_sger(out, in, 1.0f, g, x, gW, in);
+      us_blas_saxpy(out, 1.0f, g, gb);
+    } else {
+      us_blas_sger(out, in, -lr, g, x, W, in);
+      us_blas_saxpy(out, -lr, g, b);
+    }
+    if (s->used_dropout) {
+      const float *mask = s->mask + (size_t)l * w;
+      for (int i = 0; i < in; i++) gin[i] *= mask[i];
+    }
+    if (l > 0) /* through the ReLU that produced x */
+      for (int i = 0; i < in; i++)
+        if (x[i] <= 0) gin[i] = 0;
+    float *t = g;
+    g = gin;
+    gin = t;
+  }
+  int d = m->p.dim;
+  if (grad_bag) {
+    us_blas_saxpy(d, 1.0f, g, grad_bag);
+    return;
+  }
+  if (n == 0) return;
+  float step = -lr / (float)n;
+  for (int k = 0; k < n; k++) us_blas_saxpy(d, step, g, m->emb + (size_t)rows[k] * d);
+}
+
+void us__classifier_target(const us_classifier_params *p, int n_labels, const us_example *ex,
+                           float *q) {
+  double sum = 0;
+  if (ex->soft) {
+    double inv_t = 1.0 / (p->kd_temperature > 0 ? p->kd_temperature : 1.0);
+    for (int i = 0; i < n_labels; i++) {
+      q[i] = ex->soft[i] > 0 ? (float)pow((double)ex->soft[i], inv_t) : 0.0f;
+      sum += q[i];
+    }
+  }
+  if (sum > 0 && isfinite(sum)) {
+    for (int i = 0; i < n_labels; i++) q[i] = (float)(q[i] / sum);
+  } else {
+    memset(q, 0, (size_t)n_labels * sizeof *q);
+    q[ex->label] = 1.0f;
+  }
+  if (p->label_smoothing > 0) {
+    float eps = (float)p->label_smoothing;
+    for (int i = 0; i < n_labels; i++) q[i] = (1 - eps) * q[i] + eps / (float)n_labels;
+  }
+}
+
+/* ---- rows of a text ---- */
+
+typedef struct row_collector {
+  const us_classifier *m;
+  us_classifier_scratch *s;
+  int total;
+} row_collector;
+
+static void collect_row(void *user, uint32_t key) {
+  row_collector *c = user;
+  int32_t row = us__keymap_get(&c->m->row_of, key);
+  if (row < 0) return;
+  if (c->total < c->s->cap_rows) c->s->rows[c->total] = row;
+  c->total++;
+}
+
+us_status us__classifier_text_rows(const us_classifier *m, us_classifier_scratch *s,
+                                   const char *text, us_err *err) {
+  row_collector c = {m, s, 0};
+  us__features(&m->p, &m->vocab, text, collect_row, &c);
+  if (c.total > s->cap_rows) { /* rare: a long text; grow and collect again */
+    int32_t *rows = realloc(s->rows, (size_t)c.total * sizeof *rows);
+    if (!rows) return us_err_set(err, US_ERR_NOMEM, "out of memory for %d features", c.total);
+    s->rows = rows;
+    s->cap_rows = c.total;
+    c.total = 0;
+    us__features(&m->p, &m->vocab, text, collect_row, &c);
+  }
+  s->n_rows = c.total;
+  return US_OK;
+}
+
+/* ---- prediction ---- */
+
+us_status us_classifier_predict_with(const us_classifier *m, us_classifier_scratch *s,
+                                     const char *text, float *probs, us_err *err) {
+  us_status st = us__classifier_text_rows(m, s, text, err);
+  if (st != US_OK) return st;
+  us__classifier_forward(m, s, s->rows, s->n_rows, NULL, 0);
+  memcpy(probs, s->probs, (size_t)m->n_labels * sizeof *probs);
+  return US_OK;
+}
+
+us_status us_classifier_predict(const us_classifier *m, const char *text, float *probs,
+                                us_err *err) {
+  us_classifier_scratch *s = us_classifier_scratch_new(m);
+  if (!s) return us_err_set(err, US_ERR_NOMEM, "out of memory for prediction scratch");
+  us_status st = us_classifier_predict_with(m, s, text, probs, err);
+  us_classifier_scratch_free(s);
+  return st;
+}
+
+/* ---- quantisation ---- */
+
+void us_classifier_quantize(us_classifier *m) {
+  if (m->qemb || m->n_rows == 0) return;
+  size_t d = (size_t)m->p.dim, n = (size_t)m->n_rows;
+  int8_t *q = malloc(n * d);
+  float *scale = malloc(n * sizeof *scale);
+  if (!q || !scale) { /* stays float: still correct, only larger */
+    free(q);
+    free(scale);
+    return;
+  }
+  for (size_t r = 0; r < n; r++) {
+    const float *e = m->emb + r * d;
+    float max = 0;
+    for (size_t i = 0; i < d; i++)
+      if (fabsf(e[i]) > max) max = fabsf(e[i]);
+    scale[r] = max > 0 ? max / 127.0f : 1.0f;
+    for (size_t i = 0; i < d; i++) q[r * d + i] = (int8_t)lrintf(e[i] / scale[r]);
+  }
+  free(m->emb);
+  m->emb = NULL;
+  m->qemb = q;
+  m->qscale = scale;
+}

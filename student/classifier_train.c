@@ -1,0 +1,365 @@
+/* Training the classifier: vocabulary and feature rows are computed once before the first
+ * epoch, then SGD with a linearly decaying learning rate (fastText's schedule) runs over
+ * shuffled examples, Hogwild across threads, with early stopping on the validation slice.
+ * Nothing is allocated inside the epoch loop. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "student/blas.h"
+#include "student/classifier_int.h"
+
+/* Feature rows of a set of examples: rows of example i are rows[off[i]..off[i+1]). */
+typedef struct example_rows {
+  int32_t *rows;
+  int64_t *off;
+  int max_rows;
+} example_rows;
+
+typedef struct row_builder {
+  us_classifier *m;
+  example_rows *er;
+  int64_t len, cap;
+  bool add_keys; /* train: new keys get rows; valid: unknown keys are dropped */
+  bool failed;
+} row_builder;
+
+static void count_feature(void *user, uint32_t key) {
+  (void)key;
+  (*(int64_t *)user)++;
+}
+
+static void add_feature(void *user, uint32_t key) {
+  row_builder *b = user;
+  us_classifier *m = b->m;
+  int32_t row = us__keymap_get(&m->row_of, key);
+  if (row < 0 && b->add_keys) {
+    row = us__keymap_put(&m->row_of, key, m->n_rows);
+    if (row == -2) { /* cannot happen: the map was sized from the feature count */
+      b->failed = true;
+      return;
+    }
+    m->row_keys[m->n_rows++] = key;
+  }
+  if (row < 0) return;
+  if (b->len < b->cap) b->er->rows[b->len] = row;
+  b->len++;
+}
+
+static us_status build_rows(us_classifier *m, const us_example *ex, size_t n, bool add_keys,
+                            int64_t total, example_rows *er, us_err *err) {
+  er->rows = malloc((size_t)(total > 0 ? total : 1) * sizeof *er->rows);
+  er->off = malloc((n + 1) * sizeof *er->off);
+  if (!er->rows || !er->off) return us_err_set(err, US_ERR_NOMEM, "out of memory for features");
+  row_builder b = {m, er, 0, total, add_keys, false};
+  er->max_rows = 1;
+  for (size_t i = 0; i < n; i++) {
+    er->off[i] = b.len;
+    us__features(&m->p, &m->vocab, ex[i].text, add_feature, &b);
+    if (b.failed || b.len > total)
+      return us_err_set(err, US_ERR_INTERNAL, "feature map overflow at example %zu", i);
+    if (b.len - er->off[i] > er->max_rows) er->max_rows = (int)(b.len - er->off[i]);
+  }
+  er->off[n] = b.len;
+  return US_OK;
+}
+
+static us_status check_params(const us_classifier_params *p, us_err *err) {
+  const char *bad = NULL;
+  if (p->dim < 1 || p->dim > 4096) bad = "dim must be 1..4096";
+  else if (p->word_ngrams < 1 || p->word_ngrams > 8) bad = "word_ngrams must be 1..8";
+  else if (p->maxn != 0 && (p->minn < 1 || p->maxn < p->minn || p->maxn > 32))
+    bad = "char n-grams need 1 <= minn <= maxn <= 32 (or maxn 0)";
+  else if (p->buckets < 1 || p->buckets > (1 << 30)) bad = "buckets must be 1..2^30";
+  else if (p->n_hidden < 0 || p->n_hidden > US_CLASSIFIER_MAX_HIDDEN) bad = "n_hidden must be 0..4";
+  else if (!(p->dropout >= 0 && p->dropout < 1)) bad = "dropout must be in [0, 1)";
+  else if (p->epochs < 1) bad = "epochs must be >= 1";
+  else if (!(p->lr > 0)) bad = "lr must be > 0";
+  else if (!(p->kd_temperature > 0)) bad = "kd_temperature must be > 0";
+  else if (!(p->label_smoothing >= 0 && p->label_smoothing < 1))
+    bad = "label_smoothing must be in [0, 1)";
+  else if (p->patience < 0) bad = "patience must be >= 0";
+  else if (p->threads < 1 || p->threads > 256) bad = "threads must be 1..256";
+  for (int l = 0; !bad && l < p->n_hidden; l++)
+    if (p->hidden[l] < 1 || p->hidden[l] > 16384) bad = "hidden sizes must be 1..16384";
+  return bad ? us_err_set(err, US_ERR_CONFIG, "classifier: %s", bad) : US_OK;
+}
+
+/* ---- one epoch, split across threads (Hogwild) ---- */
+
+typedef struct worker {
+  us_classifier *m;
+  const us_example *ex;
+  const example_rows *er;
+  const size_t *order;
+  size_t n, start, step;
+  int epoch;
+  us_classifier_scratch *s;
+  float *q;
+  us_rng rng;
+  double loss;
+} worker;
+
+static void *run_worker(void *arg) {
+  worker *w = arg;
+  us_classifier *m = w->m;
+  const us_classifier_params *p = &m->p;
+  double total_steps = (double)p->epochs * (double)w->n;
+  w->loss = 0;
+  for (size_t i = w->start; i < w->n; i += w->step) {
+    size_t e = w->order[i];
+    const int32_t *rows = w->er->rows + w->er->off[e];
+    int n = (int)(w->er->off[e + 1] - w->er->off[e]);
+    double progress = ((double)w->epoch * (double)w->n + (double)i) / total_steps;
+    float lr = (float)(p->lr * (1.0 - progress));
+    us__classifier_target(p, m->n_labels, &w->ex[e], w->q);
+    us__classifier_forward(m, w->s, rows, n, &w->rng, p->dropout);
+    w->loss += us__classifier_loss(m, w->s, w->q);
+    us__classifier_backward(m, w->s, rows, n, w->q, lr, NULL, NULL);
+  }
+  return NULL;
+}
+
+static us_status run_epoch(worker *workers, int threads, us_err *err) {
+  if (threads == 1) {
+    run_worker(&workers[0]);
+    return US_OK;
+  }
+  pthread_t tid[256];
+  int started = 0;
+  for (; started < threads; started++)
+    if (pthread_create(&tid[started], NULL, run_worker, &workers[started]) != 0) break;
+  for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+  if (started < threads)
+    return us_err_set(err, US_ERR_INTERNAL, "cannot start training thread %d", started);
+  return US_OK;
+}
+
+static void evaluate(us_classifier *m, us_classifier_scratch *s, const us_example *ex,
+                     const example_rows *er, size_t n, float *q, double *loss, double *acc) {
+  double total = 0;
+  size_t right = 0;
+  for (size_t i = 0; i < n; i++) {
+    us__classifier_forward(m, s, er->rows + er->off[i], (int)(er->off[i + 1] - er->off[i]), NULL,
+                           0);
+    us_example hard = ex[i];
+    us__classifier_target(&m->p, m->n_labels, &hard, q);
+    total += us__classifier_loss(m, s, q);
+    int best = 0;
+    for (int k = 1; k < m->n_labels; k++)
+      if (s->probs[k] > s->probs[best]) best = k;
+    int want = 0; /* the target's most probable label (the teacher's answer) */
+    for (int k = 1; k < m->n_labels; k++)
+      if (q[k] > q[want]) want = k;
+    right += best == want;
+  }
+  *loss = n ? total / (double)n : 0;
+  *acc = n ? (double)right / (double)n : 0;
+}
+
+/* ---- setup ---- */
+
+static us_status check_examples(const us_example *ex, size_t n, int n_labels, const char *what,
+                                us_err *err) {
+  for (size_t i = 0; i < n; i++) {
+    if (!ex[i].text)
+      return us_err_set(err, US_ERR_INPUT, "%s example %zu has no text", what, i);
+    if (!ex[i].soft && (ex[i].label < 0 || ex[i].label >= n_labels))
+      return us_err_set(err, US_ERR_INPUT, "%s example %zu: label %d is not in 0..%d", what, i,
+                        ex[i].label, n_labels - 1);
+    if (ex[i].soft && (ex[i].label < 0 || ex[i].label >= n_labels))
+      return us_err_set(err, US_ERR_INPUT, "%s example %zu: label %d is not in 0..%d", what, i,
+                        ex[i].label, n_labels - 1);
+  }
+  return US_OK;
+}
+
+static us_status setup_model(const us_classifier_params *p, char *const *labels, int n_labels,
+                             const us_example *train, size_t n_train, us_classifier **out,
+                             us_err *err) {
+  us_classifier *m = calloc(1, sizeof *m);
+  const char **texts = malloc(n_train * sizeof *texts);
+  us_status st = US_ERR_NOMEM;
+  if (!m || !texts) goto nomem;
+  m->p = *p;
+  m->n_labels = n_labels;
+  m->labels = calloc((size_t)n_labels, sizeof *m->labels);
+  if (!m->labels) goto nomem;
+  for (int i = 0; i < n_labels; i++)
+    if (!(m->labels[i] = us_strdup(labels[i]))) goto nomem;
+  for (size_t i = 0; i < n_train; i++) texts[i] = train[i].text;
+  if ((st = us__vocab_build(&m->vocab, texts, n_train, err)) != US_OK) goto fail;
+  free(texts);
+  *out = m;
+  return US_OK;
+nomem:
+  st = us_err_set(err, US_ERR_NOMEM, "out of memory setting up the classifier");
+fail:
+  free(texts);
+  us_classifier_free(m);
+  return st;
+}
+
+static void init_weights(us_classifier *m, us_rng *rng) {
+  /* embeddings uniform in +-1/dim and a zero output layer (fastText's start); hidden layers
+   * Glorot-uniform so ReLUs start alive */
+  float a = 1.0f / (float)m->p.dim;
+  for (int64_t i = 0; i < (int64_t)m->n_rows * m->p.dim; i++)
+    m->emb[i] = a * (2.0f * us_rng_uniformf(rng) - 1.0f);
+  for (int l = 0; l < m->n_layers - 1; l++) {
+    int in = m->layer_in[l], out = m->layer_out[l];
+    float g = sqrtf(6.0f / (float)(in + out));
+    float *W = m->dense + m->dense_offset[l];
+    for (int64_t i = 0; i < (int64_t)in * out; i++) W[i] = g * (2.0f * us_rng_uniformf(rng) - 1.0f);
+  }
+}
+
+typedef struct train_state {
+  example_rows tr, va;
+  size_t *order;
+  worker *workers;
+  float *best_emb, *best_dense, *q;
+  us_classifier_scratch *eval_scratch;
+} train_state;
+
+static void free_state(train_state *t, int threads) {
+  free(t->tr.rows);
+  free(t->tr.off);
+  free(t->va.rows);
+  free(t->va.off);
+  free(t->order);
+  for (int i = 0; t->workers && i < threads; i++) {
+    us_classifier_scratch_free(t->workers[i].s);
+    free(t->workers[i].q);
+  }
+  free(t->workers);
+  free(t->best_emb);
+  free(t->best_dense);
+  free(t->q);
+  us_classifier_scratch_free(t->eval_scratch);
+}
+
+/* Vocabulary, feature rows of train and valid, weights, and every buffer the epochs use. */
+static us_status prepare(us_classifier *m, train_state *t, const us_example *train,
+                         size_t n_train, const us_example *valid, size_t n_valid, us_err *err) {
+  int64_t total_train = 0, total_valid = 0;
+  for (size_t i = 0; i < n_train; i++)
+    us__features(&m->p, &m->vocab, train[i].text, count_feature, &total_train);
+  for (size_t i = 0; i < n_valid; i++)
+    us__features(&m->p, &m->vocab, valid[i].text, count_feature, &total_valid);
+  if (total_train >= INT32_MAX)
+    return us_err_set(err, US_ERR_INPUT, "train set too large: %lld features",
+                      (long long)total_train);
+  us_status st = us__keymap_init(&m->row_of, (uint32_t)total_train + 1, err);
+  if (st != US_OK) return st;
+  m->row_keys = malloc((size_t)(total_train + 1) * sizeof *m->row_keys);
+  if (!m->row_keys) return us_err_set(err, US_ERR_NOMEM, "out of memory for feature keys");
+  if ((st = build_rows(m, train, n_train, true, total_train, &t->tr, err)) != US_OK) return st;
+  if ((st = build_rows(m, valid, n_valid, false, total_valid, &t->va, err)) != US_OK) return st;
+  uint32_t *keys = realloc(m->row_keys, (size_t)(m->n_rows + 1) * sizeof *keys);
+  if (keys) m->row_keys = keys;
+  if ((st = us__classifier_alloc(m, err)) != US_OK) return st;
+  int threads = m->p.threads, cap = t->tr.max_rows;
+  t->order = malloc(n_train * sizeof *t->order);
+  t->workers = calloc((size_t)threads, sizeof *t->workers);
+  t->best_emb = malloc(((size_t)m->n_rows * m->p.dim + 1) * sizeof *t->best_emb);
+  t->best_dense = malloc((size_t)m->dense_count * sizeof *t->best_dense);
+  t->q = malloc((size_t)m->n_labels * sizeof *t->q);
+  t->eval_scratch = us__scratch_new(m, 1);
+  if (!t->order || !t->workers || !t->best_emb || !t->best_dense || !t->q || !t->eval_scratch)
+    return us_err_set(err, US_ERR_NOMEM, "out of memory for training buffers");
+  for (int i = 0; i < threads; i++) {
+    t->workers[i].s = us__scratch_new(m, cap);
+    t->workers[i].q = malloc((size_t)m->n_labels * sizeof(float));
+    if (!t->workers[i].s || !t->workers[i].q)
+      return us_err_set(err, US_ERR_NOMEM, "out of memory for training buffers");
+  }
+  for (size_t i = 0; i < n_train; i++) t->order[i] = i;
+  return US_OK;
+}
+
+static void shuffle(size_t *order, size_t n, us_rng *rng) {
+  for (size_t i = n; i > 1; i--) {
+    size_t j = (size_t)us_rng_below(rng, i);
+    size_t tmp = order[i - 1];
+    order[i - 1] = order[j];
+    order[j] = tmp;
+  }
+}
+
+us_status us_classifier_train(const us_classifier_params *p, char *const *labels, int n_labels,
+                              const us_example *train, size_t n_train, const us_example *valid,
+                              size_t n_valid, us_epoch_fn on_epoch, void *user,
+                              us_classifier **out, us_err *err) {
+  *out = NULL;
+  us_status st = check_params(p, err);
+  if (st != US_OK) return st;
+  if (n_labels < 1 || !labels) return us_err_set(err, US_ERR_INPUT, "classifier: no labels");
+  for (int i = 0; i < n_labels; i++)
+    if (!labels[i]) return us_err_set(err, US_ERR_INPUT, "classifier: label %d is NULL", i);
+  if (n_train == 0) return us_err_set(err, US_ERR_INPUT, "classifier: the train set is empty");
+  if ((st = check_examples(train, n_train, n_labels, "train", err)) != US_OK) return st;
+  if ((st = check_examples(valid, n_valid, n_labels, "validation", err)) != US_OK) return st;
+
+  us_classifier *m = NULL;
+  train_state t = {0};
+  if ((st = setup_model(p, labels, n_labels, train, n_train, &m, err)) != US_OK) return st;
+  if ((st = prepare(m, &t, train, n_train, valid, n_valid, err)) != US_OK) goto fail;
+  us_blas_set_threads(1); /* our threads are the parallelism; BLAS calls here are small */
+
+  us_rng rng;
+  us_rng_seed(&rng, p->seed);
+  init_weights(m, &rng);
+  size_t emb_bytes = (size_t)m->n_rows * m->p.dim * sizeof(float);
+  size_t dense_bytes = (size_t)m->dense_count * sizeof(float);
+  double best_acc = -1, best_loss = INFINITY;
+  int since_best = 0;
+  for (int epoch = 0; epoch < p->epochs; epoch++) {
+    double t0 = us_now();
+    shuffle(t.order, n_train, &rng);
+    for (int i = 0; i < p->threads; i++) {
+      worker *w = &t.workers[i];
+      w->m = m;
+      w->ex = train;
+      w->er = &t.tr;
+      w->order = t.order;
+      w->n = n_train;
+      w->start = (size_t)i;
+      w->step = (size_t)p->threads;
+      w->epoch = epoch;
+      us_rng_seed(&w->rng, p->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(epoch * 256 + i + 1)));
+    }
+    if ((st = run_epoch(t.workers, p->threads, err)) != US_OK) goto fail;
+    us_epoch_info info = {.epoch = epoch + 1};
+    for (int i = 0; i < p->threads; i++) info.train_loss += t.workers[i].loss;
+    info.train_loss /= (double)n_train;
+    info.lr = p->lr * (1.0 - (double)(epoch + 1) / p->epochs);
+    evaluate(m, t.eval_scratch, valid, &t.va, n_valid, t.q, &info.valid_loss, &info.valid_acc);
+    info.seconds = us_now() - t0;
+    if (on_epoch) on_epoch(user, &info);
+    bool better = n_valid == 0 || info.valid_acc > best_acc ||
+                  (info.valid_acc == best_acc && info.valid_loss < best_loss);
+    if (better) {
+      best_acc = info.valid_acc;
+      best_loss = info.valid_loss;
+      since_best = 0;
+      if (emb_bytes) memcpy(t.best_emb, m->emb, emb_bytes);
+      memcpy(t.best_dense, m->dense, dense_bytes);
+    } else if (++since_best > p->patience) {
+      break;
+    }
+  }
+  if (emb_bytes) memcpy(m->emb, t.best_emb, emb_bytes);
+  memcpy(m->dense, t.best_dense, dense_bytes);
+  free_state(&t, p->threads);
+  if (p->quantize) us_classifier_quantize(m);
+  *out = m;
+  return US_OK;
+fail:
+  free_state(&t, p->threads);
+  us_classifier_free(m);
+  return st;
+}

@@ -19,8 +19,7 @@ static const char *const statement_sql[US__STMT_COUNT] = {
 /* ---- helpers shared with the other cache files ----------------------------------------- */
 
 us_status us__cache_db_error(us_cache *c, us_err *err, const char *what) {
-  return us_err_set(err, US_ERR_DB, "workspace %s: %s: %s", c->path, what,
-                    sqlite3_errmsg(c->db));
+  return us_err_set(err, US_ERR_DB, "workspace %s: %s: %s", c->path, what, sqlite3_errmsg(c->db));
 }
 
 sqlite3_stmt *us__cache_stmt(us_cache *c, us__cache_stmt_id id, us_err *err) {
@@ -106,7 +105,9 @@ void us_cache_close(us_cache *c) {
   free(c);
 }
 
-int us_cache_schema_version(us_cache *c) { return c->version; }
+int us_cache_schema_version(us_cache *c) {
+  return c->version;
+}
 
 static us_status run_simple(us_cache *c, us__cache_stmt_id id, const char *what, us_err *err) {
   sqlite3_stmt *s = us__cache_stmt(c, id, err);
@@ -186,8 +187,7 @@ static int read_prompt(sqlite3_stmt *s, us_prompt *p) {
   return oom;
 }
 
-us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t *n,
-                                us_err *err) {
+us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t *n, us_err *err) {
   *out = NULL;
   *n = 0;
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_PROMPTS_LIST, err);
@@ -290,8 +290,7 @@ void us_call_free_fields(us_call *call) {
   call->request = call->response = NULL;
 }
 
-us_status us_cache_call_get(us_cache *c, const char *key, us_call *out, bool *found,
-                            us_err *err) {
+us_status us_cache_call_get(us_cache *c, const char *key, us_call *out, bool *found, us_err *err) {
   memset(out, 0, sizeof *out);
   *found = false;
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_CALL_GET, err);
@@ -372,8 +371,7 @@ us_status us_cache_failures_count(us_cache *c, int64_t *n, us_err *err) {
 }
 
 /* Nearest-rank percentile p (0..1) of the latency of the n non-imported calls. */
-static us_status latency_percentile(us_cache *c, int64_t n, double p, double *out,
-                                    us_err *err) {
+static us_status latency_percentile(us_cache *c, int64_t n, double p, double *out, us_err *err) {
   *out = 0;
   if (n <= 0) return US_OK;
   int64_t rank = (int64_t)ceil(p * (double)n);

@@ -44,7 +44,7 @@
     "SELECT COUNT(*), COALESCE(SUM(split = 0), 0), COALESCE(SUM(split = 1), 0) FROM prompts")   \
   X(STATS_CALLS,                                                                                \
     "SELECT COUNT(*), COALESCE(SUM(imported), 0), COALESCE(SUM(prompt_tokens), 0), "            \
-    "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM calls")                                             \
+    "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM calls")             \
   X(STATS_TARGETS, "SELECT COUNT(*), COALESCE(SUM(status = 1), 0) FROM targets")                \
   X(LATENCY_AT,                                                                                 \
     "SELECT latency_ms FROM calls WHERE imported = 0 ORDER BY latency_ms LIMIT 1 OFFSET ?1")    \
@@ -53,10 +53,8 @@
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO UPDATE SET "                            \
     "prompt_id = excluded.prompt_id, status = excluded.status, label = excluded.label, "        \
     "soft = excluded.soft, text = excluded.text")                                               \
-  X(TARGET_GET,                                                                                 \
-    "SELECT key, prompt_id, status, label, soft, text FROM targets WHERE key = ?1")             \
-  X(RUN_INSERT,                                                                                 \
-    "INSERT INTO runs(command, started_at, status) VALUES(?1, ?2, 'running')")                 \
+  X(TARGET_GET, "SELECT key, prompt_id, status, label, soft, text FROM targets WHERE key = ?1") \
+  X(RUN_INSERT, "INSERT INTO runs(command, started_at, status) VALUES(?1, ?2, 'running')")      \
   X(RUN_END, "UPDATE runs SET ended_at = ?2, status = ?3 WHERE id = ?1")                        \
   X(CURVE_INSERT, "INSERT INTO curves(run_id, series, x, y) VALUES(?1, ?2, ?3, ?4)")            \
   X(CURVE_GET,                                                                                  \
@@ -64,7 +62,7 @@
     "(SELECT MAX(run_id) FROM curves WHERE series = ?1) ORDER BY x, rowid")                     \
   X(RESULT_UPSERT,                                                                              \
     "INSERT INTO results(name, json, updated_at) VALUES(?1, ?2, ?3) "                           \
-    "ON CONFLICT(name) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at")    \
+    "ON CONFLICT(name) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at")   \
   X(RESULT_GET, "SELECT json FROM results WHERE name = ?1")                                     \
   X(BEGIN, "BEGIN IMMEDIATE")                                                                   \
   X(COMMIT, "COMMIT")                                                                           \
@@ -74,7 +72,7 @@ typedef enum {
 #define US__CACHE_STMT_ENUM(name, sql) US__STMT_##name,
   US__CACHE_STATEMENTS(US__CACHE_STMT_ENUM)
 #undef US__CACHE_STMT_ENUM
-  US__STMT_COUNT
+      US__STMT_COUNT
 } us__cache_stmt_id;
 
 struct us_cache {

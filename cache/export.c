@@ -1,12 +1,11 @@
 /* Chat-format JSONL export and import of teacher calls: the fine-tuning format hosted and GPU
  * trainers read, and the way logged production calls seed the cache at no cost. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cache/cache_int.h"
 #include "core/clock.h"
@@ -24,7 +23,8 @@ typedef struct export_state {
 /* choices[0].message.content of a Chat Completions response, or NULL. */
 static const cJSON *first_choice_content(const cJSON *response) {
   const cJSON *choices = cJSON_GetObjectItemCaseSensitive(response, "choices");
-  const cJSON *message = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(choices, 0), "message");
+  const cJSON *message =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(choices, 0), "message");
   const cJSON *content = cJSON_GetObjectItemCaseSensitive(message, "content");
   return cJSON_IsString(content) ? content : NULL;
 }
@@ -254,9 +254,8 @@ static us_status import_lines(us_cache *c, FILE *f, const char *path, us_request
 
 /* The whole file is imported in one transaction (fast, and all-or-nothing on a bad line);
  * inside a caller's transaction it simply joins it. */
-us_status us_cache_import_jsonl(us_cache *c, const char *path, us_request_key_fn key_fn,
-                                void *user, int64_t *n_imported, int64_t *n_skipped,
-                                us_err *err) {
+us_status us_cache_import_jsonl(us_cache *c, const char *path, us_request_key_fn key_fn, void *user,
+                                int64_t *n_imported, int64_t *n_skipped, us_err *err) {
   if (n_imported) *n_imported = 0;
   if (n_skipped) *n_skipped = 0;
   FILE *f = fopen(path, "r");

@@ -10,14 +10,14 @@
 static const char schema_v1[] =
     "CREATE TABLE prompts("
     "  id INTEGER PRIMARY KEY,"
-    "  hash TEXT NOT NULL UNIQUE,"              /* SHA-256 hex of the normalised text */
+    "  hash TEXT NOT NULL UNIQUE," /* SHA-256 hex of the normalised text */
     "  split INTEGER NOT NULL CHECK (split IN (0, 1)),"
     "  source TEXT,"
     "  gold TEXT,"
     "  text TEXT NOT NULL);"
     "CREATE INDEX prompts_by_split ON prompts(split, id);"
     "CREATE TABLE calls("
-    "  key TEXT PRIMARY KEY NOT NULL,"          /* SHA-256 hex of the canonical request */
+    "  key TEXT PRIMARY KEY NOT NULL," /* SHA-256 hex of the canonical request */
     "  http_status INTEGER NOT NULL,"
     "  prompt_tokens INTEGER NOT NULL DEFAULT 0,"
     "  completion_tokens INTEGER NOT NULL DEFAULT 0,"
@@ -25,7 +25,7 @@ static const char schema_v1[] =
     "  latency_ms REAL NOT NULL DEFAULT 0,"
     "  attempts INTEGER NOT NULL DEFAULT 1,"
     "  imported INTEGER NOT NULL DEFAULT 0 CHECK (imported IN (0, 1)),"
-    "  created_at REAL NOT NULL,"               /* epoch seconds */
+    "  created_at REAL NOT NULL," /* epoch seconds */
     "  request TEXT NOT NULL,"
     "  response TEXT NOT NULL);"
     "CREATE INDEX calls_by_latency ON calls(imported, latency_ms);"
@@ -43,7 +43,7 @@ static const char schema_v1[] =
     "  prompt_id INTEGER NOT NULL,"
     "  status INTEGER NOT NULL CHECK (status IN (0, 1)),"
     "  label TEXT,"
-    "  soft BLOB,"                               /* float32 little-endian, one per task label */
+    "  soft BLOB," /* float32 little-endian, one per task label */
     "  text TEXT);"
     "CREATE INDEX targets_by_prompt ON targets(prompt_id);"
     "CREATE TABLE runs("
@@ -76,8 +76,7 @@ static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *e
   sqlite3_stmt *s = NULL;
   char sql[64];
   snprintf(sql, sizeof sql, "PRAGMA %s", pragma);
-  if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK ||
-      sqlite3_step(s) != SQLITE_ROW) {
+  if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
     us_status st = us__cache_db_error(c, err, pragma);
     sqlite3_finalize(s);
     return st;
@@ -89,8 +88,7 @@ static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *e
 
 static us_status count_objects(us_cache *c, int *n, us_err *err) {
   sqlite3_stmt *s = NULL;
-  if (sqlite3_prepare_v2(c->db, "SELECT COUNT(*) FROM sqlite_schema", -1, &s, NULL) !=
-          SQLITE_OK ||
+  if (sqlite3_prepare_v2(c->db, "SELECT COUNT(*) FROM sqlite_schema", -1, &s, NULL) != SQLITE_OK ||
       sqlite3_step(s) != SQLITE_ROW) {
     us_status st = us__cache_db_error(c, err, "reading the schema");
     sqlite3_finalize(s);

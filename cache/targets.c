@@ -24,11 +24,12 @@ static float float_from_le(const unsigned char in[4]) {
 
 us_status us_cache_target_put(us_cache *c, const us_target *t, us_err *err) {
   if (t->status != US_TARGET_OK && t->status != US_TARGET_UNPARSED)
-    return us_err_set(err, US_ERR_INPUT, "workspace %s: target %s has unknown status %d",
-                      c->path, t->key, t->status);
+    return us_err_set(err, US_ERR_INPUT, "workspace %s: target %s has unknown status %d", c->path,
+                      t->key, t->status);
   if (t->n_soft < 0 || (t->n_soft > 0 && !t->soft))
-    return us_err_set(err, US_ERR_INPUT, "workspace %s: target %s has %d soft values but none given",
-                      c->path, t->key, t->n_soft);
+    return us_err_set(err, US_ERR_INPUT,
+                      "workspace %s: target %s has %d soft values but none given", c->path, t->key,
+                      t->n_soft);
   unsigned char *blob = NULL;
   if (t->n_soft > 0) {
     blob = malloc((size_t)t->n_soft * 4);
@@ -99,8 +100,7 @@ us_status us_cache_target_get(us_cache *c, const char *key, us_target *out, bool
   if (rc == SQLITE_ROW) {
     if (read_target(s, out)) {
       us_target_free_fields(out);
-      st = us_err_set(err, US_ERR_NOMEM, "out of memory reading target %s from %s", key,
-                      c->path);
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory reading target %s from %s", key, c->path);
     } else {
       *found = true;
     }

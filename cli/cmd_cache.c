@@ -71,8 +71,8 @@ static int run_export(us_cache *cache, const char *file, bool quiet) {
 static int run_import(us_config *config, us_cache *cache, const char *file, bool quiet) {
   us_err err = {0};
   int64_t imported = 0, skipped = 0;
-  us_status st = us_cache_import_jsonl(cache, file, us_request_key_for_messages, config,
-                                       &imported, &skipped, &err);
+  us_status st = us_cache_import_jsonl(cache, file, us_request_key_for_messages, config, &imported,
+                                       &skipped, &err);
   if (st)
     return us_cli_fail(st, &err,
                        st == US_ERR_INPUT ? "each line must be {\"messages\":[...]} ending with "
@@ -93,8 +93,7 @@ int us_cmd_cache(int argc, char **argv) {
       return US_EXIT_OK;
     }
   if (argc < 2 || argv[1][0] == '-') {
-    fprintf(stderr, "understudy: error: missing subcommand (stats, export or import)\n%s",
-            usage);
+    fprintf(stderr, "understudy: error: missing subcommand (stats, export or import)\n%s", usage);
     return US_EXIT_USAGE;
   }
   const char *sub = argv[1];

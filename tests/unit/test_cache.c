@@ -9,15 +9,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* cmocka needs the four headers above first */
+#include <cjson/cJSON.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "cache/cache.h"
 #include "core/buf.h"
@@ -192,13 +192,12 @@ static void prompt_add_should_keep_the_first_of_a_hash(void **state) {
                             &err),
         &err);
   assert_true(inserted);
-  check(us_cache_prompt_add(f->cache, "aaa", "hello!", NULL, "in.jsonl:9", 1, &inserted, &id2,
-                            &err),
-        &err);
+  check(
+      us_cache_prompt_add(f->cache, "aaa", "hello!", NULL, "in.jsonl:9", 1, &inserted, &id2, &err),
+      &err);
   assert_false(inserted);
   assert_int_equal(id1, id2);
-  check(us_cache_prompt_add(f->cache, "bbb", "Other", NULL, "in.jsonl:2", 1, &inserted, &id3,
-                            &err),
+  check(us_cache_prompt_add(f->cache, "bbb", "Other", NULL, "in.jsonl:2", 1, &inserted, &id3, &err),
         &err);
   assert_true(inserted);
   assert_true(id3 != id1);
@@ -303,7 +302,7 @@ static void failures_should_never_be_served_as_hits(void **state) {
   assert_false(found);
   int64_t n = 0;
   check(us_cache_failures_count(f->cache, &n, &err), &err);
-  assert_int_equal(n, 2); /* distinct keys still without an answer */
+  assert_int_equal(n, 2);                /* distinct keys still without an answer */
   put_call(f->cache, "flaky", 30, 0.01); /* a later run succeeded */
   check(us_cache_failures_count(f->cache, &n, &err), &err);
   assert_int_equal(n, 1);
@@ -317,8 +316,12 @@ static void target_should_store_soft_distribution_and_upsert(void **state) {
   f->cache = open_ok(f->db);
   put_call(f->cache, "t1", 10, 0);
   float soft[3] = {0.125f, 0.75f, 0.125f};
-  us_target t = {.prompt_id = 42, .label = "billing", .text = "Billing", .soft = soft,
-                 .n_soft = 3, .status = US_TARGET_OK};
+  us_target t = {.prompt_id = 42,
+                 .label = "billing",
+                 .text = "Billing",
+                 .soft = soft,
+                 .n_soft = 3,
+                 .status = US_TARGET_OK};
   snprintf(t.key, sizeof t.key, "t1");
   check(us_cache_target_put(f->cache, &t, &err), &err);
 
@@ -555,8 +558,7 @@ static void export_then_import_should_give_the_same_keys(void **state) {
   f->cache = open_ok(fresh);
   int key_calls = 0;
   int64_t imported = 0, skipped = 0;
-  check(us_cache_import_jsonl(f->cache, path, test_key_fn, &key_calls, &imported, &skipped,
-                              &err),
+  check(us_cache_import_jsonl(f->cache, path, test_key_fn, &key_calls, &imported, &skipped, &err),
         &err);
   assert_int_equal(imported, 3);
   assert_int_equal(skipped, 0);
@@ -583,8 +585,7 @@ static void export_then_import_should_give_the_same_keys(void **state) {
   cJSON_Delete(r);
   us_call_free_fields(&call);
 
-  check(us_cache_import_jsonl(f->cache, path, test_key_fn, &key_calls, &imported, &skipped,
-                              &err),
+  check(us_cache_import_jsonl(f->cache, path, test_key_fn, &key_calls, &imported, &skipped, &err),
         &err);
   assert_int_equal(imported, 0);
   assert_int_equal(skipped, 3);
@@ -608,8 +609,7 @@ static void import_should_read_the_response_object_form(void **state) {
   check(us_write_file_atomic(path, line, strlen(line), &err), &err);
   int key_calls = 0;
   int64_t imported = 0, skipped = 0;
-  check(us_cache_import_jsonl(f->cache, path, test_key_fn, &key_calls, &imported, &skipped,
-                              &err),
+  check(us_cache_import_jsonl(f->cache, path, test_key_fn, &key_calls, &imported, &skipped, &err),
         &err);
   assert_int_equal(imported, 1);
   const char messages[] = "[{\"role\":\"user\",\"content\":\"hi\"}]";
@@ -725,8 +725,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(open_should_refuse_another_applications_database, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(open_should_refuse_a_newer_schema, setup, teardown),
-      cmocka_unit_test_setup_teardown(prompt_add_should_keep_the_first_of_a_hash, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(prompt_add_should_keep_the_first_of_a_hash, setup, teardown),
       cmocka_unit_test_setup_teardown(call_should_round_trip_every_field, setup, teardown),
       cmocka_unit_test_setup_teardown(call_put_should_keep_the_first_answer, setup, teardown),
       cmocka_unit_test_setup_teardown(failures_should_never_be_served_as_hits, setup, teardown),
@@ -736,16 +735,14 @@ int main(void) {
       cmocka_unit_test_setup_teardown(results_should_upsert_by_name, setup, teardown),
       cmocka_unit_test_setup_teardown(stats_should_count_and_take_percentiles_over_paid_calls,
                                       setup, teardown),
-      cmocka_unit_test_setup_teardown(stats_of_an_empty_workspace_should_be_zero, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(stats_of_an_empty_workspace_should_be_zero, setup, teardown),
       cmocka_unit_test_setup_teardown(export_then_import_should_give_the_same_keys, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(import_should_read_the_response_object_form, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(import_should_read_the_response_object_form, setup, teardown),
       cmocka_unit_test_setup_teardown(import_should_name_the_malformed_line_and_import_nothing,
                                       setup, teardown),
-      cmocka_unit_test_setup_teardown(committed_call_should_survive_the_death_of_its_writer,
-                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(committed_call_should_survive_the_death_of_its_writer, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }

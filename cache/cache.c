@@ -83,8 +83,10 @@ us_status us_cache_open(const char *path, us_cache **out, us_err *err) {
   us_status st = US_OK;
   int rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (rc != SQLITE_OK) {
-    st = us_err_set(err, US_ERR_DB, "cannot open workspace %s: %s", path,
-                    c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    int sys = c->db ? sqlite3_system_errno(c->db) : 0;
+    st = us_err_set(err, US_ERR_DB, "cannot open workspace %s: %s%s%s", path,
+                    c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc), sys ? ": " : "",
+                    sys ? strerror(sys) : "");
     goto fail;
   }
   sqlite3_busy_timeout(c->db, 5000); /* other processes (a second run, a reader) wait, not fail */

@@ -1,13 +1,15 @@
 /* Cascade points and selection on hand-computed cases: ties in confidence, the cheapest
  * threshold meeting the target, the student alone, none meeting the target, a student that is
  * not cheaper, gold accuracy of the combined system, and the table rows. */
-#include <cmocka.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+// clang-format off: cmocka.h needs the headers above first
+#include <cmocka.h>
+// clang-format on
 
 #include "eval/cascade.h"
 

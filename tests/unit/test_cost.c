@@ -1,12 +1,14 @@
 /* Cost model arithmetic against hand-computed figures: per-request prices, one-off cost,
  * break-even, monthly savings, size ratio, and the cases where the student never pays off. */
-#include <cmocka.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+// clang-format off: cmocka.h needs the headers above first
+#include <cmocka.h>
+// clang-format on
 
 #include "eval/cost.h"
 

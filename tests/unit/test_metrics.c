@@ -1,7 +1,6 @@
 /* Metrics against hand-computed cases: per-class scores with a label never predicted, a single
  * class, ties among confusions, unparsed teacher answers, ECE, bootstrap, quantiles, and the
  * generation metrics. */
-#include <cmocka.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +8,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+// clang-format off: cmocka.h needs the headers above first
+#include <cmocka.h>
+// clang-format on
 
 #include "eval/metrics.h"
 

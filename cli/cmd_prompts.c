@@ -1,0 +1,63 @@
+/* `understudy prompts CONFIG`: reads data.inputs into the workspace and prints what it did. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "distill/prompts.h"
+
+static const char usage[] =
+    "usage: understudy prompts CONFIG [--set key.path=value]... [--quiet] [--verbose]\n"
+    "\n"
+    "Reads every data.inputs entry (JSONL, CSV, TSV, plain text, folders of .md/.txt documents)\n"
+    "into <output>/understudy.db. Exact duplicates (ignoring case and white space) are dropped;\n"
+    "each prompt's train/test split comes from a hash of its text and data.seed, or from the\n"
+    "input's \"split\". Running it again adds only prompts that are new.\n"
+    "\n"
+    "options:\n"
+    "  --set key.path=value  override a config key (repeatable), e.g. --set "
+    "data.test_fraction=0.3\n"
+    "  --quiet               print nothing but errors\n"
+    "  --verbose             also log each input as it is read\n"
+    "  -h, --help            show this help\n";
+
+int us_cmd_prompts(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(usage, stdout);
+      return US_EXIT_OK;
+    }
+  us_cli_common common;
+  int rc = us_cli_parse_common(&argc, argv, &common, usage);
+  if (rc) return rc;
+  if (argc > 1) {
+    fprintf(stderr, "understudy: error: prompts: unknown option '%s'\n%s", argv[1], usage);
+    return US_EXIT_USAGE;
+  }
+  us_config config;
+  us_cache *cache = NULL;
+  rc = us_cli_open(&common, &config, &cache);
+  if (rc) return rc;
+  us_prompts_stats s;
+  us_err err = {0};
+  us_status st = us_prompts_build(&config, cache, &s, &err);
+  if (st) {
+    rc = us_cli_fail(
+        st, &err,
+        st == US_ERR_CONFIG ? "see docs/config.md for data.inputs and its formats" : NULL);
+    goto done;
+  }
+  if (!common.quiet) {
+    printf(
+        "prompts: %lld read, %lld added, %lld already present, %lld duplicates dropped, "
+        "%lld empty skipped",
+        (long long)s.read, (long long)s.added, (long long)s.existing, (long long)s.duplicates,
+        (long long)s.empty);
+    if (s.repaired) printf(", %lld repaired (invalid UTF-8)", (long long)s.repaired);
+    printf("\nworkspace: %lld prompts (%lld train, %lld test) in %s/understudy.db\n",
+           (long long)(s.train + s.test), (long long)s.train, (long long)s.test, config.output);
+  }
+done:
+  us_cache_close(cache);
+  us_config_free(&config);
+  return rc;
+}

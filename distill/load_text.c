@@ -1,0 +1,275 @@
+/* Line-based prompt loaders (JSONL and plain text), the line reader the CSV loader shares, and
+ * UTF-8 checking and repair. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "distill/prompts_int.h"
+
+/* ---- UTF-8 ---------------------------------------------------------------------------------- */
+
+size_t us__utf8_invalid_at(const char *str, size_t len) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < len) {
+    unsigned c = s[i];
+    if (c == 0) return i;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t extra;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+      extra = 1;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      extra = 2;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      extra = 3;
+      cp = c & 0x07;
+    } else {
+      return i; /* a stray continuation byte, an overlong lead (C0, C1) or F5..FF */
+    }
+    if (i + extra >= len) return i; /* truncated sequence */
+    for (size_t k = 1; k <= extra; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) return i;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if (extra == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) return i;
+    if (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)) return i;
+    i += extra + 1;
+  }
+  return len;
+}
+
+us_status us__utf8_repair(const char *s, size_t len, us_buf *out) {
+  size_t pos = 0;
+  while (pos < len) {
+    size_t bad = pos + us__utf8_invalid_at(s + pos, len - pos);
+    if (us_buf_append(out, s + pos, bad - pos)) return US_ERR_NOMEM;
+    if (bad == len) break;
+    if (us_buf_append(out, "\xef\xbf\xbd", 3)) return US_ERR_NOMEM;
+    pos = bad + 1;
+  }
+  if (!out->data) return us_buf_append(out, "", 0); /* always a string, even when empty */
+  return US_OK;
+}
+
+size_t us__utf8_count(const char *s, size_t len) {
+  size_t n = 0;
+  for (size_t i = 0; i < len; i++)
+    if (((unsigned char)s[i] & 0xc0) != 0x80) n++;
+  return n;
+}
+
+us_status us__line_checked(const us_config *c, const char *shown, long line_number, char **line,
+                           size_t *len, us_buf *scratch, bool *repaired, us_err *err) {
+  *repaired = false;
+  size_t bad = us__utf8_invalid_at(*line, *len);
+  if (bad == *len) return US_OK;
+  if (!c->data.repair_utf8)
+    return us_err_set(err, US_ERR_INPUT,
+                      "%s:%ld: invalid UTF-8 at column %zu (byte 0x%02x); convert the file to "
+                      "UTF-8, or set data.repair_utf8 to replace bad bytes with U+FFFD",
+                      shown, line_number, bad + 1, (unsigned char)(*line)[bad]);
+  us_buf_reset(scratch);
+  if (us__utf8_repair(*line, *len, scratch))
+    return us_err_set(err, US_ERR_NOMEM, "%s:%ld: out of memory", shown, line_number);
+  *line = scratch->data;
+  *len = scratch->len;
+  *repaired = true;
+  return US_OK;
+}
+
+/* ---- line reader ---------------------------------------------------------------------------- */
+
+us_status us__lines_open(us__line_reader *r, const char *path, const char *shown, us_err *err) {
+  memset(r, 0, sizeof *r);
+  /* Opened for reading only; prompts are never written back to their source. */
+  FILE *f = fopen(path, "rb");
+  if (!f) return us_err_set(err, US_ERR_IO, "cannot open %s: %s", shown, strerror(errno));
+  r->file = f;
+  return US_OK;
+}
+
+int us__lines_next(us__line_reader *r, const char *shown, char **line, size_t *len, us_err *err) {
+  errno = 0;
+  ssize_t n = getline(&r->line, &r->cap, (FILE *)r->file);
+  if (n < 0) {
+    if (ferror((FILE *)r->file)) {
+      us_err_set(err, US_ERR_IO, "cannot read %s after line %ld: %s", shown, r->number,
+                 strerror(errno ? errno : EIO));
+      return -1;
+    }
+    return 0;
+  }
+  r->number++;
+  char *s = r->line;
+  size_t l = (size_t)n;
+  if (r->number == 1 && l >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
+    s += 3;
+    l -= 3;
+  }
+  if (l && s[l - 1] == '\n') l--;
+  if (l && s[l - 1] == '\r') l--;
+  s[l] = '\0';
+  *line = s;
+  *len = l;
+  return 1;
+}
+
+void us__lines_close(us__line_reader *r) {
+  if (r->file) fclose((FILE *)r->file);
+  free(r->line);
+  memset(r, 0, sizeof *r);
+}
+
+static bool is_blank(const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\f' && s[i] != '\v') return false;
+  return true;
+}
+
+/* ---- plain text: one prompt per line -------------------------------------------------------- */
+
+us_status us__load_text(us__prompt_sink *sink, const char *path, us_err *err) {
+  us__line_reader r;
+  us_status st = us__lines_open(&r, path, sink->source, err);
+  if (st) return st;
+  us_buf scratch, where;
+  us_buf_init(&scratch, 0);
+  us_buf_init(&where, 0);
+  char *line;
+  size_t len;
+  int got;
+  while ((got = us__lines_next(&r, sink->source, &line, &len, err)) > 0) {
+    if (is_blank(line, len)) continue;
+    bool repaired;
+    st = us__line_checked(sink->config, sink->source, r.number, &line, &len, &scratch, &repaired,
+                          err);
+    if (st) goto fail;
+    if (repaired) sink->stats->repaired++;
+    us_buf_reset(&where);
+    if (us_buf_printf(&where, "%s:%ld", sink->source, r.number)) {
+      st = us_err_set(err, US_ERR_NOMEM, "%s:%ld: out of memory", sink->source, r.number);
+      goto fail;
+    }
+    st = us__prompt_emit(sink, line, len, NULL, where.data, err);
+    if (st) goto fail;
+  }
+  if (got < 0) st = err ? err->code : US_ERR_IO;
+fail:
+  us_buf_free(&scratch);
+  us_buf_free(&where);
+  us__lines_close(&r);
+  return st;
+}
+
+/* ---- JSONL ---------------------------------------------------------------------------------- */
+
+static const char *json_type_name(const cJSON *v) {
+  if (cJSON_IsString(v)) return "a string";
+  if (cJSON_IsNumber(v)) return "a number";
+  if (cJSON_IsBool(v)) return "a boolean";
+  if (cJSON_IsNull(v)) return "null";
+  if (cJSON_IsArray(v)) return "an array";
+  if (cJSON_IsObject(v)) return "an object";
+  return "an invalid value";
+}
+
+/* The gold field as text: a string as is, a number printed, an array or object as compact JSON
+ * (a generate task's reference may be structured); null or absent gives NULL. Caller frees. */
+static char *gold_text(const cJSON *v) {
+  if (!v || cJSON_IsNull(v)) return NULL;
+  if (cJSON_IsString(v)) return us_strdup(v->valuestring);
+  if (cJSON_IsBool(v)) return us_strdup(cJSON_IsTrue(v) ? "true" : "false");
+  if (cJSON_IsNumber(v)) {
+    char tmp[64];
+    double d = v->valuedouble;
+    if (d == (double)(long long)d && d > -1e15 && d < 1e15)
+      snprintf(tmp, sizeof tmp, "%lld", (long long)d);
+    else
+      snprintf(tmp, sizeof tmp, "%.17g", d);
+    return us_strdup(tmp);
+  }
+  return cJSON_PrintUnformatted(v);
+}
+
+/* Parses one JSONL record and emits it. */
+static us_status jsonl_record(us__prompt_sink *sink, const char *line, size_t len, long number,
+                              const char *where, us_err *err) {
+  const us_config *c = sink->config;
+  const char *text_field = c->data.text_field ? c->data.text_field : "text";
+  const char *label_field = c->data.label_field ? c->data.label_field : "label";
+  const char *end = NULL;
+  cJSON *obj = cJSON_ParseWithLengthOpts(line, len, &end, false);
+  us_status st = US_OK;
+  char *gold = NULL;
+  if (!obj) {
+    size_t column = end && end >= line ? (size_t)(end - line) + 1 : 1;
+    st = us_err_set(err, US_ERR_INPUT, "%s:%ld: not valid JSON (near column %zu)", sink->source,
+                    number, column);
+    goto fail;
+  }
+  if (!cJSON_IsObject(obj)) {
+    st = us_err_set(err, US_ERR_INPUT, "%s:%ld: expected a JSON object per line, found %s",
+                    sink->source, number, json_type_name(obj));
+    goto fail;
+  }
+  const cJSON *text = cJSON_GetObjectItemCaseSensitive(obj, text_field);
+  if (!text) {
+    st = us_err_set(err, US_ERR_INPUT,
+                    "%s:%ld: no \"%s\" field (data.text_field names the field holding the "
+                    "prompt text)",
+                    sink->source, number, text_field);
+    goto fail;
+  }
+  if (!cJSON_IsString(text)) {
+    st = us_err_set(err, US_ERR_INPUT, "%s:%ld: field \"%s\" should be a string, found %s",
+                    sink->source, number, text_field, json_type_name(text));
+    goto fail;
+  }
+  gold = gold_text(cJSON_GetObjectItemCaseSensitive(obj, label_field));
+  st = us__prompt_emit(sink, text->valuestring, strlen(text->valuestring), gold, where, err);
+fail:
+  free(gold);
+  cJSON_Delete(obj);
+  return st;
+}
+
+us_status us__load_jsonl(us__prompt_sink *sink, const char *path, us_err *err) {
+  us__line_reader r;
+  us_status st = us__lines_open(&r, path, sink->source, err);
+  if (st) return st;
+  us_buf scratch, where;
+  us_buf_init(&scratch, 0);
+  us_buf_init(&where, 0);
+  char *line;
+  size_t len;
+  int got;
+  while ((got = us__lines_next(&r, sink->source, &line, &len, err)) > 0) {
+    if (is_blank(line, len)) continue;
+    bool repaired;
+    st = us__line_checked(sink->config, sink->source, r.number, &line, &len, &scratch, &repaired,
+                          err);
+    if (st) goto fail;
+    if (repaired) sink->stats->repaired++;
+    us_buf_reset(&where);
+    if (us_buf_printf(&where, "%s:%ld", sink->source, r.number)) {
+      st = us_err_set(err, US_ERR_NOMEM, "%s:%ld: out of memory", sink->source, r.number);
+      goto fail;
+    }
+    st = jsonl_record(sink, line, len, r.number, where.data, err);
+    if (st) goto fail;
+  }
+  if (got < 0) st = err ? err->code : US_ERR_IO;
+fail:
+  us_buf_free(&scratch);
+  us_buf_free(&where);
+  us__lines_close(&r);
+  return st;
+}

@@ -1,0 +1,283 @@
+/* Prompt building: dispatches each input to its loader, normalises and dedupes what they read,
+ * assigns the hash-based train/test split and stores the prompts in the workspace. */
+#include "distill/prompts.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/buf.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "distill/prompts_int.h"
+
+/* ---- normalisation, identity, split --------------------------------------------------------- */
+
+/* Length of the Unicode white-space character at s (U+0009-000D, U+0020, U+0085, U+00A0,
+ * U+1680, U+2000-200A, U+2028, U+2029, U+202F, U+205F, U+3000), or 0. */
+static size_t space_len(const unsigned char *s) {
+  if (*s == ' ' || (*s >= 0x09 && *s <= 0x0d)) return 1;
+  if (s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0)) return 2;
+  if (s[0] == 0xe1 && s[1] == 0x9a && s[2] == 0x80) return 3;
+  if (s[0] == 0xe2 && s[1] == 0x80 &&
+      ((s[2] >= 0x80 && s[2] <= 0x8a) || s[2] == 0xa8 || s[2] == 0xa9 || s[2] == 0xaf))
+    return 3;
+  if (s[0] == 0xe2 && s[1] == 0x81 && s[2] == 0x9f) return 3;
+  if (s[0] == 0xe3 && s[1] == 0x80 && s[2] == 0x80) return 3;
+  return 0;
+}
+
+char *us_prompt_normalize(const char *text) {
+  size_t n = strlen(text);
+  char *out = malloc(n + 1);
+  if (!out) return NULL;
+  const unsigned char *s = (const unsigned char *)text;
+  size_t o = 0;
+  bool pending_space = false;
+  while (*s) {
+    size_t sp = space_len(s); /* reads at most 3 bytes, stopping at a NUL by the byte tests */
+    if (sp) {
+      pending_space = o > 0;
+      s += sp;
+      continue;
+    }
+    if (pending_space) out[o++] = ' ';
+    pending_space = false;
+    out[o++] = (char)((*s < 0x80) ? tolower(*s) : *s);
+    s++;
+  }
+  out[o] = '\0';
+  return out;
+}
+
+void us_prompt_hash(const char *normalized, char hash[65]) {
+  us_sha256_hex(normalized, strlen(normalized), hash);
+}
+
+/* FNV-1a's high bits are weakly mixed for texts that differ only at the end, so the 64-bit
+ * hash goes through a fixed finaliser (MurmurHash3's fmix64) before it becomes a fraction. */
+static uint64_t finalize64(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+int us_prompt_split(const char *normalized, uint64_t seed, double test_fraction) {
+  uint64_t h = finalize64(us_hash64(normalized, strlen(normalized), seed));
+  double u = (double)(h >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) with 53 bits */
+  return u < test_fraction ? US_SPLIT_TEST : US_SPLIT_TRAIN;
+}
+
+/* ---- the set of hashes seen in this run ----------------------------------------------------- */
+
+static size_t slot_of(const char *hash, size_t cap) {
+  return (size_t)us_hash64(hash, 64, 0) & (cap - 1);
+}
+
+static us_status seen_grow(us__hash_set *set) {
+  size_t cap = set->cap ? set->cap * 2 : 1024;
+  char(*slots)[65] = calloc(cap, sizeof *slots);
+  if (!slots) return US_ERR_NOMEM;
+  for (size_t i = 0; i < set->cap; i++) {
+    if (!set->slots[i][0]) continue;
+    size_t j = slot_of(set->slots[i], cap);
+    while (slots[j][0]) j = (j + 1) & (cap - 1);
+    memcpy(slots[j], set->slots[i], 65);
+  }
+  free(set->slots);
+  set->slots = slots;
+  set->cap = cap;
+  return US_OK;
+}
+
+/* Adds hash; *was_there tells whether it was already in the set. */
+static us_status seen_add(us__hash_set *set, const char *hash, bool *was_there) {
+  if ((set->n + 1) * 2 > set->cap && seen_grow(set)) return US_ERR_NOMEM;
+  size_t j = slot_of(hash, set->cap);
+  while (set->slots[j][0]) {
+    if (memcmp(set->slots[j], hash, 64) == 0) {
+      *was_there = true;
+      return US_OK;
+    }
+    j = (j + 1) & (set->cap - 1);
+  }
+  memcpy(set->slots[j], hash, 65);
+  set->n++;
+  *was_there = false;
+  return US_OK;
+}
+
+/* ---- the sink ------------------------------------------------------------------------------- */
+
+us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, const char *gold,
+                          const char *where, us_err *err) {
+  sink->stats->read++;
+  char *copy = malloc(len + 1);
+  if (!copy) return us_err_set(err, US_ERR_NOMEM, "%s: out of memory", where);
+  memcpy(copy, text, len);
+  copy[len] = '\0';
+  char *norm = us_prompt_normalize(copy);
+  us_status st = US_OK;
+  if (!norm) {
+    st = us_err_set(err, US_ERR_NOMEM, "%s: out of memory", where);
+    goto done;
+  }
+  if (!norm[0]) {
+    sink->stats->empty++;
+    goto done;
+  }
+  char hash[65];
+  us_prompt_hash(norm, hash);
+  bool duplicate = false;
+  if (seen_add(&sink->seen, hash, &duplicate)) {
+    st = us_err_set(err, US_ERR_NOMEM, "%s: out of memory", where);
+    goto done;
+  }
+  if (duplicate) {
+    sink->stats->duplicates++;
+    goto done;
+  }
+  const us_config *c = sink->config;
+  int split = sink->split != US_SPLIT_AUTO
+                  ? sink->split
+                  : us_prompt_split(norm, c->data.seed, c->data.test_fraction);
+  bool inserted = false;
+  st = us_cache_prompt_add(sink->cache, hash, copy, gold, where, split, &inserted, NULL, err);
+  if (st) {
+    us_err_prefix(err, "%s", where);
+    goto done;
+  }
+  if (inserted)
+    sink->stats->added++;
+  else
+    sink->stats->existing++;
+done:
+  free(norm);
+  free(copy);
+  return st;
+}
+
+const char *us__prompt_display_path(const us_config *c, const char *path) {
+  if (!c->dir || !c->dir[0]) return path;
+  size_t n = strlen(c->dir);
+  while (n > 1 && c->dir[n - 1] == '/') n--;
+  if (strncmp(path, c->dir, n) == 0 && path[n] == '/' && path[n + 1]) return path + n + 1;
+  return path;
+}
+
+/* ---- inputs --------------------------------------------------------------------------------- */
+
+typedef enum { FMT_JSONL, FMT_CSV, FMT_TSV, FMT_TEXT, FMT_DOCS } input_format;
+
+static bool ends_with_ci(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+static us_status input_format_of(const us_input *in, const char *shown, input_format *out,
+                                 us_err *err) {
+  static const struct {
+    const char *name;
+    input_format format;
+  } names[] = {{"jsonl", FMT_JSONL}, {"json", FMT_JSONL}, {"csv", FMT_CSV},
+               {"tsv", FMT_TSV},     {"text", FMT_TEXT},  {"docs", FMT_DOCS}};
+  if (in->format) {
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+      if (strcmp(in->format, names[i].name) == 0) {
+        *out = names[i].format;
+        return US_OK;
+      }
+    return us_err_set(err, US_ERR_CONFIG,
+                      "data.inputs: %s: unknown format \"%s\" (expected jsonl, csv, tsv, text or "
+                      "docs)",
+                      shown, in->format);
+  }
+  struct stat sb;
+  if (stat(in->path, &sb) != 0)
+    return us_err_set(err, US_ERR_IO, "cannot read input %s: %s", shown, strerror(errno));
+  if (S_ISDIR(sb.st_mode)) {
+    *out = FMT_DOCS;
+    return US_OK;
+  }
+  static const struct {
+    const char *ext;
+    input_format format;
+  } exts[] = {{".jsonl", FMT_JSONL},
+              {".json", FMT_JSONL},
+              {".csv", FMT_CSV},
+              {".tsv", FMT_TSV},
+              {".txt", FMT_TEXT}};
+  for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+    if (ends_with_ci(in->path, exts[i].ext)) {
+      *out = exts[i].format;
+      return US_OK;
+    }
+  return us_err_set(err, US_ERR_CONFIG,
+                    "data.inputs: cannot tell the format of %s from its name (expected .jsonl, "
+                    ".json, .csv, .tsv, .txt or a folder); give it as {\"path\": ..., \"format\": "
+                    "\"jsonl\"|\"csv\"|\"tsv\"|\"text\"|\"docs\"}",
+                    shown);
+}
+
+/* Loads one single-file input inside one transaction (far faster than a commit per prompt). */
+static us_status load_file(us__prompt_sink *sink, input_format format, const char *path,
+                           us_err *err) {
+  us_status st = us_cache_begin(sink->cache, err);
+  if (st) return st;
+  switch (format) {
+    case FMT_JSONL:
+      st = us__load_jsonl(sink, path, err);
+      break;
+    case FMT_CSV:
+      st = us__load_csv(sink, path, ',', err);
+      break;
+    case FMT_TSV:
+      st = us__load_csv(sink, path, '\t', err);
+      break;
+    default:
+      st = us__load_text(sink, path, err);
+      break;
+  }
+  if (st) {
+    us_cache_rollback(sink->cache, NULL);
+    return st;
+  }
+  return us_cache_commit(sink->cache, err);
+}
+
+us_status us_prompts_build(const us_config *c, us_cache *cache, us_prompts_stats *stats,
+                           us_err *err) {
+  memset(stats, 0, sizeof *stats);
+  us__prompt_sink sink = {.config = c, .cache = cache, .stats = stats};
+  us_status st = US_OK;
+  if (c->data.n_inputs < 1) {
+    st = us_err_set(err, US_ERR_CONFIG, "data.inputs: expected at least one file or folder");
+    goto fail;
+  }
+  for (int i = 0; i < c->data.n_inputs; i++) {
+    const us_input *in = &c->data.inputs[i];
+    const char *shown = us__prompt_display_path(c, in->path);
+    input_format format = FMT_TEXT;
+    st = input_format_of(in, shown, &format, err);
+    if (st) goto fail;
+    sink.split = in->split;
+    sink.source = shown;
+    int64_t before = stats->read;
+    if (format == FMT_DOCS)
+      st = us__load_docs(&sink, in->path, err);
+    else
+      st = load_file(&sink, format, in->path, err);
+    if (st) goto fail;
+    us_log(US_LOG_DEBUG, "prompts: %s: %lld records", shown, (long long)(stats->read - before));
+  }
+  st = us_cache_prompts_count(cache, US_SPLIT_TRAIN, &stats->train, err);
+  if (!st) st = us_cache_prompts_count(cache, US_SPLIT_TEST, &stats->test, err);
+fail:
+  free(sink.seen.slots);
+  return st;
+}

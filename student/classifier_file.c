@@ -222,7 +222,7 @@ static const char *read_weights(reader *r, us_classifier *m, int storage, us_err
 }
 
 static const char *read_body(reader *r, us_classifier *m, us_err *err) {
-  int storage;
+  int storage = 0;
   const char *bad = read_params(r, &m->p, &storage);
   if (bad) return bad;
   uint32_t n_labels, n_words;

@@ -661,6 +661,25 @@ static void import_should_name_the_malformed_line_and_import_nothing(void **stat
   assert_non_null(strstr(err.msg, where));
 }
 
+/* ---- transactions and sharing --------------------------------------------------------------- */
+
+static void rollback_should_discard_and_other_handles_should_see_commits(void **state) {
+  fixture *f = *state;
+  us_err err = {0};
+  f->cache = open_ok(f->db);
+  us_cache *reader = open_ok(f->db);
+  check(us_cache_begin(f->cache, &err), &err);
+  put_call(f->cache, "undone", 10, 1.0);
+  check(us_cache_rollback(f->cache, &err), &err);
+  put_call(f->cache, "kept", 10, 1.0);
+  bool found = true;
+  check(us_cache_call_exists(reader, "undone", &found, &err), &err);
+  assert_false(found);
+  check(us_cache_call_exists(reader, "kept", &found, &err), &err);
+  assert_true(found); /* committed at once, visible to another connection */
+  us_cache_close(reader);
+}
+
 /* ---- durability ----------------------------------------------------------------------------- */
 
 /* The child opens the workspace, stores a call and dies without closing anything. */
@@ -740,6 +759,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(import_should_read_the_response_object_form, setup, teardown),
       cmocka_unit_test_setup_teardown(import_should_name_the_malformed_line_and_import_nothing,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(rollback_should_discard_and_other_handles_should_see_commits,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(committed_call_should_survive_the_death_of_its_writer, setup,
                                       teardown),

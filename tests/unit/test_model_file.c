@@ -1,0 +1,245 @@
+/* The classifier model file: round trip (plain and int8), and refusal, never a crash, of every
+ * truncation length, every flipped byte, a wrong version, and checksummed-but-inconsistent
+ * bodies. Run it under ASan (-DUS_SANITIZE=ON). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/hash.h"
+#include "core/rng.h"
+#include "student/classifier.h"
+
+static char *labels[] = {"greeting", "complaint", "question"};
+static const char *texts[] = {"hello there",    "hi friend",       "good morning",
+                              "this is broken", "terrible service", "I am angry",
+                              "how do I pay?",  "where is it?",     "what time?"};
+
+static us_classifier *small_model(bool hidden) {
+  us_classifier_params p;
+  us_classifier_params_defaults(&p);
+  p.dim = 4;
+  p.buckets = 200;
+  p.minn = 3;
+  p.maxn = 3;
+  p.epochs = 3;
+  p.threads = 1;
+  if (hidden) {
+    p.n_hidden = 1;
+    p.hidden[0] = 3;
+  }
+  us_example ex[9];
+  for (int i = 0; i < 9; i++) ex[i] = (us_example){texts[i], i / 3, NULL};
+  us_classifier *m = NULL;
+  us_err err;
+  if (us_classifier_train(&p, labels, 3, ex, 9, NULL, 0, NULL, NULL, &m, &err) != US_OK)
+    fail_msg("train: %s", err.msg);
+  return m;
+}
+
+static char *tmp_path(const char *name) {
+  static char path[256];
+  snprintf(path, sizeof path, "/tmp/us_test_model_file_%d_%s", (int)getpid(), name);
+  return path;
+}
+
+static void read_all(const char *path, char **data, size_t *len) {
+  us_err err;
+  if (us_read_file(path, 0, data, len, &err) != US_OK) fail_msg("%s", err.msg);
+}
+
+static void assert_same_predictions(const us_classifier *a, const us_classifier *b, float tol) {
+  float pa[3], pb[3];
+  us_err err;
+  for (int i = 0; i < 9; i++) {
+    assert_int_equal(us_classifier_predict(a, texts[i], pa, &err), US_OK);
+    assert_int_equal(us_classifier_predict(b, texts[i], pb, &err), US_OK);
+    for (int k = 0; k < 3; k++)
+      if (fabsf(pa[k] - pb[k]) > tol) fail_msg("text %d label %d: %g vs %g", i, k, pa[k], pb[k]);
+  }
+}
+
+static void model_should_round_trip_plain_and_quantized(void **state) {
+  (void)state;
+  for (int hidden = 0; hidden < 2; hidden++) {
+    us_classifier *m = small_model(hidden), *back = NULL;
+    us_err err;
+    char *path = tmp_path("plain.bin");
+    assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+    assert_int_equal(us_classifier_load(path, &back, &err), US_OK);
+    assert_same_predictions(m, back, 0.0f);
+    assert_int_equal(us_classifier_n_labels(back), 3);
+    assert_string_equal(us_classifier_label(back, 1), "complaint");
+    assert_int_equal(us_classifier_param_count(back), us_classifier_param_count(m));
+    assert_int_equal(us_classifier_get_params(back)->n_hidden, hidden);
+    us_classifier_free(back);
+    /* quantised: smaller file, nearly the same probabilities */
+    char *plain;
+    size_t plain_len, q_len;
+    read_all(path, &plain, &plain_len);
+    us_classifier_quantize(m);
+    assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+    assert_int_equal(us_classifier_load(path, &back, &err), US_OK);
+    assert_same_predictions(m, back, 0.0f);
+    char *q;
+    read_all(path, &q, &q_len);
+    assert_true(q_len < plain_len);
+    free(plain);
+    free(q);
+    unlink(path);
+    us_classifier_free(back);
+    us_classifier_free(m);
+  }
+}
+
+static void every_truncation_should_be_refused_naming_the_file(void **state) {
+  (void)state;
+  us_classifier *m = small_model(true);
+  us_err err;
+  char *path = tmp_path("trunc.bin"), *data;
+  size_t len;
+  assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+  read_all(path, &data, &len);
+  for (size_t n = 0; n < len; n++) {
+    us_classifier *back = (us_classifier *)1;
+    char *copy = malloc(n ? n : 1); /* exact size, so ASan sees any overread */
+    memcpy(copy, data, n);
+    us_status st = us_classifier_load_buffer(copy, n, "model.bin", &back, &err);
+    if (st != US_ERR_FORMAT) fail_msg("truncated to %zu of %zu bytes: status %d", n, len, st);
+    assert_null(back);
+    assert_non_null(strstr(err.msg, "model.bin"));
+    free(copy);
+  }
+  /* and from disk, the message names the path */
+  assert_int_equal(us_write_file_atomic(path, data, len / 2, &err), US_OK);
+  us_classifier *back = NULL;
+  assert_int_equal(us_classifier_load(path, &back, &err), US_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, path));
+  assert_non_null(strstr(err.msg, "truncated"));
+  unlink(path);
+  assert_int_equal(us_classifier_load(path, &back, &err), US_ERR_IO);
+  assert_non_null(strstr(err.msg, path));
+  free(data);
+  us_classifier_free(m);
+}
+
+static void every_flipped_byte_should_be_refused(void **state) {
+  (void)state;
+  us_classifier *m = small_model(false);
+  us_err err;
+  char *path = tmp_path("flip.bin"), *data;
+  size_t len;
+  assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+  read_all(path, &data, &len);
+  unlink(path);
+  for (size_t i = 0; i < len; i++) {
+    for (int bit = 0; bit < 8; bit += 7) {
+      data[i] ^= (char)(1 << bit);
+      us_classifier *back = NULL;
+      us_status st = us_classifier_load_buffer(data, len, "flipped.bin", &back, &err);
+      if (st != US_ERR_FORMAT) fail_msg("byte %zu bit %d flipped: status %d", i, bit, st);
+      assert_non_null(strstr(err.msg, "flipped.bin"));
+      data[i] ^= (char)(1 << bit);
+    }
+  }
+  us_classifier *back = NULL;
+  assert_int_equal(us_classifier_load_buffer(data, len, "ok.bin", &back, &err), US_OK);
+  us_classifier_free(back);
+  free(data);
+  us_classifier_free(m);
+}
+
+static void reseal(char *data, size_t len) { /* recompute the checksum after an edit */
+  unsigned char sum[32];
+  us_sha256(data + 52, len - 52, sum);
+  memcpy(data + 20, sum, 32);
+}
+
+static void wrong_version_and_magic_should_be_refused_clearly(void **state) {
+  (void)state;
+  us_classifier *m = small_model(false);
+  us_err err;
+  char *path = tmp_path("version.bin"), *data;
+  size_t len;
+  assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+  read_all(path, &data, &len);
+  unlink(path);
+  us_classifier *back = NULL;
+  data[8] = 9;
+  assert_int_equal(us_classifier_load_buffer(data, len, "v.bin", &back, &err), US_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "version 9"));
+  data[8] = 1;
+  data[0] = 'X';
+  assert_int_equal(us_classifier_load_buffer(data, len, "v.bin", &back, &err), US_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "magic"));
+  data[0] = 'U';
+  /* a body edited and resealed: dim 0, then a huge label count */
+  int32_t dim = 0, saved;
+  memcpy(&saved, data + 52, 4);
+  memcpy(data + 52, &dim, 4);
+  reseal(data, len);
+  assert_int_equal(us_classifier_load_buffer(data, len, "v.bin", &back, &err), US_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "dim"));
+  memcpy(data + 52, &saved, 4);
+  uint32_t huge = 0x7fffffff;
+  memcpy(data + 52 + 60 + 32 + 8, &huge, 4);
+  reseal(data, len);
+  assert_int_equal(us_classifier_load_buffer(data, len, "v.bin", &back, &err), US_ERR_FORMAT);
+  assert_null(back);
+  free(data);
+  us_classifier_free(m);
+}
+
+static void resealed_random_corruption_should_never_crash(void **state) {
+  (void)state;
+  us_classifier *m = small_model(true);
+  us_err err;
+  char *path = tmp_path("fuzz.bin"), *data;
+  size_t len;
+  assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+  read_all(path, &data, &len);
+  unlink(path);
+  char *copy = malloc(len);
+  us_rng r;
+  us_rng_seed(&r, 17);
+  int refused = 0;
+  for (int trial = 0; trial < 3000; trial++) {
+    memcpy(copy, data, len);
+    int edits = 1 + (int)us_rng_below(&r, 3);
+    for (int e = 0; e < edits; e++)
+      copy[52 + us_rng_below(&r, len - 52)] = (char)us_rng_below(&r, 256);
+    reseal(copy, len);
+    us_classifier *back = NULL;
+    us_status st = us_classifier_load_buffer(copy, len, "fuzz.bin", &back, &err);
+    if (st == US_OK) { /* weights may change freely; the model must still predict */
+      float probs[3];
+      assert_int_equal(us_classifier_predict(back, "hello?", probs, &err), US_OK);
+      us_classifier_free(back);
+    } else {
+      assert_int_equal(st, US_ERR_FORMAT);
+      refused++;
+    }
+  }
+  assert_true(refused > 0);
+  free(copy);
+  free(data);
+  us_classifier_free(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(model_should_round_trip_plain_and_quantized),
+      cmocka_unit_test(every_truncation_should_be_refused_naming_the_file),
+      cmocka_unit_test(every_flipped_byte_should_be_refused),
+      cmocka_unit_test(wrong_version_and_magic_should_be_refused_clearly),
+      cmocka_unit_test(resealed_random_corruption_should_never_crash),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -33,7 +33,7 @@ static const char *const DEFAULT_ANSWER_TEMPLATE =
     "Answer the question using only the passage below.\n\nPassage:\n{chunk}\n\nQuestion: "
     "{question}";
 
-/* ---- the key table ---------------------------------------------------------------------------- */
+/* ---- the key table --------------------------------------------------------------------------- */
 
 typedef enum {
   K_SECTION,   /* an object holding more keys */
@@ -70,8 +70,10 @@ typedef struct key_spec {
   unsigned flags;
 } key_spec;
 
-#define SECTION(p) {p, K_SECTION, 0, 0, 0, 0}
-#define KEY(p, kind, member, lo, hi, fl) {p, kind, offsetof(us_config, member), lo, hi, fl}
+#define SECTION(p) \
+  { p, K_SECTION, 0, 0, 0, 0 }
+#define KEY(p, kind, member, lo, hi, fl) \
+  { p, kind, offsetof(us_config, member), lo, hi, fl }
 
 static const key_spec KEYS[] = {
     KEY("name", K_NAME, name, 0, 0, F_REQUIRED),
@@ -156,7 +158,7 @@ static const char *const INPUT_KEYS[] = {"path", "split", "format"};
 static const char *const INPUT_FORMATS[] = {"jsonl", "csv", "tsv", "text", "docs"};
 static const char *const PRESETS[] = {"nano", "micro", "mini"};
 
-/* ---- defaults ----------------------------------------------------------------------------------- */
+/* ---- defaults -------------------------------------------------------------------------------- */
 
 /* Defaults that depend on task.type; applied by us_config_defaults (classify) and again by
  * us_config_load for whatever the file left unset. */
@@ -265,7 +267,7 @@ void us_config_free(us_config *c) {
   memset(c, 0, sizeof *c);
 }
 
-/* ---- error messages ----------------------------------------------------------------------------- */
+/* ---- error messages -------------------------------------------------------------------------- */
 
 typedef struct load_ctx {
   const char *file;
@@ -350,7 +352,7 @@ static void describe_range(const key_spec *k, bool integer, char *out, size_t ca
     snprintf(out, cap, "%s in %c%s, %s]", noun, (k->flags & F_MIN_OPEN) ? '(' : '[', lo, hi);
 }
 
-/* ---- "did you mean" ----------------------------------------------------------------------------- */
+/* ---- "did you mean" -------------------------------------------------------------------------- */
 
 static size_t edit_distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
@@ -411,14 +413,14 @@ static us_status fail_unknown(const load_ctx *x, const char *prefix, const char 
   size_t used = 0;
   for (size_t i = 0; i < N_KEYS && used < sizeof list - 40; i++) {
     if (!is_child_of(KEYS[i].path, prefix)) continue;
-    int n = snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
-                     leaf_of(KEYS[i].path));
+    int n =
+        snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", leaf_of(KEYS[i].path));
     if (n > 0) used += (size_t)n;
   }
   return fail(x, path, "unknown key (expected one of: %s)", list);
 }
 
-/* ---- typed readers ------------------------------------------------------------------------------ */
+/* ---- typed readers --------------------------------------------------------------------------- */
 
 static bool name_is_valid(const char *s) {
   if (!*s) return false;
@@ -440,8 +442,8 @@ static bool in_list(const char *s, const char *const *list, size_t n) {
   return false;
 }
 
-static us_status read_number(const load_ctx *x, const key_spec *k, const char *path,
-                             const cJSON *v, bool integer, double *out) {
+static us_status read_number(const load_ctx *x, const key_spec *k, const char *path, const cJSON *v,
+                             bool integer, double *out) {
   char expected[96];
   describe_range(k, integer, expected, sizeof expected);
   if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) return fail_type(x, path, expected, v);
@@ -453,33 +455,33 @@ static us_status read_number(const load_ctx *x, const key_spec *k, const char *p
   return US_OK;
 }
 
-static us_status read_string(const load_ctx *x, const key_spec *k, const char *path,
-                             const cJSON *v, char **slot) {
+static us_status read_string(const load_ctx *x, const key_spec *k, const char *path, const cJSON *v,
+                             char **slot) {
   if (!cJSON_IsString(v)) return fail_type(x, path, "a string", v);
   const char *s = v->valuestring;
   if ((k->flags & F_NONEMPTY) && !*s) return fail_type(x, path, "a non-empty string", v);
   switch (k->kind) {
-  case K_NAME:
-    if (!name_is_valid(s))
-      return fail_type(x, path, "a name of letters, digits, '_', '.' and '-'", v);
-    break;
-  case K_ENV_NAME:
-    if (!env_name_is_valid(s))
-      return fail_type(x, path, "an environment variable name such as OPENAI_API_KEY", v);
-    break;
-  case K_URL: {
-    size_t scheme = strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
-    if (!scheme) return fail_type(x, path, "a URL starting with http:// or https://", v);
-    if (!s[scheme] || s[scheme] == '/')
-      return fail_type(x, path, "a URL with a host after the scheme", v);
-    break;
-  }
-  case K_PRESET:
-    if (!in_list(s, PRESETS, sizeof PRESETS / sizeof *PRESETS))
-      return fail_type(x, path, "\"nano\", \"micro\", \"mini\" or null", v);
-    break;
-  default:
-    break;
+    case K_NAME:
+      if (!name_is_valid(s))
+        return fail_type(x, path, "a name of letters, digits, '_', '.' and '-'", v);
+      break;
+    case K_ENV_NAME:
+      if (!env_name_is_valid(s))
+        return fail_type(x, path, "an environment variable name such as OPENAI_API_KEY", v);
+      break;
+    case K_URL: {
+      size_t scheme = strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
+      if (!scheme) return fail_type(x, path, "a URL starting with http:// or https://", v);
+      if (!s[scheme] || s[scheme] == '/')
+        return fail_type(x, path, "a URL with a host after the scheme", v);
+      break;
+    }
+    case K_PRESET:
+      if (!in_list(s, PRESETS, sizeof PRESETS / sizeof *PRESETS))
+        return fail_type(x, path, "\"nano\", \"micro\", \"mini\" or null", v);
+      break;
+    default:
+      break;
   }
   char *copy = us_strdup(s);
   if (!copy) return us_err_set(x->err, US_ERR_NOMEM, "out of memory reading %s", x->file);
@@ -500,11 +502,11 @@ static us_status read_labels(const load_ctx *x, const char *path, const cJSON *v
     snprintf(item_path, sizeof item_path, "%.300s[%d]", path, i);
     if (!cJSON_IsString(e) || !e->valuestring[0])
       return fail_type(x, item_path, "a non-empty label string", e);
-    if (strpbrk(e->valuestring, "\r\n"))
-      return fail_type(x, item_path, "a label on one line", e);
+    if (strpbrk(e->valuestring, "\r\n")) return fail_type(x, item_path, "a label on one line", e);
     for (int j = 0; j < c->task.n_labels; j++)
       if (strcmp(c->task.labels[j], e->valuestring) == 0)
-        return fail(x, item_path, "duplicate label \"%s\" (already %s[%d]); labels must be distinct",
+        return fail(x, item_path,
+                    "duplicate label \"%s\" (already %s[%d]); labels must be distinct",
                     e->valuestring, path, j);
     c->task.labels[i] = us_strdup(e->valuestring);
     if (!c->task.labels[i]) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
@@ -554,7 +556,8 @@ static us_status read_input(const load_ctx *x, const char *path, const cJSON *v,
       return fail(x, sub, "unknown key (expected one of: path, split, format)");
     }
   }
-  if (!in->path) return fail(x, path, "missing required key \"path\" (expected a file or folder path)");
+  if (!in->path)
+    return fail(x, path, "missing required key \"path\" (expected a file or folder path)");
   return US_OK;
 }
 
@@ -593,13 +596,13 @@ static us_status read_headers(const load_ctx *x, const char *path, const cJSON *
   for (const cJSON *e = v->child; e; e = e->next) {
     snprintf(sub, sizeof sub, "%.300s.%.100s", path, e->string);
     if (strcasecmp(e->string, "Authorization") == 0)
-      return fail(x, sub, "refused: the API key is read only from the environment variable named "
-                          "by teacher.api_key_env, never from the config file");
+      return fail(x, sub,
+                  "refused: the API key is read only from the environment variable named "
+                  "by teacher.api_key_env, never from the config file");
     if (!header_name_is_valid(e->string))
       return fail(x, sub, "expected a header name without spaces, ':' or control characters");
     if (!cJSON_IsString(e)) return fail_type(x, sub, "a string header value", e);
-    if (strpbrk(e->valuestring, "\r\n"))
-      return fail_type(x, sub, "a header value on one line", e);
+    if (strpbrk(e->valuestring, "\r\n")) return fail_type(x, sub, "a header value on one line", e);
     us_header *h = &c->teacher.headers[c->teacher.n_headers];
     h->name = us_strdup(e->string);
     h->value = us_strdup(e->valuestring);
@@ -644,51 +647,51 @@ static us_status read_key(load_ctx *x, const key_spec *k, const char *path, cons
     return US_OK;
   }
   switch (k->kind) {
-  case K_STRING:
-  case K_NAME:
-  case K_ENV_NAME:
-  case K_URL:
-  case K_PATH:
-  case K_PRESET:
-    return read_string(x, k, path, v, (char **)slot);
-  case K_TASK_TYPE:
-    if (!cJSON_IsString(v) ||
-        (strcmp(v->valuestring, "classify") != 0 && strcmp(v->valuestring, "generate") != 0))
-      return fail_type(x, path, "\"classify\" or \"generate\"", v);
-    *(us_task_type *)slot =
-        strcmp(v->valuestring, "generate") == 0 ? US_TASK_GENERATE : US_TASK_CLASSIFY;
-    return US_OK;
-  case K_INT:
-    if ((st = read_number(x, k, path, v, true, &d))) return st;
-    *(int *)slot = (int)d;
-    return US_OK;
-  case K_DOUBLE:
-    if ((st = read_number(x, k, path, v, false, &d))) return st;
-    *(double *)slot = d;
-    return US_OK;
-  case K_U64:
-    if ((st = read_number(x, k, path, v, true, &d))) return st;
-    *(uint64_t *)slot = (uint64_t)d;
-    return US_OK;
-  case K_SEED:
-    if ((st = read_number(x, k, path, v, true, &d))) return st;
-    *(int64_t *)slot = (int64_t)d;
-    x->c->teacher.has_seed = true;
-    return US_OK;
-  case K_BOOL:
-    if (!cJSON_IsBool(v)) return fail_type(x, path, "true or false", v);
-    *(bool *)slot = cJSON_IsTrue(v);
-    return US_OK;
-  case K_LABELS:
-    return read_labels(x, path, v);
-  case K_INPUTS:
-    return read_inputs(x, path, v);
-  case K_HEADERS:
-    return read_headers(x, path, v);
-  case K_HIDDEN:
-    return read_hidden(x, k, path, v);
-  case K_SECTION:
-    break;
+    case K_STRING:
+    case K_NAME:
+    case K_ENV_NAME:
+    case K_URL:
+    case K_PATH:
+    case K_PRESET:
+      return read_string(x, k, path, v, (char **)slot);
+    case K_TASK_TYPE:
+      if (!cJSON_IsString(v) ||
+          (strcmp(v->valuestring, "classify") != 0 && strcmp(v->valuestring, "generate") != 0))
+        return fail_type(x, path, "\"classify\" or \"generate\"", v);
+      *(us_task_type *)slot =
+          strcmp(v->valuestring, "generate") == 0 ? US_TASK_GENERATE : US_TASK_CLASSIFY;
+      return US_OK;
+    case K_INT:
+      if ((st = read_number(x, k, path, v, true, &d))) return st;
+      *(int *)slot = (int)d;
+      return US_OK;
+    case K_DOUBLE:
+      if ((st = read_number(x, k, path, v, false, &d))) return st;
+      *(double *)slot = d;
+      return US_OK;
+    case K_U64:
+      if ((st = read_number(x, k, path, v, true, &d))) return st;
+      *(uint64_t *)slot = (uint64_t)d;
+      return US_OK;
+    case K_SEED:
+      if ((st = read_number(x, k, path, v, true, &d))) return st;
+      *(int64_t *)slot = (int64_t)d;
+      x->c->teacher.has_seed = true;
+      return US_OK;
+    case K_BOOL:
+      if (!cJSON_IsBool(v)) return fail_type(x, path, "true or false", v);
+      *(bool *)slot = cJSON_IsTrue(v);
+      return US_OK;
+    case K_LABELS:
+      return read_labels(x, path, v);
+    case K_INPUTS:
+      return read_inputs(x, path, v);
+    case K_HEADERS:
+      return read_headers(x, path, v);
+    case K_HIDDEN:
+      return read_hidden(x, k, path, v);
+    case K_SECTION:
+      break;
   }
   return us_err_set(x->err, US_ERR_INTERNAL, "config key %s has no reader", path);
 }
@@ -725,7 +728,7 @@ static us_status read_object(load_ctx *x, const cJSON *obj, const char *prefix) 
   return US_OK;
 }
 
-/* ---- --set overrides ---------------------------------------------------------------------------- */
+/* ---- --set overrides ------------------------------------------------------------------------- */
 
 /* A parsed override target: names and [index] steps of "a.b[2].c". */
 typedef struct override_step {
@@ -786,9 +789,9 @@ static cJSON *override_value(const char *key, size_t key_len, const char *text) 
   char path[256];
   snprintf(path, sizeof path, "%.*s", (int)(key_len < 255 ? key_len : 255), key);
   const key_spec *k = find_key(path);
-  bool wants_string = k && (k->kind == K_STRING || k->kind == K_NAME || k->kind == K_ENV_NAME ||
-                            k->kind == K_URL || k->kind == K_PATH || k->kind == K_PRESET ||
-                            k->kind == K_TASK_TYPE);
+  bool wants_string =
+      k && (k->kind == K_STRING || k->kind == K_NAME || k->kind == K_ENV_NAME || k->kind == K_URL ||
+            k->kind == K_PATH || k->kind == K_PRESET || k->kind == K_TASK_TYPE);
   const char *end = NULL;
   cJSON *v = cJSON_ParseWithOpts(text, &end, 1);
   if (v && wants_string && (cJSON_IsNumber(v) || cJSON_IsBool(v))) {
@@ -798,6 +801,67 @@ static cJSON *override_value(const char *key, size_t key_len, const char *text) 
   return v ? v : cJSON_CreateString(text);
 }
 
+/* Follows steps[0 .. n-2] from root, creating missing objects, to the node that will hold the
+ * last step. */
+static us_status override_parent(const load_ctx *x, const char *spec, cJSON *root,
+                                 const override_step *steps, int n, cJSON **parent) {
+  cJSON *cur = root;
+  char what[96];
+  for (int i = 0; i + 1 < n; i++) {
+    if (steps[i].index >= 0) {
+      cJSON *item = cJSON_IsArray(cur) ? cJSON_GetArrayItem(cur, (int)steps[i].index) : NULL;
+      describe(cur, what, sizeof what);
+      if (!cJSON_IsArray(cur)) return override_fail(x, spec, "cannot index into %s", what);
+      if (!item)
+        return override_fail(x, spec, "index %ld is past the end of an array of %d", steps[i].index,
+                             cJSON_GetArraySize(cur));
+      cur = item;
+      continue;
+    }
+    if (!cJSON_IsObject(cur)) {
+      describe(cur, what, sizeof what);
+      return override_fail(x, spec, "cannot set key \"%s\" inside %s", steps[i].name, what);
+    }
+    cJSON *child = cJSON_GetObjectItemCaseSensitive(cur, steps[i].name);
+    if (!child && steps[i + 1].index >= 0)
+      return override_fail(x, spec, "\"%s\" is not an array that exists", steps[i].name);
+    if (!child) child = cJSON_AddObjectToObject(cur, steps[i].name);
+    if (!child) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
+    cur = child;
+  }
+  *parent = cur;
+  return US_OK;
+}
+
+/* Puts value (owned from here on) at the last step under parent; [length] appends. */
+static us_status override_place(const load_ctx *x, const char *spec, cJSON *parent,
+                                const override_step *step, cJSON *value) {
+  char what[96];
+  describe(parent, what, sizeof what);
+  if (step->index < 0) {
+    if (!cJSON_IsObject(parent)) {
+      cJSON_Delete(value);
+      return override_fail(x, spec, "cannot set key \"%s\" inside %s", step->name, what);
+    }
+    if (cJSON_GetObjectItemCaseSensitive(parent, step->name))
+      cJSON_ReplaceItemInObjectCaseSensitive(parent, step->name, value); /* keeps the key */
+    else
+      cJSON_AddItemToObject(parent, step->name, value);
+    return US_OK;
+  }
+  int size = cJSON_IsArray(parent) ? cJSON_GetArraySize(parent) : -1;
+  if (size < 0 || step->index > size) {
+    cJSON_Delete(value);
+    if (size < 0) return override_fail(x, spec, "cannot index into %s", what);
+    return override_fail(x, spec, "index %ld is past the end of an array of %d", step->index, size);
+  }
+  if (step->index == size)
+    cJSON_AddItemToArray(parent, value);
+  else
+    cJSON_ReplaceItemInArray(parent, (int)step->index, value);
+  return US_OK;
+}
+
 static us_status apply_override(const load_ctx *x, cJSON *root, const char *spec) {
   const char *eq = spec ? strchr(spec, '=') : NULL;
   if (!eq) return override_fail(x, spec ? spec : "", "expected key.path=value");
@@ -805,64 +869,16 @@ static us_status apply_override(const load_ctx *x, cJSON *root, const char *spec
   if (key_len == 0) return override_fail(x, spec, "expected key.path=value, the key is empty");
   override_step steps[MAX_OVERRIDE_STEPS];
   int n = 0;
+  cJSON *parent = NULL;
   us_status st = parse_override_key(x, spec, key_len, steps, &n);
+  if (!st) st = override_parent(x, spec, root, steps, n, &parent);
   if (st) return st;
   cJSON *value = override_value(spec, key_len, eq + 1);
   if (!value) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
-  cJSON *cur = root;
-  for (int i = 0; i < n; i++) {
-    bool last = i == n - 1;
-    char what[96];
-    if (steps[i].index < 0) {
-      if (!cJSON_IsObject(cur)) {
-        describe(cur, what, sizeof what);
-        cJSON_Delete(value);
-        return override_fail(x, spec, "cannot set key \"%s\" inside %s", steps[i].name, what);
-      }
-      cJSON *child = cJSON_GetObjectItemCaseSensitive(cur, steps[i].name);
-      if (last) {
-        if (child)
-          cJSON_ReplaceItemInObjectCaseSensitive(cur, steps[i].name, value); /* keeps the key */
-        else
-          cJSON_AddItemToObject(cur, steps[i].name, value);
-        return US_OK;
-      }
-      if (!child) {
-        if (steps[i + 1].index >= 0) {
-          cJSON_Delete(value);
-          return override_fail(x, spec, "\"%s\" is not an array that exists", steps[i].name);
-        }
-        child = cJSON_AddObjectToObject(cur, steps[i].name);
-        if (!child) {
-          cJSON_Delete(value);
-          return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
-        }
-      }
-      cur = child;
-    } else {
-      int size = cJSON_IsArray(cur) ? cJSON_GetArraySize(cur) : -1;
-      if (size < 0 || steps[i].index > size || (!last && steps[i].index == size)) {
-        describe(cur, what, sizeof what);
-        cJSON_Delete(value);
-        if (size < 0) return override_fail(x, spec, "cannot index into %s", what);
-        return override_fail(x, spec, "index %ld is past the end of an array of %d", steps[i].index,
-                             size);
-      }
-      if (last) {
-        if (steps[i].index == size)
-          cJSON_AddItemToArray(cur, value); /* [size] appends */
-        else
-          cJSON_ReplaceItemInArray(cur, (int)steps[i].index, value);
-        return US_OK;
-      }
-      cur = cJSON_GetArrayItem(cur, (int)steps[i].index);
-    }
-  }
-  cJSON_Delete(value);
-  return us_err_set(x->err, US_ERR_INTERNAL, "--set '%s': empty key path", spec);
+  return override_place(x, spec, parent, &steps[n - 1], value);
 }
 
-/* ---- paths -------------------------------------------------------------------------------------- */
+/* ---- paths ----------------------------------------------------------------------------------- */
 
 /* Absolute folder of the config file. */
 static char *config_dir(const char *path) {
@@ -928,7 +944,7 @@ static us_status resolve_paths(load_ctx *x) {
   return US_OK;
 }
 
-/* ---- checks across keys ------------------------------------------------------------------------- */
+/* ---- checks across keys ---------------------------------------------------------------------- */
 
 static bool was_set(const load_ctx *x, const char *path) {
   const key_spec *k = find_key(path);
@@ -947,8 +963,9 @@ static us_status check_required(load_ctx *x) {
     if (!was_set(x, required[i].path))
       return fail(x, required[i].path, "missing required key (expected %s)", required[i].expected);
   if (x->c->task.type == US_TASK_CLASSIFY && !was_set(x, "task.labels"))
-    return fail(x, "task.labels", "missing required key (expected an array of at least 2 distinct "
-                                  "labels when task.type is \"classify\")");
+    return fail(x, "task.labels",
+                "missing required key (expected an array of at least 2 distinct "
+                "labels when task.type is \"classify\")");
   return US_OK;
 }
 
@@ -970,14 +987,14 @@ static us_status apply_task_defaults(load_ctx *x) {
 static us_status check_consistency(load_ctx *x) {
   us_config *c = x->c;
   if (c->task.type == US_TASK_CLASSIFY && c->task.n_labels < 2)
-    return fail(x, "task.labels", "expected at least 2 distinct labels, found %d", c->task.n_labels);
+    return fail(x, "task.labels", "expected at least 2 distinct labels, found %d",
+                c->task.n_labels);
   if (!strstr(c->task.template, "{text}"))
     return fail(x, "task.template", "expected a template containing {text}, found none");
   if (!strstr(c->data.question_template, "{chunk}"))
     return fail(x, "data.question_template", "expected a template containing {chunk}, found none");
   if (!strstr(c->data.answer_template, "{question}"))
-    return fail(x, "data.answer_template",
-                "expected a template containing {question}, found none");
+    return fail(x, "data.answer_template", "expected a template containing {question}, found none");
   if (c->student.maxn > 0 && c->student.minn > c->student.maxn)
     return fail(x, "student.minn", "expected minn <= maxn (%d), found %d", c->student.maxn,
                 c->student.minn);
@@ -992,7 +1009,7 @@ static us_status check_consistency(load_ctx *x) {
   return US_OK;
 }
 
-/* ---- loading ------------------------------------------------------------------------------------ */
+/* ---- loading --------------------------------------------------------------------------------- */
 
 /* "invalid JSON at line L, column C near '...'" for the byte where parsing stopped; the excerpt
  * is the text of that line around it. */
@@ -1017,8 +1034,9 @@ static us_status fail_json(const load_ctx *x, const char *text, size_t len, cons
     near[n++] = (unsigned char)text[i] < 0x20 ? ' ' : text[i];
   while (n > 0 && near[n - 1] == ' ') n--;
   near[n] = '\0';
-  return us_err_set(x->err, US_ERR_CONFIG, "%s:%d:%zu: invalid JSON at line %d, column %zu near '%s'",
-                    x->file, line, col, line, col, near);
+  return us_err_set(x->err, US_ERR_CONFIG,
+                    "%s:%d:%zu: invalid JSON at line %d, column %zu near '%s'", x->file, line, col,
+                    line, col, near);
 }
 
 static us_status load_tree(load_ctx *x, cJSON **root) {
@@ -1046,7 +1064,8 @@ static us_status load_tree(load_ctx *x, cJSON **root) {
 us_status us_config_load(const char *path, const char *const *overrides, int n_overrides,
                          us_config *c, us_err *err) {
   us_config_defaults(c);
-  load_ctx x = {.file = path, .overrides = overrides, .n_overrides = n_overrides, .c = c, .err = err};
+  load_ctx x = {
+      .file = path, .overrides = overrides, .n_overrides = n_overrides, .c = c, .err = err};
   cJSON *root = NULL;
   us_status st = US_OK;
   if (!path) return us_err_set(err, US_ERR_USAGE, "no config file given");
@@ -1079,7 +1098,7 @@ fail:
   return st;
 }
 
-/* ---- rendering ---------------------------------------------------------------------------------- */
+/* ---- rendering ------------------------------------------------------------------------------- */
 
 /* Replaces {text} and {labels} in one pass, so placeholders inside the inserted text stay as
  * they are. */
@@ -1117,10 +1136,12 @@ us_status us_config_render(const us_config *c, const char *text, char **system, 
   us_status st = us_buf_puts(&labels, "");
   for (int i = 0; i < c->task.n_labels && !st; i++)
     st = us_buf_printf(&labels, "%s%s", i ? ", " : "", c->task.labels[i]);
-  if (!st) st = fill_template(c->task.instructions ? c->task.instructions : "", text ? text : "",
-                              labels.data, system);
-  if (!st) st = fill_template(c->task.template ? c->task.template : "{text}", text ? text : "",
-                              labels.data, user);
+  if (!st)
+    st = fill_template(c->task.instructions ? c->task.instructions : "", text ? text : "",
+                       labels.data, system);
+  if (!st)
+    st = fill_template(c->task.template ? c->task.template : "{text}", text ? text : "",
+                       labels.data, user);
   us_buf_free(&labels);
   if (st) {
     free(*system);

@@ -8,7 +8,7 @@
 
 #include "core/hash.h"
 
-/* ---- canonical JSON ----------------------------------------------------------------------------- */
+/* ---- canonical JSON -------------------------------------------------------------------------- */
 
 typedef struct member {
   cJSON *item;
@@ -72,7 +72,7 @@ us_status us_json_canonical(const char *json, char **out, us_err *err) {
   return st;
 }
 
-/* ---- request bodies ----------------------------------------------------------------------------- */
+/* ---- request bodies -------------------------------------------------------------------------- */
 
 /* Takes ownership of messages (a JSON array) and wraps it in the body with the config's model
  * and every parameter that can change the answer. Never the API key or headers. */

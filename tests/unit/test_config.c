@@ -1,10 +1,13 @@
 /* The config loader: defaults, every key of a full file, each kind of error message (file, key
  * path, expected, found), --set overrides, relative paths and prompt rendering. */
+/* cmocka.h needs these four first */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+/* clang-format on */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +17,7 @@
 
 #include "core/config.h"
 
-/* ---- helpers ------------------------------------------------------------------------------------ */
+/* ---- helpers --------------------------------------------------------------------------------- */
 
 static char tmp_dir[PATH_MAX];
 
@@ -82,9 +85,11 @@ static void expect_error(const char *json, const char *const *sets, int n_sets, 
   us_config_free(&c);
 }
 
-#define SET(...) (const char *const[]){__VA_ARGS__}, (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+#define SET(...)                      \
+  (const char *const[]){__VA_ARGS__}, \
+      (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
 
-/* ---- defaults ----------------------------------------------------------------------------------- */
+/* ---- defaults -------------------------------------------------------------------------------- */
 
 static void defaults_should_match_documented_values(void **state) {
   (void)state;
@@ -95,8 +100,9 @@ static void defaults_should_match_documented_values(void **state) {
   assert_null(c.task.labels);
   assert_string_equal(c.task.instructions,
                       "You are a careful classifier. Reply with exactly one label from the list.");
-  assert_string_equal(c.task.template, "Classify this message into one of: {labels}.\nAnswer with "
-                                       "the label only.\n\nMessage:\n{text}");
+  assert_string_equal(c.task.template,
+                      "Classify this message into one of: {labels}.\nAnswer with "
+                      "the label only.\n\nMessage:\n{text}");
   assert_string_equal(c.data.text_field, "text");
   assert_string_equal(c.data.id_field, "id");
   assert_null(c.data.label_field);
@@ -282,8 +288,9 @@ static void generate_task_should_get_generate_defaults(void **state) {
   (void)state;
   us_config c;
   us_err err = {0};
-  const char *json = "{\"name\":\"g\",\"task\":{\"type\":\"generate\"},"
-                     "\"data\":{\"inputs\":[\"docs\"]},\"teacher\":{\"model\":\"m\"}}";
+  const char *json =
+      "{\"name\":\"g\",\"task\":{\"type\":\"generate\"},"
+      "\"data\":{\"inputs\":[\"docs\"]},\"teacher\":{\"model\":\"m\"}}";
   if (load_json(json, NULL, 0, &c, &err) != US_OK) fail_msg("%s", err.msg);
   assert_int_equal(c.task.type, US_TASK_GENERATE);
   assert_int_equal(c.task.n_labels, 0);
@@ -297,13 +304,14 @@ static void generate_task_should_get_generate_defaults(void **state) {
   us_config_free(&c);
 }
 
-/* ---- error messages ----------------------------------------------------------------------------- */
+/* ---- error messages -------------------------------------------------------------------------- */
 
 static void wrong_type_should_name_file_key_expected_and_found(void **state) {
   (void)state;
-  const char *json = "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
-                     "\"data\":{\"inputs\":[\"in.jsonl\"]},"
-                     "\"teacher\":{\"model\":\"m\",\"concurrency\":\"eight\"}}";
+  const char *json =
+      "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
+      "\"data\":{\"inputs\":[\"in.jsonl\"]},"
+      "\"teacher\":{\"model\":\"m\",\"concurrency\":\"eight\"}}";
   expect_error(json, NULL, 0, "config.json: teacher.concurrency: expected an integer in [1, 1024]",
                "found the string \"eight\"", NULL);
   expect_error(NULL, SET("teacher.logprobs=1"), "teacher.logprobs: expected true or false",
@@ -321,37 +329,38 @@ static void wrong_type_should_name_file_key_expected_and_found(void **state) {
 
 static void out_of_range_should_name_the_range(void **state) {
   (void)state;
-  expect_error(NULL, SET("teacher.temperature=3"), "teacher.temperature: expected a number in [0, 2]",
-               "found the number 3", NULL);
-  expect_error(NULL, SET("teacher.timeout_s=0"), "teacher.timeout_s: expected a number in (0, 3600]",
-               "found the number 0", NULL);
+  expect_error(NULL, SET("teacher.temperature=3"),
+               "teacher.temperature: expected a number in [0, 2]", "found the number 3", NULL);
+  expect_error(NULL, SET("teacher.timeout_s=0"),
+               "teacher.timeout_s: expected a number in (0, 3600]", "found the number 0", NULL);
   expect_error(NULL, SET("teacher.concurrency=2.5"), "expected an integer in [1, 1024]",
                "found the number 2.5", NULL);
   expect_error(NULL, SET("teacher.budget_usd=-1"), "teacher.budget_usd: expected a number >= 0",
                "found the number -1", NULL);
-  expect_error(NULL, SET("data.test_fraction=0.95"), "data.test_fraction: expected a number in [0, 0.9]",
-               NULL);
+  expect_error(NULL, SET("data.test_fraction=0.95"),
+               "data.test_fraction: expected a number in [0, 0.9]", NULL);
   expect_error(NULL, SET("student.buckets=200000000"),
                "student.buckets: expected an integer in [0, 100000000]", NULL);
-  expect_error(NULL, SET("student.hidden=[64,0]"), "student.hidden[1]: expected an integer in [1, 65536]",
-               "found the number 0", NULL);
-  expect_error(NULL, SET("student.hidden=[1,2,3,4,5]"), "student.hidden: expected an array of at most 4",
-               NULL);
-  expect_error(NULL, SET("quality.target_agreement=0"), "quality.target_agreement: expected a number in (0, 1]",
-               NULL);
-  expect_error(NULL, SET("teacher.top_logprobs=21"), "teacher.top_logprobs: expected an integer in [0, 20]",
-               NULL);
-  expect_error(NULL, SET("student.minn=5", "student.maxn=3"), "student.minn: expected minn <= maxn (3)",
-               "found 5", NULL);
-  expect_error(NULL, SET("student.heads=5"), "student.heads: expected a divisor of student.lm_dim (256)",
-               NULL);
+  expect_error(NULL, SET("student.hidden=[64,0]"),
+               "student.hidden[1]: expected an integer in [1, 65536]", "found the number 0", NULL);
+  expect_error(NULL, SET("student.hidden=[1,2,3,4,5]"),
+               "student.hidden: expected an array of at most 4", NULL);
+  expect_error(NULL, SET("quality.target_agreement=0"),
+               "quality.target_agreement: expected a number in (0, 1]", NULL);
+  expect_error(NULL, SET("teacher.top_logprobs=21"),
+               "teacher.top_logprobs: expected an integer in [0, 20]", NULL);
+  expect_error(NULL, SET("student.minn=5", "student.maxn=3"),
+               "student.minn: expected minn <= maxn (3)", "found 5", NULL);
+  expect_error(NULL, SET("student.heads=5"),
+               "student.heads: expected a divisor of student.lm_dim (256)", NULL);
 }
 
 static void missing_required_key_should_be_named(void **state) {
   (void)state;
-  expect_error("{\"task\":{\"labels\":[\"a\",\"b\"]},\"data\":{\"inputs\":[\"x\"]},"
-               "\"teacher\":{\"model\":\"m\"}}",
-               NULL, 0, "name: missing required key", NULL);
+  expect_error(
+      "{\"task\":{\"labels\":[\"a\",\"b\"]},\"data\":{\"inputs\":[\"x\"]},"
+      "\"teacher\":{\"model\":\"m\"}}",
+      NULL, 0, "name: missing required key", NULL);
   expect_error("{\"name\":\"t\",\"task\":{\"labels\":[\"a\",\"b\"]},\"data\":{\"inputs\":[\"x\"]}}",
                NULL, 0, "teacher.model: missing required key", "model name", NULL);
   expect_error("{\"name\":\"t\",\"task\":{\"labels\":[\"a\",\"b\"]},\"teacher\":{\"model\":\"m\"}}",
@@ -386,8 +395,8 @@ static void bad_json_should_report_line_and_column(void **state) {
   assert_int_equal(us_config_load(path, NULL, 0, &c, &err), US_ERR_CONFIG);
   if (!strstr(err.msg, "bad_json.json:6:") || !strstr(err.msg, "invalid JSON at line 6, column"))
     fail_msg("%s", err.msg);
-  expect_error("{\"name\": \"t\"} x", NULL, 0, "config.json:1:15: invalid JSON at line 1, column 15",
-               NULL);
+  expect_error("{\"name\": \"t\"} x", NULL, 0,
+               "config.json:1:15: invalid JSON at line 1, column 15", NULL);
   expect_error("{\"name\": \"t\",", NULL, 0, "invalid JSON at line 1", NULL);
   expect_error("[1, 2]", NULL, 0, "expected a JSON object at the top level, found an array", NULL);
   expect_error("{\"name\":\"t\",\"name\":\"u\"}", NULL, 0, "name: key appears twice", NULL);
@@ -406,13 +415,13 @@ static void missing_file_should_be_an_io_error_naming_it(void **state) {
 
 static void bad_set_should_be_refused(void **state) {
   (void)state;
-  expect_error(NULL, SET("teacher.concurrency"), "--set 'teacher.concurrency': expected key.path=value",
-               NULL);
+  expect_error(NULL, SET("teacher.concurrency"),
+               "--set 'teacher.concurrency': expected key.path=value", NULL);
   expect_error(NULL, SET("=4"), "--set '=4': expected key.path=value", NULL);
   expect_error(NULL, SET("teacher..model=x"), "--set 'teacher..model=x': empty key name", NULL);
   expect_error(NULL, SET("teacher.=x"), "key path ends with '.'", NULL);
-  expect_error(NULL, SET("name.first=x"), "--set 'name.first=x': cannot set key \"first\" inside the string \"t\"",
-               NULL);
+  expect_error(NULL, SET("name.first=x"),
+               "--set 'name.first=x': cannot set key \"first\" inside the string \"t\"", NULL);
   expect_error(NULL, SET("data.inputs[5]=x"), "index 5 is past the end of an array of 1", NULL);
   expect_error(NULL, SET("teacher[0]=x"), "cannot index into an object", NULL);
   expect_error(NULL, SET("data.inputs[x]=y"), "expected an array index such as [0]", NULL);
@@ -422,17 +431,18 @@ static void bad_set_should_be_refused(void **state) {
 
 static void authorization_header_should_be_refused(void **state) {
   (void)state;
-  expect_error("{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
-               "\"data\":{\"inputs\":[\"in.jsonl\"]},"
-               "\"teacher\":{\"model\":\"m\",\"headers\":{\"authorization\":\"Bearer sk-x\"}}}",
-               NULL, 0, "teacher.headers.authorization: refused",
-               "read only from the environment variable", NULL);
+  expect_error(
+      "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
+      "\"data\":{\"inputs\":[\"in.jsonl\"]},"
+      "\"teacher\":{\"model\":\"m\",\"headers\":{\"authorization\":\"Bearer sk-x\"}}}",
+      NULL, 0, "teacher.headers.authorization: refused", "read only from the environment variable",
+      NULL);
   expect_error(NULL, SET("teacher.headers={\"X-A\":1}"), "teacher.headers.X-A: expected a string",
                NULL);
   expect_error(NULL, SET("teacher.headers={\"Bad Name\":\"v\"}"), "teacher.headers.Bad Name",
                "header name", NULL);
-  expect_error(NULL, SET("teacher.headers={\"X-A\":\"a\\r\\nX-B: b\"}"), "a header value on one line",
-               NULL);
+  expect_error(NULL, SET("teacher.headers={\"X-A\":\"a\\r\\nX-B: b\"}"),
+               "a header value on one line", NULL);
 }
 
 static void values_should_be_checked_beyond_type(void **state) {
@@ -442,23 +452,24 @@ static void values_should_be_checked_beyond_type(void **state) {
                NULL);
   expect_error(NULL, SET("task.labels=[\"a\",\"\"]"), "task.labels[1]: expected a non-empty label",
                NULL);
-  expect_error(NULL, SET("task.labels=[\"only\"]"), "task.labels: expected at least 2 distinct labels",
-               "found 1", NULL);
+  expect_error(NULL, SET("task.labels=[\"only\"]"),
+               "task.labels: expected at least 2 distinct labels", "found 1", NULL);
   expect_error(NULL, SET("task.template=Classify: {labels}"),
                "task.template: expected a template containing {text}", NULL);
   expect_error(NULL, SET("teacher.base_url=ftp://host/v1"),
                "teacher.base_url: expected a URL starting with http:// or https://", NULL);
-  expect_error(NULL, SET("teacher.base_url=https:///"), "teacher.base_url: expected a URL with a host after the scheme",
-               NULL);
+  expect_error(NULL, SET("teacher.base_url=https:///"),
+               "teacher.base_url: expected a URL with a host after the scheme", NULL);
   expect_error(NULL, SET("teacher.api_key_env=my-key"),
                "teacher.api_key_env: expected an environment variable name", NULL);
-  expect_error(NULL, SET("student.preset=huge"), "student.preset: expected \"nano\", \"micro\"", NULL);
+  expect_error(NULL, SET("student.preset=huge"), "student.preset: expected \"nano\", \"micro\"",
+               NULL);
   expect_error(NULL, SET("data.inputs=[]"), "data.inputs: expected a non-empty array", NULL);
   expect_error(NULL, SET("data.inputs[0]={\"path\":\"a\",\"format\":\"xml\"}"),
                "data.inputs[0].format: expected \"jsonl\", \"csv\"", NULL);
 }
 
-/* ---- --set -------------------------------------------------------------------------------------- */
+/* ---- --set ----------------------------------------------------------------------------------- */
 
 static void set_should_override_numbers_strings_nested_and_arrays(void **state) {
   (void)state;
@@ -508,11 +519,13 @@ static void later_set_should_win_and_null_should_clear(void **state) {
   (void)state;
   us_config c;
   us_err err = {0};
-  const char *json = "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
-                     "\"data\":{\"inputs\":[\"in.jsonl\"],\"label_field\":\"gold\"},"
-                     "\"teacher\":{\"model\":\"m\",\"seed\":3},\"student\":{\"preset\":\"nano\"}}";
-  if (load_json(json, SET("teacher.concurrency=2", "teacher.concurrency=3", "teacher.seed=null",
-                          "data.label_field=null", "student.preset=null"),
+  const char *json =
+      "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},"
+      "\"data\":{\"inputs\":[\"in.jsonl\"],\"label_field\":\"gold\"},"
+      "\"teacher\":{\"model\":\"m\",\"seed\":3},\"student\":{\"preset\":\"nano\"}}";
+  if (load_json(json,
+                SET("teacher.concurrency=2", "teacher.concurrency=3", "teacher.seed=null",
+                    "data.label_field=null", "student.preset=null"),
                 &c, &err) != US_OK)
     fail_msg("%s", err.msg);
   assert_int_equal(c.teacher.concurrency, 3);
@@ -522,7 +535,7 @@ static void later_set_should_win_and_null_should_clear(void **state) {
   us_config_free(&c);
 }
 
-/* ---- paths -------------------------------------------------------------------------------------- */
+/* ---- paths ----------------------------------------------------------------------------------- */
 
 static void relative_paths_should_resolve_against_the_config_folder(void **state) {
   (void)state;
@@ -532,10 +545,11 @@ static void relative_paths_should_resolve_against_the_config_folder(void **state
   snprintf(path, sizeof path, "%s/sub/project.json", tmp_dir);
   FILE *f = fopen(path, "w");
   assert_non_null(f);
-  fputs("{\"name\":\"p\",\"output\":\"./build/o\",\"task\":{\"labels\":[\"a\",\"b\"]},"
-        "\"data\":{\"inputs\":[\"./in/a.jsonl\",\"../shared.csv\",\"/abs/b.txt\","
-        "{\"path\":\"docs\"}]},\"teacher\":{\"model\":\"m\"}}",
-        f);
+  fputs(
+      "{\"name\":\"p\",\"output\":\"./build/o\",\"task\":{\"labels\":[\"a\",\"b\"]},"
+      "\"data\":{\"inputs\":[\"./in/a.jsonl\",\"../shared.csv\",\"/abs/b.txt\","
+      "{\"path\":\"docs\"}]},\"teacher\":{\"model\":\"m\"}}",
+      f);
   fclose(f);
   /* load through a relative path from another working folder */
   char old_cwd[PATH_MAX];
@@ -564,7 +578,7 @@ static void relative_paths_should_resolve_against_the_config_folder(void **state
   us_config_free(&c);
 }
 
-/* ---- rendering ---------------------------------------------------------------------------------- */
+/* ---- rendering ------------------------------------------------------------------------------- */
 
 static void render_should_fill_text_and_labels_once(void **state) {
   (void)state;
@@ -576,8 +590,9 @@ static void render_should_fill_text_and_labels_once(void **state) {
   assert_int_equal(us_config_render(&c, text, &system, &user, &err), US_OK);
   assert_string_equal(system,
                       "You are a careful classifier. Reply with exactly one label from the list.");
-  assert_string_equal(user, "Classify this message into one of: yes, no.\nAnswer with the label "
-                            "only.\n\nMessage:\nIs {labels} a {text} placeholder?");
+  assert_string_equal(user,
+                      "Classify this message into one of: yes, no.\nAnswer with the label "
+                      "only.\n\nMessage:\nIs {labels} a {text} placeholder?");
   /* the text is recoverable: it is everything after the fixed prefix */
   const char *marker = "\n\nMessage:\n";
   const char *at = strstr(user, marker);

@@ -2,11 +2,14 @@
  * escaping; different for every parameter that can change the answer; free of credentials.
  * The golden bodies and keys were computed independently (Python's json.dumps with sorted keys
  * and compact separators, then hashlib.sha256); if they change, every cached answer is lost. */
+/* cmocka.h needs these four first */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+/* clang-format on */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +46,7 @@ static void key_with(const char *const *sets, int n_sets, const char *text, char
   us_config_free(&c);
 }
 
-/* ---- canonical JSON ----------------------------------------------------------------------------- */
+/* ---- canonical JSON -------------------------------------------------------------------------- */
 
 static void canonical_should_sort_keys_at_every_depth(void **state) {
   (void)state;
@@ -65,7 +68,8 @@ static void canonical_should_treat_escaped_and_raw_utf8_alike(void **state) {
   (void)state;
   char *a = NULL, *b = NULL;
   us_err err = {0};
-  assert_int_equal(us_json_canonical("{\"t\":\"caf\\u00e9 \\ud83d\\ude00 \\u4e2d\"}", &a, &err), US_OK);
+  assert_int_equal(us_json_canonical("{\"t\":\"caf\\u00e9 \\ud83d\\ude00 \\u4e2d\"}", &a, &err),
+                   US_OK);
   assert_int_equal(us_json_canonical("{\"t\":\"café 😀 中\"}", &b, &err), US_OK);
   assert_string_equal(a, b);
   assert_string_equal(a, "{\"t\":\"café 😀 中\"}");
@@ -86,7 +90,7 @@ static void canonical_should_refuse_invalid_json(void **state) {
   assert_null(out);
 }
 
-/* ---- request bodies and keys -------------------------------------------------------------------- */
+/* ---- request bodies and keys ----------------------------------------------------------------- */
 
 static void request_should_match_the_golden_body_and_key(void **state) {
   (void)state;
@@ -96,11 +100,12 @@ static void request_should_match_the_golden_body_and_key(void **state) {
   us_err err = {0};
   assert_int_equal(us_request_build(&c, "I lost my card in Zürich", &body, key, &err), US_OK);
   assert_string_equal(
-      body, "{\"max_tokens\":16,\"messages\":[{\"content\":\"You are a careful classifier. Reply "
-            "with exactly one label from the list.\",\"role\":\"system\"},{\"content\":\"Classify "
-            "this message into one of: card_lost, refund, balance.\\nAnswer with the label "
-            "only.\\n\\nMessage:\\nI lost my card in Zürich\",\"role\":\"user\"}],\"model\":"
-            "\"gpt-4o-mini\",\"temperature\":0}");
+      body,
+      "{\"max_tokens\":16,\"messages\":[{\"content\":\"You are a careful classifier. Reply "
+      "with exactly one label from the list.\",\"role\":\"system\"},{\"content\":\"Classify "
+      "this message into one of: card_lost, refund, balance.\\nAnswer with the label "
+      "only.\\n\\nMessage:\\nI lost my card in Zürich\",\"role\":\"user\"}],\"model\":"
+      "\"gpt-4o-mini\",\"temperature\":0}");
   assert_string_equal(key, "688f8d7960fb5f3248bc39efe72a3cf7e5278d6886f5683bda893655aef691aa");
   free(body);
   us_config_free(&c);
@@ -109,9 +114,10 @@ static void request_should_match_the_golden_body_and_key(void **state) {
 static void seed_and_logprobs_should_appear_only_when_set(void **state) {
   (void)state;
   us_config c;
-  load_fixture(&c, (const char *const[]){"teacher.temperature=0.7", "teacher.seed=42",
-                                         "teacher.logprobs=true"},
-               3);
+  load_fixture(
+      &c,
+      (const char *const[]){"teacher.temperature=0.7", "teacher.seed=42", "teacher.logprobs=true"},
+      3);
   char *body = NULL, key[65];
   us_err err = {0};
   assert_int_equal(us_request_build(&c, "I lost my card in Zürich", &body, key, &err), US_OK);
@@ -179,9 +185,13 @@ static void settings_that_cannot_change_the_answer_should_keep_the_key(void **st
   char base[65], k[65];
   key_with(NULL, 0, "hello", base);
   static const char *const same[] = {
-      "teacher.concurrency=64",  "teacher.timeout_s=5",       "teacher.budget_usd=1",
-      "teacher.base_url=http://127.0.0.1:9/v1", "teacher.api_key_env=OTHER_KEY",
-      "teacher.headers={\"api-key\":\"hdr-secret\"}", "teacher.top_logprobs=3", /* logprobs off */
+      "teacher.concurrency=64",
+      "teacher.timeout_s=5",
+      "teacher.budget_usd=1",
+      "teacher.base_url=http://127.0.0.1:9/v1",
+      "teacher.api_key_env=OTHER_KEY",
+      "teacher.headers={\"api-key\":\"hdr-secret\"}",
+      "teacher.top_logprobs=3", /* logprobs off */
       "student.epochs=3",
   };
   for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
@@ -194,8 +204,9 @@ static void headers_and_api_key_should_not_be_in_the_body(void **state) {
   (void)state;
   setenv("US_TEST_REQUEST_KEY", "sk-test-do-not-leak", 1);
   us_config c;
-  load_fixture(&c, (const char *const[]){"teacher.api_key_env=US_TEST_REQUEST_KEY",
-                                         "teacher.headers={\"api-key\":\"hdr-do-not-leak\"}"},
+  load_fixture(&c,
+               (const char *const[]){"teacher.api_key_env=US_TEST_REQUEST_KEY",
+                                     "teacher.headers={\"api-key\":\"hdr-do-not-leak\"}"},
                2);
   char *body = NULL, key[65];
   us_err err = {0};
@@ -223,7 +234,7 @@ static void empty_instructions_should_send_no_system_message(void **state) {
   us_config_free(&c);
 }
 
-/* ---- imported logs ------------------------------------------------------------------------------ */
+/* ---- imported logs --------------------------------------------------------------------------- */
 
 static void logged_messages_should_get_the_live_key(void **state) {
   (void)state;
@@ -247,7 +258,8 @@ static void logged_messages_should_get_the_live_key(void **state) {
   char *explicit = NULL, explicit_key[65];
   char *system = NULL, *user = NULL;
   assert_int_equal(us_config_render(&c, "I lost my card in Zürich", &system, &user, &err), US_OK);
-  assert_int_equal(us_request_build_messages(&c, system, user, &explicit, explicit_key, &err), US_OK);
+  assert_int_equal(us_request_build_messages(&c, system, user, &explicit, explicit_key, &err),
+                   US_OK);
   assert_string_equal(explicit_key, live_key);
   free(system);
   free(user);
@@ -265,9 +277,9 @@ static void logged_messages_should_be_checked(void **state) {
                    US_ERR_INPUT);
   assert_null(body);
   assert_int_equal(us_request_key_for_messages(&c, "[]", &body, key, &err), US_ERR_INPUT);
-  assert_int_equal(us_request_key_for_messages(&c, "[{\"role\":\"user\",\"content\":[1]}]", &body,
-                                               key, &err),
-                   US_ERR_INPUT);
+  assert_int_equal(
+      us_request_key_for_messages(&c, "[{\"role\":\"user\",\"content\":[1]}]", &body, key, &err),
+      US_ERR_INPUT);
   assert_non_null(strstr(err.msg, "messages[0]"));
   assert_int_equal(us_request_key_for_messages(&c, "not json", &body, key, &err), US_ERR_INPUT);
   assert_null(body);

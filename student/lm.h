@@ -1,0 +1,125 @@
+/* The language-model student: a small decoder-only transformer (tied embeddings, RMSNorm, rotary
+ * positions, causal multi-head attention, SwiGLU) over a byte-level BPE tokeniser, trained on
+ * (prompt, answer) pairs with the loss on answer tokens only. Owned by the lm engineer.
+ *
+ * Ownership: us_lm_new / us_lm_load / us_lm_train hand back a us_lm the caller frees with
+ * us_lm_free (NULL is a no-op). us_lm_generate's *answer is malloc'd, the caller frees it.
+ * A us_lm is not thread-safe for generation from several threads at once (OpenBLAS threads are
+ * process-wide); use one handle per thread. */
+#ifndef US_STUDENT_LM_H
+#define US_STUDENT_LM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "student/bpe.h"
+
+typedef struct us_lm_config {
+  int layers;  /* transformer blocks */
+  int dim;     /* model width C */
+  int heads;   /* attention heads; dim / heads is even (rotary pairs) */
+  int context; /* longest sequence T */
+  int vocab;   /* tokeniser size V (bytes + merges + 4 specials) */
+  int hidden;  /* SwiGLU width F; us_lm_config_hidden(dim) unless set explicitly */
+} us_lm_config;
+
+/* Fills layers, dim, heads, context from a preset: "nano" (2, 128, 4, 128), "micro"
+ * (4, 256, 4, 256), "mini" (6, 384, 6, 256); vocab and hidden are left alone. */
+us_status us_lm_config_preset(const char *name, us_lm_config *c, us_err *err);
+/* The default SwiGLU width: 8/3 of dim rounded up to a multiple of 32. */
+int us_lm_config_hidden(int dim);
+/* Checks sizes (positive, heads divide dim, even head size, sane limits). */
+us_status us_lm_config_check(const us_lm_config *c, us_err *err);
+/* Number of float parameters; a pure function of the config. */
+size_t us_lm_param_count(const us_lm_config *c);
+
+typedef struct us_lm us_lm;
+
+/* A fresh model with weights drawn from seed; takes ownership of bpe (freed on failure too).
+ * c->vocab must equal us_bpe_vocab_size(bpe). */
+us_status us_lm_new(const us_lm_config *c, us_bpe *bpe, uint64_t seed, us_lm **out, us_err *err);
+void us_lm_free(us_lm *lm);
+const us_lm_config *us_lm_get_config(const us_lm *lm);
+const us_bpe *us_lm_get_bpe(const us_lm *lm);
+size_t us_lm_n_params(const us_lm *lm);
+
+/* Model file (documented byte by byte in student/lm_file.c): magic "USLM", version, config,
+ * tokeniser, weights, optional training state (checkpoints), SHA-256 of everything before it.
+ * Loading refuses truncated, oversized and corrupt files with a message naming the path. */
+us_status us_lm_save(const us_lm *lm, const char *path, us_err *err);
+us_status us_lm_load(const char *path, us_lm **out, us_err *err);
+
+/* ---- training ---- */
+
+typedef struct us_lm_example {
+  const char *prompt;
+  const char *answer;
+} us_lm_example;
+
+typedef struct us_lm_progress {
+  long step, steps;      /* steps done so far (1-based after the first step), total */
+  double loss;           /* mean loss on the answer tokens of this step's batch */
+  double lr;             /* learning rate used by this step */
+  double tokens_per_sec; /* batch tokens (B * T) per wall second since this run started */
+  double eta_sec;        /* estimated seconds left */
+  size_t n_params;
+} us_lm_progress;
+
+/* Called after every step; a non-zero return stops training (status US_ERR_INTERRUPTED, the
+ * last checkpoint, if any, stays on disk for a resume). */
+typedef int (*us_lm_progress_fn)(const us_lm_progress *p, void *user);
+
+typedef struct us_lm_train_params {
+  const char *preset;           /* "nano" (default) | "micro" | "mini" | NULL: the sizes below */
+  int layers, dim, heads, context; /* used when preset is NULL */
+  int vocab_size;               /* tokeniser size; default 1024 */
+  int steps;                    /* default 1000 */
+  int batch_size;               /* packed rows of `context` tokens per step; default 8 */
+  int warmup_steps;             /* linear warmup; default 50 */
+  double lr;                    /* peak learning rate; default 1e-3 */
+  double min_lr_fraction;       /* cosine decays to lr * this; default 0.1 */
+  double weight_decay;          /* AdamW, on matrices only; default 0.1 */
+  double beta1, beta2, eps;     /* default 0.9, 0.95, 1e-8 */
+  double grad_clip;             /* global norm; 0 disables; default 1.0 */
+  int checkpoint_every;         /* steps; 0: never */
+  const char *checkpoint_path;  /* where checkpoints go (model file + training state) */
+  bool resume;                  /* continue from checkpoint_path when it exists */
+  uint64_t seed;                /* weights and data order; default 1 */
+  int threads;                  /* OpenBLAS threads; default 2 */
+  us_lm_progress_fn progress;   /* may be NULL */
+  void *progress_user;
+  float *losses;                /* optional: losses[step] receives each step's loss (steps long) */
+} us_lm_train_params;
+
+void us_lm_train_params_defaults(us_lm_train_params *p);
+
+/* Trains a tokeniser on the examples' prompts and answers (unless resuming), then the model;
+ * *out is the trained model. Examples longer than the context lose prompt tokens from the left
+ * (then answer tokens from the right). Packing: several examples per row, each attending only to
+ * itself (document mask) with rotary positions restarting at 0, so packing changes nothing
+ * numerically compared with one example per row. */
+us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples, size_t n,
+                      us_lm **out, us_err *err);
+
+/* ---- generation ---- */
+
+typedef struct us_lm_gen_params {
+  int max_tokens;    /* answer tokens at most (EOS included); default 128 */
+  float temperature; /* 0: greedy (default); else sampling */
+  float top_p;       /* nucleus sampling mass; default 1 (off) */
+  uint64_t seed;     /* sampling seed; default 1 */
+  bool no_cache;     /* recompute the whole sequence per token (benchmark only) */
+} us_lm_gen_params;
+
+void us_lm_gen_params_defaults(us_lm_gen_params *p);
+
+/* Generates the answer to prompt ([BOS] prompt [SEP] ... until EOS, max_tokens or the context
+ * is full). *answer (caller frees) holds the decoded bytes; *mean_logprob the mean natural-log
+ * probability, under the model at temperature 1, of the answer tokens produced (EOS included),
+ * 0 when none; n_tokens (may be NULL) the number of tokens produced. */
+us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_params *gp,
+                         char **answer, double *mean_logprob, int *n_tokens, us_err *err);
+
+#endif

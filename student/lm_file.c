@@ -1,0 +1,204 @@
+/* The language-model file, also used for training checkpoints. Layout (little endian):
+ *
+ *   offset  size        field
+ *   0       4           magic "USLM"
+ *   4       4           u32 format version (1)
+ *   8       4           u32 flags: bit 0 = a training state follows the weights
+ *   12      24          u32 layers, dim, heads, context, vocab, hidden
+ *   36      4           u32 reserved, 0
+ *   40      8           u64 n_params (must equal us_lm_param_count of the config)
+ *   48      4 + 8*M     tokeniser: u32 M merges, then M pairs of u32 token ids
+ *   ...     4*n_params  f32 weights in the us__lm_params order
+ *   if flags bit 0:
+ *           8*4         u64 step, epoch, cursor (next example in the epoch), seed
+ *           8*4         u64 RNG state
+ *           4*n_params  f32 AdamW first moments
+ *           4*n_params  f32 AdamW second moments
+ *   end-32  32          SHA-256 of every byte before it
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/hash.h"
+#include "student/lm_int.h"
+
+#define LM_MAGIC "USLM"
+#define LM_VERSION 1u
+#define LM_HEADER 48u
+#define LM_MAX_FILE ((size_t)4 << 30)
+
+static void put32(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const unsigned char *p) {
+  return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* Floats are stored in the host order, which the build requires to be little endian. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "model files assume little endian");
+
+us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf *out,
+                           us_err *err) {
+  const us_lm_config *c = &lm->config;
+  unsigned char h[LM_HEADER];
+  memcpy(h, LM_MAGIC, 4);
+  put32(h + 4, LM_VERSION);
+  put32(h + 8, ts ? 1u : 0u);
+  int fields[6] = {c->layers, c->dim, c->heads, c->context, c->vocab, c->hidden};
+  for (int i = 0; i < 6; i++) put32(h + 12 + 4 * i, (uint32_t)fields[i]);
+  put32(h + 36, 0);
+  put64(h + 40, lm->n_params);
+  size_t bytes = lm->n_params * sizeof(float);
+  if (us_buf_reserve(out, LM_HEADER + bytes * (ts ? 3 : 1) + 4096) != US_OK ||
+      us_buf_append(out, h, sizeof h) != US_OK)
+    goto nomem;
+  us_status st = us_bpe_serialize(lm->bpe, out, err);
+  if (st != US_OK) return st;
+  if (us_buf_append(out, lm->block, bytes) != US_OK) goto nomem;
+  if (ts) {
+    unsigned char s[64];
+    uint64_t v[8] = {ts->step, ts->epoch, ts->cursor, ts->seed,
+                     ts->rng.s[0], ts->rng.s[1], ts->rng.s[2], ts->rng.s[3]};
+    for (int i = 0; i < 8; i++) put64(s + 8 * i, v[i]);
+    if (us_buf_append(out, s, sizeof s) != US_OK || us_buf_append(out, ts->m, bytes) != US_OK ||
+        us_buf_append(out, ts->v, bytes) != US_OK)
+      goto nomem;
+  }
+  unsigned char digest[32];
+  us_sha256(out->data, out->len, digest);
+  if (us_buf_append(out, digest, sizeof digest) != US_OK) goto nomem;
+  return US_OK;
+nomem:
+  return us_err_set(err, US_ERR_NOMEM, "lm: out of memory serialising %zu parameters",
+                    lm->n_params);
+}
+
+us_status us_lm_save(const us_lm *lm, const char *path, us_err *err) {
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_status st = us__lm_serialize(lm, NULL, &b, err);
+  if (st == US_OK) st = us_write_file_atomic(path, b.data, b.len, err);
+  us_buf_free(&b);
+  return st;
+}
+
+/* A config the file describes but this build refuses is a corrupt file, not a bad config. */
+static us_status as_format_error(us_err *err, const char *path) {
+  us_err_prefix(err, "%s: bad language model header", path);
+  if (err) err->code = US_ERR_FORMAT;
+  return US_ERR_FORMAT;
+}
+
+/* Checks the header; sets the config, the flags and the expected total size. */
+static us_status parse_header(const unsigned char *d, size_t len, const char *path,
+                              us_lm_config *c, uint32_t *flags, us_err *err) {
+  if (len < LM_HEADER)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: truncated language model: %zu bytes, shorter than the %u-byte header",
+                      path, len, LM_HEADER);
+  if (memcmp(d, LM_MAGIC, 4) != 0)
+    return us_err_set(err, US_ERR_FORMAT, "%s: not a language model file (magic is not USLM)",
+                      path);
+  uint32_t version = get32(d + 4);
+  if (version != LM_VERSION)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: language model format version %u, this build reads version %u", path,
+                      version, LM_VERSION);
+  *flags = get32(d + 8);
+  if (*flags > 1u)
+    return us_err_set(err, US_ERR_FORMAT, "%s: unknown flags 0x%x in the header", path, *flags);
+  int *fields[6] = {&c->layers, &c->dim, &c->heads, &c->context, &c->vocab, &c->hidden};
+  for (int i = 0; i < 6; i++) {
+    uint32_t v = get32(d + 12 + 4 * i);
+    *fields[i] = v > 0x7fffffffu ? -1 : (int)v;
+  }
+  us_status st = us_lm_config_check(c, err);
+  if (st != US_OK) return as_format_error(err, path);
+  uint64_t n = get64(d + 40);
+  if (n != us_lm_param_count(c))
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: header says %llu parameters, its sizes give %zu", path,
+                      (unsigned long long)n, us_lm_param_count(c));
+  return US_OK;
+}
+
+us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_lm **out,
+                       us__lm_train_state *ts, bool *has_state, us_err *err) {
+  *out = NULL;
+  if (has_state) *has_state = false;
+  us_lm_config c;
+  uint32_t flags = 0;
+  us_status st = parse_header(d, len, path, &c, &flags, err);
+  if (st != US_OK) return st;
+  if (len < LM_HEADER + 4)
+    return us_err_set(err, US_ERR_FORMAT, "%s: truncated language model: %zu bytes, no tokeniser",
+                      path, len);
+  size_t n_merges = get32(d + LM_HEADER);
+  size_t n_params = us_lm_param_count(&c), bytes = n_params * sizeof(float);
+  size_t expect = LM_HEADER + 4 + 8 * n_merges + bytes + (flags ? 64 + 2 * bytes : 0) + 32;
+  if (n_merges > US_BPE_MAX_VOCAB || len < expect)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: truncated language model: %zu bytes, the header needs %zu", path, len,
+                      expect);
+  if (len > expect)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: %zu unexpected bytes after the language model (%zu expected)", path,
+                      len - expect, expect);
+  unsigned char digest[32];
+  us_sha256(d, len - 32, digest);
+  if (memcmp(digest, d + len - 32, 32) != 0)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: corrupt language model: SHA-256 checksum does not match", path);
+  us_bpe *bpe = NULL;
+  size_t used = 0;
+  st = us_bpe_deserialize(d + LM_HEADER, len - LM_HEADER, &used, &bpe, err);
+  if (st != US_OK) return us_err_prefix(err, "%s", path);
+  us_lm *lm = NULL;
+  st = us_lm_new(&c, bpe, 0, &lm, err);
+  if (st == US_ERR_CONFIG) return as_format_error(err, path);
+  if (st != US_OK) return us_err_prefix(err, "%s", path);
+  const unsigned char *p = d + LM_HEADER + used;
+  memcpy(lm->block, p, bytes);
+  p += bytes;
+  if (flags && ts) {
+    uint64_t v[8];
+    for (int i = 0; i < 8; i++) v[i] = get64(p + 8 * i);
+    ts->step = v[0];
+    ts->epoch = v[1];
+    ts->cursor = v[2];
+    ts->seed = v[3];
+    for (int i = 0; i < 4; i++) ts->rng.s[i] = v[4 + i];
+    ts->m = malloc(bytes);
+    ts->v = malloc(bytes);
+    if (!ts->m || !ts->v) {
+      free(ts->m);
+      free(ts->v);
+      ts->m = ts->v = NULL;
+      us_lm_free(lm);
+      return us_err_set(err, US_ERR_NOMEM, "%s: out of memory for the optimiser state", path);
+    }
+    memcpy(ts->m, p + 64, bytes);
+    memcpy(ts->v, p + 64 + bytes, bytes);
+    if (has_state) *has_state = true;
+  }
+  *out = lm;
+  return US_OK;
+}
+
+us_status us_lm_load(const char *path, us_lm **out, us_err *err) {
+  *out = NULL;
+  char *data = NULL;
+  size_t len = 0;
+  us_status st = us_read_file(path, LM_MAX_FILE, &data, &len, err);
+  if (st != US_OK) return st;
+  st = us__lm_parse((const unsigned char *)data, len, path, out, NULL, NULL, err);
+  free(data);
+  return st;
+}

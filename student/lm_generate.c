@@ -1,0 +1,239 @@
+/* Generation: [BOS] prompt [SEP] then one token at a time with a key/value cache (matrix-vector
+ * products through student/blas.h), or by recomputing the whole sequence (the benchmark's
+ * baseline); greedy or temperature / top-p sampling with a seeded generator. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "student/blas.h"
+#include "student/lm_int.h"
+
+void us_lm_gen_params_defaults(us_lm_gen_params *p) {
+  memset(p, 0, sizeof *p);
+  p->max_tokens = 128;
+  p->temperature = 0.0f;
+  p->top_p = 1.0f;
+  p->seed = 1;
+}
+
+typedef struct ranked {
+  float p;
+  int token;
+} ranked;
+
+/* Scratch of one generation: the KV cache and one position's activations. */
+typedef struct gen_state {
+  float *block;
+  float *kcache, *vcache; /* (L, T, C) keys after rotary, values */
+  float *x, *ln, *qkv, *atty, *h13, *hact, *score, *logits, *probs, *cos_t, *sin_t;
+  ranked *order;          /* (V) tokens by probability, for top-p */
+  us__lm_acts acts;       /* the non-cached path: (1, T) */
+  us__lm_batch batch;
+  int32_t *seq_pos, *seq_doc;
+} gen_state;
+
+static void gen_free(gen_state *s) {
+  free(s->block);
+  free(s->order);
+  free(s->seq_pos);
+  free(s->seq_doc);
+  us__lm_acts_free(&s->acts);
+}
+
+static us_status gen_alloc(const us_lm_config *c, bool no_cache, gen_state *s, us_err *err) {
+  memset(s, 0, sizeof *s);
+  size_t L = (size_t)c->layers, T = (size_t)c->context, C = (size_t)c->dim, F = (size_t)c->hidden;
+  size_t V = (size_t)c->vocab, hd = C / (size_t)c->heads;
+  float **ptrs[] = {&s->kcache, &s->vcache, &s->x,     &s->ln,    &s->qkv,   &s->atty,
+                    &s->h13,    &s->hact,   &s->score, &s->logits, &s->probs, &s->cos_t,
+                    &s->sin_t};
+  size_t sizes[] = {L * T * C, L * T * C, C, C, 3 * C, C, 2 * F, F, T, V, V, T * hd / 2,
+                    T * hd / 2};
+  size_t total = 0, n = sizeof sizes / sizeof sizes[0];
+  for (size_t i = 0; i < n; i++) total += sizes[i];
+  s->block = malloc(total * sizeof(float));
+  s->order = malloc(V * sizeof *s->order);
+  s->seq_pos = malloc(T * sizeof(int32_t));
+  s->seq_doc = calloc(T, sizeof(int32_t));
+  if (!s->block || !s->order || !s->seq_pos || !s->seq_doc) {
+    gen_free(s);
+    return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for generation");
+  }
+  float *p = s->block;
+  for (size_t i = 0; i < n; i++) {
+    *ptrs[i] = p;
+    p += sizes[i];
+  }
+  for (size_t i = 0; i < T; i++) s->seq_pos[i] = (int32_t)i;
+  us__lm_rope_table(s->cos_t, s->sin_t, (int)T, (int)hd);
+  if (no_cache) {
+    us_status st = us__lm_acts_new(c, 1, (int)T, &s->acts, err);
+    if (st != US_OK) {
+      gen_free(s);
+      return st;
+    }
+  }
+  return US_OK;
+}
+
+/* Logits of the next token after token at position p, using and filling the KV cache. */
+static void step_cached(const us_lm *lm, gen_state *s, int token, int p) {
+  const us_lm_config *c = &lm->config;
+  const us__lm_params *w = &lm->w;
+  int C = c->dim, F = c->hidden, NH = c->heads, hd = C / NH, T = c->context;
+  float scale = 1.0f / sqrtf((float)hd), rstd;
+  int32_t pos = p;
+  memcpy(s->x, w->wte + (size_t)token * C, (size_t)C * sizeof(float));
+  for (int l = 0; l < c->layers; l++) {
+    float *kc = s->kcache + (size_t)l * T * C, *vc = s->vcache + (size_t)l * T * C;
+    us__lm_rmsnorm_forward(s->ln, &rstd, s->x, w->ln1 + (size_t)l * C, 1, C);
+    us_blas_sgemv(false, 3 * C, C, 1.0f, w->wqkv + (size_t)l * 3 * C * C, C, s->ln, 0.0f, s->qkv);
+    us__lm_rope(s->qkv, &pos, s->cos_t, s->sin_t, 1, C, NH, 1);
+    memcpy(kc + (size_t)p * C, s->qkv + C, (size_t)C * sizeof(float));
+    memcpy(vc + (size_t)p * C, s->qkv + 2 * C, (size_t)C * sizeof(float));
+    for (int h = 0; h < NH; h++) {
+      us_blas_sgemv(false, p + 1, hd, scale, kc + (size_t)h * hd, C, s->qkv + (size_t)h * hd,
+                    0.0f, s->score);
+      float mx = -INFINITY, sum = 0.0f;
+      for (int j = 0; j <= p; j++) mx = s->score[j] > mx ? s->score[j] : mx;
+      for (int j = 0; j <= p; j++) sum += (s->score[j] = expf(s->score[j] - mx));
+      for (int j = 0; j <= p; j++) s->score[j] /= sum;
+      us_blas_sgemv(true, p + 1, hd, 1.0f, vc + (size_t)h * hd, C, s->score, 0.0f,
+                    s->atty + (size_t)h * hd);
+    }
+    us_blas_sgemv(false, C, C, 1.0f, w->wo + (size_t)l * C * C, C, s->atty, 1.0f, s->x);
+    us__lm_rmsnorm_forward(s->ln, &rstd, s->x, w->ln2 + (size_t)l * C, 1, C);
+    us_blas_sgemv(false, 2 * F, C, 1.0f, w->w13 + (size_t)l * 2 * F * C, C, s->ln, 0.0f, s->h13);
+    us__lm_swiglu_forward(s->hact, s->h13, 1, F);
+    us_blas_sgemv(false, C, F, 1.0f, w->w2 + (size_t)l * C * F, F, s->hact, 1.0f, s->x);
+  }
+  us__lm_rmsnorm_forward(s->ln, &rstd, s->x, w->lnf, 1, C);
+  us_blas_sgemv(false, c->vocab, C, 1.0f, w->wte, C, s->ln, 0.0f, s->logits);
+}
+
+/* Logits of the next token after seq[0..n) by running the whole sequence. */
+static void step_uncached(const us_lm *lm, gen_state *s, int32_t *seq, int n) {
+  s->batch.tokens = seq;
+  s->batch.targets = NULL;
+  s->batch.pos = s->seq_pos;
+  s->batch.doc = s->seq_doc;
+  us__lm_forward(lm, &s->acts, &s->batch, 1, n);
+  memcpy(s->logits, s->acts.logits + (size_t)(n - 1) * lm->config.vocab,
+         (size_t)lm->config.vocab * sizeof(float));
+}
+
+static int cmp_ranked(const void *a, const void *b) {
+  const ranked *x = a, *y = b;
+  if (x->p != y->p) return x->p > y->p ? -1 : 1;
+  return x->token - y->token;
+}
+
+/* Picks the next token; returns it and sets *logprob (temperature 1, no top-p). */
+static int pick(const us_lm *lm, gen_state *s, const us_lm_gen_params *gp, us_rng *rng,
+                double *logprob) {
+  int V = lm->config.vocab;
+  us_bpe_special sp = us_bpe_specials(lm->bpe);
+  s->logits[sp.bos] = s->logits[sp.sep] = s->logits[sp.pad] = -INFINITY;
+  float mx = -INFINITY;
+  for (int v = 0; v < V; v++) mx = s->logits[v] > mx ? s->logits[v] : mx;
+  double sum = 0.0;
+  for (int v = 0; v < V; v++) sum += exp((double)s->logits[v] - mx);
+  double log_z = mx + log(sum);
+  int best = 0;
+  if (gp->temperature <= 0.0f) {
+    for (int v = 1; v < V; v++)
+      if (s->logits[v] > s->logits[best]) best = v;
+  } else {
+    float inv_t = 1.0f / gp->temperature, total = 0.0f;
+    for (int v = 0; v < V; v++) total += (s->probs[v] = expf((s->logits[v] - mx) * inv_t));
+    for (int v = 0; v < V; v++) s->probs[v] /= total;
+    int n_keep = V;
+    for (int v = 0; v < V; v++) s->order[v] = (ranked){s->probs[v], v};
+    if (gp->top_p > 0.0f && gp->top_p < 1.0f) {
+      qsort(s->order, (size_t)V, sizeof *s->order, cmp_ranked);
+      float cum = 0.0f;
+      for (n_keep = 0; n_keep < V && cum < gp->top_p; n_keep++) cum += s->order[n_keep].p;
+    }
+    float mass = 0.0f;
+    for (int i = 0; i < n_keep; i++) mass += s->order[i].p;
+    float r = us_rng_uniformf(rng) * mass, acc = 0.0f;
+    best = s->order[n_keep - 1].token;
+    for (int i = 0; i < n_keep; i++) {
+      acc += s->order[i].p;
+      if (r < acc) {
+        best = s->order[i].token;
+        break;
+      }
+    }
+  }
+  *logprob = (double)s->logits[best] - log_z;
+  return best;
+}
+
+us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_params *gp,
+                         char **answer, double *mean_logprob, int *n_tokens, us_err *err) {
+  *answer = NULL;
+  *mean_logprob = 0.0;
+  if (n_tokens) *n_tokens = 0;
+  const us_lm_config *c = &lm->config;
+  int T = c->context;
+  us_bpe_special sp = us_bpe_specials(lm->bpe);
+  int32_t *pt = NULL, *seq = malloc((size_t)T * sizeof *seq);
+  int np = 0;
+  gen_state s;
+  us_status st = seq ? US_OK : us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
+  if (st == US_OK) st = us_bpe_encode(lm->bpe, prompt, strlen(prompt), &pt, &np, err);
+  if (st != US_OK) {
+    free(seq);
+    return st;
+  }
+  st = gen_alloc(c, gp->no_cache, &s, err);
+  if (st != US_OK) {
+    free(seq);
+    free(pt);
+    return st;
+  }
+  /* keep the prompt's end and leave room for at least one answer token */
+  int keep = np < T - 3 ? np : T - 3;
+  int n = 0;
+  seq[n++] = sp.bos;
+  for (int j = np - keep; j < np; j++) seq[n++] = pt[j];
+  seq[n++] = sp.sep;
+  free(pt);
+  us_rng rng;
+  us_rng_seed(&rng, gp->seed);
+  int fed = 0, produced = 0;
+  double sum_lp = 0.0;
+  us_buf out;
+  us_buf_init(&out, 0);
+  while (produced < gp->max_tokens && n <= T) {
+    if (gp->no_cache) {
+      step_uncached(lm, &s, seq, n);
+    } else {
+      for (; fed < n; fed++) step_cached(lm, &s, seq[fed], fed);
+    }
+    double lp;
+    int tok = pick(lm, &s, gp, &rng, &lp);
+    sum_lp += lp;
+    produced++;
+    if (tok == sp.eos) break;
+    if (us_bpe_decode(lm->bpe, &tok, 1, &out, err) != US_OK) {
+      st = US_ERR_NOMEM;
+      break;
+    }
+    if (n == T) break;
+    seq[n++] = tok;
+  }
+  gen_free(&s);
+  free(seq);
+  if (st != US_OK) {
+    us_buf_free(&out);
+    return st;
+  }
+  *answer = us_buf_steal(&out);
+  if (!*answer) return us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
+  *mean_logprob = produced ? sum_lp / produced : 0.0;
+  if (n_tokens) *n_tokens = produced;
+  return US_OK;
+}

@@ -1,0 +1,131 @@
+/* Internals of the language model shared by its files and its tests: the parameter layout, the
+ * activations of one (B, T) step, and each layer's forward and backward pass. */
+#ifndef US_STUDENT_LM_INT_H
+#define US_STUDENT_LM_INT_H
+
+#include "core/rng.h"
+#include "student/lm.h"
+
+#define US_LM_NORM_EPS 1e-5f
+#define US_LM_ROPE_BASE 10000.0
+
+/* Named views into one parameter block (gradients and AdamW moments use the same layout).
+ * Norm weights come last so weight decay is one range [0, n_decay). */
+typedef struct us__lm_params {
+  float *wte;  /* (V, C) token embeddings, tied with the output layer */
+  float *wqkv; /* (L, 3C, C) query, key, value projections */
+  float *wo;   /* (L, C, C) attention output projection */
+  float *w13;  /* (L, 2F, C) SwiGLU gate (rows 0..F) and up (rows F..2F) projections */
+  float *w2;   /* (L, C, F) SwiGLU down projection */
+  float *ln1;  /* (L, C) RMSNorm weights before attention */
+  float *ln2;  /* (L, C) RMSNorm weights before the feed-forward */
+  float *lnf;  /* (C) final RMSNorm weights */
+} us__lm_params;
+
+/* Sizes of the eight tensors above in order; returns their sum. */
+size_t us__lm_param_sizes(const us_lm_config *c, size_t sizes[8]);
+/* Number of parameters that receive weight decay (the matrices, which come first). */
+size_t us__lm_decay_count(const us_lm_config *c);
+void us__lm_params_point(float *block, const us_lm_config *c, us__lm_params *p);
+
+struct us_lm {
+  us_lm_config config;
+  us_bpe *bpe;
+  size_t n_params;
+  float *block; /* (n_params) */
+  us__lm_params w;
+};
+
+/* One packed batch: B rows of T input positions. */
+typedef struct us__lm_batch {
+  int32_t *tokens;  /* (B, T) input tokens */
+  int32_t *targets; /* (B, T) next tokens */
+  float *mask;      /* (B, T) 1 where the target is an answer token, else 0 */
+  int32_t *pos;     /* (B, T) rotary position within the document */
+  int32_t *doc;     /* (B, T) document id: attention only within one document */
+} us__lm_batch;
+
+/* Activations and backward scratch for up to (B, T), allocated once. */
+typedef struct us__lm_acts {
+  int B, T;
+  float *block;
+  float *rope_cos, *rope_sin; /* (T, hd/2) */
+  float *x;      /* (L+1, B*T, C) residual stream entering each block, then the last */
+  float *ln1;    /* (L, B*T, C) */
+  float *rstd1;  /* (L, B*T) */
+  float *qkv;    /* (L, B*T, 3C) queries and keys after rotary */
+  float *att;    /* (L, B, NH, T, T) attention probabilities */
+  float *atty;   /* (L, B*T, C) attention output before the projection */
+  float *xmid;   /* (L, B*T, C) residual after attention */
+  float *ln2;    /* (L, B*T, C) */
+  float *rstd2;  /* (L, B*T) */
+  float *h13;    /* (L, B*T, 2F) gate and up pre-activations */
+  float *hact;   /* (L, B*T, F) silu(gate) * up */
+  float *lnf;    /* (B*T, C) */
+  float *rstdf;  /* (B*T) */
+  float *logits; /* (B*T, V) logits; probabilities then dlogits after the loss */
+  float *dx;     /* (B*T, C) backward scratch from here on */
+  float *dxmid;  /* (B*T, C) */
+  float *dln;    /* (B*T, C) */
+  float *datty;  /* (B*T, C) */
+  float *dqkv;   /* (B*T, 3C) */
+  float *dh13;   /* (B*T, 2F) */
+  float *dhact;  /* (B*T, F) */
+  float *dscore; /* (T, T) */
+} us__lm_acts;
+
+us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, us_err *err);
+void us__lm_acts_free(us__lm_acts *a);
+
+/* Layers. N = rows; forward writes its outputs, backward ADDS into dx/dw where noted. */
+void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C);
+/* dx += , dw += */
+void us__lm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+                             const float *w, const float *rstd, int N, int C);
+/* Rotates each query and key pair of qkv (N, 3C) by pos * freq; sign -1 applies the inverse
+ * (the backward pass of the rotation). */
+void us__lm_rope(float *qkv, const int32_t *pos, const float *cos_t, const float *sin_t, int N,
+                 int C, int NH, int sign);
+void us__lm_rope_table(float *cos_t, float *sin_t, int T, int hd);
+/* Causal attention within documents: att (B, NH, T, T), out (B*T, C). */
+void us__lm_attention_forward(float *out, float *att, const float *qkv, const int32_t *doc, int B,
+                              int T, int C, int NH);
+/* Writes dqkv (B*T, 3C) (overwrites); dscore is (T, T) scratch. */
+void us__lm_attention_backward(float *dqkv, float *dscore, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH);
+void us__lm_swiglu_forward(float *hact, const float *h13, int N, int F);
+/* Writes dh13 (overwrites). */
+void us__lm_swiglu_backward(float *dh13, const float *dhact, const float *h13, int N, int F);
+/* Turns logits (N, V) into probabilities and returns the masked mean cross-entropy. */
+double us__lm_crossentropy_forward(float *logits, const int32_t *targets, const float *mask,
+                                   int N, int V);
+/* Turns probabilities into dloss/dlogits in place. */
+void us__lm_crossentropy_backward(float *probs, const int32_t *targets, const float *mask, int N,
+                                  int V);
+
+/* Whole model on a batch of (B, T) with B <= a->B, T <= a->T; returns the loss when
+ * batch->targets is non-NULL (else 0, logits left in a->logits). */
+double us__lm_forward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch, int B, int T);
+/* Adds the gradients of the loss of the last forward into grads (same layout as lm->w). */
+void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch, int B, int T,
+                     const us__lm_params *grads);
+
+/* Fresh weights: N(0, 0.02) matrices, output projections scaled by 1/sqrt(2L), norms 1. */
+void us__lm_init_weights(us_lm *lm, us_rng *rng);
+
+/* Serialised model without touching the disk (used by us_lm_save and checkpoints). The
+ * training state, when non-NULL, is appended. */
+typedef struct us__lm_train_state {
+  uint64_t step, epoch, cursor, seed;
+  us_rng rng;
+  float *m, *v; /* (n_params) AdamW moments */
+} us__lm_train_state;
+
+us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf *out,
+                           us_err *err);
+/* Parses data (len bytes, named path in messages). When ts is non-NULL and the file holds a
+ * training state, fills it, allocating ts->m and ts->v (caller frees), and sets *has_state. */
+us_status us__lm_parse(const unsigned char *data, size_t len, const char *path, us_lm **out,
+                       us__lm_train_state *ts, bool *has_state, us_err *err);
+
+#endif

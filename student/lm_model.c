@@ -1,0 +1,428 @@
+/* The transformer itself: sizes and parameter layout, activations allocated once per (B, T), and
+ * each layer's forward and backward pass; every matrix product goes through student/blas.h. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "student/blas.h"
+#include "student/lm_int.h"
+
+/* ---- configuration and layout ---- */
+
+us_status us_lm_config_preset(const char *name, us_lm_config *c, us_err *err) {
+  static const struct {
+    const char *name;
+    int layers, dim, heads, context;
+  } presets[] = {{"nano", 2, 128, 4, 128}, {"micro", 4, 256, 4, 256}, {"mini", 6, 384, 6, 256}};
+  for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+    if (name && strcmp(name, presets[i].name) == 0) {
+      c->layers = presets[i].layers;
+      c->dim = presets[i].dim;
+      c->heads = presets[i].heads;
+      c->context = presets[i].context;
+      return US_OK;
+    }
+  return us_err_set(err, US_ERR_CONFIG,
+                    "student.preset: expected \"nano\", \"micro\" or \"mini\", found \"%s\"",
+                    name ? name : "(null)");
+}
+
+int us_lm_config_hidden(int dim) { return ((8 * dim / 3) + 31) / 32 * 32; }
+
+us_status us_lm_config_check(const us_lm_config *c, us_err *err) {
+  if (c->layers < 1 || c->layers > 64)
+    return us_err_set(err, US_ERR_CONFIG, "lm: layers %d outside 1..64", c->layers);
+  if (c->dim < 2 || c->dim > 8192)
+    return us_err_set(err, US_ERR_CONFIG, "lm: dim %d outside 2..8192", c->dim);
+  if (c->heads < 1 || c->dim % c->heads != 0 || (c->dim / c->heads) % 2 != 0)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "lm: heads %d must divide dim %d into an even head size", c->heads, c->dim);
+  if (c->context < 4 || c->context > 8192)
+    return us_err_set(err, US_ERR_CONFIG, "lm: context %d outside 4..8192", c->context);
+  if (c->vocab < US_BPE_MIN_VOCAB || c->vocab > US_BPE_MAX_VOCAB)
+    return us_err_set(err, US_ERR_CONFIG, "lm: vocab %d outside %d..%d", c->vocab,
+                      US_BPE_MIN_VOCAB, US_BPE_MAX_VOCAB);
+  if (c->hidden < 1 || c->hidden > 65536)
+    return us_err_set(err, US_ERR_CONFIG, "lm: hidden %d outside 1..65536", c->hidden);
+  return US_OK;
+}
+
+size_t us__lm_param_sizes(const us_lm_config *c, size_t s[8]) {
+  size_t L = (size_t)c->layers, C = (size_t)c->dim, F = (size_t)c->hidden, V = (size_t)c->vocab;
+  s[0] = V * C;         /* wte */
+  s[1] = L * 3 * C * C; /* wqkv */
+  s[2] = L * C * C;     /* wo */
+  s[3] = L * 2 * F * C; /* w13 */
+  s[4] = L * C * F;     /* w2 */
+  s[5] = L * C;         /* ln1 */
+  s[6] = L * C;         /* ln2 */
+  s[7] = C;             /* lnf */
+  size_t total = 0;
+  for (int i = 0; i < 8; i++) total += s[i];
+  return total;
+}
+
+size_t us_lm_param_count(const us_lm_config *c) {
+  size_t s[8];
+  return us__lm_param_sizes(c, s);
+}
+
+size_t us__lm_decay_count(const us_lm_config *c) {
+  size_t s[8];
+  us__lm_param_sizes(c, s);
+  return s[0] + s[1] + s[2] + s[3] + s[4];
+}
+
+void us__lm_params_point(float *block, const us_lm_config *c, us__lm_params *p) {
+  size_t s[8];
+  us__lm_param_sizes(c, s);
+  float **ptrs[8] = {&p->wte, &p->wqkv, &p->wo, &p->w13, &p->w2, &p->ln1, &p->ln2, &p->lnf};
+  for (int i = 0; i < 8; i++) {
+    *ptrs[i] = block;
+    block += s[i];
+  }
+}
+
+us_status us_lm_new(const us_lm_config *c, us_bpe *bpe, uint64_t seed, us_lm **out, us_err *err) {
+  *out = NULL;
+  us_status st = us_lm_config_check(c, err);
+  if (st == US_OK && c->vocab != us_bpe_vocab_size(bpe))
+    st = us_err_set(err, US_ERR_CONFIG, "lm: vocab %d differs from the tokeniser's %d", c->vocab,
+                    us_bpe_vocab_size(bpe));
+  if (st != US_OK) {
+    us_bpe_free(bpe);
+    return st;
+  }
+  us_lm *lm = calloc(1, sizeof *lm);
+  size_t n = us_lm_param_count(c);
+  float *block = lm ? malloc(n * sizeof *block) : NULL;
+  if (!block) {
+    free(lm);
+    us_bpe_free(bpe);
+    return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for %zu parameters", n);
+  }
+  lm->config = *c;
+  lm->bpe = bpe;
+  lm->n_params = n;
+  lm->block = block;
+  us__lm_params_point(block, c, &lm->w);
+  us_rng rng;
+  us_rng_seed(&rng, seed);
+  us__lm_init_weights(lm, &rng);
+  *out = lm;
+  return US_OK;
+}
+
+void us__lm_init_weights(us_lm *lm, us_rng *rng) {
+  const us_lm_config *c = &lm->config;
+  size_t s[8];
+  us__lm_param_sizes(c, s);
+  float scale[5] = {0.02f, 0.02f, 0.02f / sqrtf(2.0f * (float)c->layers), 0.02f,
+                    0.02f / sqrtf(2.0f * (float)c->layers)};
+  float *p = lm->block;
+  for (int t = 0; t < 5; t++)
+    for (size_t i = 0; i < s[t]; i++) *p++ = scale[t] * (float)us_rng_normal(rng);
+  for (int t = 5; t < 8; t++)
+    for (size_t i = 0; i < s[t]; i++) *p++ = 1.0f;
+}
+
+void us_lm_free(us_lm *lm) {
+  if (!lm) return;
+  us_bpe_free(lm->bpe);
+  free(lm->block);
+  free(lm);
+}
+
+const us_lm_config *us_lm_get_config(const us_lm *lm) { return &lm->config; }
+const us_bpe *us_lm_get_bpe(const us_lm *lm) { return lm->bpe; }
+size_t us_lm_n_params(const us_lm *lm) { return lm->n_params; }
+
+/* ---- activations ---- */
+
+us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, us_err *err) {
+  memset(a, 0, sizeof *a);
+  size_t L = (size_t)c->layers, C = (size_t)c->dim, F = (size_t)c->hidden, V = (size_t)c->vocab;
+  size_t NH = (size_t)c->heads, hd = C / NH, N = (size_t)B * (size_t)T, Tz = (size_t)T;
+  float **ptrs[] = {&a->rope_cos, &a->rope_sin, &a->x,     &a->ln1,   &a->rstd1, &a->qkv,
+                    &a->att,      &a->atty,     &a->xmid,  &a->ln2,   &a->rstd2, &a->h13,
+                    &a->hact,     &a->lnf,      &a->rstdf, &a->logits, &a->dx,   &a->dxmid,
+                    &a->dln,      &a->datty,    &a->dqkv,  &a->dh13,  &a->dhact, &a->dscore};
+  size_t sizes[] = {Tz * hd / 2, Tz * hd / 2,   (L + 1) * N * C, L * N * C, L * N,
+                    L * N * 3 * C, L * (size_t)B * NH * Tz * Tz, L * N * C, L * N * C,
+                    L * N * C,   L * N,         L * N * 2 * F, L * N * F, N * C,
+                    N,           N * V,         N * C,         N * C,     N * C,
+                    N * C,       N * 3 * C,     N * 2 * F,     N * F,     Tz * Tz};
+  size_t total = 0, n = sizeof sizes / sizeof sizes[0];
+  for (size_t i = 0; i < n; i++) total += sizes[i];
+  a->block = malloc(total * sizeof(float));
+  if (!a->block)
+    return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for activations (%zu MB) of B=%d T=%d",
+                      total * sizeof(float) >> 20, B, T);
+  float *p = a->block;
+  for (size_t i = 0; i < n; i++) {
+    *ptrs[i] = p;
+    p += sizes[i];
+  }
+  a->B = B;
+  a->T = T;
+  us__lm_rope_table(a->rope_cos, a->rope_sin, T, (int)hd);
+  return US_OK;
+}
+
+void us__lm_acts_free(us__lm_acts *a) {
+  free(a->block);
+  memset(a, 0, sizeof *a);
+}
+
+/* ---- layers ---- */
+
+void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N,
+                            int C) {
+  for (int n = 0; n < N; n++) {
+    const float *xn = x + (size_t)n * C;
+    float *on = out + (size_t)n * C;
+    float ss = 0.0f;
+    for (int i = 0; i < C; i++) ss += xn[i] * xn[i];
+    float r = 1.0f / sqrtf(ss / (float)C + US_LM_NORM_EPS);
+    for (int i = 0; i < C; i++) on[i] = xn[i] * r * w[i];
+    rstd[n] = r;
+  }
+}
+
+void us__lm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+                             const float *w, const float *rstd, int N, int C) {
+  for (int n = 0; n < N; n++) {
+    const float *xn = x + (size_t)n * C, *dn = dout + (size_t)n * C;
+    float *dxn = dx + (size_t)n * C;
+    float r = rstd[n], dot = 0.0f;
+    for (int i = 0; i < C; i++) dot += dn[i] * w[i] * xn[i];
+    float k = dot * r * r * r / (float)C;
+    for (int i = 0; i < C; i++) {
+      dxn[i] += dn[i] * w[i] * r - xn[i] * k;
+      dw[i] += dn[i] * xn[i] * r;
+    }
+  }
+}
+
+void us__lm_rope_table(float *cos_t, float *sin_t, int T, int hd) {
+  int half = hd / 2;
+  for (int p = 0; p < T; p++)
+    for (int i = 0; i < half; i++) {
+      double freq = pow(US_LM_ROPE_BASE, -2.0 * i / hd);
+      cos_t[p * half + i] = (float)cos(p * freq);
+      sin_t[p * half + i] = (float)sin(p * freq);
+    }
+}
+
+void us__lm_rope(float *qkv, const int32_t *pos, const float *cos_t, const float *sin_t, int N,
+                 int C, int NH, int sign) {
+  int hd = C / NH, half = hd / 2;
+  for (int n = 0; n < N; n++) {
+    const float *cs = cos_t + (size_t)pos[n] * half, *sn = sin_t + (size_t)pos[n] * half;
+    for (int part = 0; part < 2; part++) { /* queries, then keys */
+      float *v = qkv + (size_t)n * 3 * C + (size_t)part * C;
+      for (int h = 0; h < NH; h++, v += hd)
+        for (int i = 0; i < half; i++) {
+          float c = cs[i], s = sign > 0 ? sn[i] : -sn[i];
+          float x0 = v[2 * i], x1 = v[2 * i + 1];
+          v[2 * i] = x0 * c - x1 * s;
+          v[2 * i + 1] = x0 * s + x1 * c;
+        }
+    }
+  }
+}
+
+void us__lm_attention_forward(float *out, float *att, const float *qkv, const int32_t *doc, int B,
+                              int T, int C, int NH) {
+  int hd = C / NH;
+  float scale = 1.0f / sqrtf((float)hd);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++) {
+      const float *q = qkv + (size_t)b * T * 3 * C + (size_t)h * hd;
+      float *p = att + ((size_t)b * NH + h) * T * T;
+      us_blas_sgemm(false, true, T, T, hd, scale, q, 3 * C, q + C, 3 * C, 0.0f, p, T);
+      const int32_t *d = doc + (size_t)b * T;
+      for (int i = 0; i < T; i++) {
+        float *row = p + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
+        for (int j = 0; j <= i; j++)
+          if (d[j] == d[i] && row[j] > mx) mx = row[j];
+        for (int j = 0; j < T; j++) {
+          float e = (j <= i && d[j] == d[i]) ? expf(row[j] - mx) : 0.0f;
+          row[j] = e;
+          sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j <= i; j++) row[j] *= inv;
+      }
+      us_blas_sgemm(false, false, T, hd, T, 1.0f, p, T, q + 2 * C, 3 * C, 0.0f,
+                    out + (size_t)b * T * C + (size_t)h * hd, C);
+    }
+}
+
+void us__lm_attention_backward(float *dqkv, float *dscore, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH) {
+  int hd = C / NH;
+  float scale = 1.0f / sqrtf((float)hd);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++) {
+      size_t off = (size_t)b * T * 3 * C + (size_t)h * hd;
+      const float *q = qkv + off, *p = att + ((size_t)b * NH + h) * T * T;
+      const float *dy = dout + (size_t)b * T * C + (size_t)h * hd;
+      float *dq = dqkv + off;
+      /* dP = dY V^T; dV = P^T dY */
+      us_blas_sgemm(false, true, T, T, hd, 1.0f, dy, C, q + 2 * C, 3 * C, 0.0f, dscore, T);
+      us_blas_sgemm(true, false, T, hd, T, 1.0f, p, T, dy, C, 0.0f, dq + 2 * C, 3 * C);
+      /* softmax backward: dS = P * (dP - sum_j P dP) */
+      for (int i = 0; i < T; i++) {
+        const float *pr = p + (size_t)i * T;
+        float *dr = dscore + (size_t)i * T, dot = 0.0f;
+        for (int j = 0; j <= i; j++) dot += pr[j] * dr[j];
+        for (int j = 0; j < T; j++) dr[j] = j <= i ? pr[j] * (dr[j] - dot) : 0.0f;
+      }
+      /* dQ = scale dS K; dK = scale dS^T Q */
+      us_blas_sgemm(false, false, T, hd, T, scale, dscore, T, q + C, 3 * C, 0.0f, dq, 3 * C);
+      us_blas_sgemm(true, false, T, hd, T, scale, dscore, T, q, 3 * C, 0.0f, dq + C, 3 * C);
+    }
+}
+
+void us__lm_swiglu_forward(float *hact, const float *h13, int N, int F) {
+  for (int n = 0; n < N; n++) {
+    const float *g = h13 + (size_t)n * 2 * F, *u = g + F;
+    float *o = hact + (size_t)n * F;
+    for (int i = 0; i < F; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+  }
+}
+
+void us__lm_swiglu_backward(float *dh13, const float *dhact, const float *h13, int N, int F) {
+  for (int n = 0; n < N; n++) {
+    const float *g = h13 + (size_t)n * 2 * F, *u = g + F, *d = dhact + (size_t)n * F;
+    float *dg = dh13 + (size_t)n * 2 * F, *du = dg + F;
+    for (int i = 0; i < F; i++) {
+      float sig = 1.0f / (1.0f + expf(-g[i]));
+      du[i] = d[i] * g[i] * sig;
+      dg[i] = d[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+    }
+  }
+}
+
+double us__lm_crossentropy_forward(float *logits, const int32_t *targets, const float *mask,
+                                   int N, int V) {
+  double loss = 0.0, weight = 0.0;
+  for (int n = 0; n < N; n++) {
+    float *row = logits + (size_t)n * V, mx = -INFINITY, sum = 0.0f;
+    for (int v = 0; v < V; v++)
+      if (row[v] > mx) mx = row[v];
+    for (int v = 0; v < V; v++) {
+      row[v] = expf(row[v] - mx);
+      sum += row[v];
+    }
+    float inv = 1.0f / sum;
+    for (int v = 0; v < V; v++) row[v] *= inv;
+    if (mask[n] != 0.0f) {
+      loss -= mask[n] * log((double)row[targets[n]] + 1e-30);
+      weight += mask[n];
+    }
+  }
+  return weight > 0.0 ? loss / weight : 0.0;
+}
+
+void us__lm_crossentropy_backward(float *probs, const int32_t *targets, const float *mask, int N,
+                                  int V) {
+  double weight = 0.0;
+  for (int n = 0; n < N; n++) weight += mask[n];
+  float inv = weight > 0.0 ? (float)(1.0 / weight) : 0.0f;
+  for (int n = 0; n < N; n++) {
+    float *row = probs + (size_t)n * V, k = mask[n] * inv;
+    for (int v = 0; v < V; v++) row[v] *= k;
+    row[targets[n]] -= k;
+  }
+}
+
+/* ---- whole model ---- */
+
+double us__lm_forward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch, int B, int T) {
+  const us_lm_config *c = &lm->config;
+  const us__lm_params *w = &lm->w;
+  int C = c->dim, F = c->hidden, V = c->vocab, NH = c->heads, N = B * T;
+  size_t NC = (size_t)N * C;
+  for (int n = 0; n < N; n++)
+    memcpy(a->x + (size_t)n * C, w->wte + (size_t)batch->tokens[n] * C, (size_t)C * sizeof(float));
+  for (int l = 0; l < c->layers; l++) {
+    float *xin = a->x + l * NC, *xout = a->x + (l + 1) * NC;
+    float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
+    float *xmid = a->xmid + l * NC, *ln2 = a->ln2 + l * NC;
+    float *h13 = a->h13 + (size_t)l * N * 2 * F, *hact = a->hact + (size_t)l * N * F;
+    float *att = a->att + (size_t)l * B * NH * T * T;
+    const float *wqkv = w->wqkv + (size_t)l * 3 * C * C, *wo = w->wo + (size_t)l * C * C;
+    const float *w13 = w->w13 + (size_t)l * 2 * F * C, *w2 = w->w2 + (size_t)l * C * F;
+    /* attention block: xmid = xin + Wo attention(rope(Wqkv rmsnorm(xin))) */
+    us__lm_rmsnorm_forward(ln1, a->rstd1 + (size_t)l * N, xin, w->ln1 + (size_t)l * C, N, C);
+    us_blas_sgemm(false, true, N, 3 * C, C, 1.0f, ln1, C, wqkv, C, 0.0f, qkv, 3 * C);
+    us__lm_rope(qkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, 1);
+    us__lm_attention_forward(atty, att, qkv, batch->doc, B, T, C, NH);
+    memcpy(xmid, xin, NC * sizeof(float));
+    us_blas_sgemm(false, true, N, C, C, 1.0f, atty, C, wo, C, 1.0f, xmid, C);
+    /* feed-forward block: xout = xmid + W2 swiglu(W13 rmsnorm(xmid)) */
+    us__lm_rmsnorm_forward(ln2, a->rstd2 + (size_t)l * N, xmid, w->ln2 + (size_t)l * C, N, C);
+    us_blas_sgemm(false, true, N, 2 * F, C, 1.0f, ln2, C, w13, C, 0.0f, h13, 2 * F);
+    us__lm_swiglu_forward(hact, h13, N, F);
+    memcpy(xout, xmid, NC * sizeof(float));
+    us_blas_sgemm(false, true, N, C, F, 1.0f, hact, F, w2, F, 1.0f, xout, C);
+  }
+  us__lm_rmsnorm_forward(a->lnf, a->rstdf, a->x + c->layers * NC, w->lnf, N, C);
+  us_blas_sgemm(false, true, N, V, C, 1.0f, a->lnf, C, w->wte, C, 0.0f, a->logits, V);
+  if (!batch->targets) return 0.0;
+  return us__lm_crossentropy_forward(a->logits, batch->targets, batch->mask, N, V);
+}
+
+void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch, int B, int T,
+                     const us__lm_params *g) {
+  const us_lm_config *c = &lm->config;
+  const us__lm_params *w = &lm->w;
+  int C = c->dim, F = c->hidden, V = c->vocab, NH = c->heads, N = B * T;
+  size_t NC = (size_t)N * C;
+  /* loss and tied output layer */
+  us__lm_crossentropy_backward(a->logits, batch->targets, batch->mask, N, V);
+  us_blas_sgemm(true, false, V, C, N, 1.0f, a->logits, V, a->lnf, C, 1.0f, g->wte, C);
+  us_blas_sgemm(false, false, N, C, V, 1.0f, a->logits, V, w->wte, C, 0.0f, a->dln, C);
+  memset(a->dx, 0, NC * sizeof(float));
+  us__lm_rmsnorm_backward(a->dx, g->lnf, a->dln, a->x + c->layers * NC, w->lnf, a->rstdf, N, C);
+  for (int l = c->layers - 1; l >= 0; l--) {
+    const float *xin = a->x + l * NC, *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC;
+    const float *atty = a->atty + l * NC, *xmid = a->xmid + l * NC, *ln2 = a->ln2 + l * NC;
+    const float *h13 = a->h13 + (size_t)l * N * 2 * F, *hact = a->hact + (size_t)l * N * F;
+    const float *att = a->att + (size_t)l * B * NH * T * T;
+    size_t lw = (size_t)l;
+    /* feed-forward block (a->dx holds dloss/dxout) */
+    memcpy(a->dxmid, a->dx, NC * sizeof(float));
+    us_blas_sgemm(true, false, C, F, N, 1.0f, a->dx, C, hact, F, 1.0f, g->w2 + lw * C * F, F);
+    us_blas_sgemm(false, false, N, F, C, 1.0f, a->dx, C, w->w2 + lw * C * F, F, 0.0f, a->dhact,
+                  F);
+    us__lm_swiglu_backward(a->dh13, a->dhact, h13, N, F);
+    us_blas_sgemm(true, false, 2 * F, C, N, 1.0f, a->dh13, 2 * F, ln2, C, 1.0f,
+                  g->w13 + lw * 2 * F * C, C);
+    us_blas_sgemm(false, false, N, C, 2 * F, 1.0f, a->dh13, 2 * F, w->w13 + lw * 2 * F * C, C,
+                  0.0f, a->dln, C);
+    us__lm_rmsnorm_backward(a->dxmid, g->ln2 + lw * C, a->dln, xmid, w->ln2 + lw * C,
+                            a->rstd2 + lw * N, N, C);
+    /* attention block (a->dxmid holds dloss/dxmid) */
+    memcpy(a->dx, a->dxmid, NC * sizeof(float));
+    us_blas_sgemm(true, false, C, C, N, 1.0f, a->dxmid, C, atty, C, 1.0f, g->wo + lw * C * C, C);
+    us_blas_sgemm(false, false, N, C, C, 1.0f, a->dxmid, C, w->wo + lw * C * C, C, 0.0f,
+                  a->datty, C);
+    us__lm_attention_backward(a->dqkv, a->dscore, a->datty, qkv, att, B, T, C, NH);
+    us__lm_rope(a->dqkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, -1);
+    us_blas_sgemm(true, false, 3 * C, C, N, 1.0f, a->dqkv, 3 * C, ln1, C, 1.0f,
+                  g->wqkv + lw * 3 * C * C, C);
+    us_blas_sgemm(false, false, N, C, 3 * C, 1.0f, a->dqkv, 3 * C, w->wqkv + lw * 3 * C * C, C,
+                  0.0f, a->dln, C);
+    us__lm_rmsnorm_backward(a->dx, g->ln1 + lw * C, a->dln, xin, w->ln1 + lw * C,
+                            a->rstd1 + lw * N, N, C);
+  }
+  /* token embeddings (tied with the output layer above) */
+  for (int n = 0; n < N; n++) {
+    float *row = g->wte + (size_t)batch->tokens[n] * C;
+    const float *d = a->dx + (size_t)n * C;
+    for (int i = 0; i < C; i++) row[i] += d[i];
+  }
+}

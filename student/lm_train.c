@@ -1,0 +1,335 @@
+/* Training the language model: tokenising (prompt, answer) pairs, packing them into rows with a
+ * document mask, AdamW with warmup and cosine decay, gradient clipping, checkpoints with exact
+ * resume. Every buffer is allocated before the first step. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "student/blas.h"
+#include "student/lm_int.h"
+
+void us_lm_train_params_defaults(us_lm_train_params *p) {
+  memset(p, 0, sizeof *p);
+  p->preset = "nano";
+  p->vocab_size = 1024;
+  p->steps = 1000;
+  p->batch_size = 8;
+  p->warmup_steps = 50;
+  p->lr = 1e-3;
+  p->min_lr_fraction = 0.1;
+  p->weight_decay = 0.1;
+  p->beta1 = 0.9;
+  p->beta2 = 0.95;
+  p->eps = 1e-8;
+  p->grad_clip = 1.0;
+  p->seed = 1;
+  p->threads = 2;
+}
+
+/* Tokenised examples: [BOS] prompt [SEP] answer [EOS], cut to at most T + 1 tokens. */
+typedef struct corpus {
+  int32_t *tokens;
+  size_t *start; /* (n + 1) offsets into tokens */
+  int32_t *sep;  /* index of SEP within each example */
+  size_t n;
+} corpus;
+
+static void corpus_free(corpus *k) {
+  free(k->tokens);
+  free(k->start);
+  free(k->sep);
+}
+
+static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t n, int T,
+                              corpus *k, us_err *err) {
+  memset(k, 0, sizeof *k);
+  us_bpe_special sp = us_bpe_specials(bpe);
+  size_t cap = n * (size_t)(T + 1);
+  k->tokens = malloc((cap ? cap : 1) * sizeof *k->tokens);
+  k->start = malloc((n + 1) * sizeof *k->start);
+  k->sep = malloc((n ? n : 1) * sizeof *k->sep);
+  if (!k->tokens || !k->start || !k->sep) {
+    corpus_free(k);
+    return us_err_set(err, US_ERR_NOMEM, "lm: out of memory tokenising %zu examples", n);
+  }
+  size_t at = 0;
+  for (size_t i = 0; i < n; i++) {
+    int32_t *pt = NULL, *at_ = NULL;
+    int np = 0, na = 0;
+    us_status st = us_bpe_encode(bpe, ex[i].prompt, strlen(ex[i].prompt), &pt, &np, err);
+    if (st == US_OK) st = us_bpe_encode(bpe, ex[i].answer, strlen(ex[i].answer), &at_, &na, err);
+    if (st != US_OK) {
+      free(pt);
+      corpus_free(k);
+      return st;
+    }
+    /* room: T + 1 tokens = BOS + prompt + SEP + answer + EOS */
+    int room = T + 1 - 3;
+    if (na > room - 1) na = room - 1; /* keep at least one prompt token slot */
+    int keep_prompt = np < room - na ? np : room - na;
+    k->start[i] = at;
+    k->tokens[at++] = sp.bos;
+    for (int j = np - keep_prompt; j < np; j++) k->tokens[at++] = pt[j];
+    k->sep[i] = (int32_t)(at - k->start[i]);
+    k->tokens[at++] = sp.sep;
+    for (int j = 0; j < na; j++) k->tokens[at++] = at_[j];
+    k->tokens[at++] = sp.eos;
+    free(pt);
+    free(at_);
+  }
+  k->start[n] = at;
+  k->n = n;
+  return US_OK;
+}
+
+/* Training state that lives across steps; allocated once. */
+typedef struct trainer {
+  const us_lm_train_params *p;
+  us_lm *lm;
+  corpus data;
+  us__lm_acts acts;
+  us__lm_batch batch;
+  int32_t *row;   /* (T + 1) scratch for one packed row */
+  size_t *perm;   /* (n) example order of the current epoch */
+  float *grad;    /* (n_params) */
+  us__lm_params g;
+  us__lm_train_state ts;
+  int B, T;
+} trainer;
+
+static void shuffle_epoch(trainer *t) {
+  us_rng r;
+  us_rng_seed(&r, t->ts.seed ^ (0x9E3779B97F4A7C15ull * (t->ts.epoch + 1)));
+  for (size_t i = 0; i < t->data.n; i++) t->perm[i] = i;
+  for (size_t i = t->data.n; i > 1; i--) {
+    size_t j = (size_t)us_rng_below(&r, i);
+    size_t tmp = t->perm[i - 1];
+    t->perm[i - 1] = t->perm[j];
+    t->perm[j] = tmp;
+  }
+}
+
+/* Packs the next examples into B rows; an example that does not fit starts the next row. */
+static void next_batch(trainer *t) {
+  us_bpe_special sp = us_bpe_specials(t->lm->bpe);
+  int T = t->T;
+  int32_t doc_id = 0;
+  for (int b = 0; b < t->B; b++) {
+    int32_t *tok = t->batch.tokens + (size_t)b * T, *tgt = t->batch.targets + (size_t)b * T;
+    int32_t *pos = t->batch.pos + (size_t)b * T, *doc = t->batch.doc + (size_t)b * T;
+    float *mask = t->batch.mask + (size_t)b * T;
+    for (int j = 0; j <= T; j++) t->row[j] = sp.pad;
+    for (int j = 0; j < T; j++) {
+      pos[j] = 0;
+      doc[j] = -1 - j; /* padding attends only to itself */
+      mask[j] = 0.0f;
+    }
+    int used = 0;
+    for (;;) {
+      size_t e = t->perm[t->ts.cursor];
+      int len = (int)(t->data.start[e + 1] - t->data.start[e]);
+      if (used + len > T + 1) break;
+      memcpy(t->row + used, t->data.tokens + t->data.start[e], (size_t)len * sizeof(int32_t));
+      for (int j = used; j < used + len && j < T; j++) {
+        pos[j] = j - used;
+        doc[j] = doc_id;
+      }
+      for (int j = used + t->data.sep[e]; j < used + len - 1; j++) mask[j] = 1.0f;
+      used += len;
+      doc_id++;
+      if (++t->ts.cursor == t->data.n) {
+        t->ts.cursor = 0;
+        t->ts.epoch++;
+        shuffle_epoch(t);
+      }
+    }
+    memcpy(tok, t->row, (size_t)T * sizeof(int32_t));
+    memcpy(tgt, t->row + 1, (size_t)T * sizeof(int32_t));
+  }
+}
+
+static double lr_at(const us_lm_train_params *p, long step) {
+  if (step < p->warmup_steps) return p->lr * (double)(step + 1) / (double)p->warmup_steps;
+  double span = (double)(p->steps - p->warmup_steps);
+  double progress = span > 0 ? (double)(step - p->warmup_steps) / span : 1.0;
+  if (progress > 1.0) progress = 1.0;
+  double min_lr = p->lr * p->min_lr_fraction;
+  return min_lr + 0.5 * (p->lr - min_lr) * (1.0 + cos(3.141592653589793 * progress));
+}
+
+/* Clips the global gradient norm, then one AdamW update over the whole block. */
+static void adamw_step(trainer *t, double lr) {
+  const us_lm_train_params *p = t->p;
+  size_t n = t->lm->n_params, n_decay = us__lm_decay_count(&t->lm->config);
+  double norm2 = 0.0;
+  for (size_t i = 0; i < n; i++) norm2 += (double)t->grad[i] * t->grad[i];
+  double norm = sqrt(norm2);
+  float clip = (p->grad_clip > 0 && norm > p->grad_clip) ? (float)(p->grad_clip / norm) : 1.0f;
+  double step = (double)t->ts.step + 1.0;
+  float b1 = (float)p->beta1, b2 = (float)p->beta2;
+  float c1 = (float)(1.0 - pow(p->beta1, step)), c2 = (float)(1.0 - pow(p->beta2, step));
+  float flr = (float)lr, wd = (float)p->weight_decay, eps = (float)p->eps;
+  float *w = t->lm->block, *m = t->ts.m, *v = t->ts.v;
+  for (size_t i = 0; i < n; i++) {
+    float g = t->grad[i] * clip;
+    m[i] = b1 * m[i] + (1.0f - b1) * g;
+    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+    float update = (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
+    w[i] -= flr * (update + (i < n_decay ? wd * w[i] : 0.0f));
+  }
+}
+
+static us_status save_checkpoint(trainer *t, us_err *err) {
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_status st = us__lm_serialize(t->lm, &t->ts, &b, err);
+  if (st == US_OK) st = us_write_file_atomic(t->p->checkpoint_path, b.data, b.len, err);
+  us_buf_free(&b);
+  if (st != US_OK) us_err_prefix(err, "lm: checkpoint");
+  return st;
+}
+
+/* The model and optimiser state: from the checkpoint when resuming, else fresh. */
+static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us_err *err) {
+  const us_lm_train_params *p = t->p;
+  FILE *f = (p->resume && p->checkpoint_path) ? fopen(p->checkpoint_path, "rb") : NULL;
+  if (f) {
+    fclose(f);
+    char *data = NULL;
+    size_t len = 0;
+    us_status st = us_read_file(p->checkpoint_path, 0, &data, &len, err);
+    if (st != US_OK) return st;
+    bool has_state = false;
+    st = us__lm_parse((unsigned char *)data, len, p->checkpoint_path, &t->lm, &t->ts, &has_state,
+                      err);
+    free(data);
+    if (st == US_OK && !has_state)
+      st = us_err_set(err, US_ERR_FORMAT, "%s: a model file without a training state cannot be resumed",
+                      p->checkpoint_path);
+    return st;
+  }
+  us_lm_config c = {0};
+  us_status st = p->preset ? us_lm_config_preset(p->preset, &c, err) : US_OK;
+  if (st != US_OK) return st;
+  if (!p->preset) {
+    c.layers = p->layers;
+    c.dim = p->dim;
+    c.heads = p->heads;
+    c.context = p->context;
+  }
+  const char **texts = malloc((2 * n + 1) * sizeof *texts);
+  if (!texts) return us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
+  for (size_t i = 0; i < n; i++) {
+    texts[2 * i] = ex[i].prompt;
+    texts[2 * i + 1] = ex[i].answer;
+  }
+  us_bpe *bpe = NULL;
+  st = us_bpe_train(texts, 2 * n, p->vocab_size, &bpe, err);
+  free(texts);
+  if (st != US_OK) return st;
+  c.vocab = us_bpe_vocab_size(bpe);
+  c.hidden = us_lm_config_hidden(c.dim);
+  st = us_lm_new(&c, bpe, p->seed, &t->lm, err);
+  if (st != US_OK) return st;
+  t->ts.m = calloc(t->lm->n_params, sizeof(float));
+  t->ts.v = calloc(t->lm->n_params, sizeof(float));
+  if (!t->ts.m || !t->ts.v)
+    return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the optimiser state");
+  t->ts.seed = p->seed;
+  us_rng_seed(&t->ts.rng, p->seed ^ 0xda7aull);
+  return US_OK;
+}
+
+static us_status trainer_alloc(trainer *t, us_err *err) {
+  const us_lm_config *c = &t->lm->config;
+  t->B = t->p->batch_size;
+  t->T = c->context;
+  size_t N = (size_t)t->B * t->T;
+  us_status st = us__lm_acts_new(c, t->B, t->T, &t->acts, err);
+  if (st != US_OK) return st;
+  t->batch.tokens = malloc(N * sizeof(int32_t));
+  t->batch.targets = malloc(N * sizeof(int32_t));
+  t->batch.pos = malloc(N * sizeof(int32_t));
+  t->batch.doc = malloc(N * sizeof(int32_t));
+  t->batch.mask = malloc(N * sizeof(float));
+  t->row = malloc((size_t)(t->T + 1) * sizeof(int32_t));
+  t->perm = malloc((t->data.n ? t->data.n : 1) * sizeof(size_t));
+  t->grad = malloc(t->lm->n_params * sizeof(float));
+  if (!t->batch.tokens || !t->batch.targets || !t->batch.pos || !t->batch.doc ||
+      !t->batch.mask || !t->row || !t->perm || !t->grad)
+    return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the training buffers");
+  us__lm_params_point(t->grad, c, &t->g);
+  return US_OK;
+}
+
+static void trainer_free(trainer *t) {
+  us__lm_acts_free(&t->acts);
+  free(t->batch.tokens);
+  free(t->batch.targets);
+  free(t->batch.pos);
+  free(t->batch.doc);
+  free(t->batch.mask);
+  free(t->row);
+  free(t->perm);
+  free(t->grad);
+  free(t->ts.m);
+  free(t->ts.v);
+  corpus_free(&t->data);
+}
+
+us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples, size_t n,
+                      us_lm **out, us_err *err) {
+  *out = NULL;
+  if (n == 0) return us_err_set(err, US_ERR_INPUT, "lm: no training examples");
+  if (p->batch_size < 1 || p->steps < 0 || p->warmup_steps < 0 || p->lr <= 0)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "lm: batch_size %d, steps %d, warmup %d, lr %g: expected positive values",
+                      p->batch_size, p->steps, p->warmup_steps, p->lr);
+  if (p->checkpoint_every > 0 && !p->checkpoint_path)
+    return us_err_set(err, US_ERR_CONFIG, "lm: checkpoint_every is set but no checkpoint_path");
+  trainer t;
+  memset(&t, 0, sizeof t);
+  t.p = p;
+  us_blas_set_threads(p->threads > 0 ? p->threads : 1);
+  us_status st = trainer_model(&t, examples, n, err);
+  if (st == US_OK) st = corpus_build(t.lm->bpe, examples, n, t.lm->config.context, &t.data, err);
+  if (st == US_OK) st = trainer_alloc(&t, err);
+  if (st != US_OK) goto fail;
+  shuffle_epoch(&t);
+  double t0 = us_now();
+  long first = (long)t.ts.step;
+  for (long step = first; step < p->steps; step++) {
+    next_batch(&t);
+    double loss = us__lm_forward(t.lm, &t.acts, &t.batch, t.B, t.T);
+    memset(t.grad, 0, t.lm->n_params * sizeof(float));
+    us__lm_backward(t.lm, &t.acts, &t.batch, t.B, t.T, &t.g);
+    double lr = lr_at(p, step);
+    adamw_step(&t, lr);
+    t.ts.step = (uint64_t)step + 1;
+    if (p->losses) p->losses[step] = (float)loss;
+    if (p->checkpoint_every > 0 && t.ts.step % (uint64_t)p->checkpoint_every == 0 &&
+        (st = save_checkpoint(&t, err)) != US_OK)
+      goto fail;
+    if (p->progress) {
+      double dt = us_now() - t0, done = (double)(step + 1 - first);
+      us_lm_progress pr = {step + 1, p->steps, loss, lr,
+                           dt > 0 ? done * t.B * t.T / dt : 0.0,
+                           done > 0 ? dt / done * (double)(p->steps - step - 1) : 0.0,
+                           t.lm->n_params};
+      if (p->progress(&pr, p->progress_user) != 0) {
+        st = us_err_set(err, US_ERR_INTERRUPTED, "lm: training stopped at step %ld of %d",
+                        step + 1, p->steps);
+        goto fail;
+      }
+    }
+  }
+  *out = t.lm;
+  t.lm = NULL;
+fail:
+  us_lm_free(t.lm);
+  trainer_free(&t);
+  return st;
+}

@@ -66,9 +66,11 @@ show() {
 
 # start_mock [mock flags...]: starts a mock on an ephemeral port and waits until it listens.
 # Sets MOCK_PID, MOCK_PORT, MOCK_ROOT (http://127.0.0.1:PORT) and MOCK_URL (MOCK_ROOT/v1).
+MOCK_SEQ=0
 start_mock() {
-  local n=${#MOCK_PIDS[@]}
+  local n=$((MOCK_SEQ++))
   local port_file="$WORK/mock$n.port"
+  rm -f "$port_file"
   "$US_MOCK" --port 0 --port-file "$port_file" --die-with-parent "$@" 2>"$WORK/mock$n.log" &
   MOCK_PID=$!
   MOCK_PIDS+=("$MOCK_PID")

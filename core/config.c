@@ -785,16 +785,28 @@ static us_status parse_override_key(const load_ctx *x, const char *spec, size_t 
 
 /* The value of an override: JSON if it parses, else the text as a string. A value meant for a
  * string key stays a string even if it looks like a number (--set name=2024). */
-static cJSON *override_value(const char *key, size_t key_len, const char *text) {
+static bool key_wants_string(const char *key, size_t key_len) {
   char path[256];
   snprintf(path, sizeof path, "%.*s", (int)(key_len < 255 ? key_len : 255), key);
   const key_spec *k = find_key(path);
-  bool wants_string =
-      k && (k->kind == K_STRING || k->kind == K_NAME || k->kind == K_ENV_NAME || k->kind == K_URL ||
-            k->kind == K_PATH || k->kind == K_PRESET || k->kind == K_TASK_TYPE);
+  if (k)
+    return k->kind == K_STRING || k->kind == K_NAME || k->kind == K_ENV_NAME || k->kind == K_URL ||
+           k->kind == K_PATH || k->kind == K_PRESET || k->kind == K_TASK_TYPE;
+  /* free-form places whose values are strings: header values, data.inputs[N].path and the like */
+  if (strncmp(path, "teacher.headers.", 16) == 0) return true;
+  if (strncmp(path, "data.inputs[", 12) == 0) {
+    const char *close = strchr(path, ']');
+    if (!close) return false;
+    if (close[1] == '\0') return true; /* data.inputs[N]=file */
+    return in_list(leaf_of(path), INPUT_KEYS, sizeof INPUT_KEYS / sizeof *INPUT_KEYS);
+  }
+  return false;
+}
+
+static cJSON *override_value(const char *key, size_t key_len, const char *text) {
   const char *end = NULL;
   cJSON *v = cJSON_ParseWithOpts(text, &end, 1);
-  if (v && wants_string && (cJSON_IsNumber(v) || cJSON_IsBool(v))) {
+  if (v && key_wants_string(key, key_len) && (cJSON_IsNumber(v) || cJSON_IsBool(v))) {
     cJSON_Delete(v);
     v = NULL;
   }
@@ -1064,6 +1076,12 @@ static us_status load_tree(load_ctx *x, cJSON **root) {
 us_status us_config_load(const char *path, const char *const *overrides, int n_overrides,
                          us_config *c, us_err *err) {
   us_config_defaults(c);
+  if (!c->task.instructions || !c->task.template || !c->data.text_field || !c->data.id_field ||
+      !c->data.question_template || !c->data.answer_template || !c->teacher.base_url ||
+      !c->teacher.api_key_env) {
+    us_config_free(c);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory loading %s", path ? path : "config");
+  }
   load_ctx x = {
       .file = path, .overrides = overrides, .n_overrides = n_overrides, .c = c, .err = err};
   cJSON *root = NULL;

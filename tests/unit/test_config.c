@@ -319,8 +319,8 @@ static void wrong_type_should_name_file_key_expected_and_found(void **state) {
   expect_error(NULL, SET("task.labels={}"), "task.labels: expected an array of label strings",
                "found an object", NULL);
   expect_error(NULL, SET("teacher=[]"), "teacher: expected an object", "found an array", NULL);
-  expect_error(NULL, SET("data.inputs[0]=5"), "data.inputs[0]: expected a path string or an object",
-               "found the number 5", NULL);
+  expect_error(NULL, SET("data.inputs[0]=[5]"),
+               "data.inputs[0]: expected a path string or an object", "found an array", NULL);
   expect_error(NULL, SET("task.type=summarise"), "task.type: expected \"classify\" or \"generate\"",
                "found the string \"summarise\"", NULL);
   expect_error(NULL, SET("teacher.model=null"), "teacher.model: expected a string", "found null",
@@ -487,8 +487,11 @@ static void set_should_override_numbers_strings_nested_and_arrays(void **state) 
                             "data.inputs[1]={\"path\":\"held.csv\",\"split\":\"test\"}",
                             "teacher.seed=7",
                             "teacher.headers.X-Title=demo",
-                            "task.instructions=Be brief."};
-  if (load_json(VALID, sets, 12, &c, &err) != US_OK) fail_msg("%s", err.msg);
+                            "task.instructions=Be brief.",
+                            "data.inputs[1].format=csv",
+                            "teacher.headers.X-Version=2", /* header values stay text */
+                            "data.inputs[1].path=2024"};   /* so do paths */
+  if (load_json(VALID, sets, 15, &c, &err) != US_OK) fail_msg("%s", err.msg);
   assert_int_equal(c.teacher.concurrency, 4);
   assert_string_equal(c.teacher.model, "llama-3.1-8b");
   assert_string_equal(c.name, "2024"); /* a string key keeps a number-looking value as text */
@@ -502,13 +505,16 @@ static void set_should_override_numbers_strings_nested_and_arrays(void **state) 
   char want[PATH_MAX + 32];
   snprintf(want, sizeof want, "%s/other.jsonl", tmp_dir);
   assert_string_equal(c.data.inputs[0].path, want);
-  snprintf(want, sizeof want, "%s/held.csv", tmp_dir);
+  assert_string_equal(c.data.inputs[1].format, "csv");
+  snprintf(want, sizeof want, "%s/2024", tmp_dir); /* held.csv, then --set path=2024 */
   assert_string_equal(c.data.inputs[1].path, want);
   assert_int_equal(c.data.inputs[1].split, US_SPLIT_TEST);
   assert_true(c.teacher.has_seed);
   assert_int_equal(c.teacher.seed, 7);
-  assert_int_equal(c.teacher.n_headers, 1);
+  assert_int_equal(c.teacher.n_headers, 2);
   assert_string_equal(c.teacher.headers[0].value, "demo");
+  assert_string_equal(c.teacher.headers[1].name, "X-Version");
+  assert_string_equal(c.teacher.headers[1].value, "2");
   assert_string_equal(c.task.instructions, "Be brief.");
   snprintf(want, sizeof want, "%s/out/2024", tmp_dir);
   assert_string_equal(c.output, want);

@@ -313,7 +313,10 @@ static void describe(const cJSON *v, char *out, size_t cap) {
     text[n] = '\0';
     snprintf(out, cap, "the string \"%s%s\"", text, s[n] ? "..." : "");
   } else if (cJSON_IsNumber(v)) {
-    snprintf(out, cap, "the number %.17g", v->valuedouble);
+    char num[32]; /* shortest of 15 or 17 digits that reads back exactly: 0.95, not 0.9499... */
+    snprintf(num, sizeof num, "%.15g", v->valuedouble);
+    if (strtod(num, NULL) != v->valuedouble) snprintf(num, sizeof num, "%.17g", v->valuedouble);
+    snprintf(out, cap, "the number %s", num);
   } else if (cJSON_IsBool(v)) {
     snprintf(out, cap, "%s", cJSON_IsTrue(v) ? "true" : "false");
   } else if (cJSON_IsNull(v)) {

@@ -338,7 +338,7 @@ static void out_of_range_should_name_the_range(void **state) {
   expect_error(NULL, SET("teacher.budget_usd=-1"), "teacher.budget_usd: expected a number >= 0",
                "found the number -1", NULL);
   expect_error(NULL, SET("data.test_fraction=0.95"),
-               "data.test_fraction: expected a number in [0, 0.9]", NULL);
+               "data.test_fraction: expected a number in [0, 0.9], found the number 0.95", NULL);
   expect_error(NULL, SET("student.buckets=200000000"),
                "student.buckets: expected an integer in [0, 100000000]", NULL);
   expect_error(NULL, SET("student.hidden=[64,0]"),

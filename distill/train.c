@@ -1,0 +1,433 @@
+/* The train stage: targets from the workspace in, student.bin and its curves out. */
+#include "distill/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/hash.h"
+#include "distill/request.h"
+#include "student/classifier.h"
+#include "student/lm.h"
+
+char *us_train_model_path(const us_config *c) {
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_buf_printf(&b, "%s/student.bin", c->output);
+  return us_buf_steal(&b);
+}
+
+bool us_train_is_validation(const char *prompt_hash, uint64_t seed, double fraction) {
+  uint64_t h = us_hash64(prompt_hash, strlen(prompt_hash), seed ^ 0x76616c6964ull /* "valid" */);
+  return (double)(h >> 11) * 0x1.0p-53 < fraction;
+}
+
+/* One train-split prompt with the teacher's usable answer. */
+typedef struct example_row {
+  char *text;
+  int label;       /* classify */
+  float *soft;     /* classify, n_labels or NULL */
+  char *answer;    /* generate */
+  bool validation;
+} example_row;
+
+typedef struct example_set {
+  example_row *rows;
+  size_t n;
+  us_buf fingerprint; /* what the model depends on: keys, labels, settings */
+} example_set;
+
+static void example_set_free(example_set *s) {
+  for (size_t i = 0; i < s->n; i++) {
+    free(s->rows[i].text);
+    free(s->rows[i].soft);
+    free(s->rows[i].answer);
+  }
+  free(s->rows);
+  us_buf_free(&s->fingerprint);
+}
+
+/* Reads the train split and each prompt's target for the current request. */
+static us_status gather(const us_config *c, us_cache *cache, example_set *set,
+                        us_train_summary *sum, us_err *err) {
+  us_prompt *prompts = NULL;
+  size_t n = 0;
+  us_status st = us_cache_prompts_list(cache, US_SPLIT_TRAIN, &prompts, &n, err);
+  if (st) return st;
+  set->rows = calloc(n ? n : 1, sizeof *set->rows);
+  if (!set->rows) {
+    us_prompts_free(prompts, n);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory gathering %zu training prompts", n);
+  }
+  for (size_t i = 0; i < n && !st; i++) {
+    char *body = NULL, key[65];
+    st = us_request_build(c, prompts[i].text, &body, key, err);
+    free(body);
+    if (st) break;
+    us_target t;
+    bool found = false;
+    st = us_cache_target_get(cache, key, &t, &found, err);
+    if (st) break;
+    if (!found) {
+      sum->skipped_missing++;
+      continue;
+    }
+    example_row *r = &set->rows[set->n];
+    if (c->task.type == US_TASK_CLASSIFY) {
+      int label = t.label && t.status == US_TARGET_OK ? us_config_label_index(c, t.label) : -1;
+      if (label < 0) {
+        sum->skipped_unparsed++;
+        us_target_free_fields(&t);
+        continue;
+      }
+      r->label = label;
+      if (t.soft && t.n_soft == c->task.n_labels) {
+        r->soft = t.soft;
+        t.soft = NULL;
+        sum->n_soft++;
+      }
+    } else {
+      if (!t.text || !t.text[0]) {
+        sum->skipped_unparsed++;
+        us_target_free_fields(&t);
+        continue;
+      }
+      r->answer = us_strdup(t.text);
+    }
+    r->text = us_strdup(prompts[i].text);
+    r->validation = us_train_is_validation(prompts[i].hash, c->student.seed,
+                                           c->student.validation_fraction);
+    us_buf_printf(&set->fingerprint, "%s %d %s\n", key, r->label, r->soft ? "soft" : "hard");
+    set->n++;
+    us_target_free_fields(&t);
+    if (!r->text || (c->task.type == US_TASK_GENERATE && !r->answer))
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory gathering training prompts");
+  }
+  us_prompts_free(prompts, n);
+  return st;
+}
+
+static void classifier_params_from_config(const us_config *c, us_classifier_params *p) {
+  us_classifier_params_defaults(p);
+  p->dim = c->student.dim;
+  p->word_ngrams = c->student.word_ngrams;
+  p->minn = c->student.minn;
+  p->maxn = c->student.maxn;
+  p->buckets = c->student.buckets;
+  p->n_hidden = c->student.n_hidden;
+  for (int i = 0; i < c->student.n_hidden && i < US_CLASSIFIER_MAX_HIDDEN; i++)
+    p->hidden[i] = c->student.hidden[i];
+  p->dropout = c->student.dropout;
+  p->epochs = c->student.epochs;
+  p->lr = c->student.lr;
+  p->kd_temperature = c->student.kd_temperature;
+  p->label_smoothing = c->student.label_smoothing;
+  p->patience = c->student.patience;
+  p->threads = c->student.threads;
+  p->seed = c->student.seed;
+  p->quantize = c->student.quantize;
+}
+
+static void lm_params_from_config(const us_config *c, us_lm_train_params *p) {
+  us_lm_train_params_defaults(p);
+  p->preset = c->student.preset;
+  p->layers = c->student.layers;
+  p->dim = c->student.lm_dim;
+  p->heads = c->student.heads;
+  p->context = c->student.context;
+  p->vocab_size = c->student.vocab_size;
+  p->steps = c->student.steps;
+  p->batch_size = c->student.batch_size;
+  p->warmup_steps = c->student.warmup_steps;
+  p->lr = c->student.lm_lr;
+  p->weight_decay = c->student.weight_decay;
+  p->grad_clip = c->student.grad_clip;
+  p->checkpoint_every = c->student.checkpoint_every;
+  p->seed = c->student.seed;
+  p->threads = c->student.threads;
+}
+
+/* Settings that change the model go into the fingerprint. */
+static void fingerprint_settings(const us_config *c, us_buf *fp) {
+  if (c->task.type == US_TASK_CLASSIFY) {
+    us_classifier_params p;
+    classifier_params_from_config(c, &p);
+    us_buf_printf(fp, "classify dim=%d wn=%d minn=%d maxn=%d b=%d h=%d", p.dim, p.word_ngrams,
+                  p.minn, p.maxn, p.buckets, p.n_hidden);
+    for (int i = 0; i < p.n_hidden; i++) us_buf_printf(fp, ",%d", p.hidden[i]);
+    us_buf_printf(fp, " do=%g ep=%d lr=%g kd=%g ls=%g pat=%d th=%d seed=%llu q=%d vf=%g\n",
+                  p.dropout, p.epochs, p.lr, p.kd_temperature, p.label_smoothing, p.patience,
+                  p.threads, (unsigned long long)p.seed, (int)p.quantize,
+                  c->student.validation_fraction);
+    for (int i = 0; i < c->task.n_labels; i++) us_buf_printf(fp, "label %s\n", c->task.labels[i]);
+  } else {
+    us_lm_train_params p;
+    lm_params_from_config(c, &p);
+    us_buf_printf(fp, "generate preset=%s l=%d d=%d h=%d ctx=%d v=%d steps=%d bs=%d wu=%d lr=%g "
+                  "wd=%g clip=%g seed=%llu\n", p.preset ? p.preset : "-", p.layers, p.dim,
+                  p.heads, p.context, p.vocab_size, p.steps, p.batch_size, p.warmup_steps, p.lr,
+                  p.weight_decay, p.grad_clip, (unsigned long long)p.seed);
+  }
+}
+
+/* True when the "train" result carries this fingerprint and the model file is there. */
+static bool up_to_date(us_cache *cache, const char *fingerprint, const char *model_path,
+                       us_train_summary *sum) {
+  char *json = NULL;
+  bool found = false;
+  us_err ignored;
+  struct stat sb;
+  if (stat(model_path, &sb) != 0) return false;
+  if (us_cache_result_get(cache, "train", &json, &found, &ignored) || !found) return false;
+  cJSON *root = cJSON_Parse(json);
+  free(json);
+  const cJSON *fp = cJSON_GetObjectItemCaseSensitive(root, "fingerprint");
+  bool same = cJSON_IsString(fp) && strcmp(fp->valuestring, fingerprint) == 0;
+  if (same) {
+    const cJSON *it;
+#define GET(field, name) \
+  if ((it = cJSON_GetObjectItemCaseSensitive(root, name)) && cJSON_IsNumber(it)) \
+    sum->field = it->valuedouble;
+    GET(n_train, "n_train") GET(n_valid, "n_valid") GET(n_soft, "n_soft")
+    GET(epochs, "epochs") GET(best_valid_acc, "best_valid_acc") GET(final_loss, "final_loss")
+    GET(wall_s, "wall_s") GET(cpu_s, "cpu_s") GET(params, "params")
+#undef GET
+    sum->model_bytes = sb.st_size;
+  }
+  cJSON_Delete(root);
+  return same;
+}
+
+static us_status save_result(us_cache *cache, const char *fingerprint, const us_train_summary *s,
+                             us_err *err) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "fingerprint", fingerprint);
+  cJSON_AddNumberToObject(o, "n_train", (double)s->n_train);
+  cJSON_AddNumberToObject(o, "n_valid", (double)s->n_valid);
+  cJSON_AddNumberToObject(o, "n_soft", (double)s->n_soft);
+  cJSON_AddNumberToObject(o, "skipped_unparsed", (double)s->skipped_unparsed);
+  cJSON_AddNumberToObject(o, "skipped_missing", (double)s->skipped_missing);
+  cJSON_AddNumberToObject(o, "epochs", s->epochs);
+  cJSON_AddNumberToObject(o, "best_valid_acc", s->best_valid_acc);
+  cJSON_AddNumberToObject(o, "final_loss", s->final_loss);
+  cJSON_AddNumberToObject(o, "wall_s", s->wall_s);
+  cJSON_AddNumberToObject(o, "cpu_s", s->cpu_s);
+  cJSON_AddNumberToObject(o, "params", (double)s->params);
+  cJSON_AddNumberToObject(o, "model_bytes", (double)s->model_bytes);
+  char *json = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!json) return us_err_set(err, US_ERR_NOMEM, "out of memory saving the train result");
+  us_status st = us_cache_result_put(cache, "train", json, err);
+  free(json);
+  return st;
+}
+
+/* ---- classifier ------------------------------------------------------------------------- */
+
+typedef struct epoch_log {
+  us_epoch_info *epochs;
+  int n, cap;
+  const us_train_options *opt;
+} epoch_log;
+
+static void on_epoch(void *user, const us_epoch_info *e) {
+  epoch_log *log = user;
+  if (log->n < log->cap) log->epochs[log->n++] = *e;
+  if (log->opt && log->opt->progress) {
+    char line[256];
+    snprintf(line, sizeof line,
+             "epoch %3d  train loss %.4f  valid loss %.4f  valid acc %.2f%%  lr %.3g  %.1fs",
+             e->epoch, e->train_loss, e->valid_loss, 100 * e->valid_acc, e->lr, e->seconds);
+    log->opt->progress(log->opt->progress_user, line);
+  }
+}
+
+static us_status store_curves(us_cache *cache, const epoch_log *log, us_err *err) {
+  int64_t run_id = 0;
+  us_status st = us_cache_run_begin(cache, "train", &run_id, err);
+  if (st) return st;
+  st = us_cache_begin(cache, err);
+  for (int i = 0; i < log->n && !st; i++) {
+    const us_epoch_info *e = &log->epochs[i];
+    st = us_cache_curve_add(cache, run_id, "train_loss", e->epoch, e->train_loss, err);
+    if (!st) st = us_cache_curve_add(cache, run_id, "valid_loss", e->epoch, e->valid_loss, err);
+    if (!st) st = us_cache_curve_add(cache, run_id, "valid_acc", e->epoch, e->valid_acc, err);
+  }
+  if (st) {
+    us_cache_rollback(cache, NULL);
+    return st;
+  }
+  st = us_cache_commit(cache, err);
+  if (!st) st = us_cache_run_end(cache, run_id, "ok", err);
+  return st;
+}
+
+static us_status train_classifier(const us_config *c, us_cache *cache, const example_set *set,
+                                  const us_train_options *opt, const char *path,
+                                  us_train_summary *sum, us_err *err) {
+  us_example *train = calloc(set->n + 1, sizeof *train);
+  us_example *valid = calloc(set->n + 1, sizeof *valid);
+  epoch_log log = {calloc((size_t)c->student.epochs + 1, sizeof(us_epoch_info)), 0,
+                   c->student.epochs + 1, opt};
+  us_classifier *model = NULL;
+  us_status st = US_OK;
+  if (!train || !valid || !log.epochs) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory preparing %zu examples", set->n);
+    goto done;
+  }
+  size_t nt = 0, nv = 0;
+  for (size_t i = 0; i < set->n; i++) {
+    us_example *e = set->rows[i].validation ? &valid[nv++] : &train[nt++];
+    e->text = set->rows[i].text;
+    e->label = set->rows[i].label;
+    e->soft = set->rows[i].soft;
+  }
+  sum->n_train = (int64_t)nt;
+  sum->n_valid = (int64_t)nv;
+  us_classifier_params p;
+  classifier_params_from_config(c, &p);
+  double wall0 = us_now(), cpu0 = us_cpu_time();
+  st = us_classifier_train(&p, c->task.labels, c->task.n_labels, train, nt, valid, nv, on_epoch,
+                           &log, &model, err);
+  sum->wall_s = us_now() - wall0;
+  sum->cpu_s = us_cpu_time() - cpu0;
+  if (st) {
+    us_err_prefix(err, "training the classifier");
+    goto done;
+  }
+  sum->epochs = log.n;
+  for (int i = 0; i < log.n; i++) {
+    if (log.epochs[i].valid_acc > sum->best_valid_acc) sum->best_valid_acc = log.epochs[i].valid_acc;
+    sum->final_loss = log.epochs[i].train_loss;
+  }
+  sum->params = us_classifier_param_count(model);
+  st = us_classifier_save(model, path, err);
+  if (!st) st = store_curves(cache, &log, err);
+done:
+  us_classifier_free(model);
+  free(train);
+  free(valid);
+  free(log.epochs);
+  return st;
+}
+
+/* ---- language model --------------------------------------------------------------------- */
+
+typedef struct lm_progress_state {
+  const us_train_options *opt;
+  us_curve_point *losses;
+  long n, cap;
+  double last_report;
+} lm_progress_state;
+
+static int on_lm_step(const us_lm_progress *p, void *user) {
+  lm_progress_state *s = user;
+  if (s->n < s->cap) s->losses[s->n++] = (us_curve_point){(double)p->step, p->loss};
+  double now = us_now();
+  if (s->opt && s->opt->progress && (now - s->last_report > 2.0 || p->step == p->steps)) {
+    char line[256];
+    snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.3g  %.0f tok/s  ETA %.0fs",
+             p->step, p->steps, p->loss, p->lr, p->tokens_per_sec, p->eta_sec);
+    s->opt->progress(s->opt->progress_user, line);
+    s->last_report = now;
+  }
+  return s->opt && s->opt->stop && *s->opt->stop ? 1 : 0;
+}
+
+static us_status train_lm(const us_config *c, us_cache *cache, const example_set *set,
+                          const us_train_options *opt, const char *path, us_train_summary *sum,
+                          us_err *err) {
+  us_lm_example *ex = calloc(set->n + 1, sizeof *ex);
+  us_lm_train_params p;
+  lm_params_from_config(c, &p);
+  lm_progress_state state = {opt, calloc((size_t)p.steps + 1, sizeof(us_curve_point)), 0,
+                             p.steps + 1, 0};
+  us_buf ckpt;
+  us_buf_init(&ckpt, 0);
+  us_lm *lm = NULL;
+  us_status st = US_OK;
+  if (!ex || !state.losses) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory preparing %zu examples", set->n);
+    goto done;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < set->n; i++)
+    if (!set->rows[i].validation) ex[n++] = (us_lm_example){set->rows[i].text, set->rows[i].answer};
+  sum->n_train = (int64_t)n;
+  sum->n_valid = (int64_t)(set->n - n);
+  us_buf_printf(&ckpt, "%s/student.ckpt", c->output);
+  p.checkpoint_path = ckpt.data;
+  p.resume = true;
+  p.progress = on_lm_step;
+  p.progress_user = &state;
+  double wall0 = us_now(), cpu0 = us_cpu_time();
+  st = us_lm_train(&p, ex, n, &lm, err);
+  sum->wall_s = us_now() - wall0;
+  sum->cpu_s = us_cpu_time() - cpu0;
+  if (st) {
+    if (st != US_ERR_INTERRUPTED) us_err_prefix(err, "training the language model");
+    goto done;
+  }
+  sum->epochs = (int)state.n;
+  sum->final_loss = state.n ? state.losses[state.n - 1].y : 0;
+  sum->params = (int64_t)us_lm_n_params(lm);
+  st = us_lm_save(lm, path, err);
+  if (st) goto done;
+  int64_t run_id = 0;
+  st = us_cache_run_begin(cache, "train", &run_id, err);
+  if (!st) st = us_cache_begin(cache, err);
+  for (long i = 0; i < state.n && !st; i++)
+    st = us_cache_curve_add(cache, run_id, "train_loss", state.losses[i].x, state.losses[i].y, err);
+  if (!st) st = us_cache_commit(cache, err);
+  if (!st) st = us_cache_run_end(cache, run_id, "ok", err);
+done:
+  us_lm_free(lm);
+  free(ex);
+  free(state.losses);
+  us_buf_free(&ckpt);
+  return st;
+}
+
+us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_options *opt,
+                         us_train_summary *sum, us_err *err) {
+  memset(sum, 0, sizeof *sum);
+  example_set set = {0};
+  us_buf_init(&set.fingerprint, 0);
+  char *path = us_train_model_path(c);
+  snprintf(sum->model_path, sizeof sum->model_path, "%s", path);
+  us_status st = gather(c, cache, &set, sum, err);
+  if (st) goto done;
+  size_t n_usable = set.n;
+  if (n_usable == 0) {
+    st = us_err_set(err, US_ERR_STATE,
+                    "no training examples: none of the train split's prompts has a usable teacher "
+                    "answer (%lld unlabelled, %lld unparsed); run `understudy label` first",
+                    (long long)sum->skipped_missing, (long long)sum->skipped_unparsed);
+    goto done;
+  }
+  fingerprint_settings(c, &set.fingerprint);
+  char fp[65];
+  us_sha256_hex(set.fingerprint.data, set.fingerprint.len, fp);
+  if (!(opt && opt->force) && up_to_date(cache, fp, path, sum)) {
+    sum->up_to_date = true;
+    goto done;
+  }
+  if (c->task.type == US_TASK_CLASSIFY)
+    st = train_classifier(c, cache, &set, opt, path, sum, err);
+  else
+    st = train_lm(c, cache, &set, opt, path, sum, err);
+  if (st) goto done;
+  struct stat sb;
+  if (stat(path, &sb) == 0) sum->model_bytes = sb.st_size;
+  st = save_result(cache, fp, sum, err);
+done:
+  example_set_free(&set);
+  free(path);
+  return st;
+}

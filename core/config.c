@@ -310,6 +310,7 @@ static void describe(const cJSON *v, char *out, size_t cap) {
     size_t n = 0;
     const char *s = v->valuestring;
     for (; s[n] && n < 40; n++) text[n] = ((unsigned char)s[n] < 0x20) ? '?' : s[n];
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* never cut a UTF-8 character */
     text[n] = '\0';
     snprintf(out, cap, "the string \"%s%s\"", text, s[n] ? "..." : "");
   } else if (cJSON_IsNumber(v)) {
@@ -1121,7 +1122,7 @@ fail:
 
 /* ---- rendering ------------------------------------------------------------------------------- */
 
-/* Replaces {text} and {labels} in one pass, so placeholders inside the inserted text stay as
+/* Replaces {text} and {labels} in one pass, so markers inside the inserted text stay as
  * they are. */
 static us_status fill_template(const char *tpl, const char *text, const char *labels, char **out) {
   us_buf b;

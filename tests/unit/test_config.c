@@ -592,13 +592,13 @@ static void render_should_fill_text_and_labels_once(void **state) {
   us_err err = {0};
   if (load_json(VALID, NULL, 0, &c, &err) != US_OK) fail_msg("%s", err.msg);
   char *system = NULL, *user = NULL;
-  const char *text = "Is {labels} a {text} placeholder?";
+  const char *text = "Is {labels} a {text} marker?";
   assert_int_equal(us_config_render(&c, text, &system, &user, &err), US_OK);
   assert_string_equal(system,
                       "You are a careful classifier. Reply with exactly one label from the list.");
   assert_string_equal(user,
                       "Classify this message into one of: yes, no.\nAnswer with the label "
-                      "only.\n\nMessage:\nIs {labels} a {text} placeholder?");
+                      "only.\n\nMessage:\nIs {labels} a {text} marker?");
   /* the text is recoverable: it is everything after the fixed prefix */
   const char *marker = "\n\nMessage:\n";
   const char *at = strstr(user, marker);

@@ -4,10 +4,12 @@
 #include "distill/teacher.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -78,6 +80,8 @@ typedef struct teacher {
   size_t n_retry;
 
   CURLM *multi;
+  int epoll_fd;     /* the sockets curl asks us to watch (multi_socket interface) */
+  double timer_at;  /* when curl wants its timeout handling; < 0: never */
   slot *slots;
   int n_slots, in_flight;
   struct curl_slist *headers;
@@ -85,6 +89,7 @@ typedef struct teacher {
   char *safe_url; /* the same without credentials: the only form in messages */
   char *api_key;  /* kept to scrub it from anything stored or shown; NULL if none */
   size_t api_key_len;
+  float *soft; /* scratch: one soft distribution over task.labels */
 
   double spent_before, spent_run, in_flight_worst;
   us__bucket rpm, tpm;
@@ -173,40 +178,52 @@ fail:
 
 /* ---- the prompts and what is already cached ------------------------------------------- */
 
-/* Parses a cached response into the prompt's target. A cached body that no longer parses is
- * kept as an unparsed target with the raw body as its text. */
-static us_status put_target(teacher *t, const char *key, int64_t prompt_id, const char *body,
-                            us_err *err) {
+/* A response body read once: its content (NULL when the body does not parse), usage, and the
+ * soft distribution, which lives in the teacher's scratch array t->soft. */
+typedef struct answer {
+  char *content;
+  int prompt_tokens, completion_tokens;
+  bool has_soft;
+} answer;
+
+static us_status answer_parse(teacher *t, const char *body, answer *a, us_err *err) {
   const us_config *c = t->c;
   bool classify = c->task.type == US_TASK_CLASSIFY;
-  char *content = NULL;
-  int pt, ct;
-  bool has_soft = false;
-  float *soft = classify ? calloc((size_t)c->task.n_labels, sizeof *soft) : NULL;
-  if (classify && !soft) return us_err_set(err, US_ERR_NOMEM, "out of memory");
+  a->has_soft = false;
+  return us_response_parse(body, classify ? c->task.labels : NULL, classify ? c->task.n_labels : 0,
+                           &a->content, &a->prompt_tokens, &a->completion_tokens,
+                           classify ? t->soft : NULL, classify ? &a->has_soft : NULL, err);
+}
+
+/* Stores the target an answer means for prompt_id: the mapped label (and soft distribution)
+ * for classify, the text for generate. A body that did not parse (a->content NULL) is kept as
+ * an unparsed target with the raw body as its text. */
+static us_status target_store(teacher *t, const char *key, int64_t prompt_id, const char *body,
+                              const answer *a, us_err *err) {
+  const us_config *c = t->c;
   us_target target;
   memset(&target, 0, sizeof target);
   memcpy(target.key, key, 65);
   target.prompt_id = prompt_id;
-  if (us_response_parse(body, c->task.labels, c->task.n_labels, &content, &pt, &ct, soft,
-                        &has_soft, NULL) != US_OK) {
-    target.text = (char *)body;
-    target.status = US_TARGET_UNPARSED;
-  } else if (classify) {
-    int k = us_answer_map_label(content, c->task.labels, c->task.n_labels);
-    target.text = content;
+  target.text = a->content ? a->content : (char *)body;
+  target.status = a->content ? US_TARGET_OK : US_TARGET_UNPARSED;
+  if (a->content && c->task.type == US_TASK_CLASSIFY) {
+    int k = us_answer_map_label(a->content, c->task.labels, c->task.n_labels);
     target.label = k >= 0 ? c->task.labels[k] : NULL;
     target.status = k >= 0 ? US_TARGET_OK : US_TARGET_UNPARSED;
-    target.soft = has_soft ? soft : NULL;
-    target.n_soft = has_soft ? c->task.n_labels : 0;
-  } else {
-    target.text = content;
-    target.status = US_TARGET_OK;
+    target.soft = a->has_soft ? t->soft : NULL;
+    target.n_soft = a->has_soft ? c->task.n_labels : 0;
   }
   if (target.status == US_TARGET_UNPARSED) t->stats->unparsed++;
-  us_status st = us_cache_target_put(t->cache, &target, err);
-  free(content);
-  free(soft);
+  return us_cache_target_put(t->cache, &target, err);
+}
+
+static us_status put_target(teacher *t, const char *key, int64_t prompt_id, const char *body,
+                            us_err *err) {
+  answer a;
+  answer_parse(t, body, &a, NULL);
+  us_status st = target_store(t, key, prompt_id, body, &a, err);
+  free(a.content);
   return st;
 }
 
@@ -238,9 +255,10 @@ static us_status plan(teacher *t, us_err *err) {
   us_status st = us_cache_prompts_list(t->cache, -1, &prompts, &n, err);
   if (st) return st;
   t->stats->total = (int64_t)n;
+  t->soft = calloc((size_t)(c->task.n_labels > 0 ? c->task.n_labels : 1), sizeof *t->soft);
   t->jobs = calloc(n ? n : 1, sizeof *t->jobs);
   t->retry = calloc(n ? n : 1, sizeof *t->retry);
-  if (!t->jobs || !t->retry) {
+  if (!t->jobs || !t->retry || !t->soft) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory planning %zu requests", n);
     goto done;
   }
@@ -339,9 +357,9 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
 }
 
 /* A 200 with a well-formed body: store the call (cost from its usage), then its target. */
-static void record_answer(teacher *t, job *j, slot *s, int prompt_tokens, int completion_tokens,
-                          double now) {
+static void record_answer(teacher *t, job *j, slot *s, const answer *a, double now) {
   const us_config *c = t->c;
+  int prompt_tokens = a->prompt_tokens, completion_tokens = a->completion_tokens;
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
   if (prompt_tokens < 0) prompt_tokens = (int)prompt_token_bound(j->body_len);
   if (completion_tokens < 0) completion_tokens = c->teacher.max_tokens;
@@ -363,7 +381,7 @@ static void record_answer(teacher *t, job *j, slot *s, int prompt_tokens, int co
   bool existed = false;
   us_status st = txn_begin(t, &err);
   if (!st) st = us_cache_call_put(t->cache, &call, &existed, &err);
-  if (!st) st = put_target(t, j->key, j->prompt_id, s->response.data, &err);
+  if (!st) st = target_store(t, j->key, j->prompt_id, s->response.data, a, &err);
   if (st) {
     set_fatal(t, st, &err);
     return;
@@ -453,15 +471,12 @@ static void on_done(teacher *t, slot *s, CURLcode rc, double now) {
   scrub_key(t, s->response.data, s->response.len);
   if (code == 200) {
     us_err err = {0};
-    char *content = NULL;
-    int pt, ct;
-    us_status st = us_response_parse(s->response.data, NULL, 0, &content, &pt, &ct, NULL, NULL,
-                                     &err);
-    free(content);
-    if (st)
+    answer a;
+    if (answer_parse(t, s->response.data, &a, &err))
       retry_or_fail(t, j, s, 200, err.msg, now);
     else
-      record_answer(t, j, s, pt, ct, now);
+      record_answer(t, j, s, &a, now);
+    free(a.content);
     return;
   }
   server_message(s->response.data, msg, sizeof msg);
@@ -608,12 +623,49 @@ static size_t on_header(char *data, size_t size, size_t n, void *user) {
   return size * n;
 }
 
+/* curl's socket callback: mirror its interest in a socket into the epoll set. Only sockets
+ * with events are then handed to curl, so a pass costs what is ready, not what is in flight. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *user, void *socket_user) {
+  (void)easy;
+  teacher *t = user;
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, fd, NULL); /* curl may have closed it already */
+    curl_multi_assign(t->multi, fd, NULL);
+    return 0;
+  }
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+  ev.data.fd = fd;
+  /* socket_user marks a socket already in the set; a stale registration is fixed up */
+  int op = socket_user ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  if (epoll_ctl(t->epoll_fd, op, fd, &ev) != 0 &&
+      epoll_ctl(t->epoll_fd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)
+    return -1;
+  if (!socket_user) curl_multi_assign(t->multi, fd, t);
+  return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *user) {
+  (void)multi;
+  teacher *t = user;
+  t->timer_at = timeout_ms < 0 ? -1 : us_now() + (double)timeout_ms / 1000.0;
+  return 0;
+}
+
 static us_status setup_transfers(teacher *t, bool https, us_err *err) {
   const us_config *c = t->c;
   t->n_slots = c->teacher.concurrency;
   t->slots = calloc((size_t)t->n_slots, sizeof *t->slots);
   t->multi = curl_multi_init();
   if (!t->slots || !t->multi) return us_err_set(err, US_ERR_NOMEM, "out of memory");
+  t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (t->epoll_fd < 0) return us_err_set(err, US_ERR_IO, "epoll_create1: %s", strerror(errno));
+  t->timer_at = -1;
+  curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
+  curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
   long conns = t->n_slots;
   curl_multi_setopt(t->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   curl_multi_setopt(t->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
@@ -715,6 +767,28 @@ static void abort_in_flight(teacher *t) {
   t->in_flight_worst = 0;
 }
 
+/* Waits for socket events (or curl's timer, or until something may start) and lets curl
+ * handle just those sockets. */
+static void move_transfers(teacher *t, double wake) {
+  double now = us_now();
+  if (t->timer_at >= 0 && t->timer_at - now < wake) wake = t->timer_at - now;
+  int timeout_ms = wake <= 0 ? 0 : (int)(wake * 1000) + 1;
+  if (timeout_ms > POLL_MAX_MS) timeout_ms = POLL_MAX_MS;
+  struct epoll_event events[128];
+  int n = epoll_wait(t->epoll_fd, events, 128, timeout_ms);
+  int running = 0;
+  for (int i = 0; i < n; i++) {
+    int flags = (events[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                (events[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                (events[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+    curl_multi_socket_action(t->multi, events[i].data.fd, flags, &running);
+  }
+  if (t->timer_at >= 0 && us_now() >= t->timer_at) {
+    t->timer_at = -1;
+    curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  }
+}
+
 /* The transfer loop: start what may start, move the transfers, take in what finished. */
 static void run_loop(teacher *t) {
   for (;;) {
@@ -729,17 +803,12 @@ static void run_loop(teacher *t) {
       double w = start_ready(t, now);
       if (w < wake) wake = w;
     }
-    int running = 0;
-    curl_multi_perform(t->multi, &running);
+    bool nothing_to_start = t->interrupted || t->budget_stop || t->fatal || t->n_open == 0;
+    if (t->in_flight == 0 && nothing_to_start) break;
+    move_transfers(t, wake);
     drain(t);
     if (t->fatal) abort_in_flight(t);
     report_progress(t, us_now(), false);
-    bool nothing_to_start = t->interrupted || t->budget_stop || t->fatal || t->n_open == 0;
-    if (t->in_flight == 0 && nothing_to_start) break;
-    int timeout_ms = (int)(wake * 1000);
-    if (timeout_ms < 1 && t->in_flight == 0) timeout_ms = 1;
-    if (timeout_ms > POLL_MAX_MS) timeout_ms = POLL_MAX_MS;
-    curl_multi_poll(t->multi, NULL, 0, timeout_ms, NULL);
   }
 }
 
@@ -757,11 +826,13 @@ static void teacher_free(teacher *t) {
   }
   free(t->slots);
   if (t->multi) curl_multi_cleanup(t->multi);
+  if (t->epoll_fd >= 0) close(t->epoll_fd);
   for (struct curl_slist *l = t->headers; l; l = l->next) explicit_bzero(l->data, strlen(l->data));
   curl_slist_free_all(t->headers);
   for (size_t i = 0; t->jobs && i < t->n_jobs; i++) free(t->jobs[i].body);
   free(t->jobs);
   free(t->retry);
+  free(t->soft);
   free(t->url);
   free(t->safe_url);
   if (t->api_key) explicit_bzero(t->api_key, t->api_key_len);
@@ -798,6 +869,7 @@ us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_o
   memset(stats, 0, sizeof *stats);
   teacher t;
   memset(&t, 0, sizeof t);
+  t.epoll_fd = -1;
   t.c = c, t.cache = cache, t.opt = opt, t.stats = stats;
   t.started = us_now();
   t.cpu_started = us_cpu_time();

@@ -150,9 +150,11 @@ us_status us__load_csv(us__prompt_sink *sink, const char *path, char delimiter, 
   us_buf scratch;
   us_buf_init(&scratch, 0);
   struct csv_parser parser;
-  /* Strict (RFC 4180) quoting: a lenient parser would let one stray or unclosed quote swallow
-   * every record after it without a word. */
-  if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI) != 0)
+  /* CSV: strict (RFC 4180) quoting, since a lenient parser would let one stray or unclosed
+   * quote swallow every record after it without a word. TSV writers mostly leave quotes in
+   * fields as they are ('5" screen'), so there a quote inside a field is just a character. */
+  unsigned char options = delimiter == ',' ? CSV_STRICT | CSV_STRICT_FINI : CSV_STRICT_FINI;
+  if (csv_init(&parser, options) != 0)
     return us_err_set(err, US_ERR_NOMEM, "%s: out of memory", sink->source);
   csv_set_delim(&parser, (unsigned char)delimiter);
   us__line_reader r;

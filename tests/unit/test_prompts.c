@@ -236,7 +236,7 @@ static void csv_should_report_an_unclosed_quote_with_its_line(void **state) {
 
 static void tsv_should_split_on_tabs_only(void **state) {
   fixture *f = *state;
-  write_file(f, "in.tsv", "id\ttext\tlabel\n1\tcommas, stay, inside\tx\n2\tsecond\ty\n", -1);
+  write_file(f, "in.tsv", "id\ttext\tlabel\n1\tcommas, stay, inside\tx\n2\tmy 5\" screen\ty\n", -1);
   add_input(f, "in.tsv", US_SPLIT_AUTO, NULL);
   us_prompts_stats s;
   us_err err;
@@ -248,6 +248,7 @@ static void tsv_should_split_on_tabs_only(void **state) {
   assert_non_null(a);
   assert_string_equal(a->text, "commas, stay, inside");
   assert_string_equal(a->gold, "x");
+  assert_string_equal(find_by_source(p, n, "in.tsv:3")->text, "my 5\" screen");
   us_prompts_free(p, n);
 }
 

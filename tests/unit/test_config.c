@@ -9,6 +9,7 @@
 #include <cmocka.h>
 /* clang-format on */
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,6 +326,39 @@ static void wrong_type_should_name_file_key_expected_and_found(void **state) {
                "found the string \"summarise\"", NULL);
   expect_error(NULL, SET("teacher.model=null"), "teacher.model: expected a string", "found null",
                NULL);
+}
+
+/* True if s is well-formed UTF-8 (no cut or stray bytes). */
+static bool utf8_is_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    int extra = *p < 0x80             ? 0
+                : (*p & 0xE0) == 0xC0 ? 1
+                : (*p & 0xF0) == 0xE0 ? 2
+                : (*p & 0xF8) == 0xF0 ? 3
+                                      : -1;
+    if (extra < 0) return false;
+    p++;
+    for (int i = 0; i < extra; i++, p++)
+      if ((*p & 0xC0) != 0x80) return false;
+  }
+  return true;
+}
+
+static void long_values_should_be_cut_at_a_character_boundary(void **state) {
+  (void)state;
+  us_config c;
+  us_err err = {0};
+  /* "x" and 21 two-byte characters: byte 40, where the excerpt stops, is the second byte of
+   * the 20th character */
+  const char *odd[] = {
+      "teacher.concurrency=x\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3"
+      "\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3"
+      "\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"};
+  assert_int_equal(load_json(VALID, odd, 1, &c, &err), US_ERR_CONFIG);
+  assert_non_null(strstr(err.msg, "teacher.concurrency: expected an integer"));
+  assert_non_null(strstr(err.msg, "...\""));
+  assert_true(utf8_is_valid(err.msg));
 }
 
 static void out_of_range_should_name_the_range(void **state) {
@@ -645,6 +679,7 @@ int main(void) {
       cmocka_unit_test(full_config_should_read_every_key),
       cmocka_unit_test(generate_task_should_get_generate_defaults),
       cmocka_unit_test(wrong_type_should_name_file_key_expected_and_found),
+      cmocka_unit_test(long_values_should_be_cut_at_a_character_boundary),
       cmocka_unit_test(out_of_range_should_name_the_range),
       cmocka_unit_test(missing_required_key_should_be_named),
       cmocka_unit_test(unknown_key_should_suggest_the_closest),

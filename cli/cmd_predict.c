@@ -2,6 +2,7 @@
  * classifier student and writes one JSON object per input line. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,16 +42,19 @@ static const char *line_text(char *line, cJSON **json, const char *name, long li
   return text->valuestring;
 }
 
+/* Six decimals are plenty for a probability and keep the lines short. */
+static double round6(float p) { return round((double)p * 1e6) / 1e6; }
+
 static us_status print_result(const us_prediction *top, int n) {
   cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray();
   if (!o || !arr) goto nomem;
   cJSON_AddStringToObject(o, "label", top[0].label);
-  cJSON_AddNumberToObject(o, "prob", (double)top[0].prob);
+  cJSON_AddNumberToObject(o, "prob", round6(top[0].prob));
   for (int i = 0; i < n; i++) {
     cJSON *t = cJSON_CreateObject();
     if (!t) goto nomem;
     cJSON_AddStringToObject(t, "label", top[i].label);
-    cJSON_AddNumberToObject(t, "prob", (double)top[i].prob);
+    cJSON_AddNumberToObject(t, "prob", round6(top[i].prob));
     cJSON_AddItemToArray(arr, t);
   }
   cJSON_AddItemToObject(o, "top", arr);
@@ -67,8 +71,9 @@ nomem:
   return US_ERR_NOMEM;
 }
 
+/* flush: answer each line as it arrives (a pipe from another program), not at the end. */
 static us_status predict_stream(const us_model *m, FILE *in, const char *name, int top_k,
-                                us_prediction *top, us_err *err) {
+                                bool flush, us_prediction *top, us_err *err) {
   char *line = NULL;
   size_t cap = 0;
   ssize_t len;
@@ -86,6 +91,8 @@ static us_status predict_stream(const us_model *m, FILE *in, const char *name, i
       us_err_prefix(err, "%s line %ld", name, lineno);
     else if ((st = print_result(top, n)) != US_OK)
       us_err_set(err, st, "out of memory writing the result of %s line %ld", name, lineno);
+    else if (flush)
+      fflush(stdout);
     cJSON_Delete(json);
   }
   if (st == US_OK && ferror(in))
@@ -137,7 +144,7 @@ int us_cmd_predict(int argc, char **argv) {
   int k = top_k < us_model_n_labels(m) ? top_k : us_model_n_labels(m);
   us_prediction *top = malloc((size_t)k * sizeof *top);
   if (!top) st = us_err_set(&err, US_ERR_NOMEM, "out of memory");
-  else st = predict_stream(m, in, input ? input : "stdin", top_k, top, &err);
+  else st = predict_stream(m, in, input ? input : "stdin", top_k, in == stdin, top, &err);
   if (in != stdin) fclose(in);
   free(top);
   us_model_free(m);

@@ -1,0 +1,449 @@
+/* Report: number formatting, the headline, the Markdown writer, and writing all three files. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "eval/report_int.h"
+#include "eval/svg.h"
+
+void us_report_init(us_report *r) {
+  memset(r, 0, sizeof *r);
+}
+
+us_status us_report_escape_html(us_buf *out, const char *s) {
+  return us_svg_escape(out, s);
+}
+
+const char *us__report_task_name(us_task_type t) {
+  return t == US_TASK_GENERATE ? "generate" : "classify";
+}
+
+/* Digits of a non-negative integer value with thousands separators. */
+static void grouped(char *buf, size_t size, double v) {
+  char digits[64];
+  snprintf(digits, sizeof digits, "%.0f", fabs(v));
+  size_t n = strlen(digits), o = 0;
+  if (v < 0 && o + 1 < size) buf[o++] = '-';
+  for (size_t i = 0; i < n && o + 2 < size; i++) {
+    if (i > 0 && (n - i) % 3 == 0) buf[o++] = ',';
+    buf[o++] = digits[i];
+  }
+  buf[o] = '\0';
+}
+
+void us__report_count(char *buf, size_t size, double v) {
+  if (!isfinite(v)) {
+    snprintf(buf, size, "infinite");
+    return;
+  }
+  grouped(buf, size, round(v));
+}
+
+void us__report_usd(char *buf, size_t size, double usd) {
+  double a = fabs(usd);
+  const char *sign = usd < 0 ? "-" : "";
+  char whole[48];
+  if (!isfinite(usd))
+    snprintf(buf, size, "n/a");
+  else if (a == 0)
+    snprintf(buf, size, "$0");
+  else if (a >= 1000) {
+    grouped(whole, sizeof whole, a);
+    snprintf(buf, size, "%s$%s", sign, whole);
+  } else if (a >= 1)
+    snprintf(buf, size, "%s$%.2f", sign, a);
+  else if (a >= 0.01)
+    snprintf(buf, size, "%s$%.4f", sign, a);
+  else
+    snprintf(buf, size, "%s$%.3g", sign, a);
+}
+
+void us__report_pct(char *buf, size_t size, double share) {
+  snprintf(buf, size, "%.1f%%", share * 100);
+}
+
+void us__report_duration(char *buf, size_t size, double months) {
+  double hours = months * 30.44 * 24;
+  if (!isfinite(months))
+    snprintf(buf, size, "never");
+  else if (hours < 1)
+    snprintf(buf, size, "under an hour");
+  else if (hours < 48)
+    snprintf(buf, size, "about %.0f hour%s", hours, hours < 1.5 ? "" : "s");
+  else if (months < 2)
+    snprintf(buf, size, "about %.1f days", hours / 24);
+  else if (months < 24)
+    snprintf(buf, size, "about %.1f months", months);
+  else
+    snprintf(buf, size, "about %.1f years", months / 12);
+}
+
+const us_cascade_point *us__report_recommended(const us_report *r) {
+  if (!r->cascade || r->cascade->n_points == 0) return NULL;
+  return &r->cascade->points[r->cascade->recommended];
+}
+
+static void fill_quality(const us_report *r, us__headline *h) {
+  char a[32], lo[32], hi[32], n[32];
+  if (r->task == US_TASK_CLASSIFY && r->metrics) {
+    const us_classify_metrics *m = r->metrics;
+    us__report_pct(a, sizeof a, m->agreement);
+    us__report_pct(lo, sizeof lo, m->agreement_lo);
+    us__report_pct(hi, sizeof hi, m->agreement_hi);
+    us__report_count(n, sizeof n, m->n_scored);
+    snprintf(h->agreement, sizeof h->agreement,
+             "%s agreement with the teacher (%.0f%% interval %s to %s) on %s test prompts", a,
+             m->ci_level * 100, lo, hi, n);
+  } else if (r->generation) {
+    const us_generate_metrics *g = r->generation;
+    us__report_pct(a, sizeof a, g->exact_match);
+    us__report_count(n, sizeof n, g->n);
+    snprintf(h->agreement, sizeof h->agreement,
+             "%s exact match with the teacher, token F1 %.3f, chrF %.3f on %s test prompts", a,
+             g->token_f1, g->chrf, n);
+  } else {
+    snprintf(h->agreement, sizeof h->agreement, "not measured");
+  }
+}
+
+static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) {
+  const us_cascade *k = r->cascade;
+  const us_cascade_point *p = us__report_recommended(r);
+  char cov[32], agr[32], usd[48], target[32];
+  if (!k || !p) {
+    snprintf(h->cascade, sizeof h->cascade, "not analysed");
+    snprintf(h->verdict, sizeof h->verdict, "no cascade analysis: judge from the figures below");
+    h->system_usd_per_request = c ? c->student_usd_per_request : 0;
+    h->positive = false;
+    return;
+  }
+  snprintf(h->verdict, sizeof h->verdict, "%s", us_cascade_verdict_str(k->verdict));
+  h->positive = k->verdict == US_CASCADE_USE_STUDENT || k->verdict == US_CASCADE_USE_CASCADE;
+  h->system_usd_per_request = p->usd_per_request;
+  us__report_pct(target, sizeof target, k->target_agreement);
+  us__report_pct(cov, sizeof cov, p->coverage);
+  us__report_pct(agr, sizeof agr, p->agreement);
+  us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
+  if (k->verdict == US_CASCADE_USE_CASCADE) {
+    snprintf(h->cascade, sizeof h->cascade,
+             "student answers %s of requests (confidence >= %.4g), the teacher the rest: "
+             "%s agreement (target %s), %s per million requests",
+             cov, p->threshold, agr, target, usd);
+  } else if (k->verdict == US_CASCADE_USE_STUDENT) {
+    snprintf(h->cascade, sizeof h->cascade,
+             "the student alone: %s agreement (target %s), %s per million requests", agr, target,
+             usd);
+  } else if (k->best_quality_threshold_point >= 0 && k->verdict == US_CASCADE_STAY_BELOW_TARGET) {
+    const us_cascade_point *b = &k->points[k->best_quality_threshold_point];
+    us__report_pct(agr, sizeof agr, b->agreement);
+    us__report_pct(cov, sizeof cov, b->coverage);
+    snprintf(h->cascade, sizeof h->cascade,
+             "none: no threshold reaches the %s target (the best, %s agreement, lets the student "
+             "answer only %s); stay with the teacher",
+             target, agr, cov);
+  } else {
+    snprintf(h->cascade, sizeof h->cascade, "none: stay with the teacher (target %s)", target);
+  }
+}
+
+static void fill_cost(const us_report *r, us__headline *h) {
+  const us_cost *c = r->cost;
+  char a[48], b[48], vol[48], when[64];
+  if (!c) {
+    snprintf(h->teacher_cost, sizeof h->teacher_cost, "not measured");
+    snprintf(h->student_cost, sizeof h->student_cost, "not measured");
+    snprintf(h->break_even, sizeof h->break_even, "not measured");
+    snprintf(h->savings, sizeof h->savings, "not measured");
+    return;
+  }
+  us__report_usd(h->teacher_cost, sizeof h->teacher_cost, c->teacher_usd_per_million);
+  us__report_usd(h->student_cost, sizeof h->student_cost, c->student_usd_per_million);
+  us__report_count(vol, sizeof vol, c->requests_per_month);
+  const char *what = r->cascade ? (h->positive ? "the recommended system" : NULL) : "the student";
+  if (!what) {
+    /* Staying with the teacher: no savings are claimed; say what the student alone would do. */
+    us__report_usd(a, sizeof a, c->monthly_savings_usd);
+    snprintf(h->savings, sizeof h->savings,
+             "none claimed: the recommendation is to stay with the teacher (the student alone "
+             "would change the bill by %s a month at %s requests, below the quality target)",
+             a, vol);
+    snprintf(h->break_even, sizeof h->break_even, "not applicable: staying with the teacher");
+    return;
+  }
+  double per_request = h->system_usd_per_request;
+  double saving = c->teacher_usd_per_request - per_request;
+  double requests = us_cost_break_even(c->one_off_usd, c->teacher_usd_per_request, per_request);
+  if (isfinite(requests)) {
+    us__report_count(b, sizeof b, requests);
+    us__report_duration(when, sizeof when,
+                        c->requests_per_month > 0 ? requests / c->requests_per_month : INFINITY);
+    snprintf(h->break_even, sizeof h->break_even, "after %s requests with %s (%s at %s a month)", b,
+             what, when, vol);
+  } else {
+    snprintf(h->break_even, sizeof h->break_even,
+             "never: %s does not cost less per request than the teacher", what);
+  }
+  us__report_usd(a, sizeof a, saving * c->requests_per_month);
+  snprintf(h->savings, sizeof h->savings, "%s a month with %s at %s requests a month", a, what,
+           vol);
+}
+
+void us__report_headline_fill(const us_report *r, us__headline *h) {
+  memset(h, 0, sizeof *h);
+  char params[48];
+  us__report_count(params, sizeof params, (double)r->student_params);
+  if (r->cost && r->cost->size_ratio_known)
+    snprintf(h->size, sizeof h->size, "%.0fx smaller than the teacher (student %s parameters)",
+             r->cost->size_ratio, params);
+  else
+    snprintf(h->size, sizeof h->size,
+             "student %s parameters (teacher size unknown: set teacher.params_b)", params);
+  fill_quality(r, h);
+  fill_cascade(r, r->cost, h);
+  fill_cost(r, h);
+}
+
+us_status us_report_headline(const us_report *r, us_buf *out, us_err *err) {
+  us__headline h;
+  us__report_headline_fill(r, &h);
+  us_status st = us_buf_printf(out,
+                               "verdict:     %s\n"
+                               "size:        %s\n"
+                               "quality:     %s\n"
+                               "cost:        teacher %s, student %s per million requests\n"
+                               "break-even:  %s\n"
+                               "savings:     %s\n"
+                               "cascade:     %s\n",
+                               h.verdict, h.size, h.agreement, h.teacher_cost, h.student_cost,
+                               h.break_even, h.savings, h.cascade);
+  if (st != US_OK) return us_err_set(err, st, "report headline: out of memory");
+  return US_OK;
+}
+
+/* ---- Markdown ------------------------------------------------------------------------- */
+
+/* User text inside a Markdown table cell: HTML-escaped (renderers pass raw HTML through), and
+ * the characters Markdown gives meaning to backslash-escaped; line breaks become spaces. */
+static us_status md_text(us_buf *o, const char *s) {
+  us_buf tmp;
+  us_buf_init(&tmp, 0);
+  us_status st = us_svg_escape(&tmp, s);
+  for (const char *p = tmp.data ? tmp.data : ""; *p && st == US_OK; p++) {
+    if (*p == '\n' || *p == '\r' || *p == '\t')
+      st = us_buf_puts(o, " ");
+    else if (strchr("\\|`*_[]#!~", *p))
+      st = us_buf_printf(o, "\\%c", *p);
+    else
+      st = us_buf_append(o, p, 1);
+  }
+  us_buf_free(&tmp);
+  return st;
+}
+
+static const char *label_of(const us_report *r, int k) {
+  return r->labels && k >= 0 && k < r->n_labels && r->labels[k] ? r->labels[k] : "?";
+}
+
+static us_status md_quality(const us_report *r, us_buf *o) {
+  const us_classify_metrics *m = r->metrics;
+  us_status st = US_OK;
+  char a[32], lo[32], hi[32];
+  if (m) {
+    us__report_pct(a, sizeof a, m->agreement);
+    us__report_pct(lo, sizeof lo, m->agreement_lo);
+    us__report_pct(hi, sizeof hi, m->agreement_hi);
+    st = us_buf_printf(o,
+                       "\n## Quality against the teacher (test split)\n\n"
+                       "| measure | value |\n|---|---|\n"
+                       "| agreement | %s (%.0f%% bootstrap interval %s to %s) |\n"
+                       "| macro-F1 | %.4f (over %d labels) |\n"
+                       "| expected calibration error | %.4f (15 bins) |\n"
+                       "| test prompts scored | %d (%d without a usable teacher label) |\n",
+                       a, m->ci_level * 100, lo, hi, m->macro_f1, m->n_macro_labels, m->ece,
+                       m->n_scored, m->n_unscored);
+    if (st == US_OK && m->has_gold)
+      st = us_buf_printf(o,
+                         "| student accuracy vs gold | %.1f%% (macro-F1 %.4f, %d prompts) |\n"
+                         "| teacher accuracy vs gold | %.1f%% (macro-F1 %.4f) |\n",
+                         m->student_gold_accuracy * 100, m->student_gold_macro_f1, m->n_gold,
+                         m->teacher_gold_accuracy * 100, m->teacher_gold_macro_f1);
+    if (st == US_OK)
+      st = us_buf_puts(o,
+                       "\n### Per label\n\n| label | precision | recall | F1 | support | "
+                       "predicted |\n|---|---|---|---|---|---|\n");
+    for (int k = 0; k < m->n_labels && st == US_OK; k++) {
+      const us_class_score *s = &m->per_class[k];
+      st = us_buf_puts(o, "| ");
+      if (st == US_OK) st = md_text(o, label_of(r, k));
+      if (st == US_OK)
+        st = us_buf_printf(o, " | %.3f | %.3f | %.3f | %d | %d |\n", s->precision, s->recall, s->f1,
+                           s->support, s->predicted);
+    }
+    if (st == US_OK && m->n_confusions > 0)
+      st = us_buf_puts(o,
+                       "\n### Most confused\n\n| teacher said | student said | count | "
+                       "example |\n|---|---|---|---|\n");
+    for (int i = 0; i < m->n_confusions && st == US_OK; i++) {
+      const us_confusion *c = &m->confusions[i];
+      st = us_buf_puts(o, "| ");
+      if (st == US_OK) st = md_text(o, label_of(r, c->reference));
+      if (st == US_OK) st = us_buf_puts(o, " | ");
+      if (st == US_OK) st = md_text(o, label_of(r, c->predicted));
+      if (st == US_OK) st = us_buf_printf(o, " | %d | ", c->count);
+      if (st == US_OK && r->confusion_examples && r->confusion_examples[i])
+        st = md_text(o, r->confusion_examples[i]);
+      if (st == US_OK) st = us_buf_puts(o, " |\n");
+    }
+  }
+  if (st == US_OK && r->generation) {
+    const us_generate_metrics *g = r->generation;
+    st = us_buf_printf(o,
+                       "\n## Quality against the teacher (test split)\n\n"
+                       "| measure | value |\n|---|---|\n| exact match | %.1f%% |\n"
+                       "| token F1 | %.4f |\n| ROUGE-L | %.4f |\n| chrF | %.4f |\n"
+                       "| valid JSON | %.1f%% of %d JSON answers |\n| prompts | %d |\n",
+                       g->exact_match * 100, g->token_f1, g->rouge_l, g->chrf,
+                       g->valid_json_rate * 100, g->n_json_references, g->n);
+    if (st == US_OK && r->perplexity > 0)
+      st = us_buf_printf(o, "| perplexity on the teacher's answers | %.3f |\n", r->perplexity);
+  }
+  return st;
+}
+
+static us_status md_cascade(const us_report *r, us_buf *o) {
+  const us_cascade *k = r->cascade;
+  if (!k) return US_OK;
+  int rows[16];
+  int n = us_cascade_table_rows(k, 16, rows);
+  us_status st = us_buf_printf(o,
+                               "\n## Cascade\n\nTarget agreement %.1f%%. Verdict: %s.\n\n"
+                               "| student answers when | coverage | agreement |%s cost per "
+                               "million |\n|---|---|---|%s---|\n",
+                               k->target_agreement * 100, us_cascade_verdict_str(k->verdict),
+                               k->has_gold ? " accuracy vs gold |" : "", k->has_gold ? "---|" : "");
+  for (int i = 0; i < n && st == US_OK; i++) {
+    const us_cascade_point *p = &k->points[rows[i]];
+    char when[48], usd[48], gold[32] = "";
+    if (p->kind == US_CASCADE_TEACHER_ONLY)
+      snprintf(when, sizeof when, "never (teacher only)");
+    else if (p->kind == US_CASCADE_STUDENT_ONLY)
+      snprintf(when, sizeof when, "always (student only)");
+    else
+      snprintf(when, sizeof when, "confidence >= %.4g", p->threshold);
+    us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
+    if (k->has_gold) snprintf(gold, sizeof gold, " %.1f%% |", p->gold_accuracy * 100);
+    st = us_buf_printf(o, "| %s%s | %.1f%% | %.1f%% |%s %s |\n", when,
+                       rows[i] == k->recommended ? " **(recommended)**" : "", p->coverage * 100,
+                       p->agreement * 100, gold, usd);
+  }
+  return st;
+}
+
+static us_status md_cost(const us_report *r, us_buf *o) {
+  const us_cost *c = r->cost;
+  if (!c) return US_OK;
+  char t[48], s[48], lab[48], saved[48], train[48], once[48], be[48], tm[48], sm[48];
+  us__report_usd(t, sizeof t, c->teacher_usd_per_request);
+  us__report_usd(s, sizeof s, c->student_usd_per_request);
+  us__report_usd(lab, sizeof lab, c->labelling_spend_usd);
+  us__report_usd(saved, sizeof saved, c->cache_saved_usd);
+  us__report_usd(train, sizeof train, c->training_usd);
+  us__report_usd(once, sizeof once, c->one_off_usd);
+  us__report_count(be, sizeof be, c->break_even_requests);
+  us__report_usd(tm, sizeof tm, c->teacher_usd_per_month);
+  us__report_usd(sm, sizeof sm, c->student_usd_per_month);
+  return us_buf_printf(o,
+                       "\n## Cost\n\n| item | value |\n|---|---|\n"
+                       "| teacher per request | %s |\n| student per request | %s |\n"
+                       "| labelling spend paid | %s |\n| saved by the cache and imports | %s |\n"
+                       "| training (CPU) | %s |\n| one-off total | %s |\n"
+                       "| student alone breaks even after | %s requests |\n"
+                       "| teacher per month | %s |\n| student alone per month | %s |\n",
+                       t, s, lab, saved, train, once, c->breaks_even ? be : "never (not cheaper)",
+                       tm, sm);
+}
+
+static us_status md_speed_row(us_buf *o, const char *who, const us_report_speed *s) {
+  if (!s->measured) return us_buf_printf(o, "| %s | not measured | | |\n", who);
+  return us_buf_printf(o, "| %s | %.4g ms | %.4g ms | %.4g/s |\n", who, s->latency.p50 * 1e3,
+                       s->latency.p99 * 1e3, s->requests_per_second);
+}
+
+static us_status md_rest(const us_report *r, us_buf *o) {
+  us_status st = us_buf_puts(o,
+                             "\n## Speed\n\n| | latency p50 | latency p99 | throughput |\n"
+                             "|---|---|---|---|\n");
+  if (st == US_OK) st = md_speed_row(o, "student (this machine)", &r->student_speed);
+  if (st == US_OK) st = md_speed_row(o, "teacher (from the cache)", &r->teacher_speed);
+  const us_report_series *curves[] = {&r->train_loss, &r->valid_loss, &r->valid_accuracy};
+  const char *names[] = {"training loss", "validation loss", "validation accuracy"};
+  if (st == US_OK && (r->train_loss.n || r->valid_loss.n || r->valid_accuracy.n))
+    st = us_buf_puts(o,
+                     "\n## Training\n\n| curve | points | last x | last value |\n"
+                     "|---|---|---|---|\n");
+  for (int i = 0; i < 3 && st == US_OK; i++)
+    if (curves[i]->n > 0)
+      st = us_buf_printf(o, "| %s | %d | %g | %.4f |\n", names[i], curves[i]->n,
+                         curves[i]->x[curves[i]->n - 1], curves[i]->y[curves[i]->n - 1]);
+  const us_report_counts *c = &r->counts;
+  if (st == US_OK)
+    st = us_buf_printf(o,
+                       "\n## Data\n\n| | count |\n|---|---|\n| prompts (train) | %ld |\n"
+                       "| prompts (test) | %ld |\n| paid teacher calls | %ld |\n"
+                       "| cache hits | %ld |\n| imported answers | %ld |\n"
+                       "| unparsed teacher answers | %ld |\n| failed requests | %ld |\n",
+                       c->prompts_train, c->prompts_test, c->teacher_calls, c->cache_hits,
+                       c->imported, c->unparsed, c->failures);
+  return st;
+}
+
+us_status us_report_markdown(const us_report *r, us_buf *o, us_err *err) {
+  us__headline h;
+  us__report_headline_fill(r, &h);
+  us_status st = us_buf_puts(o, "# understudy report: ");
+  if (st == US_OK) st = md_text(o, r->run_name ? r->run_name : "unnamed run");
+  if (st == US_OK) st = us_buf_printf(o, "\n\nTask: %s. Teacher: ", us__report_task_name(r->task));
+  if (st == US_OK) st = md_text(o, r->teacher_model ? r->teacher_model : "unknown");
+  if (st == US_OK && r->student_desc) st = us_buf_puts(o, ". Student: ");
+  if (st == US_OK && r->student_desc) st = md_text(o, r->student_desc);
+  if (st == US_OK && r->generated_at) st = us_buf_puts(o, ". Generated ");
+  if (st == US_OK && r->generated_at) st = md_text(o, r->generated_at);
+  if (st == US_OK)
+    st = us_buf_printf(o,
+                       ".\n\n## Headline\n\n**%s.**\n\n- Size: %s\n- Quality: %s\n"
+                       "- Cost per million requests: teacher %s, student %s\n- Break-even: %s\n"
+                       "- Monthly savings: %s\n- Recommended cascade: %s\n",
+                       h.verdict, h.size, h.agreement, h.teacher_cost, h.student_cost, h.break_even,
+                       h.savings, h.cascade);
+  if (st == US_OK) st = md_quality(r, o);
+  if (st == US_OK) st = md_cascade(r, o);
+  if (st == US_OK) st = md_cost(r, o);
+  if (st == US_OK) st = md_rest(r, o);
+  if (st != US_OK) return us_err_set(err, st, "report.md: out of memory");
+  return US_OK;
+}
+
+static us_status write_one(const char *dir, const char *name, const us_buf *b, us_err *err) {
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+    return us_err_set(err, US_ERR_IO, "report folder path too long: %s", dir);
+  return us_write_file_atomic(path, b->data ? b->data : "", b->len, err);
+}
+
+us_status us_report_write(const us_report *r, const char *dir, us_err *err) {
+  us_buf md, json, html;
+  us_buf_init(&md, 0);
+  us_buf_init(&json, 0);
+  us_buf_init(&html, 0);
+  us_status st = us_mkdirs(dir, err);
+  if (st == US_OK) st = us_report_markdown(r, &md, err);
+  if (st == US_OK) st = us_report_json(r, &json, err);
+  if (st == US_OK) st = us_report_html(r, &html, err);
+  if (st == US_OK) st = write_one(dir, "report.md", &md, err);
+  if (st == US_OK) st = write_one(dir, "report.json", &json, err);
+  if (st == US_OK) st = write_one(dir, "report.html", &html, err);
+  us_buf_free(&md);
+  us_buf_free(&json);
+  us_buf_free(&html);
+  return st;
+}

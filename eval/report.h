@@ -1,0 +1,86 @@
+/* Report writers: one us_report in, report.md, report.json (schema in docs/report.md) and a
+ * self-contained report.html with inline SVG charts out. Owned by eval.
+ * Ownership: us_report only borrows. Every pointer in it belongs to the caller and must stay
+ * valid while a writer runs; the writers never keep or free any of it. NULL sections are
+ * omitted (JSON: null). Every piece of user text is escaped for the format it lands in. */
+#ifndef US_EVAL_REPORT_H
+#define US_EVAL_REPORT_H
+
+#include <stdbool.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/status.h"
+#include "eval/cascade.h"
+#include "eval/cost.h"
+#include "eval/metrics.h"
+
+#define US_REPORT_SCHEMA_VERSION 1
+
+/* A curve of (x, y) points, e.g. loss against epoch. */
+typedef struct us_report_series {
+  int n;
+  const double *x;
+  const double *y;
+} us_report_series;
+
+/* Measured speed of one side. */
+typedef struct us_report_speed {
+  bool measured;              /* false: shown as "not measured" */
+  us_latency latency;         /* seconds per request */
+  double requests_per_second; /* throughput; 0 if not measured */
+  int threads;                /* threads used for the measurement (0 = unknown) */
+} us_report_speed;
+
+typedef struct us_report_counts {
+  long prompts_train, prompts_test;
+  long teacher_calls; /* paid calls made in this workspace */
+  long cache_hits;    /* answers served from the cache instead of a paid call */
+  long imported;      /* answers imported from logs */
+  long unparsed;      /* teacher answers that named no known label */
+  long failures;      /* requests that failed for good */
+} us_report_counts;
+
+typedef struct us_report {
+  const char *run_name; /* config name */
+  us_task_type task;
+  const char *teacher_model; /* may be NULL */
+  const char *student_desc;  /* one line describing the student, may be NULL */
+  const char *generated_at;  /* timestamp text, may be NULL (kept out for reproducible files) */
+  const char *const *labels; /* n_labels entries (classify) */
+  int n_labels;
+  long student_params; /* parameter count */
+
+  const us_classify_metrics *metrics;    /* classify: student vs teacher on the test split */
+  const char *const *confusion_examples; /* NULL, or metrics->n_confusions prompt texts (each
+                                            may be NULL), one example per confused pair */
+  const us_generate_metrics *generation; /* generate */
+  double perplexity;                     /* generate: student perplexity on teacher answers; 0
+                                            if unknown */
+
+  us_report_speed student_speed, teacher_speed;
+  const us_cost *cost;
+  const us_cascade *cascade;
+  us_report_series train_loss, valid_loss, valid_accuracy; /* x: epoch or step */
+  us_report_counts counts;
+} us_report;
+
+/* Zeroes r (all sections absent). */
+void us_report_init(us_report *r);
+
+/* Each writer appends one whole document to out. */
+us_status us_report_markdown(const us_report *r, us_buf *out, us_err *err);
+us_status us_report_json(const us_report *r, us_buf *out, us_err *err);
+us_status us_report_html(const us_report *r, us_buf *out, us_err *err);
+
+/* Writes dir/report.md, dir/report.json and dir/report.html (each atomically; dir is created). */
+us_status us_report_write(const us_report *r, const char *dir, us_err *err);
+
+/* The headline as a few plain lines of text (for the terminal after `understudy run`). */
+us_status us_report_headline(const us_report *r, us_buf *out, us_err *err);
+
+/* Appends s to out escaped for HTML/XML text and attribute values (& < > " '); invalid UTF-8
+ * bytes and control characters other than tab and newline become U+FFFD. */
+us_status us_report_escape_html(us_buf *out, const char *s);
+
+#endif

@@ -395,6 +395,12 @@ fail:
 
 us_status us__load_docs(us__prompt_sink *sink, const char *path, us_err *err) {
   path_list docs = {0};
+  struct stat sb;
+  if (stat(path, &sb) != 0)
+    return us_err_set(err, US_ERR_IO, "cannot open folder %s: %s", sink->source, strerror(errno));
+  if (!S_ISDIR(sb.st_mode))
+    return us_err_set(err, US_ERR_CONFIG, "data.inputs: %s has format \"docs\" but is not a folder",
+                      sink->source);
   us_status st = walk(path, 0, &docs, err);
   if (st) goto fail;
   if (docs.n == 0) {

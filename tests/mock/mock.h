@@ -33,6 +33,7 @@ typedef struct mock_options {
   int n_labels;
   char *models[MOCK_MAX_LABELS]; /* accepted models; none: any model */
   int n_models;
+  double answer_noise;        /* fraction of answers-file entries answered with another label */
   int latency_ms;
   double fault_rate;
   uint64_t fault_seed;
@@ -48,6 +49,7 @@ typedef struct mock_options {
   int ratelimit_tokens;
   bool die_with_parent;
   bool quiet;
+  bool verbose;
 } mock_options;
 
 /* ---- answers (mock_answer.c) -------------------------------------------------------------- */
@@ -62,8 +64,10 @@ void mock_answers_free(void);
  * template does not fit. */
 char *mock_extract_text(const char *user_message);
 
-/* The answer for a prompt text: the answers file's entry, else labels[hash(text) % n], else a
- * short deterministic sentence built from the text. */
+/* The answer for a prompt text: the answers file's entry (or, when the text is not one, the
+ * longest entry the text contains, so an unknown template still finds its answer), replaced by
+ * another label for a fixed --answer-noise fraction of texts; else labels[hash(text) % n]; else
+ * a short deterministic sentence built from the text. */
 char *mock_answer_for(const mock_options *o, const char *text);
 
 /* The Chat Completions response body for a parsed request (a cJSON object, passed as void* so

@@ -254,15 +254,39 @@ static size_t utf8_cut(const char *s, size_t max) {
   return max;
 }
 
+/* The longest answers-file text inside normalised message m, or NULL: linear, but only reached
+ * when the template did not give the text back exactly. */
+static const answer_entry *contained_entry(const char *m) {
+  const answer_entry *best = NULL;
+  size_t best_len = 0;
+  for (size_t i = 0; i < answers.cap; i++) {
+    const answer_entry *e = &answers.slots[i];
+    if (!e->text)
+      continue;
+    size_t n = strlen(e->text);
+    if (n > best_len && strstr(m, e->text)) {
+      best = e;
+      best_len = n;
+    }
+  }
+  return best;
+}
+
 char *mock_answer_for(const mock_options *o, const char *text) {
   char *norm = normalize(text);
   if (!norm)
     return NULL;
   char *out = NULL;
   if (answers.slots) {
-    size_t j = text_slot(norm);
-    if (answers.slots[j].text)
-      out = strdup(answers.slots[j].answer);
+    const answer_entry *e = &answers.slots[text_slot(norm)];
+    if (!e->text)
+      e = contained_entry(norm);
+    if (e && e->text) {
+      bool noisy = o->n_labels > 1 && mock_unit(17, e->text, 1) < o->answer_noise;
+      out = strdup(noisy ? o->labels[(size_t)(mock_unit(17, e->text, 2) * o->n_labels) %
+                                     (size_t)o->n_labels]
+                         : e->answer);
+    }
   }
   uint64_t h = us_hash64(norm, strlen(norm), 0);
   if (!out && o->n_labels > 0)

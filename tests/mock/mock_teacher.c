@@ -430,6 +430,8 @@ static void usage(FILE *f) {
           "                        (default \"{text}\")\n"
           "  --labels a,b,c        labels; a text with no --answers entry gets\n"
           "                        labels[hash(text) %% n]\n"
+          "  --answer-noise P      answer this fraction of --answers texts with another label\n"
+          "                        (fixed per text: a teacher that is sometimes wrong)\n"
           "  --models a,b          accepted models (others get 404); default any\n"
           "  --latency-ms N        delay before every chat answer (default 0)\n"
           "  --fault-rate P        probability that an attempt faults (default 0)\n"
@@ -444,7 +446,8 @@ static void usage(FILE *f) {
           "  --ratelimit-headers   send x-ratelimit-limit/remaining/reset-* headers\n"
           "  --ratelimit-requests N, --ratelimit-tokens N   advertised per-minute limits\n"
           "  --die-with-parent     exit when the parent process exits\n"
-          "  --quiet               no start-up line on stderr\n\n"
+          "  --quiet               no start-up line on stderr\n"
+          "  --verbose             also log connection errors (libmicrohttpd) on stderr\n\n"
           "routes: POST <any>/chat/completions, GET <any>/models, GET /_stats, POST /_reset\n"
           "Stops cleanly on SIGTERM or SIGINT.\n");
 }
@@ -511,6 +514,8 @@ static int parse_flags(int argc, char **argv) {
       opts.die_with_parent = true, takes = false, ok = true;
     } else if (strcmp(a, "--quiet") == 0) {
       opts.quiet = true, takes = false, ok = true;
+    } else if (strcmp(a, "--verbose") == 0) {
+      opts.verbose = true, takes = false, ok = true;
     } else if (!v) {
       ok = false;
     } else if (strcmp(a, "--port") == 0) {
@@ -531,6 +536,10 @@ static int parse_flags(int argc, char **argv) {
       opts.n_labels = split_list(v, opts.labels, MOCK_MAX_LABELS);
     } else if (strcmp(a, "--models") == 0) {
       opts.n_models = split_list(v, opts.models, MOCK_MAX_LABELS);
+    } else if (strcmp(a, "--answer-noise") == 0) {
+      char *end;
+      opts.answer_noise = strtod(v, &end);
+      ok = end != v && !*end && opts.answer_noise >= 0 && opts.answer_noise <= 1;
     } else if (strcmp(a, "--latency-ms") == 0) {
       ok = parse_int(v, 0, 600000, &n), opts.latency_ms = (int)n;
     } else if (strcmp(a, "--fault-rate") == 0) {
@@ -616,7 +625,7 @@ int main(int argc, char **argv) {
   addr.sin_port = htons((uint16_t)opts.port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                   MHD_USE_POLL | (opts.quiet ? 0 : MHD_USE_ERROR_LOG);
+                   MHD_USE_POLL | (opts.verbose ? MHD_USE_ERROR_LOG : 0);
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, (uint16_t)opts.port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
       (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,

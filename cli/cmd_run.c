@@ -39,6 +39,7 @@ int us_cmd_run(int argc, char **argv) {
                 {"eval", us_cmd_eval},       {"report", us_cmd_report}};
   for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
     int rc = run_stage(stages[i].name, stages[i].fn, argc, argv);
+    fflush(stdout); /* keep stage output in order when stdout is a pipe */
     if (rc) {
       if (rc != US_EXIT_USAGE)
         fprintf(stderr, "understudy: run stopped at the %s stage; fix the above and run again "

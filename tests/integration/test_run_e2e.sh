@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Issue 3: `understudy run` end to end on a small set through the mock teacher over loopback:
+# prompts -> label -> train -> eval -> report; the student learns the teacher's labels; the
+# report is written and escapes user text; a rerun pays nothing and retrains nothing; predict
+# answers with the trained model.
+. "$(dirname "$0")/lib.sh"
+
+src=${US_SOURCE_DIR:?}/demo/messages.jsonl
+[ -f "$src" ] || fail "missing $src"
+XSS_LABEL='<script>alert(1)</script>'
+# 700 demo messages; one intent renamed to a label full of markup, one message full of markup.
+head -n 700 "$src" | sed "s|\"label\":\"data_usage\"|\"label\":\"$XSS_LABEL\"|" >"$WORK/prompts.jsonl"
+echo '{"id":"x1","text":"\"><img src=x onerror=alert(1)> my bill is wrong again","label":"billing_dispute"}' \
+  >>"$WORK/prompts.jsonl"
+sed 's/"label":/"answer":/' "$WORK/prompts.jsonl" >"$WORK/answers.jsonl"
+labels=$(sed -n 's/.*"label":"\([^"]*\)".*/\1/p' "$WORK/prompts.jsonl" | sort -u)
+labels_json=$(printf '%s\n' "$labels" | while read -r l; do json_quote "$l"; done | paste -sd, -)
+
+start_mock --answers "$WORK/answers.jsonl" --template "$US_TEMPLATE"
+write_config "$WORK/config.json" "task.labels=[$labels_json]" teacher.logprobs=true \
+  teacher.concurrency=16 teacher.params_b=100 data.label_field='"label"'
+
+note "run"
+expect_ok run1 run "$WORK/config.json"
+for f in student.bin report.md report.json report.html; do
+  [ -s "$WORK/out/$f" ] || fail "run wrote no $f"
+done
+billed=$(mock_stats billed)
+assert_eq "$billed" "$(db_prompts)" "every prompt billed exactly once"
+assert_grep "$WORK/run1.out" 'agreement' "run prints the headline"
+
+note "report.json"
+rj=$(cat "$WORK/out/report.json")
+agreement=$(printf '%s' "$rj" | json_get quality.agreement)
+[ -n "$agreement" ] || { show "$WORK/out/report.json"; fail "report.json has no quality.agreement"; }
+assert_ge "$agreement" 0.80 "student agreement with the teacher on the test split"
+assert_le "$agreement" 1.0 "agreement is a share"
+assert_eq "$(printf '%s' "$rj" | json_get schema_version)" 1 "report.json schema version"
+n_test=$(db "SELECT COUNT(*) FROM prompts WHERE split = 1;")
+assert_eq "$(printf '%s' "$rj" | json_get quality.n)" "$n_test" "metrics cover the test split"
+grep -qF "$XSS_LABEL" "$WORK/out/report.json" || fail "report.json lost the label text"
+
+note "report.html escapes user text"
+assert_no_grep "$WORK/out/report.html" '<script>alert' "raw <script> from a label in the HTML"
+assert_no_grep "$WORK/out/report.html" '<img src=x' "raw <img> from a prompt in the HTML"
+assert_grep "$WORK/out/report.html" '&lt;script&gt;alert\(1\)&lt;/script&gt;' "the label shown as text"
+assert_grep "$WORK/out/report.html" '<svg' "inline SVG charts"
+assert_no_grep "$WORK/out/report.html" '(src|href)="https?:' "nothing loaded from the network"
+
+note "rerun: nothing paid, nothing retrained"
+requests=$(mock_stats requests)
+expect_ok run2 run "$WORK/config.json"
+assert_eq "$(mock_stats requests)" "$requests" "requests sent by the rerun"
+assert_grep "$WORK/run2.out" 'up to date' "train says the model is up to date"
+
+note "predict"
+printf '%s\n' '{"text":"my router will not connect to the wifi"}' 'i lost my phone on the bus' \
+  >"$WORK/new.txt"
+expect_ok predict predict "$WORK/out/student.bin" --input "$WORK/new.txt" --top-k 3
+assert_eq "$(wc -l <"$WORK/predict.out")" 2 "one line out per line in"
+while IFS= read -r line; do
+  label=$(printf '%s' "$line" | json_get label)
+  printf '%s\n' "$labels" | grep -qxF -- "$label" || fail "predict answered an unknown label '$label'"
+done <"$WORK/predict.out"
+
+note "a missing stage is a clear error"
+write_config "$WORK/fresh.json" output="$(json_quote "$WORK/fresh")"
+run_us report1 report "$WORK/fresh.json"
+[ "$RC" -ne 0 ] || fail "report on an empty workspace succeeded"
+assert_grep "$WORK/report1.err" 'understudy: error: .*understudy eval' "report names the missing stage"
+echo "PASS: $TEST_NAME"

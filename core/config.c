@@ -917,6 +917,34 @@ static char *config_dir(const char *path) {
   return abs;
 }
 
+/* Folds "." and "name/.." segments of an absolute path in place, so messages and reports show
+ * /work/out/demo rather than /work/configs/../out/demo. */
+static void fold_dot_segments(char *path) {
+  if (path[0] != '/') return;
+  char *out = path + 1;
+  const char *in = path + 1;
+  while (*in) {
+    const char *end = strchr(in, '/');
+    size_t len = end ? (size_t)(end - in) : strlen(in);
+    if (len == 0 || (len == 1 && in[0] == '.')) {
+      /* skip empty and "." segments */
+    } else if (len == 2 && in[0] == '.' && in[1] == '.') {
+      if (out > path + 1) {
+        out--; /* drop the previous segment and its slash */
+        while (out > path + 1 && out[-1] != '/') out--;
+      }
+    } else {
+      memmove(out, in, len);
+      out += len;
+      *out++ = '/';
+    }
+    if (!end) break; /* the slash written above may stand where the NUL was */
+    in = end + 1;
+  }
+  if (out > path + 1) out--; /* no trailing slash */
+  *out = '\0';
+}
+
 /* dir + "/" + p unless p is absolute; leading "./" dropped. Caller frees. */
 static char *resolve_path(const char *dir, const char *p) {
   if (p[0] == '/') return us_strdup(p);
@@ -931,6 +959,8 @@ static char *resolve_path(const char *dir, const char *p) {
     us_buf_free(&b);
     return NULL;
   }
+  fold_dot_segments(b.data);
+  b.len = strlen(b.data);
   return us_buf_steal(&b);
 }
 

@@ -50,10 +50,10 @@ void us__report_usd(char *buf, size_t size, double usd) {
   else if (a >= 1000) {
     grouped(whole, sizeof whole, a);
     snprintf(buf, size, "%s$%s", sign, whole);
-  } else if (a >= 1)
+  } else if (a >= 0.1)
     snprintf(buf, size, "%s$%.2f", sign, a);
   else if (a >= 0.01)
-    snprintf(buf, size, "%s$%.4f", sign, a);
+    snprintf(buf, size, "%s$%.3f", sign, a);
   else
     snprintf(buf, size, "%s$%.3g", sign, a);
 }
@@ -190,12 +190,13 @@ static void fill_cost(const us_report *r, us__headline *h) {
 
 void us__report_headline_fill(const us_report *r, us__headline *h) {
   memset(h, 0, sizeof *h);
-  char params[48];
+  char params[48], ratio[48];
   us__report_count(params, sizeof params, (double)r->student_params);
-  if (r->cost && r->cost->size_ratio_known)
-    snprintf(h->size, sizeof h->size, "%.0fx smaller than the teacher (student %s parameters)",
-             r->cost->size_ratio, params);
-  else
+  if (r->cost && r->cost->size_ratio_known) {
+    us__report_count(ratio, sizeof ratio, r->cost->size_ratio);
+    snprintf(h->size, sizeof h->size, "%sx smaller than the teacher (student %s parameters)", ratio,
+             params);
+  } else
     snprintf(h->size, sizeof h->size,
              "student %s parameters (teacher size unknown: set teacher.params_b)", params);
   fill_quality(r, h);

@@ -137,7 +137,7 @@ static us_status html_cards(const us_report *r, const us__headline *h, us_buf *o
   else if (p->coverage >= 1)
     snprintf(big, sizeof big, "student only");
   else
-    snprintf(big, sizeof big, "student answers %.0f%%", p->coverage * 100);
+    snprintf(big, sizeof big, "%.0f%% by the student", p->coverage * 100);
   if (st == US_OK) st = card(o, "Recommended cascade", big, h->cascade);
   if (st == US_OK) st = us_buf_puts(o, "</section>\n");
   return st;
@@ -177,7 +177,7 @@ static us_status f1_chart(const us_report *r, us_buf *o, us_err *err) {
                    "<h3 class=\"sub\">F1 per label</h3><p class=\"caption\">Student against "
                    "teacher on the test split, weakest first.</p>\n");
   if (st == US_OK)
-    st = us_svg_bar_chart(o, "F1 per label, weakest first", names, values, n, 760, US_SVG_NUMBER,
+    st = us_svg_bar_chart(o, "F1 per label, weakest first", names, values, n, 880, US_SVG_NUMBER,
                           err);
   else
     us_err_set(err, st, "report.html: out of memory");
@@ -342,17 +342,17 @@ static us_status cascade_chart(const us_report *r, us_buf *o, us_err *err) {
     m++;
   }
   us_svg_line lines[4] = {
-      {"coverage (share the student answers)", x, cov, m, BLUE, false},
+      {"coverage", x, cov, m, BLUE, false},
       {"agreement with the teacher", x, agr, m, GREEN, false},
-      {"cost, share of teacher-only", x, cost, teacher > 0 ? m : 0, ORANGE, true},
-      {"accuracy against gold", x, gold, k->has_gold ? m : 0, PURPLE, true},
+      {"cost as a share of teacher-only", x, cost, teacher > 0 ? m : 0, ORANGE, true},
+      {"accuracy vs gold", x, gold, k->has_gold ? m : 0, PURPLE, true},
   };
   char target[64], rec[96];
   snprintf(target, sizeof target, "target %.1f%%", k->target_agreement * 100);
   const us_cascade_point *p = &k->points[k->recommended];
   snprintf(rec, sizeof rec, "recommended: %.4g", p->threshold);
-  us_svg_rule rules[2] = {{false, k->target_agreement, target, RED},
-                          {true, p->threshold, rec, GREY}};
+  us_svg_rule rules[2] = {{false, k->target_agreement, target, RED, true},
+                          {true, p->threshold, rec, GREY, true}};
   us_svg_chart c;
   us_svg_chart_init(&c);
   c.title = "Cascade: coverage, agreement and cost against the confidence threshold";
@@ -360,7 +360,8 @@ static us_status cascade_chart(const us_report *r, us_buf *o, us_err *err) {
   c.y_label = "share";
   c.y_format = US_SVG_PERCENT;
   c.y_min = 0;
-  c.height = 340;
+  c.width = 880;
+  c.height = 360;
   c.lines = lines;
   c.n_lines = k->has_gold ? 4 : 3;
   c.rules = rules;
@@ -453,7 +454,7 @@ static us_status cost_chart(const us_report *r, const us__headline *h, us_buf *o
   char month_text[64], be_text[96], count[48];
   us__report_count(count, sizeof count, month);
   snprintf(month_text, sizeof month_text, "one month: %s", count);
-  us_svg_rule rule = {true, month, month_text, GREY};
+  us_svg_rule rule = {true, month, month_text, GREY, false};
   double sys = show_cascade ? p->usd_per_request : c->student_usd_per_request;
   double sys_be = us_cost_break_even(c->one_off_usd, c->teacher_usd_per_request, sys);
   us__report_count(count, sizeof count, sys_be);
@@ -469,7 +470,8 @@ static us_status cost_chart(const us_report *r, const us__headline *h, us_buf *o
   ch.x_max = hi;
   ch.x_format = US_SVG_COUNT;
   ch.y_format = US_SVG_USD;
-  ch.height = 340;
+  ch.width = 880;
+  ch.height = 360;
   ch.lines = lines;
   ch.n_lines = show_cascade ? 3 : 2;
   ch.rules = &rule;
@@ -529,17 +531,33 @@ static us_status html_cost(const us_report *r, const us__headline *h, us_buf *o,
 
 /* ---- speed, training, data -------------------------------------------------------------- */
 
+/* "42 us", "3.1 ms", "1.2 s" */
+static void duration(char *buf, size_t size, double seconds) {
+  if (seconds < 1e-3)
+    snprintf(buf, size, "%.3g \xC2\xB5s", seconds * 1e6);
+  else if (seconds < 1)
+    snprintf(buf, size, "%.3g ms", seconds * 1e3);
+  else
+    snprintf(buf, size, "%.3g s", seconds);
+}
+
 static us_status speed_row(us_buf *o, const char *who, const us_report_speed *s) {
   if (!s->measured)
     return us_buf_printf(o,
                          "<tr><td>%s</td><td class=\"num\" colspan=\"3\">not measured</td>"
                          "</tr>\n",
                          who);
+  char p50[32], p99[32], count[48], rate[64] = "n/a";
+  duration(p50, sizeof p50, s->latency.p50);
+  duration(p99, sizeof p99, s->latency.p99);
+  if (s->requests_per_second > 0) {
+    us__report_count(count, sizeof count, s->requests_per_second);
+    snprintf(rate, sizeof rate, "%s per second", count);
+  }
   return us_buf_printf(o,
-                       "<tr><td>%s</td><td class=\"num\">%.4g ms</td>"
-                       "<td class=\"num\">%.4g ms</td><td class=\"num\">%.4g per second</td>"
-                       "</tr>\n",
-                       who, s->latency.p50 * 1e3, s->latency.p99 * 1e3, s->requests_per_second);
+                       "<tr><td>%s</td><td class=\"num\">%s</td><td class=\"num\">%s</td>"
+                       "<td class=\"num\">%s</td></tr>\n",
+                       who, p50, p99, rate);
 }
 
 static us_status training_charts(const us_report *r, us_buf *o, us_err *err) {
@@ -557,8 +575,8 @@ static us_status training_charts(const us_report *r, us_buf *o, us_err *err) {
   c.title = "Training and validation loss";
   c.x_label = "epoch";
   c.y_label = "loss";
-  c.width = 480;
-  c.height = 300;
+  c.width = 440;
+  c.height = 280;
   c.lines = loss;
   c.n_lines = 2;
   us_status st = us_buf_puts(o, "<div class=\"two\"><div>");
@@ -595,19 +613,21 @@ static us_status html_rest(const us_report *r, us_buf *o, us_err *err) {
     st = us_buf_puts(o, "</section>\n");
   }
   const us_report_counts *c = &r->counts;
+  const struct {
+    const char *name;
+    long value;
+  } counts[] = {{"prompts (train)", c->prompts_train},    {"prompts (test)", c->prompts_test},
+                {"paid teacher calls", c->teacher_calls}, {"cache hits", c->cache_hits},
+                {"imported answers", c->imported},        {"unparsed teacher answers", c->unparsed},
+                {"failed requests", c->failures}};
   if (st == US_OK)
-    st = us_buf_printf(o,
-                       "<section class=\"panel\" id=\"data\"><h2>Data</h2><table><tbody>\n"
-                       "<tr><td>prompts (train)</td><td class=\"num\">%ld</td></tr>\n"
-                       "<tr><td>prompts (test)</td><td class=\"num\">%ld</td></tr>\n"
-                       "<tr><td>paid teacher calls</td><td class=\"num\">%ld</td></tr>\n"
-                       "<tr><td>cache hits</td><td class=\"num\">%ld</td></tr>\n"
-                       "<tr><td>imported answers</td><td class=\"num\">%ld</td></tr>\n"
-                       "<tr><td>unparsed teacher answers</td><td class=\"num\">%ld</td></tr>\n"
-                       "<tr><td>failed requests</td><td class=\"num\">%ld</td></tr>\n"
-                       "</tbody></table></section>\n",
-                       c->prompts_train, c->prompts_test, c->teacher_calls, c->cache_hits,
-                       c->imported, c->unparsed, c->failures);
+    st = us_buf_puts(o, "<section class=\"panel\" id=\"data\"><h2>Data</h2><table><tbody>\n");
+  for (size_t i = 0; i < sizeof counts / sizeof counts[0] && st == US_OK; i++) {
+    char v[48];
+    us__report_count(v, sizeof v, (double)counts[i].value);
+    st = metric_row(o, counts[i].name, v);
+  }
+  if (st == US_OK) st = us_buf_puts(o, "</tbody></table></section>\n");
   if (st != US_OK) return us_err_set(err, st, "report.html: out of memory");
   return US_OK;
 }

@@ -276,8 +276,8 @@ static us_status draw_rules_and_marks(us_buf *o, const us_svg_chart *c, const ax
                          "y1=\"%.1f\" y2=\"%.1f\"/>",
                          u->color, px, px, ay->pixel_hi, ay->pixel_lo);
       if (st == US_OK && u->text)
-        st = text(o, px + (right ? -4 : 4), ay->pixel_hi + 12, right ? "end" : "start",
-                  " class=\"note\"", u->text);
+        st = text(o, px + (right ? -4 : 4), u->label_low ? ay->pixel_lo - 6 : ay->pixel_hi + 12,
+                  right ? "end" : "start", " class=\"note\"", u->text);
     } else {
       double py = axis_pixel(ay, u->at);
       st = us_buf_printf(o,
@@ -285,19 +285,21 @@ static us_status draw_rules_and_marks(us_buf *o, const us_svg_chart *c, const ax
                          "y1=\"%.1f\" y2=\"%.1f\"/>",
                          u->color, ax->pixel_lo, ax->pixel_hi, py, py);
       if (st == US_OK && u->text)
-        st = text(o, ax->pixel_hi - 4, py - 4, "end", " class=\"note\"", u->text);
+        st = u->label_low ? text(o, ax->pixel_lo + 4, py + 14, "start", " class=\"note\"", u->text)
+                          : text(o, ax->pixel_hi - 4, py - 4, "end", " class=\"note\"", u->text);
     }
   }
   for (int m = 0; m < c->n_marks && st == US_OK; m++) {
     const us_svg_mark *k = &c->marks[m];
     if (!usable(k->x, c->log_x) || !usable(k->y, c->log_y)) continue;
     double px = axis_pixel(ax, k->x), py = axis_pixel(ay, k->y);
-    bool right = px > (ax->pixel_lo + ax->pixel_hi) / 2;
+    /* above-left of a rising line is usually empty; to the right if there is no room */
+    bool room_left = k->text && px - 10 - 6.5 * (double)strlen(k->text) > ax->pixel_lo;
     st = us_buf_printf(o, "<circle class=\"mark\" cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/>",
                        px, py, k->color);
     if (st == US_OK && k->text)
-      st = text(o, px + (right ? -8 : 8), py - 8, right ? "end" : "start", " class=\"note\"",
-                k->text);
+      st = text(o, room_left ? px - 10 : px + 10, py - 10, room_left ? "end" : "start",
+                " class=\"note\"", k->text);
   }
   return st;
 }

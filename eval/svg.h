@@ -31,6 +31,8 @@ typedef struct us_svg_rule {
   double at;
   const char *text; /* label drawn next to it */
   const char *color;
+  bool label_low; /* label at the bottom (vertical) or at the left under the line
+                     (horizontal) instead of the top / right end */
 } us_svg_rule;
 
 /* A marked point with a label (e.g. the break-even point). */

@@ -200,7 +200,7 @@ static void put_point(builder *b, cJSON *p, const us_cascade_point *pt, bool gol
   num(b, p, "usd_per_request", pt->usd_per_request);
 }
 
-static void put_cascade(builder *b, cJSON *root, const us_cascade *k) {
+static void put_cascade(builder *b, cJSON *root, const us_cascade *k, const us_cost *cost) {
   if (!k) {
     add(b, root, "cascade", cJSON_CreateNull());
     return;
@@ -213,6 +213,17 @@ static void put_cascade(builder *b, cJSON *root, const us_cascade *k) {
   num(b, o, "recommended_index", k->recommended);
   cJSON *rec = add(b, o, "recommended", cJSON_CreateObject());
   if (k->n_points > 0) put_point(b, rec, &k->points[k->recommended], k->has_gold);
+  if (k->n_points > 0 && cost) {
+    /* What adopting the recommendation means in money (nothing when staying). */
+    const us_cascade_point *p = &k->points[k->recommended];
+    bool adopt = k->recommended != k->teacher_only;
+    double saving = cost->teacher_usd_per_request - p->usd_per_request;
+    num(b, rec, "break_even_requests",
+        adopt ? us_cost_break_even(cost->one_off_usd, cost->teacher_usd_per_request,
+                                   p->usd_per_request)
+              : NAN);
+    num(b, rec, "monthly_savings_usd", adopt ? saving * cost->requests_per_month : 0.0);
+  }
   cJSON *pts = add(b, o, "points", cJSON_CreateArray());
   for (int i = 0; i < k->n_points && b->ok; i++)
     put_point(b, add(b, pts, NULL, cJSON_CreateObject()), &k->points[i], k->has_gold);
@@ -266,7 +277,7 @@ us_status us_report_json(const us_report *r, us_buf *out, us_err *err) {
   put_speed(&b, speed, "student", &r->student_speed);
   put_speed(&b, speed, "teacher", &r->teacher_speed);
   put_cost(&b, root, r->cost);
-  put_cascade(&b, root, r->cascade);
+  put_cascade(&b, root, r->cascade, r->cost);
   cJSON *training = add(&b, root, "training", cJSON_CreateObject());
   put_series(&b, training, "train_loss", &r->train_loss);
   put_series(&b, training, "valid_loss", &r->valid_loss);

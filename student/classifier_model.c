@@ -7,6 +7,13 @@
 #include "student/blas.h"
 #include "student/classifier_int.h"
 
+/* Defaults chosen on banking77's validation slice (train rows with us_hash64(text) % 10 == 0,
+ * never the test split), 2 threads, accuracy on the slice (docs/student.md has the table):
+ * lr 1.0 beat 0.5 (0.916 vs 0.911) and 0.25 (0.887); label smoothing 0.1 added half a point
+ * (0.920); 40 epochs instead of 25 gained less (0.918) for 60% more time; dim 50 lost 0.4
+ * points; dim 100, bigrams and char 3-5-grams are fastText's and held up. Plain SGD with
+ * fastText's linear decay, because the sparse embedding updates stay O(features) per example
+ * and the schedule needs no tuning of its own. */
 void us_classifier_params_defaults(us_classifier_params *p) {
   memset(p, 0, sizeof *p);
   p->dim = 100;
@@ -17,9 +24,9 @@ void us_classifier_params_defaults(us_classifier_params *p) {
   p->n_hidden = 0;
   p->dropout = 0.0;
   p->epochs = 25;
-  p->lr = 0.5;
+  p->lr = 1.0;
   p->kd_temperature = 1.0;
-  p->label_smoothing = 0.0;
+  p->label_smoothing = 0.1;
   p->patience = 5;
   p->threads = 2;
   p->seed = 1;
@@ -135,10 +142,9 @@ static void bag(const us_classifier *m, const int32_t *rows, int n, float *x) {
       for (int i = 0; i < d; i++) x[i] += scale * (float)q[i];
     }
   } else {
-    for (int k = 0; k < n; k++) {
-      const float *e = m->emb + (size_t)rows[k] * d;
-      for (int i = 0; i < d; i++) x[i] += e[i];
-    }
+    /* saxpy rather than a plain loop: the profile showed the scalar loop (not vectorised at
+     * -O2) taking half of the training time */
+    for (int k = 0; k < n; k++) us_blas_saxpy(d, 1.0f, m->emb + (size_t)rows[k] * d, x);
   }
   us_blas_sscal(d, 1.0f / (float)n, x);
 }

@@ -1,5 +1,6 @@
 /* `understudy label CONFIG [--dry-run]`: has the teacher label every prompt, showing progress,
  * and prints a summary; or, with --dry-run, what a run would send and cost. */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,10 +67,27 @@ static void on_progress(void *user, const us_label_stats *s) {
   p->last_line = now;
 }
 
+/* Prints the base URL without any user:password@ part. */
+static void print_url(const char *url) {
+  CURLU *u = curl_url();
+  char *safe = NULL;
+  if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+      curl_url_set(u, CURLUPART_USER, NULL, 0) == CURLUE_OK &&
+      curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_URL, &safe, 0) == CURLUE_OK)
+    fputs(safe, stdout);
+  else
+    fputs("(teacher.base_url, not a valid URL)", stdout);
+  curl_free(safe);
+  curl_url_cleanup(u);
+}
+
 static void print_dry_run(const us_config *c, const us_label_stats *s) {
   int64_t to_send = s->total - s->cached;
   printf("dry run: nothing was sent\n");
-  printf("teacher:          %s at %s\n", c->teacher.model, c->teacher.base_url);
+  printf("teacher:          %s at ", c->teacher.model);
+  print_url(c->teacher.base_url);
+  putchar('\n');
   printf("prompts:          %lld (%lld cached, %lld to send)\n", (long long)s->total,
          (long long)s->cached, (long long)to_send);
   printf("prompt tokens:    ~%lld (about 4 characters a token)\n",

@@ -494,7 +494,7 @@ static void on_done(teacher *t, slot *s, CURLcode rc, double now) {
     return;
   }
   if (code == 404) {
-    us_err_set(&err, US_ERR_NOT_FOUND, "%s answered HTTP 404 for model \"%s\": %s; check "
+    us_err_set(&err, US_ERR_NOT_FOUND, "%s answered HTTP 404 for model \"%s\" (%s): check "
                "teacher.base_url and teacher.model", t->safe_url, t->c->teacher.model, msg);
     t->retry[t->n_retry++] = (size_t)(j - t->jobs);
     set_fatal(t, US_ERR_NOT_FOUND, &err);
@@ -902,6 +902,14 @@ us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_o
                     "(or name another variable in teacher.api_key_env)",
                     c->teacher.api_key_env, t.safe_url);
     goto done;
+  }
+  if (t.api_key) { /* curl would send user:password@ as Basic auth in place of the key */
+    free(t.url);
+    t.url = us_strdup(t.safe_url);
+    if (!t.url) {
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory");
+      goto done;
+    }
   }
   if (!https && !loopback && t.api_key)
     us_log(US_LOG_WARN, "teacher.base_url %s is plain http: the key travels unencrypted",

@@ -317,6 +317,52 @@ static void write_should_produce_three_files(void **state) {
   free(s);
 }
 
+static void writers_should_handle_an_empty_and_a_generation_report(void **state) {
+  (void)state;
+  us_report r;
+  us_report_init(&r);
+  us_status (*writers[])(const us_report *, us_buf *, us_err *) = {
+      us_report_html, us_report_markdown, us_report_json, us_report_headline};
+  for (int w = 0; w < 4; w++) free(render(&r, writers[w])); /* every section absent */
+  char *text = render(&r, us_report_json);
+  cJSON *root = cJSON_Parse(text);
+  assert_non_null(root);
+  assert_true(cJSON_IsNull(at(root, "quality")));
+  assert_true(cJSON_IsNull(at(root, "cascade")));
+  cJSON_Delete(root);
+  free(text);
+  /* generation: confidence is a mean token log-probability, so thresholds are negative */
+  const char *pred[] = {"{\"city\": \"Paris\"}", "{\"city\": \"Rome\"}", "{\"city\": "};
+  const char *ref[] = {"{\"city\": \"Paris\"}", "{\"city\": \"Roma\"}", "{\"city\": \"Oslo\"}"};
+  us_generate_metrics g;
+  assert_int_equal(us_metrics_generate(3, pred, ref, &g, NULL), US_OK);
+  double conf[] = {-0.05, -0.4, -2.5}, score[3];
+  for (int i = 0; i < 3; i++) score[i] = us_metrics_exact_match(pred[i], ref[i]);
+  us_cascade cascade;
+  us_cascade_inputs in = {3, conf, score, NULL, NULL, 1e-5, 1e-3, 0.9};
+  assert_int_equal(us_cascade_compute(&in, &cascade, NULL), US_OK);
+  assert_int_equal(cascade.verdict, US_CASCADE_USE_CASCADE);
+  r.task = US_TASK_GENERATE;
+  r.run_name = "slots";
+  r.generation = &g;
+  r.perplexity = 1.7;
+  r.cascade = &cascade;
+  char *html = render(&r, us_report_html);
+  assert_non_null(strstr(html, "Exact match"));
+  assert_non_null(strstr(html, "aria-label=\"Cascade: coverage"));
+  free(html);
+  text = render(&r, us_report_json);
+  root = cJSON_Parse(text);
+  assert_non_null(root);
+  const cJSON *gen = at(root, "generation");
+  assert_true(fabs(at(gen, "exact_match")->valuedouble - 1.0 / 3) < 1e-12);
+  assert_true(fabs(at(at(at(root, "cascade"), "recommended"), "threshold")->valuedouble + 0.05) <
+              1e-12);
+  cJSON_Delete(root);
+  free(text);
+  us_cascade_free(&cascade);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(html_should_show_user_text_only_escaped),
@@ -325,6 +371,7 @@ int main(void) {
       cmocka_unit_test(json_should_write_infinite_break_even_as_null),
       cmocka_unit_test(escape_should_replace_invalid_utf8_and_controls),
       cmocka_unit_test(write_should_produce_three_files),
+      cmocka_unit_test(writers_should_handle_an_empty_and_a_generation_report),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

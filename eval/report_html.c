@@ -99,7 +99,12 @@ static us_status html_cards(const us_report *r, const us__headline *h, us_buf *o
   } else {
     snprintf(big, sizeof big, "size ratio unknown");
   }
-  if (st == US_OK) st = card(o, "Size", big, h->size);
+  char params[48], size_sub[160];
+  us__report_count(params, sizeof params, (double)r->student_params);
+  snprintf(size_sub, sizeof size_sub, "%s; the student has %s parameters",
+           c && c->size_ratio_known ? "than the teacher" : "set teacher.params_b to compare",
+           params);
+  if (st == US_OK) st = card(o, "Size", big, size_sub);
   if (r->metrics)
     us__report_pct(big, sizeof big, r->metrics->agreement);
   else if (r->generation)

@@ -171,6 +171,7 @@ static void target_should_apply_temperature_and_smoothing(void **state) {
   (void)state;
   us_classifier_params p = small_params();
   float soft[3] = {0.5f, 0.25f, 0.25f}, q[4];
+  p.label_smoothing = 0;
   p.kd_temperature = 2.0; /* sqrt: .7071 .5 .5, normalised */
   us__classifier_target(&p, 3, &(us_example){"x", 0, soft}, q);
   assert_true(fabsf(q[0] - 0.41421f) < 1e-4f);

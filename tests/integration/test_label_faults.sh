@@ -9,9 +9,9 @@ N=2000
 IN=1.5
 OUT=6
 gen_prompts "$N" "$WORK/prompts.jsonl"
-start_teacher --answers "$WORK/prompts.jsonl.answers.jsonl" --fault-rate 0.10 --fault-seed 7 --timeout-delay-ms 6000 \
+start_teacher --answers "$WORK/prompts.jsonl.answers.jsonl" --fault-rate 0.10 --fault-seed 7 --timeout-delay-ms 8000 \
   --faults 429,500,503,malformed,truncated,partial,reset,timeout --ratelimit-headers
-write_config "$WORK/config.json" teacher.concurrency=32 teacher.timeout_s=2 \
+write_config "$WORK/config.json" teacher.concurrency=32 teacher.timeout_s=3 \
   teacher.max_retries=8 teacher.price.input_per_mtok=$IN teacher.price.output_per_mtok=$OUT
 
 note "prompts"

@@ -138,8 +138,9 @@ wait "$curl_pid" || true
 assert_le "$elapsed_ms" 3000 "milliseconds to stop with a stalled request"
 
 note "the demo's mock_up.sh / mock_down.sh"
-MOCK_UP="$US_SOURCE_DIR/tests/mock/mock_up.sh"
-MOCK_DOWN="$US_SOURCE_DIR/tests/mock/mock_down.sh"
+SOURCE_DIR=${US_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+MOCK_UP="$SOURCE_DIR/tests/mock/mock_up.sh"
+MOCK_DOWN="$SOURCE_DIR/tests/mock/mock_down.sh"
 printf '{"text":"hello there","label":"account"}\n{"text":"refund me","label":"billing"}\n' >"$WORK/gold.jsonl"
 write_config "$WORK/config.json" "data.inputs=[$(json_quote "$WORK/gold.jsonl")]" data.label_field='"label"'
 url=$(timeout 20 "$MOCK_UP" --config "$WORK/config.json" --state "$WORK/st" --noise 0 --mock "$US_MOCK")

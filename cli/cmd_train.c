@@ -48,8 +48,8 @@ int us_cmd_train(int argc, char **argv) {
       printf("train: %s is up to date (%lld examples; --force retrains)\n", s.model_path,
              (long long)s.n_train);
     else
-      printf("train: %s: trained on %lld examples, %lld held out for early stopping (%lld of "
-             "them with the teacher's soft distribution); %d %s; best validation accuracy "
+      printf("train: %s: trained on %lld examples, %lld held out for early stopping (%lld "
+             "trained on the teacher's soft distribution); %d %s; best validation accuracy "
              "%.2f%%; %.1f s (%.1f CPU s); %lld parameters, %.1f MB\n",
              s.model_path, (long long)s.n_train, (long long)s.n_valid, (long long)s.n_soft,
              s.epochs, c.task.type == US_TASK_CLASSIFY ? "epochs" : "steps",

@@ -90,7 +90,6 @@ static us_status gather(const us_config *c, us_cache *cache, example_set *set,
       if (t.soft && t.n_soft == c->task.n_labels) {
         r->soft = t.soft;
         t.soft = NULL;
-        sum->n_soft++;
       }
     } else {
       if (!t.text || !t.text[0]) {
@@ -287,6 +286,7 @@ static us_status train_classifier(const us_config *c, us_cache *cache, const exa
     e->text = set->rows[i].text;
     e->label = set->rows[i].label;
     e->soft = set->rows[i].soft;
+    if (e->soft && !set->rows[i].validation) sum->n_soft++;
   }
   sum->n_train = (int64_t)nt;
   sum->n_valid = (int64_t)nv;

@@ -27,7 +27,8 @@ US_LABELS=(billing tech account other)
 US_LABELS_CSV=$(IFS=,; echo "${US_LABELS[*]}")
 US_TEMPLATE=$'Classify this customer message into one of: {labels}.\nMessage: {text}\nLabel:'
 US_INSTRUCTIONS="You sort customer messages. Answer with exactly one label."
-export OPENAI_API_KEY="sk-mock-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+OPENAI_API_KEY="sk-mock-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+export OPENAI_API_KEY
 
 us_cleanup() {
   local rc=$?
@@ -74,8 +75,8 @@ start_mock() {
   "$US_MOCK" --port 0 --port-file "$port_file" --die-with-parent "$@" 2>"$WORK/mock$n.log" &
   MOCK_PID=$!
   MOCK_PIDS+=("$MOCK_PID")
-  local i
-  for i in $(seq 1 200); do
+  local _
+  for _ in $(seq 1 200); do
     [ -s "$port_file" ] && break
     kill -0 "$MOCK_PID" 2>/dev/null || { show "$WORK/mock$n.log"; fail "the mock did not start"; }
     sleep 0.05
@@ -93,9 +94,9 @@ start_teacher() {
 
 # stop_mock [pid]: SIGTERM, and checks that the mock exits cleanly (status 0) within 10 s.
 stop_mock() {
-  local pid=${1:-$MOCK_PID} i
+  local pid=${1:-$MOCK_PID} _
   kill -TERM "$pid"
-  for i in $(seq 1 200); do
+  for _ in $(seq 1 200); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done

@@ -18,7 +18,7 @@ label_stops() {
   local t0=$SECONDS
   run_us "$name" label "$WORK/config.json" "${@:2}"
   [ "$RC" -ne 0 ] || { show "$WORK/$name.out" "$WORK/$name.err"; fail "$name: label exited 0"; }
-  [ "$RC" -ne 3 ] && [ "$RC" -ne 130 ] || fail "$name: exit status $RC is not an error"
+  if [ "$RC" -eq 3 ] || [ "$RC" -eq 130 ]; then fail "$name: exit status $RC is not an error"; fi
   assert_le "$((SECONDS - t0))" 15 "$name: seconds before the stop"
   assert_le "$(mock_stats requests)" $((2 * C)) "$name: requests sent before stopping"
   assert_eq "$(mock_stats billed)" 0 "$name: answers billed"
@@ -36,7 +36,8 @@ for status in 401 403; do
 done
 
 note "a server that checks the key, with a wrong key in a custom variable"
-export MY_TEACHER_KEY="sk-wrong-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+MY_TEACHER_KEY="sk-wrong-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+export MY_TEACHER_KEY
 start_teacher --require-key "sk-right-0123456789"
 write_config "$WORK/config.json" teacher.concurrency=$C teacher.api_key_env='"MY_TEACHER_KEY"'
 label_stops wrongkey

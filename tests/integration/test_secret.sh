@@ -11,7 +11,6 @@ export OPENAI_API_KEY="$KEY"
 N=400
 gen_prompts "$N" "$WORK/prompts.jsonl"
 start_teacher --require-key "$KEY" --log-requests "$WORK/requests.log" --latency-ms 30
-GOOD_URL=$MOCK_URL
 write_config "$WORK/config.json" teacher.concurrency=8
 OUTDIR="$WORK/out"
 

@@ -33,19 +33,19 @@ typedef struct mock_options {
   int n_labels;
   char *models[MOCK_MAX_LABELS]; /* accepted models; none: any model */
   int n_models;
-  double answer_noise;        /* fraction of answers-file entries answered with another label */
+  double answer_noise; /* fraction of answers-file entries answered with another label */
   int latency_ms;
   double fault_rate;
   uint64_t fault_seed;
   mock_fault faults[MOCK_MAX_FAULTS];
   int n_faults;
-  int fault_max_per_key;     /* a key's attempt k may fault only while k < this (default 2) */
-  int timeout_delay_ms;      /* default 5000 */
-  int fail_status;           /* 0: off; else every chat request gets this status */
-  const char *require_key;   /* NULL: any key */
-  const char *log_path;      /* append every request's headers and body */
+  int fault_max_per_key;   /* a key's attempt k may fault only while k < this (default 2) */
+  int timeout_delay_ms;    /* default 5000 */
+  int fail_status;         /* 0: off; else every chat request gets this status */
+  const char *require_key; /* NULL: any key */
+  const char *log_path;    /* append every request's headers and body */
   bool ratelimit_headers;
-  int ratelimit_requests;    /* advertised per-minute limits (default 10000 / 2000000) */
+  int ratelimit_requests; /* advertised per-minute limits (default 10000 / 2000000) */
   int ratelimit_tokens;
   bool die_with_parent;
   bool quiet;

@@ -2,14 +2,13 @@
  * the task template, the answer comes from the answers file or a hash rule over the labels, and
  * the response carries realistic usage and, on request, logprobs over the labels. Everything here
  * is a pure function of the request body, so the same body always gets the same answer. */
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <cjson/cJSON.h>
 
 #include "core/buf.h"
 #include "core/hash.h"
@@ -24,8 +23,8 @@ typedef struct answer_entry {
 static struct {
   answer_entry *slots;
   size_t cap;
-  char *prefix, *suffix;   /* the template around {text}, {labels} kept as written */
-  char *prefix_rendered;   /* {labels} replaced by "a, b, c" */
+  char *prefix, *suffix; /* the template around {text}, {labels} kept as written */
+  char *prefix_rendered; /* {labels} replaced by "a, b, c" */
   char *suffix_rendered;
 } answers;
 
@@ -36,8 +35,7 @@ static const char *labels_token = "{labels}";
 static char *normalize(const char *s) {
   size_t n = strlen(s);
   char *out = malloc(n + 1);
-  if (!out)
-    return NULL;
+  if (!out) return NULL;
   size_t j = 0;
   bool space = false;
   for (size_t i = 0; i < n; i++) {
@@ -46,8 +44,7 @@ static char *normalize(const char *s) {
       space = j > 0;
       continue;
     }
-    if (space)
-      out[j++] = ' ';
+    if (space) out[j++] = ' ';
     space = false;
     out[j++] = (char)tolower(ch);
   }
@@ -90,8 +87,7 @@ static bool template_load(const mock_options *o) {
   answers.suffix = strdup(hit + strlen("{text}"));
   us_buf joined;
   us_buf_init(&joined, 0);
-  for (int i = 0; i < o->n_labels; i++)
-    us_buf_printf(&joined, "%s%s", i ? ", " : "", o->labels[i]);
+  for (int i = 0; i < o->n_labels; i++) us_buf_printf(&joined, "%s%s", i ? ", " : "", o->labels[i]);
   char *list = us_buf_steal(&joined);
   answers.prefix_rendered = replace_all(answers.prefix, labels_token, list);
   answers.suffix_rendered = replace_all(answers.suffix, labels_token, list);
@@ -101,8 +97,7 @@ static bool template_load(const mock_options *o) {
 
 static bool answers_add(const char *text, const char *answer) {
   char *norm = normalize(text);
-  if (!norm)
-    return false;
+  if (!norm) return false;
   size_t j = text_slot(norm);
   if (answers.slots[j].text) { /* a later line for the same text wins */
     free(norm);
@@ -123,12 +118,10 @@ static bool answers_file_load(const char *path) {
   }
   size_t lines = 0;
   int ch;
-  while ((ch = fgetc(f)) != EOF)
-    lines += ch == '\n';
+  while ((ch = fgetc(f)) != EOF) lines += ch == '\n';
   rewind(f);
   answers.cap = 1024;
-  while (answers.cap < 2 * (lines + 1))
-    answers.cap *= 2;
+  while (answers.cap < 2 * (lines + 1)) answers.cap *= 2;
   answers.slots = calloc(answers.cap, sizeof *answers.slots);
   char *line = NULL;
   size_t line_cap = 0;
@@ -136,8 +129,7 @@ static bool answers_file_load(const char *path) {
   bool ok = answers.slots != NULL;
   while (ok && getline(&line, &line_cap, f) >= 0) {
     no++;
-    if (strspn(line, " \t\r\n") == strlen(line))
-      continue;
+    if (strspn(line, " \t\r\n") == strlen(line)) continue;
     cJSON *j = cJSON_Parse(line);
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
     const cJSON *answer = cJSON_GetObjectItemCaseSensitive(j, "answer");
@@ -156,10 +148,8 @@ static bool answers_file_load(const char *path) {
 }
 
 bool mock_answers_load(const mock_options *o) {
-  if (!template_load(o))
-    return false;
-  if (!o->answers_path)
-    return true;
+  if (!template_load(o)) return false;
+  if (!o->answers_path) return true;
   return answers_file_load(o->answers_path);
 }
 
@@ -189,11 +179,9 @@ static bool ends_with(const char *s, size_t n, const char *suffix) {
  * the start of s; returns the length matched or -1. The pattern must not end with {labels}. */
 static long match_prefix_wild(const char *s, const char *pattern) {
   const char *hit = strstr(pattern, labels_token);
-  if (!hit)
-    return starts_with(s, pattern) ? (long)strlen(pattern) : -1;
+  if (!hit) return starts_with(s, pattern) ? (long)strlen(pattern) : -1;
   size_t first = (size_t)(hit - pattern);
-  if (strncmp(s, pattern, first) != 0)
-    return -1;
+  if (strncmp(s, pattern, first) != 0) return -1;
   const char *p = s + first;
   const char *rest = hit + strlen(labels_token);
   while (*rest) {
@@ -202,8 +190,7 @@ static long match_prefix_wild(const char *s, const char *pattern) {
     char *lit = strndup(rest, piece);
     const char *found = lit ? strstr(p, lit) : NULL;
     free(lit);
-    if (!found)
-      return -1;
+    if (!found) return -1;
     p = found + piece;
     rest = next ? next + strlen(labels_token) : rest + piece;
   }
@@ -233,8 +220,7 @@ char *mock_extract_text(const char *msg) {
           size_t first = strcspn(answers.suffix, "{");
           char *head = strndup(answers.suffix, first);
           const char *h = head && first ? strstr(msg + start, head) : NULL;
-          if (h && (size_t)(h - msg) < end)
-            end = (size_t)(h - msg);
+          if (h && (size_t)(h - msg) < end) end = (size_t)(h - msg);
           free(head);
         }
         return strndup(msg + start, end - (size_t)start);
@@ -247,10 +233,8 @@ char *mock_extract_text(const char *msg) {
 /* Cuts s to at most max bytes without splitting a UTF-8 sequence. */
 static size_t utf8_cut(const char *s, size_t max) {
   size_t n = strlen(s);
-  if (n <= max)
-    return n;
-  while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-    max--;
+  if (n <= max) return n;
+  while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
   return max;
 }
 
@@ -261,8 +245,7 @@ static const answer_entry *contained_entry(const char *m) {
   size_t best_len = 0;
   for (size_t i = 0; i < answers.cap; i++) {
     const answer_entry *e = &answers.slots[i];
-    if (!e->text)
-      continue;
+    if (!e->text) continue;
     size_t n = strlen(e->text);
     if (n > best_len && strstr(m, e->text)) {
       best = e;
@@ -274,23 +257,20 @@ static const answer_entry *contained_entry(const char *m) {
 
 char *mock_answer_for(const mock_options *o, const char *text) {
   char *norm = normalize(text);
-  if (!norm)
-    return NULL;
+  if (!norm) return NULL;
   char *out = NULL;
   if (answers.slots) {
     const answer_entry *e = &answers.slots[text_slot(norm)];
-    if (!e->text)
-      e = contained_entry(norm);
+    if (!e->text) e = contained_entry(norm);
     if (e && e->text) {
       bool noisy = o->n_labels > 1 && mock_unit(17, e->text, 1) < o->answer_noise;
-      out = strdup(noisy ? o->labels[(size_t)(mock_unit(17, e->text, 2) * o->n_labels) %
-                                     (size_t)o->n_labels]
-                         : e->answer);
+      out = strdup(
+          noisy ? o->labels[(size_t)(mock_unit(17, e->text, 2) * o->n_labels) % (size_t)o->n_labels]
+                : e->answer);
     }
   }
   uint64_t h = us_hash64(norm, strlen(norm), 0);
-  if (!out && o->n_labels > 0)
-    out = strdup(o->labels[h % (uint64_t)o->n_labels]);
+  if (!out && o->n_labels > 0) out = strdup(o->labels[h % (uint64_t)o->n_labels]);
   if (!out) {
     us_buf b;
     us_buf_init(&b, 0);
@@ -320,18 +300,15 @@ char *mock_error_body(const char *message, const char *type, const char *code) {
 
 /* The text of a message's content: a string, or the text parts of a content array. */
 static char *content_text(const cJSON *content) {
-  if (cJSON_IsString(content))
-    return strdup(content->valuestring);
-  if (!cJSON_IsArray(content))
-    return NULL;
+  if (cJSON_IsString(content)) return strdup(content->valuestring);
+  if (!cJSON_IsArray(content)) return NULL;
   us_buf b;
   us_buf_init(&b, 0);
   us_buf_puts(&b, "");
   const cJSON *part;
   cJSON_ArrayForEach(part, content) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
-    if (cJSON_IsString(t))
-      us_buf_puts(&b, t->valuestring);
+    if (cJSON_IsString(t)) us_buf_puts(&b, t->valuestring);
   }
   return us_buf_steal(&b);
 }
@@ -343,19 +320,16 @@ static cJSON *logprob_entry(const char *token, double logprob, bool with_top) {
   cJSON *bytes = cJSON_AddArrayToObject(e, "bytes");
   for (const unsigned char *p = (const unsigned char *)token; *p; p++)
     cJSON_AddItemToArray(bytes, cJSON_CreateNumber(*p));
-  if (with_top)
-    cJSON_AddArrayToObject(e, "top_logprobs");
+  if (with_top) cJSON_AddArrayToObject(e, "top_logprobs");
   return e;
 }
 
 /* A fixed distribution over the labels (and the answer, if it is no label) that puts most of
  * the mass on the answer; the top_logprobs most likely, best first. */
-static cJSON *logprobs_build(const mock_options *o, const char *text, const char *answer,
-                             int top) {
+static cJSON *logprobs_build(const mock_options *o, const char *text, const char *answer, int top) {
   int n = o->n_labels, answer_at = -1;
   for (int i = 0; i < n; i++)
-    if (strcmp(o->labels[i], answer) == 0)
-      answer_at = i;
+    if (strcmp(o->labels[i], answer) == 0) answer_at = i;
   int m = n + (answer_at < 0);
   const char **tok = calloc((size_t)m, sizeof *tok);
   double *p = calloc((size_t)m, sizeof *p);
@@ -366,10 +340,8 @@ static cJSON *logprobs_build(const mock_options *o, const char *text, const char
     cJSON_Delete(lp);
     return NULL;
   }
-  for (int i = 0; i < n; i++)
-    tok[i] = o->labels[i];
-  if (answer_at < 0)
-    tok[answer_at = n] = answer;
+  for (int i = 0; i < n; i++) tok[i] = o->labels[i];
+  if (answer_at < 0) tok[answer_at = n] = answer;
   double mass = 0.55 + 0.4 * mock_unit(11, text, 1), rest = 0;
   for (int i = 0; i < m; i++)
     if (i != answer_at) {
@@ -377,8 +349,7 @@ static cJSON *logprobs_build(const mock_options *o, const char *text, const char
       p[i] = u * u + 0.01;
       rest += p[i];
     }
-  for (int i = 0; i < m; i++)
-    p[i] = i == answer_at ? mass : (1 - mass) * p[i] / rest;
+  for (int i = 0; i < m; i++) p[i] = i == answer_at ? mass : (1 - mass) * p[i] / rest;
   cJSON *content = cJSON_AddArrayToObject(lp, "content");
   cJSON *first = logprob_entry(answer, log(mass), true);
   cJSON_AddItemToArray(content, first);
@@ -386,8 +357,7 @@ static cJSON *logprobs_build(const mock_options *o, const char *text, const char
   for (int k = 0; k < top && k < m; k++) { /* selection by mass, ties by index */
     int best = -1;
     for (int i = 0; i < m; i++)
-      if (p[i] >= 0 && (best < 0 || p[i] > p[best]))
-        best = i;
+      if (p[i] >= 0 && (best < 0 || p[i] > p[best])) best = i;
     cJSON_AddItemToArray(tops, logprob_entry(tok[best], log(p[best]), false));
     p[best] = -1;
   }
@@ -407,11 +377,9 @@ static char *reject(int code, int *status, const char **type, char **message, co
 }
 
 static bool model_known(const mock_options *o, const char *model) {
-  if (o->n_models == 0)
-    return true;
+  if (o->n_models == 0) return true;
   for (int i = 0; i < o->n_models; i++)
-    if (strcmp(o->models[i], model) == 0)
-      return true;
+    if (strcmp(o->models[i], model) == 0) return true;
   return false;
 }
 
@@ -472,8 +440,7 @@ char *mock_response_build(const mock_options *o, const void *request, const char
   int ctok = (int)(strlen(answer) / 4) + 1;
   const char *finish = "stop";
   const cJSON *max = cJSON_GetObjectItemCaseSensitive(req, "max_completion_tokens");
-  if (!cJSON_IsNumber(max))
-    max = cJSON_GetObjectItemCaseSensitive(req, "max_tokens");
+  if (!cJSON_IsNumber(max)) max = cJSON_GetObjectItemCaseSensitive(req, "max_tokens");
   if (cJSON_IsNumber(max) && max->valuedouble >= 1 && ctok > (int)max->valuedouble) {
     ctok = (int)max->valuedouble;
     answer[utf8_cut(answer, (size_t)ctok * 4)] = '\0';
@@ -519,8 +486,7 @@ char *mock_response_build(const mock_options *o, const void *request, const char
   free(answer);
   *prompt_tokens = ptok;
   *completion_tokens = ctok;
-  if (!body)
-    return reject(500, status, error_type, error_message, "%s", "mock out of memory");
+  if (!body) return reject(500, status, error_type, error_message, "%s", "mock out of memory");
   *status = 200;
   return body;
 }

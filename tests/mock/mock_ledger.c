@@ -1,13 +1,12 @@
 /* The mock teacher's books: how many requests arrived, which request keys (SHA-256 of the raw
  * body) were billed and how often, the tokens billed, the faults injected; and the deterministic
  * fault draw. One mutex guards it all: the mock is not the thing being measured. */
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#include <cjson/cJSON.h>
 
 #include "core/hash.h"
 #include "mock.h"
@@ -78,11 +77,9 @@ static ledger_entry *entry_for(const char *key) {
       exit(1);
     }
     for (size_t i = 0; i < ledger.cap; i++) {
-      if (!ledger.slots[i].key[0])
-        continue;
+      if (!ledger.slots[i].key[0]) continue;
       size_t j = slot_index(ledger.slots[i].key, cap);
-      while (slots[j].key[0])
-        j = (j + 1) & (cap - 1);
+      while (slots[j].key[0]) j = (j + 1) & (cap - 1);
       slots[j] = ledger.slots[i];
     }
     free(ledger.slots);
@@ -145,16 +142,14 @@ void mock_ledger_fault(mock_fault f) {
 void mock_ledger_connection(int delta) {
   pthread_mutex_lock(&ledger.lock);
   ledger.connections_open += delta;
-  if (delta > 0)
-    ledger.connections_total += delta;
+  if (delta > 0) ledger.connections_total += delta;
   pthread_mutex_unlock(&ledger.lock);
 }
 
 void mock_ledger_in_flight(int delta) {
   pthread_mutex_lock(&ledger.lock);
   ledger.in_flight += delta;
-  if (ledger.in_flight > ledger.max_in_flight)
-    ledger.max_in_flight = ledger.in_flight;
+  if (ledger.in_flight > ledger.max_in_flight) ledger.max_in_flight = ledger.in_flight;
   pthread_mutex_unlock(&ledger.lock);
 }
 
@@ -178,14 +173,11 @@ char *mock_ledger_json(void) {
   int64_t keys = 0, multi = 0, max_bills = 0, max_attempts = 0;
   for (size_t i = 0; i < ledger.cap; i++) {
     const ledger_entry *e = &ledger.slots[i];
-    if (!e->key[0])
-      continue;
+    if (!e->key[0]) continue;
     keys += e->bills > 0;
     multi += e->bills > 1;
-    if (e->bills > max_bills)
-      max_bills = e->bills;
-    if (e->attempts > max_attempts)
-      max_attempts = e->attempts;
+    if (e->bills > max_bills) max_bills = e->bills;
+    if (e->attempts > max_attempts) max_attempts = e->attempts;
   }
   cJSON_AddNumberToObject(o, "requests", (double)ledger.requests);
   cJSON_AddNumberToObject(o, "chat_requests", (double)ledger.chat_requests);
@@ -240,7 +232,6 @@ const char *mock_fault_name(mock_fault f) {
 
 mock_fault mock_fault_parse(const char *name) {
   for (int f = 1; f < MOCK_FAULT_COUNT; f++)
-    if (strcmp(name, fault_names[f]) == 0)
-      return (mock_fault)f;
+    if (strcmp(name, fault_names[f]) == 0) return (mock_fault)f;
   return MOCK_FAULT_NONE;
 }

@@ -3,7 +3,9 @@
  * deterministically, bills like a real API, counts what it billed per request key (GET /_stats,
  * POST /_reset), and injects faults on demand. Run with --help for the flags. */
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,9 +17,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <cjson/cJSON.h>
-#include <microhttpd.h>
 
 #include "core/buf.h"
 #include "core/hash.h"
@@ -50,13 +49,10 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const 
                                  size_t len, const char *retry_after, const char *retry_after_ms) {
   struct MHD_Response *r =
       MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-  if (!r)
-    return MHD_NO;
+  if (!r) return MHD_NO;
   MHD_add_response_header(r, "Content-Type", "application/json");
-  if (retry_after)
-    MHD_add_response_header(r, "Retry-After", retry_after);
-  if (retry_after_ms)
-    MHD_add_response_header(r, "retry-after-ms", retry_after_ms);
+  if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
+  if (retry_after_ms) MHD_add_response_header(r, "retry-after-ms", retry_after_ms);
   enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
   MHD_destroy_response(r);
   return ret;
@@ -65,8 +61,7 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, int status, const 
 static enum MHD_Result send_error(struct MHD_Connection *conn, int status, const char *message,
                                   const char *type, const char *code) {
   char *body = mock_error_body(message, type, code);
-  if (!body)
-    return MHD_NO;
+  if (!body) return MHD_NO;
   enum MHD_Result ret = send_body(conn, status, body, strlen(body), NULL, NULL);
   free(body);
   return ret;
@@ -83,8 +78,7 @@ static enum MHD_Result log_header(void *cls, enum MHD_ValueKind kind, const char
  * to prove the key did reach the server. */
 static void log_request(struct MHD_Connection *conn, const char *method, const char *url,
                         const request_ctx *ctx) {
-  if (!opts.log_path)
-    return;
+  if (!opts.log_path) return;
   pthread_mutex_lock(&log_lock);
   /* The request log: appended, one block per request, for tests to search. */
   FILE *f = fopen(opts.log_path, "a");
@@ -141,58 +135,59 @@ static enum MHD_Result send_fault(struct MHD_Connection *conn, mock_fault f, con
                                   const char *good) {
   mock_ledger_fault(f);
   switch (f) {
-  case MOCK_FAULT_429: {
-    bool one = mock_unit(opts.fault_seed, key, 1001) < 0.5;
-    bool with_ms = mock_unit(opts.fault_seed, key, 1002) < 0.5;
-    char ms[32];
-    snprintf(ms, sizeof ms, "%d", one ? 200 + (int)(mock_unit(3, key, 5) * 800)
-                                      : (int)(mock_unit(3, key, 5) * 100));
-    char *body = mock_error_body("Rate limit reached for requests. Please try again shortly.",
-                                 "requests", "rate_limit_exceeded");
-    enum MHD_Result ret = send_body(conn, 429, body, strlen(body), one ? "1" : "0",
-                                    with_ms ? ms : NULL);
-    free(body);
-    return ret;
-  }
-  case MOCK_FAULT_500:
-    return send_error(conn, 500,
-                      "The server had an error while processing your request. Sorry about that!",
-                      "server_error", NULL);
-  case MOCK_FAULT_503:
-    return send_error(conn, 503, "The engine is currently overloaded, please try again later.",
-                      "server_error", NULL);
-  case MOCK_FAULT_TIMEOUT:
-    sleep_ms(opts.timeout_delay_ms);
-    return reset_connection(conn);
-  case MOCK_FAULT_MALFORMED: {
-    static const char junk[] = "{\"id\": \"chatcmpl-mock\", \"object\": chat.completion <html>"
-                               "<body>502 Bad Gateway</body></html>";
-    return send_body(conn, 200, junk, sizeof junk - 1, NULL, NULL);
-  }
-  case MOCK_FAULT_TRUNCATED:
-    return send_body(conn, 200, good, strlen(good) / 2, NULL, NULL);
-  case MOCK_FAULT_PARTIAL: {
-    partial_body *p = malloc(sizeof *p);
-    if (!p || !(p->data = strdup(good))) {
-      free(p);
-      return MHD_NO;
+    case MOCK_FAULT_429: {
+      bool one = mock_unit(opts.fault_seed, key, 1001) < 0.5;
+      bool with_ms = mock_unit(opts.fault_seed, key, 1002) < 0.5;
+      char ms[32];
+      snprintf(ms, sizeof ms, "%d",
+               one ? 200 + (int)(mock_unit(3, key, 5) * 800) : (int)(mock_unit(3, key, 5) * 100));
+      char *body = mock_error_body("Rate limit reached for requests. Please try again shortly.",
+                                   "requests", "rate_limit_exceeded");
+      enum MHD_Result ret =
+          send_body(conn, 429, body, strlen(body), one ? "1" : "0", with_ms ? ms : NULL);
+      free(body);
+      return ret;
     }
-    size_t len = strlen(good);
-    p->half = len / 2;
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(len, 4096, partial_read, p, partial_free);
-    if (!r) {
-      partial_free(p);
-      return MHD_NO;
+    case MOCK_FAULT_500:
+      return send_error(conn, 500,
+                        "The server had an error while processing your request. Sorry about that!",
+                        "server_error", NULL);
+    case MOCK_FAULT_503:
+      return send_error(conn, 503, "The engine is currently overloaded, please try again later.",
+                        "server_error", NULL);
+    case MOCK_FAULT_TIMEOUT:
+      sleep_ms(opts.timeout_delay_ms);
+      return reset_connection(conn);
+    case MOCK_FAULT_MALFORMED: {
+      static const char junk[] =
+          "{\"id\": \"chatcmpl-mock\", \"object\": chat.completion <html>"
+          "<body>502 Bad Gateway</body></html>";
+      return send_body(conn, 200, junk, sizeof junk - 1, NULL, NULL);
     }
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    enum MHD_Result ret = MHD_queue_response(conn, 200, r);
-    MHD_destroy_response(r);
-    return ret;
-  }
-  case MOCK_FAULT_RESET:
-  default:
-    return reset_connection(conn);
+    case MOCK_FAULT_TRUNCATED:
+      return send_body(conn, 200, good, strlen(good) / 2, NULL, NULL);
+    case MOCK_FAULT_PARTIAL: {
+      partial_body *p = malloc(sizeof *p);
+      if (!p || !(p->data = strdup(good))) {
+        free(p);
+        return MHD_NO;
+      }
+      size_t len = strlen(good);
+      p->half = len / 2;
+      struct MHD_Response *r =
+          MHD_create_response_from_callback(len, 4096, partial_read, p, partial_free);
+      if (!r) {
+        partial_free(p);
+        return MHD_NO;
+      }
+      MHD_add_response_header(r, "Content-Type", "application/json");
+      enum MHD_Result ret = MHD_queue_response(conn, 200, r);
+      MHD_destroy_response(r);
+      return ret;
+    }
+    case MOCK_FAULT_RESET:
+    default:
+      return reset_connection(conn);
   }
 }
 
@@ -205,33 +200,30 @@ static void add_ratelimit_headers(struct MHD_Response *r) {
   int reset = 60 - (int)(time(NULL) % 60);
   snprintf(v, sizeof v, "%d", opts.ratelimit_requests);
   MHD_add_response_header(r, "x-ratelimit-limit-requests", v);
-  snprintf(v, sizeof v, "%lld", (long long)(reqs < opts.ratelimit_requests
-                                                ? opts.ratelimit_requests - reqs : 0));
+  snprintf(v, sizeof v, "%lld",
+           (long long)(reqs < opts.ratelimit_requests ? opts.ratelimit_requests - reqs : 0));
   MHD_add_response_header(r, "x-ratelimit-remaining-requests", v);
   snprintf(v, sizeof v, "%ds", reset);
   MHD_add_response_header(r, "x-ratelimit-reset-requests", v);
   snprintf(v, sizeof v, "%d", opts.ratelimit_tokens);
   MHD_add_response_header(r, "x-ratelimit-limit-tokens", v);
-  snprintf(v, sizeof v, "%lld", (long long)(toks < opts.ratelimit_tokens
-                                                ? opts.ratelimit_tokens - toks : 0));
+  snprintf(v, sizeof v, "%lld",
+           (long long)(toks < opts.ratelimit_tokens ? opts.ratelimit_tokens - toks : 0));
   MHD_add_response_header(r, "x-ratelimit-remaining-tokens", v);
   snprintf(v, sizeof v, "%ds", reset);
   MHD_add_response_header(r, "x-ratelimit-reset-tokens", v);
 }
 
-static enum MHD_Result send_answer(struct MHD_Connection *conn, const char *body,
-                                   const char *key) {
+static enum MHD_Result send_answer(struct MHD_Connection *conn, const char *body, const char *key) {
   struct MHD_Response *r =
       MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
-  if (!r)
-    return MHD_NO;
+  if (!r) return MHD_NO;
   char id[48];
   snprintf(id, sizeof id, "req_%.32s", key);
   MHD_add_response_header(r, "Content-Type", "application/json");
   MHD_add_response_header(r, "x-request-id", id);
   MHD_add_response_header(r, "openai-processing-ms", "1");
-  if (opts.ratelimit_headers)
-    add_ratelimit_headers(r);
+  if (opts.ratelimit_headers) add_ratelimit_headers(r);
   enum MHD_Result ret = MHD_queue_response(conn, 200, r);
   MHD_destroy_response(r);
   return ret;
@@ -240,8 +232,7 @@ static enum MHD_Result send_answer(struct MHD_Connection *conn, const char *body
 /* 401 unless the Authorization header carries the required key. The message masks the key the
  * way OpenAI does, so a client that prints the server's message leaks no full key. */
 static bool key_accepted(struct MHD_Connection *conn, char *message, size_t cap) {
-  if (!opts.require_key)
-    return true;
+  if (!opts.require_key) return true;
   const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
   if (auth && strncmp(auth, "Bearer ", 7) == 0 && strcmp(auth + 7, opts.require_key) == 0)
     return true;
@@ -259,11 +250,16 @@ static bool key_accepted(struct MHD_Connection *conn, char *message, size_t cap)
 
 static const char *status_code_name(int status) {
   switch (status) {
-  case 401: return "invalid_api_key";
-  case 403: return "unsupported_country_region_territory";
-  case 404: return "model_not_found";
-  case 429: return "insufficient_quota";
-  default: return NULL;
+    case 401:
+      return "invalid_api_key";
+    case 403:
+      return "unsupported_country_region_territory";
+    case 404:
+      return "model_not_found";
+    case 429:
+      return "insufficient_quota";
+    default:
+      return NULL;
   }
 }
 
@@ -272,8 +268,7 @@ static enum MHD_Result handle_chat(struct MHD_Connection *conn, const request_ct
   if (opts.fail_status) {
     snprintf(message, sizeof message, "The mock teacher answers every request with %d.",
              opts.fail_status);
-    if (opts.fail_status == 401)
-      snprintf(message, sizeof message, "Incorrect API key provided.");
+    if (opts.fail_status == 401) snprintf(message, sizeof message, "Incorrect API key provided.");
     return send_error(conn, opts.fail_status, message,
                       opts.fail_status >= 500 ? "server_error" : "invalid_request_error",
                       status_code_name(opts.fail_status));
@@ -299,8 +294,8 @@ static enum MHD_Result handle_chat(struct MHD_Connection *conn, const request_ct
   char *body = mock_response_build(&opts, req, key, &ptok, &ctok, &status, &type, &err_message);
   cJSON_Delete(req);
   if (!body) {
-    enum MHD_Result ret = send_error(conn, status, err_message ? err_message : "bad request",
-                                     type, status_code_name(status));
+    enum MHD_Result ret = send_error(conn, status, err_message ? err_message : "bad request", type,
+                                     status_code_name(status));
     free(err_message);
     return ret;
   }
@@ -363,24 +358,21 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url, const
     mock_ledger_in_flight(-1);
     return ret;
   }
-  if (get && ends_with(url, "/models"))
-    return send_models(conn);
+  if (get && ends_with(url, "/models")) return send_models(conn);
   char message[512];
   snprintf(message, sizeof message, "Invalid URL (%s %.400s)", method, url);
   return send_error(conn, 404, message, "invalid_request_error", NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
   (void)cls;
   (void)version;
   request_ctx *ctx = *con_cls;
   if (!ctx) {
     ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
-      return MHD_NO;
+    if (!ctx) return MHD_NO;
     us_buf_init(&ctx->body, MOCK_MAX_BODY);
     *con_cls = ctx;
     return MHD_YES;
@@ -464,8 +456,7 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi)
-    return false;
+  if (errno || end == s || *end || v < lo || v > hi) return false;
   *out = v;
   return true;
 }
@@ -473,8 +464,7 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 static bool parse_faults(char *list) {
   opts.n_faults = 0;
   if (strcmp(list, "all") == 0) {
-    for (int f = 1; f < MOCK_FAULT_COUNT; f++)
-      opts.faults[opts.n_faults++] = (mock_fault)f;
+    for (int f = 1; f < MOCK_FAULT_COUNT; f++) opts.faults[opts.n_faults++] = (mock_fault)f;
     return true;
   }
   char *names[MOCK_MAX_FAULTS];
@@ -524,8 +514,10 @@ static int parse_flags(int argc, char **argv) {
       opts.port_file = v;
     } else if (strcmp(a, "--host") == 0) {
       if (strcmp(v, "127.0.0.1") != 0) {
-        fprintf(stderr, "us_mock_teacher: --host %s refused: the mock listens on 127.0.0.1 "
-                        "only\n", v);
+        fprintf(stderr,
+                "us_mock_teacher: --host %s refused: the mock listens on 127.0.0.1 "
+                "only\n",
+                v);
         return 2;
       }
     } else if (strcmp(a, "--answers") == 0) {
@@ -549,8 +541,7 @@ static int parse_flags(int argc, char **argv) {
     } else if (strcmp(a, "--fault-seed") == 0) {
       ok = parse_int(v, 0, 0x7fffffffL, &n), opts.fault_seed = (uint64_t)n;
     } else if (strcmp(a, "--faults") == 0) {
-      if (!parse_faults(v))
-        return 2;
+      if (!parse_faults(v)) return 2;
     } else if (strcmp(a, "--fault-max-per-key") == 0) {
       ok = parse_int(v, 0, 1000, &n), opts.fault_max_per_key = (int)n;
     } else if (strcmp(a, "--timeout-delay-ms") == 0) {
@@ -601,10 +592,8 @@ static bool write_port_file(const char *path, int port) {
 
 int main(int argc, char **argv) {
   int rc = parse_flags(argc, argv);
-  if (rc)
-    return rc < 0 ? 0 : rc;
-  if (!mock_answers_load(&opts))
-    return 1;
+  if (rc) return rc < 0 ? 0 : rc;
+  if (!mock_answers_load(&opts)) return 1;
   mock_ledger_init();
 
   /* Signals are taken by sigwait in this thread only; the server threads inherit the mask. */
@@ -624,15 +613,14 @@ int main(int argc, char **argv) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons((uint16_t)opts.port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                   MHD_USE_POLL | (opts.verbose ? MHD_USE_ERROR_LOG : 0);
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+                   (opts.verbose ? MHD_USE_ERROR_LOG : 0);
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, (uint16_t)opts.port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
       (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-      (unsigned)1024, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-      on_connection, NULL, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+      MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+      NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
   if (!d) {
     fprintf(stderr, "us_mock_teacher: cannot listen on 127.0.0.1:%d: %s\n", opts.port,
             strerror(errno));
@@ -650,8 +638,7 @@ int main(int argc, char **argv) {
             (long)getpid());
   int sig = 0;
   sigwait(&set, &sig);
-  if (!opts.quiet)
-    fprintf(stderr, "us_mock_teacher: stopping (signal %d)\n", sig);
+  if (!opts.quiet) fprintf(stderr, "us_mock_teacher: stopping (signal %d)\n", sig);
 stop:
   atomic_store(&stopping, 1);
   MHD_stop_daemon(d);

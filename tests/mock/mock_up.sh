@@ -85,7 +85,7 @@ if [ -n "$config" ]; then
               AND json_type(line, '\$.\"$label_field\"') = 'text';" >>"$state/answers.jsonl" ;;
       *.csv|*.tsv)
         mode=csv
-        case "$path" in *.tsv) mode=tabs ;; esac
+        case "$path" in *.tsv) mode="tabs" ;; esac
         sqlite3 -batch :memory: ".import --$mode '$path' t" ".mode list" \
           "SELECT json_object('text', \"$text_field\", 'answer', \"$label_field\") FROM t;" \
           >>"$state/answers.jsonl" 2>/dev/null || true ;;

@@ -43,19 +43,40 @@ static int parse_args(int argc, char **argv, bench_args *a, char *mock_buf, size
   a->prompts = 3000, a->concurrency = 64, a->latency_ms = 200;
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(f, "--keep") == 0) { a->keep = true; continue; }
-    if (strcmp(f, "--help") == 0) { usage(stdout); exit(0); }
-    if (!v) { usage(stderr); return 2; }
+    if (strcmp(f, "--keep") == 0) {
+      a->keep = true;
+      continue;
+    }
+    if (strcmp(f, "--help") == 0) {
+      usage(stdout);
+      exit(0);
+    }
+    if (!v) {
+      usage(stderr);
+      return 2;
+    }
     i++;
-    if (strcmp(f, "--mock") == 0) a->mock = v;
-    else if (strcmp(f, "--workdir") == 0) a->workdir = v;
-    else if (strcmp(f, "--prompts") == 0) a->prompts = atoi(v);
-    else if (strcmp(f, "--concurrency") == 0) a->concurrency = atoi(v);
-    else if (strcmp(f, "--latency-ms") == 0) a->latency_ms = atoi(v);
-    else if (strcmp(f, "--fault-rate") == 0) a->fault_rate = atof(v);
-    else { usage(stderr); return 2; }
+    if (strcmp(f, "--mock") == 0)
+      a->mock = v;
+    else if (strcmp(f, "--workdir") == 0)
+      a->workdir = v;
+    else if (strcmp(f, "--prompts") == 0)
+      a->prompts = atoi(v);
+    else if (strcmp(f, "--concurrency") == 0)
+      a->concurrency = atoi(v);
+    else if (strcmp(f, "--latency-ms") == 0)
+      a->latency_ms = atoi(v);
+    else if (strcmp(f, "--fault-rate") == 0)
+      a->fault_rate = atof(v);
+    else {
+      usage(stderr);
+      return 2;
+    }
   }
-  if (a->prompts < 1 || a->concurrency < 1 || a->latency_ms < 0) { usage(stderr); return 2; }
+  if (a->prompts < 1 || a->concurrency < 1 || a->latency_ms < 0) {
+    usage(stderr);
+    return 2;
+  }
   if (!a->mock) {
     const char *slash = strrchr(argv[0], '/');
     int dir = slash ? (int)(slash - argv[0]) : 1;
@@ -104,8 +125,10 @@ static int write_inputs(const bench_args *a, const char *dir, int port, char *co
   FILE *f = fopen(path, "w");
   if (!f) return -1;
   for (int i = 0; i < a->prompts; i++)
-    fprintf(f, "{\"text\": \"customer message number %d: my card payment %d was declined "
-            "twice at the shop, please help\"}\n", i, i * 7919 % 10007);
+    fprintf(f,
+            "{\"text\": \"customer message number %d: my card payment %d was declined "
+            "twice at the shop, please help\"}\n",
+            i, i * 7919 % 10007);
   if (fclose(f)) return -1;
   snprintf(config_path, n, "%s/bench.json", dir);
   f = fopen(config_path, "w");
@@ -131,7 +154,9 @@ static double rusage_cpu_split(double *sys) {
   return sys ? user : user + system;
 }
 
-static double rusage_cpu(void) { return rusage_cpu_split(NULL); }
+static double rusage_cpu(void) {
+  return rusage_cpu_split(NULL);
+}
 
 int main(int argc, char **argv) {
   bench_args a = {0};
@@ -151,8 +176,10 @@ int main(int argc, char **argv) {
   int port = 0;
   pid_t mock = start_mock(&a, dir, &port);
   if (mock < 0) {
-    fprintf(stderr, "bench_label: the mock teacher (%s) did not start; build it with "
-            "`cmake --build BUILD --target us_mock_teacher`\n", a.mock);
+    fprintf(stderr,
+            "bench_label: the mock teacher (%s) did not start; build it with "
+            "`cmake --build BUILD --target us_mock_teacher`\n",
+            a.mock);
     return 1;
   }
   us_config c;
@@ -186,18 +213,20 @@ int main(int argc, char **argv) {
   } else {
     double rps = (double)ls.done / wall;
     double bound = a.latency_ms > 0 ? a.concurrency * 1000.0 / a.latency_ms : 0;
-    printf("{\"bench\": \"label\", \"prompts\": %d, \"concurrency\": %d, \"latency_ms\": %d, "
-           "\"fault_rate\": %g,\n \"answered\": %lld, \"failed\": %lld, \"requests\": %lld, "
-           "\"retries\": %lld, \"wall_s\": %.3f,\n \"requests_per_s\": %.1f, \"bound\": %.1f, "
-           "\"ratio\": %.3f, \"cpu_s\": %.3f, \"cpu_us_per_request\": %.1f,\n \"user_us_per_request\": %.1f, \"system_us_per_request\": %.1f, "
-           " \"rerun_requests\": %lld, "
-           "\"rerun_wall_s\": %.3f, \"rerun_cpu_us_per_prompt\": %.1f}\n",
-           a.prompts, a.concurrency, a.latency_ms, a.fault_rate, (long long)ls.done,
-           (long long)ls.failed, (long long)ls.requests, (long long)ls.retries, wall, rps, bound,
-           bound > 0 ? rps / bound : 0, cpu, ls.requests ? cpu * 1e6 / (double)ls.requests : 0,
-           ls.requests ? (user1 - user0) * 1e6 / (double)ls.requests : 0,
-           ls.requests ? (sys1 - sys0) * 1e6 / (double)ls.requests : 0,
-           (long long)rs.requests, rerun_wall, rerun_cpu * 1e6 / (double)a.prompts);
+    printf(
+        "{\"bench\": \"label\", \"prompts\": %d, \"concurrency\": %d, \"latency_ms\": %d, "
+        "\"fault_rate\": %g,\n \"answered\": %lld, \"failed\": %lld, \"requests\": %lld, "
+        "\"retries\": %lld, \"wall_s\": %.3f,\n \"requests_per_s\": %.1f, \"bound\": %.1f, "
+        "\"ratio\": %.3f, \"cpu_s\": %.3f, \"cpu_us_per_request\": %.1f,\n "
+        "\"user_us_per_request\": %.1f, \"system_us_per_request\": %.1f, "
+        " \"rerun_requests\": %lld, "
+        "\"rerun_wall_s\": %.3f, \"rerun_cpu_us_per_prompt\": %.1f}\n",
+        a.prompts, a.concurrency, a.latency_ms, a.fault_rate, (long long)ls.done,
+        (long long)ls.failed, (long long)ls.requests, (long long)ls.retries, wall, rps, bound,
+        bound > 0 ? rps / bound : 0, cpu, ls.requests ? cpu * 1e6 / (double)ls.requests : 0,
+        ls.requests ? (user1 - user0) * 1e6 / (double)ls.requests : 0,
+        ls.requests ? (sys1 - sys0) * 1e6 / (double)ls.requests : 0, (long long)rs.requests,
+        rerun_wall, rerun_cpu * 1e6 / (double)a.prompts);
   }
   us_cache_close(cache);
   if (config_loaded) us_config_free(&c);

@@ -90,22 +90,23 @@ static void print_dry_run(const us_config *c, const us_label_stats *s) {
   putchar('\n');
   printf("prompts:          %lld (%lld cached, %lld to send)\n", (long long)s->total,
          (long long)s->cached, (long long)to_send);
-  printf("prompt tokens:    ~%lld (about 4 characters a token)\n",
-         (long long)s->est_prompt_tokens);
+  printf("prompt tokens:    ~%lld (about 4 characters a token)\n", (long long)s->est_prompt_tokens);
   printf("completion tokens: at most %lld (teacher.max_tokens %d each)\n",
          (long long)s->est_completion_tokens_max, c->teacher.max_tokens);
   printf("estimated cost:   $%.4f to $%.4f (worst case), budget $%.2f\n", s->est_cost_low_usd,
          s->est_cost_high_usd, c->teacher.budget_usd);
   if (s->est_cost_high_usd > c->teacher.budget_usd)
-    printf("note: the worst case passes teacher.budget_usd; a run stops at the budget and the "
-           "next one resumes\n");
+    printf(
+        "note: the worst case passes teacher.budget_usd; a run stops at the budget and the "
+        "next one resumes\n");
 }
 
 static void print_summary(const us_label_stats *s) {
-  printf("labelled %lld prompts: %lld cached, %lld answered now, %lld failed, %lld unparsed, "
-         "%lld left\n",
-         (long long)s->total, (long long)s->cached, (long long)s->done, (long long)s->failed,
-         (long long)s->unparsed, (long long)s->left);
+  printf(
+      "labelled %lld prompts: %lld cached, %lld answered now, %lld failed, %lld unparsed, "
+      "%lld left\n",
+      (long long)s->total, (long long)s->cached, (long long)s->done, (long long)s->failed,
+      (long long)s->unparsed, (long long)s->left);
   double rate = s->elapsed_s > 0 ? (double)(s->done + s->failed) / s->elapsed_s : 0;
   printf("%lld requests (%lld retries) in %.1f s, %.1f answers/s, %.0f us CPU per request\n",
          (long long)s->requests, (long long)s->retries, s->elapsed_s, rate,
@@ -150,13 +151,12 @@ int us_cmd_label(int argc, char **argv) {
 
   if (dry_run && st == US_OK) {
     print_dry_run(&config, &stats);
-  } else if (st == US_OK || st == US_ERR_BUDGET || st == US_ERR_INTERRUPTED ||
-             st == US_ERR_AUTH || st == US_ERR_NOT_FOUND) {
+  } else if (st == US_OK || st == US_ERR_BUDGET || st == US_ERR_INTERRUPTED || st == US_ERR_AUTH ||
+             st == US_ERR_NOT_FOUND) {
     if (stats.total > 0 || st == US_OK) print_summary(&stats);
   }
   if (st == US_OK && stats.total == 0)
-    printf("no prompts in the workspace: run `understudy prompts %s` first\n",
-           common.config_path);
+    printf("no prompts in the workspace: run `understudy prompts %s` first\n", common.config_path);
   const char *hint = NULL;
   if (st == US_ERR_AUTH)
     hint = "check the key's value and that teacher.base_url is the API it belongs to";

@@ -10,9 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "distill/teacher.h"
-
 #include "core/buf.h"
+#include "distill/teacher.h"
 
 /* ---- label mapping --------------------------------------------------------------------- */
 
@@ -160,8 +159,8 @@ static bool soft_from_logprobs(const cJSON *choice, char *const *labels, int n_l
                                float *soft) {
   const cJSON *lp = cJSON_GetObjectItemCaseSensitive(choice, "logprobs");
   const cJSON *content = cJSON_GetObjectItemCaseSensitive(lp, "content");
-  const cJSON *top = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(content, 0),
-                                                      "top_logprobs");
+  const cJSON *top =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(content, 0), "top_logprobs");
   if (!cJSON_IsArray(top)) return false;
   double *mass = calloc((size_t)n_labels, sizeof *mass);
   if (!mass) return false;
@@ -190,8 +189,8 @@ static int usage_tokens(const cJSON *usage, const char *name) {
 }
 
 us_status us_response_parse(const char *body, char *const *labels, int n_labels, char **content,
-                            int *prompt_tokens, int *completion_tokens, float *soft,
-                            bool *has_soft, us_err *err) {
+                            int *prompt_tokens, int *completion_tokens, float *soft, bool *has_soft,
+                            us_err *err) {
   *content = NULL;
   *prompt_tokens = *completion_tokens = -1;
   if (has_soft) *has_soft = false;
@@ -267,8 +266,7 @@ static double http_date(const char *s) {
   return -1;
 }
 
-double us_retry_after_parse(const char *retry_after, const char *retry_after_ms,
-                            double now_epoch) {
+double us_retry_after_parse(const char *retry_after, const char *retry_after_ms, double now_epoch) {
   if (retry_after_ms && *retry_after_ms) {
     double ms = plain_number(retry_after_ms);
     if (ms >= 0) return ms / 1000.0;

@@ -42,7 +42,9 @@ static double prompt_token_bound(size_t body_len) {
 
 /* Dry-run estimate of a message pair: ~4 characters per token (OpenAI's rule of thumb for
  * English), plus 4 tokens per message and 3 to prime the reply (OpenAI's cookbook count). */
-static int64_t prompt_token_estimate(size_t chars) { return (int64_t)(chars + 3) / 4 + 2 * 4 + 3; }
+static int64_t prompt_token_estimate(size_t chars) {
+  return (int64_t)(chars + 3) / 4 + 2 * 4 + 3;
+}
 
 enum { JOB_PENDING, JOB_DONE, JOB_FAILED };
 
@@ -51,9 +53,9 @@ typedef struct job {
   char key[65];
   char *body; /* canonical request; freed once the job ends */
   size_t body_len;
-  double worst_usd;   /* upper bound on what this request can cost */
+  double worst_usd;     /* upper bound on what this request can cost */
   double bucket_tokens; /* what it counts against tokens_per_minute */
-  double not_before;  /* monotonic time before which a retry may not start */
+  double not_before;    /* monotonic time before which a retry may not start */
   int attempts;
   int state;
 } job;
@@ -80,8 +82,8 @@ typedef struct teacher {
   size_t n_retry;
 
   CURLM *multi;
-  int epoll_fd;     /* the sockets curl asks us to watch (multi_socket interface) */
-  double timer_at;  /* when curl wants its timeout handling; < 0: never */
+  int epoll_fd;    /* the sockets curl asks us to watch (multi_socket interface) */
+  double timer_at; /* when curl wants its timeout handling; < 0: never */
   slot *slots;
   int n_slots, in_flight;
   struct curl_slist *headers;
@@ -151,8 +153,10 @@ static us_status base_url_parts(const char *base_url, char **url, char **safe_ur
     goto fail;
   }
   if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
-    st = us_err_set(err, US_ERR_CONFIG, "teacher.base_url: expected an http or https URL, found "
-                    "scheme \"%s\"", scheme);
+    st = us_err_set(err, US_ERR_CONFIG,
+                    "teacher.base_url: expected an http or https URL, found "
+                    "scheme \"%s\"",
+                    scheme);
     goto fail;
   }
   curl_url_set(u, CURLUPART_USER, NULL, 0);
@@ -227,8 +231,7 @@ static us_status put_target(teacher *t, const char *key, int64_t prompt_id, cons
   return st;
 }
 
-static us_status ensure_cached_target(teacher *t, const char *key, int64_t prompt_id,
-                                      us_err *err) {
+static us_status ensure_cached_target(teacher *t, const char *key, int64_t prompt_id, us_err *err) {
   us_target existing;
   bool found = false;
   us_status st = us_cache_target_get(t->cache, key, &existing, &found, err);
@@ -344,8 +347,7 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
   scrub_key(t, msg, strlen(msg));
   us_status st = txn_begin(t, &err);
   if (!st)
-    st = us_cache_failure_put(t->cache, j->key, j->prompt_id, http_status, msg, j->attempts,
-                              &err);
+    st = us_cache_failure_put(t->cache, j->key, j->prompt_id, http_status, msg, j->attempts, &err);
   if (st) {
     set_fatal(t, st, &err);
     return;
@@ -402,11 +404,10 @@ static void retry_or_fail(teacher *t, job *j, const slot *s, int http_status, co
     record_failure(t, j, http_status, msg);
     return;
   }
-  double wait = us_retry_after_parse(s->headers.retry_after, s->headers.retry_after_ms,
-                                     us_epoch());
+  double wait = us_retry_after_parse(s->headers.retry_after, s->headers.retry_after_ms, us_epoch());
   if (wait < 0)
-    wait = us_backoff_delay(j->attempts - 1, BACKOFF_BASE_S, BACKOFF_CAP_S,
-                            us_rng_uniform(&t->rng));
+    wait =
+        us_backoff_delay(j->attempts - 1, BACKOFF_BASE_S, BACKOFF_CAP_S, us_rng_uniform(&t->rng));
   if (wait > RETRY_AFTER_CAP_S) wait = RETRY_AFTER_CAP_S;
   j->not_before = now + wait;
   t->retry[t->n_retry++] = (size_t)(j - t->jobs);
@@ -434,8 +435,7 @@ static void server_message(const char *body, char *out, size_t n) {
 /* Pauses new starts when the server says its own limits are nearly used up: fewer requests
  * left than we keep in flight (or under 5% of the limit), or fewer tokens than a full round of
  * in-flight requests could use; until the server's reset time (1 s if it gave none). */
-static void watch_server_limits(teacher *t, const us__resp_headers *h, const job *j,
-                                double now) {
+static void watch_server_limits(teacher *t, const us__resp_headers *h, const job *j, double now) {
   double conc = t->c->teacher.concurrency;
   if (h->remaining_requests >= 0 &&
       (h->remaining_requests < conc ||
@@ -487,15 +487,19 @@ static void on_done(teacher *t, slot *s, CURLcode rc, double now) {
       us_err_set(&err, US_ERR_AUTH, "the key in $%s was rejected (HTTP %ld) by %s: %s",
                  t->c->teacher.api_key_env, code, t->safe_url, msg);
     else
-      us_err_set(&err, US_ERR_AUTH, "no key was sent ($%s is unset or empty) and %s answered "
-                 "HTTP %ld: %s", t->c->teacher.api_key_env, t->safe_url, code, msg);
+      us_err_set(&err, US_ERR_AUTH,
+                 "no key was sent ($%s is unset or empty) and %s answered "
+                 "HTTP %ld: %s",
+                 t->c->teacher.api_key_env, t->safe_url, code, msg);
     t->retry[t->n_retry++] = (size_t)(j - t->jobs); /* not answered: left for the next run */
     set_fatal(t, US_ERR_AUTH, &err);
     return;
   }
   if (code == 404) {
-    us_err_set(&err, US_ERR_NOT_FOUND, "%s answered HTTP 404 for model \"%s\" (%s): check "
-               "teacher.base_url and teacher.model", t->safe_url, t->c->teacher.model, msg);
+    us_err_set(&err, US_ERR_NOT_FOUND,
+               "%s answered HTTP 404 for model \"%s\" (%s): check "
+               "teacher.base_url and teacher.model",
+               t->safe_url, t->c->teacher.model, msg);
     t->retry[t->n_retry++] = (size_t)(j - t->jobs);
     set_fatal(t, US_ERR_NOT_FOUND, &err);
     return;
@@ -558,8 +562,8 @@ static us_status start(teacher *t, slot *s, job *j, double now) {
   CURLMcode mc = curl_multi_add_handle(t->multi, s->easy);
   if (mc != CURLM_OK) {
     s->job = NULL;
-    return us_err_set(&t->fatal_err, US_ERR_HTTP, "cannot start a transfer to %s: %s",
-                      t->safe_url, curl_multi_strerror(mc));
+    return us_err_set(&t->fatal_err, US_ERR_HTTP, "cannot start a transfer to %s: %s", t->safe_url,
+                      curl_multi_strerror(mc));
   }
   j->attempts++;
   t->in_flight++;
@@ -676,8 +680,7 @@ static us_status setup_transfers(teacher *t, bool https, us_err *err) {
   for (int i = 0; i < t->n_slots; i++) {
     slot *s = &t->slots[i];
     us_buf_init(&s->response, RESPONSE_LIMIT);
-    if (us_buf_reserve(&s->response, 4096))
-      return us_err_set(err, US_ERR_NOMEM, "out of memory");
+    if (us_buf_reserve(&s->response, 4096)) return us_err_set(err, US_ERR_NOMEM, "out of memory");
     CURL *e = s->easy = curl_easy_init();
     if (!e) return us_err_set(err, US_ERR_HTTP, "curl_easy_init failed");
     curl_easy_setopt(e, CURLOPT_URL, t->url);
@@ -698,7 +701,9 @@ static us_status setup_transfers(teacher *t, bool https, us_err *err) {
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "understudy/" "0.1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT,
+                     "understudy/"
+                     "0.1");
   }
   return US_OK;
 }
@@ -718,8 +723,10 @@ static us_status build_headers(teacher *t, us_err *err) {
     if (strcasecmp(h->name, "Authorization") == 0) own_auth = true;
     us_buf_reset(&line);
     if (strpbrk(h->name, "\r\n:") || strpbrk(h->value, "\r\n")) {
-      st = us_err_set(err, US_ERR_CONFIG, "teacher.headers.%s: a header name or value cannot "
-                      "hold a line break (or a ':' in the name)", h->name);
+      st = us_err_set(err, US_ERR_CONFIG,
+                      "teacher.headers.%s: a header name or value cannot "
+                      "hold a line break (or a ':' in the name)",
+                      h->name);
       goto fail;
     }
     if (us_buf_printf(&line, "%s: %s", h->name, h->value)) goto nomem;
@@ -814,7 +821,9 @@ static void run_loop(teacher *t) {
 
 /* ---- entry point ----------------------------------------------------------------------- */
 
-void us_label_options_defaults(us_label_options *o) { memset(o, 0, sizeof *o); }
+void us_label_options_defaults(us_label_options *o) {
+  memset(o, 0, sizeof *o);
+}
 
 static void teacher_free(teacher *t) {
   for (int i = 0; t->slots && i < t->n_slots; i++) {
@@ -847,13 +856,16 @@ static us_status finish(teacher *t, us_err *err) {
     return t->fatal;
   }
   if (t->budget_stop && t->n_open > 0)
-    return us_err_set(err, US_ERR_BUDGET, "budget reached: %s of %s spent; %zu prompts left; "
+    return us_err_set(err, US_ERR_BUDGET,
+                      "budget reached: %s of %s spent; %zu prompts left; "
                       "raise teacher.budget_usd and run again",
                       money(spent, sizeof spent, t->spent_before + t->spent_run),
                       money(budget, sizeof budget, t->c->teacher.budget_usd), t->n_open);
   if (t->interrupted && t->n_open > 0)
-    return us_err_set(err, US_ERR_INTERRUPTED, "interrupted: %zu prompts left; every answer so "
-                      "far is saved, run again to resume", t->n_open);
+    return us_err_set(err, US_ERR_INTERRUPTED,
+                      "interrupted: %zu prompts left; every answer so "
+                      "far is saved, run again to resume",
+                      t->n_open);
   return US_OK;
 }
 
@@ -898,7 +910,8 @@ us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_o
     t.api_key = us_strdup(key);
     t.api_key_len = strlen(key);
   } else if (!loopback) {
-    st = us_err_set(err, US_ERR_AUTH, "$%s is unset or empty: set it to the API key for %s "
+    st = us_err_set(err, US_ERR_AUTH,
+                    "$%s is unset or empty: set it to the API key for %s "
                     "(or name another variable in teacher.api_key_env)",
                     c->teacher.api_key_env, t.safe_url);
     goto done;

@@ -47,11 +47,16 @@ double us__duration_parse(const char *s) {
     double v = strtod(s, &end);
     if (end == s || !isfinite(v) || v < 0) return -1;
     s = end;
-    if (strncmp(s, "ms", 2) == 0) v /= 1000, s += 2;
-    else if (*s == 'h') v *= 3600, s++;
-    else if (*s == 'm') v *= 60, s++;
-    else if (*s == 's') s++;
-    else if (*s && !isspace((unsigned char)*s)) return -1;
+    if (strncmp(s, "ms", 2) == 0)
+      v /= 1000, s += 2;
+    else if (*s == 'h')
+      v *= 3600, s++;
+    else if (*s == 'm')
+      v *= 60, s++;
+    else if (*s == 's')
+      s++;
+    else if (*s && !isspace((unsigned char)*s))
+      return -1;
     total += v;
     any = true;
   }

@@ -1,5 +1,6 @@
 /* Unit tests of the teacher client's pure parts: label mapping, Chat Completions response
  * parsing (with soft targets from logprobs), Retry-After parsing and full-jitter backoff. */
+#include <cmocka.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -7,9 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
-
 #include "distill/teacher.h"
+#include "distill/teacher_int.h"
 
 static char *sentiment[] = {"positive", "negative", "neutral"};
 static char *intents[] = {"card_arrival", "card", "Top-Up Failed", "exchange rate"};
@@ -102,7 +102,11 @@ static void parse_should_refuse_malformed_and_truncated(void **state) {
   char *truncated = malloc(n);
   memcpy(truncated, valid_body, n - 20);
   truncated[n - 20] = '\0';
-  const char *bad[] = {truncated, "", "not json", "[1,2]", "{\"choices\":[]}",
+  const char *bad[] = {truncated,
+                       "",
+                       "not json",
+                       "[1,2]",
+                       "{\"choices\":[]}",
                        "{\"choices\":[{\"message\":{\"content\":null}}]}",
                        "{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -140,8 +144,8 @@ static void parse_should_turn_logprobs_into_soft_distribution(void **state) {
   float soft[3];
   bool has_soft = false;
   us_err err = {0};
-  assert_int_equal(
-      us_response_parse(body, sentiment, 3, &content, &pt, &ct, soft, &has_soft, &err), US_OK);
+  assert_int_equal(us_response_parse(body, sentiment, 3, &content, &pt, &ct, soft, &has_soft, &err),
+                   US_OK);
   assert_true(has_soft);
   double neg = exp(-0.2) + exp(-3.0), pos = exp(-2.0), sum = neg + pos;
   assert_float_equal(soft[0] + soft[1] + soft[2], 1.0, 1e-6);
@@ -160,8 +164,8 @@ static void parse_should_skip_soft_when_no_token_names_a_label(void **state) {
   int pt, ct;
   float soft[3];
   bool has_soft = true;
-  assert_int_equal(
-      us_response_parse(body, sentiment, 3, &content, &pt, &ct, soft, &has_soft, NULL), US_OK);
+  assert_int_equal(us_response_parse(body, sentiment, 3, &content, &pt, &ct, soft, &has_soft, NULL),
+                   US_OK);
   assert_false(has_soft);
   free(content);
 }
@@ -242,6 +246,80 @@ static void backoff_should_grow_with_attempt(void **state) {
   assert_float_equal(us_backoff_delay(20, 0.25, 1000, 0.5), 500, 1e-9);
 }
 
+/* ---- rate limits ------------------------------------------------------------------------- */
+
+static void duration_should_read_openai_reset_forms(void **state) {
+  (void)state;
+  assert_float_equal(us__duration_parse("1s"), 1.0, 1e-9);
+  assert_float_equal(us__duration_parse("20ms"), 0.02, 1e-9);
+  assert_float_equal(us__duration_parse("6m0s"), 360.0, 1e-9);
+  assert_float_equal(us__duration_parse("1h2m3.5s"), 3723.5, 1e-9);
+  assert_float_equal(us__duration_parse("12"), 12.0, 1e-9);
+  assert_true(us__duration_parse("") < 0);
+  assert_true(us__duration_parse("soon") < 0);
+  assert_true(us__duration_parse("5x") < 0);
+}
+
+static void headers_should_read_retry_and_rate_limits(void **state) {
+  (void)state;
+  us__resp_headers h;
+  us__resp_headers_reset(&h);
+  const char *lines[] = {"HTTP/1.1 429 Too Many Requests\r\n",
+                         "Retry-After: 7\r\n",
+                         "retry-after-ms: 6500\r\n",
+                         "X-RateLimit-Remaining-Requests: 3\r\n",
+                         "x-ratelimit-limit-requests: 500\r\n",
+                         "x-ratelimit-reset-requests: 1m30s\r\n",
+                         "x-ratelimit-remaining-tokens: 1200\r\n",
+                         "Content-Type: x\r\n"};
+  for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+    us__resp_headers_line(&h, lines[i], strlen(lines[i]));
+  assert_string_equal(h.retry_after, "7");
+  assert_string_equal(h.retry_after_ms, "6500");
+  assert_float_equal(h.remaining_requests, 3, 1e-9);
+  assert_float_equal(h.limit_requests, 500, 1e-9);
+  assert_float_equal(h.reset_requests_s, 90, 1e-9);
+  assert_float_equal(h.remaining_tokens, 1200, 1e-9);
+  assert_true(h.limit_tokens < 0);
+  assert_true(h.reset_tokens_s < 0);
+  /* a new status line (after 100 Continue, or the next response) forgets the old headers */
+  us__resp_headers_line(&h, "HTTP/1.1 200 OK\r\n", 17);
+  assert_string_equal(h.retry_after, "");
+  assert_true(h.remaining_requests < 0);
+}
+
+static void bucket_should_refill_at_its_rate(void **state) {
+  (void)state;
+  us__bucket b;
+  us__bucket_init(&b, 120, 100.0); /* 2 per second, holds one second's worth */
+  assert_float_equal(us__bucket_wait(&b, 1, 100.0), 0, 1e-12);
+  us__bucket_take(&b, 1);
+  assert_float_equal(us__bucket_wait(&b, 1, 100.0), 0, 1e-12);
+  us__bucket_take(&b, 1);
+  /* empty: the next request waits half a second */
+  assert_float_equal(us__bucket_wait(&b, 1, 100.0), 0.5, 1e-9);
+  assert_float_equal(us__bucket_wait(&b, 1, 100.25), 0.25, 1e-9);
+  assert_float_equal(us__bucket_wait(&b, 1, 100.5), 0, 1e-9);
+  /* never fuller than its capacity, however long it sat idle */
+  assert_float_equal(us__bucket_wait(&b, 2, 1000.0), 0, 1e-9);
+  us__bucket_take(&b, 2);
+  assert_float_equal(us__bucket_wait(&b, 1, 1000.0), 0.5, 1e-9);
+}
+
+static void bucket_should_admit_requests_larger_than_capacity(void **state) {
+  (void)state;
+  us__bucket b;
+  us__bucket_init(&b, 600, 0.0); /* 10 tokens a second */
+  /* 50 tokens needed, 10 held: it may start once the bucket is full, then the debt is repaid */
+  assert_float_equal(us__bucket_wait(&b, 50, 0.0), 0, 1e-12);
+  us__bucket_take(&b, 50);
+  assert_float_equal(us__bucket_wait(&b, 50, 0.0), 5.0, 1e-9);
+  us__bucket b_off;
+  us__bucket_init(&b_off, 0, 0.0); /* 0: no limit */
+  us__bucket_take(&b_off, 1e9);
+  assert_float_equal(us__bucket_wait(&b_off, 1e9, 0.0), 0, 1e-12);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(map_should_take_exact_match),
@@ -261,6 +339,10 @@ int main(void) {
       cmocka_unit_test(backoff_should_stay_within_cap),
       cmocka_unit_test(backoff_should_span_full_jitter_range),
       cmocka_unit_test(backoff_should_grow_with_attempt),
+      cmocka_unit_test(duration_should_read_openai_reset_forms),
+      cmocka_unit_test(headers_should_read_retry_and_rate_limits),
+      cmocka_unit_test(bucket_should_refill_at_its_rate),
+      cmocka_unit_test(bucket_should_admit_requests_larger_than_capacity),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,12 +1,15 @@
 /* Unit tests of the teacher client's pure parts: label mapping, Chat Completions response
  * parsing (with soft targets from logprobs), Retry-After parsing and full-jitter backoff. */
-#include <cmocka.h>
+/* cmocka.h needs the headers before it */
+/* clang-format off */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cmocka.h>
+/* clang-format on */
 
 #include "distill/teacher.h"
 #include "distill/teacher_int.h"

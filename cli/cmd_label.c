@@ -102,16 +102,19 @@ static void print_dry_run(const us_config *c, const us_label_stats *s) {
 }
 
 static void print_summary(const us_label_stats *s) {
-  printf(
-      "labelled %lld prompts: %lld cached, %lld answered now, %lld failed, %lld unparsed, "
-      "%lld left\n",
-      (long long)s->total, (long long)s->cached, (long long)s->done, (long long)s->failed,
-      (long long)s->unparsed, (long long)s->left);
+  printf("prompts: %lld in all, %lld from the cache, %lld answered now, %lld failed, %lld left",
+         (long long)s->total, (long long)s->cached, (long long)s->done, (long long)s->failed,
+         (long long)s->left);
+  if (s->unparsed > 0)
+    printf(" (%lld answers match no label: kept as unparsed)", (long long)s->unparsed);
+  putchar('\n');
   double rate = s->elapsed_s > 0 ? (double)(s->done + s->failed) / s->elapsed_s : 0;
-  printf("%lld requests (%lld retries) in %.1f s, %.1f answers/s, %.0f us CPU per request\n",
-         (long long)s->requests, (long long)s->retries, s->elapsed_s, rate,
-         s->requests > 0 ? s->cpu_s * 1e6 / (double)s->requests : 0);
-  printf("spent $%.4f this run, $%.4f in this workspace\n", s->spent_usd, s->spent_total_usd);
+  printf(
+      "teacher: %lld requests (%lld retries) in %.1f s, %.1f answers/s, %.0f us CPU per "
+      "request\n",
+      (long long)s->requests, (long long)s->retries, s->elapsed_s, rate,
+      s->requests > 0 ? s->cpu_s * 1e6 / (double)s->requests : 0);
+  printf("spent: $%.4f this run, $%.4f in this workspace\n", s->spent_usd, s->spent_total_usd);
 }
 
 int us_cmd_label(int argc, char **argv) {

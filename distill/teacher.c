@@ -659,7 +659,8 @@ static int on_timer(CURLM *multi, long timeout_ms, void *user) {
 
 static us_status setup_transfers(teacher *t, bool https, us_err *err) {
   const us_config *c = t->c;
-  t->n_slots = c->teacher.concurrency;
+  /* no more easy handles than requests to send */
+  t->n_slots = (size_t)c->teacher.concurrency < t->n_jobs ? c->teacher.concurrency : (int)t->n_jobs;
   t->slots = calloc((size_t)t->n_slots, sizeof *t->slots);
   t->multi = curl_multi_init();
   if (!t->slots || !t->multi) return us_err_set(err, US_ERR_NOMEM, "out of memory");

@@ -9,7 +9,8 @@
 # (punctuation split off, lower case), which understudy's tokeniser does itself.
 #
 # usage: bench/bench_fasttext.sh            env: BUILD (default build), REPEAT (3),
-#                                                AUTOTUNE_SECONDS (300), US_BIN, DATASETS
+#                                                AUTOTUNE_SECONDS (300), US_BIN, DATASETS,
+#                                                BENCH_CLASSIFIER, REUSE_AUTOTUNE=1
 # writes bench/results/<dataset>.json and bench/results/fasttext_comparison.md
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,12 +33,12 @@ if [ ! -d "$DATA/banking77" ]; then
   echo "bench_fasttext: skipped: $DATA/banking77 is absent (the benchmark needs ../shared/data)"
   exit 0
 fi
-if [ ! -x "$BUILD/bench/bench_classifier" ] || [ -z "${US_BIN:-}" ]; then
+BC=${BENCH_CLASSIFIER:-$BUILD/bench/bench_classifier}
+US_BIN=${US_BIN:-$BUILD/understudy}
+if [ ! -x "$BC" ] || [ ! -x "$US_BIN" ]; then
   cmake -S "$ROOT" -B "$BUILD" >/dev/null
   cmake --build "$BUILD" -j2 --target bench_classifier understudy_cli >/dev/null
 fi
-BC=${BENCH_CLASSIFIER:-$BUILD/bench/bench_classifier}
-US_BIN=${US_BIN:-$BUILD/understudy}
 mkdir -p "$OUT"
 
 # /usr/bin/time -v fields: wall seconds, CPU seconds (user + sys), peak RSS in KB
@@ -74,9 +75,13 @@ bench_dataset() {
   sed 's/^__label__[^ ]* //' "$W/test.txt" >"$W/test_text.txt"
 
   echo "== $ds: fastText autotune (${AUTOTUNE_SECONDS}s on the validation slice)" >&2
-  fasttext supervised -input "$W/train.txt" -output "$W/autotune" -thread 2 \
-    -autotune-validation "$W/valid.txt" -autotune-duration "$AUTOTUNE_SECONDS" -verbose 3 \
-    >"$W/autotune.log" 2>&1
+  if [ "${REUSE_AUTOTUNE:-0}" = 1 ] && [ -s "$W/autotune.bin" ]; then
+    echo "   (REUSE_AUTOTUNE=1: keeping $W/autotune.bin)" >&2
+  else
+    fasttext supervised -input "$W/train.txt" -output "$W/autotune" -thread 2 \
+      -autotune-validation "$W/valid.txt" -autotune-duration "$AUTOTUNE_SECONDS" -verbose 3 \
+      >"$W/autotune.log" 2>&1
+  fi
   # the best settings: dump gives all but lr, which the verbose log reports for the best trial
   local ft_args
   ft_args=$(python3 "$ROOT/bench/fasttext_args.py" "$W/autotune.bin" "$W/autotune.log")

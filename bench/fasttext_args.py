@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints the fastText command-line flags of the settings its autotune chose: everything but lr
-from `fasttext dump MODEL args`, lr from the best trial in the autotune log (-verbose 3).
+from `fasttext dump MODEL args`, lr from the "Best selected args" block of the autotune log (-verbose 3).
 usage: fasttext_args.py AUTOTUNE_MODEL.bin AUTOTUNE_LOG"""
 import re, subprocess, sys
 
@@ -14,14 +14,12 @@ def main():
     vals = dict(line.split()[:2] for line in dump.splitlines() if len(line.split()) >= 2)
     out = [f"-{k} {vals[k]}" for k in FLAGS if k in vals]
     text = open(log, errors="replace").read().replace("\r", "\n")
-    best_lr, best_score = None, -1.0
-    for block in re.split(r"Trial\s*=", text)[1:]:
-        lr = re.search(r"\blr\s*[:=]?\s*([0-9.eE+-]+)", block)
-        score = re.search(r"(?:currentScore|score)\s*[:=]?\s*([0-9.]+)", block)
-        if lr and score and float(score.group(1)) > best_score:
-            best_lr, best_score = lr.group(1), float(score.group(1))
-    if best_lr is None:
-        sys.stderr.write("fasttext_args: no lr found in the autotune log; using fastText's 0.1\n")
+    best = text.split("Best selected args", 1)
+    lr = re.search(r"\blr\s*=\s*([0-9.eE+-]+)", best[1]) if len(best) == 2 else None
+    if lr:
+        best_lr = lr.group(1)
+    else:
+        sys.stderr.write("fasttext_args: no best lr in the autotune log; using fastText's 0.1\n")
         best_lr = "0.1"
     out.append(f"-lr {best_lr}")
     print(" ".join(out))

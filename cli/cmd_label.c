@@ -102,7 +102,7 @@ static void print_dry_run(const us_config *c, const us_label_stats *s) {
 }
 
 static void print_summary(const us_label_stats *s) {
-  printf("prompts: %lld in all, %lld from the cache, %lld answered now, %lld failed, %lld left",
+  printf("prompts: %lld in all, %lld cached, %lld answered now, %lld failed, %lld left",
          (long long)s->total, (long long)s->cached, (long long)s->done, (long long)s->failed,
          (long long)s->left);
   if (s->unparsed > 0)

@@ -249,6 +249,8 @@ static us_status ensure_cached_target(teacher *t, const char *key, int64_t promp
   return st;
 }
 
+static void report_progress(teacher *t, double now, bool final);
+
 /* Builds every prompt's request; cached ones get their target checked, the rest become jobs
  * (or, for a dry run, estimates). */
 static us_status plan(teacher *t, us_err *err) {
@@ -271,6 +273,7 @@ static us_status plan(teacher *t, us_err *err) {
                                ? (c->teacher.max_tokens < 3 ? c->teacher.max_tokens : 3)
                                : c->teacher.max_tokens / 4;
   for (size_t i = 0; i < n; i++) {
+    if ((i & 1023) == 0) report_progress(t, us_now(), false); /* a large workspace takes a while */
     char *body = NULL, key[65];
     st = us_request_build(c, prompts[i].text, &body, key, err);
     if (st) {
@@ -298,6 +301,7 @@ static us_status plan(teacher *t, us_err *err) {
     j->worst_usd = prompt_token_bound(j->body_len) * in_price + c->teacher.max_tokens * out_price;
     j->bucket_tokens = (double)j->body_len / 4 + c->teacher.max_tokens;
     j->state = JOB_PENDING;
+    t->n_open++;
     if (t->opt->dry_run) {
       char *system = NULL, *user = NULL;
       st = us_config_render(c, prompts[i].text, &system, &user, err);
@@ -311,7 +315,6 @@ static us_status plan(teacher *t, us_err *err) {
       t->stats->est_cost_high_usd += j->worst_usd;
     }
   }
-  t->n_open = t->n_jobs;
 done:
   us_prompts_free(prompts, n);
   return st;

@@ -145,7 +145,7 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
   size_t expect = LM_HEADER + 4 + 8 * n_merges + bytes + (flags ? 64 + 2 * bytes : 0) + 32;
   if (n_merges > US_BPE_MAX_VOCAB || len < expect)
     return us_err_set(err, US_ERR_FORMAT,
-                      "%s: truncated language model: %zu bytes, the header needs %zu", path, len,
+                      "%s: truncated language model: %zu bytes, its header announces %zu", path, len,
                       expect);
   if (len > expect)
     return us_err_set(err, US_ERR_FORMAT,

@@ -46,8 +46,6 @@ static int64_t prompt_token_estimate(size_t chars) {
   return (int64_t)(chars + 3) / 4 + 2 * 4 + 3;
 }
 
-enum { JOB_PENDING, JOB_DONE, JOB_FAILED };
-
 typedef struct job {
   int64_t prompt_id;
   char key[65];
@@ -57,7 +55,6 @@ typedef struct job {
   double bucket_tokens; /* what it counts against tokens_per_minute */
   double not_before;    /* monotonic time before which a retry may not start */
   int attempts;
-  int state;
 } job;
 
 typedef struct slot {
@@ -300,7 +297,6 @@ static us_status plan(teacher *t, us_err *err) {
     j->body_len = strlen(body);
     j->worst_usd = prompt_token_bound(j->body_len) * in_price + c->teacher.max_tokens * out_price;
     j->bucket_tokens = (double)j->body_len / 4 + c->teacher.max_tokens;
-    j->state = JOB_PENDING;
     t->n_open++;
     if (t->opt->dry_run) {
       char *system = NULL, *user = NULL;
@@ -336,8 +332,8 @@ static void set_fatal(teacher *t, us_status st, const us_err *err) {
   scrub_err(t, &t->fatal_err);
 }
 
-static void job_end(teacher *t, job *j, int state) {
-  j->state = state;
+/* The job is answered or recorded as failed: nothing more to send. */
+static void job_end(teacher *t, job *j) {
   free(j->body);
   j->body = NULL;
   t->n_open--;
@@ -356,7 +352,7 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
     return;
   }
   t->stats->failed++;
-  job_end(t, j, JOB_FAILED);
+  job_end(t, j);
   us_log(US_LOG_DEBUG, "prompt %lld failed after %d attempt(s): %s", (long long)j->prompt_id,
          j->attempts, msg);
 }
@@ -395,7 +391,7 @@ static void record_answer(teacher *t, job *j, slot *s, const answer *a, double n
   t->spent_run += cost;
   t->stats->spent_usd += cost;
   t->stats->done++;
-  job_end(t, j, JOB_DONE);
+  job_end(t, j);
 }
 
 /* Network error, timeout, 408/409/429/5xx or a malformed 200: retry later, or give up. */

@@ -28,24 +28,42 @@ static int parse(int argc, char **argv, opts *o) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) return fprintf(stderr, "bench_lm: %s needs a value\n", a), -1;
     i++;
-    if (!strcmp(a, "--train")) o->train = v;
-    else if (!strcmp(a, "--test")) o->test = v;
-    else if (!strcmp(a, "--out")) o->out = v;
-    else if (!strcmp(a, "--preset")) o->preset = v;
-    else if (!strcmp(a, "--layers")) o->layers = atoi(v);
-    else if (!strcmp(a, "--dim")) o->dim = atoi(v);
-    else if (!strcmp(a, "--heads")) o->heads = atoi(v);
-    else if (!strcmp(a, "--context")) o->context = atoi(v);
-    else if (!strcmp(a, "--batch")) o->batch = atoi(v);
-    else if (!strcmp(a, "--vocab")) o->vocab = atoi(v);
-    else if (!strcmp(a, "--steps")) o->steps = atoi(v);
-    else if (!strcmp(a, "--threads")) o->threads = atoi(v);
-    else if (!strcmp(a, "--repeats")) o->repeats = atoi(v);
-    else if (!strcmp(a, "--limit")) o->limit = atoi(v);
-    else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
-    else if (!strcmp(a, "--tokens")) o->tokens = atoi(v);
-    else if (!strcmp(a, "--lr")) o->lr = atof(v);
-    else return fprintf(stderr, "bench_lm: unknown option %s\n", a), -1;
+    if (!strcmp(a, "--train"))
+      o->train = v;
+    else if (!strcmp(a, "--test"))
+      o->test = v;
+    else if (!strcmp(a, "--out"))
+      o->out = v;
+    else if (!strcmp(a, "--preset"))
+      o->preset = v;
+    else if (!strcmp(a, "--layers"))
+      o->layers = atoi(v);
+    else if (!strcmp(a, "--dim"))
+      o->dim = atoi(v);
+    else if (!strcmp(a, "--heads"))
+      o->heads = atoi(v);
+    else if (!strcmp(a, "--context"))
+      o->context = atoi(v);
+    else if (!strcmp(a, "--batch"))
+      o->batch = atoi(v);
+    else if (!strcmp(a, "--vocab"))
+      o->vocab = atoi(v);
+    else if (!strcmp(a, "--steps"))
+      o->steps = atoi(v);
+    else if (!strcmp(a, "--threads"))
+      o->threads = atoi(v);
+    else if (!strcmp(a, "--repeats"))
+      o->repeats = atoi(v);
+    else if (!strcmp(a, "--limit"))
+      o->limit = atoi(v);
+    else if (!strcmp(a, "--warmup"))
+      o->warmup = atoi(v);
+    else if (!strcmp(a, "--tokens"))
+      o->tokens = atoi(v);
+    else if (!strcmp(a, "--lr"))
+      o->lr = atof(v);
+    else
+      return fprintf(stderr, "bench_lm: unknown option %s\n", a), -1;
   }
   return 0;
 }
@@ -75,8 +93,8 @@ static us_lm *random_model(const opts *o) {
     exit(1);
   }
   free(pairs);
-  us_lm_config c = {o->layers, o->dim, o->heads, o->context, us_bpe_vocab_size(bpe),
-                    us_lm_config_hidden(o->dim)};
+  us_lm_config c = {
+      o->layers, o->dim, o->heads, o->context, us_bpe_vocab_size(bpe), us_lm_config_hidden(o->dim)};
   us_lm *lm = NULL;
   if (us_lm_new(&c, bpe, 1, &lm, &err) != US_OK) {
     fprintf(stderr, "bench_lm: %s\n", err.msg);
@@ -154,12 +172,13 @@ static int bench_train(const opts *o) {
   double t = median(times, reps);
   double gflops = step_flops(&lm->config, B, T) / t / 1e9;
   double peak = sgemm_gflops(N, 2 * lm->config.hidden, lm->config.dim, o->repeats);
-  printf("{\"bench\":\"lm_train\",\"layers\":%d,\"dim\":%d,\"heads\":%d,\"context\":%d,"
-         "\"batch\":%d,\"vocab\":%d,\"params\":%zu,\"threads\":%d,\"steps\":%d,"
-         "\"step_sec_median\":%.4f,\"tokens_per_sec\":%.0f,\"model_gflops\":%.2f,"
-         "\"sgemm_gflops\":%.2f,\"mfu_vs_sgemm\":%.3f,\"last_loss\":%.4f}\n",
-         o->layers, o->dim, o->heads, T, B, V, lm->n_params, o->threads, reps, t, N / t, gflops,
-         peak, gflops / peak, loss);
+  printf(
+      "{\"bench\":\"lm_train\",\"layers\":%d,\"dim\":%d,\"heads\":%d,\"context\":%d,"
+      "\"batch\":%d,\"vocab\":%d,\"params\":%zu,\"threads\":%d,\"steps\":%d,"
+      "\"step_sec_median\":%.4f,\"tokens_per_sec\":%.0f,\"model_gflops\":%.2f,"
+      "\"sgemm_gflops\":%.2f,\"mfu_vs_sgemm\":%.3f,\"last_loss\":%.4f}\n",
+      o->layers, o->dim, o->heads, T, B, V, lm->n_params, o->threads, reps, t, N / t, gflops, peak,
+      gflops / peak, loss);
   free(tok);
   free(tgt);
   free(pos);
@@ -197,11 +216,12 @@ static int bench_gen(const opts *o) {
       free(ans);
     }
   double cached = median(rate[0], reps), uncached = median(rate[1], reps);
-  printf("{\"bench\":\"lm_generate\",\"layers\":%d,\"dim\":%d,\"context\":%d,\"params\":%zu,"
-         "\"threads\":%d,\"max_tokens\":%d,\"tokens_per_sec_cached\":%.1f,"
-         "\"tokens_per_sec_uncached\":%.1f,\"speedup\":%.2f}\n",
-         o->layers, o->dim, o->context, lm->n_params, o->threads, o->tokens, cached, uncached,
-         cached / uncached);
+  printf(
+      "{\"bench\":\"lm_generate\",\"layers\":%d,\"dim\":%d,\"context\":%d,\"params\":%zu,"
+      "\"threads\":%d,\"max_tokens\":%d,\"tokens_per_sec_cached\":%.1f,"
+      "\"tokens_per_sec_uncached\":%.1f,\"speedup\":%.2f}\n",
+      o->layers, o->dim, o->context, lm->n_params, o->threads, o->tokens, cached, uncached,
+      cached / uncached);
   us_lm_free(lm);
   return 0;
 }
@@ -250,8 +270,8 @@ static void free_dataset(dataset *d) {
 }
 
 /* Matching (key, value) string pairs between two JSON objects (a multiset match). */
-static void slot_counts(const char *pred, const char *gold, int *n_pred, int *n_gold,
-                        int *n_match, int *valid) {
+static void slot_counts(const char *pred, const char *gold, int *n_pred, int *n_gold, int *n_match,
+                        int *valid) {
   cJSON *p = cJSON_Parse(pred), *g = cJSON_Parse(gold);
   *valid = cJSON_IsObject(p);
   *n_pred = *n_gold = *n_match = 0;
@@ -337,14 +357,15 @@ static int bench_snips(const opts *o) {
   }
   double gen_sec = us_now() - gen_t0;
   double prec = np ? (double)tp / np : 0, rec = ng ? (double)tp / ng : 0;
-  printf("{\"bench\":\"lm_snips\",\"params\":%zu,\"layers\":%d,\"dim\":%d,\"context\":%d,"
-         "\"vocab\":%d,\"steps\":%d,\"batch\":%d,\"train_examples\":%zu,\"train_sec\":%.1f,"
-         "\"train_cpu_sec\":%.1f,\"test_examples\":%zu,\"exact_match\":%.4f,\"slot_precision\":%.4f,"
-         "\"slot_recall\":%.4f,\"slot_f1\":%.4f,\"valid_json\":%.4f,\"gen_tokens_per_sec\":%.1f}\n",
-         lm->n_params, lm->config.layers, lm->config.dim, lm->config.context, lm->config.vocab,
-         o->steps, o->batch, tr.n, train_sec, train_cpu, n_test, (double)exact / n_test, prec,
-         rec, prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0.0, (double)valid / n_test,
-         gen_tokens / gen_sec);
+  printf(
+      "{\"bench\":\"lm_snips\",\"params\":%zu,\"layers\":%d,\"dim\":%d,\"context\":%d,"
+      "\"vocab\":%d,\"steps\":%d,\"batch\":%d,\"train_examples\":%zu,\"train_sec\":%.1f,"
+      "\"train_cpu_sec\":%.1f,\"test_examples\":%zu,\"exact_match\":%.4f,\"slot_precision\":%.4f,"
+      "\"slot_recall\":%.4f,\"slot_f1\":%.4f,\"valid_json\":%.4f,\"gen_tokens_per_sec\":%.1f}\n",
+      lm->n_params, lm->config.layers, lm->config.dim, lm->config.context, lm->config.vocab,
+      o->steps, o->batch, tr.n, train_sec, train_cpu, n_test, (double)exact / n_test, prec, rec,
+      prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0.0, (double)valid / n_test,
+      gen_tokens / gen_sec);
   us_lm_free(lm);
   free_dataset(&tr);
   free_dataset(&te);
@@ -354,10 +375,11 @@ static int bench_snips(const opts *o) {
 int main(int argc, char **argv) {
   opts o;
   if (argc < 2 || parse(argc, argv, &o) != 0) {
-    fprintf(stderr, "usage: bench_lm train|gen|snips [--dim D --layers L --heads H --context T "
-                    "--batch B --vocab V --steps S --threads N --repeats R --tokens N]\n"
-                    "       bench_lm snips --train F.jsonl --test F.jsonl [--preset P] [--lr X] "
-                    "[--warmup W] [--limit N] [--out MODEL]\n");
+    fprintf(stderr,
+            "usage: bench_lm train|gen|snips [--dim D --layers L --heads H --context T "
+            "--batch B --vocab V --steps S --threads N --repeats R --tokens N]\n"
+            "       bench_lm snips --train F.jsonl --test F.jsonl [--preset P] [--lr X] "
+            "[--warmup W] [--limit N] [--out MODEL]\n");
     return 2;
   }
   if (!strcmp(argv[1], "train")) return bench_train(&o);

@@ -65,9 +65,12 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
     }
     if (!v) return bad_usage("missing value for", a);
     i++;
-    if (!strcmp(a, "--prompt")) o->prompt = v;
-    else if (!strcmp(a, "--input")) o->input = v;
-    else if (!strcmp(a, "--output")) o->output = v;
+    if (!strcmp(a, "--prompt"))
+      o->prompt = v;
+    else if (!strcmp(a, "--input"))
+      o->input = v;
+    else if (!strcmp(a, "--output"))
+      o->output = v;
     else if (!strcmp(a, "--max-tokens")) {
       if (parse_number(a, v, 1, 1e6, &x)) return US_EXIT_USAGE;
       o->gp.max_tokens = (int)x;
@@ -116,8 +119,10 @@ static int run_batch(const us_lm *lm, const gen_opts *o) {
     cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
     if (!cJSON_IsString(p)) p = cJSON_GetObjectItemCaseSensitive(j, "text");
     if (!cJSON_IsString(p)) {
-      us_err_set(&err, US_ERR_INPUT, "%s:%d: expected a JSON object with a string \"prompt\" or "
-                 "\"text\"", o->input, line_no);
+      us_err_set(&err, US_ERR_INPUT,
+                 "%s:%d: expected a JSON object with a string \"prompt\" or "
+                 "\"text\"",
+                 o->input, line_no);
       rc = us_cli_fail(US_ERR_INPUT, &err, NULL);
     } else {
       char *answer = NULL;
@@ -156,8 +161,9 @@ int us_cmd_generate(int argc, char **argv) {
   us_err err;
   us_status st = us_lm_load(o.model, &lm, &err);
   if (st != US_OK)
-    return us_cli_fail(st, &err, "the model file is written by `understudy train` for a "
-                                 "task.type \"generate\" config");
+    return us_cli_fail(st, &err,
+                       "the model file is written by `understudy train` for a "
+                       "task.type \"generate\" config");
   if (o.prompt) {
     char *answer = NULL;
     double lp = 0.0;

@@ -201,8 +201,12 @@ void us_bpe_free(us_bpe *bpe) {
   free(bpe);
 }
 
-int us_bpe_vocab_size(const us_bpe *bpe) { return 256 + bpe->n_merges + US_BPE_N_SPECIAL; }
-int us_bpe_n_merges(const us_bpe *bpe) { return bpe->n_merges; }
+int us_bpe_vocab_size(const us_bpe *bpe) {
+  return 256 + bpe->n_merges + US_BPE_N_SPECIAL;
+}
+int us_bpe_n_merges(const us_bpe *bpe) {
+  return bpe->n_merges;
+}
 
 us_bpe_special us_bpe_specials(const us_bpe *bpe) {
   int base = 256 + bpe->n_merges;
@@ -370,8 +374,8 @@ us_status us_bpe_train(const char *const *texts, size_t n_texts, int vocab_size,
     for (int p = 0; p < tr.n_stats; p++) {
       const pair_stat *ps = &tr.stats[p];
       if (best < 0 || ps->count > tr.stats[best].count ||
-          (ps->count == tr.stats[best].count && pair_key(ps->a, ps->b) <
-                                                    pair_key(tr.stats[best].a, tr.stats[best].b)))
+          (ps->count == tr.stats[best].count &&
+           pair_key(ps->a, ps->b) < pair_key(tr.stats[best].a, tr.stats[best].b)))
         best = p;
     }
     if (best < 0 || tr.stats[best].count < 2) break;

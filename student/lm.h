@@ -72,25 +72,25 @@ typedef struct us_lm_progress {
 typedef int (*us_lm_progress_fn)(const us_lm_progress *p, void *user);
 
 typedef struct us_lm_train_params {
-  const char *preset;           /* "nano" (default) | "micro" | "mini" | NULL: the sizes below */
+  const char *preset;              /* "nano" (default) | "micro" | "mini" | NULL: the sizes below */
   int layers, dim, heads, context; /* used when preset is NULL */
-  int vocab_size;               /* tokeniser size; default 1024 */
-  int steps;                    /* default 1000 */
-  int batch_size;               /* packed rows of `context` tokens per step; default 8 */
-  int warmup_steps;             /* linear warmup; default 50 */
-  double lr;                    /* peak learning rate; default 1e-3 */
-  double min_lr_fraction;       /* cosine decays to lr * this; default 0.1 */
-  double weight_decay;          /* AdamW, on matrices only; default 0.1 */
-  double beta1, beta2, eps;     /* default 0.9, 0.95, 1e-8 */
-  double grad_clip;             /* global norm; 0 disables; default 1.0 */
-  int checkpoint_every;         /* steps; 0: never */
-  const char *checkpoint_path;  /* where checkpoints go (model file + training state) */
-  bool resume;                  /* continue from checkpoint_path when it exists */
-  uint64_t seed;                /* weights and data order; default 1 */
-  int threads;                  /* OpenBLAS threads; default 2 */
-  us_lm_progress_fn progress;   /* may be NULL */
+  int vocab_size;                  /* tokeniser size; default 1024 */
+  int steps;                       /* default 1000 */
+  int batch_size;                  /* packed rows of `context` tokens per step; default 8 */
+  int warmup_steps;                /* linear warmup; default 50 */
+  double lr;                       /* peak learning rate; default 1e-3 */
+  double min_lr_fraction;          /* cosine decays to lr * this; default 0.1 */
+  double weight_decay;             /* AdamW, on matrices only; default 0.1 */
+  double beta1, beta2, eps;        /* default 0.9, 0.95, 1e-8 */
+  double grad_clip;                /* global norm; 0 disables; default 1.0 */
+  int checkpoint_every;            /* steps; 0: never */
+  const char *checkpoint_path;     /* where checkpoints go (model file + training state) */
+  bool resume;                     /* continue from checkpoint_path when it exists */
+  uint64_t seed;                   /* weights and data order; default 1 */
+  int threads;                     /* OpenBLAS threads; default 2 */
+  us_lm_progress_fn progress;      /* may be NULL */
   void *progress_user;
-  float *losses;                /* optional: losses[step] receives each step's loss (steps long) */
+  float *losses; /* optional: losses[step] receives each step's loss (steps long) */
 } us_lm_train_params;
 
 void us_lm_train_params_defaults(us_lm_train_params *p);

@@ -64,7 +64,7 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
   if (us_buf_append(out, lm->block, bytes) != US_OK) goto nomem;
   if (ts) {
     unsigned char s[64];
-    uint64_t v[8] = {ts->step, ts->epoch, ts->cursor, ts->seed,
+    uint64_t v[8] = {ts->step,     ts->epoch,    ts->cursor,   ts->seed,
                      ts->rng.s[0], ts->rng.s[1], ts->rng.s[2], ts->rng.s[3]};
     for (int i = 0; i < 8; i++) put64(s + 8 * i, v[i]);
     if (us_buf_append(out, s, sizeof s) != US_OK || us_buf_append(out, ts->m, bytes) != US_OK ||
@@ -97,8 +97,8 @@ static us_status as_format_error(us_err *err, const char *path) {
 }
 
 /* Checks the header; sets the config, the flags and the expected total size. */
-static us_status parse_header(const unsigned char *d, size_t len, const char *path,
-                              us_lm_config *c, uint32_t *flags, us_err *err) {
+static us_status parse_header(const unsigned char *d, size_t len, const char *path, us_lm_config *c,
+                              uint32_t *flags, us_err *err) {
   if (len < LM_HEADER)
     return us_err_set(err, US_ERR_FORMAT,
                       "%s: truncated language model: %zu bytes, shorter than the %u-byte header",
@@ -123,9 +123,8 @@ static us_status parse_header(const unsigned char *d, size_t len, const char *pa
   if (st != US_OK) return as_format_error(err, path);
   uint64_t n = get64(d + 40);
   if (n != us_lm_param_count(c))
-    return us_err_set(err, US_ERR_FORMAT,
-                      "%s: header says %llu parameters, its sizes give %zu", path,
-                      (unsigned long long)n, us_lm_param_count(c));
+    return us_err_set(err, US_ERR_FORMAT, "%s: header says %llu parameters, its sizes give %zu",
+                      path, (unsigned long long)n, us_lm_param_count(c));
   return US_OK;
 }
 
@@ -145,8 +144,8 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
   size_t expect = LM_HEADER + 4 + 8 * n_merges + bytes + (flags ? 64 + 2 * bytes : 0) + 32;
   if (n_merges > US_BPE_MAX_VOCAB || len < expect)
     return us_err_set(err, US_ERR_FORMAT,
-                      "%s: truncated language model: %zu bytes, its header announces %zu", path, len,
-                      expect);
+                      "%s: truncated language model: %zu bytes, its header announces %zu", path,
+                      len, expect);
   if (len > expect)
     return us_err_set(err, US_ERR_FORMAT,
                       "%s: %zu unexpected bytes after the language model (%zu expected)", path,

@@ -27,8 +27,8 @@ typedef struct gen_state {
   float *block;
   float *kcache, *vcache; /* (L, T, C) keys after rotary, values */
   float *x, *ln, *qkv, *atty, *h13, *hact, *score, *logits, *probs, *cos_t, *sin_t;
-  ranked *order;          /* (V) tokens by probability, for top-p */
-  us__lm_acts acts;       /* the non-cached path: (1, T) */
+  ranked *order;    /* (V) tokens by probability, for top-p */
+  us__lm_acts acts; /* the non-cached path: (1, T) */
   us__lm_batch batch;
   int32_t *seq_pos, *seq_doc;
 } gen_state;
@@ -45,11 +45,10 @@ static us_status gen_alloc(const us_lm_config *c, bool no_cache, gen_state *s, u
   memset(s, 0, sizeof *s);
   size_t L = (size_t)c->layers, T = (size_t)c->context, C = (size_t)c->dim, F = (size_t)c->hidden;
   size_t V = (size_t)c->vocab, hd = C / (size_t)c->heads;
-  float **ptrs[] = {&s->kcache, &s->vcache, &s->x,     &s->ln,    &s->qkv,   &s->atty,
-                    &s->h13,    &s->hact,   &s->score, &s->logits, &s->probs, &s->cos_t,
-                    &s->sin_t};
-  size_t sizes[] = {L * T * C, L * T * C, C, C, 3 * C, C, 2 * F, F, T, V, V, T * hd / 2,
-                    T * hd / 2};
+  float **ptrs[] = {&s->kcache, &s->vcache, &s->x,      &s->ln,    &s->qkv,   &s->atty, &s->h13,
+                    &s->hact,   &s->score,  &s->logits, &s->probs, &s->cos_t, &s->sin_t};
+  size_t sizes[] = {L * T * C, L * T * C, C, C, 3 * C,      C,         2 * F,
+                    F,         T,         V, V, T * hd / 2, T * hd / 2};
   size_t total = 0, n = sizeof sizes / sizeof sizes[0];
   for (size_t i = 0; i < n; i++) total += sizes[i];
   s->block = malloc(total * sizeof(float));
@@ -93,8 +92,8 @@ static void step_cached(const us_lm *lm, gen_state *s, int token, int p) {
     memcpy(kc + (size_t)p * C, s->qkv + C, (size_t)C * sizeof(float));
     memcpy(vc + (size_t)p * C, s->qkv + 2 * C, (size_t)C * sizeof(float));
     for (int h = 0; h < NH; h++) {
-      us_blas_sgemv(false, p + 1, hd, scale, kc + (size_t)h * hd, C, s->qkv + (size_t)h * hd,
-                    0.0f, s->score);
+      us_blas_sgemv(false, p + 1, hd, scale, kc + (size_t)h * hd, C, s->qkv + (size_t)h * hd, 0.0f,
+                    s->score);
       float mx = -INFINITY, sum = 0.0f;
       for (int j = 0; j <= p; j++) mx = s->score[j] > mx ? s->score[j] : mx;
       for (int j = 0; j <= p; j++) sum += (s->score[j] = expf(s->score[j] - mx));

@@ -50,28 +50,28 @@ typedef struct us__lm_acts {
   int B, T;
   float *block;
   float *rope_cos, *rope_sin; /* (T, hd/2) */
-  float *x;      /* (L+1, B*T, C) residual stream entering each block, then the last */
-  float *ln1;    /* (L, B*T, C) */
-  float *rstd1;  /* (L, B*T) */
-  float *qkv;    /* (L, B*T, 3C) queries and keys after rotary */
-  float *att;    /* (L, B, NH, T, T) attention probabilities */
-  float *atty;   /* (L, B*T, C) attention output before the projection */
-  float *xmid;   /* (L, B*T, C) residual after attention */
-  float *ln2;    /* (L, B*T, C) */
-  float *rstd2;  /* (L, B*T) */
-  float *h13;    /* (L, B*T, 2F) gate and up pre-activations */
-  float *hact;   /* (L, B*T, F) silu(gate) * up */
-  float *lnf;    /* (B*T, C) */
-  float *rstdf;  /* (B*T) */
-  float *logits; /* (B*T, V) logits; probabilities then dlogits after the loss */
-  float *dx;     /* (B*T, C) backward scratch from here on */
-  float *dxmid;  /* (B*T, C) */
-  float *dln;    /* (B*T, C) */
-  float *datty;  /* (B*T, C) */
-  float *dqkv;   /* (B*T, 3C) */
-  float *dh13;   /* (B*T, 2F) */
-  float *dhact;  /* (B*T, F) */
-  float *dscore; /* (T, T) */
+  float *x;                   /* (L+1, B*T, C) residual stream entering each block, then the last */
+  float *ln1;                 /* (L, B*T, C) */
+  float *rstd1;               /* (L, B*T) */
+  float *qkv;                 /* (L, B*T, 3C) queries and keys after rotary */
+  float *att;                 /* (L, B, NH, T, T) attention probabilities */
+  float *atty;                /* (L, B*T, C) attention output before the projection */
+  float *xmid;                /* (L, B*T, C) residual after attention */
+  float *ln2;                 /* (L, B*T, C) */
+  float *rstd2;               /* (L, B*T) */
+  float *h13;                 /* (L, B*T, 2F) gate and up pre-activations */
+  float *hact;                /* (L, B*T, F) silu(gate) * up */
+  float *lnf;                 /* (B*T, C) */
+  float *rstdf;               /* (B*T) */
+  float *logits;              /* (B*T, V) logits; probabilities then dlogits after the loss */
+  float *dx;                  /* (B*T, C) backward scratch from here on */
+  float *dxmid;               /* (B*T, C) */
+  float *dln;                 /* (B*T, C) */
+  float *datty;               /* (B*T, C) */
+  float *dqkv;                /* (B*T, 3C) */
+  float *dh13;                /* (B*T, 2F) */
+  float *dhact;               /* (B*T, F) */
+  float *dscore;              /* (T, T) */
 } us__lm_acts;
 
 us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, us_err *err);
@@ -97,8 +97,8 @@ void us__lm_swiglu_forward(float *hact, const float *h13, int N, int F);
 /* Writes dh13 (overwrites). */
 void us__lm_swiglu_backward(float *dh13, const float *dhact, const float *h13, int N, int F);
 /* Turns logits (N, V) into probabilities and returns the masked mean cross-entropy. */
-double us__lm_crossentropy_forward(float *logits, const int32_t *targets, const float *mask,
-                                   int N, int V);
+double us__lm_crossentropy_forward(float *logits, const int32_t *targets, const float *mask, int N,
+                                   int V);
 /* Turns probabilities into dloss/dlogits in place. */
 void us__lm_crossentropy_backward(float *probs, const int32_t *targets, const float *mask, int N,
                                   int V);
@@ -121,8 +121,7 @@ typedef struct us__lm_train_state {
   float *m, *v; /* (n_params) AdamW moments */
 } us__lm_train_state;
 
-us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf *out,
-                           us_err *err);
+us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf *out, us_err *err);
 /* Parses data (len bytes, named path in messages). When ts is non-NULL and the file holds a
  * training state, fills it, allocating ts->m and ts->v (caller frees), and sets *has_state. */
 us_status us__lm_parse(const unsigned char *data, size_t len, const char *path, us_lm **out,

@@ -27,7 +27,9 @@ us_status us_lm_config_preset(const char *name, us_lm_config *c, us_err *err) {
                     name ? name : "(null)");
 }
 
-int us_lm_config_hidden(int dim) { return ((8 * dim / 3) + 31) / 32 * 32; }
+int us_lm_config_hidden(int dim) {
+  return ((8 * dim / 3) + 31) / 32 * 32;
+}
 
 us_status us_lm_config_check(const us_lm_config *c, us_err *err) {
   if (c->layers < 1 || c->layers > 64)
@@ -35,13 +37,13 @@ us_status us_lm_config_check(const us_lm_config *c, us_err *err) {
   if (c->dim < 2 || c->dim > 8192)
     return us_err_set(err, US_ERR_CONFIG, "lm: dim %d outside 2..8192", c->dim);
   if (c->heads < 1 || c->dim % c->heads != 0 || (c->dim / c->heads) % 2 != 0)
-    return us_err_set(err, US_ERR_CONFIG,
-                      "lm: heads %d must divide dim %d into an even head size", c->heads, c->dim);
+    return us_err_set(err, US_ERR_CONFIG, "lm: heads %d must divide dim %d into an even head size",
+                      c->heads, c->dim);
   if (c->context < 4 || c->context > 8192)
     return us_err_set(err, US_ERR_CONFIG, "lm: context %d outside 4..8192", c->context);
   if (c->vocab < US_BPE_MIN_VOCAB || c->vocab > US_BPE_MAX_VOCAB)
-    return us_err_set(err, US_ERR_CONFIG, "lm: vocab %d outside %d..%d", c->vocab,
-                      US_BPE_MIN_VOCAB, US_BPE_MAX_VOCAB);
+    return us_err_set(err, US_ERR_CONFIG, "lm: vocab %d outside %d..%d", c->vocab, US_BPE_MIN_VOCAB,
+                      US_BPE_MAX_VOCAB);
   if (c->hidden < 1 || c->hidden > 65536)
     return us_err_set(err, US_ERR_CONFIG, "lm: hidden %d outside 1..65536", c->hidden);
   return US_OK;
@@ -133,9 +135,15 @@ void us_lm_free(us_lm *lm) {
   free(lm);
 }
 
-const us_lm_config *us_lm_get_config(const us_lm *lm) { return &lm->config; }
-const us_bpe *us_lm_get_bpe(const us_lm *lm) { return lm->bpe; }
-size_t us_lm_n_params(const us_lm *lm) { return lm->n_params; }
+const us_lm_config *us_lm_get_config(const us_lm *lm) {
+  return &lm->config;
+}
+const us_bpe *us_lm_get_bpe(const us_lm *lm) {
+  return lm->bpe;
+}
+size_t us_lm_n_params(const us_lm *lm) {
+  return lm->n_params;
+}
 
 /* ---- activations ---- */
 
@@ -143,15 +151,34 @@ us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, u
   memset(a, 0, sizeof *a);
   size_t L = (size_t)c->layers, C = (size_t)c->dim, F = (size_t)c->hidden, V = (size_t)c->vocab;
   size_t NH = (size_t)c->heads, hd = C / NH, N = (size_t)B * (size_t)T, Tz = (size_t)T;
-  float **ptrs[] = {&a->rope_cos, &a->rope_sin, &a->x,     &a->ln1,   &a->rstd1, &a->qkv,
-                    &a->att,      &a->atty,     &a->xmid,  &a->ln2,   &a->rstd2, &a->h13,
-                    &a->hact,     &a->lnf,      &a->rstdf, &a->logits, &a->dx,   &a->dxmid,
-                    &a->dln,      &a->datty,    &a->dqkv,  &a->dh13,  &a->dhact, &a->dscore};
-  size_t sizes[] = {Tz * hd / 2, Tz * hd / 2,   (L + 1) * N * C, L * N * C, L * N,
-                    L * N * 3 * C, L * (size_t)B * NH * Tz * Tz, L * N * C, L * N * C,
-                    L * N * C,   L * N,         L * N * 2 * F, L * N * F, N * C,
-                    N,           N * V,         N * C,         N * C,     N * C,
-                    N * C,       N * 3 * C,     N * 2 * F,     N * F,     Tz * Tz};
+  float **ptrs[] = {&a->rope_cos, &a->rope_sin, &a->x,     &a->ln1,    &a->rstd1, &a->qkv,
+                    &a->att,      &a->atty,     &a->xmid,  &a->ln2,    &a->rstd2, &a->h13,
+                    &a->hact,     &a->lnf,      &a->rstdf, &a->logits, &a->dx,    &a->dxmid,
+                    &a->dln,      &a->datty,    &a->dqkv,  &a->dh13,   &a->dhact, &a->dscore};
+  size_t sizes[] = {Tz * hd / 2,
+                    Tz * hd / 2,
+                    (L + 1) * N * C,
+                    L * N * C,
+                    L * N,
+                    L * N * 3 * C,
+                    L * (size_t)B * NH * Tz * Tz,
+                    L * N * C,
+                    L * N * C,
+                    L * N * C,
+                    L * N,
+                    L * N * 2 * F,
+                    L * N * F,
+                    N * C,
+                    N,
+                    N * V,
+                    N * C,
+                    N * C,
+                    N * C,
+                    N * C,
+                    N * 3 * C,
+                    N * 2 * F,
+                    N * F,
+                    Tz * Tz};
   size_t total = 0, n = sizeof sizes / sizeof sizes[0];
   for (size_t i = 0; i < n; i++) total += sizes[i];
   a->block = malloc(total * sizeof(float));
@@ -176,8 +203,7 @@ void us__lm_acts_free(us__lm_acts *a) {
 
 /* ---- layers ---- */
 
-void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N,
-                            int C) {
+void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C) {
   for (int n = 0; n < N; n++) {
     const float *xn = x + (size_t)n * C;
     float *on = out + (size_t)n * C;
@@ -305,8 +331,8 @@ void us__lm_swiglu_backward(float *dh13, const float *dhact, const float *h13, i
   }
 }
 
-double us__lm_crossentropy_forward(float *logits, const int32_t *targets, const float *mask,
-                                   int N, int V) {
+double us__lm_crossentropy_forward(float *logits, const int32_t *targets, const float *mask, int N,
+                                   int V) {
   double loss = 0.0, weight = 0.0;
   for (int n = 0; n < N; n++) {
     float *row = logits + (size_t)n * V, mx = -INFINITY, sum = 0.0f;
@@ -396,28 +422,27 @@ void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch,
     /* feed-forward block (a->dx holds dloss/dxout) */
     memcpy(a->dxmid, a->dx, NC * sizeof(float));
     us_blas_sgemm(true, false, C, F, N, 1.0f, a->dx, C, hact, F, 1.0f, g->w2 + lw * C * F, F);
-    us_blas_sgemm(false, false, N, F, C, 1.0f, a->dx, C, w->w2 + lw * C * F, F, 0.0f, a->dhact,
-                  F);
+    us_blas_sgemm(false, false, N, F, C, 1.0f, a->dx, C, w->w2 + lw * C * F, F, 0.0f, a->dhact, F);
     us__lm_swiglu_backward(a->dh13, a->dhact, h13, N, F);
     us_blas_sgemm(true, false, 2 * F, C, N, 1.0f, a->dh13, 2 * F, ln2, C, 1.0f,
                   g->w13 + lw * 2 * F * C, C);
-    us_blas_sgemm(false, false, N, C, 2 * F, 1.0f, a->dh13, 2 * F, w->w13 + lw * 2 * F * C, C,
-                  0.0f, a->dln, C);
+    us_blas_sgemm(false, false, N, C, 2 * F, 1.0f, a->dh13, 2 * F, w->w13 + lw * 2 * F * C, C, 0.0f,
+                  a->dln, C);
     us__lm_rmsnorm_backward(a->dxmid, g->ln2 + lw * C, a->dln, xmid, w->ln2 + lw * C,
                             a->rstd2 + lw * N, N, C);
     /* attention block (a->dxmid holds dloss/dxmid) */
     memcpy(a->dx, a->dxmid, NC * sizeof(float));
     us_blas_sgemm(true, false, C, C, N, 1.0f, a->dxmid, C, atty, C, 1.0f, g->wo + lw * C * C, C);
-    us_blas_sgemm(false, false, N, C, C, 1.0f, a->dxmid, C, w->wo + lw * C * C, C, 0.0f,
-                  a->datty, C);
+    us_blas_sgemm(false, false, N, C, C, 1.0f, a->dxmid, C, w->wo + lw * C * C, C, 0.0f, a->datty,
+                  C);
     us__lm_attention_backward(a->dqkv, a->dscore, a->datty, qkv, att, B, T, C, NH);
     us__lm_rope(a->dqkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, -1);
     us_blas_sgemm(true, false, 3 * C, C, N, 1.0f, a->dqkv, 3 * C, ln1, C, 1.0f,
                   g->wqkv + lw * 3 * C * C, C);
     us_blas_sgemm(false, false, N, C, 3 * C, 1.0f, a->dqkv, 3 * C, w->wqkv + lw * 3 * C * C, C,
                   0.0f, a->dln, C);
-    us__lm_rmsnorm_backward(a->dx, g->ln1 + lw * C, a->dln, xin, w->ln1 + lw * C,
-                            a->rstd1 + lw * N, N, C);
+    us__lm_rmsnorm_backward(a->dx, g->ln1 + lw * C, a->dln, xin, w->ln1 + lw * C, a->rstd1 + lw * N,
+                            N, C);
   }
   /* token embeddings (tied with the output layer above) */
   for (int n = 0; n < N; n++) {

@@ -92,9 +92,9 @@ typedef struct trainer {
   corpus data;
   us__lm_acts acts;
   us__lm_batch batch;
-  int32_t *row;   /* (T + 1) scratch for one packed row */
-  size_t *perm;   /* (n) example order of the current epoch */
-  float *grad;    /* (n_params) */
+  int32_t *row; /* (T + 1) scratch for one packed row */
+  size_t *perm; /* (n) example order of the current epoch */
+  float *grad;  /* (n_params) */
   us__lm_params g;
   us__lm_train_state ts;
   int B, T;
@@ -207,7 +207,8 @@ static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us
                       err);
     free(data);
     if (st == US_OK && !has_state)
-      st = us_err_set(err, US_ERR_FORMAT, "%s: a model file without a training state cannot be resumed",
+      st = us_err_set(err, US_ERR_FORMAT,
+                      "%s: a model file without a training state cannot be resumed",
                       p->checkpoint_path);
     return st;
   }
@@ -258,8 +259,8 @@ static us_status trainer_alloc(trainer *t, us_err *err) {
   t->row = malloc((size_t)(t->T + 1) * sizeof(int32_t));
   t->perm = malloc((t->data.n ? t->data.n : 1) * sizeof(size_t));
   t->grad = malloc(t->lm->n_params * sizeof(float));
-  if (!t->batch.tokens || !t->batch.targets || !t->batch.pos || !t->batch.doc ||
-      !t->batch.mask || !t->row || !t->perm || !t->grad)
+  if (!t->batch.tokens || !t->batch.targets || !t->batch.pos || !t->batch.doc || !t->batch.mask ||
+      !t->row || !t->perm || !t->grad)
     return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the training buffers");
   us__lm_params_point(t->grad, c, &t->g);
   return US_OK;
@@ -315,13 +316,16 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
       goto fail;
     if (p->progress) {
       double dt = us_now() - t0, done = (double)(step + 1 - first);
-      us_lm_progress pr = {step + 1, p->steps, loss, lr,
+      us_lm_progress pr = {step + 1,
+                           p->steps,
+                           loss,
+                           lr,
                            dt > 0 ? done * t.B * t.T / dt : 0.0,
                            done > 0 ? dt / done * (double)(p->steps - step - 1) : 0.0,
                            t.lm->n_params};
       if (p->progress(&pr, p->progress_user) != 0) {
-        st = us_err_set(err, US_ERR_INTERRUPTED, "lm: training stopped at step %ld of %d",
-                        step + 1, p->steps);
+        st = us_err_set(err, US_ERR_INTERRUPTED, "lm: training stopped at step %ld of %d", step + 1,
+                        p->steps);
         goto fail;
       }
     }

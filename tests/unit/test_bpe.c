@@ -1,13 +1,15 @@
 /* Tests of the byte-level BPE tokeniser: exact round trips on any bytes, training, the
  * serialised form and its refusal of truncated or inconsistent data. */
+/* cmocka.h needs these headers before it */
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <cmocka.h>
+// clang-format on
 
 #include "core/rng.h"
 #include "student/bpe.h"
@@ -108,8 +110,10 @@ static void random_bytes_should_round_trip_exactly(void **state) {
     size_t len = (size_t)us_rng_below(&rng, sizeof buf);
     for (size_t i = 0; i < len; i++) {
       /* mix fully random bytes with text-like stretches so merges apply too */
-      if (trial % 2) buf[i] = (char)us_rng_below(&rng, 256);
-      else buf[i] = "add sabrina to the playlist \"{}:,\n\t"[us_rng_below(&rng, 35)];
+      if (trial % 2)
+        buf[i] = (char)us_rng_below(&rng, 256);
+      else
+        buf[i] = "add sabrina to the playlist \"{}:,\n\t"[us_rng_below(&rng, 35)];
     }
     assert_round_trip(bpe, buf, len);
   }

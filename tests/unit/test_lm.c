@@ -1,6 +1,8 @@
 /* Tests of the language-model student: finite-difference gradient checks of every layer and of
  * the whole model, the golden comparison with the PyTorch reference, training, exact resume, the
  * model file's refusal of truncated and corrupt files, and generation with and without cache. */
+/* cmocka.h needs these headers before it */
+// clang-format off
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
 #include <cmocka.h>
+// clang-format on
 
 #include "core/buf.h"
 #include "core/rng.h"

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "student/classifier.h"
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -136,10 +137,10 @@ static void defaults_should_match_documented_values(void **state) {
   assert_int_equal(c.student.buckets, 2000000);
   assert_int_equal(c.student.n_hidden, 0);
   assert_int_equal(c.student.epochs, 25);
-  assert_true(c.student.lr == 0.5);
+  assert_true(c.student.lr == 1.0);
   assert_true(c.student.kd_temperature == 1);
   assert_true(c.student.validation_fraction == 0.1);
-  assert_int_equal(c.student.patience, 3);
+  assert_int_equal(c.student.patience, 5);
   assert_int_equal(c.student.threads, 2);
   assert_false(c.student.quantize);
   assert_null(c.student.preset);
@@ -674,9 +675,35 @@ static void label_index_should_find_exact_labels_only(void **state) {
   us_config_free(&c);
 }
 
+/* The config's student defaults are the classifier's own (chosen by measurement): a user who
+ * sets nothing trains exactly the documented student. */
+static void student_defaults_should_match_the_classifier(void **state) {
+  (void)state;
+  us_config c;
+  us_config_defaults(&c);
+  us_classifier_params p;
+  us_classifier_params_defaults(&p);
+  assert_int_equal(c.student.dim, p.dim);
+  assert_int_equal(c.student.word_ngrams, p.word_ngrams);
+  assert_int_equal(c.student.minn, p.minn);
+  assert_int_equal(c.student.maxn, p.maxn);
+  assert_int_equal(c.student.buckets, p.buckets);
+  assert_int_equal(c.student.n_hidden, p.n_hidden);
+  assert_int_equal(c.student.epochs, p.epochs);
+  assert_int_equal(c.student.patience, p.patience);
+  assert_int_equal(c.student.threads, p.threads);
+  assert_true(c.student.lr == p.lr);
+  assert_true(c.student.dropout == p.dropout);
+  assert_true(c.student.kd_temperature == p.kd_temperature);
+  assert_true(c.student.label_smoothing == p.label_smoothing);
+  assert_true(c.student.quantize == p.quantize);
+  us_config_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(defaults_should_match_documented_values),
+      cmocka_unit_test(student_defaults_should_match_the_classifier),
       cmocka_unit_test(minimal_config_should_load_with_defaults_and_resolved_paths),
       cmocka_unit_test(full_config_should_read_every_key),
       cmocka_unit_test(generate_task_should_get_generate_defaults),

@@ -63,6 +63,30 @@ while IFS= read -r line; do
   printf '%s\n' "$labels" | grep -qxF -- "$label" || fail "predict answered an unknown label '$label'"
 done <"$WORK/predict.out"
 
+note "the README's C example compiles and agrees with predict"
+if command -v cc >/dev/null && command -v pkg-config >/dev/null; then
+  awk '/<!-- readme-example -->/ { on = 1; next } on && /^```c/ { grab = 1; next }
+       grab && /^```/ { exit } grab { print }' "$US_SOURCE_DIR/README.md" >"$WORK/example.c"
+  [ -s "$WORK/example.c" ] || fail "no C example found in README.md"
+  b=${US_BINARY_DIR:?}
+  san=()
+  grep -q '^US_SANITIZE:BOOL=ON' "$b/CMakeCache.txt" && san=(-fsanitize=address,undefined)
+  cc "${san[@]}" -I"$US_SOURCE_DIR" -I"$US_SOURCE_DIR/include" "$WORK/example.c" \
+    "$b/libus_eval.a" "$b/libus_distill.a" "$b/libus_cache.a" "$b/libus_student.a" \
+    "$b/libus_core.a" $(pkg-config --libs libcurl libcjson sqlite3 openblas libcrypto) \
+    -lcsv -lm -lpthread -o "$WORK/example" 2>"$WORK/example.cc.err" ||
+    { show "$WORK/example.cc.err"; fail "the README example does not compile"; }
+  "$WORK/example" "$WORK/out/student.bin" "i lost my phone on the bus" >"$WORK/example.out" ||
+    fail "the README example failed"
+  assert_eq "$(wc -l <"$WORK/example.out")" 3 "the example prints the top three labels"
+  first=$(sed -n 2p "$WORK/predict.out" | json_get label)
+  assert_eq "$(head -n 1 "$WORK/example.out" | cut -f1)" "$first" "example and predict agree"
+  "$WORK/example" "$WORK/nope.bin" "x" 2>"$WORK/example.err" && fail "the example loaded a missing model"
+  assert_grep "$WORK/example.err" 'nope\.bin' "the error names the missing model file"
+else
+  note "no C compiler: the README example is not compiled here"
+fi
+
 note "a missing stage is a clear error"
 write_config "$WORK/fresh.json" output="$(json_quote "$WORK/fresh")"
 run_us report1 report "$WORK/fresh.json"

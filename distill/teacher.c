@@ -3,6 +3,7 @@
  * every answer is committed to the cache in the loop iteration it arrives in. */
 #include "distill/teacher.h"
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -869,6 +870,24 @@ static us_status finish(teacher *t, us_err *err) {
   return US_OK;
 }
 
+/* Adds this run's cache hits to the workspace's running total (result "label_totals"), which
+ * the report turns into what the cache saved. Best effort: the answers are already safe. */
+static void record_cache_hits(us_cache *cache, int64_t hits) {
+  char *json = NULL;
+  bool found = false;
+  double total = 0;
+  if (us_cache_result_get(cache, "label_totals", &json, &found, NULL) == US_OK && found) {
+    cJSON *o = cJSON_Parse(json);
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "cache_hits");
+    if (cJSON_IsNumber(h)) total = h->valuedouble;
+    cJSON_Delete(o);
+  }
+  free(json);
+  char buf[64];
+  snprintf(buf, sizeof buf, "{\"cache_hits\":%.0f}", total + (double)hits);
+  us_cache_result_put(cache, "label_totals", buf, NULL);
+}
+
 us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_options *opt,
                            us_label_stats *stats, us_err *err) {
   us_label_options defaults;
@@ -937,6 +956,7 @@ us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_o
 done:
   if (st && st != US_ERR_BUDGET && st != US_ERR_INTERRUPTED) scrub_err(&t, err);
   if (t.in_txn) us_cache_rollback(cache, NULL);
+  if (!opt->dry_run && stats->cached > 0) record_cache_hits(cache, stats->cached);
   teacher_free(&t);
   return st;
 }

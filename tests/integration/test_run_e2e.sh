@@ -52,6 +52,8 @@ requests=$(mock_stats requests)
 expect_ok run2 run "$WORK/config.json"
 assert_eq "$(mock_stats requests)" "$requests" "requests sent by the rerun"
 assert_grep "$WORK/run2.out" 'up to date' "train says the model is up to date"
+assert_eq "$(json_get data.cache_hits <"$WORK/out/report.json")" "$(db_prompts)" \
+  "the report counts the rerun's answers as cache hits"
 
 note "predict"
 printf '%s\n' '{"text":"my router will not connect to the wifi"}' 'i lost my phone on the bus' \

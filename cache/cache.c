@@ -131,21 +131,23 @@ us_status us_cache_rollback(us_cache *c, us_err *err) {
 
 /* ---- prompts ------------------------------------------------------------------------------ */
 
-us_status us_cache_prompt_add(us_cache *c, const char *hash, const char *text, const char *gold,
-                              const char *source, int split, bool *inserted, int64_t *id,
-                              us_err *err) {
-  if (!hash || !text || (split != US_SPLIT_TRAIN && split != US_SPLIT_TEST))
+us_status us_cache_prompt_insert(us_cache *c, const us_prompt *p, bool *inserted, int64_t *id,
+                                 us_err *err) {
+  if (!p->hash[0] || !p->text || (p->split != US_SPLIT_TRAIN && p->split != US_SPLIT_TEST) ||
+      (p->kind != US_PROMPT_KIND_PROMPT && p->kind != US_PROMPT_KIND_CHUNK))
     return us_err_set(err, US_ERR_INPUT,
-                      "workspace %s: a prompt needs a hash, a text and split 0 (train) or 1 "
-                      "(test); got split %d",
-                      c->path, split);
+                      "workspace %s: a prompt needs a hash, a text, split 0 (train) or 1 (test) "
+                      "and kind 0 (prompt) or 1 (chunk); got split %d, kind %d",
+                      c->path, p->split, p->kind);
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_PROMPT_INSERT, err);
   if (!s) return US_ERR_DB;
-  sqlite3_bind_text(s, 1, hash, -1, SQLITE_STATIC);
-  sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
-  us__cache_bind_text(s, 3, gold);
-  us__cache_bind_text(s, 4, source);
-  sqlite3_bind_int(s, 5, split);
+  sqlite3_bind_text(s, 1, p->hash, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, p->text, -1, SQLITE_STATIC);
+  us__cache_bind_text(s, 3, p->gold);
+  us__cache_bind_text(s, 4, p->source);
+  sqlite3_bind_int(s, 5, p->split);
+  sqlite3_bind_int(s, 6, p->kind);
+  us__cache_bind_text(s, 7, p->context);
   us_status st = us__cache_step_done(c, s, err, "adding a prompt");
   if (st) return st;
   bool added = sqlite3_changes(c->db) > 0;
@@ -157,12 +159,28 @@ us_status us_cache_prompt_add(us_cache *c, const char *hash, const char *text, c
   }
   s = us__cache_stmt(c, US__STMT_PROMPT_ID, err);
   if (!s) return US_ERR_DB;
-  sqlite3_bind_text(s, 1, hash, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 1, p->hash, -1, SQLITE_STATIC);
   int rc = sqlite3_step(s);
   if (rc == SQLITE_ROW) *id = sqlite3_column_int64(s, 0);
   st = rc == SQLITE_ROW ? US_OK : us__cache_db_error(c, err, "looking up a prompt");
   us__cache_done(s);
   return st;
+}
+
+us_status us_cache_prompt_add(us_cache *c, const char *hash, const char *text, const char *gold,
+                              const char *source, int split, bool *inserted, int64_t *id,
+                              us_err *err) {
+  if (!hash)
+    return us_err_set(err, US_ERR_INPUT, "workspace %s: a prompt needs a hash", c->path);
+  us_prompt p;
+  memset(&p, 0, sizeof p);
+  snprintf(p.hash, sizeof p.hash, "%s", hash);
+  p.text = (char *)text;
+  p.gold = (char *)gold;
+  p.source = (char *)source;
+  p.split = split;
+  p.kind = US_PROMPT_KIND_PROMPT;
+  return us_cache_prompt_insert(c, &p, inserted, id, err);
 }
 
 void us_prompts_free(us_prompt *p, size_t n) {
@@ -171,6 +189,7 @@ void us_prompts_free(us_prompt *p, size_t n) {
     free(p[i].text);
     free(p[i].gold);
     free(p[i].source);
+    free(p[i].context);
   }
   free(p);
 }
@@ -186,15 +205,19 @@ static int read_prompt(sqlite3_stmt *s, us_prompt *p) {
   p->gold = us__cache_column_text(s, 3, &oom);
   p->source = us__cache_column_text(s, 4, &oom);
   p->split = sqlite3_column_int(s, 5);
+  p->kind = sqlite3_column_int(s, 6);
+  p->context = us__cache_column_text(s, 7, &oom);
   return oom;
 }
 
-us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t *n, us_err *err) {
+static us_status list_rows(us_cache *c, int split, int kind, us_prompt **out, size_t *n,
+                           us_err *err) {
   *out = NULL;
   *n = 0;
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_PROMPTS_LIST, err);
   if (!s) return US_ERR_DB;
   sqlite3_bind_int(s, 1, split);
+  sqlite3_bind_int(s, 2, kind);
   us_prompt *rows = NULL;
   size_t count = 0, cap = 0;
   us_status st = US_OK;
@@ -224,6 +247,14 @@ oom:
   us__cache_done(s);
   us_prompts_free(rows, count);
   return us_err_set(err, US_ERR_NOMEM, "out of memory listing the prompts of %s", c->path);
+}
+
+us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t *n, us_err *err) {
+  return list_rows(c, split, US_PROMPT_KIND_PROMPT, out, n, err);
+}
+
+us_status us_cache_chunks_list(us_cache *c, us_prompt **out, size_t *n, us_err *err) {
+  return list_rows(c, -1, US_PROMPT_KIND_CHUNK, out, n, err);
 }
 
 static us_status select_int64(us_cache *c, sqlite3_stmt *s, int64_t *out, const char *what,
@@ -405,9 +436,9 @@ static us_status stats_row(us_cache *c, us__cache_stmt_id id, int64_t *v, int nv
 
 us_status us_cache_stats_get(us_cache *c, us_cache_stats *out, us_err *err) {
   memset(out, 0, sizeof *out);
-  int64_t p[3] = {0}, calls[4] = {0}, t[2] = {0}, paid;
+  int64_t p[4] = {0}, calls[4] = {0}, t[2] = {0}, paid;
   double spent = 0;
-  us_status st = stats_row(c, US__STMT_STATS_PROMPTS, p, 3, NULL, err);
+  us_status st = stats_row(c, US__STMT_STATS_PROMPTS, p, 4, NULL, err);
   if (st == US_OK) st = stats_row(c, US__STMT_STATS_CALLS, calls, 4, &spent, err);
   if (st == US_OK) st = stats_row(c, US__STMT_STATS_TARGETS, t, 2, NULL, err);
   if (st == US_OK) st = us_cache_failures_count(c, &out->failures, err);
@@ -415,6 +446,7 @@ us_status us_cache_stats_get(us_cache *c, us_cache_stats *out, us_err *err) {
   out->prompts = p[0];
   out->prompts_train = p[1];
   out->prompts_test = p[2];
+  out->chunks = p[3];
   out->calls = calls[0];
   out->calls_imported = calls[1];
   out->prompt_tokens = calls[2];

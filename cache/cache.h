@@ -30,13 +30,18 @@ us_status us_cache_commit(us_cache *c, us_err *err);
 us_status us_cache_rollback(us_cache *c, us_err *err);
 
 /* ---- prompts ------------------------------------------------------------------------------ */
+typedef enum { US_PROMPT_KIND_PROMPT = 0, US_PROMPT_KIND_CHUNK = 1 } us_prompt_kind;
+
 typedef struct us_prompt {
   int64_t id;
   char hash[65];  /* SHA-256 hex of the normalised text: the identity of a prompt */
-  char *text;     /* text as loaded (not normalised) */
+  char *text;     /* text as loaded (not normalised); for a chunk, the chunk */
   char *gold;     /* gold label or reference answer from the input, or NULL */
-  char *source;   /* "file:line" or "file#chunk" */
+  char *source;   /* "file:line", "file#chunkN" or, for a self-instruct question, "file#chunkN/qK" */
   int split;      /* US_SPLIT_TRAIN or US_SPLIT_TEST */
+  int kind;       /* us_prompt_kind: a prompt to learn from, or a document chunk (generate) */
+  char *context;  /* self-instruct question: the chunk it was written from (the teacher answers
+                   * with it, the student learns without it); NULL otherwise */
 } us_prompt;
 
 /* Inserts a prompt unless one with the same hash exists (then *inserted = false and nothing
@@ -44,9 +49,17 @@ typedef struct us_prompt {
 us_status us_cache_prompt_add(us_cache *c, const char *hash, const char *text, const char *gold,
                               const char *source, int split, bool *inserted, int64_t *id,
                               us_err *err);
-/* Lists prompts ordered by id; split -1 means all. Caller frees with us_prompts_free. */
+/* Inserts p (hash, text, split, kind required; gold, source, context may be NULL; p->id is
+ * ignored) unless a row with the same hash exists, as us_cache_prompt_add does. */
+us_status us_cache_prompt_insert(us_cache *c, const us_prompt *p, bool *inserted, int64_t *id,
+                                 us_err *err);
+/* Lists prompts (kind US_PROMPT_KIND_PROMPT: never chunks) ordered by id; split -1 means all.
+ * Caller frees with us_prompts_free. */
 us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t *n, us_err *err);
+/* Lists document chunks (kind US_PROMPT_KIND_CHUNK) ordered by id, as us_cache_prompts_list. */
+us_status us_cache_chunks_list(us_cache *c, us_prompt **out, size_t *n, us_err *err);
 void us_prompts_free(us_prompt *p, size_t n);
+/* Counts prompts (never chunks); split -1 means all. */
 us_status us_cache_prompts_count(us_cache *c, int split, int64_t *n, us_err *err);
 
 /* ---- teacher calls ---------------------------------------------------------------------- */
@@ -78,7 +91,8 @@ us_status us_cache_failure_put(us_cache *c, const char *key, int64_t prompt_id, 
 us_status us_cache_failures_count(us_cache *c, int64_t *n, us_err *err);
 
 typedef struct us_cache_stats {
-  int64_t prompts, prompts_train, prompts_test;
+  int64_t prompts, prompts_train, prompts_test; /* prompts only, never chunks */
+  int64_t chunks;                               /* document chunks (self-instruct) */
   int64_t calls, calls_imported, failures, targets, targets_unparsed;
   int64_t prompt_tokens, completion_tokens;
   double spent_usd;         /* sum of cost_usd over calls */

@@ -8,7 +8,7 @@
 #include "cache/cache.h"
 
 /* Newest schema this build knows; schema.c holds one migration step per version. */
-#define US__CACHE_SCHEMA_VERSION 1
+#define US__CACHE_SCHEMA_VERSION 2
 /* PRAGMA application_id of an understudy workspace: "USDY". */
 #define US__CACHE_APPLICATION_ID 0x55534459
 
@@ -16,13 +16,13 @@
  * in cache.c, targets.c and runs.c can use fixed column numbers. */
 #define US__CACHE_STATEMENTS(X)                                                                 \
   X(PROMPT_INSERT,                                                                              \
-    "INSERT INTO prompts(hash, text, gold, source, split) VALUES(?1, ?2, ?3, ?4, ?5) "          \
-    "ON CONFLICT(hash) DO NOTHING")                                                             \
+    "INSERT INTO prompts(hash, text, gold, source, split, kind, context) "                      \
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(hash) DO NOTHING")                          \
   X(PROMPT_ID, "SELECT id FROM prompts WHERE hash = ?1")                                        \
   X(PROMPTS_LIST,                                                                               \
-    "SELECT id, hash, text, gold, source, split FROM prompts WHERE ?1 < 0 OR split = ?1 "       \
-    "ORDER BY id")                                                                              \
-  X(PROMPTS_COUNT, "SELECT COUNT(*) FROM prompts WHERE ?1 < 0 OR split = ?1")                   \
+    "SELECT id, hash, text, gold, source, split, kind, context FROM prompts "                   \
+    "WHERE kind = ?2 AND (?1 < 0 OR split = ?1) ORDER BY id")                                   \
+  X(PROMPTS_COUNT, "SELECT COUNT(*) FROM prompts WHERE kind = 0 AND (?1 < 0 OR split = ?1)")    \
   X(CALL_INSERT,                                                                                \
     "INSERT INTO calls(key, http_status, prompt_tokens, completion_tokens, cost_usd, "          \
     "latency_ms, attempts, imported, created_at, request, response) "                           \
@@ -41,7 +41,8 @@
     "SELECT COUNT(DISTINCT f.key) FROM failures f "                                             \
     "WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.key = f.key)")                             \
   X(STATS_PROMPTS,                                                                              \
-    "SELECT COUNT(*), COALESCE(SUM(split = 0), 0), COALESCE(SUM(split = 1), 0) FROM prompts")   \
+    "SELECT COALESCE(SUM(kind = 0), 0), COALESCE(SUM(kind = 0 AND split = 0), 0), "             \
+    "COALESCE(SUM(kind = 0 AND split = 1), 0), COALESCE(SUM(kind = 1), 0) FROM prompts")        \
   X(STATS_CALLS,                                                                                \
     "SELECT COUNT(*), COALESCE(SUM(imported), 0), COALESCE(SUM(prompt_tokens), 0), "            \
     "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM calls")             \

@@ -63,6 +63,16 @@ static const char schema_v1[] =
     "  updated_at REAL NOT NULL,"
     "  json TEXT NOT NULL);";
 
+/* Version 2: self-instruct from documents. A prompt row is either a prompt the student learns
+ * from (kind 0) or a document chunk the teacher writes questions about (kind 1, never listed as
+ * a prompt). A question written from a chunk is a kind 0 row whose context is that chunk, so its
+ * request can carry the chunk while the student sees the question alone. */
+static const char schema_v2[] =
+    "ALTER TABLE prompts ADD COLUMN kind INTEGER NOT NULL DEFAULT 0 CHECK (kind IN (0, 1));"
+    "ALTER TABLE prompts ADD COLUMN context TEXT;"
+    "DROP INDEX prompts_by_split;"
+    "CREATE INDEX prompts_by_kind_split ON prompts(kind, split, id);";
+
 typedef struct migration_step {
   int version; /* user_version once the step is applied */
   const char *sql;
@@ -70,6 +80,7 @@ typedef struct migration_step {
 
 static const migration_step migration_steps[] = {
     {1, schema_v1},
+    {2, schema_v2},
 };
 
 static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *err) {

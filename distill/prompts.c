@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/buf.h"
@@ -114,6 +115,20 @@ static us_status seen_add(us__hash_set *set, const char *hash, bool *was_there) 
 
 /* ---- the sink ------------------------------------------------------------------------------- */
 
+/* A chunk's identity: the hash of its normalised text behind a marker, so a chunk and a prompt
+ * (or a question) with the same text stay two rows. */
+static void chunk_hash(const char *normalized, char hash[65]) {
+  us_buf b;
+  us_buf_init(&b, 0);
+  if (us_buf_puts(&b, "chunk\n") || us_buf_puts(&b, normalized)) {
+    us_buf_free(&b);
+    us_prompt_hash(normalized, hash); /* out of memory: still a stable identity */
+    return;
+  }
+  us_sha256_hex(b.data, b.len, hash);
+  us_buf_free(&b);
+}
+
 us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, const char *gold,
                           const char *where, us_err *err) {
   sink->stats->read++;
@@ -132,7 +147,10 @@ us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, c
     goto done;
   }
   char hash[65];
-  us_prompt_hash(norm, hash);
+  if (sink->kind == US_PROMPT_KIND_CHUNK)
+    chunk_hash(norm, hash);
+  else
+    us_prompt_hash(norm, hash);
   bool duplicate = false;
   if (seen_add(&sink->seen, hash, &duplicate)) {
     st = us_err_set(err, US_ERR_NOMEM, "%s: out of memory", where);
@@ -147,7 +165,10 @@ us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, c
                   ? sink->split
                   : us_prompt_split(norm, c->data.seed, c->data.test_fraction);
   bool inserted = false;
-  st = us_cache_prompt_add(sink->cache, hash, copy, gold, where, split, &inserted, NULL, err);
+  us_prompt row = {.text = copy, .gold = (char *)gold, .source = (char *)where, .split = split,
+                   .kind = sink->kind};
+  memcpy(row.hash, hash, sizeof row.hash);
+  st = us_cache_prompt_insert(sink->cache, &row, &inserted, NULL, err);
   if (st) {
     us_err_prefix(err, "%s", where);
     goto done;
@@ -267,6 +288,8 @@ us_status us_prompts_build(const us_config *c, us_cache *cache, us_prompts_stats
     if (st) goto fail;
     sink.split = in->split;
     sink.source = shown;
+    sink.kind = format == FMT_DOCS && c->task.type == US_TASK_GENERATE ? US_PROMPT_KIND_CHUNK
+                                                                        : US_PROMPT_KIND_PROMPT;
     int64_t before = stats->read;
     if (format == FMT_DOCS)
       st = us__load_docs(&sink, in->path, err);
@@ -277,7 +300,117 @@ us_status us_prompts_build(const us_config *c, us_cache *cache, us_prompts_stats
   }
   st = us_cache_prompts_count(cache, US_SPLIT_TRAIN, &stats->train, err);
   if (!st) st = us_cache_prompts_count(cache, US_SPLIT_TEST, &stats->test, err);
+  us_cache_stats cs;
+  if (!st) st = us_cache_stats_get(cache, &cs, err);
+  if (!st) stats->chunks = cs.chunks;
 fail:
   free(sink.seen.slots);
+  return st;
+}
+
+/* ---- self-instruct questions ---------------------------------------------------------------- */
+
+/* Length of a list marker at the start of s ("12.", "3)", "Q2:", "Question 2.", "-", "*", "•")
+ * with the spaces after it, or 0. A number must be followed by a space to count, so a question
+ * that starts with "3.5 percent" keeps its number. */
+static size_t marker_len(const char *s) {
+  size_t i = 0;
+  if (s[0] == '-' || s[0] == '*' || s[0] == '+') {
+    i = 1;
+  } else if (strncmp(s, "\xe2\x80\xa2", 3) == 0) {
+    i = 3;
+  } else {
+    if (strncasecmp(s, "question", 8) == 0)
+      i = 8;
+    else if (s[0] == 'Q' || s[0] == 'q')
+      i = 1;
+    while (i > 0 && s[i] == ' ') i++;
+    size_t start = i;
+    while (isdigit((unsigned char)s[i])) i++;
+    if (i == start || (s[i] != '.' && s[i] != ')' && s[i] != ':')) return 0;
+    i++;
+  }
+  if (s[i] && s[i] != ' ' && s[i] != '\t') return 0;
+  while (s[i] == ' ' || s[i] == '\t') i++;
+  return i;
+}
+
+/* The question on one line (trimmed, marker and quotes removed), or NULL when the line holds
+ * none. Caller frees. */
+static char *question_of_line(const char *line, size_t len) {
+  while (len && isspace((unsigned char)*line)) line++, len--;
+  while (len && isspace((unsigned char)line[len - 1])) len--;
+  char *s = strndup(line, len);
+  if (!s) return NULL;
+  size_t m = marker_len(s);
+  memmove(s, s + m, strlen(s + m) + 1);
+  len = strlen(s);
+  while (len >= 2 && ((s[0] == '"' && s[len - 1] == '"') || (s[0] == '\'' && s[len - 1] == '\''))) {
+    memmove(s, s + 1, len - 2);
+    s[len -= 2] = '\0';
+  }
+  while (len && isspace((unsigned char)s[len - 1])) s[--len] = '\0';
+  if (!len || s[len - 1] == ':') {
+    free(s);
+    return strdup("");
+  }
+  return s;
+}
+
+us_status us_questions_parse(const char *answer, int max, char ***out, int *n, us_err *err) {
+  *out = NULL;
+  *n = 0;
+  char **list = calloc((size_t)(max > 0 ? max : 1), sizeof *list);
+  if (!list) return us_err_set(err, US_ERR_NOMEM, "out of memory parsing questions");
+  int count = 0;
+  for (const char *p = answer ? answer : ""; *p && count < max;) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    char *q = question_of_line(p, len);
+    if (!q) {
+      for (int i = 0; i < count; i++) free(list[i]);
+      free(list);
+      return us_err_set(err, US_ERR_NOMEM, "out of memory parsing questions");
+    }
+    if (q[0])
+      list[count++] = q;
+    else
+      free(q);
+    p += len + (nl ? 1 : 0);
+  }
+  *out = list;
+  *n = count;
+  return US_OK;
+}
+
+us_status us_prompts_add_questions(const us_config *c, us_cache *cache, const us_prompt *chunk,
+                                   const char *answer, int64_t *added, us_err *err) {
+  char **questions = NULL;
+  int n = 0;
+  if (added) *added = 0;
+  us_status st = us_questions_parse(answer, c->data.questions_per_chunk, &questions, &n, err);
+  if (st) return st;
+  us_buf source;
+  us_buf_init(&source, 0);
+  for (int k = 0; k < n && !st; k++) {
+    char *norm = us_prompt_normalize(questions[k]);
+    us_buf_reset(&source);
+    if (!norm || us_buf_printf(&source, "%s/q%d", chunk->source ? chunk->source : "?", k + 1)) {
+      free(norm);
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory storing questions");
+      break;
+    }
+    us_prompt q = {.text = questions[k], .source = source.data, .split = chunk->split,
+                   .kind = US_PROMPT_KIND_PROMPT, .context = chunk->text};
+    us_prompt_hash(norm, q.hash);
+    free(norm);
+    bool inserted = false;
+    st = us_cache_prompt_insert(cache, &q, &inserted, NULL, err);
+    if (st) us_err_prefix(err, "%s", source.data);
+    if (!st && inserted && added) (*added)++;
+  }
+  us_buf_free(&source);
+  for (int k = 0; k < n; k++) free(questions[k]);
+  free(questions);
   return st;
 }

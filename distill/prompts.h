@@ -18,6 +18,7 @@ typedef struct us_prompts_stats {
   int64_t empty;       /* records with empty text, skipped */
   int64_t repaired;    /* records whose invalid UTF-8 was repaired (data.repair_utf8) */
   int64_t train, test; /* split of all prompts now in the workspace */
+  int64_t chunks;      /* document chunks kept for self-instruct (generate from "docs") */
 } us_prompts_stats;
 
 /* Loads every input of c into cache. Idempotent: a rerun adds only new prompts. Errors name the
@@ -25,6 +26,23 @@ typedef struct us_prompts_stats {
  * file). */
 us_status us_prompts_build(const us_config *c, us_cache *cache, us_prompts_stats *stats,
                            us_err *err);
+
+/* Loads every input of c into cache. For task generate, an input of format "docs" gives document
+ * chunks (us_prompt kind US_PROMPT_KIND_CHUNK), which the teacher turns into questions (see
+ * us_prompts_add_questions); other inputs and other tasks give prompts. */
+
+/* Parses the teacher's list of questions: one per non-empty line, without list markers ("1.",
+ * "1)", "Q1:", "-", "*", "•") or surrounding quotes; lines ending in ':' (a preamble such as
+ * "Here are 3 questions:") are skipped; at most max are kept. *out is an array of *n strings;
+ * caller frees each and the array. */
+us_status us_questions_parse(const char *answer, int max, char ***out, int *n, us_err *err);
+
+/* Stores the questions the teacher wrote about chunk (its answer, as text) as prompts: text the
+ * question, context the chunk's text, split the chunk's (so a test chunk's questions are never
+ * trained on), source "<chunk source>/qK". Idempotent: a question already stored is kept as it
+ * is. *added (may be NULL) receives the number of new prompts. */
+us_status us_prompts_add_questions(const us_config *c, us_cache *cache, const us_prompt *chunk,
+                                   const char *answer, int64_t *added, us_err *err);
 
 /* Lower-cases ASCII, folds runs of Unicode/ASCII white space to one space, trims. Caller frees. */
 char *us_prompt_normalize(const char *text);

@@ -23,6 +23,7 @@ typedef struct us__prompt_sink {
   us_prompts_stats *stats;
   us__hash_set seen;
   int split;          /* the input's pinned split, or US_SPLIT_AUTO */
+  int kind;           /* us_prompt_kind of what this input's records become */
   const char *source; /* the current file, relative to the config folder when possible */
 } us__prompt_sink;
 

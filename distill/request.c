@@ -3,9 +3,11 @@
 #include "distill/request.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/hash.h"
 
 /* ---- canonical JSON -------------------------------------------------------------------------- */
@@ -169,4 +171,61 @@ us_status us_request_key_for_messages(void *user, const char *messages_json, cha
     return st;
   }
   return build_body(c, messages, body, key, err);
+}
+
+/* ---- self-instruct requests ------------------------------------------------------------------ */
+
+char *us_request_fill(const char *template_text, const char *chunk, const char *n,
+                      const char *question) {
+  static const char *const names[] = {"{chunk}", "{n}", "{question}"};
+  const char *values[] = {chunk, n, question};
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_status st = us_buf_puts(&b, "");
+  for (const char *p = template_text; *p && !st;) {
+    size_t i = 0;
+    while (i < 3 && !(values[i] && strncmp(p, names[i], strlen(names[i])) == 0)) i++;
+    if (i < 3) {
+      st = us_buf_puts(&b, values[i]);
+      p += strlen(names[i]);
+      continue;
+    }
+    const char *next = strchr(p + 1, '{');
+    size_t len = next ? (size_t)(next - p) : strlen(p);
+    st = us_buf_append(&b, p, len);
+    p += len;
+  }
+  if (st) {
+    us_buf_free(&b);
+    return NULL;
+  }
+  return us_buf_steal(&b);
+}
+
+us_status us_request_for_prompt(const us_config *c, const us_prompt *p, char **body, char key[65],
+                                us_err *err) {
+  *body = NULL;
+  if (!p->context) return us_request_build(c, p->text, body, key, err);
+  char *system = NULL, *user = NULL;
+  us_status st = us_config_render(c, p->text, &system, &user, err);
+  free(user);
+  if (st) return st;
+  user = us_request_fill(c->data.answer_template, p->context, NULL, p->text);
+  st = user ? us_request_build_messages(c, system, user, body, key, err)
+            : us_err_set(err, US_ERR_NOMEM, "out of memory rendering data.answer_template");
+  free(system);
+  free(user);
+  return st;
+}
+
+us_status us_request_for_chunk(const us_config *c, const char *chunk, char **body, char key[65],
+                               us_err *err) {
+  *body = NULL;
+  char n[16];
+  snprintf(n, sizeof n, "%d", c->data.questions_per_chunk);
+  char *user = us_request_fill(c->data.question_template, chunk, n, NULL);
+  if (!user) return us_err_set(err, US_ERR_NOMEM, "out of memory rendering data.question_template");
+  us_status st = us_request_build_messages(c, NULL, user, body, key, err);
+  free(user);
+  return st;
 }

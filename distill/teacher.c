@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "distill/prompts.h"
 #include "distill/request.h"
 #include "distill/teacher_int.h"
 
@@ -69,6 +70,7 @@ typedef struct slot {
 
 typedef struct teacher {
   const us_config *c;
+  bool chunks; /* self-instruct phase 1: the requests ask for questions about document chunks */
   us_cache *cache;
   const us_label_options *opt;
   us_label_stats *stats;
@@ -249,15 +251,34 @@ static us_status ensure_cached_target(teacher *t, const char *key, int64_t promp
 
 static void report_progress(teacher *t, double now, bool final);
 
-/* Builds every prompt's request; cached ones get their target checked, the rest become jobs
- * (or, for a dry run, estimates). */
+/* Dry-run prompt tokens of one request: the rendered messages' characters. A chunk's request
+ * (or a question's, which carries its chunk) counts its template around the chunk too. */
+static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, us_err *err) {
+  const us_config *c = t->c;
+  char *system = NULL, *user = NULL;
+  us_status st = us_config_render(c, p->text, &system, &user, err);
+  if (st) return st;
+  size_t chars = strlen(system) + strlen(user);
+  if (t->chunks || p->context)
+    chars = strlen(system) + strlen(t->chunks ? c->data.question_template
+                                              : c->data.answer_template) +
+            strlen(p->text) + (p->context ? strlen(p->context) : 0);
+  free(system);
+  free(user);
+  *est = prompt_token_estimate(chars);
+  return US_OK;
+}
+
+/* Builds every prompt's (or, in the chunk phase, every chunk's) request; cached ones get their
+ * target checked, the rest become jobs (or, for a dry run, estimates). */
 static us_status plan(teacher *t, us_err *err) {
   const us_config *c = t->c;
   us_prompt *prompts = NULL;
   size_t n = 0;
-  us_status st = us_cache_prompts_list(t->cache, -1, &prompts, &n, err);
+  us_status st = t->chunks ? us_cache_chunks_list(t->cache, &prompts, &n, err)
+                           : us_cache_prompts_list(t->cache, -1, &prompts, &n, err);
   if (st) return st;
-  t->stats->total = (int64_t)n;
+  t->stats->total += (int64_t)n;
   t->soft = calloc((size_t)(c->task.n_labels > 0 ? c->task.n_labels : 1), sizeof *t->soft);
   t->jobs = calloc(n ? n : 1, sizeof *t->jobs);
   t->retry = calloc(n ? n : 1, sizeof *t->retry);
@@ -273,7 +294,8 @@ static us_status plan(teacher *t, us_err *err) {
   for (size_t i = 0; i < n; i++) {
     if ((i & 1023) == 0) report_progress(t, us_now(), false); /* a large workspace takes a while */
     char *body = NULL, key[65];
-    st = us_request_build(c, prompts[i].text, &body, key, err);
+    st = t->chunks ? us_request_for_chunk(c, prompts[i].text, &body, key, err)
+                   : us_request_for_prompt(c, &prompts[i], &body, key, err);
     if (st) {
       us_err_prefix(err, "prompt %lld (%s)", (long long)prompts[i].id,
                     prompts[i].source ? prompts[i].source : "?");
@@ -300,12 +322,9 @@ static us_status plan(teacher *t, us_err *err) {
     j->bucket_tokens = (double)j->body_len / 4 + c->teacher.max_tokens;
     t->n_open++;
     if (t->opt->dry_run) {
-      char *system = NULL, *user = NULL;
-      st = us_config_render(c, prompts[i].text, &system, &user, err);
+      int64_t est = 0;
+      st = dry_run_estimate(t, &prompts[i], &est, err);
       if (st) goto done;
-      int64_t est = prompt_token_estimate(strlen(system) + strlen(user));
-      free(system);
-      free(user);
       t->stats->est_prompt_tokens += est;
       t->stats->est_completion_tokens_max += c->teacher.max_tokens;
       t->stats->est_cost_low_usd += (double)est * in_price + typical_completion * out_price;
@@ -888,22 +907,17 @@ static void record_cache_hits(us_cache *cache, int64_t hits) {
   us_cache_result_put(cache, "label_totals", buf, NULL);
 }
 
-us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_options *opt,
-                           us_label_stats *stats, us_err *err) {
-  us_label_options defaults;
-  if (!opt) {
-    us_label_options_defaults(&defaults);
-    opt = &defaults;
-  }
-  us_label_stats local;
-  if (!stats) stats = &local;
-  memset(stats, 0, sizeof *stats);
+/* One labelling pass over the prompts, or (chunks) over the document chunks. stats accumulate
+ * across passes; started and cpu_started are those of the whole run. */
+static us_status label_pass(const us_config *c, us_cache *cache, const us_label_options *opt,
+                            us_label_stats *stats, bool chunks, double started,
+                            double cpu_started, us_err *err) {
   teacher t;
   memset(&t, 0, sizeof t);
   t.epoll_fd = -1;
-  t.c = c, t.cache = cache, t.opt = opt, t.stats = stats;
-  t.started = us_now();
-  t.cpu_started = us_cpu_time();
+  t.c = c, t.cache = cache, t.opt = opt, t.stats = stats, t.chunks = chunks;
+  t.started = started;
+  t.cpu_started = cpu_started;
   us_rng_seed(&t.rng, (uint64_t)(us_epoch() * 1e6) ^ ((uint64_t)getpid() << 32));
 
   us_cache_stats cs;
@@ -956,7 +970,77 @@ us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_o
 done:
   if (st && st != US_ERR_BUDGET && st != US_ERR_INTERRUPTED) scrub_err(&t, err);
   if (t.in_txn) us_cache_rollback(cache, NULL);
-  if (!opt->dry_run && stats->cached > 0) record_cache_hits(cache, stats->cached);
   teacher_free(&t);
+  return st;
+}
+
+/* Self-instruct between the passes: the questions of every chunk whose question call is cached
+ * become prompts. Reading them from the cache (not from this run's answers) makes a rerun, or a
+ * run after an interrupted one, store exactly the same questions without asking again. */
+static us_status expand_questions(const us_config *c, us_cache *cache, us_label_stats *stats,
+                                  us_err *err) {
+  us_prompt *chunks = NULL;
+  size_t n = 0;
+  us_status st = us_cache_chunks_list(cache, &chunks, &n, err);
+  if (st || n == 0) goto done;
+  st = us_cache_begin(cache, err);
+  for (size_t i = 0; i < n && !st; i++) {
+    char *body = NULL, key[65];
+    st = us_request_for_chunk(c, chunks[i].text, &body, key, err);
+    free(body);
+    us_call call;
+    bool found = false;
+    if (!st) st = us_cache_call_get(cache, key, &call, &found, err);
+    if (st || !found) continue;
+    char *content = NULL;
+    int pt = 0, ct = 0;
+    us_err ignored = {0};
+    if (us_response_parse(call.response, NULL, 0, &content, &pt, &ct, NULL, NULL, &ignored) ==
+        US_OK) {
+      int64_t added = 0;
+      st = us_prompts_add_questions(c, cache, &chunks[i], content, &added, err);
+      stats->questions_added += added;
+    }
+    free(content);
+    us_call_free_fields(&call);
+  }
+  if (st)
+    us_cache_rollback(cache, NULL);
+  else
+    st = us_cache_commit(cache, err);
+done:
+  us_prompts_free(chunks, n);
+  return st;
+}
+
+us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_options *opt,
+                           us_label_stats *stats, us_err *err) {
+  us_label_options defaults;
+  if (!opt) {
+    us_label_options_defaults(&defaults);
+    opt = &defaults;
+  }
+  us_label_stats local;
+  if (!stats) stats = &local;
+  memset(stats, 0, sizeof *stats);
+  double started = us_now(), cpu_started = us_cpu_time();
+  us_status st = US_OK;
+  if (c->task.type == US_TASK_GENERATE) {
+    us_cache_stats cs;
+    st = us_cache_stats_get(cache, &cs, err);
+    stats->chunks = st ? 0 : cs.chunks;
+    if (!st && cs.chunks > 0) {
+      st = label_pass(c, cache, opt, stats, true, started, cpu_started, err);
+      /* whatever phase 1 got is kept; phase 2 waits until every chunk has its questions */
+      us_err expand_err = {0};
+      us_status expanded = opt->dry_run ? US_OK : expand_questions(c, cache, stats, &expand_err);
+      if (!st && expanded) {
+        st = expanded;
+        *err = expand_err;
+      }
+    }
+  }
+  if (!st) st = label_pass(c, cache, opt, stats, false, started, cpu_started, err);
+  if (!opt->dry_run && stats->cached > 0) record_cache_hits(cache, stats->cached);
   return st;
 }

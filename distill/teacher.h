@@ -22,6 +22,8 @@ typedef struct us_label_stats {
   int64_t requests;    /* HTTP requests sent */
   double spent_usd;    /* spent in this run */
   double spent_total_usd; /* spent in the workspace, all runs */
+  int64_t chunks;          /* generate from docs: document chunks (each asked for questions once) */
+  int64_t questions_added; /* generate from docs: questions stored as new prompts in this run */
   double elapsed_s;
   double cpu_s;        /* process CPU seconds used by this run */
   /* --dry-run estimates */
@@ -41,6 +43,10 @@ typedef struct us_label_options {
 void us_label_options_defaults(us_label_options *o);
 
 /* Labels every prompt (train and test) that has no cached answer for its current request.
+ * For task generate with document chunks, first (phase 1) asks the teacher once per chunk for
+ * data.questions_per_chunk questions (a cached call like any other), stores them as prompts
+ * (us_prompts_add_questions), then (phase 2) answers every prompt, each question with its chunk
+ * as context (us_request_for_prompt). total, cached, done, requests and spent cover both.
  * Returns US_OK when all are labelled or recorded as failed; US_ERR_BUDGET when the budget
  * stopped it (message: "budget reached: $X of $Y spent; N prompts left; raise
  * teacher.budget_usd and run again"); US_ERR_AUTH on 401/403 ("the key in $VAR was rejected");

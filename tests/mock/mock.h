@@ -29,6 +29,9 @@ typedef struct mock_options {
   const char *port_file;     /* written (atomically) once listening */
   const char *answers_path;  /* JSONL {"text","answer"} */
   const char *template_text; /* task template with {text} (and {labels}); default "{text}" */
+  const char *question_template; /* self-instruct question request ({chunk}, {n}); default
+                                  * understudy's data.question_template */
+  const char *answer_template;   /* self-instruct answer request ({chunk}, {question}) */
   char *labels[MOCK_MAX_LABELS];
   int n_labels;
   char *models[MOCK_MAX_LABELS]; /* accepted models; none: any model */
@@ -76,6 +79,12 @@ char *mock_answer_for(const mock_options *o, const char *text);
 char *mock_response_build(const mock_options *o, const void *request, const char *key,
                           int *prompt_tokens, int *completion_tokens, int *status,
                           const char **error_type, char **error_message);
+
+/* The answer to a self-instruct request (mock_selfinstruct.c), or NULL when user_message fits
+ * neither template: for a question request, up to {n} numbered questions ("1. What does the
+ * passage say about <first words of sentence k>?"), one per sentence of the chunk; for an
+ * answer request, the chunk's sentence sharing the most words with the question. */
+char *mock_selfinstruct_answer(const mock_options *o, const char *user_message);
 
 /* An OpenAI-style error body. */
 char *mock_error_body(const char *message, const char *type, const char *code);

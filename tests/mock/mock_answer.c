@@ -431,7 +431,8 @@ char *mock_response_build(const mock_options *o, const void *request, const char
                   "every message needs a role and a content; one must be from the user");
   }
   char *text = mock_extract_text(user);
-  char *answer = text ? mock_answer_for(o, text) : NULL;
+  char *answer = mock_selfinstruct_answer(o, user);
+  if (!answer && text) answer = mock_answer_for(o, text);
   free(user);
   if (!answer) {
     free(text);

@@ -420,6 +420,12 @@ static void usage(FILE *f) {
           "  --template STRING     the task template, with {text} (and {labels}); the prompt\n"
           "                        text is what fills {text} in the last user message\n"
           "                        (default \"{text}\")\n"
+          "  --question-template S self-instruct question request, with {chunk} and {n}\n"
+          "                        (default understudy's data.question_template); answered\n"
+          "                        with numbered questions from the chunk's sentences\n"
+          "  --answer-template S   self-instruct answer request, with {chunk} and {question}\n"
+          "                        (default understudy's data.answer_template); answered with\n"
+          "                        the chunk's sentence sharing the most words with the question\n"
           "  --labels a,b,c        labels; a text with no --answers entry gets\n"
           "                        labels[hash(text) %% n]\n"
           "  --answer-noise P      answer this fraction of --answers texts with another label\n"
@@ -483,6 +489,12 @@ static bool parse_faults(char *list) {
 /* Returns 0 to run, or the exit status. */
 static int parse_flags(int argc, char **argv) {
   opts.template_text = "{text}";
+  opts.question_template =
+      "Here is a passage from a document:\n\n{chunk}\n\nWrite {n} different questions that the "
+      "passage answers. Put each question on its own line, without numbering.";
+  opts.answer_template =
+      "Answer the question using only the passage below.\n\nPassage:\n{chunk}\n\nQuestion: "
+      "{question}";
   opts.fault_seed = 1;
   opts.fault_max_per_key = 2;
   opts.timeout_delay_ms = 5000;
@@ -524,6 +536,10 @@ static int parse_flags(int argc, char **argv) {
       opts.answers_path = v;
     } else if (strcmp(a, "--template") == 0) {
       opts.template_text = v;
+    } else if (strcmp(a, "--question-template") == 0) {
+      opts.question_template = v;
+    } else if (strcmp(a, "--answer-template") == 0) {
+      opts.answer_template = v;
     } else if (strcmp(a, "--labels") == 0) {
       opts.n_labels = split_list(v, opts.labels, MOCK_MAX_LABELS);
     } else if (strcmp(a, "--models") == 0) {

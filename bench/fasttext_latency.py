@@ -1,44 +1,70 @@
 #!/usr/bin/env python3
 """Single-thread prediction speed of a streaming command-line classifier, measured the same way
 for fastText and understudy: the command reads one text per line on stdin and answers one line
-per text. The model is loaded once; then, per text, one line is written and its answer read
-(a round trip through a pipe, so it includes the pipe's overhead for both tools). Throughput is
-texts divided by the summed round trips. (Subtracting an empty run's time from a whole-file run
-does not work: loading fastText's 1.5 GB model varies by more than all its predictions take.)
+per text. The model is loaded and WARMUP texts are answered untimed; then, per text, one line is
+written and its answer read (a round trip through a pipe, so both tools pay the same pipe
+overhead). Throughput is timed texts divided by the summed round trips.
 
-usage: fasttext_latency.py TEXTS_FILE REPEAT -- COMMAND...
-prints JSON: {"per_sec": median, "p50_us": median, "p99_us": median}"""
-import json, statistics, subprocess, sys, time
+The harness reads with os.read on the pipe's descriptor into its own buffer, so reading an
+answer costs one system call whatever its length. (An unbuffered Python readline reads one byte
+per system call: it charged each tool about 1 µs per byte it printed, and understudy's JSON
+answer is about four times as long as fastText's "__label__x 0.93".)
 
-def round_trips(cmd, lines):
+usage: fasttext_latency.py [--warmup N] TEXTS_FILE REPEAT -- COMMAND...
+prints JSON: {"per_sec": median, "p50_us": median, "p99_us": median, "warmup": N,
+              "timed": texts per run, "runs": [[per_sec, p50_us, p99_us], ...]}"""
+import json, os, statistics, subprocess, sys, time
+
+
+def round_trips(cmd, lines, warmup):
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-    out = p.stdout
+    wfd, rfd = p.stdin.fileno(), p.stdout.fileno()
+    pending = b""
+
+    def ask(line):
+        nonlocal pending
+        os.write(wfd, line)
+        while b"\n" not in pending:
+            chunk = os.read(rfd, 65536)
+            if not chunk:
+                raise SystemExit(f"fasttext_latency: {cmd[0]} closed its output early")
+            pending += chunk
+        pending = pending.split(b"\n", 1)[1]
+
+    for i in range(warmup):  # loads the model, faults its pages in, warms the caches
+        ask(lines[i % len(lines)])
     times = []
+    clock = time.perf_counter
     for line in lines:
-        t0 = time.perf_counter()
-        p.stdin.write(line)
-        out.readline()
-        times.append(time.perf_counter() - t0)
+        t0 = clock()
+        ask(line)
+        times.append(clock() - t0)
     p.stdin.close()
     p.wait()
     total = sum(times)
     times.sort()
-    return len(times) / total, times[len(times) // 2] * 1e6, times[int((len(times) - 1) * 0.99)] * 1e6
+    return (len(times) / total, times[len(times) // 2] * 1e6,
+            times[int((len(times) - 1) * 0.99)] * 1e6)
+
 
 def main():
-    texts, repeat = sys.argv[1], int(sys.argv[2])
-    cmd = sys.argv[sys.argv.index("--") + 1:]
+    args = sys.argv[1:]
+    warmup = 200
+    if args[0] == "--warmup":
+        warmup = int(args[1])
+        args = args[2:]
+    texts, repeat = args[0], int(args[1])
+    cmd = args[args.index("--") + 1:]
     with open(texts, "rb") as f:
         data = f.read()
     lines = [l + b"\n" for l in data.splitlines() if l.strip()]
-    rates, p50s, p99s = [], [], []
-    for _ in range(repeat):
-        rate, p50, p99 = round_trips(cmd, lines)
-        rates.append(rate)
-        p50s.append(p50)
-        p99s.append(p99)
-    print(json.dumps({"per_sec": statistics.median(rates), "p50_us": statistics.median(p50s),
-                      "p99_us": statistics.median(p99s)}))
+    runs = [round_trips(cmd, lines, warmup) for _ in range(repeat)]
+    print(json.dumps({"per_sec": statistics.median(r[0] for r in runs),
+                      "p50_us": statistics.median(r[1] for r in runs),
+                      "p99_us": statistics.median(r[2] for r in runs),
+                      "warmup": warmup, "timed": len(lines),
+                      "runs": [[round(x, 2) for x in r] for r in runs]}))
+
 
 if __name__ == "__main__":
     main()

@@ -2,10 +2,12 @@
  * classifier student and writes one JSON object per input line. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "include/understudy.h"
@@ -42,63 +44,203 @@ static const char *line_text(char *line, cJSON **json, const char *name, long li
   return text->valuestring;
 }
 
-/* Six decimals are plenty for a probability and keep the lines short. */
-static double round6(float p) { return round((double)p * 1e6) / 1e6; }
+/* ---- output, written by hand into one reused buffer (no allocation per line) ---- */
 
-static us_status print_result(const us_prediction *top, int n) {
-  cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-  if (!o || !arr) goto nomem;
-  cJSON_AddStringToObject(o, "label", top[0].label);
-  cJSON_AddNumberToObject(o, "prob", round6(top[0].prob));
-  for (int i = 0; i < n; i++) {
-    cJSON *t = cJSON_CreateObject();
-    if (!t) goto nomem;
-    cJSON_AddStringToObject(t, "label", top[i].label);
-    cJSON_AddNumberToObject(t, "prob", round6(top[i].prob));
-    cJSON_AddItemToArray(arr, t);
-  }
-  cJSON_AddItemToObject(o, "top", arr);
-  arr = NULL;
-  char *s = cJSON_PrintUnformatted(o);
-  if (!s) goto nomem;
-  puts(s);
-  free(s);
-  cJSON_Delete(o);
-  return US_OK;
-nomem:
-  cJSON_Delete(arr);
-  cJSON_Delete(o);
-  return US_ERR_NOMEM;
+typedef struct outbuf {
+  char *s;
+  size_t len, cap;
+} outbuf;
+
+static bool out_reserve(outbuf *o, size_t more) {
+  if (o->len + more <= o->cap) return true;
+  size_t cap = o->cap ? o->cap : 256;
+  while (cap < o->len + more) cap *= 2;
+  char *s = realloc(o->s, cap);
+  if (!s) return false;
+  o->s = s;
+  o->cap = cap;
+  return true;
 }
 
-/* flush: answer each line as it arrives (a pipe from another program), not at the end. */
-static us_status predict_stream(const us_model *m, FILE *in, const char *name, int top_k,
-                                bool flush, us_prediction *top, us_err *err) {
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  long lineno = 0;
+static void out_put(outbuf *o, const char *s, size_t n) { /* room reserved by the caller */
+  memcpy(o->s + o->len, s, n);
+  o->len += n;
+}
+
+/* s as a JSON string literal, escaped as cJSON escapes it (so the output is byte for byte what
+ * the cJSON printer wrote): \" \\ \b \f \n \r \t, other bytes below 0x20 as \u00xx, the rest
+ * as they are. */
+static char *json_quote(const char *s) {
+  size_t n = 3;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    n += (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' || *p == '\r' ||
+          *p == '\t') ? 2 : *p < 0x20 ? 6 : 1;
+  char *q = malloc(n), *w = q;
+  if (!q) return NULL;
+  *w++ = '"';
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    char e = *p == '"' ? '"' : *p == '\\' ? '\\' : *p == '\b' ? 'b' : *p == '\f' ? 'f'
+             : *p == '\n' ? 'n' : *p == '\r' ? 'r' : *p == '\t' ? 't' : 0;
+    if (e) {
+      *w++ = '\\';
+      *w++ = e;
+    } else if (*p < 0x20) {
+      w += sprintf(w, "\\u%04x", *p);
+    } else {
+      *w++ = (char)*p;
+    }
+  }
+  *w++ = '"';
+  *w = '\0';
+  return q;
+}
+
+/* A probability rounded to six decimals, printed as cJSON prints that double ("%1.15g", or the
+ * integer for 0 and 1): "0.2772", "1", "9.9e-05". Hand-written for k/10^6 >= 10^-4, where %g
+ * prints plain decimals; snprintf for the rest. Writes at most 32 bytes; returns the length. */
+static int format_prob(float p, char *w) {
+  double k = round((double)p * 1e6);
+  if (!isfinite(k)) return (int)(memcpy(w, "null", 4), 4);
+  if (k == 0) return (int)(memcpy(w, "0", 1), 1);
+  if (k == 1e6) return (int)(memcpy(w, "1", 1), 1);
+  if (k < 100 || k > 1e6) return snprintf(w, 32, "%1.15g", k / 1e6);
+  long v = (long)k;
+  char d[6];
+  for (int i = 5; i >= 0; i--, v /= 10) d[i] = (char)('0' + v % 10);
+  int n = 6;
+  while (d[n - 1] == '0') n--;
+  w[0] = '0';
+  w[1] = '.';
+  memcpy(w + 2, d, (size_t)n);
+  return n + 2;
+}
+
+/* Appends {"label":L,"prob":P,"top":[{"label":L,"prob":P},...]} and a newline. quoted[i] is
+ * label i of the model as a JSON literal. */
+static bool print_result(outbuf *o, const us_model *m, char *const *quoted,
+                         const us_prediction *top, int n) {
+  char num[32];
+  for (int i = -1; i < n; i++) {
+    const us_prediction *t = &top[i < 0 ? 0 : i];
+    int label = 0, n_labels = us_model_n_labels(m); /* its index, from the pointer */
+    while (label < n_labels - 1 && us_model_label(m, label) != t->label) label++;
+    size_t ql = strlen(quoted[label]);
+    int nl = format_prob(t->prob, num);
+    if (!out_reserve(o, ql + (size_t)nl + 40)) return false;
+    if (i < 0) out_put(o, "{\"label\":", 9);
+    else out_put(o, i == 0 ? "\"top\":[{\"label\":" : ",{\"label\":", i == 0 ? 16 : 10);
+    out_put(o, quoted[label], ql);
+    out_put(o, ",\"prob\":", 8);
+    out_put(o, num, (size_t)nl);
+    out_put(o, i < 0 ? "," : "}", 1);
+  }
+  if (!out_reserve(o, 3)) return false;
+  out_put(o, "]}\n", 3);
+  return true;
+}
+
+/* ---- input: lines read with read(2) into one reused buffer ---- */
+
+typedef struct reader {
+  int fd;
+  char *buf;
+  size_t cap, start, end; /* unread bytes are buf[start..end) */
+  bool eof;
+} reader;
+
+/* Flushes what is written before read(2) could block, so a program that sends one line and
+ * waits for its answer gets it at once, while a file or a fast producer is answered in large
+ * writes. Returns the next line (newline removed, NUL-terminated, *len bytes), NULL at the end
+ * of input, on a read error (errno set) or when interrupted. */
+static char *next_line(reader *r, size_t *len) {
+  for (;;) {
+    char *nl = memchr(r->buf + r->start, '\n', r->end - r->start);
+    if (nl || (r->eof && r->end > r->start)) {
+      char *line = r->buf + r->start;
+      if (!nl) { /* the last line has no newline: one byte of room is kept for its NUL */
+        nl = r->buf + r->end;
+        r->end++;
+      }
+      *nl = '\0';
+      *len = (size_t)(nl - line);
+      r->start = (size_t)(nl - r->buf) + 1;
+      return line;
+    }
+    if (r->eof) return NULL;
+    if (r->start > 0) { /* keep the partial line at the front */
+      memmove(r->buf, r->buf + r->start, r->end - r->start);
+      r->end -= r->start;
+      r->start = 0;
+    }
+    if (r->cap - r->end < 2) { /* a line longer than the buffer */
+      char *b = realloc(r->buf, r->cap * 2);
+      if (!b) {
+        errno = ENOMEM;
+        return NULL;
+      }
+      r->buf = b;
+      r->cap *= 2;
+    }
+    if (fflush(stdout) != 0) return NULL;
+    ssize_t got = read(r->fd, r->buf + r->end, r->cap - r->end - 1);
+    if (got < 0 && errno == EINTR && !us_cli_stop) continue;
+    if (got < 0) return NULL;
+    if (got == 0) r->eof = true;
+    r->end += (size_t)got;
+  }
+}
+
+static us_status predict_stream(const us_model *m, int fd, const char *name, int top_k,
+                                us_prediction *top, us_err *err) {
   us_status st = US_OK;
-  while (st == US_OK && !us_cli_stop && (len = getline(&line, &cap, in)) >= 0) {
+  int n_labels = us_model_n_labels(m);
+  char **quoted = calloc((size_t)n_labels, sizeof *quoted);
+  reader r = {fd, malloc(65536), 65536, 0, 0, false};
+  outbuf o = {0};
+  if (!quoted || !r.buf) goto nomem;
+  for (int i = 0; i < n_labels; i++)
+    if (!(quoted[i] = json_quote(us_model_label(m, i)))) goto nomem;
+  long lineno = 0;
+  char *line;
+  size_t len;
+  errno = 0;
+  while (!us_cli_stop && (line = next_line(&r, &len)) != NULL) {
     lineno++;
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-    if (strspn(line, " \t") == (size_t)len) continue;
+    while (len > 0 && line[len - 1] == '\r') line[--len] = '\0';
+    if (strspn(line, " \t") == len) continue;
     cJSON *json = NULL;
     const char *text = line_text(line, &json, name, lineno, err);
     int n = 0;
+    o.len = 0;
     if (!text) st = US_ERR_INPUT;
     else if ((st = us_model_classify(m, text, top_k, top, &n, err)) != US_OK)
       us_err_prefix(err, "%s line %ld", name, lineno);
-    else if ((st = print_result(top, n)) != US_OK)
-      us_err_set(err, st, "out of memory writing the result of %s line %ld", name, lineno);
-    else if (flush)
-      fflush(stdout);
+    else if (!print_result(&o, m, quoted, top, n))
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory writing the result of %s line %ld",
+                      name, lineno);
+    else if (fwrite(o.s, 1, o.len, stdout) != o.len)
+      st = us_err_set(err, US_ERR_IO, "cannot write the result of %s line %ld: %s", name,
+                      lineno, strerror(errno));
     cJSON_Delete(json);
+    if (st != US_OK) break;
+    errno = 0;
   }
-  if (st == US_OK && ferror(in))
-    st = us_err_set(err, US_ERR_IO, "cannot read %s: %s", name, strerror(errno));
   if (st == US_OK && us_cli_stop) st = us_err_set(err, US_ERR_INTERRUPTED, "interrupted");
-  free(line);
+  else if (st == US_OK && errno == ENOMEM) goto nomem;
+  else if (st == US_OK && ferror(stdout))
+    st = us_err_set(err, US_ERR_IO, "cannot write the results: %s", strerror(errno));
+  else if (st == US_OK && errno != 0)
+    st = us_err_set(err, US_ERR_IO, "cannot read %s: %s", name, strerror(errno));
+  if (st == US_OK && fflush(stdout) != 0)
+    st = us_err_set(err, US_ERR_IO, "cannot write the results: %s", strerror(errno));
+  goto done;
+nomem:
+  st = us_err_set(err, US_ERR_NOMEM, "out of memory reading %s", name);
+done:
+  for (int i = 0; quoted && i < n_labels; i++) free(quoted[i]);
+  free(quoted);
+  free(r.buf);
+  free(o.s);
   return st;
 }
 
@@ -135,8 +277,9 @@ int us_cmd_predict(int argc, char **argv) {
   us_model *m = NULL;
   us_status st = us_model_load(model_path, &m, &err);
   if (st != US_OK) return us_cli_fail(st, &err, "is it a student.bin written by `understudy train`?");
-  FILE *in = input ? fopen(input, "r") : stdin;
-  if (!in) {
+  /* the input, read line by line and never written */
+  int fd = input ? open(input, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+  if (fd < 0) {
     us_err_set(&err, US_ERR_IO, "cannot open %s: %s", input, strerror(errno));
     us_model_free(m);
     return us_cli_fail(US_ERR_IO, &err, NULL);
@@ -144,8 +287,8 @@ int us_cmd_predict(int argc, char **argv) {
   int k = top_k < us_model_n_labels(m) ? top_k : us_model_n_labels(m);
   us_prediction *top = malloc((size_t)k * sizeof *top);
   if (!top) st = us_err_set(&err, US_ERR_NOMEM, "out of memory");
-  else st = predict_stream(m, in, input ? input : "stdin", top_k, in == stdin, top, &err);
-  if (in != stdin) fclose(in);
+  else st = predict_stream(m, fd, input ? input : "stdin", top_k, top, &err);
+  if (input) close(fd);
   free(top);
   us_model_free(m);
   return st == US_OK ? US_EXIT_OK : us_cli_fail(st, &err, NULL);

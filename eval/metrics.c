@@ -534,12 +534,48 @@ bool us_metrics_is_json(const char *text) {
   return end && *end == '\0';
 }
 
+/* The text parsed as a JSON object (whole text, surrounding space allowed), or NULL. */
+static cJSON *json_object_of(const char *text) {
+  const char *end = NULL;
+  cJSON *v = text ? cJSON_ParseWithOpts(text, &end, 0) : NULL;
+  while (v && end && is_space((unsigned char)*end)) end++;
+  if (v && cJSON_IsObject(v) && end && *end == '\0') return v;
+  cJSON_Delete(v);
+  return NULL;
+}
+
+void us_metrics_json_fields(const char *prediction, const char *reference, int *matched,
+                            int *predicted, int *expected) {
+  *matched = *predicted = *expected = 0;
+  cJSON *ref = json_object_of(reference), *pred = json_object_of(prediction);
+  const cJSON *x;
+  cJSON_ArrayForEach(x, ref) (*expected)++;
+  cJSON_ArrayForEach(x, pred) (*predicted)++;
+  if (ref && pred && *expected > 0) {
+    /* duplicate keys are pairs of their own: each reference pair is matched at most once */
+    unsigned char *used = calloc((size_t)*expected, 1);
+    cJSON_ArrayForEach(x, pred) {
+      int k = 0;
+      for (const cJSON *y = ref->child; y && used; y = y->next, k++)
+        if (!used[k] && strcmp(x->string, y->string) == 0 && cJSON_Compare(x, y, 1)) {
+          used[k] = 1;
+          (*matched)++;
+          break;
+        }
+    }
+    free(used);
+  }
+  cJSON_Delete(ref);
+  cJSON_Delete(pred);
+}
+
 us_status us_metrics_generate(int n, const char *const *predictions, const char *const *references,
                               us_generate_metrics *out, us_err *err) {
   memset(out, 0, sizeof *out);
   if (n < 0 || (n > 0 && (!predictions || !references)))
     return us_err_set(err, US_ERR_INPUT, "generation metrics: need n >= 0 and both arrays");
   int json_ok = 0;
+  int64_t fields_matched = 0, fields_predicted = 0, fields_expected = 0;
   for (int i = 0; i < n; i++) {
     const char *p = predictions[i] ? predictions[i] : "", *r = references[i] ? references[i] : "";
     double tf, rl, cf;
@@ -555,6 +591,14 @@ us_status us_metrics_generate(int n, const char *const *predictions, const char 
       out->n_json_references++;
       json_ok += us_metrics_is_json(p);
     }
+    cJSON *ref = json_object_of(r);
+    if (ref) {
+      int m, np, ne;
+      us_metrics_json_fields(p, r, &m, &np, &ne);
+      out->n_json_objects++;
+      fields_matched += m, fields_predicted += np, fields_expected += ne;
+      cJSON_Delete(ref);
+    }
   }
   out->n = n;
   if (n > 0) {
@@ -564,5 +608,10 @@ us_status us_metrics_generate(int n, const char *const *predictions, const char 
     out->chrf /= n;
   }
   out->valid_json_rate = ratio(json_ok, out->n_json_references);
+  /* micro-F1 = 2 matched / (predicted + expected) */
+  if (fields_predicted + fields_expected > 0)
+    out->json_field_f1 = 2.0 * (double)fields_matched / (double)(fields_predicted + fields_expected);
+  else if (out->n_json_objects > 0)
+    out->json_field_f1 = 1.0; /* every reference is {} and so is every prediction */
   return US_OK;
 }

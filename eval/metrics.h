@@ -141,7 +141,17 @@ typedef struct us_generate_metrics {
   double chrf;
   int n_json_references;  /* pairs whose reference is valid JSON */
   double valid_json_rate; /* share of those whose prediction is valid JSON too; 0 if none */
+  int n_json_objects;     /* pairs whose reference is a JSON object */
+  double json_field_f1;   /* micro-F1 over the top-level (key, value) pairs of those objects: a
+                           * predicted pair counts when the reference has the same key with an
+                           * equal value (each reference pair matched once); a prediction that is
+                           * not a JSON object predicts no pair; 0 if no reference is an object */
 } us_generate_metrics;
+
+/* Top-level (key, value) pairs of prediction that match reference (both JSON objects; a text
+ * that is not one has no pairs): *matched, *predicted and *expected pair counts. */
+void us_metrics_json_fields(const char *prediction, const char *reference, int *matched,
+                            int *predicted, int *expected);
 
 /* Means of the generation metrics over n (prediction, reference) pairs. A NULL string counts
  * as "". */

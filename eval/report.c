@@ -305,6 +305,9 @@ static us_status md_quality(const us_report *r, us_buf *o) {
                        "| valid JSON | %.1f%% of %d JSON answers |\n| prompts | %d |\n",
                        g->exact_match * 100, g->token_f1, g->rouge_l, g->chrf,
                        g->valid_json_rate * 100, g->n_json_references, g->n);
+    if (st == US_OK && g->n_json_objects > 0)
+      st = us_buf_printf(o, "| JSON field F1 | %.1f%% over %d JSON objects |\n",
+                         g->json_field_f1 * 100, g->n_json_objects);
     if (st == US_OK && r->perplexity > 0)
       st = us_buf_printf(o, "| perplexity on the teacher's answers | %.3f |\n", r->perplexity);
   }

@@ -117,6 +117,8 @@ static void put_generation(builder *b, cJSON *root, const us_report *r) {
   num(b, o, "chrf", g->chrf);
   num(b, o, "json_references", g->n_json_references);
   num(b, o, "valid_json_rate", g->valid_json_rate);
+  num(b, o, "json_objects", g->n_json_objects);
+  num(b, o, "json_field_f1", g->json_field_f1);
   if (r->perplexity > 0)
     num(b, o, "perplexity", r->perplexity);
   else

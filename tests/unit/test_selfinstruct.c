@@ -16,6 +16,7 @@
 #include "core/buf.h"
 #include "distill/prompts.h"
 #include "distill/request.h"
+#include "eval/metrics.h"
 
 typedef struct fixture {
   char dir[256];
@@ -204,6 +205,39 @@ static void fill_should_leave_markers_inside_inserted_text(void **state) {
   free(s);
 }
 
+/* ---- slot-level F1 of JSON answers ------------------------------------------------------------ */
+
+static void json_field_f1_should_count_matching_key_value_pairs(void **state) {
+  (void)state;
+  int m, p, e;
+  us_metrics_json_fields("{\"artist\":\"westbam\",\"service\":\"spotify\"}",
+                         "{\"service\":\"google music\",\"artist\":\"westbam\"}", &m, &p, &e);
+  assert_int_equal(m, 1);
+  assert_int_equal(p, 2);
+  assert_int_equal(e, 2);
+  us_metrics_json_fields("not json", "{\"a\":\"x\"}", &m, &p, &e);
+  assert_int_equal(m, 0);
+  assert_int_equal(p, 0);
+  assert_int_equal(e, 1);
+  us_metrics_json_fields("{\"a\":\"x\",\"a\":\"x\"}", "{\"a\":\"x\"}", &m, &p, &e);
+  assert_int_equal(m, 1); /* a reference pair is matched once */
+  assert_int_equal(p, 2);
+
+  const char *pred[] = {"{\"a\":\"1\",\"b\":\"2\"}", "{\"c\":\"3\"}", "plain", "[1]"};
+  const char *ref[] = {"{\"a\":\"1\",\"b\":\"9\"}", "{\"c\":\"3\",\"d\":\"4\"}", "plain",
+                       "[1]"};
+  us_generate_metrics g;
+  us_err err = {0};
+  check(us_metrics_generate(4, pred, ref, &g, &err), &err);
+  assert_int_equal(g.n_json_objects, 2);
+  /* matched 2, predicted 3, expected 4: 2 * 2 / 7 */
+  assert_true(g.json_field_f1 > 4.0 / 7 - 1e-12 && g.json_field_f1 < 4.0 / 7 + 1e-12);
+  check(us_metrics_generate(1, (const char *[]){"plain"}, (const char *[]){"plain"}, &g, &err),
+        &err);
+  assert_int_equal(g.n_json_objects, 0);
+  assert_true(g.json_field_f1 == 0);
+}
+
 /* ---- migration ------------------------------------------------------------------------------ */
 
 static void exec_sql(const char *path, const char *sql) {
@@ -292,6 +326,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(question_keys_should_differ_from_plain_ones_and_be_stable,
                                       setup, teardown),
       cmocka_unit_test(fill_should_leave_markers_inside_inserted_text),
+      cmocka_unit_test(json_field_f1_should_count_matching_key_value_pairs),
       cmocka_unit_test_setup_teardown(version_1_workspace_should_migrate_in_place, setup,
                                       teardown),
   };

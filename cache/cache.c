@@ -170,8 +170,7 @@ us_status us_cache_prompt_insert(us_cache *c, const us_prompt *p, bool *inserted
 us_status us_cache_prompt_add(us_cache *c, const char *hash, const char *text, const char *gold,
                               const char *source, int split, bool *inserted, int64_t *id,
                               us_err *err) {
-  if (!hash)
-    return us_err_set(err, US_ERR_INPUT, "workspace %s: a prompt needs a hash", c->path);
+  if (!hash) return us_err_set(err, US_ERR_INPUT, "workspace %s: a prompt needs a hash", c->path);
   us_prompt p;
   memset(&p, 0, sizeof p);
   snprintf(p.hash, sizeof p.hash, "%s", hash);

@@ -293,8 +293,7 @@ static us_status generation_table(const us_report *r, us_buf *o) {
            g->n_json_references);
   if (st == US_OK) st = metric_row(o, "valid JSON", v);
   if (g->n_json_objects > 0) {
-    snprintf(v, sizeof v, "%.1f%% over %d JSON objects", g->json_field_f1 * 100,
-             g->n_json_objects);
+    snprintf(v, sizeof v, "%.1f%% over %d JSON objects", g->json_field_f1 * 100, g->n_json_objects);
     if (st == US_OK) st = metric_row(o, "JSON field F1", v);
   }
   if (r->perplexity > 0) {

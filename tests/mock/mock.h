@@ -25,10 +25,10 @@ typedef enum {
 } mock_fault;
 
 typedef struct mock_options {
-  int port;                  /* 0: ephemeral */
-  const char *port_file;     /* written (atomically) once listening */
-  const char *answers_path;  /* JSONL {"text","answer"} */
-  const char *template_text; /* task template with {text} (and {labels}); default "{text}" */
+  int port;                      /* 0: ephemeral */
+  const char *port_file;         /* written (atomically) once listening */
+  const char *answers_path;      /* JSONL {"text","answer"} */
+  const char *template_text;     /* task template with {text} (and {labels}); default "{text}" */
   const char *question_template; /* self-instruct question request ({chunk}, {n}); default
                                   * understudy's data.question_template */
   const char *answer_template;   /* self-instruct answer request ({chunk}, {question}) */

@@ -69,8 +69,8 @@ static int sentences_of(const char *text, char **out, int max) {
       continue;
     }
     const char *start = p;
-    while (*p && *p != '\n' && !((*p == '.' || *p == '?' || *p == '!') &&
-                                 (!p[1] || isspace((unsigned char)p[1]))))
+    while (*p && *p != '\n' &&
+           !((*p == '.' || *p == '?' || *p == '!') && (!p[1] || isspace((unsigned char)p[1]))))
       p++;
     const char *stop = *p && *p != '\n' ? p + 1 : p;
     while (stop > start && isspace((unsigned char)stop[-1])) stop--;

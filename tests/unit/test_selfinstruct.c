@@ -76,29 +76,30 @@ static void expect_questions(const char *answer, int max, const char *const *exp
 
 static void parse_should_strip_numbers_with_dots_and_parentheses(void **state) {
   (void)state;
-  expect_questions("1. When did the bridge open?\n2) How many lanes does it carry?\n10. Who built it?",
-                   10,
-                   (const char *const[]){"When did the bridge open?",
-                                         "How many lanes does it carry?", "Who built it?", NULL});
+  expect_questions(
+      "1. When did the bridge open?\n2) How many lanes does it carry?\n10. Who built it?", 10,
+      (const char *const[]){"When did the bridge open?", "How many lanes does it carry?",
+                            "Who built it?", NULL});
 }
 
 static void parse_should_strip_bullets_quotes_and_blank_lines(void **state) {
   (void)state;
-  expect_questions("\n- Where do ferries leave from?\n\n  * \"How often do they run?\"\n"
-                   "\xe2\x80\xa2 What does a ticket cost?\r\n\n",
-                   5,
-                   (const char *const[]){"Where do ferries leave from?", "How often do they run?",
-                                         "What does a ticket cost?", NULL});
+  expect_questions(
+      "\n- Where do ferries leave from?\n\n  * \"How often do they run?\"\n"
+      "\xe2\x80\xa2 What does a ticket cost?\r\n\n",
+      5,
+      (const char *const[]){"Where do ferries leave from?", "How often do they run?",
+                            "What does a ticket cost?", NULL});
 }
 
 static void parse_should_skip_a_preamble_and_keep_plain_lines(void **state) {
   (void)state;
-  expect_questions("Here are three questions:\nQ1: What is sold at the east gate?\n"
-                   "What rises four metres?\nQuestion 3. Is 3.5 metres the record?",
-                   3,
-                   (const char *const[]){"What is sold at the east gate?",
-                                         "What rises four metres?", "Is 3.5 metres the record?",
-                                         NULL});
+  expect_questions(
+      "Here are three questions:\nQ1: What is sold at the east gate?\n"
+      "What rises four metres?\nQuestion 3. Is 3.5 metres the record?",
+      3,
+      (const char *const[]){"What is sold at the east gate?", "What rises four metres?",
+                            "Is 3.5 metres the record?", NULL});
 }
 
 static void parse_should_keep_at_most_the_number_asked(void **state) {
@@ -118,7 +119,8 @@ static void questions_should_inherit_the_split_and_context_of_their_chunk(void *
   us_err err = {0};
   f->config.data.questions_per_chunk = 2;
   us_prompt chunk = {.text = "The tower opens at nine. Tickets are sold at the gate.",
-                     .source = "docs/a.md#chunk4", .split = US_SPLIT_TEST,
+                     .source = "docs/a.md#chunk4",
+                     .split = US_SPLIT_TEST,
                      .kind = US_PROMPT_KIND_CHUNK};
   snprintf(chunk.hash, sizeof chunk.hash, "%064d", 1);
   check(us_cache_prompt_insert(f->cache, &chunk, NULL, &chunk.id, &err), &err);
@@ -130,8 +132,8 @@ static void questions_should_inherit_the_split_and_context_of_their_chunk(void *
         &err);
   assert_int_equal(added, 2);
   check(us_prompts_add_questions(&f->config, f->cache, &chunk,
-                                 "1. When does the tower open?\n2. Where are tickets sold?",
-                                 &added, &err),
+                                 "1. When does the tower open?\n2. Where are tickets sold?", &added,
+                                 &err),
         &err);
   assert_int_equal(added, 0); /* a rerun stores nothing twice */
 
@@ -205,7 +207,8 @@ static void fill_should_leave_markers_inside_inserted_text(void **state) {
   free(s);
 }
 
-/* ---- slot-level F1 of JSON answers ------------------------------------------------------------ */
+/* ---- slot-level F1 of JSON answers ------------------------------------------------------------
+ */
 
 static void json_field_f1_should_count_matching_key_value_pairs(void **state) {
   (void)state;
@@ -224,8 +227,7 @@ static void json_field_f1_should_count_matching_key_value_pairs(void **state) {
   assert_int_equal(p, 2);
 
   const char *pred[] = {"{\"a\":\"1\",\"b\":\"2\"}", "{\"c\":\"3\"}", "plain", "[1]"};
-  const char *ref[] = {"{\"a\":\"1\",\"b\":\"9\"}", "{\"c\":\"3\",\"d\":\"4\"}", "plain",
-                       "[1]"};
+  const char *ref[] = {"{\"a\":\"1\",\"b\":\"9\"}", "{\"c\":\"3\",\"d\":\"4\"}", "plain", "[1]"};
   us_generate_metrics g;
   us_err err = {0};
   check(us_metrics_generate(4, pred, ref, &g, &err), &err);
@@ -327,8 +329,7 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test(fill_should_leave_markers_inside_inserted_text),
       cmocka_unit_test(json_field_f1_should_count_matching_key_value_pairs),
-      cmocka_unit_test_setup_teardown(version_1_workspace_should_migrate_in_place, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(version_1_workspace_should_migrate_in_place, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

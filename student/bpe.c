@@ -106,14 +106,18 @@ static int byte_class(unsigned char c) {
   return CLS_OTHER;
 }
 
-/* End of the word that starts at i: a run of one class, at most WORD_MAX bytes. Spaces are
- * words of their own (no leading space glued to the next word, as GPT-2 does), so a word is
- * tokenised the same after a space as after a quote: the answer's JSON values are then copies of
- * the prompt's tokens, which a small model learns far more easily. */
+/* End of the word that starts at i: an optional leading space then a run of one class; a run
+ * of whitespace leaves its last space to the word after it (GPT-2's habit, which on SNIPS
+ * trained better than spaces as words of their own: 64% against 48% slot F1 at equal budget,
+ * the sequences being a third shorter). At most WORD_MAX bytes. */
 static size_t word_end(const unsigned char *s, size_t len, size_t i) {
-  int cls = byte_class(s[i]);
-  size_t j = i + 1;
+  size_t j = i;
+  if (s[j] == ' ' && j + 1 < len && byte_class(s[j + 1]) != CLS_SPACE) j++;
+  int cls = byte_class(s[j]);
+  j++;
   while (j < len && j - i < WORD_MAX && byte_class(s[j]) == cls) j++;
+  if (cls == CLS_SPACE && j < len && j - i > 1 && s[j - 1] == ' ' && byte_class(s[j]) != CLS_SPACE)
+    j--;
   return j;
 }
 

@@ -40,6 +40,18 @@ const char *us_model_label(const us_model *m, int i);
 void us_model_free(us_model *m);
 
 /* ---- Language-model students (task "generate"): owner LM engineer ----
- * (generation functions are declared in this section) */
+ *
+ *   us_lm *lm; us_err err; us_lm_gen_params gp; char *answer; double conf;
+ *   if (us_lm_load("out/student.uslm", &lm, &err) != US_OK) { puts(err.msg); return 1; }
+ *   us_lm_gen_params_defaults(&gp);  // greedy, 128 tokens at most
+ *   us_lm_generate(lm, "add abba to my workout playlist", &gp, &answer, &conf, NULL, &err);
+ *   printf("%s (mean log-prob %.3f)\n", answer, conf);
+ *   free(answer);
+ *   us_lm_free(lm);
+ *
+ * student/lm.h declares them with their contracts: us_lm_load, us_lm_generate (answer malloc'd,
+ * caller frees; mean token log-probability as the cascade's confidence), us_lm_free, plus
+ * us_lm_train and us_lm_save for the pipeline. One us_lm per thread for generation. */
+#include "student/lm.h"
 
 #endif

@@ -112,25 +112,39 @@ static double step_flops(const us_lm_config *c, int B, int T) {
   return 3.0 * fwd;
 }
 
-/* OpenBLAS sgemm throughput on the model's largest product shape (N x 2F x C), GFLOP/s. */
-static double sgemm_gflops(int N, int M, int K, int repeats) {
-  float *a = malloc(sizeof(float) * (size_t)N * K), *b = malloc(sizeof(float) * (size_t)M * K);
-  float *c = malloc(sizeof(float) * (size_t)N * M);
+/* Scratch for timing OpenBLAS sgemm alone on the model's largest product shape
+ * (N x 2F x C, as in the SwiGLU projection). */
+typedef struct sgemm_probe {
+  float *a, *b, *c;
+  int n, m, k;
+} sgemm_probe;
+
+static void probe_init(sgemm_probe *p, int n, int m, int k) {
+  p->n = n;
+  p->m = m;
+  p->k = k;
+  p->a = malloc(sizeof(float) * (size_t)n * k);
+  p->b = malloc(sizeof(float) * (size_t)m * k);
+  p->c = malloc(sizeof(float) * (size_t)n * m);
   us_rng r;
   us_rng_seed(&r, 3);
-  for (size_t i = 0; i < (size_t)N * K; i++) a[i] = us_rng_uniformf(&r);
-  for (size_t i = 0; i < (size_t)M * K; i++) b[i] = us_rng_uniformf(&r);
-  double best[32];
-  int n = repeats < 32 ? repeats : 32;
-  for (int rep = 0; rep < n; rep++) {
-    double t0 = us_now();
-    for (int k = 0; k < 5; k++) us_blas_sgemm(false, true, N, M, K, 1.0f, a, K, b, K, 0.0f, c, M);
-    best[rep] = 5 * 2.0 * N * M * K / (us_now() - t0) / 1e9;
-  }
-  free(a);
-  free(b);
-  free(c);
-  return median(best, n);
+  for (size_t i = 0; i < (size_t)n * k; i++) p->a[i] = us_rng_uniformf(&r);
+  for (size_t i = 0; i < (size_t)m * k; i++) p->b[i] = us_rng_uniformf(&r);
+}
+
+/* GFLOP/s of `calls` products (the machine is shared: probes interleave with training steps so
+ * both see the same load). */
+static double probe_run(sgemm_probe *p, int calls) {
+  double t0 = us_now();
+  for (int i = 0; i < calls; i++)
+    us_blas_sgemm(false, true, p->n, p->m, p->k, 1.0f, p->a, p->k, p->b, p->k, 0.0f, p->c, p->m);
+  return calls * 2.0 * p->n * p->m * p->k / (us_now() - t0) / 1e9;
+}
+
+static void probe_free(sgemm_probe *p) {
+  free(p->a);
+  free(p->b);
+  free(p->c);
 }
 
 static int bench_train(const opts *o) {
@@ -159,8 +173,13 @@ static int bench_train(const opts *o) {
   us__lm_batch batch = {tok, tgt, mask, pos, doc};
   us__lm_params g;
   us__lm_params_point(grad, &lm->config, &g);
-  double times[64], loss = 0.0;
+  double times[64], rates[64], loss = 0.0;
   int reps = o->steps < 64 ? o->steps : 64;
+  sgemm_probe probe;
+  probe_init(&probe, N, 2 * lm->config.hidden, lm->config.dim);
+  /* sgemm calls of about one training step's FLOPs */
+  int calls =
+      (int)(step_flops(&lm->config, B, T) / (2.0 * N * 2 * lm->config.hidden * lm->config.dim)) + 1;
   for (int s = 0; s < reps + 1; s++) { /* step 0 warms up */
     double t0 = us_now();
     loss = us__lm_forward(lm, &acts, &batch, B, T);
@@ -168,10 +187,13 @@ static int bench_train(const opts *o) {
     us__lm_backward(lm, &acts, &batch, B, T, &g);
     for (size_t i = 0; i < lm->n_params; i++) lm->block[i] -= 1e-4f * grad[i];
     if (s > 0) times[s - 1] = us_now() - t0;
+    double rate = probe_run(&probe, calls);
+    if (s > 0) rates[s - 1] = rate;
   }
+  probe_free(&probe);
   double t = median(times, reps);
   double gflops = step_flops(&lm->config, B, T) / t / 1e9;
-  double peak = sgemm_gflops(N, 2 * lm->config.hidden, lm->config.dim, o->repeats);
+  double peak = median(rates, reps);
   printf(
       "{\"bench\":\"lm_train\",\"layers\":%d,\"dim\":%d,\"heads\":%d,\"context\":%d,"
       "\"batch\":%d,\"vocab\":%d,\"params\":%zu,\"threads\":%d,\"steps\":%d,"

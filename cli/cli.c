@@ -33,6 +33,15 @@ static void log_to_stderr(void *user, us_log_level level, const char *msg) {
   fprintf(stderr, "%s%s\n", level == US_LOG_WARN ? "understudy: warning: " : "", msg);
 }
 
+bool us_cli_help(int argc, char **argv, const char *usage) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(usage, stdout);
+      return true;
+    }
+  return false;
+}
+
 int us_cli_parse_common(int *argc, char **argv, us_cli_common *common, const char *usage) {
   memset(common, 0, sizeof *common);
   int out = 1;

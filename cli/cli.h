@@ -18,6 +18,9 @@ enum { US_EXIT_OK = 0, US_EXIT_ERROR = 1, US_EXIT_USAGE = 2, US_EXIT_BUDGET = 3,
 extern volatile sig_atomic_t us_cli_stop;
 void us_cli_install_signals(void);
 
+/* True (after printing usage to stdout) when argv holds --help or -h. */
+bool us_cli_help(int argc, char **argv, const char *usage);
+
 /* Common options of the commands that take a CONFIG: the config path, --set overrides
  * (collected in order), --quiet, --verbose; other flags are left for the command. */
 typedef struct us_cli_common {

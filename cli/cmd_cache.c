@@ -87,11 +87,7 @@ static int run_import(us_config *config, us_cache *cache, const char *file, bool
 }
 
 int us_cmd_cache(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(usage, stdout);
-      return US_EXIT_OK;
-    }
+  if (us_cli_help(argc, argv, usage)) return US_EXIT_OK;
   if (argc < 2 || argv[1][0] == '-') {
     fprintf(stderr, "understudy: error: missing subcommand (stats, export or import)\n%s", usage);
     return US_EXIT_USAGE;

@@ -118,11 +118,7 @@ static void print_summary(const us_label_stats *s) {
 }
 
 int us_cmd_label(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(usage, stdout);
-      return US_EXIT_OK;
-    }
+  if (us_cli_help(argc, argv, usage)) return US_EXIT_OK;
   us_cli_common common;
   int rc = us_cli_parse_common(&argc, argv, &common, usage);
   if (rc) return rc;

@@ -23,11 +23,7 @@ static int run_stage(const char *name, stage_fn fn, int argc, char **argv) {
 }
 
 int us_cmd_run(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      fputs(usage, stdout);
-      return 0;
-    }
+  if (us_cli_help(argc, argv, usage)) return US_EXIT_OK;
   if (argc > 158) {
     fprintf(stderr, "understudy: error: run: too many arguments\n");
     return US_EXIT_USAGE;

@@ -17,11 +17,7 @@ static void print_line(void *user, const char *line) {
 }
 
 int us_cmd_train(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      fputs(usage, stdout);
-      return 0;
-    }
+  if (us_cli_help(argc, argv, usage)) return US_EXIT_OK;
   us_cli_common common;
   int rc = us_cli_parse_common(&argc, argv, &common, usage);
   if (rc) return rc;

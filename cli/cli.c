@@ -94,8 +94,8 @@ int us_cli_parse_common(int *argc, char **argv, us_cli_common *common, const cha
 
 int us_cli_open(const us_cli_common *common, us_config *config, us_cache **cache) {
   us_err err = {0};
-  us_status st = us_config_load(common->config_path, common->overrides, common->n_overrides,
-                                config, &err);
+  us_status st =
+      us_config_load(common->config_path, common->overrides, common->n_overrides, config, &err);
   if (st) return us_cli_fail(st, &err, "see docs/config.md for every key and its default");
   if (!cache) return 0;
   st = us_mkdirs(config->output, &err);
@@ -117,11 +117,16 @@ int us_cli_open(const us_cli_common *common, us_config *config, us_cache **cache
 
 int us_cli_exit_code(us_status st) {
   switch (st) {
-    case US_OK: return US_EXIT_OK;
-    case US_ERR_BUDGET: return US_EXIT_BUDGET;
-    case US_ERR_INTERRUPTED: return US_EXIT_INTERRUPTED;
-    case US_ERR_USAGE: return US_EXIT_USAGE;
-    default: return US_EXIT_ERROR;
+    case US_OK:
+      return US_EXIT_OK;
+    case US_ERR_BUDGET:
+      return US_EXIT_BUDGET;
+    case US_ERR_INTERRUPTED:
+      return US_EXIT_INTERRUPTED;
+    case US_ERR_USAGE:
+      return US_EXIT_USAGE;
+    default:
+      return US_EXIT_ERROR;
   }
 }
 
@@ -135,4 +140,6 @@ int us_cli_fail(us_status st, const us_err *err, const char *hint) {
   return us_cli_exit_code(st);
 }
 
-bool us_cli_tty(void) { return isatty(STDERR_FILENO) != 0; }
+bool us_cli_tty(void) {
+  return isatty(STDERR_FILENO) != 0;
+}

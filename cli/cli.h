@@ -11,8 +11,13 @@
 #include "core/status.h"
 
 /* Exit codes: 0 success; 1 error; 2 usage; 3 budget reached; 130 interrupted (Ctrl-C). */
-enum { US_EXIT_OK = 0, US_EXIT_ERROR = 1, US_EXIT_USAGE = 2, US_EXIT_BUDGET = 3,
-       US_EXIT_INTERRUPTED = 130 };
+enum {
+  US_EXIT_OK = 0,
+  US_EXIT_ERROR = 1,
+  US_EXIT_USAGE = 2,
+  US_EXIT_BUDGET = 3,
+  US_EXIT_INTERRUPTED = 130
+};
 
 /* Set by the SIGINT/SIGTERM handler that us_cli_install_signals installs. */
 extern volatile sig_atomic_t us_cli_stop;

@@ -32,14 +32,16 @@ int us_cmd_eval(int argc, char **argv) {
     rc = us_cli_fail(st, &err, NULL);
   } else if (!common.quiet) {
     const us_report *r = us_eval_report(d);
-    printf("eval: %lld test prompts, %lld with a usable teacher answer; student %.1f us per "
-           "prompt (one thread)\n",
-           (long long)s.n_test, (long long)s.n_scored, 1e6 * s.cpu_s_per_request);
+    printf(
+        "eval: %lld test prompts, %lld with a usable teacher answer; student %.1f us per "
+        "prompt (one thread)\n",
+        (long long)s.n_test, (long long)s.n_scored, 1e6 * s.cpu_s_per_request);
     if (r->metrics) {
-      printf("eval: agreement with the teacher %.2f%% (95%% CI %.2f-%.2f), macro-F1 %.3f, "
-             "ECE %.3f\n",
-             100 * r->metrics->agreement, 100 * r->metrics->agreement_lo,
-             100 * r->metrics->agreement_hi, r->metrics->macro_f1, r->metrics->ece);
+      printf(
+          "eval: agreement with the teacher %.2f%% (95%% CI %.2f-%.2f), macro-F1 %.3f, "
+          "ECE %.3f\n",
+          100 * r->metrics->agreement, 100 * r->metrics->agreement_lo,
+          100 * r->metrics->agreement_hi, r->metrics->macro_f1, r->metrics->ece);
       if (r->metrics->has_gold)
         printf("eval: against gold labels: student %.2f%%, teacher %.2f%% (%d prompts)\n",
                100 * r->metrics->student_gold_accuracy, 100 * r->metrics->teacher_gold_accuracy,

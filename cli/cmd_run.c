@@ -31,15 +31,20 @@ int us_cmd_run(int argc, char **argv) {
   static const struct {
     const char *name;
     stage_fn fn;
-  } stages[] = {{"prompts", us_cmd_prompts}, {"label", us_cmd_label}, {"train", us_cmd_train},
-                {"eval", us_cmd_eval},       {"report", us_cmd_report}};
+  } stages[] = {{"prompts", us_cmd_prompts},
+                {"label", us_cmd_label},
+                {"train", us_cmd_train},
+                {"eval", us_cmd_eval},
+                {"report", us_cmd_report}};
   for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
     int rc = run_stage(stages[i].name, stages[i].fn, argc, argv);
     fflush(stdout); /* keep stage output in order when stdout is a pipe */
     if (rc) {
       if (rc != US_EXIT_USAGE)
-        fprintf(stderr, "understudy: run stopped at the %s stage; fix the above and run again "
-                "(finished work is kept)\n", stages[i].name);
+        fprintf(stderr,
+                "understudy: run stopped at the %s stage; fix the above and run again "
+                "(finished work is kept)\n",
+                stages[i].name);
       return rc;
     }
     if (us_cli_stop) return US_EXIT_INTERRUPTED;

@@ -49,7 +49,9 @@ us_status us_buf_append(us_buf *b, const void *data, size_t n) {
   return US_OK;
 }
 
-us_status us_buf_puts(us_buf *b, const char *s) { return us_buf_append(b, s, strlen(s)); }
+us_status us_buf_puts(us_buf *b, const char *s) {
+  return us_buf_append(b, s, strlen(s));
+}
 
 us_status us_buf_printf(us_buf *b, const char *fmt, ...) {
   va_list ap;

@@ -14,7 +14,7 @@ typedef struct us_buf {
 } us_buf;
 
 void us_buf_init(us_buf *b, size_t limit);
-void us_buf_free(us_buf *b); /* frees data; the struct may be reused after us_buf_init */
+void us_buf_free(us_buf *b);  /* frees data; the struct may be reused after us_buf_init */
 void us_buf_reset(us_buf *b); /* len = 0, keeps the allocation */
 us_status us_buf_reserve(us_buf *b, size_t extra);
 us_status us_buf_append(us_buf *b, const void *data, size_t n);

@@ -10,10 +10,18 @@ static double ts(clockid_t id) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-double us_now(void) { return ts(CLOCK_MONOTONIC); }
-double us_cpu_time(void) { return ts(CLOCK_PROCESS_CPUTIME_ID); }
-double us_thread_cpu_time(void) { return ts(CLOCK_THREAD_CPUTIME_ID); }
-double us_epoch(void) { return ts(CLOCK_REALTIME); }
+double us_now(void) {
+  return ts(CLOCK_MONOTONIC);
+}
+double us_cpu_time(void) {
+  return ts(CLOCK_PROCESS_CPUTIME_ID);
+}
+double us_thread_cpu_time(void) {
+  return ts(CLOCK_THREAD_CPUTIME_ID);
+}
+double us_epoch(void) {
+  return ts(CLOCK_REALTIME);
+}
 
 void us_sleep(double seconds) {
   if (seconds <= 0) return;

@@ -27,77 +27,77 @@ typedef struct us_header {
 #define US_MAX_HIDDEN 4
 
 typedef struct us_config {
-  char *path; /* the config file as given */
-  char *dir;  /* its folder, absolute */
+  char *path;   /* the config file as given */
+  char *dir;    /* its folder, absolute */
   char *name;   /* required; [A-Za-z0-9_.-]+ */
   char *output; /* folder; default "out/<name>" */
 
   struct {
-    us_task_type type;   /* "classify" (default) | "generate" */
-    char **labels;       /* required for classify: >= 2 distinct non-empty labels */
+    us_task_type type; /* "classify" (default) | "generate" */
+    char **labels;     /* required for classify: >= 2 distinct non-empty labels */
     int n_labels;
-    char *instructions;  /* system message; default a short instruction naming the task */
-    char *template;      /* user message; must contain {text}; {labels} is the comma list */
+    char *instructions; /* system message; default a short instruction naming the task */
+    char *template;     /* user message; must contain {text}; {labels} is the comma list */
   } task;
 
   struct {
-    us_input *inputs;    /* required, >= 1; a string is a path, an object {path, split, format} */
+    us_input *inputs; /* required, >= 1; a string is a path, an object {path, split, format} */
     int n_inputs;
-    char *text_field;    /* default "text" */
-    char *label_field;   /* gold label field; NULL if none (default "label" is tried softly) */
-    char *id_field;      /* default "id" */
-    double test_fraction; /* default 0.2, in [0, 0.9] */
-    uint64_t seed;        /* default 1 */
-    int chunk_chars;      /* default 1500, in [200, 100000] */
-    bool repair_utf8;     /* default false: invalid UTF-8 is an error */
-    int questions_per_chunk;   /* generate from docs; default 3 */
-    char *question_template;   /* generate from docs: {chunk}, {n} */
-    char *answer_template;     /* generate from docs: {chunk}, {question} */
+    char *text_field;        /* default "text" */
+    char *label_field;       /* gold label field; NULL if none (default "label" is tried softly) */
+    char *id_field;          /* default "id" */
+    double test_fraction;    /* default 0.2, in [0, 0.9] */
+    uint64_t seed;           /* default 1 */
+    int chunk_chars;         /* default 1500, in [200, 100000] */
+    bool repair_utf8;        /* default false: invalid UTF-8 is an error */
+    int questions_per_chunk; /* generate from docs; default 3 */
+    char *question_template; /* generate from docs: {chunk}, {n} */
+    char *answer_template;   /* generate from docs: {chunk}, {question} */
   } data;
 
   struct {
-    char *base_url;      /* default "https://api.openai.com/v1"; no trailing slash */
-    char *model;         /* required */
-    char *api_key_env;   /* default "OPENAI_API_KEY" */
-    us_header *headers;  /* extra headers */
+    char *base_url;     /* default "https://api.openai.com/v1"; no trailing slash */
+    char *model;        /* required */
+    char *api_key_env;  /* default "OPENAI_API_KEY" */
+    us_header *headers; /* extra headers */
     int n_headers;
-    int concurrency;     /* default 8, [1, 1024] */
+    int concurrency;            /* default 8, [1, 1024] */
     double requests_per_minute; /* default 0 = unlimited */
     double tokens_per_minute;   /* default 0 = unlimited */
-    double timeout_s;    /* default 60, (0, 3600] */
-    int max_retries;     /* default 6, [0, 100] */
-    double temperature;  /* default 0, [0, 2] */
-    int max_tokens;      /* default 16 for classify, 512 for generate */
+    double timeout_s;           /* default 60, (0, 3600] */
+    int max_retries;            /* default 6, [0, 100] */
+    double temperature;         /* default 0, [0, 2] */
+    int max_tokens;             /* default 16 for classify, 512 for generate */
     bool has_seed;
-    int64_t seed;        /* sent only if has_seed */
-    bool logprobs;       /* default false */
-    int top_logprobs;    /* default 5, [0, 20] */
-    double budget_usd;   /* default 10, >= 0 */
+    int64_t seed;                 /* sent only if has_seed */
+    bool logprobs;                /* default false */
+    int top_logprobs;             /* default 5, [0, 20] */
+    double budget_usd;            /* default 10, >= 0 */
     double price_input_per_mtok;  /* teacher.price.input_per_mtok, default 0 */
     double price_output_per_mtok; /* teacher.price.output_per_mtok, default 0 */
-    double params_b;     /* teacher size in billions of parameters; default 0 = unknown */
+    double params_b;              /* teacher size in billions of parameters; default 0 = unknown */
   } teacher;
 
   struct {
     /* classifier */
-    int dim;             /* default 100 */
-    int word_ngrams;     /* default 2 */
-    int minn, maxn;      /* default 3, 5; maxn 0 disables char n-grams */
-    int buckets;         /* default 2000000 */
+    int dim;                   /* default 100 */
+    int word_ngrams;           /* default 2 */
+    int minn, maxn;            /* default 3, 5; maxn 0 disables char n-grams */
+    int buckets;               /* default 2000000 */
     int hidden[US_MAX_HIDDEN]; /* hidden layer sizes; default none */
     int n_hidden;
-    double dropout;      /* default 0 */
-    int epochs;          /* default 25 */
-    double lr;           /* default 0.5 (classifier) */
-    double kd_temperature; /* default 1 */
-    double label_smoothing; /* default 0 */
+    double dropout;             /* default 0 */
+    int epochs;                 /* default 25 */
+    double lr;                  /* default 0.5 (classifier) */
+    double kd_temperature;      /* default 1 */
+    double label_smoothing;     /* default 0 */
     double validation_fraction; /* default 0.1 of train, for early stopping */
-    int patience;        /* default 3 epochs */
-    int threads;         /* default 2 */
-    uint64_t seed;       /* default 1 */
-    bool quantize;       /* default false: int8 embedding table */
+    int patience;               /* default 3 epochs */
+    int threads;                /* default 2 */
+    uint64_t seed;              /* default 1 */
+    bool quantize;              /* default false: int8 embedding table */
     /* language model (task generate) */
-    char *preset;        /* "nano" | "micro" | "mini" | NULL (explicit sizes) */
+    char *preset; /* "nano" | "micro" | "mini" | NULL (explicit sizes) */
     int layers, lm_dim, heads, context, vocab_size;
     int steps, batch_size, warmup_steps, checkpoint_every;
     double lm_lr, weight_decay, grad_clip;

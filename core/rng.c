@@ -14,7 +14,9 @@ void us_rng_seed(us_rng *r, uint64_t seed) {
   for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 uint64_t us_rng_u64(us_rng *r) {
   uint64_t *s = r->s;
@@ -29,10 +31,16 @@ uint64_t us_rng_u64(us_rng *r) {
   return result;
 }
 
-double us_rng_uniform(us_rng *r) { return (double)(us_rng_u64(r) >> 11) * 0x1.0p-53; }
-float us_rng_uniformf(us_rng *r) { return (float)(us_rng_u64(r) >> 40) * 0x1.0p-24f; }
+double us_rng_uniform(us_rng *r) {
+  return (double)(us_rng_u64(r) >> 11) * 0x1.0p-53;
+}
+float us_rng_uniformf(us_rng *r) {
+  return (float)(us_rng_u64(r) >> 40) * 0x1.0p-24f;
+}
 
-uint64_t us_rng_below(us_rng *r, uint64_t n) { return n ? us_rng_u64(r) % n : 0; }
+uint64_t us_rng_below(us_rng *r, uint64_t n) {
+  return n ? us_rng_u64(r) % n : 0;
+}
 
 double us_rng_normal(us_rng *r) {
   double u1 = us_rng_uniform(r), u2 = us_rng_uniform(r);

@@ -6,29 +6,29 @@
 
 #include <stdarg.h>
 
-#define US_STATUS_MAP(X)                                                   \
-  X(OK, "ok")                                                              \
-  X(ERR_NOMEM, "out of memory")                                            \
-  X(ERR_IO, "input/output error")                                          \
-  X(ERR_CONFIG, "invalid configuration")                                   \
-  X(ERR_INPUT, "invalid input data")                                       \
-  X(ERR_FORMAT, "corrupt or unsupported file")                             \
-  X(ERR_DB, "workspace database error")                                    \
-  X(ERR_HTTP, "HTTP or network error")                                     \
-  X(ERR_AUTH, "teacher rejected the API key")                              \
-  X(ERR_NOT_FOUND, "not found")                                            \
-  X(ERR_BUDGET, "budget reached")                                          \
-  X(ERR_INTERRUPTED, "interrupted")                                        \
-  X(ERR_TEACHER, "teacher error")                                          \
-  X(ERR_STATE, "missing earlier stage")                                    \
-  X(ERR_USAGE, "invalid usage")                                            \
+#define US_STATUS_MAP(X)                       \
+  X(OK, "ok")                                  \
+  X(ERR_NOMEM, "out of memory")                \
+  X(ERR_IO, "input/output error")              \
+  X(ERR_CONFIG, "invalid configuration")       \
+  X(ERR_INPUT, "invalid input data")           \
+  X(ERR_FORMAT, "corrupt or unsupported file") \
+  X(ERR_DB, "workspace database error")        \
+  X(ERR_HTTP, "HTTP or network error")         \
+  X(ERR_AUTH, "teacher rejected the API key")  \
+  X(ERR_NOT_FOUND, "not found")                \
+  X(ERR_BUDGET, "budget reached")              \
+  X(ERR_INTERRUPTED, "interrupted")            \
+  X(ERR_TEACHER, "teacher error")              \
+  X(ERR_STATE, "missing earlier stage")        \
+  X(ERR_USAGE, "invalid usage")                \
   X(ERR_INTERNAL, "internal error")
 
 typedef enum {
 #define US_STATUS_ENUM(name, text) US_##name,
   US_STATUS_MAP(US_STATUS_ENUM)
 #undef US_STATUS_ENUM
-  US_STATUS_COUNT
+      US_STATUS_COUNT
 } us_status;
 
 /* Message owned by the caller (usually on its stack); no global error state. */

@@ -12,20 +12,20 @@
 #include "core/config.h"
 
 typedef struct us_label_stats {
-  int64_t total;       /* prompts considered */
-  int64_t cached;      /* answered from the cache, nothing sent */
-  int64_t done;        /* answered by the teacher in this run */
-  int64_t failed;      /* recorded as failed (e.g. 400) */
-  int64_t unparsed;    /* answers that map onto no label */
-  int64_t retries;     /* retried attempts */
-  int64_t left;        /* not labelled when the run stopped */
-  int64_t requests;    /* HTTP requests sent */
-  double spent_usd;    /* spent in this run */
-  double spent_total_usd; /* spent in the workspace, all runs */
+  int64_t total;           /* prompts considered */
+  int64_t cached;          /* answered from the cache, nothing sent */
+  int64_t done;            /* answered by the teacher in this run */
+  int64_t failed;          /* recorded as failed (e.g. 400) */
+  int64_t unparsed;        /* answers that map onto no label */
+  int64_t retries;         /* retried attempts */
+  int64_t left;            /* not labelled when the run stopped */
+  int64_t requests;        /* HTTP requests sent */
+  double spent_usd;        /* spent in this run */
+  double spent_total_usd;  /* spent in the workspace, all runs */
   int64_t chunks;          /* generate from docs: document chunks (each asked for questions once) */
   int64_t questions_added; /* generate from docs: questions stored as new prompts in this run */
   double elapsed_s;
-  double cpu_s;        /* process CPU seconds used by this run */
+  double cpu_s; /* process CPU seconds used by this run */
   /* --dry-run estimates */
   int64_t est_prompt_tokens, est_completion_tokens_max;
   double est_cost_low_usd, est_cost_high_usd;
@@ -34,9 +34,9 @@ typedef struct us_label_stats {
 typedef void (*us_label_progress_fn)(void *user, const us_label_stats *s);
 
 typedef struct us_label_options {
-  bool dry_run;                        /* contact nobody; fill the estimates */
-  volatile sig_atomic_t *stop;         /* set non-zero (e.g. by SIGINT) to stop cleanly */
-  us_label_progress_fn progress;       /* called at most ~4 times a second, and at the end */
+  bool dry_run;                  /* contact nobody; fill the estimates */
+  volatile sig_atomic_t *stop;   /* set non-zero (e.g. by SIGINT) to stop cleanly */
+  us_label_progress_fn progress; /* called at most ~4 times a second, and at the end */
   void *progress_user;
 } us_label_options;
 
@@ -64,8 +64,8 @@ int us_answer_map_label(const char *answer, char *const *labels, int n_labels);
  * labels from the first token's top alternatives (soft must hold n_labels; *has_soft set).
  * A body that is not such a response is US_ERR_TEACHER with a message. */
 us_status us_response_parse(const char *body, char *const *labels, int n_labels, char **content,
-                            int *prompt_tokens, int *completion_tokens, float *soft,
-                            bool *has_soft, us_err *err);
+                            int *prompt_tokens, int *completion_tokens, float *soft, bool *has_soft,
+                            us_err *err);
 
 /* Seconds to wait from a Retry-After value (delta seconds or an HTTP date, relative to now_epoch)
  * or a retry-after-ms value; -1 if absent or unparseable. */

@@ -1,13 +1,12 @@
 /* The train stage: targets from the workspace in, student.bin and its curves out. */
 #include "distill/train.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#include <cjson/cJSON.h>
 
 #include "core/buf.h"
 #include "core/clock.h"
@@ -31,9 +30,9 @@ bool us_train_is_validation(const char *prompt_hash, uint64_t seed, double fract
 /* One train-split prompt with the teacher's usable answer. */
 typedef struct example_row {
   char *text;
-  int label;       /* classify */
-  float *soft;     /* classify, n_labels or NULL */
-  char *answer;    /* generate */
+  int label;    /* classify */
+  float *soft;  /* classify, n_labels or NULL */
+  char *answer; /* generate */
   bool validation;
 } example_row;
 
@@ -100,8 +99,8 @@ static us_status gather(const us_config *c, us_cache *cache, example_set *set,
       r->answer = us_strdup(t.text);
     }
     r->text = us_strdup(prompts[i].text);
-    r->validation = us_train_is_validation(prompts[i].hash, c->student.seed,
-                                           c->student.validation_fraction);
+    r->validation =
+        us_train_is_validation(prompts[i].hash, c->student.seed, c->student.validation_fraction);
     us_buf_printf(&set->fingerprint, "%s %d %s\n", key, r->label, r->soft ? "soft" : "hard");
     set->n++;
     us_target_free_fields(&t);
@@ -168,10 +167,12 @@ static void fingerprint_settings(const us_config *c, us_buf *fp) {
   } else {
     us_lm_train_params p;
     lm_params_from_config(c, &p);
-    us_buf_printf(fp, "generate preset=%s l=%d d=%d h=%d ctx=%d v=%d steps=%d bs=%d wu=%d lr=%g "
-                  "wd=%g clip=%g seed=%llu\n", p.preset ? p.preset : "-", p.layers, p.dim,
-                  p.heads, p.context, p.vocab_size, p.steps, p.batch_size, p.warmup_steps, p.lr,
-                  p.weight_decay, p.grad_clip, (unsigned long long)p.seed);
+    us_buf_printf(fp,
+                  "generate preset=%s l=%d d=%d h=%d ctx=%d v=%d steps=%d bs=%d wu=%d lr=%g "
+                  "wd=%g clip=%g seed=%llu\n",
+                  p.preset ? p.preset : "-", p.layers, p.dim, p.heads, p.context, p.vocab_size,
+                  p.steps, p.batch_size, p.warmup_steps, p.lr, p.weight_decay, p.grad_clip,
+                  (unsigned long long)p.seed);
   }
 }
 
@@ -190,14 +191,15 @@ static bool up_to_date(us_cache *cache, const char *fingerprint, const char *mod
   bool same = cJSON_IsString(fp) && strcmp(fp->valuestring, fingerprint) == 0;
   if (same) {
     const cJSON *it;
-#define GET(field, name) \
+#define GET(field, name)                                                         \
   if ((it = cJSON_GetObjectItemCaseSensitive(root, name)) && cJSON_IsNumber(it)) \
     sum->field = it->valuedouble;
-    GET(n_train, "n_train") GET(n_valid, "n_valid") GET(n_soft, "n_soft")
-    GET(epochs, "epochs") GET(best_valid_acc, "best_valid_acc") GET(final_loss, "final_loss")
-    GET(wall_s, "wall_s") GET(cpu_s, "cpu_s") GET(params, "params")
+    GET(n_train, "n_train")
+    GET(n_valid, "n_valid") GET(n_soft, "n_soft") GET(epochs, "epochs")
+        GET(best_valid_acc, "best_valid_acc") GET(final_loss, "final_loss") GET(wall_s, "wall_s")
+            GET(cpu_s, "cpu_s") GET(params, "params")
 #undef GET
-    sum->model_bytes = sb.st_size;
+                sum->model_bytes = sb.st_size;
   }
   cJSON_Delete(root);
   return same;
@@ -303,7 +305,8 @@ static us_status train_classifier(const us_config *c, us_cache *cache, const exa
   }
   sum->epochs = log.n;
   for (int i = 0; i < log.n; i++) {
-    if (log.epochs[i].valid_acc > sum->best_valid_acc) sum->best_valid_acc = log.epochs[i].valid_acc;
+    if (log.epochs[i].valid_acc > sum->best_valid_acc)
+      sum->best_valid_acc = log.epochs[i].valid_acc;
     sum->final_loss = log.epochs[i].train_loss;
   }
   sum->params = us_classifier_param_count(model);
@@ -332,8 +335,8 @@ static int on_lm_step(const us_lm_progress *p, void *user) {
   double now = us_now();
   if (s->opt && s->opt->progress && (now - s->last_report > 2.0 || p->step == p->steps)) {
     char line[256];
-    snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.3g  %.0f tok/s  ETA %.0fs",
-             p->step, p->steps, p->loss, p->lr, p->tokens_per_sec, p->eta_sec);
+    snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.3g  %.0f tok/s  ETA %.0fs", p->step,
+             p->steps, p->loss, p->lr, p->tokens_per_sec, p->eta_sec);
     s->opt->progress(s->opt->progress_user, line);
     s->last_report = now;
   }

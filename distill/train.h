@@ -14,24 +14,24 @@
 #include "core/config.h"
 
 typedef struct us_train_summary {
-  bool up_to_date;       /* nothing to do: the model matches its inputs */
-  int64_t n_train;       /* examples trained on */
-  int64_t n_valid;       /* examples held out of the train split for early stopping */
-  int64_t n_soft;        /* examples with a soft (logprobs) target */
+  bool up_to_date;          /* nothing to do: the model matches its inputs */
+  int64_t n_train;          /* examples trained on */
+  int64_t n_valid;          /* examples held out of the train split for early stopping */
+  int64_t n_soft;           /* examples with a soft (logprobs) target */
   int64_t skipped_unparsed; /* train prompts whose teacher answer named no label */
   int64_t skipped_missing;  /* train prompts with no teacher answer yet (failed or not labelled) */
-  int epochs;            /* epochs or steps run */
-  double best_valid_acc; /* classify: validation accuracy of the kept weights */
+  int epochs;               /* epochs or steps run */
+  double best_valid_acc;    /* classify: validation accuracy of the kept weights */
   double final_loss;
-  double wall_s, cpu_s;  /* training time, CPU over all threads */
-  int64_t params;        /* student parameter count */
-  int64_t model_bytes;   /* size of student.bin */
+  double wall_s, cpu_s; /* training time, CPU over all threads */
+  int64_t params;       /* student parameter count */
+  int64_t model_bytes;  /* size of student.bin */
   char model_path[4096];
 } us_train_summary;
 
 typedef struct us_train_options {
-  bool force;                   /* retrain even when up to date */
-  volatile sig_atomic_t *stop;  /* checked between steps (generate) */
+  bool force;                  /* retrain even when up to date */
+  volatile sig_atomic_t *stop; /* checked between steps (generate) */
   /* Called after each epoch (classify) or every few steps (generate) with a one-line status. */
   void (*progress)(void *user, const char *line);
   void *progress_user;

@@ -2,12 +2,11 @@
  * the workspace. */
 #include "eval/evaluate.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cjson/cJSON.h>
 
 #include "core/buf.h"
 #include "core/clock.h"
@@ -23,8 +22,8 @@ typedef struct test_row {
   char *text;
   char *gold;
   int has_target;
-  int reference;     /* classify: teacher label index, -1 unparsed */
-  char *teacher;     /* generate: teacher answer */
+  int reference; /* classify: teacher label index, -1 unparsed */
+  char *teacher; /* generate: teacher answer */
 } test_row;
 
 static void rows_free(test_row *rows, size_t n) {
@@ -92,8 +91,8 @@ static us_status predict_classify(const char *path, const us_config *c, test_row
   if (us_classifier_n_labels(m) != c->task.n_labels) {
     us_classifier_free(m);
     return us_err_set(err, US_ERR_STATE,
-                      "%s has %d labels but the config has %d; run `understudy train` again",
-                      path, us_classifier_n_labels(m), c->task.n_labels);
+                      "%s has %d labels but the config has %d; run `understudy train` again", path,
+                      us_classifier_n_labels(m), c->task.n_labels);
   }
   for (int i = 0; i < c->task.n_labels; i++)
     if (strcmp(us_classifier_label(m, i), c->task.labels[i]) != 0) {
@@ -219,7 +218,7 @@ struct us_eval_data {
   double *confidence, *score, *latency;
   double *cascade_confidence; /* confidence of the examples the cascade scores */
   int *student_gold, *teacher_gold;
-  const char **predictions;      /* generate: the student's answers (point into json) */
+  const char **predictions; /* generate: the student's answers (point into json) */
   const char **references;
   const char **confusion_examples;
   us_classify_metrics metrics;
@@ -259,7 +258,9 @@ void us_eval_data_free(us_eval_data *d) {
   free(d);
 }
 
-const us_report *us_eval_report(const us_eval_data *d) { return &d->report; }
+const us_report *us_eval_report(const us_eval_data *d) {
+  return &d->report;
+}
 
 static double json_number(const cJSON *o, const char *name, double fallback) {
   const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -318,8 +319,10 @@ static us_status build_classify(const us_config *c, us_eval_data *d, us_err *err
   for (size_t i = 0; i < n && !st; i++) {
     d->predicted[i] = (int)pred[i];
     if (d->predicted[i] < 0 || d->predicted[i] >= c->task.n_labels)
-      st = us_err_set(err, US_ERR_STATE, "stored prediction %zu is out of range: run "
-                      "`understudy eval` again", i);
+      st = us_err_set(err, US_ERR_STATE,
+                      "stored prediction %zu is out of range: run "
+                      "`understudy eval` again",
+                      i);
     d->reference[i] = d->rows[i].reference;
     d->gold[i] = d->rows[i].gold ? us_config_label_index(c, d->rows[i].gold) : -1;
     if (d->gold[i] >= 0) any_gold = true;
@@ -328,8 +331,8 @@ static us_status build_classify(const us_config *c, us_eval_data *d, us_err *err
   if (st) return st;
   us_metrics_options mo;
   us_metrics_defaults(&mo);
-  st = us_metrics_classify(&mo, (int)n, c->task.n_labels, d->reference, d->predicted,
-                           d->confidence, any_gold ? d->gold : NULL, &d->metrics, err);
+  st = us_metrics_classify(&mo, (int)n, c->task.n_labels, d->reference, d->predicted, d->confidence,
+                           any_gold ? d->gold : NULL, &d->metrics, err);
   if (st) return st;
   d->has_metrics = true;
   d->report.metrics = &d->metrics;
@@ -349,7 +352,8 @@ static us_status build_generate(us_eval_data *d, us_err *err) {
   if (st) return st;
   const cJSON *ans = cJSON_GetObjectItemCaseSensitive(d->json, "answers");
   if (!cJSON_IsArray(ans) || (size_t)cJSON_GetArraySize(ans) != n)
-    return us_err_set(err, US_ERR_STATE, "the stored evaluation lacks the student's answers: "
+    return us_err_set(err, US_ERR_STATE,
+                      "the stored evaluation lacks the student's answers: "
                       "run `understudy eval` again");
   d->predictions = calloc(n + 1, sizeof(char *));
   d->references = calloc(n + 1, sizeof(char *));
@@ -390,9 +394,10 @@ static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d
   long paid = (long)(s->calls - s->calls_imported);
   double teacher = us_cost_teacher_per_request(s->spent_usd, paid);
   if (teacher <= 0 && s->calls > 0)
-    teacher = us_cost_from_tokens((double)s->prompt_tokens / (double)s->calls,
-                                  (double)s->completion_tokens / (double)s->calls,
-                                  c->teacher.price_input_per_mtok, c->teacher.price_output_per_mtok);
+    teacher =
+        us_cost_from_tokens((double)s->prompt_tokens / (double)s->calls,
+                            (double)s->completion_tokens / (double)s->calls,
+                            c->teacher.price_input_per_mtok, c->teacher.price_output_per_mtok);
   double hits = json_number(label, "cache_hits", 0);
   d->report.counts.cache_hits = (long)hits;
   us_cost_inputs in = {

@@ -13,9 +13,9 @@
 #include "eval/report.h"
 
 typedef struct us_eval_summary {
-  int64_t n_test;        /* test prompts */
-  int64_t n_scored;      /* with a usable teacher answer */
-  double wall_s;         /* time to answer them all, one thread */
+  int64_t n_test;   /* test prompts */
+  int64_t n_scored; /* with a usable teacher answer */
+  double wall_s;    /* time to answer them all, one thread */
   double cpu_s_per_request;
 } us_eval_summary;
 

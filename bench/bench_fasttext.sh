@@ -11,7 +11,8 @@
 # usage: bench/bench_fasttext.sh            env: BUILD (default build), REPEAT (3),
 #                                                AUTOTUNE_SECONDS (300), US_BIN, DATASETS,
 #                                                BENCH_CLASSIFIER, REUSE_AUTOTUNE=1
-# writes bench/results/<dataset>.json and bench/results/fasttext_comparison.md
+# writes bench/results/<dataset>.json, bench/results/results.json (all data sets and the machine)
+# and bench/results/fasttext_comparison.md, and prints the Markdown
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${US_SHARED_DATA:-$ROOT/../shared/data}
@@ -69,6 +70,7 @@ bench_dataset() {
     echo "bench_fasttext: skipped snips: $DATA/snips is absent"; return 0
   fi
   W=$OUT/work/$ds
+  rm -rf "$W/us_speed_"* "$W/ft_speed_"* "$W/us_time_"* "$W/ft_time_"*
   mkdir -p "$W"
   echo "== $ds: exporting the split" >&2
   "$BC" "${args[@]}" --export "$W" --no-test --set epochs=1 >/dev/null 2>&1
@@ -100,11 +102,14 @@ bench_dataset() {
   fasttext quantize -input "$W/train.txt" -output "$W/fasttext" -qnorm -retrain -epoch 1 \
     -cutoff 100000 -thread 2 -verbose 0
   fasttext test "$W/fasttext.ftz" "$W/test.txt" >"$W/ft_test_q.txt"
-  echo "== $ds: prediction speed (single thread, streaming CLI)" >&2
-  python3 "$ROOT/bench/fasttext_latency.py" "$W/test_text.txt" "$REPEAT" -- \
-    fasttext predict "$W/fasttext.bin" - >"$W/ft_speed.json"
-  python3 "$ROOT/bench/fasttext_latency.py" "$W/test_text.txt" "$REPEAT" -- \
-    "$US_BIN" predict "$W/student.bin" >"$W/us_speed.json"
+  echo "== $ds: prediction speed (single thread, streaming CLI, alternating)" >&2
+  # fastText's predict-prob answers with the label and its probability, as understudy does
+  for r in $(seq 1 "$REPEAT"); do
+    python3 "$ROOT/bench/fasttext_latency.py" "$W/test_text.txt" 1 -- \
+      fasttext predict-prob "$W/fasttext.bin" - >"$W/ft_speed_$r.json"
+    python3 "$ROOT/bench/fasttext_latency.py" "$W/test_text.txt" 1 -- \
+      "$US_BIN" predict "$W/student.bin" >"$W/us_speed_$r.json"
+  done
   for r in $(seq 1 "$REPEAT"); do
     echo "$(time_fields "$W/us_time_$r") $(time_fields "$W/ft_time_$r")"
   done >"$W/times.txt"
@@ -112,5 +117,6 @@ bench_dataset() {
 }
 
 for ds in $DATASETS; do bench_dataset "$ds"; done
-python3 "$ROOT/bench/fasttext_report.py" --markdown "$OUT" >"$OUT/fasttext_comparison.md"
+python3 "$ROOT/bench/fasttext_report.py" --markdown "$OUT" "REPEAT=$REPEAT AUTOTUNE_SECONDS=$AUTOTUNE_SECONDS DATASETS=\"$DATASETS\" bench/bench_fasttext.sh" \
+  >"$OUT/fasttext_comparison.md"
 cat "$OUT/fasttext_comparison.md"

@@ -3,7 +3,10 @@
 for fastText and understudy: the command reads one text per line on stdin and answers one line
 per text. The model is loaded and WARMUP texts are answered untimed; then, per text, one line is
 written and its answer read (a round trip through a pipe, so both tools pay the same pipe
-overhead). Throughput is timed texts divided by the summed round trips.
+overhead). Throughput is timed texts divided by the summed round trips. cpu_us_per_line is the
+command's own CPU time (user + system, from /proc/PID/schedstat, in ns) over the timed texts
+divided by their number: what each answer costs the tool itself, pipe syscalls included, and
+far less sensitive than the round trips to other load on the machine.
 
 The harness reads with os.read on the pipe's descriptor into its own buffer, so reading an
 answer costs one system call whatever its length. (An unbuffered Python readline reads one byte
@@ -11,8 +14,9 @@ per system call: it charged each tool about 1 µs per byte it printed, and under
 answer is about four times as long as fastText's "__label__x 0.93".)
 
 usage: fasttext_latency.py [--warmup N] TEXTS_FILE REPEAT -- COMMAND...
-prints JSON: {"per_sec": median, "p50_us": median, "p99_us": median, "warmup": N,
-              "timed": texts per run, "runs": [[per_sec, p50_us, p99_us], ...]}"""
+prints JSON: {"per_sec": median, "p50_us": median, "p99_us": median, "cpu_us_per_line": median,
+              "warmup": N, "timed": texts per run,
+              "runs": [[per_sec, p50_us, p99_us, cpu_us_per_line], ...]}"""
 import json, os, statistics, subprocess, sys, time
 
 
@@ -31,20 +35,25 @@ def round_trips(cmd, lines, warmup):
             pending += chunk
         pending = pending.split(b"\n", 1)[1]
 
+    def cpu_ns():  # the first field of schedstat: time spent on the CPU, all threads
+        return int(open(f"/proc/{p.pid}/schedstat").read().split()[0])
+
     for i in range(warmup):  # loads the model, faults its pages in, warms the caches
         ask(lines[i % len(lines)])
+    cpu0 = cpu_ns()
     times = []
     clock = time.perf_counter
     for line in lines:
         t0 = clock()
         ask(line)
         times.append(clock() - t0)
+    cpu = (cpu_ns() - cpu0) / 1e3 / len(lines)
     p.stdin.close()
     p.wait()
     total = sum(times)
     times.sort()
     return (len(times) / total, times[len(times) // 2] * 1e6,
-            times[int((len(times) - 1) * 0.99)] * 1e6)
+            times[int((len(times) - 1) * 0.99)] * 1e6, cpu)
 
 
 def main():
@@ -62,6 +71,7 @@ def main():
     print(json.dumps({"per_sec": statistics.median(r[0] for r in runs),
                       "p50_us": statistics.median(r[1] for r in runs),
                       "p99_us": statistics.median(r[2] for r in runs),
+                      "cpu_us_per_line": statistics.median(r[3] for r in runs),
                       "warmup": warmup, "timed": len(lines),
                       "runs": [[round(x, 2) for x in r] for r in runs]}))
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Collects one data set's bench_fasttext.sh measurements into JSON (medians over the repeats,
-ratios understudy/fastText), or with --markdown renders every results/*.json as a table.
-usage: fasttext_report.py DATASET WORKDIR OUT.json | fasttext_report.py --markdown RESULTS_DIR"""
-import glob, json, os, statistics, sys
+ratios understudy/fastText), or with --markdown renders every RESULTS_DIR/<dataset>.json as
+tables under a header naming the machine, the command and the date, and writes all of them
+with the machine into RESULTS_DIR/results.json.
+usage: fasttext_report.py DATASET WORKDIR OUT.json
+       fasttext_report.py --markdown RESULTS_DIR COMMAND"""
+import ctypes, ctypes.util, datetime, glob, json, os, statistics, subprocess, sys
 
 def p_at_1(path):
     for line in open(path):
@@ -14,8 +17,11 @@ def collect(ds, w, out):
     us_runs = [json.loads(open(f).read()) for f in sorted(glob.glob(f"{w}/us_time_*.out"))]
     times = [list(map(float, l.split())) for l in open(f"{w}/times.txt") if l.strip()]
     med = statistics.median
-    us_speed = json.load(open(f"{w}/us_speed.json"))
-    ft_speed = json.load(open(f"{w}/ft_speed.json"))
+    def speed(tool):  # medians over the alternating runs of fasttext_latency.py
+        runs = [json.load(open(f)) for f in sorted(glob.glob(f"{w}/{tool}_speed_*.json"))]
+        return {k: med(r.get(k, float("nan")) for r in runs)
+                for k in ("per_sec", "p50_us", "p99_us", "cpu_us_per_line")}
+    us_speed, ft_speed = speed("us"), speed("ft")
     us = {
         "test_acc": med(r["test_acc"] for r in us_runs),
         "test_acc_quantized": med(r["test_acc_quantized"] for r in us_runs),
@@ -26,6 +32,7 @@ def collect(ds, w, out):
         "model_bytes_quantized": us_runs[-1]["model_bytes_quantized"],
         "predict_per_sec": us_speed["per_sec"], "predict_p50_us": us_speed["p50_us"],
         "predict_p99_us": us_speed["p99_us"],
+        "predict_cpu_us_per_text": us_speed["cpu_us_per_line"],
         "params": us_runs[-1]["params"],
     }
     ft = {
@@ -37,9 +44,10 @@ def collect(ds, w, out):
         "model_bytes_quantized": os.path.getsize(f"{w}/fasttext.ftz"),
         "predict_per_sec": ft_speed["per_sec"], "predict_p50_us": ft_speed["p50_us"],
         "predict_p99_us": ft_speed["p99_us"],
+        "predict_cpu_us_per_text": ft_speed["cpu_us_per_line"],
         "args": open(f"{w}/fasttext_args.txt").read().strip(),
     }
-    ratio = {k: us[k] / ft[k] for k in ft if isinstance(ft[k], (int, float)) and ft[k]}
+    ratio = {k: us[k] / ft[k] for k in ft if isinstance(ft[k], (int, float)) and ft[k] and k in us}
     result = {"schema": 1, "dataset": ds, "repeats": len(times), "n_test": us_runs[-1]["n_test"],
               "note": "medians over the repeats; the machine was shared, timings are noisy",
               "understudy": us, "fasttext": ft, "ratio_understudy_over_fasttext": ratio}
@@ -50,11 +58,44 @@ ROWS = [("test accuracy", "test_acc", "{:.2%}"), ("test accuracy, quantised", "t
         ("peak memory MB", "peak_rss_mb", "{:.0f}"), ("model bytes", "model_bytes", "{:,}"),
         ("model bytes, quantised", "model_bytes_quantized", "{:,}"),
         ("predictions/s (1 thread)", "predict_per_sec", "{:,.0f}"),
-        ("p50 latency us", "predict_p50_us", "{:.1f}"), ("p99 latency us", "predict_p99_us", "{:.1f}")]
+        ("p50 latency us (pipe round trip)", "predict_p50_us", "{:.1f}"),
+        ("p99 latency us (pipe round trip)", "predict_p99_us", "{:.1f}"),
+        ("CLI CPU us per text", "predict_cpu_us_per_text", "{:.1f}")]
 
-def markdown(d):
-    for path in sorted(glob.glob(f"{d}/*.json")):
-        r = json.load(open(path))
+def machine():
+    cpu = "unknown"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    core = "unknown"
+    for name in ("openblas", "openblasp", ctypes.util.find_library("openblas")):
+        try:
+            lib = ctypes.CDLL(name if name and name.startswith("lib") else f"lib{name}.so.0")
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            core = lib.openblas_get_corename().decode()
+            break
+        except (OSError, AttributeError, TypeError):
+            continue
+    load = open("/proc/loadavg").read().split()[:3]
+    ft = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "fasttext"], capture_output=True,
+                        text=True).stdout or "unknown"
+    return {"nproc": os.cpu_count(), "cpu": cpu, "openblas_core": core,
+            "loadavg_at_end": " ".join(load), "fasttext_version": ft}
+
+
+def markdown(d, command):
+    results = [json.load(open(p)) for p in sorted(glob.glob(f"{d}/*.json"))
+               if os.path.basename(p) != "results.json"]
+    mach = machine()
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    json.dump({"schema": 1, "date": date, "command": command, "machine": mach,
+               "datasets": results}, open(f"{d}/results.json", "w"), indent=2)
+    print(f"Measured {date} with `{command}` on {mach['nproc']} cores, {mach['cpu']}, "
+          f"OpenBLAS core {mach['openblas_core']}, fastText {mach['fasttext_version']} "
+          f"(load average at the end: {mach['loadavg_at_end']}; the machine was shared, so "
+          f"timings are medians and still noisy).\n")
+    for r in results:
         print(f"### {r['dataset']} ({r['n_test']} test texts, median of {r['repeats']} runs)\n")
         print("| measure | understudy | fastText (autotuned) | understudy/fastText |")
         print("|---|---|---|---|")
@@ -67,6 +108,6 @@ def markdown(d):
 
 if __name__ == "__main__":
     if sys.argv[1] == "--markdown":
-        markdown(sys.argv[2])
+        markdown(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "bench/bench_fasttext.sh")
     else:
         collect(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -122,4 +122,10 @@ void us_lm_gen_params_defaults(us_lm_gen_params *p);
 us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_params *gp,
                          char **answer, double *mean_logprob, int *n_tokens, us_err *err);
 
+/* Teacher-forced score of a given answer: *mean_logprob is the mean natural-log probability of
+ * the answer's tokens and EOS after [BOS] prompt [SEP] (exp(-x) is the perplexity); *n_tokens
+ * (may be NULL) how many tokens were scored. Cut to the context as in training. */
+us_status us_lm_score(const us_lm *lm, const char *prompt, const char *answer, double *mean_logprob,
+                      int *n_tokens, us_err *err);
+
 #endif

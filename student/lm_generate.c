@@ -236,3 +236,47 @@ us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_pa
   if (n_tokens) *n_tokens = produced;
   return US_OK;
 }
+
+us_status us_lm_score(const us_lm *lm, const char *prompt, const char *answer, double *mean_logprob,
+                      int *n_tokens, us_err *err) {
+  *mean_logprob = 0.0;
+  if (n_tokens) *n_tokens = 0;
+  int T = lm->config.context;
+  us_bpe_special sp = us_bpe_specials(lm->bpe);
+  int32_t *pt = NULL, *at = NULL;
+  int np = 0, na = 0;
+  us_status st = us_bpe_encode(lm->bpe, prompt, strlen(prompt), &pt, &np, err);
+  if (st == US_OK) st = us_bpe_encode(lm->bpe, answer, strlen(answer), &at, &na, err);
+  us__lm_acts acts = {0};
+  int32_t *buf = malloc(sizeof(int32_t) * 4 * (size_t)(T + 1));
+  float *mask = malloc(sizeof(float) * (size_t)T);
+  if (st == US_OK && (!buf || !mask)) st = us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
+  if (st == US_OK) st = us__lm_acts_new(&lm->config, 1, T, &acts, err);
+  if (st != US_OK) goto done;
+  /* the same cut as training: T + 1 tokens = BOS + prompt + SEP + answer + EOS */
+  int room = T + 1 - 3;
+  if (na > room - 1) na = room - 1;
+  int keep = np < room - na ? np : room - na, n = 0;
+  int32_t *seq = buf, *pos = buf + (T + 1), *doc = buf + 2 * (T + 1);
+  seq[n++] = sp.bos;
+  for (int j = np - keep; j < np; j++) seq[n++] = pt[j];
+  int sep = n;
+  seq[n++] = sp.sep;
+  for (int j = 0; j < na; j++) seq[n++] = at[j];
+  seq[n++] = sp.eos;
+  for (int j = 0; j < n - 1; j++) {
+    pos[j] = j;
+    doc[j] = 0;
+    mask[j] = j >= sep ? 1.0f : 0.0f;
+  }
+  us__lm_batch batch = {seq, seq + 1, mask, pos, doc};
+  *mean_logprob = -us__lm_forward(lm, &acts, &batch, 1, n - 1);
+  if (n_tokens) *n_tokens = n - 1 - sep;
+done:
+  us__lm_acts_free(&acts);
+  free(buf);
+  free(mask);
+  free(pt);
+  free(at);
+  return st;
+}

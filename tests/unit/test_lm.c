@@ -434,6 +434,25 @@ static void cached_and_uncached_generation_should_agree(void **state) {
   }
 }
 
+static void score_should_match_generation_and_prefer_the_right_answer(void **state) {
+  (void)state;
+  assert_non_null(trained_model);
+  us_lm_gen_params gp;
+  us_lm_gen_params_defaults(&gp);
+  char *ans = NULL;
+  double gen_lp, right, wrong;
+  int n_gen, n_score;
+  assert_int_equal(us_lm_generate(trained_model, facts[2].prompt, &gp, &ans, &gen_lp, &n_gen, NULL),
+                   US_OK);
+  assert_int_equal(us_lm_score(trained_model, facts[2].prompt, ans, &right, &n_score, NULL), US_OK);
+  assert_int_equal(n_score, n_gen); /* answer tokens + EOS, when it ended with EOS */
+  assert_float_equal(right, gen_lp, 1e-3);
+  assert_int_equal(us_lm_score(trained_model, facts[2].prompt, facts[7].answer, &wrong, NULL, NULL),
+                   US_OK);
+  assert_true(wrong < right - 0.5);
+  free(ans);
+}
+
 static void sampling_should_be_seeded_and_respect_limits(void **state) {
   (void)state;
   assert_non_null(trained_model);
@@ -594,6 +613,7 @@ int main(void) {
       cmocka_unit_test(golden_should_match_pytorch_reference),
       cmocka_unit_test(training_should_memorise_answers_and_generate_them),
       cmocka_unit_test(cached_and_uncached_generation_should_agree),
+      cmocka_unit_test(score_should_match_generation_and_prefer_the_right_answer),
       cmocka_unit_test(sampling_should_be_seeded_and_respect_limits),
       cmocka_unit_test(model_file_should_round_trip_and_refuse_damage),
       cmocka_unit_test(resume_should_give_the_same_losses_as_one_run),

@@ -100,7 +100,7 @@ def markdown(d, command):
         print("| measure | understudy | fastText (autotuned) | understudy/fastText |")
         print("|---|---|---|---|")
         for name, k, fmt in ROWS:
-            u, f = r["understudy"][k], r["fasttext"][k]
+            u, f = r["understudy"].get(k, float("nan")), r["fasttext"].get(k, float("nan"))
             ratio = r["ratio_understudy_over_fasttext"].get(k)
             print(f"| {name} | {fmt.format(u)} | {fmt.format(f)} | {ratio:.3f} |" if ratio else
                   f"| {name} | {fmt.format(u)} | {fmt.format(f)} | |")

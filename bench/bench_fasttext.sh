@@ -117,6 +117,6 @@ bench_dataset() {
 }
 
 for ds in $DATASETS; do bench_dataset "$ds"; done
-python3 "$ROOT/bench/fasttext_report.py" --markdown "$OUT" "REPEAT=$REPEAT AUTOTUNE_SECONDS=$AUTOTUNE_SECONDS DATASETS=\"$DATASETS\" bench/bench_fasttext.sh" \
+python3 "$ROOT/bench/fasttext_report.py" --markdown "$OUT" "REPEAT=$REPEAT AUTOTUNE_SECONDS=$AUTOTUNE_SECONDS REUSE_AUTOTUNE=${REUSE_AUTOTUNE:-0} DATASETS=\"$DATASETS\" bench/bench_fasttext.sh" \
   >"$OUT/fasttext_comparison.md"
 cat "$OUT/fasttext_comparison.md"

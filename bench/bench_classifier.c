@@ -11,8 +11,11 @@
  *   validation slice: csv: the train rows whose us_hash64(text) % 10 == 0; snips: valid/
  *   --repeat N    prediction timing repeats (median reported; default 3)
  *   --no-test     report validation accuracy only (for choosing defaults)
- *   keys: dim word_ngrams minn maxn buckets epochs lr dropout label_smoothing patience threads
- *         seed hidden (size of one hidden layer, 0 = none) */
+ *   keys: dim word_ngrams minn maxn buckets min_count min_count_ngram quantize_bits epochs lr
+ *         dropout label_smoothing patience threads seed hidden (size of one hidden layer, 0 =
+ *         none)
+ *   The model is saved (plain, and quantised as PATH.q) in every mode; --no-test reports the
+ *   validation accuracy of both and their sizes. */
 #include <csv.h>
 #include <math.h>
 #include <stdio.h>
@@ -183,6 +186,7 @@ static int apply_set(us_classifier_params *p, const char *kv) {
     p->hidden[0] = (int)v;
   }
   INT_KEY(dim) INT_KEY(word_ngrams) INT_KEY(minn) INT_KEY(maxn) INT_KEY(buckets)
+  INT_KEY(min_count) INT_KEY(min_count_ngram) INT_KEY(quantize_bits)
   INT_KEY(epochs) INT_KEY(patience) INT_KEY(threads)
   DBL_KEY(lr) DBL_KEY(dropout) DBL_KEY(label_smoothing)
   else if (strcmp(key, "seed") == 0) p->seed = (uint64_t)v;
@@ -310,38 +314,40 @@ int main(int argc, char **argv) {
   double valid_acc = accuracy(m, va, n_valid);
   printf("{\"tool\":\"understudy\",\"n_train\":%zu,\"n_valid\":%zu,\"n_test\":%zu,"
          "\"n_labels\":%d,\"params\":{\"dim\":%d,\"word_ngrams\":%d,\"minn\":%d,\"maxn\":%d,"
-         "\"buckets\":%d,\"hidden\":%d,\"dropout\":%g,\"epochs\":%d,\"lr\":%g,"
+         "\"buckets\":%d,\"min_count\":%d,\"min_count_ngram\":%d,\"quantize_bits\":%d,"
+         "\"hidden\":%d,\"dropout\":%g,\"epochs\":%d,\"lr\":%g,"
          "\"label_smoothing\":%g,\"threads\":%d},\"valid_acc\":%.5f,\"train_wall_s\":%.3f,"
          "\"train_cpu_s\":%.3f,\"param_count\":%lld",
          n_train, n_valid, n_test, n_labels, p.dim, p.word_ngrams, p.minn, p.maxn, p.buckets,
-         p.n_hidden ? p.hidden[0] : 0, p.dropout, p.epochs, p.lr, p.label_smoothing, p.threads,
+         p.min_count, p.min_count_ngram, p.quantize_bits, p.n_hidden ? p.hidden[0] : 0, p.dropout, p.epochs, p.lr, p.label_smoothing, p.threads,
          valid_acc, train_wall, train_cpu, (long long)us_classifier_param_count(m));
+  double acc = no_test ? 0 : accuracy(m, te, n_test);
+  if (us_classifier_save(m, model_path, &err) != US_OK) {
+    fprintf(stderr, "bench_classifier: %s\n", err.msg);
+    return 1;
+  }
+  long plain = file_size(model_path);
+  us_classifier_quantize(m);
+  snprintf(path, sizeof path, "%s.q", model_path);
+  if (us_classifier_save(m, path, &err) != US_OK) {
+    fprintf(stderr, "bench_classifier: %s\n", err.msg);
+    return 1;
+  }
+  us_classifier *q = NULL;
+  if (us_classifier_load(path, &q, &err) != US_OK) {
+    fprintf(stderr, "bench_classifier: %s\n", err.msg);
+    return 1;
+  }
+  printf(",\"valid_acc_quantized\":%.5f,\"model_bytes\":%ld,\"model_bytes_quantized\":%ld",
+         accuracy(q, va, n_valid), plain, file_size(path));
   if (!no_test) {
-    double acc = accuracy(m, te, n_test);
-    if (us_classifier_save(m, model_path, &err) != US_OK) {
-      fprintf(stderr, "bench_classifier: %s\n", err.msg);
-      return 1;
-    }
-    long plain = file_size(model_path);
-    us_classifier_quantize(m);
-    snprintf(path, sizeof path, "%s.q", model_path);
-    if (us_classifier_save(m, path, &err) != US_OK) {
-      fprintf(stderr, "bench_classifier: %s\n", err.msg);
-      return 1;
-    }
-    us_classifier *q = NULL;
-    if (us_classifier_load(path, &q, &err) != US_OK) {
-      fprintf(stderr, "bench_classifier: %s\n", err.msg);
-      return 1;
-    }
     double qacc = accuracy(q, te, n_test), per_sec, p50, p99;
     latency(q, te, n_test, repeat, &per_sec, &p50, &p99);
-    printf(",\"test_acc\":%.5f,\"test_acc_quantized\":%.5f,\"model_bytes\":%ld,"
-           "\"model_bytes_quantized\":%ld,\"predict_per_sec\":%.1f,\"predict_p50_us\":%.2f,"
-           "\"predict_p99_us\":%.2f",
-           acc, qacc, plain, file_size(path), per_sec, p50, p99);
-    us_classifier_free(q);
+    printf(",\"test_acc\":%.5f,\"test_acc_quantized\":%.5f,\"predict_per_sec\":%.1f,"
+           "\"predict_p50_us\":%.2f,\"predict_p99_us\":%.2f",
+           acc, qacc, per_sec, p50, p99);
   }
+  us_classifier_free(q);
   printf("}\n");
   us_classifier_free(m);
   return 0;

@@ -132,12 +132,15 @@ static const key_spec KEYS[] = {
     KEY("student.threads", K_INT, student.threads, 1, 256, 0),
     KEY("student.seed", K_U64, student.seed, 0, JSON_MAX_SAFE_INT, 0),
     KEY("student.quantize", K_BOOL, student.quantize, 0, 0, 0),
+    KEY("student.min_count", K_INT, student.min_count, 1, 1000000000, 0),
+    KEY("student.min_count_ngram", K_INT, student.min_count_ngram, 1, 1000000000, 0),
+    KEY("student.quantize_bits", K_INT, student.quantize_bits, 4, 8, 0),
     KEY("student.preset", K_PRESET, student.preset, 0, 0, F_NULLABLE),
     KEY("student.layers", K_INT, student.layers, 1, 64, 0),
     KEY("student.lm_dim", K_INT, student.lm_dim, 8, 8192, 0),
     KEY("student.heads", K_INT, student.heads, 1, 128, 0),
     KEY("student.context", K_INT, student.context, 8, 65536, 0),
-    KEY("student.vocab_size", K_INT, student.vocab_size, 256, 1048576, 0),
+    KEY("student.vocab_size", K_INT, student.vocab_size, 260, 1048576, 0),
     KEY("student.steps", K_INT, student.steps, 1, 1000000000, 0),
     KEY("student.batch_size", K_INT, student.batch_size, 1, 65536, 0),
     KEY("student.warmup_steps", K_INT, student.warmup_steps, 0, 1000000000, 0),
@@ -215,6 +218,9 @@ void us_config_defaults(us_config *c) {
   c->student.threads = 2;
   c->student.seed = 1;
   c->student.quantize = false;
+  c->student.min_count = 1;
+  c->student.min_count_ngram = 3;
+  c->student.quantize_bits = 4;
   /* language model */
   c->student.preset = NULL;
   c->student.layers = 4;

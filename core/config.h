@@ -95,7 +95,10 @@ typedef struct us_config {
     int patience;               /* default 3 epochs */
     int threads;                /* default 2 */
     uint64_t seed;              /* default 1 */
-    bool quantize;              /* default false: int8 embedding table */
+    bool quantize;              /* default false: quantised embedding table */
+    int min_count;              /* default 1: words seen fewer times get no vocabulary entry */
+    int min_count_ngram;        /* default 3: n-grams seen fewer times get no row */
+    int quantize_bits;          /* default 4 (or 8): bits per quantised weight */
     /* language model (task generate) */
     char *preset; /* "nano" | "micro" | "mini" | NULL (explicit sizes) */
     int layers, lm_dim, heads, context, vocab_size;

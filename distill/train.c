@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/clock.h"
@@ -130,6 +132,9 @@ static void classifier_params_from_config(const us_config *c, us_classifier_para
   p->threads = c->student.threads;
   p->seed = c->student.seed;
   p->quantize = c->student.quantize;
+  p->min_count = c->student.min_count;
+  p->min_count_ngram = c->student.min_count_ngram;
+  p->quantize_bits = c->student.quantize_bits;
 }
 
 static void lm_params_from_config(const us_config *c, us_lm_train_params *p) {
@@ -159,10 +164,12 @@ static void fingerprint_settings(const us_config *c, us_buf *fp) {
     us_buf_printf(fp, "classify dim=%d wn=%d minn=%d maxn=%d b=%d h=%d", p.dim, p.word_ngrams,
                   p.minn, p.maxn, p.buckets, p.n_hidden);
     for (int i = 0; i < p.n_hidden; i++) us_buf_printf(fp, ",%d", p.hidden[i]);
-    us_buf_printf(fp, " do=%g ep=%d lr=%g kd=%g ls=%g pat=%d th=%d seed=%llu q=%d vf=%g\n",
+    us_buf_printf(fp, " do=%g ep=%d lr=%g kd=%g ls=%g pat=%d th=%d seed=%llu q=%d vf=%g",
                   p.dropout, p.epochs, p.lr, p.kd_temperature, p.label_smoothing, p.patience,
                   p.threads, (unsigned long long)p.seed, (int)p.quantize,
                   c->student.validation_fraction);
+    us_buf_printf(fp, " mc=%d mcn=%d qb=%d\n", p.min_count, p.min_count_ngram,
+                  p.quantize_bits);
     for (int i = 0; i < c->task.n_labels; i++) us_buf_printf(fp, "label %s\n", c->task.labels[i]);
   } else {
     us_lm_train_params p;
@@ -343,9 +350,30 @@ static int on_lm_step(const us_lm_progress *p, void *user) {
   return s->opt && s->opt->stop && *s->opt->stop ? 1 : 0;
 }
 
+/* Removes checkpoints of other trainings (other data or settings) from the output folder: a
+ * checkpoint resumes only the training it was written by. */
+static void remove_stale_checkpoints(const char *dir, const char *keep_name) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    size_t len = strlen(e->d_name);
+    if (strncmp(e->d_name, "student-", 8) != 0 || len < 5 ||
+        strcmp(e->d_name + len - 5, ".ckpt") != 0 || strcmp(e->d_name, keep_name) == 0)
+      continue;
+    us_buf path;
+    us_buf_init(&path, 0);
+    if (us_buf_printf(&path, "%s/%s", dir, e->d_name) == US_OK) unlink(path.data);
+    us_buf_free(&path);
+  }
+  closedir(d);
+}
+
+/* Trains the language model, checkpointing to <output>/student-<fingerprint>.ckpt so that an
+ * interrupted training resumes exactly, and only with the same data and settings. */
 static us_status train_lm(const us_config *c, us_cache *cache, const example_set *set,
-                          const us_train_options *opt, const char *path, us_train_summary *sum,
-                          us_err *err) {
+                          const us_train_options *opt, const char *path, const char *fingerprint,
+                          us_train_summary *sum, us_err *err) {
   us_lm_example *ex = calloc(set->n + 1, sizeof *ex);
   us_lm_train_params p;
   lm_params_from_config(c, &p);
@@ -364,7 +392,10 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
     if (!set->rows[i].validation) ex[n++] = (us_lm_example){set->rows[i].text, set->rows[i].answer};
   sum->n_train = (int64_t)n;
   sum->n_valid = (int64_t)(set->n - n);
-  us_buf_printf(&ckpt, "%s/student.ckpt", c->output);
+  char ckpt_name[64];
+  snprintf(ckpt_name, sizeof ckpt_name, "student-%.16s.ckpt", fingerprint);
+  remove_stale_checkpoints(c->output, ckpt_name);
+  us_buf_printf(&ckpt, "%s/%s", c->output, ckpt_name);
   p.checkpoint_path = ckpt.data;
   p.resume = true;
   p.progress = on_lm_step;
@@ -382,6 +413,7 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   sum->params = (int64_t)us_lm_n_params(lm);
   st = us_lm_save(lm, path, err);
   if (st) goto done;
+  unlink(ckpt.data); /* the model is saved: a later --force starts afresh */
   int64_t run_id = 0;
   st = us_cache_run_begin(cache, "train", &run_id, err);
   if (!st) st = us_cache_begin(cache, err);
@@ -424,7 +456,7 @@ us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_opt
   if (c->task.type == US_TASK_CLASSIFY)
     st = train_classifier(c, cache, &set, opt, path, sum, err);
   else
-    st = train_lm(c, cache, &set, opt, path, sum, err);
+    st = train_lm(c, cache, &set, opt, path, fp, sum, err);
   if (st) goto done;
   struct stat sb;
   if (stat(path, &sb) == 0) sum->model_bytes = sb.st_size;

@@ -24,6 +24,9 @@ typedef struct us_classifier_params {
   int word_ngrams; /* word n-grams 1..word_ngrams (1: unigrams only) */
   int minn, maxn;  /* character n-grams of "<word>", minn..maxn; maxn 0 disables them */
   int buckets;     /* hash space for n-grams (rows are only stored for n-grams seen in training) */
+  int min_count;   /* words seen fewer times in the train set get no vocabulary entry (their
+                      character n-grams still count); fastText's -minCount */
+  int min_count_ngram; /* word and character n-gram keys seen fewer times get no row */
   int hidden[US_CLASSIFIER_MAX_HIDDEN]; /* ReLU hidden layer sizes */
   int n_hidden;                         /* 0: embedding bag straight to softmax */
   double dropout;                       /* on the input of every dense layer, training only */
@@ -34,7 +37,8 @@ typedef struct us_classifier_params {
   int patience;                         /* epochs without validation gain before stopping */
   int threads;                          /* training threads (Hogwild); 1 is reproducible */
   uint64_t seed;
-  bool quantize; /* save the embedding table as int8 with a per-row scale */
+  bool quantize; /* save the embedding table quantised, with a per-row scale */
+  int quantize_bits; /* 8 (int8) or 4 (two weights a byte) for us_classifier_quantize */
 } us_classifier_params;
 
 /* The student's defaults (chosen by measurement on banking77; see docs/student.md). */
@@ -77,8 +81,8 @@ us_status us_classifier_load_buffer(const void *data, size_t len, const char *na
                                     us_classifier **out, us_err *err);
 void us_classifier_free(us_classifier *m);
 
-/* Quantises the embedding table in place (int8, per-row scale) so predictions use the same
- * weights a quantised file holds; later saves write the quantised form. */
+/* Quantises the embedding table in place (p.quantize_bits: int8 or 4-bit, per-row scale) so
+ * predictions use the same weights a quantised file holds; later saves write that form. */
 void us_classifier_quantize(us_classifier *m);
 
 int us_classifier_n_labels(const us_classifier *m);

@@ -65,6 +65,21 @@ int32_t us__keymap_put(us__keymap *km, uint32_t key, int32_t val) {
   }
 }
 
+int32_t us__keymap_add(us__keymap *km, uint32_t key, int32_t delta) {
+  for (uint32_t i = mix32(key) & km->mask;; i = (i + 1) & km->mask) {
+    if (km->keys[i] == key) return km->vals[i] += delta;
+    if (km->keys[i] == UINT32_MAX) {
+      if (km->count * 2 > km->mask) return -2;
+      km->keys[i] = key;
+      km->vals[i] = delta;
+      km->count++;
+      return delta;
+    }
+  }
+}
+
+us__u128 us__fastmod_magic(uint64_t d) { return ~(us__u128)0 / d + 1; }
+
 /* ---- tokens ---- */
 
 static int is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
@@ -104,13 +119,17 @@ void us__vocab_free(us__vocab *v) {
 
 static uint64_t word_hash(const char *w, int len) { return us_hash64(w, (size_t)len, 0); }
 
-int us__vocab_find(const us__vocab *v, const char *word, int len) {
+static int vocab_find_hashed(const us__vocab *v, const char *word, int len, uint64_t h) {
   if (!v->slots) return -1;
-  for (uint32_t i = (uint32_t)word_hash(word, len) & v->mask;; i = (i + 1) & v->mask) {
+  for (uint32_t i = (uint32_t)h & v->mask;; i = (i + 1) & v->mask) {
     int32_t id = v->slots[i];
     if (id < 0) return -1;
     if (strncmp(v->words[id], word, (size_t)len) == 0 && v->words[id][len] == '\0') return id;
   }
+}
+
+int us__vocab_find(const us__vocab *v, const char *word, int len) {
+  return vocab_find_hashed(v, word, len, word_hash(word, len));
 }
 
 static us_status vocab_grow_slots(us__vocab *v, us_err *err) {
@@ -154,7 +173,8 @@ static us_status vocab_add(us__vocab *v, const char *word, int len, us_err *err)
   return US_OK;
 }
 
-us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, us_err *err) {
+us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, int min_count,
+                          us_err *err) {
   char tok[MAX_TOKEN];
   for (size_t i = 0; i < n; i++) {
     const char *pos = texts[i];
@@ -164,7 +184,23 @@ us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, us_e
       if (st != US_OK) return st;
     }
   }
-  return US_OK;
+  if (min_count <= 1 || v->n_words == 0) return US_OK;
+  /* a second pass counts, then the vocabulary is rebuilt from the frequent words in id order */
+  int *count = calloc((size_t)v->n_words, sizeof *count);
+  if (!count) return us_err_set(err, US_ERR_NOMEM, "out of memory counting words");
+  for (size_t i = 0; i < n; i++) {
+    const char *pos = texts[i];
+    int len;
+    while ((len = next_token(&pos, tok)) > 0) count[us__vocab_find(v, tok, len)]++;
+  }
+  us__vocab all = *v;
+  memset(v, 0, sizeof *v);
+  us_status st = US_OK;
+  for (int id = 0; st == US_OK && id < all.n_words; id++)
+    if (count[id] >= min_count) st = vocab_add(v, all.words[id], (int)strlen(all.words[id]), err);
+  free(count);
+  us__vocab_free(&all);
+  return st;
 }
 
 us_status us__vocab_from_words(us__vocab *v, char **words, int n_words, us_err *err) {
@@ -179,28 +215,55 @@ us_status us__vocab_from_words(us__vocab *v, char **words, int n_words, us_err *
   return US_OK;
 }
 
-/* ---- features ---- */
+/* ---- features ----
+ * Keys must not change between versions (model files hold them): a key is us_hash64 of the
+ * n-gram's bytes (FNV-1a after eight seed bytes) modulo buckets. The hash is computed here
+ * incrementally (FNV-1a of a longer n-gram continues the state of its prefix) and the modulo by
+ * multiplication; test_classifier checks both against us_hash64 and %. */
 
-static uint32_t bucket_key(const us_classifier_params *p, const us__vocab *v, uint64_t h) {
-  return (uint32_t)v->n_words + (uint32_t)(h % (uint64_t)p->buckets);
+#define FNV_PRIME 0x100000001b3ull
+
+static uint64_t fnv_seeded(uint64_t seed) { /* us_hash64's state after the seed bytes */
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int i = 0; i < 8; i++) {
+    h ^= (seed >> (8 * i)) & 0xff;
+    h *= FNV_PRIME;
+  }
+  return h;
+}
+
+typedef struct feature_ctx {
+  const us_classifier_params *p;
+  uint32_t base; /* n_words */
+  uint64_t buckets;
+  us__u128 magic;
+  uint64_t h1; /* fnv_seeded(1), the state char n-grams start from */
+  us__feature_fn emit;
+  void *user;
+} feature_ctx;
+
+static inline uint32_t bucket_key(const feature_ctx *c, uint64_t h) {
+  return c->base + (uint32_t)us__fastmod(h, c->magic, c->buckets);
 }
 
 /* Character n-grams of "<tok>", minn..maxn UTF-8 characters each. */
-static int char_ngrams(const us_classifier_params *p, const us__vocab *v, const char *tok,
-                       int len, us__feature_fn emit, void *user) {
+static int char_ngrams(const feature_ctx *c, const char *tok, int len) {
   unsigned char w[MAX_TOKEN + 2];
-  int wl = len + 2, count = 0;
+  int wl = len + 2, count = 0, minn = c->p->minn, maxn = c->p->maxn;
   w[0] = '<';
   memcpy(w + 1, tok, (size_t)len);
   w[wl - 1] = '>';
   for (int i = 0; i < wl; i++) {
     if ((w[i] & 0xC0) == 0x80) continue; /* not the start of a character */
+    uint64_t h = c->h1;
     int j = i;
-    for (int n = 1; n <= p->maxn && j < wl; n++) {
-      j++;
-      while (j < wl && (w[j] & 0xC0) == 0x80) j++;
-      if (n >= p->minn) {
-        emit(user, bucket_key(p, v, us_hash64(w + i, (size_t)(j - i), 1)));
+    for (int n = 1; n <= maxn && j < wl; n++) {
+      do { /* one UTF-8 character */
+        h ^= w[j++];
+        h *= FNV_PRIME;
+      } while (j < wl && (w[j] & 0xC0) == 0x80);
+      if (n >= minn) {
+        c->emit(c->user, bucket_key(c, h));
         count++;
       }
     }
@@ -214,22 +277,26 @@ int us__features(const us_classifier_params *p, const us__vocab *v, const char *
   uint64_t recent[MAX_NGRAM_WORDS] = {0}; /* hashes of the last tokens, most recent first */
   int n_seen = 0, count = 0, len;
   int max_ngram = p->word_ngrams < MAX_NGRAM_WORDS ? p->word_ngrams : MAX_NGRAM_WORDS;
+  feature_ctx c = {p, (uint32_t)v->n_words, (uint64_t)p->buckets, 0, 0, emit, user};
+  if (p->maxn > 0 || max_ngram > 1) c.magic = us__fastmod_magic(c.buckets);
+  if (p->maxn > 0) c.h1 = fnv_seeded(1);
   const char *pos = text ? text : "";
   while ((len = next_token(&pos, tok)) > 0) {
     uint64_t h = word_hash(tok, len);
-    int id = us__vocab_find(v, tok, len);
+    int id = vocab_find_hashed(v, tok, len, h);
     if (id >= 0) {
       emit(user, (uint32_t)id);
       count++;
     }
-    if (p->maxn > 0) count += char_ngrams(p, v, tok, len, emit, user);
+    if (p->maxn > 0) count += char_ngrams(&c, tok, len);
+    if (max_ngram < 2) continue;
     memmove(recent + 1, recent, (MAX_NGRAM_WORDS - 1) * sizeof recent[0]);
     recent[0] = h;
     n_seen++;
     uint64_t g = h;
     for (int n = 2; n <= max_ngram && n <= n_seen; n++) {
       g = g * 116049371u + recent[n - 1];
-      emit(user, bucket_key(p, v, g ^ (uint64_t)n));
+      emit(user, bucket_key(&c, g ^ (uint64_t)n));
       count++;
     }
   }

@@ -2,22 +2,29 @@
  *
  *   offset size  field
  *   0      8     magic "USCLSF\r\n" (the CR LF catches text-mode mangling)
- *   8      4     u32 format version (1)
+ *   8      4     u32 format version (2; version 1 files load too, see below)
  *   12     8     u64 body length B
  *   20     32    SHA-256 of the body
  *   52     B     body:
- *     i32 x 15   dim, word_ngrams, minn, maxn, buckets, n_hidden, hidden[4], epochs, patience,
- *                threads, quantize (0/1), storage (0: float32 rows, 1: int8 rows)
+ *     i32 x 18   dim, word_ngrams, minn, maxn, buckets, n_hidden, hidden[4], epochs, patience,
+ *                threads, quantize (0/1), storage (0: float32 rows, 1: int8 rows, 2: 4-bit
+ *                rows), min_count, min_count_ngram, quantize_bits
  *     f64 x 4    dropout, lr, kd_temperature, label_smoothing
  *     u64        seed
  *     u32        n_labels, then n_labels x (u32 length, bytes)        labels (no NUL)
  *     u32        n_words,  then n_words  x (u32 length, bytes)        vocabulary, id order
  *     u32        n_rows,   then n_rows x u32                           feature key of each row
- *     rows       storage 0: f32 [n_rows][dim]; storage 1: f32 scale [n_rows], i8 [n_rows][dim]
+ *     rows       storage 0: f32 [n_rows][dim]; storage 1: f32 scale [n_rows], i8 [n_rows][dim];
+ *                storage 2: f32 scale [n_rows], u8 [n_rows][(dim + 1) / 2], weight 2i in the
+ *                low nibble of byte i, as q + 8 with q in -8..7 (weight = scale * q)
  *     f32        dense layers: for l in 0..n_hidden: W_l [out][in], b_l [out]
  *                (in_0 = dim, out_l = hidden[l], last out = n_labels)
  *   The body ends exactly there. Feature keys: word id < n_words, else
- *   n_words + hash % buckets (student/classifier_features.c). */
+ *   n_words + hash % buckets (student/classifier_features.c).
+ *
+ *   Version 1 (before min counts and 4-bit rows) differs only in the parameters: 15 i32 (no
+ *   min_count, min_count_ngram, quantize_bits; storage 0 or 1). It loads with min counts 1 and
+ *   quantize_bits 8, and is saved again as version 2. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -28,7 +35,8 @@
 #include "student/classifier_int.h"
 
 #define MAGIC "USCLSF\r\n"
-#define VERSION 1u
+#define VERSION 2u
+#define N_INTS 18    /* version 2 parameters; version 1 has the first 15 */
 #define HEADER 52
 
 /* ---- writing ---- */
@@ -43,10 +51,11 @@ static us_status put_str(us_buf *b, const char *s) {
 
 static us_status write_body(const us_classifier *m, us_buf *b) {
   const us_classifier_params *p = &m->p;
-  int32_t ints[15] = {p->dim,       p->word_ngrams, p->minn,      p->maxn,   p->buckets,
-                      p->n_hidden,  p->hidden[0],   p->hidden[1], p->hidden[2], p->hidden[3],
-                      p->epochs,    p->patience,    p->threads,   p->quantize ? 1 : 0,
-                      m->qemb ? 1 : 0};
+  int storage = !m->qemb ? 0 : m->qbits == 4 ? 2 : 1;
+  int32_t ints[N_INTS] = {p->dim,       p->word_ngrams, p->minn,      p->maxn,   p->buckets,
+                          p->n_hidden,  p->hidden[0],   p->hidden[1], p->hidden[2], p->hidden[3],
+                          p->epochs,    p->patience,    p->threads,   p->quantize ? 1 : 0,
+                          storage,      p->min_count,   p->min_count_ngram, p->quantize_bits};
   us_status st = put(b, ints, sizeof ints);
   double dbl[4] = {p->dropout, p->lr, p->kd_temperature, p->label_smoothing};
   if (st == US_OK) st = put(b, dbl, sizeof dbl);
@@ -60,7 +69,7 @@ static us_status write_body(const us_classifier *m, us_buf *b) {
   if (st == US_OK) st = put(b, m->row_keys, rows * 4);
   if (m->qemb) {
     if (st == US_OK) st = put(b, m->qscale, rows * 4);
-    if (st == US_OK) st = put(b, m->qemb, rows * d);
+    if (st == US_OK) st = put(b, m->qemb, rows * (storage == 2 ? (d + 1) / 2 : d));
   } else if (st == US_OK) {
     st = put(b, m->emb, rows * d * 4);
   }
@@ -167,16 +176,26 @@ static const char *check_params(const us_classifier_params *p, int storage) {
   if (p->n_hidden < 0 || p->n_hidden > US_CLASSIFIER_MAX_HIDDEN) return "n_hidden out of range";
   for (int l = 0; l < p->n_hidden; l++)
     if (p->hidden[l] < 1 || p->hidden[l] > 16384) return "hidden size out of range";
-  if (storage != 0 && storage != 1) return "unknown row storage";
+  if (storage < 0 || storage > 2) return "unknown row storage";
+  if (p->min_count < 1 || p->min_count_ngram < 1) return "min counts out of range";
+  if (p->quantize_bits != 8 && p->quantize_bits != 4) return "quantize_bits out of range";
   return NULL;
 }
 
-static const char *read_params(reader *r, us_classifier_params *p, int *storage) {
-  int32_t ints[15];
+static const char *read_params(reader *r, uint32_t version, us_classifier_params *p,
+                               int *storage) {
+  int32_t ints[N_INTS] = {0};
   double dbl[4];
-  if (!take(r, ints, sizeof ints, "parameters") || !take(r, dbl, sizeof dbl, "parameters") ||
+  size_t n_ints = version == 1 ? 15 : N_INTS;
+  if (!take(r, ints, n_ints * 4, "parameters") || !take(r, dbl, sizeof dbl, "parameters") ||
       !take(r, &p->seed, 8, "parameters"))
     return r->what;
+  if (version == 1) { /* before min counts and 4-bit rows */
+    if (ints[14] != 0 && ints[14] != 1) return "unknown row storage";
+    ints[15] = ints[16] = 1;
+    ints[17] = 8;
+  }
+  p->min_count = ints[15], p->min_count_ngram = ints[16], p->quantize_bits = ints[17];
   p->dim = ints[0], p->word_ngrams = ints[1], p->minn = ints[2], p->maxn = ints[3];
   p->buckets = ints[4], p->n_hidden = ints[5];
   for (int l = 0; l < 4; l++) p->hidden[l] = ints[6 + l];
@@ -192,7 +211,8 @@ static const char *read_weights(reader *r, us_classifier *m, int storage, us_err
   uint32_t n_rows;
   if (!take(r, &n_rows, 4, "row count")) return r->what;
   size_t d = (size_t)m->p.dim;
-  size_t row_bytes = storage ? d + 4 : d * 4;
+  size_t q_bytes = storage == 2 ? (d + 1) / 2 : d; /* per quantised row */
+  size_t row_bytes = storage ? q_bytes + 4 : d * 4;
   if (n_rows > r->left / (4 + row_bytes)) return "row count larger than the file";
   m->n_rows = (int)n_rows;
   m->row_keys = malloc(((size_t)n_rows + 1) * 4);
@@ -206,10 +226,11 @@ static const char *read_weights(reader *r, us_classifier *m, int storage, us_err
   }
   if (storage) {
     m->qscale = malloc(((size_t)n_rows + 1) * 4);
-    m->qemb = malloc((size_t)n_rows * d + 1);
+    m->qemb = malloc((size_t)n_rows * q_bytes + 1);
     if (!m->qscale || !m->qemb) return "memory";
+    m->qbits = storage == 2 ? 4 : 8;
     if (!take(r, m->qscale, (size_t)n_rows * 4, "row scales") ||
-        !take(r, m->qemb, (size_t)n_rows * d, "rows"))
+        !take(r, m->qemb, (size_t)n_rows * q_bytes, "rows"))
       return r->what;
   }
   if (us__classifier_alloc(m, err) != US_OK) return "memory";
@@ -221,9 +242,9 @@ static const char *read_weights(reader *r, us_classifier *m, int storage, us_err
   return NULL;
 }
 
-static const char *read_body(reader *r, us_classifier *m, us_err *err) {
+static const char *read_body(reader *r, uint32_t version, us_classifier *m, us_err *err) {
   int storage = 0;
-  const char *bad = read_params(r, &m->p, &storage);
+  const char *bad = read_params(r, version, &m->p, &storage);
   if (bad) return bad;
   uint32_t n_labels, n_words;
   if (!take(r, &n_labels, 4, "label count")) return r->what;
@@ -255,10 +276,11 @@ us_status us_classifier_load_buffer(const void *data, size_t len, const char *na
   uint64_t body;
   memcpy(&version, b + 8, 4);
   memcpy(&body, b + 12, 8);
-  if (version != VERSION)
+  if (version != 1 && version != VERSION)
     return us_err_set(err, US_ERR_FORMAT,
-                      "%s: model format version %u, this build reads version %u", name, version,
-                      VERSION);
+                      "%s: model format version %u, this build reads versions 1 to %u: "
+                      "retrain the model with this build, or load it with the build that wrote it",
+                      name, version, VERSION);
   if (body != len - HEADER)
     return us_err_set(err, US_ERR_FORMAT,
                       "%s: truncated or padded model: header says %llu body bytes, file has %zu",
@@ -272,7 +294,7 @@ us_status us_classifier_load_buffer(const void *data, size_t len, const char *na
   if (!m) return us_err_set(err, US_ERR_NOMEM, "%s: out of memory", name);
   reader r = {b + HEADER, (size_t)body, NULL};
   us_err inner;
-  const char *bad = read_body(&r, m, &inner);
+  const char *bad = read_body(&r, version, m, &inner);
   if (bad) {
     us_classifier_free(m);
     if (strcmp(bad, "memory") == 0)

@@ -25,6 +25,9 @@ void us__keymap_free(us__keymap *km);
 int32_t us__keymap_get(const us__keymap *km, uint32_t key);
 /* Inserts key -> val if absent; returns the stored value (-2 when full: caller sized it). */
 int32_t us__keymap_put(us__keymap *km, uint32_t key, int32_t val);
+/* Adds delta to key's value (inserting key -> delta if absent); returns the new value, -2 when
+ * full. */
+int32_t us__keymap_add(us__keymap *km, uint32_t key, int32_t delta);
 
 /* Word vocabulary: words in id order and a map from their hash to the id. */
 typedef struct us__vocab {
@@ -35,7 +38,9 @@ typedef struct us__vocab {
 } us__vocab;
 
 void us__vocab_free(us__vocab *v);
-us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, us_err *err);
+/* Words of texts seen at least min_count times (1: every word), in first-seen order. */
+us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, int min_count,
+                          us_err *err);
 us_status us__vocab_from_words(us__vocab *v, char **words, int n_words, us_err *err);
 int us__vocab_find(const us__vocab *v, const char *word, int len);
 
@@ -43,6 +48,16 @@ int us__vocab_find(const us__vocab *v, const char *word, int len);
 typedef void (*us__feature_fn)(void *user, uint32_t key);
 int us__features(const us_classifier_params *p, const us__vocab *v, const char *text,
                  us__feature_fn emit, void *user);
+
+/* h % d for any 64-bit h and d >= 1, with one multiplication by magic = us__fastmod_magic(d)
+ * instead of a division (Lemire, Kaser & Kurz, "Faster remainder by direct computation"). */
+__extension__ typedef unsigned __int128 us__u128;
+us__u128 us__fastmod_magic(uint64_t d);
+static inline uint64_t us__fastmod(uint64_t h, us__u128 magic, uint64_t d) {
+  us__u128 low = magic * h;
+  us__u128 bottom = ((low & UINT64_MAX) * d) >> 64;
+  return (uint64_t)((bottom + (low >> 64) * d) >> 64);
+}
 
 /* ---- the model (student/classifier_model.c) ---- */
 struct us_classifier {
@@ -55,7 +70,9 @@ struct us_classifier {
   uint32_t *row_keys;  /* (n_rows) */
   us__keymap row_of;   /* key -> row */
   float *emb;          /* (n_rows, dim), NULL when quantised */
-  int8_t *qemb;        /* (n_rows, dim) when quantised */
+  int8_t *qemb;        /* when quantised: (n_rows, dim) int8, or with qbits 4 (n_rows,
+                          (dim + 1) / 2) bytes, weight 2i in the low nibble, stored as q + 8 */
+  int qbits;           /* 8 or 4 when quantised */
   float *qscale;       /* (n_rows) per-row scale when quantised */
   /* dense layers l = 0..n_hidden: W_l (out_l, in_l) then b_l (out_l), one block */
   int n_layers;

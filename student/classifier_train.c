@@ -24,6 +24,7 @@ typedef struct row_builder {
   example_rows *er;
   int64_t len, cap;
   bool add_keys; /* train: new keys get rows; valid: unknown keys are dropped */
+  const us__keymap *counts; /* n-gram key -> occurrences in train; NULL: no pruning */
   bool failed;
 } row_builder;
 
@@ -32,11 +33,25 @@ static void count_feature(void *user, uint32_t key) {
   (*(int64_t *)user)++;
 }
 
+typedef struct key_counter {
+  us__keymap *km;
+  uint32_t n_words;
+  bool failed;
+} key_counter;
+
+static void count_key(void *user, uint32_t key) {
+  key_counter *c = user;
+  if (key >= c->n_words && us__keymap_add(c->km, key, 1) == -2) c->failed = true;
+}
+
 static void add_feature(void *user, uint32_t key) {
   row_builder *b = user;
   us_classifier *m = b->m;
   int32_t row = us__keymap_get(&m->row_of, key);
   if (row < 0 && b->add_keys) {
+    if (b->counts && key >= (uint32_t)m->vocab.n_words &&
+        us__keymap_get(b->counts, key) < m->p.min_count_ngram)
+      return; /* a rare n-gram: no row, dropped like an unseen one */
     row = us__keymap_put(&m->row_of, key, m->n_rows);
     if (row == -2) { /* cannot happen: the map was sized from the feature count */
       b->failed = true;
@@ -50,11 +65,12 @@ static void add_feature(void *user, uint32_t key) {
 }
 
 static us_status build_rows(us_classifier *m, const us_example *ex, size_t n, bool add_keys,
-                            int64_t total, example_rows *er, us_err *err) {
+                            const us__keymap *counts, int64_t total, example_rows *er,
+                            us_err *err) {
   er->rows = malloc((size_t)(total > 0 ? total : 1) * sizeof *er->rows);
   er->off = malloc((n + 1) * sizeof *er->off);
   if (!er->rows || !er->off) return us_err_set(err, US_ERR_NOMEM, "out of memory for features");
-  row_builder b = {m, er, 0, total, add_keys, false};
+  row_builder b = {m, er, 0, total, add_keys, counts, false};
   er->max_rows = 1;
   for (size_t i = 0; i < n; i++) {
     er->off[i] = b.len;
@@ -74,6 +90,8 @@ static us_status check_params(const us_classifier_params *p, us_err *err) {
   else if (p->maxn != 0 && (p->minn < 1 || p->maxn < p->minn || p->maxn > 32))
     bad = "char n-grams need 1 <= minn <= maxn <= 32 (or maxn 0)";
   else if (p->buckets < 1 || p->buckets > (1 << 30)) bad = "buckets must be 1..2^30";
+  else if (p->min_count < 1 || p->min_count_ngram < 1) bad = "min counts must be >= 1";
+  else if (p->quantize_bits != 8 && p->quantize_bits != 4) bad = "quantize_bits must be 4 or 8";
   else if (p->n_hidden < 0 || p->n_hidden > US_CLASSIFIER_MAX_HIDDEN) bad = "n_hidden must be 0..4";
   else if (!(p->dropout >= 0 && p->dropout < 1)) bad = "dropout must be in [0, 1)";
   else if (p->epochs < 1) bad = "epochs must be >= 1";
@@ -191,7 +209,7 @@ static us_status setup_model(const us_classifier_params *p, char *const *labels,
   for (int i = 0; i < n_labels; i++)
     if (!(m->labels[i] = us_strdup(labels[i]))) goto nomem;
   for (size_t i = 0; i < n_train; i++) texts[i] = train[i].text;
-  if ((st = us__vocab_build(&m->vocab, texts, n_train, err)) != US_OK) goto fail;
+  if ((st = us__vocab_build(&m->vocab, texts, n_train, p->min_count, err)) != US_OK) goto fail;
   free(texts);
   *out = m;
   return US_OK;
@@ -257,8 +275,23 @@ static us_status prepare(us_classifier *m, train_state *t, const us_example *tra
   if (st != US_OK) return st;
   m->row_keys = malloc((size_t)(total_train + 1) * sizeof *m->row_keys);
   if (!m->row_keys) return us_err_set(err, US_ERR_NOMEM, "out of memory for feature keys");
-  if ((st = build_rows(m, train, n_train, true, total_train, &t->tr, err)) != US_OK) return st;
-  if ((st = build_rows(m, valid, n_valid, false, total_valid, &t->va, err)) != US_OK) return st;
+  us__keymap counts = {0};
+  if (m->p.min_count_ngram > 1) { /* occurrences of every n-gram key, for pruning */
+    if ((st = us__keymap_init(&counts, (uint32_t)total_train + 1, err)) != US_OK) return st;
+    key_counter kc = {&counts, (uint32_t)m->vocab.n_words, false};
+    for (size_t i = 0; i < n_train; i++)
+      us__features(&m->p, &m->vocab, train[i].text, count_key, &kc);
+    if (kc.failed) {
+      us__keymap_free(&counts);
+      return us_err_set(err, US_ERR_INTERNAL, "n-gram count map overflow");
+    }
+  }
+  st = build_rows(m, train, n_train, true, counts.keys ? &counts : NULL, total_train, &t->tr,
+                  err);
+  us__keymap_free(&counts);
+  if (st != US_OK) return st;
+  if ((st = build_rows(m, valid, n_valid, false, NULL, total_valid, &t->va, err)) != US_OK)
+    return st;
   uint32_t *keys = realloc(m->row_keys, (size_t)(m->n_rows + 1) * sizeof *keys);
   if (keys) m->row_keys = keys;
   if ((st = us__classifier_alloc(m, err)) != US_OK) return st;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/rng.h"
 #include "student/classifier.h"
 #include "student/classifier_int.h"
@@ -55,6 +56,7 @@ static us_classifier_params small_params(void) {
   p.buckets = 5000;
   p.epochs = 5;
   p.threads = 1;
+  p.min_count_ngram = 1; /* every n-gram of these few texts gets a row */
   return p;
 }
 
@@ -318,6 +320,125 @@ static void features_should_lowercase_and_split_punctuation(void **state) {
   us_classifier_free(m);
 }
 
+static void fastmod_should_equal_the_remainder(void **state) {
+  (void)state;
+  us_rng r;
+  us_rng_seed(&r, 5);
+  uint64_t ds[] = {1, 2, 3, 7, 200, 5000, 2000000, 775647, (1u << 30), UINT32_MAX,
+                   UINT64_MAX / 3, UINT64_MAX};
+  for (size_t k = 0; k < sizeof ds / sizeof ds[0]; k++) {
+    us__u128 magic = us__fastmod_magic(ds[k]);
+    uint64_t edge[] = {0, 1, ds[k] - 1, ds[k], ds[k] + 1, UINT64_MAX, UINT64_MAX - 1};
+    for (size_t e = 0; e < sizeof edge / sizeof edge[0]; e++)
+      assert_true(us__fastmod(edge[e], magic, ds[k]) == edge[e] % ds[k]);
+    for (int i = 0; i < 20000; i++) {
+      uint64_t h = us_rng_u64(&r);
+      if (us__fastmod(h, magic, ds[k]) != h % ds[k])
+        fail_msg("%llu %% %llu", (unsigned long long)h, (unsigned long long)ds[k]);
+    }
+  }
+}
+
+/* The keys of version 1 files: every n-gram's key from a plain us_hash64 and %. */
+typedef struct keys {
+  uint32_t k[256];
+  int n;
+} keys;
+
+static void add_key(void *user, uint32_t key) {
+  keys *ks = user;
+  if (ks->n < 256) ks->k[ks->n] = key;
+  ks->n++;
+}
+
+static void char_ngram_keys_should_match_the_reference_hash(void **state) {
+  (void)state;
+  us_classifier_params p = small_params();
+  p.word_ngrams = 1;
+  p.minn = 2;
+  p.maxn = 4;
+  p.buckets = 2000003;
+  us__vocab v = {0};
+  us_err err;
+  const char *text = "Zoë cafe";
+  assert_int_equal(us__vocab_build(&v, &text, 1, 1, &err), US_OK);
+  keys got = {.n = 0};
+  us__features(&p, &v, text, add_key, &got);
+  keys want = {.n = 0};
+  const char *words[] = {"zoë", "cafe"};
+  for (int w = 0; w < 2; w++) {
+    add_key(&want, (uint32_t)us__vocab_find(&v, words[w], (int)strlen(words[w])));
+    char buf[16];
+    int len = snprintf(buf, sizeof buf, "<%s>", words[w]);
+    for (int i = 0; i < len; i++) {
+      if (((unsigned char)buf[i] & 0xC0) == 0x80) continue;
+      int j = i;
+      for (int n = 1; n <= p.maxn && j < len; n++) {
+        j++;
+        while (j < len && ((unsigned char)buf[j] & 0xC0) == 0x80) j++;
+        if (n >= p.minn)
+          add_key(&want, (uint32_t)v.n_words +
+                             (uint32_t)(us_hash64(buf + i, (size_t)(j - i), 1) % p.buckets));
+      }
+    }
+  }
+  assert_int_equal(got.n, want.n);
+  assert_true(got.n > 10);
+  assert_memory_equal(got.k, want.k, (size_t)got.n * sizeof got.k[0]);
+  us__vocab_free(&v);
+}
+
+static void min_counts_should_prune_rare_words_and_ngrams(void **state) {
+  (void)state;
+  char **texts;
+  us_example *ex = make_examples(200, 9, &texts);
+  /* one rare word: seen once in the train set */
+  free(texts[0]);
+  texts[0] = strdup("hello invoice xylophonist");
+  ex[0].text = texts[0];
+  us_classifier_params p = small_params();
+  p.epochs = 2;
+  p.buckets = 2000000; /* no collisions between the rare and the frequent n-grams */
+  us_classifier *all = NULL, *pruned = NULL, *words = NULL;
+  us_err err;
+  assert_int_equal(us_classifier_train(&p, label_names, 4, ex, 200, NULL, 0, NULL, NULL, &all, &err),
+                   US_OK);
+  p.min_count = 2;
+  assert_int_equal(
+      us_classifier_train(&p, label_names, 4, ex, 200, NULL, 0, NULL, NULL, &words, &err), US_OK);
+  p.min_count_ngram = 2;
+  assert_int_equal(
+      us_classifier_train(&p, label_names, 4, ex, 200, NULL, 0, NULL, NULL, &pruned, &err), US_OK);
+  assert_true(us__vocab_find(&all->vocab, "xylophonist", 11) >= 0);
+  assert_int_equal(us__vocab_find(&words->vocab, "xylophonist", 11), -1);
+  assert_true(us__vocab_find(&words->vocab, "invoice", 7) >= 0);
+  assert_int_equal(words->vocab.n_words, all->vocab.n_words - 1);
+  /* the rare word's own n-grams ("xyl", "lop", ...) are gone, frequent ones stay */
+  assert_true(pruned->n_rows < words->n_rows);
+  assert_true(words->n_rows < all->n_rows);
+  keys ks = {.n = 0};
+  us__features(&pruned->p, &pruned->vocab, "xylophonist", add_key, &ks);
+  int kept = 0;
+  for (int i = 0; i < ks.n && i < 256; i++) kept += us__keymap_get(&pruned->row_of, ks.k[i]) >= 0;
+  assert_int_equal(kept, 0);
+  ks.n = 0;
+  us__features(&pruned->p, &pruned->vocab, "invoice", add_key, &ks);
+  for (int i = 0; i < ks.n && i < 256; i++)
+    assert_true(us__keymap_get(&pruned->row_of, ks.k[i]) >= 0);
+  /* still learns the problem */
+  float probs[4];
+  assert_int_equal(us_classifier_predict(pruned, "my invoice please", probs, &err), US_OK);
+  assert_true(probs[0] > probs[1] && probs[0] > probs[2] && probs[0] > probs[3]);
+  p.min_count = 0;
+  us_classifier *bad = NULL;
+  assert_int_equal(us_classifier_train(&p, label_names, 4, ex, 200, NULL, 0, NULL, NULL, &bad, &err),
+                   US_ERR_CONFIG);
+  us_classifier_free(all);
+  us_classifier_free(words);
+  us_classifier_free(pruned);
+  free_examples(ex, texts, 200);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(gradient_should_match_finite_differences_hard_target),
@@ -330,6 +451,9 @@ int main(void) {
       cmocka_unit_test(one_thread_with_fixed_seed_should_be_bit_for_bit_reproducible),
       cmocka_unit_test(train_should_refuse_bad_labels_and_params),
       cmocka_unit_test(features_should_lowercase_and_split_punctuation),
+      cmocka_unit_test(fastmod_should_equal_the_remainder),
+      cmocka_unit_test(char_ngram_keys_should_match_the_reference_hash),
+      cmocka_unit_test(min_counts_should_prune_rare_words_and_ngrams),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -697,6 +697,9 @@ static void student_defaults_should_match_the_classifier(void **state) {
   assert_true(c.student.kd_temperature == p.kd_temperature);
   assert_true(c.student.label_smoothing == p.label_smoothing);
   assert_true(c.student.quantize == p.quantize);
+  assert_int_equal(c.student.min_count, p.min_count);
+  assert_int_equal(c.student.min_count_ngram, p.min_count_ngram);
+  assert_int_equal(c.student.quantize_bits, p.quantize_bits);
   us_config_free(&c);
 }
 

@@ -1,6 +1,6 @@
-/* The classifier model file: round trip (plain and int8), and refusal, never a crash, of every
- * truncation length, every flipped byte, a wrong version, and checksummed-but-inconsistent
- * bodies. Run it under ASan (-DUS_SANITIZE=ON). */
+/* The classifier model file: round trip (plain, int8 and 4-bit), version 1 files still loading,
+ * and refusal, never a crash, of every truncation length, every flipped byte, an unknown
+ * version, and checksummed-but-inconsistent bodies. Run it under ASan (-DUS_SANITIZE=ON). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,9 +22,10 @@ static const char *texts[] = {"hello there",    "hi friend",       "good morning
                               "this is broken", "terrible service", "I am angry",
                               "how do I pay?",  "where is it?",     "what time?"};
 
-static us_classifier *small_model(bool hidden) {
+static us_classifier *small_model_bits(bool hidden, int bits) {
   us_classifier_params p;
   us_classifier_params_defaults(&p);
+  p.quantize_bits = bits;
   p.dim = 4;
   p.buckets = 200;
   p.minn = 3;
@@ -44,6 +45,8 @@ static us_classifier *small_model(bool hidden) {
   return m;
 }
 
+static us_classifier *small_model(bool hidden) { return small_model_bits(hidden, 8); }
+
 static char *tmp_path(const char *name) {
   static char path[256];
   snprintf(path, sizeof path, "/tmp/us_test_model_file_%d_%s", (int)getpid(), name);
@@ -53,6 +56,12 @@ static char *tmp_path(const char *name) {
 static void read_all(const char *path, char **data, size_t *len) {
   us_err err;
   if (us_read_file(path, 0, data, len, &err) != US_OK) fail_msg("%s", err.msg);
+}
+
+static void reseal_v(char *data, size_t len) { /* recompute the checksum after an edit */
+  unsigned char sum[32];
+  us_sha256(data + 52, len - 52, sum);
+  memcpy(data + 20, sum, 32);
 }
 
 static void assert_same_predictions(const us_classifier *a, const us_classifier *b, float tol) {
@@ -68,8 +77,11 @@ static void assert_same_predictions(const us_classifier *a, const us_classifier 
 
 static void model_should_round_trip_plain_and_quantized(void **state) {
   (void)state;
-  for (int hidden = 0; hidden < 2; hidden++) {
-    us_classifier *m = small_model(hidden), *back = NULL;
+  size_t q_size[2] = {0, 0}; /* [bits == 4] */
+  for (int run = 0; run < 4; run++) {
+    int hidden = run & 1, bits = run < 2 ? 8 : 4;
+    us_classifier *m = small_model_bits(hidden, bits), *back = NULL;
+    us_classifier *plain_m = small_model_bits(hidden, bits);
     us_err err;
     char *path = tmp_path("plain.bin");
     assert_int_equal(us_classifier_save(m, path, &err), US_OK);
@@ -88,13 +100,81 @@ static void model_should_round_trip_plain_and_quantized(void **state) {
     assert_int_equal(us_classifier_save(m, path, &err), US_OK);
     assert_int_equal(us_classifier_load(path, &back, &err), US_OK);
     assert_same_predictions(m, back, 0.0f);
+    assert_int_equal(us_classifier_get_params(back)->quantize_bits, bits);
+    /* the quantised weights stay close to the float ones (one thread: the same training) */
+    assert_same_predictions(plain_m, back, bits == 8 ? 0.02f : 0.1f);
     char *q;
     read_all(path, &q, &q_len);
     assert_true(q_len < plain_len);
+    if (!hidden) q_size[bits == 4] = q_len;
     free(plain);
     free(q);
     unlink(path);
     us_classifier_free(back);
+    us_classifier_free(m);
+    us_classifier_free(plain_m);
+  }
+  assert_true(q_size[1] < q_size[0]); /* 4-bit rows are half the bytes of int8 ones */
+}
+
+/* Rewrites a version 2 file as version 1 wrote it: 15 parameter ints instead of 18. */
+static char *as_version_1(const char *data, size_t len, size_t *out_len) {
+  char *v1 = malloc(len);
+  memcpy(v1, data, 52 + 15 * 4);
+  memcpy(v1 + 52 + 15 * 4, data + 52 + 18 * 4, len - (52 + 18 * 4));
+  *out_len = len - 12;
+  uint32_t version = 1;
+  uint64_t body = *out_len - 52;
+  memcpy(v1 + 8, &version, 4);
+  memcpy(v1 + 12, &body, 8);
+  unsigned char sum[32];
+  us_sha256(v1 + 52, body, sum);
+  memcpy(v1 + 20, sum, 32);
+  return v1;
+}
+
+static void version_1_files_should_still_load(void **state) {
+  (void)state;
+  for (int quantized = 0; quantized < 2; quantized++) {
+    us_classifier *m = small_model(true), *back = NULL;
+    if (quantized) us_classifier_quantize(m);
+    us_err err;
+    char *path = tmp_path("v1.bin"), *data;
+    size_t len, v1_len;
+    assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+    read_all(path, &data, &len);
+    char *v1 = as_version_1(data, len, &v1_len);
+    assert_int_equal(us_classifier_load_buffer(v1, v1_len, "v1.bin", &back, &err), US_OK);
+    assert_same_predictions(m, back, 0.0f);
+    assert_int_equal(us_classifier_get_params(back)->min_count, 1);
+    assert_int_equal(us_classifier_get_params(back)->min_count_ngram, 1);
+    assert_int_equal(us_classifier_get_params(back)->quantize_bits, 8);
+    /* saved again, it is a version 2 file */
+    assert_int_equal(us_classifier_save(back, path, &err), US_OK);
+    us_classifier_free(back);
+    free(data);
+    read_all(path, &data, &len);
+    uint32_t version;
+    memcpy(&version, data + 8, 4);
+    assert_int_equal(version, 2);
+    /* every truncation of the version 1 file is refused too */
+    for (size_t n = 0; n < v1_len; n++) {
+      char *copy = malloc(n ? n : 1);
+      memcpy(copy, v1, n);
+      back = (us_classifier *)1;
+      assert_int_equal(us_classifier_load_buffer(copy, n, "v1.bin", &back, &err), US_ERR_FORMAT);
+      assert_null(back);
+      free(copy);
+    }
+    /* version 1 knew only storage 0 and 1 */
+    int32_t storage = 2;
+    memcpy(v1 + 52 + 14 * 4, &storage, 4);
+    reseal_v(v1, v1_len);
+    assert_int_equal(us_classifier_load_buffer(v1, v1_len, "v1.bin", &back, &err), US_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "storage"));
+    unlink(path);
+    free(v1);
+    free(data);
     us_classifier_free(m);
   }
 }
@@ -156,10 +236,44 @@ static void every_flipped_byte_should_be_refused(void **state) {
   us_classifier_free(m);
 }
 
-static void reseal(char *data, size_t len) { /* recompute the checksum after an edit */
-  unsigned char sum[32];
-  us_sha256(data + 52, len - 52, sum);
-  memcpy(data + 20, sum, 32);
+static void reseal(char *data, size_t len) { reseal_v(data, len); }
+
+static void four_bit_file_truncations_and_flips_should_be_refused(void **state) {
+  (void)state;
+  us_classifier *m = small_model_bits(true, 4);
+  us_classifier_quantize(m);
+  us_err err;
+  char *path = tmp_path("q4.bin"), *data;
+  size_t len;
+  assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+  read_all(path, &data, &len);
+  unlink(path);
+  int32_t storage;
+  memcpy(&storage, data + 52 + 14 * 4, 4);
+  assert_int_equal(storage, 2);
+  for (size_t n = 0; n < len; n++) {
+    us_classifier *back = (us_classifier *)1;
+    char *copy = malloc(n ? n : 1);
+    memcpy(copy, data, n);
+    assert_int_equal(us_classifier_load_buffer(copy, n, "q4.bin", &back, &err), US_ERR_FORMAT);
+    assert_null(back);
+    free(copy);
+  }
+  for (size_t i = 0; i < len; i++) {
+    data[i] ^= 1;
+    us_classifier *back = NULL;
+    assert_int_equal(us_classifier_load_buffer(data, len, "q4.bin", &back, &err), US_ERR_FORMAT);
+    data[i] ^= 1;
+  }
+  /* a resealed bad quantize_bits is refused by name */
+  int32_t bits = 5;
+  memcpy(data + 52 + 17 * 4, &bits, 4);
+  reseal(data, len);
+  us_classifier *back = NULL;
+  assert_int_equal(us_classifier_load_buffer(data, len, "q4.bin", &back, &err), US_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "quantize_bits"));
+  free(data);
+  us_classifier_free(m);
 }
 
 static void wrong_version_and_magic_should_be_refused_clearly(void **state) {
@@ -175,7 +289,9 @@ static void wrong_version_and_magic_should_be_refused_clearly(void **state) {
   data[8] = 9;
   assert_int_equal(us_classifier_load_buffer(data, len, "v.bin", &back, &err), US_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "version 9"));
-  data[8] = 1;
+  assert_non_null(strstr(err.msg, "versions 1 to 2"));
+  assert_non_null(strstr(err.msg, "retrain"));
+  data[8] = 2;
   data[0] = 'X';
   assert_int_equal(us_classifier_load_buffer(data, len, "v.bin", &back, &err), US_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "magic"));
@@ -189,7 +305,7 @@ static void wrong_version_and_magic_should_be_refused_clearly(void **state) {
   assert_non_null(strstr(err.msg, "dim"));
   memcpy(data + 52, &saved, 4);
   uint32_t huge = 0x7fffffff;
-  memcpy(data + 52 + 60 + 32 + 8, &huge, 4);
+  memcpy(data + 52 + 72 + 32 + 8, &huge, 4);
   reseal(data, len);
   assert_int_equal(us_classifier_load_buffer(data, len, "v.bin", &back, &err), US_ERR_FORMAT);
   assert_null(back);
@@ -236,6 +352,8 @@ static void resealed_random_corruption_should_never_crash(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(model_should_round_trip_plain_and_quantized),
+      cmocka_unit_test(version_1_files_should_still_load),
+      cmocka_unit_test(four_bit_file_truncations_and_flips_should_be_refused),
       cmocka_unit_test(every_truncation_should_be_refused_naming_the_file),
       cmocka_unit_test(every_flipped_byte_should_be_refused),
       cmocka_unit_test(wrong_version_and_magic_should_be_refused_clearly),

@@ -108,6 +108,9 @@ static void print_summary(const us_label_stats *s) {
   if (s->unparsed > 0)
     printf(" (%lld answers match no label: kept as unparsed)", (long long)s->unparsed);
   putchar('\n');
+  if (s->chunks > 0)
+    printf("documents: %lld chunks asked for questions; %lld new questions stored as prompts\n",
+           (long long)s->chunks, (long long)s->questions_added);
   double rate = s->elapsed_s > 0 ? (double)(s->done + s->failed) / s->elapsed_s : 0;
   printf(
       "teacher: %lld requests (%lld retries) in %.1f s, %.1f answers/s, %.0f us CPU per "
@@ -154,7 +157,7 @@ int us_cmd_label(int argc, char **argv) {
              st == US_ERR_NOT_FOUND) {
     if (stats.total > 0 || st == US_OK) print_summary(&stats);
   }
-  if (st == US_OK && stats.total == 0)
+  if (st == US_OK && stats.total == 0 && stats.chunks == 0)
     printf("no prompts in the workspace: run `understudy prompts %s` first\n", common.config_path);
   const char *hint = NULL;
   if (st == US_ERR_AUTH)

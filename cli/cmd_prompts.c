@@ -51,6 +51,10 @@ int us_cmd_prompts(int argc, char **argv) {
     if (s.repaired) printf(", %lld repaired (invalid UTF-8)", (long long)s.repaired);
     printf("\nworkspace: %lld prompts (%lld train, %lld test) in %s/understudy.db\n",
            (long long)(s.train + s.test), (long long)s.train, (long long)s.test, config.output);
+    if (s.chunks > 0)
+      printf("documents: %lld chunks kept; `understudy label` has the teacher write %d "
+             "questions for each, then answer them\n",
+             (long long)s.chunks, config.data.questions_per_chunk);
   }
 done:
   us_cache_close(cache);

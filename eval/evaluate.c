@@ -13,6 +13,7 @@
 #include "distill/request.h"
 #include "distill/train.h"
 #include "student/classifier.h"
+#include "student/blas.h"
 #include "student/lm.h"
 
 /* One test prompt as the eval stage saw it. */
@@ -142,6 +143,9 @@ static us_status predict_generate(const char *path, test_row *rows, size_t n, cJ
   if (st) return st;
   us_lm_gen_params gp;
   us_lm_gen_params_defaults(&gp);
+  /* Token-by-token decoding is matrix-vector work too small to split across threads: one
+   * thread is faster (docs/lm.md), and it is what the cost model assumes. */
+  us_blas_set_threads(1);
   cJSON *ans = cJSON_AddArrayToObject(root, "answers");
   cJSON *conf = cJSON_AddArrayToObject(root, "confidence");
   cJSON *lat = cJSON_AddArrayToObject(root, "latency_s");
@@ -158,8 +162,20 @@ static us_status predict_generate(const char *path, test_row *rows, size_t n, cJ
     free(answer);
   }
   sum->wall_s = us_now() - wall0;
-  /* Generation runs OpenBLAS threads: count the process's CPU, not just this thread's. */
   sum->cpu_s_per_request = n ? (us_thread_cpu_time() - cpu0) / (double)n : 0;
+  /* Perplexity of the student on the teacher's answers: exp of the mean negative log-probability
+   * over every scored token (answers weighted by their length). */
+  double logprob_sum = 0;
+  long tokens = 0;
+  for (size_t i = 0; i < n && !st; i++) {
+    if (!rows[i].teacher) continue;
+    double mean_lp = 0;
+    int n_tokens = 0;
+    st = us_lm_score(lm, rows[i].text, rows[i].teacher, &mean_lp, &n_tokens, err);
+    logprob_sum += mean_lp * n_tokens;
+    tokens += n_tokens;
+  }
+  if (tokens > 0) cJSON_AddNumberToObject(root, "perplexity", exp(-logprob_sum / (double)tokens));
   cJSON_AddNumberToObject(root, "params", (double)us_lm_n_params(lm));
   us_lm_free(lm);
   return st;
@@ -371,6 +387,7 @@ static us_status build_generate(us_eval_data *d, us_err *err) {
   st = us_metrics_generate((int)k, d->predictions, d->references, &d->generation, err);
   if (st) return st;
   d->report.generation = &d->generation;
+  d->report.perplexity = json_number(d->json, "perplexity", 0);
   return US_OK;
 }
 

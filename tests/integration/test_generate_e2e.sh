@@ -35,6 +35,10 @@ f1=$(printf '%s' "$rj" | json_get generation.json_field_f1)
 [ -n "$f1" ] || fail "report.json has no generation.json_field_f1"
 assert_ge "$f1" 0 "json_field_f1 is a share"
 assert_le "$f1" 1 "json_field_f1 is a share"
+ppl=$(printf '%s' "$rj" | json_get generation.perplexity)
+[ -n "$ppl" ] || fail "report.json has no generation.perplexity"
+assert_ge "$ppl" 1 "perplexity of the student on the teacher's answers"
+ls "$WORK/out"/student-*.ckpt >/dev/null 2>&1 && fail "a checkpoint was left after the model was saved"
 em=$(printf '%s' "$rj" | json_get generation.exact_match)
 assert_ge "$em" 0 "exact match is a share"
 assert_grep "$WORK/out/report.md" 'JSON field F1' "report.md shows the JSON field F1"

@@ -25,6 +25,9 @@
 #define BACKOFF_BASE_S 0.5
 #define BACKOFF_CAP_S 30.0
 #define RETRY_AFTER_CAP_S 600.0
+/* Stop when this many transfers in a row, over at least this long, found no server. */
+#define UNREACHABLE_STREAK 24
+#define UNREACHABLE_SECONDS 10.0
 #define PROGRESS_EVERY_S 0.25
 #define INTERRUPT_GRACE_S 2.0
 #define POLL_MAX_MS 100
@@ -101,7 +104,9 @@ typedef struct teacher {
   bool interrupted, budget_stop, in_txn;
   double abort_at;
   double last_progress;
-  us_status fatal; /* stops the run at once: auth, not found, database */
+  int unreachable_streak;   /* transfers in a row that found no server to talk to */
+  double unreachable_since; /* when that streak began */
+  us_status fatal;          /* stops the run at once: auth, not found, database */
   us_err fatal_err;
 } teacher;
 
@@ -260,8 +265,8 @@ static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, 
   if (st) return st;
   size_t chars = strlen(system) + strlen(user);
   if (t->chunks || p->context)
-    chars = strlen(system) + strlen(t->chunks ? c->data.question_template
-                                              : c->data.answer_template) +
+    chars = strlen(system) +
+            strlen(t->chunks ? c->data.question_template : c->data.answer_template) +
             strlen(p->text) + (p->context ? strlen(p->context) : 0);
   free(system);
   free(user);
@@ -483,9 +488,28 @@ static void on_done(teacher *t, slot *s, CURLcode rc, double now) {
   if (rc != CURLE_OK) {
     snprintf(msg, sizeof msg, "%s (%s)", curl_easy_strerror(rc), s->errbuf);
     scrub_key(t, msg, strlen(msg));
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+        rc == CURLE_COULDNT_RESOLVE_PROXY) {
+      /* A server that refuses or does not exist would only burn every prompt's retries:
+       * after a run of such failures with no answer between them, stop and say so. */
+      if (t->unreachable_streak++ == 0) t->unreachable_since = now;
+      if (t->unreachable_streak >= UNREACHABLE_STREAK &&
+          now - t->unreachable_since >= UNREACHABLE_SECONDS) {
+        us_err e = {0};
+        us_err_set(&e, US_ERR_HTTP,
+                   "cannot reach the teacher at %s: %s (%d attempts in a row); every answer so "
+                   "far is saved: check teacher.base_url and that the server is up, then run "
+                   "again",
+                   t->safe_url, msg, t->unreachable_streak);
+        t->retry[t->n_retry++] = (size_t)(j - t->jobs); /* not answered: left */
+        set_fatal(t, US_ERR_HTTP, &e);
+        return;
+      }
+    }
     retry_or_fail(t, j, s, 0, msg, now);
     return;
   }
+  t->unreachable_streak = 0;
   watch_server_limits(t, &s->headers, j, now);
   scrub_key(t, s->response.data, s->response.len);
   if (code == 200) {
@@ -910,8 +934,8 @@ static void record_cache_hits(us_cache *cache, int64_t hits) {
 /* One labelling pass over the prompts, or (chunks) over the document chunks. stats accumulate
  * across passes; started and cpu_started are those of the whole run. */
 static us_status label_pass(const us_config *c, us_cache *cache, const us_label_options *opt,
-                            us_label_stats *stats, bool chunks, double started,
-                            double cpu_started, us_err *err) {
+                            us_label_stats *stats, bool chunks, double started, double cpu_started,
+                            us_err *err) {
   teacher t;
   memset(&t, 0, sizeof t);
   t.epoll_fd = -1;

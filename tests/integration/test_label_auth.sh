@@ -59,4 +59,18 @@ label_stops notfound
 assert_grep "$WORK/notfound.err" "no-such-model" "404: the message names the model"
 assert_grep "$WORK/notfound.err" "127\.0\.0\.1:$MOCK_PORT" "404: the message names the URL"
 assert_eq "$(db 'SELECT COUNT(*) FROM calls;')" 0 "calls stored after a 404"
+stop_mock
+
+note "no server at the URL: stops with a message instead of burning every retry"
+rm -rf "$WORK/out"
+write_config "$WORK/config.json" teacher.concurrency=$C   # MOCK_URL now names a closed port
+expect_ok prompts3 prompts "$WORK/config.json"
+start=$SECONDS
+run_us dead label "$WORK/config.json"
+[ "$RC" -eq 1 ] || { show "$WORK/dead.err"; fail "unreachable teacher: exit $RC, expected 1"; }
+assert_le $((SECONDS - start)) 60 "seconds before giving up on an unreachable teacher"
+assert_grep "$WORK/dead.err" "cannot reach the teacher at http://127\.0\.0\.1:$MOCK_PORT" \
+  "unreachable: the message names the URL"
+assert_grep "$WORK/dead.err" "teacher.base_url" "unreachable: the message says what to check"
+assert_eq "$(db 'SELECT COUNT(*) FROM calls;')" 0 "calls stored with no server"
 echo "PASS: $TEST_NAME"

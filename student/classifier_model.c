@@ -181,20 +181,38 @@ static void sum_rows(const float *emb, int d, const int32_t *rows, int n, float 
   }
 }
 
+/* NIB2[b] = the two 4-bit weights of byte b: low nibble - 8, high nibble - 8 */
+#define NIB_PAIR(b) {(float)((b) & 15) - 8, (float)((b) >> 4) - 8}
+#define NIB_ROW(r)                                                                               \
+  NIB_PAIR(16 * (r) + 0), NIB_PAIR(16 * (r) + 1), NIB_PAIR(16 * (r) + 2), NIB_PAIR(16 * (r) + 3),  \
+      NIB_PAIR(16 * (r) + 4), NIB_PAIR(16 * (r) + 5), NIB_PAIR(16 * (r) + 6),                    \
+      NIB_PAIR(16 * (r) + 7), NIB_PAIR(16 * (r) + 8), NIB_PAIR(16 * (r) + 9),                    \
+      NIB_PAIR(16 * (r) + 10), NIB_PAIR(16 * (r) + 11), NIB_PAIR(16 * (r) + 12),                 \
+      NIB_PAIR(16 * (r) + 13), NIB_PAIR(16 * (r) + 14), NIB_PAIR(16 * (r) + 15)
+static const float NIB2[256][2] = {NIB_ROW(0),  NIB_ROW(1),  NIB_ROW(2),  NIB_ROW(3),
+                                   NIB_ROW(4),  NIB_ROW(5),  NIB_ROW(6),  NIB_ROW(7),
+                                   NIB_ROW(8),  NIB_ROW(9),  NIB_ROW(10), NIB_ROW(11),
+                                   NIB_ROW(12), NIB_ROW(13), NIB_ROW(14), NIB_ROW(15)};
+
 static void bag(const us_classifier *m, const int32_t *rows, int n, float *x) {
   int d = m->p.dim;
   memset(x, 0, (size_t)d * sizeof *x);
   if (n == 0) return;
   if (m->qemb && m->qbits == 4) {
+    /* each byte holds two weights: NIB2[b] is their pair of values, four weights a step */
     size_t row_bytes = ((size_t)d + 1) / 2;
     for (int k = 0; k < n; k++) {
       const uint8_t *q = (const uint8_t *)m->qemb + (size_t)rows[k] * row_bytes;
-      float scale = m->qscale[rows[k]];
-      for (int i = 0; i + 1 < d; i += 2) {
-        x[i] += scale * (float)((int)(q[i / 2] & 15) - 8);
-        x[i + 1] += scale * (float)((int)(q[i / 2] >> 4) - 8);
+      v4f scale = {0};
+      scale += m->qscale[rows[k]];
+      int i = 0;
+      for (; i + 4 <= d; i += 4) {
+        const float *lo = NIB2[q[i / 2]], *hi = NIB2[q[i / 2 + 1]];
+        v4f w = {lo[0], lo[1], hi[0], hi[1]};
+        v4f acc = load4(x + i) + scale * w;
+        memcpy(x + i, &acc, sizeof acc);
       }
-      if (d & 1) x[d - 1] += scale * (float)((int)(q[d / 2] & 15) - 8);
+      for (; i < d; i++) x[i] += scale[0] * NIB2[q[i / 2]][i & 1];
     }
   } else if (m->qemb) {
     for (int k = 0; k < n; k++) {

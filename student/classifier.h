@@ -70,9 +70,10 @@ us_status us_classifier_train(const us_classifier_params *p, char *const *labels
                               us_classifier **out, us_err *err);
 
 /* Model file (format in student/classifier_file.c's header comment, summarised there byte by
- * byte). Saving writes atomically; p->quantize (as trained) selects int8 storage unless
- * overridden by us_classifier_set_quantize. Loading checks magic, version, every size and the
- * SHA-256 checksum; a truncated or corrupt file fails with US_ERR_FORMAT naming the path. */
+ * byte). Saving writes atomically; a model trained with p->quantize (or passed to
+ * us_classifier_quantize) is saved with quantised rows (p->quantize_bits). Loading checks magic,
+ * version (2; version 1 files still load), every size and the SHA-256 checksum; a truncated or
+ * corrupt file fails with US_ERR_FORMAT naming the path, an unknown version names it. */
 us_status us_classifier_save(const us_classifier *m, const char *path, us_err *err);
 us_status us_classifier_load(const char *path, us_classifier **out, us_err *err);
 /* Reads a model from memory (what us_classifier_load does after reading the file); name is

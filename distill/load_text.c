@@ -134,9 +134,15 @@ static bool is_blank(const char *s, size_t len) {
   return true;
 }
 
-/* ---- plain text: one prompt per line -------------------------------------------------------- */
+/* ---- line-oriented loaders ------------------------------------------------------------------ */
 
-us_status us__load_text(us__prompt_sink *sink, const char *path, us_err *err) {
+/* What one non-blank, UTF-8-checked line becomes; where is "file:line". */
+typedef us_status (*line_fn)(us__prompt_sink *sink, const char *line, size_t len, long number,
+                             const char *where, us_err *err);
+
+/* Reads path line by line, skipping blank lines, checking (or repairing) UTF-8, and hands each
+ * line to fn: the loop shared by the text and JSONL loaders. */
+static us_status each_line(us__prompt_sink *sink, const char *path, line_fn fn, us_err *err) {
   us__line_reader r;
   us_status st = us__lines_open(&r, path, sink->source, err);
   if (st) return st;
@@ -158,7 +164,7 @@ us_status us__load_text(us__prompt_sink *sink, const char *path, us_err *err) {
       st = us_err_set(err, US_ERR_NOMEM, "%s:%ld: out of memory", sink->source, r.number);
       goto fail;
     }
-    st = us__prompt_emit(sink, line, len, NULL, where.data, err);
+    st = fn(sink, line, len, r.number, where.data, err);
     if (st) goto fail;
   }
   if (got < 0) st = err ? err->code : US_ERR_IO;
@@ -167,6 +173,18 @@ fail:
   us_buf_free(&where);
   us__lines_close(&r);
   return st;
+}
+
+/* ---- plain text: one prompt per line -------------------------------------------------------- */
+
+static us_status text_record(us__prompt_sink *sink, const char *line, size_t len, long number,
+                             const char *where, us_err *err) {
+  (void)number;
+  return us__prompt_emit(sink, line, len, NULL, where, err);
+}
+
+us_status us__load_text(us__prompt_sink *sink, const char *path, us_err *err) {
+  return each_line(sink, path, text_record, err);
 }
 
 /* ---- JSONL ---------------------------------------------------------------------------------- */
@@ -242,34 +260,5 @@ fail:
 }
 
 us_status us__load_jsonl(us__prompt_sink *sink, const char *path, us_err *err) {
-  us__line_reader r;
-  us_status st = us__lines_open(&r, path, sink->source, err);
-  if (st) return st;
-  us_buf scratch, where;
-  us_buf_init(&scratch, 0);
-  us_buf_init(&where, 0);
-  char *line;
-  size_t len;
-  int got;
-  while ((got = us__lines_next(&r, sink->source, &line, &len, err)) > 0) {
-    if (is_blank(line, len)) continue;
-    bool repaired;
-    st = us__line_checked(sink->config, sink->source, r.number, &line, &len, &scratch, &repaired,
-                          err);
-    if (st) goto fail;
-    if (repaired) sink->stats->repaired++;
-    us_buf_reset(&where);
-    if (us_buf_printf(&where, "%s:%ld", sink->source, r.number)) {
-      st = us_err_set(err, US_ERR_NOMEM, "%s:%ld: out of memory", sink->source, r.number);
-      goto fail;
-    }
-    st = jsonl_record(sink, line, len, r.number, where.data, err);
-    if (st) goto fail;
-  }
-  if (got < 0) st = err ? err->code : US_ERR_IO;
-fail:
-  us_buf_free(&scratch);
-  us_buf_free(&where);
-  us__lines_close(&r);
-  return st;
+  return each_line(sink, path, jsonl_record, err);
 }

@@ -19,11 +19,11 @@
 typedef struct opts {
   const char *train, *test, *out, *preset;
   int layers, dim, heads, context, batch, vocab, steps, threads, repeats, limit, warmup, tokens;
-  double lr;
+  double lr, min_lr, wd;
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-  *o = (opts){NULL, NULL, NULL, NULL, 4, 256, 4, 256, 8, 1024, 10, 2, 3, 0, -1, 64, 1e-3};
+  *o = (opts){NULL, NULL, NULL, NULL, 4, 256, 4, 256, 8, 1024, 10, 2, 3, 0, -1, 64, 1e-3, -1, -1};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) return fprintf(stderr, "bench_lm: %s needs a value\n", a), -1;
@@ -62,6 +62,10 @@ static int parse(int argc, char **argv, opts *o) {
       o->tokens = atoi(v);
     else if (!strcmp(a, "--lr"))
       o->lr = atof(v);
+    else if (!strcmp(a, "--min-lr"))
+      o->min_lr = atof(v);
+    else if (!strcmp(a, "--wd"))
+      o->wd = atof(v);
     else
       return fprintf(stderr, "bench_lm: unknown option %s\n", a), -1;
   }
@@ -328,6 +332,33 @@ static int print_progress(const us_lm_progress *p, void *user) {
   return 0;
 }
 
+/* Prints the mean and largest example length in tokens (BOS prompt SEP answer EOS), so the
+ * context can be chosen to fit. */
+static void token_lengths(const us_lm *lm, const dataset *d) {
+  long sum = 0, sum_answer = 0;
+  int max = 0, max_answer = 0;
+  for (size_t i = 0; i < d->n; i++) {
+    int32_t *t = NULL;
+    int np = 0, na = 0;
+    us_err err;
+    if (us_bpe_encode(lm->bpe, d->ex[i].prompt, strlen(d->ex[i].prompt), &t, &np, &err) != US_OK)
+      return;
+    free(t);
+    t = NULL;
+    if (us_bpe_encode(lm->bpe, d->ex[i].answer, strlen(d->ex[i].answer), &t, &na, &err) != US_OK)
+      return;
+    free(t);
+    int len = np + na + 3;
+    sum += len;
+    sum_answer += na + 1;
+    if (len > max) max = len;
+    if (na + 1 > max_answer) max_answer = na + 1;
+  }
+  fprintf(stderr, "tokens per example: mean %.1f, max %d; answer+EOS mean %.1f, max %d\n",
+          d->n ? (double)sum / (double)d->n : 0.0, max,
+          d->n ? (double)sum_answer / (double)d->n : 0.0, max_answer);
+}
+
 static int bench_snips(const opts *o) {
   dataset tr, te;
   if (!o->train || !o->test) return fprintf(stderr, "bench_lm snips: --train and --test\n"), 2;
@@ -345,6 +376,8 @@ static int bench_snips(const opts *o) {
   p.lr = o->lr;
   p.threads = o->threads;
   p.warmup_steps = o->warmup >= 0 ? o->warmup : o->steps / 20;
+  if (o->min_lr >= 0) p.min_lr_fraction = o->min_lr;
+  if (o->wd >= 0) p.weight_decay = o->wd;
   p.progress = print_progress;
   us_lm *lm = NULL;
   us_err err;
@@ -355,6 +388,7 @@ static int bench_snips(const opts *o) {
   }
   double train_sec = us_now() - t0, train_cpu = us_cpu_time() - c0;
   if (o->out && us_lm_save(lm, o->out, &err) != US_OK) fprintf(stderr, "bench_lm: %s\n", err.msg);
+  token_lengths(lm, &tr);
   us_lm_gen_params gp;
   us_lm_gen_params_defaults(&gp);
   size_t n_test = o->limit > 0 && (size_t)o->limit < te.n ? (size_t)o->limit : te.n;

@@ -15,7 +15,7 @@ trap 'kill "$mock_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 sed 's/"label":/"answer":/' demo/messages.jsonl >"$work/answers.jsonl"
 "$mock" --port 0 --port-file "$work/port" --answers "$work/answers.jsonl" \
   --template $'Classify this message into one of: {labels}.\nAnswer with the label only.\n\nMessage:\n{text}' \
-  --answer-noise 0.05 --quiet --die-with-parent &
+  --labels "$(tr -d '[]" \n' <demo/labels.json)" --answer-noise 0.05 --quiet --die-with-parent &
 mock_pid=$!
 for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
 port=$(cat "$work/port")

@@ -19,11 +19,11 @@
 typedef struct opts {
   const char *train, *test, *out, *preset;
   int layers, dim, heads, context, batch, vocab, steps, threads, repeats, limit, warmup, tokens;
-  double lr, min_lr, wd;
+  double lr, min_lr, wd, dropout;
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-  *o = (opts){NULL, NULL, NULL, NULL, 4, 256, 4, 256, 8, 1024, 10, 2, 3, 0, -1, 64, 1e-3, -1, -1};
+  *o = (opts){NULL, NULL, NULL, NULL, 4, 256, 4, 256, 8, 1024, 10, 2, 3, 0, -1, 64, 1e-3, -1, -1, 0};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) return fprintf(stderr, "bench_lm: %s needs a value\n", a), -1;
@@ -66,6 +66,8 @@ static int parse(int argc, char **argv, opts *o) {
       o->min_lr = atof(v);
     else if (!strcmp(a, "--wd"))
       o->wd = atof(v);
+    else if (!strcmp(a, "--dropout"))
+      o->dropout = atof(v);
     else
       return fprintf(stderr, "bench_lm: unknown option %s\n", a), -1;
   }
@@ -378,6 +380,7 @@ static int bench_snips(const opts *o) {
   p.warmup_steps = o->warmup >= 0 ? o->warmup : o->steps / 20;
   if (o->min_lr >= 0) p.min_lr_fraction = o->min_lr;
   if (o->wd >= 0) p.weight_decay = o->wd;
+  p.dropout = o->dropout;
   p.progress = print_progress;
   us_lm *lm = NULL;
   us_err err;
@@ -435,7 +438,7 @@ int main(int argc, char **argv) {
             "usage: bench_lm train|gen|snips [--dim D --layers L --heads H --context T "
             "--batch B --vocab V --steps S --threads N --repeats R --tokens N]\n"
             "       bench_lm snips --train F.jsonl --test F.jsonl [--preset P] [--lr X] "
-            "[--warmup W] [--limit N] [--out MODEL]\n");
+            "[--warmup W] [--min-lr F] [--wd X] [--dropout P] [--limit N] [--out MODEL]\n");
     return 2;
   }
   if (!strcmp(argv[1], "train")) return bench_train(&o);

@@ -151,6 +151,7 @@ static void lm_params_from_config(const us_config *c, us_lm_train_params *p) {
   p->lr = c->student.lm_lr;
   p->weight_decay = c->student.weight_decay;
   p->grad_clip = c->student.grad_clip;
+  p->dropout = c->student.dropout;
   p->checkpoint_every = c->student.checkpoint_every;
   p->seed = c->student.seed;
   p->threads = c->student.threads;
@@ -180,6 +181,8 @@ static void fingerprint_settings(const us_config *c, us_buf *fp) {
                   p.preset ? p.preset : "-", p.layers, p.dim, p.heads, p.context, p.vocab_size,
                   p.steps, p.batch_size, p.warmup_steps, p.lr, p.weight_decay, p.grad_clip,
                   (unsigned long long)p.seed);
+    /* only when set, so workspaces trained before dropout existed stay up to date */
+    if (p.dropout > 0) us_buf_printf(fp, "dropout=%g\n", p.dropout);
   }
 }
 

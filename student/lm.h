@@ -83,6 +83,7 @@ typedef struct us_lm_train_params {
   double weight_decay;             /* AdamW, on matrices only; default 0.1 */
   double beta1, beta2, eps;        /* default 0.9, 0.95, 1e-8 */
   double grad_clip;                /* global norm; 0 disables; default 1.0 */
+  double dropout;                  /* on embeddings, attention and SwiGLU outputs; default 0 */
   int checkpoint_every;            /* steps; 0: never */
   const char *checkpoint_path;     /* where checkpoints go (model file + training state) */
   bool resume;                     /* continue from checkpoint_path when it exists */

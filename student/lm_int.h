@@ -72,10 +72,23 @@ typedef struct us__lm_acts {
   float *dh13;                /* (B*T, 2F) */
   float *dhact;               /* (B*T, F) */
   float *dscore;              /* (T, T) */
+  /* Dropout, training only (inverted: kept units scaled by 1 / (1 - p), so inference needs no
+   * change). With drop_p > 0 each forward draws fresh masks from drop_rng for the token
+   * embeddings, the input of each attention output projection and of each SwiGLU down
+   * projection, and the backward reuses them. Allocated by us__lm_acts_dropout; NULL otherwise. */
+  float drop_p;
+  us_rng drop_rng;
+  float *drop_emb; /* (B*T, C) */
+  float *drop_att; /* (L, B*T, C) 0 or 1 / (1 - p) */
+  float *drop_ffn; /* (L, B*T, F) */
 } us__lm_acts;
 
 us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, us_err *err);
 void us__lm_acts_free(us__lm_acts *a);
+/* Turns dropout on with probability p in [0, 1) (0: off) for activations made by acts_new. */
+us_status us__lm_acts_dropout(us__lm_acts *a, const us_lm_config *c, float p, us_err *err);
+/* x *= mask, with a fresh mask of n entries: each 0 with probability p, else 1 / (1 - p). */
+void us__lm_dropout_forward(float *x, float *mask, size_t n, float p, us_rng *r);
 
 /* Layers. N = rows; forward writes its outputs, backward ADDS into dx/dw where noted. */
 void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C);

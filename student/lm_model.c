@@ -198,7 +198,39 @@ us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, u
 
 void us__lm_acts_free(us__lm_acts *a) {
   free(a->block);
+  free(a->drop_emb);
+  free(a->drop_att);
+  free(a->drop_ffn);
   memset(a, 0, sizeof *a);
+}
+
+us_status us__lm_acts_dropout(us__lm_acts *a, const us_lm_config *c, float p, us_err *err) {
+  if (!(p >= 0.0f && p < 1.0f))
+    return us_err_set(err, US_ERR_CONFIG, "lm: dropout %g outside [0, 1)", (double)p);
+  a->drop_p = p;
+  if (p == 0.0f) return US_OK;
+  size_t N = (size_t)a->B * (size_t)a->T, L = (size_t)c->layers;
+  if (!a->drop_emb) a->drop_emb = malloc(N * (size_t)c->dim * sizeof(float));
+  if (!a->drop_att) a->drop_att = malloc(L * N * (size_t)c->dim * sizeof(float));
+  if (!a->drop_ffn) a->drop_ffn = malloc(L * N * (size_t)c->hidden * sizeof(float));
+  if (!a->drop_emb || !a->drop_att || !a->drop_ffn)
+    return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the dropout masks");
+  return US_OK;
+}
+
+void us__lm_dropout_forward(float *x, float *mask, size_t n, float p, us_rng *r) {
+  /* four 16-bit draws per random word; a unit drops when its draw is below p * 65536 */
+  uint32_t below = (uint32_t)(p * 65536.0f + 0.5f);
+  float keep = 1.0f / (1.0f - p);
+  for (size_t i = 0; i < n; i += 4) {
+    uint64_t u = us_rng_u64(r);
+    size_t end = n - i < 4 ? n - i : 4;
+    for (size_t k = 0; k < end; k++, u >>= 16) {
+      float m = (uint32_t)(u & 0xffffu) < below ? 0.0f : keep;
+      mask[i + k] = m;
+      x[i + k] *= m;
+    }
+  }
 }
 
 /* ---- layers ---- */
@@ -373,6 +405,7 @@ double us__lm_forward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch
   size_t NC = (size_t)N * C;
   for (int n = 0; n < N; n++)
     memcpy(a->x + (size_t)n * C, w->wte + (size_t)batch->tokens[n] * C, (size_t)C * sizeof(float));
+  if (a->drop_p > 0.0f) us__lm_dropout_forward(a->x, a->drop_emb, NC, a->drop_p, &a->drop_rng);
   for (int l = 0; l < c->layers; l++) {
     float *xin = a->x + l * NC, *xout = a->x + (l + 1) * NC;
     float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
@@ -386,12 +419,17 @@ double us__lm_forward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch
     us_blas_sgemm(false, true, N, 3 * C, C, 1.0f, ln1, C, wqkv, C, 0.0f, qkv, 3 * C);
     us__lm_rope(qkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, 1);
     us__lm_attention_forward(atty, att, qkv, batch->doc, B, T, C, NH);
+    if (a->drop_p > 0.0f)
+      us__lm_dropout_forward(atty, a->drop_att + l * NC, NC, a->drop_p, &a->drop_rng);
     memcpy(xmid, xin, NC * sizeof(float));
     us_blas_sgemm(false, true, N, C, C, 1.0f, atty, C, wo, C, 1.0f, xmid, C);
     /* feed-forward block: xout = xmid + W2 swiglu(W13 rmsnorm(xmid)) */
     us__lm_rmsnorm_forward(ln2, a->rstd2 + (size_t)l * N, xmid, w->ln2 + (size_t)l * C, N, C);
     us_blas_sgemm(false, true, N, 2 * F, C, 1.0f, ln2, C, w13, C, 0.0f, h13, 2 * F);
     us__lm_swiglu_forward(hact, h13, N, F);
+    if (a->drop_p > 0.0f)
+      us__lm_dropout_forward(hact, a->drop_ffn + (size_t)l * N * F, (size_t)N * F, a->drop_p,
+                             &a->drop_rng);
     memcpy(xout, xmid, NC * sizeof(float));
     us_blas_sgemm(false, true, N, C, F, 1.0f, hact, F, w2, F, 1.0f, xout, C);
   }
@@ -423,6 +461,10 @@ void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch,
     memcpy(a->dxmid, a->dx, NC * sizeof(float));
     us_blas_sgemm(true, false, C, F, N, 1.0f, a->dx, C, hact, F, 1.0f, g->w2 + lw * C * F, F);
     us_blas_sgemm(false, false, N, F, C, 1.0f, a->dx, C, w->w2 + lw * C * F, F, 0.0f, a->dhact, F);
+    if (a->drop_p > 0.0f) {
+      const float *m = a->drop_ffn + lw * N * F;
+      for (size_t i = 0; i < (size_t)N * F; i++) a->dhact[i] *= m[i];
+    }
     us__lm_swiglu_backward(a->dh13, a->dhact, h13, N, F);
     us_blas_sgemm(true, false, 2 * F, C, N, 1.0f, a->dh13, 2 * F, ln2, C, 1.0f,
                   g->w13 + lw * 2 * F * C, C);
@@ -435,6 +477,10 @@ void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch,
     us_blas_sgemm(true, false, C, C, N, 1.0f, a->dxmid, C, atty, C, 1.0f, g->wo + lw * C * C, C);
     us_blas_sgemm(false, false, N, C, C, 1.0f, a->dxmid, C, w->wo + lw * C * C, C, 0.0f, a->datty,
                   C);
+    if (a->drop_p > 0.0f) {
+      const float *m = a->drop_att + lw * NC;
+      for (size_t i = 0; i < NC; i++) a->datty[i] *= m[i];
+    }
     us__lm_attention_backward(a->dqkv, a->dscore, a->datty, qkv, att, B, T, C, NH);
     us__lm_rope(a->dqkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, -1);
     us_blas_sgemm(true, false, 3 * C, C, N, 1.0f, a->dqkv, 3 * C, ln1, C, 1.0f,
@@ -445,6 +491,8 @@ void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch,
                             N, C);
   }
   /* token embeddings (tied with the output layer above) */
+  if (a->drop_p > 0.0f)
+    for (size_t i = 0; i < NC; i++) a->dx[i] *= a->drop_emb[i];
   for (int n = 0; n < N; n++) {
     float *row = g->wte + (size_t)batch->tokens[n] * C;
     const float *d = a->dx + (size_t)n * C;

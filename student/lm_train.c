@@ -250,6 +250,7 @@ static us_status trainer_alloc(trainer *t, us_err *err) {
   t->T = c->context;
   size_t N = (size_t)t->B * t->T;
   us_status st = us__lm_acts_new(c, t->B, t->T, &t->acts, err);
+  if (st == US_OK) st = us__lm_acts_dropout(&t->acts, c, (float)t->p->dropout, err);
   if (st != US_OK) return st;
   t->batch.tokens = malloc(N * sizeof(int32_t));
   t->batch.targets = malloc(N * sizeof(int32_t));
@@ -285,6 +286,8 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
                       us_lm **out, us_err *err) {
   *out = NULL;
   if (n == 0) return us_err_set(err, US_ERR_INPUT, "lm: no training examples");
+  if (!(p->dropout >= 0.0 && p->dropout < 0.95))
+    return us_err_set(err, US_ERR_CONFIG, "lm: dropout %g outside [0, 0.95)", p->dropout);
   if (p->batch_size < 1 || p->steps < 0 || p->warmup_steps < 0 || p->lr <= 0)
     return us_err_set(err, US_ERR_CONFIG,
                       "lm: batch_size %d, steps %d, warmup %d, lr %g: expected positive values",
@@ -304,6 +307,8 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
   long first = (long)t.ts.step;
   for (long step = first; step < p->steps; step++) {
     next_batch(&t);
+    /* dropout masks depend only on the seed and the step, so a resumed run draws the same ones */
+    us_rng_seed(&t.acts.drop_rng, t.ts.seed ^ (0xD1B54A32D192ED03ull * ((uint64_t)step + 1)));
     double loss = us__lm_forward(t.lm, &t.acts, &t.batch, t.B, t.T);
     memset(t.grad, 0, t.lm->n_params * sizeof(float));
     us__lm_backward(t.lm, &t.acts, &t.batch, t.B, t.T, &t.g);

@@ -205,8 +205,9 @@ static void tiny_batch(batch_store *s) {
   s->b = (us__lm_batch){s->tokens, s->targets, s->mask, s->pos, s->doc};
 }
 
-static void model_gradients_should_match_finite_differences(void **state) {
-  (void)state;
+/* Central differences of the whole model's loss against its backward pass. With dropout the
+ * mask generator is reseeded before every forward, so each evaluation drops the same units. */
+static void check_model_gradients(float dropout) {
   us_blas_set_threads(1);
   us_lm *lm = tiny_model(2, 8, 2, 6, 16, 5);
   us_rng r;
@@ -214,14 +215,24 @@ static void model_gradients_should_match_finite_differences(void **state) {
   fill(lm->block, lm->n_params, &r, 0.3f); /* larger than the init, so every path matters */
   us__lm_acts a;
   assert_int_equal(us__lm_acts_new(&lm->config, 2, 6, &a, NULL), US_OK);
+  assert_int_equal(us__lm_acts_dropout(&a, &lm->config, dropout, NULL), US_OK);
   batch_store bs;
   tiny_batch(&bs);
   float *grad = calloc(lm->n_params, sizeof(float));
   us__lm_params g;
   us__lm_params_point(grad, &lm->config, &g);
+  us_rng_seed(&a.drop_rng, 77);
   double loss = us__lm_forward(lm, &a, &bs.b, 2, 6);
   us__lm_backward(lm, &a, &bs.b, 2, 6, &g);
   assert_true(loss > 0.0);
+  if (dropout > 0) { /* the masks did drop something, and kept units are scaled */
+    size_t n = 2 * 6 * 8, zeros = 0;
+    for (size_t i = 0; i < n; i++) {
+      zeros += a.drop_emb[i] == 0.0f;
+      if (a.drop_emb[i] != 0.0f) assert_float_equal(a.drop_emb[i], 1.0f / (1.0f - dropout), 1e-6);
+    }
+    assert_true(zeros > 0 && zeros < n);
+  }
   /* every tensor: its first entries, a sample, and the tied embedding rows of used tokens */
   size_t sizes[8], off = 0;
   us__lm_param_sizes(&lm->config, sizes);
@@ -234,8 +245,10 @@ static void model_gradients_should_match_finite_differences(void **state) {
       if (t == 0 && k >= 8 && k < 24) i = (size_t)('a' + k % 3) * 8 + (size_t)(k % 8);
       float keep = lm->block[i];
       lm->block[i] = keep + eps;
+      us_rng_seed(&a.drop_rng, 77);
       double up = us__lm_forward(lm, &a, &bs.b, 2, 6);
       lm->block[i] = keep - eps;
+      us_rng_seed(&a.drop_rng, 77);
       double down = us__lm_forward(lm, &a, &bs.b, 2, 6);
       lm->block[i] = keep;
       bad += check_grad("param", i, grad[i], (up - down) / (2 * eps));
@@ -250,6 +263,50 @@ static void model_gradients_should_match_finite_differences(void **state) {
   free(grad);
   us__lm_acts_free(&a);
   us_lm_free(lm);
+}
+
+static void model_gradients_should_match_finite_differences(void **state) {
+  (void)state;
+  check_model_gradients(0.0f);
+}
+
+static void model_gradients_with_dropout_should_match_finite_differences(void **state) {
+  (void)state;
+  check_model_gradients(0.3f);
+}
+
+static void dropout_should_drop_at_its_rate_and_keep_the_mean(void **state) {
+  (void)state;
+  enum { n = 200001 }; /* odd: the last random word is used in part */
+  float *x = malloc(n * sizeof *x), *mask = malloc(n * sizeof *mask);
+  us_rng r;
+  us_rng_seed(&r, 3);
+  const float ps[3] = {0.1f, 0.25f, 0.5f};
+  for (int k = 0; k < 3; k++) {
+    for (size_t i = 0; i < n; i++) x[i] = 2.0f;
+    us__lm_dropout_forward(x, mask, n, ps[k], &r);
+    size_t zeros = 0;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+      zeros += x[i] == 0.0f;
+      sum += x[i];
+      assert_float_equal(x[i], 2.0f * mask[i], 0.0);
+    }
+    /* binomial: 5 standard deviations are under 0.006 at this n */
+    assert_true(fabs((double)zeros / n - ps[k]) < 0.006);
+    assert_true(fabs(sum / n - 2.0) < 0.03);
+  }
+  us_lm_train_params p;
+  us_lm_train_params_defaults(&p);
+  p.dropout = 0.95;
+  us_lm_example ex = {"a", "b"};
+  us_lm *lm = NULL;
+  us_err err;
+  assert_int_equal(us_lm_train(&p, &ex, 1, &lm, &err), US_ERR_CONFIG);
+  assert_non_null(strstr(err.msg, "dropout"));
+  assert_null(lm);
+  free(x);
+  free(mask);
 }
 
 static void packing_should_equal_separate_rows(void **state) {
@@ -562,8 +619,7 @@ static int stop_at_six(const us_lm_progress *p, void *user) {
   return p->step >= 6;
 }
 
-static void resume_should_give_the_same_losses_as_one_run(void **state) {
-  (void)state;
+static void check_resume(float dropout) {
   make_facts();
   char ckpt[300];
   snprintf(ckpt, sizeof ckpt, "%s", tmp_file("ckpt.uslm"));
@@ -571,6 +627,7 @@ static void resume_should_give_the_same_losses_as_one_run(void **state) {
   us_lm_train_params p;
   small_params(&p, 12);
   p.warmup_steps = 3;
+  p.dropout = dropout;
   float full[12], resumed[12] = {0};
   p.losses = full;
   us_lm *a = NULL, *b = NULL;
@@ -589,9 +646,29 @@ static void resume_should_give_the_same_losses_as_one_run(void **state) {
   for (int i = 0; i < 12; i++) assert_true(full[i] == resumed[i]);
   assert_memory_equal(a->block, b->block, a->n_params * sizeof(float));
   assert_true(full[11] < full[0]);
+  if (dropout > 0) { /* the dropout run differs from one without */
+    float plain[12];
+    us_lm *c = NULL;
+    small_params(&p, 12);
+    p.warmup_steps = 3;
+    p.losses = plain;
+    assert_int_equal(us_lm_train(&p, facts, N_FACTS, &c, &err), US_OK);
+    assert_true(plain[0] != full[0] || plain[11] != full[11]);
+    us_lm_free(c);
+  }
   us_lm_free(a);
   us_lm_free(b);
   unlink(ckpt);
+}
+
+static void resume_should_give_the_same_losses_as_one_run(void **state) {
+  (void)state;
+  check_resume(0.0f);
+}
+
+static void resume_with_dropout_should_give_the_same_losses_as_one_run(void **state) {
+  (void)state;
+  check_resume(0.2f);
 }
 
 static int teardown_model(void **state) {
@@ -608,6 +685,8 @@ int main(void) {
       cmocka_unit_test(swiglu_gradients_should_match_finite_differences),
       cmocka_unit_test(masked_crossentropy_gradients_should_match_finite_differences),
       cmocka_unit_test(model_gradients_should_match_finite_differences),
+      cmocka_unit_test(model_gradients_with_dropout_should_match_finite_differences),
+      cmocka_unit_test(dropout_should_drop_at_its_rate_and_keep_the_mean),
       cmocka_unit_test(packing_should_equal_separate_rows),
       cmocka_unit_test(param_count_should_follow_the_layout),
       cmocka_unit_test(golden_should_match_pytorch_reference),
@@ -617,6 +696,7 @@ int main(void) {
       cmocka_unit_test(sampling_should_be_seeded_and_respect_limits),
       cmocka_unit_test(model_file_should_round_trip_and_refuse_damage),
       cmocka_unit_test(resume_should_give_the_same_losses_as_one_run),
+      cmocka_unit_test(resume_with_dropout_should_give_the_same_losses_as_one_run),
   };
   return cmocka_run_group_tests(tests, NULL, teardown_model);
 }

@@ -1,9 +1,11 @@
 /* understudy: the command-line tool. Dispatches to one file per command (cli/cmd_*.c). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "include/understudy.h"
+#include "student/blas.h"
 
 typedef struct command {
   const char *name;
@@ -39,6 +41,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* first, before any output: OpenBLAS may have loaded kernels older than this CPU */
+  us_blas_reexec_for_kernels(argv);
   if (argc < 2) {
     usage(stderr);
     return US_EXIT_USAGE;
@@ -50,6 +54,12 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "--version") == 0) {
     printf("understudy %s\n", US_VERSION_STRING);
+    const char *replaced = getenv("US_BLAS_REPLACED");
+    printf("OpenBLAS: %s kernels (%s)\n", us_blas_core(), us_blas_config());
+    if (replaced && getenv("OPENBLAS_CORETYPE"))
+      printf("  OpenBLAS alone picked %s kernels for this CPU; understudy chose %s (set "
+             "OPENBLAS_CORETYPE to choose yourself, or US_BLAS_KEEP_KERNELS=1 to keep its pick)\n",
+             replaced, getenv("OPENBLAS_CORETYPE"));
     return 0;
   }
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

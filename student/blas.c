@@ -3,6 +3,9 @@
 #include "student/blas.h"
 
 #include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static CBLAS_TRANSPOSE to_trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
@@ -30,6 +33,50 @@ void us_blas_sger(int m, int n, float alpha, const float *x, const float *y, flo
 }
 
 void us_blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+const char *us_blas_core(void) {
+  const char *name = openblas_get_corename();
+  return name ? name : "unknown";
+}
+
+const char *us_blas_config(void) {
+  const char *config = openblas_get_config();
+  return config ? config : "unknown";
+}
+
+static bool core_is_one_of(const char *core, const char *const *names) {
+  for (; *names; names++)
+    if (strcasecmp(core, *names) == 0) return true;
+  return false;
+}
+
+const char *us_blas_better_core(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
+  static const char *const avx2[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids",
+                                     NULL};
+  __builtin_cpu_init();
+  /* the SkylakeX kernels use AVX-512 F, BW, DQ and VL; the CPU check includes OS support */
+  bool has_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const char *core = us_blas_core();
+  if (has_avx512 && !core_is_one_of(core, avx512)) return "SkylakeX";
+  if (has_avx2 && !has_avx512 && !core_is_one_of(core, avx2)) return "Haswell";
+#endif
+  return NULL;
+}
+
+void us_blas_reexec_for_kernels(char **argv) {
+  if (getenv("OPENBLAS_CORETYPE") || getenv("US_BLAS_KEEP_KERNELS")) return;
+  const char *core = us_blas_better_core();
+  if (!core || setenv("OPENBLAS_CORETYPE", core, 1) != 0) return;
+  setenv("US_BLAS_REPLACED", us_blas_core(), 1); /* what OpenBLAS had picked, for --version */
+  execv("/proc/self/exe", argv);
+  /* exec failed (no /proc, say): carry on with the kernels already loaded */
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv("US_BLAS_REPLACED");
+}
 
 /* ---- naive references ---- */
 

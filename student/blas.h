@@ -27,6 +27,21 @@ void us_blas_sger(int m, int n, float alpha, const float *x, const float *y, flo
  * prediction per thread) set 1 so the two thread pools do not fight over the cores. */
 void us_blas_set_threads(int n);
 
+/* OpenBLAS chooses its kernels once, as it loads, from the CPU's identity. A release older than
+ * the CPU (Debian 12's 0.3.21 on Sapphire Rapids, or a VM that reports a generic model) falls
+ * back to "Prescott" SSE3 kernels, 3-5x slower than the AVX-512 or AVX2 ones the CPU can run.
+ * us_blas_core: the kernels in use (e.g. "SkylakeX"); us_blas_config: OpenBLAS's build line.
+ * us_blas_better_core: the OPENBLAS_CORETYPE value this CPU should use ("SkylakeX" or "Haswell")
+ * when the loaded kernels are older than the CPU's instruction set, else NULL. */
+const char *us_blas_core(void);
+const char *us_blas_config(void);
+const char *us_blas_better_core(void);
+/* For a program's main, before anything else: when us_blas_better_core is non-NULL and neither
+ * OPENBLAS_CORETYPE nor US_BLAS_KEEP_KERNELS is set, sets OPENBLAS_CORETYPE and re-executes the
+ * program once (same pid, arguments and environment otherwise) so OpenBLAS loads the faster
+ * kernels; US_BLAS_REPLACED then names the kernels OpenBLAS had picked on its own. Returns when nothing needed doing or the exec failed (then the slower kernels stay). */
+void us_blas_reexec_for_kernels(char **argv);
+
 /* Naive references with the same contracts, for tests (and as the specification). */
 void us_blas_ref_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, const float *b, int ldb, float beta, float *c,

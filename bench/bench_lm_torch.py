@@ -7,7 +7,11 @@ of steps, 2 threads. Prints one JSON line with the median step time and tokens/s
 usage: /usr/bin/python3 bench/bench_lm_torch.py [--dim 256] [--layers 4] [--heads 4]
        [--context 128] [--batch 8] [--vocab 1024] [--steps 10] [--threads 2]
 (Debian's python3-torch; the pyenv python3 first on PATH has no torch.)
+Debian's torch does its matrix products in the same OpenBLAS as understudy: run both with the
+same OPENBLAS_CORETYPE (bench/bench_lm.sh does), since OpenBLAS 0.3.21 alone may pick SSE3
+kernels on a CPU it does not know. The kernels used are printed as "blas_core".
 """
+import ctypes
 import argparse
 import json
 import math
@@ -97,8 +101,15 @@ def main():
         if step > 0:
             times.append(time.perf_counter() - t0)
     t = statistics.median(times)
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        core = lib.openblas_get_corename().decode()
+    except OSError:
+        core = "unknown"
     n_params = sum(p.numel() for p in model.parameters())
-    print(json.dumps({"bench": "lm_train_torch", "torch": torch.__version__, "layers": a.layers,
+    print(json.dumps({"bench": "lm_train_torch", "torch": torch.__version__,
+                      "blas_core": core, "layers": a.layers,
                       "dim": a.dim, "heads": a.heads, "context": T, "batch": B, "vocab": V,
                       "params": n_params, "threads": a.threads, "steps": a.steps,
                       "step_sec_median": round(t, 4), "tokens_per_sec": round(B * T / t),

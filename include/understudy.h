@@ -54,4 +54,14 @@ void us_model_free(us_model *m);
  * us_lm_train and us_lm_save for the pipeline. One us_lm per thread for generation. */
 #include "student/lm.h"
 
+/* ---- OpenBLAS kernels ----
+ *
+ * OpenBLAS picks its kernels when it loads. Debian 12's 0.3.21 falls back to SSE3 kernels, 3-5x
+ * slower, on CPUs it does not know (Sapphire Rapids; VMs reporting a generic model). Call
+ *   us_blas_reexec_for_kernels(argv);
+ * first thing in main: when the loaded kernels are older than the CPU and OPENBLAS_CORETYPE is
+ * unset, it sets it and re-executes the program once (returning otherwise). us_blas_core()
+ * names the kernels in use. */
+#include "student/blas.h"
+
 #endif

@@ -153,6 +153,7 @@ static const key_spec KEYS[] = {
     KEY("cost.requests_per_month", K_DOUBLE, cost.requests_per_month, 0, 1e15, 0),
     SECTION("quality"),
     KEY("quality.target_agreement", K_DOUBLE, quality.target_agreement, 0, 1, F_MIN_OPEN),
+    KEY("quality.confidence", K_DOUBLE, quality.confidence, 0, 0.999, 0),
 };
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -239,6 +240,7 @@ void us_config_defaults(us_config *c) {
   c->cost.cpu_usd_per_hour = 0.05;
   c->cost.requests_per_month = 1e6;
   c->quality.target_agreement = 0.95;
+  c->quality.confidence = 0.95;
 }
 
 void us_config_free(us_config *c) {

@@ -113,6 +113,8 @@ typedef struct us_config {
 
   struct {
     double target_agreement; /* default 0.95, (0, 1] */
+    double confidence;       /* default 0.95, [0, 0.999]: the cascade's lower bound must meet
+                                the target at this confidence; 0 judges on point estimates */
   } quality;
 } us_config;
 

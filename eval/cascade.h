@@ -21,6 +21,9 @@ typedef struct us_cascade_point {
   int answered;           /* examples the student answers */
   double coverage;        /* answered / n */
   double agreement;       /* combined system vs teacher: deferred examples count as agreeing */
+  double agreement_low;   /* one-sided lower confidence bound on agreement at the analysis's
+                             confidence level (Wilson, over all n examples); 1 for teacher only,
+                             equal to agreement at level 0 */
   double gold_accuracy;   /* combined system vs gold over examples with gold; 0 if no gold */
   double usd_per_request; /* student cost (it runs first on every request, unless teacher only)
                              + (1 - coverage) x teacher cost */
@@ -45,6 +48,8 @@ typedef struct us_cascade_inputs {
   double student_usd_per_request;
   double teacher_usd_per_request;
   double target_agreement; /* quality.target_agreement, in (0, 1] */
+  double confidence_level; /* quality.confidence in [0, 1): a threshold is recommended only when
+                              its agreement_low meets the target; 0 judges on the point estimate */
 } us_cascade_inputs;
 
 typedef struct us_cascade {
@@ -56,11 +61,12 @@ typedef struct us_cascade {
   int recommended;  /* index of the recommended point; teacher_only when staying */
   us_cascade_verdict verdict;
   double target_agreement;
+  double confidence_level; /* as given in the inputs */
   int n;
   bool has_gold;
   int n_gold;
-  int best_quality_threshold_point; /* point with coverage > 0 of highest agreement (for the
-                                       message when none meets the target); -1 if n is 0 */
+  int best_quality_threshold_point; /* point with coverage > 0 of highest agreement_low (for
+                                       the message when none meets the target); -1 if n is 0 */
 } us_cascade;
 
 /* Computes every point and the recommendation. Caller frees out with us_cascade_free (also on

@@ -465,6 +465,7 @@ static us_status build_cascade(const us_config *c, us_eval_data *d, us_err *err)
       .student_usd_per_request = d->cost.student_usd_per_request,
       .teacher_usd_per_request = d->cost.teacher_usd_per_request,
       .target_agreement = c->quality.target_agreement,
+      .confidence_level = c->quality.confidence,
   };
   us_status st = us_cascade_compute(&in, &d->cascade, err);
   d->has_cascade = true;

@@ -109,7 +109,7 @@ static void fill_quality(const us_report *r, us__headline *h) {
 static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) {
   const us_cascade *k = r->cascade;
   const us_cascade_point *p = us__report_recommended(r);
-  char cov[32], agr[32], usd[48], target[32];
+  char cov[32], agr[96], usd[48], target[32];
   if (!k || !p) {
     snprintf(h->cascade, sizeof h->cascade, "not analysed");
     snprintf(h->verdict, sizeof h->verdict, "no cascade analysis: judge from the figures below");
@@ -123,6 +123,13 @@ static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) 
   us__report_pct(target, sizeof target, k->target_agreement);
   us__report_pct(cov, sizeof cov, p->coverage);
   us__report_pct(agr, sizeof agr, p->agreement);
+  if (k->confidence_level > 0) { /* "93.1%" becomes "93.1% (at least 91.8% with 95% confidence)" */
+    char low[32];
+    us__report_pct(low, sizeof low, p->agreement_low);
+    size_t used = strlen(agr);
+    snprintf(agr + used, sizeof agr - used, " (at least %s with %.0f%% confidence)", low,
+             k->confidence_level * 100);
+  }
   us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
   if (k->verdict == US_CASCADE_USE_CASCADE) {
     snprintf(h->cascade, sizeof h->cascade,
@@ -137,10 +144,19 @@ static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) 
     const us_cascade_point *b = &k->points[k->best_quality_threshold_point];
     us__report_pct(agr, sizeof agr, b->agreement);
     us__report_pct(cov, sizeof cov, b->coverage);
-    snprintf(h->cascade, sizeof h->cascade,
-             "none: no threshold reaches the %s target (the best, %s agreement, lets the student "
-             "answer only %s); stay with the teacher",
-             target, agr, cov);
+    if (k->confidence_level > 0) {
+      char low[32];
+      us__report_pct(low, sizeof low, b->agreement_low);
+      snprintf(h->cascade, sizeof h->cascade,
+               "none: no threshold is shown to reach the %s target with %.0f%% confidence (the "
+               "best, %s agreement, at least %s, lets the student answer %s); stay with the "
+               "teacher",
+               target, k->confidence_level * 100, agr, low, cov);
+    } else
+      snprintf(h->cascade, sizeof h->cascade,
+               "none: no threshold reaches the %s target (the best, %s agreement, lets the "
+               "student answer only %s); stay with the teacher",
+               target, agr, cov);
   } else {
     snprintf(h->cascade, sizeof h->cascade, "none: stay with the teacher (target %s)", target);
   }
@@ -319,15 +335,24 @@ static us_status md_cascade(const us_report *r, us_buf *o) {
   if (!k) return US_OK;
   int rows[16];
   int n = us_cascade_table_rows(k, 16, rows);
+  bool bound = k->confidence_level > 0;
+  char rule[160] = "";
+  if (bound)
+    snprintf(rule, sizeof rule,
+             " A threshold qualifies when the lower %.0f%% confidence bound of its agreement "
+             "meets the target.",
+             k->confidence_level * 100);
   us_status st = us_buf_printf(o,
-                               "\n## Cascade\n\nTarget agreement %.1f%%. Verdict: %s.\n\n"
-                               "| student answers when | coverage | agreement |%s cost per "
-                               "million |\n|---|---|---|%s---|\n",
-                               k->target_agreement * 100, us_cascade_verdict_str(k->verdict),
-                               k->has_gold ? " accuracy vs gold |" : "", k->has_gold ? "---|" : "");
+                               "\n## Cascade\n\nTarget agreement %.1f%%.%s Verdict: %s.\n\n"
+                               "| student answers when | coverage | agreement |%s%s cost per "
+                               "million |\n|---|---|---|%s%s---|\n",
+                               k->target_agreement * 100, rule, us_cascade_verdict_str(k->verdict),
+                               bound ? " lower bound |" : "",
+                               k->has_gold ? " accuracy vs gold |" : "", bound ? "---|" : "",
+                               k->has_gold ? "---|" : "");
   for (int i = 0; i < n && st == US_OK; i++) {
     const us_cascade_point *p = &k->points[rows[i]];
-    char when[48], usd[48], gold[32] = "";
+    char when[48], usd[48], gold[32] = "", low[32] = "";
     if (p->kind == US_CASCADE_TEACHER_ONLY)
       snprintf(when, sizeof when, "never (teacher only)");
     else if (p->kind == US_CASCADE_STUDENT_ONLY)
@@ -335,10 +360,11 @@ static us_status md_cascade(const us_report *r, us_buf *o) {
     else
       snprintf(when, sizeof when, "confidence >= %.4g", p->threshold);
     us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
+    if (bound) snprintf(low, sizeof low, " %.1f%% |", p->agreement_low * 100);
     if (k->has_gold) snprintf(gold, sizeof gold, " %.1f%% |", p->gold_accuracy * 100);
-    st = us_buf_printf(o, "| %s%s | %.1f%% | %.1f%% |%s %s |\n", when,
+    st = us_buf_printf(o, "| %s%s | %.1f%% | %.1f%% |%s%s %s |\n", when,
                        rows[i] == k->recommended ? " **(recommended)**" : "", p->coverage * 100,
-                       p->agreement * 100, gold, usd);
+                       p->agreement * 100, low, gold, usd);
   }
   return st;
 }

@@ -332,9 +332,9 @@ static us_status cascade_chart(const us_report *r, us_buf *o, us_err *err) {
   int n = k->n_points;
   double *x = malloc((size_t)n * sizeof *x), *cov = malloc((size_t)n * sizeof *cov);
   double *agr = malloc((size_t)n * sizeof *agr), *cost = malloc((size_t)n * sizeof *cost);
-  double *gold = malloc((size_t)n * sizeof *gold);
+  double *gold = malloc((size_t)n * sizeof *gold), *low = malloc((size_t)n * sizeof *low);
   us_status st = US_OK;
-  if (!x || !cov || !agr || !cost || !gold) {
+  if (!x || !cov || !agr || !cost || !gold || !low) {
     st = us_err_set(err, US_ERR_NOMEM, "report.html: out of memory");
     goto done;
   }
@@ -346,16 +346,21 @@ static us_status cascade_chart(const us_report *r, us_buf *o, us_err *err) {
     x[m] = p->threshold;
     cov[m] = p->coverage;
     agr[m] = p->agreement;
+    low[m] = p->agreement_low;
     gold[m] = p->gold_accuracy;
     cost[m] = teacher > 0 ? p->usd_per_request / teacher : NAN;
     m++;
   }
-  us_svg_line lines[4] = {
+  char low_name[64];
+  snprintf(low_name, sizeof low_name, "agreement, lower %.0f%% bound", k->confidence_level * 100);
+  us_svg_line lines[5] = {
       {"coverage", x, cov, m, BLUE, false},
       {"agreement with the teacher", x, agr, m, GREEN, false},
       {"cost as a share of teacher-only", x, cost, teacher > 0 ? m : 0, ORANGE, true},
-      {"accuracy vs gold", x, gold, k->has_gold ? m : 0, PURPLE, true},
   };
+  int n_lines = 3;
+  if (k->confidence_level > 0) lines[n_lines++] = (us_svg_line){low_name, x, low, m, GREEN, true};
+  if (k->has_gold) lines[n_lines++] = (us_svg_line){"accuracy vs gold", x, gold, m, PURPLE, true};
   char target[64], rec[96];
   snprintf(target, sizeof target, "target %.1f%%", k->target_agreement * 100);
   const us_cascade_point *p = &k->points[k->recommended];
@@ -372,7 +377,7 @@ static us_status cascade_chart(const us_report *r, us_buf *o, us_err *err) {
   c.width = 880;
   c.height = 360;
   c.lines = lines;
-  c.n_lines = k->has_gold ? 4 : 3;
+  c.n_lines = n_lines;
   c.rules = rules;
   c.n_rules = p->kind == US_CASCADE_THRESHOLD ? 2 : 1;
   st = us_svg_line_chart(o, &c, err);
@@ -382,6 +387,7 @@ done:
   free(agr);
   free(cost);
   free(gold);
+  free(low);
   return st;
 }
 
@@ -392,11 +398,12 @@ static us_status cascade_table(const us_report *r, us_buf *o) {
   us_status st = us_buf_printf(o,
                                "<table><thead><tr><th>student answers when</th>"
                                "<th class=\"num\">coverage</th><th class=\"num\">agreement</th>"
-                               "%s<th class=\"num\">cost per million</th></tr></thead><tbody>\n",
+                               "%s%s<th class=\"num\">cost per million</th></tr></thead><tbody>\n",
+                               k->confidence_level > 0 ? "<th class=\"num\">lower bound</th>" : "",
                                k->has_gold ? "<th class=\"num\">accuracy vs gold</th>" : "");
   for (int i = 0; i < n && st == US_OK; i++) {
     const us_cascade_point *p = &k->points[rows[i]];
-    char when[64], usd[48], gold[64] = "";
+    char when[64], usd[48], gold[64] = "", low[64] = "";
     if (p->kind == US_CASCADE_TEACHER_ONLY)
       snprintf(when, sizeof when, "never (teacher only)");
     else if (p->kind == US_CASCADE_STUDENT_ONLY)
@@ -404,14 +411,16 @@ static us_status cascade_table(const us_report *r, us_buf *o) {
     else
       snprintf(when, sizeof when, "confidence &ge; %.4g", p->threshold);
     us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
+    if (k->confidence_level > 0)
+      snprintf(low, sizeof low, "<td class=\"num\">%.1f%%</td>", p->agreement_low * 100);
     if (k->has_gold)
       snprintf(gold, sizeof gold, "<td class=\"num\">%.1f%%</td>", p->gold_accuracy * 100);
     st = us_buf_printf(o,
                        "<tr%s><td>%s%s</td><td class=\"num\">%.1f%%</td>"
-                       "<td class=\"num\">%.1f%%</td>%s<td class=\"num\">%s</td></tr>\n",
+                       "<td class=\"num\">%.1f%%</td>%s%s<td class=\"num\">%s</td></tr>\n",
                        rows[i] == k->recommended ? " class=\"rec\"" : "", when,
                        rows[i] == k->recommended ? " &mdash; recommended" : "", p->coverage * 100,
-                       p->agreement * 100, gold, usd);
+                       p->agreement * 100, low, gold, usd);
   }
   if (st == US_OK) st = us_buf_puts(o, "</tbody></table>\n");
   return st;

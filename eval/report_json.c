@@ -195,6 +195,7 @@ static void put_point(builder *b, cJSON *p, const us_cascade_point *pt, bool gol
   num(b, p, "answered", pt->answered);
   num(b, p, "coverage", pt->coverage);
   num(b, p, "agreement", pt->agreement);
+  num(b, p, "agreement_low", pt->agreement_low);
   if (gold)
     num(b, p, "gold_accuracy", pt->gold_accuracy);
   else
@@ -209,6 +210,7 @@ static void put_cascade(builder *b, cJSON *root, const us_cascade *k, const us_c
   }
   cJSON *o = add(b, root, "cascade", cJSON_CreateObject());
   num(b, o, "target_agreement", k->target_agreement);
+  num(b, o, "confidence", k->confidence_level);
   num(b, o, "n", k->n);
   str(b, o, "verdict", verdict_name(k->verdict));
   str(b, o, "verdict_text", us_cascade_verdict_str(k->verdict));

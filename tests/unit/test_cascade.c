@@ -20,7 +20,7 @@ static const double conf[] = {0.9, 0.8, 0.3, 0.8};
 static const double score[] = {1, 1, 0, 0};
 
 static us_cascade_inputs inputs(double target) {
-  us_cascade_inputs in = {4, conf, score, NULL, NULL, 0.01, 1.0, target};
+  us_cascade_inputs in = {4, conf, score, NULL, NULL, 0.01, 1.0, target, 0};
   return in;
 }
 
@@ -122,7 +122,7 @@ static void cascade_should_score_the_combined_system_against_gold(void **state) 
 
 static void cascade_should_handle_no_data_and_bad_input(void **state) {
   (void)state;
-  us_cascade_inputs in = {0, NULL, NULL, NULL, NULL, 0.01, 1.0, 0.9};
+  us_cascade_inputs in = {0, NULL, NULL, NULL, NULL, 0.01, 1.0, 0.9, 0.95};
   us_cascade c;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.verdict, US_CASCADE_STAY_NO_DATA);
@@ -132,6 +132,71 @@ static void cascade_should_handle_no_data_and_bad_input(void **state) {
   us_err err;
   assert_int_equal(us_cascade_compute(&in, &c, &err), US_ERR_INPUT);
   us_cascade_free(&c);
+  in = inputs(0.9);
+  in.confidence_level = 1.0;
+  assert_int_equal(us_cascade_compute(&in, &c, &err), US_ERR_INPUT);
+  assert_non_null(strstr(err.msg, "quality.confidence"));
+  us_cascade_free(&c);
+}
+
+/* The case seen end to end: on 58 test prompts the two most confident answers are wrong. Measured,
+ * letting the student answer the five most confident gives 56/58 = 96.6% and meets a 95% target;
+ * at 95% confidence the bound is about 90.1% and the recommendation is to stay with the teacher. */
+static void lower_bound_should_not_trust_a_handful_of_answers(void **state) {
+  (void)state;
+  enum { N = 58 };
+  double cf[N], sc[N];
+  for (int i = 0; i < N; i++) {
+    cf[i] = 1.0 - (double)i / N;
+    sc[i] = i >= 2 && i % 5 != 0; /* the two most confident wrong, then 1 in 5 */
+  }
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 1.0, 0.95, 0};
+  us_cascade c;
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_int_equal(c.verdict, US_CASCADE_USE_CASCADE); /* on the point estimate */
+  assert_int_equal(c.points[c.recommended].answered, 5);
+  NEAR(c.points[c.recommended].agreement, 56.0 / 58);
+  NEAR(c.points[c.recommended].agreement_low, 56.0 / 58);
+  us_cascade_free(&c);
+  in.confidence_level = 0.95;
+  assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
+  assert_int_equal(c.verdict, US_CASCADE_STAY_BELOW_TARGET);
+  assert_int_equal(c.recommended, c.teacher_only);
+  NEAR(c.points[0].agreement_low, 1.0);
+  /* one-sided Wilson at z = 1.64485 for 56 of 58, worked by hand: 0.90102 */
+  assert_int_equal(c.points[2].answered, 2);
+  assert_true(fabs(c.points[2].agreement_low - 0.90102) < 5e-5);
+  for (int k = 1; k < c.n_points; k++) assert_true(c.points[k].agreement_low < c.points[k].agreement);
+  us_cascade_free(&c);
+}
+
+/* With enough prompts the bound is close to the measure and a cascade is still recommended,
+ * one that answers less than the point estimate would (its errors must stay under the bound). */
+static void lower_bound_should_pick_a_safer_threshold_on_many_prompts(void **state) {
+  (void)state;
+  enum { N = 4000 };
+  static double cf[N], sc[N];
+  for (int i = 0; i < N; i++) {
+    cf[i] = 1.0 - (double)i / N;
+    sc[i] = (i % 100) >= (i < N / 2 ? 1 : 40); /* 1% wrong in the confident half, 40% after */
+  }
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, 0.97, 0};
+  us_cascade measured, bounded;
+  assert_int_equal(us_cascade_compute(&in, &measured, NULL), US_OK);
+  in.confidence_level = 0.95;
+  assert_int_equal(us_cascade_compute(&in, &bounded, NULL), US_OK);
+  assert_int_equal(measured.verdict, US_CASCADE_USE_CASCADE);
+  assert_int_equal(bounded.verdict, US_CASCADE_USE_CASCADE);
+  const us_cascade_point *m = &measured.points[measured.recommended];
+  const us_cascade_point *b = &bounded.points[bounded.recommended];
+  assert_true(b->answered < m->answered);
+  assert_true(b->answered > N / 2); /* still well past the clean half */
+  assert_true(b->agreement_low >= 0.97 && b->agreement > b->agreement_low);
+  assert_true(b->agreement - b->agreement_low < 0.01);
+  /* the next threshold down has its bound under the target (the pick is the cheapest) */
+  assert_true(bounded.points[bounded.recommended + 1].agreement_low < 0.97);
+  us_cascade_free(&measured);
+  us_cascade_free(&bounded);
 }
 
 static void table_rows_should_keep_the_fixed_and_recommended_points(void **state) {
@@ -142,7 +207,7 @@ static void table_rows_should_keep_the_fixed_and_recommended_points(void **state
     cf[i] = (double)i / N;
     sc[i] = i >= 40; /* the 40 least confident are wrong */
   }
-  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, 0.9};
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, 0.9, 0};
   us_cascade c;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.n_points, N + 2);
@@ -173,6 +238,8 @@ int main(void) {
       cmocka_unit_test(cascade_should_score_the_combined_system_against_gold),
       cmocka_unit_test(cascade_should_handle_no_data_and_bad_input),
       cmocka_unit_test(table_rows_should_keep_the_fixed_and_recommended_points),
+      cmocka_unit_test(lower_bound_should_not_trust_a_handful_of_answers),
+      cmocka_unit_test(lower_bound_should_pick_a_safer_threshold_on_many_prompts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

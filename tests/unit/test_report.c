@@ -97,7 +97,8 @@ static void build(sample *s, double quality, double target, int overconfident) {
                           s->teacher_gold,
                           s->cost.student_usd_per_request,
                           s->cost.teacher_usd_per_request,
-                          target};
+                          target,
+                          0.95};
   assert_int_equal(us_cascade_compute(&in, &s->cascade, &err), US_OK);
   for (int e = 0; e < EPOCHS; e++) {
     s->epochs[e] = e + 1;
@@ -177,8 +178,12 @@ static void html_should_show_user_text_only_escaped(void **state) {
   assert_non_null(strstr(html, "aria-label=\"Total cost against requests served"));
   assert_non_null(strstr(html, "aria-label=\"Cascade: coverage"));
   assert_non_null(strstr(html, "aria-label=\"F1 per label, weakest first\""));
+  assert_non_null(strstr(html, "<th class=\"num\">lower bound</th>"));
+  assert_non_null(strstr(html, "agreement, lower 95% bound"));
   free(html);
   char *md = render(&s->report, us_report_markdown);
+  assert_non_null(strstr(md, "lower 95% confidence bound of its agreement"));
+  assert_non_null(strstr(md, "| lower bound |"));
   assert_false(contains_ci(md, "<script"));
   assert_false(contains_ci(md, "<img"));
   assert_non_null(strstr(md, "&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -215,6 +220,11 @@ static void json_should_parse_and_hold_user_text_verbatim(void **state) {
   const cJSON *cascade = at(root, "cascade");
   assert_int_equal(cJSON_GetArraySize(at(cascade, "points")), s->cascade.n_points);
   assert_true(cJSON_IsNull(at(cJSON_GetArrayItem(at(cascade, "points"), 0), "threshold")));
+  /* the confidence bound: recorded, and below the measure for the student alone */
+  assert_true(fabs(at(cascade, "confidence")->valuedouble - 0.95) < 1e-12);
+  const cJSON *alone = cJSON_GetArrayItem(at(cascade, "points"), s->cascade.student_only);
+  assert_true(at(alone, "agreement_low")->valuedouble < at(alone, "agreement")->valuedouble);
+  assert_true(at(alone, "agreement_low")->valuedouble > 0.5);
   assert_int_equal(cJSON_GetArraySize(at(at(root, "training"), "train_loss")), EPOCHS);
   assert_true(at(at(root, "cost"), "size_ratio")->valuedouble > 90000);
   cJSON_Delete(root);
@@ -339,7 +349,7 @@ static void writers_should_handle_an_empty_and_a_generation_report(void **state)
   double conf[] = {-0.05, -0.4, -2.5}, score[3];
   for (int i = 0; i < 3; i++) score[i] = us_metrics_exact_match(pred[i], ref[i]);
   us_cascade cascade;
-  us_cascade_inputs in = {3, conf, score, NULL, NULL, 1e-5, 1e-3, 0.9};
+  us_cascade_inputs in = {3, conf, score, NULL, NULL, 1e-5, 1e-3, 0.9, 0};
   assert_int_equal(us_cascade_compute(&in, &cascade, NULL), US_OK);
   assert_int_equal(cascade.verdict, US_CASCADE_USE_CASCADE);
   r.task = US_TASK_GENERATE;

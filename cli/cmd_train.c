@@ -43,14 +43,19 @@ int us_cmd_train(int argc, char **argv) {
     if (s.up_to_date)
       printf("train: %s is up to date (%lld examples; --force retrains)\n", s.model_path,
              (long long)s.n_train);
-    else
+    else if (c.task.type == US_TASK_CLASSIFY)
       printf(
           "train: %s: trained on %lld examples, %lld held out for early stopping (%lld "
-          "trained on the teacher's soft distribution); %d %s; best validation accuracy "
+          "trained on the teacher's soft distribution); %d epochs; best validation accuracy "
           "%.2f%%; %.1f s (%.1f CPU s); %lld parameters, %.1f MB\n",
           s.model_path, (long long)s.n_train, (long long)s.n_valid, (long long)s.n_soft, s.epochs,
-          c.task.type == US_TASK_CLASSIFY ? "epochs" : "steps", 100 * s.best_valid_acc, s.wall_s,
-          s.cpu_s, (long long)s.params, (double)s.model_bytes / 1e6);
+          100 * s.best_valid_acc, s.wall_s, s.cpu_s, (long long)s.params,
+          (double)s.model_bytes / 1e6);
+    else /* the language model has no held-out slice, soft targets or validation accuracy */
+      printf("train: %s: trained on %lld examples; %d steps; %.1f s (%.1f CPU s); %lld "
+             "parameters, %.1f MB\n",
+             s.model_path, (long long)s.n_train, s.epochs, s.wall_s, s.cpu_s, (long long)s.params,
+             (double)s.model_bytes / 1e6);
     if (s.skipped_unparsed || s.skipped_missing)
       printf(
           "train: skipped %lld prompts whose teacher answer named no label and %lld with no "

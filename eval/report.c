@@ -123,22 +123,26 @@ static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) 
   us__report_pct(target, sizeof target, k->target_agreement);
   us__report_pct(cov, sizeof cov, p->coverage);
   us__report_pct(agr, sizeof agr, p->agreement);
-  if (k->confidence_level > 0) { /* "93.1%" becomes "93.1% (at least 91.8% with 95% confidence)" */
+  if (k->confidence_level > 0) { /* "93.1%" becomes "93.1% agreement, at least 91.8% with 95%
+                                   confidence" and the target follows after a semicolon */
     char low[32];
     us__report_pct(low, sizeof low, p->agreement_low);
     size_t used = strlen(agr);
-    snprintf(agr + used, sizeof agr - used, " (at least %s with %.0f%% confidence)", low,
+    snprintf(agr + used, sizeof agr - used, " agreement (at least %s with %.0f%% confidence;", low,
              k->confidence_level * 100);
+  } else {
+    size_t used = strlen(agr);
+    snprintf(agr + used, sizeof agr - used, " agreement (");
   }
   us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
   if (k->verdict == US_CASCADE_USE_CASCADE) {
     snprintf(h->cascade, sizeof h->cascade,
              "student answers %s of requests (confidence >= %.4g), the teacher the rest: "
-             "%s agreement (target %s), %s per million requests",
+             "%s target %s), %s per million requests",
              cov, p->threshold, agr, target, usd);
   } else if (k->verdict == US_CASCADE_USE_STUDENT) {
     snprintf(h->cascade, sizeof h->cascade,
-             "the student alone: %s agreement (target %s), %s per million requests", agr, target,
+             "the student alone: %s target %s), %s per million requests", agr, target,
              usd);
   } else if (k->best_quality_threshold_point >= 0 && k->verdict == US_CASCADE_STAY_BELOW_TARGET) {
     const us_cascade_point *b = &k->points[k->best_quality_threshold_point];

@@ -73,7 +73,7 @@ bench_dataset() {
   rm -rf "$W/us_speed_"* "$W/ft_speed_"* "$W/us_time_"* "$W/ft_time_"*
   mkdir -p "$W"
   echo "== $ds: exporting the split" >&2
-  "$BC" "${args[@]}" --export "$W" --no-test --set epochs=1 >/dev/null 2>&1
+  "$BC" "${args[@]}" --export "$W" --no-test --set epochs=1 --model "$W/export_student.bin" >/dev/null 2>&1
   sed 's/^__label__[^ ]* //' "$W/test.txt" >"$W/test_text.txt"
 
   echo "== $ds: fastText autotune (${AUTOTUNE_SECONDS}s on the validation slice)" >&2

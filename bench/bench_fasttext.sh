@@ -35,7 +35,7 @@ if [ ! -d "$DATA/banking77" ]; then
   exit 0
 fi
 BC=${BENCH_CLASSIFIER:-$BUILD/bench/bench_classifier}
-US_BIN=${US_BIN:-$BUILD/understudy}
+export US_BIN=${US_BIN:-$BUILD/understudy}
 if [ ! -x "$BC" ] || [ ! -x "$US_BIN" ]; then
   cmake -S "$ROOT" -B "$BUILD" >/dev/null
   cmake --build "$BUILD" -j2 --target bench_classifier understudy_cli >/dev/null

@@ -69,7 +69,17 @@ def machine():
             cpu = line.split(":", 1)[1].strip()
             break
     core = "unknown"
-    for name in ("openblas", "openblasp", ctypes.util.find_library("openblas")):
+    # the kernels the understudy binary runs (it may replace OpenBLAS's own pick: README)
+    us_bin = os.environ.get("US_BIN", "build/understudy")
+    try:
+        out = subprocess.run([us_bin, "--version"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("OpenBLAS: "):
+                core = line.split()[1]
+    except OSError:
+        pass
+    for name in () if core != "unknown" else (
+            "openblas", "openblasp", ctypes.util.find_library("openblas")):
         try:
             lib = ctypes.CDLL(name if name and name.startswith("lib") else f"lib{name}.so.0")
             lib.openblas_get_corename.restype = ctypes.c_char_p

@@ -132,6 +132,7 @@ static const key_spec KEYS[] = {
     KEY("student.threads", K_INT, student.threads, 1, 256, 0),
     KEY("student.seed", K_U64, student.seed, 0, JSON_MAX_SAFE_INT, 0),
     KEY("student.quantize", K_BOOL, student.quantize, 0, 0, 0),
+    KEY("student.calibrate", K_BOOL, student.calibrate, 0, 0, 0),
     KEY("student.min_count", K_INT, student.min_count, 1, 1000000000, 0),
     KEY("student.min_count_ngram", K_INT, student.min_count_ngram, 1, 1000000000, 0),
     KEY("student.quantize_bits", K_INT, student.quantize_bits, 4, 8, 0),
@@ -219,6 +220,7 @@ void us_config_defaults(us_config *c) {
   c->student.threads = 2;
   c->student.seed = 1;
   c->student.quantize = false;
+  c->student.calibrate = true;
   c->student.min_count = 1;
   c->student.min_count_ngram = 3;
   c->student.quantize_bits = 4;

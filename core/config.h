@@ -96,6 +96,7 @@ typedef struct us_config {
     int threads;                /* default 2 */
     uint64_t seed;              /* default 1 */
     bool quantize;              /* default false: quantised embedding table */
+    bool calibrate;        /* default true: temperature scaling on the validation slice */
     int min_count;              /* default 1: words seen fewer times get no vocabulary entry */
     int min_count_ngram;        /* default 3: n-grams seen fewer times get no row */
     int quantize_bits;          /* default 4 (or 8): bits per quantised weight */

@@ -132,6 +132,7 @@ static void classifier_params_from_config(const us_config *c, us_classifier_para
   p->threads = c->student.threads;
   p->seed = c->student.seed;
   p->quantize = c->student.quantize;
+  p->calibrate = c->student.calibrate;
   p->min_count = c->student.min_count;
   p->min_count_ngram = c->student.min_count_ngram;
   p->quantize_bits = c->student.quantize_bits;
@@ -169,8 +170,8 @@ static void fingerprint_settings(const us_config *c, us_buf *fp) {
                   p.dropout, p.epochs, p.lr, p.kd_temperature, p.label_smoothing, p.patience,
                   p.threads, (unsigned long long)p.seed, (int)p.quantize,
                   c->student.validation_fraction);
-    us_buf_printf(fp, " mc=%d mcn=%d qb=%d\n", p.min_count, p.min_count_ngram,
-                  p.quantize_bits);
+    us_buf_printf(fp, " mc=%d mcn=%d qb=%d cal=%d\n", p.min_count, p.min_count_ngram,
+                  p.quantize_bits, (int)p.calibrate);
     for (int i = 0; i < c->task.n_labels; i++) us_buf_printf(fp, "label %s\n", c->task.labels[i]);
   } else {
     us_lm_train_params p;

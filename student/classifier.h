@@ -39,6 +39,7 @@ typedef struct us_classifier_params {
   uint64_t seed;
   bool quantize; /* save the embedding table quantised, with a per-row scale */
   int quantize_bits; /* 8 (int8) or 4 (two weights a byte) for us_classifier_quantize */
+  bool calibrate;    /* temperature scaling fitted on the validation set (when there is one) */
 } us_classifier_params;
 
 /* The student's defaults (chosen by measurement on banking77; see docs/student.md). */

@@ -38,6 +38,7 @@ void us_classifier_params_defaults(us_classifier_params *p) {
   p->seed = 1;
   p->quantize = false;
   p->quantize_bits = 4;
+  p->calibrate = true;
 }
 
 void us__classifier_shapes(us_classifier *m) {

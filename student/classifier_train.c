@@ -178,6 +178,73 @@ static void evaluate(us_classifier *m, us_classifier_scratch *s, const us_exampl
   *acc = n ? (double)right / (double)n : 0;
 }
 
+/* ---- calibration ---- */
+
+/* Mean negative log-likelihood of the wanted labels under softmax(beta * logp). */
+static double scaled_nll(const float *logp, const int *want, size_t n, int L, double beta) {
+  double total = 0;
+  for (size_t i = 0; i < n; i++) {
+    const float *z = logp + i * (size_t)L;
+    double mx = -INFINITY, sum = 0;
+    for (int k = 0; k < L; k++) mx = fmax(mx, beta * z[k]);
+    for (int k = 0; k < L; k++) sum += exp(beta * z[k] - mx);
+    total += mx + log(sum) - beta * z[want[i]];
+  }
+  return n ? total / (double)n : 0;
+}
+
+/* Temperature scaling (Guo et al., 2017): label smoothing and early stopping leave the softmax
+ * under- or over-confident. One factor beta = 1/T on the output logits is fitted on the
+ * validation set by minimising the negative log-likelihood of the teacher's answers (convex in
+ * beta: golden-section search on [1/20, 20]) and folded into the output layer's weights and
+ * bias, so the argmax, the accuracy and the file format stay as they are. Log-probabilities
+ * are logits up to a per-example constant, which the softmax ignores. Returns beta (1 when
+ * there is nothing to fit). */
+static double calibrate(us_classifier *m, us_classifier_scratch *s, const us_example *ex,
+                        const example_rows *er, size_t n, float *q) {
+  int L = m->n_labels;
+  if (n == 0 || L < 2) return 1.0;
+  float *logp = malloc(n * (size_t)L * sizeof *logp);
+  int *want = malloc(n * sizeof *want);
+  double beta = 1.0;
+  if (!logp || !want) goto done; /* calibration is an improvement, not a requirement */
+  for (size_t i = 0; i < n; i++) {
+    us__classifier_forward(m, s, er->rows + er->off[i], (int)(er->off[i + 1] - er->off[i]), NULL,
+                           0);
+    us_example hard = ex[i];
+    us__classifier_target(&m->p, L, &hard, q);
+    want[i] = 0;
+    for (int k = 0; k < L; k++) {
+      logp[i * (size_t)L + k] = logf(fmaxf(s->probs[k], 1e-30f));
+      if (q[k] > q[want[i]]) want[i] = k;
+    }
+  }
+  double lo = 0.05, hi = 20.0, g = (sqrt(5.0) - 1) / 2;
+  double a = hi - g * (hi - lo), b = lo + g * (hi - lo);
+  double fa = scaled_nll(logp, want, n, L, a), fb = scaled_nll(logp, want, n, L, b);
+  for (int it = 0; it < 60; it++) {
+    if (fa <= fb) {
+      hi = b, b = a, fb = fa;
+      a = hi - g * (hi - lo);
+      fa = scaled_nll(logp, want, n, L, a);
+    } else {
+      lo = a, a = b, fa = fb;
+      b = lo + g * (hi - lo);
+      fb = scaled_nll(logp, want, n, L, b);
+    }
+  }
+  beta = 0.5 * (lo + hi);
+  if (!(scaled_nll(logp, want, n, L, beta) < scaled_nll(logp, want, n, L, 1.0))) beta = 1.0;
+  int last = m->n_layers - 1;
+  float *w = m->dense + m->dense_offset[last];
+  int64_t count = (int64_t)m->layer_out[last] * (m->layer_in[last] + 1); /* W then b */
+  for (int64_t i = 0; i < count; i++) w[i] *= (float)beta;
+done:
+  free(logp);
+  free(want);
+  return beta;
+}
+
 /* ---- setup ---- */
 
 static us_status check_examples(const us_example *ex, size_t n, int n_labels, const char *what,
@@ -387,6 +454,7 @@ us_status us_classifier_train(const us_classifier_params *p, char *const *labels
   }
   if (emb_bytes) memcpy(m->emb, t.best_emb, emb_bytes);
   memcpy(m->dense, t.best_dense, dense_bytes);
+  if (p->calibrate) calibrate(m, t.eval_scratch, valid, &t.va, n_valid, t.q);
   free_state(&t, p->threads);
   if (p->quantize) us_classifier_quantize(m);
   *out = m;

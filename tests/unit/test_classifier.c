@@ -263,6 +263,65 @@ static void training_should_keep_best_validation_epoch(void **state) {
   free_examples(valid, valid_texts, 80);
 }
 
+/* Mean top probability minus accuracy against the (noisy) labels; *predicted receives argmaxes. */
+static double confidence_gap(const us_classifier *m, const us_example *ex, int n, int *predicted) {
+  double conf = 0;
+  int right = 0;
+  float probs[4];
+  us_err err;
+  for (int i = 0; i < n; i++) {
+    assert_int_equal(us_classifier_predict(m, ex[i].text, probs, &err), US_OK);
+    int b = 0;
+    for (int k = 1; k < 4; k++)
+      if (probs[k] > probs[b]) b = k;
+    predicted[i] = b;
+    conf += probs[b];
+    right += b == ex[i].label;
+  }
+  return (conf - right) / n;
+}
+
+/* Temperature scaling on the validation set: the same predictions, and confidences that match
+ * the accuracy on texts neither training nor calibration saw (a quarter of every set's labels
+ * are replaced at random, so the best accuracy is about 81%). */
+static void calibration_should_keep_predictions_and_match_confidence_to_accuracy(void **state) {
+  (void)state;
+  enum { NT = 400, NV = 300, NE = 600 };
+  char **tt, **vt, **et;
+  us_example *train = make_examples(NT, 11, &tt), *valid = make_examples(NV, 12, &vt);
+  us_example *test = make_examples(NE, 13, &et);
+  us_rng r;
+  us_rng_seed(&r, 14);
+  us_example *sets[3] = {train, valid, test};
+  int sizes[3] = {NT, NV, NE};
+  for (int k = 0; k < 3; k++)
+    for (int i = 0; i < sizes[k]; i++)
+      if (us_rng_below(&r, 4) == 0) sets[k][i].label = (int)us_rng_below(&r, 4);
+  us_classifier_params p = small_params();
+  p.epochs = 10;
+  us_classifier *raw = NULL, *cal = NULL;
+  us_err err;
+  p.calibrate = false;
+  assert_int_equal(
+      us_classifier_train(&p, label_names, 4, train, NT, valid, NV, NULL, NULL, &raw, &err), US_OK);
+  p.calibrate = true;
+  assert_int_equal(
+      us_classifier_train(&p, label_names, 4, train, NT, valid, NV, NULL, NULL, &cal, &err), US_OK);
+  static int pred_raw[NE], pred_cal[NE];
+  double gap_raw = confidence_gap(raw, test, NE, pred_raw);
+  double gap_cal = confidence_gap(cal, test, NE, pred_cal);
+  assert_memory_equal(pred_raw, pred_cal, sizeof pred_raw);
+  print_message("confidence - accuracy on unseen texts: %.4f uncalibrated, %.4f calibrated\n",
+                gap_raw, gap_cal);
+  assert_true(fabs(gap_cal) < fabs(gap_raw));
+  assert_true(fabs(gap_cal) < 0.05);
+  us_classifier_free(raw);
+  us_classifier_free(cal);
+  free_examples(train, tt, NT);
+  free_examples(valid, vt, NV);
+  free_examples(test, et, NE);
+}
+
 static void one_thread_with_fixed_seed_should_be_bit_for_bit_reproducible(void **state) {
   (void)state;
   us_classifier_params p = small_params();
@@ -448,6 +507,7 @@ int main(void) {
       cmocka_unit_test(target_should_apply_temperature_and_smoothing),
       cmocka_unit_test(classifier_should_learn_separable_problem),
       cmocka_unit_test(training_should_keep_best_validation_epoch),
+      cmocka_unit_test(calibration_should_keep_predictions_and_match_confidence_to_accuracy),
       cmocka_unit_test(one_thread_with_fixed_seed_should_be_bit_for_bit_reproducible),
       cmocka_unit_test(train_should_refuse_bad_labels_and_params),
       cmocka_unit_test(features_should_lowercase_and_split_punctuation),

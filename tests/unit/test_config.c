@@ -143,6 +143,7 @@ static void defaults_should_match_documented_values(void **state) {
   assert_int_equal(c.student.patience, 5);
   assert_int_equal(c.student.threads, 2);
   assert_false(c.student.quantize);
+  assert_true(c.student.calibrate);
   assert_null(c.student.preset);
   assert_int_equal(c.student.layers, 4);
   assert_int_equal(c.student.lm_dim, 256);
@@ -159,6 +160,7 @@ static void defaults_should_match_documented_values(void **state) {
   assert_true(c.cost.cpu_usd_per_hour == 0.05);
   assert_true(c.cost.requests_per_month == 1e6);
   assert_true(c.quality.target_agreement == 0.95);
+  assert_true(c.quality.confidence == 0.95);
   us_config_free(&c);
   us_config_free(&c); /* twice: the first free leaves it empty */
 }
@@ -269,6 +271,7 @@ static void full_config_should_read_every_key(void **state) {
   assert_int_equal(c.student.threads, 1);
   assert_int_equal(c.student.seed, 9);
   assert_true(c.student.quantize);
+  assert_false(c.student.calibrate);
   assert_string_equal(c.student.preset, "micro");
   assert_int_equal(c.student.layers, 6);
   assert_int_equal(c.student.lm_dim, 384);
@@ -285,6 +288,7 @@ static void full_config_should_read_every_key(void **state) {
   assert_true(c.cost.cpu_usd_per_hour == 0.1);
   assert_true(c.cost.requests_per_month == 250000);
   assert_true(c.quality.target_agreement == 0.9);
+  assert_true(c.quality.confidence == 0.99);
   us_config_free(&c);
 }
 
@@ -384,6 +388,7 @@ static void out_of_range_should_name_the_range(void **state) {
                "student.hidden: expected an array of at most 4", NULL);
   expect_error(NULL, SET("quality.target_agreement=0"),
                "quality.target_agreement: expected a number in (0, 1]", NULL);
+  expect_error(NULL, SET("quality.confidence=1"), "quality.confidence", NULL);
   expect_error(NULL, SET("teacher.top_logprobs=21"),
                "teacher.top_logprobs: expected an integer in [0, 20]", NULL);
   expect_error(NULL, SET("student.minn=5", "student.maxn=3"),

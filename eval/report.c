@@ -128,7 +128,7 @@ static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) 
     char low[32];
     us__report_pct(low, sizeof low, p->agreement_low);
     size_t used = strlen(agr);
-    snprintf(agr + used, sizeof agr - used, " agreement (at least %s with %.0f%% confidence;", low,
+    snprintf(agr + used, sizeof agr - used, " agreement (at least %s with %.0f%% confidence; ", low,
              k->confidence_level * 100);
   } else {
     size_t used = strlen(agr);
@@ -138,11 +138,11 @@ static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) 
   if (k->verdict == US_CASCADE_USE_CASCADE) {
     snprintf(h->cascade, sizeof h->cascade,
              "student answers %s of requests (confidence >= %.4g), the teacher the rest: "
-             "%s target %s), %s per million requests",
+             "%starget %s), %s per million requests",
              cov, p->threshold, agr, target, usd);
   } else if (k->verdict == US_CASCADE_USE_STUDENT) {
     snprintf(h->cascade, sizeof h->cascade,
-             "the student alone: %s target %s), %s per million requests", agr, target,
+             "the student alone: %starget %s), %s per million requests", agr, target,
              usd);
   } else if (k->best_quality_threshold_point >= 0 && k->verdict == US_CASCADE_STAY_BELOW_TARGET) {
     const us_cascade_point *b = &k->points[k->best_quality_threshold_point];

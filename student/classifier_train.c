@@ -156,6 +156,15 @@ static us_status run_epoch(worker *workers, int threads, us_err *err) {
   return US_OK;
 }
 
+/* Index of the largest entry of q (n >= 1): the predicted label of probabilities, the teacher's
+ * answer of a target. */
+static int most_probable(const float *q, int n) {
+  int best = 0;
+  for (int k = 1; k < n; k++)
+    if (q[k] > q[best]) best = k;
+  return best;
+}
+
 static void evaluate(us_classifier *m, us_classifier_scratch *s, const us_example *ex,
                      const example_rows *er, size_t n, float *q, double *loss, double *acc) {
   double total = 0;
@@ -166,13 +175,7 @@ static void evaluate(us_classifier *m, us_classifier_scratch *s, const us_exampl
     us_example hard = ex[i];
     us__classifier_target(&m->p, m->n_labels, &hard, q);
     total += us__classifier_loss(m, s, q);
-    int best = 0;
-    for (int k = 1; k < m->n_labels; k++)
-      if (s->probs[k] > s->probs[best]) best = k;
-    int want = 0; /* the target's most probable label (the teacher's answer) */
-    for (int k = 1; k < m->n_labels; k++)
-      if (q[k] > q[want]) want = k;
-    right += best == want;
+    right += most_probable(s->probs, m->n_labels) == most_probable(q, m->n_labels);
   }
   *loss = n ? total / (double)n : 0;
   *acc = n ? (double)right / (double)n : 0;
@@ -213,11 +216,8 @@ static double calibrate(us_classifier *m, us_classifier_scratch *s, const us_exa
                            0);
     us_example hard = ex[i];
     us__classifier_target(&m->p, L, &hard, q);
-    want[i] = 0;
-    for (int k = 0; k < L; k++) {
-      logp[i * (size_t)L + k] = logf(fmaxf(s->probs[k], 1e-30f));
-      if (q[k] > q[want[i]]) want[i] = k;
-    }
+    want[i] = most_probable(q, L);
+    for (int k = 0; k < L; k++) logp[i * (size_t)L + k] = logf(fmaxf(s->probs[k], 1e-30f));
   }
   double lo = 0.05, hi = 20.0, g = (sqrt(5.0) - 1) / 2;
   double a = hi - g * (hi - lo), b = lo + g * (hi - lo);

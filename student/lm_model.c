@@ -398,6 +398,11 @@ void us__lm_crossentropy_backward(float *probs, const int32_t *targets, const fl
 
 /* ---- whole model ---- */
 
+/* The backward pass of dropout: dx *= the forward's mask (n entries). */
+static void dropout_backward(float *dx, const float *mask, size_t n) {
+  for (size_t i = 0; i < n; i++) dx[i] *= mask[i];
+}
+
 double us__lm_forward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch, int B, int T) {
   const us_lm_config *c = &lm->config;
   const us__lm_params *w = &lm->w;
@@ -461,10 +466,7 @@ void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch,
     memcpy(a->dxmid, a->dx, NC * sizeof(float));
     us_blas_sgemm(true, false, C, F, N, 1.0f, a->dx, C, hact, F, 1.0f, g->w2 + lw * C * F, F);
     us_blas_sgemm(false, false, N, F, C, 1.0f, a->dx, C, w->w2 + lw * C * F, F, 0.0f, a->dhact, F);
-    if (a->drop_p > 0.0f) {
-      const float *m = a->drop_ffn + lw * N * F;
-      for (size_t i = 0; i < (size_t)N * F; i++) a->dhact[i] *= m[i];
-    }
+    if (a->drop_p > 0.0f) dropout_backward(a->dhact, a->drop_ffn + lw * N * F, (size_t)N * F);
     us__lm_swiglu_backward(a->dh13, a->dhact, h13, N, F);
     us_blas_sgemm(true, false, 2 * F, C, N, 1.0f, a->dh13, 2 * F, ln2, C, 1.0f,
                   g->w13 + lw * 2 * F * C, C);
@@ -477,10 +479,7 @@ void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch,
     us_blas_sgemm(true, false, C, C, N, 1.0f, a->dxmid, C, atty, C, 1.0f, g->wo + lw * C * C, C);
     us_blas_sgemm(false, false, N, C, C, 1.0f, a->dxmid, C, w->wo + lw * C * C, C, 0.0f, a->datty,
                   C);
-    if (a->drop_p > 0.0f) {
-      const float *m = a->drop_att + lw * NC;
-      for (size_t i = 0; i < NC; i++) a->datty[i] *= m[i];
-    }
+    if (a->drop_p > 0.0f) dropout_backward(a->datty, a->drop_att + lw * NC, NC);
     us__lm_attention_backward(a->dqkv, a->dscore, a->datty, qkv, att, B, T, C, NH);
     us__lm_rope(a->dqkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, -1);
     us_blas_sgemm(true, false, 3 * C, C, N, 1.0f, a->dqkv, 3 * C, ln1, C, 1.0f,
@@ -491,8 +490,7 @@ void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch,
                             N, C);
   }
   /* token embeddings (tied with the output layer above) */
-  if (a->drop_p > 0.0f)
-    for (size_t i = 0; i < NC; i++) a->dx[i] *= a->drop_emb[i];
+  if (a->drop_p > 0.0f) dropout_backward(a->dx, a->drop_emb, NC);
   for (int n = 0; n < N; n++) {
     float *row = g->wte + (size_t)batch->tokens[n] * C;
     const float *d = a->dx + (size_t)n * C;

@@ -13,7 +13,7 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
-#include "core/config.h"
+#include "pipeline/config.h"
 #include "distill/prompts.h"
 #include "distill/teacher.h"
 

@@ -8,7 +8,7 @@
 #include "cache/cache_int.h"
 #include "core/buf.h"
 #include "core/clock.h"
-#include "core/config.h"
+#include "core/task.h"
 
 static const char *const statement_sql[US__STMT_COUNT] = {
 #define US__CACHE_STMT_SQL(name, sql) sql,

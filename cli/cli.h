@@ -7,7 +7,7 @@
 #include <stdbool.h>
 
 #include "cache/cache.h"
-#include "core/config.h"
+#include "pipeline/config.h"
 #include "core/status.h"
 
 /* Exit codes: 0 success; 1 error; 2 usage; 3 budget reached; 130 interrupted (Ctrl-C). */

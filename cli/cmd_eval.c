@@ -4,7 +4,7 @@
 
 #include "cli/cli.h"
 #include "core/buf.h"
-#include "eval/evaluate.h"
+#include "pipeline/evaluate.h"
 
 static const char usage[] =
     "usage: understudy eval CONFIG [--set key=value]... [--quiet]\n"

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "distill/train.h"
+#include "pipeline/train.h"
 
 static const char usage[] =
     "usage: understudy train CONFIG [--force] [--set key=value]... [--quiet]\n"

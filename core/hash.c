@@ -19,16 +19,29 @@ void us_sha256_hex(const void *data, size_t len, char hex[US_SHA256_HEX_LEN + 1]
   hex[64] = '\0';
 }
 
+uint64_t us_hash64_start(uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int i = 0; i < 8; i++) h = US_FNV_STEP(h, (seed >> (8 * i)) & 0xff);
+  return h;
+}
+
 uint64_t us_hash64(const void *data, size_t len, uint64_t seed) {
   const unsigned char *p = data;
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (int i = 0; i < 8; i++) {
-    h ^= (seed >> (8 * i)) & 0xff;
-    h *= 0x100000001b3ull;
-  }
-  for (size_t i = 0; i < len; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
+  uint64_t h = us_hash64_start(seed);
+  for (size_t i = 0; i < len; i++) h = US_FNV_STEP(h, p[i]);
   return h;
+}
+
+static uint64_t finalize64(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+double us_hash_fraction(const void *data, size_t len, uint64_t seed) {
+  uint64_t h = finalize64(us_hash64(data, len, seed));
+  return (double)(h >> 11) * (1.0 / 9007199254740992.0);
 }

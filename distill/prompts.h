@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "cache/cache.h"
-#include "core/config.h"
+#include "pipeline/config.h"
 
 typedef struct us_prompts_stats {
   int64_t read;        /* records read from all inputs */

@@ -6,7 +6,7 @@
 #define US_DISTILL_REQUEST_H
 
 #include "cache/cache.h"
-#include "core/config.h"
+#include "pipeline/config.h"
 
 /* Canonical JSON of any JSON text: object keys sorted by byte order at every depth, numbers and
  * strings re-serialised by cJSON, no white space. Caller frees *out. */

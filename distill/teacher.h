@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "cache/cache.h"
-#include "core/config.h"
+#include "pipeline/config.h"
 
 typedef struct us_label_stats {
   int64_t total;           /* prompts considered */

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 
 #include "core/buf.h"
-#include "core/config.h"
+#include "pipeline/config.h"
 #include "core/status.h"
 #include "eval/cascade.h"
 #include "eval/cost.h"

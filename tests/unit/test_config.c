@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/config.h"
+#include "pipeline/config.h"
 #include "student/classifier.h"
 
 /* ---- helpers --------------------------------------------------------------------------------- */

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "pipeline/config.h"
 #include "core/hash.h"
 #include "distill/request.h"
 

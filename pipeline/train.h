@@ -3,15 +3,15 @@
  * saving it to <output>/student.bin with its training curves and a "train" result in the cache.
  * The stage is idempotent: when the model file exists and was trained on the same targets with
  * the same settings (a fingerprint stored in the "train" result), it does nothing. */
-#ifndef US_DISTILL_TRAIN_H
-#define US_DISTILL_TRAIN_H
+#ifndef US_PIPELINE_TRAIN_H
+#define US_PIPELINE_TRAIN_H
 
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "cache/cache.h"
-#include "core/config.h"
+#include "pipeline/config.h"
 
 typedef struct us_train_summary {
   bool up_to_date;          /* nothing to do: the model matches its inputs */

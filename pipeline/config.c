@@ -1,6 +1,6 @@
 /* The project configuration (core/config.h): one table lists every key with its type, range and
  * place in us_config, and drives checking, "did you mean" suggestions and error key paths. */
-#include "core/config.h"
+#include "pipeline/config.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>

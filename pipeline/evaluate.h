@@ -3,13 +3,13 @@
  * (result "predictions"). Building a report reads those answers, the teacher's targets, the
  * cache's real spend and the training result, and computes the metrics, cost model and cascade.
  * Ownership: us_eval_data owns everything its report points to; free it with us_eval_data_free. */
-#ifndef US_EVAL_EVALUATE_H
-#define US_EVAL_EVALUATE_H
+#ifndef US_PIPELINE_EVALUATE_H
+#define US_PIPELINE_EVALUATE_H
 
 #include <stdint.h>
 
 #include "cache/cache.h"
-#include "core/config.h"
+#include "pipeline/config.h"
 #include "eval/report.h"
 
 typedef struct us_eval_summary {

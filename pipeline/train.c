@@ -1,5 +1,5 @@
 /* The train stage: targets from the workspace in, student.bin and its curves out. */
-#include "distill/train.h"
+#include "pipeline/train.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

@@ -2,16 +2,15 @@
  * strictly, with --set overrides. Every string in us_config is owned by it and freed by
  * us_config_free. Relative paths (output, data.inputs) are already resolved against the config
  * file's folder when us_config_load returns. */
-#ifndef US_CORE_CONFIG_H
-#define US_CORE_CONFIG_H
+#ifndef US_PIPELINE_CONFIG_H
+#define US_PIPELINE_CONFIG_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "core/status.h"
+#include "core/task.h"
 
-typedef enum { US_TASK_CLASSIFY, US_TASK_GENERATE } us_task_type;
-typedef enum { US_SPLIT_AUTO = -1, US_SPLIT_TRAIN = 0, US_SPLIT_TEST = 1 } us_split;
 
 typedef struct us_input {
   char *path;     /* resolved file or folder */
@@ -32,13 +31,7 @@ typedef struct us_config {
   char *name;   /* required; [A-Za-z0-9_.-]+ */
   char *output; /* folder; default "out/<name>" */
 
-  struct {
-    us_task_type type; /* "classify" (default) | "generate" */
-    char **labels;     /* required for classify: >= 2 distinct non-empty labels */
-    int n_labels;
-    char *instructions; /* system message; default a short instruction naming the task */
-    char *template;     /* user message; must contain {text}; {labels} is the comma list */
-  } task;
+  us_task task; /* core/task.h; strings owned by the config */
 
   struct {
     us_input *inputs; /* required, >= 1; a string is a path, an object {path, split, format} */

@@ -1,6 +1,6 @@
 /* The eval stage (student answers on the test split, timed) and the assembly of a report from
  * the workspace. */
-#include "eval/evaluate.h"
+#include "pipeline/evaluate.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -11,7 +11,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "distill/request.h"
-#include "distill/train.h"
+#include "pipeline/train.h"
 #include "student/classifier.h"
 #include "student/blas.h"
 #include "student/lm.h"

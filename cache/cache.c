@@ -52,6 +52,15 @@ us_status us__cache_step_done(us_cache *c, sqlite3_stmt *s, us_err *err, const c
   return st;
 }
 
+void *us__cache_rows_room(void *rows, size_t *cap, size_t count, size_t row_size,
+                          size_t first_cap) {
+  if (count < *cap) return rows;
+  size_t new_cap = *cap ? *cap * 2 : first_cap;
+  void *grown = realloc(rows, new_cap * row_size);
+  if (grown) *cap = new_cap;
+  return grown;
+}
+
 char *us__cache_column_text(sqlite3_stmt *s, int col, int *oom) {
   const unsigned char *t = sqlite3_column_text(s, col);
   if (!t) return NULL;
@@ -222,13 +231,9 @@ static us_status list_rows(us_cache *c, int split, int kind, us_prompt **out, si
   us_status st = US_OK;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    if (count == cap) {
-      size_t new_cap = cap ? cap * 2 : 256;
-      us_prompt *grown = realloc(rows, new_cap * sizeof *rows);
-      if (!grown) goto oom;
-      rows = grown;
-      cap = new_cap;
-    }
+    us_prompt *room = us__cache_rows_room(rows, &cap, count, sizeof *rows, 256);
+    if (!room) goto oom;
+    rows = room;
     int failed = read_prompt(s, &rows[count]);
     count++;
     if (failed) goto oom;

@@ -91,6 +91,11 @@ void us__cache_done(sqlite3_stmt *s);
 us_status us__cache_db_error(us_cache *c, us_err *err, const char *what);
 /* Runs one statement that returns no rows (or ignores them): step to the end, then reset. */
 us_status us__cache_step_done(us_cache *c, sqlite3_stmt *s, us_err *err, const char *what);
+/* The one row-growing step of the readers that list rows: rows itself while row number count
+ * fits in *cap, else rows grown to twice *cap (first_cap the first time) with *cap updated.
+ * NULL when out of memory, rows and *cap untouched (the caller still frees rows). */
+void *us__cache_rows_room(void *rows, size_t *cap, size_t count, size_t row_size,
+                          size_t first_cap);
 /* Copy of a text column (NULL for SQL NULL); *oom set when allocation fails. */
 char *us__cache_column_text(sqlite3_stmt *s, int col, int *oom);
 /* Binds text, or NULL when s is NULL. */

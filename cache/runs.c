@@ -52,16 +52,12 @@ us_status us_cache_curve_get(us_cache *c, const char *series, us_curve_point **o
   us_status st = US_OK;
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    if (count == cap) {
-      size_t new_cap = cap ? cap * 2 : 64;
-      us_curve_point *grown = realloc(pts, new_cap * sizeof *pts);
-      if (!grown) {
-        st = us_err_set(err, US_ERR_NOMEM, "out of memory reading curve %s", series);
-        break;
-      }
-      pts = grown;
-      cap = new_cap;
+    us_curve_point *room = us__cache_rows_room(pts, &cap, count, sizeof *pts, 64);
+    if (!room) {
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory reading curve %s", series);
+      break;
     }
+    pts = room;
     pts[count].x = sqlite3_column_double(s, 0);
     pts[count].y = sqlite3_column_double(s, 1);
     count++;

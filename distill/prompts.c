@@ -57,21 +57,9 @@ void us_prompt_hash(const char *normalized, char hash[65]) {
   us_sha256_hex(normalized, strlen(normalized), hash);
 }
 
-/* FNV-1a's high bits are weakly mixed for texts that differ only at the end, so the 64-bit
- * hash goes through a fixed finaliser (MurmurHash3's fmix64) before it becomes a fraction. */
-static uint64_t finalize64(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  h ^= h >> 33;
-  return h;
-}
-
 int us_prompt_split(const char *normalized, uint64_t seed, double test_fraction) {
-  uint64_t h = finalize64(us_hash64(normalized, strlen(normalized), seed));
-  double u = (double)(h >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) with 53 bits */
-  return u < test_fraction ? US_SPLIT_TEST : US_SPLIT_TRAIN;
+  return us_hash_fraction(normalized, strlen(normalized), seed) < test_fraction ? US_SPLIT_TEST
+                                                                               : US_SPLIT_TRAIN;
 }
 
 /* ---- the set of hashes seen in this run ----------------------------------------------------- */

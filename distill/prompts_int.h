@@ -1,5 +1,6 @@
 /* Internals shared by the prompt loaders (distill/prompts.c and distill/load_*.c): the sink every
- * loader hands its records to, UTF-8 checking, and the document chunker. Not a public header. */
+ * loader hands its records to, the line reader and its UTF-8 check, and the document chunker.
+ * Not a public header. */
 #ifndef US_DISTILL_PROMPTS_INT_H
 #define US_DISTILL_PROMPTS_INT_H
 
@@ -37,12 +38,6 @@ us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, c
  * inside it, else path itself. The result points into path. */
 const char *us__prompt_display_path(const us_config *c, const char *path);
 
-/* Byte offset of the first invalid UTF-8 sequence in s[0..len) (NUL bytes count as invalid:
- * they cannot be stored as text), or len if all of it is valid. */
-size_t us__utf8_invalid_at(const char *s, size_t len);
-/* Appends s[0..len) to out with every invalid byte replaced by U+FFFD. */
-us_status us__utf8_repair(const char *s, size_t len, us_buf *out);
-
 /* Reads lines one by one (any length), stripping a UTF-8 BOM from the first line and the
  * trailing "\n" or "\r\n". */
 typedef struct us__line_reader {
@@ -75,8 +70,5 @@ us_status us__load_jsonl(us__prompt_sink *sink, const char *path, us_err *err);
 us_status us__load_text(us__prompt_sink *sink, const char *path, us_err *err);
 us_status us__load_csv(us__prompt_sink *sink, const char *path, char delimiter, us_err *err);
 us_status us__load_docs(us__prompt_sink *sink, const char *path, us_err *err);
-
-/* Number of UTF-8 code points in s[0..len). */
-size_t us__utf8_count(const char *s, size_t len);
 
 #endif

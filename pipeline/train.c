@@ -25,8 +25,8 @@ char *us_train_model_path(const us_config *c) {
 }
 
 bool us_train_is_validation(const char *prompt_hash, uint64_t seed, double fraction) {
-  uint64_t h = us_hash64(prompt_hash, strlen(prompt_hash), seed ^ 0x76616c6964ull /* "valid" */);
-  return (double)(h >> 11) * 0x1.0p-53 < fraction;
+  return us_hash_fraction(prompt_hash, strlen(prompt_hash), seed ^ 0x76616c6964ull /* "valid" */) <
+         fraction;
 }
 
 /* One train-split prompt with the teacher's usable answer. */

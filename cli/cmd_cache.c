@@ -71,7 +71,8 @@ static int run_export(us_cache *cache, const char *file, bool quiet) {
 static int run_import(us_config *config, us_cache *cache, const char *file, bool quiet) {
   us_err err = {0};
   int64_t imported = 0, skipped = 0;
-  us_status st = us_cache_import_jsonl(cache, file, us_request_key_for_messages, config, &imported,
+  us_status st = us_cache_import_jsonl(cache, file, us_request_key_for_messages, &config->teacher,
+                                       &imported,
                                        &skipped, &err);
   if (st)
     return us_cli_fail(st, &err,

@@ -148,7 +148,8 @@ int us_cmd_label(int argc, char **argv) {
   opt.progress_user = &ps;
   us_label_stats stats;
   us_err err = {0};
-  us_status st = us_teacher_label(&config, cache, &opt, &stats, &err);
+  us_status st = us_teacher_label(&config.task, &config.data, &config.teacher, cache, &opt,
+                                  &stats, &err);
   if (ps.drawn) fputc('\n', stderr);
 
   if (dry_run && st == US_OK) {

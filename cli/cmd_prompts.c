@@ -35,7 +35,7 @@ int us_cmd_prompts(int argc, char **argv) {
   if (rc) return rc;
   us_prompts_stats s;
   us_err err = {0};
-  us_status st = us_prompts_build(&config, cache, &s, &err);
+  us_status st = us_prompts_build(&config.task, &config.data, config.dir, cache, &s, &err);
   if (st) {
     rc = us_cli_fail(
         st, &err,

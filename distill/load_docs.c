@@ -345,7 +345,7 @@ static us_status checked_document(us__prompt_sink *sink, const char *shown, char
     char *line = *text + pos;
     size_t line_len = n;
     bool repaired;
-    st = us__line_checked(sink->config, shown, number, &line, &line_len, &scratch, &repaired, err);
+    st = us__line_checked(sink->data, shown, number, &line, &line_len, &scratch, &repaired, err);
     if (!st && repaired) sink->stats->repaired++;
     if (!st && (us_buf_append(&fixed, line, line_len) || (nl && us_buf_append(&fixed, "\n", 1))))
       st = us_err_set(err, US_ERR_NOMEM, "%s: out of memory", shown);
@@ -364,7 +364,7 @@ static us_status checked_document(us__prompt_sink *sink, const char *shown, char
 
 /* Reads, checks and chunks one document inside one transaction. */
 static us_status load_document(us__prompt_sink *sink, const char *path, us_err *err) {
-  const char *shown = us__prompt_display_path(sink->config, path);
+  const char *shown = us__prompt_display_path(sink->base_dir, path);
   char *text = NULL;
   size_t len = 0;
   us_status st = us_read_file(path, MAX_DOC_BYTES, &text, &len, err);
@@ -378,7 +378,7 @@ static us_status load_document(us__prompt_sink *sink, const char *path, us_err *
   }
   st = checked_document(sink, shown, &body, &len, err);
   if (st) goto fail;
-  int max = sink->config->data.chunk_chars > 0 ? sink->config->data.chunk_chars : 1500;
+  int max = sink->data->chunk_chars > 0 ? sink->data->chunk_chars : 1500;
   size_t n = strlen(path);
   bool markdown = !(n > 4 && strcasecmp(path + n - 4, ".txt") == 0);
   st = us_cache_begin(sink->cache, err);

@@ -9,12 +9,13 @@
 #include "core/utf8.h"
 #include "distill/prompts_int.h"
 
-us_status us__line_checked(const us_config *c, const char *shown, long line_number, char **line,
-                           size_t *len, us_buf *scratch, bool *repaired, us_err *err) {
+us_status us__line_checked(const us_prompts_params *d, const char *shown, long line_number,
+                           char **line, size_t *len, us_buf *scratch, bool *repaired,
+                           us_err *err) {
   *repaired = false;
   size_t bad = us_utf8_invalid_at(*line, *len);
   if (bad == *len) return US_OK;
-  if (!c->data.repair_utf8)
+  if (!d->repair_utf8)
     return us_err_set(err, US_ERR_INPUT,
                       "%s:%ld: invalid UTF-8 at column %zu (byte 0x%02x); convert the file to "
                       "UTF-8, or set data.repair_utf8 to replace bad bytes with U+FFFD",
@@ -98,7 +99,7 @@ static us_status each_line(us__prompt_sink *sink, const char *path, line_fn fn, 
   while ((got = us__lines_next(&r, sink->source, &line, &len, err)) > 0) {
     if (is_blank(line, len)) continue;
     bool repaired;
-    st = us__line_checked(sink->config, sink->source, r.number, &line, &len, &scratch, &repaired,
+    st = us__line_checked(sink->data, sink->source, r.number, &line, &len, &scratch, &repaired,
                           err);
     if (st) goto fail;
     if (repaired) sink->stats->repaired++;
@@ -163,9 +164,9 @@ static char *gold_text(const cJSON *v) {
 /* Parses one JSONL record and emits it. */
 static us_status jsonl_record(us__prompt_sink *sink, const char *line, size_t len, long number,
                               const char *where, us_err *err) {
-  const us_config *c = sink->config;
-  const char *text_field = c->data.text_field ? c->data.text_field : "text";
-  const char *label_field = c->data.label_field ? c->data.label_field : "label";
+  const us_prompts_params *d = sink->data;
+  const char *text_field = d->text_field ? d->text_field : "text";
+  const char *label_field = d->label_field ? d->label_field : "label";
   const char *end = NULL;
   cJSON *obj = cJSON_ParseWithLengthOpts(line, len, &end, false);
   us_status st = US_OK;

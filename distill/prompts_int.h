@@ -19,7 +19,8 @@ typedef struct us__hash_set {
 
 /* Everything a loader needs to store what it reads. One per us_prompts_build call. */
 typedef struct us__prompt_sink {
-  const us_config *config;
+  const us_prompts_params *data;
+  const char *base_dir; /* sources are shown relative to it; NULL: as given */
   us_cache *cache;
   us_prompts_stats *stats;
   us__hash_set seen;
@@ -34,9 +35,9 @@ typedef struct us__prompt_sink {
 us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, const char *gold,
                           const char *where, us_err *err);
 
-/* The path shown in sources and messages: path relative to the config folder when it lies
- * inside it, else path itself. The result points into path. */
-const char *us__prompt_display_path(const us_config *c, const char *path);
+/* The path shown in sources and messages: path relative to base_dir (the config's folder) when
+ * it lies inside it, else path itself. The result points into path. */
+const char *us__prompt_display_path(const char *base_dir, const char *path);
 
 /* Reads lines one by one (any length), stripping a UTF-8 BOM from the first line and the
  * trailing "\n" or "\r\n". */
@@ -53,8 +54,9 @@ void us__lines_close(us__line_reader *r);
 
 /* Checks one line for invalid UTF-8: returns it unchanged when valid; with data.repair_utf8
  * returns a repaired copy in scratch (and sets *repaired); otherwise fails naming shown:line. */
-us_status us__line_checked(const us_config *c, const char *shown, long line_number, char **line,
-                           size_t *len, us_buf *scratch, bool *repaired, us_err *err);
+us_status us__line_checked(const us_prompts_params *data, const char *shown, long line_number,
+                           char **line, size_t *len, us_buf *scratch, bool *repaired,
+                           us_err *err);
 
 /* Splits a document into chunks of at most max_chars code points at heading (markdown only)
  * and paragraph boundaries; a longer paragraph is split at sentence, then word, then character

@@ -72,7 +72,9 @@ typedef struct slot {
 } slot;
 
 typedef struct teacher {
-  const us_config *c;
+  const us_task *task;
+  const us_prompts_params *data;
+  const us_teacher_params *params;
   bool chunks; /* self-instruct phase 1: the requests ask for questions about document chunks */
   us_cache *cache;
   const us_label_options *opt;
@@ -196,10 +198,9 @@ typedef struct answer {
 } answer;
 
 static us_status answer_parse(teacher *t, const char *body, answer *a, us_err *err) {
-  const us_config *c = t->c;
-  bool classify = c->task.type == US_TASK_CLASSIFY;
+  bool classify = t->task->type == US_TASK_CLASSIFY;
   a->has_soft = false;
-  return us_response_parse(body, classify ? c->task.labels : NULL, classify ? c->task.n_labels : 0,
+  return us_response_parse(body, classify ? t->task->labels : NULL, classify ? t->task->n_labels : 0,
                            &a->content, &a->prompt_tokens, &a->completion_tokens,
                            classify ? t->soft : NULL, classify ? &a->has_soft : NULL, err);
 }
@@ -209,19 +210,18 @@ static us_status answer_parse(teacher *t, const char *body, answer *a, us_err *e
  * an unparsed target with the raw body as its text. */
 static us_status target_store(teacher *t, const char *key, int64_t prompt_id, const char *body,
                               const answer *a, us_err *err) {
-  const us_config *c = t->c;
   us_target target;
   memset(&target, 0, sizeof target);
   memcpy(target.key, key, 65);
   target.prompt_id = prompt_id;
   target.text = a->content ? a->content : (char *)body;
   target.status = a->content ? US_TARGET_OK : US_TARGET_UNPARSED;
-  if (a->content && c->task.type == US_TASK_CLASSIFY) {
-    int k = us_answer_map_label(a->content, c->task.labels, c->task.n_labels);
-    target.label = k >= 0 ? c->task.labels[k] : NULL;
+  if (a->content && t->task->type == US_TASK_CLASSIFY) {
+    int k = us_answer_map_label(a->content, t->task->labels, t->task->n_labels);
+    target.label = k >= 0 ? t->task->labels[k] : NULL;
     target.status = k >= 0 ? US_TARGET_OK : US_TARGET_UNPARSED;
     target.soft = a->has_soft ? t->soft : NULL;
-    target.n_soft = a->has_soft ? c->task.n_labels : 0;
+    target.n_soft = a->has_soft ? t->task->n_labels : 0;
   }
   if (target.status == US_TARGET_UNPARSED) t->stats->unparsed++;
   return us_cache_target_put(t->cache, &target, err);
@@ -259,14 +259,13 @@ static void report_progress(teacher *t, double now, bool final);
 /* Dry-run prompt tokens of one request: the rendered messages' characters. A chunk's request
  * (or a question's, which carries its chunk) counts its template around the chunk too. */
 static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, us_err *err) {
-  const us_config *c = t->c;
   char *system = NULL, *user = NULL;
-  us_status st = us_config_render(c, p->text, &system, &user, err);
+  us_status st = us_request_render(t->task, p->text, &system, &user, err);
   if (st) return st;
   size_t chars = strlen(system) + strlen(user);
   if (t->chunks || p->context)
     chars = strlen(system) +
-            strlen(t->chunks ? c->data.question_template : c->data.answer_template) +
+            strlen(t->chunks ? t->data->question_template : t->data->answer_template) +
             strlen(p->text) + (p->context ? strlen(p->context) : 0);
   free(system);
   free(user);
@@ -277,30 +276,29 @@ static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, 
 /* Builds every prompt's (or, in the chunk phase, every chunk's) request; cached ones get their
  * target checked, the rest become jobs (or, for a dry run, estimates). */
 static us_status plan(teacher *t, us_err *err) {
-  const us_config *c = t->c;
   us_prompt *prompts = NULL;
   size_t n = 0;
   us_status st = t->chunks ? us_cache_chunks_list(t->cache, &prompts, &n, err)
                            : us_cache_prompts_list(t->cache, -1, &prompts, &n, err);
   if (st) return st;
   t->stats->total += (int64_t)n;
-  t->soft = calloc((size_t)(c->task.n_labels > 0 ? c->task.n_labels : 1), sizeof *t->soft);
+  t->soft = calloc((size_t)(t->task->n_labels > 0 ? t->task->n_labels : 1), sizeof *t->soft);
   t->jobs = calloc(n ? n : 1, sizeof *t->jobs);
   t->retry = calloc(n ? n : 1, sizeof *t->retry);
   if (!t->jobs || !t->retry || !t->soft) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory planning %zu requests", n);
     goto done;
   }
-  double in_price = c->teacher.price_input_per_mtok / 1e6;
-  double out_price = c->teacher.price_output_per_mtok / 1e6;
-  int typical_completion = c->task.type == US_TASK_CLASSIFY
-                               ? (c->teacher.max_tokens < 3 ? c->teacher.max_tokens : 3)
-                               : c->teacher.max_tokens / 4;
+  double in_price = t->params->price_input_per_mtok / 1e6;
+  double out_price = t->params->price_output_per_mtok / 1e6;
+  int typical_completion = t->task->type == US_TASK_CLASSIFY
+                               ? (t->params->max_tokens < 3 ? t->params->max_tokens : 3)
+                               : t->params->max_tokens / 4;
   for (size_t i = 0; i < n; i++) {
     if ((i & 1023) == 0) report_progress(t, us_now(), false); /* a large workspace takes a while */
     char *body = NULL, key[65];
-    st = t->chunks ? us_request_for_chunk(c, prompts[i].text, &body, key, err)
-                   : us_request_for_prompt(c, &prompts[i], &body, key, err);
+    st = t->chunks ? us_request_for_chunk(t->data, t->params, prompts[i].text, &body, key, err)
+                   : us_request_for_prompt(t->task, t->data, t->params, &prompts[i], &body, key, err);
     if (st) {
       us_err_prefix(err, "prompt %lld (%s)", (long long)prompts[i].id,
                     prompts[i].source ? prompts[i].source : "?");
@@ -323,15 +321,15 @@ static us_status plan(teacher *t, us_err *err) {
     memcpy(j->key, key, 65);
     j->body = body;
     j->body_len = strlen(body);
-    j->worst_usd = prompt_token_bound(j->body_len) * in_price + c->teacher.max_tokens * out_price;
-    j->bucket_tokens = (double)j->body_len / 4 + c->teacher.max_tokens;
+    j->worst_usd = prompt_token_bound(j->body_len) * in_price + t->params->max_tokens * out_price;
+    j->bucket_tokens = (double)j->body_len / 4 + t->params->max_tokens;
     t->n_open++;
     if (t->opt->dry_run) {
       int64_t est = 0;
       st = dry_run_estimate(t, &prompts[i], &est, err);
       if (st) goto done;
       t->stats->est_prompt_tokens += est;
-      t->stats->est_completion_tokens_max += c->teacher.max_tokens;
+      t->stats->est_completion_tokens_max += t->params->max_tokens;
       t->stats->est_cost_low_usd += (double)est * in_price + typical_completion * out_price;
       t->stats->est_cost_high_usd += j->worst_usd;
     }
@@ -384,13 +382,12 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
 
 /* A 200 with a well-formed body: store the call (cost from its usage), then its target. */
 static void record_answer(teacher *t, job *j, slot *s, const answer *a, double now) {
-  const us_config *c = t->c;
   int prompt_tokens = a->prompt_tokens, completion_tokens = a->completion_tokens;
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
   if (prompt_tokens < 0) prompt_tokens = (int)prompt_token_bound(j->body_len);
-  if (completion_tokens < 0) completion_tokens = c->teacher.max_tokens;
-  double cost = prompt_tokens * c->teacher.price_input_per_mtok / 1e6 +
-                completion_tokens * c->teacher.price_output_per_mtok / 1e6;
+  if (completion_tokens < 0) completion_tokens = t->params->max_tokens;
+  double cost = prompt_tokens * t->params->price_input_per_mtok / 1e6 +
+                completion_tokens * t->params->price_output_per_mtok / 1e6;
   us_call call;
   memset(&call, 0, sizeof call);
   memcpy(call.key, j->key, 65);
@@ -422,7 +419,7 @@ static void record_answer(teacher *t, job *j, slot *s, const answer *a, double n
 /* Network error, timeout, 408/409/429/5xx or a malformed 200: retry later, or give up. */
 static void retry_or_fail(teacher *t, job *j, const slot *s, int http_status, const char *why,
                           double now) {
-  if (j->attempts > t->c->teacher.max_retries) {
+  if (j->attempts > t->params->max_retries) {
     char msg[512];
     snprintf(msg, sizeof msg, "gave up after %d attempts: %s", j->attempts, why);
     record_failure(t, j, http_status, msg);
@@ -460,7 +457,7 @@ static void server_message(const char *body, char *out, size_t n) {
  * left than we keep in flight (or under 5% of the limit), or fewer tokens than a full round of
  * in-flight requests could use; until the server's reset time (1 s if it gave none). */
 static void watch_server_limits(teacher *t, const us__resp_headers *h, const job *j, double now) {
-  double conc = t->c->teacher.concurrency;
+  double conc = t->params->concurrency;
   if (h->remaining_requests >= 0 &&
       (h->remaining_requests < conc ||
        (h->limit_requests > 0 && h->remaining_requests < 0.05 * h->limit_requests))) {
@@ -528,12 +525,12 @@ static void on_done(teacher *t, slot *s, CURLcode rc, double now) {
   if (code == 401 || code == 403) {
     if (t->api_key)
       us_err_set(&err, US_ERR_AUTH, "the key in $%s was rejected (HTTP %ld) by %s: %s",
-                 t->c->teacher.api_key_env, code, t->safe_url, msg);
+                 t->params->api_key_env, code, t->safe_url, msg);
     else
       us_err_set(&err, US_ERR_AUTH,
                  "no key was sent ($%s is unset or empty) and %s answered "
                  "HTTP %ld: %s",
-                 t->c->teacher.api_key_env, t->safe_url, code, msg);
+                 t->params->api_key_env, t->safe_url, code, msg);
     t->retry[t->n_retry++] = (size_t)(j - t->jobs); /* not answered: left for the next run */
     set_fatal(t, US_ERR_AUTH, &err);
     return;
@@ -542,7 +539,7 @@ static void on_done(teacher *t, slot *s, CURLcode rc, double now) {
     us_err_set(&err, US_ERR_NOT_FOUND,
                "%s answered HTTP 404 for model \"%s\" (%s): check "
                "teacher.base_url and teacher.model",
-               t->safe_url, t->c->teacher.model, msg);
+               t->safe_url, t->params->model, msg);
     t->retry[t->n_retry++] = (size_t)(j - t->jobs);
     set_fatal(t, US_ERR_NOT_FOUND, &err);
     return;
@@ -638,7 +635,7 @@ static double start_ready(teacher *t, double now) {
       break;
     }
     double total = t->spent_before + t->spent_run + t->in_flight_worst + j->worst_usd;
-    if (total > t->c->teacher.budget_usd) {
+    if (total > t->params->budget_usd) {
       /* in-flight requests usually cost less than their worst case: wait for them */
       if (t->in_flight == 0) t->budget_stop = true;
       break;
@@ -701,9 +698,8 @@ static int on_timer(CURLM *multi, long timeout_ms, void *user) {
 }
 
 static us_status setup_transfers(teacher *t, bool https, us_err *err) {
-  const us_config *c = t->c;
   /* no more easy handles than requests to send */
-  t->n_slots = (size_t)c->teacher.concurrency < t->n_jobs ? c->teacher.concurrency : (int)t->n_jobs;
+  t->n_slots = (size_t)t->params->concurrency < t->n_jobs ? t->params->concurrency : (int)t->n_jobs;
   t->slots = calloc((size_t)t->n_slots, sizeof *t->slots);
   t->multi = curl_multi_init();
   if (!t->slots || !t->multi) return us_err_set(err, US_ERR_NOMEM, "out of memory");
@@ -719,7 +715,7 @@ static us_status setup_transfers(teacher *t, bool https, us_err *err) {
   curl_multi_setopt(t->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
   curl_multi_setopt(t->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
   curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, conns);
-  long timeout_ms = (long)(c->teacher.timeout_s * 1000);
+  long timeout_ms = (long)(t->params->timeout_s * 1000);
   long connect_ms = timeout_ms < 30000 ? timeout_ms : 30000;
   for (int i = 0; i < t->n_slots; i++) {
     slot *s = &t->slots[i];
@@ -755,15 +751,14 @@ static us_status setup_transfers(teacher *t, bool https, us_err *err) {
 /* Content-Type, Authorization (unless the config sets its own, as Azure's api-key setups do
  * not need it) and teacher.headers. The key lives in this list and nowhere else. */
 static us_status build_headers(teacher *t, us_err *err) {
-  const us_config *c = t->c;
   bool own_auth = false;
   us_buf line;
   us_buf_init(&line, 0);
   us_status st = US_OK;
   struct curl_slist *l = curl_slist_append(NULL, "Content-Type: application/json");
   l = l ? curl_slist_append(l, "Expect:") : NULL; /* no 100-continue round trip */
-  for (int i = 0; l && i < c->teacher.n_headers; i++) {
-    const us_header *h = &c->teacher.headers[i];
+  for (int i = 0; l && i < t->params->n_headers; i++) {
+    const us_header *h = &t->params->headers[i];
     if (strcasecmp(h->name, "Authorization") == 0) own_auth = true;
     us_buf_reset(&line);
     if (strpbrk(h->name, "\r\n:") || strpbrk(h->value, "\r\n")) {
@@ -904,7 +899,7 @@ static us_status finish(teacher *t, us_err *err) {
                       "budget reached: %s of %s spent; %zu prompts left; "
                       "raise teacher.budget_usd and run again",
                       money(spent, sizeof spent, t->spent_before + t->spent_run),
-                      money(budget, sizeof budget, t->c->teacher.budget_usd), t->n_open);
+                      money(budget, sizeof budget, t->params->budget_usd), t->n_open);
   if (t->interrupted && t->n_open > 0)
     return us_err_set(err, US_ERR_INTERRUPTED,
                       "interrupted: %zu prompts left; every answer so "
@@ -933,13 +928,15 @@ static void record_cache_hits(us_cache *cache, int64_t hits) {
 
 /* One labelling pass over the prompts, or (chunks) over the document chunks. stats accumulate
  * across passes; started and cpu_started are those of the whole run. */
-static us_status label_pass(const us_config *c, us_cache *cache, const us_label_options *opt,
-                            us_label_stats *stats, bool chunks, double started, double cpu_started,
-                            us_err *err) {
+static us_status label_pass(const us_task *task, const us_prompts_params *data,
+                            const us_teacher_params *params, us_cache *cache,
+                            const us_label_options *opt, us_label_stats *stats, bool chunks,
+                            double started, double cpu_started, us_err *err) {
   teacher t;
   memset(&t, 0, sizeof t);
   t.epoll_fd = -1;
-  t.c = c, t.cache = cache, t.opt = opt, t.stats = stats, t.chunks = chunks;
+  t.task = task, t.data = data, t.params = params;
+  t.cache = cache, t.opt = opt, t.stats = stats, t.chunks = chunks;
   t.started = started;
   t.cpu_started = cpu_started;
   us_rng_seed(&t.rng, (uint64_t)(us_epoch() * 1e6) ^ ((uint64_t)getpid() << 32));
@@ -955,13 +952,13 @@ static us_status label_pass(const us_config *c, us_cache *cache, const us_label_
   }
 
   bool loopback = false, https = false;
-  st = base_url_parts(c->teacher.base_url, &t.url, &t.safe_url, &loopback, &https, err);
+  st = base_url_parts(params->base_url, &t.url, &t.safe_url, &loopback, &https, err);
   if (st) goto done;
-  const char *key = getenv(c->teacher.api_key_env);
+  const char *key = getenv(params->api_key_env);
   if (key && *key) {
     if (strpbrk(key, "\r\n")) {
       st = us_err_set(err, US_ERR_CONFIG, "$%s holds a line break; it must be the bare API key",
-                      c->teacher.api_key_env);
+                      params->api_key_env);
       goto done;
     }
     t.api_key = us_strdup(key);
@@ -970,7 +967,7 @@ static us_status label_pass(const us_config *c, us_cache *cache, const us_label_
     st = us_err_set(err, US_ERR_AUTH,
                     "$%s is unset or empty: set it to the API key for %s "
                     "(or name another variable in teacher.api_key_env)",
-                    c->teacher.api_key_env, t.safe_url);
+                    params->api_key_env, t.safe_url);
     goto done;
   }
   if (t.api_key) { /* curl would send user:password@ as Basic auth in place of the key */
@@ -987,8 +984,8 @@ static us_status label_pass(const us_config *c, us_cache *cache, const us_label_
   st = build_headers(&t, err);
   if (!st) st = setup_transfers(&t, https, err);
   if (st) goto done;
-  us__bucket_init(&t.rpm, c->teacher.requests_per_minute, us_now());
-  us__bucket_init(&t.tpm, c->teacher.tokens_per_minute, us_now());
+  us__bucket_init(&t.rpm, params->requests_per_minute, us_now());
+  us__bucket_init(&t.tpm, params->tokens_per_minute, us_now());
   run_loop(&t);
   st = finish(&t, err);
 done:
@@ -1001,8 +998,8 @@ done:
 /* Self-instruct between the passes: the questions of every chunk whose question call is cached
  * become prompts. Reading them from the cache (not from this run's answers) makes a rerun, or a
  * run after an interrupted one, store exactly the same questions without asking again. */
-static us_status expand_questions(const us_config *c, us_cache *cache, us_label_stats *stats,
-                                  us_err *err) {
+static us_status expand_questions(const us_prompts_params *data, const us_teacher_params *params,
+                                  us_cache *cache, us_label_stats *stats, us_err *err) {
   us_prompt *chunks = NULL;
   size_t n = 0;
   us_status st = us_cache_chunks_list(cache, &chunks, &n, err);
@@ -1010,7 +1007,7 @@ static us_status expand_questions(const us_config *c, us_cache *cache, us_label_
   st = us_cache_begin(cache, err);
   for (size_t i = 0; i < n && !st; i++) {
     char *body = NULL, key[65];
-    st = us_request_for_chunk(c, chunks[i].text, &body, key, err);
+    st = us_request_for_chunk(data, params, chunks[i].text, &body, key, err);
     free(body);
     us_call call;
     bool found = false;
@@ -1022,7 +1019,7 @@ static us_status expand_questions(const us_config *c, us_cache *cache, us_label_
     if (us_response_parse(call.response, NULL, 0, &content, &pt, &ct, NULL, NULL, &ignored) ==
         US_OK) {
       int64_t added = 0;
-      st = us_prompts_add_questions(c, cache, &chunks[i], content, &added, err);
+      st = us_prompts_add_questions(data, cache, &chunks[i], content, &added, err);
       stats->questions_added += added;
     }
     free(content);
@@ -1037,8 +1034,9 @@ done:
   return st;
 }
 
-us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_options *opt,
-                           us_label_stats *stats, us_err *err) {
+us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
+                           const us_teacher_params *params, us_cache *cache,
+                           const us_label_options *opt, us_label_stats *stats, us_err *err) {
   us_label_options defaults;
   if (!opt) {
     us_label_options_defaults(&defaults);
@@ -1049,22 +1047,22 @@ us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_o
   memset(stats, 0, sizeof *stats);
   double started = us_now(), cpu_started = us_cpu_time();
   us_status st = US_OK;
-  if (c->task.type == US_TASK_GENERATE) {
+  if (task->type == US_TASK_GENERATE) {
     us_cache_stats cs;
     st = us_cache_stats_get(cache, &cs, err);
     stats->chunks = st ? 0 : cs.chunks;
     if (!st && cs.chunks > 0) {
-      st = label_pass(c, cache, opt, stats, true, started, cpu_started, err);
+      st = label_pass(task, data, params, cache, opt, stats, true, started, cpu_started, err);
       /* whatever phase 1 got is kept; phase 2 waits until every chunk has its questions */
       us_err expand_err = {0};
-      us_status expanded = opt->dry_run ? US_OK : expand_questions(c, cache, stats, &expand_err);
+      us_status expanded = opt->dry_run ? US_OK : expand_questions(data, params, cache, stats, &expand_err);
       if (!st && expanded) {
         st = expanded;
         *err = expand_err;
       }
     }
   }
-  if (!st) st = label_pass(c, cache, opt, stats, false, started, cpu_started, err);
+  if (!st) st = label_pass(task, data, params, cache, opt, stats, false, started, cpu_started, err);
   if (!opt->dry_run && stats->cached > 0) record_cache_hits(cache, stats->cached);
   return st;
 }

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "distill/request.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 #define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1: larger integers lose precision */
@@ -26,12 +27,6 @@ static const char *const DEFAULT_CLASSIFY_TEMPLATE =
     "Classify this message into one of: {labels}.\nAnswer with the label only.\n\nMessage:\n{text}";
 static const char *const DEFAULT_GENERATE_INSTRUCTIONS = "Answer concisely.";
 static const char *const DEFAULT_GENERATE_TEMPLATE = "{text}";
-static const char *const DEFAULT_QUESTION_TEMPLATE =
-    "Here is a passage from a document:\n\n{chunk}\n\nWrite {n} different questions that the "
-    "passage answers. Put each question on its own line, without numbering.";
-static const char *const DEFAULT_ANSWER_TEMPLATE =
-    "Answer the question using only the passage below.\n\nPassage:\n{chunk}\n\nQuestion: "
-    "{question}";
 
 /* ---- the key table --------------------------------------------------------------------------- */
 
@@ -178,30 +173,15 @@ void us_config_defaults(us_config *c) {
   set_string(&c->task.instructions, DEFAULT_CLASSIFY_INSTRUCTIONS);
   set_string(&c->task.template, DEFAULT_CLASSIFY_TEMPLATE);
 
-  set_string(&c->data.text_field, "text");
-  set_string(&c->data.id_field, "id");
-  c->data.label_field = NULL; /* unset: prompts reads "label" when a record has one */
-  c->data.test_fraction = 0.2;
-  c->data.seed = 1;
-  c->data.chunk_chars = 1500;
-  c->data.repair_utf8 = false;
-  c->data.questions_per_chunk = 3;
-  set_string(&c->data.question_template, DEFAULT_QUESTION_TEMPLATE);
-  set_string(&c->data.answer_template, DEFAULT_ANSWER_TEMPLATE);
+  us_prompts_params_defaults(&c->data); /* label_field stays NULL: "label" when present */
+  set_string(&c->data.text_field, US_PROMPTS_DEFAULT_TEXT_FIELD);
+  set_string(&c->data.id_field, US_PROMPTS_DEFAULT_ID_FIELD);
+  set_string(&c->data.question_template, US_PROMPTS_DEFAULT_QUESTION_TEMPLATE);
+  set_string(&c->data.answer_template, US_PROMPTS_DEFAULT_ANSWER_TEMPLATE);
 
-  set_string(&c->teacher.base_url, "https://api.openai.com/v1");
-  set_string(&c->teacher.api_key_env, "OPENAI_API_KEY");
-  c->teacher.concurrency = 8;
-  c->teacher.requests_per_minute = 0;
-  c->teacher.tokens_per_minute = 0;
-  c->teacher.timeout_s = 60;
-  c->teacher.max_retries = 6;
-  c->teacher.temperature = 0;
-  c->teacher.max_tokens = 16;
-  c->teacher.has_seed = false;
-  c->teacher.logprobs = false;
-  c->teacher.top_logprobs = 5;
-  c->teacher.budget_usd = 10;
+  us_teacher_params_defaults(&c->teacher);
+  set_string(&c->teacher.base_url, US_TEACHER_DEFAULT_BASE_URL);
+  set_string(&c->teacher.api_key_env, US_TEACHER_DEFAULT_API_KEY_ENV);
 
   /* classifier (fastText-like) */
   c->student.dim = 100;
@@ -1034,7 +1014,9 @@ static us_status apply_task_defaults(load_ctx *x) {
                gen ? DEFAULT_GENERATE_INSTRUCTIONS : DEFAULT_CLASSIFY_INSTRUCTIONS);
   if (!was_set(x, "task.template"))
     set_string(&c->task.template, gen ? DEFAULT_GENERATE_TEMPLATE : DEFAULT_CLASSIFY_TEMPLATE);
-  if (!was_set(x, "teacher.max_tokens")) c->teacher.max_tokens = gen ? 512 : 16;
+  if (!was_set(x, "teacher.max_tokens"))
+    c->teacher.max_tokens =
+        gen ? US_TEACHER_DEFAULT_MAX_TOKENS_GENERATE : US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY;
   if (!c->task.instructions || !c->task.template)
     return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
   return US_OK;
@@ -1162,56 +1144,9 @@ fail:
 
 /* ---- rendering ------------------------------------------------------------------------------- */
 
-/* Replaces {text} and {labels} in one pass, so markers inside the inserted text stay as
- * they are. */
-static us_status fill_template(const char *tpl, const char *text, const char *labels, char **out) {
-  us_buf b;
-  us_buf_init(&b, 0);
-  us_status st = us_buf_puts(&b, "");
-  for (const char *p = tpl; *p && !st;) {
-    if (strncmp(p, "{text}", 6) == 0) {
-      st = us_buf_puts(&b, text);
-      p += 6;
-    } else if (strncmp(p, "{labels}", 8) == 0) {
-      st = us_buf_puts(&b, labels);
-      p += 8;
-    } else {
-      const char *next = strchr(p + 1, '{');
-      size_t n = next ? (size_t)(next - p) : strlen(p);
-      st = us_buf_append(&b, p, n);
-      p += n;
-    }
-  }
-  if (st) {
-    us_buf_free(&b);
-    return st;
-  }
-  *out = us_buf_steal(&b);
-  return *out ? US_OK : US_ERR_NOMEM;
-}
-
 us_status us_config_render(const us_config *c, const char *text, char **system, char **user,
                            us_err *err) {
-  *system = *user = NULL;
-  us_buf labels;
-  us_buf_init(&labels, 0);
-  us_status st = us_buf_puts(&labels, "");
-  for (int i = 0; i < c->task.n_labels && !st; i++)
-    st = us_buf_printf(&labels, "%s%s", i ? ", " : "", c->task.labels[i]);
-  if (!st)
-    st = fill_template(c->task.instructions ? c->task.instructions : "", text ? text : "",
-                       labels.data, system);
-  if (!st)
-    st = fill_template(c->task.template ? c->task.template : "{text}", text ? text : "",
-                       labels.data, user);
-  us_buf_free(&labels);
-  if (st) {
-    free(*system);
-    free(*user);
-    *system = *user = NULL;
-    return us_err_set(err, st, "out of memory rendering a prompt");
-  }
-  return US_OK;
+  return us_request_render(&c->task, text, system, user, err);
 }
 
 int us_config_label_index(const us_config *c, const char *label) {

@@ -68,7 +68,7 @@ static us_status gather(const us_config *c, us_cache *cache, example_set *set,
   }
   for (size_t i = 0; i < n && !st; i++) {
     char *body = NULL, key[65];
-    st = us_request_for_prompt(c, &prompts[i], &body, key, err);
+    st = us_request_for_prompt(&c->task, &c->data, &c->teacher, &prompts[i], &body, key, err);
     free(body);
     if (st) break;
     us_target t;

@@ -16,6 +16,7 @@
 #include "core/utf8.h"
 #include "distill/prompts.h"
 #include "distill/prompts_int.h"
+#include "pipeline/config.h"
 
 /* ---- fixtures: a temporary folder with a config and a workspace ---------------------------- */
 
@@ -86,7 +87,7 @@ static void add_input(fixture *f, const char *name, us_split split, const char *
 
 static us_status build(fixture *f, us_prompts_stats *s, us_err *err) {
   memset(err, 0, sizeof *err);
-  return us_prompts_build(&f->config, f->cache, s, err);
+  return us_prompts_build(&f->config.task, &f->config.data, f->config.dir, f->cache, s, err);
 }
 
 static us_prompt *list_all(fixture *f, size_t *n) {

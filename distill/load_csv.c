@@ -165,8 +165,8 @@ us_status us__load_csv(us__prompt_sink *sink, const char *path, char delimiter, 
   int got;
   while ((got = us__lines_next(&r, sink->source, &line, &len, err)) > 0) {
     bool repaired;
-    st = us__line_checked(sink->data, sink->source, r.number, &line, &len, &scratch, &repaired,
-                          err);
+    st =
+        us__line_checked(sink->data, sink->source, r.number, &line, &len, &scratch, &repaired, err);
     if (st) goto fail;
     cs.record_repaired |= repaired;
     st = feed_line(&parser, &cs, line, len, r.number);

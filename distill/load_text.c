@@ -10,8 +10,7 @@
 #include "distill/prompts_int.h"
 
 us_status us__line_checked(const us_prompts_params *d, const char *shown, long line_number,
-                           char **line, size_t *len, us_buf *scratch, bool *repaired,
-                           us_err *err) {
+                           char **line, size_t *len, us_buf *scratch, bool *repaired, us_err *err) {
   *repaired = false;
   size_t bad = us_utf8_invalid_at(*line, *len);
   if (bad == *len) return US_OK;
@@ -99,8 +98,8 @@ static us_status each_line(us__prompt_sink *sink, const char *path, line_fn fn, 
   while ((got = us__lines_next(&r, sink->source, &line, &len, err)) > 0) {
     if (is_blank(line, len)) continue;
     bool repaired;
-    st = us__line_checked(sink->data, sink->source, r.number, &line, &len, &scratch, &repaired,
-                          err);
+    st =
+        us__line_checked(sink->data, sink->source, r.number, &line, &len, &scratch, &repaired, err);
     if (st) goto fail;
     if (repaired) sink->stats->repaired++;
     us_buf_reset(&where);

@@ -104,7 +104,7 @@ void us_prompt_hash(const char *normalized, char hash[65]) {
 
 int us_prompt_split(const char *normalized, uint64_t seed, double test_fraction) {
   return us_hash_fraction(normalized, strlen(normalized), seed) < test_fraction ? US_SPLIT_TEST
-                                                                               : US_SPLIT_TRAIN;
+                                                                                : US_SPLIT_TRAIN;
 }
 
 /* ---- the set of hashes seen in this run ----------------------------------------------------- */
@@ -197,7 +197,10 @@ us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, c
                   ? sink->split
                   : us_prompt_split(norm, sink->data->seed, sink->data->test_fraction);
   bool inserted = false;
-  us_prompt row = {.text = copy, .gold = (char *)gold, .source = (char *)where, .split = split,
+  us_prompt row = {.text = copy,
+                   .gold = (char *)gold,
+                   .source = (char *)where,
+                   .split = split,
                    .kind = sink->kind};
   memcpy(row.hash, hash, sizeof row.hash);
   st = us_cache_prompt_insert(sink->cache, &row, &inserted, NULL, err);
@@ -303,9 +306,8 @@ static us_status load_file(us__prompt_sink *sink, input_format format, const cha
   return us_cache_commit(sink->cache, err);
 }
 
-us_status us_prompts_build(const us_task *task, const us_prompts_params *data,
-                           const char *base_dir, us_cache *cache, us_prompts_stats *stats,
-                           us_err *err) {
+us_status us_prompts_build(const us_task *task, const us_prompts_params *data, const char *base_dir,
+                           us_cache *cache, us_prompts_stats *stats, us_err *err) {
   memset(stats, 0, sizeof *stats);
   us__prompt_sink sink = {.data = data, .base_dir = base_dir, .cache = cache, .stats = stats};
   us_status st = US_OK;
@@ -322,7 +324,7 @@ us_status us_prompts_build(const us_task *task, const us_prompts_params *data,
     sink.split = in->split;
     sink.source = shown;
     sink.kind = format == FMT_DOCS && task->type == US_TASK_GENERATE ? US_PROMPT_KIND_CHUNK
-                                                                        : US_PROMPT_KIND_PROMPT;
+                                                                     : US_PROMPT_KIND_PROMPT;
     int64_t before = stats->read;
     if (format == FMT_DOCS)
       st = us__load_docs(&sink, in->path, err);
@@ -434,8 +436,11 @@ us_status us_prompts_add_questions(const us_prompts_params *data, us_cache *cach
       st = us_err_set(err, US_ERR_NOMEM, "out of memory storing questions");
       break;
     }
-    us_prompt q = {.text = questions[k], .source = source.data, .split = chunk->split,
-                   .kind = US_PROMPT_KIND_PROMPT, .context = chunk->text};
+    us_prompt q = {.text = questions[k],
+                   .source = source.data,
+                   .split = chunk->split,
+                   .kind = US_PROMPT_KIND_PROMPT,
+                   .context = chunk->text};
     us_prompt_hash(norm, q.hash);
     free(norm);
     bool inserted = false;

@@ -41,10 +41,10 @@ typedef struct us_prompts_params {
 /* The string defaults, which us_prompts_params_defaults leaves NULL for the owner to copy. */
 #define US_PROMPTS_DEFAULT_TEXT_FIELD "text"
 #define US_PROMPTS_DEFAULT_ID_FIELD "id"
-#define US_PROMPTS_DEFAULT_QUESTION_TEMPLATE                                                   \
+#define US_PROMPTS_DEFAULT_QUESTION_TEMPLATE                                                 \
   "Here is a passage from a document:\n\n{chunk}\n\nWrite {n} different questions that the " \
   "passage answers. Put each question on its own line, without numbering."
-#define US_PROMPTS_DEFAULT_ANSWER_TEMPLATE                                                  \
+#define US_PROMPTS_DEFAULT_ANSWER_TEMPLATE                                               \
   "Answer the question using only the passage below.\n\nPassage:\n{chunk}\n\nQuestion: " \
   "{question}"
 
@@ -73,9 +73,8 @@ typedef struct us_prompts_stats {
  * US_PROMPT_KIND_CHUNK), which the teacher turns into questions (see us_prompts_add_questions);
  * other inputs and other tasks give prompts. Sources are stored relative to base_dir (the
  * config's folder) when they lie inside it; base_dir NULL keeps them as given. */
-us_status us_prompts_build(const us_task *task, const us_prompts_params *data,
-                           const char *base_dir, us_cache *cache, us_prompts_stats *stats,
-                           us_err *err);
+us_status us_prompts_build(const us_task *task, const us_prompts_params *data, const char *base_dir,
+                           us_cache *cache, us_prompts_stats *stats, us_err *err);
 
 /* Parses the teacher's list of questions: one per non-empty line, without list markers ("1.",
  * "1)", "Q1:", "-", "*", "•") or surrounding quotes; lines ending in ':' (a preamble such as

@@ -55,8 +55,7 @@ void us__lines_close(us__line_reader *r);
 /* Checks one line for invalid UTF-8: returns it unchanged when valid; with data.repair_utf8
  * returns a repaired copy in scratch (and sets *repaired); otherwise fails naming shown:line. */
 us_status us__line_checked(const us_prompts_params *data, const char *shown, long line_number,
-                           char **line, size_t *len, us_buf *scratch, bool *repaired,
-                           us_err *err);
+                           char **line, size_t *len, us_buf *scratch, bool *repaired, us_err *err);
 
 /* Splits a document into chunks of at most max_chars code points at heading (markdown only)
  * and paragraph boundaries; a longer paragraph is split at sentence, then word, then character

@@ -113,8 +113,8 @@ us_status us_request_render(const us_task *task, const char *text, char **system
   for (int i = 0; i < task->n_labels && !st; i++)
     st = us_buf_printf(&labels, "%s%s", i ? ", " : "", task->labels[i]);
   if (!st)
-    st = fill_template(task->instructions ? task->instructions : "", text ? text : "",
-                       labels.data, system);
+    st = fill_template(task->instructions ? task->instructions : "", text ? text : "", labels.data,
+                       system);
   if (!st)
     st = fill_template(task->template ? task->template : "{text}", text ? text : "", labels.data,
                        user);
@@ -179,8 +179,8 @@ us_status us_request_build_messages(const us_teacher_params *teacher, const char
   return build_body(teacher, messages, body, key, err);
 }
 
-us_status us_request_build(const us_task *task, const us_teacher_params *teacher,
-                           const char *text, char **body, char key[65], us_err *err) {
+us_status us_request_build(const us_task *task, const us_teacher_params *teacher, const char *text,
+                           char **body, char key[65], us_err *err) {
   char *system = NULL, *user = NULL;
   *body = NULL;
   us_status st = us_request_render(task, text, &system, &user, err);
@@ -265,9 +265,9 @@ us_status us_request_for_prompt(const us_task *task, const us_prompts_params *da
   us_status st = us_request_render(task, p->text, &system, &user, err);
   free(user);
   if (st) return st;
-  user = us_request_fill(data->answer_template ? data->answer_template
-                                                : US_PROMPTS_DEFAULT_ANSWER_TEMPLATE,
-                         p->context, NULL, p->text);
+  user = us_request_fill(
+      data->answer_template ? data->answer_template : US_PROMPTS_DEFAULT_ANSWER_TEMPLATE,
+      p->context, NULL, p->text);
   st = user ? us_request_build_messages(teacher, system, user, body, key, err)
             : us_err_set(err, US_ERR_NOMEM, "out of memory rendering data.answer_template");
   free(system);
@@ -280,9 +280,9 @@ us_status us_request_for_chunk(const us_prompts_params *data, const us_teacher_p
   *body = NULL;
   char n[16];
   snprintf(n, sizeof n, "%d", data->questions_per_chunk);
-  char *user = us_request_fill(data->question_template ? data->question_template
-                                                        : US_PROMPTS_DEFAULT_QUESTION_TEMPLATE,
-                               chunk, n, NULL);
+  char *user = us_request_fill(
+      data->question_template ? data->question_template : US_PROMPTS_DEFAULT_QUESTION_TEMPLATE,
+      chunk, n, NULL);
   if (!user) return us_err_set(err, US_ERR_NOMEM, "out of memory rendering data.question_template");
   us_status st = us_request_build_messages(teacher, NULL, user, body, key, err);
   free(user);

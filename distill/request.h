@@ -21,8 +21,8 @@ us_status us_request_render(const us_task *task, const char *text, char **system
                             us_err *err);
 
 /* Body to send for one prompt text, already canonical, and its key. Caller frees *body. */
-us_status us_request_build(const us_task *task, const us_teacher_params *teacher,
-                           const char *text, char **body, char key[65], us_err *err);
+us_status us_request_build(const us_task *task, const us_teacher_params *teacher, const char *text,
+                           char **body, char key[65], us_err *err);
 /* Same, from explicit system/user messages (generation from documents). */
 us_status us_request_build_messages(const us_teacher_params *teacher, const char *system,
                                     const char *user, char **body, char key[65], us_err *err);

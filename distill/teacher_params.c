@@ -62,7 +62,8 @@ us_status us_teacher_params_check(const us_teacher_params *p, us_err *err) {
   const us_param *table = us_teacher_param_table(&n);
   us_status st = us_params_check(table, n, p, err);
   if (st) return st;
-  if (p->has_seed && (p->seed < -(int64_t)JSON_MAX_SAFE_INT || p->seed > (int64_t)JSON_MAX_SAFE_INT))
+  if (p->has_seed &&
+      (p->seed < -(int64_t)JSON_MAX_SAFE_INT || p->seed > (int64_t)JSON_MAX_SAFE_INT))
     return us_err_set(err, US_ERR_CONFIG,
                       "seed: expected an integer in [-9007199254740991, 9007199254740991], "
                       "found %lld",

@@ -1353,3 +1353,21 @@ int us_config_label_index(const us_config *c, const char *label) {
     if (strcmp(c->task.labels[i], label) == 0) return i;
   return -1;
 }
+
+/* ---- the key table, for documentation ------------------------------------------------------- */
+
+const char *us_config_key(size_t i, const us_param **param) {
+  if (i >= N_KEYS) return NULL;
+  if (param) *param = KEYS[i].kind == K_PARAM ? param_of(&KEYS[i]) : NULL;
+  return KEYS[i].path;
+}
+
+double us_config_key_value(const us_config *c, const char *path, int index) {
+  const key_spec *k = find_key(path);
+  const us_param *p = k && k->kind == K_PARAM ? param_of(k) : NULL;
+  if (!p) return NAN;
+  /* the module's struct starts p->offset bytes before the field the key is stored in */
+  const char *base = (const char *)c + k->offset - p->offset;
+  if (p->kind == US_PARAM_INTS && index < 0) return *(const int *)(base + p->count_offset);
+  return us_param_value(p, base, index);
+}

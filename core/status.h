@@ -48,8 +48,9 @@ const char *us_status_name(us_status s);
 us_status us_err_set(us_err *err, us_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 us_status us_err_setv(us_err *err, us_status code, const char *fmt, va_list ap);
-/* Prepends "prefix: " to an existing message (adds context on the way up); returns err->code. */
-us_status us_err_prefix(us_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prepends "prefix: " to an existing message (adds context on the way up); a no-op when err is
+ * NULL. Returns nothing, so a caller returns the status it holds, which survives a NULL err. */
+void us_err_prefix(us_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void us_err_clear(us_err *err);
 
 #endif

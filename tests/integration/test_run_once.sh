@@ -39,8 +39,12 @@ for stage in prompts label train eval report; do
   cat "$WORK/each_$stage.out" >>"$WORK/each.out"
   cat "$WORK/each_$stage.err" >>"$WORK/each.err"
 done
-# Timings and money differ from one run to the next: compare with every number masked.
-mask() { sed -e "s|$WORK/each|$WORK/out|g" -E -e 's/[0-9]+([.,][0-9]+)*(e[-+]?[0-9]+)?/N/g' "$1"; }
+# Timings and money differ from one run to the next: compare with every number masked, and
+# without label's progress lines (printed every 5 s, so only when labelling is slow).
+mask() {
+  sed -e "s|$WORK/each|$WORK/out|g" -e '/^label: [0-9]*\/[0-9]*  cached/d' \
+    -E -e 's/[0-9]+([.,][0-9]+)*(e[-+]?[0-9]+)?/N/g' "$1"
+}
 for s in out err; do
   mask "$WORK/run.$s" >"$WORK/run.$s.masked"
   mask "$WORK/each.$s" >"$WORK/each.$s.masked"

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/buf.h"
 #include "core/log.h"
 
 volatile sig_atomic_t us_cli_stop = 0;
@@ -92,12 +91,11 @@ int us_cli_parse_common(int *argc, char **argv, us_cli_common *common, const cha
   return 0;
 }
 
-int us_cli_open(const us_cli_common *common, us_pipeline **p, us_pipeline_stage *step) {
+int us_cli_open(const us_cli_common *common, us_pipeline **p) {
   us_err err = {0};
   us_pipeline_stage at = US_STAGE_CONFIG;
   us_status st = us_pipeline_open_at(common->config_path, common->overrides, common->n_overrides, p,
                                      &at, &err);
-  if (step) *step = at;
   return st ? us_cli_fail(st, &err, us_pipeline_hint(at, st)) : 0;
 }
 

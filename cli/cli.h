@@ -42,9 +42,8 @@ typedef struct us_cli_common {
 int us_cli_parse_common(int *argc, char **argv, us_cli_common *common, const char *usage);
 
 /* Opens the pipeline (loads the config, opens <output>/understudy.db creating the output
- * folder). Prints the error and its hint and returns the exit code on failure; *step (may be
- * NULL) receives the step that failed. */
-int us_cli_open(const us_cli_common *common, us_pipeline **p, us_pipeline_stage *step);
+ * folder). Prints the error and its hint and returns the exit code on failure. */
+int us_cli_open(const us_cli_common *common, us_pipeline **p);
 
 /* One command's run of one or more stages: what the printing callbacks need. */
 typedef struct us_cli_session {

@@ -117,7 +117,7 @@ int us_cmd_cache(int argc, char **argv) {
     return US_EXIT_USAGE;
   }
   us_pipeline *p = NULL;
-  if ((rc = us_cli_open(&common, &p, NULL))) return rc;
+  if ((rc = us_cli_open(&common, &p))) return rc;
   us_cache *cache = us_pipeline_cache(p);
   if (stats)
     rc = run_stats(us_pipeline_config(p), cache);

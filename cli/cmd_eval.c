@@ -46,7 +46,7 @@ int us_cmd_eval(int argc, char **argv) {
     return US_EXIT_USAGE;
   }
   us_cli_session ss = {.common = &common};
-  if ((rc = us_cli_open(&common, &ss.pipeline, NULL))) return rc;
+  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
   us_pipeline_options opt;
   us_cli_options(&ss, &opt);
   us_pipeline_eval_summary s;

@@ -151,7 +151,7 @@ int us_cmd_label(int argc, char **argv) {
       return US_EXIT_USAGE;
     }
   }
-  if ((rc = us_cli_open(&common, &ss.pipeline, NULL))) return rc;
+  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
   us_pipeline_options opt;
   us_cli_options(&ss, &opt);
   us_label_stats stats;

@@ -54,7 +54,7 @@ int us_cmd_prompts(int argc, char **argv) {
     return US_EXIT_USAGE;
   }
   us_cli_session ss = {.common = &common};
-  if ((rc = us_cli_open(&common, &ss.pipeline, NULL))) return rc;
+  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
   us_pipeline_options opt;
   us_cli_options(&ss, &opt);
   us_prompts_stats s;

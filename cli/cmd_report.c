@@ -27,7 +27,7 @@ int us_cmd_report(int argc, char **argv) {
     return US_EXIT_USAGE;
   }
   us_cli_session ss = {.common = &common};
-  if ((rc = us_cli_open(&common, &ss.pipeline, NULL))) return rc;
+  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
   us_pipeline_options opt;
   us_cli_options(&ss, &opt);
   us_pipeline_report_summary s;

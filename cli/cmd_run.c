@@ -67,7 +67,7 @@ int us_cmd_run(int argc, char **argv) {
     return US_EXIT_USAGE;
   }
   us_cli_session ss = {.common = &common};
-  if ((rc = us_cli_open(&common, &ss.pipeline, NULL)))
+  if ((rc = us_cli_open(&common, &ss.pipeline)))
     return stopped_at(us_pipeline_stage_name(US_STAGE_PROMPTS), rc);
   us_pipeline_options opt;
   us_cli_options(&ss, &opt);

@@ -64,7 +64,7 @@ int us_cmd_train(int argc, char **argv) {
     }
   }
   us_cli_session ss = {.common = &common};
-  if ((rc = us_cli_open(&common, &ss.pipeline, NULL))) return rc;
+  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
   us_pipeline_options opt;
   us_cli_options(&ss, &opt);
   opt.force = force;

@@ -64,6 +64,30 @@ typedef struct job {
   int attempts;
 } job;
 
+/* Every job of a pass: fresh ones in order, then those put back (retries, and jobs a stop
+ * dropped unanswered), each with the time it may start again. */
+typedef struct job_queue {
+  job *jobs;
+  size_t n_jobs, next_fresh; /* jobs[next_fresh..n_jobs) have never been sent */
+  size_t n_open;             /* jobs neither answered nor recorded as failed */
+  size_t *retry;             /* indexes of jobs put back */
+  size_t n_retry;
+} job_queue;
+
+/* What the pass may spend: the workspace's earlier spending, this run's, and the worst case of
+ * the requests in flight, against teacher.budget_usd. */
+typedef struct spending {
+  double before, run, in_flight_worst;
+} spending;
+
+/* Why the loop stops starting requests. */
+typedef struct stopping {
+  bool interrupted, budget;
+  double abort_at;  /* interrupted: when in-flight transfers are dropped */
+  us_status fatal;  /* stops the run at once: auth, not found, unreachable, database */
+  us_err fatal_err; /* its message, scrubbed of the key */
+} stopping;
+
 typedef struct teacher {
   const us_task *task;
   const us_prompts_params *data;
@@ -72,31 +96,28 @@ typedef struct teacher {
   us_cache *cache;
   const us_label_options *opt;
   us_label_stats *stats;
-  double started, cpu_started;
+  double started, cpu_started, last_progress;
 
-  job *jobs;
-  size_t n_jobs, next_fresh, n_open; /* n_open: jobs neither done nor failed */
-  size_t *retry;                     /* indexes of jobs waiting to be retried */
-  size_t n_retry;
-
+  job_queue queue;
+  spending spend;
+  stopping stop;
   us__transport *transport; /* NULL until there is something to send */
   float *soft;              /* scratch: one soft distribution over task.labels */
+  bool in_txn;              /* answers of this loop pass are in an open transaction */
 
-  double spent_before, spent_run, in_flight_worst;
-  us__bucket rpm, tpm;
-  double hold_until; /* the server's x-ratelimit headers asked to pause new starts */
-  us_rng rng;
-
-  bool interrupted, budget_stop, in_txn;
-  double abort_at;
-  double last_progress;
+  us__bucket rpm, tpm;      /* teacher.requests_per_minute, teacher.tokens_per_minute */
+  double hold_until;        /* the server's x-ratelimit headers asked to pause new starts */
+  us_rng rng;               /* backoff jitter */
   int unreachable_streak;   /* transfers in a row that found no server to talk to */
   double unreachable_since; /* when that streak began */
-  us_status fatal;          /* stops the run at once: auth, not found, database */
-  us_err fatal_err;
 } teacher;
 
 /* ---- small helpers ------------------------------------------------------------------- */
+
+/* Puts a job that was taken from the queue back, to start again once j->not_before passes. */
+static void put_back(job_queue *q, job *j) {
+  q->retry[q->n_retry++] = (size_t)(j - q->jobs);
+}
 
 /* Scrubs the API key from s[0..n) (the transport holds it; before it opens there is none). */
 static void scrub_key(const teacher *t, char *s, size_t n) {
@@ -266,9 +287,9 @@ static us_status plan(teacher *t, us_err *err) {
   if (st) return st;
   t->stats->total += (int64_t)n;
   t->soft = calloc((size_t)(t->task->n_labels > 0 ? t->task->n_labels : 1), sizeof *t->soft);
-  t->jobs = calloc(n ? n : 1, sizeof *t->jobs);
-  t->retry = calloc(n ? n : 1, sizeof *t->retry);
-  if (!t->jobs || !t->retry || !t->soft) {
+  t->queue.jobs = calloc(n ? n : 1, sizeof *t->queue.jobs);
+  t->queue.retry = calloc(n ? n : 1, sizeof *t->queue.retry);
+  if (!t->queue.jobs || !t->queue.retry || !t->soft) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory planning %zu requests", n);
     goto done;
   }
@@ -300,14 +321,14 @@ static us_status plan(teacher *t, us_err *err) {
       free(body);
       continue;
     }
-    job *j = &t->jobs[t->n_jobs++];
+    job *j = &t->queue.jobs[t->queue.n_jobs++];
     j->prompt_id = prompts[i].id;
     memcpy(j->key, key, 65);
     j->body = body;
     j->body_len = strlen(body);
     j->worst_usd = prompt_token_bound(j->body_len) * in_price + t->params->max_tokens * out_price;
     j->bucket_tokens = (double)j->body_len / 4 + t->params->max_tokens;
-    t->n_open++;
+    t->queue.n_open++;
     if (t->opt->dry_run) {
       int64_t est = 0;
       st = dry_run_estimate(t, &prompts[i], &est, err);
@@ -338,23 +359,23 @@ static us_status txn_begin(teacher *t, us_err *err) {
 static void stop_with(teacher *t, job *j, us_status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void stop_with(teacher *t, job *j, us_status st, const char *fmt, ...) {
-  if (j) t->retry[t->n_retry++] = (size_t)(j - t->jobs);
-  if (t->fatal) return;
+  if (j) put_back(&t->queue, j);
+  if (t->stop.fatal) return;
   char msg[US_ERR_MSG_MAX];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  us_err_set(&t->fatal_err, st, "%s", msg);
-  t->fatal = st;
-  scrub_err(t, &t->fatal_err);
+  us_err_set(&t->stop.fatal_err, st, "%s", msg);
+  t->stop.fatal = st;
+  scrub_err(t, &t->stop.fatal_err);
 }
 
 /* The job is answered or recorded as failed: nothing more to send. */
 static void job_end(teacher *t, job *j) {
   free(j->body);
   j->body = NULL;
-  t->n_open--;
+  t->queue.n_open--;
 }
 
 static void record_failure(teacher *t, job *j, int http_status, const char *message) {
@@ -406,7 +427,7 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
     return;
   }
   /* paid either way, even if another process stored the same key first */
-  t->spent_run += cost;
+  t->spend.run += cost;
   t->stats->spent_usd += cost;
   t->stats->done++;
   job_end(t, j);
@@ -427,7 +448,7 @@ static void retry_or_fail(teacher *t, job *j, const us__resp_headers *h, int htt
         us_backoff_delay(j->attempts - 1, BACKOFF_BASE_S, BACKOFF_CAP_S, us_rng_uniform(&t->rng));
   if (wait > RETRY_AFTER_CAP_S) wait = RETRY_AFTER_CAP_S;
   j->not_before = now + wait;
-  t->retry[t->n_retry++] = (size_t)(j - t->jobs);
+  put_back(&t->queue, j);
   t->stats->retries++;
 }
 
@@ -472,8 +493,8 @@ static void watch_server_limits(teacher *t, const us__resp_headers *h, const job
 static void on_done(void *user, const us__transfer_result *r, double now) {
   teacher *t = user;
   job *j = r->job;
-  t->in_flight_worst -= j->worst_usd;
-  if (us__transport_in_flight(t->transport) == 0) t->in_flight_worst = 0; /* no float drift */
+  t->spend.in_flight_worst -= j->worst_usd;
+  if (us__transport_in_flight(t->transport) == 0) t->spend.in_flight_worst = 0; /* no float drift */
   const char *url = us__transport_safe_url(t->transport);
   if (!r->answered) {
     if (r->unreachable) {
@@ -552,8 +573,8 @@ static void drain(teacher *t) {
 /* The next job allowed to start by its own timing: a retry whose wait is over, else the next
  * fresh one. *wake gets the time until a waiting retry comes due when there is none. */
 static job *next_job(teacher *t, double now, double *wake, size_t *retry_pos) {
-  for (size_t i = 0; i < t->n_retry; i++) {
-    job *j = &t->jobs[t->retry[i]];
+  for (size_t i = 0; i < t->queue.n_retry; i++) {
+    job *j = &t->queue.jobs[t->queue.retry[i]];
     if (j->not_before <= now) {
       *retry_pos = i;
       return j;
@@ -561,14 +582,14 @@ static job *next_job(teacher *t, double now, double *wake, size_t *retry_pos) {
     if (j->not_before - now < *wake) *wake = j->not_before - now;
   }
   *retry_pos = (size_t)-1;
-  return t->next_fresh < t->n_jobs ? &t->jobs[t->next_fresh] : NULL;
+  return t->queue.next_fresh < t->queue.n_jobs ? &t->queue.jobs[t->queue.next_fresh] : NULL;
 }
 
 static us_status start(teacher *t, job *j, double now, us_err *err) {
   us_status st = us__transport_start(t->transport, j, j->body, j->body_len, now, err);
   if (st) return st;
   j->attempts++;
-  t->in_flight_worst += j->worst_usd;
+  t->spend.in_flight_worst += j->worst_usd;
   us__bucket_take(&t->rpm, 1);
   us__bucket_take(&t->tpm, j->bucket_tokens);
   t->stats->requests++;
@@ -594,10 +615,10 @@ static double start_ready(teacher *t, double now) {
       if (w < wake) wake = w;
       break;
     }
-    double total = t->spent_before + t->spent_run + t->in_flight_worst + j->worst_usd;
+    double total = t->spend.before + t->spend.run + t->spend.in_flight_worst + j->worst_usd;
     if (total > t->params->budget_usd) {
       /* in-flight requests usually cost less than their worst case: wait for them */
-      if (us__transport_in_flight(t->transport) == 0) t->budget_stop = true;
+      if (us__transport_in_flight(t->transport) == 0) t->stop.budget = true;
       break;
     }
     us_err err = {0};
@@ -606,9 +627,9 @@ static double start_ready(teacher *t, double now) {
       break;
     }
     if (pos != (size_t)-1)
-      t->retry[pos] = t->retry[--t->n_retry];
+      t->queue.retry[pos] = t->queue.retry[--t->queue.n_retry];
     else
-      t->next_fresh++;
+      t->queue.next_fresh++;
   }
   return wake;
 }
@@ -618,8 +639,8 @@ static double start_ready(teacher *t, double now) {
 static void report_progress(teacher *t, double now, bool final) {
   if (!final && (!t->opt->progress || now - t->last_progress < PROGRESS_EVERY_S)) return;
   us_label_stats *s = t->stats;
-  s->left = (int64_t)t->n_open;
-  s->spent_total_usd = t->spent_before + t->spent_run;
+  s->left = (int64_t)t->queue.n_open;
+  s->spent_total_usd = t->spend.before + t->spend.run;
   s->elapsed_s = now - t->started;
   s->cpu_s = us_cpu_time() - t->cpu_started; /* a system call: not on every pass */
   t->last_progress = now;
@@ -631,34 +652,35 @@ static void report_progress(teacher *t, double now, bool final) {
 static void requeue(void *user, void *dropped) {
   teacher *t = user;
   job *j = dropped;
-  t->retry[t->n_retry++] = (size_t)(j - t->jobs);
+  put_back(&t->queue, j);
 }
 
 static void abort_in_flight(teacher *t) {
   us__transport_abort(t->transport, requeue, t);
-  t->in_flight_worst = 0;
+  t->spend.in_flight_worst = 0;
 }
 
 /* The transfer loop: start what may start, move the transfers, take in what finished. */
 static void run_loop(teacher *t) {
   for (;;) {
     double now = us_now();
-    if (t->opt->stop && *t->opt->stop && !t->interrupted) {
-      t->interrupted = true;
-      t->abort_at = now + INTERRUPT_GRACE_S;
+    if (t->opt->stop && *t->opt->stop && !t->stop.interrupted) {
+      t->stop.interrupted = true;
+      t->stop.abort_at = now + INTERRUPT_GRACE_S;
     }
     int in_flight = us__transport_in_flight(t->transport);
-    if (t->interrupted && in_flight && now >= t->abort_at) abort_in_flight(t);
+    if (t->stop.interrupted && in_flight && now >= t->stop.abort_at) abort_in_flight(t);
     double wake = WAKE_MAX_S;
-    if (!t->interrupted && !t->budget_stop && !t->fatal) {
+    if (!t->stop.interrupted && !t->stop.budget && !t->stop.fatal) {
       double w = start_ready(t, now);
       if (w < wake) wake = w;
     }
-    bool nothing_to_start = t->interrupted || t->budget_stop || t->fatal || t->n_open == 0;
+    bool nothing_to_start =
+        t->stop.interrupted || t->stop.budget || t->stop.fatal || t->queue.n_open == 0;
     if (us__transport_in_flight(t->transport) == 0 && nothing_to_start) break;
     us__transport_wait(t->transport, wake);
     drain(t);
-    if (t->fatal) abort_in_flight(t);
+    if (t->stop.fatal) abort_in_flight(t);
     report_progress(t, us_now(), false);
   }
 }
@@ -671,30 +693,30 @@ void us_label_options_defaults(us_label_options *o) {
 
 static void teacher_free(teacher *t) {
   us__transport_close(t->transport);
-  for (size_t i = 0; t->jobs && i < t->n_jobs; i++) free(t->jobs[i].body);
-  free(t->jobs);
-  free(t->retry);
+  for (size_t i = 0; t->queue.jobs && i < t->queue.n_jobs; i++) free(t->queue.jobs[i].body);
+  free(t->queue.jobs);
+  free(t->queue.retry);
   free(t->soft);
 }
 
 static us_status finish(teacher *t, us_err *err) {
   char spent[32], budget[32];
   report_progress(t, us_now(), true);
-  if (t->fatal) {
-    *err = t->fatal_err;
-    return t->fatal;
+  if (t->stop.fatal) {
+    *err = t->stop.fatal_err;
+    return t->stop.fatal;
   }
-  if (t->budget_stop && t->n_open > 0)
+  if (t->stop.budget && t->queue.n_open > 0)
     return us_err_set(err, US_ERR_BUDGET,
                       "budget reached: %s of %s spent; %zu prompts left; "
                       "raise teacher.budget_usd and run again",
-                      money(spent, sizeof spent, t->spent_before + t->spent_run),
-                      money(budget, sizeof budget, t->params->budget_usd), t->n_open);
-  if (t->interrupted && t->n_open > 0)
+                      money(spent, sizeof spent, t->spend.before + t->spend.run),
+                      money(budget, sizeof budget, t->params->budget_usd), t->queue.n_open);
+  if (t->stop.interrupted && t->queue.n_open > 0)
     return us_err_set(err, US_ERR_INTERRUPTED,
                       "interrupted: %zu prompts left; every answer so "
                       "far is saved, run again to resume",
-                      t->n_open);
+                      t->queue.n_open);
   return US_OK;
 }
 
@@ -733,15 +755,16 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   us_cache_stats cs;
   us_status st = us_cache_stats_get(cache, &cs, err);
   if (st) goto done;
-  t.spent_before = cs.spent_usd;
+  t.spend.before = cs.spent_usd;
   st = plan(&t, err);
-  if (st || opt->dry_run || t.n_jobs == 0) {
+  if (st || opt->dry_run || t.queue.n_jobs == 0) {
     if (!st) report_progress(&t, us_now(), true);
     goto done;
   }
 
   /* no more slots than requests to send */
-  int slots = (size_t)params->concurrency < t.n_jobs ? params->concurrency : (int)t.n_jobs;
+  int slots =
+      (size_t)params->concurrency < t.queue.n_jobs ? params->concurrency : (int)t.queue.n_jobs;
   st = us__transport_open(params, slots, &t.transport, err);
   if (st) goto done;
   us__bucket_init(&t.rpm, params->requests_per_minute, us_now());

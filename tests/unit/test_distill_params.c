@@ -1,6 +1,7 @@
 /* distill's settings: us_prompts_params (data.*) and us_teacher_params (teacher.*) — their
  * defaults pass their own checks, and every refusal names the field first, so the config loader
- * can re-label it with the config key. */
+ * can re-label it with the config key. Also: the test split is the shared hash fraction, bit for
+ * bit what it was before. */
 /* cmocka.h needs these four first */
 /* clang-format off */
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "distill/prompts.h"
 #include "distill/teacher.h"
 
@@ -93,6 +95,41 @@ static void prompts_table_should_hold_every_numeric_field_once(void **state) {
   }
 }
 
+/* ---- the test split ------------------------------------------------------------------------ */
+
+/* The split as prompts.c computed it before core/hash.h had us_hash_fraction: FNV-1a of the
+ * normalised text under the seed, MurmurHash3's fmix64, the top 53 bits as a fraction. */
+static int split_before_the_redesign(const char *normalized, uint64_t seed, double fraction) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int i = 0; i < 8; i++) h = (h ^ ((seed >> (8 * i)) & 0xff)) * 0x100000001b3ull;
+  for (const unsigned char *p = (const unsigned char *)normalized; *p; p++)
+    h = (h ^ *p) * 0x100000001b3ull;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  double u = (double)(h >> 11) * (1.0 / 9007199254740992.0);
+  return u < fraction ? US_SPLIT_TEST : US_SPLIT_TRAIN;
+}
+
+static void split_should_be_bit_identical_to_the_hash_fraction(void **state) {
+  (void)state;
+  char text[64];
+  const double fractions[] = {0, 0.1, 0.2, 0.5, 0.9};
+  const uint64_t seeds[] = {0, 1, 7, 9007199254740991ull};
+  for (int i = 0; i < 2000; i++) {
+    snprintf(text, sizeof text, "how do i reset my card pin %d?", i);
+    for (size_t k = 0; k < sizeof seeds / sizeof seeds[0]; k++)
+      for (size_t f = 0; f < sizeof fractions / sizeof fractions[0]; f++) {
+        int split = us_prompt_split(text, seeds[k], fractions[f]);
+        double u = us_hash_fraction(text, strlen(text), seeds[k]);
+        assert_int_equal(split, u < fractions[f] ? US_SPLIT_TEST : US_SPLIT_TRAIN);
+        assert_int_equal(split, split_before_the_redesign(text, seeds[k], fractions[f]));
+      }
+  }
+}
+
 /* ---- us_teacher_params --------------------------------------------------------------------- */
 
 static void teacher_defaults_should_pass_their_check(void **state) {
@@ -160,6 +197,7 @@ int main(void) {
       cmocka_unit_test(prompts_defaults_should_pass_their_check),
       cmocka_unit_test(prompts_check_should_name_the_field),
       cmocka_unit_test(prompts_table_should_hold_every_numeric_field_once),
+      cmocka_unit_test(split_should_be_bit_identical_to_the_hash_fraction),
       cmocka_unit_test(teacher_defaults_should_pass_their_check),
       cmocka_unit_test(teacher_check_should_name_the_field),
       cmocka_unit_test(teacher_budget_should_have_no_upper_bound),

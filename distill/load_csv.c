@@ -56,7 +56,7 @@ static int column_of(const csv_state *cs, const char *name) {
 /* The first record names the columns; the text column must be among them. */
 static void take_header(csv_state *cs) {
   const us_prompts_params *d = cs->sink->data;
-  const char *text_field = d->text_field ? d->text_field : "text";
+  const char *text_field = d->text_field ? d->text_field : US_PROMPTS_DEFAULT_TEXT_FIELD;
   cs->header = cs->fields;
   cs->n_header = cs->n_fields;
   cs->fields = NULL;

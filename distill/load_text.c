@@ -164,7 +164,7 @@ static char *gold_text(const cJSON *v) {
 static us_status jsonl_record(us__prompt_sink *sink, const char *line, size_t len, long number,
                               const char *where, us_err *err) {
   const us_prompts_params *d = sink->data;
-  const char *text_field = d->text_field ? d->text_field : "text";
+  const char *text_field = d->text_field ? d->text_field : US_PROMPTS_DEFAULT_TEXT_FIELD;
   const char *label_field = d->label_field ? d->label_field : "label";
   const char *end = NULL;
   cJSON *obj = cJSON_ParseWithLengthOpts(line, len, &end, false);

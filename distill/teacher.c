@@ -827,6 +827,11 @@ us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
   }
   us_label_stats local;
   if (!stats) stats = &local;
+  us_teacher_params filled = *params; /* NULL strings mean their defaults */
+  if (!filled.base_url) filled.base_url = US_TEACHER_DEFAULT_BASE_URL;
+  if (!filled.api_key_env) filled.api_key_env = US_TEACHER_DEFAULT_API_KEY_ENV;
+  if (!filled.model) filled.model = "";
+  params = &filled;
   memset(stats, 0, sizeof *stats);
   double started = us_now(), cpu_started = us_cpu_time();
   us_status st = US_OK;

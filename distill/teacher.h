@@ -24,7 +24,7 @@ typedef struct us_header {
  * whoever filled the struct (the config owns and frees them); the client only reads them. */
 typedef struct us_teacher_params {
   char *base_url;     /* NULL: US_TEACHER_DEFAULT_BASE_URL; no trailing slash */
-  char *model;        /* required by us_teacher_label */
+  char *model;        /* the teacher's model name; the config requires it */
   char *api_key_env;  /* NULL: US_TEACHER_DEFAULT_API_KEY_ENV */
   us_header *headers; /* extra headers */
   int n_headers;

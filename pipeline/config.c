@@ -239,10 +239,8 @@ void us_config_defaults(us_config *c) {
   c->student.weight_decay = 0.1;
   c->student.grad_clip = 1.0;
 
-  c->cost.cpu_usd_per_hour = 0.05;
-  c->cost.requests_per_month = 1e6;
-  c->quality.target_agreement = 0.95;
-  c->quality.confidence = 0.95;
+  us_cost_params_defaults(&c->cost);
+  us_quality_params_defaults(&c->quality);
 }
 
 void us_config_free(us_config *c) {

@@ -20,7 +20,7 @@ static const double conf[] = {0.9, 0.8, 0.3, 0.8};
 static const double score[] = {1, 1, 0, 0};
 
 static us_cascade_inputs inputs(double target) {
-  us_cascade_inputs in = {4, conf, score, NULL, NULL, 0.01, 1.0, target, 0};
+  us_cascade_inputs in = {4, conf, score, NULL, NULL, 0.01, 1.0, {target, 0}};
   return in;
 }
 
@@ -122,7 +122,7 @@ static void cascade_should_score_the_combined_system_against_gold(void **state) 
 
 static void cascade_should_handle_no_data_and_bad_input(void **state) {
   (void)state;
-  us_cascade_inputs in = {0, NULL, NULL, NULL, NULL, 0.01, 1.0, 0.9, 0.95};
+  us_cascade_inputs in = {0, NULL, NULL, NULL, NULL, 0.01, 1.0, {0.9, 0.95}};
   us_cascade c;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.verdict, US_CASCADE_STAY_NO_DATA);
@@ -133,7 +133,7 @@ static void cascade_should_handle_no_data_and_bad_input(void **state) {
   assert_int_equal(us_cascade_compute(&in, &c, &err), US_ERR_INPUT);
   us_cascade_free(&c);
   in = inputs(0.9);
-  in.confidence_level = 1.0;
+  in.quality.confidence = 1.0;
   assert_int_equal(us_cascade_compute(&in, &c, &err), US_ERR_INPUT);
   assert_non_null(strstr(err.msg, "quality.confidence"));
   us_cascade_free(&c);
@@ -150,7 +150,7 @@ static void lower_bound_should_not_trust_a_handful_of_answers(void **state) {
     cf[i] = 1.0 - (double)i / N;
     sc[i] = i >= 2 && i % 5 != 0; /* the two most confident wrong, then 1 in 5 */
   }
-  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 1.0, 0.95, 0};
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 1.0, {0.95, 0}};
   us_cascade c;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.verdict, US_CASCADE_USE_CASCADE); /* on the point estimate */
@@ -158,7 +158,7 @@ static void lower_bound_should_not_trust_a_handful_of_answers(void **state) {
   NEAR(c.points[c.recommended].agreement, 56.0 / 58);
   NEAR(c.points[c.recommended].agreement_low, 56.0 / 58);
   us_cascade_free(&c);
-  in.confidence_level = 0.95;
+  in.quality.confidence = 0.95;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.verdict, US_CASCADE_STAY_BELOW_TARGET);
   assert_int_equal(c.recommended, c.teacher_only);
@@ -180,10 +180,10 @@ static void lower_bound_should_pick_a_safer_threshold_on_many_prompts(void **sta
     cf[i] = 1.0 - (double)i / N;
     sc[i] = (i % 100) >= (i < N / 2 ? 1 : 40); /* 1% wrong in the confident half, 40% after */
   }
-  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, 0.97, 0};
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, {0.97, 0}};
   us_cascade measured, bounded;
   assert_int_equal(us_cascade_compute(&in, &measured, NULL), US_OK);
-  in.confidence_level = 0.95;
+  in.quality.confidence = 0.95;
   assert_int_equal(us_cascade_compute(&in, &bounded, NULL), US_OK);
   assert_int_equal(measured.verdict, US_CASCADE_USE_CASCADE);
   assert_int_equal(bounded.verdict, US_CASCADE_USE_CASCADE);
@@ -207,7 +207,7 @@ static void table_rows_should_keep_the_fixed_and_recommended_points(void **state
     cf[i] = (double)i / N;
     sc[i] = i >= 40; /* the 40 least confident are wrong */
   }
-  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, 0.9, 0};
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, {0.9, 0}};
   us_cascade c;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.n_points, N + 2);

@@ -21,8 +21,8 @@ static us_cost_inputs sample(void) {
   in.cache_saved_usd = 0.7;
   in.training_cpu_seconds = 100;             /* at $3.60/h = $0.001/s: $0.10 */
   in.student_cpu_seconds_per_request = 5e-4; /* $5e-7 per request */
-  in.cpu_usd_per_hour = 3.6;
-  in.requests_per_month = 1e6;
+  in.cost.cpu_usd_per_hour = 3.6;
+  in.cost.requests_per_month = 1e6;
   in.teacher_params_b = 70;
   in.student_params = 2e6;
   return in;
@@ -75,7 +75,7 @@ static void cost_should_leave_size_ratio_unknown_without_params(void **state) {
   assert_false(c.size_ratio_known);
   NEAR(c.size_ratio, 0);
   in = sample();
-  in.requests_per_month = 0;
+  in.cost.requests_per_month = 0;
   assert_int_equal(us_cost_compute(&in, &c, NULL), US_OK);
   assert_true(c.breaks_even);
   assert_true(isinf(c.break_even_months));
@@ -84,7 +84,7 @@ static void cost_should_leave_size_ratio_unknown_without_params(void **state) {
 static void cost_should_refuse_negative_or_nan_inputs(void **state) {
   (void)state;
   us_cost_inputs in = sample();
-  in.cpu_usd_per_hour = -1;
+  in.cost.cpu_usd_per_hour = -1;
   us_cost c;
   us_err err;
   assert_int_equal(us_cost_compute(&in, &c, &err), US_ERR_INPUT);

@@ -134,14 +134,9 @@ static void fill_points(const us_cascade_inputs *in, const ranked *order, us_cas
   c->has_gold = n_gold > 0;
   double gold_den = n_gold > 0 ? n_gold : 1, n_den = n > 0 ? n : 1;
   double z = in->quality.confidence > 0 ? normal_quantile(in->quality.confidence) : 0.0;
-  c->points[0] = (us_cascade_point){US_CASCADE_TEACHER_ONLY,
-                                    INFINITY,
-                                    0,
-                                    0.0,
-                                    1.0,
-                                    1.0,
-                                    teacher_gold_hits / gold_den,
-                                    in->teacher_usd_per_request};
+  c->points[0] = (us_cascade_point){
+      US_CASCADE_TEACHER_ONLY,    INFINITY, 0, 0.0, 1.0, 1.0, teacher_gold_hits / gold_den,
+      in->teacher_usd_per_request};
   int k = 1, gold_hits = teacher_gold_hits; /* gold hits of the combined system so far */
   double score = 0;
   for (int r = 0; r < n; r++) {

@@ -166,7 +166,8 @@ static void lower_bound_should_not_trust_a_handful_of_answers(void **state) {
   /* one-sided Wilson at z = 1.64485 for 56 of 58, worked by hand: 0.90102 */
   assert_int_equal(c.points[2].answered, 2);
   assert_true(fabs(c.points[2].agreement_low - 0.90102) < 5e-5);
-  for (int k = 1; k < c.n_points; k++) assert_true(c.points[k].agreement_low < c.points[k].agreement);
+  for (int k = 1; k < c.n_points; k++)
+    assert_true(c.points[k].agreement_low < c.points[k].agreement);
   us_cascade_free(&c);
 }
 

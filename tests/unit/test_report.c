@@ -223,8 +223,8 @@ static void json_should_parse_and_hold_user_text_verbatim(void **state) {
   const cJSON *alone = cJSON_GetArrayItem(at(cascade, "points"), s->cascade.student_only);
   assert_true(at(alone, "agreement_low")->valuedouble < at(alone, "agreement")->valuedouble);
   assert_true(at(alone, "agreement_low")->valuedouble > 0.5);
-  assert_non_null(strstr(at(at(root, "headline"), "cascade")->valuestring,
-                         "% confidence; target 95.0%)"));
+  assert_non_null(
+      strstr(at(at(root, "headline"), "cascade")->valuestring, "% confidence; target 95.0%)"));
   assert_int_equal(cJSON_GetArraySize(at(at(root, "training"), "train_loss")), EPOCHS);
   assert_true(at(at(root, "cost"), "size_ratio")->valuedouble > 90000);
   cJSON_Delete(root);
@@ -368,8 +368,8 @@ static void writers_should_handle_an_empty_and_a_generation_report(void **state)
   assert_true(fabs(at(at(at(root, "cascade"), "recommended"), "threshold")->valuedouble + 0.05) <
               1e-12);
   /* judged on the point estimate: no bound in the headline */
-  assert_non_null(strstr(at(at(root, "headline"), "cascade")->valuestring,
-                         "100.0% agreement (target 90.0%)"));
+  assert_non_null(
+      strstr(at(at(root, "headline"), "cascade")->valuestring, "100.0% agreement (target 90.0%)"));
   cJSON_Delete(root);
   free(text);
   us_cascade_free(&cascade);

@@ -230,6 +230,38 @@ static void table_rows_should_keep_the_fixed_and_recommended_points(void **state
   us_cascade_free(&c);
 }
 
+static void quality_params_should_default_and_name_the_field_out_of_range(void **state) {
+  (void)state;
+  us_quality_params p;
+  us_quality_params_defaults(&p);
+  NEAR(p.target_agreement, 0.95);
+  NEAR(p.confidence, 0.95);
+  assert_int_equal(us_quality_params_check(&p, NULL), US_OK);
+  size_t n = 0;
+  const us_param *t = us_quality_param_table(&n);
+  assert_int_equal(n, 2);
+  assert_string_equal(t[0].name, "target_agreement");
+  assert_string_equal(t[1].name, "confidence");
+  us_err err;
+  p.target_agreement = 0;
+  assert_int_equal(us_quality_params_check(&p, &err), US_ERR_CONFIG);
+  assert_string_equal(err.msg, "target_agreement: expected a number in (0, 1], found 0");
+  p.target_agreement = 1; /* the top is allowed: the student must agree every time */
+  assert_int_equal(us_quality_params_check(&p, NULL), US_OK);
+  p.confidence = 0.9995;
+  assert_int_equal(us_quality_params_check(&p, &err), US_ERR_CONFIG);
+  assert_string_equal(err.msg, "confidence: expected a number in [0, 0.999], found 0.9995");
+  p.confidence = 0; /* judged on the point estimate */
+  assert_int_equal(us_quality_params_check(&p, NULL), US_OK);
+  /* the cascade refuses the same settings, naming the config key */
+  us_cascade_inputs in = inputs(1.5);
+  us_cascade c;
+  assert_int_equal(us_cascade_compute(&in, &c, &err), US_ERR_INPUT);
+  assert_string_equal(err.msg,
+                      "cascade: quality.target_agreement: expected a number in (0, 1], found 1.5");
+  us_cascade_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(cascade_should_compute_every_threshold),
@@ -241,6 +273,7 @@ int main(void) {
       cmocka_unit_test(table_rows_should_keep_the_fixed_and_recommended_points),
       cmocka_unit_test(lower_bound_should_not_trust_a_handful_of_answers),
       cmocka_unit_test(lower_bound_should_pick_a_safer_threshold_on_many_prompts),
+      cmocka_unit_test(quality_params_should_default_and_name_the_field_out_of_range),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,6 +94,41 @@ static void cost_should_refuse_negative_or_nan_inputs(void **state) {
   assert_int_equal(us_cost_compute(&in, &c, &err), US_ERR_INPUT);
 }
 
+static void cost_params_should_default_and_name_the_field_out_of_range(void **state) {
+  (void)state;
+  us_cost_params p;
+  us_cost_params_defaults(&p);
+  NEAR(p.cpu_usd_per_hour, 0.05);
+  NEAR(p.requests_per_month, 1e6);
+  assert_int_equal(us_cost_params_check(&p, NULL), US_OK);
+  size_t n = 0;
+  const us_param *t = us_cost_param_table(&n);
+  assert_int_equal(n, 2);
+  assert_string_equal(t[0].name, "cpu_usd_per_hour");
+  assert_string_equal(t[1].name, "requests_per_month");
+  us_err err;
+  p.cpu_usd_per_hour = -0.5;
+  assert_int_equal(us_cost_params_check(&p, &err), US_ERR_CONFIG);
+  assert_string_equal(err.msg, "cpu_usd_per_hour: expected a number in [0, 1000000], found -0.5");
+  p.cpu_usd_per_hour = NAN;
+  assert_int_equal(us_cost_params_check(&p, &err), US_ERR_CONFIG);
+  assert_true(strncmp(err.msg, "cpu_usd_per_hour: ", 18) == 0);
+  us_cost_params_defaults(&p);
+  p.requests_per_month = 2e15;
+  assert_int_equal(us_cost_params_check(&p, &err), US_ERR_CONFIG);
+  assert_string_equal(err.msg,
+                      "requests_per_month: expected a number in [0, 1000000000000000], found "
+                      "2000000000000000");
+  /* the cost model refuses the same settings, naming the config key */
+  us_cost_inputs in = sample();
+  in.cost.requests_per_month = -1;
+  us_cost c;
+  assert_int_equal(us_cost_compute(&in, &c, &err), US_ERR_INPUT);
+  assert_string_equal(err.msg,
+                      "cost model: cost.requests_per_month: expected a number in [0, "
+                      "1000000000000000], found -1");
+}
+
 static void teacher_price_helpers_should_match_hand_values(void **state) {
   (void)state;
   NEAR(us_cost_from_tokens(1000, 100, 2.5, 10), 0.0035);
@@ -107,6 +142,7 @@ int main(void) {
       cmocka_unit_test(cost_should_report_no_break_even_when_the_student_costs_more),
       cmocka_unit_test(cost_should_leave_size_ratio_unknown_without_params),
       cmocka_unit_test(cost_should_refuse_negative_or_nan_inputs),
+      cmocka_unit_test(cost_params_should_default_and_name_the_field_out_of_range),
       cmocka_unit_test(teacher_price_helpers_should_match_hand_values),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,8 @@
-/* The project configuration (core/config.h): one table lists every key with its type, range and
- * place in us_config, and drives checking, "did you mean" suggestions and error key paths. */
+/* The project configuration (pipeline/config.h): one table lists every key and its place in
+ * us_config, and drives checking, "did you mean" suggestions and error key paths. A key backed by
+ * a module's parameter (PKEY) takes its type and range from that module's table (core/params.h),
+ * and every module's own *_check runs once the file is read, so a setting's range and default
+ * live only in the module that uses it. */
 #include "pipeline/config.h"
 
 #include <cjson/cJSON.h>
@@ -14,6 +17,9 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/json.h"
+#include "core/utf8.h"
+#include "core/params.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 #define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1: larger integers lose precision */
@@ -52,7 +58,8 @@ typedef enum {
   K_LABELS,    /* task.labels */
   K_INPUTS,    /* data.inputs */
   K_HEADERS,   /* teacher.headers */
-  K_HIDDEN     /* student.hidden */
+  K_HIDDEN,    /* student.hidden */
+  K_PARAM      /* a module's parameter: kind and range from its table */
 } key_kind;
 
 enum {
@@ -62,18 +69,25 @@ enum {
   F_NONEMPTY = 8  /* strings: "" refused */
 };
 
+typedef const us_param *(*param_table_fn)(size_t *n);
+
 typedef struct key_spec {
   const char *path;
   key_kind kind;
   size_t offset; /* into us_config */
   double min, max;
   unsigned flags;
+  param_table_fn table; /* K_PARAM: the module's table, and the field's name in it */
+  const char *field;
 } key_spec;
 
 #define SECTION(p) \
-  { p, K_SECTION, 0, 0, 0, 0 }
+  { p, K_SECTION, 0, 0, 0, 0, NULL, NULL }
 #define KEY(p, kind, member, lo, hi, fl) \
-  { p, kind, offsetof(us_config, member), lo, hi, fl }
+  { p, kind, offsetof(us_config, member), lo, hi, fl, NULL, NULL }
+/* A key stored in member whose kind and range are field's in the module's table. */
+#define PKEY(p, member, table_fn, field_name, fl) \
+  { p, K_PARAM, offsetof(us_config, member), 0, 0, fl, table_fn, field_name }
 
 static const key_spec KEYS[] = {
     KEY("name", K_NAME, name, 0, 0, F_REQUIRED),
@@ -150,11 +164,14 @@ static const key_spec KEYS[] = {
     KEY("student.weight_decay", K_DOUBLE, student.weight_decay, 0, 10, 0),
     KEY("student.grad_clip", K_DOUBLE, student.grad_clip, 0, 1e6, 0),
     SECTION("cost"),
-    KEY("cost.cpu_usd_per_hour", K_DOUBLE, cost.cpu_usd_per_hour, 0, 1e6, 0),
-    KEY("cost.requests_per_month", K_DOUBLE, cost.requests_per_month, 0, 1e15, 0),
+    PKEY("cost.cpu_usd_per_hour", cost.cpu_usd_per_hour, us_cost_param_table, "cpu_usd_per_hour",
+         0),
+    PKEY("cost.requests_per_month", cost.requests_per_month, us_cost_param_table,
+         "requests_per_month", 0),
     SECTION("quality"),
-    KEY("quality.target_agreement", K_DOUBLE, quality.target_agreement, 0, 1, F_MIN_OPEN),
-    KEY("quality.confidence", K_DOUBLE, quality.confidence, 0, 0.999, 0),
+    PKEY("quality.target_agreement", quality.target_agreement, us_quality_param_table,
+         "target_agreement", 0),
+    PKEY("quality.confidence", quality.confidence, us_quality_param_table, "confidence", 0),
 };
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -286,12 +303,14 @@ typedef struct load_ctx {
   bool seen[N_KEYS];
 } load_ctx;
 
-/* True if an override's key (the part before '=') is exactly path. */
+/* True if an override's key (the part before '=') is path or holds it ("student.hidden" for
+ * "student.hidden[1]"). */
 static bool overridden(const load_ctx *x, const char *path) {
-  size_t n = strlen(path);
   for (int i = 0; i < x->n_overrides; i++) {
-    const char *o = x->overrides[i];
-    if (o && strncmp(o, path, n) == 0 && o[n] == '=') return true;
+    const char *o = x->overrides[i], *eq = o ? strchr(o, '=') : NULL;
+    size_t n = eq ? (size_t)(eq - o) : 0;
+    if (eq && strncmp(o, path, n) == 0 && (!path[n] || path[n] == '[' || path[n] == '.'))
+      return true;
   }
   return false;
 }
@@ -644,6 +663,79 @@ static us_status read_hidden(const load_ctx *x, const key_spec *k, const char *p
   return US_OK;
 }
 
+/* ---- module parameters ----------------------------------------------------------------------- */
+
+static const us_param *param_of(const key_spec *k) {
+  size_t n = 0;
+  const us_param *table = k->table(&n);
+  return us_param_find(table, n, k->field);
+}
+
+/* One number for p, checked against the module's kind and range. */
+static us_status read_param_number(const load_ctx *x, const us_param *p, const char *path,
+                                   const cJSON *v, double *out) {
+  char expected[96];
+  us_param_describe(p, expected, sizeof expected);
+  if (!cJSON_IsNumber(v) || !us_param_accepts(p, v->valuedouble))
+    return fail_type(x, path, expected, v);
+  *out = v->valuedouble;
+  return US_OK;
+}
+
+/* An array of integers for a US_PARAM_INTS field: the items at the member, the count where the
+ * module's table says it is relative to them. */
+static us_status read_param_list(const load_ctx *x, const us_param *p, const char *path,
+                                 const cJSON *v, char *slot) {
+  char expected[64];
+  snprintf(expected, sizeof expected, "an array of at most %d %s", p->max_count,
+           p->max_count == 1 ? "integer" : "integers");
+  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > p->max_count)
+    return fail_type(x, path, expected, v);
+  char item_path[KEY_PATH_MAX];
+  int i = 0;
+  for (const cJSON *e = v->child; e; e = e->next, i++) {
+    snprintf(item_path, sizeof item_path, "%.300s[%d]", path, i);
+    double d;
+    us_status st = read_param_number(x, p, item_path, e, &d);
+    if (st) return st;
+    ((int *)slot)[i] = (int)d;
+  }
+  *(int *)(slot + (p->count_offset - p->offset)) = i;
+  return US_OK;
+}
+
+static us_status read_param(const load_ctx *x, const key_spec *k, const char *path,
+                            const cJSON *v) {
+  const us_param *p = param_of(k);
+  char *slot = (char *)x->c + k->offset;
+  double d;
+  us_status st;
+  if (!p)
+    return us_err_set(x->err, US_ERR_INTERNAL, "config key %s: no field %s in its module's table",
+                      path, k->field);
+  switch (p->kind) {
+    case US_PARAM_BOOL:
+      if (!cJSON_IsBool(v)) return fail_type(x, path, "true or false", v);
+      *(bool *)slot = cJSON_IsTrue(v);
+      return US_OK;
+    case US_PARAM_INTS:
+      return read_param_list(x, p, path, v, slot);
+    case US_PARAM_INT:
+      if ((st = read_param_number(x, p, path, v, &d))) return st;
+      *(int *)slot = (int)d;
+      return US_OK;
+    case US_PARAM_DOUBLE:
+      if ((st = read_param_number(x, p, path, v, &d))) return st;
+      *(double *)slot = d;
+      return US_OK;
+    case US_PARAM_U64:
+      if ((st = read_param_number(x, p, path, v, &d))) return st;
+      *(uint64_t *)slot = (uint64_t)d;
+      return US_OK;
+  }
+  return us_err_set(x->err, US_ERR_INTERNAL, "config key %s has no reader", path);
+}
+
 /* Stores one value into the config after checking its type and range. */
 static us_status read_key(load_ctx *x, const key_spec *k, const char *path, const cJSON *v) {
   void *slot = (char *)x->c + k->offset;
@@ -702,6 +794,8 @@ static us_status read_key(load_ctx *x, const key_spec *k, const char *path, cons
       return read_headers(x, path, v);
     case K_HIDDEN:
       return read_hidden(x, k, path, v);
+    case K_PARAM:
+      return read_param(x, k, path, v);
     case K_SECTION:
       break;
   }
@@ -897,6 +991,8 @@ static us_status apply_override(const load_ctx *x, cJSON *root, const char *spec
   us_status st = parse_override_key(x, spec, key_len, steps, &n);
   if (!st) st = override_parent(x, spec, root, steps, n, &parent);
   if (st) return st;
+  if (us_json_nul_escape_at(eq + 1, strlen(eq + 1)) < strlen(eq + 1))
+    return override_fail(x, spec, "the value holds \\u0000 (a NUL character), which no key takes");
   cJSON *value = override_value(spec, key_len, eq + 1);
   if (!value) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
   return override_place(x, spec, parent, &steps[n - 1], value);
@@ -1063,20 +1159,125 @@ static us_status check_consistency(load_ctx *x) {
   return US_OK;
 }
 
+/* ---- the modules' own checks ------------------------------------------------------------------ */
+
+/* A module's check over its params struct inside us_config (a static wrapper around the
+ * module's us_X_params_check), run when task is -1 or the config's task type. */
+typedef us_status (*params_check_fn)(const void *params, us_err *err);
+typedef struct check_spec {
+  size_t offset;
+  param_table_fn table;
+  params_check_fn check;
+  int task;
+} check_spec;
+#define CHECK(member, table_fn, fn) \
+  { offsetof(us_config, member), table_fn, fn, -1 }
+#define CHECK_FOR(task_type, member, table_fn, fn) \
+  { offsetof(us_config, member), table_fn, fn, task_type }
+
+static us_status check_cost(const void *p, us_err *err) {
+  return us_cost_params_check(p, err);
+}
+static us_status check_quality(const void *p, us_err *err) {
+  return us_quality_params_check(p, err);
+}
+
+static const check_spec CHECKS[] = {
+    CHECK(cost, us_cost_param_table, check_cost),
+    CHECK(quality, us_quality_param_table, check_quality),
+    {0, NULL, NULL, -1} /* end */
+};
+
+/* The config key stored through table's field, or NULL. */
+static const char *key_of_field(param_table_fn table, const char *field, size_t len) {
+  for (size_t i = 0; i < N_KEYS; i++)
+    if (KEYS[i].kind == K_PARAM && KEYS[i].table == table && strlen(KEYS[i].field) == len &&
+        strncmp(KEYS[i].field, field, len) == 0)
+      return KEYS[i].path;
+  return NULL;
+}
+
+/* Runs every module's check; its message starts with a field name, which becomes the key. */
+static us_status run_module_checks(load_ctx *x) {
+  for (const check_spec *ck = CHECKS; ck->check; ck++) {
+    if (ck->task >= 0 && (int)x->c->task.type != ck->task) continue;
+    us_err e;
+    us_err_clear(&e);
+    if (ck->check((const char *)x->c + ck->offset, &e) == US_OK) continue;
+    size_t len = strspn(e.msg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+    const char *key = key_of_field(ck->table, e.msg, len);
+    if (!key) return us_err_set(x->err, e.code, "%s: %s", x->file, e.msg);
+    return us_err_set(x->err, US_ERR_CONFIG, "%s: %s%s%s", x->file, key, e.msg + len,
+                      overridden(x, key) ? " (value from --set)" : "");
+  }
+  return US_OK;
+}
+
+/* ---- text ------------------------------------------------------------------------------------- */
+
+/* Every key name and string in the document, overrides applied, must be valid UTF-8: it goes
+ * into requests, the workspace and reports. Names the key path of the first that is not. */
+static us_status check_text(const load_ctx *x, const cJSON *node, const char *path) {
+  char child[KEY_PATH_MAX];
+  int i = 0;
+  for (const cJSON *e = node->child; e; e = e->next, i++) {
+    if (cJSON_IsObject(node)) {
+      if (us_utf8_invalid_at(e->string, strlen(e->string)) < strlen(e->string))
+        return fail(x, *path ? path : "(top level)",
+                    "a key name is not valid UTF-8; save the config as UTF-8");
+      snprintf(child, sizeof child, *path ? "%.300s.%.200s" : "%.0s%.200s", path, e->string);
+    } else {
+      snprintf(child, sizeof child, "%.300s[%d]", path, i);
+    }
+    if (cJSON_IsString(e) && us_utf8_invalid_at(e->valuestring, strlen(e->valuestring)) <
+                                 strlen(e->valuestring)) {
+      size_t bad = us_utf8_invalid_at(e->valuestring, strlen(e->valuestring));
+      return fail(x, child, "expected valid UTF-8 text, found the byte 0x%02x at byte %zu",
+                  (unsigned char)e->valuestring[bad], bad + 1);
+    }
+    us_status st = check_text(x, e, child);
+    if (st) return st;
+  }
+  return US_OK;
+}
+
 /* ---- loading --------------------------------------------------------------------------------- */
 
 /* "invalid JSON at line L, column C near '...'" for the byte where parsing stopped; the excerpt
  * is the text of that line around it. */
-static us_status fail_json(const load_ctx *x, const char *text, size_t len, const char *stop) {
-  size_t off = stop && stop >= text && stop <= text + len ? (size_t)(stop - text) : len;
-  int line = 1;
-  size_t line_start = 0;
+/* The 1-based line and column (in bytes) of text[off], and where that line starts. */
+static void line_col(const char *text, size_t off, int *line, size_t *col, size_t *line_start) {
+  *line = 1;
+  *line_start = 0;
   for (size_t i = 0; i < off; i++)
     if (text[i] == '\n') {
-      line++;
-      line_start = i + 1;
+      (*line)++;
+      *line_start = i + 1;
     }
-  size_t col = off - line_start + 1;
+  *col = off - *line_start + 1;
+}
+
+/* Text cJSON would read wrongly: a \u0000 escape (decoded to a NUL that cuts the string, and
+ * with it a key, short) or a raw NUL byte. Invalid UTF-8 inside strings is refused later, with
+ * the key path (check_text). */
+static us_status check_raw_text(const load_ctx *x, const char *text, size_t len) {
+  size_t nul = memchr(text, '\0', len) ? (size_t)((const char *)memchr(text, '\0', len) - text) : len;
+  size_t esc = us_json_nul_escape_at(text, len);
+  if (nul == len && esc == len) return US_OK;
+  size_t off = nul < esc ? nul : esc, col, line_start;
+  int line;
+  line_col(text, off, &line, &col, &line_start);
+  return us_err_set(x->err, US_ERR_CONFIG,
+                    "%s:%d:%zu: %s at line %d, column %zu; no key takes a NUL character, remove it",
+                    x->file, line, col, nul < esc ? "a NUL byte" : "a \\u0000 escape (a NUL character)",
+                    line, col);
+}
+
+static us_status fail_json(const load_ctx *x, const char *text, size_t len, const char *stop) {
+  size_t off = stop && stop >= text && stop <= text + len ? (size_t)(stop - text) : len;
+  int line;
+  size_t col, line_start;
+  line_col(text, off, &line, &col, &line_start);
   if (off >= len)
     return us_err_set(x->err, US_ERR_CONFIG,
                       "%s:%d:%zu: invalid JSON at line %d, column %zu: unexpected end of file",
@@ -1097,7 +1298,14 @@ static us_status load_tree(load_ctx *x, cJSON **root) {
   char *text = NULL;
   size_t len = 0;
   us_status st = us_read_file(x->file, CONFIG_MAX_BYTES, &text, &len, x->err);
-  if (st) return us_err_prefix(x->err, "config");
+  if (st) {
+    us_err_prefix(x->err, "config");
+    return st;
+  }
+  if ((st = check_raw_text(x, text, len))) {
+    free(text);
+    return st;
+  }
   const char *stop = NULL;
   *root = cJSON_ParseWithLengthOpts(text, len, &stop, 0);
   if (*root && stop && (size_t)(stop - text) < len) {
@@ -1145,9 +1353,11 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   }
   for (int i = 0; i < n_overrides; i++)
     if ((st = apply_override(&x, root, overrides[i]))) goto fail;
+  if ((st = check_text(&x, root, ""))) goto fail;
   if ((st = read_object(&x, root, ""))) goto fail;
   if ((st = check_required(&x))) goto fail;
   if ((st = apply_task_defaults(&x))) goto fail;
+  if ((st = run_module_checks(&x))) goto fail;
   if ((st = check_consistency(&x))) goto fail;
   if ((st = resolve_paths(&x))) goto fail;
   cJSON_Delete(root);
@@ -1217,4 +1427,22 @@ int us_config_label_index(const us_config *c, const char *label) {
   for (int i = 0; i < c->task.n_labels; i++)
     if (strcmp(c->task.labels[i], label) == 0) return i;
   return -1;
+}
+
+/* ---- the key table, for documentation ------------------------------------------------------- */
+
+const char *us_config_key(size_t i, const us_param **param) {
+  if (i >= N_KEYS) return NULL;
+  if (param) *param = KEYS[i].kind == K_PARAM ? param_of(&KEYS[i]) : NULL;
+  return KEYS[i].path;
+}
+
+double us_config_key_value(const us_config *c, const char *path, int index) {
+  const key_spec *k = find_key(path);
+  const us_param *p = k && k->kind == K_PARAM ? param_of(k) : NULL;
+  if (!p) return NAN;
+  /* the module's struct starts p->offset bytes before the field the key is stored in */
+  const char *base = (const char *)c + k->offset - p->offset;
+  if (p->kind == US_PARAM_INTS && index < 0) return *(const int *)(base + p->count_offset);
+  return us_param_value(p, base, index);
 }

@@ -14,6 +14,8 @@
 #include "core/task.h"
 #include "distill/prompts.h"
 #include "distill/teacher.h"
+#include "eval/cascade.h"
+#include "eval/cost.h"
 
 
 #define US_MAX_HIDDEN 4
@@ -58,16 +60,8 @@ typedef struct us_config {
     double lm_lr, weight_decay, grad_clip;
   } student;
 
-  struct {
-    double cpu_usd_per_hour;   /* default 0.05 */
-    double requests_per_month; /* default 1e6 */
-  } cost;
-
-  struct {
-    double target_agreement; /* default 0.95, (0, 1] */
-    double confidence;       /* default 0.95, [0, 0.999]: the cascade's lower bound must meet
-                                the target at this confidence; 0 judges on point estimates */
-  } quality;
+  us_cost_params cost;       /* eval/cost.h */
+  us_quality_params quality; /* eval/cascade.h */
 } us_config;
 
 /* Fills every field with its default (strings NULL where there is no default string). */

@@ -28,7 +28,7 @@ typedef struct us_config {
 
   us_task task; /* core/task.h; strings owned by the config */
 
-  us_prompts_params data;     /* distill/prompts.h: the data.* keys */
+  us_prompts_params data;    /* distill/prompts.h: the data.* keys */
   us_teacher_params teacher; /* distill/teacher.h: the teacher.* keys (teacher.price.* too) */
 
   struct {

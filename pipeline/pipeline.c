@@ -116,8 +116,7 @@ us_status us_pipeline_prompts(us_pipeline *p, const us_pipeline_options *opt,
                               us_prompts_stats *summary, us_err *err) {
   (void)opt;
   memset(summary, 0, sizeof *summary);
-  return us_prompts_build(&p->config.task, &p->config.data, p->config.dir, p->cache, summary,
-                          err);
+  return us_prompts_build(&p->config.task, &p->config.data, p->config.dir, p->cache, summary, err);
 }
 
 us_status us_pipeline_label(us_pipeline *p, const us_pipeline_options *opt, us_label_stats *summary,

@@ -851,7 +851,6 @@ static void distill_string_defaults_should_be_the_modules(void **state) {
 
 /* ---- end of distill's block ------------------------------------------------------------------ */
 
-
 /* ---- eval's settings: every cost.* and quality.* key against eval's own tables --------------- */
 
 /* A value just outside e's range below (the minimum itself when it is excluded) or above. */

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/params.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 #define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1: larger integers lose precision */
@@ -42,7 +43,6 @@ typedef enum {
   K_ENV_NAME,  /* char *, an environment variable name */
   K_URL,       /* char *, http:// or https:// */
   K_PATH,      /* char *, resolved against the config folder */
-  K_PRESET,    /* char *, "nano" | "micro" | "mini" */
   K_TASK_TYPE, /* us_task_type */
   K_INT,       /* int */
   K_DOUBLE,    /* double */
@@ -116,39 +116,39 @@ static const key_spec KEYS[] = {
     KEY("teacher.price.output_per_mtok", K_DOUBLE, teacher.price_output_per_mtok, 0, 1e6, 0),
     KEY("teacher.params_b", K_DOUBLE, teacher.params_b, 0, 1e6, 0),
     SECTION("student"),
-    KEY("student.dim", K_INT, student.dim, 1, 4096, 0),
-    KEY("student.word_ngrams", K_INT, student.word_ngrams, 1, 6, 0),
-    KEY("student.minn", K_INT, student.minn, 0, 20, 0),
-    KEY("student.maxn", K_INT, student.maxn, 0, 20, 0),
-    KEY("student.buckets", K_INT, student.buckets, 0, 100000000, 0),
-    KEY("student.hidden", K_HIDDEN, student.hidden, 1, 65536, 0),
-    KEY("student.dropout", K_DOUBLE, student.dropout, 0, 0.95, 0),
-    KEY("student.epochs", K_INT, student.epochs, 1, 10000, 0),
-    KEY("student.lr", K_DOUBLE, student.lr, 0, 100, F_MIN_OPEN),
-    KEY("student.kd_temperature", K_DOUBLE, student.kd_temperature, 0, 100, F_MIN_OPEN),
-    KEY("student.label_smoothing", K_DOUBLE, student.label_smoothing, 0, 0.5, 0),
+    KEY("student.dim", K_INT, student.classifier.dim, 1, 4096, 0),
+    KEY("student.word_ngrams", K_INT, student.classifier.word_ngrams, 1, 6, 0),
+    KEY("student.minn", K_INT, student.classifier.minn, 0, 20, 0),
+    KEY("student.maxn", K_INT, student.classifier.maxn, 0, 20, 0),
+    KEY("student.buckets", K_INT, student.classifier.buckets, 1, 100000000, 0),
+    KEY("student.hidden", K_HIDDEN, student.classifier.hidden, 1, US_CLASSIFIER_MAX_HIDDEN_SIZE, 0),
+    KEY("student.dropout", K_DOUBLE, student.classifier.dropout, 0, 0.95, 0),
+    KEY("student.epochs", K_INT, student.classifier.epochs, 1, 10000, 0),
+    KEY("student.lr", K_DOUBLE, student.classifier.lr, 0, 100, F_MIN_OPEN),
+    KEY("student.kd_temperature", K_DOUBLE, student.classifier.kd_temperature, 0, 100, F_MIN_OPEN),
+    KEY("student.label_smoothing", K_DOUBLE, student.classifier.label_smoothing, 0, 0.5, 0),
     KEY("student.validation_fraction", K_DOUBLE, student.validation_fraction, 0, 0.5, 0),
-    KEY("student.patience", K_INT, student.patience, 0, 1000, 0),
-    KEY("student.threads", K_INT, student.threads, 1, 256, 0),
-    KEY("student.seed", K_U64, student.seed, 0, JSON_MAX_SAFE_INT, 0),
-    KEY("student.quantize", K_BOOL, student.quantize, 0, 0, 0),
-    KEY("student.calibrate", K_BOOL, student.calibrate, 0, 0, 0),
-    KEY("student.min_count", K_INT, student.min_count, 1, 1000000000, 0),
-    KEY("student.min_count_ngram", K_INT, student.min_count_ngram, 1, 1000000000, 0),
-    KEY("student.quantize_bits", K_INT, student.quantize_bits, 4, 8, 0),
-    KEY("student.preset", K_PRESET, student.preset, 0, 0, F_NULLABLE),
-    KEY("student.layers", K_INT, student.layers, 1, 64, 0),
-    KEY("student.lm_dim", K_INT, student.lm_dim, 8, 8192, 0),
-    KEY("student.heads", K_INT, student.heads, 1, 128, 0),
-    KEY("student.context", K_INT, student.context, 8, 65536, 0),
-    KEY("student.vocab_size", K_INT, student.vocab_size, 260, 1048576, 0),
-    KEY("student.steps", K_INT, student.steps, 1, 1000000000, 0),
-    KEY("student.batch_size", K_INT, student.batch_size, 1, 65536, 0),
-    KEY("student.warmup_steps", K_INT, student.warmup_steps, 0, 1000000000, 0),
-    KEY("student.checkpoint_every", K_INT, student.checkpoint_every, 0, 1000000000, 0),
-    KEY("student.lm_lr", K_DOUBLE, student.lm_lr, 0, 1, F_MIN_OPEN),
-    KEY("student.weight_decay", K_DOUBLE, student.weight_decay, 0, 10, 0),
-    KEY("student.grad_clip", K_DOUBLE, student.grad_clip, 0, 1e6, 0),
+    KEY("student.patience", K_INT, student.classifier.patience, 0, 1000, 0),
+    KEY("student.threads", K_INT, student.classifier.threads, 1, 256, 0),
+    KEY("student.seed", K_U64, student.classifier.seed, 0, JSON_MAX_SAFE_INT, 0),
+    KEY("student.quantize", K_BOOL, student.classifier.quantize, 0, 0, 0),
+    KEY("student.calibrate", K_BOOL, student.classifier.calibrate, 0, 0, 0),
+    KEY("student.min_count", K_INT, student.classifier.min_count, 1, 1000000000, 0),
+    KEY("student.min_count_ngram", K_INT, student.classifier.min_count_ngram, 1, 1000000000, 0),
+    KEY("student.quantize_bits", K_INT, student.classifier.quantize_bits, 4, 8, 0),
+    KEY("student.preset", K_STRING, student.lm.preset, 0, 0, F_NULLABLE),
+    KEY("student.layers", K_INT, student.lm.layers, 1, 64, 0),
+    KEY("student.lm_dim", K_INT, student.lm.dim, 8, 8192, 0),
+    KEY("student.heads", K_INT, student.lm.heads, 1, 128, 0),
+    KEY("student.context", K_INT, student.lm.context, 8, 8192, 0),
+    KEY("student.vocab_size", K_INT, student.lm.vocab_size, 260, 65536, 0),
+    KEY("student.steps", K_INT, student.lm.steps, 1, 1000000000, 0),
+    KEY("student.batch_size", K_INT, student.lm.batch_size, 1, 65536, 0),
+    KEY("student.warmup_steps", K_INT, student.lm.warmup_steps, 0, 1000000000, 0),
+    KEY("student.checkpoint_every", K_INT, student.lm.checkpoint_every, 0, 1000000000, 0),
+    KEY("student.lm_lr", K_DOUBLE, student.lm.lr, 0, 1, F_MIN_OPEN),
+    KEY("student.weight_decay", K_DOUBLE, student.lm.weight_decay, 0, 10, 0),
+    KEY("student.grad_clip", K_DOUBLE, student.lm.grad_clip, 0, 1e6, 0),
     SECTION("cost"),
     KEY("cost.cpu_usd_per_hour", K_DOUBLE, cost.cpu_usd_per_hour, 0, 1e6, 0),
     KEY("cost.requests_per_month", K_DOUBLE, cost.requests_per_month, 0, 1e15, 0),
@@ -161,7 +161,6 @@ static const key_spec KEYS[] = {
 /* The keys of one data.inputs object. */
 static const char *const INPUT_KEYS[] = {"path", "split", "format"};
 static const char *const INPUT_FORMATS[] = {"jsonl", "csv", "tsv", "text", "docs"};
-static const char *const PRESETS[] = {"nano", "micro", "mini"};
 
 /* ---- defaults -------------------------------------------------------------------------------- */
 
@@ -203,41 +202,9 @@ void us_config_defaults(us_config *c) {
   c->teacher.top_logprobs = 5;
   c->teacher.budget_usd = 10;
 
-  /* classifier (fastText-like) */
-  c->student.dim = 100;
-  c->student.word_ngrams = 2;
-  c->student.minn = 3;
-  c->student.maxn = 5;
-  c->student.buckets = 2000000;
-  c->student.n_hidden = 0;
-  c->student.dropout = 0;
-  c->student.epochs = 25;
-  c->student.lr = 1.0; /* the classifier's measured defaults: docs/student.md */
-  c->student.kd_temperature = 1;
-  c->student.label_smoothing = 0.1;
+  us_classifier_params_defaults(&c->student.classifier);
+  us_lm_train_params_defaults(&c->student.lm);
   c->student.validation_fraction = 0.1;
-  c->student.patience = 5;
-  c->student.threads = 2;
-  c->student.seed = 1;
-  c->student.quantize = false;
-  c->student.calibrate = true;
-  c->student.min_count = 1;
-  c->student.min_count_ngram = 3;
-  c->student.quantize_bits = 4;
-  /* language model */
-  c->student.preset = NULL;
-  c->student.layers = 4;
-  c->student.lm_dim = 256;
-  c->student.heads = 4;
-  c->student.context = 256;
-  c->student.vocab_size = 2048;
-  c->student.steps = 2000;
-  c->student.batch_size = 16;
-  c->student.warmup_steps = 100;
-  c->student.checkpoint_every = 500;
-  c->student.lm_lr = 3e-4;
-  c->student.weight_decay = 0.1;
-  c->student.grad_clip = 1.0;
 
   c->cost.cpu_usd_per_hour = 0.05;
   c->cost.requests_per_month = 1e6;
@@ -273,7 +240,7 @@ void us_config_free(us_config *c) {
     free(c->teacher.headers[i].value);
   }
   free(c->teacher.headers);
-  free(c->student.preset);
+  free((char *)c->student.lm.preset);
   memset(c, 0, sizeof *c);
 }
 
@@ -490,10 +457,6 @@ static us_status read_string(const load_ctx *x, const key_spec *k, const char *p
         return fail_type(x, path, "a URL with a host after the scheme", v);
       break;
     }
-    case K_PRESET:
-      if (!in_list(s, PRESETS, sizeof PRESETS / sizeof *PRESETS))
-        return fail_type(x, path, "\"nano\", \"micro\", \"mini\" or null", v);
-      break;
     default:
       break;
   }
@@ -630,8 +593,8 @@ static us_status read_hidden(const load_ctx *x, const key_spec *k, const char *p
                              const cJSON *v) {
   us_config *c = x->c;
   char expected[64];
-  snprintf(expected, sizeof expected, "an array of at most %d layer sizes", US_MAX_HIDDEN);
-  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > US_MAX_HIDDEN)
+  snprintf(expected, sizeof expected, "an array of at most %d layer sizes", US_CLASSIFIER_MAX_HIDDEN);
+  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > US_CLASSIFIER_MAX_HIDDEN)
     return fail_type(x, path, expected, v);
   char item_path[KEY_PATH_MAX];
   int i = 0;
@@ -640,9 +603,9 @@ static us_status read_hidden(const load_ctx *x, const key_spec *k, const char *p
     double d;
     us_status st = read_number(x, k, item_path, e, true, &d);
     if (st) return st;
-    c->student.hidden[i] = (int)d;
+    c->student.classifier.hidden[i] = (int)d;
   }
-  c->student.n_hidden = i;
+  c->student.classifier.n_hidden = i;
   return US_OK;
 }
 
@@ -666,7 +629,6 @@ static us_status read_key(load_ctx *x, const key_spec *k, const char *path, cons
     case K_ENV_NAME:
     case K_URL:
     case K_PATH:
-    case K_PRESET:
       return read_string(x, k, path, v, (char **)slot);
     case K_TASK_TYPE:
       if (!cJSON_IsString(v) ||
@@ -805,7 +767,7 @@ static bool key_wants_string(const char *key, size_t key_len) {
   const key_spec *k = find_key(path);
   if (k)
     return k->kind == K_STRING || k->kind == K_NAME || k->kind == K_ENV_NAME || k->kind == K_URL ||
-           k->kind == K_PATH || k->kind == K_PRESET || k->kind == K_TASK_TYPE;
+           k->kind == K_PATH || k->kind == K_TASK_TYPE;
   /* free-form places whose values are strings: header values, data.inputs[N].path and the like */
   if (strncmp(path, "teacher.headers.", 16) == 0) return true;
   if (strncmp(path, "data.inputs[", 12) == 0) {
@@ -1040,6 +1002,47 @@ static us_status apply_task_defaults(load_ctx *x) {
   return US_OK;
 }
 
+/* The config key stored at offset in us_config, or NULL. */
+static const key_spec *key_at(size_t offset) {
+  for (size_t i = 0; i < N_KEYS; i++)
+    if (KEYS[i].kind != K_SECTION && KEYS[i].offset == offset) return &KEYS[i];
+  return NULL;
+}
+
+/* A module check's message starts with the field name of its table ("minn: ...",
+ * "hidden[0]: ..."): re-labelled as the config key stored at base + that field's offset. */
+static us_status relabel(const load_ctx *x, const us_param *table, size_t n, size_t base,
+                         us_status st) {
+  char field[64];
+  const char *msg = x->err->msg, *end = msg + strcspn(msg, "[:");
+  snprintf(field, sizeof field, "%.*s", (int)(end - msg), msg);
+  const us_param *p = us_param_find(table, n, field);
+  const key_spec *k = p ? key_at(base + p->offset) : NULL;
+  if (!k && strcmp(field, "preset") == 0) k = find_key("student.preset");
+  if (!k) return st;
+  char rest[US_ERR_MSG_MAX];
+  snprintf(rest, sizeof rest, "%s", end);
+  return us_err_set(x->err, st, "%s: %s%s%s", x->file, k->path, rest,
+                    overridden(x, k->path) ? " (value from --set)" : "");
+}
+
+/* student.threads, student.seed and student.dropout are read into the classifier's settings
+ * and shared with the language model; then both students check their settings. */
+static us_status check_students(load_ctx *x) {
+  us_config *c = x->c;
+  c->student.lm.dropout = c->student.classifier.dropout;
+  c->student.lm.threads = c->student.classifier.threads;
+  c->student.lm.seed = c->student.classifier.seed;
+  size_t n;
+  const us_param *t = us_classifier_param_table(&n);
+  us_status st = us_classifier_params_check(&c->student.classifier, x->err);
+  if (st) return relabel(x, t, n, offsetof(us_config, student.classifier), st);
+  t = us_lm_train_param_table(&n);
+  st = us_lm_train_params_check(&c->student.lm, x->err);
+  if (st) return relabel(x, t, n, offsetof(us_config, student.lm), st);
+  return US_OK;
+}
+
 static us_status check_consistency(load_ctx *x) {
   us_config *c = x->c;
   if (c->task.type == US_TASK_CLASSIFY && c->task.n_labels < 2)
@@ -1051,15 +1054,8 @@ static us_status check_consistency(load_ctx *x) {
     return fail(x, "data.question_template", "expected a template containing {chunk}, found none");
   if (!strstr(c->data.answer_template, "{question}"))
     return fail(x, "data.answer_template", "expected a template containing {question}, found none");
-  if (c->student.maxn > 0 && c->student.minn > c->student.maxn)
-    return fail(x, "student.minn", "expected minn <= maxn (%d), found %d", c->student.maxn,
-                c->student.minn);
-  if (c->student.buckets == 0 && (c->student.word_ngrams > 1 || c->student.maxn > 0))
-    return fail(x, "student.buckets",
-                "expected at least 1 bucket while word_ngrams > 1 or maxn > 0, found 0");
-  if (c->student.lm_dim % c->student.heads != 0)
-    return fail(x, "student.heads", "expected a divisor of student.lm_dim (%d), found %d",
-                c->student.lm_dim, c->student.heads);
+  us_status st = check_students(x);
+  if (st) return st;
   size_t n = strlen(c->teacher.base_url);
   while (n > 0 && c->teacher.base_url[n - 1] == '/') c->teacher.base_url[--n] = '\0';
   return US_OK;

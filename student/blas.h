@@ -1,7 +1,7 @@
 /* Every dense linear-algebra call of the students goes through this file (OpenBLAS), with a
  * naive reference implementation of each next to it so the tests can check the wrappers.
- * Owner: classifier engineer (shared with the language model). All matrices are row-major
- * float32; "trans" flags follow BLAS (false: use as stored, true: use the transpose). */
+ * All matrices are row-major float32; "trans" flags follow BLAS (false: use as stored, true:
+ * use the transpose). */
 #ifndef US_STUDENT_BLAS_H
 #define US_STUDENT_BLAS_H
 

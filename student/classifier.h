@@ -1,6 +1,6 @@
 /* The classifier student: fastText-style hashed word and character n-grams, an embedding bag
  * (mean), optional ReLU hidden layers with dropout, softmax over the labels; trained on hard
- * labels or on a teacher's soft distribution. Owner: classifier engineer.
+ * labels or on a teacher's soft distribution.
  *
  * Ownership: us_classifier_train / us_classifier_load return a handle the caller frees with
  * us_classifier_free (NULL is a no-op). Label strings returned by us_classifier_label point into
@@ -13,9 +13,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/params.h"
 #include "core/status.h"
 
-#define US_CLASSIFIER_MAX_HIDDEN 4
+#define US_CLASSIFIER_MAX_HIDDEN 4 /* hidden layers at most */
+/* The widest hidden layer: a hidden x hidden weight matrix of 16384^2 = 2^28 floats (1 GiB) is
+ * the largest whose element count fits the int sizes the BLAS calls and the model file take;
+ * 65536^2 = 2^32 would overflow them. */
+#define US_CLASSIFIER_MAX_HIDDEN_SIZE 16384
 
 typedef struct us_classifier us_classifier;
 
@@ -42,8 +47,18 @@ typedef struct us_classifier_params {
   bool calibrate;    /* temperature scaling fitted on the validation set (when there is one) */
 } us_classifier_params;
 
-/* The student's defaults (chosen by measurement on banking77; see docs/student.md). */
+/* The student's defaults (chosen by measurement on banking77; see docs/student.md). THE
+ * defaults: the config (student.*) starts from these. */
 void us_classifier_params_defaults(us_classifier_params *p);
+
+/* The range of every numeric and bool field (core/params.h), n receives the entry count. THE
+ * ranges: the config reads student.* values against them. */
+const us_param *us_classifier_param_table(size_t *n);
+
+/* Checks p against the table, then the rules across fields: while character n-grams are on
+ * (maxn > 0), 1 <= minn <= maxn; quantize_bits is 4 or 8. Fails with US_ERR_CONFIG and a
+ * message starting with the field's name ("minn: ..."). us_classifier_train runs it first. */
+us_status us_classifier_params_check(const us_classifier_params *p, us_err *err);
 
 /* One training example: text, the hard label (index into labels; used when soft is NULL) and an
  * optional soft target, n_labels probabilities (the teacher's distribution). */

@@ -23,6 +23,9 @@ typedef enum {
   US_PARAM_INTS    /* int array at offset, its length (an int) at count_offset */
 } us_param_kind;
 
+/* The largest integer a JSON number (a double) holds exactly, 2^53 - 1: the top of seed ranges. */
+#define US_PARAM_MAX_SAFE_INT 9007199254740991.0
+
 enum {
   US_PARAM_MIN_OPEN = 1, /* the minimum itself is excluded */
   US_PARAM_NO_MAX = 2    /* no upper bound (max ignored) */

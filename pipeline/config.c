@@ -1,5 +1,8 @@
-/* The project configuration (core/config.h): one table lists every key with its type, range and
- * place in us_config, and drives checking, "did you mean" suggestions and error key paths. */
+/* The project configuration (pipeline/config.h): one table lists every key and its place in
+ * us_config, and drives checking, "did you mean" suggestions and error key paths. A key backed by
+ * a module's parameter (PKEY) takes its type and range from that module's table (core/params.h),
+ * and every module's own *_check runs once the file is read, so a setting's range and default
+ * live only in the module that uses it. */
 #include "pipeline/config.h"
 
 #include <cjson/cJSON.h>
@@ -52,7 +55,8 @@ typedef enum {
   K_LABELS,    /* task.labels */
   K_INPUTS,    /* data.inputs */
   K_HEADERS,   /* teacher.headers */
-  K_HIDDEN     /* student.hidden */
+  K_HIDDEN,    /* student.hidden */
+  K_PARAM      /* a module's parameter: kind and range from its table */
 } key_kind;
 
 enum {
@@ -62,18 +66,25 @@ enum {
   F_NONEMPTY = 8  /* strings: "" refused */
 };
 
+typedef const us_param *(*param_table_fn)(size_t *n);
+
 typedef struct key_spec {
   const char *path;
   key_kind kind;
   size_t offset; /* into us_config */
   double min, max;
   unsigned flags;
+  param_table_fn table; /* K_PARAM: the module's table, and the field's name in it */
+  const char *field;
 } key_spec;
 
 #define SECTION(p) \
-  { p, K_SECTION, 0, 0, 0, 0 }
+  { p, K_SECTION, 0, 0, 0, 0, NULL, NULL }
 #define KEY(p, kind, member, lo, hi, fl) \
-  { p, kind, offsetof(us_config, member), lo, hi, fl }
+  { p, kind, offsetof(us_config, member), lo, hi, fl, NULL, NULL }
+/* A key stored in member whose kind and range are field's in the module's table. */
+#define PKEY(p, member, table_fn, field_name, fl) \
+  { p, K_PARAM, offsetof(us_config, member), 0, 0, fl, table_fn, field_name }
 
 static const key_spec KEYS[] = {
     KEY("name", K_NAME, name, 0, 0, F_REQUIRED),
@@ -609,6 +620,79 @@ static us_status read_hidden(const load_ctx *x, const key_spec *k, const char *p
   return US_OK;
 }
 
+/* ---- module parameters ----------------------------------------------------------------------- */
+
+static const us_param *param_of(const key_spec *k) {
+  size_t n = 0;
+  const us_param *table = k->table(&n);
+  return us_param_find(table, n, k->field);
+}
+
+/* One number for p, checked against the module's kind and range. */
+static us_status read_param_number(const load_ctx *x, const us_param *p, const char *path,
+                                   const cJSON *v, double *out) {
+  char expected[96];
+  us_param_describe(p, expected, sizeof expected);
+  if (!cJSON_IsNumber(v) || !us_param_accepts(p, v->valuedouble))
+    return fail_type(x, path, expected, v);
+  *out = v->valuedouble;
+  return US_OK;
+}
+
+/* An array of integers for a US_PARAM_INTS field: the items at the member, the count where the
+ * module's table says it is relative to them. */
+static us_status read_param_list(const load_ctx *x, const us_param *p, const char *path,
+                                 const cJSON *v, char *slot) {
+  char expected[64];
+  snprintf(expected, sizeof expected, "an array of at most %d %s", p->max_count,
+           p->max_count == 1 ? "integer" : "integers");
+  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > p->max_count)
+    return fail_type(x, path, expected, v);
+  char item_path[KEY_PATH_MAX];
+  int i = 0;
+  for (const cJSON *e = v->child; e; e = e->next, i++) {
+    snprintf(item_path, sizeof item_path, "%.300s[%d]", path, i);
+    double d;
+    us_status st = read_param_number(x, p, item_path, e, &d);
+    if (st) return st;
+    ((int *)slot)[i] = (int)d;
+  }
+  *(int *)(slot + (p->count_offset - p->offset)) = i;
+  return US_OK;
+}
+
+static us_status read_param(const load_ctx *x, const key_spec *k, const char *path,
+                            const cJSON *v) {
+  const us_param *p = param_of(k);
+  char *slot = (char *)x->c + k->offset;
+  double d;
+  us_status st;
+  if (!p)
+    return us_err_set(x->err, US_ERR_INTERNAL, "config key %s: no field %s in its module's table",
+                      path, k->field);
+  switch (p->kind) {
+    case US_PARAM_BOOL:
+      if (!cJSON_IsBool(v)) return fail_type(x, path, "true or false", v);
+      *(bool *)slot = cJSON_IsTrue(v);
+      return US_OK;
+    case US_PARAM_INTS:
+      return read_param_list(x, p, path, v, slot);
+    case US_PARAM_INT:
+      if ((st = read_param_number(x, p, path, v, &d))) return st;
+      *(int *)slot = (int)d;
+      return US_OK;
+    case US_PARAM_DOUBLE:
+      if ((st = read_param_number(x, p, path, v, &d))) return st;
+      *(double *)slot = d;
+      return US_OK;
+    case US_PARAM_U64:
+      if ((st = read_param_number(x, p, path, v, &d))) return st;
+      *(uint64_t *)slot = (uint64_t)d;
+      return US_OK;
+  }
+  return us_err_set(x->err, US_ERR_INTERNAL, "config key %s has no reader", path);
+}
+
 /* Stores one value into the config after checking its type and range. */
 static us_status read_key(load_ctx *x, const key_spec *k, const char *path, const cJSON *v) {
   void *slot = (char *)x->c + k->offset;
@@ -666,6 +750,8 @@ static us_status read_key(load_ctx *x, const key_spec *k, const char *path, cons
       return read_headers(x, path, v);
     case K_HIDDEN:
       return read_hidden(x, k, path, v);
+    case K_PARAM:
+      return read_param(x, k, path, v);
     case K_SECTION:
       break;
   }
@@ -1061,6 +1147,51 @@ static us_status check_consistency(load_ctx *x) {
   return US_OK;
 }
 
+/* ---- the modules' own checks ------------------------------------------------------------------ */
+
+/* A module's check over its params struct inside us_config (a static wrapper around the
+ * module's us_X_params_check), run when task is -1 or the config's task type. */
+typedef us_status (*params_check_fn)(const void *params, us_err *err);
+typedef struct check_spec {
+  size_t offset;
+  param_table_fn table;
+  params_check_fn check;
+  int task;
+} check_spec;
+#define CHECK(member, table_fn, fn) \
+  { offsetof(us_config, member), table_fn, fn, -1 }
+#define CHECK_FOR(task_type, member, table_fn, fn) \
+  { offsetof(us_config, member), table_fn, fn, task_type }
+
+static const check_spec CHECKS[] = {
+    {0, NULL, NULL, -1} /* end */
+};
+
+/* The config key stored through table's field, or NULL. */
+static const char *key_of_field(param_table_fn table, const char *field, size_t len) {
+  for (size_t i = 0; i < N_KEYS; i++)
+    if (KEYS[i].kind == K_PARAM && KEYS[i].table == table && strlen(KEYS[i].field) == len &&
+        strncmp(KEYS[i].field, field, len) == 0)
+      return KEYS[i].path;
+  return NULL;
+}
+
+/* Runs every module's check; its message starts with a field name, which becomes the key. */
+static us_status run_module_checks(load_ctx *x) {
+  for (const check_spec *ck = CHECKS; ck->check; ck++) {
+    if (ck->task >= 0 && (int)x->c->task.type != ck->task) continue;
+    us_err e;
+    us_err_clear(&e);
+    if (ck->check((const char *)x->c + ck->offset, &e) == US_OK) continue;
+    size_t len = strspn(e.msg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+    const char *key = key_of_field(ck->table, e.msg, len);
+    if (!key) return us_err_set(x->err, e.code, "%s: %s", x->file, e.msg);
+    return us_err_set(x->err, US_ERR_CONFIG, "%s: %s%s%s", x->file, key, e.msg + len,
+                      overridden(x, key) ? " (value from --set)" : "");
+  }
+  return US_OK;
+}
+
 /* ---- loading --------------------------------------------------------------------------------- */
 
 /* "invalid JSON at line L, column C near '...'" for the byte where parsing stopped; the excerpt
@@ -1146,6 +1277,7 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   if ((st = read_object(&x, root, ""))) goto fail;
   if ((st = check_required(&x))) goto fail;
   if ((st = apply_task_defaults(&x))) goto fail;
+  if ((st = run_module_checks(&x))) goto fail;
   if ((st = check_consistency(&x))) goto fail;
   if ((st = resolve_paths(&x))) goto fail;
   cJSON_Delete(root);

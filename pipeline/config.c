@@ -55,7 +55,6 @@ typedef enum {
   K_LABELS,    /* task.labels */
   K_INPUTS,    /* data.inputs */
   K_HEADERS,   /* teacher.headers */
-  K_HIDDEN,    /* student.hidden */
   K_PARAM      /* a module's parameter: kind and range from its table */
 } key_kind;
 
@@ -85,6 +84,10 @@ typedef struct key_spec {
 /* A key stored in member whose kind and range are field's in the module's table. */
 #define PKEY(p, member, table_fn, field_name, fl) \
   { p, K_PARAM, offsetof(us_config, member), 0, 0, fl, table_fn, field_name }
+/* A key of its own kind (a string) that a module's check names by field_name, which is not in
+ * the module's numeric table (student.preset is us_lm_train_params' preset). */
+#define FKEY(p, kind, member, table_fn, field_name, fl) \
+  { p, kind, offsetof(us_config, member), 0, 0, fl, table_fn, field_name }
 
 static const key_spec KEYS[] = {
     KEY("name", K_NAME, name, 0, 0, F_REQUIRED),
@@ -127,39 +130,50 @@ static const key_spec KEYS[] = {
     KEY("teacher.price.output_per_mtok", K_DOUBLE, teacher.price_output_per_mtok, 0, 1e6, 0),
     KEY("teacher.params_b", K_DOUBLE, teacher.params_b, 0, 1e6, 0),
     SECTION("student"),
-    KEY("student.dim", K_INT, student.classifier.dim, 1, 4096, 0),
-    KEY("student.word_ngrams", K_INT, student.classifier.word_ngrams, 1, 6, 0),
-    KEY("student.minn", K_INT, student.classifier.minn, 0, 20, 0),
-    KEY("student.maxn", K_INT, student.classifier.maxn, 0, 20, 0),
-    KEY("student.buckets", K_INT, student.classifier.buckets, 1, 100000000, 0),
-    KEY("student.hidden", K_HIDDEN, student.classifier.hidden, 1, US_CLASSIFIER_MAX_HIDDEN_SIZE, 0),
-    KEY("student.dropout", K_DOUBLE, student.classifier.dropout, 0, 0.95, 0),
-    KEY("student.epochs", K_INT, student.classifier.epochs, 1, 10000, 0),
-    KEY("student.lr", K_DOUBLE, student.classifier.lr, 0, 100, F_MIN_OPEN),
-    KEY("student.kd_temperature", K_DOUBLE, student.classifier.kd_temperature, 0, 100, F_MIN_OPEN),
-    KEY("student.label_smoothing", K_DOUBLE, student.classifier.label_smoothing, 0, 0.5, 0),
+    PKEY("student.dim", student.classifier.dim, us_classifier_param_table, "dim", 0),
+    PKEY("student.word_ngrams", student.classifier.word_ngrams, us_classifier_param_table,
+         "word_ngrams", 0),
+    PKEY("student.minn", student.classifier.minn, us_classifier_param_table, "minn", 0),
+    PKEY("student.maxn", student.classifier.maxn, us_classifier_param_table, "maxn", 0),
+    PKEY("student.buckets", student.classifier.buckets, us_classifier_param_table, "buckets", 0),
+    PKEY("student.hidden", student.classifier.hidden, us_classifier_param_table, "hidden", 0),
+    PKEY("student.dropout", student.classifier.dropout, us_classifier_param_table, "dropout", 0),
+    PKEY("student.epochs", student.classifier.epochs, us_classifier_param_table, "epochs", 0),
+    PKEY("student.lr", student.classifier.lr, us_classifier_param_table, "lr", 0),
+    PKEY("student.kd_temperature", student.classifier.kd_temperature, us_classifier_param_table,
+         "kd_temperature", 0),
+    PKEY("student.label_smoothing", student.classifier.label_smoothing, us_classifier_param_table,
+         "label_smoothing", 0),
     KEY("student.validation_fraction", K_DOUBLE, student.validation_fraction, 0, 0.5, 0),
-    KEY("student.patience", K_INT, student.classifier.patience, 0, 1000, 0),
-    KEY("student.threads", K_INT, student.classifier.threads, 1, 256, 0),
-    KEY("student.seed", K_U64, student.classifier.seed, 0, JSON_MAX_SAFE_INT, 0),
-    KEY("student.quantize", K_BOOL, student.classifier.quantize, 0, 0, 0),
-    KEY("student.calibrate", K_BOOL, student.classifier.calibrate, 0, 0, 0),
-    KEY("student.min_count", K_INT, student.classifier.min_count, 1, 1000000000, 0),
-    KEY("student.min_count_ngram", K_INT, student.classifier.min_count_ngram, 1, 1000000000, 0),
-    KEY("student.quantize_bits", K_INT, student.classifier.quantize_bits, 4, 8, 0),
-    KEY("student.preset", K_STRING, student.lm.preset, 0, 0, F_NULLABLE),
-    KEY("student.layers", K_INT, student.lm.layers, 1, 64, 0),
-    KEY("student.lm_dim", K_INT, student.lm.dim, 8, 8192, 0),
-    KEY("student.heads", K_INT, student.lm.heads, 1, 128, 0),
-    KEY("student.context", K_INT, student.lm.context, 8, 8192, 0),
-    KEY("student.vocab_size", K_INT, student.lm.vocab_size, 260, 65536, 0),
-    KEY("student.steps", K_INT, student.lm.steps, 1, 1000000000, 0),
-    KEY("student.batch_size", K_INT, student.lm.batch_size, 1, 65536, 0),
-    KEY("student.warmup_steps", K_INT, student.lm.warmup_steps, 0, 1000000000, 0),
-    KEY("student.checkpoint_every", K_INT, student.lm.checkpoint_every, 0, 1000000000, 0),
-    KEY("student.lm_lr", K_DOUBLE, student.lm.lr, 0, 1, F_MIN_OPEN),
-    KEY("student.weight_decay", K_DOUBLE, student.lm.weight_decay, 0, 10, 0),
-    KEY("student.grad_clip", K_DOUBLE, student.lm.grad_clip, 0, 1e6, 0),
+    PKEY("student.patience", student.classifier.patience, us_classifier_param_table, "patience", 0),
+    PKEY("student.threads", student.classifier.threads, us_classifier_param_table, "threads", 0),
+    PKEY("student.seed", student.classifier.seed, us_classifier_param_table, "seed", 0),
+    PKEY("student.quantize", student.classifier.quantize, us_classifier_param_table, "quantize", 0),
+    PKEY("student.calibrate", student.classifier.calibrate, us_classifier_param_table, "calibrate",
+         0),
+    PKEY("student.min_count", student.classifier.min_count, us_classifier_param_table, "min_count",
+         0),
+    PKEY("student.min_count_ngram", student.classifier.min_count_ngram, us_classifier_param_table,
+         "min_count_ngram", 0),
+    PKEY("student.quantize_bits", student.classifier.quantize_bits, us_classifier_param_table,
+         "quantize_bits", 0),
+    FKEY("student.preset", K_STRING, student.lm.preset, us_lm_train_param_table, "preset",
+         F_NULLABLE),
+    PKEY("student.layers", student.lm.layers, us_lm_train_param_table, "layers", 0),
+    PKEY("student.lm_dim", student.lm.dim, us_lm_train_param_table, "dim", 0),
+    PKEY("student.heads", student.lm.heads, us_lm_train_param_table, "heads", 0),
+    PKEY("student.context", student.lm.context, us_lm_train_param_table, "context", 0),
+    PKEY("student.vocab_size", student.lm.vocab_size, us_lm_train_param_table, "vocab_size", 0),
+    PKEY("student.steps", student.lm.steps, us_lm_train_param_table, "steps", 0),
+    PKEY("student.batch_size", student.lm.batch_size, us_lm_train_param_table, "batch_size", 0),
+    PKEY("student.warmup_steps", student.lm.warmup_steps, us_lm_train_param_table, "warmup_steps",
+         0),
+    PKEY("student.checkpoint_every", student.lm.checkpoint_every, us_lm_train_param_table,
+         "checkpoint_every", 0),
+    PKEY("student.lm_lr", student.lm.lr, us_lm_train_param_table, "lr", 0),
+    PKEY("student.weight_decay", student.lm.weight_decay, us_lm_train_param_table, "weight_decay",
+         0),
+    PKEY("student.grad_clip", student.lm.grad_clip, us_lm_train_param_table, "grad_clip", 0),
     SECTION("cost"),
     KEY("cost.cpu_usd_per_hour", K_DOUBLE, cost.cpu_usd_per_hour, 0, 1e6, 0),
     KEY("cost.requests_per_month", K_DOUBLE, cost.requests_per_month, 0, 1e15, 0),
@@ -600,26 +614,6 @@ static us_status read_headers(const load_ctx *x, const char *path, const cJSON *
   return US_OK;
 }
 
-static us_status read_hidden(const load_ctx *x, const key_spec *k, const char *path,
-                             const cJSON *v) {
-  us_config *c = x->c;
-  char expected[64];
-  snprintf(expected, sizeof expected, "an array of at most %d layer sizes", US_CLASSIFIER_MAX_HIDDEN);
-  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > US_CLASSIFIER_MAX_HIDDEN)
-    return fail_type(x, path, expected, v);
-  char item_path[KEY_PATH_MAX];
-  int i = 0;
-  for (const cJSON *e = v->child; e; e = e->next, i++) {
-    snprintf(item_path, sizeof item_path, "%.300s[%d]", path, i);
-    double d;
-    us_status st = read_number(x, k, item_path, e, true, &d);
-    if (st) return st;
-    c->student.classifier.hidden[i] = (int)d;
-  }
-  c->student.classifier.n_hidden = i;
-  return US_OK;
-}
-
 /* ---- module parameters ----------------------------------------------------------------------- */
 
 static const us_param *param_of(const key_spec *k) {
@@ -748,8 +742,6 @@ static us_status read_key(load_ctx *x, const key_spec *k, const char *path, cons
       return read_inputs(x, path, v);
     case K_HEADERS:
       return read_headers(x, path, v);
-    case K_HIDDEN:
-      return read_hidden(x, k, path, v);
     case K_PARAM:
       return read_param(x, k, path, v);
     case K_SECTION:
@@ -1088,47 +1080,6 @@ static us_status apply_task_defaults(load_ctx *x) {
   return US_OK;
 }
 
-/* The config key stored at offset in us_config, or NULL. */
-static const key_spec *key_at(size_t offset) {
-  for (size_t i = 0; i < N_KEYS; i++)
-    if (KEYS[i].kind != K_SECTION && KEYS[i].offset == offset) return &KEYS[i];
-  return NULL;
-}
-
-/* A module check's message starts with the field name of its table ("minn: ...",
- * "hidden[0]: ..."): re-labelled as the config key stored at base + that field's offset. */
-static us_status relabel(const load_ctx *x, const us_param *table, size_t n, size_t base,
-                         us_status st) {
-  char field[64];
-  const char *msg = x->err->msg, *end = msg + strcspn(msg, "[:");
-  snprintf(field, sizeof field, "%.*s", (int)(end - msg), msg);
-  const us_param *p = us_param_find(table, n, field);
-  const key_spec *k = p ? key_at(base + p->offset) : NULL;
-  if (!k && strcmp(field, "preset") == 0) k = find_key("student.preset");
-  if (!k) return st;
-  char rest[US_ERR_MSG_MAX];
-  snprintf(rest, sizeof rest, "%s", end);
-  return us_err_set(x->err, st, "%s: %s%s%s", x->file, k->path, rest,
-                    overridden(x, k->path) ? " (value from --set)" : "");
-}
-
-/* student.threads, student.seed and student.dropout are read into the classifier's settings
- * and shared with the language model; then both students check their settings. */
-static us_status check_students(load_ctx *x) {
-  us_config *c = x->c;
-  c->student.lm.dropout = c->student.classifier.dropout;
-  c->student.lm.threads = c->student.classifier.threads;
-  c->student.lm.seed = c->student.classifier.seed;
-  size_t n;
-  const us_param *t = us_classifier_param_table(&n);
-  us_status st = us_classifier_params_check(&c->student.classifier, x->err);
-  if (st) return relabel(x, t, n, offsetof(us_config, student.classifier), st);
-  t = us_lm_train_param_table(&n);
-  st = us_lm_train_params_check(&c->student.lm, x->err);
-  if (st) return relabel(x, t, n, offsetof(us_config, student.lm), st);
-  return US_OK;
-}
-
 static us_status check_consistency(load_ctx *x) {
   us_config *c = x->c;
   if (c->task.type == US_TASK_CLASSIFY && c->task.n_labels < 2)
@@ -1140,11 +1091,17 @@ static us_status check_consistency(load_ctx *x) {
     return fail(x, "data.question_template", "expected a template containing {chunk}, found none");
   if (!strstr(c->data.answer_template, "{question}"))
     return fail(x, "data.answer_template", "expected a template containing {question}, found none");
-  us_status st = check_students(x);
-  if (st) return st;
   size_t n = strlen(c->teacher.base_url);
   while (n > 0 && c->teacher.base_url[n - 1] == '/') c->teacher.base_url[--n] = '\0';
   return US_OK;
+}
+
+/* student.threads, student.seed and student.dropout are read into the classifier's settings and
+ * hold for the language model too. */
+static void share_student_settings(us_config *c) {
+  c->student.lm.dropout = c->student.classifier.dropout;
+  c->student.lm.threads = c->student.classifier.threads;
+  c->student.lm.seed = c->student.classifier.seed;
 }
 
 /* ---- the modules' own checks ------------------------------------------------------------------ */
@@ -1163,14 +1120,23 @@ typedef struct check_spec {
 #define CHECK_FOR(task_type, member, table_fn, fn) \
   { offsetof(us_config, member), table_fn, fn, task_type }
 
+static us_status check_classifier(const void *p, us_err *err) {
+  return us_classifier_params_check(p, err);
+}
+static us_status check_lm(const void *p, us_err *err) { return us_lm_train_params_check(p, err); }
+
+/* Both students are checked whatever the task, as the config always has (a classify config with
+ * student.heads 5 is refused too). */
 static const check_spec CHECKS[] = {
+    CHECK(student.classifier, us_classifier_param_table, check_classifier),
+    CHECK(student.lm, us_lm_train_param_table, check_lm),
     {0, NULL, NULL, -1} /* end */
 };
 
 /* The config key stored through table's field, or NULL. */
 static const char *key_of_field(param_table_fn table, const char *field, size_t len) {
   for (size_t i = 0; i < N_KEYS; i++)
-    if (KEYS[i].kind == K_PARAM && KEYS[i].table == table && strlen(KEYS[i].field) == len &&
+    if (KEYS[i].table == table && KEYS[i].field && strlen(KEYS[i].field) == len &&
         strncmp(KEYS[i].field, field, len) == 0)
       return KEYS[i].path;
   return NULL;
@@ -1277,6 +1243,7 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   if ((st = read_object(&x, root, ""))) goto fail;
   if ((st = check_required(&x))) goto fail;
   if ((st = apply_task_defaults(&x))) goto fail;
+  share_student_settings(c);
   if ((st = run_module_checks(&x))) goto fail;
   if ((st = check_consistency(&x))) goto fail;
   if ((st = resolve_paths(&x))) goto fail;

@@ -63,7 +63,7 @@ static const us_param CLASSIFIER_PARAMS[] = {
     CP(label_smoothing, US_PARAM_DOUBLE, 0, 0.5, 0, "label smoothing on hard targets"),
     CP(patience, US_PARAM_INT, 0, 1000, 0, "epochs without validation gain before stopping"),
     CP(threads, US_PARAM_INT, 1, 256, 0, "training threads"),
-    CP(seed, US_PARAM_U64, 0, 9007199254740991.0, 0, "initialisation and shuffling seed"),
+    CP(seed, US_PARAM_U64, 0, US_PARAM_MAX_SAFE_INT, 0, "initialisation and shuffling seed"),
     CP(quantize, US_PARAM_BOOL, 0, 0, 0, "store the embedding table quantised"),
     CP(calibrate, US_PARAM_BOOL, 0, 0, 0, "temperature scaling on the validation slice"),
     CP(min_count, US_PARAM_INT, 1, 1000000000, 0, "rarer words get no vocabulary entry"),

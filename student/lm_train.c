@@ -59,7 +59,7 @@ static const us_param LM_TRAIN_PARAMS[] = {
     LP(dropout, US_PARAM_DOUBLE, 0, 0.95, 0, "dropout on embeddings, attention, SwiGLU"),
     LP(checkpoint_every, US_PARAM_INT, 0, 1000000000, 0, "steps between checkpoints; 0: none"),
     LP(resume, US_PARAM_BOOL, 0, 0, 0, "continue from checkpoint_path when it exists"),
-    LP(seed, US_PARAM_U64, 0, 9007199254740991.0, 0, "weights and data order"),
+    LP(seed, US_PARAM_U64, 0, US_PARAM_MAX_SAFE_INT, 0, "weights and data order"),
     LP(threads, US_PARAM_INT, 1, 256, 0, "OpenBLAS threads"),
 };
 

@@ -17,9 +17,9 @@
 #include "core/status.h"
 
 #define US_CLASSIFIER_MAX_HIDDEN 4 /* hidden layers at most */
-/* The widest hidden layer: a hidden x hidden weight matrix of 16384^2 = 2^28 floats (1 GiB) is
- * the largest whose element count fits the int sizes the BLAS calls and the model file take;
- * 65536^2 = 2^32 would overflow them. */
+/* The widest hidden layer, for training and for loading a model file alike (a wider one would
+ * save a file the loader refuses): a 16384 x 16384 layer is 2^28 floats, 1 GiB, already past
+ * what a CPU student is for; 65536 would be 16 GiB a layer. */
 #define US_CLASSIFIER_MAX_HIDDEN_SIZE 16384
 
 typedef struct us_classifier us_classifier;

@@ -582,7 +582,10 @@ us_status us_metrics_generate(int n, const char *const *predictions, const char 
     us_status st = us_metrics_token_f1(p, r, &tf, err);
     if (st == US_OK) st = us_metrics_rouge_l(p, r, &rl, err);
     if (st == US_OK) st = us_metrics_chrf(p, r, &cf, err);
-    if (st != US_OK) return us_err_prefix(err, "pair %d", i);
+    if (st != US_OK) {
+      us_err_prefix(err, "pair %d", i);
+      return st;
+    }
     out->exact_match += us_metrics_exact_match(p, r);
     out->token_f1 += tf;
     out->rouge_l += rl;

@@ -17,6 +17,8 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/json.h"
+#include "core/utf8.h"
 #include "core/params.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
@@ -280,12 +282,14 @@ typedef struct load_ctx {
   bool seen[N_KEYS];
 } load_ctx;
 
-/* True if an override's key (the part before '=') is exactly path. */
+/* True if an override's key (the part before '=') is path or holds it ("student.hidden" for
+ * "student.hidden[1]"). */
 static bool overridden(const load_ctx *x, const char *path) {
-  size_t n = strlen(path);
   for (int i = 0; i < x->n_overrides; i++) {
-    const char *o = x->overrides[i];
-    if (o && strncmp(o, path, n) == 0 && o[n] == '=') return true;
+    const char *o = x->overrides[i], *eq = o ? strchr(o, '=') : NULL;
+    size_t n = eq ? (size_t)(eq - o) : 0;
+    if (eq && strncmp(o, path, n) == 0 && (!path[n] || path[n] == '[' || path[n] == '.'))
+      return true;
   }
   return false;
 }
@@ -939,6 +943,8 @@ static us_status apply_override(const load_ctx *x, cJSON *root, const char *spec
   us_status st = parse_override_key(x, spec, key_len, steps, &n);
   if (!st) st = override_parent(x, spec, root, steps, n, &parent);
   if (st) return st;
+  if (us_json_nul_escape_at(eq + 1, strlen(eq + 1)) < strlen(eq + 1))
+    return override_fail(x, spec, "the value holds \\u0000 (a NUL character), which no key takes");
   cJSON *value = override_value(spec, key_len, eq + 1);
   if (!value) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
   return override_place(x, spec, parent, &steps[n - 1], value);
@@ -1158,20 +1164,71 @@ static us_status run_module_checks(load_ctx *x) {
   return US_OK;
 }
 
+/* ---- text ------------------------------------------------------------------------------------- */
+
+/* Every key name and string in the document, overrides applied, must be valid UTF-8: it goes
+ * into requests, the workspace and reports. Names the key path of the first that is not. */
+static us_status check_text(const load_ctx *x, const cJSON *node, const char *path) {
+  char child[KEY_PATH_MAX];
+  int i = 0;
+  for (const cJSON *e = node->child; e; e = e->next, i++) {
+    if (cJSON_IsObject(node)) {
+      if (us_utf8_invalid_at(e->string, strlen(e->string)) < strlen(e->string))
+        return fail(x, *path ? path : "(top level)",
+                    "a key name is not valid UTF-8; save the config as UTF-8");
+      snprintf(child, sizeof child, *path ? "%.300s.%.200s" : "%.0s%.200s", path, e->string);
+    } else {
+      snprintf(child, sizeof child, "%.300s[%d]", path, i);
+    }
+    if (cJSON_IsString(e) && us_utf8_invalid_at(e->valuestring, strlen(e->valuestring)) <
+                                 strlen(e->valuestring)) {
+      size_t bad = us_utf8_invalid_at(e->valuestring, strlen(e->valuestring));
+      return fail(x, child, "expected valid UTF-8 text, found the byte 0x%02x at byte %zu",
+                  (unsigned char)e->valuestring[bad], bad + 1);
+    }
+    us_status st = check_text(x, e, child);
+    if (st) return st;
+  }
+  return US_OK;
+}
+
 /* ---- loading --------------------------------------------------------------------------------- */
 
 /* "invalid JSON at line L, column C near '...'" for the byte where parsing stopped; the excerpt
  * is the text of that line around it. */
-static us_status fail_json(const load_ctx *x, const char *text, size_t len, const char *stop) {
-  size_t off = stop && stop >= text && stop <= text + len ? (size_t)(stop - text) : len;
-  int line = 1;
-  size_t line_start = 0;
+/* The 1-based line and column (in bytes) of text[off], and where that line starts. */
+static void line_col(const char *text, size_t off, int *line, size_t *col, size_t *line_start) {
+  *line = 1;
+  *line_start = 0;
   for (size_t i = 0; i < off; i++)
     if (text[i] == '\n') {
-      line++;
-      line_start = i + 1;
+      (*line)++;
+      *line_start = i + 1;
     }
-  size_t col = off - line_start + 1;
+  *col = off - *line_start + 1;
+}
+
+/* Text cJSON would read wrongly: a \u0000 escape (decoded to a NUL that cuts the string, and
+ * with it a key, short) or a raw NUL byte. Invalid UTF-8 inside strings is refused later, with
+ * the key path (check_text). */
+static us_status check_raw_text(const load_ctx *x, const char *text, size_t len) {
+  size_t nul = memchr(text, '\0', len) ? (size_t)((const char *)memchr(text, '\0', len) - text) : len;
+  size_t esc = us_json_nul_escape_at(text, len);
+  if (nul == len && esc == len) return US_OK;
+  size_t off = nul < esc ? nul : esc, col, line_start;
+  int line;
+  line_col(text, off, &line, &col, &line_start);
+  return us_err_set(x->err, US_ERR_CONFIG,
+                    "%s:%d:%zu: %s at line %d, column %zu; no key takes a NUL character, remove it",
+                    x->file, line, col, nul < esc ? "a NUL byte" : "a \\u0000 escape (a NUL character)",
+                    line, col);
+}
+
+static us_status fail_json(const load_ctx *x, const char *text, size_t len, const char *stop) {
+  size_t off = stop && stop >= text && stop <= text + len ? (size_t)(stop - text) : len;
+  int line;
+  size_t col, line_start;
+  line_col(text, off, &line, &col, &line_start);
   if (off >= len)
     return us_err_set(x->err, US_ERR_CONFIG,
                       "%s:%d:%zu: invalid JSON at line %d, column %zu: unexpected end of file",
@@ -1192,7 +1249,14 @@ static us_status load_tree(load_ctx *x, cJSON **root) {
   char *text = NULL;
   size_t len = 0;
   us_status st = us_read_file(x->file, CONFIG_MAX_BYTES, &text, &len, x->err);
-  if (st) return us_err_prefix(x->err, "config");
+  if (st) {
+    us_err_prefix(x->err, "config");
+    return st;
+  }
+  if ((st = check_raw_text(x, text, len))) {
+    free(text);
+    return st;
+  }
   const char *stop = NULL;
   *root = cJSON_ParseWithLengthOpts(text, len, &stop, 0);
   if (*root && stop && (size_t)(stop - text) < len) {
@@ -1240,6 +1304,7 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   }
   for (int i = 0; i < n_overrides; i++)
     if ((st = apply_override(&x, root, overrides[i]))) goto fail;
+  if ((st = check_text(&x, root, ""))) goto fail;
   if ((st = read_object(&x, root, ""))) goto fail;
   if ((st = check_required(&x))) goto fail;
   if ((st = apply_task_defaults(&x))) goto fail;
@@ -1314,4 +1379,22 @@ int us_config_label_index(const us_config *c, const char *label) {
   for (int i = 0; i < c->task.n_labels; i++)
     if (strcmp(c->task.labels[i], label) == 0) return i;
   return -1;
+}
+
+/* ---- the key table, for documentation ------------------------------------------------------- */
+
+const char *us_config_key(size_t i, const us_param **param) {
+  if (i >= N_KEYS) return NULL;
+  if (param) *param = KEYS[i].kind == K_PARAM ? param_of(&KEYS[i]) : NULL;
+  return KEYS[i].path;
+}
+
+double us_config_key_value(const us_config *c, const char *path, int index) {
+  const key_spec *k = find_key(path);
+  const us_param *p = k && k->kind == K_PARAM ? param_of(k) : NULL;
+  if (!p) return NAN;
+  /* the module's struct starts p->offset bytes before the field the key is stored in */
+  const char *base = (const char *)c + k->offset - p->offset;
+  if (p->kind == US_PARAM_INTS && index < 0) return *(const int *)(base + p->count_offset);
+  return us_param_value(p, base, index);
 }

@@ -6,8 +6,10 @@
 #define US_PIPELINE_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "core/params.h"
 #include "core/status.h"
 #include "core/task.h"
 #include "student/classifier.h"
@@ -110,5 +112,14 @@ us_status us_config_render(const us_config *c, const char *text, char **system, 
 
 /* Index of label in task.labels, or -1. */
 int us_config_label_index(const us_config *c, const char *label);
+
+/* The key table, for documentation and the tests that hold docs/config.md to it. Key i's path
+ * ("student.hidden"; sections such as "student" included); *param (may be NULL) receives the
+ * module parameter that gives the key its kind and range, or NULL when the config reads the key
+ * itself (strings, paths, labels, inputs, headers). Returns NULL when i is past the end. */
+const char *us_config_key(size_t i, const us_param **param);
+/* The current value of a key backed by a module parameter (item index for a list, -1 for its
+ * number of items; bool as 0 or 1), read from c; NAN for any other key. */
+double us_config_key_value(const us_config *c, const char *path, int index);
 
 #endif

@@ -1,6 +1,7 @@
 /* The language-model student: a small decoder-only transformer (tied embeddings, RMSNorm, rotary
  * positions, causal multi-head attention, SwiGLU) over a byte-level BPE tokeniser, trained on
- * (prompt, answer) pairs with the loss on answer tokens only.
+ * (prompt, answer) pairs with the loss on answer tokens only. us_lm, us_lm_load, us_lm_generate,
+ * us_lm_free and us_lm_gen_params are public: include/understudy.h declares them.
  *
  * Ownership: us_lm_new / us_lm_load / us_lm_train hand back a us_lm the caller frees with
  * us_lm_free (NULL is a no-op). us_lm_generate's *answer is malloc'd, the caller frees it.
@@ -16,6 +17,7 @@
 #include "core/params.h"
 #include "core/status.h"
 #include "student/bpe.h"
+#include "understudy.h"
 
 typedef struct us_lm_config {
   int layers;  /* transformer blocks */
@@ -36,21 +38,18 @@ us_status us_lm_config_check(const us_lm_config *c, us_err *err);
 /* Number of float parameters; a pure function of the config. */
 size_t us_lm_param_count(const us_lm_config *c);
 
-typedef struct us_lm us_lm;
-
 /* A fresh model with weights drawn from seed; takes ownership of bpe (freed on failure too).
  * c->vocab must equal us_bpe_vocab_size(bpe). */
 us_status us_lm_new(const us_lm_config *c, us_bpe *bpe, uint64_t seed, us_lm **out, us_err *err);
-void us_lm_free(us_lm *lm);
 const us_lm_config *us_lm_get_config(const us_lm *lm);
 const us_bpe *us_lm_get_bpe(const us_lm *lm);
 size_t us_lm_n_params(const us_lm *lm);
 
 /* Model file (documented byte by byte in student/lm_file.c): magic "USLM", version, config,
  * tokeniser, weights, optional training state (checkpoints), SHA-256 of everything before it.
- * Loading refuses truncated, oversized and corrupt files with a message naming the path. */
+ * us_lm_load (include/understudy.h) refuses truncated, oversized and corrupt files with a
+ * message naming the path. */
 us_status us_lm_save(const us_lm *lm, const char *path, us_err *err);
-us_status us_lm_load(const char *path, us_lm **out, us_err *err);
 
 /* ---- training ---- */
 
@@ -117,24 +116,7 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err);
 us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples, size_t n,
                       us_lm **out, us_err *err);
 
-/* ---- generation ---- */
-
-typedef struct us_lm_gen_params {
-  int max_tokens;    /* answer tokens at most (EOS included); default 128 */
-  float temperature; /* 0: greedy (default); else sampling */
-  float top_p;       /* nucleus sampling mass; default 1 (off) */
-  uint64_t seed;     /* sampling seed; default 1 */
-  bool no_cache;     /* recompute the whole sequence per token (benchmark only) */
-} us_lm_gen_params;
-
-void us_lm_gen_params_defaults(us_lm_gen_params *p);
-
-/* Generates the answer to prompt ([BOS] prompt [SEP] ... until EOS, max_tokens or the context
- * is full). *answer (caller frees) holds the decoded bytes; *mean_logprob the mean natural-log
- * probability, under the model at temperature 1, of the answer tokens produced (EOS included),
- * 0 when none; n_tokens (may be NULL) the number of tokens produced. */
-us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_params *gp,
-                         char **answer, double *mean_logprob, int *n_tokens, us_err *err);
+/* ---- generation: us_lm_generate (include/understudy.h) ---- */
 
 /* Teacher-forced score of a given answer: *mean_logprob is the mean natural-log probability of
  * the answer's tokens and EOS after [BOS] prompt [SEP] (exp(-x) is the perplexity); *n_tokens

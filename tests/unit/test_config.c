@@ -444,6 +444,37 @@ static void bad_json_should_report_line_and_column(void **state) {
   expect_error("{\"name\":\"t\",\"name\":\"u\"}", NULL, 0, "name: key appears twice", NULL);
 }
 
+/* cJSON turns \u0000 into a NUL that silently cuts a string (or a key) short, and passes any
+ * bytes through: both are refused, naming where. */
+static void nul_and_invalid_utf8_should_be_refused_naming_where(void **state) {
+  (void)state;
+  expect_error("{\"name\":\"t\",\n \"teacher\":{\"model\":\"a\\u0000b\"}}", NULL, 0,
+               "config.json:2:23: a \\u0000 escape (a NUL character) at line 2, column 23", NULL);
+  expect_error("{\"name\":\"t\",\"tea\\u0000cher\":{}}", NULL, 0, "a \\u0000 escape", NULL);
+  expect_error(NULL, SET("teacher.model=\"a\\u0000b\""), "--set 'teacher.model=\"a\\u0000b\"'",
+               "holds \\u0000", NULL);
+  char json[256];
+  snprintf(json, sizeof json,
+           "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},\"data\":{\"inputs\":"
+           "[\"in.jsonl\"]},\"teacher\":{\"model\":\"gpt\xff\xfe\"}}");
+  expect_error(json, NULL, 0, "teacher.model: expected valid UTF-8 text, found the byte 0xff at byte 4",
+               NULL);
+  expect_error(NULL, SET("task.labels=[\"ok\", \"b\xc3(\"]"),
+               "task.labels[1]: expected valid UTF-8 text, found the byte 0xc3 at byte 2",
+               "(value from --set)", NULL);
+  /* a raw NUL byte: written by hand, since the helpers take C strings */
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/nul.json", tmp_dir);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  fwrite("{\"name\":\"t\0\"}", 1, 14, f);
+  fclose(f);
+  us_config c;
+  us_err err = {0};
+  assert_int_equal(us_config_load(path, NULL, 0, &c, &err), US_ERR_CONFIG);
+  assert_non_null(strstr(err.msg, "nul.json:1:11: a NUL byte at line 1, column 11"));
+}
+
 static void missing_file_should_be_an_io_error_naming_it(void **state) {
   (void)state;
   us_config c;
@@ -721,6 +752,7 @@ int main(void) {
       cmocka_unit_test(missing_required_key_should_be_named),
       cmocka_unit_test(unknown_key_should_suggest_the_closest),
       cmocka_unit_test(bad_json_should_report_line_and_column),
+      cmocka_unit_test(nul_and_invalid_utf8_should_be_refused_naming_where),
       cmocka_unit_test(missing_file_should_be_an_io_error_naming_it),
       cmocka_unit_test(bad_set_should_be_refused),
       cmocka_unit_test(authorization_header_should_be_refused),

@@ -1129,7 +1129,9 @@ typedef struct check_spec {
 static us_status check_classifier(const void *p, us_err *err) {
   return us_classifier_params_check(p, err);
 }
-static us_status check_lm(const void *p, us_err *err) { return us_lm_train_params_check(p, err); }
+static us_status check_lm(const void *p, us_err *err) {
+  return us_lm_train_params_check(p, err);
+}
 
 /* Both students are checked whatever the task, as the config always has (a classify config with
  * student.heads 5 is refused too). */

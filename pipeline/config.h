@@ -15,7 +15,6 @@
 #include "student/classifier.h"
 #include "student/lm.h"
 
-
 typedef struct us_input {
   char *path;     /* resolved file or folder */
   us_split split; /* "split": "train" | "test" pins every prompt of this input; else AUTO */

@@ -42,7 +42,7 @@ typedef struct us_classifier_params {
   int patience;                         /* epochs without validation gain before stopping */
   int threads;                          /* training threads (Hogwild); 1 is reproducible */
   uint64_t seed;
-  bool quantize; /* save the embedding table quantised, with a per-row scale */
+  bool quantize;     /* save the embedding table quantised, with a per-row scale */
   int quantize_bits; /* 8 (int8) or 4 (two weights a byte) for us_classifier_quantize */
   bool calibrate;    /* temperature scaling fitted on the validation set (when there is one) */
 } us_classifier_params;
@@ -82,8 +82,8 @@ typedef void (*us_epoch_fn)(void *user, const us_epoch_info *e);
  * bad params. */
 us_status us_classifier_train(const us_classifier_params *p, char *const *labels, int n_labels,
                               const us_example *train, size_t n_train, const us_example *valid,
-                              size_t n_valid, us_epoch_fn on_epoch, void *user,
-                              us_classifier **out, us_err *err);
+                              size_t n_valid, us_epoch_fn on_epoch, void *user, us_classifier **out,
+                              us_err *err);
 
 /* Model file (format in student/classifier_file.c's header comment, summarised there byte by
  * byte). Saving writes atomically; a model trained with p->quantize (or passed to

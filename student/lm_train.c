@@ -73,8 +73,10 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
   const us_param *table = us_lm_train_param_table(&n);
   us_status st = us_params_check(table, n, p, err);
   if (st != US_OK) return st;
-  if (p->beta1 >= 1) return us_err_set(err, US_ERR_CONFIG, "beta1: expected below 1, found %g", p->beta1);
-  if (p->beta2 >= 1) return us_err_set(err, US_ERR_CONFIG, "beta2: expected below 1, found %g", p->beta2);
+  if (p->beta1 >= 1)
+    return us_err_set(err, US_ERR_CONFIG, "beta1: expected below 1, found %g", p->beta1);
+  if (p->beta2 >= 1)
+    return us_err_set(err, US_ERR_CONFIG, "beta2: expected below 1, found %g", p->beta2);
   if (p->preset) {
     us_lm_config c;
     return us_lm_config_preset(p->preset, &c, err); /* "preset: expected ..." */
@@ -371,8 +373,8 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
     adamw_step(&t, lr);
     t.ts.step = (uint64_t)step + 1;
     if (p->losses) p->losses[step] = (float)loss;
-    if (p->checkpoint_every > 0 && p->checkpoint_path && t.ts.step % (uint64_t)p->checkpoint_every == 0 &&
-        (st = save_checkpoint(&t, err)) != US_OK)
+    if (p->checkpoint_every > 0 && p->checkpoint_path &&
+        t.ts.step % (uint64_t)p->checkpoint_every == 0 && (st = save_checkpoint(&t, err)) != US_OK)
       goto fail;
     if (p->progress) {
       double dt = us_now() - t0, done = (double)(step + 1 - first);

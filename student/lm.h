@@ -103,8 +103,8 @@ void us_lm_train_params_defaults(us_lm_train_params *p);
 /* The range of every numeric and bool field (core/params.h); n receives the entry count. */
 const us_param *us_lm_train_param_table(size_t *n);
 
-/* Checks p against the table, then: preset is NULL or a known name; without a preset, heads
- * divide dim into an even head size; beta1, beta2 below 1. Fails with US_ERR_CONFIG and a
+/* Checks p against the table, then: preset is NULL or a known name; heads divide dim into an
+ * even head size (with a preset too); beta1, beta2 below 1. Fails with US_ERR_CONFIG and a
  * message starting with the field's name ("heads: ..."). us_lm_train runs it first. */
 us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err);
 

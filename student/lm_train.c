@@ -77,10 +77,10 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
     return us_err_set(err, US_ERR_CONFIG, "beta1: expected below 1, found %g", p->beta1);
   if (p->beta2 >= 1)
     return us_err_set(err, US_ERR_CONFIG, "beta2: expected below 1, found %g", p->beta2);
-  if (p->preset) {
-    us_lm_config c;
-    return us_lm_config_preset(p->preset, &c, err); /* "preset: expected ..." */
-  }
+  us_lm_config c;
+  if (p->preset && (st = us_lm_config_preset(p->preset, &c, err)) != US_OK)
+    return st; /* "preset: expected ..." */
+  /* checked with a preset too (the sizes are then unused), as the config always has */
   if (p->dim % p->heads != 0 || (p->dim / p->heads) % 2 != 0)
     return us_err_set(err, US_ERR_CONFIG,
                       "heads: expected a divisor of the model width (%d) that leaves an even head "

@@ -74,18 +74,17 @@ static us_status lm_check(const void *p, us_err *err) {
 typedef struct student {
   const char *name;
   const us_param *(*table)(size_t *n);
-  size_t offset;      /* of its params in us_config */
-  size_t size;        /* of its params struct */
-  const char *prefix; /* a config key "student.<prefix><field>" is tried before "student.<field>" */
+  size_t offset; /* of its params in us_config */
+  size_t size;   /* of its params struct */
   void (*defaults)(void *p);
   us_status (*check)(const void *p, us_err *err);
 } student;
 
 static const student STUDENTS[] = {
     {"classifier", us_classifier_param_table, offsetof(us_config, student.classifier),
-     sizeof(us_classifier_params), NULL, classifier_defaults, classifier_check},
+     sizeof(us_classifier_params), classifier_defaults, classifier_check},
     {"lm", us_lm_train_param_table, offsetof(us_config, student.lm), sizeof(us_lm_train_params),
-     "lm_", lm_defaults, lm_check},
+     lm_defaults, lm_check},
 };
 #define N_STUDENTS (sizeof STUDENTS / sizeof STUDENTS[0])
 
@@ -128,14 +127,19 @@ static void format_set(const char *key, const us_param *p, double v, char *out, 
   snprintf(out, cap, p->kind == US_PARAM_INTS ? "%s=[%s]" : "%s=%s", key, num);
 }
 
-/* The config key that stores field p of student s: "student.<prefix><name>" or
- * "student.<name>", found by loading each candidate with a value other than the default and
- * seeing that exact field change. Returns false when the config has no key for the field. */
+/* The config key that stores field p of student s: the key the config maps onto p
+ * (us_config_key), else, for a setting one student shares through another's key (the LM's
+ * dropout, threads and seed), "student.<name>"; verified by loading it with a value other than
+ * the default and seeing that exact field change. Returns false when the config has no key for
+ * the field (a library-only setting). */
 static bool config_key_of(const student *s, const us_param *p, char *key, size_t cap) {
   char cands[2][96];
   int n = 0;
-  if (s->prefix) snprintf(cands[n++], sizeof cands[0], "student.%s%s", s->prefix, p->name);
-  snprintf(cands[n++], sizeof cands[0], "student.%s", p->name);
+  const us_param *q;
+  const char *k;
+  for (size_t i = 0; (k = us_config_key(i, &q)); i++)
+    if (q == p) snprintf(cands[n++], sizeof cands[0], "%.90s", k);
+  if (n == 0) snprintf(cands[n++], sizeof cands[0], "student.%.80s", p->name);
   _Alignas(max_align_t) unsigned char defaults[1024];
   assert_true(s->size <= sizeof defaults);
   s->defaults(defaults);
@@ -368,6 +372,19 @@ static void every_student_key_should_agree_with_its_student(void **state) {
     }
   }
   us_config_free(&d);
+  /* and every key the config maps onto a student's table was walked */
+  const us_param *q;
+  const char *k;
+  for (size_t i = 0; (k = us_config_key(i, &q)); i++) {
+    bool student_param = false, walked = false;
+    for (size_t si = 0; si < N_STUDENTS; si++) {
+      size_t n;
+      const us_param *table = STUDENTS[si].table(&n);
+      student_param |= q && q >= table && q < table + n;
+    }
+    for (int j = 0; j < n_keys; j++) walked |= strcmp(keys[j].key, k) == 0;
+    if (student_param && !walked) fail_msg("%s maps onto a student's table but was not walked", k);
+  }
   check_docs(keys, n_keys);
 }
 

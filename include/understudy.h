@@ -1,4 +1,5 @@
-/* understudy public API: load a student model and predict with it from a C program.
+/* understudy public API: run the whole pipeline, or load a student and predict with it, from a C
+ * program.
  *
  * This header is self-contained: it defines every type it uses and includes only the C standard
  * library. Build against an installed copy with
@@ -11,6 +12,7 @@
 #ifndef UNDERSTUDY_H
 #define UNDERSTUDY_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -140,6 +142,24 @@ void us_lm_free(us_lm *lm);
 void us_blas_reexec_for_kernels(char **argv);
 /* The OpenBLAS kernels in use, e.g. "SkylakeX". */
 const char *us_blas_core(void);
+
+/* ---- The whole pipeline ----
+ *
+ *   us_err err; char *headline;
+ *   const char *sets[] = {"teacher.budget_usd=20"};
+ *   if (us_run("my.json", sets, 1, NULL, &headline, &err) != US_OK) { puts(err.msg); return 1; }
+ *   puts(headline);  // also in <output>/report.md
+ *   free(headline);
+ *
+ * Runs prompts, label, train, eval and report for a project config, exactly as `understudy run
+ * CONFIG --set ...` does, with the config loaded and the workspace opened once; prints nothing.
+ * The teacher's API key is read from the environment variable the config names. stop (may be
+ * NULL) is checked between stages and between teacher requests: set it (e.g. from a SIGINT
+ * handler) to stop cleanly with US_ERR_INTERRUPTED. Every stage is idempotent, so calling again
+ * after an error, a stop or US_ERR_BUDGET resumes without paying twice. On success *headline
+ * (if headline is non-NULL) is the report's headline, malloc'd, the caller frees it. */
+us_status us_run(const char *config_path, const char *const *overrides, int n_overrides,
+                 volatile sig_atomic_t *stop, char **headline, us_err *err);
 
 #ifdef __cplusplus
 }

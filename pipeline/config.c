@@ -177,11 +177,14 @@ static const key_spec KEYS[] = {
          0),
     PKEY("student.grad_clip", student.lm.grad_clip, us_lm_train_param_table, "grad_clip", 0),
     SECTION("cost"),
-    KEY("cost.cpu_usd_per_hour", K_DOUBLE, cost.cpu_usd_per_hour, 0, 1e6, 0),
-    KEY("cost.requests_per_month", K_DOUBLE, cost.requests_per_month, 0, 1e15, 0),
+    PKEY("cost.cpu_usd_per_hour", cost.cpu_usd_per_hour, us_cost_param_table, "cpu_usd_per_hour",
+         0),
+    PKEY("cost.requests_per_month", cost.requests_per_month, us_cost_param_table,
+         "requests_per_month", 0),
     SECTION("quality"),
-    KEY("quality.target_agreement", K_DOUBLE, quality.target_agreement, 0, 1, F_MIN_OPEN),
-    KEY("quality.confidence", K_DOUBLE, quality.confidence, 0, 0.999, 0),
+    PKEY("quality.target_agreement", quality.target_agreement, us_quality_param_table,
+         "target_agreement", 0),
+    PKEY("quality.confidence", quality.confidence, us_quality_param_table, "confidence", 0),
 };
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -233,10 +236,8 @@ void us_config_defaults(us_config *c) {
   us_lm_train_params_defaults(&c->student.lm);
   c->student.validation_fraction = 0.1;
 
-  c->cost.cpu_usd_per_hour = 0.05;
-  c->cost.requests_per_month = 1e6;
-  c->quality.target_agreement = 0.95;
-  c->quality.confidence = 0.95;
+  us_cost_params_defaults(&c->cost);
+  us_quality_params_defaults(&c->quality);
 }
 
 void us_config_free(us_config *c) {
@@ -1132,12 +1133,20 @@ static us_status check_classifier(const void *p, us_err *err) {
 static us_status check_lm(const void *p, us_err *err) {
   return us_lm_train_params_check(p, err);
 }
+static us_status check_cost(const void *p, us_err *err) {
+  return us_cost_params_check(p, err);
+}
+static us_status check_quality(const void *p, us_err *err) {
+  return us_quality_params_check(p, err);
+}
 
 /* Both students are checked whatever the task, as the config always has (a classify config with
  * student.heads 5 is refused too). */
 static const check_spec CHECKS[] = {
     CHECK(student.classifier, us_classifier_param_table, check_classifier),
     CHECK(student.lm, us_lm_train_param_table, check_lm),
+    CHECK(cost, us_cost_param_table, check_cost),
+    CHECK(quality, us_quality_param_table, check_quality),
     {0, NULL, NULL, -1} /* end */
 };
 

@@ -12,6 +12,8 @@
 #include "core/params.h"
 #include "core/status.h"
 #include "core/task.h"
+#include "eval/cascade.h"
+#include "eval/cost.h"
 #include "student/classifier.h"
 #include "student/lm.h"
 
@@ -82,16 +84,8 @@ typedef struct us_config {
     double validation_fraction;      /* default 0.1 of train, for early stopping */
   } student;
 
-  struct {
-    double cpu_usd_per_hour;   /* default 0.05 */
-    double requests_per_month; /* default 1e6 */
-  } cost;
-
-  struct {
-    double target_agreement; /* default 0.95, (0, 1] */
-    double confidence;       /* default 0.95, [0, 0.999]: the cascade's lower bound must meet
-                                the target at this confidence; 0 judges on point estimates */
-  } quality;
+  us_cost_params cost;       /* eval/cost.h */
+  us_quality_params quality; /* eval/cascade.h */
 } us_config;
 
 /* Fills every field with its default (strings NULL where there is no default string). */

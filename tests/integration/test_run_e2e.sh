@@ -106,6 +106,44 @@ if command -v cc >/dev/null && command -v pkg-config >/dev/null && command -v cm
   done <"$WORK/example.out"
   "$WORK/example" "$WORK/nope.bin" "x" 2>"$WORK/example.err" && fail "the example loaded a missing model"
   assert_grep "$WORK/example.err" 'nope\.bin' "the error names the missing model file"
+
+  note "us_run from an installed copy: the whole pipeline in one library call"
+  cat >"$WORK/run_lib.c" <<'CEOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include "understudy.h"
+
+int main(int argc, char **argv) {
+  us_err err;
+  char *headline = NULL;
+  const char *sets[] = {argv[2]};
+  if (argc < 3) return 2;
+  if (us_run(argv[1], sets, 1, NULL, &headline, &err) != US_OK) {
+    fprintf(stderr, "%s\n", err.msg);
+    return 1;
+  }
+  printf("%s\n", headline);
+  free(headline);
+  return 0;
+}
+CEOF
+  (cd "$WORK" && cc "${san[@]}" run_lib.c $flags -o run_lib) 2>"$WORK/run_lib.cc.err" ||
+    { show "$WORK/run_lib.cc.err"; fail "a program calling us_run does not build via pkg-config"; }
+  before=$(mock_stats requests)
+  lib_out="output=$(json_quote "$WORK/lib_out")"
+  "$WORK/run_lib" "$WORK/config.json" "$lib_out" >"$WORK/run_lib.out" 2>"$WORK/run_lib.err" ||
+    { show "$WORK/run_lib.err"; fail "us_run failed"; }
+  assert_grep "$WORK/run_lib.out" 'agreement' "us_run returns the headline"
+  for f in student.bin report.md report.json report.html; do
+    [ -s "$WORK/lib_out/$f" ] || fail "us_run wrote no $f"
+  done
+  assert_eq "$(( $(mock_stats requests) - before ))" "$(db_prompts "$WORK/lib_out/understudy.db")" \
+    "us_run asked the teacher once per prompt of its new workspace"
+  before=$(mock_stats requests)
+  "$WORK/run_lib" "$WORK/config.json" "$lib_out" >"$WORK/run_lib2.out" 2>&1 || fail "us_run rerun failed"
+  assert_eq "$(mock_stats requests)" "$before" "a second us_run pays nothing"
+  "$WORK/run_lib" "$WORK/nope.json" "$lib_out" 2>"$WORK/run_lib3.err" && fail "us_run ran a missing config"
+  assert_grep "$WORK/run_lib3.err" 'nope\.json' "us_run's error names the missing config"
 else
   note "no C compiler, pkg-config or cmake: the installed copy is not checked here"
 fi

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 /* clang-format on */
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/params.h"
+#include "eval/cascade.h"
+#include "eval/cost.h"
 #include "pipeline/config.h"
 #include "student/classifier.h"
 
@@ -739,6 +743,76 @@ static void student_defaults_should_match_the_classifier(void **state) {
   us_config_free(&c);
 }
 
+/* ---- eval's settings: every cost.* and quality.* key against eval's own tables --------------- */
+
+/* A value just outside e's range below (the minimum itself when it is excluded) or above. */
+static double just_outside(const us_param *e, bool above) {
+  double step = e->kind == US_PARAM_DOUBLE ? 1e-9 : 1;
+  if (above) return e->max + (e->kind == US_PARAM_DOUBLE ? fmax(fabs(e->max) * 1e-9, step) : 1);
+  return (e->flags & US_PARAM_MIN_OPEN) ? e->min : e->min - step;
+}
+
+/* Loads VALID with "<key>=<v>" and returns the stored value of e, failing on a load error. */
+static double load_with(const char *key, const us_param *e, double v, size_t member) {
+  char set[160], num[40];
+  us_param_format(v, num, sizeof num);
+  snprintf(set, sizeof set, "%s=%s", key, num);
+  us_config c;
+  us_err err;
+  if (load_json(VALID, SET(set), &c, &err) != US_OK) fail_msg("--set %s refused: %s", set, err.msg);
+  double stored = us_param_value(e, (const char *)&c + member, 0);
+  us_config_free(&c);
+  return stored;
+}
+
+/* For each entry of a module table behind config section prefix (stored at member of us_config):
+ * the default is the module's, both ends of the range load, and a value just outside is refused
+ * with a message naming the config key and the range. */
+static void walk_section(const char *prefix, const us_param *t, size_t n, const void *defaults,
+                         size_t member) {
+  us_config d, loaded;
+  us_err err;
+  us_config_defaults(&d);
+  if (load_json(VALID, NULL, 0, &loaded, &err) != US_OK) fail_msg("%s", err.msg);
+  for (size_t i = 0; i < n; i++) {
+    const us_param *e = &t[i];
+    char key[96], expected[128], set[160], num[40];
+    snprintf(key, sizeof key, "%s.%s", prefix, e->name);
+    double want = us_param_value(e, defaults, 0);
+    if (us_param_value(e, (const char *)&d + member, 0) != want ||
+        us_param_value(e, (const char *)&loaded + member, 0) != want)
+      fail_msg("%s: the config's default is not the module's", key);
+    if (!(e->flags & US_PARAM_MIN_OPEN)) assert_true(load_with(key, e, e->min, member) == e->min);
+    if (!(e->flags & US_PARAM_NO_MAX)) assert_true(load_with(key, e, e->max, member) == e->max);
+    us_param_describe(e, expected, sizeof expected);
+    char needle[256];
+    snprintf(needle, sizeof needle, "%s: expected %s", key, expected);
+    for (int above = 0; above < 2; above++) {
+      if (above && (e->flags & US_PARAM_NO_MAX)) continue;
+      us_param_format(just_outside(e, above), num, sizeof num);
+      snprintf(set, sizeof set, "%s=%s", key, num);
+      expect_error(NULL, SET(set), needle, NULL);
+    }
+  }
+  us_config_free(&d);
+  us_config_free(&loaded);
+}
+
+static void cost_and_quality_keys_should_follow_the_eval_tables(void **state) {
+  (void)state;
+  size_t n = 0;
+  us_cost_params cost;
+  us_cost_params_defaults(&cost);
+  const us_param *t = us_cost_param_table(&n);
+  assert_int_equal(n, 2);
+  walk_section("cost", t, n, &cost, offsetof(us_config, cost));
+  us_quality_params quality;
+  us_quality_params_defaults(&quality);
+  t = us_quality_param_table(&n);
+  assert_int_equal(n, 2);
+  walk_section("quality", t, n, &quality, offsetof(us_config, quality));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(defaults_should_match_documented_values),
@@ -763,6 +837,7 @@ int main(void) {
       cmocka_unit_test(render_should_fill_text_and_labels_once),
       cmocka_unit_test(render_should_fill_labels_in_instructions),
       cmocka_unit_test(label_index_should_find_exact_labels_only),
+      cmocka_unit_test(cost_and_quality_keys_should_follow_the_eval_tables),
   };
   return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
 }

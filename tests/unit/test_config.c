@@ -134,33 +134,33 @@ static void defaults_should_match_documented_values(void **state) {
   assert_true(c.teacher.budget_usd == 10);
   assert_true(c.teacher.price_input_per_mtok == 0 && c.teacher.price_output_per_mtok == 0);
   assert_true(c.teacher.params_b == 0);
-  assert_int_equal(c.student.dim, 100);
-  assert_int_equal(c.student.word_ngrams, 2);
-  assert_int_equal(c.student.minn, 3);
-  assert_int_equal(c.student.maxn, 5);
-  assert_int_equal(c.student.buckets, 2000000);
-  assert_int_equal(c.student.n_hidden, 0);
-  assert_int_equal(c.student.epochs, 25);
-  assert_true(c.student.lr == 1.0);
-  assert_true(c.student.kd_temperature == 1);
+  assert_int_equal(c.student.classifier.dim, 100);
+  assert_int_equal(c.student.classifier.word_ngrams, 2);
+  assert_int_equal(c.student.classifier.minn, 3);
+  assert_int_equal(c.student.classifier.maxn, 5);
+  assert_int_equal(c.student.classifier.buckets, 2000000);
+  assert_int_equal(c.student.classifier.n_hidden, 0);
+  assert_int_equal(c.student.classifier.epochs, 25);
+  assert_true(c.student.classifier.lr == 1.0);
+  assert_true(c.student.classifier.kd_temperature == 1);
   assert_true(c.student.validation_fraction == 0.1);
-  assert_int_equal(c.student.patience, 5);
-  assert_int_equal(c.student.threads, 2);
-  assert_false(c.student.quantize);
-  assert_true(c.student.calibrate);
-  assert_null(c.student.preset);
-  assert_int_equal(c.student.layers, 4);
-  assert_int_equal(c.student.lm_dim, 256);
-  assert_int_equal(c.student.heads, 4);
-  assert_int_equal(c.student.context, 256);
-  assert_int_equal(c.student.vocab_size, 2048);
-  assert_int_equal(c.student.steps, 2000);
-  assert_int_equal(c.student.batch_size, 16);
-  assert_int_equal(c.student.warmup_steps, 100);
-  assert_int_equal(c.student.checkpoint_every, 500);
-  assert_true(c.student.lm_lr == 3e-4);
-  assert_true(c.student.weight_decay == 0.1);
-  assert_true(c.student.grad_clip == 1.0);
+  assert_int_equal(c.student.classifier.patience, 5);
+  assert_int_equal(c.student.classifier.threads, 2);
+  assert_false(c.student.classifier.quantize);
+  assert_true(c.student.classifier.calibrate);
+  assert_null(c.student.lm.preset);
+  assert_int_equal(c.student.lm.layers, 4);
+  assert_int_equal(c.student.lm.dim, 256);
+  assert_int_equal(c.student.lm.heads, 4);
+  assert_int_equal(c.student.lm.context, 256);
+  assert_int_equal(c.student.lm.vocab_size, 2048);
+  assert_int_equal(c.student.lm.steps, 2000);
+  assert_int_equal(c.student.lm.batch_size, 16);
+  assert_int_equal(c.student.lm.warmup_steps, 100);
+  assert_int_equal(c.student.lm.checkpoint_every, 500);
+  assert_true(c.student.lm.lr == 3e-4);
+  assert_true(c.student.lm.weight_decay == 0.1);
+  assert_true(c.student.lm.grad_clip == 1.0);
   assert_true(c.cost.cpu_usd_per_hour == 0.05);
   assert_true(c.cost.requests_per_month == 1e6);
   assert_true(c.quality.target_agreement == 0.95);
@@ -193,7 +193,7 @@ static void minimal_config_should_load_with_defaults_and_resolved_paths(void **s
   assert_string_equal(c.task.labels[2], "balance");
   assert_string_equal(c.teacher.model, "gpt-4o-mini");
   assert_int_equal(c.teacher.max_tokens, 16);
-  assert_int_equal(c.student.dim, 100);
+  assert_int_equal(c.student.classifier.dim, 100);
   free(real);
   us_config_free(&c);
 }
@@ -257,38 +257,38 @@ static void full_config_should_read_every_key(void **state) {
   assert_true(c.teacher.price_input_per_mtok == 0.15);
   assert_true(c.teacher.price_output_per_mtok == 0.6);
   assert_true(c.teacher.params_b == 8);
-  assert_int_equal(c.student.dim, 64);
-  assert_int_equal(c.student.word_ngrams, 3);
-  assert_int_equal(c.student.minn, 2);
-  assert_int_equal(c.student.maxn, 4);
-  assert_int_equal(c.student.buckets, 500000);
-  assert_int_equal(c.student.n_hidden, 2);
-  assert_int_equal(c.student.hidden[0], 128);
-  assert_int_equal(c.student.hidden[1], 32);
-  assert_true(c.student.dropout == 0.1);
-  assert_int_equal(c.student.epochs, 10);
-  assert_true(c.student.lr == 0.25);
-  assert_true(c.student.kd_temperature == 2);
-  assert_true(c.student.label_smoothing == 0.05);
+  assert_int_equal(c.student.classifier.dim, 64);
+  assert_int_equal(c.student.classifier.word_ngrams, 3);
+  assert_int_equal(c.student.classifier.minn, 2);
+  assert_int_equal(c.student.classifier.maxn, 4);
+  assert_int_equal(c.student.classifier.buckets, 500000);
+  assert_int_equal(c.student.classifier.n_hidden, 2);
+  assert_int_equal(c.student.classifier.hidden[0], 128);
+  assert_int_equal(c.student.classifier.hidden[1], 32);
+  assert_true(c.student.classifier.dropout == 0.1);
+  assert_int_equal(c.student.classifier.epochs, 10);
+  assert_true(c.student.classifier.lr == 0.25);
+  assert_true(c.student.classifier.kd_temperature == 2);
+  assert_true(c.student.classifier.label_smoothing == 0.05);
   assert_true(c.student.validation_fraction == 0.15);
-  assert_int_equal(c.student.patience, 5);
-  assert_int_equal(c.student.threads, 1);
-  assert_int_equal(c.student.seed, 9);
-  assert_true(c.student.quantize);
-  assert_false(c.student.calibrate);
-  assert_string_equal(c.student.preset, "micro");
-  assert_int_equal(c.student.layers, 6);
-  assert_int_equal(c.student.lm_dim, 384);
-  assert_int_equal(c.student.heads, 6);
-  assert_int_equal(c.student.context, 512);
-  assert_int_equal(c.student.vocab_size, 4096);
-  assert_int_equal(c.student.steps, 3000);
-  assert_int_equal(c.student.batch_size, 8);
-  assert_int_equal(c.student.warmup_steps, 50);
-  assert_int_equal(c.student.checkpoint_every, 250);
-  assert_true(c.student.lm_lr == 0.001);
-  assert_true(c.student.weight_decay == 0.05);
-  assert_true(c.student.grad_clip == 0.5);
+  assert_int_equal(c.student.classifier.patience, 5);
+  assert_int_equal(c.student.classifier.threads, 1);
+  assert_int_equal(c.student.classifier.seed, 9);
+  assert_true(c.student.classifier.quantize);
+  assert_false(c.student.classifier.calibrate);
+  assert_string_equal(c.student.lm.preset, "micro");
+  assert_int_equal(c.student.lm.layers, 6);
+  assert_int_equal(c.student.lm.dim, 384);
+  assert_int_equal(c.student.lm.heads, 6);
+  assert_int_equal(c.student.lm.context, 512);
+  assert_int_equal(c.student.lm.vocab_size, 4096);
+  assert_int_equal(c.student.lm.steps, 3000);
+  assert_int_equal(c.student.lm.batch_size, 8);
+  assert_int_equal(c.student.lm.warmup_steps, 50);
+  assert_int_equal(c.student.lm.checkpoint_every, 250);
+  assert_true(c.student.lm.lr == 0.001);
+  assert_true(c.student.lm.weight_decay == 0.05);
+  assert_true(c.student.lm.grad_clip == 0.5);
   assert_true(c.cost.cpu_usd_per_hour == 0.1);
   assert_true(c.cost.requests_per_month == 250000);
   assert_true(c.quality.target_agreement == 0.9);
@@ -385,9 +385,9 @@ static void out_of_range_should_name_the_range(void **state) {
   expect_error(NULL, SET("data.test_fraction=0.95"),
                "data.test_fraction: expected a number in [0, 0.9], found the number 0.95", NULL);
   expect_error(NULL, SET("student.buckets=200000000"),
-               "student.buckets: expected an integer in [0, 100000000]", NULL);
+               "student.buckets: expected an integer in [1, 100000000]", NULL);
   expect_error(NULL, SET("student.hidden=[64,0]"),
-               "student.hidden[1]: expected an integer in [1, 65536]", "found the number 0", NULL);
+               "student.hidden[1]: expected an integer in [1, 16384]", "found the number 0", NULL);
   expect_error(NULL, SET("student.hidden=[1,2,3,4,5]"),
                "student.hidden: expected an array of at most 4", NULL);
   expect_error(NULL, SET("quality.target_agreement=0"),
@@ -398,7 +398,7 @@ static void out_of_range_should_name_the_range(void **state) {
   expect_error(NULL, SET("student.minn=5", "student.maxn=3"),
                "student.minn: expected minn <= maxn (3)", "found 5", NULL);
   expect_error(NULL, SET("student.heads=5"),
-               "student.heads: expected a divisor of student.lm_dim (256)", NULL);
+               "student.heads: expected a divisor of the model width (256)", NULL);
 }
 
 static void missing_required_key_should_be_named(void **state) {
@@ -574,8 +574,8 @@ static void set_should_override_numbers_strings_nested_and_arrays(void **state) 
   assert_string_equal(c.name, "2024"); /* a string key keeps a number-looking value as text */
   assert_true(c.teacher.price_output_per_mtok == 0.6);
   assert_true(c.cost.cpu_usd_per_hour == 0.02);
-  assert_int_equal(c.student.n_hidden, 2);
-  assert_int_equal(c.student.hidden[1], 32);
+  assert_int_equal(c.student.classifier.n_hidden, 2);
+  assert_int_equal(c.student.classifier.hidden[1], 32);
   assert_int_equal(c.task.n_labels, 3);
   assert_string_equal(c.task.labels[2], "unsure");
   assert_int_equal(c.data.n_inputs, 2);
@@ -614,7 +614,7 @@ static void later_set_should_win_and_null_should_clear(void **state) {
   assert_int_equal(c.teacher.concurrency, 3);
   assert_false(c.teacher.has_seed);
   assert_null(c.data.label_field);
-  assert_null(c.student.preset);
+  assert_null(c.student.lm.preset);
   us_config_free(&c);
 }
 
@@ -723,23 +723,23 @@ static void student_defaults_should_match_the_classifier(void **state) {
   us_config_defaults(&c);
   us_classifier_params p;
   us_classifier_params_defaults(&p);
-  assert_int_equal(c.student.dim, p.dim);
-  assert_int_equal(c.student.word_ngrams, p.word_ngrams);
-  assert_int_equal(c.student.minn, p.minn);
-  assert_int_equal(c.student.maxn, p.maxn);
-  assert_int_equal(c.student.buckets, p.buckets);
-  assert_int_equal(c.student.n_hidden, p.n_hidden);
-  assert_int_equal(c.student.epochs, p.epochs);
-  assert_int_equal(c.student.patience, p.patience);
-  assert_int_equal(c.student.threads, p.threads);
-  assert_true(c.student.lr == p.lr);
-  assert_true(c.student.dropout == p.dropout);
-  assert_true(c.student.kd_temperature == p.kd_temperature);
-  assert_true(c.student.label_smoothing == p.label_smoothing);
-  assert_true(c.student.quantize == p.quantize);
-  assert_int_equal(c.student.min_count, p.min_count);
-  assert_int_equal(c.student.min_count_ngram, p.min_count_ngram);
-  assert_int_equal(c.student.quantize_bits, p.quantize_bits);
+  assert_int_equal(c.student.classifier.dim, p.dim);
+  assert_int_equal(c.student.classifier.word_ngrams, p.word_ngrams);
+  assert_int_equal(c.student.classifier.minn, p.minn);
+  assert_int_equal(c.student.classifier.maxn, p.maxn);
+  assert_int_equal(c.student.classifier.buckets, p.buckets);
+  assert_int_equal(c.student.classifier.n_hidden, p.n_hidden);
+  assert_int_equal(c.student.classifier.epochs, p.epochs);
+  assert_int_equal(c.student.classifier.patience, p.patience);
+  assert_int_equal(c.student.classifier.threads, p.threads);
+  assert_true(c.student.classifier.lr == p.lr);
+  assert_true(c.student.classifier.dropout == p.dropout);
+  assert_true(c.student.classifier.kd_temperature == p.kd_temperature);
+  assert_true(c.student.classifier.label_smoothing == p.label_smoothing);
+  assert_true(c.student.classifier.quantize == p.quantize);
+  assert_int_equal(c.student.classifier.min_count, p.min_count);
+  assert_int_equal(c.student.classifier.min_count_ngram, p.min_count_ngram);
+  assert_int_equal(c.student.classifier.quantize_bits, p.quantize_bits);
   us_config_free(&c);
 }
 

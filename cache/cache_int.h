@@ -8,7 +8,7 @@
 #include "cache/cache.h"
 
 /* Newest schema this build knows; schema.c holds one migration step per version. */
-#define US__CACHE_SCHEMA_VERSION 2
+#define US__CACHE_SCHEMA_VERSION 4
 /* PRAGMA application_id of an understudy workspace: "USDY". */
 #define US__CACHE_APPLICATION_ID 0x55534459
 

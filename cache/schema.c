@@ -73,6 +73,26 @@ static const char schema_v2[] =
     "DROP INDEX prompts_by_split;"
     "CREATE INDEX prompts_by_kind_split ON prompts(kind, split, id);";
 
+/* Version 4: active labelling (label.strategy "active"). The train prompts each round picked for
+ * the teacher (committed before any is sent, so a rerun labels the same ones), and what each
+ * round measured. (Version 3 is another feature's step; a workspace may skip it here.) */
+static const char schema_v4[] =
+    "CREATE TABLE active_picks("
+    "  prompt_id INTEGER PRIMARY KEY REFERENCES prompts(id) ON DELETE CASCADE,"
+    "  round INTEGER NOT NULL,"
+    "  created_at REAL NOT NULL);"
+    "CREATE INDEX active_picks_by_round ON active_picks(round, prompt_id);"
+    "CREATE TABLE active_rounds("
+    "  round INTEGER PRIMARY KEY,"
+    "  n_labelled INTEGER NOT NULL,"
+    "  n_valid INTEGER NOT NULL,"
+    "  spent_usd REAL NOT NULL,"
+    "  valid_agreement REAL NOT NULL,"
+    "  valid_back REAL NOT NULL,"
+    "  test_agreement REAL NOT NULL,"
+    "  stop TEXT NOT NULL DEFAULT '',"
+    "  created_at REAL NOT NULL);";
+
 typedef struct migration_step {
   int version; /* user_version once the step is applied */
   const char *sql;
@@ -81,6 +101,7 @@ typedef struct migration_step {
 static const migration_step migration_steps[] = {
     {1, schema_v1},
     {2, schema_v2},
+    {4, schema_v4},
 };
 
 static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *err) {

@@ -106,6 +106,7 @@ void us_cli_options(us_cli_session *s, us_pipeline_options *o) {
   o->user = s;
   o->label_progress = us_cli_label_progress;
   o->train_progress = us_cli_train_progress;
+  o->active_round = us_cli_active_round;
 }
 
 int us_cli_exit_code(us_status st) {

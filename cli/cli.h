@@ -76,6 +76,7 @@ int us_cli_report_end(us_cli_session *s, us_status st, const us_err *err,
 /* Progress callbacks (user is the us_cli_session). */
 void us_cli_label_progress(void *user, const us_label_stats *s);
 void us_cli_train_progress(void *user, const char *line);
+void us_cli_active_round(void *user, const us_active_round *r);
 
 /* The usage text of `understudy prompts` (run reports flag errors as the prompts stage did). */
 extern const char us_cli_prompts_usage[];

@@ -61,6 +61,18 @@ void us_cli_label_progress(void *user, const us_label_stats *s) {
   p->last_line = now;
 }
 
+void us_cli_active_round(void *user, const us_active_round *r) {
+  us_cli_session *p = user;
+  if (p->common->quiet) return;
+  fprintf(stderr,
+          "%slabel: round %d: %lld train prompts labelled, $%.4f spent; agreement %.2f%% on the "
+          "validation slice (%lld), %.2f%% on the test split%s%s\n",
+          p->drawn ? "\n" : "", r->round, (long long)r->n_labelled, r->spent_usd,
+          100 * r->valid_agreement, (long long)r->n_valid, 100 * r->test_agreement,
+          r->stop[0] ? "; stopped: " : "", r->stop);
+  p->drawn = false;
+}
+
 /* Prints the base URL without any user:password@ part. */
 static void print_url(const char *url) {
   CURLU *u = curl_url();

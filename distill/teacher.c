@@ -285,6 +285,23 @@ static us_status plan(teacher *t, us_err *err) {
   us_status st = t->chunks ? us_cache_chunks_list(t->cache, &prompts, &n, err)
                            : us_cache_prompts_list(t->cache, -1, &prompts, &n, err);
   if (st) return st;
+  if (!t->chunks && t->opt->include) { /* keep only the prompts asked for, in order */
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (t->opt->include(t->opt->include_user, &prompts[i])) {
+        us_prompt keep = prompts[i];
+        prompts[i] = prompts[kept];
+        prompts[kept++] = keep;
+      }
+    }
+    for (size_t i = kept; i < n; i++) { /* us_prompts_free(prompts, kept) frees the array */
+      free(prompts[i].text);
+      free(prompts[i].gold);
+      free(prompts[i].source);
+      free(prompts[i].context);
+    }
+    n = kept;
+  }
   t->stats->total += (int64_t)n;
   t->soft = calloc((size_t)(t->task->n_labels > 0 ? t->task->n_labels : 1), sizeof *t->soft);
   t->queue.jobs = calloc(n ? n : 1, sizeof *t->queue.jobs);

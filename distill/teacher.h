@@ -88,6 +88,10 @@ typedef struct us_label_options {
   volatile sig_atomic_t *stop;   /* set non-zero (e.g. by SIGINT) to stop cleanly */
   us_label_progress_fn progress; /* called at most ~4 times a second, and at the end */
   void *progress_user;
+  /* When non-NULL, only the prompts for which include returns true are labelled (and counted
+   * in total); active labelling passes the test split and the picked train prompts. */
+  bool (*include)(void *user, const us_prompt *p);
+  void *include_user;
 } us_label_options;
 
 void us_label_options_defaults(us_label_options *o);

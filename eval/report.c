@@ -401,6 +401,32 @@ static us_status md_cost(const us_report *r, us_buf *o) {
                        tm, sm);
 }
 
+static us_status md_active(const us_report *r, us_buf *o) {
+  const us_report_active *a = r->active;
+  if (!a || a->n_rounds == 0) return US_OK;
+  char saved[48], full[64] = "";
+  us__report_usd(saved, sizeof saved, a->dollars_saved);
+  if (a->full_pool_agreement >= 0)
+    snprintf(full, sizeof full, "; test agreement with the whole pool labelled: %.2f%%",
+             100 * a->full_pool_agreement);
+  us_status st = us_buf_printf(
+      o,
+      "\n## Active labelling\n\nLabelled %ld of %ld train prompts (%.1f%%): %.0f labels and "
+      "about %s saved against labelling the whole pool%s. %s%s%s\n\n"
+      "| round | train labels | spent | test agreement | validation agreement |\n"
+      "|---|---|---|---|---|\n",
+      a->labelled, a->pool, a->pool ? 100.0 * (double)a->labelled / (double)a->pool : 0,
+      a->labels_saved, saved, full, a->stop ? "Stopped: " : "Still labelling.",
+      a->stop ? a->stop : "", a->stop ? "." : "");
+  for (int i = 0; i < a->n_rounds && st == US_OK; i++) {
+    char usd[48];
+    us__report_usd(usd, sizeof usd, a->dollars[i]);
+    st = us_buf_printf(o, "| %d | %.0f | %s | %.2f%% | %.2f%% |\n", i + 1, a->labels[i], usd,
+                       100 * a->test_agreement[i], 100 * a->valid_agreement[i]);
+  }
+  return st;
+}
+
 static us_status md_speed_row(us_buf *o, const char *who, const us_report_speed *s) {
   if (!s->measured) return us_buf_printf(o, "| %s | not measured | | |\n", who);
   return us_buf_printf(o, "| %s | %.4g ms | %.4g ms | %.4g/s |\n", who, s->latency.p50 * 1e3,
@@ -456,6 +482,7 @@ us_status us_report_markdown(const us_report *r, us_buf *o, us_err *err) {
   if (st == US_OK) st = md_quality(r, o);
   if (st == US_OK) st = md_cascade(r, o);
   if (st == US_OK) st = md_cost(r, o);
+  if (st == US_OK) st = md_active(r, o);
   if (st == US_OK) st = md_rest(r, o);
   if (st != US_OK) return us_err_set(err, st, "report.md: out of memory");
   return US_OK;

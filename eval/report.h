@@ -41,6 +41,23 @@ typedef struct us_report_counts {
   long failures;      /* requests that failed for good */
 } us_report_counts;
 
+/* Active labelling (label.strategy "active"): the learning curve, one point per round, and what
+ * labelling only part of the train pool saved. */
+typedef struct us_report_active {
+  int n_rounds;
+  const double *labels;          /* train prompts labelled after each round */
+  const double *dollars;         /* the workspace's spend after each round */
+  const double *test_agreement;  /* the student against the teacher on the test split, 0..1 */
+  const double *valid_agreement; /* on the round's validation slice, 0..1 */
+  long pool;                     /* train prompts in the pool */
+  long labelled;                 /* of which labelled */
+  double labels_saved;           /* pool - labelled */
+  double dollars_saved;          /* labels_saved at the mean paid cost of a teacher call */
+  double full_pool_agreement;    /* test agreement with the whole pool labelled; < 0: unknown */
+  const char *stop;              /* why labelling stopped ("max_prompts", "pool", "min_gain"), or
+                                    NULL while it goes on */
+} us_report_active;
+
 typedef struct us_report {
   const char *run_name; /* config name */
   us_task_type task;
@@ -63,6 +80,7 @@ typedef struct us_report {
   const us_cascade *cascade;
   us_report_series train_loss, valid_loss, valid_accuracy; /* x: epoch or step */
   us_report_counts counts;
+  const us_report_active *active; /* NULL unless the train prompts were labelled actively */
 } us_report;
 
 /* Zeroes r (all sections absent). */

@@ -595,6 +595,63 @@ static us_status training_charts(const us_report *r, us_buf *o, us_err *err) {
   return st;
 }
 
+/* Active labelling: agreement against labels bought and against dollars, and what was saved. */
+static us_status html_active(const us_report *r, us_buf *o, us_err *err) {
+  const us_report_active *a = r->active;
+  if (!a || a->n_rounds == 0) return US_OK;
+  char saved[48], labels_saved[48], of[48], pool[48];
+  us__report_usd(saved, sizeof saved, a->dollars_saved);
+  us__report_count(labels_saved, sizeof labels_saved, a->labels_saved);
+  us__report_count(of, sizeof of, (double)a->labelled);
+  us__report_count(pool, sizeof pool, (double)a->pool);
+  us_status st = us_buf_printf(o,
+                               "<section class=\"panel\" id=\"active\"><h2>Active labelling</h2>"
+                               "<p class=\"caption\">Labelled %s of %s train prompts: %s labels "
+                               "and about %s saved against labelling the whole pool. ",
+                               of, pool, labels_saved, saved);
+  if (st == US_OK && a->full_pool_agreement >= 0)
+    st = us_buf_printf(o, "With the whole pool labelled the test agreement is %.2f%%. ",
+                       100 * a->full_pool_agreement);
+  if (st == US_OK && a->stop) {
+    st = us_buf_puts(o, "Stopped: ");
+    if (st == US_OK) st = esc(o, a->stop);
+    if (st == US_OK) st = us_buf_puts(o, ".");
+  }
+  if (st == US_OK) st = us_buf_puts(o, "</p>\n<div class=\"two\"><div>");
+  if (st != US_OK) return us_err_set(err, st, "report.html: out of memory");
+  us_svg_line by_labels = {"test agreement", a->labels, a->test_agreement, a->n_rounds, GREEN, false};
+  us_svg_line by_dollars = {"test agreement", a->dollars, a->test_agreement, a->n_rounds, BLUE,
+                            false};
+  us_svg_rule full = {false, a->full_pool_agreement, "whole pool", ORANGE, true};
+  us_svg_chart c;
+  us_svg_chart_init(&c);
+  c.title = "Test agreement against labels bought";
+  c.x_label = "train prompts labelled";
+  c.y_label = "agreement";
+  c.x_format = US_SVG_COUNT;
+  c.y_format = US_SVG_PERCENT;
+  c.width = 440;
+  c.height = 280;
+  c.lines = &by_labels;
+  c.n_lines = 1;
+  if (a->full_pool_agreement >= 0) {
+    c.rules = &full;
+    c.n_rules = 1;
+  }
+  st = us_svg_line_chart(o, &c, err);
+  if (st != US_OK) return st;
+  c.title = "Test agreement against dollars spent";
+  c.x_label = "dollars spent (test split included)";
+  c.x_format = US_SVG_USD;
+  c.lines = &by_dollars;
+  st = us_buf_puts(o, "</div><div>");
+  if (st == US_OK) st = us_svg_line_chart(o, &c, err);
+  if (st != US_OK) return st;
+  st = us_buf_puts(o, "</div></div></section>\n");
+  if (st != US_OK) return us_err_set(err, st, "report.html: out of memory");
+  return US_OK;
+}
+
 static us_status html_rest(const us_report *r, us_buf *o, us_err *err) {
   us_status st = us_buf_puts(o,
                              "<section class=\"panel\" id=\"speed\"><h2>Speed</h2><table>"
@@ -672,6 +729,7 @@ us_status us_report_html(const us_report *r, us_buf *o, us_err *err) {
   st = html_quality(r, o, err);
   if (st == US_OK) st = html_cascade(r, &h, o, err);
   if (st == US_OK) st = html_cost(r, &h, o, err);
+  if (st == US_OK) st = html_active(r, o, err);
   if (st == US_OK) st = html_rest(r, o, err);
   if (st != US_OK) return st;
   st = us_buf_printf(o,

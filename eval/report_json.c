@@ -239,6 +239,29 @@ static void put_headline(builder *b, cJSON *root, const us_report *r) {
   str(b, o, "cascade", h.cascade);
 }
 
+static void put_active(builder *b, cJSON *root, const us_report_active *a) {
+  cJSON *o = section(b, root, "active_labelling", a != NULL && a->n_rounds > 0);
+  if (!o) return;
+  num(b, o, "pool", (double)a->pool);
+  num(b, o, "labelled", (double)a->labelled);
+  num(b, o, "labels_saved", a->labels_saved);
+  num(b, o, "dollars_saved", a->dollars_saved);
+  if (a->full_pool_agreement >= 0)
+    num(b, o, "full_pool_agreement", a->full_pool_agreement);
+  else
+    add(b, o, "full_pool_agreement", cJSON_CreateNull());
+  str(b, o, "stop", a->stop);
+  cJSON *rounds = add(b, o, "rounds", cJSON_CreateArray());
+  for (int i = 0; i < a->n_rounds && b->ok; i++) {
+    cJSON *p = add(b, rounds, NULL, cJSON_CreateObject());
+    num(b, p, "round", i + 1);
+    num(b, p, "labels", a->labels[i]);
+    num(b, p, "dollars", a->dollars[i]);
+    num(b, p, "test_agreement", a->test_agreement[i]);
+    num(b, p, "valid_agreement", a->valid_agreement[i]);
+  }
+}
+
 us_status us_report_json(const us_report *r, us_buf *out, us_err *err) {
   builder b = {true};
   cJSON *root = cJSON_CreateObject();
@@ -267,6 +290,7 @@ us_status us_report_json(const us_report *r, us_buf *out, us_err *err) {
   put_series(&b, training, "train_loss", &r->train_loss);
   put_series(&b, training, "valid_loss", &r->valid_loss);
   put_series(&b, training, "valid_accuracy", &r->valid_accuracy);
+  put_active(&b, root, r->active);
   cJSON *data = add(&b, root, "data", cJSON_CreateObject());
   num(&b, data, "prompts_train", (double)r->counts.prompts_train);
   num(&b, data, "prompts_test", (double)r->counts.prompts_test);

@@ -131,6 +131,15 @@ static const key_spec KEYS[] = {
     PKEY("teacher.price.output_per_mtok", teacher.price_output_per_mtok, us_teacher_param_table,
          "price_output_per_mtok", 0),
     PKEY("teacher.params_b", teacher.params_b, us_teacher_param_table, "params_b", 0),
+    SECTION("label"),
+    FKEY("label.strategy", K_STRING, label.strategy, us_active_param_table, "strategy",
+         F_NONEMPTY),
+    PKEY("label.seed_prompts", label.seed_prompts, us_active_param_table, "seed_prompts", 0),
+    PKEY("label.round_prompts", label.round_prompts, us_active_param_table, "round_prompts", 0),
+    PKEY("label.max_prompts", label.max_prompts, us_active_param_table, "max_prompts", 0),
+    PKEY("label.min_gain", label.min_gain, us_active_param_table, "min_gain", 0),
+    PKEY("label.diversity", label.diversity, us_active_param_table, "diversity", 0),
+    PKEY("label.random_rounds", label.random_rounds, us_active_param_table, "random_rounds", 0),
     SECTION("student"),
     PKEY("student.dim", student.classifier.dim, us_classifier_param_table, "dim", 0),
     PKEY("student.word_ngrams", student.classifier.word_ngrams, us_classifier_param_table,
@@ -217,6 +226,9 @@ void us_config_defaults(us_config *c) {
   set_string(&c->teacher.base_url, US_TEACHER_DEFAULT_BASE_URL);
   set_string(&c->teacher.api_key_env, US_TEACHER_DEFAULT_API_KEY_ENV);
 
+  us_active_params_defaults(&c->label);
+  set_string(&c->label.strategy, US_ACTIVE_DEFAULT_STRATEGY);
+
   us_classifier_params_defaults(&c->student.classifier);
   us_lm_train_params_defaults(&c->student.lm);
   c->student.validation_fraction = 0.1;
@@ -254,6 +266,7 @@ void us_config_free(us_config *c) {
   }
   free(c->teacher.headers);
   free((char *)c->student.lm.preset);
+  free(c->label.strategy);
   memset(c, 0, sizeof *c);
 }
 
@@ -1116,6 +1129,9 @@ static us_status check_prompts(const void *p, us_err *err) {
 static us_status check_teacher(const void *p, us_err *err) {
   return us_teacher_params_check(p, err);
 }
+static us_status check_active(const void *p, us_err *err) {
+  return us_active_params_check(p, err);
+}
 static us_status check_classifier(const void *p, us_err *err) {
   return us_classifier_params_check(p, err);
 }
@@ -1134,6 +1150,7 @@ static us_status check_quality(const void *p, us_err *err) {
 static const check_spec CHECKS[] = {
     CHECK(data, us_prompts_param_table, check_prompts),
     CHECK(teacher, us_teacher_param_table, check_teacher),
+    CHECK(label, us_active_param_table, check_active),
     CHECK(student.classifier, us_classifier_param_table, check_classifier),
     CHECK(student.lm, us_lm_train_param_table, check_lm),
     CHECK(cost, us_cost_param_table, check_cost),
@@ -1292,7 +1309,7 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   us_config_defaults(c);
   if (!c->task.instructions || !c->task.template || !c->data.text_field || !c->data.id_field ||
       !c->data.question_template || !c->data.answer_template || !c->teacher.base_url ||
-      !c->teacher.api_key_env) {
+      !c->teacher.api_key_env || !c->label.strategy) {
     us_config_free(c);
     return us_err_set(err, US_ERR_NOMEM, "out of memory loading %s", path ? path : "config");
   }

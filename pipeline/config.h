@@ -16,6 +16,7 @@
 #include "distill/teacher.h"
 #include "eval/cascade.h"
 #include "eval/cost.h"
+#include "pipeline/active.h"
 #include "student/classifier.h"
 #include "student/lm.h"
 
@@ -29,6 +30,7 @@ typedef struct us_config {
 
   us_prompts_params data;    /* distill/prompts.h: the data.* keys */
   us_teacher_params teacher; /* distill/teacher.h: the teacher.* keys (teacher.price.* too) */
+  us_active_params label;    /* pipeline/active.h: the label.* keys (which prompts to label) */
 
   struct {
     /* the students' own settings: defaults and ranges are the modules' (student/classifier.h,

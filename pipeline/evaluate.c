@@ -246,6 +246,9 @@ struct us_eval_data {
   us_curve_point *curves[3];
   double *curve_xy[3][2];
   cJSON *json; /* the stored predictions */
+  double *active_xy[4]; /* labels, dollars, test and validation agreement per round */
+  us_report_active active;
+  char active_stop[64];
 };
 
 void us_eval_data_free(us_eval_data *d) {
@@ -270,6 +273,7 @@ void us_eval_data_free(us_eval_data *d) {
     free(d->curve_xy[i][0]);
     free(d->curve_xy[i][1]);
   }
+  for (int i = 0; i < 4; i++) free(d->active_xy[i]);
   cJSON_Delete(d->json);
   free(d);
 }
@@ -492,6 +496,50 @@ static us_status build_curves(us_cache *cache, us_eval_data *d, us_err *err) {
   return US_OK;
 }
 
+/* Active labelling's rounds (cache/active.h): the learning curve, and the labels and dollars
+ * saved against labelling the whole pool (the pool not labelled, at the mean paid call's cost). */
+static us_status build_active(const us_config *c, us_cache *cache, us_eval_data *d,
+                              const us_cache_stats *s, us_err *err) {
+  if (!us_active_enabled(&c->label)) return US_OK;
+  us_active_round *rounds = NULL;
+  size_t n = 0;
+  us_status st = us_cache_active_rounds_list(cache, &rounds, &n, err);
+  if (st || n == 0) {
+    free(rounds);
+    return st;
+  }
+  for (int i = 0; i < 4; i++)
+    if (!(d->active_xy[i] = malloc(n * sizeof(double)))) {
+      free(rounds);
+      return us_err_set(err, US_ERR_NOMEM, "out of memory building the learning curve");
+    }
+  us_report_active *a = &d->active;
+  a->full_pool_agreement = -1;
+  for (size_t i = 0; i < n; i++) {
+    d->active_xy[0][i] = (double)rounds[i].n_labelled;
+    d->active_xy[1][i] = rounds[i].spent_usd;
+    d->active_xy[2][i] = rounds[i].test_agreement;
+    d->active_xy[3][i] = rounds[i].valid_agreement;
+    if (rounds[i].n_labelled >= s->prompts_train)
+      a->full_pool_agreement = rounds[i].test_agreement;
+  }
+  a->n_rounds = (int)n;
+  a->labels = d->active_xy[0];
+  a->dollars = d->active_xy[1];
+  a->test_agreement = d->active_xy[2];
+  a->valid_agreement = d->active_xy[3];
+  a->pool = (long)s->prompts_train;
+  a->labelled = (long)rounds[n - 1].n_labelled;
+  a->labels_saved = (double)(a->pool - a->labelled);
+  int64_t paid = s->calls - s->calls_imported;
+  a->dollars_saved = paid > 0 ? a->labels_saved * s->spent_usd / (double)paid : 0;
+  snprintf(d->active_stop, sizeof d->active_stop, "%s", rounds[n - 1].stop);
+  a->stop = d->active_stop[0] ? d->active_stop : NULL;
+  d->report.active = a;
+  free(rounds);
+  return US_OK;
+}
+
 static us_status build_speed(us_eval_data *d, const us_cache_stats *s, us_err *err) {
   size_t n = d->n_rows;
   us_status st = json_doubles(d->json, "latency_s", d->latency, n, err);
@@ -542,6 +590,7 @@ us_status us_eval_build(const us_config *c, us_cache *cache, us_eval_data **out,
   if (!st) st = build_cascade(c, d, err);
   if (!st) st = build_curves(cache, d, err);
   if (!st) st = build_speed(d, &s, err);
+  if (!st) st = build_active(c, cache, d, &s, err);
   if (st) goto fail;
   us_report *r = &d->report;
   r->run_name = c->name;

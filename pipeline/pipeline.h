@@ -86,6 +86,8 @@ typedef struct us_pipeline_options {
   void (*label_progress)(void *user, const us_label_stats *s);
   /* train: one status line after each epoch (classify) or every few steps (generate) */
   void (*train_progress)(void *user, const char *line);
+  /* label with label.strategy "active": once per round, after the student was measured */
+  void (*active_round)(void *user, const us_active_round *r);
   /* run: before each stage, and after it with its status, err and the summary so far */
   void (*stage_begin)(void *user, us_pipeline_stage stage);
   void (*stage_end)(void *user, us_pipeline_stage stage, us_status st, const us_err *err,
@@ -98,7 +100,9 @@ void us_pipeline_options_init(us_pipeline_options *o);
 /* Reads data.inputs into the workspace (distill/prompts.h). */
 us_status us_pipeline_prompts(us_pipeline *p, const us_pipeline_options *opt,
                               us_prompts_stats *summary, us_err *err);
-/* Has the teacher label every prompt (distill/teacher.h). On US_ERR_BUDGET, US_ERR_INTERRUPTED,
+/* Has the teacher label every prompt (distill/teacher.h), or, with label.strategy "active", the
+ * test split and the train prompts the rounds pick (pipeline/active.h; training the student each
+ * round). On US_ERR_BUDGET, US_ERR_INTERRUPTED,
  * US_ERR_AUTH and US_ERR_NOT_FOUND the summary still counts what was done. */
 us_status us_pipeline_label(us_pipeline *p, const us_pipeline_options *opt, us_label_stats *summary,
                             us_err *err);

@@ -20,10 +20,11 @@ static us_status prepare(us_cache *c, const char *sql, sqlite3_stmt **s, us_err 
 us_status us_cache_active_picks_add(us_cache *c, int round, const int64_t *ids, size_t n,
                                     us_err *err) {
   sqlite3_stmt *s = NULL;
-  us_status st = prepare(c,
-                         "INSERT INTO active_picks(prompt_id, round, created_at) VALUES(?1, ?2, ?3) "
-                         "ON CONFLICT(prompt_id) DO NOTHING",
-                         &s, err);
+  us_status st =
+      prepare(c,
+              "INSERT INTO active_picks(prompt_id, round, created_at) VALUES(?1, ?2, ?3) "
+              "ON CONFLICT(prompt_id) DO NOTHING",
+              &s, err);
   if (st) return st;
   st = us_cache_begin(c, err);
   double now = us_epoch();
@@ -100,8 +101,7 @@ us_status us_cache_active_round_put(us_cache *c, const us_active_round *r, us_er
   return st;
 }
 
-us_status us_cache_active_rounds_list(us_cache *c, us_active_round **out, size_t *n,
-                                      us_err *err) {
+us_status us_cache_active_rounds_list(us_cache *c, us_active_round **out, size_t *n, us_err *err) {
   *out = NULL;
   *n = 0;
   sqlite3_stmt *s = NULL;

@@ -13,15 +13,15 @@
 #include "core/status.h"
 
 typedef struct us_active_round {
-  int round;             /* 1-based; round 1 is the seed set */
-  int64_t n_labelled;    /* train prompts picked in rounds 1..round */
-  int64_t n_valid;       /* of which in the validation slice */
-  double spent_usd;      /* the workspace's spend once the round was labelled */
+  int round;              /* 1-based; round 1 is the seed set */
+  int64_t n_labelled;     /* train prompts picked in rounds 1..round */
+  int64_t n_valid;        /* of which in the validation slice */
+  double spent_usd;       /* the workspace's spend once the round was labelled */
   double valid_agreement; /* the student's agreement on the round's validation slice, 0..1 */
-  double valid_back;     /* the student on the validation slice of round - 2 (stopping rule), or
-                          * -1 when there is no such round */
-  double test_agreement; /* the student's agreement with the teacher on the test split, 0..1 */
-  char stop[64];         /* why labelling stopped after this round, or "" */
+  double valid_back;      /* the student on the validation slice of round - 2 (stopping rule), or
+                           * -1 when there is no such round */
+  double test_agreement;  /* the student's agreement with the teacher on the test split, 0..1 */
+  char stop[64];          /* why labelling stopped after this round, or "" */
 } us_active_round;
 
 /* Records ids as the picks of round, in one transaction (a pick already recorded keeps its

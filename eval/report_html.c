@@ -619,9 +619,10 @@ static us_status html_active(const us_report *r, us_buf *o, us_err *err) {
   }
   if (st == US_OK) st = us_buf_puts(o, "</p>\n<div class=\"two\"><div>");
   if (st != US_OK) return us_err_set(err, st, "report.html: out of memory");
-  us_svg_line by_labels = {"test agreement", a->labels, a->test_agreement, a->n_rounds, GREEN, false};
-  us_svg_line by_dollars = {"test agreement", a->dollars, a->test_agreement, a->n_rounds, BLUE,
-                            false};
+  us_svg_line by_labels = {"test agreement", a->labels, a->test_agreement,
+                           a->n_rounds,      GREEN,     false};
+  us_svg_line by_dollars = {"test agreement", a->dollars, a->test_agreement,
+                            a->n_rounds,      BLUE,       false};
   us_svg_rule full = {false, a->full_pool_agreement, "whole pool", ORANGE, true};
   us_svg_chart c;
   us_svg_chart_init(&c);

@@ -106,7 +106,7 @@ typedef struct stage {
   const us_active_options *o;
   us_prompt *pool; /* the train split */
   size_t n_pool;
-  int *round_of; /* per pool row: the round that picked it, 0 if none */
+  int *round_of;       /* per pool row: the round that picked it, 0 if none */
   int64_t *picked_ids; /* sorted, for the teacher's filter */
   size_t n_picked;
   int last_round;
@@ -170,8 +170,8 @@ static us_status store_picks(stage *s, int round, const size_t *rows, size_t n, 
 static us_status teacher_label(const stage *s, const us_prompt *p, int *label, us_err *err) {
   char *body = NULL, key[65];
   *label = -1;
-  us_status st = us_request_for_prompt(&s->c->task, &s->c->data, &s->c->teacher, p, &body, key,
-                                       err);
+  us_status st =
+      us_request_for_prompt(&s->c->task, &s->c->data, &s->c->teacher, p, &body, key, err);
   free(body);
   if (st) return st;
   us_target t;
@@ -204,8 +204,8 @@ static us_status label_picks(stage *s, us_label_stats *stats, us_err *err) {
   lo.include = include_prompt;
   lo.include_user = s;
   us_label_stats one;
-  us_status st = us_teacher_label(&s->c->task, &s->c->data, &s->c->teacher, s->cache, &lo, &one,
-                                  err);
+  us_status st =
+      us_teacher_label(&s->c->task, &s->c->data, &s->c->teacher, s->cache, &lo, &one, err);
   stats->total = one.total; /* the last pass covers every pick so far */
   stats->cached += one.cached;
   stats->done += one.done;
@@ -320,8 +320,8 @@ static us_status pick_next(stage *s, int round, int64_t k, const double *uncerta
   for (size_t i = 0; i < s->n_pool; i++) {
     if (s->round_of[i]) continue;
     cand[n] = i;
-    u[n++] = random || s->c->task.type != US_TASK_CLASSIFY ? random_score(&s->pool[i])
-                                                           : uncertainty[i];
+    u[n++] =
+        random || s->c->task.type != US_TASK_CLASSIFY ? random_score(&s->pool[i]) : uncertainty[i];
   }
   size_t got = us_select_batch(feat, US_ACTIVE_FEATURE_DIM, cand, u, n, (size_t)k,
                                random ? 0 : s->c->label.diversity, out);

@@ -520,8 +520,7 @@ static us_status build_active(const us_config *c, us_cache *cache, us_eval_data 
     d->active_xy[1][i] = rounds[i].spent_usd;
     d->active_xy[2][i] = rounds[i].test_agreement;
     d->active_xy[3][i] = rounds[i].valid_agreement;
-    if (rounds[i].n_labelled >= s->prompts_train)
-      a->full_pool_agreement = rounds[i].test_agreement;
+    if (rounds[i].n_labelled >= s->prompts_train) a->full_pool_agreement = rounds[i].test_agreement;
   }
   a->n_rounds = (int)n;
   a->labels = d->active_xy[0];

@@ -132,9 +132,8 @@ us_status us_pipeline_label(us_pipeline *p, const us_pipeline_options *opt, us_l
   lo.progress_user = opt->user;
   memset(summary, 0, sizeof *summary);
   if (us_active_enabled(&p->config.label)) {
-    us_train_options to = {.stop = opt->stop,
-                           .progress = opt->train_progress,
-                           .progress_user = opt->user};
+    us_train_options to = {
+        .stop = opt->stop, .progress = opt->train_progress, .progress_user = opt->user};
     us_active_options ao = {
         .label = &lo, .train = &to, .round_done = opt->active_round, .user = opt->user};
     return us_active_label(&p->config, p->cache, &ao, summary, err);

@@ -26,10 +26,14 @@
 
 /* Three clusters of near-identical prompts, of different sizes. */
 static const char *const pool[] = {
-    "my card was declined at the shop",    "my card was declined at the store",
-    "my card was declined at a shop",      "my card got declined at the shop",
-    "how do I change my PIN",              "how can I change my PIN",
-    "what is the exchange rate for euros", "what's the exchange rate for euros today",
+    "my card was declined at the shop",
+    "my card was declined at the store",
+    "my card was declined at a shop",
+    "my card got declined at the shop",
+    "how do I change my PIN",
+    "how can I change my PIN",
+    "what is the exchange rate for euros",
+    "what's the exchange rate for euros today",
 };
 #define N_POOL (sizeof pool / sizeof pool[0])
 

@@ -64,6 +64,13 @@ void us_cli_label_progress(void *user, const us_label_stats *s) {
 void us_cli_active_round(void *user, const us_active_round *r) {
   us_cli_session *p = user;
   if (p->common->quiet) return;
+  if (us_pipeline_config(p->pipeline)->task.type != US_TASK_CLASSIFY) {
+    fprintf(stderr, "%slabel: round %d: %lld train prompts labelled, $%.4f spent%s%s\n",
+            p->drawn ? "\n" : "", r->round, (long long)r->n_labelled, r->spent_usd,
+            r->stop[0] ? "; stopped: " : "", r->stop);
+    p->drawn = false;
+    return;
+  }
   fprintf(stderr,
           "%slabel: round %d: %lld train prompts labelled, $%.4f spent; agreement %.2f%% on the "
           "validation slice (%lld), %.2f%% on the test split%s%s\n",

@@ -12,7 +12,9 @@
 #include "pipeline/config.h"
 #include "pipeline/train.h"
 #include "student/classifier.h"
+#include "student/lm.h"
 #include "student/select.h"
+#include "understudy.h"
 
 /* ---- settings ---------------------------------------------------------------------------- */
 
@@ -304,6 +306,58 @@ static double random_score(const us_prompt *p) {
   return us_hash_fraction(p->hash, strlen(p->hash), 0x72616e646f6dull /* "random" */);
 }
 
+/* Generating the answer to every unpicked prompt would cost more than the round; this many per
+ * prompt to pick are scored, the first in the fixed pseudo-random order. */
+#define GENERATE_SCORED_PER_PICK 4
+#define GENERATE_SCORE_TOKENS 32
+
+typedef struct scored {
+  size_t row;
+  double order;
+} scored;
+
+static int by_order(const void *a, const void *b) {
+  const scored *x = a, *y = b;
+  if (x->order != y->order) return x->order < y->order ? -1 : 1;
+  return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Task generate: the student's uncertainty about an unpicked prompt is 1 - exp(mean token
+ * log-prob) of its own greedy answer; only k * GENERATE_SCORED_PER_PICK prompts are scored (the
+ * rest get -1, never picked). No agreement is measured (valid_back -1: the gain rule is off). */
+static us_status measure_generate(stage *s, us_active_round *r, int64_t k, double *uncertainty,
+                                  us_err *err) {
+  r->valid_back = -1;
+  for (size_t i = 0; i < s->n_pool; i++) uncertainty[i] = -1;
+  if (s->c->label.random_rounds || k <= 0) return US_OK;
+  char *path = us_train_model_path(s->c);
+  scored *order = malloc((s->n_pool ? s->n_pool : 1) * sizeof *order);
+  us_lm *lm = NULL;
+  us_status st = !path || !order ? us_err_set(err, US_ERR_NOMEM, "out of memory measuring")
+                                 : us_lm_load(path, &lm, err);
+  free(path);
+  size_t n = 0;
+  for (size_t i = 0; i < s->n_pool && !st; i++)
+    if (!s->round_of[i]) order[n++] = (scored){i, random_score(&s->pool[i])};
+  if (!st) qsort(order, n, sizeof *order, by_order);
+  size_t m = (size_t)k * GENERATE_SCORED_PER_PICK;
+  if (m > n) m = n;
+  us_lm_gen_params gp;
+  us_lm_gen_params_defaults(&gp);
+  gp.max_tokens = GENERATE_SCORE_TOKENS;
+  for (size_t j = 0; j < m && !st; j++) {
+    char *answer = NULL;
+    double mean_lp = 0;
+    const us_prompt *p = &s->pool[order[j].row];
+    st = us_lm_generate(lm, p->text, &gp, &answer, &mean_lp, NULL, err);
+    free(answer);
+    if (!st) uncertainty[order[j].row] = 1 - exp(mean_lp);
+  }
+  us_lm_free(lm);
+  free(order);
+  return st;
+}
+
 /* Picks round r + 1 from the unpicked pool. */
 static us_status pick_next(stage *s, int round, int64_t k, const double *uncertainty,
                            const float *feat, us_err *err) {
@@ -319,9 +373,9 @@ static us_status pick_next(stage *s, int round, int64_t k, const double *uncerta
   bool random = s->c->label.random_rounds;
   for (size_t i = 0; i < s->n_pool; i++) {
     if (s->round_of[i]) continue;
+    if (!random && uncertainty[i] < 0) continue; /* generate: not scored */
     cand[n] = i;
-    u[n++] =
-        random || s->c->task.type != US_TASK_CLASSIFY ? random_score(&s->pool[i]) : uncertainty[i];
+    u[n++] = random ? random_score(&s->pool[i]) : uncertainty[i];
   }
   size_t got = us_select_batch(feat, US_ACTIVE_FEATURE_DIM, cand, u, n, (size_t)k,
                                random ? 0 : s->c->label.diversity, out);
@@ -424,11 +478,13 @@ us_status us_active_label(const us_config *c, us_cache *cache, const us_active_o
     us_cache_stats cs;
     if ((st = us_cache_stats_get(cache, &cs, err))) goto done;
     r.spent_usd = cs.spent_usd;
-    if (c->task.type == US_TASK_CLASSIFY) {
-      if ((st = measure(&s, &r, uncertainty, err))) goto done;
-    } else {
-      r.valid_back = -1; /* generate: no agreement to measure; rounds go in coverage order */
-    }
+    int64_t next_k = us_active_count(c->label.round_prompts, pool, 0);
+    if (next_k > max_labels - (int64_t)s.n_picked) next_k = max_labels - (int64_t)s.n_picked;
+    if (c->task.type == US_TASK_CLASSIFY)
+      st = measure(&s, &r, uncertainty, err);
+    else
+      st = measure_generate(&s, &r, next_k, uncertainty, err);
+    if (st) goto done;
     /* the stopping rules see every round so far and this one */
     us_active_round *grown = realloc(rounds, (n_rounds + 1) * sizeof *grown);
     if (!grown) {
@@ -446,9 +502,7 @@ us_status us_active_label(const us_config *c, us_cache *cache, const us_active_o
     if ((st = us_cache_active_round_put(cache, &r, err))) goto done;
     if (o->round_done) o->round_done(o->user, &r);
     if (why) goto done;
-    int64_t k = us_active_count(c->label.round_prompts, pool, 0);
-    if (k > max_labels - (int64_t)s.n_picked) k = max_labels - (int64_t)s.n_picked;
-    if ((st = pick_next(&s, r.round, k, uncertainty, feat, err))) goto done;
+    if ((st = pick_next(&s, r.round, next_k, uncertainty, feat, err))) goto done;
   }
 done:
   free(rounds);

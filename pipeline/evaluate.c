@@ -500,7 +500,8 @@ static us_status build_curves(us_cache *cache, us_eval_data *d, us_err *err) {
  * saved against labelling the whole pool (the pool not labelled, at the mean paid call's cost). */
 static us_status build_active(const us_config *c, us_cache *cache, us_eval_data *d,
                               const us_cache_stats *s, us_err *err) {
-  if (!us_active_enabled(&c->label)) return US_OK;
+  /* generate: the rounds measure no agreement, so there is no curve to show */
+  if (!us_active_enabled(&c->label) || c->task.type != US_TASK_CLASSIFY) return US_OK;
   us_active_round *rounds = NULL;
   size_t n = 0;
   us_status st = us_cache_active_rounds_list(cache, &rounds, &n, err);

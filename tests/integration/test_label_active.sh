@@ -111,4 +111,27 @@ note "keys billed twice: $twice (concurrency 2)"
 assert_le "$twice" 2 "keys billed twice (at most those in flight at the kill)"
 assert_eq "$(mock_stats billed_keys)" "$((n_test + 240))" "keys billed (test split + picks)"
 assert_eq "$(db 'SELECT COUNT(*) FROM calls;')" "$((n_test + 240))" "calls stored"
+stop_mock
+
+note "task generate: rounds picked by the student's mean token log-prob"
+awk 'BEGIN {
+  split("apples pears plums figs limes", item, " ");
+  for (i = 1; i <= 120; i++) {
+    t = sprintf("order %d: %d %s", i, (i * 7) % 13 + 1, item[i % 5 + 1]);
+    printf "{\"id\":\"%d\",\"text\":\"%s\"}\n", i, t > "'"$WORK"'/gen.jsonl";
+    printf "{\"text\":\"%s\",\"answer\":\"%s\"}\n", t, item[i % 5 + 1] > "'"$WORK"'/gen.answers.jsonl";
+  }
+}'
+start_mock --answers "$WORK/gen.answers.jsonl"
+write_config "$WORK/gen.json" 'task={"type":"generate","template":"{text}"}' \
+  output="\"$WORK/gen\"" data.inputs="[\"$WORK/gen.jsonl\"]" label.strategy='"active"' \
+  label.seed_prompts=10 label.round_prompts=10 label.max_prompts=30 student.preset='"nano"' \
+  student.steps=4 student.batch_size=4 student.warmup_steps=1 student.vocab_size=300 \
+  student.threads=1 teacher.max_tokens=64
+expect_ok gen_run run "$WORK/gen.json"
+GDB="$WORK/gen/understudy.db"
+g_test=$(db "SELECT COUNT(*) FROM prompts WHERE split = 1;" "$GDB")
+assert_eq "$(db 'SELECT group_concat(n_labelled) FROM (SELECT n_labelled FROM active_rounds ORDER BY round);' "$GDB")" \
+  "10,20,30" "generate: train prompts labelled after each round"
+assert_eq "$(mock_stats billed_keys)" "$((g_test + 30))" "generate: keys billed (test split + picks)"
 echo "ok: $TEST_NAME"

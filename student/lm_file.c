@@ -210,7 +210,8 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
       ts->m = ts->v = NULL;
       us_lm_free(lm);
       return us_err_set(err, US_ERR_FORMAT,
-                        "%s: corrupt checkpoint (an optimiser moment is not a finite number)", path);
+                        "%s: corrupt checkpoint (an optimiser moment is not a finite number)",
+                        path);
     }
     if (has_state) *has_state = true;
   }

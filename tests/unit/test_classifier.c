@@ -381,9 +381,9 @@ static void diverging_training_should_stop_naming_the_learning_rate(void **state
   us_example *ex = make_examples(200, 42, &texts);
   us_classifier *m = (us_classifier *)1;
   us_err err;
-  assert_int_equal(us_classifier_train(&p, label_names, 4, ex, 160, ex + 160, 40, record_loss,
-                                       NULL, &m, &err),
-                   US_ERR_CONFIG);
+  assert_int_equal(
+      us_classifier_train(&p, label_names, 4, ex, 160, ex + 160, 40, record_loss, NULL, &m, &err),
+      US_ERR_CONFIG);
   assert_null(m);
   assert_true(strncmp(err.msg, "lr: training diverged in epoch ", 31) == 0);
   assert_non_null(strstr(err.msg, "lower it"));

@@ -371,8 +371,7 @@ static void non_finite_weights_should_be_refused_naming_the_file(void **state) {
     w[1] = 0;
     w[0] = nan ? 1 : 0; /* a mantissa: NaN; none: +infinity */
     reseal_v(data, len);
-    assert_int_equal(us_classifier_load_buffer(data, len, "nan.bin", &back, &err),
-                     US_ERR_FORMAT);
+    assert_int_equal(us_classifier_load_buffer(data, len, "nan.bin", &back, &err), US_ERR_FORMAT);
     assert_null(back);
     assert_non_null(strstr(err.msg, "nan.bin"));
     assert_non_null(strstr(err.msg, "finite"));

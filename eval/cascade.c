@@ -165,17 +165,18 @@ static void fill_points(const us_cascade_inputs *in, const ranked *order, us_cas
     if (r + 1 < n && order[r + 1].confidence == order[r].confidence) continue;
     int answered = r + 1;
     double coverage = answered / n_den;
-    c->points[k++] = (us_cascade_point){
-        .kind = US_CASCADE_THRESHOLD,
-        .threshold = order[r].confidence,
-        .answered = answered,
-        .coverage = coverage,
-        .agreement = (score + (n - answered)) / n_den,
-        .agreement_low = combined_low(score, answered, n, z),
-        .student_agreement = score / answered,
-        .student_agreement_low = student_low(score, answered, z),
-        .gold_accuracy = gold_hits / gold_den,
-        .usd_per_request = in->student_usd_per_request + (1 - coverage) * in->teacher_usd_per_request};
+    c->points[k++] =
+        (us_cascade_point){.kind = US_CASCADE_THRESHOLD,
+                           .threshold = order[r].confidence,
+                           .answered = answered,
+                           .coverage = coverage,
+                           .agreement = (score + (n - answered)) / n_den,
+                           .agreement_low = combined_low(score, answered, n, z),
+                           .student_agreement = score / answered,
+                           .student_agreement_low = student_low(score, answered, z),
+                           .gold_accuracy = gold_hits / gold_den,
+                           .usd_per_request = in->student_usd_per_request +
+                                              (1 - coverage) * in->teacher_usd_per_request};
   }
   c->points[k] = (us_cascade_point){.kind = US_CASCADE_STUDENT_ONLY,
                                     .threshold = -INFINITY,

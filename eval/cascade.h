@@ -34,20 +34,20 @@ typedef enum {
 
 typedef struct us_cascade_point {
   us_cascade_kind kind;
-  double threshold;       /* +INFINITY / -INFINITY for the two fixed systems */
-  int answered;           /* examples the student answers */
-  double coverage;        /* answered / n */
-  double agreement;       /* combined system vs teacher: deferred examples count as agreeing */
-  double agreement_low;   /* one-sided lower confidence bound on agreement at the analysis's
-                             confidence level (Wilson, over all n examples); 1 for teacher only,
-                             equal to agreement at level 0 */
-  double student_agreement;     /* agreement of the student's own answers with the teacher's
-                                   (over the answered examples only); NAN for teacher only */
+  double threshold;         /* +INFINITY / -INFINITY for the two fixed systems */
+  int answered;             /* examples the student answers */
+  double coverage;          /* answered / n */
+  double agreement;         /* combined system vs teacher: deferred examples count as agreeing */
+  double agreement_low;     /* one-sided lower confidence bound on agreement at the analysis's
+                               confidence level (Wilson, over all n examples); 1 for teacher only,
+                               equal to agreement at level 0 */
+  double gold_accuracy;     /* combined system vs gold over examples with gold; 0 if no gold */
+  double usd_per_request;   /* student cost (it runs first on every request, unless teacher only)
+                               + (1 - coverage) x teacher cost */
+  double student_agreement; /* agreement of the student's own answers with the teacher's
+                               (over the answered examples only); NAN for teacher only */
   double student_agreement_low; /* its one-sided lower bound (Wilson over `answered`), equal to
                                    student_agreement at level 0; NAN for teacher only */
-  double gold_accuracy;   /* combined system vs gold over examples with gold; 0 if no gold */
-  double usd_per_request; /* student cost (it runs first on every request, unless teacher only)
-                             + (1 - coverage) x teacher cost */
 } us_cascade_point;
 
 typedef enum {

@@ -108,8 +108,8 @@ void us__report_pct_low(char *buf, size_t size, double bound, double target) {
   const double eps = 1e-12; /* the cascade's own tolerance when it compares with the target */
   int decimals = 1;
   if (target > 0 && bound >= target - eps)
-    while (decimals < 6 && floor(bound * 100 * pow(10, decimals) + 1e-7) <
-                               target * 100 * pow(10, decimals) - 1e-6)
+    while (decimals < 6 &&
+           floor(bound * 100 * pow(10, decimals) + 1e-7) < target * 100 * pow(10, decimals) - 1e-6)
       decimals++;
   pct_with(buf, size, bound, decimals, ROUND_DOWN);
 }
@@ -120,8 +120,8 @@ void us__report_pct_high(char *buf, size_t size, double bound) {
 
 void us__report_pct_target(char *buf, size_t size, double target) {
   int decimals = 1;
-  while (decimals < 6 && fabs(target * 100 * pow(10, decimals) -
-                              round(target * 100 * pow(10, decimals))) > 1e-6)
+  while (decimals < 6 &&
+         fabs(target * 100 * pow(10, decimals) - round(target * 100 * pow(10, decimals))) > 1e-6)
     decimals++;
   pct_with(buf, size, target, decimals, ROUND_NEAREST);
 }
@@ -245,8 +245,8 @@ static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) 
              "student's own answers agree %s; the whole system %s, %s per million requests",
              cov, p->threshold, own, whole, usd);
   } else if (k->verdict == US_CASCADE_USE_STUDENT) {
-    snprintf(h->cascade, sizeof h->cascade, "the student alone: %s, %s per million requests",
-             whole, usd);
+    snprintf(h->cascade, sizeof h->cascade, "the student alone: %s, %s per million requests", whole,
+             usd);
   } else if (k->verdict == US_CASCADE_STAY_NOT_LEARNED) {
     not_learned_reason(reason, sizeof reason, k);
     snprintf(h->verdict, sizeof h->verdict, "%s: %s", us_cascade_verdict_str(k->verdict), reason);
@@ -448,12 +448,12 @@ static us_status md_baselines(const us_report *r, us_buf *o) {
   us__report_pct_low(low, sizeof low, b->student_agreement_low, fmax(b->chance, b->majority_class));
   us__report_pct(majority, sizeof majority, b->majority_class);
   us__report_pct(chance, sizeof chance, b->chance);
-  us_status st = us_buf_printf(o,
-                               "\nBaselines: the student alone agrees with the teacher on %s%s%s%s"
-                               ". Always answering the teacher's most common label (",
-                               student, k->confidence_level > 0 ? " (at least " : "",
-                               k->confidence_level > 0 ? low : "",
-                               k->confidence_level > 0 ? ")" : "");
+  us_status st =
+      us_buf_printf(o,
+                    "\nBaselines: the student alone agrees with the teacher on %s%s%s%s"
+                    ". Always answering the teacher's most common label (",
+                    student, k->confidence_level > 0 ? " (at least " : "",
+                    k->confidence_level > 0 ? low : "", k->confidence_level > 0 ? ")" : "");
   if (st == US_OK) st = md_text(o, us__report_label(r, b->majority_label, "?"));
   if (st == US_OK)
     st = us_buf_printf(o,
@@ -488,16 +488,17 @@ static us_status md_cascade(const us_report *r, us_buf *o) {
                                rule, us_cascade_verdict_str(k->verdict));
   if (st == US_OK) st = md_baselines(r, o);
   if (st == US_OK)
-    st = us_buf_printf(o,
-                       "\n| student answers when | coverage | agreement |%s its answers agree |%s%s "
-                       "cost per million |\n|---|---|---|%s---|%s%s---|\n",
-                       bound ? " lower bound |" : "", bound ? " their lower bound |" : "",
-                       k->has_gold ? " accuracy vs gold |" : "", bound ? "---|" : "",
-                       bound ? "---|" : "", k->has_gold ? "---|" : "");
+    st =
+        us_buf_printf(o,
+                      "\n| student answers when | coverage | agreement |%s its answers agree |%s%s "
+                      "cost per million |\n|---|---|---|%s---|%s%s---|\n",
+                      bound ? " lower bound |" : "", bound ? " their lower bound |" : "",
+                      k->has_gold ? " accuracy vs gold |" : "", bound ? "---|" : "",
+                      bound ? "---|" : "", k->has_gold ? "---|" : "");
   for (int i = 0; i < n && st == US_OK; i++) {
     const us_cascade_point *p = &k->points[rows[i]];
     char when[48], usd[48], gold[32] = "", low[32] = "", cov[32], agr[32], own[32] = "n/a",
-                           own_low[32] = "n/a", cell[40] = "", own_cell[40] = "";
+                            own_low[32] = "n/a", cell[40] = "", own_cell[40] = "";
     us__report_point_when(when, sizeof when, p, ">=");
     us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
     us__report_pct(cov, sizeof cov, p->coverage);

@@ -396,7 +396,7 @@ static us_status cascade_table(const us_report *r, us_buf *o) {
   for (int i = 0; i < n && st == US_OK; i++) {
     const us_cascade_point *p = &k->points[rows[i]];
     char when[64], usd[48], gold[64] = "", low[64] = "", own_low[64] = "", cov[32], agr[32],
-                           own[32] = "n/a", v[32] = "n/a";
+                            own[32] = "n/a", v[32] = "n/a";
     us__report_point_when(when, sizeof when, p, "&ge;");
     us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
     us__report_pct(cov, sizeof cov, p->coverage);

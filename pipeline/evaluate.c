@@ -234,7 +234,7 @@ struct us_eval_data {
   double *confidence, *score, *latency;
   double *cascade_confidence; /* confidence of the examples the cascade scores */
   int *student_gold, *teacher_gold;
-  int *cascade_label; /* classify: the teacher's label of the examples the cascade scores */
+  int *cascade_label;       /* classify: the teacher's label of the examples the cascade scores */
   const char **predictions; /* generate: the student's answers (point into json) */
   const char **references;
   const char **confusion_examples;

@@ -284,7 +284,7 @@ static void cascade_should_say_a_student_at_chance_did_not_learn(void **state) {
   us_cascade c;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.verdict, US_CASCADE_STAY_BELOW_TARGET); /* the student-answer rule alone */
-  assert_true(c.points[60].agreement_low >= 0.95);          /* what used to pass */
+  assert_true(c.points[60].agreement_low >= 0.95);           /* what used to pass */
   assert_false(c.baselines.known);
   us_cascade_free(&c);
   in.teacher_label = label;
@@ -297,7 +297,7 @@ static void cascade_should_say_a_student_at_chance_did_not_learn(void **state) {
   NEAR(c.baselines.majority_class, 245.0 / N);
   assert_int_equal(c.baselines.majority_label, 0);
   NEAR(c.baselines.student_agreement, c.points[c.student_only].agreement);
-  assert_true(c.baselines.student_agreement > 0.2); /* measured, it is above chance... */
+  assert_true(c.baselines.student_agreement > 0.2);           /* measured, it is above chance... */
   assert_true(c.baselines.student_agreement_low < 245.0 / N); /* ...but not shown to beat it */
   assert_false(c.baselines.beaten);
   assert_string_equal(us_cascade_verdict_str(c.verdict),

@@ -183,7 +183,9 @@ static void html_should_show_user_text_only_escaped(void **state) {
   assert_non_null(strstr(html, "agreement, lower 95% bound"));
   free(html);
   char *md = render(&s->report, us_report_markdown);
-  assert_non_null(strstr(md, "lower 95% confidence bounds of the whole system's agreement and of the agreement of the student's own answers"));
+  assert_non_null(strstr(md,
+                         "lower 95% confidence bounds of the whole system's agreement and of the "
+                         "agreement of the student's own answers"));
   assert_non_null(strstr(md, "| its answers agree | their lower bound |"));
   assert_non_null(strstr(md, "Baselines: the student alone agrees"));
   assert_non_null(strstr(md, "The student beats both."));
@@ -386,18 +388,40 @@ static void writers_should_handle_an_empty_and_a_generation_report(void **state)
  * 95.0%, ...)" next to "no threshold is shown to reach the 95.0% target". */
 static void headline_should_never_round_a_bound_over_the_target(void **state) {
   (void)state;
-  us_cascade_point points[3] = {
-      {.kind = US_CASCADE_TEACHER_ONLY, .threshold = INFINITY, .agreement = 1, .agreement_low = 1,
-       .student_agreement = NAN, .student_agreement_low = NAN, .usd_per_request = 1e-3},
-      {.kind = US_CASCADE_THRESHOLD, .threshold = 0.8, .answered = 300, .coverage = 0.3,
-       .agreement = 0.99963, .agreement_low = 0.94962, .student_agreement = 0.99877,
-       .student_agreement_low = 0.94962, .usd_per_request = 7e-4},
-      {.kind = US_CASCADE_STUDENT_ONLY, .threshold = -INFINITY, .answered = 1000, .coverage = 1,
-       .agreement = 0.6, .agreement_low = 0.57, .student_agreement = 0.6,
-       .student_agreement_low = 0.57, .usd_per_request = 1e-9}};
-  us_cascade c = {.points = points, .n_points = 3, .teacher_only = 0, .student_only = 2,
-                  .recommended = 0, .verdict = US_CASCADE_STAY_BELOW_TARGET,
-                  .target_agreement = 0.95, .confidence_level = 0.95, .n = 1000,
+  us_cascade_point points[3] = {{.kind = US_CASCADE_TEACHER_ONLY,
+                                 .threshold = INFINITY,
+                                 .agreement = 1,
+                                 .agreement_low = 1,
+                                 .student_agreement = NAN,
+                                 .student_agreement_low = NAN,
+                                 .usd_per_request = 1e-3},
+                                {.kind = US_CASCADE_THRESHOLD,
+                                 .threshold = 0.8,
+                                 .answered = 300,
+                                 .coverage = 0.3,
+                                 .agreement = 0.99963,
+                                 .agreement_low = 0.94962,
+                                 .student_agreement = 0.99877,
+                                 .student_agreement_low = 0.94962,
+                                 .usd_per_request = 7e-4},
+                                {.kind = US_CASCADE_STUDENT_ONLY,
+                                 .threshold = -INFINITY,
+                                 .answered = 1000,
+                                 .coverage = 1,
+                                 .agreement = 0.6,
+                                 .agreement_low = 0.57,
+                                 .student_agreement = 0.6,
+                                 .student_agreement_low = 0.57,
+                                 .usd_per_request = 1e-9}};
+  us_cascade c = {.points = points,
+                  .n_points = 3,
+                  .teacher_only = 0,
+                  .student_only = 2,
+                  .recommended = 0,
+                  .verdict = US_CASCADE_STAY_BELOW_TARGET,
+                  .target_agreement = 0.95,
+                  .confidence_level = 0.95,
+                  .n = 1000,
                   .best_quality_threshold_point = 1};
   us_classify_metrics m;
   memset(&m, 0, sizeof m);
@@ -448,8 +472,9 @@ static void reports_should_say_the_student_did_not_learn_and_why(void **state) {
   us_buf b;
   us_buf_init(&b, 0);
   assert_int_equal(us_report_headline(&s->report, &b, NULL), US_OK);
-  assert_non_null(strstr(b.data, "verdict:     stay with the teacher: the student did not learn "
-                                 "this task: its agreement with the teacher, 0.0%"));
+  assert_non_null(strstr(b.data,
+                         "verdict:     stay with the teacher: the student did not learn "
+                         "this task: its agreement with the teacher, 0.0%"));
   assert_non_null(strstr(b.data, "(the majority-class baseline, "));
   assert_non_null(strstr(b.data, "(chance, 7.1%)"));
   assert_non_null(strstr(b.data, "none claimed"));
@@ -504,7 +529,8 @@ static void money_should_read_as_a_person_reads_it(void **state) {
       size_t digits = strspn(p + 1, "-0123456789.,");
       assert_false(digits > 0 && (p[1 + digits] == 'e' || p[1 + digits] == 'E'));
     }
-  assert_non_null(strstr(md, "| student per request | under $0.000001 (under $0.01 per million) |"));
+  assert_non_null(
+      strstr(md, "| student per request | under $0.000001 (under $0.01 per million) |"));
   assert_non_null(strstr(md, "| student alone per month | under $0.01 |"));
   free(md);
   free(html);

@@ -15,6 +15,7 @@
 #define RED "#c53030"
 #define GREY "#6b7280"
 #define PURPLE "#7c4dbb"
+#define TEAL "#0f766e"
 
 static const char css[] =
     ":root{--ink:#1f2933;--muted:#5f6b7a;--line:#d9dee5;--bg:#f5f6f8;--card:#fff;"
@@ -321,8 +322,9 @@ static us_status cascade_chart(const us_report *r, us_buf *o, us_err *err) {
   double *x = malloc((size_t)n * sizeof *x), *cov = malloc((size_t)n * sizeof *cov);
   double *agr = malloc((size_t)n * sizeof *agr), *cost = malloc((size_t)n * sizeof *cost);
   double *gold = malloc((size_t)n * sizeof *gold), *low = malloc((size_t)n * sizeof *low);
+  double *own = malloc((size_t)n * sizeof *own);
   us_status st = US_OK;
-  if (!x || !cov || !agr || !cost || !gold || !low) {
+  if (!x || !cov || !agr || !cost || !gold || !low || !own) {
     st = us_err_set(err, US_ERR_NOMEM, "report.html: out of memory");
     goto done;
   }
@@ -335,18 +337,20 @@ static us_status cascade_chart(const us_report *r, us_buf *o, us_err *err) {
     cov[m] = p->coverage;
     agr[m] = p->agreement;
     low[m] = p->agreement_low;
+    own[m] = p->student_agreement;
     gold[m] = p->gold_accuracy;
     cost[m] = teacher > 0 ? p->usd_per_request / teacher : NAN;
     m++;
   }
   char low_name[64];
   snprintf(low_name, sizeof low_name, "agreement, lower %.0f%% bound", k->confidence_level * 100);
-  us_svg_line lines[5] = {
+  us_svg_line lines[6] = {
       {"coverage", x, cov, m, BLUE, false},
       {"agreement with the teacher", x, agr, m, GREEN, false},
+      {"agreement of the student's answers", x, own, m, TEAL, false},
       {"cost as a share of teacher-only", x, cost, teacher > 0 ? m : 0, ORANGE, true},
   };
-  int n_lines = 3;
+  int n_lines = 4;
   if (k->confidence_level > 0) lines[n_lines++] = (us_svg_line){low_name, x, low, m, GREEN, true};
   if (k->has_gold) lines[n_lines++] = (us_svg_line){"accuracy vs gold", x, gold, m, PURPLE, true};
   char target[64], rec[96];
@@ -376,6 +380,7 @@ done:
   free(cost);
   free(gold);
   free(low);
+  free(own);
   return st;
 }
 

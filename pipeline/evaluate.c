@@ -51,7 +51,7 @@ static us_status load_test_rows(const us_config *c, us_cache *cache, test_row **
   for (size_t i = 0; i < n && !st; i++) {
     test_row *r = &rows[i];
     char *body = NULL;
-    st = us_request_for_prompt(c, &p[i], &body, r->key, err);
+    st = us_request_for_prompt(&c->task, &c->data, &c->teacher, &p[i], &body, r->key, err);
     free(body);
     if (st) break;
     r->prompt_id = p[i].id;

@@ -63,8 +63,8 @@ static bool name_config_key(us_err *err, const us_param *table, size_t n_table) 
 }
 
 bool us_train_is_validation(const char *prompt_hash, uint64_t seed, double fraction) {
-  uint64_t h = us_hash64(prompt_hash, strlen(prompt_hash), seed ^ 0x76616c6964ull /* "valid" */);
-  return (double)(h >> 11) * 0x1.0p-53 < fraction;
+  return us_hash_fraction(prompt_hash, strlen(prompt_hash), seed ^ 0x76616c6964ull /* "valid" */) <
+         fraction;
 }
 
 /* One train-split prompt with the teacher's usable answer. */
@@ -106,7 +106,7 @@ static us_status gather(const us_config *c, us_cache *cache, example_set *set,
   }
   for (size_t i = 0; i < n && !st; i++) {
     char *body = NULL, key[65];
-    st = us_request_for_prompt(c, &prompts[i], &body, key, err);
+    st = us_request_for_prompt(&c->task, &c->data, &c->teacher, &prompts[i], &body, key, err);
     free(body);
     if (st) break;
     us_target t;

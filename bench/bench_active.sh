@@ -8,6 +8,9 @@
 # after each round and the labels needed to come within 1 point of the full pool; writes
 # bench/results_active.json. Skips a data set whose folder is absent.
 #   BUILD=build DATASETS="banking77 snips" ROUND=0.05 SEED=0.1 bench/bench_active.sh
+# Variants: ORDERS="active random" (an order whose name starts with "random" is the baseline),
+# MAX=1.0 (label.max_prompts; below the whole pool give FULL=<full-pool agreement, 0..1>),
+# EXTRA="--set label.diversity=0", OUT=bench/results_active.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -16,6 +19,9 @@ DATASETS=${DATASETS:-"banking77 snips"}
 ROUND=${ROUND:-0.05}
 SEED=${SEED:-0.1}
 EXTRA=${EXTRA:-}
+ORDERS=${ORDERS:-"active random"}
+MAX=${MAX:-1.0}
+OUT=${OUT:-bench/results_active.json}
 [ -x "$BUILD/understudy" ] && [ -x "$BUILD/tests/us_mock_teacher" ] ||
   { echo "bench_active: build first ($BUILD/understudy, $BUILD/tests/us_mock_teacher)" >&2; exit 1; }
 work=$(mktemp -d)
@@ -79,14 +85,14 @@ for ds in $DATASETS; do
   mock_pid=$!
   for _ in $(seq 200); do [ -s "$work/port.$ds" ] && break; sleep 0.05; done
   MOCK_URL="http://127.0.0.1:$(cat "$work/port.$ds")/v1"
-  for order in active random; do
+  for order in $ORDERS; do
     config "$ds" "$order"
     random=false
-    [ "$order" = random ] && random=true
+    [ "${order#random}" != "$order" ] && random=true
     start=$(date +%s)
     # shellcheck disable=SC2086
     "$BUILD/understudy" run "$work/$ds/$order.json" --quiet --set label.strategy=active \
-      --set label.min_gain=0 --set label.max_prompts=1.0 --set "label.seed_prompts=$SEED" \
+      --set label.min_gain=0 --set "label.max_prompts=$MAX" --set "label.seed_prompts=$SEED" \
       --set "label.round_prompts=$ROUND" --set "label.random_rounds=$random" $EXTRA \
       >"$work/$ds/$order.out" 2>&1 || { cat "$work/$ds/$order.out" >&2; exit 1; }
     echo "bench_active: $ds $order: $(($(date +%s) - start)) s (load $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -99,20 +105,21 @@ for ds in $DATASETS; do
   mock_pid=
 done
 
-python3 - "$work" "$DATASETS" <<'PY'
+python3 - "$work" "$DATASETS" "$ORDERS" "$OUT" "${FULL:-}" <<'PY'
 import json, os, sys
-work, datasets = sys.argv[1], sys.argv[2].split()
+work, datasets, orders, out, full_given = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4], sys.argv[5]
 results = {}
 for ds in datasets:
     res = {}
-    for order in ("active", "random"):
+    for order in orders:
         p = f"{work}/{ds}/{order}.rounds"
         if not os.path.exists(p):
             continue
         rounds = [list(map(float, l.split())) for l in open(p) if l.strip()]
         pool = rounds[-1][1]
-        full = rounds[-1][3]
-        need = next(r for r in rounds if r[3] >= full - 0.01)
+        # the full-pool agreement: the last round when it labelled the whole pool, else FULL
+        full = rounds[-1][3] if not full_given else float(full_given)
+        need = next((r for r in rounds if r[3] >= full - 0.01), rounds[-1])
         res[order] = {"pool": int(pool), "full_pool_agreement": full,
                       "labels_within_1_point": int(need[1]),
                       "fraction_within_1_point": need[1] / pool,
@@ -126,5 +133,5 @@ for ds in datasets:
         print("   test %  " + " ".join(f"{100*r[3]:6.2f}" for r in rounds))
     if res:
         results[ds] = res
-json.dump(results, open("bench/results_active.json", "w"), indent=1)
+json.dump(results, open(out, "w"), indent=1)
 PY

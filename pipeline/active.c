@@ -200,16 +200,41 @@ static float *pool_features(const stage *s) {
   return feat;
 }
 
-/* Label the test split and every pick; stats add up. */
+/* The workspace's running total of cache hits (result "label_totals", which the teacher adds
+ * each pass's hits to and the report reads), or -1 when there is none. */
+static double cache_hits_total(us_cache *cache) {
+  char *json = NULL;
+  bool found = false;
+  double total = -1;
+  if (us_cache_result_get(cache, "label_totals", &json, &found, NULL) == US_OK && found) {
+    const char *at = strstr(json, "\"cache_hits\":");
+    if (at) total = strtod(at + 13, NULL);
+  }
+  free(json);
+  return total;
+}
+
+/* Label the test split and every pick; stats add up. A later pass finds the answers bought by
+ * the earlier passes of this call in the cache: those are not cache hits (nothing was saved),
+ * so they are taken out of stats->cached and out of the workspace's running total. */
 static us_status label_picks(stage *s, us_label_stats *stats, us_err *err) {
   us_label_options lo = *s->o->label;
   lo.include = include_prompt;
   lo.include_user = s;
   us_label_stats one;
+  double hits_before = cache_hits_total(s->cache);
   us_status st =
       us_teacher_label(&s->c->task, &s->c->data, &s->c->teacher, s->cache, &lo, &one, err);
+  int64_t bought_here = stats->done; /* answered by earlier passes of this call */
+  int64_t hits = one.cached > bought_here ? one.cached - bought_here : 0;
+  if (bought_here > 0 && !lo.dry_run && one.cached > 0) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "{\"cache_hits\":%.0f}",
+             (hits_before > 0 ? hits_before : 0) + (double)hits);
+    us_cache_result_put(s->cache, "label_totals", buf, NULL); /* best effort, as the teacher's */
+  }
   stats->total = one.total; /* the last pass covers every pick so far */
-  stats->cached += one.cached;
+  stats->cached = hits;
   stats->done += one.done;
   stats->failed = one.failed;
   stats->unparsed += one.unparsed;

@@ -63,8 +63,32 @@ assert_eq "$(printf '%s' "$rj" | json_get 'active_labelling.rounds[3].labels')" 
   "report: last point of the curve"
 assert_eq "$(printf '%s' "$rj" | json_get active_labelling.stop)" max_prompts "report: stop"
 assert_grep "$WORK/out/report.md" "^## Active labelling" "report.md section"
+assert_eq "$(printf '%s' "$rj" | json_get data.cache_hits)" "$((2 * (n_test + 160)))" \
+  "report: cache hits (the rerun's and run's passes; never the answers bought in the same call)"
 assert_grep "$WORK/out/report.md" "Labelled 160 of $n_train train prompts" "report.md summary"
 assert_grep "$WORK/out/report.html" "Test agreement against labels bought" "report.html chart"
+stop_mock
+
+note "the budget stops a round; a rerun with a larger budget continues it"
+start_teacher --answers "$WORK/prompts.jsonl.answers.jsonl"
+write_config "$WORK/budget.json" "${ACTIVE[@]}" output="\"$WORK/budget\"" \
+  teacher.budget_usd=0.025
+BDB="$WORK/budget/understudy.db"
+expect_ok b_prompts prompts "$WORK/budget.json"
+run_us b_label label "$WORK/budget.json"
+assert_eq "$RC" 3 "exit status when the budget stops active labelling"
+assert_grep "$WORK/b_label.err" "budget reached" "budget message"
+spent=$(db_spend "$BDB")
+assert_le "$spent" 0.025 "spend under the cap"
+assert_eq "$(mock_stats billed_keys)" "$(db 'SELECT COUNT(*) FROM calls;' "$BDB")" \
+  "keys billed = calls stored"
+rounds_at_stop=$(db 'SELECT COUNT(*) FROM active_rounds;' "$BDB")
+[ "$rounds_at_stop" -lt 4 ] || fail "the budget did not stop the rounds"
+expect_ok b_rerun label "$WORK/budget.json" --set teacher.budget_usd=100
+assert_eq "$(db 'SELECT group_concat(n_labelled) FROM (SELECT n_labelled FROM active_rounds ORDER BY round);' "$BDB")" \
+  "40,80,120,160" "rounds after raising the budget"
+assert_eq "$(mock_stats keys_billed_more_than_once)" 0 "keys billed twice across the budget stop"
+assert_eq "$(mock_stats billed_keys)" "$((n_test + 160))" "keys billed (test split + picks)"
 stop_mock
 
 note "the strategy all is unchanged: every prompt billed"

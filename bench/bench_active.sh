@@ -96,8 +96,11 @@ for ds in $DATASETS; do
       --set "label.round_prompts=$ROUND" --set "label.random_rounds=$random" $EXTRA \
       >"$work/$ds/$order.out" 2>&1 || { cat "$work/$ds/$order.out" >&2; exit 1; }
     echo "bench_active: $ds $order: $(($(date +%s) - start)) s (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    sqlite3 "$work/$ds/$order/understudy.db" "SELECT COUNT(*) FROM prompts WHERE split = 0" \
+      >"$work/$ds/$order.pool"
     sqlite3 -separator ' ' "$work/$ds/$order/understudy.db" \
-      "SELECT round, n_labelled, spent_usd, test_agreement, valid_agreement FROM active_rounds ORDER BY round" \
+      "SELECT round, n_labelled, spent_usd, test_agreement, valid_agreement, valid_back, stop
+         FROM active_rounds ORDER BY round" \
       >"$work/$ds/$order.rounds"
   done
   kill "$mock_pid" 2>/dev/null || true
@@ -115,17 +118,23 @@ for ds in datasets:
         p = f"{work}/{ds}/{order}.rounds"
         if not os.path.exists(p):
             continue
-        rounds = [list(map(float, l.split())) for l in open(p) if l.strip()]
-        pool = rounds[-1][1]
+        lines = [l.split() for l in open(p) if l.strip()]
+        rounds = [list(map(float, l[:6])) for l in lines]
+        stop = lines[-1][6] if len(lines[-1]) > 6 else None
+        pool = float(open(f"{work}/{ds}/{order}.pool").read())
         # the full-pool agreement: the last round when it labelled the whole pool, else FULL
         full = rounds[-1][3] if not full_given else float(full_given)
         need = next((r for r in rounds if r[3] >= full - 0.01), rounds[-1])
         res[order] = {"pool": int(pool), "full_pool_agreement": full,
                       "labels_within_1_point": int(need[1]),
                       "fraction_within_1_point": need[1] / pool,
-                      "dollars_within_1_point": need[2], "dollars_full_pool": rounds[-1][2],
+                      "dollars_within_1_point": need[2], "dollars_last_round": rounds[-1][2],
+                      "stop": stop,
                       "curve": [{"labels": int(r[1]), "dollars": r[2], "test_agreement": r[3],
-                                 "valid_agreement": r[4]} for r in rounds]}
+                                 "valid_agreement": r[4], "valid_back": r[5]} for r in rounds]}
+        if stop:
+            print(f"{ds} {order}: stopped ({stop}) after {int(rounds[-1][1])} labels at "
+                  f"{100*rounds[-1][3]:.2f}% test agreement")
         print(f"{ds} {order}: pool {int(pool)}, full-pool test agreement {100*full:.2f}%; "
               f"within 1 point after {int(need[1])} labels ({100*need[1]/pool:.1f}% of the pool, "
               f"${need[2]:.4f} of ${rounds[-1][2]:.4f})")

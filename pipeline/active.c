@@ -491,7 +491,10 @@ us_status us_active_label(const us_config *c, us_cache *cache, const us_active_o
     rounds = NULL;
     if ((st = us_cache_active_rounds_list(cache, &rounds, &n_rounds, err))) goto done;
     const us_active_round *done_round = find_round(rounds, n_rounds, s.last_round);
-    if (done_round && done_round->stop[0]) goto done; /* stopped before: nothing to do */
+    /* stopped before, and the rules still say so (a raised label.max_prompts goes on) */
+    if (done_round && done_round->stop[0] &&
+        us_active_stop_reason(&c->label, rounds, n_rounds, max_labels, pool))
+      goto done;
 
     us_train_summary ts;
     us_train_options to = {0};

@@ -67,6 +67,15 @@ assert_eq "$(printf '%s' "$rj" | json_get data.cache_hits)" "$((2 * (n_test + 16
   "report: cache hits (the rerun's and run's passes; never the answers bought in the same call)"
 assert_grep "$WORK/out/report.md" "Labelled 160 of $n_train train prompts" "report.md summary"
 assert_grep "$WORK/out/report.html" "Test agreement against labels bought" "report.html chart"
+
+note "raising label.max_prompts continues from the stopped round"
+expect_ok more label "$WORK/config.json" --set label.max_prompts=200
+assert_eq "$(db 'SELECT group_concat(n_labelled) FROM (SELECT n_labelled FROM active_rounds ORDER BY round);')" \
+  "40,80,120,160,200" "train prompts labelled after each round"
+assert_eq "$(db "SELECT group_concat(stop, '/') FROM (SELECT stop FROM active_rounds ORDER BY round);")" \
+  "////max_prompts" "only the last round stopped"
+assert_eq "$(mock_stats billed_keys)" "$((n_test + 200))" "keys billed (test split + 200 picks)"
+assert_eq "$(mock_stats keys_billed_more_than_once)" 0 "keys billed twice"
 stop_mock
 
 note "the budget stops a round; a rerun with a larger budget continues it"

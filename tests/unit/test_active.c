@@ -19,6 +19,8 @@
 
 #include "cache/active.h"
 #include "cache/cache.h"
+#include "core/buf.h"
+#include "eval/report.h"
 #include "pipeline/active.h"
 #include "student/select.h"
 
@@ -264,6 +266,56 @@ static void workspace_should_keep_picks_and_rounds(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+static void report_should_show_the_learning_curve_and_the_savings(void **state) {
+  (void)state;
+  static const double labels[3] = {100, 150, 200}, dollars[3] = {0.5, 0.75, 1.0};
+  static const double test[3] = {0.8, 0.85, 0.9}, valid[3] = {0.7, 0.75, 0.8};
+  us_report_active a = {3, labels, dollars, test, valid, 200, 200, 0, 0, 0.9, "pool"};
+  us_report r;
+  us_report_init(&r);
+  r.run_name = "curve";
+  us_err err = {0};
+  us_buf md, json, html;
+  us_buf_init(&md, 0);
+  us_buf_init(&json, 0);
+  us_buf_init(&html, 0);
+  /* absent: no section, JSON null */
+  assert_int_equal(us_report_markdown(&r, &md, &err), US_OK);
+  assert_null(strstr(md.data, "Active labelling"));
+  assert_int_equal(us_report_json(&r, &json, &err), US_OK);
+  assert_non_null(strstr(json.data, "\"active_labelling\":\tnull"));
+  us_buf_free(&md);
+  us_buf_free(&json);
+  us_buf_init(&md, 0);
+  us_buf_init(&json, 0);
+  r.active = &a;
+  assert_int_equal(us_report_markdown(&r, &md, &err), US_OK);
+  assert_non_null(strstr(md.data, "## Active labelling"));
+  assert_non_null(strstr(md.data, "Labelled 200 of 200 train prompts (100.0%)"));
+  assert_non_null(strstr(md.data, "whole pool labelled: 90.00%"));
+  assert_non_null(strstr(md.data, "| 2 | 150 | $0.75 | 85.00% | 75.00% |"));
+  assert_non_null(strstr(md.data, "Stopped: pool."));
+  assert_int_equal(us_report_json(&r, &json, &err), US_OK);
+  assert_non_null(strstr(json.data, "\"full_pool_agreement\":\t0.9"));
+  assert_non_null(strstr(json.data, "\"stop\":\t\"pool\""));
+  assert_int_equal(us_report_html(&r, &html, &err), US_OK);
+  assert_non_null(strstr(html.data, "Test agreement against labels bought"));
+  assert_non_null(strstr(html.data, "whole pool"));
+  /* still labelling, full pool unknown: no reference, no stop */
+  a.full_pool_agreement = -1;
+  a.stop = NULL;
+  a.labelled = 150;
+  a.labels_saved = 50;
+  us_buf_free(&md);
+  us_buf_init(&md, 0);
+  assert_int_equal(us_report_markdown(&r, &md, &err), US_OK);
+  assert_non_null(strstr(md.data, "Still labelling."));
+  assert_null(strstr(md.data, "whole pool labelled:"));
+  us_buf_free(&md);
+  us_buf_free(&json);
+  us_buf_free(&html);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(features_should_be_normalised_and_alike_for_near_copies),
@@ -274,6 +326,7 @@ int main(void) {
       cmocka_unit_test(settings_should_have_defaults_and_checks),
       cmocka_unit_test(stopping_rules_should_hold),
       cmocka_unit_test(workspace_should_keep_picks_and_rounds),
+      cmocka_unit_test(report_should_show_the_learning_curve_and_the_savings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

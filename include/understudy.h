@@ -41,7 +41,8 @@ extern "C" {
   X(ERR_TEACHER, "teacher error")              \
   X(ERR_STATE, "missing earlier stage")        \
   X(ERR_USAGE, "invalid usage")                \
-  X(ERR_INTERNAL, "internal error")
+  X(ERR_INTERNAL, "internal error")            \
+  X(ERR_UNLABELLED, "prompts left unlabelled")
 
 typedef enum {
 #define US_STATUS_ENUM(name, text) US_##name,

@@ -130,8 +130,22 @@ static void word_seq_free(word_seq *w) {
   free(w->words);
 }
 
+/* Whether s has more than most words (as words_of counts them), without allocating: a huge
+ * answer is ruled out by rule 2 before any copy of it is made. */
+static bool more_words_than(const char *s, int most) {
+  int n = 0;
+  bool in = false;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    bool w = *p >= 0x80 || isalnum(*p);
+    if (w && !in && ++n > most) return true;
+    in = w;
+  }
+  return false;
+}
+
 /* Rule 2. Returns the one label, or -1. */
 static int map_contained(const char *answer, char *const *labels, int n_labels) {
+  if (more_words_than(answer, US_ANSWER_SHORT_WORDS)) return -1;
   int result = -1;
   word_seq a = {0}, *ls = calloc((size_t)n_labels, sizeof *ls);
   int *at = calloc((size_t)n_labels, sizeof *at);

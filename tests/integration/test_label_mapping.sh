@@ -34,4 +34,16 @@ diff <(db_text_labels) "$WORK/prompts.jsonl.expected" >"$WORK/structured.diff" |
   { show "$WORK/structured.diff"; fail "structured answers mapped to the wrong labels"; }
 stop_mock
 fresh
+note "defect 3: the unmapped answers are counted in the report"
+gen_prompts 200 "$WORK/prompts.jsonl" 7
+sed -E '1,5s/"answer":"[^"]*"/"answer":"It is not billing."/' "$WORK/prompts.jsonl.answers.jsonl" \
+  >"$WORK/answers5.jsonl"
+start_teacher --answers "$WORK/answers5.jsonl"
+write_config "$WORK/config.json"
+expect_ok run3 run "$WORK/config.json"
+assert_eq "$(db "SELECT COUNT(*) FROM targets WHERE label IS NULL AND text = 'It is not billing.';")" 5 \
+  "unmapped answers in the workspace"
+assert_grep "$WORK/out/report.md" "unparsed teacher answers \| 5 \|" "report.md: the unmapped count"
+assert_eq "$(json_get data.unparsed <"$WORK/out/report.json")" 5 "report.json: data.unparsed"
+stop_mock
 echo "PASS: $TEST_NAME"

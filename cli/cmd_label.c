@@ -26,8 +26,9 @@ static const char *usage =
     "\n"
     "The API key is read from the environment variable named by teacher.api_key_env\n"
     "(default OPENAI_API_KEY); it is not needed for a loopback base_url.\n"
-    "Exit status: 0 all labelled or recorded as failed; 1 error; 2 usage; 3 budget reached;\n"
-    "130 interrupted (Ctrl-C).\n";
+    "Exit status: 0 every prompt labelled; 1 error; 2 usage; 3 budget reached; 4 prompts\n"
+    "left unlabelled after their retries (the most common cause on stderr); 130 interrupted\n"
+    "(Ctrl-C).\n";
 
 static void format_eta(char *buf, size_t n, double s) {
   if (!(s >= 0) || s > 1e7)
@@ -102,6 +103,11 @@ static void print_summary(const us_label_stats *s) {
   if (s->unparsed > 0)
     printf(" (%lld answers match no label: kept as unparsed)", (long long)s->unparsed);
   putchar('\n');
+  if (s->capped > 0)
+    printf(
+        "note: %lld answers were longer than %lld KiB (the teacher ignored teacher.max_tokens) "
+        "and were stored cut to that length\n",
+        (long long)s->capped, (long long)(s->answer_cap / 1024));
   if (s->chunks > 0)
     printf("documents: %lld chunks asked for questions; %lld new questions stored as prompts\n",
            (long long)s->chunks, (long long)s->questions_added);
@@ -128,7 +134,7 @@ int us_cli_label_end(us_cli_session *ss, us_status st, const us_err *err,
   if (ss->dry_run && st == US_OK) {
     print_dry_run(config, stats);
   } else if (st == US_OK || st == US_ERR_BUDGET || st == US_ERR_INTERRUPTED || st == US_ERR_AUTH ||
-             st == US_ERR_NOT_FOUND) {
+             st == US_ERR_NOT_FOUND || st == US_ERR_UNLABELLED) {
     if (stats->total > 0 || st == US_OK) print_summary(stats);
   }
   if (st == US_OK && stats->total == 0 && stats->chunks == 0)

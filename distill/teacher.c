@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/utf8.h"
 #include "distill/prompts.h"
 #include "distill/request.h"
 #include "distill/teacher_int.h"
@@ -88,6 +89,56 @@ typedef struct stopping {
   us_err fatal_err; /* its message, scrubbed of the key */
 } stopping;
 
+/* Why prompts failed in this run: the cause of each failure (its message without the "gave up
+ * after N attempts: " prefix), counted by the part before any " (" detail, which for network
+ * errors holds timings ("after 0 ms"); the first full message of each cause is kept to show. */
+#define FAILURE_CAUSES 16
+typedef struct failure_causes {
+  char text[FAILURE_CAUSES][256];
+  size_t key_len[FAILURE_CAUSES];
+  int64_t count[FAILURE_CAUSES];
+  int n;
+} failure_causes;
+
+static void causes_add(failure_causes *c, const char *message) {
+  const char *p = message;
+  if (strncmp(p, "gave up after ", 14) == 0) {
+    const char *colon = strstr(p, ": ");
+    if (colon) p = colon + 2;
+  }
+  char text[256];
+  snprintf(text, sizeof text, "%s", p);
+  const char *detail = strstr(text, " (");
+  size_t key_len = detail ? (size_t)(detail - text) : strlen(text);
+  for (int i = 0; i < c->n; i++)
+    if (c->key_len[i] == key_len && memcmp(c->text[i], text, key_len) == 0) {
+      c->count[i]++;
+      return;
+    }
+  if (c->n == FAILURE_CAUSES) return; /* the first causes seen are enough to name the worst */
+  memcpy(c->text[c->n], text, sizeof text);
+  c->key_len[c->n] = key_len;
+  c->count[c->n++] = 1;
+}
+
+/* The longest answer stored: what a classify label or a generate answer of teacher.max_tokens
+ * tokens can need (16 bytes a token is generous for any tokeniser), at least 4 KiB. A longer
+ * answer comes from a server that ignored max_tokens; it is cut there, counted and reported. */
+#define ANSWER_CAP_MIN_BYTES 4096
+#define ANSWER_CAP_BYTES_PER_TOKEN 16
+static size_t answer_cap(const us_teacher_params *p) {
+  size_t cap = (size_t)p->max_tokens * ANSWER_CAP_BYTES_PER_TOKEN;
+  return cap > ANSWER_CAP_MIN_BYTES ? cap : ANSWER_CAP_MIN_BYTES;
+}
+
+/* Cuts s to at most cap bytes on a UTF-8 boundary; true if it was longer. */
+static bool cut_text(char *s, size_t cap) {
+  if (strlen(s) <= cap) return false;
+  while (cap > 0 && US_UTF8_IS_CONTINUATION((unsigned char)s[cap])) cap--;
+  s[cap] = '\0';
+  return true;
+}
+
 typedef struct teacher {
   const us_task *task;
   const us_prompts_params *data;
@@ -96,6 +147,7 @@ typedef struct teacher {
   us_cache *cache;
   const us_label_options *opt;
   us_label_stats *stats;
+  failure_causes *causes; /* of the whole run (both passes) */
   double started, cpu_started, last_progress;
 
   job_queue queue;
@@ -220,15 +272,61 @@ static us_status target_store(teacher *t, const char *key, int64_t prompt_id, co
   target.prompt_id = prompt_id;
   target.text = a->content ? a->content : (char *)body;
   target.status = a->content ? US_TARGET_OK : US_TARGET_UNPARSED;
+  char *structured = NULL;
   if (a->content && t->task->type == US_TASK_CLASSIFY) {
-    int k = us_answer_map_label(a->content, t->task->labels, t->task->n_labels);
+    /* teacher.structured: the answer is {"answer": label}; a server that ignored the schema
+     * answered in text, which goes through the same rules */
+    if (t->params->structured) structured = us_answer_structured(a->content);
+    int k = us_answer_map_label(structured ? structured : a->content, t->task->labels,
+                                t->task->n_labels);
     target.label = k >= 0 ? t->task->labels[k] : NULL;
     target.status = k >= 0 ? US_TARGET_OK : US_TARGET_UNPARSED;
     target.soft = a->has_soft ? t->soft : NULL;
     target.n_soft = a->has_soft ? t->task->n_labels : 0;
   }
   if (target.status == US_TARGET_UNPARSED) t->stats->unparsed++;
-  return us_cache_target_put(t->cache, &target, err);
+  /* mapped on the whole answer; stored no longer than the task can need */
+  char *cut = NULL;
+  size_t cap = answer_cap(t->params);
+  if (strlen(target.text) > cap && (cut = malloc(cap + 1)) != NULL) {
+    memcpy(cut, target.text, cap);
+    cut[cap] = '\0';
+    cut_text(cut, cap);
+    target.text = cut;
+  }
+  us_status st = us_cache_target_put(t->cache, &target, err);
+  free(structured);
+  free(cut);
+  return st;
+}
+
+/* The body stored for an answer longer than answer_cap: the same response with the content cut
+ * to the cap (so the cached call still parses and maps as before); NULL when no cut is needed
+ * or the body cannot be rebuilt. Counts the cut in stats. */
+static char *capped_body(teacher *t, const char *body, const answer *a) {
+  size_t cap = answer_cap(t->params);
+  if (!a->content || strlen(a->content) <= cap) return NULL;
+  t->stats->capped++;
+  cJSON *root = cJSON_Parse(body);
+  cJSON *msg = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "choices"), 0), "message");
+  char *cut = malloc(cap + 1), *out = NULL;
+  if (cut && cJSON_IsObject(msg)) {
+    memcpy(cut, a->content, cap);
+    cut[cap] = '\0';
+    cut_text(cut, cap);
+    cJSON *text = cJSON_CreateString(cut);
+    if (text && cJSON_ReplaceItemInObjectCaseSensitive(msg, "content", text)) {
+      char *printed = cJSON_PrintUnformatted(root);
+      out = printed ? us_strdup(printed) : NULL;
+      cJSON_free(printed);
+    } else {
+      cJSON_Delete(text);
+    }
+  }
+  free(cut);
+  cJSON_Delete(root);
+  return out;
 }
 
 static us_status put_target(teacher *t, const char *key, int64_t prompt_id, const char *body,
@@ -391,6 +489,7 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
     return;
   }
   t->stats->failed++;
+  causes_add(t->causes, msg);
   job_end(t, j);
   us_log(US_LOG_DEBUG, "prompt %lld failed after %d attempt(s): %s", (long long)j->prompt_id,
          j->attempts, msg);
@@ -408,8 +507,9 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   us_call call;
   memset(&call, 0, sizeof call);
   memcpy(call.key, j->key, 65);
+  char *capped = capped_body(t, r->body, a);
   call.request = j->body;
-  call.response = r->body;
+  call.response = capped ? capped : r->body;
   call.http_status = 200;
   call.prompt_tokens = prompt_tokens;
   call.completion_tokens = completion_tokens;
@@ -422,6 +522,7 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   us_status st = txn_begin(t, &err);
   if (!st) st = us_cache_call_put(t->cache, &call, &existed, &err);
   if (!st) st = target_store(t, j->key, j->prompt_id, r->body, a, &err);
+  free(capped);
   if (st) {
     stop_with(t, NULL, st, "%s", err.msg);
     return;
@@ -497,6 +598,10 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
   if (us__transport_in_flight(t->transport) == 0) t->spend.in_flight_worst = 0; /* no float drift */
   const char *url = us__transport_safe_url(t->transport);
   if (!r->answered) {
+    if (r->too_large) { /* asking again would pay for the same flood: record it */
+      record_failure(t, j, (int)r->http_status, r->error);
+      return;
+    }
     if (r->unreachable) {
       /* A server that refuses or does not exist would only burn every prompt's retries:
        * after a run of such failures with no answer between them, stop and say so. */
@@ -743,9 +848,11 @@ static void record_cache_hits(us_cache *cache, int64_t hits) {
 static us_status label_pass(const us_task *task, const us_prompts_params *data,
                             const us_teacher_params *params, us_cache *cache,
                             const us_label_options *opt, us_label_stats *stats, bool chunks,
-                            double started, double cpu_started, us_err *err) {
+                            failure_causes *causes, double started, double cpu_started,
+                            us_err *err) {
   teacher t;
   memset(&t, 0, sizeof t);
+  t.causes = causes;
   t.task = task, t.data = data, t.params = params;
   t.cache = cache, t.opt = opt, t.stats = stats, t.chunks = chunks;
   t.started = started;
@@ -833,6 +940,8 @@ us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
   if (!filled.model) filled.model = "";
   params = &filled;
   memset(stats, 0, sizeof *stats);
+  failure_causes causes;
+  memset(&causes, 0, sizeof causes);
   double started = us_now(), cpu_started = us_cpu_time();
   us_status st = US_OK;
   if (task->type == US_TASK_GENERATE) {
@@ -840,7 +949,8 @@ us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
     st = us_cache_stats_get(cache, &cs, err);
     stats->chunks = st ? 0 : cs.chunks;
     if (!st && cs.chunks > 0) {
-      st = label_pass(task, data, params, cache, opt, stats, true, started, cpu_started, err);
+      st = label_pass(task, data, params, cache, opt, stats, true, &causes, started, cpu_started,
+                      err);
       /* whatever phase 1 got is kept; phase 2 waits until every chunk has its questions */
       us_err expand_err = {0};
       us_status expanded =
@@ -851,7 +961,25 @@ us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
       }
     }
   }
-  if (!st) st = label_pass(task, data, params, cache, opt, stats, false, started, cpu_started, err);
+  if (!st)
+    st = label_pass(task, data, params, cache, opt, stats, false, &causes, started, cpu_started,
+                    err);
   if (!opt->dry_run && stats->cached > 0) record_cache_hits(cache, stats->cached);
+  stats->answer_cap = (int64_t)answer_cap(params);
+  int top = -1;
+  for (int i = 0; i < causes.n; i++)
+    if (top < 0 || causes.count[i] > causes.count[top]) top = i;
+  if (top >= 0) {
+    snprintf(stats->top_failure, sizeof stats->top_failure, "%s", causes.text[top]);
+    stats->top_failures = causes.count[top];
+  }
+  /* every request was sent and retried, yet some prompts have no answer: not a success */
+  if (!st && stats->failed > 0)
+    st = us_err_set(err, US_ERR_UNLABELLED,
+                    "%lld of %lld prompts remain unlabelled after their retries; the most common "
+                    "cause (%lld of %lld): %s",
+                    (long long)stats->failed, (long long)stats->total,
+                    (long long)stats->top_failures, (long long)stats->failed,
+                    stats->top_failure[0] ? stats->top_failure : "unknown");
   return st;
 }

@@ -39,6 +39,7 @@ typedef struct us_teacher_params {
   int64_t seed;                 /* sent only if has_seed */
   bool logprobs;                /* ask for logprobs (soft targets for classify) */
   int top_logprobs;             /* alternatives per token when logprobs */
+  bool structured;              /* classify: response_format with an enum of the labels */
   double budget_usd;            /* hard cap on what the workspace spends, all runs */
   double price_input_per_mtok;  /* US$ per million prompt tokens (teacher.price.input_per_mtok) */
   double price_output_per_mtok; /* US$ per million completion tokens */
@@ -66,7 +67,11 @@ typedef struct us_label_stats {
   int64_t cached;          /* answered from the cache, nothing sent */
   int64_t done;            /* answered by the teacher in this run */
   int64_t failed;          /* recorded as failed (e.g. 400) */
-  int64_t unparsed;        /* answers that map onto no label */
+  int64_t unparsed;        /* answers that map onto no label (unmapped: raw answer kept) */
+  int64_t capped;          /* answers longer than answer_cap_bytes, stored cut to it */
+  int64_t answer_cap;      /* bytes: the longest answer stored (16 x max_tokens, >= 4 KiB) */
+  char top_failure[256];   /* the most common cause of this run's failures ("" if none) */
+  int64_t top_failures;    /* how many failed of that cause */
   int64_t retries;         /* retried attempts */
   int64_t left;            /* not labelled when the run stopped */
   int64_t requests;        /* HTTP requests sent */
@@ -97,18 +102,27 @@ void us_label_options_defaults(us_label_options *o);
  * data.questions_per_chunk questions (a cached call like any other), stores them as prompts
  * (us_prompts_add_questions), then (phase 2) answers every prompt, each question with its chunk
  * as context (us_request_for_prompt). total, cached, done, requests and spent cover both.
- * Returns US_OK when all are labelled or recorded as failed; US_ERR_BUDGET when the budget
+ * Returns US_OK when every prompt has its answer (mapped or not); US_ERR_BUDGET when the budget
  * stopped it (message: "budget reached: $X of $Y spent; N prompts left; raise
  * teacher.budget_usd and run again"); US_ERR_AUTH on 401/403 ("the key in $VAR was rejected");
  * US_ERR_NOT_FOUND on 404 (URL without credentials, and the model); US_ERR_INTERRUPTED when
- * *stop was set. Whatever the result, every answer received is already committed. */
+ * *stop was set; US_ERR_UNLABELLED when the run finished but some prompts failed after their
+ * retries (message: how many, and the most common cause, also in stats->top_failure). Whatever
+ * the result, every answer received is already committed. */
 us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
                            const us_teacher_params *teacher, us_cache *cache,
                            const us_label_options *opt, us_label_stats *stats, us_err *err);
 
-/* Maps an answer onto labels: exact; then case, space and punctuation insensitive; then the
- * unique label contained in the answer. Returns the label index or -1. */
+/* Maps an answer onto labels (the rules are in docs/config.md): exact; then equal once case,
+ * white space, surrounding quotes and trailing punctuation are normalised; then, in an answer
+ * of at most US_ANSWER_SHORT_WORDS words, the one label found as whole words with no negation
+ * ("not", "isn't", ...) before it. Returns the label index, or -1: unmapped, never guessed. */
+#define US_ANSWER_SHORT_WORDS 10
 int us_answer_map_label(const char *answer, char *const *labels, int n_labels);
+
+/* The "answer" string of a structured answer ({"answer": "..."}, teacher.structured), or NULL
+ * when content is not such an object. Caller frees. */
+char *us_answer_structured(const char *content);
 
 /* Parses a Chat Completions response body: the first choice's content (caller frees), usage
  * tokens, and, when the body carries logprobs and labels are given, a distribution over the

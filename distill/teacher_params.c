@@ -40,6 +40,9 @@ static const us_param TEACHER_PARAMS[] = {
              "most tokens in one answer"),
     US_PARAM(us_teacher_params, logprobs, US_PARAM_BOOL, 0, 0, 0,
              "ask for log-probabilities (soft targets for classify)"),
+    US_PARAM(us_teacher_params, structured, US_PARAM_BOOL, 0, 0, 0,
+             "classify: constrain the answer to the labels with a JSON schema (structured "
+             "outputs)"),
     US_PARAM(us_teacher_params, top_logprobs, US_PARAM_INT, 0, 20, 0,
              "alternatives per token when logprobs is on"),
     US_PARAM(us_teacher_params, budget_usd, US_PARAM_DOUBLE, 0, 0, US_PARAM_NO_MAX,

@@ -25,6 +25,7 @@ typedef struct slot {
   us_buf response;
   us__resp_headers headers;
   double started;
+  bool too_large; /* the body passed RESPONSE_LIMIT: the transfer was cut */
   char errbuf[CURL_ERROR_SIZE];
 } slot;
 
@@ -182,7 +183,10 @@ fail:
 
 static size_t on_body(char *data, size_t size, size_t n, void *user) {
   slot *s = user;
-  if (us_buf_append(&s->response, data, size * n)) return 0; /* past the limit: abort */
+  if (us_buf_append(&s->response, data, size * n)) {
+    s->too_large = s->response.len + size * n > RESPONSE_LIMIT;
+    return 0; /* past the limit (or out of memory): abort the transfer */
+  }
   return size * n;
 }
 
@@ -339,6 +343,7 @@ us_status us__transport_start(us__transport *tr, void *job, const char *body, si
   us_buf_reset(&s->response);
   us__resp_headers_reset(&s->headers);
   s->errbuf[0] = '\0';
+  s->too_large = false;
   s->job = job;
   s->started = now;
   curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -384,6 +389,13 @@ static void finish_slot(us__transport *tr, slot *s, CURLcode rc, us__transfer_re
   curl_multi_remove_handle(tr->multi, s->easy);
   s->job = NULL;
   tr->in_flight--;
+  if (rc != CURLE_OK && s->too_large) {
+    snprintf(error, error_cap, "the teacher's response was larger than %u MiB (HTTP %ld)",
+             RESPONSE_LIMIT >> 20, r->http_status);
+    r->error = error;
+    r->too_large = true;
+    return;
+  }
   if (rc != CURLE_OK) {
     snprintf(error, error_cap, "%s (%s)", curl_easy_strerror(rc), s->errbuf);
     us__transport_scrub(tr, error, strlen(error));

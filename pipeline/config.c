@@ -124,6 +124,7 @@ static const key_spec KEYS[] = {
     KEY("teacher.seed", K_SEED, teacher.seed, -JSON_MAX_SAFE_INT, JSON_MAX_SAFE_INT, F_NULLABLE),
     PKEY("teacher.logprobs", teacher.logprobs, us_teacher_param_table, "logprobs", 0),
     PKEY("teacher.top_logprobs", teacher.top_logprobs, us_teacher_param_table, "top_logprobs", 0),
+    PKEY("teacher.structured", teacher.structured, us_teacher_param_table, "structured", 0),
     PKEY("teacher.budget_usd", teacher.budget_usd, us_teacher_param_table, "budget_usd", 0),
     SECTION("teacher.price"),
     PKEY("teacher.price.input_per_mtok", teacher.price_input_per_mtok, us_teacher_param_table,

@@ -45,6 +45,9 @@ typedef struct mock_options {
   int fault_max_per_key;   /* a key's attempt k may fault only while k < this (default 2) */
   int timeout_delay_ms;    /* default 5000 */
   int fail_status;         /* 0: off; else every chat request gets this status */
+  const char *answer_text; /* NULL: off; else every chat answer is this text */
+  long answer_bytes;       /* 0: off; else every answer is padded to this many bytes, past
+                            * max_tokens (a server that ignores it) */
   const char *require_key; /* NULL: any key */
   const char *log_path;    /* append every request's headers and body */
   bool ratelimit_headers;

@@ -431,9 +431,21 @@ char *mock_response_build(const mock_options *o, const void *request, const char
                   "every message needs a role and a content; one must be from the user");
   }
   char *text = mock_extract_text(user);
-  char *answer = mock_selfinstruct_answer(o, user);
+  char *answer = o->answer_text ? strdup(o->answer_text) : mock_selfinstruct_answer(o, user);
   if (!answer && text) answer = mock_answer_for(o, text);
   free(user);
+  /* response_format with a JSON schema (structured outputs): the answer as {"answer": ...} */
+  const cJSON *format = cJSON_GetObjectItemCaseSensitive(req, "response_format");
+  const cJSON *ftype = cJSON_GetObjectItemCaseSensitive(format, "type");
+  if (answer && cJSON_IsString(ftype) && strcmp(ftype->valuestring, "json_schema") == 0) {
+    cJSON *wrapped = cJSON_CreateObject();
+    cJSON_AddStringToObject(wrapped, "answer", answer);
+    char *printed = cJSON_PrintUnformatted(wrapped);
+    cJSON_Delete(wrapped);
+    free(answer);
+    answer = printed ? strdup(printed) : NULL;
+    cJSON_free(printed);
+  }
   if (!answer) {
     free(text);
     return reject(500, status, error_type, error_message, "%s", "mock out of memory");
@@ -446,6 +458,18 @@ char *mock_response_build(const mock_options *o, const void *request, const char
     ctok = (int)max->valuedouble;
     answer[utf8_cut(answer, (size_t)ctok * 4)] = '\0';
     finish = "length";
+  }
+  if (o->answer_bytes > 0 && strlen(answer) < (size_t)o->answer_bytes) {
+    size_t have = strlen(answer), want = (size_t)o->answer_bytes;
+    char *padded = realloc(answer, want + 1);
+    if (!padded) {
+      free(answer);
+      free(text);
+      return reject(500, status, error_type, error_message, "%s", "mock out of memory");
+    }
+    for (size_t i = have; i < want; i++) padded[i] = i % 8 == 7 ? ' ' : 'x';
+    padded[want] = '\0';
+    answer = padded;
   }
 
   cJSON *o_resp = cJSON_CreateObject();

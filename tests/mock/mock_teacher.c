@@ -439,6 +439,8 @@ static void usage(FILE *f) {
           "  --fault-max-per-key K a key's k-th attempt may fault only while k < K (default 2)\n"
           "  --timeout-delay-ms N  how long a timeout fault stalls before closing (default 5000)\n"
           "  --fail-status CODE    answer every chat request with CODE and an error body\n"
+          "  --answer-text TEXT    answer every chat request with TEXT\n"
+          "  --answer-bytes N      pad every answer to N bytes, ignoring max_tokens\n"
           "  --require-key VALUE   401 unless Authorization: Bearer VALUE\n"
           "  --log-requests FILE   append every request's line, headers and body to FILE\n"
           "  --ratelimit-headers   send x-ratelimit-limit/remaining/reset-* headers\n"
@@ -564,6 +566,10 @@ static int parse_flags(int argc, char **argv) {
       ok = parse_int(v, 0, 600000, &n), opts.timeout_delay_ms = (int)n;
     } else if (strcmp(a, "--fail-status") == 0) {
       ok = parse_int(v, 400, 599, &n), opts.fail_status = (int)n;
+    } else if (strcmp(a, "--answer-text") == 0) {
+      opts.answer_text = v;
+    } else if (strcmp(a, "--answer-bytes") == 0) {
+      ok = parse_int(v, 1, 100000000L, &n), opts.answer_bytes = n;
     } else if (strcmp(a, "--require-key") == 0) {
       opts.require_key = v;
     } else if (strcmp(a, "--log-requests") == 0) {

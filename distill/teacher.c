@@ -966,6 +966,10 @@ static us_status label_pass(const us_config *c, us_cache *cache, const us_label_
     }
     t.api_key = us_strdup(key);
     t.api_key_len = strlen(key);
+    if (!t.api_key) {
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory copying the API key");
+      goto done;
+    }
   } else if (!loopback) {
     st = us_err_set(err, US_ERR_AUTH,
                     "$%s is unset or empty: set it to the API key for %s "

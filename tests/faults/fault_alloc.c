@@ -10,12 +10,12 @@
  *                            returns NULL; 0 or unset: none fails
  *   US_FAULT_ALLOC_PERSIST=1 every allocation from the K-th on fails (default: only the K-th)
  *   US_FAULT_ALLOC_STATS=F   at exit, append "calls=N failed=F live=L live_bytes=B" to file F,
- *                            "failed_at CALLER" naming the call that failed, and one "leak SIZE
- *                            CALLER" line per allocation still live (at most 20); CALLER is a
- *                            code address for `addr2line -f -e understudy_faults`
- * Allocations are counted in program order; with several threads the order may vary a little
- * between runs, which a sweep tolerates. */
+ *                            "failed_at CALLER..." (the stack of the call that failed), and one
+ * "leak SIZE CALLER" line per allocation still live (at most 20); CALLER is a code address for
+ * `addr2line -f -e understudy_faults` Allocations are counted in program order; with several
+ * threads the order may vary a little between runs, which a sweep tolerates. */
 #define _GNU_SOURCE
+#include <execinfo.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -69,13 +69,16 @@ static void setup(void) {
   atomic_store(&ready, 1);
 }
 
-static void *first_failed_caller;
+static void *failed_stack[8];
+static int failed_depth;
 
-static int should_fail(void *caller) {
+static int should_fail(void) {
   setup();
   unsigned long k = atomic_fetch_add(&calls, 1) + 1;
   if (fail_at == 0 || k < fail_at || (k > fail_at && !persist)) return 0;
-  if (k == fail_at) first_failed_caller = caller;
+  if (k == fail_at) {
+    failed_depth = backtrace(failed_stack, 8);
+  }
   atomic_fetch_add(&failed, 1);
   return 1;
 }
@@ -110,22 +113,21 @@ static void untrack(void *p) {
 }
 
 void *__wrap_malloc(size_t n) {
-  if (should_fail(__builtin_return_address(0))) return NULL;
+  if (should_fail()) return NULL;
   void *p = __real_malloc(n);
   track(p, n, __builtin_return_address(0));
   return p;
 }
 
 void *__wrap_calloc(size_t n, size_t size) {
-  if (should_fail(__builtin_return_address(0))) return NULL;
+  if (should_fail()) return NULL;
   void *p = __real_calloc(n, size);
   track(p, n * size, __builtin_return_address(0));
   return p;
 }
 
 void *__wrap_realloc(void *old, size_t n) {
-  if (should_fail(__builtin_return_address(0)))
-    return NULL; /* the old block stays valid, as with a real failure */
+  if (should_fail()) return NULL; /* the old block stays valid, as with a real failure */
   void *p = __real_realloc(old, n);
   if (p || n == 0) untrack(old);
   track(p, n, __builtin_return_address(0));
@@ -138,7 +140,7 @@ void __wrap_free(void *p) {
 }
 
 char *__wrap_strdup(const char *s) {
-  if (should_fail(__builtin_return_address(0))) return NULL;
+  if (should_fail()) return NULL;
   size_t n = strlen(s) + 1;
   char *p = __real_malloc(n);
   if (p) memcpy(p, s, n);
@@ -147,7 +149,7 @@ char *__wrap_strdup(const char *s) {
 }
 
 char *__wrap_strndup(const char *s, size_t most) {
-  if (should_fail(__builtin_return_address(0))) return NULL;
+  if (should_fail()) return NULL;
   size_t n = strnlen(s, most);
   char *p = __real_malloc(n + 1);
   if (p) {
@@ -166,9 +168,12 @@ __attribute__((destructor)) static void report(void) {
   pthread_mutex_lock(&lock);
   fprintf(f, "calls=%lu failed=%lu live=%lu live_bytes=%llu\n", atomic_load(&calls),
           atomic_load(&failed), live, live_bytes);
-  if (first_failed_caller)
-    fprintf(f, "failed_at 0x%lx\n",
-            (unsigned long)((char *)first_failed_caller - &__executable_start));
+  if (failed_depth > 2) { /* frame 0 is should_fail, 1 the wrapper */
+    fprintf(f, "failed_at");
+    for (int i = 2; i < failed_depth; i++)
+      fprintf(f, " 0x%lx", (unsigned long)((char *)failed_stack[i] - &__executable_start));
+    fprintf(f, "\n");
+  }
   int shown = 0;
   for (size_t b = 0; b < BUCKETS && shown < 20; b++)
     for (node *n = table[b]; n && shown < 20; n = n->next, shown++)

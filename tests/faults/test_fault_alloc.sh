@@ -2,22 +2,23 @@
 # Issue 10, allocation failure injection: understudy_faults (our allocations routed through
 # tests/faults/fault_alloc.c) runs each stage with its k-th allocation failing, for a classify
 # task (config, prompts, label against the mock, train, eval, report) and a tiny language model
-# (prompts, label, train, eval, report). Every run must either succeed or exit 1 with
+# (label, train, eval, report). Every run must either succeed or exit 1 with
 # "understudy: error: ... out of memory ...", never crash, hang or leak (our allocations all
 # freed at exit); the workspace passes PRAGMA integrity_check and student.bin is the previous
 # model byte for byte or a complete model that loads.
-# Which k: the first US_FAULT_DENSE (default 40) of each stage, then a stride that keeps each
-# stage to about US_FAULT_SAMPLES (default 30) more runs, the stride's phase varying with the
+# Which k: the first US_FAULT_DENSE (default 6) of each stage, then a stride that keeps each
+# stage to about US_FAULT_SAMPLES (default 8) more runs, the stride's phase varying with the
 # stage so that repeated runs with US_FAULT_SEED cover other ks. US_FAULT_FULL=1 sweeps every k
-# (minutes; run it by hand after touching error paths).
+# (minutes; run it by hand after touching error paths); US_FAULT_ONLY=REGEX sweeps only the
+# stages whose "stage:config" matches (e.g. 'train:lm' or 'label').
 # The runs wait on fsync more than they compute: keep the scratch folder in memory if we can.
 [ -n "${TMPDIR:-}" ] || ! [ -w /dev/shm ] || export TMPDIR=/dev/shm
 export OPENBLAS_NUM_THREADS=1
 . "$(dirname "$0")/../integration/lib.sh"
 : "${US_FAULT_BIN:?US_FAULT_BIN must name the understudy_faults binary}"
 
-DENSE=${US_FAULT_DENSE:-40}
-SAMPLES=${US_FAULT_SAMPLES:-30}
+DENSE=${US_FAULT_DENSE:-6}
+SAMPLES=${US_FAULT_SAMPLES:-8}
 SEED=${US_FAULT_SEED:-0}
 FULL=${US_FAULT_FULL:-0}
 RUNS=0
@@ -86,6 +87,7 @@ check_run() {
 # sweep STAGE CONFIG SNAPSHOT: counts the stage's allocations in a clean run, then runs the ks.
 sweep() {
   local stage=$1 config=$2 snap=$3 calls k stride phase n=0 t0=$SECONDS
+  [[ "$stage:$(basename "$config")" =~ ${US_FAULT_ONLY:-.} ]] || return 0
   local before=$PROBLEMS
   check_run "$stage" 0 "$config" "$snap"
   [ "$LAST_RC" -eq 0 ] && [ "$PROBLEMS" -eq "$before" ] || fail "$stage without any failure: $(head -3 "$WORK/f.err")"

@@ -403,7 +403,10 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   char ckpt_name[64];
   snprintf(ckpt_name, sizeof ckpt_name, "student-%.16s.ckpt", fingerprint);
   remove_stale_checkpoints(c->output, ckpt_name);
-  us_buf_printf(&ckpt, "%s/%s", c->output, ckpt_name);
+  if (us_buf_printf(&ckpt, "%s/%s", c->output, ckpt_name)) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory naming the checkpoint %s", ckpt_name);
+    goto done;
+  }
   p.checkpoint_path = ckpt.data;
   p.resume = true;
   p.progress = on_lm_step;

@@ -10,7 +10,8 @@
 # stage to about US_FAULT_SAMPLES (default 8) more runs, the stride's phase varying with the
 # stage so that repeated runs with US_FAULT_SEED cover other ks. US_FAULT_FULL=1 sweeps every k
 # (minutes; run it by hand after touching error paths); US_FAULT_ONLY=REGEX sweeps only the
-# stages whose "stage:config" matches (e.g. 'train:lm' or 'label').
+# stages whose "stage:config" matches (e.g. 'train:lm' or 'label'). Every third run fails every
+# allocation from the k-th on (US_FAULT_ALLOC_PERSIST=1) instead of the k-th alone.
 # The runs wait on fsync more than they compute: keep the scratch folder in memory if we can.
 [ -n "${TMPDIR:-}" ] || ! [ -w /dev/shm ] || export TMPDIR=/dev/shm
 export OPENBLAS_NUM_THREADS=1
@@ -41,11 +42,11 @@ check_run() {
   local rc=0 arg=$config
   [ "$stage" = predict ] && arg="$ws/student.bin --input $WORK/predict.txt"
   # shellcheck disable=SC2086
-  US_FAULT_ALLOC_AT=$k US_FAULT_ALLOC_STATS="$WORK/stats" timeout -s KILL 60 \
+  US_FAULT_ALLOC_AT=$k US_FAULT_ALLOC_PERSIST=${PERSIST:-0} US_FAULT_ALLOC_STATS="$WORK/stats" timeout -s KILL 60 \
     "$US_FAULT_BIN" "$stage" $arg >"$WORK/f.out" 2>"$WORK/f.err" || rc=$?
   LAST_RC=$rc
   RUNS=$((RUNS + 1))
-  local what="$stage k=$k ($(basename "$config"))"
+  local what="$stage k=$k${PERSIST:+ and after} ($(basename "$config"))"
   if [ "$rc" -ge 124 ]; then
     problem "$what: exit status $rc (crash or hang): $(tail -3 "$WORK/f.err" | tr '\n' ' ')"
     return
@@ -99,9 +100,14 @@ sweep() {
     [ "$stride" -ge 1 ] || stride=1
   fi
   phase=$(((SEED * 7 + ${#stage} * 3 + ${#config}) % stride))
-  for ((k = 1; k <= calls + 2; k++)); do
-    if [ "$k" -le "$DENSE" ] || [ $(((k - DENSE) % stride)) -eq "$phase" ] || [ "$k" -gt "$calls" ]; then
+  for ((k = 1; k <= calls; k++)); do
+    if [ "$k" -le "$DENSE" ] || [ $(((k - DENSE) % stride)) -eq "$phase" ]; then
+      # every third run fails every allocation from the k-th on: the error path must not need
+      # memory either
+      PERSIST=
+      [ $((n % 3)) -ne 2 ] || PERSIST=1
       check_run "$stage" "$k" "$config" "$snap"
+      PERSIST=
       n=$((n + 1))
     fi
   done

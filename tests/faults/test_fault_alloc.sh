@@ -6,8 +6,8 @@
 # "understudy: error: ... out of memory ...", never crash, hang or leak (our allocations all
 # freed at exit); the workspace passes PRAGMA integrity_check and student.bin is the previous
 # model byte for byte or a complete model that loads.
-# Which k: the first US_FAULT_DENSE (default 6) of each stage, then a stride that keeps each
-# stage to about US_FAULT_SAMPLES (default 8) more runs, the stride's phase varying with the
+# Which k: the first US_FAULT_DENSE (default 4) of each stage, then a stride that keeps each
+# stage to about US_FAULT_SAMPLES (default 6) more runs, the stride's phase varying with the
 # stage so that repeated runs with US_FAULT_SEED cover other ks. US_FAULT_FULL=1 sweeps every k
 # (minutes; run it by hand after touching error paths); US_FAULT_ONLY=REGEX sweeps only the
 # stages whose "stage:config" matches (e.g. 'train:lm' or 'label'). Every third run fails every
@@ -18,8 +18,8 @@ export OPENBLAS_NUM_THREADS=1
 . "$(dirname "$0")/../integration/lib.sh"
 : "${US_FAULT_BIN:?US_FAULT_BIN must name the understudy_faults binary}"
 
-DENSE=${US_FAULT_DENSE:-6}
-SAMPLES=${US_FAULT_SAMPLES:-8}
+DENSE=${US_FAULT_DENSE:-4}
+SAMPLES=${US_FAULT_SAMPLES:-6}
 SEED=${US_FAULT_SEED:-0}
 FULL=${US_FAULT_FULL:-0}
 RUNS=0

@@ -19,8 +19,9 @@
 
 #include "core/buf.h"
 #include "core/json.h"
-#include "core/utf8.h"
 #include "core/params.h"
+#include "core/utf8.h"
+#include "distill/request.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 #define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1: larger integers lose precision */
@@ -33,12 +34,6 @@ static const char *const DEFAULT_CLASSIFY_TEMPLATE =
     "Classify this message into one of: {labels}.\nAnswer with the label only.\n\nMessage:\n{text}";
 static const char *const DEFAULT_GENERATE_INSTRUCTIONS = "Answer concisely.";
 static const char *const DEFAULT_GENERATE_TEMPLATE = "{text}";
-static const char *const DEFAULT_QUESTION_TEMPLATE =
-    "Here is a passage from a document:\n\n{chunk}\n\nWrite {n} different questions that the "
-    "passage answers. Put each question on its own line, without numbering.";
-static const char *const DEFAULT_ANSWER_TEMPLATE =
-    "Answer the question using only the passage below.\n\nPassage:\n{chunk}\n\nQuestion: "
-    "{question}";
 
 /* ---- the key table --------------------------------------------------------------------------- */
 
@@ -49,7 +44,6 @@ typedef enum {
   K_ENV_NAME,  /* char *, an environment variable name */
   K_URL,       /* char *, http:// or https:// */
   K_PATH,      /* char *, resolved against the config folder */
-  K_PRESET,    /* char *, "nano" | "micro" | "mini" */
   K_TASK_TYPE, /* us_task_type */
   K_INT,       /* int */
   K_DOUBLE,    /* double */
@@ -59,7 +53,6 @@ typedef enum {
   K_LABELS,    /* task.labels */
   K_INPUTS,    /* data.inputs */
   K_HEADERS,   /* teacher.headers */
-  K_HIDDEN,    /* student.hidden */
   K_PARAM      /* a module's parameter: kind and range from its table */
 } key_kind;
 
@@ -89,6 +82,10 @@ typedef struct key_spec {
 /* A key stored in member whose kind and range are field's in the module's table. */
 #define PKEY(p, member, table_fn, field_name, fl) \
   { p, K_PARAM, offsetof(us_config, member), 0, 0, fl, table_fn, field_name }
+/* A key of its own kind (a string) that a module's check names by field_name, which is not in
+ * the module's numeric table (student.preset is us_lm_train_params' preset). */
+#define FKEY(p, kind, member, table_fn, field_name, fl) \
+  { p, kind, offsetof(us_config, member), 0, 0, fl, table_fn, field_name }
 
 static const key_spec KEYS[] = {
     KEY("name", K_NAME, name, 0, 0, F_REQUIRED),
@@ -103,11 +100,12 @@ static const key_spec KEYS[] = {
     KEY("data.text_field", K_STRING, data.text_field, 0, 0, F_NONEMPTY),
     KEY("data.label_field", K_STRING, data.label_field, 0, 0, F_NULLABLE | F_NONEMPTY),
     KEY("data.id_field", K_STRING, data.id_field, 0, 0, F_NULLABLE | F_NONEMPTY),
-    KEY("data.test_fraction", K_DOUBLE, data.test_fraction, 0, 0.9, 0),
-    KEY("data.seed", K_U64, data.seed, 0, JSON_MAX_SAFE_INT, 0),
-    KEY("data.chunk_chars", K_INT, data.chunk_chars, 200, 100000, 0),
-    KEY("data.repair_utf8", K_BOOL, data.repair_utf8, 0, 0, 0),
-    KEY("data.questions_per_chunk", K_INT, data.questions_per_chunk, 1, 20, 0),
+    PKEY("data.test_fraction", data.test_fraction, us_prompts_param_table, "test_fraction", 0),
+    PKEY("data.seed", data.seed, us_prompts_param_table, "seed", 0),
+    PKEY("data.chunk_chars", data.chunk_chars, us_prompts_param_table, "chunk_chars", 0),
+    PKEY("data.repair_utf8", data.repair_utf8, us_prompts_param_table, "repair_utf8", 0),
+    PKEY("data.questions_per_chunk", data.questions_per_chunk, us_prompts_param_table,
+         "questions_per_chunk", 0),
     KEY("data.question_template", K_STRING, data.question_template, 0, 0, F_NONEMPTY),
     KEY("data.answer_template", K_STRING, data.answer_template, 0, 0, F_NONEMPTY),
     SECTION("teacher"),
@@ -115,55 +113,70 @@ static const key_spec KEYS[] = {
     KEY("teacher.model", K_STRING, teacher.model, 0, 0, F_REQUIRED | F_NONEMPTY),
     KEY("teacher.api_key_env", K_ENV_NAME, teacher.api_key_env, 0, 0, 0),
     KEY("teacher.headers", K_HEADERS, teacher.headers, 0, 0, 0),
-    KEY("teacher.concurrency", K_INT, teacher.concurrency, 1, 1024, 0),
-    KEY("teacher.requests_per_minute", K_DOUBLE, teacher.requests_per_minute, 0, 1e9, 0),
-    KEY("teacher.tokens_per_minute", K_DOUBLE, teacher.tokens_per_minute, 0, 1e12, 0),
-    KEY("teacher.timeout_s", K_DOUBLE, teacher.timeout_s, 0, 3600, F_MIN_OPEN),
-    KEY("teacher.max_retries", K_INT, teacher.max_retries, 0, 100, 0),
-    KEY("teacher.temperature", K_DOUBLE, teacher.temperature, 0, 2, 0),
-    KEY("teacher.max_tokens", K_INT, teacher.max_tokens, 1, 1000000, 0),
+    PKEY("teacher.concurrency", teacher.concurrency, us_teacher_param_table, "concurrency", 0),
+    PKEY("teacher.requests_per_minute", teacher.requests_per_minute, us_teacher_param_table,
+         "requests_per_minute", 0),
+    PKEY("teacher.tokens_per_minute", teacher.tokens_per_minute, us_teacher_param_table,
+         "tokens_per_minute", 0),
+    PKEY("teacher.timeout_s", teacher.timeout_s, us_teacher_param_table, "timeout_s", 0),
+    PKEY("teacher.max_retries", teacher.max_retries, us_teacher_param_table, "max_retries", 0),
+    PKEY("teacher.temperature", teacher.temperature, us_teacher_param_table, "temperature", 0),
+    PKEY("teacher.max_tokens", teacher.max_tokens, us_teacher_param_table, "max_tokens", 0),
     KEY("teacher.seed", K_SEED, teacher.seed, -JSON_MAX_SAFE_INT, JSON_MAX_SAFE_INT, F_NULLABLE),
-    KEY("teacher.logprobs", K_BOOL, teacher.logprobs, 0, 0, 0),
-    KEY("teacher.top_logprobs", K_INT, teacher.top_logprobs, 0, 20, 0),
-    KEY("teacher.budget_usd", K_DOUBLE, teacher.budget_usd, 0, NO_MAX, 0),
+    PKEY("teacher.logprobs", teacher.logprobs, us_teacher_param_table, "logprobs", 0),
+    PKEY("teacher.top_logprobs", teacher.top_logprobs, us_teacher_param_table, "top_logprobs", 0),
+    PKEY("teacher.budget_usd", teacher.budget_usd, us_teacher_param_table, "budget_usd", 0),
     SECTION("teacher.price"),
-    KEY("teacher.price.input_per_mtok", K_DOUBLE, teacher.price_input_per_mtok, 0, 1e6, 0),
-    KEY("teacher.price.output_per_mtok", K_DOUBLE, teacher.price_output_per_mtok, 0, 1e6, 0),
-    KEY("teacher.params_b", K_DOUBLE, teacher.params_b, 0, 1e6, 0),
+    PKEY("teacher.price.input_per_mtok", teacher.price_input_per_mtok, us_teacher_param_table,
+         "price_input_per_mtok", 0),
+    PKEY("teacher.price.output_per_mtok", teacher.price_output_per_mtok, us_teacher_param_table,
+         "price_output_per_mtok", 0),
+    PKEY("teacher.params_b", teacher.params_b, us_teacher_param_table, "params_b", 0),
     SECTION("student"),
-    KEY("student.dim", K_INT, student.dim, 1, 4096, 0),
-    KEY("student.word_ngrams", K_INT, student.word_ngrams, 1, 6, 0),
-    KEY("student.minn", K_INT, student.minn, 0, 20, 0),
-    KEY("student.maxn", K_INT, student.maxn, 0, 20, 0),
-    KEY("student.buckets", K_INT, student.buckets, 0, 100000000, 0),
-    KEY("student.hidden", K_HIDDEN, student.hidden, 1, 65536, 0),
-    KEY("student.dropout", K_DOUBLE, student.dropout, 0, 0.95, 0),
-    KEY("student.epochs", K_INT, student.epochs, 1, 10000, 0),
-    KEY("student.lr", K_DOUBLE, student.lr, 0, 100, F_MIN_OPEN),
-    KEY("student.kd_temperature", K_DOUBLE, student.kd_temperature, 0, 100, F_MIN_OPEN),
-    KEY("student.label_smoothing", K_DOUBLE, student.label_smoothing, 0, 0.5, 0),
+    PKEY("student.dim", student.classifier.dim, us_classifier_param_table, "dim", 0),
+    PKEY("student.word_ngrams", student.classifier.word_ngrams, us_classifier_param_table,
+         "word_ngrams", 0),
+    PKEY("student.minn", student.classifier.minn, us_classifier_param_table, "minn", 0),
+    PKEY("student.maxn", student.classifier.maxn, us_classifier_param_table, "maxn", 0),
+    PKEY("student.buckets", student.classifier.buckets, us_classifier_param_table, "buckets", 0),
+    PKEY("student.hidden", student.classifier.hidden, us_classifier_param_table, "hidden", 0),
+    PKEY("student.dropout", student.classifier.dropout, us_classifier_param_table, "dropout", 0),
+    PKEY("student.epochs", student.classifier.epochs, us_classifier_param_table, "epochs", 0),
+    PKEY("student.lr", student.classifier.lr, us_classifier_param_table, "lr", 0),
+    PKEY("student.kd_temperature", student.classifier.kd_temperature, us_classifier_param_table,
+         "kd_temperature", 0),
+    PKEY("student.label_smoothing", student.classifier.label_smoothing, us_classifier_param_table,
+         "label_smoothing", 0),
     KEY("student.validation_fraction", K_DOUBLE, student.validation_fraction, 0, 0.5, 0),
-    KEY("student.patience", K_INT, student.patience, 0, 1000, 0),
-    KEY("student.threads", K_INT, student.threads, 1, 256, 0),
-    KEY("student.seed", K_U64, student.seed, 0, JSON_MAX_SAFE_INT, 0),
-    KEY("student.quantize", K_BOOL, student.quantize, 0, 0, 0),
-    KEY("student.calibrate", K_BOOL, student.calibrate, 0, 0, 0),
-    KEY("student.min_count", K_INT, student.min_count, 1, 1000000000, 0),
-    KEY("student.min_count_ngram", K_INT, student.min_count_ngram, 1, 1000000000, 0),
-    KEY("student.quantize_bits", K_INT, student.quantize_bits, 4, 8, 0),
-    KEY("student.preset", K_PRESET, student.preset, 0, 0, F_NULLABLE),
-    KEY("student.layers", K_INT, student.layers, 1, 64, 0),
-    KEY("student.lm_dim", K_INT, student.lm_dim, 8, 8192, 0),
-    KEY("student.heads", K_INT, student.heads, 1, 128, 0),
-    KEY("student.context", K_INT, student.context, 8, 65536, 0),
-    KEY("student.vocab_size", K_INT, student.vocab_size, 260, 1048576, 0),
-    KEY("student.steps", K_INT, student.steps, 1, 1000000000, 0),
-    KEY("student.batch_size", K_INT, student.batch_size, 1, 65536, 0),
-    KEY("student.warmup_steps", K_INT, student.warmup_steps, 0, 1000000000, 0),
-    KEY("student.checkpoint_every", K_INT, student.checkpoint_every, 0, 1000000000, 0),
-    KEY("student.lm_lr", K_DOUBLE, student.lm_lr, 0, 1, F_MIN_OPEN),
-    KEY("student.weight_decay", K_DOUBLE, student.weight_decay, 0, 10, 0),
-    KEY("student.grad_clip", K_DOUBLE, student.grad_clip, 0, 1e6, 0),
+    PKEY("student.patience", student.classifier.patience, us_classifier_param_table, "patience", 0),
+    PKEY("student.threads", student.classifier.threads, us_classifier_param_table, "threads", 0),
+    PKEY("student.seed", student.classifier.seed, us_classifier_param_table, "seed", 0),
+    PKEY("student.quantize", student.classifier.quantize, us_classifier_param_table, "quantize", 0),
+    PKEY("student.calibrate", student.classifier.calibrate, us_classifier_param_table, "calibrate",
+         0),
+    PKEY("student.min_count", student.classifier.min_count, us_classifier_param_table, "min_count",
+         0),
+    PKEY("student.min_count_ngram", student.classifier.min_count_ngram, us_classifier_param_table,
+         "min_count_ngram", 0),
+    PKEY("student.quantize_bits", student.classifier.quantize_bits, us_classifier_param_table,
+         "quantize_bits", 0),
+    FKEY("student.preset", K_STRING, student.lm.preset, us_lm_train_param_table, "preset",
+         F_NULLABLE),
+    PKEY("student.layers", student.lm.layers, us_lm_train_param_table, "layers", 0),
+    PKEY("student.lm_dim", student.lm.dim, us_lm_train_param_table, "dim", 0),
+    PKEY("student.heads", student.lm.heads, us_lm_train_param_table, "heads", 0),
+    PKEY("student.context", student.lm.context, us_lm_train_param_table, "context", 0),
+    PKEY("student.vocab_size", student.lm.vocab_size, us_lm_train_param_table, "vocab_size", 0),
+    PKEY("student.steps", student.lm.steps, us_lm_train_param_table, "steps", 0),
+    PKEY("student.batch_size", student.lm.batch_size, us_lm_train_param_table, "batch_size", 0),
+    PKEY("student.warmup_steps", student.lm.warmup_steps, us_lm_train_param_table, "warmup_steps",
+         0),
+    PKEY("student.checkpoint_every", student.lm.checkpoint_every, us_lm_train_param_table,
+         "checkpoint_every", 0),
+    PKEY("student.lm_lr", student.lm.lr, us_lm_train_param_table, "lr", 0),
+    PKEY("student.weight_decay", student.lm.weight_decay, us_lm_train_param_table, "weight_decay",
+         0),
+    PKEY("student.grad_clip", student.lm.grad_clip, us_lm_train_param_table, "grad_clip", 0),
     SECTION("cost"),
     PKEY("cost.cpu_usd_per_hour", cost.cpu_usd_per_hour, us_cost_param_table, "cpu_usd_per_hour",
          0),
@@ -179,7 +192,6 @@ static const key_spec KEYS[] = {
 /* The keys of one data.inputs object. */
 static const char *const INPUT_KEYS[] = {"path", "split", "format"};
 static const char *const INPUT_FORMATS[] = {"jsonl", "csv", "tsv", "text", "docs"};
-static const char *const PRESETS[] = {"nano", "micro", "mini"};
 
 /* ---- defaults -------------------------------------------------------------------------------- */
 
@@ -196,66 +208,19 @@ void us_config_defaults(us_config *c) {
   set_string(&c->task.instructions, DEFAULT_CLASSIFY_INSTRUCTIONS);
   set_string(&c->task.template, DEFAULT_CLASSIFY_TEMPLATE);
 
-  set_string(&c->data.text_field, "text");
-  set_string(&c->data.id_field, "id");
-  c->data.label_field = NULL; /* unset: prompts reads "label" when a record has one */
-  c->data.test_fraction = 0.2;
-  c->data.seed = 1;
-  c->data.chunk_chars = 1500;
-  c->data.repair_utf8 = false;
-  c->data.questions_per_chunk = 3;
-  set_string(&c->data.question_template, DEFAULT_QUESTION_TEMPLATE);
-  set_string(&c->data.answer_template, DEFAULT_ANSWER_TEMPLATE);
+  us_prompts_params_defaults(&c->data); /* label_field stays NULL: "label" when present */
+  set_string(&c->data.text_field, US_PROMPTS_DEFAULT_TEXT_FIELD);
+  set_string(&c->data.id_field, US_PROMPTS_DEFAULT_ID_FIELD);
+  set_string(&c->data.question_template, US_PROMPTS_DEFAULT_QUESTION_TEMPLATE);
+  set_string(&c->data.answer_template, US_PROMPTS_DEFAULT_ANSWER_TEMPLATE);
 
-  set_string(&c->teacher.base_url, "https://api.openai.com/v1");
-  set_string(&c->teacher.api_key_env, "OPENAI_API_KEY");
-  c->teacher.concurrency = 8;
-  c->teacher.requests_per_minute = 0;
-  c->teacher.tokens_per_minute = 0;
-  c->teacher.timeout_s = 60;
-  c->teacher.max_retries = 6;
-  c->teacher.temperature = 0;
-  c->teacher.max_tokens = 16;
-  c->teacher.has_seed = false;
-  c->teacher.logprobs = false;
-  c->teacher.top_logprobs = 5;
-  c->teacher.budget_usd = 10;
+  us_teacher_params_defaults(&c->teacher);
+  set_string(&c->teacher.base_url, US_TEACHER_DEFAULT_BASE_URL);
+  set_string(&c->teacher.api_key_env, US_TEACHER_DEFAULT_API_KEY_ENV);
 
-  /* classifier (fastText-like) */
-  c->student.dim = 100;
-  c->student.word_ngrams = 2;
-  c->student.minn = 3;
-  c->student.maxn = 5;
-  c->student.buckets = 2000000;
-  c->student.n_hidden = 0;
-  c->student.dropout = 0;
-  c->student.epochs = 25;
-  c->student.lr = 1.0; /* the classifier's measured defaults: docs/student.md */
-  c->student.kd_temperature = 1;
-  c->student.label_smoothing = 0.1;
+  us_classifier_params_defaults(&c->student.classifier);
+  us_lm_train_params_defaults(&c->student.lm);
   c->student.validation_fraction = 0.1;
-  c->student.patience = 5;
-  c->student.threads = 2;
-  c->student.seed = 1;
-  c->student.quantize = false;
-  c->student.calibrate = true;
-  c->student.min_count = 1;
-  c->student.min_count_ngram = 3;
-  c->student.quantize_bits = 4;
-  /* language model */
-  c->student.preset = NULL;
-  c->student.layers = 4;
-  c->student.lm_dim = 256;
-  c->student.heads = 4;
-  c->student.context = 256;
-  c->student.vocab_size = 2048;
-  c->student.steps = 2000;
-  c->student.batch_size = 16;
-  c->student.warmup_steps = 100;
-  c->student.checkpoint_every = 500;
-  c->student.lm_lr = 3e-4;
-  c->student.weight_decay = 0.1;
-  c->student.grad_clip = 1.0;
 
   us_cost_params_defaults(&c->cost);
   us_quality_params_defaults(&c->quality);
@@ -289,7 +254,7 @@ void us_config_free(us_config *c) {
     free(c->teacher.headers[i].value);
   }
   free(c->teacher.headers);
-  free(c->student.preset);
+  free((char *)c->student.lm.preset);
   memset(c, 0, sizeof *c);
 }
 
@@ -338,7 +303,7 @@ static void describe(const cJSON *v, char *out, size_t cap) {
     size_t n = 0;
     const char *s = v->valuestring;
     for (; s[n] && n < 40; n++) text[n] = ((unsigned char)s[n] < 0x20) ? '?' : s[n];
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* never cut a UTF-8 character */
+    while (n > 0 && US_UTF8_IS_CONTINUATION(s[n])) n--; /* never cut a UTF-8 character */
     text[n] = '\0';
     snprintf(out, cap, "the string \"%s%s\"", text, s[n] ? "..." : "");
   } else if (cJSON_IsNumber(v)) {
@@ -508,10 +473,6 @@ static us_status read_string(const load_ctx *x, const key_spec *k, const char *p
         return fail_type(x, path, "a URL with a host after the scheme", v);
       break;
     }
-    case K_PRESET:
-      if (!in_list(s, PRESETS, sizeof PRESETS / sizeof *PRESETS))
-        return fail_type(x, path, "\"nano\", \"micro\", \"mini\" or null", v);
-      break;
     default:
       break;
   }
@@ -644,26 +605,6 @@ static us_status read_headers(const load_ctx *x, const char *path, const cJSON *
   return US_OK;
 }
 
-static us_status read_hidden(const load_ctx *x, const key_spec *k, const char *path,
-                             const cJSON *v) {
-  us_config *c = x->c;
-  char expected[64];
-  snprintf(expected, sizeof expected, "an array of at most %d layer sizes", US_MAX_HIDDEN);
-  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > US_MAX_HIDDEN)
-    return fail_type(x, path, expected, v);
-  char item_path[KEY_PATH_MAX];
-  int i = 0;
-  for (const cJSON *e = v->child; e; e = e->next, i++) {
-    snprintf(item_path, sizeof item_path, "%.300s[%d]", path, i);
-    double d;
-    us_status st = read_number(x, k, item_path, e, true, &d);
-    if (st) return st;
-    c->student.hidden[i] = (int)d;
-  }
-  c->student.n_hidden = i;
-  return US_OK;
-}
-
 /* ---- module parameters ----------------------------------------------------------------------- */
 
 static const us_param *param_of(const key_spec *k) {
@@ -757,7 +698,6 @@ static us_status read_key(load_ctx *x, const key_spec *k, const char *path, cons
     case K_ENV_NAME:
     case K_URL:
     case K_PATH:
-    case K_PRESET:
       return read_string(x, k, path, v, (char **)slot);
     case K_TASK_TYPE:
       if (!cJSON_IsString(v) ||
@@ -793,8 +733,6 @@ static us_status read_key(load_ctx *x, const key_spec *k, const char *path, cons
       return read_inputs(x, path, v);
     case K_HEADERS:
       return read_headers(x, path, v);
-    case K_HIDDEN:
-      return read_hidden(x, k, path, v);
     case K_PARAM:
       return read_param(x, k, path, v);
     case K_SECTION:
@@ -898,7 +836,7 @@ static bool key_wants_string(const char *key, size_t key_len) {
   const key_spec *k = find_key(path);
   if (k)
     return k->kind == K_STRING || k->kind == K_NAME || k->kind == K_ENV_NAME || k->kind == K_URL ||
-           k->kind == K_PATH || k->kind == K_PRESET || k->kind == K_TASK_TYPE;
+           k->kind == K_PATH || k->kind == K_TASK_TYPE;
   /* free-form places whose values are strings: header values, data.inputs[N].path and the like */
   if (strncmp(path, "teacher.headers.", 16) == 0) return true;
   if (strncmp(path, "data.inputs[", 12) == 0) {
@@ -1132,7 +1070,9 @@ static us_status apply_task_defaults(load_ctx *x) {
                gen ? DEFAULT_GENERATE_INSTRUCTIONS : DEFAULT_CLASSIFY_INSTRUCTIONS);
   if (!was_set(x, "task.template"))
     set_string(&c->task.template, gen ? DEFAULT_GENERATE_TEMPLATE : DEFAULT_CLASSIFY_TEMPLATE);
-  if (!was_set(x, "teacher.max_tokens")) c->teacher.max_tokens = gen ? 512 : 16;
+  if (!was_set(x, "teacher.max_tokens"))
+    c->teacher.max_tokens =
+        gen ? US_TEACHER_DEFAULT_MAX_TOKENS_GENERATE : US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY;
   if (!c->task.instructions || !c->task.template)
     return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
   return US_OK;
@@ -1145,22 +1085,17 @@ static us_status check_consistency(load_ctx *x) {
                 c->task.n_labels);
   if (!strstr(c->task.template, "{text}"))
     return fail(x, "task.template", "expected a template containing {text}, found none");
-  if (!strstr(c->data.question_template, "{chunk}"))
-    return fail(x, "data.question_template", "expected a template containing {chunk}, found none");
-  if (!strstr(c->data.answer_template, "{question}"))
-    return fail(x, "data.answer_template", "expected a template containing {question}, found none");
-  if (c->student.maxn > 0 && c->student.minn > c->student.maxn)
-    return fail(x, "student.minn", "expected minn <= maxn (%d), found %d", c->student.maxn,
-                c->student.minn);
-  if (c->student.buckets == 0 && (c->student.word_ngrams > 1 || c->student.maxn > 0))
-    return fail(x, "student.buckets",
-                "expected at least 1 bucket while word_ngrams > 1 or maxn > 0, found 0");
-  if (c->student.lm_dim % c->student.heads != 0)
-    return fail(x, "student.heads", "expected a divisor of student.lm_dim (%d), found %d",
-                c->student.lm_dim, c->student.heads);
   size_t n = strlen(c->teacher.base_url);
   while (n > 0 && c->teacher.base_url[n - 1] == '/') c->teacher.base_url[--n] = '\0';
   return US_OK;
+}
+
+/* student.threads, student.seed and student.dropout are read into the classifier's settings and
+ * hold for the language model too. */
+static void share_student_settings(us_config *c) {
+  c->student.lm.dropout = c->student.classifier.dropout;
+  c->student.lm.threads = c->student.classifier.threads;
+  c->student.lm.seed = c->student.classifier.seed;
 }
 
 /* ---- the modules' own checks ------------------------------------------------------------------ */
@@ -1179,6 +1114,18 @@ typedef struct check_spec {
 #define CHECK_FOR(task_type, member, table_fn, fn) \
   { offsetof(us_config, member), table_fn, fn, task_type }
 
+static us_status check_prompts(const void *p, us_err *err) {
+  return us_prompts_params_check(p, err);
+}
+static us_status check_teacher(const void *p, us_err *err) {
+  return us_teacher_params_check(p, err);
+}
+static us_status check_classifier(const void *p, us_err *err) {
+  return us_classifier_params_check(p, err);
+}
+static us_status check_lm(const void *p, us_err *err) {
+  return us_lm_train_params_check(p, err);
+}
 static us_status check_cost(const void *p, us_err *err) {
   return us_cost_params_check(p, err);
 }
@@ -1186,18 +1133,35 @@ static us_status check_quality(const void *p, us_err *err) {
   return us_quality_params_check(p, err);
 }
 
+/* Both students are checked whatever the task, as the config always has (a classify config with
+ * student.heads 5 is refused too). */
 static const check_spec CHECKS[] = {
+    CHECK(data, us_prompts_param_table, check_prompts),
+    CHECK(teacher, us_teacher_param_table, check_teacher),
+    CHECK(student.classifier, us_classifier_param_table, check_classifier),
+    CHECK(student.lm, us_lm_train_param_table, check_lm),
     CHECK(cost, us_cost_param_table, check_cost),
     CHECK(quality, us_quality_param_table, check_quality),
     {0, NULL, NULL, -1} /* end */
 };
 
-/* The config key stored through table's field, or NULL. */
+/* The config key stored through table's field, or NULL. A field the table does not list (a
+ * string such as question_template) is the key of that name in the section of table's keys. */
 static const char *key_of_field(param_table_fn table, const char *field, size_t len) {
-  for (size_t i = 0; i < N_KEYS; i++)
-    if (KEYS[i].kind == K_PARAM && KEYS[i].table == table && strlen(KEYS[i].field) == len &&
-        strncmp(KEYS[i].field, field, len) == 0)
+  const char *section = NULL;
+  for (size_t i = 0; i < N_KEYS; i++) {
+    if (KEYS[i].table != table || !KEYS[i].field) continue;
+    if (strlen(KEYS[i].field) == len && strncmp(KEYS[i].field, field, len) == 0)
       return KEYS[i].path;
+    if (!section) section = KEYS[i].path;
+  }
+  size_t n = section ? strcspn(section, ".") : 0;
+  for (size_t i = 0; section && i < N_KEYS; i++) {
+    const char *k = KEYS[i].path;
+    if (strncmp(k, section, n) == 0 && k[n] == '.' && strlen(k + n + 1) == len &&
+        strncmp(k + n + 1, field, len) == 0)
+      return k;
+  }
   return NULL;
 }
 
@@ -1365,6 +1329,7 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   if ((st = read_object(&x, root, ""))) goto fail;
   if ((st = check_required(&x))) goto fail;
   if ((st = apply_task_defaults(&x))) goto fail;
+  share_student_settings(c);
   if ((st = run_module_checks(&x))) goto fail;
   if ((st = check_consistency(&x))) goto fail;
   if ((st = resolve_paths(&x))) goto fail;
@@ -1378,56 +1343,9 @@ fail:
 
 /* ---- rendering ------------------------------------------------------------------------------- */
 
-/* Replaces {text} and {labels} in one pass, so markers inside the inserted text stay as
- * they are. */
-static us_status fill_template(const char *tpl, const char *text, const char *labels, char **out) {
-  us_buf b;
-  us_buf_init(&b, 0);
-  us_status st = us_buf_puts(&b, "");
-  for (const char *p = tpl; *p && !st;) {
-    if (strncmp(p, "{text}", 6) == 0) {
-      st = us_buf_puts(&b, text);
-      p += 6;
-    } else if (strncmp(p, "{labels}", 8) == 0) {
-      st = us_buf_puts(&b, labels);
-      p += 8;
-    } else {
-      const char *next = strchr(p + 1, '{');
-      size_t n = next ? (size_t)(next - p) : strlen(p);
-      st = us_buf_append(&b, p, n);
-      p += n;
-    }
-  }
-  if (st) {
-    us_buf_free(&b);
-    return st;
-  }
-  *out = us_buf_steal(&b);
-  return *out ? US_OK : US_ERR_NOMEM;
-}
-
 us_status us_config_render(const us_config *c, const char *text, char **system, char **user,
                            us_err *err) {
-  *system = *user = NULL;
-  us_buf labels;
-  us_buf_init(&labels, 0);
-  us_status st = us_buf_puts(&labels, "");
-  for (int i = 0; i < c->task.n_labels && !st; i++)
-    st = us_buf_printf(&labels, "%s%s", i ? ", " : "", c->task.labels[i]);
-  if (!st)
-    st = fill_template(c->task.instructions ? c->task.instructions : "", text ? text : "",
-                       labels.data, system);
-  if (!st)
-    st = fill_template(c->task.template ? c->task.template : "{text}", text ? text : "",
-                       labels.data, user);
-  us_buf_free(&labels);
-  if (st) {
-    free(*system);
-    free(*user);
-    *system = *user = NULL;
-    return us_err_set(err, st, "out of memory rendering a prompt");
-  }
-  return US_OK;
+  return us_request_render(&c->task, text, system, user, err);
 }
 
 int us_config_label_index(const us_config *c, const char *label) {

@@ -12,22 +12,12 @@
 #include "core/params.h"
 #include "core/status.h"
 #include "core/task.h"
+#include "distill/prompts.h"
+#include "distill/teacher.h"
 #include "eval/cascade.h"
 #include "eval/cost.h"
-
-
-typedef struct us_input {
-  char *path;     /* resolved file or folder */
-  us_split split; /* "split": "train" | "test" pins every prompt of this input; else AUTO */
-  char *format;   /* "jsonl" | "csv" | "tsv" | "text" | "docs"; NULL: guess from the extension */
-} us_input;
-
-typedef struct us_header {
-  char *name;
-  char *value;
-} us_header;
-
-#define US_MAX_HIDDEN 4
+#include "student/classifier.h"
+#include "student/lm.h"
 
 typedef struct us_config {
   char *path;   /* the config file as given */
@@ -37,71 +27,17 @@ typedef struct us_config {
 
   us_task task; /* core/task.h; strings owned by the config */
 
-  struct {
-    us_input *inputs; /* required, >= 1; a string is a path, an object {path, split, format} */
-    int n_inputs;
-    char *text_field;        /* default "text" */
-    char *label_field;       /* gold label field; NULL if none (default "label" is tried softly) */
-    char *id_field;          /* default "id" */
-    double test_fraction;    /* default 0.2, in [0, 0.9] */
-    uint64_t seed;           /* default 1 */
-    int chunk_chars;         /* default 1500, in [200, 100000] */
-    bool repair_utf8;        /* default false: invalid UTF-8 is an error */
-    int questions_per_chunk; /* generate from docs; default 3 */
-    char *question_template; /* generate from docs: {chunk}, {n} */
-    char *answer_template;   /* generate from docs: {chunk}, {question} */
-  } data;
+  us_prompts_params data;    /* distill/prompts.h: the data.* keys */
+  us_teacher_params teacher; /* distill/teacher.h: the teacher.* keys (teacher.price.* too) */
 
   struct {
-    char *base_url;     /* default "https://api.openai.com/v1"; no trailing slash */
-    char *model;        /* required */
-    char *api_key_env;  /* default "OPENAI_API_KEY" */
-    us_header *headers; /* extra headers */
-    int n_headers;
-    int concurrency;            /* default 8, [1, 1024] */
-    double requests_per_minute; /* default 0 = unlimited */
-    double tokens_per_minute;   /* default 0 = unlimited */
-    double timeout_s;           /* default 60, (0, 3600] */
-    int max_retries;            /* default 6, [0, 100] */
-    double temperature;         /* default 0, [0, 2] */
-    int max_tokens;             /* default 16 for classify, 512 for generate */
-    bool has_seed;
-    int64_t seed;                 /* sent only if has_seed */
-    bool logprobs;                /* default false */
-    int top_logprobs;             /* default 5, [0, 20] */
-    double budget_usd;            /* default 10, >= 0 */
-    double price_input_per_mtok;  /* teacher.price.input_per_mtok, default 0 */
-    double price_output_per_mtok; /* teacher.price.output_per_mtok, default 0 */
-    double params_b;              /* teacher size in billions of parameters; default 0 = unknown */
-  } teacher;
-
-  struct {
-    /* classifier */
-    int dim;                   /* default 100 */
-    int word_ngrams;           /* default 2 */
-    int minn, maxn;            /* default 3, 5; maxn 0 disables char n-grams */
-    int buckets;               /* default 2000000 */
-    int hidden[US_MAX_HIDDEN]; /* hidden layer sizes; default none */
-    int n_hidden;
-    double dropout;             /* default 0 */
-    int epochs;                 /* default 25 */
-    double lr;                  /* default 0.5 (classifier) */
-    double kd_temperature;      /* default 1 */
-    double label_smoothing;     /* default 0 */
-    double validation_fraction; /* default 0.1 of train, for early stopping */
-    int patience;               /* default 3 epochs */
-    int threads;                /* default 2 */
-    uint64_t seed;              /* default 1 */
-    bool quantize;              /* default false: quantised embedding table */
-    bool calibrate;        /* default true: temperature scaling on the validation slice */
-    int min_count;              /* default 1: words seen fewer times get no vocabulary entry */
-    int min_count_ngram;        /* default 3: n-grams seen fewer times get no row */
-    int quantize_bits;          /* default 4 (or 8): bits per quantised weight */
-    /* language model (task generate) */
-    char *preset; /* "nano" | "micro" | "mini" | NULL (explicit sizes) */
-    int layers, lm_dim, heads, context, vocab_size;
-    int steps, batch_size, warmup_steps, checkpoint_every;
-    double lm_lr, weight_decay, grad_clip;
+    /* the students' own settings: defaults and ranges are the modules' (student/classifier.h,
+     * student/lm.h). student.threads, student.seed and student.dropout are stored in
+     * classifier and copied to lm when the config is loaded; student.lm_dim and student.lm_lr
+     * are lm.dim and lm.lr; lm.preset is owned by the config. */
+    us_classifier_params classifier; /* task classify */
+    us_lm_train_params lm;           /* task generate */
+    double validation_fraction;      /* default 0.1 of train, for early stopping */
   } student;
 
   us_cost_params cost;       /* eval/cost.h */
@@ -118,8 +54,7 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
                          us_config *c, us_err *err);
 void us_config_free(us_config *c);
 
-/* The system and user messages for one prompt text (task.instructions and task.template with
- * {text} and {labels} filled in). Caller frees both. */
+/* us_request_render (distill/request.h) of the config's task. Caller frees both. */
 us_status us_config_render(const us_config *c, const char *text, char **system, char **user,
                            us_err *err);
 

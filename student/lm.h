@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/params.h"
 #include "core/status.h"
 #include "student/bpe.h"
 #include "understudy.h"
@@ -70,20 +71,23 @@ typedef struct us_lm_progress {
  * last checkpoint, if any, stays on disk for a resume). */
 typedef int (*us_lm_progress_fn)(const us_lm_progress *p, void *user);
 
+/* Defaults (us_lm_train_params_defaults) are the config's (docs/config.md, student.*):
+ * explicit sizes 4 layers, dim 256, 4 heads, context 256, vocabulary 2048; 2000 steps of 16 rows,
+ * 100 warmup steps, lr 3e-4, weight decay 0.1, clip 1, a checkpoint every 500 steps. */
 typedef struct us_lm_train_params {
-  const char *preset;              /* "nano" (default) | "micro" | "mini" | NULL: the sizes below */
+  const char *preset;              /* "nano" | "micro" | "mini" | NULL (default): the sizes below */
   int layers, dim, heads, context; /* used when preset is NULL */
-  int vocab_size;                  /* tokeniser size; default 1024 */
-  int steps;                       /* default 1000 */
-  int batch_size;                  /* packed rows of `context` tokens per step; default 8 */
-  int warmup_steps;                /* linear warmup; default 50 */
-  double lr;                       /* peak learning rate; default 1e-3 */
+  int vocab_size;                  /* tokeniser size */
+  int steps;                       /* optimiser steps */
+  int batch_size;                  /* packed rows of `context` tokens per step */
+  int warmup_steps;                /* linear warmup */
+  double lr;                       /* peak learning rate */
   double min_lr_fraction;          /* cosine decays to lr * this; default 0.1 */
-  double weight_decay;             /* AdamW, on matrices only; default 0.1 */
+  double weight_decay;             /* AdamW, on matrices only */
   double beta1, beta2, eps;        /* default 0.9, 0.95, 1e-8 */
-  double grad_clip;                /* global norm; 0 disables; default 1.0 */
+  double grad_clip;                /* global norm; 0 disables */
   double dropout;                  /* on embeddings, attention and SwiGLU outputs; default 0 */
-  int checkpoint_every;            /* steps; 0: never */
+  int checkpoint_every;            /* steps; 0: never; none are written without checkpoint_path */
   const char *checkpoint_path;     /* where checkpoints go (model file + training state) */
   bool resume;                     /* continue from checkpoint_path when it exists */
   uint64_t seed;                   /* weights and data order; default 1 */
@@ -93,7 +97,16 @@ typedef struct us_lm_train_params {
   float *losses; /* optional: losses[step] receives each step's loss (steps long) */
 } us_lm_train_params;
 
+/* THE defaults (the config's student.* start from these); string and pointer fields NULL. */
 void us_lm_train_params_defaults(us_lm_train_params *p);
+
+/* The range of every numeric and bool field (core/params.h); n receives the entry count. */
+const us_param *us_lm_train_param_table(size_t *n);
+
+/* Checks p against the table, then: preset is NULL or a known name; heads divide dim into an
+ * even head size (with a preset too); beta1, beta2 below 1. Fails with US_ERR_CONFIG and a
+ * message starting with the field's name ("heads: ..."). us_lm_train runs it first. */
+us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err);
 
 /* Trains a tokeniser on the examples' prompts and answers (unless resuming), then the model;
  * *out is the trained model. Examples longer than the context lose prompt tokens from the left

@@ -134,33 +134,33 @@ static void defaults_should_match_documented_values(void **state) {
   assert_true(c.teacher.budget_usd == 10);
   assert_true(c.teacher.price_input_per_mtok == 0 && c.teacher.price_output_per_mtok == 0);
   assert_true(c.teacher.params_b == 0);
-  assert_int_equal(c.student.dim, 100);
-  assert_int_equal(c.student.word_ngrams, 2);
-  assert_int_equal(c.student.minn, 3);
-  assert_int_equal(c.student.maxn, 5);
-  assert_int_equal(c.student.buckets, 2000000);
-  assert_int_equal(c.student.n_hidden, 0);
-  assert_int_equal(c.student.epochs, 25);
-  assert_true(c.student.lr == 1.0);
-  assert_true(c.student.kd_temperature == 1);
+  assert_int_equal(c.student.classifier.dim, 100);
+  assert_int_equal(c.student.classifier.word_ngrams, 2);
+  assert_int_equal(c.student.classifier.minn, 3);
+  assert_int_equal(c.student.classifier.maxn, 5);
+  assert_int_equal(c.student.classifier.buckets, 2000000);
+  assert_int_equal(c.student.classifier.n_hidden, 0);
+  assert_int_equal(c.student.classifier.epochs, 25);
+  assert_true(c.student.classifier.lr == 1.0);
+  assert_true(c.student.classifier.kd_temperature == 1);
   assert_true(c.student.validation_fraction == 0.1);
-  assert_int_equal(c.student.patience, 5);
-  assert_int_equal(c.student.threads, 2);
-  assert_false(c.student.quantize);
-  assert_true(c.student.calibrate);
-  assert_null(c.student.preset);
-  assert_int_equal(c.student.layers, 4);
-  assert_int_equal(c.student.lm_dim, 256);
-  assert_int_equal(c.student.heads, 4);
-  assert_int_equal(c.student.context, 256);
-  assert_int_equal(c.student.vocab_size, 2048);
-  assert_int_equal(c.student.steps, 2000);
-  assert_int_equal(c.student.batch_size, 16);
-  assert_int_equal(c.student.warmup_steps, 100);
-  assert_int_equal(c.student.checkpoint_every, 500);
-  assert_true(c.student.lm_lr == 3e-4);
-  assert_true(c.student.weight_decay == 0.1);
-  assert_true(c.student.grad_clip == 1.0);
+  assert_int_equal(c.student.classifier.patience, 5);
+  assert_int_equal(c.student.classifier.threads, 2);
+  assert_false(c.student.classifier.quantize);
+  assert_true(c.student.classifier.calibrate);
+  assert_null(c.student.lm.preset);
+  assert_int_equal(c.student.lm.layers, 4);
+  assert_int_equal(c.student.lm.dim, 256);
+  assert_int_equal(c.student.lm.heads, 4);
+  assert_int_equal(c.student.lm.context, 256);
+  assert_int_equal(c.student.lm.vocab_size, 2048);
+  assert_int_equal(c.student.lm.steps, 2000);
+  assert_int_equal(c.student.lm.batch_size, 16);
+  assert_int_equal(c.student.lm.warmup_steps, 100);
+  assert_int_equal(c.student.lm.checkpoint_every, 500);
+  assert_true(c.student.lm.lr == 3e-4);
+  assert_true(c.student.lm.weight_decay == 0.1);
+  assert_true(c.student.lm.grad_clip == 1.0);
   assert_true(c.cost.cpu_usd_per_hour == 0.05);
   assert_true(c.cost.requests_per_month == 1e6);
   assert_true(c.quality.target_agreement == 0.95);
@@ -193,7 +193,7 @@ static void minimal_config_should_load_with_defaults_and_resolved_paths(void **s
   assert_string_equal(c.task.labels[2], "balance");
   assert_string_equal(c.teacher.model, "gpt-4o-mini");
   assert_int_equal(c.teacher.max_tokens, 16);
-  assert_int_equal(c.student.dim, 100);
+  assert_int_equal(c.student.classifier.dim, 100);
   free(real);
   us_config_free(&c);
 }
@@ -257,38 +257,38 @@ static void full_config_should_read_every_key(void **state) {
   assert_true(c.teacher.price_input_per_mtok == 0.15);
   assert_true(c.teacher.price_output_per_mtok == 0.6);
   assert_true(c.teacher.params_b == 8);
-  assert_int_equal(c.student.dim, 64);
-  assert_int_equal(c.student.word_ngrams, 3);
-  assert_int_equal(c.student.minn, 2);
-  assert_int_equal(c.student.maxn, 4);
-  assert_int_equal(c.student.buckets, 500000);
-  assert_int_equal(c.student.n_hidden, 2);
-  assert_int_equal(c.student.hidden[0], 128);
-  assert_int_equal(c.student.hidden[1], 32);
-  assert_true(c.student.dropout == 0.1);
-  assert_int_equal(c.student.epochs, 10);
-  assert_true(c.student.lr == 0.25);
-  assert_true(c.student.kd_temperature == 2);
-  assert_true(c.student.label_smoothing == 0.05);
+  assert_int_equal(c.student.classifier.dim, 64);
+  assert_int_equal(c.student.classifier.word_ngrams, 3);
+  assert_int_equal(c.student.classifier.minn, 2);
+  assert_int_equal(c.student.classifier.maxn, 4);
+  assert_int_equal(c.student.classifier.buckets, 500000);
+  assert_int_equal(c.student.classifier.n_hidden, 2);
+  assert_int_equal(c.student.classifier.hidden[0], 128);
+  assert_int_equal(c.student.classifier.hidden[1], 32);
+  assert_true(c.student.classifier.dropout == 0.1);
+  assert_int_equal(c.student.classifier.epochs, 10);
+  assert_true(c.student.classifier.lr == 0.25);
+  assert_true(c.student.classifier.kd_temperature == 2);
+  assert_true(c.student.classifier.label_smoothing == 0.05);
   assert_true(c.student.validation_fraction == 0.15);
-  assert_int_equal(c.student.patience, 5);
-  assert_int_equal(c.student.threads, 1);
-  assert_int_equal(c.student.seed, 9);
-  assert_true(c.student.quantize);
-  assert_false(c.student.calibrate);
-  assert_string_equal(c.student.preset, "micro");
-  assert_int_equal(c.student.layers, 6);
-  assert_int_equal(c.student.lm_dim, 384);
-  assert_int_equal(c.student.heads, 6);
-  assert_int_equal(c.student.context, 512);
-  assert_int_equal(c.student.vocab_size, 4096);
-  assert_int_equal(c.student.steps, 3000);
-  assert_int_equal(c.student.batch_size, 8);
-  assert_int_equal(c.student.warmup_steps, 50);
-  assert_int_equal(c.student.checkpoint_every, 250);
-  assert_true(c.student.lm_lr == 0.001);
-  assert_true(c.student.weight_decay == 0.05);
-  assert_true(c.student.grad_clip == 0.5);
+  assert_int_equal(c.student.classifier.patience, 5);
+  assert_int_equal(c.student.classifier.threads, 1);
+  assert_int_equal(c.student.classifier.seed, 9);
+  assert_true(c.student.classifier.quantize);
+  assert_false(c.student.classifier.calibrate);
+  assert_string_equal(c.student.lm.preset, "micro");
+  assert_int_equal(c.student.lm.layers, 6);
+  assert_int_equal(c.student.lm.dim, 384);
+  assert_int_equal(c.student.lm.heads, 6);
+  assert_int_equal(c.student.lm.context, 512);
+  assert_int_equal(c.student.lm.vocab_size, 4096);
+  assert_int_equal(c.student.lm.steps, 3000);
+  assert_int_equal(c.student.lm.batch_size, 8);
+  assert_int_equal(c.student.lm.warmup_steps, 50);
+  assert_int_equal(c.student.lm.checkpoint_every, 250);
+  assert_true(c.student.lm.lr == 0.001);
+  assert_true(c.student.lm.weight_decay == 0.05);
+  assert_true(c.student.lm.grad_clip == 0.5);
   assert_true(c.cost.cpu_usd_per_hour == 0.1);
   assert_true(c.cost.requests_per_month == 250000);
   assert_true(c.quality.target_agreement == 0.9);
@@ -385,9 +385,9 @@ static void out_of_range_should_name_the_range(void **state) {
   expect_error(NULL, SET("data.test_fraction=0.95"),
                "data.test_fraction: expected a number in [0, 0.9], found the number 0.95", NULL);
   expect_error(NULL, SET("student.buckets=200000000"),
-               "student.buckets: expected an integer in [0, 100000000]", NULL);
+               "student.buckets: expected an integer in [1, 100000000]", NULL);
   expect_error(NULL, SET("student.hidden=[64,0]"),
-               "student.hidden[1]: expected an integer in [1, 65536]", "found the number 0", NULL);
+               "student.hidden[1]: expected an integer in [1, 16384]", "found the number 0", NULL);
   expect_error(NULL, SET("student.hidden=[1,2,3,4,5]"),
                "student.hidden: expected an array of at most 4", NULL);
   expect_error(NULL, SET("quality.target_agreement=0"),
@@ -398,7 +398,7 @@ static void out_of_range_should_name_the_range(void **state) {
   expect_error(NULL, SET("student.minn=5", "student.maxn=3"),
                "student.minn: expected minn <= maxn (3)", "found 5", NULL);
   expect_error(NULL, SET("student.heads=5"),
-               "student.heads: expected a divisor of student.lm_dim (256)", NULL);
+               "student.heads: expected a divisor of the model width (256)", NULL);
 }
 
 static void missing_required_key_should_be_named(void **state) {
@@ -574,8 +574,8 @@ static void set_should_override_numbers_strings_nested_and_arrays(void **state) 
   assert_string_equal(c.name, "2024"); /* a string key keeps a number-looking value as text */
   assert_true(c.teacher.price_output_per_mtok == 0.6);
   assert_true(c.cost.cpu_usd_per_hour == 0.02);
-  assert_int_equal(c.student.n_hidden, 2);
-  assert_int_equal(c.student.hidden[1], 32);
+  assert_int_equal(c.student.classifier.n_hidden, 2);
+  assert_int_equal(c.student.classifier.hidden[1], 32);
   assert_int_equal(c.task.n_labels, 3);
   assert_string_equal(c.task.labels[2], "unsure");
   assert_int_equal(c.data.n_inputs, 2);
@@ -614,7 +614,7 @@ static void later_set_should_win_and_null_should_clear(void **state) {
   assert_int_equal(c.teacher.concurrency, 3);
   assert_false(c.teacher.has_seed);
   assert_null(c.data.label_field);
-  assert_null(c.student.preset);
+  assert_null(c.student.lm.preset);
   us_config_free(&c);
 }
 
@@ -723,25 +723,133 @@ static void student_defaults_should_match_the_classifier(void **state) {
   us_config_defaults(&c);
   us_classifier_params p;
   us_classifier_params_defaults(&p);
-  assert_int_equal(c.student.dim, p.dim);
-  assert_int_equal(c.student.word_ngrams, p.word_ngrams);
-  assert_int_equal(c.student.minn, p.minn);
-  assert_int_equal(c.student.maxn, p.maxn);
-  assert_int_equal(c.student.buckets, p.buckets);
-  assert_int_equal(c.student.n_hidden, p.n_hidden);
-  assert_int_equal(c.student.epochs, p.epochs);
-  assert_int_equal(c.student.patience, p.patience);
-  assert_int_equal(c.student.threads, p.threads);
-  assert_true(c.student.lr == p.lr);
-  assert_true(c.student.dropout == p.dropout);
-  assert_true(c.student.kd_temperature == p.kd_temperature);
-  assert_true(c.student.label_smoothing == p.label_smoothing);
-  assert_true(c.student.quantize == p.quantize);
-  assert_int_equal(c.student.min_count, p.min_count);
-  assert_int_equal(c.student.min_count_ngram, p.min_count_ngram);
-  assert_int_equal(c.student.quantize_bits, p.quantize_bits);
+  assert_int_equal(c.student.classifier.dim, p.dim);
+  assert_int_equal(c.student.classifier.word_ngrams, p.word_ngrams);
+  assert_int_equal(c.student.classifier.minn, p.minn);
+  assert_int_equal(c.student.classifier.maxn, p.maxn);
+  assert_int_equal(c.student.classifier.buckets, p.buckets);
+  assert_int_equal(c.student.classifier.n_hidden, p.n_hidden);
+  assert_int_equal(c.student.classifier.epochs, p.epochs);
+  assert_int_equal(c.student.classifier.patience, p.patience);
+  assert_int_equal(c.student.classifier.threads, p.threads);
+  assert_true(c.student.classifier.lr == p.lr);
+  assert_true(c.student.classifier.dropout == p.dropout);
+  assert_true(c.student.classifier.kd_temperature == p.kd_temperature);
+  assert_true(c.student.classifier.label_smoothing == p.label_smoothing);
+  assert_true(c.student.classifier.quantize == p.quantize);
+  assert_int_equal(c.student.classifier.min_count, p.min_count);
+  assert_int_equal(c.student.classifier.min_count_ngram, p.min_count_ngram);
+  assert_int_equal(c.student.classifier.quantize_bits, p.quantize_bits);
   us_config_free(&c);
 }
+
+/* ---- distill's keys (data.*, teacher.*) against distill's parameter tables ------------------- */
+/* Every numeric key of data.* and teacher.* is backed by an entry of us_prompts_param_table or
+ * us_teacher_param_table: the config's default is the module's, both ends of the range load,
+ * and the value just outside it is refused with a message naming the config key. */
+
+/* The config key of a distill table field (teacher.price_* sit in a teacher.price object). */
+static void distill_config_key(bool teacher, const char *field, char *out, size_t cap) {
+  if (teacher && strncmp(field, "price_", 6) == 0)
+    snprintf(out, cap, "teacher.price.%s", field + 6);
+  else
+    snprintf(out, cap, "%s.%s", teacher ? "teacher" : "data", field);
+}
+
+/* "key=value" with value written so it reads back exactly. */
+static void distill_set(const char *key, const us_param *p, double v, char *out, size_t cap) {
+  if (p->kind == US_PARAM_BOOL)
+    snprintf(out, cap, "%s=%s", key, v != 0 ? "true" : "false");
+  else if (v == (double)(long long)v && fabs(v) < 1e16)
+    snprintf(out, cap, "%s=%lld", key, (long long)v);
+  else
+    snprintf(out, cap, "%s=%.17g", key, v);
+}
+
+/* Loads VALID with key=v and expects it to load with the field holding v. */
+static void distill_expect_accepted(bool teacher, const char *key, const us_param *p, double v) {
+  char set[256];
+  distill_set(key, p, v, set, sizeof set);
+  const char *const sets[] = {set};
+  us_config c;
+  us_err err = {0};
+  if (load_json(VALID, sets, 1, &c, &err) != US_OK) fail_msg("%s refused: %s", set, err.msg);
+  double got = us_param_value(p, teacher ? (const void *)&c.teacher : (const void *)&c.data, 0);
+  if (got != v) fail_msg("%s loaded as %.17g", set, got);
+  us_config_free(&c);
+}
+
+static void distill_expect_refused(const char *key, const us_param *p, double v) {
+  char set[256], needle[160];
+  distill_set(key, p, v, set, sizeof set);
+  if (p->kind == US_PARAM_BOOL) snprintf(set, sizeof set, "%s=2", key); /* not a bool at all */
+  snprintf(needle, sizeof needle, "%s: ", key);
+  expect_error(NULL, (const char *const[]){set}, 1, needle, NULL);
+}
+
+static void distill_walk_table(bool teacher, const us_param *table, size_t n) {
+  us_config c;
+  us_config_defaults(&c);
+  us_prompts_params data_defaults;
+  us_teacher_params teacher_defaults;
+  us_prompts_params_defaults(&data_defaults);
+  us_teacher_params_defaults(&teacher_defaults);
+  const void *config_section = teacher ? (const void *)&c.teacher : (const void *)&c.data;
+  const void *module = teacher ? (const void *)&teacher_defaults : (const void *)&data_defaults;
+  for (size_t i = 0; i < n; i++) {
+    const us_param *p = &table[i];
+    char key[96];
+    distill_config_key(teacher, p->name, key, sizeof key);
+    double want = us_param_value(p, module, 0), got = us_param_value(p, config_section, 0);
+    if (want != got) fail_msg("%s: the config's default %g is not the module's %g", key, got, want);
+    if (p->kind == US_PARAM_BOOL) {
+      distill_expect_accepted(teacher, key, p, 0);
+      distill_expect_accepted(teacher, key, p, 1);
+      distill_expect_refused(key, p, 2);
+      continue;
+    }
+    bool open = p->flags & US_PARAM_MIN_OPEN, integer = p->kind != US_PARAM_DOUBLE;
+    double lowest = open ? (integer ? p->min + 1 : nextafter(p->min, INFINITY)) : p->min;
+    double below = open ? p->min : (integer ? p->min - 1 : nextafter(p->min, -INFINITY));
+    distill_expect_accepted(teacher, key, p, lowest);
+    distill_expect_refused(key, p, below);
+    if (p->flags & US_PARAM_NO_MAX) {
+      distill_expect_accepted(teacher, key, p, 1e15);
+      continue;
+    }
+    distill_expect_accepted(teacher, key, p, p->max);
+    distill_expect_refused(key, p, integer ? p->max + 1 : nextafter(p->max, INFINITY));
+  }
+  us_config_free(&c);
+}
+
+static void distill_keys_should_follow_the_distill_tables(void **state) {
+  (void)state;
+  size_t n = 0;
+  const us_param *table = us_prompts_param_table(&n);
+  assert_true(n > 0);
+  distill_walk_table(false, table, n);
+  table = us_teacher_param_table(&n);
+  assert_true(n > 0);
+  distill_walk_table(true, table, n);
+}
+
+static void distill_string_defaults_should_be_the_modules(void **state) {
+  (void)state;
+  us_config c;
+  us_config_defaults(&c);
+  assert_string_equal(c.data.text_field, US_PROMPTS_DEFAULT_TEXT_FIELD);
+  assert_string_equal(c.data.id_field, US_PROMPTS_DEFAULT_ID_FIELD);
+  assert_string_equal(c.data.question_template, US_PROMPTS_DEFAULT_QUESTION_TEMPLATE);
+  assert_string_equal(c.data.answer_template, US_PROMPTS_DEFAULT_ANSWER_TEMPLATE);
+  assert_null(c.data.label_field);
+  assert_string_equal(c.teacher.base_url, US_TEACHER_DEFAULT_BASE_URL);
+  assert_string_equal(c.teacher.api_key_env, US_TEACHER_DEFAULT_API_KEY_ENV);
+  assert_int_equal(c.teacher.max_tokens, US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY);
+  us_config_free(&c);
+}
+
+/* ---- end of distill's block ------------------------------------------------------------------ */
 
 /* ---- eval's settings: every cost.* and quality.* key against eval's own tables --------------- */
 
@@ -837,6 +945,9 @@ int main(void) {
       cmocka_unit_test(render_should_fill_text_and_labels_once),
       cmocka_unit_test(render_should_fill_labels_in_instructions),
       cmocka_unit_test(label_index_should_find_exact_labels_only),
+      /* distill's keys */
+      cmocka_unit_test(distill_keys_should_follow_the_distill_tables),
+      cmocka_unit_test(distill_string_defaults_should_be_the_modules),
       cmocka_unit_test(cost_and_quality_keys_should_follow_the_eval_tables),
   };
   return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);

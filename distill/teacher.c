@@ -625,7 +625,10 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
   if (code == 200) {
     us_err err = {0};
     answer a;
-    if (answer_parse(t, r->body, &a, &err))
+    us_status parsed = answer_parse(t, r->body, &a, &err);
+    if (parsed == US_ERR_NOMEM) /* ours, not the teacher's: asking again would only pay again */
+      stop_with(t, j, US_ERR_NOMEM, "%s", err.msg);
+    else if (parsed)
       retry_or_fail(t, j, r->headers, 200, err.msg, now);
     else
       record_answer(t, j, r, &a, now);

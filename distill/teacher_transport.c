@@ -126,6 +126,7 @@ static us_status read_key(us__transport *tr, const us_teacher_params *p, bool lo
                         p->api_key_env);
     tr->api_key = us_strdup(key);
     tr->api_key_len = strlen(key);
+    if (!tr->api_key) return us_err_set(err, US_ERR_NOMEM, "out of memory copying the API key");
   } else if (!loopback) {
     return us_err_set(err, US_ERR_AUTH,
                       "$%s is unset or empty: set it to the API key for %s "

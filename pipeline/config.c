@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -954,7 +955,10 @@ static char *config_dir(const char *path) {
       folder[slash - path] = '\0';
     }
   }
-  if (!folder) return NULL;
+  if (!folder) {
+    errno = ENOMEM;
+    return NULL;
+  }
   char *abs = realpath(folder, NULL);
   free(folder);
   return abs;
@@ -1305,7 +1309,11 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   if ((st = load_tree(&x, &root))) goto fail;
   c->path = us_strdup(path);
   c->dir = config_dir(path);
-  if (!c->path || !c->dir) {
+  if (!c->path || (!c->dir && errno == ENOMEM)) {
+    st = us_err_set(err, US_ERR_NOMEM, "%s: out of memory loading the config", path);
+    goto fail;
+  }
+  if (!c->dir) {
     st = us_err_set(err, US_ERR_IO, "%s: cannot find the config's folder", path);
     goto fail;
   }

@@ -188,7 +188,12 @@ us_status us_eval_predict_stage(const us_config *c, us_cache *cache, us_eval_sum
   size_t n = 0;
   char *path = us_train_model_path(c);
   cJSON *root = cJSON_CreateObject();
-  us_status st = load_test_rows(c, cache, &rows, &n, err);
+  us_status st = US_OK;
+  if (!path || !root) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory evaluating the student");
+    goto done;
+  }
+  st = load_test_rows(c, cache, &rows, &n, err);
   if (st) goto done;
   if (n == 0) {
     st = us_err_set(err, US_ERR_STATE,

@@ -130,7 +130,15 @@ static const key_spec KEYS[] = {
          "price_input_per_mtok", 0),
     PKEY("teacher.price.output_per_mtok", teacher.price_output_per_mtok, us_teacher_param_table,
          "price_output_per_mtok", 0),
+    PKEY("teacher.price.batch_discount", teacher.price_batch_discount, us_teacher_param_table,
+         "price_batch_discount", 0),
     PKEY("teacher.params_b", teacher.params_b, us_teacher_param_table, "params_b", 0),
+    FKEY("teacher.mode", K_STRING, teacher.mode, us_teacher_param_table, "mode", F_NONEMPTY),
+    FKEY("teacher.batch_retry", K_STRING, teacher.batch_retry, us_teacher_param_table,
+         "batch_retry", F_NONEMPTY),
+    PKEY("teacher.batch_max_requests", teacher.batch_max_requests, us_teacher_param_table,
+         "batch_max_requests", 0),
+    PKEY("teacher.batch_poll_s", teacher.batch_poll_s, us_teacher_param_table, "batch_poll_s", 0),
     SECTION("student"),
     PKEY("student.dim", student.classifier.dim, us_classifier_param_table, "dim", 0),
     PKEY("student.word_ngrams", student.classifier.word_ngrams, us_classifier_param_table,
@@ -216,6 +224,8 @@ void us_config_defaults(us_config *c) {
   us_teacher_params_defaults(&c->teacher);
   set_string(&c->teacher.base_url, US_TEACHER_DEFAULT_BASE_URL);
   set_string(&c->teacher.api_key_env, US_TEACHER_DEFAULT_API_KEY_ENV);
+  set_string(&c->teacher.mode, US_TEACHER_DEFAULT_MODE);
+  set_string(&c->teacher.batch_retry, US_TEACHER_DEFAULT_BATCH_RETRY);
 
   us_classifier_params_defaults(&c->student.classifier);
   us_lm_train_params_defaults(&c->student.lm);
@@ -248,6 +258,8 @@ void us_config_free(us_config *c) {
   free(c->teacher.base_url);
   free(c->teacher.model);
   free(c->teacher.api_key_env);
+  free(c->teacher.mode);
+  free(c->teacher.batch_retry);
   for (int i = 0; i < c->teacher.n_headers; i++) {
     free(c->teacher.headers[i].name);
     free(c->teacher.headers[i].value);

@@ -513,6 +513,9 @@ void us__batcher_collect(us__batcher *bt, us__transfer_done_fn done, void *user)
       r.started = us_now() - (us_epoch() - b->created_at);
       us__resp_headers h;
       us__resp_headers_reset(&h);
+      /* a row to retry goes in the next batch with every other one of this batch: no backoff
+       * (the batch was the wait) */
+      snprintf(h.retry_after, sizeof h.retry_after, "0");
       r.headers = &h;
       r.batch = true;
       char message[600];

@@ -54,9 +54,8 @@ void us_cli_label_progress(void *user, const us_label_stats *s) {
             "%slabel: %lld/%lld  batch %s: %lld open, %lld requests, %lld done, %lld failed  "
             "$%.4f%s",
             p->tty ? "\r" : "", (long long)finished, (long long)s->total, s->batch_status,
-            (long long)s->batches_open, (long long)s->batch_requests,
-            (long long)s->batch_completed, (long long)s->batch_failed, s->spent_usd,
-            p->tty ? "\033[K" : "\n");
+            (long long)s->batches_open, (long long)s->batch_requests, (long long)s->batch_completed,
+            (long long)s->batch_failed, s->spent_usd, p->tty ? "\033[K" : "\n");
     fflush(stderr);
     p->drawn = p->tty;
     p->last_line = now;

@@ -88,13 +88,13 @@ typedef struct us_label_stats {
   double elapsed_s;
   double cpu_s; /* process CPU seconds used by this run */
   /* teacher.mode "batch" */
-  int64_t batches_created;  /* batches created in this run */
-  int64_t batches_open;     /* batches waited for now (created or resumed) */
-  int64_t batch_requests;   /* requests in those */
-  int64_t batch_completed;  /* of which the API reports done */
-  int64_t batch_failed;     /* and failed */
-  char batch_status[24];    /* the oldest open batch's status ("in_progress", ...) */
-  double batch_saved_usd;   /* what this run's batch answers would have cost more live */
+  int64_t batches_created; /* batches created in this run */
+  int64_t batches_open;    /* batches waited for now (created or resumed) */
+  int64_t batch_requests;  /* requests in those */
+  int64_t batch_completed; /* of which the API reports done */
+  int64_t batch_failed;    /* and failed */
+  char batch_status[24];   /* the oldest open batch's status ("in_progress", ...) */
+  double batch_saved_usd;  /* what this run's batch answers would have cost more live */
   /* --dry-run estimates */
   int64_t est_prompt_tokens, est_completion_tokens_max;
   double est_cost_low_usd, est_cost_high_usd;

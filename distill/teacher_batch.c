@@ -85,8 +85,8 @@ typedef struct batch {
   size_t n;
   double created_at, next_poll;
   int64_t completed, failed;
-  bool ended;        /* its files are read: ready to hand back */
-  char reason[512];  /* failed batch: why */
+  bool ended;       /* its files are read: ready to hand back */
+  char reason[512]; /* failed batch: why */
 } batch;
 
 struct us__batcher {
@@ -546,8 +546,7 @@ void us__batcher_collect(us__batcher *bt, us__transfer_done_fn done, void *user)
       done(user, &r, us_now());
     }
     free(failed_body);
-    if (b->id)
-      us_cache_batch_collected(bt->cache, b->id, b->status, answered, spent, live, NULL);
+    if (b->id) us_cache_batch_collected(bt->cache, b->id, b->status, answered, spent, live, NULL);
     if (bt->stats) bt->stats->batch_saved_usd += live - spent;
     batch_free(b);
   }

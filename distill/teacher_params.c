@@ -82,8 +82,7 @@ us_status us_teacher_params_check(const us_teacher_params *p, us_err *err) {
   if (p->mode && strcmp(p->mode, "live") != 0 && strcmp(p->mode, "batch") != 0)
     return us_err_set(err, US_ERR_CONFIG, "mode: expected \"live\" or \"batch\", found \"%.100s\"",
                       p->mode);
-  if (p->batch_retry && strcmp(p->batch_retry, "batch") != 0 &&
-      strcmp(p->batch_retry, "live") != 0)
+  if (p->batch_retry && strcmp(p->batch_retry, "batch") != 0 && strcmp(p->batch_retry, "live") != 0)
     return us_err_set(err, US_ERR_CONFIG,
                       "batch_retry: expected \"batch\" or \"live\", found \"%.100s\"",
                       p->batch_retry);

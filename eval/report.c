@@ -390,15 +390,15 @@ static us_status md_cost(const us_report *r, us_buf *o) {
   us__report_count(be, sizeof be, c->break_even_requests);
   us__report_usd(tm, sizeof tm, c->teacher_usd_per_month);
   us__report_usd(sm, sizeof sm, c->student_usd_per_month);
-  us_status st = us_buf_printf(o,
-                       "\n## Cost\n\n| item | value |\n|---|---|\n"
-                       "| teacher per request | %s |\n| student per request | %s |\n"
-                       "| labelling spend paid | %s |\n| saved by the cache and imports | %s |\n"
-                       "| training (CPU) | %s |\n| one-off total | %s |\n"
-                       "| student alone breaks even after | %s requests |\n"
-                       "| teacher per month | %s |\n| student alone per month | %s |\n",
-                       t, s, lab, saved, train, once, c->breaks_even ? be : "never (not cheaper)",
-                       tm, sm);
+  us_status st = us_buf_printf(
+      o,
+      "\n## Cost\n\n| item | value |\n|---|---|\n"
+      "| teacher per request | %s |\n| student per request | %s |\n"
+      "| labelling spend paid | %s |\n| saved by the cache and imports | %s |\n"
+      "| training (CPU) | %s |\n| one-off total | %s |\n"
+      "| student alone breaks even after | %s requests |\n"
+      "| teacher per month | %s |\n| student alone per month | %s |\n",
+      t, s, lab, saved, train, once, c->breaks_even ? be : "never (not cheaper)", tm, sm);
   if (st == US_OK && c->batch_saved_usd > 0) {
     us__report_usd(bs, sizeof bs, c->batch_saved_usd);
     st = us_buf_printf(o, "| saved by the Batch API's discount | %s |\n", bs);

@@ -424,9 +424,8 @@ static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d
       .teacher_usd_per_request = teacher,
       .labelling_spend_usd = s->spent_usd,
       .cache_saved_usd = (hits + (double)s->calls_imported) * teacher,
-      .batch_saved_usd = batches.live_usd > batches.spent_usd
-                             ? batches.live_usd - batches.spent_usd
-                             : 0,
+      .batch_saved_usd =
+          batches.live_usd > batches.spent_usd ? batches.live_usd - batches.spent_usd : 0,
       .training_cpu_seconds = json_number(train, "cpu_s", 0),
       .student_cpu_seconds_per_request = json_number(d->json, "cpu_s_per_request", 0),
       .cost = c->cost,

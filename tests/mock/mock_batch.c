@@ -25,9 +25,9 @@ typedef struct mock_file {
 
 typedef struct mock_batch {
   char id[32], input_file_id[32], output_file_id[32], error_file_id[32];
-  double created;  /* monotonic seconds */
+  double created; /* monotonic seconds */
   time_t created_epoch;
-  int ordinal;     /* 0 for the first batch created */
+  int ordinal; /* 0 for the first batch created */
   bool processed;
   char status[16];
   int total, completed, failed;
@@ -196,9 +196,9 @@ static char *create(const char *body, size_t len, int *status) {
     if (!f) {
       out = error_json("no such file", status, 404);
     } else if (store.n_batches == store.cap_batches &&
-               !(store.batches = realloc(store.batches,
-                                         (store.cap_batches = store.cap_batches * 2 + 8) *
-                                             sizeof *store.batches))) {
+               !(store.batches =
+                     realloc(store.batches, (store.cap_batches = store.cap_batches * 2 + 8) *
+                                                sizeof *store.batches))) {
       out = error_json("out of memory", status, 500);
     } else {
       mock_batch *b = &store.batches[store.n_batches];
@@ -258,8 +258,8 @@ static void process_row(const mock_options *o, const mock_batch *b, const cJSON 
     int ptok = 0, ctok = 0, status = 0;
     const char *type = NULL;
     char *message = NULL;
-    char *answer = fail ? NULL
-                        : mock_response_build(o, body, key, &ptok, &ctok, &status, &type, &message);
+    char *answer =
+        fail ? NULL : mock_response_build(o, body, key, &ptok, &ctok, &status, &type, &message);
     cJSON *resp = cJSON_AddObjectToObject(line_obj, "response");
     cJSON_AddStringToObject(resp, "request_id", rid);
     if (answer) {
@@ -372,8 +372,7 @@ char *mock_batch_route(const mock_options *o, const char *method, const char *ur
                        const char *content_type, const char *body, size_t len, int *status) {
   bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
   const char *files = strstr(url, "/files"), *batches = strstr(url, "/batches");
-  if (post && files && strcmp(files, "/files") == 0)
-    return upload(content_type, body, len, status);
+  if (post && files && strcmp(files, "/files") == 0) return upload(content_type, body, len, status);
   if (post && batches && strcmp(batches, "/batches") == 0) return create(body, len, status);
   if (get && batches && strncmp(batches, "/batches/", 9) == 0 && !strchr(batches + 9, '/'))
     return retrieve(o, batches + 9, status);

@@ -361,9 +361,8 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url, const
   if (get && ends_with(url, "/models")) return send_models(conn);
   int status = 0;
   const char *content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-  char *batch_body =
-      mock_batch_route(&opts, method, url, content_type, ctx->body.data ? ctx->body.data : "",
-                       ctx->body.len, &status);
+  char *batch_body = mock_batch_route(&opts, method, url, content_type,
+                                      ctx->body.data ? ctx->body.data : "", ctx->body.len, &status);
   if (batch_body || status) {
     char message[512];
     if (!key_accepted(conn, message, sizeof message)) {

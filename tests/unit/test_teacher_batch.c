@@ -101,8 +101,8 @@ static void parse_should_read_error_lines(void **state) {
       "{\"id\":\"batch_req_2\",\"custom_id\":\"k2\",\"response\":null,\"error\":{\"code\":"
       "\"batch_expired\",\"message\":\"This request could not be executed before the "
       "completion window expired.\"}}";
-  assert_true(us__batch_parse_line(expired, strlen(expired), id, &status, &body, message,
-                                   sizeof message));
+  assert_true(
+      us__batch_parse_line(expired, strlen(expired), id, &status, &body, message, sizeof message));
   assert_string_equal(id, "k2");
   assert_int_equal(status, 0);
   assert_null(body);
@@ -111,8 +111,8 @@ static void parse_should_read_error_lines(void **state) {
       "{\"id\":\"batch_req_3\",\"custom_id\":\"k3\",\"response\":{\"status_code\":500,"
       "\"request_id\":\"r\",\"body\":{\"error\":{\"message\":\"oops\",\"type\":\"server_error\"}}},"
       "\"error\":null}";
-  assert_true(us__batch_parse_line(server, strlen(server), id, &status, &body, message,
-                                   sizeof message));
+  assert_true(
+      us__batch_parse_line(server, strlen(server), id, &status, &body, message, sizeof message));
   assert_string_equal(id, "k3");
   assert_int_equal(status, 500);
   assert_non_null(strstr(body, "oops"));
@@ -121,15 +121,15 @@ static void parse_should_read_error_lines(void **state) {
   const char *bad[] = {"", "not json", "{\"response\":null}", "[1,2]",
                        "{\"custom_id\":\"x\",\"response\":null,\"error\":null}"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    assert_false(us__batch_parse_line(bad[i], strlen(bad[i]), id, &status, &body, message,
-                                      sizeof message));
+    assert_false(
+        us__batch_parse_line(bad[i], strlen(bad[i]), id, &status, &body, message, sizeof message));
     assert_null(body);
   }
   /* a custom_id longer than a key is refused, never truncated into another key */
   char long_id[200];
   snprintf(long_id, sizeof long_id, "{\"custom_id\":\"%080d\",\"error\":{\"code\":\"x\"}}", 7);
-  assert_false(us__batch_parse_line(long_id, strlen(long_id), id, &status, &body, message,
-                                    sizeof message));
+  assert_false(
+      us__batch_parse_line(long_id, strlen(long_id), id, &status, &body, message, sizeof message));
 }
 
 static void settings_should_default_and_refuse(void **state) {

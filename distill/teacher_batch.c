@@ -85,6 +85,9 @@ typedef struct batch {
   size_t n;
   double created_at, next_poll;
   int64_t completed, failed;
+  size_t attached;  /* entries a job of this run waits on; a resumed batch none of whose
+                     * requests this pass asks for is left alone (open, for the pass or run
+                     * that wants it) */
   bool ended;       /* its files are read: ready to hand back */
   char reason[512]; /* failed batch: why */
 } batch;
@@ -142,14 +145,16 @@ static bool push_batch(us__batcher *bt, batch *b) {
 static void update_stats(us__batcher *bt) {
   us_label_stats *s = bt->stats;
   if (!s) return;
-  s->batches_open = (int64_t)bt->n_batches;
   s->batch_requests = s->batch_completed = s->batch_failed = 0;
   s->batch_status[0] = '\0';
+  s->batches_open = 0;
   for (size_t i = 0; i < bt->n_batches; i++) {
+    if (!bt->batches[i].attached) continue;
+    if (!s->batches_open++)
+      snprintf(s->batch_status, sizeof s->batch_status, "%s", bt->batches[i].status);
     s->batch_requests += (int64_t)bt->batches[i].n;
     s->batch_completed += bt->batches[i].completed;
     s->batch_failed += bt->batches[i].failed;
-    if (i == 0) snprintf(s->batch_status, sizeof s->batch_status, "%s", bt->batches[i].status);
   }
 }
 
@@ -224,6 +229,7 @@ bool us__batcher_take(us__batcher *bt, void *job, const char *body, size_t len, 
     entry *e = find_entry(&bt->batches[i], key);
     if (e && !e->job) { /* an open batch carries it already: wait for that one */
       e->job = job;
+      bt->batches[i].attached++;
       bt->in_flight++;
       return true;
     }
@@ -289,6 +295,7 @@ static void create_batch(us__batcher *bt, entry *entries, size_t n) {
   memset(&b, 0, sizeof b);
   b.entries = entries;
   b.n = n;
+  b.attached = n;
   b.created_at = us_epoch();
   b.next_poll = us_now() + bt->p->batch_poll_s;
   us_buf jsonl;
@@ -459,7 +466,7 @@ void us__batcher_wait(us__batcher *bt) {
   double now = us_now();
   for (size_t i = 0; i < bt->n_batches; i++) {
     batch *b = &bt->batches[i];
-    if (b->ended || !b->id || now < b->next_poll) continue;
+    if (b->ended || !b->id || !b->attached || now < b->next_poll) continue;
     poll_batch(bt, b);
     b->next_poll = us_now() + bt->p->batch_poll_s;
   }
@@ -497,7 +504,7 @@ void us__batcher_collect(us__batcher *bt, us__transfer_done_fn done, void *user)
   size_t kept = 0;
   for (size_t i = 0; i < bt->n_batches; i++) {
     batch *b = &bt->batches[i];
-    if (!b->ended) {
+    if (!b->ended || !b->attached) {
       bt->batches[kept++] = *b;
       continue;
     }
@@ -542,6 +549,7 @@ void us__batcher_collect(us__batcher *bt, us__transfer_done_fn done, void *user)
         route_live(bt, e->key);
       }
       bt->in_flight--;
+      b->attached--;
       e->job = NULL;
       done(user, &r, us_now());
     }
@@ -562,6 +570,7 @@ void us__batcher_abort(us__batcher *bt, us__transfer_dropped_fn dropped, void *u
       void *job = e->job;
       e->job = NULL;
       bt->in_flight--;
+      bt->batches[i].attached--;
       dropped(user, job);
     }
   for (size_t i = 0; i < bt->n_pending; i++) {

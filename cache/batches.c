@@ -130,6 +130,24 @@ us_status us_cache_batch_collected(us_cache *c, const char *id, const char *stat
   return us__cache_step_done(c, s, err, "recording a batch's results");
 }
 
+us_status us_cache_batch_rename(us_cache *c, const char *id, const char *new_id, const char *status,
+                                us_err *err) {
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_BATCH_RENAME, err);
+  if (!s) return US_ERR_DB;
+  sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, new_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 3, status, -1, SQLITE_STATIC);
+  sqlite3_bind_double(s, 4, us_epoch());
+  return us__cache_step_done(c, s, err, "recording a batch's id");
+}
+
+us_status us_cache_batch_delete(us_cache *c, const char *id, us_err *err) {
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_BATCH_DELETE, err);
+  if (!s) return US_ERR_DB;
+  sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+  return us__cache_step_done(c, s, err, "forgetting a batch");
+}
+
 us_status us_cache_batch_totals(us_cache *c, us_batch_totals *t, us_err *err) {
   memset(t, 0, sizeof *t);
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_BATCH_TOTALS, err);

@@ -178,6 +178,13 @@ us_status us_cache_batch_collected(us_cache *c, const char *id, const char *stat
                                    int64_t answered, double spent_usd, double live_usd,
                                    us_err *err);
 
+/* Gives the batch row id the batch's real id (and status): the pending row written just before
+ * the batch was created becomes that batch. */
+us_status us_cache_batch_rename(us_cache *c, const char *id, const char *new_id, const char *status,
+                                us_err *err);
+/* Forgets a batch row and its requests (a pending row whose batch was never created). */
+us_status us_cache_batch_delete(us_cache *c, const char *id, us_err *err);
+
 typedef struct us_batch_totals {
   int64_t batches, open, requests, answered;
   double spent_usd, live_usd; /* saved = live_usd - spent_usd */

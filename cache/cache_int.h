@@ -79,6 +79,8 @@
   X(BATCH_COLLECTED,                                                                            \
     "UPDATE batches SET collected = 1, status = ?2, answered = ?3, spent_usd = ?4, "            \
     "live_usd = ?5, updated_at = ?6 WHERE id = ?1")                                             \
+  X(BATCH_RENAME, "UPDATE batches SET id = ?2, status = ?3, updated_at = ?4 WHERE id = ?1")     \
+  X(BATCH_DELETE, "DELETE FROM batches WHERE id = ?1")                                          \
   X(BATCH_TOTALS,                                                                               \
     "SELECT COUNT(*), COALESCE(SUM(collected = 0), 0), COALESCE(SUM(n_requests), 0), "          \
     "COALESCE(SUM(answered), 0), COALESCE(SUM(spent_usd), 0.0), "                               \

@@ -75,7 +75,9 @@ static const char schema_v2[] =
 
 /* Version 5: the Batch API. A batch's id is committed the moment the API returns it, with the
  * request keys it carries, so a process killed while it runs resumes polling it instead of
- * paying for the requests again. collected: its output and error files were read and every
+ * paying for the requests again. Just before the batch is created, its row is written as
+ * "pending:<input file id>" and renamed to the batch's id once it exists: a process killed in
+ * between finds the batch by its input file. collected: its output and error files were read and every
  * answer committed (answered of them; spent_usd what they cost, live_usd what they would have
  * cost live). */
 static const char schema_v5[] =
@@ -93,7 +95,7 @@ static const char schema_v5[] =
     "  created_at REAL NOT NULL,"
     "  updated_at REAL NOT NULL);"
     "CREATE TABLE batch_requests("
-    "  batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,"
+    "  batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE ON UPDATE CASCADE,"
     "  key TEXT NOT NULL,"
     "  PRIMARY KEY (batch_id, key));"
     "CREATE INDEX batch_requests_by_key ON batch_requests(key);";

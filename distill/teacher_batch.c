@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/clock.h"
@@ -65,6 +66,11 @@ bool us__batch_parse_line(const char *line, size_t len, char custom_id[65], long
 }
 
 /* ---- the batcher ------------------------------------------------------------------------ */
+
+static const char *json_string(const cJSON *o, const char *name) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
 
 typedef struct entry {
   char key[65];
@@ -158,6 +164,44 @@ static void update_stats(us__batcher *bt) {
   }
 }
 
+/* A batch row still named "pending:<file>": the run that wrote it was killed between asking
+ * for the batch and recording its id. The API's newest batches say whether it was created:
+ * if so the row takes its id and the batch is resumed; if not the row goes and its requests
+ * are sent in a new batch. Returns false to drop the batch. */
+static us_status adopt_pending(us__batcher *bt, batch *b, bool *keep, us_err *err) {
+  *keep = false;
+  us__call c;
+  us__transport_call(bt->tr, "GET", "/batches?limit=100", NULL, NULL, NULL, 0, &c, err);
+  cJSON *o = c.answered && c.http_status == 200 ? cJSON_Parse(c.body.data) : NULL;
+  const cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data");
+  us_status st = US_OK;
+  if (!cJSON_IsArray(data)) {
+    st = us_err_set(err, US_ERR_HTTP,
+                    "cannot tell whether the batch over file %s was created (listing the "
+                    "batches: %s); nothing was sent again: run again",
+                    b->input_file_id, c.answered ? "unexpected answer" : c.error);
+    goto done;
+  }
+  const cJSON *item;
+  cJSON_ArrayForEach(item, data) {
+    const char *file = json_string(item, "input_file_id"), *id = json_string(item, "id");
+    if (!file || !id || strcmp(file, b->input_file_id) != 0) continue;
+    const char *status = json_string(item, "status");
+    snprintf(b->status, sizeof b->status, "%s", status ? status : "validating");
+    st = us_cache_batch_rename(bt->cache, b->id, id, b->status, err);
+    if (st) goto done;
+    free(b->id);
+    b->id = strdup(id);
+    *keep = b->id != NULL;
+    goto done;
+  }
+  st = us_cache_batch_delete(bt->cache, b->id, err);
+done:
+  cJSON_Delete(o);
+  us_buf_free(&c.body);
+  return st;
+}
+
 us_status us__batcher_open(us__transport *tr, const us_teacher_params *p, us_cache *cache,
                            us_label_stats *stats, us__batcher **out, us_err *err) {
   *out = NULL;
@@ -188,6 +232,15 @@ us_status us__batcher_open(us__transport *tr, const us_teacher_params *p, us_cac
       snprintf(nb->entries[k].key, 65, "%s", open[i].keys[k]);
     nb->n = open[i].n_keys;
     qsort(nb->entries, nb->n, sizeof *nb->entries, entry_cmp);
+    if (strncmp(nb->id, "pending:", 8) == 0) {
+      bool keep = false;
+      st = adopt_pending(bt, nb, &keep, err);
+      if (st || !keep) {
+        batch_free(nb);
+        bt->n_batches--;
+        continue;
+      }
+    }
     us_log(US_LOG_INFO, "resuming batch %s (%zu requests, last seen %s)", nb->id, nb->n,
            nb->status);
   }
@@ -283,11 +336,6 @@ static void creation_failed(batch *b, const us__call *c, const char *what) {
   }
 }
 
-static const char *json_string(const cJSON *o, const char *name) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-  return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* Uploads the JSONL of entries[0..n) and creates a batch over it; the batch (created or not)
  * joins the batcher, which owns entries from then on. */
 static void create_batch(us__batcher *bt, entry *entries, size_t n) {
@@ -298,6 +346,7 @@ static void create_batch(us__batcher *bt, entry *entries, size_t n) {
   b.attached = n;
   b.created_at = us_epoch();
   b.next_poll = us_now() + bt->p->batch_poll_s;
+  const char **keys = malloc((n ? n : 1) * sizeof *keys);
   us_buf jsonl;
   us_buf_init(&jsonl, 0);
   us__call c;
@@ -319,6 +368,14 @@ static void create_batch(us__batcher *bt, entry *entries, size_t n) {
     goto done;
   }
   b.input_file_id = strdup(file_id);
+  /* the row is written before the batch exists, under its input file: a process killed after
+   * the API created the batch but before its id was recorded finds it again (adopt_pending) */
+  char pending[128];
+  snprintf(pending, sizeof pending, "pending:%.100s", file_id);
+  for (size_t i = 0; keys && i < n; i++) keys[i] = b.entries[i].key;
+  bool recorded =
+      keys && us_cache_batch_add(bt->cache, pending, file_id, "creating", keys, n, &err) == US_OK;
+  if (!recorded) us_log(US_LOG_WARN, "cannot record the batch about to be created: %s", err.msg);
   us_buf req;
   us_buf_init(&req, 0);
   us_buf_printf(&req, "{\"input_file_id\":");
@@ -331,6 +388,7 @@ static void create_batch(us__batcher *bt, entry *entries, size_t n) {
   const char *id = json_string(created, "id");
   if (!id) {
     if (c.answered && c.http_status / 100 == 2) c.http_status = 502;
+    if (recorded) us_cache_batch_delete(bt->cache, pending, NULL);
     creation_failed(&b, &c, "creating the batch");
     cJSON_Delete(created);
     goto done;
@@ -339,18 +397,19 @@ static void create_batch(us__batcher *bt, entry *entries, size_t n) {
   const char *status = json_string(created, "status");
   snprintf(b.status, sizeof b.status, "%s", status ? status : "validating");
   cJSON_Delete(created);
+  if (getenv("US_TEST_BATCH_EXIT_AFTER_CREATE")) _exit(137); /* tests: a kill in the window */
   /* committed before anything else happens: a killed run resumes this batch */
-  const char **keys = malloc((n ? n : 1) * sizeof *keys);
-  us_status st = keys && b.id ? US_OK : US_ERR_NOMEM;
-  for (size_t i = 0; keys && i < n; i++) keys[i] = b.entries[i].key;
-  if (!st) st = us_cache_batch_add(bt->cache, b.id, b.input_file_id, b.status, keys, n, &err);
-  free(keys);
+  us_status st = b.id && keys ? US_OK : us_err_set(&err, US_ERR_NOMEM, "out of memory");
+  if (!st)
+    st = recorded ? us_cache_batch_rename(bt->cache, pending, b.id, b.status, &err)
+                  : us_cache_batch_add(bt->cache, b.id, b.input_file_id, b.status, keys, n, &err);
   if (st)
     us_log(US_LOG_WARN, "batch %s was created but could not be recorded: %s", id, err.msg);
   else
     us_log(US_LOG_INFO, "batch %s created: %zu requests", b.id, n);
   if (bt->stats) bt->stats->batches_created++;
 done:
+  free(keys);
   cJSON_Delete(file);
   us_buf_free(&c.body);
   if (!push_batch(bt, &b)) batch_free(&b); /* out of memory: its jobs stay in flight */

@@ -109,6 +109,32 @@ assert_eq "$(mock_stats chat_requests)" 0 "live requests"
 assert_close "$(db_spend)" "$(batch_spend)" "recorded spend against the mock's bill"
 stop_mock
 
+note "killed after the API created the batch but before its id was recorded, then a rerun"
+start_teacher --answers "$ANSWERS" --batch-delay-ms 500
+rm -rf "$WORK/out"
+write_config "$WORK/config.json" "${BATCH[@]}"
+expect_ok prompts8 prompts "$WORK/config.json"
+US_TEST_BATCH_EXIT_AFTER_CREATE=1 run_us window label "$WORK/config.json"
+assert_eq "$RC" 137 "exit status of the run killed in the window"
+assert_eq "$(db "SELECT id FROM batches;")" "pending:file-mock1" "the row written before the batch"
+expect_ok adopt label "$WORK/config.json"
+labels_ok "rerun after a kill in the window"
+assert_eq "$(mock_stats batches_created)" 1 "batches created (found again by its input file)"
+assert_eq "$(db "SELECT id FROM batches;")" batch_mock1 "the row took the batch's id"
+assert_eq "$(mock_stats keys_billed_more_than_once)" 0 "keys billed twice"
+assert_close "$(db_spend)" "$(batch_spend)" "recorded spend against the mock's bill"
+note "the same, when the API never created the batch: its requests go in a new one"
+mock_reset
+rm -rf "$WORK/out"
+expect_ok prompts9 prompts "$WORK/config.json"
+db "INSERT INTO batches(id, input_file_id, status, n_requests, created_at, updated_at)
+    VALUES('pending:file-none', 'file-none', 'creating', 1, 0, 0);"
+expect_ok orphan label "$WORK/config.json"
+labels_ok "rerun with a pending row no batch matches"
+assert_eq "$(db "SELECT COUNT(*) FROM batches WHERE id LIKE 'pending:%';")" 0 "pending rows left"
+assert_eq "$(mock_stats batches_created)" 1 "batches created"
+stop_mock
+
 note "partial failures: retried in the next batch (teacher.batch_retry \"batch\")"
 start_teacher --answers "$ANSWERS" --batch-fail-rate 0.3 --fault-max-per-key 1
 rm -rf "$WORK/out"

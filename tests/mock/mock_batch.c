@@ -1,10 +1,11 @@
 /* The mock teacher's Batch API: POST /files (multipart form, purpose "batch"), POST /batches,
- * GET /batches/{id}, GET /files/{id}/content. A batch completes --batch-delay-ms after it was
- * created; each row is then answered as the chat route would answer it and billed at the batch
- * rate (counted apart from live tokens), except rows drawn to fail (--batch-fail-rate: an
- * error-file row with status 500, on a key's first --fault-max-per-key batch attempts) and, in
- * the first --batch-expire batches, about half the rows, left unanswered (error code
- * "batch_expired", batch status "expired"). Everything is in memory. */
+ * GET /batches (the list, newest first), GET /batches/{id}, GET /files/{id}/content. A batch
+ * completes --batch-delay-ms after it was created; each row is then answered as the chat route
+ * would answer it and billed at the batch rate (counted apart from live tokens), except rows drawn
+ * to fail (--batch-fail-rate: an error-file row with status 500, on a key's first
+ * --fault-max-per-key batch attempts) and, in the first --batch-expire batches, about half the
+ * rows, left unanswered (error code "batch_expired", batch status "expired"). Everything is in
+ * memory. */
 #define _GNU_SOURCE /* memmem */
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -350,6 +351,25 @@ static char *retrieve(const mock_options *o, const char *id, int *status) {
   return out;
 }
 
+/* GET /batches: the newest first, as the API lists them (one page; ?limit is not read). */
+static char *list(int *status) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "object", "list");
+  cJSON *data = cJSON_AddArrayToObject(o, "data");
+  pthread_mutex_lock(&store.lock);
+  for (size_t i = store.n_batches; i-- > 0;) {
+    char *one = batch_json(&store.batches[i]);
+    cJSON_AddItemToArray(data, cJSON_Parse(one ? one : "{}"));
+    free(one);
+  }
+  pthread_mutex_unlock(&store.lock);
+  cJSON_AddBoolToObject(o, "has_more", false);
+  char *out = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  *status = 200;
+  return out;
+}
+
 static char *content(const char *id, int *status) {
   pthread_mutex_lock(&store.lock);
   mock_file *f = find_file(id);
@@ -374,6 +394,7 @@ char *mock_batch_route(const mock_options *o, const char *method, const char *ur
   const char *files = strstr(url, "/files"), *batches = strstr(url, "/batches");
   if (post && files && strcmp(files, "/files") == 0) return upload(content_type, body, len, status);
   if (post && batches && strcmp(batches, "/batches") == 0) return create(body, len, status);
+  if (get && batches && strcmp(batches, "/batches") == 0) return list(status);
   if (get && batches && strncmp(batches, "/batches/", 9) == 0 && !strchr(batches + 9, '/'))
     return retrieve(o, batches + 9, status);
   if (get && files && strncmp(files, "/files/", 7) == 0) {

@@ -466,7 +466,7 @@ static void usage(FILE *f) {
           "  --quiet               no start-up line on stderr\n"
           "  --verbose             also log connection errors (libmicrohttpd) on stderr\n\n"
           "routes: POST <any>/chat/completions, GET <any>/models, POST <any>/files,\n"
-          "  POST <any>/batches, GET <any>/batches/ID, GET <any>/files/ID/content,\n"
+          "  POST <any>/batches, GET <any>/batches[/ID], GET <any>/files/ID/content,\n"
           "  GET /_stats, POST /_reset\n"
           "Stops cleanly on SIGTERM or SIGINT.\n");
 }

@@ -204,11 +204,26 @@ static void cache_should_keep_open_batches_until_collected(void **state) {
   assert_int_equal(n, 1);
   assert_string_equal(open[0].id, "batch_2");
   us_batches_free(open, n);
+  /* a pending row becomes the batch, its requests with it; or goes, with them */
+  assert_int_equal(us_cache_batch_add(c, "pending:file-9", "file-9", "creating", keys, 2, &err),
+                   US_OK);
+  assert_int_equal(us_cache_batch_rename(c, "pending:file-9", "batch_9", "validating", &err),
+                   US_OK);
+  assert_int_equal(us_cache_batch_add(c, "pending:file-8", "file-8", "creating", keys, 1, &err),
+                   US_OK);
+  assert_int_equal(us_cache_batch_delete(c, "pending:file-8", &err), US_OK);
+  assert_int_equal(us_cache_batches_open(c, &open, &n, &err), US_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(open[1].id, "batch_9");
+  assert_int_equal(open[1].n_keys, 2);
+  assert_string_equal(open[1].status, "validating");
+  us_batches_free(open, n);
+  assert_int_equal(us_cache_batch_collected(c, "batch_9", "completed", 0, 0, 0, &err), US_OK);
   us_batch_totals t;
   assert_int_equal(us_cache_batch_totals(c, &t, &err), US_OK);
-  assert_int_equal(t.batches, 2);
+  assert_int_equal(t.batches, 3);
   assert_int_equal(t.open, 1);
-  assert_int_equal(t.requests, 4);
+  assert_int_equal(t.requests, 6);
   assert_int_equal(t.answered, 3);
   assert_true(t.live_usd - t.spent_usd == 0.5);
   us_cache_close(c);

@@ -83,7 +83,8 @@ typedef struct us_prediction {
  * us_model_classify may run on it from several threads at once. */
 us_status us_model_load(const char *path, us_model **out, us_err *err);
 /* Writes the top_k most probable labels of text into out[0..*n_out), most probable first;
- * *n_out = min(top_k, number of labels). top_k must be >= 1. */
+ * *n_out = min(top_k, number of labels). top_k must be >= 1. A model whose weights overflow
+ * (probabilities that are not numbers) gives US_ERR_FORMAT and no results, never garbage. */
 us_status us_model_classify(const us_model *m, const char *text, int top_k, us_prediction *out,
                             int *n_out, us_err *err);
 int us_model_n_labels(const us_model *m);
@@ -122,7 +123,7 @@ us_status us_lm_load(const char *path, us_lm **out, us_err *err);
  * is full). *answer (caller frees) holds the decoded bytes; *mean_logprob the mean natural-log
  * probability, under the model at temperature 1, of the answer tokens produced (EOS included),
  * 0 when none (the cascade's confidence); n_tokens (may be NULL) the number of tokens
- * produced. */
+ * produced. Logits that are not numbers (an overflowing model) give US_ERR_FORMAT. */
 us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_params *gp,
                          char **answer, double *mean_logprob, int *n_tokens, us_err *err);
 /* NULL is a no-op. */

@@ -15,6 +15,8 @@ static const char *usage =
     "(teacher.base_url, teacher.model), teacher.concurrency requests at a time, within\n"
     "teacher.requests_per_minute, teacher.tokens_per_minute and teacher.budget_usd.\n"
     "Every answer is saved as it arrives; rerun after a stop to resume.\n"
+    "With teacher.mode \"batch\" the requests go through the Batch API instead: the\n"
+    "batches' progress is shown while they run, and a rerun resumes the open batches.\n"
     "\n"
     "options:\n"
     "  --dry-run             contact nobody: print prompt and cached counts, estimated tokens\n"
@@ -48,6 +50,18 @@ void us_cli_label_progress(void *user, const us_label_stats *s) {
   if (!p->tty && now - p->last_line < 5.0) return;
   int64_t answered = s->done + s->failed;
   int64_t finished = s->cached + answered;
+  if (s->batches_open > 0) { /* teacher.mode "batch": the batches' own progress */
+    fprintf(stderr,
+            "%slabel: %lld/%lld  batch %s: %lld open, %lld requests, %lld done, %lld failed  "
+            "$%.4f%s",
+            p->tty ? "\r" : "", (long long)finished, (long long)s->total, s->batch_status,
+            (long long)s->batches_open, (long long)s->batch_requests, (long long)s->batch_completed,
+            (long long)s->batch_failed, s->spent_usd, p->tty ? "\033[K" : "\n");
+    fflush(stderr);
+    p->drawn = p->tty;
+    p->last_line = now;
+    return;
+  }
   double rate = s->elapsed_s > 0 ? (double)answered / s->elapsed_s : 0;
   char eta[32];
   format_eta(eta, sizeof eta, rate > 0 ? (double)s->left / rate : -1);
@@ -118,6 +132,9 @@ static void print_summary(const us_label_stats *s) {
       (long long)s->requests, (long long)s->retries, s->elapsed_s, rate,
       s->requests > 0 ? s->cpu_s * 1e6 / (double)s->requests : 0);
   printf("spent: $%.4f this run, $%.4f in this workspace\n", s->spent_usd, s->spent_total_usd);
+  if (s->batches_created > 0 || s->batch_saved_usd > 0)
+    printf("batches: %lld created in this run; their discount saved $%.4f against live prices\n",
+           (long long)s->batches_created, s->batch_saved_usd);
 }
 
 void us_cli_label_begin(us_cli_session *s) {

@@ -48,6 +48,18 @@ static double prompt_token_bound(size_t body_len) {
   return (double)body_len + PROMPT_BOUND_FIXED_TOKENS;
 }
 
+/* teacher.mode "batch": requests go through the Batch API (teacher_batch.c). */
+static bool batch_mode(const us_teacher_params *p) {
+  return p->mode && strcmp(p->mode, "batch") == 0;
+}
+
+/* What a request's price is multiplied by: the batch discount when every attempt of it goes
+ * through batches; 1 when a retry may go live (the budget then counts the live price). */
+static double worst_factor(const us_teacher_params *p) {
+  bool retry_live = p->batch_retry && strcmp(p->batch_retry, "live") == 0;
+  return batch_mode(p) && !retry_live ? p->price_batch_discount : 1.0;
+}
+
 /* Dry-run estimate of a message pair: ~4 characters per token (OpenAI's rule of thumb for
  * English), plus 4 tokens per message and 3 to prime the reply (OpenAI's cookbook count). */
 static int64_t prompt_token_estimate(size_t chars) {
@@ -391,8 +403,8 @@ static us_status plan(teacher *t, us_err *err) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory planning %zu requests", n);
     goto done;
   }
-  double in_price = t->params->price_input_per_mtok / 1e6;
-  double out_price = t->params->price_output_per_mtok / 1e6;
+  double in_price = t->params->price_input_per_mtok / 1e6 * worst_factor(t->params);
+  double out_price = t->params->price_output_per_mtok / 1e6 * worst_factor(t->params);
   int typical_completion = t->task->type == US_TASK_CLASSIFY
                                ? (t->params->max_tokens < 3 ? t->params->max_tokens : 3)
                                : t->params->max_tokens / 4;
@@ -504,6 +516,7 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   if (completion_tokens < 0) completion_tokens = t->params->max_tokens;
   double cost = prompt_tokens * t->params->price_input_per_mtok / 1e6 +
                 completion_tokens * t->params->price_output_per_mtok / 1e6;
+  if (r->batch) cost *= t->params->price_batch_discount;
   us_call call;
   memset(&call, 0, sizeof call);
   memcpy(call.key, j->key, 65);
@@ -876,9 +889,16 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   int slots =
       (size_t)params->concurrency < t.queue.n_jobs ? params->concurrency : (int)t.queue.n_jobs;
   st = us__transport_open(params, slots, &t.transport, err);
+  if (!st && batch_mode(params)) {
+    us__batcher *batcher = NULL;
+    st = us__batcher_open(t.transport, params, cache, stats, &batcher, err);
+    if (!st) us__transport_set_batcher(t.transport, batcher);
+  }
   if (st) goto done;
-  us__bucket_init(&t.rpm, params->requests_per_minute, us_now());
-  us__bucket_init(&t.tpm, params->tokens_per_minute, us_now());
+  /* batch mode: the requests go in files, not at a rate */
+  bool unlimited = batch_mode(params);
+  us__bucket_init(&t.rpm, unlimited ? 0 : params->requests_per_minute, us_now());
+  us__bucket_init(&t.tpm, unlimited ? 0 : params->tokens_per_minute, us_now());
   run_loop(&t);
   st = finish(&t, err);
 done:

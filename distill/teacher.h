@@ -44,12 +44,22 @@ typedef struct us_teacher_params {
   double price_input_per_mtok;  /* US$ per million prompt tokens (teacher.price.input_per_mtok) */
   double price_output_per_mtok; /* US$ per million completion tokens */
   double params_b;              /* teacher size in billions of parameters; 0 = unknown */
+  /* The Batch API (teacher.mode "batch"): requests go in JSONL files to {base_url}/batches. */
+  char *mode;                  /* "live" or "batch"; NULL: US_TEACHER_DEFAULT_MODE */
+  char *batch_retry;           /* rows a batch failed or left: "batch" (the next batch) or "live" */
+  int batch_max_requests;      /* most requests in one batch (the API's limit is 50,000) */
+  double batch_poll_s;         /* seconds between two looks at a batch's status */
+  double price_batch_discount; /* a batch answer costs this fraction of the live price */
 } us_teacher_params;
 
 /* The string defaults, which us_teacher_params_defaults leaves NULL for the owner to copy, and
  * the max_tokens default of each task type. */
 #define US_TEACHER_DEFAULT_BASE_URL "https://api.openai.com/v1"
 #define US_TEACHER_DEFAULT_API_KEY_ENV "OPENAI_API_KEY"
+#define US_TEACHER_DEFAULT_MODE "live"
+#define US_TEACHER_DEFAULT_BATCH_RETRY "batch"
+/* The Batch API's limit on one input file. */
+#define US_TEACHER_BATCH_MAX_BYTES (200u * 1000u * 1000u)
 #define US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY 16
 #define US_TEACHER_DEFAULT_MAX_TOKENS_GENERATE 512
 
@@ -58,7 +68,8 @@ void us_teacher_params_defaults(us_teacher_params *p);
 /* The numeric fields with their ranges (static; *n receives the count). teacher.seed is not in
  * it (a signed 64-bit value with has_seed; checked by us_teacher_params_check). */
 const us_param *us_teacher_param_table(size_t *n);
-/* The table's ranges, then: the seed (when has_seed) is an integer JSON keeps exactly. Messages
+/* The table's ranges, then: the seed (when has_seed) is an integer JSON keeps exactly; mode is
+ * NULL, "live" or "batch"; batch_retry NULL, "batch" or "live". Messages
  * start with the field name ("concurrency: expected an integer in [1, 1024], found 0"). */
 us_status us_teacher_params_check(const us_teacher_params *p, us_err *err);
 
@@ -81,6 +92,14 @@ typedef struct us_label_stats {
   int64_t questions_added; /* generate from docs: questions stored as new prompts in this run */
   double elapsed_s;
   double cpu_s; /* process CPU seconds used by this run */
+  /* teacher.mode "batch" */
+  int64_t batches_created; /* batches created in this run */
+  int64_t batches_open;    /* batches waited for now (created or resumed) */
+  int64_t batch_requests;  /* requests in those */
+  int64_t batch_completed; /* of which the API reports done */
+  int64_t batch_failed;    /* and failed */
+  char batch_status[24];   /* the oldest open batch's status ("in_progress", ...) */
+  double batch_saved_usd;  /* what this run's batch answers would have cost more live */
   /* --dry-run estimates */
   int64_t est_prompt_tokens, est_completion_tokens_max;
   double est_cost_low_usd, est_cost_high_usd;

@@ -40,6 +40,7 @@ struct us__transport {
   char *safe_url; /* the same without credentials: the only form in messages */
   char *api_key;  /* kept to scrub it from anything handed back; NULL if none */
   size_t api_key_len;
+  us__batcher *batch; /* teacher.mode "batch": requests go to batches (teacher_batch.c) */
 };
 
 /* ---- the key ------------------------------------------------------------------------- */
@@ -304,6 +305,7 @@ fail:
 
 void us__transport_close(us__transport *tr) {
   if (!tr) return;
+  us__batcher_close(tr->batch);
   for (int i = 0; tr->slots && i < tr->n_slots; i++) {
     if (tr->slots[i].easy) {
       if (tr->slots[i].job) curl_multi_remove_handle(tr->multi, tr->slots[i].easy);
@@ -326,7 +328,11 @@ void us__transport_close(us__transport *tr) {
 /* ---- transfers ----------------------------------------------------------------------- */
 
 int us__transport_in_flight(const us__transport *tr) {
-  return tr->in_flight;
+  return tr->in_flight + (tr->batch ? us__batcher_in_flight(tr->batch) : 0);
+}
+
+void us__transport_set_batcher(us__transport *tr, us__batcher *b) {
+  tr->batch = b;
 }
 
 bool us__transport_full(const us__transport *tr) {
@@ -335,6 +341,7 @@ bool us__transport_full(const us__transport *tr) {
 
 us_status us__transport_start(us__transport *tr, void *job, const char *body, size_t len,
                               double now, us_err *err) {
+  if (tr->batch && us__batcher_take(tr->batch, job, body, len, now)) return US_OK;
   int free_slot = 0;
   while (free_slot < tr->n_slots && tr->slots[free_slot].job) free_slot++;
   if (free_slot == tr->n_slots)
@@ -360,6 +367,7 @@ us_status us__transport_start(us__transport *tr, void *job, const char *body, si
 }
 
 void us__transport_wait(us__transport *tr, double wake) {
+  if (tr->batch) us__batcher_wait(tr->batch);
   double now = us_now();
   if (tr->timer_at >= 0 && tr->timer_at - now < wake) wake = tr->timer_at - now;
   int timeout_ms = wake <= 0 ? 0 : (int)(wake * 1000) + 1;
@@ -424,6 +432,7 @@ void us__transport_collect(us__transport *tr, us__transfer_done_fn done, void *u
     finish_slot(tr, s, m->data.result, &r, error, sizeof error);
     done(user, &r, now);
   }
+  if (tr->batch) us__batcher_collect(tr->batch, done, user);
 }
 
 void us__transport_abort(us__transport *tr, us__transfer_dropped_fn dropped, void *user) {
@@ -436,4 +445,99 @@ void us__transport_abort(us__transport *tr, us__transfer_dropped_fn dropped, voi
     tr->in_flight--;
     dropped(user, job);
   }
+  if (tr->batch) us__batcher_abort(tr->batch, dropped, user);
+}
+
+/* ---- requests outside the slots (the Batch API) ------------------------------------------ */
+
+static size_t on_call_body(char *data, size_t size, size_t n, void *user) {
+  us_buf *b = user;
+  if (us_buf_append(b, data, size * n)) return 0;
+  return size * n;
+}
+
+us_status us__transport_call(us__transport *tr, const char *method, const char *path,
+                             const char *json, const char *form_purpose, const char *form_file,
+                             size_t form_len, us__call *out, us_err *err) {
+  memset(out, 0, sizeof *out);
+  us_buf_init(&out->body, (size_t)1 << 31);
+  static const char suffix[] = "/chat/completions";
+  size_t base_len = strlen(tr->url) - (sizeof suffix - 1); /* tr->url ends with it */
+  us_buf url;
+  us_buf_init(&url, 0);
+  struct curl_slist *headers = NULL;
+  curl_mime *mime = NULL;
+  us_status st = US_OK;
+  CURL *e = curl_easy_init();
+  if (!e || us_buf_printf(&url, "%.*s%s", (int)base_len, tr->url, path)) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory starting a request to %s", tr->safe_url);
+    goto done;
+  }
+  /* the slots' headers, but a form sets its own Content-Type */
+  for (struct curl_slist *l = tr->headers; l; l = l->next) {
+    if (form_file && strncasecmp(l->data, "Content-Type:", 13) == 0) continue;
+    struct curl_slist *grown = curl_slist_append(headers, l->data);
+    if (!grown) {
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory building request headers");
+      goto done;
+    }
+    headers = grown;
+  }
+  curl_easy_setopt(e, CURLOPT_URL, url.data);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_call_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &out->body);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 30000L);
+  /* files can be large: give up only when the transfer stalls for a minute */
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "understudy/0.1");
+  if (form_file) {
+    mime = curl_mime_init(e);
+    curl_mimepart *part = mime ? curl_mime_addpart(mime) : NULL;
+    if (part) {
+      curl_mime_name(part, "purpose");
+      curl_mime_data(part, form_purpose, CURL_ZERO_TERMINATED);
+      part = curl_mime_addpart(mime);
+    }
+    if (!part) {
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory building a file upload");
+      goto done;
+    }
+    curl_mime_name(part, "file");
+    curl_mime_filename(part, "understudy-batch.jsonl");
+    curl_mime_type(part, "application/jsonl");
+    curl_mime_data(part, form_file, form_len);
+    curl_easy_setopt(e, CURLOPT_MIMEPOST, mime);
+  } else if (json) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(json));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, json);
+  } else if (strcmp(method, "GET") != 0) {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  }
+  char errbuf[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+  CURLcode rc = curl_easy_perform(e);
+  if (rc != CURLE_OK) {
+    snprintf(out->error, sizeof out->error, "%s (%s)", curl_easy_strerror(rc), errbuf);
+    us__transport_scrub(tr, out->error, strlen(out->error));
+    out->unreachable = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                       rc == CURLE_COULDNT_RESOLVE_PROXY;
+    goto done;
+  }
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &out->http_status);
+  if (us_buf_append(&out->body, "", 1) == US_OK) out->body.len--; /* NUL-terminated */
+  us__transport_scrub(tr, out->body.data, out->body.len);
+  out->answered = true;
+done:
+  curl_mime_free(mime);
+  for (struct curl_slist *l = headers; l; l = l->next) explicit_bzero(l->data, strlen(l->data));
+  curl_slist_free_all(headers);
+  if (e) curl_easy_cleanup(e);
+  us_buf_free(&url);
+  return st;
 }

@@ -53,6 +53,9 @@ typedef struct mock_options {
   bool ratelimit_headers;
   int ratelimit_requests; /* advertised per-minute limits (default 10000 / 2000000) */
   int ratelimit_tokens;
+  int batch_delay_ms;     /* a batch completes this long after it was created */
+  double batch_fail_rate; /* fraction of batch rows answered with a 500 (first attempts) */
+  int batch_expire;       /* the first N batches expire with about half their rows unanswered */
   bool die_with_parent;
   bool quiet;
   bool verbose;
@@ -92,6 +95,13 @@ char *mock_selfinstruct_answer(const mock_options *o, const char *user_message);
 /* An OpenAI-style error body. */
 char *mock_error_body(const char *message, const char *type, const char *code);
 
+/* ---- the Batch API (mock_batch.c) --------------------------------------------------------- */
+
+/* The response body for a Batch API route (POST /files, POST /batches, GET /batches/{id},
+ * GET /files/{id}/content), with *status; NULL when url is none of them. */
+char *mock_batch_route(const mock_options *o, const char *method, const char *url,
+                       const char *content_type, const char *body, size_t len, int *status);
+
 /* ---- ledger and faults (mock_ledger.c) -------------------------------------------------- */
 
 void mock_ledger_init(void);
@@ -104,6 +114,13 @@ int64_t mock_ledger_attempt(const char *key);
 /* Records a billed (200, valid body) answer for key. */
 void mock_ledger_bill(const char *key, int prompt_tokens, int completion_tokens);
 void mock_ledger_fault(mock_fault f);
+/* The Batch API's books: one more of "files_uploaded", "batches_created" or "batch_polls"; a
+ * batch row's attempt for key (0-based; not a chat request); a batch row billed at the batch
+ * rate (its tokens counted apart from the live ones, in batch_prompt_tokens and
+ * batch_completion_tokens; the key's bills counted with the live ones). */
+void mock_ledger_batch_event(const char *name);
+int64_t mock_ledger_batch_attempt(const char *key);
+void mock_ledger_bill_batch(const char *key, int prompt_tokens, int completion_tokens);
 void mock_ledger_connection(int delta);
 void mock_ledger_in_flight(int delta);
 /* Requests and tokens seen in the current minute (for x-ratelimit-remaining-*). */

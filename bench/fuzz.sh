@@ -7,7 +7,8 @@
 # go to build-fuzz/fuzz-new/TARGET/ (a scratch folder; the committed corpus is never written:
 # copy a few there by hand when they are worth keeping). Prints the executions and whether it
 # found a crash, a leak, an out-of-memory or a timeout; each such input is copied into
-# tests/fuzz/crashes/TARGET/ so the test suite replays it from then on. Exit status: 0 nothing
+# tests/fuzz/crashes/TARGET/ so the test suite replays it from then on. tests/fuzz/TARGET.dict,
+# when there is one, is passed as libFuzzer's dictionary. Exit status: 0 nothing
 # found, 1 something found, 2 usage or build error. Extra libFuzzer flags: $US_FUZZ_FLAGS.
 # One fuzzer process at a time, one build job ($US_FUZZ_JOBS to change that).
 set -euo pipefail
@@ -38,15 +39,18 @@ mkdir -p "$new" "$artifacts" "$crashes"
 rm -f "$artifacts"/*
 echo "fuzz: running fuzz_$target for $seconds s (log: $log)" >&2
 # The first folder receives new inputs; the corpus and the crash inputs are only read.
+dict=()
+[ -f "tests/fuzz/$target.dict" ] && dict=(-dict="tests/fuzz/$target.dict")
 status=0
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
   nice "$dir/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$artifacts/" ${US_FUZZ_FLAGS:-} \
+    -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" ${US_FUZZ_FLAGS:-} \
     "$new" "tests/fuzz/corpus/$target" "$crashes" >"$log" 2>&1 || status=$?
 
-execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-[ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+# Executions: the final stats, or (fork mode, -fork=N) the last status line's count.
+execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+[ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
 last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
 echo "fuzz: target $target, $seconds s, ${execs:-?} executions, $(ls "$new" | wc -l) new inputs in $new"
 [ -n "$last" ] && echo "fuzz: last status: $last"
@@ -58,8 +62,8 @@ for f in "$artifacts"/*; do
   echo "fuzz: FOUND $(basename "$f" | cut -d- -f1): kept as $crashes/$(basename "$f")"
 done
 if [ "$found" -eq 1 ] || [ "$status" -ne 0 ]; then
-  grep -E '^==[0-9]+==ERROR|runtime error|^SUMMARY|out-of-memory|ALARM|deadly signal' "$log" |
-    head -8 | sed 's/^/fuzz:   /'
+  { grep -E '^==[0-9]+==ERROR|runtime error|^SUMMARY|out-of-memory|ALARM|deadly signal' "$log" ||
+      true; } | head -8 | sed 's/^/fuzz:   /'
   echo "fuzz: libFuzzer exited with status $status; the stack is in $log"
   exit 1
 fi

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/buf.h"
 #include "core/log.h"
 
 volatile sig_atomic_t us_cli_stop = 0;
@@ -92,27 +91,21 @@ int us_cli_parse_common(int *argc, char **argv, us_cli_common *common, const cha
   return 0;
 }
 
-int us_cli_open(const us_cli_common *common, us_config *config, us_cache **cache) {
+int us_cli_open(const us_cli_common *common, us_pipeline **p) {
   us_err err = {0};
-  us_status st =
-      us_config_load(common->config_path, common->overrides, common->n_overrides, config, &err);
-  if (st) return us_cli_fail(st, &err, "see docs/config.md for every key and its default");
-  if (!cache) return 0;
-  st = us_mkdirs(config->output, &err);
-  if (st) {
-    us_config_free(config);
-    return us_cli_fail(st, &err, "check the config's \"output\" folder");
-  }
-  us_buf path;
-  us_buf_init(&path, 0);
-  us_buf_printf(&path, "%s/understudy.db", config->output);
-  st = us_cache_open(path.data, cache, &err);
-  us_buf_free(&path);
-  if (st) {
-    us_config_free(config);
-    return us_cli_fail(st, &err, NULL);
-  }
-  return 0;
+  us_pipeline_stage at = US_STAGE_CONFIG;
+  us_status st = us_pipeline_open_at(common->config_path, common->overrides, common->n_overrides, p,
+                                     &at, &err);
+  return st ? us_cli_fail(st, &err, us_pipeline_hint(at, st)) : 0;
+}
+
+void us_cli_options(us_cli_session *s, us_pipeline_options *o) {
+  us_pipeline_options_init(o);
+  o->stop = &us_cli_stop;
+  o->dry_run = s->dry_run;
+  o->user = s;
+  o->label_progress = us_cli_label_progress;
+  o->train_progress = us_cli_train_progress;
 }
 
 int us_cli_exit_code(us_status st) {

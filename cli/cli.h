@@ -7,8 +7,9 @@
 #include <stdbool.h>
 
 #include "cache/cache.h"
-#include "pipeline/config.h"
 #include "core/status.h"
+#include "pipeline/config.h"
+#include "pipeline/pipeline.h"
 
 /* Exit codes: 0 success; 1 error; 2 usage; 3 budget reached; 130 interrupted (Ctrl-C). */
 enum {
@@ -40,9 +41,44 @@ typedef struct us_cli_common {
  * usage error and returns US_EXIT_USAGE. */
 int us_cli_parse_common(int *argc, char **argv, us_cli_common *common, const char *usage);
 
-/* Loads the config and opens <output>/understudy.db (creating the output folder). Prints the
- * error and returns non-zero on failure. */
-int us_cli_open(const us_cli_common *common, us_config *config, us_cache **cache);
+/* Opens the pipeline (loads the config, opens <output>/understudy.db creating the output
+ * folder). Prints the error and its hint and returns the exit code on failure. */
+int us_cli_open(const us_cli_common *common, us_pipeline **p);
+
+/* One command's run of one or more stages: what the printing callbacks need. */
+typedef struct us_cli_session {
+  const us_cli_common *common;
+  us_pipeline *pipeline;
+  bool dry_run;     /* label --dry-run */
+  bool tty;         /* stderr is a terminal: the label progress line redraws in place */
+  double last_line; /* when the last plain progress line was printed */
+  bool drawn;       /* a \r progress line is on screen */
+  int rc;           /* exit code of the last stage printed */
+} us_cli_session;
+
+/* Fills o: the stop flag us_cli_stop, the progress callbacks, user = s. */
+void us_cli_options(us_cli_session *s, us_pipeline_options *o);
+
+/* Before a stage: what its command prints first (train: "train: <name>" on stderr). */
+void us_cli_label_begin(us_cli_session *s);
+void us_cli_train_begin(us_cli_session *s);
+/* After a stage: prints its summary and/or its error exactly as its command does; returns
+ * (and stores in s->rc) the exit code. */
+int us_cli_prompts_end(us_cli_session *s, us_status st, const us_err *err,
+                       const us_prompts_stats *sum);
+int us_cli_label_end(us_cli_session *s, us_status st, const us_err *err, const us_label_stats *sum);
+int us_cli_train_end(us_cli_session *s, us_status st, const us_err *err,
+                     const us_train_summary *sum);
+int us_cli_eval_end(us_cli_session *s, us_status st, const us_err *err,
+                    const us_pipeline_eval_summary *sum);
+int us_cli_report_end(us_cli_session *s, us_status st, const us_err *err,
+                      const us_pipeline_report_summary *sum);
+/* Progress callbacks (user is the us_cli_session). */
+void us_cli_label_progress(void *user, const us_label_stats *s);
+void us_cli_train_progress(void *user, const char *line);
+
+/* The usage text of `understudy prompts` (run reports flag errors as the prompts stage did). */
+extern const char us_cli_prompts_usage[];
 
 /* Prints "understudy: error: <msg>" (and "hint: <hint>" if hint) to stderr; returns the exit
  * code for st. */

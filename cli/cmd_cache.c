@@ -41,7 +41,7 @@ static void print_stats(const char *workspace, const us_cache_stats *s) {
     printf("latency    no paid calls yet\n");
 }
 
-static int run_stats(us_config *config, us_cache *cache) {
+static int run_stats(const us_config *config, us_cache *cache) {
   us_err err = {0};
   us_cache_stats s;
   us_status st = us_cache_stats_get(cache, &s, &err);
@@ -68,11 +68,11 @@ static int run_export(us_cache *cache, const char *file, bool quiet) {
   return US_EXIT_OK;
 }
 
-static int run_import(us_config *config, us_cache *cache, const char *file, bool quiet) {
+static int run_import(const us_config *config, us_cache *cache, const char *file, bool quiet) {
   us_err err = {0};
   int64_t imported = 0, skipped = 0;
-  us_status st = us_cache_import_jsonl(cache, file, us_request_key_for_messages, config, &imported,
-                                       &skipped, &err);
+  us_status st = us_cache_import_jsonl(cache, file, us_request_key_for_messages, (void *)config,
+                                       &imported, &skipped, &err);
   if (st)
     return us_cli_fail(st, &err,
                        st == US_ERR_INPUT ? "each line must be {\"messages\":[...]} ending with "
@@ -116,17 +116,15 @@ int us_cmd_cache(int argc, char **argv) {
             stats ? "only CONFIG" : "CONFIG and FILE", usage);
     return US_EXIT_USAGE;
   }
-  us_config config;
-  us_cache *cache = NULL;
-  rc = us_cli_open(&common, &config, &cache);
-  if (rc) return rc;
+  us_pipeline *p = NULL;
+  if ((rc = us_cli_open(&common, &p))) return rc;
+  us_cache *cache = us_pipeline_cache(p);
   if (stats)
-    rc = run_stats(&config, cache);
+    rc = run_stats(us_pipeline_config(p), cache);
   else if (export)
     rc = run_export(cache, argv[1], common.quiet);
   else
-    rc = run_import(&config, cache, argv[1], common.quiet);
-  us_cache_close(cache);
-  us_config_free(&config);
+    rc = run_import(us_pipeline_config(p), cache, argv[1], common.quiet);
+  us_pipeline_close(p);
   return rc;
 }

@@ -3,13 +3,38 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/buf.h"
-#include "pipeline/evaluate.h"
 
 static const char usage[] =
     "usage: understudy eval CONFIG [--set key=value]... [--quiet]\n"
     "  Runs the student over the test split (never used in training), times it on this\n"
     "  machine, and prints its agreement with the teacher.\n";
+
+int us_cli_eval_end(us_cli_session *ss, us_status st, const us_err *err,
+                    const us_pipeline_eval_summary *s) {
+  if (st) return ss->rc = us_cli_fail(st, err, us_pipeline_hint(US_STAGE_EVAL, st));
+  if (!ss->common->quiet) {
+    printf(
+        "eval: %lld test prompts, %lld with a usable teacher answer; student %.1f us per "
+        "prompt (one thread)\n",
+        (long long)s->predict.n_test, (long long)s->predict.n_scored,
+        1e6 * s->predict.cpu_s_per_request);
+    if (s->has_metrics) {
+      const us_classify_metrics *m = &s->metrics;
+      printf(
+          "eval: agreement with the teacher %.2f%% (95%% CI %.2f-%.2f), macro-F1 %.3f, "
+          "ECE %.3f\n",
+          100 * m->agreement, 100 * m->agreement_lo, 100 * m->agreement_hi, m->macro_f1, m->ece);
+      if (m->has_gold)
+        printf("eval: against gold labels: student %.2f%%, teacher %.2f%% (%d prompts)\n",
+               100 * m->student_gold_accuracy, 100 * m->teacher_gold_accuracy, m->n_gold);
+    }
+    if (s->has_generation)
+      printf("eval: exact match %.2f%%, token F1 %.3f, ROUGE-L %.3f, chrF %.3f\n",
+             100 * s->generation.exact_match, s->generation.token_f1, s->generation.rouge_l,
+             s->generation.chrf);
+  }
+  return ss->rc = US_EXIT_OK;
+}
 
 int us_cmd_eval(int argc, char **argv) {
   if (us_cli_help(argc, argv, usage)) return US_EXIT_OK;
@@ -20,40 +45,14 @@ int us_cmd_eval(int argc, char **argv) {
     fprintf(stderr, "understudy: error: eval: unknown option '%s'\n%s", argv[1], usage);
     return US_EXIT_USAGE;
   }
-  us_config c;
-  us_cache *cache = NULL;
-  if ((rc = us_cli_open(&common, &c, &cache))) return rc;
+  us_cli_session ss = {.common = &common};
+  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
+  us_pipeline_options opt;
+  us_cli_options(&ss, &opt);
+  us_pipeline_eval_summary s;
   us_err err = {0};
-  us_eval_summary s;
-  us_eval_data *d = NULL;
-  us_status st = us_eval_predict_stage(&c, cache, &s, &err);
-  if (!st) st = us_eval_build(&c, cache, &d, &err);
-  if (st) {
-    rc = us_cli_fail(st, &err, NULL);
-  } else if (!common.quiet) {
-    const us_report *r = us_eval_report(d);
-    printf(
-        "eval: %lld test prompts, %lld with a usable teacher answer; student %.1f us per "
-        "prompt (one thread)\n",
-        (long long)s.n_test, (long long)s.n_scored, 1e6 * s.cpu_s_per_request);
-    if (r->metrics) {
-      printf(
-          "eval: agreement with the teacher %.2f%% (95%% CI %.2f-%.2f), macro-F1 %.3f, "
-          "ECE %.3f\n",
-          100 * r->metrics->agreement, 100 * r->metrics->agreement_lo,
-          100 * r->metrics->agreement_hi, r->metrics->macro_f1, r->metrics->ece);
-      if (r->metrics->has_gold)
-        printf("eval: against gold labels: student %.2f%%, teacher %.2f%% (%d prompts)\n",
-               100 * r->metrics->student_gold_accuracy, 100 * r->metrics->teacher_gold_accuracy,
-               r->metrics->n_gold);
-    }
-    if (r->generation)
-      printf("eval: exact match %.2f%%, token F1 %.3f, ROUGE-L %.3f, chrF %.3f\n",
-             100 * r->generation->exact_match, r->generation->token_f1, r->generation->rouge_l,
-             r->generation->chrf);
-  }
-  us_eval_data_free(d);
-  us_cache_close(cache);
-  us_config_free(&c);
+  us_status st = us_pipeline_eval(ss.pipeline, &opt, &s, &err);
+  rc = us_cli_eval_end(&ss, st, &err, &s);
+  us_pipeline_close(ss.pipeline);
   return rc;
 }

@@ -29,12 +29,6 @@ static const char *usage =
     "Exit status: 0 all labelled or recorded as failed; 1 error; 2 usage; 3 budget reached;\n"
     "130 interrupted (Ctrl-C).\n";
 
-typedef struct progress_state {
-  bool tty, quiet;
-  double last_line; /* when the last plain line was printed */
-  bool drawn;       /* a \r line is on screen */
-} progress_state;
-
 static void format_eta(char *buf, size_t n, double s) {
   if (!(s >= 0) || s > 1e7)
     snprintf(buf, n, "--");
@@ -46,9 +40,9 @@ static void format_eta(char *buf, size_t n, double s) {
     snprintf(buf, n, "%ds", (int)(s + 0.5));
 }
 
-static void on_progress(void *user, const us_label_stats *s) {
-  progress_state *p = user;
-  if (p->quiet) return;
+void us_cli_label_progress(void *user, const us_label_stats *s) {
+  us_cli_session *p = user;
+  if (p->common->quiet) return;
   double now = us_now();
   if (!p->tty && now - p->last_line < 5.0) return;
   int64_t answered = s->done + s->failed;
@@ -120,52 +114,51 @@ static void print_summary(const us_label_stats *s) {
   printf("spent: $%.4f this run, $%.4f in this workspace\n", s->spent_usd, s->spent_total_usd);
 }
 
+void us_cli_label_begin(us_cli_session *s) {
+  s->tty = us_cli_tty();
+  s->last_line = us_now();
+  s->drawn = false;
+}
+
+int us_cli_label_end(us_cli_session *ss, us_status st, const us_err *err,
+                     const us_label_stats *stats) {
+  if (ss->drawn) fputc('\n', stderr);
+  ss->drawn = false;
+  const us_config *config = us_pipeline_config(ss->pipeline);
+  if (ss->dry_run && st == US_OK) {
+    print_dry_run(config, stats);
+  } else if (st == US_OK || st == US_ERR_BUDGET || st == US_ERR_INTERRUPTED || st == US_ERR_AUTH ||
+             st == US_ERR_NOT_FOUND) {
+    if (stats->total > 0 || st == US_OK) print_summary(stats);
+  }
+  if (st == US_OK && stats->total == 0 && stats->chunks == 0)
+    printf("no prompts in the workspace: run `understudy prompts %s` first\n",
+           ss->common->config_path);
+  return ss->rc = st ? us_cli_fail(st, err, us_pipeline_hint(US_STAGE_LABEL, st)) : US_EXIT_OK;
+}
+
 int us_cmd_label(int argc, char **argv) {
   if (us_cli_help(argc, argv, usage)) return US_EXIT_OK;
   us_cli_common common;
   int rc = us_cli_parse_common(&argc, argv, &common, usage);
   if (rc) return rc;
-  bool dry_run = false;
+  us_cli_session ss = {.common = &common};
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--dry-run") == 0) {
-      dry_run = true;
+      ss.dry_run = true;
     } else {
       fprintf(stderr, "understudy: error: label: unknown option '%s'\n%s", argv[i], usage);
       return US_EXIT_USAGE;
     }
   }
-  us_config config;
-  us_cache *cache = NULL;
-  rc = us_cli_open(&common, &config, &cache);
-  if (rc) return rc;
-
-  progress_state ps = {.tty = us_cli_tty(), .quiet = common.quiet, .last_line = us_now()};
-  us_label_options opt;
-  us_label_options_defaults(&opt);
-  opt.dry_run = dry_run;
-  opt.stop = &us_cli_stop;
-  opt.progress = on_progress;
-  opt.progress_user = &ps;
+  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
+  us_pipeline_options opt;
+  us_cli_options(&ss, &opt);
   us_label_stats stats;
   us_err err = {0};
-  us_status st = us_teacher_label(&config, cache, &opt, &stats, &err);
-  if (ps.drawn) fputc('\n', stderr);
-
-  if (dry_run && st == US_OK) {
-    print_dry_run(&config, &stats);
-  } else if (st == US_OK || st == US_ERR_BUDGET || st == US_ERR_INTERRUPTED || st == US_ERR_AUTH ||
-             st == US_ERR_NOT_FOUND) {
-    if (stats.total > 0 || st == US_OK) print_summary(&stats);
-  }
-  if (st == US_OK && stats.total == 0 && stats.chunks == 0)
-    printf("no prompts in the workspace: run `understudy prompts %s` first\n", common.config_path);
-  const char *hint = NULL;
-  if (st == US_ERR_AUTH)
-    hint = "check the key's value and that teacher.base_url is the API it belongs to";
-  else if (st == US_ERR_NOT_FOUND)
-    hint = "teacher.base_url usually ends in /v1; the model must be one the API serves";
-  rc = st ? us_cli_fail(st, &err, hint) : US_EXIT_OK;
-  us_cache_close(cache);
-  us_config_free(&config);
+  us_cli_label_begin(&ss);
+  us_status st = us_pipeline_label(ss.pipeline, &opt, &stats, &err);
+  rc = us_cli_label_end(&ss, st, &err, &stats);
+  us_pipeline_close(ss.pipeline);
   return rc;
 }

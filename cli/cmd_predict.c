@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "include/understudy.h"
+#include "core/buf.h"
+#include "core/json.h"
+#include "understudy.h"
 
 static const char predict_usage[] =
     "usage: understudy predict MODEL [--input FILE] [--top-k K]\n"
@@ -44,56 +46,7 @@ static const char *line_text(char *line, cJSON **json, const char *name, long li
   return text->valuestring;
 }
 
-/* ---- output, written by hand into one reused buffer (no allocation per line) ---- */
-
-typedef struct outbuf {
-  char *s;
-  size_t len, cap;
-} outbuf;
-
-static bool out_reserve(outbuf *o, size_t more) {
-  if (o->len + more <= o->cap) return true;
-  size_t cap = o->cap ? o->cap : 256;
-  while (cap < o->len + more) cap *= 2;
-  char *s = realloc(o->s, cap);
-  if (!s) return false;
-  o->s = s;
-  o->cap = cap;
-  return true;
-}
-
-static void out_put(outbuf *o, const char *s, size_t n) { /* room reserved by the caller */
-  memcpy(o->s + o->len, s, n);
-  o->len += n;
-}
-
-/* s as a JSON string literal, escaped as cJSON escapes it (so the output is byte for byte what
- * the cJSON printer wrote): \" \\ \b \f \n \r \t, other bytes below 0x20 as \u00xx, the rest
- * as they are. */
-static char *json_quote(const char *s) {
-  size_t n = 3;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    n += (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' || *p == '\r' ||
-          *p == '\t') ? 2 : *p < 0x20 ? 6 : 1;
-  char *q = malloc(n), *w = q;
-  if (!q) return NULL;
-  *w++ = '"';
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    char e = *p == '"' ? '"' : *p == '\\' ? '\\' : *p == '\b' ? 'b' : *p == '\f' ? 'f'
-             : *p == '\n' ? 'n' : *p == '\r' ? 'r' : *p == '\t' ? 't' : 0;
-    if (e) {
-      *w++ = '\\';
-      *w++ = e;
-    } else if (*p < 0x20) {
-      w += sprintf(w, "\\u%04x", *p);
-    } else {
-      *w++ = (char)*p;
-    }
-  }
-  *w++ = '"';
-  *w = '\0';
-  return q;
-}
+/* ---- output, written by hand into one reused us_buf (no allocation per line) ---- */
 
 /* A probability rounded to six decimals, printed as cJSON prints that double ("%1.15g", or the
  * integer for 0 and 1): "0.2772", "1", "9.9e-05". Hand-written for k/10^6 >= 10^-4, where %g
@@ -115,28 +68,24 @@ static int format_prob(float p, char *w) {
   return n + 2;
 }
 
-/* Appends {"label":L,"prob":P,"top":[{"label":L,"prob":P},...]} and a newline. quoted[i] is
- * label i of the model as a JSON literal. */
-static bool print_result(outbuf *o, const us_model *m, char *const *quoted,
-                         const us_prediction *top, int n) {
+/* Appends {"label":L,"prob":P,"top":[{"label":L,"prob":P},...]} and a newline. The model's
+ * labels as JSON literals are quoted->data + at[i], at[i + 1] - at[i] bytes for label i. */
+static us_status print_result(us_buf *o, const us_buf *quoted, const size_t *at,
+                              const us_prediction *top, int n) {
   char num[32];
   for (int i = -1; i < n; i++) {
     const us_prediction *t = &top[i < 0 ? 0 : i];
-    int label = 0, n_labels = us_model_n_labels(m); /* its index, from the pointer */
-    while (label < n_labels - 1 && us_model_label(m, label) != t->label) label++;
-    size_t ql = strlen(quoted[label]);
+    size_t ql = at[t->index + 1] - at[t->index];
     int nl = format_prob(t->prob, num);
-    if (!out_reserve(o, ql + (size_t)nl + 40)) return false;
-    if (i < 0) out_put(o, "{\"label\":", 9);
-    else out_put(o, i == 0 ? "\"top\":[{\"label\":" : ",{\"label\":", i == 0 ? 16 : 10);
-    out_put(o, quoted[label], ql);
-    out_put(o, ",\"prob\":", 8);
-    out_put(o, num, (size_t)nl);
-    out_put(o, i < 0 ? "," : "}", 1);
+    if (us_buf_reserve(o, ql + (size_t)nl + 40) != US_OK) return US_ERR_NOMEM;
+    /* room reserved: the appends below cannot fail */
+    us_buf_puts(o, i < 0 ? "{\"label\":" : i == 0 ? "\"top\":[{\"label\":" : ",{\"label\":");
+    us_buf_append(o, quoted->data + at[t->index], ql);
+    us_buf_puts(o, ",\"prob\":");
+    us_buf_append(o, num, (size_t)nl);
+    us_buf_puts(o, i < 0 ? "," : "}");
   }
-  if (!out_reserve(o, 3)) return false;
-  out_put(o, "]}\n", 3);
-  return true;
+  return us_buf_puts(o, "]}\n");
 }
 
 /* ---- input: lines read with read(2) into one reused buffer ---- */
@@ -194,12 +143,17 @@ static us_status predict_stream(const us_model *m, int fd, const char *name, int
                                 us_prediction *top, us_err *err) {
   us_status st = US_OK;
   int n_labels = us_model_n_labels(m);
-  char **quoted = calloc((size_t)n_labels, sizeof *quoted);
+  us_buf quoted, o; /* the labels as JSON literals, one after the other; one output line */
+  us_buf_init(&quoted, 0);
+  us_buf_init(&o, 0);
+  size_t *at = malloc(((size_t)n_labels + 1) * sizeof *at);
   reader r = {fd, malloc(65536), 65536, 0, 0, false};
-  outbuf o = {0};
-  if (!quoted || !r.buf) goto nomem;
-  for (int i = 0; i < n_labels; i++)
-    if (!(quoted[i] = json_quote(us_model_label(m, i)))) goto nomem;
+  if (!at || !r.buf) goto nomem;
+  for (int i = 0; i < n_labels; i++) {
+    at[i] = quoted.len;
+    if (us_json_quote(&quoted, us_model_label(m, i)) != US_OK) goto nomem;
+  }
+  at[n_labels] = quoted.len;
   long lineno = 0;
   char *line;
   size_t len;
@@ -211,14 +165,14 @@ static us_status predict_stream(const us_model *m, int fd, const char *name, int
     cJSON *json = NULL;
     const char *text = line_text(line, &json, name, lineno, err);
     int n = 0;
-    o.len = 0;
+    us_buf_reset(&o);
     if (!text) st = US_ERR_INPUT;
     else if ((st = us_model_classify(m, text, top_k, top, &n, err)) != US_OK)
       us_err_prefix(err, "%s line %ld", name, lineno);
-    else if (!print_result(&o, m, quoted, top, n))
+    else if (print_result(&o, &quoted, at, top, n) != US_OK)
       st = us_err_set(err, US_ERR_NOMEM, "out of memory writing the result of %s line %ld",
                       name, lineno);
-    else if (fwrite(o.s, 1, o.len, stdout) != o.len)
+    else if (fwrite(o.data, 1, o.len, stdout) != o.len)
       st = us_err_set(err, US_ERR_IO, "cannot write the result of %s line %ld: %s", name,
                       lineno, strerror(errno));
     cJSON_Delete(json);
@@ -237,10 +191,10 @@ static us_status predict_stream(const us_model *m, int fd, const char *name, int
 nomem:
   st = us_err_set(err, US_ERR_NOMEM, "out of memory reading %s", name);
 done:
-  for (int i = 0; quoted && i < n_labels; i++) free(quoted[i]);
-  free(quoted);
+  us_buf_free(&quoted);
+  us_buf_free(&o);
+  free(at);
   free(r.buf);
-  free(o.s);
   return st;
 }
 

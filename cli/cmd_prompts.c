@@ -5,7 +5,7 @@
 #include "cli/cli.h"
 #include "distill/prompts.h"
 
-static const char usage[] =
+const char us_cli_prompts_usage[] =
     "usage: understudy prompts CONFIG [--set key.path=value]... [--quiet] [--verbose]\n"
     "\n"
     "Reads every data.inputs entry (JSONL, CSV, TSV, plain text, folders of .md/.txt documents)\n"
@@ -20,44 +20,47 @@ static const char usage[] =
     "  --verbose             also log each input as it is read\n"
     "  -h, --help            show this help\n";
 
-int us_cmd_prompts(int argc, char **argv) {
-  if (us_cli_help(argc, argv, usage)) return US_EXIT_OK;
-  us_cli_common common;
-  int rc = us_cli_parse_common(&argc, argv, &common, usage);
-  if (rc) return rc;
-  if (argc > 1) {
-    fprintf(stderr, "understudy: error: prompts: unknown option '%s'\n%s", argv[1], usage);
-    return US_EXIT_USAGE;
-  }
-  us_config config;
-  us_cache *cache = NULL;
-  rc = us_cli_open(&common, &config, &cache);
-  if (rc) return rc;
-  us_prompts_stats s;
-  us_err err = {0};
-  us_status st = us_prompts_build(&config, cache, &s, &err);
-  if (st) {
-    rc = us_cli_fail(
-        st, &err,
-        st == US_ERR_CONFIG ? "see docs/config.md for data.inputs and its formats" : NULL);
-    goto done;
-  }
-  if (!common.quiet) {
+int us_cli_prompts_end(us_cli_session *ss, us_status st, const us_err *err,
+                       const us_prompts_stats *s) {
+  if (st) return ss->rc = us_cli_fail(st, err, us_pipeline_hint(US_STAGE_PROMPTS, st));
+  const us_config *config = us_pipeline_config(ss->pipeline);
+  if (!ss->common->quiet) {
     printf(
         "prompts: %lld read, %lld added, %lld already present, %lld duplicates dropped, "
         "%lld empty skipped",
-        (long long)s.read, (long long)s.added, (long long)s.existing, (long long)s.duplicates,
-        (long long)s.empty);
-    if (s.repaired) printf(", %lld repaired (invalid UTF-8)", (long long)s.repaired);
+        (long long)s->read, (long long)s->added, (long long)s->existing, (long long)s->duplicates,
+        (long long)s->empty);
+    if (s->repaired) printf(", %lld repaired (invalid UTF-8)", (long long)s->repaired);
     printf("\nworkspace: %lld prompts (%lld train, %lld test) in %s/understudy.db\n",
-           (long long)(s.train + s.test), (long long)s.train, (long long)s.test, config.output);
-    if (s.chunks > 0)
-      printf("documents: %lld chunks kept; `understudy label` has the teacher write %d "
-             "questions for each, then answer them\n",
-             (long long)s.chunks, config.data.questions_per_chunk);
+           (long long)(s->train + s->test), (long long)s->train, (long long)s->test,
+           config->output);
+    if (s->chunks > 0)
+      printf(
+          "documents: %lld chunks kept; `understudy label` has the teacher write %d "
+          "questions for each, then answer them\n",
+          (long long)s->chunks, config->data.questions_per_chunk);
   }
-done:
-  us_cache_close(cache);
-  us_config_free(&config);
+  return ss->rc = US_EXIT_OK;
+}
+
+int us_cmd_prompts(int argc, char **argv) {
+  if (us_cli_help(argc, argv, us_cli_prompts_usage)) return US_EXIT_OK;
+  us_cli_common common;
+  int rc = us_cli_parse_common(&argc, argv, &common, us_cli_prompts_usage);
+  if (rc) return rc;
+  if (argc > 1) {
+    fprintf(stderr, "understudy: error: prompts: unknown option '%s'\n%s", argv[1],
+            us_cli_prompts_usage);
+    return US_EXIT_USAGE;
+  }
+  us_cli_session ss = {.common = &common};
+  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
+  us_pipeline_options opt;
+  us_cli_options(&ss, &opt);
+  us_prompts_stats s;
+  us_err err = {0};
+  us_status st = us_pipeline_prompts(ss.pipeline, &opt, &s, &err);
+  rc = us_cli_prompts_end(&ss, st, &err, &s);
+  us_pipeline_close(ss.pipeline);
   return rc;
 }

@@ -1,7 +1,6 @@
 /* understudy run CONFIG: every stage in order (prompts, label, train, eval, report). Each stage
  * is idempotent, so running again after a crash, Ctrl-C or budget stop resumes. */
 #include <stdio.h>
-#include <string.h>
 
 #include "cli/cli.h"
 
@@ -10,44 +9,78 @@ static const char usage[] =
     "  Runs prompts, label, train, eval and report in order and prints the headline.\n"
     "  Safe to run again: finished work is kept and nothing is paid for twice.\n";
 
-typedef int (*stage_fn)(int argc, char **argv);
-
-/* Each stage parses (and compacts) its own copy of the arguments. */
-static int run_stage(const char *name, stage_fn fn, int argc, char **argv) {
-  char *args[160];
-  int n = 0;
-  args[n++] = (char *)name;
-  for (int i = 1; i < argc && n < 159; i++) args[n++] = argv[i];
-  args[n] = NULL;
-  return fn(n, args);
+static void stage_begin(void *user, us_pipeline_stage stage) {
+  us_cli_session *ss = user;
+  if (stage == US_STAGE_LABEL) us_cli_label_begin(ss);
+  if (stage == US_STAGE_TRAIN) us_cli_train_begin(ss);
 }
 
+/* Prints each stage's summary (or error) as its own command does, as soon as it ends. */
+static void stage_end(void *user, us_pipeline_stage stage, us_status st, const us_err *err,
+                      const us_pipeline_run_summary *s) {
+  us_cli_session *ss = user;
+  switch (stage) {
+    case US_STAGE_PROMPTS:
+      us_cli_prompts_end(ss, st, err, &s->prompts);
+      break;
+    case US_STAGE_LABEL:
+      us_cli_label_end(ss, st, err, &s->label);
+      break;
+    case US_STAGE_TRAIN:
+      us_cli_train_end(ss, st, err, &s->train);
+      break;
+    case US_STAGE_EVAL:
+      us_cli_eval_end(ss, st, err, &s->eval);
+      break;
+    case US_STAGE_REPORT:
+      us_cli_report_end(ss, st, err, &s->report);
+      break;
+    default:
+      break;
+  }
+  fflush(stdout); /* keep stage output in order when stdout is a pipe */
+}
+
+static int stopped_at(const char *stage, int rc) {
+  if (rc != US_EXIT_USAGE)
+    fprintf(stderr,
+            "understudy: run stopped at the %s stage; fix the above and run again "
+            "(finished work is kept)\n",
+            stage);
+  return rc;
+}
+
+/* The config and workspace are opened once and every stage runs over them (us_pipeline_run).
+ * Flag errors read as they always have: those of the first stage, prompts. */
 int us_cmd_run(int argc, char **argv) {
   if (us_cli_help(argc, argv, usage)) return US_EXIT_OK;
   if (argc > 158) {
     fprintf(stderr, "understudy: error: run: too many arguments\n");
     return US_EXIT_USAGE;
   }
-  static const struct {
-    const char *name;
-    stage_fn fn;
-  } stages[] = {{"prompts", us_cmd_prompts},
-                {"label", us_cmd_label},
-                {"train", us_cmd_train},
-                {"eval", us_cmd_eval},
-                {"report", us_cmd_report}};
-  for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
-    int rc = run_stage(stages[i].name, stages[i].fn, argc, argv);
-    fflush(stdout); /* keep stage output in order when stdout is a pipe */
-    if (rc) {
-      if (rc != US_EXIT_USAGE)
-        fprintf(stderr,
-                "understudy: run stopped at the %s stage; fix the above and run again "
-                "(finished work is kept)\n",
-                stages[i].name);
-      return rc;
-    }
-    if (us_cli_stop) return US_EXIT_INTERRUPTED;
+  us_cli_common common;
+  int rc = us_cli_parse_common(&argc, argv, &common, us_cli_prompts_usage);
+  if (rc) return rc;
+  if (argc > 1) {
+    fprintf(stderr, "understudy: error: prompts: unknown option '%s'\n%s", argv[1],
+            us_cli_prompts_usage);
+    return US_EXIT_USAGE;
   }
-  return 0;
+  us_cli_session ss = {.common = &common};
+  if ((rc = us_cli_open(&common, &ss.pipeline)))
+    return stopped_at(us_pipeline_stage_name(US_STAGE_PROMPTS), rc);
+  us_pipeline_options opt;
+  us_cli_options(&ss, &opt);
+  opt.stage_begin = stage_begin;
+  opt.stage_end = stage_end;
+  us_pipeline_run_summary s;
+  us_err err = {0};
+  us_status st = us_pipeline_run(ss.pipeline, &opt, &s, &err);
+  if (st && s.stage_failed)
+    rc = stopped_at(us_pipeline_stage_name(s.stage), ss.rc);
+  else
+    rc = us_cli_exit_code(st); /* all ran, or Ctrl-C between stages: nothing more to say */
+  us_pipeline_run_summary_free(&s);
+  us_pipeline_close(ss.pipeline);
+  return rc;
 }

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "pipeline/train.h"
 
 static const char usage[] =
     "usage: understudy train CONFIG [--force] [--set key=value]... [--quiet]\n"
@@ -11,9 +10,43 @@ static const char usage[] =
     "  <output>/student.bin. Does nothing when the model is up to date.\n"
     "  --force   retrain even when the model is up to date\n";
 
-static void print_line(void *user, const char *line) {
-  const us_cli_common *common = user;
-  if (!common->quiet) fprintf(stderr, "  %s\n", line);
+void us_cli_train_progress(void *user, const char *line) {
+  const us_cli_session *ss = user;
+  if (!ss->common->quiet) fprintf(stderr, "  %s\n", line);
+}
+
+void us_cli_train_begin(us_cli_session *ss) {
+  if (!ss->common->quiet) fprintf(stderr, "train: %s\n", us_pipeline_config(ss->pipeline)->name);
+}
+
+int us_cli_train_end(us_cli_session *ss, us_status st, const us_err *err,
+                     const us_train_summary *s) {
+  if (st) return ss->rc = us_cli_fail(st, err, us_pipeline_hint(US_STAGE_TRAIN, st));
+  if (!ss->common->quiet) {
+    if (s->up_to_date)
+      printf("train: %s is up to date (%lld examples; --force retrains)\n", s->model_path,
+             (long long)s->n_train);
+    else if (us_pipeline_config(ss->pipeline)->task.type == US_TASK_CLASSIFY)
+      printf(
+          "train: %s: trained on %lld examples, %lld held out for early stopping (%lld "
+          "trained on the teacher's soft distribution); %d epochs; best validation accuracy "
+          "%.2f%%; %.1f s (%.1f CPU s); %lld parameters, %.1f MB\n",
+          s->model_path, (long long)s->n_train, (long long)s->n_valid, (long long)s->n_soft,
+          s->epochs, 100 * s->best_valid_acc, s->wall_s, s->cpu_s, (long long)s->params,
+          (double)s->model_bytes / 1e6);
+    else /* the language model has no held-out slice, soft targets or validation accuracy */
+      printf(
+          "train: %s: trained on %lld examples; %d steps; %.1f s (%.1f CPU s); %lld "
+          "parameters, %.1f MB\n",
+          s->model_path, (long long)s->n_train, s->epochs, s->wall_s, s->cpu_s,
+          (long long)s->params, (double)s->model_bytes / 1e6);
+    if (s->skipped_unparsed || s->skipped_missing)
+      printf(
+          "train: skipped %lld prompts whose teacher answer named no label and %lld with no "
+          "answer yet\n",
+          (long long)s->skipped_unparsed, (long long)s->skipped_missing);
+  }
+  return ss->rc = US_EXIT_OK;
 }
 
 int us_cmd_train(int argc, char **argv) {
@@ -21,48 +54,25 @@ int us_cmd_train(int argc, char **argv) {
   us_cli_common common;
   int rc = us_cli_parse_common(&argc, argv, &common, usage);
   if (rc) return rc;
-  us_train_options opt = {.stop = &us_cli_stop, .progress = print_line, .progress_user = &common};
+  bool force = false;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--force")) {
-      opt.force = true;
+      force = true;
     } else {
       fprintf(stderr, "understudy: error: train: unknown option '%s'\n%s", argv[i], usage);
       return US_EXIT_USAGE;
     }
   }
-  us_config c;
-  us_cache *cache = NULL;
-  if ((rc = us_cli_open(&common, &c, &cache))) return rc;
+  us_cli_session ss = {.common = &common};
+  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
+  us_pipeline_options opt;
+  us_cli_options(&ss, &opt);
+  opt.force = force;
   us_train_summary s;
   us_err err = {0};
-  if (!common.quiet) fprintf(stderr, "train: %s\n", c.name);
-  us_status st = us_train_stage(&c, cache, &opt, &s, &err);
-  if (st) {
-    rc = us_cli_fail(st, &err, NULL);
-  } else if (!common.quiet) {
-    if (s.up_to_date)
-      printf("train: %s is up to date (%lld examples; --force retrains)\n", s.model_path,
-             (long long)s.n_train);
-    else if (c.task.type == US_TASK_CLASSIFY)
-      printf(
-          "train: %s: trained on %lld examples, %lld held out for early stopping (%lld "
-          "trained on the teacher's soft distribution); %d epochs; best validation accuracy "
-          "%.2f%%; %.1f s (%.1f CPU s); %lld parameters, %.1f MB\n",
-          s.model_path, (long long)s.n_train, (long long)s.n_valid, (long long)s.n_soft, s.epochs,
-          100 * s.best_valid_acc, s.wall_s, s.cpu_s, (long long)s.params,
-          (double)s.model_bytes / 1e6);
-    else /* the language model has no held-out slice, soft targets or validation accuracy */
-      printf("train: %s: trained on %lld examples; %d steps; %.1f s (%.1f CPU s); %lld "
-             "parameters, %.1f MB\n",
-             s.model_path, (long long)s.n_train, s.epochs, s.wall_s, s.cpu_s, (long long)s.params,
-             (double)s.model_bytes / 1e6);
-    if (s.skipped_unparsed || s.skipped_missing)
-      printf(
-          "train: skipped %lld prompts whose teacher answer named no label and %lld with no "
-          "answer yet\n",
-          (long long)s.skipped_unparsed, (long long)s.skipped_missing);
-  }
-  us_cache_close(cache);
-  us_config_free(&c);
+  us_cli_train_begin(&ss);
+  us_status st = us_pipeline_train(ss.pipeline, &opt, &s, &err);
+  rc = us_cli_train_end(&ss, st, &err, &s);
+  us_pipeline_close(ss.pipeline);
   return rc;
 }

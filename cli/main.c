@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "include/understudy.h"
 #include "student/blas.h"
+#include "understudy.h"
 
 typedef struct command {
   const char *name;

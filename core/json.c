@@ -1,6 +1,7 @@
 /* The JSON string escaper of core/json.h. */
 #include "core/json.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,4 +40,17 @@ us_status us_json_quote(us_buf *out, const char *s) {
   *w = '\0';
   out->len = (size_t)(w - out->data);
   return US_OK;
+}
+
+size_t us_json_nul_escape_at(const char *text, size_t len) {
+  bool in_string = false;
+  for (size_t i = 0; i < len; i++) {
+    if (text[i] == '"') {
+      in_string = !in_string;
+    } else if (in_string && text[i] == '\\' && i + 1 < len) {
+      if (text[i + 1] == 'u' && i + 5 < len && memcmp(text + i + 2, "0000", 4) == 0) return i;
+      i++; /* the escaped character, whatever it is */
+    }
+  }
+  return len;
 }

@@ -41,8 +41,8 @@ us_status us_err_set(us_err *err, us_status code, const char *fmt, ...) {
   return code;
 }
 
-us_status us_err_prefix(us_err *err, const char *fmt, ...) {
-  if (!err) return US_ERR_INTERNAL;
+void us_err_prefix(us_err *err, const char *fmt, ...) {
+  if (!err) return;
   char prefix[US_ERR_MSG_MAX], old[US_ERR_MSG_MAX];
   va_list ap;
   va_start(ap, fmt);
@@ -57,7 +57,6 @@ us_status us_err_prefix(us_err *err, const char *fmt, ...) {
   if (rest > sizeof err->msg - n - 3) rest = sizeof err->msg - n - 3;
   memcpy(err->msg + n + 2, old, rest);
   err->msg[n + 2 + rest] = '\0';
-  return err->code;
 }
 
 void us_err_clear(us_err *err) {

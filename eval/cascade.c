@@ -5,6 +5,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+void us_quality_params_defaults(us_quality_params *p) {
+  p->target_agreement = 0.95;
+  p->confidence = 0.95;
+}
+
+static const us_param QUALITY_PARAMS[] = {
+    US_PARAM(us_quality_params, target_agreement, US_PARAM_DOUBLE, 0, 1, US_PARAM_MIN_OPEN,
+             "agreement with the teacher the cascade must reach"),
+    US_PARAM(us_quality_params, confidence, US_PARAM_DOUBLE, 0, 0.999, 0,
+             "confidence of the lower bound on agreement that must meet the target; 0: the "
+             "measured agreement alone"),
+};
+
+const us_param *us_quality_param_table(size_t *n) {
+  *n = sizeof QUALITY_PARAMS / sizeof QUALITY_PARAMS[0];
+  return QUALITY_PARAMS;
+}
+
+us_status us_quality_params_check(const us_quality_params *p, us_err *err) {
+  return us_params_check(QUALITY_PARAMS, sizeof QUALITY_PARAMS / sizeof QUALITY_PARAMS[0], p, err);
+}
+
 void us_cascade_free(us_cascade *c) {
   if (!c) return;
   free(c->points);
@@ -45,12 +67,9 @@ static us_status check_inputs(const us_cascade_inputs *in, us_err *err) {
     return us_err_set(err, US_ERR_INPUT, "cascade: need n >= 0, confidences and scores");
   if (in->student_gold && !in->teacher_gold)
     return us_err_set(err, US_ERR_INPUT, "cascade: student gold flags given without the teacher's");
-  if (!(in->confidence_level >= 0 && in->confidence_level < 1))
-    return us_err_set(err, US_ERR_INPUT, "cascade: quality.confidence %g not in [0, 1)",
-                      in->confidence_level);
-  if (!(in->target_agreement > 0 && in->target_agreement <= 1))
-    return us_err_set(err, US_ERR_INPUT, "cascade: quality.target_agreement %g not in (0, 1]",
-                      in->target_agreement);
+  us_err why;
+  if (us_quality_params_check(&in->quality, &why) != US_OK)
+    return us_err_set(err, US_ERR_INPUT, "cascade: quality.%s", why.msg);
   if (!(in->student_usd_per_request >= 0) || !(in->teacher_usd_per_request >= 0) ||
       !isfinite(in->student_usd_per_request) || !isfinite(in->teacher_usd_per_request))
     return us_err_set(err, US_ERR_INPUT, "cascade: per-request costs must be finite and >= 0");
@@ -114,15 +133,10 @@ static void fill_points(const us_cascade_inputs *in, const ranked *order, us_cas
   c->n_gold = n_gold;
   c->has_gold = n_gold > 0;
   double gold_den = n_gold > 0 ? n_gold : 1, n_den = n > 0 ? n : 1;
-  double z = in->confidence_level > 0 ? normal_quantile(in->confidence_level) : 0.0;
-  c->points[0] = (us_cascade_point){US_CASCADE_TEACHER_ONLY,
-                                    INFINITY,
-                                    0,
-                                    0.0,
-                                    1.0,
-                                    1.0,
-                                    teacher_gold_hits / gold_den,
-                                    in->teacher_usd_per_request};
+  double z = in->quality.confidence > 0 ? normal_quantile(in->quality.confidence) : 0.0;
+  c->points[0] = (us_cascade_point){
+      US_CASCADE_TEACHER_ONLY,    INFINITY, 0, 0.0, 1.0, 1.0, teacher_gold_hits / gold_den,
+      in->teacher_usd_per_request};
   int k = 1, gold_hits = teacher_gold_hits; /* gold hits of the combined system so far */
   double score = 0;
   for (int r = 0; r < n; r++) {
@@ -204,8 +218,8 @@ us_status us_cascade_compute(const us_cascade_inputs *in, us_cascade *out, us_er
   for (int i = 0; i < in->n; i++) order[i] = (ranked){in->confidence[i], i};
   qsort(order, (size_t)in->n, sizeof *order, ranked_order);
   out->n = in->n;
-  out->target_agreement = in->target_agreement;
-  out->confidence_level = in->confidence_level;
+  out->target_agreement = in->quality.target_agreement;
+  out->confidence_level = in->quality.confidence;
   fill_points(in, order, out);
   out->teacher_only = 0;
   out->student_only = out->n_points - 1;

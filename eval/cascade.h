@@ -1,13 +1,30 @@
 /* The confidence cascade: the student answers when its confidence reaches a threshold and the
  * teacher answers the rest. For every threshold: coverage, quality against the teacher (and
  * gold), blended cost; and the recommendation, which is the cheapest threshold meeting the
- * quality target, or plainly "stay with the teacher" when none does. Owned by eval. */
+ * quality target, or plainly "stay with the teacher" when none does. */
 #ifndef US_EVAL_CASCADE_H
 #define US_EVAL_CASCADE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
+#include "core/params.h"
 #include "core/status.h"
+
+/* The quality settings (config section "quality"; ranges in us_quality_param_table). */
+typedef struct us_quality_params {
+  double target_agreement; /* agreement with the teacher a recommended threshold must reach */
+  double confidence;       /* a threshold qualifies only when the one-sided lower bound of its
+                              agreement at this confidence meets the target; 0 judges on the
+                              point estimate */
+} us_quality_params;
+
+/* target_agreement 0.95, confidence 0.95. */
+void us_quality_params_defaults(us_quality_params *p);
+/* Every field of us_quality_params with its range; *n set to the number of entries. Static. */
+const us_param *us_quality_param_table(size_t *n);
+/* US_ERR_CONFIG with "<field>: expected ..., found ..." when a field is out of range. */
+us_status us_quality_params_check(const us_quality_params *p, us_err *err);
 
 typedef enum {
   US_CASCADE_TEACHER_ONLY, /* threshold +inf: the student never answers (and is not run) */
@@ -47,9 +64,7 @@ typedef struct us_cascade_inputs {
   const int *teacher_gold; /* same for the teacher; required when student_gold is given */
   double student_usd_per_request;
   double teacher_usd_per_request;
-  double target_agreement; /* quality.target_agreement, in (0, 1] */
-  double confidence_level; /* quality.confidence in [0, 1): a threshold is recommended only when
-                              its agreement_low meets the target; 0 judges on the point estimate */
+  us_quality_params quality; /* the target and the confidence level (config section "quality") */
 } us_cascade_inputs;
 
 typedef struct us_cascade {
@@ -61,7 +76,7 @@ typedef struct us_cascade {
   int recommended;  /* index of the recommended point; teacher_only when staying */
   us_cascade_verdict verdict;
   double target_agreement;
-  double confidence_level; /* as given in the inputs */
+  double confidence_level; /* quality.confidence as given in the inputs */
   int n;
   bool has_gold;
   int n_gold;

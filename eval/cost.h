@@ -1,12 +1,27 @@
 /* The cost model: what a request costs from the teacher and from the student, what building the
  * student cost, when it pays for itself, and what it saves a month. Pure arithmetic on numbers
- * the caller measured (the cache's real spend, measured CPU seconds). Owned by eval. */
+ * the caller measured (the cache's real spend, measured CPU seconds). */
 #ifndef US_EVAL_COST_H
 #define US_EVAL_COST_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
+#include "core/params.h"
 #include "core/status.h"
+
+/* The cost settings (config section "cost"; ranges in us_cost_param_table). */
+typedef struct us_cost_params {
+  double cpu_usd_per_hour;   /* price of one CPU-hour, for the student's training and inference */
+  double requests_per_month; /* expected traffic, for break-even and monthly savings */
+} us_cost_params;
+
+/* cpu_usd_per_hour 0.05, requests_per_month 1e6. */
+void us_cost_params_defaults(us_cost_params *p);
+/* Every field of us_cost_params with its range; *n set to the number of entries. Static. */
+const us_param *us_cost_param_table(size_t *n);
+/* US_ERR_CONFIG with "<field>: expected ..., found ..." when a field is out of range. */
+us_status us_cost_params_check(const us_cost_params *p, us_err *err);
 
 typedef struct us_cost_inputs {
   double teacher_usd_per_request; /* measured: see us_cost_teacher_per_request */
@@ -14,8 +29,7 @@ typedef struct us_cost_inputs {
   double cache_saved_usd;         /* what cache hits and imported answers would have cost */
   double training_cpu_seconds;    /* measured CPU seconds of training (all threads) */
   double student_cpu_seconds_per_request; /* measured, single thread */
-  double cpu_usd_per_hour;                /* cost.cpu_usd_per_hour */
-  double requests_per_month;              /* cost.requests_per_month */
+  us_cost_params cost;                    /* the settings (config section "cost") */
   double teacher_params_b;                /* teacher.params_b; 0 = unknown */
   double student_params;                  /* the student's parameter count */
 } us_cost_inputs;
@@ -55,7 +69,8 @@ double us_cost_from_tokens(double input_tokens, double output_tokens, double inp
 double us_cost_break_even(double one_off_usd, double teacher_usd_per_request,
                           double system_usd_per_request);
 
-/* Fills out from in. Fails with US_ERR_INPUT if any input is negative or not finite. */
+/* Fills out from in. Fails with US_ERR_INPUT if any input is negative or not finite, or
+ * in->cost fails us_cost_params_check ("cost model: cost.<field>: ..."). */
 us_status us_cost_compute(const us_cost_inputs *in, us_cost *out, us_err *err);
 
 #endif

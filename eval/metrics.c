@@ -9,6 +9,7 @@
 
 #include "core/hash.h"
 #include "core/rng.h"
+#include "core/utf8.h"
 
 void us_metrics_defaults(us_metrics_options *o) {
   o->top_confusions = 10;
@@ -430,28 +431,22 @@ done:
   return st;
 }
 
-/* Decodes UTF-8 into code points, dropping whitespace; invalid bytes become one unit each. */
+/* Decodes UTF-8 into code points, dropping whitespace; a byte that starts no valid sequence is
+ * one unit of its own (0xDC00 + byte, like Python's surrogateescape). */
 static us_status code_points(const char *text, uint32_t **out, size_t *n, us_err *err) {
-  const unsigned char *p = (const unsigned char *)(text ? text : "");
-  size_t len = strlen((const char *)p);
+  const char *p = text ? text : "";
+  size_t len = strlen(p);
   *out = malloc((len ? len : 1) * sizeof **out);
   *n = 0;
   if (!*out) return us_err_set(err, US_ERR_NOMEM, "chrf: out of memory");
-  while (*p) {
-    uint32_t cp = *p;
-    int extra = cp >= 0xF0 && cp < 0xF8 ? 3 : cp >= 0xE0 ? 2 : cp >= 0xC0 ? 1 : 0;
-    if (cp >= 0xF8) extra = 0;
-    int ok = 1;
-    for (int k = 1; k <= extra && ok; k++) /* stops at the NUL: it is not a continuation */
-      if ((p[k] & 0xC0) != 0x80) ok = 0;
-    if (extra && ok) {
-      cp &= 0x3Fu >> extra;
-      for (int k = 1; k <= extra; k++) cp = (cp << 6) | (p[k] & 0x3F);
-      p += extra + 1;
-    } else {
-      cp = cp >= 0x80 ? 0xDC00 + cp : cp; /* lone byte: a distinct unit, like Python's surrogates */
-      p++;
+  for (size_t i = 0; i < len;) {
+    uint32_t cp;
+    int step = us_utf8_decode(p + i, len - i, &cp);
+    if (step == 0) {
+      cp = 0xDC00 + (unsigned char)p[i];
+      step = 1;
     }
+    i += (size_t)step;
     if (cp < 0x80 && is_space((unsigned char)cp)) continue;
     (*out)[(*n)++] = cp;
   }
@@ -549,8 +544,8 @@ void us_metrics_json_fields(const char *prediction, const char *reference, int *
   *matched = *predicted = *expected = 0;
   cJSON *ref = json_object_of(reference), *pred = json_object_of(prediction);
   const cJSON *x;
-  cJSON_ArrayForEach(x, ref) (*expected)++;
-  cJSON_ArrayForEach(x, pred) (*predicted)++;
+  cJSON_ArrayForEach(x, ref)(*expected)++;
+  cJSON_ArrayForEach(x, pred)(*predicted)++;
   if (ref && pred && *expected > 0) {
     /* duplicate keys are pairs of their own: each reference pair is matched at most once */
     unsigned char *used = calloc((size_t)*expected, 1);
@@ -582,7 +577,10 @@ us_status us_metrics_generate(int n, const char *const *predictions, const char 
     us_status st = us_metrics_token_f1(p, r, &tf, err);
     if (st == US_OK) st = us_metrics_rouge_l(p, r, &rl, err);
     if (st == US_OK) st = us_metrics_chrf(p, r, &cf, err);
-    if (st != US_OK) return us_err_prefix(err, "pair %d", i);
+    if (st != US_OK) {
+      us_err_prefix(err, "pair %d", i);
+      return st;
+    }
     out->exact_match += us_metrics_exact_match(p, r);
     out->token_f1 += tf;
     out->rouge_l += rl;
@@ -610,7 +608,8 @@ us_status us_metrics_generate(int n, const char *const *predictions, const char 
   out->valid_json_rate = ratio(json_ok, out->n_json_references);
   /* micro-F1 = 2 matched / (predicted + expected) */
   if (fields_predicted + fields_expected > 0)
-    out->json_field_f1 = 2.0 * (double)fields_matched / (double)(fields_predicted + fields_expected);
+    out->json_field_f1 =
+        2.0 * (double)fields_matched / (double)(fields_predicted + fields_expected);
   else if (out->n_json_objects > 0)
     out->json_field_f1 = 1.0; /* every reference is {} and so is every prediction */
   return US_OK;

@@ -1,7 +1,7 @@
 /* Quality metrics on plain arrays: classification agreement with the teacher (and gold),
  * per-class scores, confusions, calibration, bootstrap intervals, latency percentiles, and the
  * generation metrics (exact match, token F1, ROUGE-L, chrF, valid JSON).
- * Owned by eval. Nothing here touches the cache or the student: the caller passes indices,
+ * Nothing here touches the cache or the student: the caller passes indices,
  * probabilities and strings. Structs filled by us_metrics_classify own their arrays; free them
  * with us_metrics_free. */
 #ifndef US_EVAL_METRICS_H

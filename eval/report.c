@@ -14,8 +14,19 @@ us_status us_report_escape_html(us_buf *out, const char *s) {
   return us_svg_escape(out, s);
 }
 
-const char *us__report_task_name(us_task_type t) {
-  return t == US_TASK_GENERATE ? "generate" : "classify";
+const char *us__report_label(const us_report *r, int k, const char *fallback) {
+  const char *label = r->labels && k >= 0 && k < r->n_labels ? r->labels[k] : NULL;
+  return label ? label : fallback;
+}
+
+void us__report_point_when(char *buf, size_t size, const us_cascade_point *p,
+                           const char *at_least) {
+  if (p->kind == US_CASCADE_TEACHER_ONLY)
+    snprintf(buf, size, "never (teacher only)");
+  else if (p->kind == US_CASCADE_STUDENT_ONLY)
+    snprintf(buf, size, "always (student only)");
+  else
+    snprintf(buf, size, "confidence %s %.4g", at_least, p->threshold);
 }
 
 /* Digits of a non-negative integer value with thousands separators. */
@@ -142,8 +153,7 @@ static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) 
              cov, p->threshold, agr, target, usd);
   } else if (k->verdict == US_CASCADE_USE_STUDENT) {
     snprintf(h->cascade, sizeof h->cascade,
-             "the student alone: %starget %s), %s per million requests", agr, target,
-             usd);
+             "the student alone: %starget %s), %s per million requests", agr, target, usd);
   } else if (k->best_quality_threshold_point >= 0 && k->verdict == US_CASCADE_STAY_BELOW_TARGET) {
     const us_cascade_point *b = &k->points[k->best_quality_threshold_point];
     us__report_pct(agr, sizeof agr, b->agreement);
@@ -169,6 +179,7 @@ static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) 
 static void fill_cost(const us_report *r, us__headline *h) {
   const us_cost *c = r->cost;
   char a[48], b[48], vol[48], when[64];
+  h->break_even_requests = h->monthly_savings_usd = NAN;
   if (!c) {
     snprintf(h->teacher_cost, sizeof h->teacher_cost, "not measured");
     snprintf(h->student_cost, sizeof h->student_cost, "not measured");
@@ -203,7 +214,9 @@ static void fill_cost(const us_report *r, us__headline *h) {
     snprintf(h->break_even, sizeof h->break_even,
              "never: %s does not cost less per request than the teacher", what);
   }
-  us__report_usd(a, sizeof a, saving * c->requests_per_month);
+  h->break_even_requests = requests;
+  h->monthly_savings_usd = saving * c->requests_per_month;
+  us__report_usd(a, sizeof a, h->monthly_savings_usd);
   snprintf(h->savings, sizeof h->savings, "%s a month with %s at %s requests a month", a, what,
            vol);
 }
@@ -261,10 +274,6 @@ static us_status md_text(us_buf *o, const char *s) {
   return st;
 }
 
-static const char *label_of(const us_report *r, int k) {
-  return r->labels && k >= 0 && k < r->n_labels && r->labels[k] ? r->labels[k] : "?";
-}
-
 static us_status md_quality(const us_report *r, us_buf *o) {
   const us_classify_metrics *m = r->metrics;
   us_status st = US_OK;
@@ -295,7 +304,7 @@ static us_status md_quality(const us_report *r, us_buf *o) {
     for (int k = 0; k < m->n_labels && st == US_OK; k++) {
       const us_class_score *s = &m->per_class[k];
       st = us_buf_puts(o, "| ");
-      if (st == US_OK) st = md_text(o, label_of(r, k));
+      if (st == US_OK) st = md_text(o, us__report_label(r, k, "?"));
       if (st == US_OK)
         st = us_buf_printf(o, " | %.3f | %.3f | %.3f | %d | %d |\n", s->precision, s->recall, s->f1,
                            s->support, s->predicted);
@@ -307,9 +316,9 @@ static us_status md_quality(const us_report *r, us_buf *o) {
     for (int i = 0; i < m->n_confusions && st == US_OK; i++) {
       const us_confusion *c = &m->confusions[i];
       st = us_buf_puts(o, "| ");
-      if (st == US_OK) st = md_text(o, label_of(r, c->reference));
+      if (st == US_OK) st = md_text(o, us__report_label(r, c->reference, "?"));
       if (st == US_OK) st = us_buf_puts(o, " | ");
-      if (st == US_OK) st = md_text(o, label_of(r, c->predicted));
+      if (st == US_OK) st = md_text(o, us__report_label(r, c->predicted, "?"));
       if (st == US_OK) st = us_buf_printf(o, " | %d | ", c->count);
       if (st == US_OK && r->confusion_examples && r->confusion_examples[i])
         st = md_text(o, r->confusion_examples[i]);
@@ -346,23 +355,18 @@ static us_status md_cascade(const us_report *r, us_buf *o) {
              " A threshold qualifies when the lower %.0f%% confidence bound of its agreement "
              "meets the target.",
              k->confidence_level * 100);
-  us_status st = us_buf_printf(o,
-                               "\n## Cascade\n\nTarget agreement %.1f%%.%s Verdict: %s.\n\n"
-                               "| student answers when | coverage | agreement |%s%s cost per "
-                               "million |\n|---|---|---|%s%s---|\n",
-                               k->target_agreement * 100, rule, us_cascade_verdict_str(k->verdict),
-                               bound ? " lower bound |" : "",
-                               k->has_gold ? " accuracy vs gold |" : "", bound ? "---|" : "",
-                               k->has_gold ? "---|" : "");
+  us_status st =
+      us_buf_printf(o,
+                    "\n## Cascade\n\nTarget agreement %.1f%%.%s Verdict: %s.\n\n"
+                    "| student answers when | coverage | agreement |%s%s cost per "
+                    "million |\n|---|---|---|%s%s---|\n",
+                    k->target_agreement * 100, rule, us_cascade_verdict_str(k->verdict),
+                    bound ? " lower bound |" : "", k->has_gold ? " accuracy vs gold |" : "",
+                    bound ? "---|" : "", k->has_gold ? "---|" : "");
   for (int i = 0; i < n && st == US_OK; i++) {
     const us_cascade_point *p = &k->points[rows[i]];
     char when[48], usd[48], gold[32] = "", low[32] = "";
-    if (p->kind == US_CASCADE_TEACHER_ONLY)
-      snprintf(when, sizeof when, "never (teacher only)");
-    else if (p->kind == US_CASCADE_STUDENT_ONLY)
-      snprintf(when, sizeof when, "always (student only)");
-    else
-      snprintf(when, sizeof when, "confidence >= %.4g", p->threshold);
+    us__report_point_when(when, sizeof when, p, ">=");
     us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
     if (bound) snprintf(low, sizeof low, " %.1f%% |", p->agreement_low * 100);
     if (k->has_gold) snprintf(gold, sizeof gold, " %.1f%% |", p->gold_accuracy * 100);
@@ -436,7 +440,7 @@ us_status us_report_markdown(const us_report *r, us_buf *o, us_err *err) {
   us__report_headline_fill(r, &h);
   us_status st = us_buf_puts(o, "# understudy report: ");
   if (st == US_OK) st = md_text(o, r->run_name ? r->run_name : "unnamed run");
-  if (st == US_OK) st = us_buf_printf(o, "\n\nTask: %s. Teacher: ", us__report_task_name(r->task));
+  if (st == US_OK) st = us_buf_printf(o, "\n\nTask: %s. Teacher: ", us_task_type_name(r->task));
   if (st == US_OK) st = md_text(o, r->teacher_model ? r->teacher_model : "unknown");
   if (st == US_OK && r->student_desc) st = us_buf_puts(o, ". Student: ");
   if (st == US_OK && r->student_desc) st = md_text(o, r->student_desc);

@@ -1,5 +1,5 @@
 /* Report writers: one us_report in, report.md, report.json (schema in docs/report.md) and a
- * self-contained report.html with inline SVG charts out. Owned by eval.
+ * self-contained report.html with inline SVG charts out.
  * Ownership: us_report only borrows. Every pointer in it belongs to the caller and must stay
  * valid while a writer runs; the writers never keep or free any of it. NULL sections are
  * omitted (JSON: null). Every piece of user text is escaped for the format it lands in. */
@@ -9,8 +9,8 @@
 #include <stdbool.h>
 
 #include "core/buf.h"
-#include "pipeline/config.h"
 #include "core/status.h"
+#include "core/task.h"
 #include "eval/cascade.h"
 #include "eval/cost.h"
 #include "eval/metrics.h"

@@ -74,10 +74,6 @@ static us_status esc(us_buf *o, const char *s) {
   return us_svg_escape(o, s);
 }
 
-static const char *label_of(const us_report *r, int k) {
-  return r->labels && k >= 0 && k < r->n_labels && r->labels[k] ? r->labels[k] : "?";
-}
-
 /* ---- headline ------------------------------------------------------------------------- */
 
 static us_status card(us_buf *o, const char *title, const char *big, const char *sub) {
@@ -116,23 +112,15 @@ static us_status html_cards(const us_report *r, const us__headline *h, us_buf *o
   snprintf(sub, sizeof sub, "student per million requests; the teacher costs %s", h->teacher_cost);
   if (st == US_OK) st = card(o, "Cost per million", h->student_cost, sub);
   const char *be = "n/a";
-  if (c && h->positive) {
-    double n =
-        us_cost_break_even(c->one_off_usd, c->teacher_usd_per_request, h->system_usd_per_request);
-    us__report_count(tmp, sizeof tmp, n);
+  if (!isnan(h->break_even_requests)) {
+    us__report_count(tmp, sizeof tmp, h->break_even_requests);
     snprintf(big, sizeof big, "%s requests", tmp);
-    be = isfinite(n) ? big : "never";
-  } else if (c && !r->cascade) {
-    us__report_count(tmp, sizeof tmp, c->break_even_requests);
-    snprintf(big, sizeof big, "%s requests", tmp);
-    be = c->breaks_even ? big : "never";
+    be = isfinite(h->break_even_requests) ? big : "never";
   }
   if (st == US_OK) st = card(o, "Break-even", be, h->break_even);
   const char *save = "none";
-  if (c && (h->positive || !r->cascade)) {
-    us__report_usd(
-        big, sizeof big,
-        (c->teacher_usd_per_request - h->system_usd_per_request) * c->requests_per_month);
+  if (!isnan(h->monthly_savings_usd)) {
+    us__report_usd(big, sizeof big, h->monthly_savings_usd);
     save = big;
   }
   if (st == US_OK) st = card(o, "Monthly savings", save, h->savings);
@@ -175,7 +163,7 @@ static us_status f1_chart(const us_report *r, us_buf *o, us_err *err) {
   for (int k = 0; k < n; k++) order[k] = (ranked){m->per_class[k].f1, k};
   qsort(order, (size_t)n, sizeof *order, by_f1);
   for (int k = 0; k < n; k++) {
-    names[k] = label_of(r, order[k].label);
+    names[k] = us__report_label(r, order[k].label, "?");
     values[k] = order[k].f1;
   }
   st = us_buf_puts(o,
@@ -236,7 +224,7 @@ static us_status per_class_table(const us_report *r, us_buf *o) {
   for (int k = 0; k < m->n_labels && st == US_OK; k++) {
     const us_class_score *s = &m->per_class[k];
     st = us_buf_puts(o, "<tr><td class=\"label\">");
-    if (st == US_OK) st = esc(o, label_of(r, k));
+    if (st == US_OK) st = esc(o, us__report_label(r, k, "?"));
     if (st == US_OK)
       st = us_buf_printf(o,
                          "</td><td class=\"num\">%.3f</td><td class=\"num\">%.3f</td>"
@@ -262,9 +250,9 @@ static us_status confusion_table(const us_report *r, us_buf *o) {
   for (int i = 0; i < m->n_confusions && st == US_OK; i++) {
     const us_confusion *c = &m->confusions[i];
     st = us_buf_puts(o, "<tr><td class=\"label\">");
-    if (st == US_OK) st = esc(o, label_of(r, c->reference));
+    if (st == US_OK) st = esc(o, us__report_label(r, c->reference, "?"));
     if (st == US_OK) st = us_buf_puts(o, "</td><td class=\"label\">");
-    if (st == US_OK) st = esc(o, label_of(r, c->predicted));
+    if (st == US_OK) st = esc(o, us__report_label(r, c->predicted, "?"));
     if (st == US_OK)
       st = us_buf_printf(o, "</td><td class=\"num\">%d</td><td class=\"example\">", c->count);
     if (st == US_OK && r->confusion_examples && r->confusion_examples[i])
@@ -404,12 +392,7 @@ static us_status cascade_table(const us_report *r, us_buf *o) {
   for (int i = 0; i < n && st == US_OK; i++) {
     const us_cascade_point *p = &k->points[rows[i]];
     char when[64], usd[48], gold[64] = "", low[64] = "";
-    if (p->kind == US_CASCADE_TEACHER_ONLY)
-      snprintf(when, sizeof when, "never (teacher only)");
-    else if (p->kind == US_CASCADE_STUDENT_ONLY)
-      snprintf(when, sizeof when, "always (student only)");
-    else
-      snprintf(when, sizeof when, "confidence &ge; %.4g", p->threshold);
+    us__report_point_when(when, sizeof when, p, "&ge;");
     us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
     if (k->confidence_level > 0)
       snprintf(low, sizeof low, "<td class=\"num\">%.1f%%</td>", p->agreement_low * 100);
@@ -667,7 +650,7 @@ static us_status html_head(const us_report *r, const us__headline *h, us_buf *o)
   if (st == US_OK) st = esc(o, name);
   if (st == US_OK)
     st = us_buf_printf(
-        o, "</h1><p class=\"meta\">Task: %s &middot; teacher: ", us__report_task_name(r->task));
+        o, "</h1><p class=\"meta\">Task: %s &middot; teacher: ", us_task_type_name(r->task));
   if (st == US_OK) st = esc(o, r->teacher_model ? r->teacher_model : "unknown");
   if (st == US_OK && r->student_desc) st = us_buf_puts(o, " &middot; student: ");
   if (st == US_OK && r->student_desc) st = esc(o, r->student_desc);

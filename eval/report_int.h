@@ -29,6 +29,11 @@ typedef struct us__headline {
   char savings[256];
   char cascade[320];
   double system_usd_per_request; /* cost of what is recommended (the teacher when staying) */
+  /* For the system adopted (the recommendation, or the student when there is no cascade):
+   * requests to break even (INFINITY: never) and savings a month at cost.requests_per_month;
+   * both NAN when staying with the teacher or when the cost is unknown. */
+  double break_even_requests;
+  double monthly_savings_usd;
 } us__headline;
 
 void us__report_headline_fill(const us_report *r, us__headline *h);
@@ -36,7 +41,12 @@ void us__report_headline_fill(const us_report *r, us__headline *h);
 /* Point of the cascade that the headline and charts call "recommended", or NULL. */
 const us_cascade_point *us__report_recommended(const us_report *r);
 
-/* Name of the task type ("classify" or "generate"). */
-const char *us__report_task_name(us_task_type t);
+/* Label k of the report, or fallback when there is none (no labels, k out of range, a NULL
+ * entry). */
+const char *us__report_label(const us_report *r, int k, const char *fallback);
+
+/* When the student answers at point p: "never (teacher only)", "always (student only)" or
+ * "confidence <at_least> 0.8123" (at_least is ">=" or "&ge;", as the format wants). */
+void us__report_point_when(char *buf, size_t size, const us_cascade_point *p, const char *at_least);
 
 #endif

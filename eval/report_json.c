@@ -7,7 +7,8 @@
 #include "eval/report_int.h"
 
 /* Every add goes through these; a failed allocation sets *ok to false and later adds are
- * skipped, so one check at the end covers the whole document. */
+ * skipped, so one check at the end covers the whole document. A non-finite number is written
+ * as null, which is how optional numbers (perplexity, size_ratio...) say "unknown". */
 typedef struct builder {
   bool ok;
 } builder;
@@ -47,8 +48,13 @@ static void flag(builder *b, cJSON *o, const char *k, bool v) {
   add(b, o, k, cJSON_CreateBool(v));
 }
 
-static const char *label_of(const us_report *r, int k) {
-  return r->labels && k >= 0 && k < r->n_labels ? r->labels[k] : NULL;
+/* A new object under key; when the section is absent, null there instead and NULL returned. */
+static cJSON *section(builder *b, cJSON *parent, const char *key, bool present) {
+  if (!present) {
+    add(b, parent, key, cJSON_CreateNull());
+    return NULL;
+  }
+  return add(b, parent, key, cJSON_CreateObject());
 }
 
 static void put_classify(builder *b, cJSON *q, const us_report *r) {
@@ -67,7 +73,7 @@ static void put_classify(builder *b, cJSON *q, const us_report *r) {
   cJSON *pc = add(b, q, "per_class", cJSON_CreateArray());
   for (int k = 0; k < m->n_labels && b->ok; k++) {
     cJSON *c = add(b, pc, NULL, cJSON_CreateObject());
-    str(b, c, "label", label_of(r, k));
+    str(b, c, "label", us__report_label(r, k, NULL));
     num(b, c, "precision", m->per_class[k].precision);
     num(b, c, "recall", m->per_class[k].recall);
     num(b, c, "f1", m->per_class[k].f1);
@@ -77,8 +83,8 @@ static void put_classify(builder *b, cJSON *q, const us_report *r) {
   cJSON *cf = add(b, q, "confusions", cJSON_CreateArray());
   for (int i = 0; i < m->n_confusions && b->ok; i++) {
     cJSON *c = add(b, cf, NULL, cJSON_CreateObject());
-    str(b, c, "teacher", label_of(r, m->confusions[i].reference));
-    str(b, c, "student", label_of(r, m->confusions[i].predicted));
+    str(b, c, "teacher", us__report_label(r, m->confusions[i].reference, NULL));
+    str(b, c, "student", us__report_label(r, m->confusions[i].predicted, NULL));
     num(b, c, "count", m->confusions[i].count);
     str(b, c, "example", r->confusion_examples ? r->confusion_examples[i] : NULL);
   }
@@ -91,11 +97,8 @@ static void put_classify(builder *b, cJSON *q, const us_report *r) {
     num(b, c, "mean_confidence", m->calibration[i].mean_confidence);
     num(b, c, "accuracy", m->calibration[i].accuracy);
   }
-  if (!m->has_gold) {
-    add(b, q, "gold", cJSON_CreateNull());
-    return;
-  }
-  cJSON *g = add(b, q, "gold", cJSON_CreateObject());
+  cJSON *g = section(b, q, "gold", m->has_gold);
+  if (!g) return;
   num(b, g, "n", m->n_gold);
   num(b, g, "student_accuracy", m->student_gold_accuracy);
   num(b, g, "student_macro_f1", m->student_gold_macro_f1);
@@ -105,11 +108,8 @@ static void put_classify(builder *b, cJSON *q, const us_report *r) {
 
 static void put_generation(builder *b, cJSON *root, const us_report *r) {
   const us_generate_metrics *g = r->generation;
-  if (!g) {
-    add(b, root, "generation", cJSON_CreateNull());
-    return;
-  }
-  cJSON *o = add(b, root, "generation", cJSON_CreateObject());
+  cJSON *o = section(b, root, "generation", g != NULL);
+  if (!o) return;
   num(b, o, "n", g->n);
   num(b, o, "exact_match", g->exact_match);
   num(b, o, "token_f1", g->token_f1);
@@ -119,18 +119,12 @@ static void put_generation(builder *b, cJSON *root, const us_report *r) {
   num(b, o, "valid_json_rate", g->valid_json_rate);
   num(b, o, "json_objects", g->n_json_objects);
   num(b, o, "json_field_f1", g->json_field_f1);
-  if (r->perplexity > 0)
-    num(b, o, "perplexity", r->perplexity);
-  else
-    add(b, o, "perplexity", cJSON_CreateNull());
+  num(b, o, "perplexity", r->perplexity > 0 ? r->perplexity : NAN); /* null when unknown */
 }
 
 static void put_speed(builder *b, cJSON *o, const char *key, const us_report_speed *s) {
-  if (!s->measured) {
-    add(b, o, key, cJSON_CreateNull());
-    return;
-  }
-  cJSON *v = add(b, o, key, cJSON_CreateObject());
+  cJSON *v = section(b, o, key, s->measured);
+  if (!v) return;
   num(b, v, "samples", s->latency.n);
   num(b, v, "latency_mean_s", s->latency.mean);
   num(b, v, "latency_p50_s", s->latency.p50);
@@ -141,11 +135,8 @@ static void put_speed(builder *b, cJSON *o, const char *key, const us_report_spe
 }
 
 static void put_cost(builder *b, cJSON *root, const us_cost *c) {
-  if (!c) {
-    add(b, root, "cost", cJSON_CreateNull());
-    return;
-  }
-  cJSON *o = add(b, root, "cost", cJSON_CreateObject());
+  cJSON *o = section(b, root, "cost", c != NULL);
+  if (!o) return;
   num(b, o, "teacher_usd_per_request", c->teacher_usd_per_request);
   num(b, o, "student_usd_per_request", c->student_usd_per_request);
   num(b, o, "teacher_usd_per_million", c->teacher_usd_per_million);
@@ -161,10 +152,7 @@ static void put_cost(builder *b, cJSON *root, const us_cost *c) {
   num(b, o, "teacher_usd_per_month", c->teacher_usd_per_month);
   num(b, o, "student_usd_per_month", c->student_usd_per_month);
   num(b, o, "monthly_savings_usd", c->monthly_savings_usd);
-  if (c->size_ratio_known)
-    num(b, o, "size_ratio", c->size_ratio);
-  else
-    add(b, o, "size_ratio", cJSON_CreateNull());
+  num(b, o, "size_ratio", c->size_ratio_known ? c->size_ratio : NAN);
 }
 
 static const char *kind_name(us_cascade_kind k) {
@@ -196,19 +184,13 @@ static void put_point(builder *b, cJSON *p, const us_cascade_point *pt, bool gol
   num(b, p, "coverage", pt->coverage);
   num(b, p, "agreement", pt->agreement);
   num(b, p, "agreement_low", pt->agreement_low);
-  if (gold)
-    num(b, p, "gold_accuracy", pt->gold_accuracy);
-  else
-    add(b, p, "gold_accuracy", cJSON_CreateNull());
+  num(b, p, "gold_accuracy", gold ? pt->gold_accuracy : NAN);
   num(b, p, "usd_per_request", pt->usd_per_request);
 }
 
 static void put_cascade(builder *b, cJSON *root, const us_cascade *k, const us_cost *cost) {
-  if (!k) {
-    add(b, root, "cascade", cJSON_CreateNull());
-    return;
-  }
-  cJSON *o = add(b, root, "cascade", cJSON_CreateObject());
+  cJSON *o = section(b, root, "cascade", k != NULL);
+  if (!o) return;
   num(b, o, "target_agreement", k->target_agreement);
   num(b, o, "confidence", k->confidence_level);
   num(b, o, "n", k->n);
@@ -264,18 +246,17 @@ us_status us_report_json(const us_report *r, us_buf *out, us_err *err) {
   num(&b, root, "schema_version", US_REPORT_SCHEMA_VERSION);
   cJSON *run = add(&b, root, "run", cJSON_CreateObject());
   str(&b, run, "name", r->run_name);
-  str(&b, run, "task", us__report_task_name(r->task));
+  str(&b, run, "task", us_task_type_name(r->task));
   str(&b, run, "teacher_model", r->teacher_model);
   str(&b, run, "student", r->student_desc);
   str(&b, run, "generated_at", r->generated_at);
   num(&b, run, "student_params", (double)r->student_params);
   cJSON *labels = add(&b, root, "labels", cJSON_CreateArray());
-  for (int k = 0; k < r->n_labels && b.ok; k++) add(&b, labels, NULL, string(label_of(r, k)));
+  for (int k = 0; k < r->n_labels && b.ok; k++)
+    add(&b, labels, NULL, string(us__report_label(r, k, NULL)));
   put_headline(&b, root, r);
-  if (r->metrics)
-    put_classify(&b, add(&b, root, "quality", cJSON_CreateObject()), r);
-  else
-    add(&b, root, "quality", cJSON_CreateNull());
+  cJSON *quality = section(&b, root, "quality", r->metrics != NULL);
+  if (quality) put_classify(&b, quality, r);
   put_generation(&b, root, r);
   cJSON *speed = add(&b, root, "speed", cJSON_CreateObject());
   put_speed(&b, speed, "student", &r->student_speed);

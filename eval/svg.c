@@ -5,38 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_PLOTTED 600 /* points per line; longer lines are thinned evenly */
+#include "core/utf8.h"
 
-/* Length of the valid UTF-8 sequence at p, or 0 if the bytes there are not one. */
-static int utf8_sequence(const unsigned char *p) {
-  unsigned c = p[0];
-  int len;
-  unsigned cp;
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  for (int k = 1; k < len; k++) {
-    if ((p[k] & 0xC0) != 0x80) return 0; /* also stops at the NUL */
-    cp = (cp << 6) | (p[k] & 0x3F);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-      (cp >= 0xD800 && cp <= 0xDFFF))
-    return 0;
-  return len;
-}
+#define MAX_PLOTTED 600 /* points per line; longer lines are thinned evenly */
 
 us_status us_svg_escape(us_buf *out, const char *s) {
   const unsigned char *p = (const unsigned char *)(s ? s : "");
+  const unsigned char *end = p + strlen((const char *)p);
   us_status st = US_OK;
   while (*p && st == US_OK) {
     const char *rep = NULL;
@@ -69,7 +44,7 @@ us_status us_svg_escape(us_buf *out, const char *s) {
       p++;
       continue;
     }
-    int len = utf8_sequence(p);
+    int len = us_utf8_decode((const char *)p, (size_t)(end - p), NULL);
     if (len == 0) {
       st = us_buf_puts(out, "\xEF\xBF\xBD");
       p++;
@@ -359,7 +334,7 @@ static void shorten(char *buf, size_t size, const char *s, size_t max_bytes) {
     return;
   }
   size_t cut = max_bytes < size - 4 ? max_bytes : size - 4;
-  while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
+  while (cut > 0 && US_UTF8_IS_CONTINUATION(s[cut])) cut--;
   memcpy(buf, s, cut);
   memcpy(buf + cut, "...", 4);
 }

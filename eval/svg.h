@@ -1,6 +1,6 @@
 /* Inline SVG charts for report.html: line charts (linear or log axes, reference lines, marked
  * points, legend) and horizontal bar charts. Output is plain SVG markup with no scripts, fonts or
- * external references; all text passes through us_svg_escape. Owned by eval. Colours are
+ * external references; all text passes through us_svg_escape. Colours are
  * trusted strings chosen by the report code, never user text. */
 #ifndef US_EVAL_SVG_H
 #define US_EVAL_SVG_H

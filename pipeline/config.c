@@ -17,6 +17,8 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/json.h"
+#include "core/utf8.h"
 #include "core/params.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
@@ -46,7 +48,6 @@ typedef enum {
   K_ENV_NAME,  /* char *, an environment variable name */
   K_URL,       /* char *, http:// or https:// */
   K_PATH,      /* char *, resolved against the config folder */
-  K_PRESET,    /* char *, "nano" | "micro" | "mini" */
   K_TASK_TYPE, /* us_task_type */
   K_INT,       /* int */
   K_DOUBLE,    /* double */
@@ -56,7 +57,6 @@ typedef enum {
   K_LABELS,    /* task.labels */
   K_INPUTS,    /* data.inputs */
   K_HEADERS,   /* teacher.headers */
-  K_HIDDEN,    /* student.hidden */
   K_PARAM      /* a module's parameter: kind and range from its table */
 } key_kind;
 
@@ -86,6 +86,10 @@ typedef struct key_spec {
 /* A key stored in member whose kind and range are field's in the module's table. */
 #define PKEY(p, member, table_fn, field_name, fl) \
   { p, K_PARAM, offsetof(us_config, member), 0, 0, fl, table_fn, field_name }
+/* A key of its own kind (a string) that a module's check names by field_name, which is not in
+ * the module's numeric table (student.preset is us_lm_train_params' preset). */
+#define FKEY(p, kind, member, table_fn, field_name, fl) \
+  { p, kind, offsetof(us_config, member), 0, 0, fl, table_fn, field_name }
 
 static const key_spec KEYS[] = {
     KEY("name", K_NAME, name, 0, 0, F_REQUIRED),
@@ -128,52 +132,65 @@ static const key_spec KEYS[] = {
     KEY("teacher.price.output_per_mtok", K_DOUBLE, teacher.price_output_per_mtok, 0, 1e6, 0),
     KEY("teacher.params_b", K_DOUBLE, teacher.params_b, 0, 1e6, 0),
     SECTION("student"),
-    KEY("student.dim", K_INT, student.dim, 1, 4096, 0),
-    KEY("student.word_ngrams", K_INT, student.word_ngrams, 1, 6, 0),
-    KEY("student.minn", K_INT, student.minn, 0, 20, 0),
-    KEY("student.maxn", K_INT, student.maxn, 0, 20, 0),
-    KEY("student.buckets", K_INT, student.buckets, 0, 100000000, 0),
-    KEY("student.hidden", K_HIDDEN, student.hidden, 1, 65536, 0),
-    KEY("student.dropout", K_DOUBLE, student.dropout, 0, 0.95, 0),
-    KEY("student.epochs", K_INT, student.epochs, 1, 10000, 0),
-    KEY("student.lr", K_DOUBLE, student.lr, 0, 100, F_MIN_OPEN),
-    KEY("student.kd_temperature", K_DOUBLE, student.kd_temperature, 0, 100, F_MIN_OPEN),
-    KEY("student.label_smoothing", K_DOUBLE, student.label_smoothing, 0, 0.5, 0),
+    PKEY("student.dim", student.classifier.dim, us_classifier_param_table, "dim", 0),
+    PKEY("student.word_ngrams", student.classifier.word_ngrams, us_classifier_param_table,
+         "word_ngrams", 0),
+    PKEY("student.minn", student.classifier.minn, us_classifier_param_table, "minn", 0),
+    PKEY("student.maxn", student.classifier.maxn, us_classifier_param_table, "maxn", 0),
+    PKEY("student.buckets", student.classifier.buckets, us_classifier_param_table, "buckets", 0),
+    PKEY("student.hidden", student.classifier.hidden, us_classifier_param_table, "hidden", 0),
+    PKEY("student.dropout", student.classifier.dropout, us_classifier_param_table, "dropout", 0),
+    PKEY("student.epochs", student.classifier.epochs, us_classifier_param_table, "epochs", 0),
+    PKEY("student.lr", student.classifier.lr, us_classifier_param_table, "lr", 0),
+    PKEY("student.kd_temperature", student.classifier.kd_temperature, us_classifier_param_table,
+         "kd_temperature", 0),
+    PKEY("student.label_smoothing", student.classifier.label_smoothing, us_classifier_param_table,
+         "label_smoothing", 0),
     KEY("student.validation_fraction", K_DOUBLE, student.validation_fraction, 0, 0.5, 0),
-    KEY("student.patience", K_INT, student.patience, 0, 1000, 0),
-    KEY("student.threads", K_INT, student.threads, 1, 256, 0),
-    KEY("student.seed", K_U64, student.seed, 0, JSON_MAX_SAFE_INT, 0),
-    KEY("student.quantize", K_BOOL, student.quantize, 0, 0, 0),
-    KEY("student.calibrate", K_BOOL, student.calibrate, 0, 0, 0),
-    KEY("student.min_count", K_INT, student.min_count, 1, 1000000000, 0),
-    KEY("student.min_count_ngram", K_INT, student.min_count_ngram, 1, 1000000000, 0),
-    KEY("student.quantize_bits", K_INT, student.quantize_bits, 4, 8, 0),
-    KEY("student.preset", K_PRESET, student.preset, 0, 0, F_NULLABLE),
-    KEY("student.layers", K_INT, student.layers, 1, 64, 0),
-    KEY("student.lm_dim", K_INT, student.lm_dim, 8, 8192, 0),
-    KEY("student.heads", K_INT, student.heads, 1, 128, 0),
-    KEY("student.context", K_INT, student.context, 8, 65536, 0),
-    KEY("student.vocab_size", K_INT, student.vocab_size, 260, 1048576, 0),
-    KEY("student.steps", K_INT, student.steps, 1, 1000000000, 0),
-    KEY("student.batch_size", K_INT, student.batch_size, 1, 65536, 0),
-    KEY("student.warmup_steps", K_INT, student.warmup_steps, 0, 1000000000, 0),
-    KEY("student.checkpoint_every", K_INT, student.checkpoint_every, 0, 1000000000, 0),
-    KEY("student.lm_lr", K_DOUBLE, student.lm_lr, 0, 1, F_MIN_OPEN),
-    KEY("student.weight_decay", K_DOUBLE, student.weight_decay, 0, 10, 0),
-    KEY("student.grad_clip", K_DOUBLE, student.grad_clip, 0, 1e6, 0),
+    PKEY("student.patience", student.classifier.patience, us_classifier_param_table, "patience", 0),
+    PKEY("student.threads", student.classifier.threads, us_classifier_param_table, "threads", 0),
+    PKEY("student.seed", student.classifier.seed, us_classifier_param_table, "seed", 0),
+    PKEY("student.quantize", student.classifier.quantize, us_classifier_param_table, "quantize", 0),
+    PKEY("student.calibrate", student.classifier.calibrate, us_classifier_param_table, "calibrate",
+         0),
+    PKEY("student.min_count", student.classifier.min_count, us_classifier_param_table, "min_count",
+         0),
+    PKEY("student.min_count_ngram", student.classifier.min_count_ngram, us_classifier_param_table,
+         "min_count_ngram", 0),
+    PKEY("student.quantize_bits", student.classifier.quantize_bits, us_classifier_param_table,
+         "quantize_bits", 0),
+    FKEY("student.preset", K_STRING, student.lm.preset, us_lm_train_param_table, "preset",
+         F_NULLABLE),
+    PKEY("student.layers", student.lm.layers, us_lm_train_param_table, "layers", 0),
+    PKEY("student.lm_dim", student.lm.dim, us_lm_train_param_table, "dim", 0),
+    PKEY("student.heads", student.lm.heads, us_lm_train_param_table, "heads", 0),
+    PKEY("student.context", student.lm.context, us_lm_train_param_table, "context", 0),
+    PKEY("student.vocab_size", student.lm.vocab_size, us_lm_train_param_table, "vocab_size", 0),
+    PKEY("student.steps", student.lm.steps, us_lm_train_param_table, "steps", 0),
+    PKEY("student.batch_size", student.lm.batch_size, us_lm_train_param_table, "batch_size", 0),
+    PKEY("student.warmup_steps", student.lm.warmup_steps, us_lm_train_param_table, "warmup_steps",
+         0),
+    PKEY("student.checkpoint_every", student.lm.checkpoint_every, us_lm_train_param_table,
+         "checkpoint_every", 0),
+    PKEY("student.lm_lr", student.lm.lr, us_lm_train_param_table, "lr", 0),
+    PKEY("student.weight_decay", student.lm.weight_decay, us_lm_train_param_table, "weight_decay",
+         0),
+    PKEY("student.grad_clip", student.lm.grad_clip, us_lm_train_param_table, "grad_clip", 0),
     SECTION("cost"),
-    KEY("cost.cpu_usd_per_hour", K_DOUBLE, cost.cpu_usd_per_hour, 0, 1e6, 0),
-    KEY("cost.requests_per_month", K_DOUBLE, cost.requests_per_month, 0, 1e15, 0),
+    PKEY("cost.cpu_usd_per_hour", cost.cpu_usd_per_hour, us_cost_param_table, "cpu_usd_per_hour",
+         0),
+    PKEY("cost.requests_per_month", cost.requests_per_month, us_cost_param_table,
+         "requests_per_month", 0),
     SECTION("quality"),
-    KEY("quality.target_agreement", K_DOUBLE, quality.target_agreement, 0, 1, F_MIN_OPEN),
-    KEY("quality.confidence", K_DOUBLE, quality.confidence, 0, 0.999, 0),
+    PKEY("quality.target_agreement", quality.target_agreement, us_quality_param_table,
+         "target_agreement", 0),
+    PKEY("quality.confidence", quality.confidence, us_quality_param_table, "confidence", 0),
 };
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
 
 /* The keys of one data.inputs object. */
 static const char *const INPUT_KEYS[] = {"path", "split", "format"};
 static const char *const INPUT_FORMATS[] = {"jsonl", "csv", "tsv", "text", "docs"};
-static const char *const PRESETS[] = {"nano", "micro", "mini"};
 
 /* ---- defaults -------------------------------------------------------------------------------- */
 
@@ -215,46 +232,12 @@ void us_config_defaults(us_config *c) {
   c->teacher.top_logprobs = 5;
   c->teacher.budget_usd = 10;
 
-  /* classifier (fastText-like) */
-  c->student.dim = 100;
-  c->student.word_ngrams = 2;
-  c->student.minn = 3;
-  c->student.maxn = 5;
-  c->student.buckets = 2000000;
-  c->student.n_hidden = 0;
-  c->student.dropout = 0;
-  c->student.epochs = 25;
-  c->student.lr = 1.0; /* the classifier's measured defaults: docs/student.md */
-  c->student.kd_temperature = 1;
-  c->student.label_smoothing = 0.1;
+  us_classifier_params_defaults(&c->student.classifier);
+  us_lm_train_params_defaults(&c->student.lm);
   c->student.validation_fraction = 0.1;
-  c->student.patience = 5;
-  c->student.threads = 2;
-  c->student.seed = 1;
-  c->student.quantize = false;
-  c->student.calibrate = true;
-  c->student.min_count = 1;
-  c->student.min_count_ngram = 3;
-  c->student.quantize_bits = 4;
-  /* language model */
-  c->student.preset = NULL;
-  c->student.layers = 4;
-  c->student.lm_dim = 256;
-  c->student.heads = 4;
-  c->student.context = 256;
-  c->student.vocab_size = 2048;
-  c->student.steps = 2000;
-  c->student.batch_size = 16;
-  c->student.warmup_steps = 100;
-  c->student.checkpoint_every = 500;
-  c->student.lm_lr = 3e-4;
-  c->student.weight_decay = 0.1;
-  c->student.grad_clip = 1.0;
 
-  c->cost.cpu_usd_per_hour = 0.05;
-  c->cost.requests_per_month = 1e6;
-  c->quality.target_agreement = 0.95;
-  c->quality.confidence = 0.95;
+  us_cost_params_defaults(&c->cost);
+  us_quality_params_defaults(&c->quality);
 }
 
 void us_config_free(us_config *c) {
@@ -285,7 +268,7 @@ void us_config_free(us_config *c) {
     free(c->teacher.headers[i].value);
   }
   free(c->teacher.headers);
-  free(c->student.preset);
+  free((char *)c->student.lm.preset);
   memset(c, 0, sizeof *c);
 }
 
@@ -300,12 +283,14 @@ typedef struct load_ctx {
   bool seen[N_KEYS];
 } load_ctx;
 
-/* True if an override's key (the part before '=') is exactly path. */
+/* True if an override's key (the part before '=') is path or holds it ("student.hidden" for
+ * "student.hidden[1]"). */
 static bool overridden(const load_ctx *x, const char *path) {
-  size_t n = strlen(path);
   for (int i = 0; i < x->n_overrides; i++) {
-    const char *o = x->overrides[i];
-    if (o && strncmp(o, path, n) == 0 && o[n] == '=') return true;
+    const char *o = x->overrides[i], *eq = o ? strchr(o, '=') : NULL;
+    size_t n = eq ? (size_t)(eq - o) : 0;
+    if (eq && strncmp(o, path, n) == 0 && (!path[n] || path[n] == '[' || path[n] == '.'))
+      return true;
   }
   return false;
 }
@@ -502,10 +487,6 @@ static us_status read_string(const load_ctx *x, const key_spec *k, const char *p
         return fail_type(x, path, "a URL with a host after the scheme", v);
       break;
     }
-    case K_PRESET:
-      if (!in_list(s, PRESETS, sizeof PRESETS / sizeof *PRESETS))
-        return fail_type(x, path, "\"nano\", \"micro\", \"mini\" or null", v);
-      break;
     default:
       break;
   }
@@ -638,26 +619,6 @@ static us_status read_headers(const load_ctx *x, const char *path, const cJSON *
   return US_OK;
 }
 
-static us_status read_hidden(const load_ctx *x, const key_spec *k, const char *path,
-                             const cJSON *v) {
-  us_config *c = x->c;
-  char expected[64];
-  snprintf(expected, sizeof expected, "an array of at most %d layer sizes", US_MAX_HIDDEN);
-  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > US_MAX_HIDDEN)
-    return fail_type(x, path, expected, v);
-  char item_path[KEY_PATH_MAX];
-  int i = 0;
-  for (const cJSON *e = v->child; e; e = e->next, i++) {
-    snprintf(item_path, sizeof item_path, "%.300s[%d]", path, i);
-    double d;
-    us_status st = read_number(x, k, item_path, e, true, &d);
-    if (st) return st;
-    c->student.hidden[i] = (int)d;
-  }
-  c->student.n_hidden = i;
-  return US_OK;
-}
-
 /* ---- module parameters ----------------------------------------------------------------------- */
 
 static const us_param *param_of(const key_spec *k) {
@@ -751,7 +712,6 @@ static us_status read_key(load_ctx *x, const key_spec *k, const char *path, cons
     case K_ENV_NAME:
     case K_URL:
     case K_PATH:
-    case K_PRESET:
       return read_string(x, k, path, v, (char **)slot);
     case K_TASK_TYPE:
       if (!cJSON_IsString(v) ||
@@ -787,8 +747,6 @@ static us_status read_key(load_ctx *x, const key_spec *k, const char *path, cons
       return read_inputs(x, path, v);
     case K_HEADERS:
       return read_headers(x, path, v);
-    case K_HIDDEN:
-      return read_hidden(x, k, path, v);
     case K_PARAM:
       return read_param(x, k, path, v);
     case K_SECTION:
@@ -892,7 +850,7 @@ static bool key_wants_string(const char *key, size_t key_len) {
   const key_spec *k = find_key(path);
   if (k)
     return k->kind == K_STRING || k->kind == K_NAME || k->kind == K_ENV_NAME || k->kind == K_URL ||
-           k->kind == K_PATH || k->kind == K_PRESET || k->kind == K_TASK_TYPE;
+           k->kind == K_PATH || k->kind == K_TASK_TYPE;
   /* free-form places whose values are strings: header values, data.inputs[N].path and the like */
   if (strncmp(path, "teacher.headers.", 16) == 0) return true;
   if (strncmp(path, "data.inputs[", 12) == 0) {
@@ -986,6 +944,8 @@ static us_status apply_override(const load_ctx *x, cJSON *root, const char *spec
   us_status st = parse_override_key(x, spec, key_len, steps, &n);
   if (!st) st = override_parent(x, spec, root, steps, n, &parent);
   if (st) return st;
+  if (us_json_nul_escape_at(eq + 1, strlen(eq + 1)) < strlen(eq + 1))
+    return override_fail(x, spec, "the value holds \\u0000 (a NUL character), which no key takes");
   cJSON *value = override_value(spec, key_len, eq + 1);
   if (!value) return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
   return override_place(x, spec, parent, &steps[n - 1], value);
@@ -1138,18 +1098,17 @@ static us_status check_consistency(load_ctx *x) {
     return fail(x, "data.question_template", "expected a template containing {chunk}, found none");
   if (!strstr(c->data.answer_template, "{question}"))
     return fail(x, "data.answer_template", "expected a template containing {question}, found none");
-  if (c->student.maxn > 0 && c->student.minn > c->student.maxn)
-    return fail(x, "student.minn", "expected minn <= maxn (%d), found %d", c->student.maxn,
-                c->student.minn);
-  if (c->student.buckets == 0 && (c->student.word_ngrams > 1 || c->student.maxn > 0))
-    return fail(x, "student.buckets",
-                "expected at least 1 bucket while word_ngrams > 1 or maxn > 0, found 0");
-  if (c->student.lm_dim % c->student.heads != 0)
-    return fail(x, "student.heads", "expected a divisor of student.lm_dim (%d), found %d",
-                c->student.lm_dim, c->student.heads);
   size_t n = strlen(c->teacher.base_url);
   while (n > 0 && c->teacher.base_url[n - 1] == '/') c->teacher.base_url[--n] = '\0';
   return US_OK;
+}
+
+/* student.threads, student.seed and student.dropout are read into the classifier's settings and
+ * hold for the language model too. */
+static void share_student_settings(us_config *c) {
+  c->student.lm.dropout = c->student.classifier.dropout;
+  c->student.lm.threads = c->student.classifier.threads;
+  c->student.lm.seed = c->student.classifier.seed;
 }
 
 /* ---- the modules' own checks ------------------------------------------------------------------ */
@@ -1168,14 +1127,33 @@ typedef struct check_spec {
 #define CHECK_FOR(task_type, member, table_fn, fn) \
   { offsetof(us_config, member), table_fn, fn, task_type }
 
+static us_status check_classifier(const void *p, us_err *err) {
+  return us_classifier_params_check(p, err);
+}
+static us_status check_lm(const void *p, us_err *err) {
+  return us_lm_train_params_check(p, err);
+}
+static us_status check_cost(const void *p, us_err *err) {
+  return us_cost_params_check(p, err);
+}
+static us_status check_quality(const void *p, us_err *err) {
+  return us_quality_params_check(p, err);
+}
+
+/* Both students are checked whatever the task, as the config always has (a classify config with
+ * student.heads 5 is refused too). */
 static const check_spec CHECKS[] = {
+    CHECK(student.classifier, us_classifier_param_table, check_classifier),
+    CHECK(student.lm, us_lm_train_param_table, check_lm),
+    CHECK(cost, us_cost_param_table, check_cost),
+    CHECK(quality, us_quality_param_table, check_quality),
     {0, NULL, NULL, -1} /* end */
 };
 
 /* The config key stored through table's field, or NULL. */
 static const char *key_of_field(param_table_fn table, const char *field, size_t len) {
   for (size_t i = 0; i < N_KEYS; i++)
-    if (KEYS[i].kind == K_PARAM && KEYS[i].table == table && strlen(KEYS[i].field) == len &&
+    if (KEYS[i].table == table && KEYS[i].field && strlen(KEYS[i].field) == len &&
         strncmp(KEYS[i].field, field, len) == 0)
       return KEYS[i].path;
   return NULL;
@@ -1197,20 +1175,71 @@ static us_status run_module_checks(load_ctx *x) {
   return US_OK;
 }
 
+/* ---- text ------------------------------------------------------------------------------------- */
+
+/* Every key name and string in the document, overrides applied, must be valid UTF-8: it goes
+ * into requests, the workspace and reports. Names the key path of the first that is not. */
+static us_status check_text(const load_ctx *x, const cJSON *node, const char *path) {
+  char child[KEY_PATH_MAX];
+  int i = 0;
+  for (const cJSON *e = node->child; e; e = e->next, i++) {
+    if (cJSON_IsObject(node)) {
+      if (us_utf8_invalid_at(e->string, strlen(e->string)) < strlen(e->string))
+        return fail(x, *path ? path : "(top level)",
+                    "a key name is not valid UTF-8; save the config as UTF-8");
+      snprintf(child, sizeof child, *path ? "%.300s.%.200s" : "%.0s%.200s", path, e->string);
+    } else {
+      snprintf(child, sizeof child, "%.300s[%d]", path, i);
+    }
+    if (cJSON_IsString(e) && us_utf8_invalid_at(e->valuestring, strlen(e->valuestring)) <
+                                 strlen(e->valuestring)) {
+      size_t bad = us_utf8_invalid_at(e->valuestring, strlen(e->valuestring));
+      return fail(x, child, "expected valid UTF-8 text, found the byte 0x%02x at byte %zu",
+                  (unsigned char)e->valuestring[bad], bad + 1);
+    }
+    us_status st = check_text(x, e, child);
+    if (st) return st;
+  }
+  return US_OK;
+}
+
 /* ---- loading --------------------------------------------------------------------------------- */
 
 /* "invalid JSON at line L, column C near '...'" for the byte where parsing stopped; the excerpt
  * is the text of that line around it. */
-static us_status fail_json(const load_ctx *x, const char *text, size_t len, const char *stop) {
-  size_t off = stop && stop >= text && stop <= text + len ? (size_t)(stop - text) : len;
-  int line = 1;
-  size_t line_start = 0;
+/* The 1-based line and column (in bytes) of text[off], and where that line starts. */
+static void line_col(const char *text, size_t off, int *line, size_t *col, size_t *line_start) {
+  *line = 1;
+  *line_start = 0;
   for (size_t i = 0; i < off; i++)
     if (text[i] == '\n') {
-      line++;
-      line_start = i + 1;
+      (*line)++;
+      *line_start = i + 1;
     }
-  size_t col = off - line_start + 1;
+  *col = off - *line_start + 1;
+}
+
+/* Text cJSON would read wrongly: a \u0000 escape (decoded to a NUL that cuts the string, and
+ * with it a key, short) or a raw NUL byte. Invalid UTF-8 inside strings is refused later, with
+ * the key path (check_text). */
+static us_status check_raw_text(const load_ctx *x, const char *text, size_t len) {
+  size_t nul = memchr(text, '\0', len) ? (size_t)((const char *)memchr(text, '\0', len) - text) : len;
+  size_t esc = us_json_nul_escape_at(text, len);
+  if (nul == len && esc == len) return US_OK;
+  size_t off = nul < esc ? nul : esc, col, line_start;
+  int line;
+  line_col(text, off, &line, &col, &line_start);
+  return us_err_set(x->err, US_ERR_CONFIG,
+                    "%s:%d:%zu: %s at line %d, column %zu; no key takes a NUL character, remove it",
+                    x->file, line, col, nul < esc ? "a NUL byte" : "a \\u0000 escape (a NUL character)",
+                    line, col);
+}
+
+static us_status fail_json(const load_ctx *x, const char *text, size_t len, const char *stop) {
+  size_t off = stop && stop >= text && stop <= text + len ? (size_t)(stop - text) : len;
+  int line;
+  size_t col, line_start;
+  line_col(text, off, &line, &col, &line_start);
   if (off >= len)
     return us_err_set(x->err, US_ERR_CONFIG,
                       "%s:%d:%zu: invalid JSON at line %d, column %zu: unexpected end of file",
@@ -1231,7 +1260,14 @@ static us_status load_tree(load_ctx *x, cJSON **root) {
   char *text = NULL;
   size_t len = 0;
   us_status st = us_read_file(x->file, CONFIG_MAX_BYTES, &text, &len, x->err);
-  if (st) return us_err_prefix(x->err, "config");
+  if (st) {
+    us_err_prefix(x->err, "config");
+    return st;
+  }
+  if ((st = check_raw_text(x, text, len))) {
+    free(text);
+    return st;
+  }
   const char *stop = NULL;
   *root = cJSON_ParseWithLengthOpts(text, len, &stop, 0);
   if (*root && stop && (size_t)(stop - text) < len) {
@@ -1279,9 +1315,11 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   }
   for (int i = 0; i < n_overrides; i++)
     if ((st = apply_override(&x, root, overrides[i]))) goto fail;
+  if ((st = check_text(&x, root, ""))) goto fail;
   if ((st = read_object(&x, root, ""))) goto fail;
   if ((st = check_required(&x))) goto fail;
   if ((st = apply_task_defaults(&x))) goto fail;
+  share_student_settings(c);
   if ((st = run_module_checks(&x))) goto fail;
   if ((st = check_consistency(&x))) goto fail;
   if ((st = resolve_paths(&x))) goto fail;

@@ -12,7 +12,10 @@
 #include "core/params.h"
 #include "core/status.h"
 #include "core/task.h"
-
+#include "eval/cascade.h"
+#include "eval/cost.h"
+#include "student/classifier.h"
+#include "student/lm.h"
 
 typedef struct us_input {
   char *path;     /* resolved file or folder */
@@ -24,8 +27,6 @@ typedef struct us_header {
   char *name;
   char *value;
 } us_header;
-
-#define US_MAX_HIDDEN 4
 
 typedef struct us_config {
   char *path;   /* the config file as given */
@@ -74,44 +75,17 @@ typedef struct us_config {
   } teacher;
 
   struct {
-    /* classifier */
-    int dim;                   /* default 100 */
-    int word_ngrams;           /* default 2 */
-    int minn, maxn;            /* default 3, 5; maxn 0 disables char n-grams */
-    int buckets;               /* default 2000000 */
-    int hidden[US_MAX_HIDDEN]; /* hidden layer sizes; default none */
-    int n_hidden;
-    double dropout;             /* default 0 */
-    int epochs;                 /* default 25 */
-    double lr;                  /* default 0.5 (classifier) */
-    double kd_temperature;      /* default 1 */
-    double label_smoothing;     /* default 0 */
-    double validation_fraction; /* default 0.1 of train, for early stopping */
-    int patience;               /* default 3 epochs */
-    int threads;                /* default 2 */
-    uint64_t seed;              /* default 1 */
-    bool quantize;              /* default false: quantised embedding table */
-    bool calibrate;        /* default true: temperature scaling on the validation slice */
-    int min_count;              /* default 1: words seen fewer times get no vocabulary entry */
-    int min_count_ngram;        /* default 3: n-grams seen fewer times get no row */
-    int quantize_bits;          /* default 4 (or 8): bits per quantised weight */
-    /* language model (task generate) */
-    char *preset; /* "nano" | "micro" | "mini" | NULL (explicit sizes) */
-    int layers, lm_dim, heads, context, vocab_size;
-    int steps, batch_size, warmup_steps, checkpoint_every;
-    double lm_lr, weight_decay, grad_clip;
+    /* the students' own settings: defaults and ranges are the modules' (student/classifier.h,
+     * student/lm.h). student.threads, student.seed and student.dropout are stored in
+     * classifier and copied to lm when the config is loaded; student.lm_dim and student.lm_lr
+     * are lm.dim and lm.lr; lm.preset is owned by the config. */
+    us_classifier_params classifier; /* task classify */
+    us_lm_train_params lm;           /* task generate */
+    double validation_fraction;      /* default 0.1 of train, for early stopping */
   } student;
 
-  struct {
-    double cpu_usd_per_hour;   /* default 0.05 */
-    double requests_per_month; /* default 1e6 */
-  } cost;
-
-  struct {
-    double target_agreement; /* default 0.95, (0, 1] */
-    double confidence;       /* default 0.95, [0, 0.999]: the cascade's lower bound must meet
-                                the target at this confidence; 0 judges on point estimates */
-  } quality;
+  us_cost_params cost;       /* eval/cost.h */
+  us_quality_params quality; /* eval/cascade.h */
 } us_config;
 
 /* Fills every field with its default (strings NULL where there is no default string). */

@@ -423,8 +423,7 @@ static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d
       .cache_saved_usd = (hits + (double)s->calls_imported) * teacher,
       .training_cpu_seconds = json_number(train, "cpu_s", 0),
       .student_cpu_seconds_per_request = json_number(d->json, "cpu_s_per_request", 0),
-      .cpu_usd_per_hour = c->cost.cpu_usd_per_hour,
-      .requests_per_month = c->cost.requests_per_month,
+      .cost = c->cost,
       .teacher_params_b = c->teacher.params_b,
       .student_params = json_number(d->json, "params", 0),
   };
@@ -464,8 +463,7 @@ static us_status build_cascade(const us_config *c, us_eval_data *d, us_err *err)
       .teacher_gold = any_gold ? d->teacher_gold : NULL,
       .student_usd_per_request = d->cost.student_usd_per_request,
       .teacher_usd_per_request = d->cost.teacher_usd_per_request,
-      .target_agreement = c->quality.target_agreement,
-      .confidence_level = c->quality.confidence,
+      .quality = c->quality,
   };
   us_status st = us_cascade_compute(&in, &d->cascade, err);
   d->has_cascade = true;

@@ -101,8 +101,8 @@ static us_status gather(const us_config *c, us_cache *cache, example_set *set,
       r->answer = us_strdup(t.text);
     }
     r->text = us_strdup(prompts[i].text);
-    r->validation =
-        us_train_is_validation(prompts[i].hash, c->student.seed, c->student.validation_fraction);
+    r->validation = us_train_is_validation(prompts[i].hash, c->student.classifier.seed,
+                                           c->student.validation_fraction);
     us_buf_printf(&set->fingerprint, "%s %d %s\n", key, r->label, r->soft ? "soft" : "hard");
     set->n++;
     us_target_free_fields(&t);
@@ -113,49 +113,13 @@ static us_status gather(const us_config *c, us_cache *cache, example_set *set,
   return st;
 }
 
+/* The config holds the students' own settings structs (pipeline/config.h). */
 static void classifier_params_from_config(const us_config *c, us_classifier_params *p) {
-  us_classifier_params_defaults(p);
-  p->dim = c->student.dim;
-  p->word_ngrams = c->student.word_ngrams;
-  p->minn = c->student.minn;
-  p->maxn = c->student.maxn;
-  p->buckets = c->student.buckets;
-  p->n_hidden = c->student.n_hidden;
-  for (int i = 0; i < c->student.n_hidden && i < US_CLASSIFIER_MAX_HIDDEN; i++)
-    p->hidden[i] = c->student.hidden[i];
-  p->dropout = c->student.dropout;
-  p->epochs = c->student.epochs;
-  p->lr = c->student.lr;
-  p->kd_temperature = c->student.kd_temperature;
-  p->label_smoothing = c->student.label_smoothing;
-  p->patience = c->student.patience;
-  p->threads = c->student.threads;
-  p->seed = c->student.seed;
-  p->quantize = c->student.quantize;
-  p->calibrate = c->student.calibrate;
-  p->min_count = c->student.min_count;
-  p->min_count_ngram = c->student.min_count_ngram;
-  p->quantize_bits = c->student.quantize_bits;
+  *p = c->student.classifier;
 }
 
 static void lm_params_from_config(const us_config *c, us_lm_train_params *p) {
-  us_lm_train_params_defaults(p);
-  p->preset = c->student.preset;
-  p->layers = c->student.layers;
-  p->dim = c->student.lm_dim;
-  p->heads = c->student.heads;
-  p->context = c->student.context;
-  p->vocab_size = c->student.vocab_size;
-  p->steps = c->student.steps;
-  p->batch_size = c->student.batch_size;
-  p->warmup_steps = c->student.warmup_steps;
-  p->lr = c->student.lm_lr;
-  p->weight_decay = c->student.weight_decay;
-  p->grad_clip = c->student.grad_clip;
-  p->dropout = c->student.dropout;
-  p->checkpoint_every = c->student.checkpoint_every;
-  p->seed = c->student.seed;
-  p->threads = c->student.threads;
+  *p = c->student.lm;
 }
 
 /* Settings that change the model go into the fingerprint. */
@@ -285,8 +249,8 @@ static us_status train_classifier(const us_config *c, us_cache *cache, const exa
                                   us_train_summary *sum, us_err *err) {
   us_example *train = calloc(set->n + 1, sizeof *train);
   us_example *valid = calloc(set->n + 1, sizeof *valid);
-  epoch_log log = {calloc((size_t)c->student.epochs + 1, sizeof(us_epoch_info)), 0,
-                   c->student.epochs + 1, opt};
+  epoch_log log = {calloc((size_t)c->student.classifier.epochs + 1, sizeof(us_epoch_info)),
+                   0, c->student.classifier.epochs + 1, opt};
   us_classifier *model = NULL;
   us_status st = US_OK;
   if (!train || !valid || !log.epochs) {

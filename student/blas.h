@@ -1,11 +1,13 @@
 /* Every dense linear-algebra call of the students goes through this file (OpenBLAS), with a
  * naive reference implementation of each next to it so the tests can check the wrappers.
- * Owner: classifier engineer (shared with the language model). All matrices are row-major
- * float32; "trans" flags follow BLAS (false: use as stored, true: use the transpose). */
+ * Shared by the classifier and the language model. All matrices are row-major float32;
+ * "trans" flags follow BLAS (false: use as stored, true: use the transpose). */
 #ifndef US_STUDENT_BLAS_H
 #define US_STUDENT_BLAS_H
 
 #include <stdbool.h>
+
+#include "understudy.h" /* us_blas_reexec_for_kernels, us_blas_core */
 
 /* C (m x n) = alpha * op(A) (m x k) * op(B) (k x n) + beta * C.
  * lda/ldb/ldc are row strides of A, B, C as stored (row-major). */
@@ -30,17 +32,12 @@ void us_blas_set_threads(int n);
 /* OpenBLAS chooses its kernels once, as it loads, from the CPU's identity. A release older than
  * the CPU (Debian 12's 0.3.21 on Sapphire Rapids, or a VM that reports a generic model) falls
  * back to "Prescott" SSE3 kernels, 3-5x slower than the AVX-512 or AVX2 ones the CPU can run.
- * us_blas_core: the kernels in use (e.g. "SkylakeX"); us_blas_config: OpenBLAS's build line.
- * us_blas_better_core: the OPENBLAS_CORETYPE value this CPU should use ("SkylakeX" or "Haswell")
- * when the loaded kernels are older than the CPU's instruction set, else NULL. */
-const char *us_blas_core(void);
+ * us_blas_core (public, include/understudy.h): the kernels in use (e.g. "SkylakeX");
+ * us_blas_config: OpenBLAS's build line. us_blas_better_core: the OPENBLAS_CORETYPE value this
+ * CPU should use ("SkylakeX" or "Haswell") when the loaded kernels are older than the CPU's
+ * instruction set, else NULL; us_blas_reexec_for_kernels (public) acts on it. */
 const char *us_blas_config(void);
 const char *us_blas_better_core(void);
-/* For a program's main, before anything else: when us_blas_better_core is non-NULL and neither
- * OPENBLAS_CORETYPE nor US_BLAS_KEEP_KERNELS is set, sets OPENBLAS_CORETYPE and re-executes the
- * program once (same pid, arguments and environment otherwise) so OpenBLAS loads the faster
- * kernels; US_BLAS_REPLACED then names the kernels OpenBLAS had picked on its own. Returns when nothing needed doing or the exec failed (then the slower kernels stay). */
-void us_blas_reexec_for_kernels(char **argv);
 
 /* Naive references with the same contracts, for tests (and as the specification). */
 void us_blas_ref_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,

@@ -1,6 +1,6 @@
 /* Byte-level BPE tokeniser for the language-model student: 256 byte tokens, learned merges,
  * then four special tokens (BOS, EOS, SEP between prompt and answer, PAD).
- * Owned by the lm engineer. Encoding then decoding gives back any byte string exactly.
+ * Encoding then decoding gives back any byte string exactly.
  *
  * Ownership: us_bpe_train / us_bpe_from_merges / us_bpe_deserialize return a handle the caller
  * frees with us_bpe_free (NULL is a no-op). Token arrays returned by us_bpe_encode and strings

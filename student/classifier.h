@@ -1,6 +1,6 @@
 /* The classifier student: fastText-style hashed word and character n-grams, an embedding bag
  * (mean), optional ReLU hidden layers with dropout, softmax over the labels; trained on hard
- * labels or on a teacher's soft distribution. Owner: classifier engineer.
+ * labels or on a teacher's soft distribution.
  *
  * Ownership: us_classifier_train / us_classifier_load return a handle the caller frees with
  * us_classifier_free (NULL is a no-op). Label strings returned by us_classifier_label point into
@@ -13,9 +13,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/params.h"
 #include "core/status.h"
 
-#define US_CLASSIFIER_MAX_HIDDEN 4
+#define US_CLASSIFIER_MAX_HIDDEN 4 /* hidden layers at most */
+/* The widest hidden layer, for training and for loading a model file alike (a wider one would
+ * save a file the loader refuses): a 16384 x 16384 layer is 2^28 floats, 1 GiB, already past
+ * what a CPU student is for; 65536 would be 16 GiB a layer. */
+#define US_CLASSIFIER_MAX_HIDDEN_SIZE 16384
 
 typedef struct us_classifier us_classifier;
 
@@ -37,13 +42,23 @@ typedef struct us_classifier_params {
   int patience;                         /* epochs without validation gain before stopping */
   int threads;                          /* training threads (Hogwild); 1 is reproducible */
   uint64_t seed;
-  bool quantize; /* save the embedding table quantised, with a per-row scale */
+  bool quantize;     /* save the embedding table quantised, with a per-row scale */
   int quantize_bits; /* 8 (int8) or 4 (two weights a byte) for us_classifier_quantize */
   bool calibrate;    /* temperature scaling fitted on the validation set (when there is one) */
 } us_classifier_params;
 
-/* The student's defaults (chosen by measurement on banking77; see docs/student.md). */
+/* The student's defaults (chosen by measurement on banking77; see docs/student.md). THE
+ * defaults: the config (student.*) starts from these. */
 void us_classifier_params_defaults(us_classifier_params *p);
+
+/* The range of every numeric and bool field (core/params.h), n receives the entry count. THE
+ * ranges: the config reads student.* values against them. */
+const us_param *us_classifier_param_table(size_t *n);
+
+/* Checks p against the table, then the rules across fields: while character n-grams are on
+ * (maxn > 0), 1 <= minn <= maxn; quantize_bits is 4 or 8. Fails with US_ERR_CONFIG and a
+ * message starting with the field's name ("minn: ..."). us_classifier_train runs it first. */
+us_status us_classifier_params_check(const us_classifier_params *p, us_err *err);
 
 /* One training example: text, the hard label (index into labels; used when soft is NULL) and an
  * optional soft target, n_labels probabilities (the teacher's distribution). */
@@ -67,8 +82,8 @@ typedef void (*us_epoch_fn)(void *user, const us_epoch_info *e);
  * bad params. */
 us_status us_classifier_train(const us_classifier_params *p, char *const *labels, int n_labels,
                               const us_example *train, size_t n_train, const us_example *valid,
-                              size_t n_valid, us_epoch_fn on_epoch, void *user,
-                              us_classifier **out, us_err *err);
+                              size_t n_valid, us_epoch_fn on_epoch, void *user, us_classifier **out,
+                              us_err *err);
 
 /* Model file (format in student/classifier_file.c's header comment, summarised there byte by
  * byte). Saving writes atomically; a model trained with p->quantize (or passed to

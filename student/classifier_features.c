@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "core/utf8.h"
 #include "student/classifier_int.h"
 
 #define MAX_TOKEN 64   /* longer tokens are cut (their n-grams still count) */
@@ -218,26 +219,15 @@ us_status us__vocab_from_words(us__vocab *v, char **words, int n_words, us_err *
 /* ---- features ----
  * Keys must not change between versions (model files hold them): a key is us_hash64 of the
  * n-gram's bytes (FNV-1a after eight seed bytes) modulo buckets. The hash is computed here
- * incrementally (FNV-1a of a longer n-gram continues the state of its prefix) and the modulo by
- * multiplication; test_classifier checks both against us_hash64 and %. */
-
-#define FNV_PRIME 0x100000001b3ull
-
-static uint64_t fnv_seeded(uint64_t seed) { /* us_hash64's state after the seed bytes */
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (int i = 0; i < 8; i++) {
-    h ^= (seed >> (8 * i)) & 0xff;
-    h *= FNV_PRIME;
-  }
-  return h;
-}
+ * incrementally (us_hash64_start, then US_FNV_STEP: a longer n-gram continues the state of its
+ * prefix) and the modulo by multiplication; test_classifier checks both against us_hash64 and %. */
 
 typedef struct feature_ctx {
   const us_classifier_params *p;
   uint32_t base; /* n_words */
   uint64_t buckets;
   us__u128 magic;
-  uint64_t h1; /* fnv_seeded(1), the state char n-grams start from */
+  uint64_t h1; /* us_hash64_start(1), the state char n-grams start from */
   us__feature_fn emit;
   void *user;
 } feature_ctx;
@@ -254,14 +244,14 @@ static int char_ngrams(const feature_ctx *c, const char *tok, int len) {
   memcpy(w + 1, tok, (size_t)len);
   w[wl - 1] = '>';
   for (int i = 0; i < wl; i++) {
-    if ((w[i] & 0xC0) == 0x80) continue; /* not the start of a character */
+    if (US_UTF8_IS_CONTINUATION(w[i])) continue; /* not the start of a character */
     uint64_t h = c->h1;
     int j = i;
     for (int n = 1; n <= maxn && j < wl; n++) {
       do { /* one UTF-8 character */
-        h ^= w[j++];
-        h *= FNV_PRIME;
-      } while (j < wl && (w[j] & 0xC0) == 0x80);
+        h = US_FNV_STEP(h, w[j]);
+        j++;
+      } while (j < wl && US_UTF8_IS_CONTINUATION(w[j]));
       if (n >= minn) {
         c->emit(c->user, bucket_key(c, h));
         count++;
@@ -279,7 +269,7 @@ int us__features(const us_classifier_params *p, const us__vocab *v, const char *
   int max_ngram = p->word_ngrams < MAX_NGRAM_WORDS ? p->word_ngrams : MAX_NGRAM_WORDS;
   feature_ctx c = {p, (uint32_t)v->n_words, (uint64_t)p->buckets, 0, 0, emit, user};
   if (p->maxn > 0 || max_ngram > 1) c.magic = us__fastmod_magic(c.buckets);
-  if (p->maxn > 0) c.h1 = fnv_seeded(1);
+  if (p->maxn > 0) c.h1 = us_hash64_start(1);
   const char *pos = text ? text : "";
   while ((len = next_token(&pos, tok)) > 0) {
     uint64_t h = word_hash(tok, len);

@@ -175,7 +175,7 @@ static const char *check_params(const us_classifier_params *p, int storage) {
   if (p->buckets < 1 || p->buckets > (1 << 30)) return "buckets out of range";
   if (p->n_hidden < 0 || p->n_hidden > US_CLASSIFIER_MAX_HIDDEN) return "n_hidden out of range";
   for (int l = 0; l < p->n_hidden; l++)
-    if (p->hidden[l] < 1 || p->hidden[l] > 16384) return "hidden size out of range";
+    if (p->hidden[l] < 1 || p->hidden[l] > US_CLASSIFIER_MAX_HIDDEN_SIZE) return "hidden size out of range";
   if (storage < 0 || storage > 2) return "unknown row storage";
   if (p->min_count < 1 || p->min_count_ngram < 1) return "min counts out of range";
   if (p->quantize_bits != 8 && p->quantize_bits != 4) return "quantize_bits out of range";

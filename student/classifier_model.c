@@ -41,6 +41,62 @@ void us_classifier_params_defaults(us_classifier_params *p) {
   p->calibrate = true;
 }
 
+#define CP(field, kind, lo, hi, flags, doc) \
+  US_PARAM(us_classifier_params, field, kind, lo, hi, flags, doc)
+
+/* The ranges are the ones the config has always accepted (docs/config.md), narrowed where the
+ * trainer cannot go: hidden sizes stop at US_CLASSIFIER_MAX_HIDDEN_SIZE. A list of hidden sizes
+ * may be empty (no hidden layer). */
+static const us_param CLASSIFIER_PARAMS[] = {
+    CP(dim, US_PARAM_INT, 1, 4096, 0, "embedding size"),
+    CP(word_ngrams, US_PARAM_INT, 1, 6, 0, "longest word n-gram used as a feature"),
+    CP(minn, US_PARAM_INT, 0, 20, 0, "shortest character n-gram (>= 1 while maxn > 0)"),
+    CP(maxn, US_PARAM_INT, 0, 20, 0, "longest character n-gram; 0 turns them off"),
+    CP(buckets, US_PARAM_INT, 1, 100000000, 0, "hash buckets for n-gram features"),
+    US_PARAM_LIST(us_classifier_params, hidden, n_hidden, US_CLASSIFIER_MAX_HIDDEN, 1,
+                  US_CLASSIFIER_MAX_HIDDEN_SIZE, "hidden layer sizes"),
+    CP(dropout, US_PARAM_DOUBLE, 0, 0.95, 0, "dropout on the input of every dense layer"),
+    CP(epochs, US_PARAM_INT, 1, 10000, 0, "passes over the training set at most"),
+    CP(lr, US_PARAM_DOUBLE, 0, 100, US_PARAM_MIN_OPEN, "initial learning rate"),
+    CP(kd_temperature, US_PARAM_DOUBLE, 0, 100, US_PARAM_MIN_OPEN,
+       "distillation temperature for soft targets"),
+    CP(label_smoothing, US_PARAM_DOUBLE, 0, 0.5, 0, "label smoothing on hard targets"),
+    CP(patience, US_PARAM_INT, 0, 1000, 0, "epochs without validation gain before stopping"),
+    CP(threads, US_PARAM_INT, 1, 256, 0, "training threads"),
+    CP(seed, US_PARAM_U64, 0, US_PARAM_MAX_SAFE_INT, 0, "initialisation and shuffling seed"),
+    CP(quantize, US_PARAM_BOOL, 0, 0, 0, "store the embedding table quantised"),
+    CP(calibrate, US_PARAM_BOOL, 0, 0, 0, "temperature scaling on the validation slice"),
+    CP(min_count, US_PARAM_INT, 1, 1000000000, 0, "rarer words get no vocabulary entry"),
+    CP(min_count_ngram, US_PARAM_INT, 1, 1000000000, 0, "rarer n-grams get no embedding row"),
+    CP(quantize_bits, US_PARAM_INT, 4, 8, 0, "bits per quantised weight: 4 or 8"),
+};
+
+const us_param *us_classifier_param_table(size_t *n) {
+  *n = sizeof CLASSIFIER_PARAMS / sizeof CLASSIFIER_PARAMS[0];
+  return CLASSIFIER_PARAMS;
+}
+
+us_status us_classifier_params_check(const us_classifier_params *p, us_err *err) {
+  size_t n;
+  const us_param *table = us_classifier_param_table(&n);
+  us_status st = us_params_check(table, n, p, err);
+  if (st != US_OK) return st;
+  /* minn 0 would act as 1 in classifier_features.c (n-grams start at one character), so a 0
+   * while character n-grams are on is refused rather than silently read as 1 */
+  if (p->maxn > 0 && p->minn < 1)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "minn: expected at least 1 while maxn (%d) turns character n-grams on, "
+                      "found %d",
+                      p->maxn, p->minn);
+  if (p->maxn > 0 && p->minn > p->maxn)
+    return us_err_set(err, US_ERR_CONFIG, "minn: expected minn <= maxn (%d), found %d", p->maxn,
+                      p->minn);
+  if (p->quantize_bits != 4 && p->quantize_bits != 8)
+    return us_err_set(err, US_ERR_CONFIG, "quantize_bits: expected 4 or 8, found %d",
+                      p->quantize_bits);
+  return US_OK;
+}
+
 void us__classifier_shapes(us_classifier *m) {
   m->n_layers = m->p.n_hidden + 1;
   int in = m->p.dim;

@@ -83,29 +83,6 @@ static us_status build_rows(us_classifier *m, const us_example *ex, size_t n, bo
   return US_OK;
 }
 
-static us_status check_params(const us_classifier_params *p, us_err *err) {
-  const char *bad = NULL;
-  if (p->dim < 1 || p->dim > 4096) bad = "dim must be 1..4096";
-  else if (p->word_ngrams < 1 || p->word_ngrams > 8) bad = "word_ngrams must be 1..8";
-  else if (p->maxn != 0 && (p->minn < 1 || p->maxn < p->minn || p->maxn > 32))
-    bad = "char n-grams need 1 <= minn <= maxn <= 32 (or maxn 0)";
-  else if (p->buckets < 1 || p->buckets > (1 << 30)) bad = "buckets must be 1..2^30";
-  else if (p->min_count < 1 || p->min_count_ngram < 1) bad = "min counts must be >= 1";
-  else if (p->quantize_bits != 8 && p->quantize_bits != 4) bad = "quantize_bits must be 4 or 8";
-  else if (p->n_hidden < 0 || p->n_hidden > US_CLASSIFIER_MAX_HIDDEN) bad = "n_hidden must be 0..4";
-  else if (!(p->dropout >= 0 && p->dropout < 1)) bad = "dropout must be in [0, 1)";
-  else if (p->epochs < 1) bad = "epochs must be >= 1";
-  else if (!(p->lr > 0)) bad = "lr must be > 0";
-  else if (!(p->kd_temperature > 0)) bad = "kd_temperature must be > 0";
-  else if (!(p->label_smoothing >= 0 && p->label_smoothing < 1))
-    bad = "label_smoothing must be in [0, 1)";
-  else if (p->patience < 0) bad = "patience must be >= 0";
-  else if (p->threads < 1 || p->threads > 256) bad = "threads must be 1..256";
-  for (int l = 0; !bad && l < p->n_hidden; l++)
-    if (p->hidden[l] < 1 || p->hidden[l] > 16384) bad = "hidden sizes must be 1..16384";
-  return bad ? us_err_set(err, US_ERR_CONFIG, "classifier: %s", bad) : US_OK;
-}
-
 /* ---- one epoch, split across threads (Hogwild) ---- */
 
 typedef struct worker {
@@ -395,8 +372,11 @@ us_status us_classifier_train(const us_classifier_params *p, char *const *labels
                               size_t n_valid, us_epoch_fn on_epoch, void *user,
                               us_classifier **out, us_err *err) {
   *out = NULL;
-  us_status st = check_params(p, err);
-  if (st != US_OK) return st;
+  us_status st = us_classifier_params_check(p, err);
+  if (st != US_OK) {
+    us_err_prefix(err, "classifier");
+    return st;
+  }
   if (n_labels < 1 || !labels) return us_err_set(err, US_ERR_INPUT, "classifier: no labels");
   for (int i = 0; i < n_labels; i++)
     if (!labels[i]) return us_err_set(err, US_ERR_INPUT, "classifier: label %d is NULL", i);

@@ -1,6 +1,7 @@
 /* The language-model student: a small decoder-only transformer (tied embeddings, RMSNorm, rotary
  * positions, causal multi-head attention, SwiGLU) over a byte-level BPE tokeniser, trained on
- * (prompt, answer) pairs with the loss on answer tokens only. Owned by the lm engineer.
+ * (prompt, answer) pairs with the loss on answer tokens only. us_lm, us_lm_load, us_lm_generate,
+ * us_lm_free and us_lm_gen_params are public: include/understudy.h declares them.
  *
  * Ownership: us_lm_new / us_lm_load / us_lm_train hand back a us_lm the caller frees with
  * us_lm_free (NULL is a no-op). us_lm_generate's *answer is malloc'd, the caller frees it.
@@ -13,8 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/params.h"
 #include "core/status.h"
 #include "student/bpe.h"
+#include "understudy.h"
 
 typedef struct us_lm_config {
   int layers;  /* transformer blocks */
@@ -35,21 +38,18 @@ us_status us_lm_config_check(const us_lm_config *c, us_err *err);
 /* Number of float parameters; a pure function of the config. */
 size_t us_lm_param_count(const us_lm_config *c);
 
-typedef struct us_lm us_lm;
-
 /* A fresh model with weights drawn from seed; takes ownership of bpe (freed on failure too).
  * c->vocab must equal us_bpe_vocab_size(bpe). */
 us_status us_lm_new(const us_lm_config *c, us_bpe *bpe, uint64_t seed, us_lm **out, us_err *err);
-void us_lm_free(us_lm *lm);
 const us_lm_config *us_lm_get_config(const us_lm *lm);
 const us_bpe *us_lm_get_bpe(const us_lm *lm);
 size_t us_lm_n_params(const us_lm *lm);
 
 /* Model file (documented byte by byte in student/lm_file.c): magic "USLM", version, config,
  * tokeniser, weights, optional training state (checkpoints), SHA-256 of everything before it.
- * Loading refuses truncated, oversized and corrupt files with a message naming the path. */
+ * us_lm_load (include/understudy.h) refuses truncated, oversized and corrupt files with a
+ * message naming the path. */
 us_status us_lm_save(const us_lm *lm, const char *path, us_err *err);
-us_status us_lm_load(const char *path, us_lm **out, us_err *err);
 
 /* ---- training ---- */
 
@@ -71,20 +71,23 @@ typedef struct us_lm_progress {
  * last checkpoint, if any, stays on disk for a resume). */
 typedef int (*us_lm_progress_fn)(const us_lm_progress *p, void *user);
 
+/* Defaults (us_lm_train_params_defaults) are the config's (docs/config.md, student.*):
+ * explicit sizes 4 layers, dim 256, 4 heads, context 256, vocabulary 2048; 2000 steps of 16 rows,
+ * 100 warmup steps, lr 3e-4, weight decay 0.1, clip 1, a checkpoint every 500 steps. */
 typedef struct us_lm_train_params {
-  const char *preset;              /* "nano" (default) | "micro" | "mini" | NULL: the sizes below */
+  const char *preset;              /* "nano" | "micro" | "mini" | NULL (default): the sizes below */
   int layers, dim, heads, context; /* used when preset is NULL */
-  int vocab_size;                  /* tokeniser size; default 1024 */
-  int steps;                       /* default 1000 */
-  int batch_size;                  /* packed rows of `context` tokens per step; default 8 */
-  int warmup_steps;                /* linear warmup; default 50 */
-  double lr;                       /* peak learning rate; default 1e-3 */
+  int vocab_size;                  /* tokeniser size */
+  int steps;                       /* optimiser steps */
+  int batch_size;                  /* packed rows of `context` tokens per step */
+  int warmup_steps;                /* linear warmup */
+  double lr;                       /* peak learning rate */
   double min_lr_fraction;          /* cosine decays to lr * this; default 0.1 */
-  double weight_decay;             /* AdamW, on matrices only; default 0.1 */
+  double weight_decay;             /* AdamW, on matrices only */
   double beta1, beta2, eps;        /* default 0.9, 0.95, 1e-8 */
-  double grad_clip;                /* global norm; 0 disables; default 1.0 */
+  double grad_clip;                /* global norm; 0 disables */
   double dropout;                  /* on embeddings, attention and SwiGLU outputs; default 0 */
-  int checkpoint_every;            /* steps; 0: never */
+  int checkpoint_every;            /* steps; 0: never; none are written without checkpoint_path */
   const char *checkpoint_path;     /* where checkpoints go (model file + training state) */
   bool resume;                     /* continue from checkpoint_path when it exists */
   uint64_t seed;                   /* weights and data order; default 1 */
@@ -94,7 +97,16 @@ typedef struct us_lm_train_params {
   float *losses; /* optional: losses[step] receives each step's loss (steps long) */
 } us_lm_train_params;
 
+/* THE defaults (the config's student.* start from these); string and pointer fields NULL. */
 void us_lm_train_params_defaults(us_lm_train_params *p);
+
+/* The range of every numeric and bool field (core/params.h); n receives the entry count. */
+const us_param *us_lm_train_param_table(size_t *n);
+
+/* Checks p against the table, then: preset is NULL or a known name; heads divide dim into an
+ * even head size (with a preset too); beta1, beta2 below 1. Fails with US_ERR_CONFIG and a
+ * message starting with the field's name ("heads: ..."). us_lm_train runs it first. */
+us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err);
 
 /* Trains a tokeniser on the examples' prompts and answers (unless resuming), then the model;
  * *out is the trained model. Examples longer than the context lose prompt tokens from the left
@@ -104,24 +116,7 @@ void us_lm_train_params_defaults(us_lm_train_params *p);
 us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples, size_t n,
                       us_lm **out, us_err *err);
 
-/* ---- generation ---- */
-
-typedef struct us_lm_gen_params {
-  int max_tokens;    /* answer tokens at most (EOS included); default 128 */
-  float temperature; /* 0: greedy (default); else sampling */
-  float top_p;       /* nucleus sampling mass; default 1 (off) */
-  uint64_t seed;     /* sampling seed; default 1 */
-  bool no_cache;     /* recompute the whole sequence per token (benchmark only) */
-} us_lm_gen_params;
-
-void us_lm_gen_params_defaults(us_lm_gen_params *p);
-
-/* Generates the answer to prompt ([BOS] prompt [SEP] ... until EOS, max_tokens or the context
- * is full). *answer (caller frees) holds the decoded bytes; *mean_logprob the mean natural-log
- * probability, under the model at temperature 1, of the answer tokens produced (EOS included),
- * 0 when none; n_tokens (may be NULL) the number of tokens produced. */
-us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_params *gp,
-                         char **answer, double *mean_logprob, int *n_tokens, us_err *err);
+/* ---- generation: us_lm_generate (include/understudy.h) ---- */
 
 /* Teacher-forced score of a given answer: *mean_logprob is the mean natural-log probability of
  * the answer's tokens and EOS after [BOS] prompt [SEP] (exp(-x) is the perplexity); *n_tokens

@@ -158,11 +158,17 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
   us_bpe *bpe = NULL;
   size_t used = 0;
   st = us_bpe_deserialize(d + LM_HEADER, len - LM_HEADER, &used, &bpe, err);
-  if (st != US_OK) return us_err_prefix(err, "%s", path);
+  if (st != US_OK) {
+    us_err_prefix(err, "%s", path);
+    return st;
+  }
   us_lm *lm = NULL;
   st = us_lm_new(&c, bpe, 0, &lm, err);
   if (st == US_ERR_CONFIG) return as_format_error(err, path);
-  if (st != US_OK) return us_err_prefix(err, "%s", path);
+  if (st != US_OK) {
+    us_err_prefix(err, "%s", path);
+    return st;
+  }
   const unsigned char *p = d + LM_HEADER + used;
   memcpy(lm->block, p, bytes);
   p += bytes;

@@ -9,6 +9,14 @@
 #define US_LM_NORM_EPS 1e-5f
 #define US_LM_ROPE_BASE 10000.0
 
+/* The largest sizes the model supports: us_lm_config_check (every model, trained or loaded)
+ * and the training table (us_lm_train_param_table) both read these. Vocabulary limits are
+ * US_BPE_MIN_VOCAB / US_BPE_MAX_VOCAB. */
+#define US_LM_MAX_LAYERS 64
+#define US_LM_MAX_DIM 8192
+#define US_LM_MAX_CONTEXT 8192
+#define US_LM_MAX_HIDDEN 65536
+
 /* Named views into one parameter block (gradients and AdamW moments use the same layout).
  * Norm weights come last so weight decay is one range [0, n_decay). */
 typedef struct us__lm_params {

@@ -23,7 +23,7 @@ us_status us_lm_config_preset(const char *name, us_lm_config *c, us_err *err) {
       return US_OK;
     }
   return us_err_set(err, US_ERR_CONFIG,
-                    "student.preset: expected \"nano\", \"micro\" or \"mini\", found \"%s\"",
+                    "preset: expected \"nano\", \"micro\", \"mini\" or null, found \"%s\"",
                     name ? name : "(null)");
 }
 
@@ -31,21 +31,26 @@ int us_lm_config_hidden(int dim) {
   return ((8 * dim / 3) + 31) / 32 * 32;
 }
 
+/* The limits below the maxima are the architecture's floors (tests build models of dim 4 and
+ * context 4); training asks for more through us_lm_train_param_table. */
 us_status us_lm_config_check(const us_lm_config *c, us_err *err) {
-  if (c->layers < 1 || c->layers > 64)
-    return us_err_set(err, US_ERR_CONFIG, "lm: layers %d outside 1..64", c->layers);
-  if (c->dim < 2 || c->dim > 8192)
-    return us_err_set(err, US_ERR_CONFIG, "lm: dim %d outside 2..8192", c->dim);
+  if (c->layers < 1 || c->layers > US_LM_MAX_LAYERS)
+    return us_err_set(err, US_ERR_CONFIG, "lm: layers %d outside 1..%d", c->layers,
+                      US_LM_MAX_LAYERS);
+  if (c->dim < 2 || c->dim > US_LM_MAX_DIM)
+    return us_err_set(err, US_ERR_CONFIG, "lm: dim %d outside 2..%d", c->dim, US_LM_MAX_DIM);
   if (c->heads < 1 || c->dim % c->heads != 0 || (c->dim / c->heads) % 2 != 0)
     return us_err_set(err, US_ERR_CONFIG, "lm: heads %d must divide dim %d into an even head size",
                       c->heads, c->dim);
-  if (c->context < 4 || c->context > 8192)
-    return us_err_set(err, US_ERR_CONFIG, "lm: context %d outside 4..8192", c->context);
+  if (c->context < 4 || c->context > US_LM_MAX_CONTEXT)
+    return us_err_set(err, US_ERR_CONFIG, "lm: context %d outside 4..%d", c->context,
+                      US_LM_MAX_CONTEXT);
   if (c->vocab < US_BPE_MIN_VOCAB || c->vocab > US_BPE_MAX_VOCAB)
     return us_err_set(err, US_ERR_CONFIG, "lm: vocab %d outside %d..%d", c->vocab, US_BPE_MIN_VOCAB,
                       US_BPE_MAX_VOCAB);
-  if (c->hidden < 1 || c->hidden > 65536)
-    return us_err_set(err, US_ERR_CONFIG, "lm: hidden %d outside 1..65536", c->hidden);
+  if (c->hidden < 1 || c->hidden > US_LM_MAX_HIDDEN)
+    return us_err_set(err, US_ERR_CONFIG, "lm: hidden %d outside 1..%d", c->hidden,
+                      US_LM_MAX_HIDDEN);
   return US_OK;
 }
 

@@ -13,20 +13,80 @@
 
 void us_lm_train_params_defaults(us_lm_train_params *p) {
   memset(p, 0, sizeof *p);
-  p->preset = "nano";
-  p->vocab_size = 1024;
-  p->steps = 1000;
-  p->batch_size = 8;
-  p->warmup_steps = 50;
-  p->lr = 1e-3;
+  p->preset = NULL; /* the explicit sizes below ("micro"'s) */
+  p->layers = 4;
+  p->dim = 256;
+  p->heads = 4;
+  p->context = 256;
+  p->vocab_size = 2048;
+  p->steps = 2000;
+  p->batch_size = 16;
+  p->warmup_steps = 100;
+  p->lr = 3e-4;
   p->min_lr_fraction = 0.1;
   p->weight_decay = 0.1;
   p->beta1 = 0.9;
   p->beta2 = 0.95;
   p->eps = 1e-8;
   p->grad_clip = 1.0;
+  p->dropout = 0.0;
+  p->checkpoint_every = 500;
   p->seed = 1;
   p->threads = 2;
+}
+
+#define LP(field, kind, lo, hi, flags, doc) \
+  US_PARAM(us_lm_train_params, field, kind, lo, hi, flags, doc)
+
+/* Maxima of the sizes are the model's (lm_int.h, bpe.h); training asks for at least 8 for width
+ * and context. dropout shares the classifier's range (one config key feeds both). */
+static const us_param LM_TRAIN_PARAMS[] = {
+    LP(layers, US_PARAM_INT, 1, US_LM_MAX_LAYERS, 0, "transformer blocks"),
+    LP(dim, US_PARAM_INT, 8, US_LM_MAX_DIM, 0, "model width"),
+    LP(heads, US_PARAM_INT, 1, 128, 0, "attention heads; divide dim into an even head size"),
+    LP(context, US_PARAM_INT, 8, US_LM_MAX_CONTEXT, 0, "context length in tokens"),
+    LP(vocab_size, US_PARAM_INT, US_BPE_MIN_VOCAB, US_BPE_MAX_VOCAB, 0, "BPE vocabulary size"),
+    LP(steps, US_PARAM_INT, 1, 1000000000, 0, "optimiser steps"),
+    LP(batch_size, US_PARAM_INT, 1, 65536, 0, "packed rows per step"),
+    LP(warmup_steps, US_PARAM_INT, 0, 1000000000, 0, "linear learning-rate warm-up"),
+    LP(lr, US_PARAM_DOUBLE, 0, 1, US_PARAM_MIN_OPEN, "peak learning rate"),
+    LP(min_lr_fraction, US_PARAM_DOUBLE, 0, 1, 0, "the cosine decays to lr times this"),
+    LP(weight_decay, US_PARAM_DOUBLE, 0, 10, 0, "AdamW weight decay"),
+    LP(beta1, US_PARAM_DOUBLE, 0, 1, 0, "AdamW first-moment decay (below 1)"),
+    LP(beta2, US_PARAM_DOUBLE, 0, 1, 0, "AdamW second-moment decay (below 1)"),
+    LP(eps, US_PARAM_DOUBLE, 0, 1, US_PARAM_MIN_OPEN, "AdamW epsilon"),
+    LP(grad_clip, US_PARAM_DOUBLE, 0, 1e6, 0, "gradient norm clip; 0 turns it off"),
+    LP(dropout, US_PARAM_DOUBLE, 0, 0.95, 0, "dropout on embeddings, attention, SwiGLU"),
+    LP(checkpoint_every, US_PARAM_INT, 0, 1000000000, 0, "steps between checkpoints; 0: none"),
+    LP(resume, US_PARAM_BOOL, 0, 0, 0, "continue from checkpoint_path when it exists"),
+    LP(seed, US_PARAM_U64, 0, US_PARAM_MAX_SAFE_INT, 0, "weights and data order"),
+    LP(threads, US_PARAM_INT, 1, 256, 0, "OpenBLAS threads"),
+};
+
+const us_param *us_lm_train_param_table(size_t *n) {
+  *n = sizeof LM_TRAIN_PARAMS / sizeof LM_TRAIN_PARAMS[0];
+  return LM_TRAIN_PARAMS;
+}
+
+us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
+  size_t n;
+  const us_param *table = us_lm_train_param_table(&n);
+  us_status st = us_params_check(table, n, p, err);
+  if (st != US_OK) return st;
+  if (p->beta1 >= 1)
+    return us_err_set(err, US_ERR_CONFIG, "beta1: expected below 1, found %g", p->beta1);
+  if (p->beta2 >= 1)
+    return us_err_set(err, US_ERR_CONFIG, "beta2: expected below 1, found %g", p->beta2);
+  us_lm_config c;
+  if (p->preset && (st = us_lm_config_preset(p->preset, &c, err)) != US_OK)
+    return st; /* "preset: expected ..." */
+  /* checked with a preset too (the sizes are then unused), as the config always has */
+  if (p->dim % p->heads != 0 || (p->dim / p->heads) % 2 != 0)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "heads: expected a divisor of the model width (%d) that leaves an even head "
+                      "size, found %d",
+                      p->dim, p->heads);
+  return US_OK;
 }
 
 /* Tokenised examples: [BOS] prompt [SEP] answer [EOS], cut to at most T + 1 tokens. */
@@ -286,14 +346,11 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
                       us_lm **out, us_err *err) {
   *out = NULL;
   if (n == 0) return us_err_set(err, US_ERR_INPUT, "lm: no training examples");
-  if (!(p->dropout >= 0.0 && p->dropout < 0.95))
-    return us_err_set(err, US_ERR_CONFIG, "lm: dropout %g outside [0, 0.95)", p->dropout);
-  if (p->batch_size < 1 || p->steps < 0 || p->warmup_steps < 0 || p->lr <= 0)
-    return us_err_set(err, US_ERR_CONFIG,
-                      "lm: batch_size %d, steps %d, warmup %d, lr %g: expected positive values",
-                      p->batch_size, p->steps, p->warmup_steps, p->lr);
-  if (p->checkpoint_every > 0 && !p->checkpoint_path)
-    return us_err_set(err, US_ERR_CONFIG, "lm: checkpoint_every is set but no checkpoint_path");
+  us_status check = us_lm_train_params_check(p, err);
+  if (check != US_OK) {
+    us_err_prefix(err, "lm");
+    return check;
+  }
   trainer t;
   memset(&t, 0, sizeof t);
   t.p = p;
@@ -316,8 +373,8 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
     adamw_step(&t, lr);
     t.ts.step = (uint64_t)step + 1;
     if (p->losses) p->losses[step] = (float)loss;
-    if (p->checkpoint_every > 0 && t.ts.step % (uint64_t)p->checkpoint_every == 0 &&
-        (st = save_checkpoint(&t, err)) != US_OK)
+    if (p->checkpoint_every > 0 && p->checkpoint_path &&
+        t.ts.step % (uint64_t)p->checkpoint_every == 0 && (st = save_checkpoint(&t, err)) != US_OK)
       goto fail;
     if (p->progress) {
       double dt = us_now() - t0, done = (double)(step + 1 - first);

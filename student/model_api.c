@@ -8,8 +8,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "include/understudy.h"
 #include "student/classifier.h"
+#include "understudy.h"
 
 enum { POOL = 8 };
 
@@ -86,6 +86,7 @@ us_status us_model_classify(const us_model *m, const char *text, int top_k, us_p
         if (probs[j] >= 0 && (best < 0 || probs[j] > probs[best])) best = j;
       out[i].label = us_classifier_label(m->classifier, best);
       out[i].prob = probs[best];
+      out[i].index = best;
       probs[best] = -1;
     }
     *n_out = k;

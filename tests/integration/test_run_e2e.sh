@@ -2,7 +2,8 @@
 # Issue 3: `understudy run` end to end on a small set through the mock teacher over loopback:
 # prompts -> label -> train -> eval -> report; the student learns the teacher's labels; the
 # report is written and escapes user text; a rerun pays nothing and retrains nothing; predict
-# answers with the trained model.
+# answers with the trained model; an installed copy (cmake --install) builds the README's C example
+# with pkg-config alone and agrees with predict.
 . "$(dirname "$0")/lib.sh"
 
 src=${US_SOURCE_DIR:?}/demo/messages.jsonl
@@ -65,28 +66,86 @@ while IFS= read -r line; do
   printf '%s\n' "$labels" | grep -qxF -- "$label" || fail "predict answered an unknown label '$label'"
 done <"$WORK/predict.out"
 
-note "the README's C example compiles and agrees with predict"
-if command -v cc >/dev/null && command -v pkg-config >/dev/null; then
+note "an installed copy: header alone, pkg-config, and the README's C example agrees with predict"
+if command -v cc >/dev/null && command -v pkg-config >/dev/null && command -v cmake >/dev/null; then
+  prefix=$WORK/prefix
+  cmake --install "${US_BINARY_DIR:?}" --prefix "$prefix" >"$WORK/install.out" 2>&1 ||
+    { show "$WORK/install.out"; fail "cmake --install failed"; }
+  for f in bin/understudy include/understudy.h lib/libunderstudy.a lib/pkgconfig/understudy.pc; do
+    [ -s "$prefix/$f" ] || fail "the install has no $f"
+  done
+  hdr=$prefix/include/understudy.h
+  assert_no_grep "$hdr" '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' \
+    "the installed header includes a project header"
+  cc -std=c11 -Wall -Wextra -Wpedantic -Werror -fsyntax-only -x c "$hdr" 2>"$WORK/header.err" ||
+    { show "$WORK/header.err"; fail "the installed understudy.h does not compile on its own"; }
+  "$prefix/bin/understudy" --version >"$WORK/version.out" || fail "the installed understudy failed"
+  assert_grep "$WORK/version.out" '^understudy [0-9]' "the installed binary runs"
+
   awk '/<!-- readme-example -->/ { on = 1; next } on && /^```c/ { grab = 1; next }
        grab && /^```/ { exit } grab { print }' "$US_SOURCE_DIR/README.md" >"$WORK/example.c"
   [ -s "$WORK/example.c" ] || fail "no C example found in README.md"
-  b=${US_BINARY_DIR:?}
   san=()
-  grep -q '^US_SANITIZE:BOOL=ON' "$b/CMakeCache.txt" && san=(-fsanitize=address,undefined)
-  cc "${san[@]}" -I"$US_SOURCE_DIR" -I"$US_SOURCE_DIR/include" "$WORK/example.c" \
-    "$b/libus_eval.a" "$b/libus_distill.a" "$b/libus_cache.a" "$b/libus_student.a" \
-    "$b/libus_core.a" $(pkg-config --libs libcurl libcjson sqlite3 openblas libcrypto) \
-    -lcsv -lm -lpthread -o "$WORK/example" 2>"$WORK/example.cc.err" ||
-    { show "$WORK/example.cc.err"; fail "the README example does not compile"; }
+  grep -q '^US_SANITIZE:BOOL=ON' "$US_BINARY_DIR/CMakeCache.txt" && san=(-fsanitize=address,undefined)
+  # exactly the README's line: no -I or library path into the source or build tree
+  flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs understudy) ||
+    fail "pkg-config does not know the installed understudy"
+  case "$flags" in *"$US_SOURCE_DIR"* | *"$US_BINARY_DIR"*) fail "pkg-config points into the tree: $flags" ;; esac
+  (cd "$WORK" && cc "${san[@]}" example.c $flags -o example) 2>"$WORK/example.cc.err" ||
+    { show "$WORK/example.cc.err"; fail "the README example does not build via pkg-config"; }
   "$WORK/example" "$WORK/out/student.bin" "i lost my phone on the bus" >"$WORK/example.out" ||
     fail "the README example failed"
   assert_eq "$(wc -l <"$WORK/example.out")" 3 "the example prints the top three labels"
   first=$(sed -n 2p "$WORK/predict.out" | json_get label)
   assert_eq "$(head -n 1 "$WORK/example.out" | cut -f1)" "$first" "example and predict agree"
+  # the index is the label's place in task.labels (the order the model keeps)
+  index=$(printf '%s\n' "$labels" | grep -nxF -- "$first" | cut -d: -f1)
+  assert_eq "$(head -n 1 "$WORK/example.out" | cut -f3)" "$((index - 1))" "the top label's index"
+  while IFS=$'\t' read -r label _ idx; do
+    assert_eq "$(printf '%s\n' "$labels" | sed -n "$((idx + 1))p")" "$label" "label $idx's index"
+  done <"$WORK/example.out"
   "$WORK/example" "$WORK/nope.bin" "x" 2>"$WORK/example.err" && fail "the example loaded a missing model"
   assert_grep "$WORK/example.err" 'nope\.bin' "the error names the missing model file"
+
+  note "us_run from an installed copy: the whole pipeline in one library call"
+  cat >"$WORK/run_lib.c" <<'CEOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include "understudy.h"
+
+int main(int argc, char **argv) {
+  us_err err;
+  char *headline = NULL;
+  const char *sets[] = {argv[2]};
+  if (argc < 3) return 2;
+  if (us_run(argv[1], sets, 1, NULL, &headline, &err) != US_OK) {
+    fprintf(stderr, "%s\n", err.msg);
+    return 1;
+  }
+  printf("%s\n", headline);
+  free(headline);
+  return 0;
+}
+CEOF
+  (cd "$WORK" && cc "${san[@]}" run_lib.c $flags -o run_lib) 2>"$WORK/run_lib.cc.err" ||
+    { show "$WORK/run_lib.cc.err"; fail "a program calling us_run does not build via pkg-config"; }
+  before=$(mock_stats requests)
+  lib_out="output=$(json_quote "$WORK/lib_out")"
+  "$WORK/run_lib" "$WORK/config.json" "$lib_out" >"$WORK/run_lib.out" 2>"$WORK/run_lib.err" ||
+    { show "$WORK/run_lib.err"; fail "us_run failed"; }
+  assert_grep "$WORK/run_lib.out" 'agreement' "us_run returns the headline"
+  for f in student.bin report.md report.json report.html; do
+    [ -s "$WORK/lib_out/$f" ] || fail "us_run wrote no $f"
+  done
+  assert_eq "$(( $(mock_stats requests) - before ))" "$(db_prompts "$WORK/lib_out/understudy.db")" \
+    "us_run asked the teacher once per prompt of its new workspace"
+  before=$(mock_stats requests)
+  "$WORK/run_lib" "$WORK/config.json" "$lib_out" >"$WORK/run_lib2.out" 2>&1 || fail "us_run rerun failed"
+  assert_eq "$(mock_stats requests)" "$before" "a second us_run pays nothing"
+  "$WORK/run_lib" "$WORK/nope.json" "$lib_out" 2>"$WORK/run_lib3.err" && fail "us_run ran a missing config"
+  assert_grep "$WORK/run_lib3.err" 'nope\.json' "us_run's error names the missing config"
 else
-  note "no C compiler: the README example is not compiled here"
+  note "no C compiler, pkg-config or cmake: the installed copy is not checked here"
 fi
 
 note "a missing stage is a clear error"

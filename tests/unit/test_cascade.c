@@ -20,7 +20,7 @@ static const double conf[] = {0.9, 0.8, 0.3, 0.8};
 static const double score[] = {1, 1, 0, 0};
 
 static us_cascade_inputs inputs(double target) {
-  us_cascade_inputs in = {4, conf, score, NULL, NULL, 0.01, 1.0, target, 0};
+  us_cascade_inputs in = {4, conf, score, NULL, NULL, 0.01, 1.0, {target, 0}};
   return in;
 }
 
@@ -122,7 +122,7 @@ static void cascade_should_score_the_combined_system_against_gold(void **state) 
 
 static void cascade_should_handle_no_data_and_bad_input(void **state) {
   (void)state;
-  us_cascade_inputs in = {0, NULL, NULL, NULL, NULL, 0.01, 1.0, 0.9, 0.95};
+  us_cascade_inputs in = {0, NULL, NULL, NULL, NULL, 0.01, 1.0, {0.9, 0.95}};
   us_cascade c;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.verdict, US_CASCADE_STAY_NO_DATA);
@@ -133,7 +133,7 @@ static void cascade_should_handle_no_data_and_bad_input(void **state) {
   assert_int_equal(us_cascade_compute(&in, &c, &err), US_ERR_INPUT);
   us_cascade_free(&c);
   in = inputs(0.9);
-  in.confidence_level = 1.0;
+  in.quality.confidence = 1.0;
   assert_int_equal(us_cascade_compute(&in, &c, &err), US_ERR_INPUT);
   assert_non_null(strstr(err.msg, "quality.confidence"));
   us_cascade_free(&c);
@@ -150,7 +150,7 @@ static void lower_bound_should_not_trust_a_handful_of_answers(void **state) {
     cf[i] = 1.0 - (double)i / N;
     sc[i] = i >= 2 && i % 5 != 0; /* the two most confident wrong, then 1 in 5 */
   }
-  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 1.0, 0.95, 0};
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 1.0, {0.95, 0}};
   us_cascade c;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.verdict, US_CASCADE_USE_CASCADE); /* on the point estimate */
@@ -158,7 +158,7 @@ static void lower_bound_should_not_trust_a_handful_of_answers(void **state) {
   NEAR(c.points[c.recommended].agreement, 56.0 / 58);
   NEAR(c.points[c.recommended].agreement_low, 56.0 / 58);
   us_cascade_free(&c);
-  in.confidence_level = 0.95;
+  in.quality.confidence = 0.95;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.verdict, US_CASCADE_STAY_BELOW_TARGET);
   assert_int_equal(c.recommended, c.teacher_only);
@@ -166,7 +166,8 @@ static void lower_bound_should_not_trust_a_handful_of_answers(void **state) {
   /* one-sided Wilson at z = 1.64485 for 56 of 58, worked by hand: 0.90102 */
   assert_int_equal(c.points[2].answered, 2);
   assert_true(fabs(c.points[2].agreement_low - 0.90102) < 5e-5);
-  for (int k = 1; k < c.n_points; k++) assert_true(c.points[k].agreement_low < c.points[k].agreement);
+  for (int k = 1; k < c.n_points; k++)
+    assert_true(c.points[k].agreement_low < c.points[k].agreement);
   us_cascade_free(&c);
 }
 
@@ -180,10 +181,10 @@ static void lower_bound_should_pick_a_safer_threshold_on_many_prompts(void **sta
     cf[i] = 1.0 - (double)i / N;
     sc[i] = (i % 100) >= (i < N / 2 ? 1 : 40); /* 1% wrong in the confident half, 40% after */
   }
-  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, 0.97, 0};
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, {0.97, 0}};
   us_cascade measured, bounded;
   assert_int_equal(us_cascade_compute(&in, &measured, NULL), US_OK);
-  in.confidence_level = 0.95;
+  in.quality.confidence = 0.95;
   assert_int_equal(us_cascade_compute(&in, &bounded, NULL), US_OK);
   assert_int_equal(measured.verdict, US_CASCADE_USE_CASCADE);
   assert_int_equal(bounded.verdict, US_CASCADE_USE_CASCADE);
@@ -207,7 +208,7 @@ static void table_rows_should_keep_the_fixed_and_recommended_points(void **state
     cf[i] = (double)i / N;
     sc[i] = i >= 40; /* the 40 least confident are wrong */
   }
-  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, 0.9, 0};
+  us_cascade_inputs in = {N, cf, sc, NULL, NULL, 0.001, 0.01, {0.9, 0}};
   us_cascade c;
   assert_int_equal(us_cascade_compute(&in, &c, NULL), US_OK);
   assert_int_equal(c.n_points, N + 2);
@@ -229,6 +230,38 @@ static void table_rows_should_keep_the_fixed_and_recommended_points(void **state
   us_cascade_free(&c);
 }
 
+static void quality_params_should_default_and_name_the_field_out_of_range(void **state) {
+  (void)state;
+  us_quality_params p;
+  us_quality_params_defaults(&p);
+  NEAR(p.target_agreement, 0.95);
+  NEAR(p.confidence, 0.95);
+  assert_int_equal(us_quality_params_check(&p, NULL), US_OK);
+  size_t n = 0;
+  const us_param *t = us_quality_param_table(&n);
+  assert_int_equal(n, 2);
+  assert_string_equal(t[0].name, "target_agreement");
+  assert_string_equal(t[1].name, "confidence");
+  us_err err;
+  p.target_agreement = 0;
+  assert_int_equal(us_quality_params_check(&p, &err), US_ERR_CONFIG);
+  assert_string_equal(err.msg, "target_agreement: expected a number in (0, 1], found 0");
+  p.target_agreement = 1; /* the top is allowed: the student must agree every time */
+  assert_int_equal(us_quality_params_check(&p, NULL), US_OK);
+  p.confidence = 0.9995;
+  assert_int_equal(us_quality_params_check(&p, &err), US_ERR_CONFIG);
+  assert_string_equal(err.msg, "confidence: expected a number in [0, 0.999], found 0.9995");
+  p.confidence = 0; /* judged on the point estimate */
+  assert_int_equal(us_quality_params_check(&p, NULL), US_OK);
+  /* the cascade refuses the same settings, naming the config key */
+  us_cascade_inputs in = inputs(1.5);
+  us_cascade c;
+  assert_int_equal(us_cascade_compute(&in, &c, &err), US_ERR_INPUT);
+  assert_string_equal(err.msg,
+                      "cascade: quality.target_agreement: expected a number in (0, 1], found 1.5");
+  us_cascade_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(cascade_should_compute_every_threshold),
@@ -240,6 +273,7 @@ int main(void) {
       cmocka_unit_test(table_rows_should_keep_the_fixed_and_recommended_points),
       cmocka_unit_test(lower_bound_should_not_trust_a_handful_of_answers),
       cmocka_unit_test(lower_bound_should_pick_a_safer_threshold_on_many_prompts),
+      cmocka_unit_test(quality_params_should_default_and_name_the_field_out_of_range),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

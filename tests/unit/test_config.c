@@ -9,6 +9,7 @@
 #include <cmocka.h>
 /* clang-format on */
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/params.h"
+#include "eval/cascade.h"
+#include "eval/cost.h"
 #include "pipeline/config.h"
 #include "student/classifier.h"
 
@@ -130,33 +134,33 @@ static void defaults_should_match_documented_values(void **state) {
   assert_true(c.teacher.budget_usd == 10);
   assert_true(c.teacher.price_input_per_mtok == 0 && c.teacher.price_output_per_mtok == 0);
   assert_true(c.teacher.params_b == 0);
-  assert_int_equal(c.student.dim, 100);
-  assert_int_equal(c.student.word_ngrams, 2);
-  assert_int_equal(c.student.minn, 3);
-  assert_int_equal(c.student.maxn, 5);
-  assert_int_equal(c.student.buckets, 2000000);
-  assert_int_equal(c.student.n_hidden, 0);
-  assert_int_equal(c.student.epochs, 25);
-  assert_true(c.student.lr == 1.0);
-  assert_true(c.student.kd_temperature == 1);
+  assert_int_equal(c.student.classifier.dim, 100);
+  assert_int_equal(c.student.classifier.word_ngrams, 2);
+  assert_int_equal(c.student.classifier.minn, 3);
+  assert_int_equal(c.student.classifier.maxn, 5);
+  assert_int_equal(c.student.classifier.buckets, 2000000);
+  assert_int_equal(c.student.classifier.n_hidden, 0);
+  assert_int_equal(c.student.classifier.epochs, 25);
+  assert_true(c.student.classifier.lr == 1.0);
+  assert_true(c.student.classifier.kd_temperature == 1);
   assert_true(c.student.validation_fraction == 0.1);
-  assert_int_equal(c.student.patience, 5);
-  assert_int_equal(c.student.threads, 2);
-  assert_false(c.student.quantize);
-  assert_true(c.student.calibrate);
-  assert_null(c.student.preset);
-  assert_int_equal(c.student.layers, 4);
-  assert_int_equal(c.student.lm_dim, 256);
-  assert_int_equal(c.student.heads, 4);
-  assert_int_equal(c.student.context, 256);
-  assert_int_equal(c.student.vocab_size, 2048);
-  assert_int_equal(c.student.steps, 2000);
-  assert_int_equal(c.student.batch_size, 16);
-  assert_int_equal(c.student.warmup_steps, 100);
-  assert_int_equal(c.student.checkpoint_every, 500);
-  assert_true(c.student.lm_lr == 3e-4);
-  assert_true(c.student.weight_decay == 0.1);
-  assert_true(c.student.grad_clip == 1.0);
+  assert_int_equal(c.student.classifier.patience, 5);
+  assert_int_equal(c.student.classifier.threads, 2);
+  assert_false(c.student.classifier.quantize);
+  assert_true(c.student.classifier.calibrate);
+  assert_null(c.student.lm.preset);
+  assert_int_equal(c.student.lm.layers, 4);
+  assert_int_equal(c.student.lm.dim, 256);
+  assert_int_equal(c.student.lm.heads, 4);
+  assert_int_equal(c.student.lm.context, 256);
+  assert_int_equal(c.student.lm.vocab_size, 2048);
+  assert_int_equal(c.student.lm.steps, 2000);
+  assert_int_equal(c.student.lm.batch_size, 16);
+  assert_int_equal(c.student.lm.warmup_steps, 100);
+  assert_int_equal(c.student.lm.checkpoint_every, 500);
+  assert_true(c.student.lm.lr == 3e-4);
+  assert_true(c.student.lm.weight_decay == 0.1);
+  assert_true(c.student.lm.grad_clip == 1.0);
   assert_true(c.cost.cpu_usd_per_hour == 0.05);
   assert_true(c.cost.requests_per_month == 1e6);
   assert_true(c.quality.target_agreement == 0.95);
@@ -189,7 +193,7 @@ static void minimal_config_should_load_with_defaults_and_resolved_paths(void **s
   assert_string_equal(c.task.labels[2], "balance");
   assert_string_equal(c.teacher.model, "gpt-4o-mini");
   assert_int_equal(c.teacher.max_tokens, 16);
-  assert_int_equal(c.student.dim, 100);
+  assert_int_equal(c.student.classifier.dim, 100);
   free(real);
   us_config_free(&c);
 }
@@ -253,38 +257,38 @@ static void full_config_should_read_every_key(void **state) {
   assert_true(c.teacher.price_input_per_mtok == 0.15);
   assert_true(c.teacher.price_output_per_mtok == 0.6);
   assert_true(c.teacher.params_b == 8);
-  assert_int_equal(c.student.dim, 64);
-  assert_int_equal(c.student.word_ngrams, 3);
-  assert_int_equal(c.student.minn, 2);
-  assert_int_equal(c.student.maxn, 4);
-  assert_int_equal(c.student.buckets, 500000);
-  assert_int_equal(c.student.n_hidden, 2);
-  assert_int_equal(c.student.hidden[0], 128);
-  assert_int_equal(c.student.hidden[1], 32);
-  assert_true(c.student.dropout == 0.1);
-  assert_int_equal(c.student.epochs, 10);
-  assert_true(c.student.lr == 0.25);
-  assert_true(c.student.kd_temperature == 2);
-  assert_true(c.student.label_smoothing == 0.05);
+  assert_int_equal(c.student.classifier.dim, 64);
+  assert_int_equal(c.student.classifier.word_ngrams, 3);
+  assert_int_equal(c.student.classifier.minn, 2);
+  assert_int_equal(c.student.classifier.maxn, 4);
+  assert_int_equal(c.student.classifier.buckets, 500000);
+  assert_int_equal(c.student.classifier.n_hidden, 2);
+  assert_int_equal(c.student.classifier.hidden[0], 128);
+  assert_int_equal(c.student.classifier.hidden[1], 32);
+  assert_true(c.student.classifier.dropout == 0.1);
+  assert_int_equal(c.student.classifier.epochs, 10);
+  assert_true(c.student.classifier.lr == 0.25);
+  assert_true(c.student.classifier.kd_temperature == 2);
+  assert_true(c.student.classifier.label_smoothing == 0.05);
   assert_true(c.student.validation_fraction == 0.15);
-  assert_int_equal(c.student.patience, 5);
-  assert_int_equal(c.student.threads, 1);
-  assert_int_equal(c.student.seed, 9);
-  assert_true(c.student.quantize);
-  assert_false(c.student.calibrate);
-  assert_string_equal(c.student.preset, "micro");
-  assert_int_equal(c.student.layers, 6);
-  assert_int_equal(c.student.lm_dim, 384);
-  assert_int_equal(c.student.heads, 6);
-  assert_int_equal(c.student.context, 512);
-  assert_int_equal(c.student.vocab_size, 4096);
-  assert_int_equal(c.student.steps, 3000);
-  assert_int_equal(c.student.batch_size, 8);
-  assert_int_equal(c.student.warmup_steps, 50);
-  assert_int_equal(c.student.checkpoint_every, 250);
-  assert_true(c.student.lm_lr == 0.001);
-  assert_true(c.student.weight_decay == 0.05);
-  assert_true(c.student.grad_clip == 0.5);
+  assert_int_equal(c.student.classifier.patience, 5);
+  assert_int_equal(c.student.classifier.threads, 1);
+  assert_int_equal(c.student.classifier.seed, 9);
+  assert_true(c.student.classifier.quantize);
+  assert_false(c.student.classifier.calibrate);
+  assert_string_equal(c.student.lm.preset, "micro");
+  assert_int_equal(c.student.lm.layers, 6);
+  assert_int_equal(c.student.lm.dim, 384);
+  assert_int_equal(c.student.lm.heads, 6);
+  assert_int_equal(c.student.lm.context, 512);
+  assert_int_equal(c.student.lm.vocab_size, 4096);
+  assert_int_equal(c.student.lm.steps, 3000);
+  assert_int_equal(c.student.lm.batch_size, 8);
+  assert_int_equal(c.student.lm.warmup_steps, 50);
+  assert_int_equal(c.student.lm.checkpoint_every, 250);
+  assert_true(c.student.lm.lr == 0.001);
+  assert_true(c.student.lm.weight_decay == 0.05);
+  assert_true(c.student.lm.grad_clip == 0.5);
   assert_true(c.cost.cpu_usd_per_hour == 0.1);
   assert_true(c.cost.requests_per_month == 250000);
   assert_true(c.quality.target_agreement == 0.9);
@@ -381,9 +385,9 @@ static void out_of_range_should_name_the_range(void **state) {
   expect_error(NULL, SET("data.test_fraction=0.95"),
                "data.test_fraction: expected a number in [0, 0.9], found the number 0.95", NULL);
   expect_error(NULL, SET("student.buckets=200000000"),
-               "student.buckets: expected an integer in [0, 100000000]", NULL);
+               "student.buckets: expected an integer in [1, 100000000]", NULL);
   expect_error(NULL, SET("student.hidden=[64,0]"),
-               "student.hidden[1]: expected an integer in [1, 65536]", "found the number 0", NULL);
+               "student.hidden[1]: expected an integer in [1, 16384]", "found the number 0", NULL);
   expect_error(NULL, SET("student.hidden=[1,2,3,4,5]"),
                "student.hidden: expected an array of at most 4", NULL);
   expect_error(NULL, SET("quality.target_agreement=0"),
@@ -394,7 +398,7 @@ static void out_of_range_should_name_the_range(void **state) {
   expect_error(NULL, SET("student.minn=5", "student.maxn=3"),
                "student.minn: expected minn <= maxn (3)", "found 5", NULL);
   expect_error(NULL, SET("student.heads=5"),
-               "student.heads: expected a divisor of student.lm_dim (256)", NULL);
+               "student.heads: expected a divisor of the model width (256)", NULL);
 }
 
 static void missing_required_key_should_be_named(void **state) {
@@ -442,6 +446,37 @@ static void bad_json_should_report_line_and_column(void **state) {
   expect_error("{\"name\": \"t\",", NULL, 0, "invalid JSON at line 1", NULL);
   expect_error("[1, 2]", NULL, 0, "expected a JSON object at the top level, found an array", NULL);
   expect_error("{\"name\":\"t\",\"name\":\"u\"}", NULL, 0, "name: key appears twice", NULL);
+}
+
+/* cJSON turns \u0000 into a NUL that silently cuts a string (or a key) short, and passes any
+ * bytes through: both are refused, naming where. */
+static void nul_and_invalid_utf8_should_be_refused_naming_where(void **state) {
+  (void)state;
+  expect_error("{\"name\":\"t\",\n \"teacher\":{\"model\":\"a\\u0000b\"}}", NULL, 0,
+               "config.json:2:23: a \\u0000 escape (a NUL character) at line 2, column 23", NULL);
+  expect_error("{\"name\":\"t\",\"tea\\u0000cher\":{}}", NULL, 0, "a \\u0000 escape", NULL);
+  expect_error(NULL, SET("teacher.model=\"a\\u0000b\""), "--set 'teacher.model=\"a\\u0000b\"'",
+               "holds \\u0000", NULL);
+  char json[256];
+  snprintf(json, sizeof json,
+           "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},\"data\":{\"inputs\":"
+           "[\"in.jsonl\"]},\"teacher\":{\"model\":\"gpt\xff\xfe\"}}");
+  expect_error(json, NULL, 0, "teacher.model: expected valid UTF-8 text, found the byte 0xff at byte 4",
+               NULL);
+  expect_error(NULL, SET("task.labels=[\"ok\", \"b\xc3(\"]"),
+               "task.labels[1]: expected valid UTF-8 text, found the byte 0xc3 at byte 2",
+               "(value from --set)", NULL);
+  /* a raw NUL byte: written by hand, since the helpers take C strings */
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/nul.json", tmp_dir);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  fwrite("{\"name\":\"t\0\"}", 1, 14, f);
+  fclose(f);
+  us_config c;
+  us_err err = {0};
+  assert_int_equal(us_config_load(path, NULL, 0, &c, &err), US_ERR_CONFIG);
+  assert_non_null(strstr(err.msg, "nul.json:1:11: a NUL byte at line 1, column 11"));
 }
 
 static void missing_file_should_be_an_io_error_naming_it(void **state) {
@@ -539,8 +574,8 @@ static void set_should_override_numbers_strings_nested_and_arrays(void **state) 
   assert_string_equal(c.name, "2024"); /* a string key keeps a number-looking value as text */
   assert_true(c.teacher.price_output_per_mtok == 0.6);
   assert_true(c.cost.cpu_usd_per_hour == 0.02);
-  assert_int_equal(c.student.n_hidden, 2);
-  assert_int_equal(c.student.hidden[1], 32);
+  assert_int_equal(c.student.classifier.n_hidden, 2);
+  assert_int_equal(c.student.classifier.hidden[1], 32);
   assert_int_equal(c.task.n_labels, 3);
   assert_string_equal(c.task.labels[2], "unsure");
   assert_int_equal(c.data.n_inputs, 2);
@@ -579,7 +614,7 @@ static void later_set_should_win_and_null_should_clear(void **state) {
   assert_int_equal(c.teacher.concurrency, 3);
   assert_false(c.teacher.has_seed);
   assert_null(c.data.label_field);
-  assert_null(c.student.preset);
+  assert_null(c.student.lm.preset);
   us_config_free(&c);
 }
 
@@ -688,24 +723,94 @@ static void student_defaults_should_match_the_classifier(void **state) {
   us_config_defaults(&c);
   us_classifier_params p;
   us_classifier_params_defaults(&p);
-  assert_int_equal(c.student.dim, p.dim);
-  assert_int_equal(c.student.word_ngrams, p.word_ngrams);
-  assert_int_equal(c.student.minn, p.minn);
-  assert_int_equal(c.student.maxn, p.maxn);
-  assert_int_equal(c.student.buckets, p.buckets);
-  assert_int_equal(c.student.n_hidden, p.n_hidden);
-  assert_int_equal(c.student.epochs, p.epochs);
-  assert_int_equal(c.student.patience, p.patience);
-  assert_int_equal(c.student.threads, p.threads);
-  assert_true(c.student.lr == p.lr);
-  assert_true(c.student.dropout == p.dropout);
-  assert_true(c.student.kd_temperature == p.kd_temperature);
-  assert_true(c.student.label_smoothing == p.label_smoothing);
-  assert_true(c.student.quantize == p.quantize);
-  assert_int_equal(c.student.min_count, p.min_count);
-  assert_int_equal(c.student.min_count_ngram, p.min_count_ngram);
-  assert_int_equal(c.student.quantize_bits, p.quantize_bits);
+  assert_int_equal(c.student.classifier.dim, p.dim);
+  assert_int_equal(c.student.classifier.word_ngrams, p.word_ngrams);
+  assert_int_equal(c.student.classifier.minn, p.minn);
+  assert_int_equal(c.student.classifier.maxn, p.maxn);
+  assert_int_equal(c.student.classifier.buckets, p.buckets);
+  assert_int_equal(c.student.classifier.n_hidden, p.n_hidden);
+  assert_int_equal(c.student.classifier.epochs, p.epochs);
+  assert_int_equal(c.student.classifier.patience, p.patience);
+  assert_int_equal(c.student.classifier.threads, p.threads);
+  assert_true(c.student.classifier.lr == p.lr);
+  assert_true(c.student.classifier.dropout == p.dropout);
+  assert_true(c.student.classifier.kd_temperature == p.kd_temperature);
+  assert_true(c.student.classifier.label_smoothing == p.label_smoothing);
+  assert_true(c.student.classifier.quantize == p.quantize);
+  assert_int_equal(c.student.classifier.min_count, p.min_count);
+  assert_int_equal(c.student.classifier.min_count_ngram, p.min_count_ngram);
+  assert_int_equal(c.student.classifier.quantize_bits, p.quantize_bits);
   us_config_free(&c);
+}
+
+/* ---- eval's settings: every cost.* and quality.* key against eval's own tables --------------- */
+
+/* A value just outside e's range below (the minimum itself when it is excluded) or above. */
+static double just_outside(const us_param *e, bool above) {
+  double step = e->kind == US_PARAM_DOUBLE ? 1e-9 : 1;
+  if (above) return e->max + (e->kind == US_PARAM_DOUBLE ? fmax(fabs(e->max) * 1e-9, step) : 1);
+  return (e->flags & US_PARAM_MIN_OPEN) ? e->min : e->min - step;
+}
+
+/* Loads VALID with "<key>=<v>" and returns the stored value of e, failing on a load error. */
+static double load_with(const char *key, const us_param *e, double v, size_t member) {
+  char set[160], num[40];
+  us_param_format(v, num, sizeof num);
+  snprintf(set, sizeof set, "%s=%s", key, num);
+  us_config c;
+  us_err err;
+  if (load_json(VALID, SET(set), &c, &err) != US_OK) fail_msg("--set %s refused: %s", set, err.msg);
+  double stored = us_param_value(e, (const char *)&c + member, 0);
+  us_config_free(&c);
+  return stored;
+}
+
+/* For each entry of a module table behind config section prefix (stored at member of us_config):
+ * the default is the module's, both ends of the range load, and a value just outside is refused
+ * with a message naming the config key and the range. */
+static void walk_section(const char *prefix, const us_param *t, size_t n, const void *defaults,
+                         size_t member) {
+  us_config d, loaded;
+  us_err err;
+  us_config_defaults(&d);
+  if (load_json(VALID, NULL, 0, &loaded, &err) != US_OK) fail_msg("%s", err.msg);
+  for (size_t i = 0; i < n; i++) {
+    const us_param *e = &t[i];
+    char key[96], expected[128], set[160], num[40];
+    snprintf(key, sizeof key, "%s.%s", prefix, e->name);
+    double want = us_param_value(e, defaults, 0);
+    if (us_param_value(e, (const char *)&d + member, 0) != want ||
+        us_param_value(e, (const char *)&loaded + member, 0) != want)
+      fail_msg("%s: the config's default is not the module's", key);
+    if (!(e->flags & US_PARAM_MIN_OPEN)) assert_true(load_with(key, e, e->min, member) == e->min);
+    if (!(e->flags & US_PARAM_NO_MAX)) assert_true(load_with(key, e, e->max, member) == e->max);
+    us_param_describe(e, expected, sizeof expected);
+    char needle[256];
+    snprintf(needle, sizeof needle, "%s: expected %s", key, expected);
+    for (int above = 0; above < 2; above++) {
+      if (above && (e->flags & US_PARAM_NO_MAX)) continue;
+      us_param_format(just_outside(e, above), num, sizeof num);
+      snprintf(set, sizeof set, "%s=%s", key, num);
+      expect_error(NULL, SET(set), needle, NULL);
+    }
+  }
+  us_config_free(&d);
+  us_config_free(&loaded);
+}
+
+static void cost_and_quality_keys_should_follow_the_eval_tables(void **state) {
+  (void)state;
+  size_t n = 0;
+  us_cost_params cost;
+  us_cost_params_defaults(&cost);
+  const us_param *t = us_cost_param_table(&n);
+  assert_int_equal(n, 2);
+  walk_section("cost", t, n, &cost, offsetof(us_config, cost));
+  us_quality_params quality;
+  us_quality_params_defaults(&quality);
+  t = us_quality_param_table(&n);
+  assert_int_equal(n, 2);
+  walk_section("quality", t, n, &quality, offsetof(us_config, quality));
 }
 
 int main(void) {
@@ -721,6 +826,7 @@ int main(void) {
       cmocka_unit_test(missing_required_key_should_be_named),
       cmocka_unit_test(unknown_key_should_suggest_the_closest),
       cmocka_unit_test(bad_json_should_report_line_and_column),
+      cmocka_unit_test(nul_and_invalid_utf8_should_be_refused_naming_where),
       cmocka_unit_test(missing_file_should_be_an_io_error_naming_it),
       cmocka_unit_test(bad_set_should_be_refused),
       cmocka_unit_test(authorization_header_should_be_refused),
@@ -731,6 +837,7 @@ int main(void) {
       cmocka_unit_test(render_should_fill_text_and_labels_once),
       cmocka_unit_test(render_should_fill_labels_in_instructions),
       cmocka_unit_test(label_index_should_find_exact_labels_only),
+      cmocka_unit_test(cost_and_quality_keys_should_follow_the_eval_tables),
   };
   return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
 }

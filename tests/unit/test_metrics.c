@@ -208,6 +208,12 @@ static void generation_metrics_should_match_hand_values(void **state) {
   NEAR(x, 1.0);
   assert_int_equal(us_metrics_chrf("\xc3", "\xc3\xa9", &x, NULL), US_OK); /* truncated UTF-8 */
   NEAR(x, 0.0);
+  /* an overlong form is two bad bytes, each its own unit: the 0xAF is shared, the 0xC0 is not */
+  assert_int_equal(us_metrics_chrf("\xc0\xaf", "\xaf", &x, NULL), US_OK);
+  NEAR(x, 5.0 / 6);
+  assert_int_equal(us_metrics_chrf("\xed\xa0\x80", "\xed\xa0\x80", &x, NULL),
+                   US_OK); /* surrogate */
+  NEAR(x, 1.0);
   assert_true(us_metrics_is_json(" {\"a\": [1, 2]} \n"));
   assert_false(us_metrics_is_json("{\"a\": 1"));
   assert_false(us_metrics_is_json("{\"a\": 1} trailing"));

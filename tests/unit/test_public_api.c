@@ -1,6 +1,6 @@
 /* The README's ten-line C program, compiled and run by the test suite. example() uses only
  * include/understudy.h; main() first trains and saves a small model to run it on. */
-#include "include/understudy.h"
+#include "understudy.h"
 #include <stdio.h>
 
 /* ---- the program shown in docs/student.md ---- */
@@ -76,6 +76,12 @@ static void classify_should_return_sorted_top_labels(void **state) {
   assert_int_equal(n, 3); /* only three labels */
   assert_string_equal(top[0].label, "refund");
   assert_true(top[0].prob >= top[1].prob && top[1].prob >= top[2].prob);
+  for (int i = 0; i < n; i++) { /* each prediction names its label's index in the model */
+    assert_in_range(top[i].index, 0, 2);
+    assert_ptr_equal(us_model_label(m, top[i].index), top[i].label);
+  }
+  assert_int_equal(top[0].index, 1);
+  assert_true(top[1].index != top[2].index && top[1].index != 1 && top[2].index != 1);
   float sum = top[0].prob + top[1].prob + top[2].prob;
   assert_true(sum > 0.999f && sum < 1.001f);
   assert_int_equal(us_model_classify(m, "x", 0, top, &n, &err), US_ERR_USAGE);

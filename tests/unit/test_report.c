@@ -85,8 +85,7 @@ static void build(sample *s, double quality, double target, int overconfident) {
                        .cache_saved_usd = 0.84,
                        .training_cpu_seconds = 95,
                        .student_cpu_seconds_per_request = 42e-6,
-                       .cpu_usd_per_hour = 0.05,
-                       .requests_per_month = 1e6,
+                       .cost = {.cpu_usd_per_hour = 0.05, .requests_per_month = 1e6},
                        .teacher_params_b = 200,
                        .student_params = 2.1e6};
   assert_int_equal(us_cost_compute(&ci, &s->cost, &err), US_OK);
@@ -97,8 +96,7 @@ static void build(sample *s, double quality, double target, int overconfident) {
                           s->teacher_gold,
                           s->cost.student_usd_per_request,
                           s->cost.teacher_usd_per_request,
-                          target,
-                          0.95};
+                          {target, 0.95}};
   assert_int_equal(us_cascade_compute(&in, &s->cascade, &err), US_OK);
   for (int e = 0; e < EPOCHS; e++) {
     s->epochs[e] = e + 1;
@@ -225,8 +223,8 @@ static void json_should_parse_and_hold_user_text_verbatim(void **state) {
   const cJSON *alone = cJSON_GetArrayItem(at(cascade, "points"), s->cascade.student_only);
   assert_true(at(alone, "agreement_low")->valuedouble < at(alone, "agreement")->valuedouble);
   assert_true(at(alone, "agreement_low")->valuedouble > 0.5);
-  assert_non_null(strstr(at(at(root, "headline"), "cascade")->valuestring,
-                         "% confidence; target 95.0%)"));
+  assert_non_null(
+      strstr(at(at(root, "headline"), "cascade")->valuestring, "% confidence; target 95.0%)"));
   assert_int_equal(cJSON_GetArraySize(at(at(root, "training"), "train_loss")), EPOCHS);
   assert_true(at(at(root, "cost"), "size_ratio")->valuedouble > 90000);
   cJSON_Delete(root);
@@ -268,9 +266,8 @@ static void json_should_write_infinite_break_even_as_null(void **state) {
   sample *s = malloc(sizeof *s);
   build(s, 0.97, 0.95, 0);
   us_cost_inputs ci = {.teacher_usd_per_request = 0,
-                       .cpu_usd_per_hour = 0.05,
                        .student_cpu_seconds_per_request = 1e-4,
-                       .requests_per_month = 1e6};
+                       .cost = {.cpu_usd_per_hour = 0.05, .requests_per_month = 1e6}};
   assert_int_equal(us_cost_compute(&ci, &s->cost, NULL), US_OK);
   char *text = render(&s->report, us_report_json);
   cJSON *root = cJSON_Parse(text);
@@ -351,7 +348,7 @@ static void writers_should_handle_an_empty_and_a_generation_report(void **state)
   double conf[] = {-0.05, -0.4, -2.5}, score[3];
   for (int i = 0; i < 3; i++) score[i] = us_metrics_exact_match(pred[i], ref[i]);
   us_cascade cascade;
-  us_cascade_inputs in = {3, conf, score, NULL, NULL, 1e-5, 1e-3, 0.9, 0};
+  us_cascade_inputs in = {3, conf, score, NULL, NULL, 1e-5, 1e-3, {0.9, 0}};
   assert_int_equal(us_cascade_compute(&in, &cascade, NULL), US_OK);
   assert_int_equal(cascade.verdict, US_CASCADE_USE_CASCADE);
   r.task = US_TASK_GENERATE;
@@ -371,8 +368,8 @@ static void writers_should_handle_an_empty_and_a_generation_report(void **state)
   assert_true(fabs(at(at(at(root, "cascade"), "recommended"), "threshold")->valuedouble + 0.05) <
               1e-12);
   /* judged on the point estimate: no bound in the headline */
-  assert_non_null(strstr(at(at(root, "headline"), "cascade")->valuestring,
-                         "100.0% agreement (target 90.0%)"));
+  assert_non_null(
+      strstr(at(at(root, "headline"), "cascade")->valuestring, "100.0% agreement (target 90.0%)"));
   cJSON_Delete(root);
   free(text);
   us_cascade_free(&cascade);

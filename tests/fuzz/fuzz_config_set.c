@@ -16,7 +16,9 @@ static const char base_config[] =
 
 static char base_path[512];
 
-static void remove_base(void) { unlink(base_path); }
+static void remove_base(void) {
+  unlink(base_path);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!base_path[0]) {

@@ -14,8 +14,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* One fixed path per process and stem: $TMPDIR (or /tmp)/us-fuzz-<stem>-<pid><ext>. */
-static inline const char *fuzz_temp_path(char *out, size_t cap, const char *stem,
-                                         const char *ext) {
+static inline const char *fuzz_temp_path(char *out, size_t cap, const char *stem, const char *ext) {
   const char *dir = getenv("TMPDIR");
   if (!dir || !*dir) dir = "/tmp";
   snprintf(out, cap, "%s/us-fuzz-%s-%ld%s", dir, stem, (long)getpid(), ext);

@@ -1,8 +1,8 @@
 /* Writes the model seeds of the fuzz corpora (tests/fuzz/corpus/{classifier,lm,bpe}/): tiny
  * models trained or built here, plus truncated and bit-flipped variants. Not built by default:
- *   cmake --build build --target fuzz_make_seeds && build/tests/fuzz/fuzz_make_seeds tests/fuzz/corpus
- * Rerun it after a model file format changes (the old seeds still replay; they just stop reaching
- * deep). Output is deterministic. */
+ *   cmake --build build --target fuzz_make_seeds && build/tests/fuzz/fuzz_make_seeds
+ * tests/fuzz/corpus Rerun it after a model file format changes (the old seeds still replay; they
+ * just stop reaching deep). Output is deterministic. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,11 +58,12 @@ static void variants(const char *target, const char *stem, const unsigned char *
   free(copy);
 }
 
-static const char *const texts[] = {
-    "my card was lost",        "I lost my card yesterday", "card stolen, block it",
-    "please refund my order",  "I want my money back",     "refund the fee",
-    "what is my balance",      "how much money do I have", "show balance",
-    "lost card, need a new one", "refund please",          "balance check"};
+static const char *const texts[] = {"my card was lost",      "I lost my card yesterday",
+                                    "card stolen, block it", "please refund my order",
+                                    "I want my money back",  "refund the fee",
+                                    "what is my balance",    "how much money do I have",
+                                    "show balance",          "lost card, need a new one",
+                                    "refund please",         "balance check"};
 static const int gold[] = {0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 1, 2};
 #define N_TEXTS (sizeof texts / sizeof *texts)
 

@@ -88,8 +88,10 @@ static int run_dir(const char *dir) {
   for (size_t i = 0; i < n; i++) {
     struct stat st;
     if (!bad && stat(names[i], &st) == 0 && S_ISREG(st.st_mode)) {
-      if (run_file(names[i]) != 0) bad = 1;
-      else count++;
+      if (run_file(names[i]) != 0)
+        bad = 1;
+      else
+        count++;
     }
     free(names[i]);
   }
@@ -106,8 +108,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     struct stat st;
     int n;
-    if (stat(argv[i], &st) == 0 && S_ISREG(st.st_mode)) n = run_file(argv[i]) == 0 ? 1 : -1;
-    else n = run_dir(argv[i]);
+    if (stat(argv[i], &st) == 0 && S_ISREG(st.st_mode))
+      n = run_file(argv[i]) == 0 ? 1 : -1;
+    else
+      n = run_dir(argv[i]);
     if (n < 0) {
       fprintf(stderr, "replay: cannot replay %s\n", argv[i]);
       return 1;

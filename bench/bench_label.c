@@ -195,16 +195,16 @@ int main(int argc, char **argv) {
     snprintf(db, sizeof db, "%s/understudy.db", c.output);
     st = us_cache_open(db, &cache, &err);
   }
-  if (!st) st = us_prompts_build(&c, cache, &ps, &err);
+  if (!st) st = us_prompts_build(&c.task, &c.data, c.dir, cache, &ps, &err);
   double sys0, user0 = rusage_cpu_split(&sys0);
   double wall0 = us_now(), cpu0 = rusage_cpu();
-  if (!st) st = us_teacher_label(&c, cache, NULL, &ls, &err);
+  if (!st) st = us_teacher_label(&c.task, &c.data, &c.teacher, cache, NULL, &ls, &err);
   double wall = us_now() - wall0, cpu = rusage_cpu() - cpu0;
   double sys1, user1 = rusage_cpu_split(&sys1);
   /* a rerun sends nothing: what remains is building and looking up every request */
   us_label_stats rs;
   double rerun_wall0 = us_now(), rerun_cpu0 = rusage_cpu();
-  if (!st) st = us_teacher_label(&c, cache, NULL, &rs, &err);
+  if (!st) st = us_teacher_label(&c.task, &c.data, &c.teacher, cache, NULL, &rs, &err);
   double rerun_wall = us_now() - rerun_wall0, rerun_cpu = rusage_cpu() - rerun_cpu0;
   kill(mock, SIGTERM);
   waitpid(mock, NULL, 0);

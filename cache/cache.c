@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cache/cache_int.h"
+#include "core/assert.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/task.h"
@@ -23,6 +24,7 @@ us_status us__cache_db_error(us_cache *c, us_err *err, const char *what) {
 }
 
 sqlite3_stmt *us__cache_stmt(us_cache *c, us__cache_stmt_id id, us_err *err) {
+  US_ASSERT((unsigned)id < US__STMT_COUNT);
   sqlite3_stmt *s = c->stmt[id];
   if (s) {
     sqlite3_reset(s);
@@ -49,6 +51,39 @@ us_status us__cache_step_done(us_cache *c, sqlite3_stmt *s, us_err *err, const c
   }
   us_status st = rc == SQLITE_DONE ? US_OK : us__cache_db_error(c, err, what);
   sqlite3_reset(s);
+  return st;
+}
+
+us_status us__cache_read_rows(us_cache *c, sqlite3_stmt *s, size_t row_size, size_t first_cap,
+                              us__cache_row_fn read_row, void **rows, size_t *n, const char *what,
+                              us_err *err) {
+  char *array = NULL;
+  size_t count = 0, cap = 0;
+  us_status st = US_OK;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (count == cap) {
+      size_t new_cap = cap ? cap * 2 : first_cap;
+      char *grown = realloc(array, new_cap * row_size);
+      if (!grown) {
+        st = US_ERR_NOMEM;
+        break;
+      }
+      array = grown;
+      cap = new_cap;
+    }
+    char *row = array + count * row_size;
+    memset(row, 0, row_size);
+    count++; /* counted even when read_row fails, so its caller frees what it holds */
+    if (read_row(s, row)) {
+      st = US_ERR_NOMEM;
+      break;
+    }
+  }
+  if (!st && rc != SQLITE_DONE) st = us__cache_db_error(c, err, what);
+  us__cache_done(s);
+  *rows = array;
+  *n = count;
   return st;
 }
 
@@ -193,10 +228,10 @@ void us_prompts_free(us_prompt *p, size_t n) {
   free(p);
 }
 
-/* Reads one row of PROMPTS_LIST into p; returns non-zero when out of memory. */
-static int read_prompt(sqlite3_stmt *s, us_prompt *p) {
+/* Reads one row of PROMPTS_LIST into row (a us_prompt); returns non-zero when out of memory. */
+static int read_prompt(sqlite3_stmt *s, void *row) {
+  us_prompt *p = row;
   int oom = 0;
-  memset(p, 0, sizeof *p);
   p->id = sqlite3_column_int64(s, 0);
   const unsigned char *hash = sqlite3_column_text(s, 1);
   snprintf(p->hash, sizeof p->hash, "%s", hash ? (const char *)hash : "");
@@ -217,35 +252,19 @@ static us_status list_rows(us_cache *c, int split, int kind, us_prompt **out, si
   if (!s) return US_ERR_DB;
   sqlite3_bind_int(s, 1, split);
   sqlite3_bind_int(s, 2, kind);
-  us_prompt *rows = NULL;
-  size_t count = 0, cap = 0;
-  us_status st = US_OK;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    if (count == cap) {
-      size_t new_cap = cap ? cap * 2 : 256;
-      us_prompt *grown = realloc(rows, new_cap * sizeof *rows);
-      if (!grown) goto oom;
-      rows = grown;
-      cap = new_cap;
-    }
-    int failed = read_prompt(s, &rows[count]);
-    count++;
-    if (failed) goto oom;
-  }
-  if (rc != SQLITE_DONE) st = us__cache_db_error(c, err, "listing prompts");
-  us__cache_done(s);
+  void *rows = NULL;
+  size_t count = 0;
+  us_status st = us__cache_read_rows(c, s, sizeof(us_prompt), 256, read_prompt, &rows, &count,
+                                     "listing prompts", err);
   if (st) {
     us_prompts_free(rows, count);
+    if (st == US_ERR_NOMEM)
+      us_err_set(err, US_ERR_NOMEM, "out of memory listing the prompts of %s", c->path);
     return st;
   }
   *out = rows;
   *n = count;
   return US_OK;
-oom:
-  us__cache_done(s);
-  us_prompts_free(rows, count);
-  return us_err_set(err, US_ERR_NOMEM, "out of memory listing the prompts of %s", c->path);
 }
 
 us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t *n, us_err *err) {

@@ -34,14 +34,14 @@ typedef enum { US_PROMPT_KIND_PROMPT = 0, US_PROMPT_KIND_CHUNK = 1 } us_prompt_k
 
 typedef struct us_prompt {
   int64_t id;
-  char hash[65];  /* SHA-256 hex of the normalised text: the identity of a prompt */
-  char *text;     /* text as loaded (not normalised); for a chunk, the chunk */
-  char *gold;     /* gold label or reference answer from the input, or NULL */
-  char *source;   /* "file:line", "file#chunkN" or, for a self-instruct question, "file#chunkN/qK" */
-  int split;      /* US_SPLIT_TRAIN or US_SPLIT_TEST */
-  int kind;       /* us_prompt_kind: a prompt to learn from, or a document chunk (generate) */
-  char *context;  /* self-instruct question: the chunk it was written from (the teacher answers
-                   * with it, the student learns without it); NULL otherwise */
+  char hash[65]; /* SHA-256 hex of the normalised text: the identity of a prompt */
+  char *text;    /* text as loaded (not normalised); for a chunk, the chunk */
+  char *gold;    /* gold label or reference answer from the input, or NULL */
+  char *source;  /* "file:line", "file#chunkN" or, for a self-instruct question, "file#chunkN/qK" */
+  int split;     /* US_SPLIT_TRAIN or US_SPLIT_TEST */
+  int kind;      /* us_prompt_kind: a prompt to learn from, or a document chunk (generate) */
+  char *context; /* self-instruct question: the chunk it was written from (the teacher answers
+                  * with it, the student learns without it); NULL otherwise */
 } us_prompt;
 
 /* Inserts a prompt unless one with the same hash exists (then *inserted = false and nothing
@@ -64,17 +64,17 @@ us_status us_cache_prompts_count(us_cache *c, int split, int64_t *n, us_err *err
 
 /* ---- teacher calls ---------------------------------------------------------------------- */
 typedef struct us_call {
-  char key[65];         /* SHA-256 hex of the canonical request */
-  char *request;        /* canonical request JSON (no key, no headers) */
-  char *response;       /* raw response body */
+  char key[65];   /* SHA-256 hex of the canonical request */
+  char *request;  /* canonical request JSON (no key, no headers) */
+  char *response; /* raw response body */
   int http_status;
   int prompt_tokens;
   int completion_tokens;
-  double cost_usd;      /* 0 for imported entries */
+  double cost_usd; /* 0 for imported entries */
   double latency_ms;
   int attempts;
-  bool imported;        /* seeded from logs: nothing was paid */
-  double created_at;    /* epoch seconds */
+  bool imported;     /* seeded from logs: nothing was paid */
+  double created_at; /* epoch seconds */
 } us_call;
 
 /* Stores a successful call; committed before it returns. Putting a key that exists is a no-op
@@ -95,7 +95,7 @@ typedef struct us_cache_stats {
   int64_t chunks;                               /* document chunks (self-instruct) */
   int64_t calls, calls_imported, failures, targets, targets_unparsed;
   int64_t prompt_tokens, completion_tokens;
-  double spent_usd;         /* sum of cost_usd over calls */
+  double spent_usd;                      /* sum of cost_usd over calls */
   double latency_p50_ms, latency_p99_ms; /* over non-imported calls; 0 if none */
 } us_cache_stats;
 us_status us_cache_stats_get(us_cache *c, us_cache_stats *s, us_err *err);
@@ -113,21 +113,20 @@ us_status us_cache_calls_each(us_cache *c, us_call_fn fn, void *user, us_err *er
 typedef us_status (*us_request_key_fn)(void *user, const char *messages_json, char **request_json,
                                        char key[65], us_err *err);
 us_status us_cache_export_jsonl(us_cache *c, const char *path, int64_t *n_written, us_err *err);
-us_status us_cache_import_jsonl(us_cache *c, const char *path, us_request_key_fn key_fn,
-                                void *user, int64_t *n_imported, int64_t *n_skipped,
-                                us_err *err);
+us_status us_cache_import_jsonl(us_cache *c, const char *path, us_request_key_fn key_fn, void *user,
+                                int64_t *n_imported, int64_t *n_skipped, us_err *err);
 
 /* ---- targets (what the teacher's answer means for training) -------------------------------- */
 typedef enum { US_TARGET_OK = 0, US_TARGET_UNPARSED = 1 } us_target_status;
 
 typedef struct us_target {
-  char key[65];      /* the call it was parsed from */
+  char key[65]; /* the call it was parsed from */
   int64_t prompt_id;
-  char *label;       /* classify: the mapped label; NULL when unparsed */
-  char *text;        /* raw answer text (generate: the answer) */
-  float *soft;       /* classify with logprobs: distribution over task.labels; NULL otherwise */
+  char *label; /* classify: the mapped label; NULL when unparsed */
+  char *text;  /* raw answer text (generate: the answer) */
+  float *soft; /* classify with logprobs: distribution over task.labels; NULL otherwise */
   int n_soft;
-  int status;        /* us_target_status */
+  int status; /* us_target_status */
 } us_target;
 
 /* Upserts the target parsed from call key for prompt_id. */
@@ -151,7 +150,6 @@ us_status us_cache_curve_get(us_cache *c, const char *series, us_curve_point **o
                              us_err *err);
 /* Named JSON results (e.g. "train", "eval", "speed"): upsert and fetch. Caller frees *json. */
 us_status us_cache_result_put(us_cache *c, const char *name, const char *json, us_err *err);
-us_status us_cache_result_get(us_cache *c, const char *name, char **json, bool *found,
-                              us_err *err);
+us_status us_cache_result_get(us_cache *c, const char *name, char **json, bool *found, us_err *err);
 
 #endif

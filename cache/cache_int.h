@@ -91,6 +91,16 @@ void us__cache_done(sqlite3_stmt *s);
 us_status us__cache_db_error(us_cache *c, us_err *err, const char *what);
 /* Runs one statement that returns no rows (or ignores them): step to the end, then reset. */
 us_status us__cache_step_done(us_cache *c, sqlite3_stmt *s, us_err *err, const char *what);
+/* Reads one result row of s into row (zeroed); returns non-zero when out of memory. */
+typedef int (*us__cache_row_fn)(sqlite3_stmt *s, void *row);
+/* The one row-listing loop: steps s (bound, from us__cache_stmt) to its end, reading each row
+ * with read_row into an array of row_size-byte rows grown as needed (first_cap rows at first),
+ * then resets s. *rows (caller frees, with whatever each row holds) and *n are set even on
+ * failure, a row whose read failed included. US_ERR_NOMEM (err untouched: the caller names
+ * what it was listing) or US_ERR_DB ("workspace <path>: <what>: <sqlite message>"). */
+us_status us__cache_read_rows(us_cache *c, sqlite3_stmt *s, size_t row_size, size_t first_cap,
+                              us__cache_row_fn read_row, void **rows, size_t *n, const char *what,
+                              us_err *err);
 /* Copy of a text column (NULL for SQL NULL); *oom set when allocation fails. */
 char *us__cache_column_text(sqlite3_stmt *s, int col, int *oom);
 /* Binds text, or NULL when s is NULL. */

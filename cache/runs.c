@@ -40,6 +40,14 @@ us_status us_cache_curve_add(us_cache *c, int64_t run_id, const char *series, do
   return us__cache_step_done(c, s, err, "adding a curve point (does the run exist?)");
 }
 
+/* Reads one row of CURVE_GET into row (a us_curve_point). */
+static int read_curve_point(sqlite3_stmt *s, void *row) {
+  us_curve_point *p = row;
+  p->x = sqlite3_column_double(s, 0);
+  p->y = sqlite3_column_double(s, 1);
+  return 0;
+}
+
 us_status us_cache_curve_get(us_cache *c, const char *series, us_curve_point **out, size_t *n,
                              us_err *err) {
   *out = NULL;
@@ -47,29 +55,13 @@ us_status us_cache_curve_get(us_cache *c, const char *series, us_curve_point **o
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_CURVE_GET, err);
   if (!s) return US_ERR_DB;
   sqlite3_bind_text(s, 1, series, -1, SQLITE_STATIC);
-  us_curve_point *pts = NULL;
-  size_t count = 0, cap = 0;
-  us_status st = US_OK;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    if (count == cap) {
-      size_t new_cap = cap ? cap * 2 : 64;
-      us_curve_point *grown = realloc(pts, new_cap * sizeof *pts);
-      if (!grown) {
-        st = us_err_set(err, US_ERR_NOMEM, "out of memory reading curve %s", series);
-        break;
-      }
-      pts = grown;
-      cap = new_cap;
-    }
-    pts[count].x = sqlite3_column_double(s, 0);
-    pts[count].y = sqlite3_column_double(s, 1);
-    count++;
-  }
-  if (st == US_OK && rc != SQLITE_DONE) st = us__cache_db_error(c, err, "reading a curve");
-  us__cache_done(s);
+  void *pts = NULL;
+  size_t count = 0;
+  us_status st = us__cache_read_rows(c, s, sizeof(us_curve_point), 64, read_curve_point, &pts,
+                                     &count, "reading a curve", err);
   if (st) {
     free(pts);
+    if (st == US_ERR_NOMEM) us_err_set(err, US_ERR_NOMEM, "out of memory reading curve %s", series);
     return st;
   }
   *out = pts;

@@ -71,8 +71,8 @@ static int run_export(us_cache *cache, const char *file, bool quiet) {
 static int run_import(const us_config *config, us_cache *cache, const char *file, bool quiet) {
   us_err err = {0};
   int64_t imported = 0, skipped = 0;
-  us_status st = us_cache_import_jsonl(cache, file, us_request_key_for_messages, (void *)config,
-                                       &imported, &skipped, &err);
+  us_status st = us_cache_import_jsonl(cache, file, us_request_key_for_messages,
+                                       (void *)&config->teacher, &imported, &skipped, &err);
   if (st)
     return us_cli_fail(st, &err,
                        st == US_ERR_INPUT ? "each line must be {\"messages\":[...]} ending with "

@@ -1,14 +1,11 @@
 /* Reading the teacher's answers: Chat Completions response bodies, label mapping, soft targets
- * from logprobs, and the retry timing helpers (Retry-After, full-jitter backoff). Pure
- * functions with no I/O, so the unit tests can pin them down. */
-#define _XOPEN_SOURCE 700 /* strptime */
+ * from logprobs. Pure functions with no I/O, so the unit tests can pin them down. */
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/buf.h"
 #include "distill/teacher.h"
@@ -231,60 +228,4 @@ us_status us_response_parse(const char *body, char *const *labels, int n_labels,
 done:
   cJSON_Delete(root);
   return st;
-}
-
-/* ---- retry timing ---------------------------------------------------------------------- */
-
-/* A non-negative decimal number filling all of s (surrounding blanks allowed); -1 otherwise. */
-static double plain_number(const char *s) {
-  while (*s == ' ' || *s == '\t') s++;
-  if (!isdigit((unsigned char)*s)) return -1;
-  char *end;
-  double v = strtod(s, &end);
-  while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n') end++;
-  if (*end || !isfinite(v) || v < 0) return -1;
-  return v;
-}
-
-/* An HTTP date in any of the three forms RFC 9110 accepts, as epoch seconds; -1 otherwise. */
-static double http_date(const char *s) {
-  static const char *const formats[] = {
-      "%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
-      "%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850:     Sunday, 06-Nov-94 08:49:37 GMT */
-      "%a %b %e %H:%M:%S %Y",      /* asctime:     Sun Nov  6 08:49:37 1994 */
-  };
-  while (*s == ' ' || *s == '\t') s++;
-  for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(s, formats[i], &tm);
-    if (!end) continue;
-    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n') end++;
-    if (*end) continue;
-    return (double)timegm(&tm);
-  }
-  return -1;
-}
-
-double us_retry_after_parse(const char *retry_after, const char *retry_after_ms, double now_epoch) {
-  if (retry_after_ms && *retry_after_ms) {
-    double ms = plain_number(retry_after_ms);
-    if (ms >= 0) return ms / 1000.0;
-  }
-  if (!retry_after || !*retry_after) return -1;
-  double s = plain_number(retry_after);
-  if (s >= 0) return s;
-  double when = http_date(retry_after);
-  if (when < 0) return -1;
-  return when > now_epoch ? when - now_epoch : 0;
-}
-
-double us_backoff_delay(int attempt, double base_s, double cap_s, double u) {
-  if (attempt < 0) attempt = 0;
-  if (!(u >= 0)) u = 0;
-  if (u >= 1) u = nextafter(1.0, 0.0);
-  if (!(base_s > 0) || !(cap_s > 0)) return 0;
-  double ceiling = attempt >= 60 ? cap_s : ldexp(base_s, attempt);
-  if (ceiling > cap_s) ceiling = cap_s;
-  return u * ceiling;
 }

@@ -55,20 +55,20 @@ static int column_of(const csv_state *cs, const char *name) {
 
 /* The first record names the columns; the text column must be among them. */
 static void take_header(csv_state *cs) {
-  const us_config *c = cs->sink->config;
-  const char *text_field = c->data.text_field ? c->data.text_field : "text";
+  const us_prompts_params *d = cs->sink->data;
+  const char *text_field = d->text_field ? d->text_field : US_PROMPTS_DEFAULT_TEXT_FIELD;
   cs->header = cs->fields;
   cs->n_header = cs->n_fields;
   cs->fields = NULL;
   cs->n_fields = cs->cap_fields = 0;
   cs->text_col = column_of(cs, text_field);
-  cs->label_col = column_of(cs, c->data.label_field ? c->data.label_field : "label");
+  cs->label_col = column_of(cs, d->label_field ? d->label_field : "label");
   const char *missing = NULL, *key = NULL;
   if (cs->text_col < 0) {
     missing = text_field;
     key = "data.text_field";
-  } else if (cs->label_col < 0 && c->data.label_field) {
-    missing = c->data.label_field;
+  } else if (cs->label_col < 0 && d->label_field) {
+    missing = d->label_field;
     key = "data.label_field";
   }
   if (!missing) return;
@@ -165,8 +165,8 @@ us_status us__load_csv(us__prompt_sink *sink, const char *path, char delimiter, 
   int got;
   while ((got = us__lines_next(&r, sink->source, &line, &len, err)) > 0) {
     bool repaired;
-    st = us__line_checked(sink->config, sink->source, r.number, &line, &len, &scratch, &repaired,
-                          err);
+    st =
+        us__line_checked(sink->data, sink->source, r.number, &line, &len, &scratch, &repaired, err);
     if (st) goto fail;
     cs.record_repaired |= repaired;
     st = feed_line(&parser, &cs, line, len, r.number);

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "core/utf8.h"
 #include "distill/prompts_int.h"
 
 #define MAX_DOC_BYTES ((size_t)256 << 20)
@@ -74,7 +75,7 @@ static bool next_unit(const char *text, size_t end, size_t *pos, int level, size
   *us = i;
   if (level == 2) {
     i++;
-    while (i < end && ((unsigned char)text[i] & 0xc0) == 0x80) i++;
+    while (i < end && US_UTF8_IS_CONTINUATION(text[i])) i++;
   } else if (level == 1) {
     while (i < end && !is_space_byte(text[i])) i++;
   } else {
@@ -102,14 +103,14 @@ static us_status split_long(packer *p, const char *text, size_t start, size_t en
   bool have = false;
   us_status st = US_OK;
   while (!st && next_unit(text, end, &pos, level, &us, &ue)) {
-    size_t chars = us__utf8_count(text + us, ue - us);
+    size_t chars = us_utf8_count(text + us, ue - us);
     if (chars > p->max) {
       if (have) st = add_piece(p, BLOCK_PARAGRAPH, text + piece_s, piece_e - piece_s, piece_chars);
       have = false;
       if (!st) st = split_long(p, text, us, ue, level + 1);
       continue;
     }
-    size_t gap = have ? us__utf8_count(text + piece_e, us - piece_e) : 0;
+    size_t gap = have ? us_utf8_count(text + piece_e, us - piece_e) : 0;
     if (have && piece_chars + gap + chars > p->max) {
       st = add_piece(p, BLOCK_PARAGRAPH, text + piece_s, piece_e - piece_s, piece_chars);
       have = false;
@@ -232,7 +233,7 @@ us_status us__chunk_document(const char *text, size_t len, bool markdown, int ma
   us_status st = parse_blocks(text, len, markdown, &b);
   for (size_t i = 0; !st && i < b.n; i++) {
     const char *s = b.arena.data + b.items[i].offset;
-    size_t n = b.items[i].len, chars = us__utf8_count(s, n);
+    size_t n = b.items[i].len, chars = us_utf8_count(s, n);
     if (chars <= p.max)
       st = add_piece(&p, b.items[i].kind, s, n, chars);
     else
@@ -332,7 +333,7 @@ static us_status on_chunk(void *user, const char *chunk, size_t len, int number,
 /* Checks (or repairs) the document's UTF-8 line by line, so an error names its line. */
 static us_status checked_document(us__prompt_sink *sink, const char *shown, char **text,
                                   size_t *len, us_err *err) {
-  if (us__utf8_invalid_at(*text, *len) == *len) return US_OK;
+  if (us_utf8_invalid_at(*text, *len) == *len) return US_OK;
   us_buf fixed, scratch;
   us_buf_init(&fixed, 0);
   us_buf_init(&scratch, 0);
@@ -344,7 +345,7 @@ static us_status checked_document(us__prompt_sink *sink, const char *shown, char
     char *line = *text + pos;
     size_t line_len = n;
     bool repaired;
-    st = us__line_checked(sink->config, shown, number, &line, &line_len, &scratch, &repaired, err);
+    st = us__line_checked(sink->data, shown, number, &line, &line_len, &scratch, &repaired, err);
     if (!st && repaired) sink->stats->repaired++;
     if (!st && (us_buf_append(&fixed, line, line_len) || (nl && us_buf_append(&fixed, "\n", 1))))
       st = us_err_set(err, US_ERR_NOMEM, "%s: out of memory", shown);
@@ -363,7 +364,7 @@ static us_status checked_document(us__prompt_sink *sink, const char *shown, char
 
 /* Reads, checks and chunks one document inside one transaction. */
 static us_status load_document(us__prompt_sink *sink, const char *path, us_err *err) {
-  const char *shown = us__prompt_display_path(sink->config, path);
+  const char *shown = us__prompt_display_path(sink->base_dir, path);
   char *text = NULL;
   size_t len = 0;
   us_status st = us_read_file(path, MAX_DOC_BYTES, &text, &len, err);
@@ -377,7 +378,7 @@ static us_status load_document(us__prompt_sink *sink, const char *path, us_err *
   }
   st = checked_document(sink, shown, &body, &len, err);
   if (st) goto fail;
-  int max = sink->config->data.chunk_chars > 0 ? sink->config->data.chunk_chars : 1500;
+  int max = sink->data->chunk_chars > 0 ? sink->data->chunk_chars : 1500;
   size_t n = strlen(path);
   bool markdown = !(n > 4 && strcasecmp(path + n - 4, ".txt") == 0);
   st = us_cache_begin(sink->cache, err);

@@ -1,83 +1,26 @@
 /* Line-based prompt loaders (JSONL and plain text), the line reader the CSV loader shares, and
- * UTF-8 checking and repair. */
+ * the UTF-8 check every line goes through. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "distill/prompts_int.h"
 
-/* ---- UTF-8 ---------------------------------------------------------------------------------- */
-
-size_t us__utf8_invalid_at(const char *str, size_t len) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0;
-  while (i < len) {
-    unsigned c = s[i];
-    if (c == 0) return i;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t extra;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-      extra = 1;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      extra = 2;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      extra = 3;
-      cp = c & 0x07;
-    } else {
-      return i; /* a stray continuation byte, an overlong lead (C0, C1) or F5..FF */
-    }
-    if (i + extra >= len) return i; /* truncated sequence */
-    for (size_t k = 1; k <= extra; k++) {
-      if ((s[i + k] & 0xc0) != 0x80) return i;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    if (extra == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) return i;
-    if (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)) return i;
-    i += extra + 1;
-  }
-  return len;
-}
-
-us_status us__utf8_repair(const char *s, size_t len, us_buf *out) {
-  size_t pos = 0;
-  while (pos < len) {
-    size_t bad = pos + us__utf8_invalid_at(s + pos, len - pos);
-    if (us_buf_append(out, s + pos, bad - pos)) return US_ERR_NOMEM;
-    if (bad == len) break;
-    if (us_buf_append(out, "\xef\xbf\xbd", 3)) return US_ERR_NOMEM;
-    pos = bad + 1;
-  }
-  if (!out->data) return us_buf_append(out, "", 0); /* always a string, even when empty */
-  return US_OK;
-}
-
-size_t us__utf8_count(const char *s, size_t len) {
-  size_t n = 0;
-  for (size_t i = 0; i < len; i++)
-    if (((unsigned char)s[i] & 0xc0) != 0x80) n++;
-  return n;
-}
-
-us_status us__line_checked(const us_config *c, const char *shown, long line_number, char **line,
-                           size_t *len, us_buf *scratch, bool *repaired, us_err *err) {
+us_status us__line_checked(const us_prompts_params *d, const char *shown, long line_number,
+                           char **line, size_t *len, us_buf *scratch, bool *repaired, us_err *err) {
   *repaired = false;
-  size_t bad = us__utf8_invalid_at(*line, *len);
+  size_t bad = us_utf8_invalid_at(*line, *len);
   if (bad == *len) return US_OK;
-  if (!c->data.repair_utf8)
+  if (!d->repair_utf8)
     return us_err_set(err, US_ERR_INPUT,
                       "%s:%ld: invalid UTF-8 at column %zu (byte 0x%02x); convert the file to "
                       "UTF-8, or set data.repair_utf8 to replace bad bytes with U+FFFD",
                       shown, line_number, bad + 1, (unsigned char)(*line)[bad]);
   us_buf_reset(scratch);
-  if (us__utf8_repair(*line, *len, scratch))
+  if (us_utf8_repair(*line, *len, scratch))
     return us_err_set(err, US_ERR_NOMEM, "%s:%ld: out of memory", shown, line_number);
   *line = scratch->data;
   *len = scratch->len;
@@ -155,8 +98,8 @@ static us_status each_line(us__prompt_sink *sink, const char *path, line_fn fn, 
   while ((got = us__lines_next(&r, sink->source, &line, &len, err)) > 0) {
     if (is_blank(line, len)) continue;
     bool repaired;
-    st = us__line_checked(sink->config, sink->source, r.number, &line, &len, &scratch, &repaired,
-                          err);
+    st =
+        us__line_checked(sink->data, sink->source, r.number, &line, &len, &scratch, &repaired, err);
     if (st) goto fail;
     if (repaired) sink->stats->repaired++;
     us_buf_reset(&where);
@@ -220,9 +163,9 @@ static char *gold_text(const cJSON *v) {
 /* Parses one JSONL record and emits it. */
 static us_status jsonl_record(us__prompt_sink *sink, const char *line, size_t len, long number,
                               const char *where, us_err *err) {
-  const us_config *c = sink->config;
-  const char *text_field = c->data.text_field ? c->data.text_field : "text";
-  const char *label_field = c->data.label_field ? c->data.label_field : "label";
+  const us_prompts_params *d = sink->data;
+  const char *text_field = d->text_field ? d->text_field : US_PROMPTS_DEFAULT_TEXT_FIELD;
+  const char *label_field = d->label_field ? d->label_field : "label";
   const char *end = NULL;
   cJSON *obj = cJSON_ParseWithLengthOpts(line, len, &end, false);
   us_status st = US_OK;

@@ -14,6 +14,51 @@
 #include "core/log.h"
 #include "distill/prompts_int.h"
 
+/* ---- settings ------------------------------------------------------------------------------ */
+
+void us_prompts_params_defaults(us_prompts_params *p) {
+  memset(p, 0, sizeof *p);
+  p->test_fraction = 0.2;
+  p->seed = 1;
+  p->chunk_chars = 1500;
+  p->repair_utf8 = false;
+  p->questions_per_chunk = 3;
+}
+
+#define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1: a seed a JSON reader keeps exactly */
+
+static const us_param PROMPTS_PARAMS[] = {
+    US_PARAM(us_prompts_params, test_fraction, US_PARAM_DOUBLE, 0, 0.9, 0,
+             "share of prompts held out for the test split"),
+    US_PARAM(us_prompts_params, seed, US_PARAM_U64, 0, JSON_MAX_SAFE_INT, 0,
+             "seed of the split hash"),
+    US_PARAM(us_prompts_params, chunk_chars, US_PARAM_INT, 200, 100000, 0,
+             "most characters in a document chunk"),
+    US_PARAM(us_prompts_params, repair_utf8, US_PARAM_BOOL, 0, 0, 0,
+             "replace invalid UTF-8 with U+FFFD instead of refusing the file"),
+    US_PARAM(us_prompts_params, questions_per_chunk, US_PARAM_INT, 1, 20, 0,
+             "questions asked about each document chunk (generate from docs)"),
+};
+
+const us_param *us_prompts_param_table(size_t *n) {
+  *n = sizeof PROMPTS_PARAMS / sizeof PROMPTS_PARAMS[0];
+  return PROMPTS_PARAMS;
+}
+
+us_status us_prompts_params_check(const us_prompts_params *p, us_err *err) {
+  size_t n;
+  const us_param *table = us_prompts_param_table(&n);
+  us_status st = us_params_check(table, n, p, err);
+  if (st) return st;
+  if (p->question_template && !strstr(p->question_template, "{chunk}"))
+    return us_err_set(err, US_ERR_CONFIG,
+                      "question_template: expected a template containing {chunk}, found none");
+  if (p->answer_template && !strstr(p->answer_template, "{question}"))
+    return us_err_set(err, US_ERR_CONFIG,
+                      "answer_template: expected a template containing {question}, found none");
+  return US_OK;
+}
+
 /* ---- normalisation, identity, split --------------------------------------------------------- */
 
 /* Length of the Unicode white-space character at s (U+0009-000D, U+0020, U+0085, U+00A0,
@@ -57,21 +102,9 @@ void us_prompt_hash(const char *normalized, char hash[65]) {
   us_sha256_hex(normalized, strlen(normalized), hash);
 }
 
-/* FNV-1a's high bits are weakly mixed for texts that differ only at the end, so the 64-bit
- * hash goes through a fixed finaliser (MurmurHash3's fmix64) before it becomes a fraction. */
-static uint64_t finalize64(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  h ^= h >> 33;
-  return h;
-}
-
 int us_prompt_split(const char *normalized, uint64_t seed, double test_fraction) {
-  uint64_t h = finalize64(us_hash64(normalized, strlen(normalized), seed));
-  double u = (double)(h >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) with 53 bits */
-  return u < test_fraction ? US_SPLIT_TEST : US_SPLIT_TRAIN;
+  return us_hash_fraction(normalized, strlen(normalized), seed) < test_fraction ? US_SPLIT_TEST
+                                                                                : US_SPLIT_TRAIN;
 }
 
 /* ---- the set of hashes seen in this run ----------------------------------------------------- */
@@ -160,12 +193,14 @@ us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, c
     sink->stats->duplicates++;
     goto done;
   }
-  const us_config *c = sink->config;
   int split = sink->split != US_SPLIT_AUTO
                   ? sink->split
-                  : us_prompt_split(norm, c->data.seed, c->data.test_fraction);
+                  : us_prompt_split(norm, sink->data->seed, sink->data->test_fraction);
   bool inserted = false;
-  us_prompt row = {.text = copy, .gold = (char *)gold, .source = (char *)where, .split = split,
+  us_prompt row = {.text = copy,
+                   .gold = (char *)gold,
+                   .source = (char *)where,
+                   .split = split,
                    .kind = sink->kind};
   memcpy(row.hash, hash, sizeof row.hash);
   st = us_cache_prompt_insert(sink->cache, &row, &inserted, NULL, err);
@@ -183,11 +218,11 @@ done:
   return st;
 }
 
-const char *us__prompt_display_path(const us_config *c, const char *path) {
-  if (!c->dir || !c->dir[0]) return path;
-  size_t n = strlen(c->dir);
-  while (n > 1 && c->dir[n - 1] == '/') n--;
-  if (strncmp(path, c->dir, n) == 0 && path[n] == '/' && path[n + 1]) return path + n + 1;
+const char *us__prompt_display_path(const char *base_dir, const char *path) {
+  if (!base_dir || !base_dir[0]) return path;
+  size_t n = strlen(base_dir);
+  while (n > 1 && base_dir[n - 1] == '/') n--;
+  if (strncmp(path, base_dir, n) == 0 && path[n] == '/' && path[n + 1]) return path + n + 1;
   return path;
 }
 
@@ -271,25 +306,25 @@ static us_status load_file(us__prompt_sink *sink, input_format format, const cha
   return us_cache_commit(sink->cache, err);
 }
 
-us_status us_prompts_build(const us_config *c, us_cache *cache, us_prompts_stats *stats,
-                           us_err *err) {
+us_status us_prompts_build(const us_task *task, const us_prompts_params *data, const char *base_dir,
+                           us_cache *cache, us_prompts_stats *stats, us_err *err) {
   memset(stats, 0, sizeof *stats);
-  us__prompt_sink sink = {.config = c, .cache = cache, .stats = stats};
+  us__prompt_sink sink = {.data = data, .base_dir = base_dir, .cache = cache, .stats = stats};
   us_status st = US_OK;
-  if (c->data.n_inputs < 1) {
+  if (data->n_inputs < 1) {
     st = us_err_set(err, US_ERR_CONFIG, "data.inputs: expected at least one file or folder");
     goto fail;
   }
-  for (int i = 0; i < c->data.n_inputs; i++) {
-    const us_input *in = &c->data.inputs[i];
-    const char *shown = us__prompt_display_path(c, in->path);
+  for (int i = 0; i < data->n_inputs; i++) {
+    const us_input *in = &data->inputs[i];
+    const char *shown = us__prompt_display_path(base_dir, in->path);
     input_format format = FMT_TEXT;
     st = input_format_of(in, shown, &format, err);
     if (st) goto fail;
     sink.split = in->split;
     sink.source = shown;
-    sink.kind = format == FMT_DOCS && c->task.type == US_TASK_GENERATE ? US_PROMPT_KIND_CHUNK
-                                                                        : US_PROMPT_KIND_PROMPT;
+    sink.kind = format == FMT_DOCS && task->type == US_TASK_GENERATE ? US_PROMPT_KIND_CHUNK
+                                                                     : US_PROMPT_KIND_PROMPT;
     int64_t before = stats->read;
     if (format == FMT_DOCS)
       st = us__load_docs(&sink, in->path, err);
@@ -383,12 +418,13 @@ us_status us_questions_parse(const char *answer, int max, char ***out, int *n, u
   return US_OK;
 }
 
-us_status us_prompts_add_questions(const us_config *c, us_cache *cache, const us_prompt *chunk,
-                                   const char *answer, int64_t *added, us_err *err) {
+us_status us_prompts_add_questions(const us_prompts_params *data, us_cache *cache,
+                                   const us_prompt *chunk, const char *answer, int64_t *added,
+                                   us_err *err) {
   char **questions = NULL;
   int n = 0;
   if (added) *added = 0;
-  us_status st = us_questions_parse(answer, c->data.questions_per_chunk, &questions, &n, err);
+  us_status st = us_questions_parse(answer, data->questions_per_chunk, &questions, &n, err);
   if (st) return st;
   us_buf source;
   us_buf_init(&source, 0);
@@ -400,8 +436,11 @@ us_status us_prompts_add_questions(const us_config *c, us_cache *cache, const us
       st = us_err_set(err, US_ERR_NOMEM, "out of memory storing questions");
       break;
     }
-    us_prompt q = {.text = questions[k], .source = source.data, .split = chunk->split,
-                   .kind = US_PROMPT_KIND_PROMPT, .context = chunk->text};
+    us_prompt q = {.text = questions[k],
+                   .source = source.data,
+                   .split = chunk->split,
+                   .kind = US_PROMPT_KIND_PROMPT,
+                   .context = chunk->text};
     us_prompt_hash(norm, q.hash);
     free(norm);
     bool inserted = false;

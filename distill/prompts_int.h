@@ -1,5 +1,6 @@
 /* Internals shared by the prompt loaders (distill/prompts.c and distill/load_*.c): the sink every
- * loader hands its records to, UTF-8 checking, and the document chunker. Not a public header. */
+ * loader hands its records to, the line reader and its UTF-8 check, and the document chunker.
+ * Not a public header. */
 #ifndef US_DISTILL_PROMPTS_INT_H
 #define US_DISTILL_PROMPTS_INT_H
 
@@ -18,7 +19,8 @@ typedef struct us__hash_set {
 
 /* Everything a loader needs to store what it reads. One per us_prompts_build call. */
 typedef struct us__prompt_sink {
-  const us_config *config;
+  const us_prompts_params *data;
+  const char *base_dir; /* sources are shown relative to it; NULL: as given */
   us_cache *cache;
   us_prompts_stats *stats;
   us__hash_set seen;
@@ -33,15 +35,9 @@ typedef struct us__prompt_sink {
 us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, const char *gold,
                           const char *where, us_err *err);
 
-/* The path shown in sources and messages: path relative to the config folder when it lies
- * inside it, else path itself. The result points into path. */
-const char *us__prompt_display_path(const us_config *c, const char *path);
-
-/* Byte offset of the first invalid UTF-8 sequence in s[0..len) (NUL bytes count as invalid:
- * they cannot be stored as text), or len if all of it is valid. */
-size_t us__utf8_invalid_at(const char *s, size_t len);
-/* Appends s[0..len) to out with every invalid byte replaced by U+FFFD. */
-us_status us__utf8_repair(const char *s, size_t len, us_buf *out);
+/* The path shown in sources and messages: path relative to base_dir (the config's folder) when
+ * it lies inside it, else path itself. The result points into path. */
+const char *us__prompt_display_path(const char *base_dir, const char *path);
 
 /* Reads lines one by one (any length), stripping a UTF-8 BOM from the first line and the
  * trailing "\n" or "\r\n". */
@@ -58,8 +54,8 @@ void us__lines_close(us__line_reader *r);
 
 /* Checks one line for invalid UTF-8: returns it unchanged when valid; with data.repair_utf8
  * returns a repaired copy in scratch (and sets *repaired); otherwise fails naming shown:line. */
-us_status us__line_checked(const us_config *c, const char *shown, long line_number, char **line,
-                           size_t *len, us_buf *scratch, bool *repaired, us_err *err);
+us_status us__line_checked(const us_prompts_params *data, const char *shown, long line_number,
+                           char **line, size_t *len, us_buf *scratch, bool *repaired, us_err *err);
 
 /* Splits a document into chunks of at most max_chars code points at heading (markdown only)
  * and paragraph boundaries; a longer paragraph is split at sentence, then word, then character
@@ -75,8 +71,5 @@ us_status us__load_jsonl(us__prompt_sink *sink, const char *path, us_err *err);
 us_status us__load_text(us__prompt_sink *sink, const char *path, us_err *err);
 us_status us__load_csv(us__prompt_sink *sink, const char *path, char delimiter, us_err *err);
 us_status us__load_docs(us__prompt_sink *sink, const char *path, us_err *err);
-
-/* Number of UTF-8 code points in s[0..len). */
-size_t us__utf8_count(const char *s, size_t len);
 
 #endif

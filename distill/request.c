@@ -74,12 +74,66 @@ us_status us_json_canonical(const char *json, char **out, us_err *err) {
   return st;
 }
 
+/* ---- rendering ------------------------------------------------------------------------------- */
+
+/* Replaces {text} and {labels} in one pass, so markers inside the inserted text stay as
+ * they are. */
+static us_status fill_template(const char *tpl, const char *text, const char *labels, char **out) {
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_status st = us_buf_puts(&b, "");
+  for (const char *p = tpl; *p && !st;) {
+    if (strncmp(p, "{text}", 6) == 0) {
+      st = us_buf_puts(&b, text);
+      p += 6;
+    } else if (strncmp(p, "{labels}", 8) == 0) {
+      st = us_buf_puts(&b, labels);
+      p += 8;
+    } else {
+      const char *next = strchr(p + 1, '{');
+      size_t n = next ? (size_t)(next - p) : strlen(p);
+      st = us_buf_append(&b, p, n);
+      p += n;
+    }
+  }
+  if (st) {
+    us_buf_free(&b);
+    return st;
+  }
+  *out = us_buf_steal(&b);
+  return *out ? US_OK : US_ERR_NOMEM;
+}
+
+us_status us_request_render(const us_task *task, const char *text, char **system, char **user,
+                            us_err *err) {
+  *system = *user = NULL;
+  us_buf labels;
+  us_buf_init(&labels, 0);
+  us_status st = us_buf_puts(&labels, "");
+  for (int i = 0; i < task->n_labels && !st; i++)
+    st = us_buf_printf(&labels, "%s%s", i ? ", " : "", task->labels[i]);
+  if (!st)
+    st = fill_template(task->instructions ? task->instructions : "", text ? text : "", labels.data,
+                       system);
+  if (!st)
+    st = fill_template(task->template ? task->template : "{text}", text ? text : "", labels.data,
+                       user);
+  us_buf_free(&labels);
+  if (st) {
+    free(*system);
+    free(*user);
+    *system = *user = NULL;
+    return us_err_set(err, st, "out of memory rendering a prompt");
+  }
+  return US_OK;
+}
+
 /* ---- request bodies -------------------------------------------------------------------------- */
 
 /* Takes ownership of messages (a JSON array) and wraps it in the body with the config's model
  * and every parameter that can change the answer. Never the API key or headers. */
-static us_status build_body(const us_config *c, cJSON *messages, char **body, char key[65],
-                            us_err *err) {
+static us_status build_body(const us_teacher_params *teacher, cJSON *messages, char **body,
+                            char key[65], us_err *err) {
   *body = NULL;
   cJSON *root = cJSON_CreateObject();
   if (!root) {
@@ -87,14 +141,14 @@ static us_status build_body(const us_config *c, cJSON *messages, char **body, ch
     return us_err_set(err, US_ERR_NOMEM, "out of memory building a request");
   }
   cJSON_AddItemToObject(root, "messages", messages);
-  bool ok = cJSON_AddStringToObject(root, "model", c->teacher.model ? c->teacher.model : "") &&
-            cJSON_AddNumberToObject(root, "temperature", c->teacher.temperature) &&
-            cJSON_AddNumberToObject(root, "max_tokens", c->teacher.max_tokens);
-  if (ok && c->teacher.has_seed)
-    ok = cJSON_AddNumberToObject(root, "seed", (double)c->teacher.seed) != NULL;
-  if (ok && c->teacher.logprobs)
+  bool ok = cJSON_AddStringToObject(root, "model", teacher->model ? teacher->model : "") &&
+            cJSON_AddNumberToObject(root, "temperature", teacher->temperature) &&
+            cJSON_AddNumberToObject(root, "max_tokens", teacher->max_tokens);
+  if (ok && teacher->has_seed)
+    ok = cJSON_AddNumberToObject(root, "seed", (double)teacher->seed) != NULL;
+  if (ok && teacher->logprobs)
     ok = cJSON_AddTrueToObject(root, "logprobs") &&
-         cJSON_AddNumberToObject(root, "top_logprobs", c->teacher.top_logprobs);
+         cJSON_AddNumberToObject(root, "top_logprobs", teacher->top_logprobs);
   us_status st = ok ? canonical_of_tree(root, body, err)
                     : us_err_set(err, US_ERR_NOMEM, "out of memory building a request");
   cJSON_Delete(root);
@@ -110,8 +164,8 @@ static bool add_message(cJSON *messages, const char *role, const char *content) 
   return cJSON_AddStringToObject(m, "role", role) && cJSON_AddStringToObject(m, "content", content);
 }
 
-us_status us_request_build_messages(const us_config *c, const char *system, const char *user,
-                                    char **body, char key[65], us_err *err) {
+us_status us_request_build_messages(const us_teacher_params *teacher, const char *system,
+                                    const char *user, char **body, char key[65], us_err *err) {
   *body = NULL;
   cJSON *messages = cJSON_CreateArray();
   bool ok = messages != NULL;
@@ -122,15 +176,15 @@ us_status us_request_build_messages(const us_config *c, const char *system, cons
     cJSON_Delete(messages);
     return us_err_set(err, US_ERR_NOMEM, "out of memory building a request");
   }
-  return build_body(c, messages, body, key, err);
+  return build_body(teacher, messages, body, key, err);
 }
 
-us_status us_request_build(const us_config *c, const char *text, char **body, char key[65],
-                           us_err *err) {
+us_status us_request_build(const us_task *task, const us_teacher_params *teacher, const char *text,
+                           char **body, char key[65], us_err *err) {
   char *system = NULL, *user = NULL;
   *body = NULL;
-  us_status st = us_config_render(c, text, &system, &user, err);
-  if (!st) st = us_request_build_messages(c, system, user, body, key, err);
+  us_status st = us_request_render(task, text, &system, &user, err);
+  if (!st) st = us_request_build_messages(teacher, system, user, body, key, err);
   free(system);
   free(user);
   return st;
@@ -153,7 +207,7 @@ static us_status copy_message(const cJSON *m, int i, cJSON *out, us_err *err) {
 
 us_status us_request_key_for_messages(void *user, const char *messages_json, char **body,
                                       char key[65], us_err *err) {
-  const us_config *c = user;
+  const us_teacher_params *teacher = user;
   *body = NULL;
   cJSON *in = messages_json ? cJSON_Parse(messages_json) : NULL;
   if (!cJSON_IsArray(in) || cJSON_GetArraySize(in) == 0) {
@@ -170,7 +224,7 @@ us_status us_request_key_for_messages(void *user, const char *messages_json, cha
     cJSON_Delete(messages);
     return st;
   }
-  return build_body(c, messages, body, key, err);
+  return build_body(teacher, messages, body, key, err);
 }
 
 /* ---- self-instruct requests ------------------------------------------------------------------ */
@@ -202,30 +256,35 @@ char *us_request_fill(const char *template_text, const char *chunk, const char *
   return us_buf_steal(&b);
 }
 
-us_status us_request_for_prompt(const us_config *c, const us_prompt *p, char **body, char key[65],
-                                us_err *err) {
+us_status us_request_for_prompt(const us_task *task, const us_prompts_params *data,
+                                const us_teacher_params *teacher, const us_prompt *p, char **body,
+                                char key[65], us_err *err) {
   *body = NULL;
-  if (!p->context) return us_request_build(c, p->text, body, key, err);
+  if (!p->context) return us_request_build(task, teacher, p->text, body, key, err);
   char *system = NULL, *user = NULL;
-  us_status st = us_config_render(c, p->text, &system, &user, err);
+  us_status st = us_request_render(task, p->text, &system, &user, err);
   free(user);
   if (st) return st;
-  user = us_request_fill(c->data.answer_template, p->context, NULL, p->text);
-  st = user ? us_request_build_messages(c, system, user, body, key, err)
+  user = us_request_fill(
+      data->answer_template ? data->answer_template : US_PROMPTS_DEFAULT_ANSWER_TEMPLATE,
+      p->context, NULL, p->text);
+  st = user ? us_request_build_messages(teacher, system, user, body, key, err)
             : us_err_set(err, US_ERR_NOMEM, "out of memory rendering data.answer_template");
   free(system);
   free(user);
   return st;
 }
 
-us_status us_request_for_chunk(const us_config *c, const char *chunk, char **body, char key[65],
-                               us_err *err) {
+us_status us_request_for_chunk(const us_prompts_params *data, const us_teacher_params *teacher,
+                               const char *chunk, char **body, char key[65], us_err *err) {
   *body = NULL;
   char n[16];
-  snprintf(n, sizeof n, "%d", c->data.questions_per_chunk);
-  char *user = us_request_fill(c->data.question_template, chunk, n, NULL);
+  snprintf(n, sizeof n, "%d", data->questions_per_chunk);
+  char *user = us_request_fill(
+      data->question_template ? data->question_template : US_PROMPTS_DEFAULT_QUESTION_TEMPLATE,
+      chunk, n, NULL);
   if (!user) return us_err_set(err, US_ERR_NOMEM, "out of memory rendering data.question_template");
-  us_status st = us_request_build_messages(c, NULL, user, body, key, err);
+  us_status st = us_request_build_messages(teacher, NULL, user, body, key, err);
   free(user);
   return st;
 }

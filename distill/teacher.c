@@ -1,16 +1,19 @@
-/* The teacher client: every uncached prompt becomes a Chat Completions request, sent with many
- * transfers in flight on one thread (libcurl multi), within rate limits and a dollar budget;
- * every answer is committed to the cache in the loop iteration it arrives in. */
+/* The teacher client's policy: every uncached prompt becomes a job; jobs start as the free
+ * slots, the rate limits and the dollar budget allow, are retried with backoff on transient
+ * failures, and every answer is committed to the cache in the loop iteration it arrives in.
+ * The transport (teacher_transport.c) moves the bytes; see distill/teacher_int.h. */
+#define _XOPEN_SOURCE 700 /* strptime, for Retry-After dates */
+
 #include "distill/teacher.h"
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
-#include <errno.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -21,7 +24,6 @@
 #include "distill/request.h"
 #include "distill/teacher_int.h"
 
-#define RESPONSE_LIMIT (16u << 20) /* a Chat Completions body past 16 MiB is not an answer */
 #define BACKOFF_BASE_S 0.5
 #define BACKOFF_CAP_S 30.0
 #define RETRY_AFTER_CAP_S 600.0
@@ -30,7 +32,7 @@
 #define UNREACHABLE_SECONDS 10.0
 #define PROGRESS_EVERY_S 0.25
 #define INTERRUPT_GRACE_S 2.0
-#define POLL_MAX_MS 100
+#define WAKE_MAX_S 0.1 /* the loop looks at the stop flag and the clock at least this often */
 
 /* Upper bound on the prompt tokens of a request, from its canonical body. Every token of a
  * byte-level BPE (OpenAI's tiktoken, Llama 3, Qwen) or of a SentencePiece model with byte
@@ -62,69 +64,64 @@ typedef struct job {
   int attempts;
 } job;
 
-typedef struct slot {
-  CURL *easy; /* created once, reused for every request the slot carries */
-  job *job;   /* NULL while the slot is free */
-  us_buf response;
-  us__resp_headers headers;
-  double started;
-  char errbuf[CURL_ERROR_SIZE];
-} slot;
+/* Every job of a pass: fresh ones in order, then those put back (retries, and jobs a stop
+ * dropped unanswered), each with the time it may start again. */
+typedef struct job_queue {
+  job *jobs;
+  size_t n_jobs, next_fresh; /* jobs[next_fresh..n_jobs) have never been sent */
+  size_t n_open;             /* jobs neither answered nor recorded as failed */
+  size_t *retry;             /* indexes of jobs put back */
+  size_t n_retry;
+} job_queue;
+
+/* What the pass may spend: the workspace's earlier spending, this run's, and the worst case of
+ * the requests in flight, against teacher.budget_usd. */
+typedef struct spending {
+  double before, run, in_flight_worst;
+} spending;
+
+/* Why the loop stops starting requests. */
+typedef struct stopping {
+  bool interrupted, budget;
+  double abort_at;  /* interrupted: when in-flight transfers are dropped */
+  us_status fatal;  /* stops the run at once: auth, not found, unreachable, database */
+  us_err fatal_err; /* its message, scrubbed of the key */
+} stopping;
 
 typedef struct teacher {
-  const us_config *c;
+  const us_task *task;
+  const us_prompts_params *data;
+  const us_teacher_params *params;
   bool chunks; /* self-instruct phase 1: the requests ask for questions about document chunks */
   us_cache *cache;
   const us_label_options *opt;
   us_label_stats *stats;
-  double started, cpu_started;
+  double started, cpu_started, last_progress;
 
-  job *jobs;
-  size_t n_jobs, next_fresh, n_open; /* n_open: jobs neither done nor failed */
-  size_t *retry;                     /* indexes of jobs waiting to be retried */
-  size_t n_retry;
+  job_queue queue;
+  spending spend;
+  stopping stop;
+  us__transport *transport; /* NULL until there is something to send */
+  float *soft;              /* scratch: one soft distribution over task.labels */
+  bool in_txn;              /* answers of this loop pass are in an open transaction */
 
-  CURLM *multi;
-  int epoll_fd;    /* the sockets curl asks us to watch (multi_socket interface) */
-  double timer_at; /* when curl wants its timeout handling; < 0: never */
-  slot *slots;
-  int n_slots, in_flight;
-  struct curl_slist *headers;
-  char *url;      /* what curl is given; may hold user:password@ */
-  char *safe_url; /* the same without credentials: the only form in messages */
-  char *api_key;  /* kept to scrub it from anything stored or shown; NULL if none */
-  size_t api_key_len;
-  float *soft; /* scratch: one soft distribution over task.labels */
-
-  double spent_before, spent_run, in_flight_worst;
-  us__bucket rpm, tpm;
-  double hold_until; /* the server's x-ratelimit headers asked to pause new starts */
-  us_rng rng;
-
-  bool interrupted, budget_stop, in_txn;
-  double abort_at;
-  double last_progress;
+  us__bucket rpm, tpm;      /* teacher.requests_per_minute, teacher.tokens_per_minute */
+  double hold_until;        /* the server's x-ratelimit headers asked to pause new starts */
+  us_rng rng;               /* backoff jitter */
   int unreachable_streak;   /* transfers in a row that found no server to talk to */
   double unreachable_since; /* when that streak began */
-  us_status fatal;          /* stops the run at once: auth, not found, database */
-  us_err fatal_err;
 } teacher;
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
-/* Overwrites every occurrence of the API key in s[0..n) with '*'. */
+/* Puts a job that was taken from the queue back, to start again once j->not_before passes. */
+static void put_back(job_queue *q, job *j) {
+  q->retry[q->n_retry++] = (size_t)(j - q->jobs);
+}
+
+/* Scrubs the API key from s[0..n) (the transport holds it; before it opens there is none). */
 static void scrub_key(const teacher *t, char *s, size_t n) {
-  if (!t->api_key || t->api_key_len < 4 || !s) return;
-  size_t k = t->api_key_len;
-  char *p = s, *end = s + n;
-  while ((size_t)(end - p) >= k && (p = memchr(p, t->api_key[0], (size_t)(end - p) - k + 1))) {
-    if (memcmp(p, t->api_key, k) == 0) {
-      memset(p, '*', k);
-      p += k;
-    } else {
-      p++;
-    }
-  }
+  us__transport_scrub(t->transport, s, n);
 }
 
 static void scrub_err(const teacher *t, us_err *err) {
@@ -137,52 +134,60 @@ static const char *money(char *buf, size_t n, double usd) {
   return buf;
 }
 
-static us_status base_url_parts(const char *base_url, char **url, char **safe_url, bool *loopback,
-                                bool *https, us_err *err) {
-  us_status st = US_OK;
-  char *host = NULL, *scheme = NULL, *safe = NULL;
-  CURLU *u = curl_url();
-  us_buf full;
-  us_buf_init(&full, 0);
-  if (!u || us_buf_printf(&full, "%s/chat/completions", base_url)) {
-    st = us_err_set(err, US_ERR_NOMEM, "out of memory parsing teacher.base_url");
-    goto fail;
+/* ---- retry timing ---------------------------------------------------------------------- */
+
+/* A non-negative decimal number filling all of s (surrounding blanks allowed); -1 otherwise. */
+static double plain_number(const char *s) {
+  while (*s == ' ' || *s == '\t') s++;
+  if (!isdigit((unsigned char)*s)) return -1;
+  char *end;
+  double v = strtod(s, &end);
+  while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n') end++;
+  if (*end || !isfinite(v) || v < 0) return -1;
+  return v;
+}
+
+/* An HTTP date in any of the three forms RFC 9110 accepts, as epoch seconds; -1 otherwise. */
+static double http_date(const char *s) {
+  static const char *const formats[] = {
+      "%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+      "%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850:     Sunday, 06-Nov-94 08:49:37 GMT */
+      "%a %b %e %H:%M:%S %Y",      /* asctime:     Sun Nov  6 08:49:37 1994 */
+  };
+  while (*s == ' ' || *s == '\t') s++;
+  for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(s, formats[i], &tm);
+    if (!end) continue;
+    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n') end++;
+    if (*end) continue;
+    return (double)timegm(&tm);
   }
-  CURLUcode uc = curl_url_set(u, CURLUPART_URL, full.data, 0);
-  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
-  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
-  if (uc != CURLUE_OK) {
-    /* the URL itself may hold credentials: name the key, not the value */
-    st = us_err_set(err, US_ERR_CONFIG, "teacher.base_url is not a valid URL: %s",
-                    curl_url_strerror(uc));
-    goto fail;
+  return -1;
+}
+
+double us_retry_after_parse(const char *retry_after, const char *retry_after_ms, double now_epoch) {
+  if (retry_after_ms && *retry_after_ms) {
+    double ms = plain_number(retry_after_ms);
+    if (ms >= 0) return ms / 1000.0;
   }
-  if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
-    st = us_err_set(err, US_ERR_CONFIG,
-                    "teacher.base_url: expected an http or https URL, found "
-                    "scheme \"%s\"",
-                    scheme);
-    goto fail;
-  }
-  curl_url_set(u, CURLUPART_USER, NULL, 0);
-  curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
-  if (curl_url_get(u, CURLUPART_URL, &safe, 0) != CURLUE_OK) {
-    st = us_err_set(err, US_ERR_CONFIG, "teacher.base_url cannot be rebuilt without credentials");
-    goto fail;
-  }
-  *https = strcasecmp(scheme, "https") == 0;
-  *loopback = strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-              strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
-  *safe_url = us_strdup(safe);
-  *url = us_buf_steal(&full);
-  if (!*safe_url) st = us_err_set(err, US_ERR_NOMEM, "out of memory");
-fail:
-  curl_free(host);
-  curl_free(scheme);
-  curl_free(safe);
-  curl_url_cleanup(u);
-  us_buf_free(&full);
-  return st;
+  if (!retry_after || !*retry_after) return -1;
+  double s = plain_number(retry_after);
+  if (s >= 0) return s;
+  double when = http_date(retry_after);
+  if (when < 0) return -1;
+  return when > now_epoch ? when - now_epoch : 0;
+}
+
+double us_backoff_delay(int attempt, double base_s, double cap_s, double u) {
+  if (attempt < 0) attempt = 0;
+  if (!(u >= 0)) u = 0;
+  if (u >= 1) u = nextafter(1.0, 0.0);
+  if (!(base_s > 0) || !(cap_s > 0)) return 0;
+  double ceiling = attempt >= 60 ? cap_s : ldexp(base_s, attempt);
+  if (ceiling > cap_s) ceiling = cap_s;
+  return u * ceiling;
 }
 
 /* ---- the prompts and what is already cached ------------------------------------------- */
@@ -196,12 +201,12 @@ typedef struct answer {
 } answer;
 
 static us_status answer_parse(teacher *t, const char *body, answer *a, us_err *err) {
-  const us_config *c = t->c;
-  bool classify = c->task.type == US_TASK_CLASSIFY;
+  bool classify = t->task->type == US_TASK_CLASSIFY;
   a->has_soft = false;
-  return us_response_parse(body, classify ? c->task.labels : NULL, classify ? c->task.n_labels : 0,
-                           &a->content, &a->prompt_tokens, &a->completion_tokens,
-                           classify ? t->soft : NULL, classify ? &a->has_soft : NULL, err);
+  return us_response_parse(body, classify ? t->task->labels : NULL,
+                           classify ? t->task->n_labels : 0, &a->content, &a->prompt_tokens,
+                           &a->completion_tokens, classify ? t->soft : NULL,
+                           classify ? &a->has_soft : NULL, err);
 }
 
 /* Stores the target an answer means for prompt_id: the mapped label (and soft distribution)
@@ -209,19 +214,18 @@ static us_status answer_parse(teacher *t, const char *body, answer *a, us_err *e
  * an unparsed target with the raw body as its text. */
 static us_status target_store(teacher *t, const char *key, int64_t prompt_id, const char *body,
                               const answer *a, us_err *err) {
-  const us_config *c = t->c;
   us_target target;
   memset(&target, 0, sizeof target);
   memcpy(target.key, key, 65);
   target.prompt_id = prompt_id;
   target.text = a->content ? a->content : (char *)body;
   target.status = a->content ? US_TARGET_OK : US_TARGET_UNPARSED;
-  if (a->content && c->task.type == US_TASK_CLASSIFY) {
-    int k = us_answer_map_label(a->content, c->task.labels, c->task.n_labels);
-    target.label = k >= 0 ? c->task.labels[k] : NULL;
+  if (a->content && t->task->type == US_TASK_CLASSIFY) {
+    int k = us_answer_map_label(a->content, t->task->labels, t->task->n_labels);
+    target.label = k >= 0 ? t->task->labels[k] : NULL;
     target.status = k >= 0 ? US_TARGET_OK : US_TARGET_UNPARSED;
     target.soft = a->has_soft ? t->soft : NULL;
-    target.n_soft = a->has_soft ? c->task.n_labels : 0;
+    target.n_soft = a->has_soft ? t->task->n_labels : 0;
   }
   if (target.status == US_TARGET_UNPARSED) t->stats->unparsed++;
   return us_cache_target_put(t->cache, &target, err);
@@ -259,14 +263,13 @@ static void report_progress(teacher *t, double now, bool final);
 /* Dry-run prompt tokens of one request: the rendered messages' characters. A chunk's request
  * (or a question's, which carries its chunk) counts its template around the chunk too. */
 static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, us_err *err) {
-  const us_config *c = t->c;
   char *system = NULL, *user = NULL;
-  us_status st = us_config_render(c, p->text, &system, &user, err);
+  us_status st = us_request_render(t->task, p->text, &system, &user, err);
   if (st) return st;
   size_t chars = strlen(system) + strlen(user);
   if (t->chunks || p->context)
     chars = strlen(system) +
-            strlen(t->chunks ? c->data.question_template : c->data.answer_template) +
+            strlen(t->chunks ? t->data->question_template : t->data->answer_template) +
             strlen(p->text) + (p->context ? strlen(p->context) : 0);
   free(system);
   free(user);
@@ -277,30 +280,30 @@ static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, 
 /* Builds every prompt's (or, in the chunk phase, every chunk's) request; cached ones get their
  * target checked, the rest become jobs (or, for a dry run, estimates). */
 static us_status plan(teacher *t, us_err *err) {
-  const us_config *c = t->c;
   us_prompt *prompts = NULL;
   size_t n = 0;
   us_status st = t->chunks ? us_cache_chunks_list(t->cache, &prompts, &n, err)
                            : us_cache_prompts_list(t->cache, -1, &prompts, &n, err);
   if (st) return st;
   t->stats->total += (int64_t)n;
-  t->soft = calloc((size_t)(c->task.n_labels > 0 ? c->task.n_labels : 1), sizeof *t->soft);
-  t->jobs = calloc(n ? n : 1, sizeof *t->jobs);
-  t->retry = calloc(n ? n : 1, sizeof *t->retry);
-  if (!t->jobs || !t->retry || !t->soft) {
+  t->soft = calloc((size_t)(t->task->n_labels > 0 ? t->task->n_labels : 1), sizeof *t->soft);
+  t->queue.jobs = calloc(n ? n : 1, sizeof *t->queue.jobs);
+  t->queue.retry = calloc(n ? n : 1, sizeof *t->queue.retry);
+  if (!t->queue.jobs || !t->queue.retry || !t->soft) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory planning %zu requests", n);
     goto done;
   }
-  double in_price = c->teacher.price_input_per_mtok / 1e6;
-  double out_price = c->teacher.price_output_per_mtok / 1e6;
-  int typical_completion = c->task.type == US_TASK_CLASSIFY
-                               ? (c->teacher.max_tokens < 3 ? c->teacher.max_tokens : 3)
-                               : c->teacher.max_tokens / 4;
+  double in_price = t->params->price_input_per_mtok / 1e6;
+  double out_price = t->params->price_output_per_mtok / 1e6;
+  int typical_completion = t->task->type == US_TASK_CLASSIFY
+                               ? (t->params->max_tokens < 3 ? t->params->max_tokens : 3)
+                               : t->params->max_tokens / 4;
   for (size_t i = 0; i < n; i++) {
     if ((i & 1023) == 0) report_progress(t, us_now(), false); /* a large workspace takes a while */
     char *body = NULL, key[65];
-    st = t->chunks ? us_request_for_chunk(c, prompts[i].text, &body, key, err)
-                   : us_request_for_prompt(c, &prompts[i], &body, key, err);
+    st = t->chunks
+             ? us_request_for_chunk(t->data, t->params, prompts[i].text, &body, key, err)
+             : us_request_for_prompt(t->task, t->data, t->params, &prompts[i], &body, key, err);
     if (st) {
       us_err_prefix(err, "prompt %lld (%s)", (long long)prompts[i].id,
                     prompts[i].source ? prompts[i].source : "?");
@@ -318,20 +321,20 @@ static us_status plan(teacher *t, us_err *err) {
       free(body);
       continue;
     }
-    job *j = &t->jobs[t->n_jobs++];
+    job *j = &t->queue.jobs[t->queue.n_jobs++];
     j->prompt_id = prompts[i].id;
     memcpy(j->key, key, 65);
     j->body = body;
     j->body_len = strlen(body);
-    j->worst_usd = prompt_token_bound(j->body_len) * in_price + c->teacher.max_tokens * out_price;
-    j->bucket_tokens = (double)j->body_len / 4 + c->teacher.max_tokens;
-    t->n_open++;
+    j->worst_usd = prompt_token_bound(j->body_len) * in_price + t->params->max_tokens * out_price;
+    j->bucket_tokens = (double)j->body_len / 4 + t->params->max_tokens;
+    t->queue.n_open++;
     if (t->opt->dry_run) {
       int64_t est = 0;
       st = dry_run_estimate(t, &prompts[i], &est, err);
       if (st) goto done;
       t->stats->est_prompt_tokens += est;
-      t->stats->est_completion_tokens_max += c->teacher.max_tokens;
+      t->stats->est_completion_tokens_max += t->params->max_tokens;
       t->stats->est_cost_low_usd += (double)est * in_price + typical_completion * out_price;
       t->stats->est_cost_high_usd += j->worst_usd;
     }
@@ -350,18 +353,29 @@ static us_status txn_begin(teacher *t, us_err *err) {
   return st;
 }
 
-static void set_fatal(teacher *t, us_status st, const us_err *err) {
-  if (t->fatal) return;
-  t->fatal = st;
-  t->fatal_err = *err;
-  scrub_err(t, &t->fatal_err);
+/* Stops the run at once (nothing new starts, what is in flight is dropped) with st and the
+ * message, scrubbed of the key; the first stop wins. j, when given, was taken from the queue
+ * and not answered: it goes back, so it counts as left for the next run. */
+static void stop_with(teacher *t, job *j, us_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void stop_with(teacher *t, job *j, us_status st, const char *fmt, ...) {
+  if (j) put_back(&t->queue, j);
+  if (t->stop.fatal) return;
+  char msg[US_ERR_MSG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  us_err_set(&t->stop.fatal_err, st, "%s", msg);
+  t->stop.fatal = st;
+  scrub_err(t, &t->stop.fatal_err);
 }
 
 /* The job is answered or recorded as failed: nothing more to send. */
 static void job_end(teacher *t, job *j) {
   free(j->body);
   j->body = NULL;
-  t->n_open--;
+  t->queue.n_open--;
 }
 
 static void record_failure(teacher *t, job *j, int http_status, const char *message) {
@@ -373,7 +387,7 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
   if (!st)
     st = us_cache_failure_put(t->cache, j->key, j->prompt_id, http_status, msg, j->attempts, &err);
   if (st) {
-    set_fatal(t, st, &err);
+    stop_with(t, NULL, st, "%s", err.msg);
     return;
   }
   t->stats->failed++;
@@ -383,58 +397,58 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
 }
 
 /* A 200 with a well-formed body: store the call (cost from its usage), then its target. */
-static void record_answer(teacher *t, job *j, slot *s, const answer *a, double now) {
-  const us_config *c = t->c;
+static void record_answer(teacher *t, job *j, const us__transfer_result *r, const answer *a,
+                          double now) {
   int prompt_tokens = a->prompt_tokens, completion_tokens = a->completion_tokens;
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
   if (prompt_tokens < 0) prompt_tokens = (int)prompt_token_bound(j->body_len);
-  if (completion_tokens < 0) completion_tokens = c->teacher.max_tokens;
-  double cost = prompt_tokens * c->teacher.price_input_per_mtok / 1e6 +
-                completion_tokens * c->teacher.price_output_per_mtok / 1e6;
+  if (completion_tokens < 0) completion_tokens = t->params->max_tokens;
+  double cost = prompt_tokens * t->params->price_input_per_mtok / 1e6 +
+                completion_tokens * t->params->price_output_per_mtok / 1e6;
   us_call call;
   memset(&call, 0, sizeof call);
   memcpy(call.key, j->key, 65);
   call.request = j->body;
-  call.response = s->response.data;
+  call.response = r->body;
   call.http_status = 200;
   call.prompt_tokens = prompt_tokens;
   call.completion_tokens = completion_tokens;
   call.cost_usd = cost;
-  call.latency_ms = (now - s->started) * 1000;
+  call.latency_ms = (now - r->started) * 1000;
   call.attempts = j->attempts;
   call.created_at = us_epoch();
   us_err err = {0};
   bool existed = false;
   us_status st = txn_begin(t, &err);
   if (!st) st = us_cache_call_put(t->cache, &call, &existed, &err);
-  if (!st) st = target_store(t, j->key, j->prompt_id, s->response.data, a, &err);
+  if (!st) st = target_store(t, j->key, j->prompt_id, r->body, a, &err);
   if (st) {
-    set_fatal(t, st, &err);
+    stop_with(t, NULL, st, "%s", err.msg);
     return;
   }
   /* paid either way, even if another process stored the same key first */
-  t->spent_run += cost;
+  t->spend.run += cost;
   t->stats->spent_usd += cost;
   t->stats->done++;
   job_end(t, j);
 }
 
 /* Network error, timeout, 408/409/429/5xx or a malformed 200: retry later, or give up. */
-static void retry_or_fail(teacher *t, job *j, const slot *s, int http_status, const char *why,
-                          double now) {
-  if (j->attempts > t->c->teacher.max_retries) {
+static void retry_or_fail(teacher *t, job *j, const us__resp_headers *h, int http_status,
+                          const char *why, double now) {
+  if (j->attempts > t->params->max_retries) {
     char msg[512];
     snprintf(msg, sizeof msg, "gave up after %d attempts: %s", j->attempts, why);
     record_failure(t, j, http_status, msg);
     return;
   }
-  double wait = us_retry_after_parse(s->headers.retry_after, s->headers.retry_after_ms, us_epoch());
+  double wait = us_retry_after_parse(h->retry_after, h->retry_after_ms, us_epoch());
   if (wait < 0)
     wait =
         us_backoff_delay(j->attempts - 1, BACKOFF_BASE_S, BACKOFF_CAP_S, us_rng_uniform(&t->rng));
   if (wait > RETRY_AFTER_CAP_S) wait = RETRY_AFTER_CAP_S;
   j->not_before = now + wait;
-  t->retry[t->n_retry++] = (size_t)(j - t->jobs);
+  put_back(&t->queue, j);
   t->stats->retries++;
 }
 
@@ -460,7 +474,7 @@ static void server_message(const char *body, char *out, size_t n) {
  * left than we keep in flight (or under 5% of the limit), or fewer tokens than a full round of
  * in-flight requests could use; until the server's reset time (1 s if it gave none). */
 static void watch_server_limits(teacher *t, const us__resp_headers *h, const job *j, double now) {
-  double conc = t->c->teacher.concurrency;
+  double conc = t->params->concurrency;
   if (h->remaining_requests >= 0 &&
       (h->remaining_requests < conc ||
        (h->limit_requests > 0 && h->remaining_requests < 0.05 * h->limit_requests))) {
@@ -475,105 +489,82 @@ static void watch_server_limits(teacher *t, const us__resp_headers *h, const job
   }
 }
 
-static void on_done(teacher *t, slot *s, CURLcode rc, double now) {
-  job *j = s->job;
-  long code = 0;
-  curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
-  curl_multi_remove_handle(t->multi, s->easy);
-  s->job = NULL;
-  t->in_flight--;
-  t->in_flight_worst -= j->worst_usd;
-  if (t->in_flight == 0) t->in_flight_worst = 0; /* no drift from float sums */
-  char msg[512];
-  if (rc != CURLE_OK) {
-    snprintf(msg, sizeof msg, "%s (%s)", curl_easy_strerror(rc), s->errbuf);
-    scrub_key(t, msg, strlen(msg));
-    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-        rc == CURLE_COULDNT_RESOLVE_PROXY) {
+/* What to do with a finished transfer: store the answer, retry, record a failure, or stop. */
+static void on_done(void *user, const us__transfer_result *r, double now) {
+  teacher *t = user;
+  job *j = r->job;
+  t->spend.in_flight_worst -= j->worst_usd;
+  if (us__transport_in_flight(t->transport) == 0) t->spend.in_flight_worst = 0; /* no float drift */
+  const char *url = us__transport_safe_url(t->transport);
+  if (!r->answered) {
+    if (r->unreachable) {
       /* A server that refuses or does not exist would only burn every prompt's retries:
        * after a run of such failures with no answer between them, stop and say so. */
       if (t->unreachable_streak++ == 0) t->unreachable_since = now;
       if (t->unreachable_streak >= UNREACHABLE_STREAK &&
           now - t->unreachable_since >= UNREACHABLE_SECONDS) {
-        us_err e = {0};
-        us_err_set(&e, US_ERR_HTTP,
-                   "cannot reach the teacher at %s: %s (%d attempts in a row); every answer so "
-                   "far is saved: check teacher.base_url and that the server is up, then run "
-                   "again",
-                   t->safe_url, msg, t->unreachable_streak);
-        t->retry[t->n_retry++] = (size_t)(j - t->jobs); /* not answered: left */
-        set_fatal(t, US_ERR_HTTP, &e);
+        stop_with(t, j, US_ERR_HTTP,
+                  "cannot reach the teacher at %s: %s (%d attempts in a row); every answer so "
+                  "far is saved: check teacher.base_url and that the server is up, then run "
+                  "again",
+                  url, r->error, t->unreachable_streak);
         return;
       }
     }
-    retry_or_fail(t, j, s, 0, msg, now);
+    retry_or_fail(t, j, r->headers, 0, r->error, now);
     return;
   }
   t->unreachable_streak = 0;
-  watch_server_limits(t, &s->headers, j, now);
-  scrub_key(t, s->response.data, s->response.len);
+  watch_server_limits(t, r->headers, j, now);
+  long code = r->http_status;
   if (code == 200) {
     us_err err = {0};
     answer a;
-    if (answer_parse(t, s->response.data, &a, &err))
-      retry_or_fail(t, j, s, 200, err.msg, now);
+    if (answer_parse(t, r->body, &a, &err))
+      retry_or_fail(t, j, r->headers, 200, err.msg, now);
     else
-      record_answer(t, j, s, &a, now);
+      record_answer(t, j, r, &a, now);
     free(a.content);
     return;
   }
-  server_message(s->response.data, msg, sizeof msg);
+  char msg[512];
+  server_message(r->body, msg, sizeof msg);
   scrub_key(t, msg, strlen(msg));
-  us_err err = {0};
+  const char *env = t->params->api_key_env;
+  if ((code == 401 || code == 403) && us__transport_has_key(t->transport)) {
+    stop_with(t, j, US_ERR_AUTH, "the key in $%s was rejected (HTTP %ld) by %s: %s", env, code, url,
+              msg);
+    return;
+  }
   if (code == 401 || code == 403) {
-    if (t->api_key)
-      us_err_set(&err, US_ERR_AUTH, "the key in $%s was rejected (HTTP %ld) by %s: %s",
-                 t->c->teacher.api_key_env, code, t->safe_url, msg);
-    else
-      us_err_set(&err, US_ERR_AUTH,
-                 "no key was sent ($%s is unset or empty) and %s answered "
-                 "HTTP %ld: %s",
-                 t->c->teacher.api_key_env, t->safe_url, code, msg);
-    t->retry[t->n_retry++] = (size_t)(j - t->jobs); /* not answered: left for the next run */
-    set_fatal(t, US_ERR_AUTH, &err);
+    stop_with(t, j, US_ERR_AUTH,
+              "no key was sent ($%s is unset or empty) and %s answered HTTP %ld: %s", env, url,
+              code, msg);
     return;
   }
   if (code == 404) {
-    us_err_set(&err, US_ERR_NOT_FOUND,
-               "%s answered HTTP 404 for model \"%s\" (%s): check "
-               "teacher.base_url and teacher.model",
-               t->safe_url, t->c->teacher.model, msg);
-    t->retry[t->n_retry++] = (size_t)(j - t->jobs);
-    set_fatal(t, US_ERR_NOT_FOUND, &err);
-    return;
-  }
-  if (code == 408 || code == 409 || code == 429 || code >= 500) {
-    char why[600];
-    snprintf(why, sizeof why, "HTTP %ld: %s", code, msg);
-    retry_or_fail(t, j, s, (int)code, why, now);
+    stop_with(t, j, US_ERR_NOT_FOUND,
+              "%s answered HTTP 404 for model \"%s\" (%s): check teacher.base_url and "
+              "teacher.model",
+              url, t->params->model, msg);
     return;
   }
   char why[600];
   snprintf(why, sizeof why, "HTTP %ld: %s", code, msg);
-  record_failure(t, j, (int)code, why);
+  if (code == 408 || code == 409 || code == 429 || code >= 500)
+    retry_or_fail(t, j, r->headers, (int)code, why, now);
+  else
+    record_failure(t, j, (int)code, why);
 }
 
 /* Handles every finished transfer; the answers of one pass are committed together. */
 static void drain(teacher *t) {
-  CURLMsg *m;
-  int left;
-  double now = us_now();
-  while ((m = curl_multi_info_read(t->multi, &left)) != NULL) {
-    if (m->msg != CURLMSG_DONE) continue;
-    slot *s = NULL;
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-    on_done(t, s, m->data.result, now);
-  }
+  us__transport_collect(t->transport, on_done, t);
   if (t->in_txn) {
     us_err err = {0};
     t->in_txn = false;
     us_status st = us_cache_commit(t->cache, &err);
-    if (st) set_fatal(t, st, &err);
+    if (st) stop_with(t, NULL, st, "%s", err.msg);
   }
 }
 
@@ -582,8 +573,8 @@ static void drain(teacher *t) {
 /* The next job allowed to start by its own timing: a retry whose wait is over, else the next
  * fresh one. *wake gets the time until a waiting retry comes due when there is none. */
 static job *next_job(teacher *t, double now, double *wake, size_t *retry_pos) {
-  for (size_t i = 0; i < t->n_retry; i++) {
-    job *j = &t->jobs[t->retry[i]];
+  for (size_t i = 0; i < t->queue.n_retry; i++) {
+    job *j = &t->queue.jobs[t->queue.retry[i]];
     if (j->not_before <= now) {
       *retry_pos = i;
       return j;
@@ -591,26 +582,14 @@ static job *next_job(teacher *t, double now, double *wake, size_t *retry_pos) {
     if (j->not_before - now < *wake) *wake = j->not_before - now;
   }
   *retry_pos = (size_t)-1;
-  return t->next_fresh < t->n_jobs ? &t->jobs[t->next_fresh] : NULL;
+  return t->queue.next_fresh < t->queue.n_jobs ? &t->queue.jobs[t->queue.next_fresh] : NULL;
 }
 
-static us_status start(teacher *t, slot *s, job *j, double now) {
-  us_buf_reset(&s->response);
-  us__resp_headers_reset(&s->headers);
-  s->errbuf[0] = '\0';
-  s->job = j;
-  s->started = now;
-  curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
-  curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, j->body);
-  CURLMcode mc = curl_multi_add_handle(t->multi, s->easy);
-  if (mc != CURLM_OK) {
-    s->job = NULL;
-    return us_err_set(&t->fatal_err, US_ERR_HTTP, "cannot start a transfer to %s: %s", t->safe_url,
-                      curl_multi_strerror(mc));
-  }
+static us_status start(teacher *t, job *j, double now, us_err *err) {
+  us_status st = us__transport_start(t->transport, j, j->body, j->body_len, now, err);
+  if (st) return st;
   j->attempts++;
-  t->in_flight++;
-  t->in_flight_worst += j->worst_usd;
+  t->spend.in_flight_worst += j->worst_usd;
   us__bucket_take(&t->rpm, 1);
   us__bucket_take(&t->tpm, j->bucket_tokens);
   t->stats->requests++;
@@ -621,8 +600,7 @@ static us_status start(teacher *t, slot *s, job *j, double now) {
  * seconds until something may change (a retry due, a bucket refilled, a hold over). */
 static double start_ready(teacher *t, double now) {
   double wake = 1.0;
-  int free_slot = 0;
-  while (t->in_flight < t->n_slots) {
+  while (!us__transport_full(t->transport)) {
     size_t pos;
     job *j = next_job(t, now, &wake, &pos);
     if (!j) break;
@@ -637,168 +615,32 @@ static double start_ready(teacher *t, double now) {
       if (w < wake) wake = w;
       break;
     }
-    double total = t->spent_before + t->spent_run + t->in_flight_worst + j->worst_usd;
-    if (total > t->c->teacher.budget_usd) {
+    double total = t->spend.before + t->spend.run + t->spend.in_flight_worst + j->worst_usd;
+    if (total > t->params->budget_usd) {
       /* in-flight requests usually cost less than their worst case: wait for them */
-      if (t->in_flight == 0) t->budget_stop = true;
+      if (us__transport_in_flight(t->transport) == 0) t->stop.budget = true;
       break;
     }
-    while (t->slots[free_slot].job) free_slot++;
-    if (start(t, &t->slots[free_slot], j, now)) {
-      t->fatal = US_ERR_HTTP;
+    us_err err = {0};
+    if (start(t, j, now, &err)) {
+      stop_with(t, NULL, US_ERR_HTTP, "%s", err.msg); /* j stays queued: left */
       break;
     }
     if (pos != (size_t)-1)
-      t->retry[pos] = t->retry[--t->n_retry];
+      t->queue.retry[pos] = t->queue.retry[--t->queue.n_retry];
     else
-      t->next_fresh++;
+      t->queue.next_fresh++;
   }
   return wake;
 }
 
-/* ---- transfers ------------------------------------------------------------------------- */
-
-static size_t on_body(char *data, size_t size, size_t n, void *user) {
-  slot *s = user;
-  if (us_buf_append(&s->response, data, size * n)) return 0; /* past the limit: abort */
-  return size * n;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *user) {
-  slot *s = user;
-  us__resp_headers_line(&s->headers, data, size * n);
-  return size * n;
-}
-
-/* curl's socket callback: mirror its interest in a socket into the epoll set. Only sockets
- * with events are then handed to curl, so a pass costs what is ready, not what is in flight. */
-static int on_socket(CURL *easy, curl_socket_t fd, int what, void *user, void *socket_user) {
-  (void)easy;
-  teacher *t = user;
-  if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(t->epoll_fd, EPOLL_CTL_DEL, fd, NULL); /* curl may have closed it already */
-    curl_multi_assign(t->multi, fd, NULL);
-    return 0;
-  }
-  struct epoll_event ev;
-  memset(&ev, 0, sizeof ev);
-  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-  ev.data.fd = fd;
-  /* socket_user marks a socket already in the set; a stale registration is fixed up */
-  int op = socket_user ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-  if (epoll_ctl(t->epoll_fd, op, fd, &ev) != 0 &&
-      epoll_ctl(t->epoll_fd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)
-    return -1;
-  if (!socket_user) curl_multi_assign(t->multi, fd, t);
-  return 0;
-}
-
-static int on_timer(CURLM *multi, long timeout_ms, void *user) {
-  (void)multi;
-  teacher *t = user;
-  t->timer_at = timeout_ms < 0 ? -1 : us_now() + (double)timeout_ms / 1000.0;
-  return 0;
-}
-
-static us_status setup_transfers(teacher *t, bool https, us_err *err) {
-  const us_config *c = t->c;
-  /* no more easy handles than requests to send */
-  t->n_slots = (size_t)c->teacher.concurrency < t->n_jobs ? c->teacher.concurrency : (int)t->n_jobs;
-  t->slots = calloc((size_t)t->n_slots, sizeof *t->slots);
-  t->multi = curl_multi_init();
-  if (!t->slots || !t->multi) return us_err_set(err, US_ERR_NOMEM, "out of memory");
-  t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-  if (t->epoll_fd < 0) return us_err_set(err, US_ERR_IO, "epoll_create1: %s", strerror(errno));
-  t->timer_at = -1;
-  curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
-  curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-  curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
-  long conns = t->n_slots;
-  curl_multi_setopt(t->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-  curl_multi_setopt(t->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
-  curl_multi_setopt(t->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
-  curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, conns);
-  long timeout_ms = (long)(c->teacher.timeout_s * 1000);
-  long connect_ms = timeout_ms < 30000 ? timeout_ms : 30000;
-  for (int i = 0; i < t->n_slots; i++) {
-    slot *s = &t->slots[i];
-    us_buf_init(&s->response, RESPONSE_LIMIT);
-    if (us_buf_reserve(&s->response, 4096)) return us_err_set(err, US_ERR_NOMEM, "out of memory");
-    CURL *e = s->easy = curl_easy_init();
-    if (!e) return us_err_set(err, US_ERR_HTTP, "curl_easy_init failed");
-    curl_easy_setopt(e, CURLOPT_URL, t->url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)s);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, https ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT,
-                     "understudy/"
-                     "0.1");
-  }
-  return US_OK;
-}
-
-/* Content-Type, Authorization (unless the config sets its own, as Azure's api-key setups do
- * not need it) and teacher.headers. The key lives in this list and nowhere else. */
-static us_status build_headers(teacher *t, us_err *err) {
-  const us_config *c = t->c;
-  bool own_auth = false;
-  us_buf line;
-  us_buf_init(&line, 0);
-  us_status st = US_OK;
-  struct curl_slist *l = curl_slist_append(NULL, "Content-Type: application/json");
-  l = l ? curl_slist_append(l, "Expect:") : NULL; /* no 100-continue round trip */
-  for (int i = 0; l && i < c->teacher.n_headers; i++) {
-    const us_header *h = &c->teacher.headers[i];
-    if (strcasecmp(h->name, "Authorization") == 0) own_auth = true;
-    us_buf_reset(&line);
-    if (strpbrk(h->name, "\r\n:") || strpbrk(h->value, "\r\n")) {
-      st = us_err_set(err, US_ERR_CONFIG,
-                      "teacher.headers.%s: a header name or value cannot "
-                      "hold a line break (or a ':' in the name)",
-                      h->name);
-      goto fail;
-    }
-    if (us_buf_printf(&line, "%s: %s", h->name, h->value)) goto nomem;
-    l = curl_slist_append(l, line.data);
-  }
-  if (l && t->api_key && !own_auth) {
-    us_buf_reset(&line);
-    if (us_buf_printf(&line, "Authorization: Bearer %s", t->api_key)) goto nomem;
-    l = curl_slist_append(l, line.data);
-  }
-  if (!l) goto nomem;
-  t->headers = l;
-  l = NULL;
-  goto fail;
-nomem:
-  st = us_err_set(err, US_ERR_NOMEM, "out of memory building request headers");
-fail:
-  if (line.data) explicit_bzero(line.data, line.cap);
-  us_buf_free(&line);
-  curl_slist_free_all(l);
-  return st;
-}
+/* ---- the loop ------------------------------------------------------------------------ */
 
 static void report_progress(teacher *t, double now, bool final) {
   if (!final && (!t->opt->progress || now - t->last_progress < PROGRESS_EVERY_S)) return;
   us_label_stats *s = t->stats;
-  s->left = (int64_t)t->n_open;
-  s->spent_total_usd = t->spent_before + t->spent_run;
+  s->left = (int64_t)t->queue.n_open;
+  s->spent_total_usd = t->spend.before + t->spend.run;
   s->elapsed_s = now - t->started;
   s->cpu_s = us_cpu_time() - t->cpu_started; /* a system call: not on every pass */
   t->last_progress = now;
@@ -806,59 +648,39 @@ static void report_progress(teacher *t, double now, bool final) {
   t->opt->progress(t->opt->progress_user, s);
 }
 
-static void abort_in_flight(teacher *t) {
-  for (int i = 0; i < t->n_slots; i++) {
-    slot *s = &t->slots[i];
-    if (!s->job) continue;
-    curl_multi_remove_handle(t->multi, s->easy);
-    t->retry[t->n_retry++] = (size_t)(s->job - t->jobs); /* never answered: left */
-    s->job = NULL;
-    t->in_flight--;
-  }
-  t->in_flight_worst = 0;
+/* A transfer dropped unanswered: its job goes back in the queue, left for the next run. */
+static void requeue(void *user, void *dropped) {
+  teacher *t = user;
+  job *j = dropped;
+  put_back(&t->queue, j);
 }
 
-/* Waits for socket events (or curl's timer, or until something may start) and lets curl
- * handle just those sockets. */
-static void move_transfers(teacher *t, double wake) {
-  double now = us_now();
-  if (t->timer_at >= 0 && t->timer_at - now < wake) wake = t->timer_at - now;
-  int timeout_ms = wake <= 0 ? 0 : (int)(wake * 1000) + 1;
-  if (timeout_ms > POLL_MAX_MS) timeout_ms = POLL_MAX_MS;
-  struct epoll_event events[128];
-  int n = epoll_wait(t->epoll_fd, events, 128, timeout_ms);
-  int running = 0;
-  for (int i = 0; i < n; i++) {
-    int flags = (events[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
-                (events[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
-                (events[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
-    curl_multi_socket_action(t->multi, events[i].data.fd, flags, &running);
-  }
-  if (t->timer_at >= 0 && us_now() >= t->timer_at) {
-    t->timer_at = -1;
-    curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  }
+static void abort_in_flight(teacher *t) {
+  us__transport_abort(t->transport, requeue, t);
+  t->spend.in_flight_worst = 0;
 }
 
 /* The transfer loop: start what may start, move the transfers, take in what finished. */
 static void run_loop(teacher *t) {
   for (;;) {
     double now = us_now();
-    if (t->opt->stop && *t->opt->stop && !t->interrupted) {
-      t->interrupted = true;
-      t->abort_at = now + INTERRUPT_GRACE_S;
+    if (t->opt->stop && *t->opt->stop && !t->stop.interrupted) {
+      t->stop.interrupted = true;
+      t->stop.abort_at = now + INTERRUPT_GRACE_S;
     }
-    if (t->interrupted && t->in_flight && now >= t->abort_at) abort_in_flight(t);
-    double wake = POLL_MAX_MS / 1000.0;
-    if (!t->interrupted && !t->budget_stop && !t->fatal) {
+    int in_flight = us__transport_in_flight(t->transport);
+    if (t->stop.interrupted && in_flight && now >= t->stop.abort_at) abort_in_flight(t);
+    double wake = WAKE_MAX_S;
+    if (!t->stop.interrupted && !t->stop.budget && !t->stop.fatal) {
       double w = start_ready(t, now);
       if (w < wake) wake = w;
     }
-    bool nothing_to_start = t->interrupted || t->budget_stop || t->fatal || t->n_open == 0;
-    if (t->in_flight == 0 && nothing_to_start) break;
-    move_transfers(t, wake);
+    bool nothing_to_start =
+        t->stop.interrupted || t->stop.budget || t->stop.fatal || t->queue.n_open == 0;
+    if (us__transport_in_flight(t->transport) == 0 && nothing_to_start) break;
+    us__transport_wait(t->transport, wake);
     drain(t);
-    if (t->fatal) abort_in_flight(t);
+    if (t->stop.fatal) abort_in_flight(t);
     report_progress(t, us_now(), false);
   }
 }
@@ -870,46 +692,31 @@ void us_label_options_defaults(us_label_options *o) {
 }
 
 static void teacher_free(teacher *t) {
-  for (int i = 0; t->slots && i < t->n_slots; i++) {
-    if (t->slots[i].easy) {
-      if (t->slots[i].job) curl_multi_remove_handle(t->multi, t->slots[i].easy);
-      curl_easy_cleanup(t->slots[i].easy);
-    }
-    us_buf_free(&t->slots[i].response);
-  }
-  free(t->slots);
-  if (t->multi) curl_multi_cleanup(t->multi);
-  if (t->epoll_fd >= 0) close(t->epoll_fd);
-  for (struct curl_slist *l = t->headers; l; l = l->next) explicit_bzero(l->data, strlen(l->data));
-  curl_slist_free_all(t->headers);
-  for (size_t i = 0; t->jobs && i < t->n_jobs; i++) free(t->jobs[i].body);
-  free(t->jobs);
-  free(t->retry);
+  us__transport_close(t->transport);
+  for (size_t i = 0; t->queue.jobs && i < t->queue.n_jobs; i++) free(t->queue.jobs[i].body);
+  free(t->queue.jobs);
+  free(t->queue.retry);
   free(t->soft);
-  free(t->url);
-  free(t->safe_url);
-  if (t->api_key) explicit_bzero(t->api_key, t->api_key_len);
-  free(t->api_key);
 }
 
 static us_status finish(teacher *t, us_err *err) {
   char spent[32], budget[32];
   report_progress(t, us_now(), true);
-  if (t->fatal) {
-    *err = t->fatal_err;
-    return t->fatal;
+  if (t->stop.fatal) {
+    *err = t->stop.fatal_err;
+    return t->stop.fatal;
   }
-  if (t->budget_stop && t->n_open > 0)
+  if (t->stop.budget && t->queue.n_open > 0)
     return us_err_set(err, US_ERR_BUDGET,
                       "budget reached: %s of %s spent; %zu prompts left; "
                       "raise teacher.budget_usd and run again",
-                      money(spent, sizeof spent, t->spent_before + t->spent_run),
-                      money(budget, sizeof budget, t->c->teacher.budget_usd), t->n_open);
-  if (t->interrupted && t->n_open > 0)
+                      money(spent, sizeof spent, t->spend.before + t->spend.run),
+                      money(budget, sizeof budget, t->params->budget_usd), t->queue.n_open);
+  if (t->stop.interrupted && t->queue.n_open > 0)
     return us_err_set(err, US_ERR_INTERRUPTED,
                       "interrupted: %zu prompts left; every answer so "
                       "far is saved, run again to resume",
-                      t->n_open);
+                      t->queue.n_open);
   return US_OK;
 }
 
@@ -933,13 +740,14 @@ static void record_cache_hits(us_cache *cache, int64_t hits) {
 
 /* One labelling pass over the prompts, or (chunks) over the document chunks. stats accumulate
  * across passes; started and cpu_started are those of the whole run. */
-static us_status label_pass(const us_config *c, us_cache *cache, const us_label_options *opt,
-                            us_label_stats *stats, bool chunks, double started, double cpu_started,
-                            us_err *err) {
+static us_status label_pass(const us_task *task, const us_prompts_params *data,
+                            const us_teacher_params *params, us_cache *cache,
+                            const us_label_options *opt, us_label_stats *stats, bool chunks,
+                            double started, double cpu_started, us_err *err) {
   teacher t;
   memset(&t, 0, sizeof t);
-  t.epoll_fd = -1;
-  t.c = c, t.cache = cache, t.opt = opt, t.stats = stats, t.chunks = chunks;
+  t.task = task, t.data = data, t.params = params;
+  t.cache = cache, t.opt = opt, t.stats = stats, t.chunks = chunks;
   t.started = started;
   t.cpu_started = cpu_started;
   us_rng_seed(&t.rng, (uint64_t)(us_epoch() * 1e6) ^ ((uint64_t)getpid() << 32));
@@ -947,48 +755,20 @@ static us_status label_pass(const us_config *c, us_cache *cache, const us_label_
   us_cache_stats cs;
   us_status st = us_cache_stats_get(cache, &cs, err);
   if (st) goto done;
-  t.spent_before = cs.spent_usd;
+  t.spend.before = cs.spent_usd;
   st = plan(&t, err);
-  if (st || opt->dry_run || t.n_jobs == 0) {
+  if (st || opt->dry_run || t.queue.n_jobs == 0) {
     if (!st) report_progress(&t, us_now(), true);
     goto done;
   }
 
-  bool loopback = false, https = false;
-  st = base_url_parts(c->teacher.base_url, &t.url, &t.safe_url, &loopback, &https, err);
+  /* no more slots than requests to send */
+  int slots =
+      (size_t)params->concurrency < t.queue.n_jobs ? params->concurrency : (int)t.queue.n_jobs;
+  st = us__transport_open(params, slots, &t.transport, err);
   if (st) goto done;
-  const char *key = getenv(c->teacher.api_key_env);
-  if (key && *key) {
-    if (strpbrk(key, "\r\n")) {
-      st = us_err_set(err, US_ERR_CONFIG, "$%s holds a line break; it must be the bare API key",
-                      c->teacher.api_key_env);
-      goto done;
-    }
-    t.api_key = us_strdup(key);
-    t.api_key_len = strlen(key);
-  } else if (!loopback) {
-    st = us_err_set(err, US_ERR_AUTH,
-                    "$%s is unset or empty: set it to the API key for %s "
-                    "(or name another variable in teacher.api_key_env)",
-                    c->teacher.api_key_env, t.safe_url);
-    goto done;
-  }
-  if (t.api_key) { /* curl would send user:password@ as Basic auth in place of the key */
-    free(t.url);
-    t.url = us_strdup(t.safe_url);
-    if (!t.url) {
-      st = us_err_set(err, US_ERR_NOMEM, "out of memory");
-      goto done;
-    }
-  }
-  if (!https && !loopback && t.api_key)
-    us_log(US_LOG_WARN, "teacher.base_url %s is plain http: the key travels unencrypted",
-           t.safe_url);
-  st = build_headers(&t, err);
-  if (!st) st = setup_transfers(&t, https, err);
-  if (st) goto done;
-  us__bucket_init(&t.rpm, c->teacher.requests_per_minute, us_now());
-  us__bucket_init(&t.tpm, c->teacher.tokens_per_minute, us_now());
+  us__bucket_init(&t.rpm, params->requests_per_minute, us_now());
+  us__bucket_init(&t.tpm, params->tokens_per_minute, us_now());
   run_loop(&t);
   st = finish(&t, err);
 done:
@@ -1001,8 +781,8 @@ done:
 /* Self-instruct between the passes: the questions of every chunk whose question call is cached
  * become prompts. Reading them from the cache (not from this run's answers) makes a rerun, or a
  * run after an interrupted one, store exactly the same questions without asking again. */
-static us_status expand_questions(const us_config *c, us_cache *cache, us_label_stats *stats,
-                                  us_err *err) {
+static us_status expand_questions(const us_prompts_params *data, const us_teacher_params *params,
+                                  us_cache *cache, us_label_stats *stats, us_err *err) {
   us_prompt *chunks = NULL;
   size_t n = 0;
   us_status st = us_cache_chunks_list(cache, &chunks, &n, err);
@@ -1010,7 +790,7 @@ static us_status expand_questions(const us_config *c, us_cache *cache, us_label_
   st = us_cache_begin(cache, err);
   for (size_t i = 0; i < n && !st; i++) {
     char *body = NULL, key[65];
-    st = us_request_for_chunk(c, chunks[i].text, &body, key, err);
+    st = us_request_for_chunk(data, params, chunks[i].text, &body, key, err);
     free(body);
     us_call call;
     bool found = false;
@@ -1022,7 +802,7 @@ static us_status expand_questions(const us_config *c, us_cache *cache, us_label_
     if (us_response_parse(call.response, NULL, 0, &content, &pt, &ct, NULL, NULL, &ignored) ==
         US_OK) {
       int64_t added = 0;
-      st = us_prompts_add_questions(c, cache, &chunks[i], content, &added, err);
+      st = us_prompts_add_questions(data, cache, &chunks[i], content, &added, err);
       stats->questions_added += added;
     }
     free(content);
@@ -1037,8 +817,9 @@ done:
   return st;
 }
 
-us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_options *opt,
-                           us_label_stats *stats, us_err *err) {
+us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
+                           const us_teacher_params *params, us_cache *cache,
+                           const us_label_options *opt, us_label_stats *stats, us_err *err) {
   us_label_options defaults;
   if (!opt) {
     us_label_options_defaults(&defaults);
@@ -1046,25 +827,31 @@ us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_o
   }
   us_label_stats local;
   if (!stats) stats = &local;
+  us_teacher_params filled = *params; /* NULL strings mean their defaults */
+  if (!filled.base_url) filled.base_url = US_TEACHER_DEFAULT_BASE_URL;
+  if (!filled.api_key_env) filled.api_key_env = US_TEACHER_DEFAULT_API_KEY_ENV;
+  if (!filled.model) filled.model = "";
+  params = &filled;
   memset(stats, 0, sizeof *stats);
   double started = us_now(), cpu_started = us_cpu_time();
   us_status st = US_OK;
-  if (c->task.type == US_TASK_GENERATE) {
+  if (task->type == US_TASK_GENERATE) {
     us_cache_stats cs;
     st = us_cache_stats_get(cache, &cs, err);
     stats->chunks = st ? 0 : cs.chunks;
     if (!st && cs.chunks > 0) {
-      st = label_pass(c, cache, opt, stats, true, started, cpu_started, err);
+      st = label_pass(task, data, params, cache, opt, stats, true, started, cpu_started, err);
       /* whatever phase 1 got is kept; phase 2 waits until every chunk has its questions */
       us_err expand_err = {0};
-      us_status expanded = opt->dry_run ? US_OK : expand_questions(c, cache, stats, &expand_err);
+      us_status expanded =
+          opt->dry_run ? US_OK : expand_questions(data, params, cache, stats, &expand_err);
       if (!st && expanded) {
         st = expanded;
         *err = expand_err;
       }
     }
   }
-  if (!st) st = label_pass(c, cache, opt, stats, false, started, cpu_started, err);
+  if (!st) st = label_pass(task, data, params, cache, opt, stats, false, started, cpu_started, err);
   if (!opt->dry_run && stats->cached > 0) record_cache_hits(cache, stats->cached);
   return st;
 }

@@ -9,7 +9,57 @@
 #include <stdint.h>
 
 #include "cache/cache.h"
-#include "pipeline/config.h"
+#include "core/params.h"
+#include "core/status.h"
+#include "core/task.h"
+#include "distill/prompts.h"
+
+/* One extra request header (teacher.headers). */
+typedef struct us_header {
+  char *name;
+  char *value;
+} us_header;
+
+/* How to reach and pay the teacher (the config's teacher.* keys). Strings and headers belong to
+ * whoever filled the struct (the config owns and frees them); the client only reads them. */
+typedef struct us_teacher_params {
+  char *base_url;     /* NULL: US_TEACHER_DEFAULT_BASE_URL; no trailing slash */
+  char *model;        /* the teacher's model name; the config requires it */
+  char *api_key_env;  /* NULL: US_TEACHER_DEFAULT_API_KEY_ENV */
+  us_header *headers; /* extra headers */
+  int n_headers;
+  int concurrency;            /* requests in flight */
+  double requests_per_minute; /* 0 = unlimited */
+  double tokens_per_minute;   /* 0 = unlimited */
+  double timeout_s;           /* per request */
+  int max_retries;            /* retries of one request after the first attempt */
+  double temperature;
+  int max_tokens; /* US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY, or _GENERATE for task generate */
+  bool has_seed;
+  int64_t seed;                 /* sent only if has_seed */
+  bool logprobs;                /* ask for logprobs (soft targets for classify) */
+  int top_logprobs;             /* alternatives per token when logprobs */
+  double budget_usd;            /* hard cap on what the workspace spends, all runs */
+  double price_input_per_mtok;  /* US$ per million prompt tokens (teacher.price.input_per_mtok) */
+  double price_output_per_mtok; /* US$ per million completion tokens */
+  double params_b;              /* teacher size in billions of parameters; 0 = unknown */
+} us_teacher_params;
+
+/* The string defaults, which us_teacher_params_defaults leaves NULL for the owner to copy, and
+ * the max_tokens default of each task type. */
+#define US_TEACHER_DEFAULT_BASE_URL "https://api.openai.com/v1"
+#define US_TEACHER_DEFAULT_API_KEY_ENV "OPENAI_API_KEY"
+#define US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY 16
+#define US_TEACHER_DEFAULT_MAX_TOKENS_GENERATE 512
+
+/* Every number and flag at its default (max_tokens that of task classify); strings NULL. */
+void us_teacher_params_defaults(us_teacher_params *p);
+/* The numeric fields with their ranges (static; *n receives the count). teacher.seed is not in
+ * it (a signed 64-bit value with has_seed; checked by us_teacher_params_check). */
+const us_param *us_teacher_param_table(size_t *n);
+/* The table's ranges, then: the seed (when has_seed) is an integer JSON keeps exactly. Messages
+ * start with the field name ("concurrency: expected an integer in [1, 1024], found 0"). */
+us_status us_teacher_params_check(const us_teacher_params *p, us_err *err);
 
 typedef struct us_label_stats {
   int64_t total;           /* prompts considered */
@@ -52,8 +102,9 @@ void us_label_options_defaults(us_label_options *o);
  * teacher.budget_usd and run again"); US_ERR_AUTH on 401/403 ("the key in $VAR was rejected");
  * US_ERR_NOT_FOUND on 404 (URL without credentials, and the model); US_ERR_INTERRUPTED when
  * *stop was set. Whatever the result, every answer received is already committed. */
-us_status us_teacher_label(const us_config *c, us_cache *cache, const us_label_options *opt,
-                           us_label_stats *stats, us_err *err);
+us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
+                           const us_teacher_params *teacher, us_cache *cache,
+                           const us_label_options *opt, us_label_stats *stats, us_err *err);
 
 /* Maps an answer onto labels: exact; then case, space and punctuation insensitive; then the
  * unique label contained in the answer. Returns the label index or -1. */

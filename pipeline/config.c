@@ -18,8 +18,9 @@
 
 #include "core/buf.h"
 #include "core/json.h"
-#include "core/utf8.h"
 #include "core/params.h"
+#include "core/utf8.h"
+#include "distill/request.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 #define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1: larger integers lose precision */
@@ -32,12 +33,6 @@ static const char *const DEFAULT_CLASSIFY_TEMPLATE =
     "Classify this message into one of: {labels}.\nAnswer with the label only.\n\nMessage:\n{text}";
 static const char *const DEFAULT_GENERATE_INSTRUCTIONS = "Answer concisely.";
 static const char *const DEFAULT_GENERATE_TEMPLATE = "{text}";
-static const char *const DEFAULT_QUESTION_TEMPLATE =
-    "Here is a passage from a document:\n\n{chunk}\n\nWrite {n} different questions that the "
-    "passage answers. Put each question on its own line, without numbering.";
-static const char *const DEFAULT_ANSWER_TEMPLATE =
-    "Answer the question using only the passage below.\n\nPassage:\n{chunk}\n\nQuestion: "
-    "{question}";
 
 /* ---- the key table --------------------------------------------------------------------------- */
 
@@ -104,11 +99,12 @@ static const key_spec KEYS[] = {
     KEY("data.text_field", K_STRING, data.text_field, 0, 0, F_NONEMPTY),
     KEY("data.label_field", K_STRING, data.label_field, 0, 0, F_NULLABLE | F_NONEMPTY),
     KEY("data.id_field", K_STRING, data.id_field, 0, 0, F_NULLABLE | F_NONEMPTY),
-    KEY("data.test_fraction", K_DOUBLE, data.test_fraction, 0, 0.9, 0),
-    KEY("data.seed", K_U64, data.seed, 0, JSON_MAX_SAFE_INT, 0),
-    KEY("data.chunk_chars", K_INT, data.chunk_chars, 200, 100000, 0),
-    KEY("data.repair_utf8", K_BOOL, data.repair_utf8, 0, 0, 0),
-    KEY("data.questions_per_chunk", K_INT, data.questions_per_chunk, 1, 20, 0),
+    PKEY("data.test_fraction", data.test_fraction, us_prompts_param_table, "test_fraction", 0),
+    PKEY("data.seed", data.seed, us_prompts_param_table, "seed", 0),
+    PKEY("data.chunk_chars", data.chunk_chars, us_prompts_param_table, "chunk_chars", 0),
+    PKEY("data.repair_utf8", data.repair_utf8, us_prompts_param_table, "repair_utf8", 0),
+    PKEY("data.questions_per_chunk", data.questions_per_chunk, us_prompts_param_table,
+         "questions_per_chunk", 0),
     KEY("data.question_template", K_STRING, data.question_template, 0, 0, F_NONEMPTY),
     KEY("data.answer_template", K_STRING, data.answer_template, 0, 0, F_NONEMPTY),
     SECTION("teacher"),
@@ -116,21 +112,25 @@ static const key_spec KEYS[] = {
     KEY("teacher.model", K_STRING, teacher.model, 0, 0, F_REQUIRED | F_NONEMPTY),
     KEY("teacher.api_key_env", K_ENV_NAME, teacher.api_key_env, 0, 0, 0),
     KEY("teacher.headers", K_HEADERS, teacher.headers, 0, 0, 0),
-    KEY("teacher.concurrency", K_INT, teacher.concurrency, 1, 1024, 0),
-    KEY("teacher.requests_per_minute", K_DOUBLE, teacher.requests_per_minute, 0, 1e9, 0),
-    KEY("teacher.tokens_per_minute", K_DOUBLE, teacher.tokens_per_minute, 0, 1e12, 0),
-    KEY("teacher.timeout_s", K_DOUBLE, teacher.timeout_s, 0, 3600, F_MIN_OPEN),
-    KEY("teacher.max_retries", K_INT, teacher.max_retries, 0, 100, 0),
-    KEY("teacher.temperature", K_DOUBLE, teacher.temperature, 0, 2, 0),
-    KEY("teacher.max_tokens", K_INT, teacher.max_tokens, 1, 1000000, 0),
+    PKEY("teacher.concurrency", teacher.concurrency, us_teacher_param_table, "concurrency", 0),
+    PKEY("teacher.requests_per_minute", teacher.requests_per_minute, us_teacher_param_table,
+         "requests_per_minute", 0),
+    PKEY("teacher.tokens_per_minute", teacher.tokens_per_minute, us_teacher_param_table,
+         "tokens_per_minute", 0),
+    PKEY("teacher.timeout_s", teacher.timeout_s, us_teacher_param_table, "timeout_s", 0),
+    PKEY("teacher.max_retries", teacher.max_retries, us_teacher_param_table, "max_retries", 0),
+    PKEY("teacher.temperature", teacher.temperature, us_teacher_param_table, "temperature", 0),
+    PKEY("teacher.max_tokens", teacher.max_tokens, us_teacher_param_table, "max_tokens", 0),
     KEY("teacher.seed", K_SEED, teacher.seed, -JSON_MAX_SAFE_INT, JSON_MAX_SAFE_INT, F_NULLABLE),
-    KEY("teacher.logprobs", K_BOOL, teacher.logprobs, 0, 0, 0),
-    KEY("teacher.top_logprobs", K_INT, teacher.top_logprobs, 0, 20, 0),
-    KEY("teacher.budget_usd", K_DOUBLE, teacher.budget_usd, 0, NO_MAX, 0),
+    PKEY("teacher.logprobs", teacher.logprobs, us_teacher_param_table, "logprobs", 0),
+    PKEY("teacher.top_logprobs", teacher.top_logprobs, us_teacher_param_table, "top_logprobs", 0),
+    PKEY("teacher.budget_usd", teacher.budget_usd, us_teacher_param_table, "budget_usd", 0),
     SECTION("teacher.price"),
-    KEY("teacher.price.input_per_mtok", K_DOUBLE, teacher.price_input_per_mtok, 0, 1e6, 0),
-    KEY("teacher.price.output_per_mtok", K_DOUBLE, teacher.price_output_per_mtok, 0, 1e6, 0),
-    KEY("teacher.params_b", K_DOUBLE, teacher.params_b, 0, 1e6, 0),
+    PKEY("teacher.price.input_per_mtok", teacher.price_input_per_mtok, us_teacher_param_table,
+         "price_input_per_mtok", 0),
+    PKEY("teacher.price.output_per_mtok", teacher.price_output_per_mtok, us_teacher_param_table,
+         "price_output_per_mtok", 0),
+    PKEY("teacher.params_b", teacher.params_b, us_teacher_param_table, "params_b", 0),
     SECTION("student"),
     PKEY("student.dim", student.classifier.dim, us_classifier_param_table, "dim", 0),
     PKEY("student.word_ngrams", student.classifier.word_ngrams, us_classifier_param_table,
@@ -207,30 +207,15 @@ void us_config_defaults(us_config *c) {
   set_string(&c->task.instructions, DEFAULT_CLASSIFY_INSTRUCTIONS);
   set_string(&c->task.template, DEFAULT_CLASSIFY_TEMPLATE);
 
-  set_string(&c->data.text_field, "text");
-  set_string(&c->data.id_field, "id");
-  c->data.label_field = NULL; /* unset: prompts reads "label" when a record has one */
-  c->data.test_fraction = 0.2;
-  c->data.seed = 1;
-  c->data.chunk_chars = 1500;
-  c->data.repair_utf8 = false;
-  c->data.questions_per_chunk = 3;
-  set_string(&c->data.question_template, DEFAULT_QUESTION_TEMPLATE);
-  set_string(&c->data.answer_template, DEFAULT_ANSWER_TEMPLATE);
+  us_prompts_params_defaults(&c->data); /* label_field stays NULL: "label" when present */
+  set_string(&c->data.text_field, US_PROMPTS_DEFAULT_TEXT_FIELD);
+  set_string(&c->data.id_field, US_PROMPTS_DEFAULT_ID_FIELD);
+  set_string(&c->data.question_template, US_PROMPTS_DEFAULT_QUESTION_TEMPLATE);
+  set_string(&c->data.answer_template, US_PROMPTS_DEFAULT_ANSWER_TEMPLATE);
 
-  set_string(&c->teacher.base_url, "https://api.openai.com/v1");
-  set_string(&c->teacher.api_key_env, "OPENAI_API_KEY");
-  c->teacher.concurrency = 8;
-  c->teacher.requests_per_minute = 0;
-  c->teacher.tokens_per_minute = 0;
-  c->teacher.timeout_s = 60;
-  c->teacher.max_retries = 6;
-  c->teacher.temperature = 0;
-  c->teacher.max_tokens = 16;
-  c->teacher.has_seed = false;
-  c->teacher.logprobs = false;
-  c->teacher.top_logprobs = 5;
-  c->teacher.budget_usd = 10;
+  us_teacher_params_defaults(&c->teacher);
+  set_string(&c->teacher.base_url, US_TEACHER_DEFAULT_BASE_URL);
+  set_string(&c->teacher.api_key_env, US_TEACHER_DEFAULT_API_KEY_ENV);
 
   us_classifier_params_defaults(&c->student.classifier);
   us_lm_train_params_defaults(&c->student.lm);
@@ -317,7 +302,7 @@ static void describe(const cJSON *v, char *out, size_t cap) {
     size_t n = 0;
     const char *s = v->valuestring;
     for (; s[n] && n < 40; n++) text[n] = ((unsigned char)s[n] < 0x20) ? '?' : s[n];
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* never cut a UTF-8 character */
+    while (n > 0 && US_UTF8_IS_CONTINUATION(s[n])) n--; /* never cut a UTF-8 character */
     text[n] = '\0';
     snprintf(out, cap, "the string \"%s%s\"", text, s[n] ? "..." : "");
   } else if (cJSON_IsNumber(v)) {
@@ -1081,7 +1066,9 @@ static us_status apply_task_defaults(load_ctx *x) {
                gen ? DEFAULT_GENERATE_INSTRUCTIONS : DEFAULT_CLASSIFY_INSTRUCTIONS);
   if (!was_set(x, "task.template"))
     set_string(&c->task.template, gen ? DEFAULT_GENERATE_TEMPLATE : DEFAULT_CLASSIFY_TEMPLATE);
-  if (!was_set(x, "teacher.max_tokens")) c->teacher.max_tokens = gen ? 512 : 16;
+  if (!was_set(x, "teacher.max_tokens"))
+    c->teacher.max_tokens =
+        gen ? US_TEACHER_DEFAULT_MAX_TOKENS_GENERATE : US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY;
   if (!c->task.instructions || !c->task.template)
     return us_err_set(x->err, US_ERR_NOMEM, "out of memory");
   return US_OK;
@@ -1094,10 +1081,6 @@ static us_status check_consistency(load_ctx *x) {
                 c->task.n_labels);
   if (!strstr(c->task.template, "{text}"))
     return fail(x, "task.template", "expected a template containing {text}, found none");
-  if (!strstr(c->data.question_template, "{chunk}"))
-    return fail(x, "data.question_template", "expected a template containing {chunk}, found none");
-  if (!strstr(c->data.answer_template, "{question}"))
-    return fail(x, "data.answer_template", "expected a template containing {question}, found none");
   size_t n = strlen(c->teacher.base_url);
   while (n > 0 && c->teacher.base_url[n - 1] == '/') c->teacher.base_url[--n] = '\0';
   return US_OK;
@@ -1127,6 +1110,12 @@ typedef struct check_spec {
 #define CHECK_FOR(task_type, member, table_fn, fn) \
   { offsetof(us_config, member), table_fn, fn, task_type }
 
+static us_status check_prompts(const void *p, us_err *err) {
+  return us_prompts_params_check(p, err);
+}
+static us_status check_teacher(const void *p, us_err *err) {
+  return us_teacher_params_check(p, err);
+}
 static us_status check_classifier(const void *p, us_err *err) {
   return us_classifier_params_check(p, err);
 }
@@ -1143,6 +1132,8 @@ static us_status check_quality(const void *p, us_err *err) {
 /* Both students are checked whatever the task, as the config always has (a classify config with
  * student.heads 5 is refused too). */
 static const check_spec CHECKS[] = {
+    CHECK(data, us_prompts_param_table, check_prompts),
+    CHECK(teacher, us_teacher_param_table, check_teacher),
     CHECK(student.classifier, us_classifier_param_table, check_classifier),
     CHECK(student.lm, us_lm_train_param_table, check_lm),
     CHECK(cost, us_cost_param_table, check_cost),
@@ -1150,12 +1141,23 @@ static const check_spec CHECKS[] = {
     {0, NULL, NULL, -1} /* end */
 };
 
-/* The config key stored through table's field, or NULL. */
+/* The config key stored through table's field, or NULL. A field the table does not list (a
+ * string such as question_template) is the key of that name in the section of table's keys. */
 static const char *key_of_field(param_table_fn table, const char *field, size_t len) {
-  for (size_t i = 0; i < N_KEYS; i++)
-    if (KEYS[i].table == table && KEYS[i].field && strlen(KEYS[i].field) == len &&
-        strncmp(KEYS[i].field, field, len) == 0)
+  const char *section = NULL;
+  for (size_t i = 0; i < N_KEYS; i++) {
+    if (KEYS[i].table != table || !KEYS[i].field) continue;
+    if (strlen(KEYS[i].field) == len && strncmp(KEYS[i].field, field, len) == 0)
       return KEYS[i].path;
+    if (!section) section = KEYS[i].path;
+  }
+  size_t n = section ? strcspn(section, ".") : 0;
+  for (size_t i = 0; section && i < N_KEYS; i++) {
+    const char *k = KEYS[i].path;
+    if (strncmp(k, section, n) == 0 && k[n] == '.' && strlen(k + n + 1) == len &&
+        strncmp(k + n + 1, field, len) == 0)
+      return k;
+  }
   return NULL;
 }
 
@@ -1333,56 +1335,9 @@ fail:
 
 /* ---- rendering ------------------------------------------------------------------------------- */
 
-/* Replaces {text} and {labels} in one pass, so markers inside the inserted text stay as
- * they are. */
-static us_status fill_template(const char *tpl, const char *text, const char *labels, char **out) {
-  us_buf b;
-  us_buf_init(&b, 0);
-  us_status st = us_buf_puts(&b, "");
-  for (const char *p = tpl; *p && !st;) {
-    if (strncmp(p, "{text}", 6) == 0) {
-      st = us_buf_puts(&b, text);
-      p += 6;
-    } else if (strncmp(p, "{labels}", 8) == 0) {
-      st = us_buf_puts(&b, labels);
-      p += 8;
-    } else {
-      const char *next = strchr(p + 1, '{');
-      size_t n = next ? (size_t)(next - p) : strlen(p);
-      st = us_buf_append(&b, p, n);
-      p += n;
-    }
-  }
-  if (st) {
-    us_buf_free(&b);
-    return st;
-  }
-  *out = us_buf_steal(&b);
-  return *out ? US_OK : US_ERR_NOMEM;
-}
-
 us_status us_config_render(const us_config *c, const char *text, char **system, char **user,
                            us_err *err) {
-  *system = *user = NULL;
-  us_buf labels;
-  us_buf_init(&labels, 0);
-  us_status st = us_buf_puts(&labels, "");
-  for (int i = 0; i < c->task.n_labels && !st; i++)
-    st = us_buf_printf(&labels, "%s%s", i ? ", " : "", c->task.labels[i]);
-  if (!st)
-    st = fill_template(c->task.instructions ? c->task.instructions : "", text ? text : "",
-                       labels.data, system);
-  if (!st)
-    st = fill_template(c->task.template ? c->task.template : "{text}", text ? text : "",
-                       labels.data, user);
-  us_buf_free(&labels);
-  if (st) {
-    free(*system);
-    free(*user);
-    *system = *user = NULL;
-    return us_err_set(err, st, "out of memory rendering a prompt");
-  }
-  return US_OK;
+  return us_request_render(&c->task, text, system, user, err);
 }
 
 int us_config_label_index(const us_config *c, const char *label) {

@@ -12,21 +12,12 @@
 #include "core/params.h"
 #include "core/status.h"
 #include "core/task.h"
+#include "distill/prompts.h"
+#include "distill/teacher.h"
 #include "eval/cascade.h"
 #include "eval/cost.h"
 #include "student/classifier.h"
 #include "student/lm.h"
-
-typedef struct us_input {
-  char *path;     /* resolved file or folder */
-  us_split split; /* "split": "train" | "test" pins every prompt of this input; else AUTO */
-  char *format;   /* "jsonl" | "csv" | "tsv" | "text" | "docs"; NULL: guess from the extension */
-} us_input;
-
-typedef struct us_header {
-  char *name;
-  char *value;
-} us_header;
 
 typedef struct us_config {
   char *path;   /* the config file as given */
@@ -36,43 +27,8 @@ typedef struct us_config {
 
   us_task task; /* core/task.h; strings owned by the config */
 
-  struct {
-    us_input *inputs; /* required, >= 1; a string is a path, an object {path, split, format} */
-    int n_inputs;
-    char *text_field;        /* default "text" */
-    char *label_field;       /* gold label field; NULL if none (default "label" is tried softly) */
-    char *id_field;          /* default "id" */
-    double test_fraction;    /* default 0.2, in [0, 0.9] */
-    uint64_t seed;           /* default 1 */
-    int chunk_chars;         /* default 1500, in [200, 100000] */
-    bool repair_utf8;        /* default false: invalid UTF-8 is an error */
-    int questions_per_chunk; /* generate from docs; default 3 */
-    char *question_template; /* generate from docs: {chunk}, {n} */
-    char *answer_template;   /* generate from docs: {chunk}, {question} */
-  } data;
-
-  struct {
-    char *base_url;     /* default "https://api.openai.com/v1"; no trailing slash */
-    char *model;        /* required */
-    char *api_key_env;  /* default "OPENAI_API_KEY" */
-    us_header *headers; /* extra headers */
-    int n_headers;
-    int concurrency;            /* default 8, [1, 1024] */
-    double requests_per_minute; /* default 0 = unlimited */
-    double tokens_per_minute;   /* default 0 = unlimited */
-    double timeout_s;           /* default 60, (0, 3600] */
-    int max_retries;            /* default 6, [0, 100] */
-    double temperature;         /* default 0, [0, 2] */
-    int max_tokens;             /* default 16 for classify, 512 for generate */
-    bool has_seed;
-    int64_t seed;                 /* sent only if has_seed */
-    bool logprobs;                /* default false */
-    int top_logprobs;             /* default 5, [0, 20] */
-    double budget_usd;            /* default 10, >= 0 */
-    double price_input_per_mtok;  /* teacher.price.input_per_mtok, default 0 */
-    double price_output_per_mtok; /* teacher.price.output_per_mtok, default 0 */
-    double params_b;              /* teacher size in billions of parameters; default 0 = unknown */
-  } teacher;
+  us_prompts_params data;    /* distill/prompts.h: the data.* keys */
+  us_teacher_params teacher; /* distill/teacher.h: the teacher.* keys (teacher.price.* too) */
 
   struct {
     /* the students' own settings: defaults and ranges are the modules' (student/classifier.h,
@@ -98,8 +54,7 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
                          us_config *c, us_err *err);
 void us_config_free(us_config *c);
 
-/* The system and user messages for one prompt text (task.instructions and task.template with
- * {text} and {labels} filled in). Caller frees both. */
+/* us_request_render (distill/request.h) of the config's task. Caller frees both. */
 us_status us_config_render(const us_config *c, const char *text, char **system, char **user,
                            us_err *err);
 

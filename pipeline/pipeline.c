@@ -116,7 +116,7 @@ us_status us_pipeline_prompts(us_pipeline *p, const us_pipeline_options *opt,
                               us_prompts_stats *summary, us_err *err) {
   (void)opt;
   memset(summary, 0, sizeof *summary);
-  return us_prompts_build(&p->config, p->cache, summary, err);
+  return us_prompts_build(&p->config.task, &p->config.data, p->config.dir, p->cache, summary, err);
 }
 
 us_status us_pipeline_label(us_pipeline *p, const us_pipeline_options *opt, us_label_stats *summary,
@@ -130,7 +130,8 @@ us_status us_pipeline_label(us_pipeline *p, const us_pipeline_options *opt, us_l
   lo.progress = opt->label_progress;
   lo.progress_user = opt->user;
   memset(summary, 0, sizeof *summary);
-  return us_teacher_label(&p->config, p->cache, &lo, summary, err);
+  return us_teacher_label(&p->config.task, &p->config.data, &p->config.teacher, p->cache, &lo,
+                          summary, err);
 }
 
 us_status us_pipeline_train(us_pipeline *p, const us_pipeline_options *opt,

@@ -2,7 +2,12 @@
  * trains the student (the classifier for task classify, the language model for task generate),
  * saving it to <output>/student.bin with its training curves and a "train" result in the cache.
  * The stage is idempotent: when the model file exists and was trained on the same targets with
- * the same settings (a fingerprint stored in the "train" result), it does nothing. */
+ * the same settings (a fingerprint stored in the "train" result), it does nothing. A failed stage
+ * (a diverged training, a full disk, a workspace error) leaves student.bin, the curves and the
+ * "train" result as they were: the new model is written to student.bin.new and renamed over
+ * student.bin just before the transaction holding its curves and result commits. A student that
+ * fails naming one of its settings ("lr: training diverged ...") is reported with the config key
+ * ("student.lr: training diverged ..."). */
 #ifndef US_PIPELINE_TRAIN_H
 #define US_PIPELINE_TRAIN_H
 

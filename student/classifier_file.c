@@ -301,6 +301,14 @@ us_status us_classifier_load_buffer(const void *data, size_t len, const char *na
       return us_err_set(err, US_ERR_NOMEM, "%s: out of memory loading the model", name);
     return us_err_set(err, US_ERR_FORMAT, "%s: corrupt model (%s)", name, bad);
   }
+  /* a checksum only proves the bytes are the ones written: a diverged training or an edited and
+   * resealed file holds weights that would turn every prediction into NaN */
+  char where[128];
+  if (!us__classifier_weights_finite(m, where, sizeof where)) {
+    us_classifier_free(m);
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: corrupt model (%s; every weight must be a finite number)", name, where);
+  }
   *out = m;
   return US_OK;
 }

@@ -743,6 +743,114 @@ static void student_defaults_should_match_the_classifier(void **state) {
   us_config_free(&c);
 }
 
+/* ---- distill's keys (data.*, teacher.*) against distill's parameter tables ------------------- */
+/* Every numeric key of data.* and teacher.* is backed by an entry of us_prompts_param_table or
+ * us_teacher_param_table: the config's default is the module's, both ends of the range load,
+ * and the value just outside it is refused with a message naming the config key. */
+
+/* The config key of a distill table field (teacher.price_* sit in a teacher.price object). */
+static void distill_config_key(bool teacher, const char *field, char *out, size_t cap) {
+  if (teacher && strncmp(field, "price_", 6) == 0)
+    snprintf(out, cap, "teacher.price.%s", field + 6);
+  else
+    snprintf(out, cap, "%s.%s", teacher ? "teacher" : "data", field);
+}
+
+/* "key=value" with value written so it reads back exactly. */
+static void distill_set(const char *key, const us_param *p, double v, char *out, size_t cap) {
+  if (p->kind == US_PARAM_BOOL)
+    snprintf(out, cap, "%s=%s", key, v != 0 ? "true" : "false");
+  else if (v == (double)(long long)v && fabs(v) < 1e16)
+    snprintf(out, cap, "%s=%lld", key, (long long)v);
+  else
+    snprintf(out, cap, "%s=%.17g", key, v);
+}
+
+/* Loads VALID with key=v and expects it to load with the field holding v. */
+static void distill_expect_accepted(bool teacher, const char *key, const us_param *p, double v) {
+  char set[256];
+  distill_set(key, p, v, set, sizeof set);
+  const char *const sets[] = {set};
+  us_config c;
+  us_err err = {0};
+  if (load_json(VALID, sets, 1, &c, &err) != US_OK) fail_msg("%s refused: %s", set, err.msg);
+  double got = us_param_value(p, teacher ? (const void *)&c.teacher : (const void *)&c.data, 0);
+  if (got != v) fail_msg("%s loaded as %.17g", set, got);
+  us_config_free(&c);
+}
+
+static void distill_expect_refused(const char *key, const us_param *p, double v) {
+  char set[256], needle[160];
+  distill_set(key, p, v, set, sizeof set);
+  if (p->kind == US_PARAM_BOOL) snprintf(set, sizeof set, "%s=2", key); /* not a bool at all */
+  snprintf(needle, sizeof needle, "%s: ", key);
+  expect_error(NULL, (const char *const[]){set}, 1, needle, NULL);
+}
+
+static void distill_walk_table(bool teacher, const us_param *table, size_t n) {
+  us_config c;
+  us_config_defaults(&c);
+  us_prompts_params data_defaults;
+  us_teacher_params teacher_defaults;
+  us_prompts_params_defaults(&data_defaults);
+  us_teacher_params_defaults(&teacher_defaults);
+  const void *config_section = teacher ? (const void *)&c.teacher : (const void *)&c.data;
+  const void *module = teacher ? (const void *)&teacher_defaults : (const void *)&data_defaults;
+  for (size_t i = 0; i < n; i++) {
+    const us_param *p = &table[i];
+    char key[96];
+    distill_config_key(teacher, p->name, key, sizeof key);
+    double want = us_param_value(p, module, 0), got = us_param_value(p, config_section, 0);
+    if (want != got) fail_msg("%s: the config's default %g is not the module's %g", key, got, want);
+    if (p->kind == US_PARAM_BOOL) {
+      distill_expect_accepted(teacher, key, p, 0);
+      distill_expect_accepted(teacher, key, p, 1);
+      distill_expect_refused(key, p, 2);
+      continue;
+    }
+    bool open = p->flags & US_PARAM_MIN_OPEN, integer = p->kind != US_PARAM_DOUBLE;
+    double lowest = open ? (integer ? p->min + 1 : nextafter(p->min, INFINITY)) : p->min;
+    double below = open ? p->min : (integer ? p->min - 1 : nextafter(p->min, -INFINITY));
+    distill_expect_accepted(teacher, key, p, lowest);
+    distill_expect_refused(key, p, below);
+    if (p->flags & US_PARAM_NO_MAX) {
+      distill_expect_accepted(teacher, key, p, 1e15);
+      continue;
+    }
+    distill_expect_accepted(teacher, key, p, p->max);
+    distill_expect_refused(key, p, integer ? p->max + 1 : nextafter(p->max, INFINITY));
+  }
+  us_config_free(&c);
+}
+
+static void distill_keys_should_follow_the_distill_tables(void **state) {
+  (void)state;
+  size_t n = 0;
+  const us_param *table = us_prompts_param_table(&n);
+  assert_true(n > 0);
+  distill_walk_table(false, table, n);
+  table = us_teacher_param_table(&n);
+  assert_true(n > 0);
+  distill_walk_table(true, table, n);
+}
+
+static void distill_string_defaults_should_be_the_modules(void **state) {
+  (void)state;
+  us_config c;
+  us_config_defaults(&c);
+  assert_string_equal(c.data.text_field, US_PROMPTS_DEFAULT_TEXT_FIELD);
+  assert_string_equal(c.data.id_field, US_PROMPTS_DEFAULT_ID_FIELD);
+  assert_string_equal(c.data.question_template, US_PROMPTS_DEFAULT_QUESTION_TEMPLATE);
+  assert_string_equal(c.data.answer_template, US_PROMPTS_DEFAULT_ANSWER_TEMPLATE);
+  assert_null(c.data.label_field);
+  assert_string_equal(c.teacher.base_url, US_TEACHER_DEFAULT_BASE_URL);
+  assert_string_equal(c.teacher.api_key_env, US_TEACHER_DEFAULT_API_KEY_ENV);
+  assert_int_equal(c.teacher.max_tokens, US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY);
+  us_config_free(&c);
+}
+
+/* ---- end of distill's block ------------------------------------------------------------------ */
+
 /* ---- eval's settings: every cost.* and quality.* key against eval's own tables --------------- */
 
 /* A value just outside e's range below (the minimum itself when it is excluded) or above. */
@@ -837,6 +945,9 @@ int main(void) {
       cmocka_unit_test(render_should_fill_text_and_labels_once),
       cmocka_unit_test(render_should_fill_labels_in_instructions),
       cmocka_unit_test(label_index_should_find_exact_labels_only),
+      /* distill's keys */
+      cmocka_unit_test(distill_keys_should_follow_the_distill_tables),
+      cmocka_unit_test(distill_string_defaults_should_be_the_modules),
       cmocka_unit_test(cost_and_quality_keys_should_follow_the_eval_tables),
   };
   return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);

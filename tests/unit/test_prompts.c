@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/utf8.h"
 #include "distill/prompts.h"
 #include "distill/prompts_int.h"
+#include "pipeline/config.h"
 
 /* ---- fixtures: a temporary folder with a config and a workspace ---------------------------- */
 
@@ -85,7 +87,7 @@ static void add_input(fixture *f, const char *name, us_split split, const char *
 
 static us_status build(fixture *f, us_prompts_stats *s, us_err *err) {
   memset(err, 0, sizeof *err);
-  return us_prompts_build(&f->config, f->cache, s, err);
+  return us_prompts_build(&f->config.task, &f->config.data, f->config.dir, f->cache, s, err);
 }
 
 static us_prompt *list_all(fixture *f, size_t *n) {
@@ -381,7 +383,7 @@ static void invalid_utf8_should_be_repaired_when_configured(void **state) {
                       "over \xef\xbf\xbd\xef\xbf\xbd long");
   assert_string_equal(find_by_source(p, n, "u.jsonl:5")->text, "good \xe2\x82\xac");
   for (size_t i = 0; i < n; i++)
-    assert_int_equal(us__utf8_invalid_at(p[i].text, strlen(p[i].text)), strlen(p[i].text));
+    assert_int_equal(us_utf8_invalid_at(p[i].text, strlen(p[i].text)), strlen(p[i].text));
   us_prompts_free(p, n);
 }
 
@@ -449,9 +451,9 @@ static void chunker_should_split_a_huge_paragraph_at_sentences_then_words(void *
   assert_true(c.n > 40);
   size_t sentences = 0, words = 0, euros = 0;
   for (int i = 0; i < c.n; i++) {
-    size_t chars = us__utf8_count(c.items[i], strlen(c.items[i]));
+    size_t chars = us_utf8_count(c.items[i], strlen(c.items[i]));
     if (chars > (size_t)max) fail_msg("chunk %d has %zu chars", i + 1, chars);
-    assert_int_equal(us__utf8_invalid_at(c.items[i], strlen(c.items[i])), strlen(c.items[i]));
+    assert_int_equal(us_utf8_invalid_at(c.items[i], strlen(c.items[i])), strlen(c.items[i]));
     if (strstr(c.items[i], "Sentence")) {
       /* cut at sentence ends only: each chunk starts a sentence and ends one */
       const char *body = strncmp(c.items[i], "# Title\n\n", 9) == 0 ? c.items[i] + 9 : c.items[i];

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pipeline/config.h"
 #include "core/hash.h"
 #include "distill/request.h"
+#include "pipeline/config.h"
 
 static void load_fixture(us_config *c, const char *const *sets, int n_sets) {
   char path[PATH_MAX];
@@ -41,7 +41,8 @@ static void key_with(const char *const *sets, int n_sets, const char *text, char
   load_fixture(&c, sets, n_sets);
   char *body = NULL;
   us_err err = {0};
-  if (us_request_build(&c, text, &body, key, &err) != US_OK) fail_msg("%s", err.msg);
+  if (us_request_build(&c.task, &c.teacher, text, &body, key, &err) != US_OK)
+    fail_msg("%s", err.msg);
   free(body);
   us_config_free(&c);
 }
@@ -98,7 +99,8 @@ static void request_should_match_the_golden_body_and_key(void **state) {
   load_fixture(&c, NULL, 0);
   char *body = NULL, key[65];
   us_err err = {0};
-  assert_int_equal(us_request_build(&c, "I lost my card in Zürich", &body, key, &err), US_OK);
+  assert_int_equal(
+      us_request_build(&c.task, &c.teacher, "I lost my card in Zürich", &body, key, &err), US_OK);
   assert_string_equal(
       body,
       "{\"max_tokens\":16,\"messages\":[{\"content\":\"You are a careful classifier. Reply "
@@ -120,7 +122,8 @@ static void seed_and_logprobs_should_appear_only_when_set(void **state) {
       3);
   char *body = NULL, key[65];
   us_err err = {0};
-  assert_int_equal(us_request_build(&c, "I lost my card in Zürich", &body, key, &err), US_OK);
+  assert_int_equal(
+      us_request_build(&c.task, &c.teacher, "I lost my card in Zürich", &body, key, &err), US_OK);
   assert_non_null(strstr(body, "\"logprobs\":true,"));
   assert_non_null(strstr(body, "\"seed\":42,"));
   assert_non_null(strstr(body, "\"temperature\":0.7,\"top_logprobs\":5}"));
@@ -128,7 +131,7 @@ static void seed_and_logprobs_should_appear_only_when_set(void **state) {
   free(body);
   us_config_free(&c);
   load_fixture(&c, NULL, 0);
-  assert_int_equal(us_request_build(&c, "x", &body, key, &err), US_OK);
+  assert_int_equal(us_request_build(&c.task, &c.teacher, "x", &body, key, &err), US_OK);
   assert_null(strstr(body, "seed"));
   assert_null(strstr(body, "logprobs"));
   free(body);
@@ -141,14 +144,14 @@ static void key_should_be_the_sha256_of_a_canonical_body(void **state) {
   load_fixture(&c, NULL, 0);
   char *body = NULL, *again = NULL, *second = NULL, key[65], key2[65], digest[65];
   us_err err = {0};
-  assert_int_equal(us_request_build(&c, "hello", &body, key, &err), US_OK);
+  assert_int_equal(us_request_build(&c.task, &c.teacher, "hello", &body, key, &err), US_OK);
   /* the body is already canonical: canonicalising it again changes nothing */
   assert_int_equal(us_json_canonical(body, &again, &err), US_OK);
   assert_string_equal(body, again);
   us_sha256_hex(body, strlen(body), digest);
   assert_string_equal(key, digest);
   /* the build is deterministic */
-  assert_int_equal(us_request_build(&c, "hello", &second, key2, &err), US_OK);
+  assert_int_equal(us_request_build(&c.task, &c.teacher, "hello", &second, key2, &err), US_OK);
   assert_string_equal(second, body);
   assert_string_equal(key2, key);
   free(body);
@@ -210,7 +213,7 @@ static void headers_and_api_key_should_not_be_in_the_body(void **state) {
                2);
   char *body = NULL, key[65];
   us_err err = {0};
-  assert_int_equal(us_request_build(&c, "hello", &body, key, &err), US_OK);
+  assert_int_equal(us_request_build(&c.task, &c.teacher, "hello", &body, key, &err), US_OK);
   assert_null(strstr(body, "sk-test-do-not-leak"));
   assert_null(strstr(body, "hdr-do-not-leak"));
   assert_null(strstr(body, "api-key"));
@@ -227,7 +230,7 @@ static void empty_instructions_should_send_no_system_message(void **state) {
   load_fixture(&c, (const char *const[]){"task.instructions="}, 1);
   char *body = NULL, key[65];
   us_err err = {0};
-  assert_int_equal(us_request_build(&c, "hello", &body, key, &err), US_OK);
+  assert_int_equal(us_request_build(&c.task, &c.teacher, "hello", &body, key, &err), US_OK);
   assert_null(strstr(body, "\"system\""));
   assert_non_null(strstr(body, "\"role\":\"user\""));
   free(body);
@@ -242,14 +245,17 @@ static void logged_messages_should_get_the_live_key(void **state) {
   load_fixture(&c, NULL, 0);
   char *live = NULL, *imported = NULL, live_key[65], imported_key[65];
   us_err err = {0};
-  assert_int_equal(us_request_build(&c, "I lost my card in Zürich", &live, live_key, &err), US_OK);
+  assert_int_equal(
+      us_request_build(&c.task, &c.teacher, "I lost my card in Zürich", &live, live_key, &err),
+      US_OK);
   /* as a logging tool might write it: other key order, white space, escapes, extra fields */
   const char *logged =
       "[ {\"content\": \"You are a careful classifier. Reply with exactly one label from the "
       "list.\", \"role\": \"system\", \"name\": null},\n"
       "  {\"role\": \"user\", \"content\": \"Classify this message into one of: card_lost, refund, "
       "balance.\\nAnswer with the label only.\\n\\nMessage:\\nI lost my card in Z\\u00fcrich\"} ]";
-  assert_int_equal(us_request_key_for_messages(&c, logged, &imported, imported_key, &err), US_OK);
+  assert_int_equal(us_request_key_for_messages(&c.teacher, logged, &imported, imported_key, &err),
+                   US_OK);
   assert_string_equal(imported, live);
   assert_string_equal(imported_key, live_key);
   free(live);
@@ -258,8 +264,8 @@ static void logged_messages_should_get_the_live_key(void **state) {
   char *explicit = NULL, explicit_key[65];
   char *system = NULL, *user = NULL;
   assert_int_equal(us_config_render(&c, "I lost my card in Zürich", &system, &user, &err), US_OK);
-  assert_int_equal(us_request_build_messages(&c, system, user, &explicit, explicit_key, &err),
-                   US_OK);
+  assert_int_equal(
+      us_request_build_messages(&c.teacher, system, user, &explicit, explicit_key, &err), US_OK);
   assert_string_equal(explicit_key, live_key);
   free(system);
   free(user);
@@ -273,15 +279,16 @@ static void logged_messages_should_be_checked(void **state) {
   load_fixture(&c, NULL, 0);
   char *body = NULL, key[65];
   us_err err = {0};
-  assert_int_equal(us_request_key_for_messages(&c, "{\"role\":\"user\"}", &body, key, &err),
+  assert_int_equal(us_request_key_for_messages(&c.teacher, "{\"role\":\"user\"}", &body, key, &err),
                    US_ERR_INPUT);
   assert_null(body);
-  assert_int_equal(us_request_key_for_messages(&c, "[]", &body, key, &err), US_ERR_INPUT);
-  assert_int_equal(
-      us_request_key_for_messages(&c, "[{\"role\":\"user\",\"content\":[1]}]", &body, key, &err),
-      US_ERR_INPUT);
+  assert_int_equal(us_request_key_for_messages(&c.teacher, "[]", &body, key, &err), US_ERR_INPUT);
+  assert_int_equal(us_request_key_for_messages(&c.teacher, "[{\"role\":\"user\",\"content\":[1]}]",
+                                               &body, key, &err),
+                   US_ERR_INPUT);
   assert_non_null(strstr(err.msg, "messages[0]"));
-  assert_int_equal(us_request_key_for_messages(&c, "not json", &body, key, &err), US_ERR_INPUT);
+  assert_int_equal(us_request_key_for_messages(&c.teacher, "not json", &body, key, &err),
+                   US_ERR_INPUT);
   assert_null(body);
   us_config_free(&c);
 }

@@ -17,6 +17,7 @@
 #include "distill/prompts.h"
 #include "distill/request.h"
 #include "eval/metrics.h"
+#include "pipeline/config.h"
 
 typedef struct fixture {
   char dir[256];
@@ -125,13 +126,13 @@ static void questions_should_inherit_the_split_and_context_of_their_chunk(void *
   snprintf(chunk.hash, sizeof chunk.hash, "%064d", 1);
   check(us_cache_prompt_insert(f->cache, &chunk, NULL, &chunk.id, &err), &err);
   int64_t added = 0;
-  check(us_prompts_add_questions(&f->config, f->cache, &chunk,
+  check(us_prompts_add_questions(&f->config.data, f->cache, &chunk,
                                  "1. When does the tower open?\n2. Where are tickets sold?\n"
                                  "3. One too many?",
                                  &added, &err),
         &err);
   assert_int_equal(added, 2);
-  check(us_prompts_add_questions(&f->config, f->cache, &chunk,
+  check(us_prompts_add_questions(&f->config.data, f->cache, &chunk,
                                  "1. When does the tower open?\n2. Where are tickets sold?", &added,
                                  &err),
         &err);
@@ -172,9 +173,15 @@ static void question_keys_should_differ_from_plain_ones_and_be_stable(void **sta
   us_prompt question = plain;
   question.context = "The tower opens at nine.";
   char *b1 = NULL, *b2 = NULL, *b3 = NULL, k1[65], k2[65], k3[65];
-  check(us_request_for_prompt(&f->config, &plain, &b1, k1, &err), &err);
-  check(us_request_for_prompt(&f->config, &question, &b2, k2, &err), &err);
-  check(us_request_for_prompt(&f->config, &question, &b3, k3, &err), &err);
+  check(us_request_for_prompt(&f->config.task, &f->config.data, &f->config.teacher, &plain, &b1, k1,
+                              &err),
+        &err);
+  check(us_request_for_prompt(&f->config.task, &f->config.data, &f->config.teacher, &question, &b2,
+                              k2, &err),
+        &err);
+  check(us_request_for_prompt(&f->config.task, &f->config.data, &f->config.teacher, &question, &b3,
+                              k3, &err),
+        &err);
   assert_string_not_equal(k1, k2);
   assert_string_equal(k2, k3);
   assert_string_equal(b2, b3);
@@ -182,18 +189,26 @@ static void question_keys_should_differ_from_plain_ones_and_be_stable(void **sta
   assert_non_null(strstr(b2, "Question: When does the tower open?"));
 
   char *plain_body = NULL, plain_key[65];
-  check(us_request_build(&f->config, plain.text, &plain_body, plain_key, &err), &err);
+  check(us_request_build(&f->config.task, &f->config.teacher, plain.text, &plain_body, plain_key,
+                         &err),
+        &err);
   assert_string_equal(plain_key, k1); /* an ordinary prompt keeps the key it always had */
 
   question.context = "The tower opens at ten.";
   char *b4 = NULL, k4[65];
-  check(us_request_for_prompt(&f->config, &question, &b4, k4, &err), &err);
+  check(us_request_for_prompt(&f->config.task, &f->config.data, &f->config.teacher, &question, &b4,
+                              k4, &err),
+        &err);
   assert_string_not_equal(k4, k2); /* the chunk is part of the key */
 
   char *c1 = NULL, *c2 = NULL, ck1[65], ck2[65];
-  check(us_request_for_chunk(&f->config, "The tower opens at nine.", &c1, ck1, &err), &err);
+  check(us_request_for_chunk(&f->config.data, &f->config.teacher, "The tower opens at nine.", &c1,
+                             ck1, &err),
+        &err);
   f->config.data.questions_per_chunk = 5;
-  check(us_request_for_chunk(&f->config, "The tower opens at nine.", &c2, ck2, &err), &err);
+  check(us_request_for_chunk(&f->config.data, &f->config.teacher, "The tower opens at nine.", &c2,
+                             ck2, &err),
+        &err);
   assert_string_not_equal(ck1, ck2);
   assert_non_null(strstr(c2, "Write 5 different questions"));
   free(b1), free(b2), free(b3), free(b4), free(plain_body), free(c1), free(c2);

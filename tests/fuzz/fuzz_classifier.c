@@ -33,14 +33,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[512];
     fuzz_temp_path(path, sizeof path, "classifier", ".bin");
     us_model *pm = NULL;
-    if (fuzz_write_file(path, buf, size) == 0 && us_model_load(path, &pm, &err) == US_OK) {
+    us_status st =
+        fuzz_write_file(path, buf, size) == 0 ? us_model_load(path, &pm, &err) : US_ERR_IO;
+    unlink(path); /* read whole by now: a crash below leaves no file behind */
+    if (st == US_OK) {
       us_prediction out[TOP_K];
       int n_out = 0;
       for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
         us_model_classify(pm, texts[i], TOP_K, out, &n_out, &err);
       us_model_free(pm);
     }
-    unlink(path);
   }
   free(buf);
   return 0;

@@ -24,7 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   us_lm *lm = NULL;
   us_err err;
-  if (us_lm_load(path, &lm, &err) == US_OK) {
+  us_status st = us_lm_load(path, &lm, &err);
+  unlink(path); /* read whole by now: a crash below leaves no file behind */
+  if (st == US_OK) {
     us_lm_gen_params gp;
     us_lm_gen_params_defaults(&gp);
     gp.max_tokens = 4;
@@ -36,6 +38,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     us_lm_score(lm, "hi there", "ok", &logprob, &n_tokens, &err);
     us_lm_free(lm);
   }
-  unlink(path);
   return 0;
 }

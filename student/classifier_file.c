@@ -115,7 +115,7 @@ static bool take(reader *r, void *out, size_t n, const char *what) {
     r->what = what;
     return false;
   }
-  memcpy(out, r->p, n);
+  if (n) memcpy(out, r->p, n); /* out may be NULL for an empty table */
   r->p += n;
   r->left -= n;
   return true;

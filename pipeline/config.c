@@ -130,6 +130,8 @@ static const key_spec KEYS[] = {
          "price_input_per_mtok", 0),
     PKEY("teacher.price.output_per_mtok", teacher.price_output_per_mtok, us_teacher_param_table,
          "price_output_per_mtok", 0),
+    PKEY("teacher.price.cached_input_per_mtok", teacher.price_cached_input_per_mtok,
+         us_teacher_param_table, "price_cached_input_per_mtok", 0),
     PKEY("teacher.params_b", teacher.params_b, us_teacher_param_table, "params_b", 0),
     SECTION("student"),
     PKEY("student.dim", student.classifier.dim, us_classifier_param_table, "dim", 0),

@@ -1,0 +1,122 @@
+/* Prices that match the invoice: the usage kinds read from a response (cached prompt tokens,
+ * reasoning tokens inside or outside completion_tokens), the cost of a call by kind, and
+ * teacher.price.cached_input_per_mtok's "same as input" default. */
+/* clang-format off */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+/* clang-format on */
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "distill/teacher.h"
+
+static void usage_should_read_cached_and_reasoning_tokens(void **state) {
+  (void)state;
+  us_usage u;
+  us_response_usage("{\"choices\":[],\"usage\":{\"prompt_tokens\":2000,\"completion_tokens\":300,"
+                    "\"total_tokens\":2300,\"prompt_tokens_details\":{\"cached_tokens\":1536},"
+                    "\"completion_tokens_details\":{\"reasoning_tokens\":256}}}",
+                    &u);
+  assert_int_equal(u.prompt_tokens, 2000);
+  assert_int_equal(u.cached_tokens, 1536);
+  assert_int_equal(u.completion_tokens, 300); /* OpenAI: reasoning is inside completion */
+  assert_int_equal(u.reasoning_tokens, 256);
+}
+
+static void usage_should_add_reasoning_a_provider_reports_outside_completion(void **state) {
+  (void)state;
+  us_usage u;
+  /* total = prompt + completion + reasoning: the reasoning was not in completion_tokens */
+  us_response_usage("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"total_tokens\":115,"
+                    "\"completion_tokens_details\":{\"reasoning_tokens\":100}}}",
+                    &u);
+  assert_int_equal(u.completion_tokens, 105);
+  assert_int_equal(u.reasoning_tokens, 100);
+  /* more reasoning than completion tokens, no total: outside too */
+  us_response_usage("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,"
+                    "\"completion_tokens_details\":{\"reasoning_tokens\":40}}}",
+                    &u);
+  assert_int_equal(u.completion_tokens, 45);
+}
+
+static void usage_should_default_the_kinds_to_zero_and_cap_cached(void **state) {
+  (void)state;
+  us_usage u;
+  us_response_usage("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2}}", &u);
+  assert_int_equal(u.cached_tokens, 0);
+  assert_int_equal(u.reasoning_tokens, 0);
+  us_response_usage("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2,"
+                    "\"prompt_tokens_details\":{\"cached_tokens\":99}}}",
+                    &u);
+  assert_int_equal(u.cached_tokens, 10);
+  us_response_usage("{\"choices\":[]}", &u);
+  assert_int_equal(u.prompt_tokens, -1);
+  assert_int_equal(u.completion_tokens, -1);
+  us_response_usage("not json", &u);
+  assert_int_equal(u.prompt_tokens, -1);
+}
+
+static void cost_should_price_each_kind(void **state) {
+  (void)state;
+  us_teacher_params p;
+  us_teacher_params_defaults(&p);
+  p.price_input_per_mtok = 2.5;
+  p.price_output_per_mtok = 10;
+  p.price_cached_input_per_mtok = 1.25;
+  us_usage u = {2000, 300, 1536, 256};
+  us_call_cost c;
+  us_teacher_call_cost(&p, &u, &c);
+  assert_true(fabs(c.input_usd - 464 * 2.5 / 1e6) < 1e-15);
+  assert_true(fabs(c.cached_usd - 1536 * 1.25 / 1e6) < 1e-15);
+  assert_true(fabs(c.output_usd - 44 * 10 / 1e6) < 1e-15);
+  assert_true(fabs(c.reasoning_usd - 256 * 10 / 1e6) < 1e-15);
+  assert_true(fabs(c.total_usd - (464 * 2.5 + 1536 * 1.25 + 300 * 10) / 1e6) < 1e-15);
+}
+
+static void cached_price_should_default_to_the_input_price(void **state) {
+  (void)state;
+  us_teacher_params p;
+  us_teacher_params_defaults(&p);
+  assert_true(p.price_cached_input_per_mtok == US_TEACHER_PRICE_SAME_AS_INPUT);
+  p.price_input_per_mtok = 3;
+  assert_true(us_teacher_cached_price(&p) == 3);
+  us_usage u = {1000, 0, 1000, 0};
+  us_call_cost c;
+  us_teacher_call_cost(&p, &u, &c);
+  assert_true(fabs(c.total_usd - 1000 * 3 / 1e6) < 1e-15); /* as billed before the key existed */
+  p.price_cached_input_per_mtok = 0; /* a provider that caches for free */
+  assert_true(us_teacher_cached_price(&p) == 0);
+  us_err err = {0};
+  assert_int_equal(us_teacher_params_check(&p, &err), US_OK);
+}
+
+static void cached_price_check_should_refuse_other_negatives(void **state) {
+  (void)state;
+  us_teacher_params p;
+  us_teacher_params_defaults(&p);
+  us_err err = {0};
+  assert_int_equal(us_teacher_params_check(&p, &err), US_OK);
+  p.price_cached_input_per_mtok = -0.5;
+  assert_int_equal(us_teacher_params_check(&p, &err), US_ERR_CONFIG);
+  assert_non_null(strstr(err.msg, "price_cached_input_per_mtok: "));
+  assert_non_null(strstr(err.msg, "-1 for the input price"));
+  p.price_cached_input_per_mtok = -2;
+  assert_int_equal(us_teacher_params_check(&p, &err), US_ERR_CONFIG);
+  assert_int_equal(strncmp(err.msg, "price_cached_input_per_mtok: ", 29), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(usage_should_read_cached_and_reasoning_tokens),
+      cmocka_unit_test(usage_should_add_reasoning_a_provider_reports_outside_completion),
+      cmocka_unit_test(usage_should_default_the_kinds_to_zero_and_cap_cached),
+      cmocka_unit_test(cost_should_price_each_kind),
+      cmocka_unit_test(cached_price_should_default_to_the_input_price),
+      cmocka_unit_test(cached_price_check_should_refuse_other_negatives),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

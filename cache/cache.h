@@ -59,6 +59,9 @@ us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t 
 /* Lists document chunks (kind US_PROMPT_KIND_CHUNK) ordered by id, as us_cache_prompts_list. */
 us_status us_cache_chunks_list(us_cache *c, us_prompt **out, size_t *n, us_err *err);
 void us_prompts_free(us_prompt *p, size_t n);
+/* Moves prompt id to split (US_SPLIT_TRAIN or US_SPLIT_TEST): near-duplicates across the splits
+ * are put together (cache/spend.c). */
+us_status us_cache_prompt_set_split(us_cache *c, int64_t id, int split, us_err *err);
 /* Counts prompts (never chunks); split -1 means all. */
 us_status us_cache_prompts_count(us_cache *c, int split, int64_t *n, us_err *err);
 

@@ -79,6 +79,7 @@
     "INSERT INTO unanswered(key, prompt_id, worst_usd, created_at, reason) "                    \
     "VALUES(?1, ?2, ?3, ?4, ?5)")                                                               \
   X(UNANSWERED_SUM, "SELECT COUNT(*), COALESCE(SUM(worst_usd), 0.0) FROM unanswered")          \
+  X(PROMPT_SET_SPLIT, "UPDATE prompts SET split = ?2 WHERE id = ?1")                            \
   X(BEGIN, "BEGIN IMMEDIATE")                                                                   \
   X(COMMIT, "COMMIT")                                                                           \
   X(ROLLBACK, "ROLLBACK")

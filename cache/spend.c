@@ -1,5 +1,5 @@
-/* Spend by kind (cached input, reasoning) and the requests that may have been billed without an
- * answer (cache/cache.h). Kept apart from cache.c so the call table's main paths stay as they
+/* Spend by kind (cached input, reasoning), the requests that may have been billed without an
+ * answer, and moving a prompt between splits (cache/cache.h). Kept apart from cache.c so the call table's main paths stay as they
  * were: the kinds are written by a second statement in the same transaction. */
 #include <stdio.h>
 #include <string.h>
@@ -63,4 +63,12 @@ us_status us_cache_spend_get(us_cache *c, us_cache_spend *out, us_err *err) {
   st = rc == SQLITE_ROW ? US_OK : us__cache_db_error(c, err, "reading unanswered requests");
   us__cache_done(s);
   return st;
+}
+
+us_status us_cache_prompt_set_split(us_cache *c, int64_t id, int split, us_err *err) {
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_PROMPT_SET_SPLIT, err);
+  if (!s) return US_ERR_DB;
+  sqlite3_bind_int64(s, 1, id);
+  sqlite3_bind_int(s, 2, split);
+  return us__cache_step_done(c, s, err, "moving a prompt to another split");
 }

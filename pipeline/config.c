@@ -105,6 +105,7 @@ static const key_spec KEYS[] = {
     PKEY("data.repair_utf8", data.repair_utf8, us_prompts_param_table, "repair_utf8", 0),
     PKEY("data.questions_per_chunk", data.questions_per_chunk, us_prompts_param_table,
          "questions_per_chunk", 0),
+    PKEY("data.dedupe_near", data.dedupe_near, us_prompts_param_table, "dedupe_near", 0),
     KEY("data.question_template", K_STRING, data.question_template, 0, 0, F_NONEMPTY),
     KEY("data.answer_template", K_STRING, data.answer_template, 0, 0, F_NONEMPTY),
     SECTION("teacher"),

@@ -25,6 +25,17 @@ expect_ok dry label "$WORK/config.json" --dry-run
 assert_grep "$WORK/dry.out" "prompt caching: +shared prefix ~[0-9]+ tokens a request, under the 1024" \
   "the dry run measures the shared prefix (short here: no saving at the providers' minimum)"
 
+note "with 1,200 tokens of instructions the dry run estimates the caching saving"
+long=$(awk 'BEGIN { for (i = 0; i < 1200; i++) printf "rule%d ", i % 10; }')
+expect_ok dry2 label "$WORK/config.json" --dry-run --set "task.instructions=$long"
+assert_grep "$WORK/dry2.out" "prompt caching: +shared prefix ~1[0-9]{3} tokens a request; ~[0-9]+ tokens from the provider's cache save ~\\\$[0-9.]+" \
+  "the dry run's caching estimate"
+expect_ok dry3 label "$WORK/config.json" --dry-run --set "task.instructions=$long" \
+  --set teacher.price.cached_input_per_mtok=-1
+low() { sed -n 's/^estimated cost: *\$\([0-9.]*\) to.*/\1/p' "$1"; }
+awk -v a="$(low "$WORK/dry2.out")" -v b="$(low "$WORK/dry3.out")" 'BEGIN { exit !(a < b) }' ||
+  fail "the low estimate does not count the caching saving: $(low "$WORK/dry2.out") vs $(low "$WORK/dry3.out")"
+
 note "label"
 expect_ok label label "$WORK/config.json"
 assert_eq "$(db_unlabelled)" 0 "prompts without a target"
@@ -55,4 +66,14 @@ assert_close "$(db "SELECT printf('%.10f', SUM(cost_reasoning_usd)) FROM calls;"
   "$(awk -v r="$reasoning" 'BEGIN { printf "%.10f", r * '$OUT' / 1e6 }')" "reasoning spend"
 assert_grep "$WORK/label.out" "tokens: $cached prompt tokens from the provider's cache, $reasoning reasoning tokens" \
   "label's summary shows the kinds"
+note "the report shows spend by kind"
+expect_ok run run "$WORK/config.json"
+rj="$WORK/out/report.json"
+[ -f "$rj" ] || rj=$(find "$WORK/out" -name report.json | head -1)
+assert_close "$(json_get spend.cached_input_usd <"$rj")" \
+  "$(db "SELECT printf('%.10f', SUM(cost_cached_usd)) FROM calls;")" "report: cached input spend"
+assert_eq "$(json_get spend.reasoning_tokens <"$rj")" "$reasoning" "report: reasoning tokens"
+assert_eq "$(json_get spend.unanswered <"$rj")" 0 "report: requests that may have been billed"
+assert_eq "$(json_get data.near_duplicates <"$rj")" 0 "report: near-duplicates"
+assert_grep "$(dirname "$rj")/report.md" "## Labelling spend by kind" "report.md"
 echo "PASS: $TEST_NAME"

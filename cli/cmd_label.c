@@ -89,7 +89,12 @@ static void print_dry_run(const us_config *c, const us_label_stats *s) {
          (long long)s->est_completion_tokens_max, c->teacher.max_tokens);
   printf("estimated cost:   $%.4f to $%.4f (worst case), budget $%.2f\n", s->est_cost_low_usd,
          s->est_cost_high_usd, c->teacher.budget_usd);
-  if (s->est_prefix_tokens > 0 && s->est_cached_tokens > 0)
+  if (s->est_prefix_tokens > 0 && s->est_cached_tokens > 0 && s->est_cache_saving_usd <= 0)
+    printf("prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens may come from "
+           "the provider's cache, but teacher.price.cached_input_per_mtok is the input price: "
+           "set it to count the saving\n",
+           (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens);
+  else if (s->est_prefix_tokens > 0 && s->est_cached_tokens > 0)
     printf("prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens from the "
            "provider's cache save ~$%.4f at teacher.price.cached_input_per_mtok\n",
            (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens,

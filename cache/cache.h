@@ -119,8 +119,8 @@ us_status us_cache_call_kinds_put(us_cache *c, const char *key, const us_call_ki
                                   us_err *err);
 /* Records a request that may have been billed without an answer (timed out, connection closed
  * after its body was sent, dropped in flight) at its worst-case cost. */
-us_status us_cache_unanswered_put(us_cache *c, const char *key, int64_t prompt_id,
-                                  double worst_usd, const char *reason, us_err *err);
+us_status us_cache_unanswered_put(us_cache *c, const char *key, int64_t prompt_id, double worst_usd,
+                                  const char *reason, us_err *err);
 
 typedef struct us_cache_spend {
   int64_t prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens;

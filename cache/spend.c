@@ -1,6 +1,7 @@
 /* Spend by kind (cached input, reasoning), the requests that may have been billed without an
- * answer, and moving a prompt between splits (cache/cache.h). Kept apart from cache.c so the call table's main paths stay as they
- * were: the kinds are written by a second statement in the same transaction. */
+ * answer, and moving a prompt between splits (cache/cache.h). Kept apart from cache.c so the call
+ * table's main paths stay as they were: the kinds are written by a second statement in the same
+ * transaction. */
 #include <stdio.h>
 #include <string.h>
 
@@ -21,8 +22,8 @@ us_status us_cache_call_kinds_put(us_cache *c, const char *key, const us_call_ki
   return us__cache_step_done(c, s, err, "storing a call's tokens by kind");
 }
 
-us_status us_cache_unanswered_put(us_cache *c, const char *key, int64_t prompt_id,
-                                  double worst_usd, const char *reason, us_err *err) {
+us_status us_cache_unanswered_put(us_cache *c, const char *key, int64_t prompt_id, double worst_usd,
+                                  const char *reason, us_err *err) {
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_UNANSWERED_INSERT, err);
   if (!s) return US_ERR_DB;
   sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);

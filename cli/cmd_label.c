@@ -90,19 +90,21 @@ static void print_dry_run(const us_config *c, const us_label_stats *s) {
   printf("estimated cost:   $%.4f to $%.4f (worst case), budget $%.2f\n", s->est_cost_low_usd,
          s->est_cost_high_usd, c->teacher.budget_usd);
   if (s->est_prefix_tokens > 0 && s->est_cached_tokens > 0 && s->est_cache_saving_usd <= 0)
-    printf("prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens may come from "
-           "the provider's cache, but teacher.price.cached_input_per_mtok is the input price: "
-           "set it to count the saving\n",
-           (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens);
+    printf(
+        "prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens may come from "
+        "the provider's cache, but teacher.price.cached_input_per_mtok is the input price: "
+        "set it to count the saving\n",
+        (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens);
   else if (s->est_prefix_tokens > 0 && s->est_cached_tokens > 0)
-    printf("prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens from the "
-           "provider's cache save ~$%.4f at teacher.price.cached_input_per_mtok\n",
-           (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens,
-           s->est_cache_saving_usd);
+    printf(
+        "prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens from the "
+        "provider's cache save ~$%.4f at teacher.price.cached_input_per_mtok\n",
+        (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens, s->est_cache_saving_usd);
   else if (s->est_prefix_tokens > 0)
-    printf("prompt caching:   shared prefix ~%lld tokens a request, under the 1024 tokens "
-           "providers cache: no saving expected\n",
-           (long long)s->est_prefix_tokens);
+    printf(
+        "prompt caching:   shared prefix ~%lld tokens a request, under the 1024 tokens "
+        "providers cache: no saving expected\n",
+        (long long)s->est_prefix_tokens);
   if (s->est_cost_high_usd > c->teacher.budget_usd)
     printf(
         "note: the worst case passes teacher.budget_usd; a run stops at the budget and the "
@@ -130,13 +132,15 @@ static void print_summary(const us_label_stats *s) {
     printf("tokens: %lld prompt tokens from the provider's cache, %lld reasoning tokens\n",
            (long long)s->cached_tokens, (long long)s->reasoning_tokens);
   if (s->unanswered > 0)
-    printf("%lld requests may have been billed without an answer: up to $%.4f (counted against "
-           "teacher.budget_usd)\n",
-           (long long)s->unanswered, s->unanswered_usd);
+    printf(
+        "%lld requests may have been billed without an answer: up to $%.4f (counted against "
+        "teacher.budget_usd)\n",
+        (long long)s->unanswered, s->unanswered_usd);
   if (s->unanswered_total > s->unanswered)
-    printf("in this workspace, %lld requests may have been billed without an answer: up to "
-           "$%.4f\n",
-           (long long)s->unanswered_total, s->unanswered_total_usd);
+    printf(
+        "in this workspace, %lld requests may have been billed without an answer: up to "
+        "$%.4f\n",
+        (long long)s->unanswered_total, s->unanswered_total_usd);
 }
 
 void us_cli_label_begin(us_cli_session *s) {

@@ -36,7 +36,7 @@ typedef struct us_prompts_params {
   int questions_per_chunk; /* generate from docs: questions asked per chunk */
   char *question_template; /* generate from docs: {chunk}, {n}; must hold {chunk} */
   char *answer_template;   /* generate from docs: {chunk}, {question}; must hold {question} */
-  bool dedupe_near; /* move near-duplicates across train and test to the test split */
+  bool dedupe_near;        /* move near-duplicates across train and test to the test split */
 } us_prompts_params;
 
 /* The string defaults, which us_prompts_params_defaults leaves NULL for the owner to copy. */

@@ -434,8 +434,7 @@ static void may_be_billed(teacher *t, job *j, const char *why) {
   snprintf(reason, sizeof reason, "%s", why);
   scrub_key(t, reason, strlen(reason));
   us_status st = txn_begin(t, &err);
-  if (!st)
-    st = us_cache_unanswered_put(t->cache, j->key, j->prompt_id, j->worst_usd, reason, &err);
+  if (!st) st = us_cache_unanswered_put(t->cache, j->key, j->prompt_id, j->worst_usd, reason, &err);
   if (st) stop_with(t, NULL, st, "%s", err.msg);
   t->spend.unanswered += j->worst_usd; /* counted even if the row could not be stored */
   t->stats->unanswered++;
@@ -479,8 +478,8 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   us_status st = txn_begin(t, &err);
   if (!st) st = us_cache_call_put(t->cache, &call, &existed, &err);
   if (!st && !existed) {
-    us_call_kinds kinds = {u.cached_tokens,   u.reasoning_tokens, parts.input_usd,
-                           parts.cached_usd,  parts.output_usd,   parts.reasoning_usd};
+    us_call_kinds kinds = {u.cached_tokens,  u.reasoning_tokens, parts.input_usd,
+                           parts.cached_usd, parts.output_usd,   parts.reasoning_usd};
     st = us_cache_call_kinds_put(t->cache, j->key, &kinds, &err);
   }
   if (!st) st = target_store(t, j->key, j->prompt_id, r->body, a, &err);
@@ -687,8 +686,8 @@ static double start_ready(teacher *t, double now) {
       if (w < wake) wake = w;
       break;
     }
-    double total = t->spend.before + t->spend.run + t->spend.unanswered +
-                   t->spend.in_flight_worst + j->worst_usd;
+    double total = t->spend.before + t->spend.run + t->spend.unanswered + t->spend.in_flight_worst +
+                   j->worst_usd;
     if (total > t->params->budget_usd) {
       /* in-flight requests usually cost less than their worst case: wait for them */
       if (us__transport_in_flight(t->transport) == 0) t->stop.budget = true;

@@ -106,9 +106,9 @@ typedef struct us_label_stats {
   double spent_total_usd;  /* spent in the workspace, all runs */
   int64_t cached_tokens;   /* prompt tokens of this run's answers read from the prompt cache */
   int64_t reasoning_tokens; /* completion tokens of this run's answers spent reasoning */
-  int64_t unanswered;      /* requests of this run that may have been billed without an answer */
-  double unanswered_usd;   /* their worst-case cost (counted against the budget) */
-  int64_t unanswered_total;      /* the same, workspace-wide, all runs */
+  int64_t unanswered;       /* requests of this run that may have been billed without an answer */
+  double unanswered_usd;    /* their worst-case cost (counted against the budget) */
+  int64_t unanswered_total; /* the same, workspace-wide, all runs */
   double unanswered_total_usd;
   int64_t chunks;          /* generate from docs: document chunks (each asked for questions once) */
   int64_t questions_added; /* generate from docs: questions stored as new prompts in this run */

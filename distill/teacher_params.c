@@ -87,8 +87,8 @@ double us_teacher_cached_price(const us_teacher_params *p) {
 
 void us_teacher_call_cost(const us_teacher_params *p, const us_usage *u, us_call_cost *cost) {
   int cached = u->cached_tokens < u->prompt_tokens ? u->cached_tokens : u->prompt_tokens;
-  int reasoning = u->reasoning_tokens < u->completion_tokens ? u->reasoning_tokens
-                                                             : u->completion_tokens;
+  int reasoning =
+      u->reasoning_tokens < u->completion_tokens ? u->reasoning_tokens : u->completion_tokens;
   cost->input_usd = (double)(u->prompt_tokens - cached) * p->price_input_per_mtok / 1e6;
   cost->cached_usd = (double)cached * us_teacher_cached_price(p) / 1e6;
   cost->output_usd = (double)(u->completion_tokens - reasoning) * p->price_output_per_mtok / 1e6;

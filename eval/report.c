@@ -591,13 +591,13 @@ static us_status md_spend(const us_report *r, us_buf *o) {
   us__report_usd(re, sizeof re, s->reasoning_usd);
   us__report_usd(un, sizeof un, s->unsplit_usd);
   us__report_usd(worst, sizeof worst, s->unanswered_usd);
-  us_status st = us_buf_printf(
-      o,
-      "\n## Labelling spend by kind\n\n| kind | tokens | spend |\n|---|---|---|\n"
-      "| input | %ld | %s |\n| cached input | %ld | %s |\n| output | %ld | %s |\n"
-      "| reasoning | %ld | %s |\n",
-      s->prompt_tokens - s->cached_tokens, in, s->cached_tokens, ca,
-      s->completion_tokens - s->reasoning_tokens, out, s->reasoning_tokens, re);
+  us_status st =
+      us_buf_printf(o,
+                    "\n## Labelling spend by kind\n\n| kind | tokens | spend |\n|---|---|---|\n"
+                    "| input | %ld | %s |\n| cached input | %ld | %s |\n| output | %ld | %s |\n"
+                    "| reasoning | %ld | %s |\n",
+                    s->prompt_tokens - s->cached_tokens, in, s->cached_tokens, ca,
+                    s->completion_tokens - s->reasoning_tokens, out, s->reasoning_tokens, re);
   if (st == US_OK && s->unsplit_usd > 0)
     st = us_buf_printf(o, "| recorded before kinds were kept | | %s |\n", un);
   if (st == US_OK && s->unanswered > 0)

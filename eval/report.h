@@ -47,12 +47,12 @@ typedef struct us_report_counts {
 /* What labelling paid, by kind, and what may have been billed without an answer. */
 typedef struct us_report_spend {
   long prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens;
-  double input_usd;     /* prompt tokens not served from the provider's cache */
-  double cached_usd;    /* prompt tokens served from it (teacher.price.cached_input_per_mtok) */
-  double output_usd;    /* visible answer tokens */
-  double reasoning_usd; /* reasoning tokens, priced as output */
-  double unsplit_usd;   /* calls recorded before spend was split by kind */
-  long unanswered;      /* requests that may have been billed without an answer */
+  double input_usd;      /* prompt tokens not served from the provider's cache */
+  double cached_usd;     /* prompt tokens served from it (teacher.price.cached_input_per_mtok) */
+  double output_usd;     /* visible answer tokens */
+  double reasoning_usd;  /* reasoning tokens, priced as output */
+  double unsplit_usd;    /* calls recorded before spend was split by kind */
+  long unanswered;       /* requests that may have been billed without an answer */
   double unanswered_usd; /* their worst-case cost (counted against teacher.budget_usd) */
 } us_report_spend;
 

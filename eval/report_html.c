@@ -699,9 +699,12 @@ static us_status html_rest(const us_report *r, us_buf *o, us_err *err) {
   const struct {
     const char *name;
     long value;
-  } counts[] = {{"prompts (train)", c->prompts_train},    {"prompts (test)", c->prompts_test},
-                {"paid teacher calls", c->teacher_calls}, {"cache hits", c->cache_hits},
-                {"imported answers", c->imported},        {"unparsed teacher answers", c->unparsed},
+  } counts[] = {{"prompts (train)", c->prompts_train},
+                {"prompts (test)", c->prompts_test},
+                {"paid teacher calls", c->teacher_calls},
+                {"cache hits", c->cache_hits},
+                {"imported answers", c->imported},
+                {"unparsed teacher answers", c->unparsed},
                 {"failed requests", c->failures},
                 {"near-duplicates across train and test", c->near_duplicates},
                 {"near-duplicates moved to test", c->near_duplicates_moved}};

@@ -52,14 +52,14 @@ typedef struct mock_options {
   bool ratelimit_headers;
   int ratelimit_requests; /* advertised per-minute limits (default 10000 / 2000000) */
   int ratelimit_tokens;
-  int slow_ms;               /* how long a slow fault takes (default 5000) */
-  double price_input;        /* US$ per million tokens billed (/_stats billed_usd); default 0 */
-  double price_output;       /* completion tokens, reasoning included */
-  double price_cached;       /* cached prompt tokens; < 0 (default): the input price */
-  bool prompt_cache;         /* report cached_tokens for a prefix seen before */
-  int prompt_cache_min;      /* tokens a prefix needs to be cached (default 1024) */
-  int prompt_cache_step;     /* cached tokens come in steps of this many (default 128) */
-  int reasoning_tokens;      /* reasoning tokens added to every answer's output (default 0) */
+  int slow_ms;           /* how long a slow fault takes (default 5000) */
+  double price_input;    /* US$ per million tokens billed (/_stats billed_usd); default 0 */
+  double price_output;   /* completion tokens, reasoning included */
+  double price_cached;   /* cached prompt tokens; < 0 (default): the input price */
+  bool prompt_cache;     /* report cached_tokens for a prefix seen before */
+  int prompt_cache_min;  /* tokens a prefix needs to be cached (default 1024) */
+  int prompt_cache_step; /* cached tokens come in steps of this many (default 128) */
+  int reasoning_tokens;  /* reasoning tokens added to every answer's output (default 0) */
   bool die_with_parent;
   bool quiet;
   bool verbose;

@@ -479,8 +479,7 @@ char *mock_response_build(const mock_options *o, const void *request, const char
                           int *prompt_tokens, int *completion_tokens, int *status,
                           const char **error_type, char **error_message) {
   mock_usage u = {0, 0, 0, 0};
-  char *body =
-      mock_response_build_usage(o, request, key, &u, status, error_type, error_message);
+  char *body = mock_response_build_usage(o, request, key, &u, status, error_type, error_message);
   *prompt_tokens = u.prompt;
   *completion_tokens = u.completion;
   return body;

@@ -600,8 +600,9 @@ static int parse_flags(int argc, char **argv) {
       char *end;
       double d = strtod(v, &end);
       ok = end != v && !*end && d >= 0 && d <= 1e6;
-      *(a[8] == 'i' ? &opts.price_input : a[8] == 'o' ? &opts.price_output : &opts.price_cached) =
-          d;
+      *(a[8] == 'i'   ? &opts.price_input
+        : a[8] == 'o' ? &opts.price_output
+                      : &opts.price_cached) = d;
     } else if (strcmp(a, "--fail-status") == 0) {
       ok = parse_int(v, 400, 599, &n), opts.fail_status = (int)n;
     } else if (strcmp(a, "--require-key") == 0) {

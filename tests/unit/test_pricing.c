@@ -17,10 +17,11 @@
 static void usage_should_read_cached_and_reasoning_tokens(void **state) {
   (void)state;
   us_usage u;
-  us_response_usage("{\"choices\":[],\"usage\":{\"prompt_tokens\":2000,\"completion_tokens\":300,"
-                    "\"total_tokens\":2300,\"prompt_tokens_details\":{\"cached_tokens\":1536},"
-                    "\"completion_tokens_details\":{\"reasoning_tokens\":256}}}",
-                    &u);
+  us_response_usage(
+      "{\"choices\":[],\"usage\":{\"prompt_tokens\":2000,\"completion_tokens\":300,"
+      "\"total_tokens\":2300,\"prompt_tokens_details\":{\"cached_tokens\":1536},"
+      "\"completion_tokens_details\":{\"reasoning_tokens\":256}}}",
+      &u);
   assert_int_equal(u.prompt_tokens, 2000);
   assert_int_equal(u.cached_tokens, 1536);
   assert_int_equal(u.completion_tokens, 300); /* OpenAI: reasoning is inside completion */
@@ -31,15 +32,17 @@ static void usage_should_add_reasoning_a_provider_reports_outside_completion(voi
   (void)state;
   us_usage u;
   /* total = prompt + completion + reasoning: the reasoning was not in completion_tokens */
-  us_response_usage("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"total_tokens\":115,"
-                    "\"completion_tokens_details\":{\"reasoning_tokens\":100}}}",
-                    &u);
+  us_response_usage(
+      "{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"total_tokens\":115,"
+      "\"completion_tokens_details\":{\"reasoning_tokens\":100}}}",
+      &u);
   assert_int_equal(u.completion_tokens, 105);
   assert_int_equal(u.reasoning_tokens, 100);
   /* more reasoning than completion tokens, no total: outside too */
-  us_response_usage("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,"
-                    "\"completion_tokens_details\":{\"reasoning_tokens\":40}}}",
-                    &u);
+  us_response_usage(
+      "{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,"
+      "\"completion_tokens_details\":{\"reasoning_tokens\":40}}}",
+      &u);
   assert_int_equal(u.completion_tokens, 45);
 }
 
@@ -49,9 +52,10 @@ static void usage_should_default_the_kinds_to_zero_and_cap_cached(void **state) 
   us_response_usage("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2}}", &u);
   assert_int_equal(u.cached_tokens, 0);
   assert_int_equal(u.reasoning_tokens, 0);
-  us_response_usage("{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2,"
-                    "\"prompt_tokens_details\":{\"cached_tokens\":99}}}",
-                    &u);
+  us_response_usage(
+      "{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2,"
+      "\"prompt_tokens_details\":{\"cached_tokens\":99}}}",
+      &u);
   assert_int_equal(u.cached_tokens, 10);
   us_response_usage("{\"choices\":[]}", &u);
   assert_int_equal(u.prompt_tokens, -1);
@@ -88,7 +92,7 @@ static void cached_price_should_default_to_the_input_price(void **state) {
   us_call_cost c;
   us_teacher_call_cost(&p, &u, &c);
   assert_true(fabs(c.total_usd - 1000 * 3 / 1e6) < 1e-15); /* as billed before the key existed */
-  p.price_cached_input_per_mtok = 0; /* a provider that caches for free */
+  p.price_cached_input_per_mtok = 0;                       /* a provider that caches for free */
   assert_true(us_teacher_cached_price(&p) == 0);
   us_err err = {0};
   assert_int_equal(us_teacher_params_check(&p, &err), US_OK);

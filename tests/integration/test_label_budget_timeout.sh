@@ -34,7 +34,7 @@ assert_le "$billed" "$BUDGET" "the teacher's bill against the cap"
 assert_le "$(awk -v a="$spent" -v b="$worst" 'BEGIN { printf "%.10f", a + b }')" "$BUDGET" "spend plus worst cases"
 assert_ge "$(awk -v a="$spent" -v b="$worst" 'BEGIN { printf "%.10f", a + b }')" "$billed" \
   "spend plus worst cases covers the bill"
-assert_grep "$WORK/label.out" "[0-9]+ requests may have been billed without an answer: up to \\$[0-9.]+" \
+assert_grep "$WORK/label.out" '[0-9]+ requests may have been billed without an answer: up to [$][0-9.]+' \
   "label's summary"
 assert_grep "$WORK/label.err" "may have been billed without an answer" "the budget stop says why"
 

@@ -28,7 +28,7 @@ assert_grep "$WORK/dry.out" "prompt caching: +shared prefix ~[0-9]+ tokens a req
 note "with 1,200 tokens of instructions the dry run estimates the caching saving"
 long=$(awk 'BEGIN { for (i = 0; i < 1200; i++) printf "rule%d ", i % 10; }')
 expect_ok dry2 label "$WORK/config.json" --dry-run --set "task.instructions=$long"
-assert_grep "$WORK/dry2.out" "prompt caching: +shared prefix ~1[0-9]{3} tokens a request; ~[0-9]+ tokens from the provider's cache save ~\\\$[0-9.]+" \
+assert_grep "$WORK/dry2.out" "prompt caching: +shared prefix ~1[0-9]{3} tokens a request; ~[0-9]+ tokens from the provider's cache save ~[$][0-9.]+" \
   "the dry run's caching estimate"
 expect_ok dry3 label "$WORK/config.json" --dry-run --set "task.instructions=$long" \
   --set teacher.price.cached_input_per_mtok=-1

@@ -184,4 +184,43 @@ us_status us_cache_curve_get(us_cache *c, const char *series, us_curve_point **o
 us_status us_cache_result_put(us_cache *c, const char *name, const char *json, us_err *err);
 us_status us_cache_result_get(us_cache *c, const char *name, char **json, bool *found, us_err *err);
 
+/* ---- Batch API batches (cache/batches.c) ---------------------------------------------------- */
+typedef struct us_batch {
+  char *id, *input_file_id, *status; /* as the API named them; status as last seen */
+  int64_t n_requests;
+  double created_at; /* epoch seconds */
+  char **keys;       /* the request keys it carries (its custom_ids), sorted */
+  size_t n_keys;
+} us_batch;
+
+/* Records a batch the API has just created, with the keys of its requests, in one transaction
+ * (or in the caller's, when one is open). */
+us_status us_cache_batch_add(us_cache *c, const char *id, const char *input_file_id,
+                             const char *status, const char *const *keys, size_t n, us_err *err);
+/* Batches whose results were not collected yet, oldest first, with their keys. Caller frees with
+ * us_batches_free. */
+us_status us_cache_batches_open(us_cache *c, us_batch **out, size_t *n, us_err *err);
+void us_batches_free(us_batch *b, size_t n);
+/* Updates the status and request counts last seen. */
+us_status us_cache_batch_status(us_cache *c, const char *id, const char *status, int64_t completed,
+                                int64_t failed, us_err *err);
+/* Marks a batch collected: its results are committed (answered of them, costing spent_usd, which
+ * would have cost live_usd live). Call it in the transaction that commits the answers. */
+us_status us_cache_batch_collected(us_cache *c, const char *id, const char *status,
+                                   int64_t answered, double spent_usd, double live_usd,
+                                   us_err *err);
+
+/* Gives the batch row id the batch's real id (and status): the pending row written just before
+ * the batch was created becomes that batch. */
+us_status us_cache_batch_rename(us_cache *c, const char *id, const char *new_id, const char *status,
+                                us_err *err);
+/* Forgets a batch row and its requests (a pending row whose batch was never created). */
+us_status us_cache_batch_delete(us_cache *c, const char *id, us_err *err);
+
+typedef struct us_batch_totals {
+  int64_t batches, open, requests, answered;
+  double spent_usd, live_usd; /* saved = live_usd - spent_usd */
+} us_batch_totals;
+us_status us_cache_batch_totals(us_cache *c, us_batch_totals *t, us_err *err);
+
 #endif

@@ -39,6 +39,7 @@ typedef struct us_teacher_params {
   int64_t seed;                 /* sent only if has_seed */
   bool logprobs;                /* ask for logprobs (soft targets for classify) */
   int top_logprobs;             /* alternatives per token when logprobs */
+  bool structured;              /* classify: response_format with an enum of the labels */
   double budget_usd;            /* hard cap on what the workspace spends, all runs */
   double price_input_per_mtok;  /* US$ per million prompt tokens (teacher.price.input_per_mtok) */
   double price_output_per_mtok; /* US$ per million completion tokens (reasoning included) */
@@ -46,12 +47,22 @@ typedef struct us_teacher_params {
                                        * prompt cache; US_TEACHER_PRICE_SAME_AS_INPUT (-1): the
                                        * input price */
   double params_b;              /* teacher size in billions of parameters; 0 = unknown */
+  /* The Batch API (teacher.mode "batch"): requests go in JSONL files to {base_url}/batches. */
+  char *mode;                  /* "live" or "batch"; NULL: US_TEACHER_DEFAULT_MODE */
+  char *batch_retry;           /* rows a batch failed or left: "batch" (the next batch) or "live" */
+  int batch_max_requests;      /* most requests in one batch (the API's limit is 50,000) */
+  double batch_poll_s;         /* seconds between two looks at a batch's status */
+  double price_batch_discount; /* a batch answer costs this fraction of the live price */
 } us_teacher_params;
 
 /* The string defaults, which us_teacher_params_defaults leaves NULL for the owner to copy, and
  * the max_tokens default of each task type. */
 #define US_TEACHER_DEFAULT_BASE_URL "https://api.openai.com/v1"
 #define US_TEACHER_DEFAULT_API_KEY_ENV "OPENAI_API_KEY"
+#define US_TEACHER_DEFAULT_MODE "live"
+#define US_TEACHER_DEFAULT_BATCH_RETRY "batch"
+/* The Batch API's limit on one input file. */
+#define US_TEACHER_BATCH_MAX_BYTES (200u * 1000u * 1000u)
 #define US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY 16
 #define US_TEACHER_DEFAULT_MAX_TOKENS_GENERATE 512
 
@@ -63,7 +74,8 @@ void us_teacher_params_defaults(us_teacher_params *p);
 /* The numeric fields with their ranges (static; *n receives the count). teacher.seed is not in
  * it (a signed 64-bit value with has_seed; checked by us_teacher_params_check). */
 const us_param *us_teacher_param_table(size_t *n);
-/* The table's ranges, then: the seed (when has_seed) is an integer JSON keeps exactly. Messages
+/* The table's ranges, then: the seed (when has_seed) is an integer JSON keeps exactly; mode is
+ * NULL, "live" or "batch"; batch_retry NULL, "batch" or "live". Messages
  * start with the field name ("concurrency: expected an integer in [1, 1024], found 0"). */
 us_status us_teacher_params_check(const us_teacher_params *p, us_err *err);
 
@@ -98,7 +110,11 @@ typedef struct us_label_stats {
   int64_t cached;          /* answered from the cache, nothing sent */
   int64_t done;            /* answered by the teacher in this run */
   int64_t failed;          /* recorded as failed (e.g. 400) */
-  int64_t unparsed;        /* answers that map onto no label */
+  int64_t unparsed;        /* answers that map onto no label (unmapped: raw answer kept) */
+  int64_t capped;          /* answers longer than answer_cap_bytes, stored cut to it */
+  int64_t answer_cap;      /* bytes: the longest answer stored (16 x max_tokens, >= 4 KiB) */
+  char top_failure[256];   /* the most common cause of this run's failures ("" if none) */
+  int64_t top_failures;    /* how many failed of that cause */
   int64_t retries;         /* retried attempts */
   int64_t left;            /* not labelled when the run stopped */
   int64_t requests;        /* HTTP requests sent */
@@ -114,6 +130,14 @@ typedef struct us_label_stats {
   int64_t questions_added; /* generate from docs: questions stored as new prompts in this run */
   double elapsed_s;
   double cpu_s; /* process CPU seconds used by this run */
+  /* teacher.mode "batch" */
+  int64_t batches_created; /* batches created in this run */
+  int64_t batches_open;    /* batches waited for now (created or resumed) */
+  int64_t batch_requests;  /* requests in those */
+  int64_t batch_completed; /* of which the API reports done */
+  int64_t batch_failed;    /* and failed */
+  char batch_status[24];   /* the oldest open batch's status ("in_progress", ...) */
+  double batch_saved_usd;  /* what this run's batch answers would have cost more live */
   /* --dry-run estimates */
   int64_t est_prompt_tokens, est_completion_tokens_max;
   double est_cost_low_usd, est_cost_high_usd;
@@ -142,18 +166,27 @@ void us_label_options_defaults(us_label_options *o);
  * data.questions_per_chunk questions (a cached call like any other), stores them as prompts
  * (us_prompts_add_questions), then (phase 2) answers every prompt, each question with its chunk
  * as context (us_request_for_prompt). total, cached, done, requests and spent cover both.
- * Returns US_OK when all are labelled or recorded as failed; US_ERR_BUDGET when the budget
+ * Returns US_OK when every prompt has its answer (mapped or not); US_ERR_BUDGET when the budget
  * stopped it (message: "budget reached: $X of $Y spent; N prompts left; raise
  * teacher.budget_usd and run again"); US_ERR_AUTH on 401/403 ("the key in $VAR was rejected");
  * US_ERR_NOT_FOUND on 404 (URL without credentials, and the model); US_ERR_INTERRUPTED when
- * *stop was set. Whatever the result, every answer received is already committed. */
+ * *stop was set; US_ERR_UNLABELLED when the run finished but some prompts failed after their
+ * retries (message: how many, and the most common cause, also in stats->top_failure). Whatever
+ * the result, every answer received is already committed. */
 us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
                            const us_teacher_params *teacher, us_cache *cache,
                            const us_label_options *opt, us_label_stats *stats, us_err *err);
 
-/* Maps an answer onto labels: exact; then case, space and punctuation insensitive; then the
- * unique label contained in the answer. Returns the label index or -1. */
+/* Maps an answer onto labels (the rules are in docs/config.md): exact; then equal once case,
+ * white space, surrounding quotes and trailing punctuation are normalised; then, in an answer
+ * of at most US_ANSWER_SHORT_WORDS words, the one label found as whole words with no negation
+ * ("not", "isn't", ...) before it. Returns the label index, or -1: unmapped, never guessed. */
+#define US_ANSWER_SHORT_WORDS 10
 int us_answer_map_label(const char *answer, char *const *labels, int n_labels);
+
+/* The "answer" string of a structured answer ({"answer": "..."}, teacher.structured), or NULL
+ * when content is not such an object. Caller frees. */
+char *us_answer_structured(const char *content);
 
 /* Parses a Chat Completions response body: the first choice's content (caller frees), usage
  * tokens, and, when the body carries logprobs and labels are given, a distribution over the

@@ -523,7 +523,7 @@ static us_status md_cascade(const us_report *r, us_buf *o) {
 static us_status md_cost(const us_report *r, us_buf *o) {
   const us_cost *c = r->cost;
   if (!c) return US_OK;
-  char t[80], s[80], lab[48], saved[48], train[48], once[48], be[48], tm[48], sm[48];
+  char t[80], s[80], lab[48], saved[48], train[48], once[48], be[48], tm[48], sm[48], bs[48];
   us__report_usd_per_request(t, sizeof t, c->teacher_usd_per_request);
   us__report_usd_per_request(s, sizeof s, c->student_usd_per_request);
   us__report_usd(lab, sizeof lab, c->labelling_spend_usd);
@@ -533,15 +533,20 @@ static us_status md_cost(const us_report *r, us_buf *o) {
   us__report_count(be, sizeof be, c->break_even_requests);
   us__report_usd(tm, sizeof tm, c->teacher_usd_per_month);
   us__report_usd(sm, sizeof sm, c->student_usd_per_month);
-  return us_buf_printf(o,
-                       "\n## Cost\n\n| item | value |\n|---|---|\n"
-                       "| teacher per request | %s |\n| student per request | %s |\n"
-                       "| labelling spend paid | %s |\n| saved by the cache and imports | %s |\n"
-                       "| training (CPU) | %s |\n| one-off total | %s |\n"
-                       "| student alone breaks even after | %s requests |\n"
-                       "| teacher per month | %s |\n| student alone per month | %s |\n",
-                       t, s, lab, saved, train, once, c->breaks_even ? be : "never (not cheaper)",
-                       tm, sm);
+  us_status st = us_buf_printf(
+      o,
+      "\n## Cost\n\n| item | value |\n|---|---|\n"
+      "| teacher per request | %s |\n| student per request | %s |\n"
+      "| labelling spend paid | %s |\n| saved by the cache and imports | %s |\n"
+      "| training (CPU) | %s |\n| one-off total | %s |\n"
+      "| student alone breaks even after | %s requests |\n"
+      "| teacher per month | %s |\n| student alone per month | %s |\n",
+      t, s, lab, saved, train, once, c->breaks_even ? be : "never (not cheaper)", tm, sm);
+  if (st == US_OK && c->batch_saved_usd > 0) {
+    us__report_usd(bs, sizeof bs, c->batch_saved_usd);
+    st = us_buf_printf(o, "| saved by the Batch API's discount | %s |\n", bs);
+  }
+  return st;
 }
 
 static us_status md_speed_row(us_buf *o, const char *who, const us_report_speed *s) {

@@ -597,6 +597,8 @@ static us_status html_cost(const us_report *r, const us__headline *h, us_buf *o,
   if (st == US_OK) st = price_row(o, "student, per request", c->student_usd_per_request);
   if (st == US_OK) st = cost_row(o, "labelling spend actually paid", c->labelling_spend_usd);
   if (st == US_OK) st = cost_row(o, "saved by cache hits and imports", c->cache_saved_usd);
+  if (st == US_OK && c->batch_saved_usd > 0)
+    st = cost_row(o, "saved by the Batch API's discount", c->batch_saved_usd);
   if (st == US_OK) st = cost_row(o, "training (measured CPU time)", c->training_usd);
   if (st == US_OK) st = cost_row(o, "one-off total", c->one_off_usd);
   us__report_count(n, sizeof n, c->break_even_requests);

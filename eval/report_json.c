@@ -143,6 +143,7 @@ static void put_cost(builder *b, cJSON *root, const us_cost *c) {
   num(b, o, "student_usd_per_million", c->student_usd_per_million);
   num(b, o, "labelling_spend_usd", c->labelling_spend_usd);
   num(b, o, "cache_saved_usd", c->cache_saved_usd);
+  num(b, o, "batch_saved_usd", c->batch_saved_usd);
   num(b, o, "training_usd", c->training_usd);
   num(b, o, "one_off_usd", c->one_off_usd);
   flag(b, o, "breaks_even", c->breaks_even);

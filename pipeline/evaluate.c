@@ -188,7 +188,12 @@ us_status us_eval_predict_stage(const us_config *c, us_cache *cache, us_eval_sum
   size_t n = 0;
   char *path = us_train_model_path(c);
   cJSON *root = cJSON_CreateObject();
-  us_status st = load_test_rows(c, cache, &rows, &n, err);
+  us_status st = US_OK;
+  if (!path || !root) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory evaluating the student");
+    goto done;
+  }
+  st = load_test_rows(c, cache, &rows, &n, err);
   if (st) goto done;
   if (n == 0) {
     st = us_err_set(err, US_ERR_STATE,
@@ -449,10 +454,15 @@ static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d
                             c->teacher.price_input_per_mtok, c->teacher.price_output_per_mtok);
   double hits = json_number(label, "cache_hits", 0);
   d->report.counts.cache_hits = (long)hits;
+  us_batch_totals batches;
+  st = us_cache_batch_totals(cache, &batches, err);
+  if (st) goto done;
   us_cost_inputs in = {
       .teacher_usd_per_request = teacher,
       .labelling_spend_usd = s->spent_usd,
       .cache_saved_usd = (hits + (double)s->calls_imported) * teacher,
+      .batch_saved_usd =
+          batches.live_usd > batches.spent_usd ? batches.live_usd - batches.spent_usd : 0,
       .training_cpu_seconds = json_number(train, "cpu_s", 0),
       .student_cpu_seconds_per_request = json_number(d->json, "cpu_s_per_request", 0),
       .cost = c->cost,

@@ -513,9 +513,21 @@ char *mock_response_build_usage(const mock_options *o, const void *request, cons
   char *text = mock_extract_text(user);
   int cached = cached_prefix_tokens(o, model, messages, text);
   if (cached > ptok) cached = ptok;
-  char *answer = mock_selfinstruct_answer(o, user);
+  char *answer = o->answer_text ? strdup(o->answer_text) : mock_selfinstruct_answer(o, user);
   if (!answer && text) answer = mock_answer_for(o, text);
   free(user);
+  /* response_format with a JSON schema (structured outputs): the answer as {"answer": ...} */
+  const cJSON *format = cJSON_GetObjectItemCaseSensitive(req, "response_format");
+  const cJSON *ftype = cJSON_GetObjectItemCaseSensitive(format, "type");
+  if (answer && cJSON_IsString(ftype) && strcmp(ftype->valuestring, "json_schema") == 0) {
+    cJSON *wrapped = cJSON_CreateObject();
+    cJSON_AddStringToObject(wrapped, "answer", answer);
+    char *printed = cJSON_PrintUnformatted(wrapped);
+    cJSON_Delete(wrapped);
+    free(answer);
+    answer = printed ? strdup(printed) : NULL;
+    cJSON_free(printed);
+  }
   if (!answer) {
     free(text);
     return reject(500, status, error_type, error_message, "%s", "mock out of memory");
@@ -535,6 +547,18 @@ char *mock_response_build_usage(const mock_options *o, const void *request, cons
     reasoning = (int)max->valuedouble - ctok;
   if (reasoning < 0) reasoning = 0;
   ctok += reasoning;
+  if (o->answer_bytes > 0 && strlen(answer) < (size_t)o->answer_bytes) {
+    size_t have = strlen(answer), want = (size_t)o->answer_bytes;
+    char *padded = realloc(answer, want + 1);
+    if (!padded) {
+      free(answer);
+      free(text);
+      return reject(500, status, error_type, error_message, "%s", "mock out of memory");
+    }
+    for (size_t i = have; i < want; i++) padded[i] = i % 8 == 7 ? ' ' : 'x';
+    padded[want] = '\0';
+    answer = padded;
+  }
 
   cJSON *o_resp = cJSON_CreateObject();
   char id[64];

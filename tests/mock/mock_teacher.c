@@ -366,6 +366,21 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url, const
     return ret;
   }
   if (get && ends_with(url, "/models")) return send_models(conn);
+  int status = 0;
+  const char *content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+  char *batch_body = mock_batch_route(&opts, method, url, content_type,
+                                      ctx->body.data ? ctx->body.data : "", ctx->body.len, &status);
+  if (batch_body || status) {
+    char message[512];
+    if (!key_accepted(conn, message, sizeof message)) {
+      free(batch_body);
+      return send_error(conn, 401, message, "invalid_request_error", "invalid_api_key");
+    }
+    enum MHD_Result ret =
+        batch_body ? send_body(conn, status, batch_body, strlen(batch_body), NULL, NULL) : MHD_NO;
+    free(batch_body);
+    return ret;
+  }
   char message[512];
   snprintf(message, sizeof message, "Invalid URL (%s %.400s)", method, url);
   return send_error(conn, 404, message, "invalid_request_error", NULL);
@@ -457,14 +472,22 @@ static void usage(FILE *f) {
           "                        (default 1024), in steps of N (default 128)\n"
           "  --reasoning-tokens N  add N reasoning tokens to every answer (within max_tokens)\n"
           "  --fail-status CODE    answer every chat request with CODE and an error body\n"
+          "  --answer-text TEXT    answer every chat request with TEXT\n"
+          "  --answer-bytes N      pad every answer to N bytes, ignoring max_tokens\n"
           "  --require-key VALUE   401 unless Authorization: Bearer VALUE\n"
           "  --log-requests FILE   append every request's line, headers and body to FILE\n"
           "  --ratelimit-headers   send x-ratelimit-limit/remaining/reset-* headers\n"
           "  --ratelimit-requests N, --ratelimit-tokens N   advertised per-minute limits\n"
+          "  --batch-delay-ms N    a batch completes N ms after it is created (default 0)\n"
+          "  --batch-fail-rate P   fraction of batch rows answered with a 500 on a key's first\n"
+          "                        --fault-max-per-key batch attempts (default 0)\n"
+          "  --batch-expire N      the first N batches expire, about half their rows unanswered\n"
           "  --die-with-parent     exit when the parent process exits\n"
           "  --quiet               no start-up line on stderr\n"
           "  --verbose             also log connection errors (libmicrohttpd) on stderr\n\n"
-          "routes: POST <any>/chat/completions, GET <any>/models, GET /_stats, POST /_reset\n"
+          "routes: POST <any>/chat/completions, GET <any>/models, POST <any>/files,\n"
+          "  POST <any>/batches, GET <any>/batches[/ID], GET <any>/files/ID/content,\n"
+          "  GET /_stats, POST /_reset\n"
           "Stops cleanly on SIGTERM or SIGINT.\n");
 }
 
@@ -605,10 +628,22 @@ static int parse_flags(int argc, char **argv) {
                       : &opts.price_cached) = d;
     } else if (strcmp(a, "--fail-status") == 0) {
       ok = parse_int(v, 400, 599, &n), opts.fail_status = (int)n;
+    } else if (strcmp(a, "--answer-text") == 0) {
+      opts.answer_text = v;
+    } else if (strcmp(a, "--answer-bytes") == 0) {
+      ok = parse_int(v, 1, 100000000L, &n), opts.answer_bytes = n;
     } else if (strcmp(a, "--require-key") == 0) {
       opts.require_key = v;
     } else if (strcmp(a, "--log-requests") == 0) {
       opts.log_path = v;
+    } else if (strcmp(a, "--batch-delay-ms") == 0) {
+      ok = parse_int(v, 0, 86400000L, &n), opts.batch_delay_ms = (int)n;
+    } else if (strcmp(a, "--batch-fail-rate") == 0) {
+      char *end;
+      opts.batch_fail_rate = strtod(v, &end);
+      ok = end != v && !*end && opts.batch_fail_rate >= 0 && opts.batch_fail_rate <= 1;
+    } else if (strcmp(a, "--batch-expire") == 0) {
+      ok = parse_int(v, 0, 1000000L, &n), opts.batch_expire = (int)n;
     } else if (strcmp(a, "--ratelimit-requests") == 0) {
       ok = parse_int(v, 1, 1000000000L, &n), opts.ratelimit_requests = (int)n;
     } else if (strcmp(a, "--ratelimit-tokens") == 0) {

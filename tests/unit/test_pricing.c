@@ -10,8 +10,12 @@
 /* clang-format on */
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cache/cache.h"
 #include "distill/teacher.h"
 
 static void usage_should_read_cached_and_reasoning_tokens(void **state) {
@@ -113,6 +117,47 @@ static void cached_price_check_should_refuse_other_negatives(void **state) {
   assert_int_equal(strncmp(err.msg, "price_cached_input_per_mtok: ", 29), 0);
 }
 
+/* The workspace keeps each call's kinds and every request that may have been billed without an
+ * answer; a call stored without kinds (before schema 7) keeps its cost whole ("unsplit"). */
+static void workspace_should_sum_spend_by_kind_and_unanswered(void **state) {
+  (void)state;
+  char dir[] = "/tmp/us-test-pricing.XXXXXX", path[64];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/understudy.db", dir);
+  us_cache *c = NULL;
+  us_err err = {0};
+  assert_int_equal(us_cache_open(path, &c, &err), US_OK);
+  us_call call;
+  memset(&call, 0, sizeof call);
+  call.request = "{}", call.response = "{}", call.http_status = 200, call.attempts = 1;
+  snprintf(call.key, sizeof call.key, "k1");
+  call.prompt_tokens = 2000, call.completion_tokens = 300, call.cost_usd = 0.0062;
+  assert_int_equal(us_cache_call_put(c, &call, NULL, &err), US_OK);
+  us_call_kinds kinds = {1536, 256, 0.00116, 0.00192, 0.00044, 0.00256};
+  assert_int_equal(us_cache_call_kinds_put(c, "k1", &kinds, &err), US_OK);
+  snprintf(call.key, sizeof call.key, "k2"); /* an older call: no kinds */
+  call.prompt_tokens = 10, call.completion_tokens = 2, call.cost_usd = 0.5;
+  assert_int_equal(us_cache_call_put(c, &call, NULL, &err), US_OK);
+  assert_int_equal(us_cache_unanswered_put(c, "k3", 7, 0.25, "timed out", &err), US_OK);
+  assert_int_equal(us_cache_unanswered_put(c, "k3", 7, 0.25, "reset", &err), US_OK);
+  us_cache_spend s;
+  assert_int_equal(us_cache_spend_get(c, &s, &err), US_OK);
+  assert_int_equal(s.prompt_tokens, 2010);
+  assert_int_equal(s.cached_tokens, 1536);
+  assert_int_equal(s.completion_tokens, 302);
+  assert_int_equal(s.reasoning_tokens, 256);
+  assert_true(fabs(s.input_usd - 0.00116) < 1e-12 && fabs(s.cached_usd - 0.00192) < 1e-12);
+  assert_true(fabs(s.output_usd - 0.00044) < 1e-12 && fabs(s.reasoning_usd - 0.00256) < 1e-12);
+  assert_true(fabs(s.unsplit_usd - 0.5) < 1e-12);
+  assert_true(fabs(s.total_usd - 0.5062) < 1e-12);
+  assert_int_equal(s.unanswered, 2); /* each attempt may have been billed */
+  assert_true(fabs(s.unanswered_usd - 0.5) < 1e-12);
+  us_cache_close(c);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(usage_should_read_cached_and_reasoning_tokens),
@@ -121,6 +166,7 @@ int main(void) {
       cmocka_unit_test(cost_should_price_each_kind),
       cmocka_unit_test(cached_price_should_default_to_the_input_price),
       cmocka_unit_test(cached_price_check_should_refuse_other_negatives),
+      cmocka_unit_test(workspace_should_sum_spend_by_kind_and_unanswered),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "distill/request.h"
 #include "distill/teacher.h"
 
 static void usage_should_read_cached_and_reasoning_tokens(void **state) {
@@ -158,6 +159,37 @@ static void workspace_should_sum_spend_by_kind_and_unanswered(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* Providers cache a request's prefix: two prompts' bodies must agree byte for byte through the
+ * system message (instructions with the labels) and the template up to the prompt text. */
+static void requests_should_share_a_byte_identical_prefix(void **state) {
+  (void)state;
+  char *labels[] = {"billing", "tech", "other"};
+  us_task task = {.type = US_TASK_CLASSIFY,
+                  .labels = labels,
+                  .n_labels = 3,
+                  .instructions = "Sort messages. Labels: {labels}. Answer with one label.",
+                  .template = "Labels: {labels}\nMessage: {text}\nLabel:"};
+  us_teacher_params p;
+  us_teacher_params_defaults(&p);
+  p.model = "m";
+  char *a = NULL, *b = NULL, ka[65], kb[65];
+  us_err err = {0};
+  assert_int_equal(us_request_build(&task, &p, "my card was charged twice", &a, ka, &err), US_OK);
+  assert_int_equal(us_request_build(&task, &p, "the app crashes", &b, kb, &err), US_OK);
+  size_t common = 0;
+  while (a[common] && a[common] == b[common]) common++;
+  const char *text = strstr(a, "my card was charged twice");
+  assert_non_null(text);
+  assert_int_equal(common, (size_t)(text - a)); /* everything before the text is shared */
+  const char *sys = strstr(a, "Sort messages. Labels: billing, tech, other.");
+  const char *user = strstr(a, "Labels: billing, tech, other\\nMessage: ");
+  assert_non_null(sys);
+  assert_non_null(user);
+  assert_true(sys < user && user < text); /* system message first, then the template's head */
+  free(a);
+  free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(usage_should_read_cached_and_reasoning_tokens),
@@ -167,6 +199,7 @@ int main(void) {
       cmocka_unit_test(cached_price_should_default_to_the_input_price),
       cmocka_unit_test(cached_price_check_should_refuse_other_negatives),
       cmocka_unit_test(workspace_should_sum_spend_by_kind_and_unanswered),
+      cmocka_unit_test(requests_should_share_a_byte_identical_prefix),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

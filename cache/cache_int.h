@@ -8,7 +8,7 @@
 #include "cache/cache.h"
 
 /* Newest schema this build knows; schema.c holds one migration step per version. */
-#define US__CACHE_SCHEMA_VERSION 5
+#define US__CACHE_SCHEMA_VERSION 7
 /* PRAGMA application_id of an understudy workspace: "USDY". */
 #define US__CACHE_APPLICATION_ID 0x55534459
 
@@ -65,6 +65,21 @@
     "INSERT INTO results(name, json, updated_at) VALUES(?1, ?2, ?3) "                           \
     "ON CONFLICT(name) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at")   \
   X(RESULT_GET, "SELECT json FROM results WHERE name = ?1")                                     \
+  X(CALL_KINDS,                                                                                 \
+    "UPDATE calls SET cached_tokens = ?2, reasoning_tokens = ?3, cost_input_usd = ?4, "         \
+    "cost_cached_usd = ?5, cost_output_usd = ?6, cost_reasoning_usd = ?7 WHERE key = ?1")       \
+  X(SPEND_CALLS,                                                                                \
+    "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(cached_tokens), 0), "                 \
+    "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "                 \
+    "COALESCE(SUM(cost_input_usd), 0.0), COALESCE(SUM(cost_cached_usd), 0.0), "                 \
+    "COALESCE(SUM(cost_output_usd), 0.0), COALESCE(SUM(cost_reasoning_usd), 0.0), "             \
+    "COALESCE(SUM(CASE WHEN cost_input_usd IS NULL THEN cost_usd ELSE 0 END), 0.0), "           \
+    "COALESCE(SUM(cost_usd), 0.0) FROM calls")                                                  \
+  X(UNANSWERED_INSERT,                                                                          \
+    "INSERT INTO unanswered(key, prompt_id, worst_usd, created_at, reason) "                    \
+    "VALUES(?1, ?2, ?3, ?4, ?5)")                                                               \
+  X(UNANSWERED_SUM, "SELECT COUNT(*), COALESCE(SUM(worst_usd), 0.0) FROM unanswered")           \
+  X(PROMPT_SET_SPLIT, "UPDATE prompts SET split = ?2 WHERE id = ?1")                            \
   X(BATCH_INSERT,                                                                               \
     "INSERT INTO batches(id, input_file_id, status, n_requests, created_at, updated_at) "       \
     "VALUES(?1, ?2, ?3, ?4, ?5, ?5)")                                                           \

@@ -99,6 +99,25 @@ static const char schema_v5[] =
     "  key TEXT NOT NULL,"
     "  PRIMARY KEY (batch_id, key));"
     "CREATE INDEX batch_requests_by_key ON batch_requests(key);";
+/* Version 7: prices that match the invoice, and a budget that holds when requests time out.
+ * Each call keeps its tokens and cost by kind (cached input, reasoning); NULL costs mark calls
+ * stored before the split, whose cost stays whole. `unanswered` holds every request that may
+ * have been billed without an answer (timed out, reset after its body was sent), at its
+ * worst-case cost, which counts against teacher.budget_usd. */
+static const char schema_v7[] =
+    "ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE calls ADD COLUMN cost_input_usd REAL;"
+    "ALTER TABLE calls ADD COLUMN cost_cached_usd REAL;"
+    "ALTER TABLE calls ADD COLUMN cost_output_usd REAL;"
+    "ALTER TABLE calls ADD COLUMN cost_reasoning_usd REAL;"
+    "CREATE TABLE unanswered("
+    "  id INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL,"
+    "  prompt_id INTEGER,"
+    "  worst_usd REAL NOT NULL,"
+    "  created_at REAL NOT NULL,"
+    "  reason TEXT);";
 
 typedef struct migration_step {
   int version; /* user_version once the step is applied */
@@ -109,6 +128,7 @@ static const migration_step migration_steps[] = {
     {1, schema_v1},
     {2, schema_v2},
     {5, schema_v5},
+    {7, schema_v7},
 };
 
 static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *err) {

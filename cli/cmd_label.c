@@ -104,6 +104,22 @@ static void print_dry_run(const us_config *c, const us_label_stats *s) {
          (long long)s->est_completion_tokens_max, c->teacher.max_tokens);
   printf("estimated cost:   $%.4f to $%.4f (worst case), budget $%.2f\n", s->est_cost_low_usd,
          s->est_cost_high_usd, c->teacher.budget_usd);
+  if (s->est_prefix_tokens > 0 && s->est_cached_tokens > 0 && s->est_cache_saving_usd <= 0)
+    printf(
+        "prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens may come from "
+        "the provider's cache, but teacher.price.cached_input_per_mtok is the input price: "
+        "set it to count the saving\n",
+        (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens);
+  else if (s->est_prefix_tokens > 0 && s->est_cached_tokens > 0)
+    printf(
+        "prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens from the "
+        "provider's cache save ~$%.4f at teacher.price.cached_input_per_mtok\n",
+        (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens, s->est_cache_saving_usd);
+  else if (s->est_prefix_tokens > 0)
+    printf(
+        "prompt caching:   shared prefix ~%lld tokens a request, under the 1024 tokens "
+        "providers cache: no saving expected\n",
+        (long long)s->est_prefix_tokens);
   if (s->est_cost_high_usd > c->teacher.budget_usd)
     printf(
         "note: the worst case passes teacher.budget_usd; a run stops at the budget and the "
@@ -132,6 +148,19 @@ static void print_summary(const us_label_stats *s) {
       (long long)s->requests, (long long)s->retries, s->elapsed_s, rate,
       s->requests > 0 ? s->cpu_s * 1e6 / (double)s->requests : 0);
   printf("spent: $%.4f this run, $%.4f in this workspace\n", s->spent_usd, s->spent_total_usd);
+  if (s->cached_tokens > 0 || s->reasoning_tokens > 0)
+    printf("tokens: %lld prompt tokens from the provider's cache, %lld reasoning tokens\n",
+           (long long)s->cached_tokens, (long long)s->reasoning_tokens);
+  if (s->unanswered > 0)
+    printf(
+        "%lld requests may have been billed without an answer: up to $%.4f (counted against "
+        "teacher.budget_usd)\n",
+        (long long)s->unanswered, s->unanswered_usd);
+  if (s->unanswered_total > s->unanswered)
+    printf(
+        "in this workspace, %lld requests may have been billed without an answer: up to "
+        "$%.4f\n",
+        (long long)s->unanswered_total, s->unanswered_total_usd);
   if (s->batches_created > 0 || s->batch_saved_usd > 0)
     printf("batches: %lld created in this run; their discount saved $%.4f against live prices\n",
            (long long)s->batches_created, s->batch_saved_usd);

@@ -308,3 +308,30 @@ done:
   cJSON_Delete(root);
   return st;
 }
+
+void us_response_usage(const char *body, us_usage *u) {
+  u->prompt_tokens = u->completion_tokens = -1;
+  u->cached_tokens = u->reasoning_tokens = 0;
+  cJSON *root = body ? cJSON_Parse(body) : NULL;
+  const cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
+  if (cJSON_IsObject(usage)) {
+    u->prompt_tokens = usage_tokens(usage, "prompt_tokens");
+    u->completion_tokens = usage_tokens(usage, "completion_tokens");
+    int total = usage_tokens(usage, "total_tokens");
+    int cached = usage_tokens(cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details"),
+                              "cached_tokens");
+    int reasoning = usage_tokens(
+        cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens_details"), "reasoning_tokens");
+    if (cached > 0 && u->prompt_tokens >= 0)
+      u->cached_tokens = cached < u->prompt_tokens ? cached : u->prompt_tokens;
+    if (reasoning > 0 && u->completion_tokens >= 0) {
+      u->reasoning_tokens = reasoning;
+      bool outside =
+          reasoning > u->completion_tokens ||
+          (total >= 0 && u->prompt_tokens >= 0 &&
+           (int64_t)total == (int64_t)u->prompt_tokens + u->completion_tokens + reasoning);
+      if (outside) u->completion_tokens += reasoning;
+    }
+  }
+  cJSON_Delete(root);
+}

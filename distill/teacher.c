@@ -91,6 +91,10 @@ typedef struct job_queue {
  * the requests in flight, against teacher.budget_usd. */
 typedef struct spending {
   double before, run, in_flight_worst;
+  /* the worst case of every request, this run's and earlier runs', that may have been billed
+   * without an answer (timed out, reset after its body was sent, dropped in flight) */
+  double unanswered;
+  int64_t unanswered_before; /* how many of those earlier runs left */
 } spending;
 
 /* Why the loop stops starting requests. */
@@ -172,6 +176,7 @@ typedef struct teacher {
   us__bucket rpm, tpm;      /* teacher.requests_per_minute, teacher.tokens_per_minute */
   double hold_until;        /* the server's x-ratelimit headers asked to pause new starts */
   us_rng rng;               /* backoff jitter */
+  double prefix_tokens_sum; /* dry run: shared request prefixes, for the caching estimate */
   int unreachable_streak;   /* transfers in a row that found no server to talk to */
   double unreachable_since; /* when that streak began */
 } teacher;
@@ -377,6 +382,13 @@ static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, 
   us_status st = us_request_render(t->task, p->text, &system, &user, err);
   if (st) return st;
   size_t chars = strlen(system) + strlen(user);
+  /* the shared prefix: what comes before the prompt text (providers cache prefixes only) */
+  const char *in_system = *p->text ? strstr(system, p->text) : NULL;
+  const char *in_user = *p->text ? strstr(user, p->text) : NULL;
+  size_t prefix = in_system ? (size_t)(in_system - system)
+                            : strlen(system) + (in_user ? (size_t)(in_user - user) : 0);
+  if (t->chunks || p->context) prefix = strlen(system);
+  t->prefix_tokens_sum += prefix ? (double)prompt_token_estimate(prefix) : 0;
   if (t->chunks || p->context)
     chars = strlen(system) +
             strlen(t->chunks ? t->data->question_template : t->data->answer_template) +
@@ -385,6 +397,23 @@ static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, 
   free(user);
   *est = prompt_token_estimate(chars);
   return US_OK;
+}
+
+/* Dry run: the providers' automatic prompt caching (OpenAI's rules: a shared prefix of at least
+ * 1,024 tokens, reused in steps of 128) on every request after the first, priced at
+ * teacher.price.cached_input_per_mtok instead of the input price. */
+static void cache_estimate(teacher *t) {
+  us_label_stats *s = t->stats;
+  int64_t n = (int64_t)t->queue.n_jobs;
+  int64_t prefix = (int64_t)(t->prefix_tokens_sum / (double)n);
+  int64_t cacheable = prefix >= 1024 ? 1024 + (prefix - 1024) / 128 * 128 : 0;
+  double per_token = (t->params->price_input_per_mtok - us_teacher_cached_price(t->params)) / 1e6;
+  s->est_prefix_tokens += prefix;
+  s->est_cached_tokens += cacheable * (n - 1);
+  double saving = (double)(cacheable * (n - 1)) * per_token;
+  s->est_cache_saving_usd += saving;
+  s->est_cost_low_usd -= saving;
+  if (s->est_cost_low_usd < 0) s->est_cost_low_usd = 0;
 }
 
 /* Builds every prompt's (or, in the chunk phase, every chunk's) request; cached ones get their
@@ -449,6 +478,7 @@ static us_status plan(teacher *t, us_err *err) {
       t->stats->est_cost_high_usd += j->worst_usd;
     }
   }
+  if (t->opt->dry_run && t->queue.n_jobs > 0) cache_estimate(t);
 done:
   us_prompts_free(prompts, n);
   return st;
@@ -507,16 +537,45 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
          j->attempts, msg);
 }
 
-/* A 200 with a well-formed body: store the call (cost from its usage), then its target. */
+/* A request that may have been billed without an answer: its worst case counts against the
+ * budget from now on, in this run and every later one (the row is in the workspace). */
+static void may_be_billed(teacher *t, job *j, const char *why) {
+  us_err err = {0};
+  char reason[256];
+  snprintf(reason, sizeof reason, "%s", why);
+  scrub_key(t, reason, strlen(reason));
+  us_status st = txn_begin(t, &err);
+  if (!st) st = us_cache_unanswered_put(t->cache, j->key, j->prompt_id, j->worst_usd, reason, &err);
+  if (st) stop_with(t, NULL, st, "%s", err.msg);
+  t->spend.unanswered += j->worst_usd; /* counted even if the row could not be stored */
+  t->stats->unanswered++;
+  t->stats->unanswered_usd += j->worst_usd;
+}
+
+/* A 200 with a well-formed body: store the call (cost from its usage, by kind), then its
+ * target. */
 static void record_answer(teacher *t, job *j, const us__transfer_result *r, const answer *a,
                           double now) {
-  int prompt_tokens = a->prompt_tokens, completion_tokens = a->completion_tokens;
+  us_usage u;
+  us_response_usage(r->body, &u);
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
-  if (prompt_tokens < 0) prompt_tokens = (int)prompt_token_bound(j->body_len);
-  if (completion_tokens < 0) completion_tokens = t->params->max_tokens;
-  double cost = prompt_tokens * t->params->price_input_per_mtok / 1e6 +
-                completion_tokens * t->params->price_output_per_mtok / 1e6;
-  if (r->batch) cost *= t->params->price_batch_discount;
+  if (u.prompt_tokens < 0) {
+    u.prompt_tokens = (int)prompt_token_bound(j->body_len);
+    u.cached_tokens = 0;
+  }
+  if (u.completion_tokens < 0) {
+    u.completion_tokens = t->params->max_tokens;
+    u.reasoning_tokens = 0;
+  }
+  int prompt_tokens = u.prompt_tokens, completion_tokens = u.completion_tokens;
+  us_call_cost parts;
+  us_teacher_call_cost(t->params, &u, &parts);
+  if (r->batch) { /* every kind at the batch discount */
+    double d = t->params->price_batch_discount;
+    parts.input_usd *= d, parts.cached_usd *= d, parts.output_usd *= d, parts.reasoning_usd *= d;
+    parts.total_usd *= d;
+  }
+  double cost = parts.total_usd;
   us_call call;
   memset(&call, 0, sizeof call);
   memcpy(call.key, j->key, 65);
@@ -534,6 +593,11 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   bool existed = false;
   us_status st = txn_begin(t, &err);
   if (!st) st = us_cache_call_put(t->cache, &call, &existed, &err);
+  if (!st && !existed) {
+    us_call_kinds kinds = {u.cached_tokens,  u.reasoning_tokens, parts.input_usd,
+                           parts.cached_usd, parts.output_usd,   parts.reasoning_usd};
+    st = us_cache_call_kinds_put(t->cache, j->key, &kinds, &err);
+  }
   if (!st) st = target_store(t, j->key, j->prompt_id, r->body, a, &err);
   free(capped);
   if (st) {
@@ -543,6 +607,8 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   /* paid either way, even if another process stored the same key first */
   t->spend.run += cost;
   t->stats->spent_usd += cost;
+  t->stats->cached_tokens += u.cached_tokens;
+  t->stats->reasoning_tokens += u.reasoning_tokens;
   t->stats->done++;
   job_end(t, j);
 }
@@ -629,6 +695,8 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
         return;
       }
     }
+    /* the server had the whole request: it may have answered, and billed, after we gave up */
+    if (!r->unreachable && r->body_sent) may_be_billed(t, j, r->error);
     retry_or_fail(t, j, r->headers, 0, r->error, now);
     return;
   }
@@ -639,6 +707,7 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
     us_err err = {0};
     answer a;
     us_status parsed = answer_parse(t, r->body, &a, &err);
+    if (parsed) may_be_billed(t, j, err.msg); /* a 200 is billed even if its body was unread */
     if (parsed == US_ERR_NOMEM) /* ours, not the teacher's: asking again would only pay again */
       stop_with(t, j, US_ERR_NOMEM, "%s", err.msg);
     else if (parsed)
@@ -678,15 +747,20 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
     record_failure(t, j, (int)code, why);
 }
 
-/* Handles every finished transfer; the answers of one pass are committed together. */
-static void drain(teacher *t) {
-  us__transport_collect(t->transport, on_done, t);
+/* Commits what this loop pass wrote. */
+static void commit_pass(teacher *t) {
   if (t->in_txn) {
     us_err err = {0};
     t->in_txn = false;
     us_status st = us_cache_commit(t->cache, &err);
     if (st) stop_with(t, NULL, st, "%s", err.msg);
   }
+}
+
+/* Handles every finished transfer; the answers of one pass are committed together. */
+static void drain(teacher *t) {
+  us__transport_collect(t->transport, on_done, t);
+  commit_pass(t);
 }
 
 /* ---- starting requests ----------------------------------------------------------------- */
@@ -736,7 +810,8 @@ static double start_ready(teacher *t, double now) {
       if (w < wake) wake = w;
       break;
     }
-    double total = t->spend.before + t->spend.run + t->spend.in_flight_worst + j->worst_usd;
+    double total = t->spend.before + t->spend.run + t->spend.unanswered + t->spend.in_flight_worst +
+                   j->worst_usd;
     if (total > t->params->budget_usd) {
       /* in-flight requests usually cost less than their worst case: wait for them */
       if (us__transport_in_flight(t->transport) == 0) t->stop.budget = true;
@@ -762,6 +837,8 @@ static void report_progress(teacher *t, double now, bool final) {
   us_label_stats *s = t->stats;
   s->left = (int64_t)t->queue.n_open;
   s->spent_total_usd = t->spend.before + t->spend.run;
+  s->unanswered_total = t->spend.unanswered_before + s->unanswered;
+  s->unanswered_total_usd = t->spend.unanswered;
   s->elapsed_s = now - t->started;
   s->cpu_s = us_cpu_time() - t->cpu_started; /* a system call: not on every pass */
   t->last_progress = now;
@@ -769,16 +846,19 @@ static void report_progress(teacher *t, double now, bool final) {
   t->opt->progress(t->opt->progress_user, s);
 }
 
-/* A transfer dropped unanswered: its job goes back in the queue, left for the next run. */
+/* A transfer dropped unanswered: its job goes back in the queue, left for the next run. Its
+ * body may have reached the server, which bills it either way. */
 static void requeue(void *user, void *dropped) {
   teacher *t = user;
   job *j = dropped;
+  may_be_billed(t, j, "dropped in flight (stopped)");
   put_back(&t->queue, j);
 }
 
 static void abort_in_flight(teacher *t) {
   us__transport_abort(t->transport, requeue, t);
   t->spend.in_flight_worst = 0;
+  commit_pass(t);
 }
 
 /* The transfer loop: start what may start, move the transfers, take in what finished. */
@@ -826,6 +906,16 @@ static us_status finish(teacher *t, us_err *err) {
   if (t->stop.fatal) {
     *err = t->stop.fatal_err;
     return t->stop.fatal;
+  }
+  if (t->stop.budget && t->queue.n_open > 0 && t->spend.unanswered > 0) {
+    char worst[32];
+    return us_err_set(err, US_ERR_BUDGET,
+                      "budget reached: %s of %s spent, plus up to %s for requests that may have "
+                      "been billed without an answer; %zu prompts left; "
+                      "raise teacher.budget_usd and run again",
+                      money(spent, sizeof spent, t->spend.before + t->spend.run),
+                      money(budget, sizeof budget, t->params->budget_usd),
+                      money(worst, sizeof worst, t->spend.unanswered), t->queue.n_open);
   }
   if (t->stop.budget && t->queue.n_open > 0)
     return us_err_set(err, US_ERR_BUDGET,
@@ -879,6 +969,11 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   us_status st = us_cache_stats_get(cache, &cs, err);
   if (st) goto done;
   t.spend.before = cs.spent_usd;
+  us_cache_spend sp;
+  st = us_cache_spend_get(cache, &sp, err);
+  if (st) goto done;
+  t.spend.unanswered = sp.unanswered_usd;
+  t.spend.unanswered_before = sp.unanswered - stats->unanswered; /* not this run's earlier pass */
   st = plan(&t, err);
   if (st || opt->dry_run || t.queue.n_jobs == 0) {
     if (!st) report_progress(&t, us_now(), true);

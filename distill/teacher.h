@@ -42,7 +42,10 @@ typedef struct us_teacher_params {
   bool structured;              /* classify: response_format with an enum of the labels */
   double budget_usd;            /* hard cap on what the workspace spends, all runs */
   double price_input_per_mtok;  /* US$ per million prompt tokens (teacher.price.input_per_mtok) */
-  double price_output_per_mtok; /* US$ per million completion tokens */
+  double price_output_per_mtok; /* US$ per million completion tokens (reasoning included) */
+  double price_cached_input_per_mtok; /* US$ per million prompt tokens read from the provider's
+                                       * prompt cache; US_TEACHER_PRICE_SAME_AS_INPUT (-1): the
+                                       * input price */
   double params_b;              /* teacher size in billions of parameters; 0 = unknown */
   /* The Batch API (teacher.mode "batch"): requests go in JSONL files to {base_url}/batches. */
   char *mode;                  /* "live" or "batch"; NULL: US_TEACHER_DEFAULT_MODE */
@@ -63,6 +66,9 @@ typedef struct us_teacher_params {
 #define US_TEACHER_DEFAULT_MAX_TOKENS_CLASSIFY 16
 #define US_TEACHER_DEFAULT_MAX_TOKENS_GENERATE 512
 
+/* teacher.price.cached_input_per_mtok's default: "the input price". */
+#define US_TEACHER_PRICE_SAME_AS_INPUT (-1.0)
+
 /* Every number and flag at its default (max_tokens that of task classify); strings NULL. */
 void us_teacher_params_defaults(us_teacher_params *p);
 /* The numeric fields with their ranges (static; *n receives the count). teacher.seed is not in
@@ -72,6 +78,32 @@ const us_param *us_teacher_param_table(size_t *n);
  * NULL, "live" or "batch"; batch_retry NULL, "batch" or "live". Messages
  * start with the field name ("concurrency: expected an integer in [1, 1024], found 0"). */
 us_status us_teacher_params_check(const us_teacher_params *p, us_err *err);
+
+/* A response's usage, with the kinds providers bill differently. */
+typedef struct us_usage {
+  int prompt_tokens;     /* -1 when the body carries none */
+  int completion_tokens; /* -1 when absent; always includes reasoning_tokens (see below) */
+  int cached_tokens;     /* of prompt_tokens, read from the provider's prompt cache; 0 if absent */
+  int reasoning_tokens;  /* of completion_tokens, spent reasoning; 0 if absent */
+} us_usage;
+
+/* Reads usage from a Chat Completions body: prompt_tokens_details.cached_tokens (capped at
+ * prompt_tokens) and completion_tokens_details.reasoning_tokens. OpenAI counts reasoning inside
+ * completion_tokens; a provider whose total_tokens shows them outside it (total = prompt +
+ * completion + reasoning), or that reports more reasoning than completion tokens, gets them
+ * added, so completion_tokens always holds every output token billed. Fields absent: -1 / 0. */
+void us_response_usage(const char *body, us_usage *u);
+
+/* The price per million cached prompt tokens: price_cached_input_per_mtok, or the input price
+ * when it is US_TEACHER_PRICE_SAME_AS_INPUT. */
+double us_teacher_cached_price(const us_teacher_params *p);
+
+/* What one call cost by kind (and in total, cost->total_usd) under p's prices; usage fields
+ * must be >= 0. Reasoning tokens are output tokens, priced at the output price. */
+typedef struct us_call_cost {
+  double input_usd, cached_usd, output_usd, reasoning_usd, total_usd;
+} us_call_cost;
+void us_teacher_call_cost(const us_teacher_params *p, const us_usage *u, us_call_cost *cost);
 
 typedef struct us_label_stats {
   int64_t total;           /* prompts considered */
@@ -88,6 +120,12 @@ typedef struct us_label_stats {
   int64_t requests;        /* HTTP requests sent */
   double spent_usd;        /* spent in this run */
   double spent_total_usd;  /* spent in the workspace, all runs */
+  int64_t cached_tokens;   /* prompt tokens of this run's answers read from the prompt cache */
+  int64_t reasoning_tokens; /* completion tokens of this run's answers spent reasoning */
+  int64_t unanswered;       /* requests of this run that may have been billed without an answer */
+  double unanswered_usd;    /* their worst-case cost (counted against the budget) */
+  int64_t unanswered_total; /* the same, workspace-wide, all runs */
+  double unanswered_total_usd;
   int64_t chunks;          /* generate from docs: document chunks (each asked for questions once) */
   int64_t questions_added; /* generate from docs: questions stored as new prompts in this run */
   double elapsed_s;
@@ -103,6 +141,13 @@ typedef struct us_label_stats {
   /* --dry-run estimates */
   int64_t est_prompt_tokens, est_completion_tokens_max;
   double est_cost_low_usd, est_cost_high_usd;
+  /* --dry-run prompt caching: the requests' mean shared prefix (system message and the template
+   * before the prompt text, ~4 characters a token), the prompt tokens expected from the
+   * provider's cache (a prefix of at least 1,024 tokens, counted in steps of 128, on every
+   * request after the first) and what that saves at teacher.price.cached_input_per_mtok
+   * (already taken off est_cost_low_usd) */
+  int64_t est_prefix_tokens, est_cached_tokens;
+  double est_cache_saving_usd;
 } us_label_stats;
 
 typedef void (*us_label_progress_fn)(void *user, const us_label_stats *s);

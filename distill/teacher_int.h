@@ -56,6 +56,7 @@ typedef struct us__transfer_result {
   void *job;         /* what us__transport_start was given */
   bool answered;     /* an HTTP response came back (any status) */
   bool unreachable;  /* not answered: refused, or no such host or proxy */
+  bool body_sent;    /* the whole request body went out: the server may bill it */
   bool too_large;    /* not answered: the body passed the transport's size limit (16 MiB) */
   const char *error; /* not answered: curl's message and detail, scrubbed */
   long http_status;  /* answered: the status code */

@@ -22,6 +22,7 @@ void us_teacher_params_defaults(us_teacher_params *p) {
   p->budget_usd = 10;
   p->price_input_per_mtok = 0;
   p->price_output_per_mtok = 0;
+  p->price_cached_input_per_mtok = US_TEACHER_PRICE_SAME_AS_INPUT;
   p->params_b = 0;
   p->mode = NULL;
   p->batch_retry = NULL;
@@ -56,6 +57,8 @@ static const us_param TEACHER_PARAMS[] = {
              "US dollars per million prompt tokens"),
     US_PARAM(us_teacher_params, price_output_per_mtok, US_PARAM_DOUBLE, 0, 1e6, 0,
              "US dollars per million completion tokens"),
+    US_PARAM(us_teacher_params, price_cached_input_per_mtok, US_PARAM_DOUBLE, -1, 1e6, 0,
+             "US dollars per million cached prompt tokens; -1 = the input price"),
     US_PARAM(us_teacher_params, params_b, US_PARAM_DOUBLE, 0, 1e6, 0,
              "teacher size in billions of parameters; 0 = unknown"),
     US_PARAM(us_teacher_params, batch_max_requests, US_PARAM_INT, 1, 50000, 0,
@@ -76,6 +79,12 @@ us_status us_teacher_params_check(const us_teacher_params *p, us_err *err) {
   const us_param *table = us_teacher_param_table(&n);
   us_status st = us_params_check(table, n, p, err);
   if (st) return st;
+  double cached = p->price_cached_input_per_mtok;
+  if (cached < 0 && cached != US_TEACHER_PRICE_SAME_AS_INPUT)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "price_cached_input_per_mtok: expected a number in [0, 1e6], or -1 for the "
+                      "input price, found %g",
+                      cached);
   if (p->has_seed &&
       (p->seed < -(int64_t)JSON_MAX_SAFE_INT || p->seed > (int64_t)JSON_MAX_SAFE_INT))
     return us_err_set(err, US_ERR_CONFIG,
@@ -90,4 +99,20 @@ us_status us_teacher_params_check(const us_teacher_params *p, us_err *err) {
                       "batch_retry: expected \"batch\" or \"live\", found \"%.100s\"",
                       p->batch_retry);
   return US_OK;
+}
+
+double us_teacher_cached_price(const us_teacher_params *p) {
+  return p->price_cached_input_per_mtok < 0 ? p->price_input_per_mtok
+                                            : p->price_cached_input_per_mtok;
+}
+
+void us_teacher_call_cost(const us_teacher_params *p, const us_usage *u, us_call_cost *cost) {
+  int cached = u->cached_tokens < u->prompt_tokens ? u->cached_tokens : u->prompt_tokens;
+  int reasoning =
+      u->reasoning_tokens < u->completion_tokens ? u->reasoning_tokens : u->completion_tokens;
+  cost->input_usd = (double)(u->prompt_tokens - cached) * p->price_input_per_mtok / 1e6;
+  cost->cached_usd = (double)cached * us_teacher_cached_price(p) / 1e6;
+  cost->output_usd = (double)(u->completion_tokens - reasoning) * p->price_output_per_mtok / 1e6;
+  cost->reasoning_usd = (double)reasoning * p->price_output_per_mtok / 1e6;
+  cost->total_usd = cost->input_usd + cost->cached_usd + cost->output_usd + cost->reasoning_usd;
 }

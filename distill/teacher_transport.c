@@ -25,6 +25,7 @@ typedef struct slot {
   us_buf response;
   us__resp_headers headers;
   double started;
+  size_t body_len; /* of the request body being sent */
   bool too_large; /* the body passed RESPONSE_LIMIT: the transfer was cut */
   char errbuf[CURL_ERROR_SIZE];
 } slot;
@@ -354,6 +355,7 @@ us_status us__transport_start(us__transport *tr, void *job, const char *body, si
   s->too_large = false;
   s->job = job;
   s->started = now;
+  s->body_len = len;
   curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
   curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, body);
   CURLMcode mc = curl_multi_add_handle(tr->multi, s->easy);
@@ -395,6 +397,9 @@ static void finish_slot(us__transport *tr, slot *s, CURLcode rc, us__transfer_re
   r->started = s->started;
   r->headers = &s->headers;
   curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &r->http_status);
+  curl_off_t uploaded = 0;
+  if (curl_easy_getinfo(s->easy, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK)
+    r->body_sent = uploaded >= 0 && (size_t)uploaded >= s->body_len;
   curl_multi_remove_handle(tr->multi, s->easy);
   s->job = NULL;
   tr->in_flight--;

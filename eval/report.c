@@ -577,9 +577,39 @@ static us_status md_rest(const us_report *r, us_buf *o) {
                        "\n## Data\n\n| | count |\n|---|---|\n| prompts (train) | %ld |\n"
                        "| prompts (test) | %ld |\n| paid teacher calls | %ld |\n"
                        "| cache hits | %ld |\n| imported answers | %ld |\n"
-                       "| unparsed teacher answers | %ld |\n| failed requests | %ld |\n",
+                       "| unparsed teacher answers | %ld |\n| failed requests | %ld |\n"
+                       "| near-duplicates across train and test | %ld |\n"
+                       "| near-duplicates moved to test (data.dedupe_near) | %ld |\n",
                        c->prompts_train, c->prompts_test, c->teacher_calls, c->cache_hits,
-                       c->imported, c->unparsed, c->failures);
+                       c->imported, c->unparsed, c->failures, c->near_duplicates,
+                       c->near_duplicates_moved);
+  return st;
+}
+
+static us_status md_spend(const us_report *r, us_buf *o) {
+  const us_report_spend *s = r->spend;
+  if (!s) return US_OK;
+  char in[48], ca[48], out[48], re[48], un[48], worst[48];
+  us__report_usd(in, sizeof in, s->input_usd);
+  us__report_usd(ca, sizeof ca, s->cached_usd);
+  us__report_usd(out, sizeof out, s->output_usd);
+  us__report_usd(re, sizeof re, s->reasoning_usd);
+  us__report_usd(un, sizeof un, s->unsplit_usd);
+  us__report_usd(worst, sizeof worst, s->unanswered_usd);
+  us_status st =
+      us_buf_printf(o,
+                    "\n## Labelling spend by kind\n\n| kind | tokens | spend |\n|---|---|---|\n"
+                    "| input | %ld | %s |\n| cached input | %ld | %s |\n| output | %ld | %s |\n"
+                    "| reasoning | %ld | %s |\n",
+                    s->prompt_tokens - s->cached_tokens, in, s->cached_tokens, ca,
+                    s->completion_tokens - s->reasoning_tokens, out, s->reasoning_tokens, re);
+  if (st == US_OK && s->unsplit_usd > 0)
+    st = us_buf_printf(o, "| recorded before kinds were kept | | %s |\n", un);
+  if (st == US_OK && s->unanswered > 0)
+    st = us_buf_printf(o,
+                       "\n%ld requests may have been billed without an answer: up to %s "
+                       "(counted against the budget).\n",
+                       s->unanswered, worst);
   return st;
 }
 
@@ -604,6 +634,7 @@ us_status us_report_markdown(const us_report *r, us_buf *o, us_err *err) {
   if (st == US_OK) st = md_quality(r, o);
   if (st == US_OK) st = md_cascade(r, o);
   if (st == US_OK) st = md_cost(r, o);
+  if (st == US_OK) st = md_spend(r, o);
   if (st == US_OK) st = md_rest(r, o);
   if (st != US_OK) return us_err_set(err, st, "report.md: out of memory");
   return US_OK;

@@ -156,6 +156,22 @@ static void put_cost(builder *b, cJSON *root, const us_cost *c) {
   num(b, o, "size_ratio", c->size_ratio_known ? c->size_ratio : NAN);
 }
 
+static void put_spend(builder *b, cJSON *root, const us_report_spend *s) {
+  cJSON *o = section(b, root, "spend", s != NULL);
+  if (!o) return;
+  num(b, o, "prompt_tokens", (double)s->prompt_tokens);
+  num(b, o, "cached_tokens", (double)s->cached_tokens);
+  num(b, o, "completion_tokens", (double)s->completion_tokens);
+  num(b, o, "reasoning_tokens", (double)s->reasoning_tokens);
+  num(b, o, "input_usd", s->input_usd);
+  num(b, o, "cached_input_usd", s->cached_usd);
+  num(b, o, "output_usd", s->output_usd);
+  num(b, o, "reasoning_usd", s->reasoning_usd);
+  num(b, o, "unsplit_usd", s->unsplit_usd);
+  num(b, o, "unanswered", (double)s->unanswered);
+  num(b, o, "unanswered_usd", s->unanswered_usd);
+}
+
 static const char *kind_name(us_cascade_kind k) {
   return k == US_CASCADE_TEACHER_ONLY   ? "teacher_only"
          : k == US_CASCADE_STUDENT_ONLY ? "student_only"
@@ -294,6 +310,9 @@ us_status us_report_json(const us_report *r, us_buf *out, us_err *err) {
   num(&b, data, "imported", (double)r->counts.imported);
   num(&b, data, "unparsed", (double)r->counts.unparsed);
   num(&b, data, "failures", (double)r->counts.failures);
+  num(&b, data, "near_duplicates", (double)r->counts.near_duplicates);
+  num(&b, data, "near_duplicates_moved", (double)r->counts.near_duplicates_moved);
+  put_spend(&b, root, r->spend);
   char *text = b.ok ? cJSON_Print(root) : NULL;
   cJSON_Delete(root);
   if (!text) return us_err_set(err, US_ERR_NOMEM, "report.json: out of memory");

@@ -247,6 +247,7 @@ struct us_eval_data {
   bool has_metrics;
   us_generate_metrics generation;
   us_cost cost;
+  us_report_spend spend;
   us_cascade cascade;
   bool has_cascade;
   us_curve_point *curves[3];
@@ -406,6 +407,35 @@ static us_status read_result(us_cache *cache, const char *name, cJSON **out, us_
   if (st || !found) return st;
   *out = cJSON_Parse(json);
   free(json);
+  return US_OK;
+}
+
+/* Spend by kind, what may have been billed without an answer, and the near-duplicates the
+ * prompts stage found (result "near_duplicates"). */
+static us_status build_spend(us_cache *cache, us_eval_data *d, us_err *err) {
+  us_cache_spend sp;
+  us_status st = us_cache_spend_get(cache, &sp, err);
+  if (st) return st;
+  d->spend = (us_report_spend){
+      .prompt_tokens = (long)sp.prompt_tokens,
+      .cached_tokens = (long)sp.cached_tokens,
+      .completion_tokens = (long)sp.completion_tokens,
+      .reasoning_tokens = (long)sp.reasoning_tokens,
+      .input_usd = sp.input_usd,
+      .cached_usd = sp.cached_usd,
+      .output_usd = sp.output_usd,
+      .reasoning_usd = sp.reasoning_usd,
+      .unsplit_usd = sp.unsplit_usd,
+      .unanswered = (long)sp.unanswered,
+      .unanswered_usd = sp.unanswered_usd,
+  };
+  d->report.spend = &d->spend;
+  cJSON *near = NULL;
+  st = read_result(cache, "near_duplicates", &near, err);
+  if (st) return st;
+  d->report.counts.near_duplicates = (long)json_number(near, "near_duplicates", 0);
+  d->report.counts.near_duplicates_moved = (long)json_number(near, "moved", 0);
+  cJSON_Delete(near);
   return US_OK;
 }
 
@@ -577,6 +607,8 @@ us_status us_eval_build(const us_config *c, us_cache *cache, us_eval_data **out,
   r->counts.imported = (long)s.calls_imported;
   r->counts.unparsed = (long)s.targets_unparsed;
   r->counts.failures = (long)s.failures;
+  st = build_spend(cache, d, err);
+  if (st) goto fail;
   *out = d;
   return US_OK;
 fail:

@@ -22,6 +22,8 @@ static struct {
   ledger_entry *slots;
   size_t cap, used;
   int64_t requests, chat_requests, billed, prompt_tokens, completion_tokens;
+  int64_t cached_tokens, reasoning_tokens;
+  double billed_usd;
   int64_t faults[MOCK_FAULT_COUNT];
   int64_t connections_open, connections_total, in_flight, max_in_flight;
   int64_t minute, minute_requests, minute_tokens;
@@ -30,7 +32,7 @@ static struct {
 } ledger = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *const fault_names[MOCK_FAULT_COUNT] = {
-    "none", "429", "500", "503", "timeout", "malformed", "truncated", "partial", "reset"};
+    "none", "429", "500", "503", "timeout", "malformed", "truncated", "partial", "reset", "slow"};
 
 void mock_ledger_init(void) {
   pthread_mutex_lock(&ledger.lock);
@@ -57,6 +59,8 @@ void mock_ledger_reset(void) {
   ledger.used = 0;
   ledger.requests = ledger.chat_requests = ledger.billed = 0;
   ledger.prompt_tokens = ledger.completion_tokens = 0;
+  ledger.cached_tokens = ledger.reasoning_tokens = 0;
+  ledger.billed_usd = 0;
   memset(ledger.faults, 0, sizeof ledger.faults);
   ledger.connections_total = 0;
   ledger.max_in_flight = ledger.in_flight;
@@ -135,6 +139,15 @@ void mock_ledger_bill(const char *key, int prompt_tokens, int completion_tokens)
   ledger.completion_tokens += completion_tokens;
   minute_roll();
   ledger.minute_tokens += prompt_tokens + completion_tokens;
+  pthread_mutex_unlock(&ledger.lock);
+}
+
+void mock_ledger_bill_usage(const char *key, const mock_usage *u, double usd) {
+  mock_ledger_bill(key, u->prompt, u->completion);
+  pthread_mutex_lock(&ledger.lock);
+  ledger.cached_tokens += u->cached;
+  ledger.reasoning_tokens += u->reasoning;
+  ledger.billed_usd += usd;
   pthread_mutex_unlock(&ledger.lock);
 }
 
@@ -220,6 +233,9 @@ char *mock_ledger_json(void) {
   cJSON_AddNumberToObject(o, "max_attempts_per_key", (double)max_attempts);
   cJSON_AddNumberToObject(o, "prompt_tokens", (double)ledger.prompt_tokens);
   cJSON_AddNumberToObject(o, "completion_tokens", (double)ledger.completion_tokens);
+  cJSON_AddNumberToObject(o, "cached_tokens", (double)ledger.cached_tokens);
+  cJSON_AddNumberToObject(o, "reasoning_tokens", (double)ledger.reasoning_tokens);
+  cJSON_AddNumberToObject(o, "billed_usd", ledger.billed_usd);
   int64_t total_faults = 0;
   for (int f = 1; f < MOCK_FAULT_COUNT; f++) {
     cJSON_AddNumberToObject(faults, fault_names[f], (double)ledger.faults[f]);

@@ -39,6 +39,9 @@ typedef struct us_report_counts {
   long imported;      /* answers imported from logs */
   long unparsed;      /* teacher answers that named no known label */
   long failures;      /* requests that failed for good */
+  long near_duplicates; /* prompts with a near-duplicate (word 3-shingle Jaccard >= 0.8) in the
+                         * other split, as the prompts stage found them */
+  long near_duplicates_moved; /* of those, moved to the test split by data.dedupe_near */
 } us_report_counts;
 
 /* Active labelling (label.strategy "active"): the learning curve, one point per round, and what
@@ -57,6 +60,17 @@ typedef struct us_report_active {
   const char *stop;              /* why labelling stopped ("max_prompts", "pool", "min_gain"), or
                                     NULL while it goes on */
 } us_report_active;
+/* What labelling paid, by kind, and what may have been billed without an answer. */
+typedef struct us_report_spend {
+  long prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens;
+  double input_usd;      /* prompt tokens not served from the provider's cache */
+  double cached_usd;     /* prompt tokens served from it (teacher.price.cached_input_per_mtok) */
+  double output_usd;     /* visible answer tokens */
+  double reasoning_usd;  /* reasoning tokens, priced as output */
+  double unsplit_usd;    /* calls recorded before spend was split by kind */
+  long unanswered;       /* requests that may have been billed without an answer */
+  double unanswered_usd; /* their worst-case cost (counted against teacher.budget_usd) */
+} us_report_spend;
 
 typedef struct us_report {
   const char *run_name; /* config name */
@@ -81,6 +95,7 @@ typedef struct us_report {
   us_report_series train_loss, valid_loss, valid_accuracy; /* x: epoch or step */
   us_report_counts counts;
   const us_report_active *active; /* NULL unless the train prompts were labelled actively */
+  const us_report_spend *spend; /* NULL: omitted */
 } us_report;
 
 /* Zeroes r (all sections absent). */

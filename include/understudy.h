@@ -41,7 +41,8 @@ extern "C" {
   X(ERR_TEACHER, "teacher error")              \
   X(ERR_STATE, "missing earlier stage")        \
   X(ERR_USAGE, "invalid usage")                \
-  X(ERR_INTERNAL, "internal error")
+  X(ERR_INTERNAL, "internal error")            \
+  X(ERR_UNLABELLED, "prompts left unlabelled")
 
 typedef enum {
 #define US_STATUS_ENUM(name, text) US_##name,
@@ -157,7 +158,9 @@ const char *us_blas_core(void);
  * The teacher's API key is read from the environment variable the config names. stop (may be
  * NULL) is checked between stages and between teacher requests: set it (e.g. from a SIGINT
  * handler) to stop cleanly with US_ERR_INTERRUPTED. Every stage is idempotent, so calling again
- * after an error, a stop or US_ERR_BUDGET resumes without paying twice. On success *headline
+ * after an error, a stop or US_ERR_BUDGET resumes without paying twice. US_ERR_UNLABELLED: the
+ * label stage ended with prompts that failed after their retries (the message names how many
+ * and the most common cause); the run stops there. On success *headline
  * (if headline is non-NULL) is the report's headline, malloc'd, the caller frees it. */
 us_status us_run(const char *config_path, const char *const *overrides, int n_overrides,
                  volatile sig_atomic_t *stop, char **headline, us_err *err);

@@ -28,7 +28,10 @@
 char *us_train_model_path(const us_config *c) {
   us_buf b;
   us_buf_init(&b, 0);
-  us_buf_printf(&b, "%s/student.bin", c->output);
+  if (us_buf_printf(&b, "%s/student.bin", c->output)) {
+    us_buf_free(&b);
+    return NULL;
+  }
   return us_buf_steal(&b);
 }
 
@@ -141,10 +144,11 @@ static us_status gather(const us_config *c, us_cache *cache, example_set *set,
     r->text = us_strdup(prompts[i].text);
     r->validation = us_train_is_validation(prompts[i].hash, c->student.classifier.seed,
                                            c->student.validation_fraction);
-    us_buf_printf(&set->fingerprint, "%s %d %s\n", key, r->label, r->soft ? "soft" : "hard");
+    bool fp_failed =
+        us_buf_printf(&set->fingerprint, "%s %d %s\n", key, r->label, r->soft ? "soft" : "hard");
     set->n++;
     us_target_free_fields(&t);
-    if (!r->text || (c->task.type == US_TASK_GENERATE && !r->answer))
+    if (fp_failed || !r->text || (c->task.type == US_TASK_GENERATE && !r->answer))
       st = us_err_set(err, US_ERR_NOMEM, "out of memory gathering training prompts");
   }
   us_prompts_free(prompts, n);
@@ -405,7 +409,10 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   char ckpt_name[64];
   checkpoint_name(fingerprint, ckpt_name, sizeof ckpt_name);
   remove_stale_checkpoints(c->output, ckpt_name);
-  us_buf_printf(&ckpt, "%s/%s", c->output, ckpt_name);
+  if (us_buf_printf(&ckpt, "%s/%s", c->output, ckpt_name)) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory naming the checkpoint %s", ckpt_name);
+    goto done;
+  }
   p.checkpoint_path = ckpt.data;
   p.resume = true;
   p.progress = on_lm_step;
@@ -449,6 +456,10 @@ us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_opt
   example_set set = {0};
   us_buf_init(&set.fingerprint, 0);
   char *path = us_train_model_path(c), *tmp = NULL;
+  if (!path) {
+    us_buf_free(&set.fingerprint);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory training the student");
+  }
   snprintf(sum->model_path, sizeof sum->model_path, "%s", path);
   us_status st = gather(c, cache, &set, sum, err);
   if (st) goto done;
@@ -458,6 +469,13 @@ us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_opt
                     "no training examples: none of the train split's prompts has a usable teacher "
                     "answer (%lld unlabelled, %lld unparsed); run `understudy label` first",
                     (long long)sum->skipped_missing, (long long)sum->skipped_unparsed);
+    goto done;
+  }
+  /* room for every settings line first, so that none of them can fail to be appended */
+  size_t room = 1024 + (c->student.lm.preset ? strlen(c->student.lm.preset) : 0);
+  for (int i = 0; i < c->task.n_labels; i++) room += strlen(c->task.labels[i]) + 8;
+  if (us_buf_reserve(&set.fingerprint, room)) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory fingerprinting the training settings");
     goto done;
   }
   fingerprint_settings(c, &set.fingerprint);

@@ -45,7 +45,7 @@ typedef struct us_train_options {
 us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_options *opt,
                          us_train_summary *summary, us_err *err);
 
-/* The path of the student model in the output folder. Caller frees. */
+/* The path of the student model in the output folder. Caller frees; NULL when out of memory. */
 char *us_train_model_path(const us_config *c);
 
 /* Is this train-split prompt in the validation slice? A hash of the prompt's identity, so the

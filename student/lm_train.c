@@ -98,10 +98,12 @@ typedef struct corpus {
   size_t n;
 } corpus;
 
+/* Safe to call twice: corpus_build frees on failure and trainer_free again. */
 static void corpus_free(corpus *k) {
   free(k->tokens);
   free(k->start);
   free(k->sep);
+  memset(k, 0, sizeof *k);
 }
 
 static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t n, int T,

@@ -150,6 +150,20 @@ assert_eq "$(mock_stats billed_keys)" "$((n_test + 240))" "keys billed (test spl
 assert_eq "$(db 'SELECT COUNT(*) FROM calls;')" "$((n_test + 240))" "calls stored"
 stop_mock
 
+note "with the Batch API, each round is one batch"
+start_teacher --answers "$WORK/prompts.jsonl.answers.jsonl"
+write_config "$WORK/batch.json" "${ACTIVE[@]}" output="\"$WORK/batch\"" teacher.mode='"batch"' \
+  teacher.batch_poll_s=0.05
+expect_ok batch_prompts prompts "$WORK/batch.json"
+expect_ok batch_label label "$WORK/batch.json"
+BDB="$WORK/batch/understudy.db"
+b_test=$(db "SELECT COUNT(*) FROM prompts WHERE split = 1;" "$BDB")
+assert_eq "$(db 'SELECT COUNT(*) FROM active_rounds;' "$BDB")" 4 "batch: rounds measured"
+assert_eq "$(mock_stats batches_created)" 4 "batch: one batch a round"
+assert_eq "$(mock_stats chat_requests)" 0 "batch: nothing sent live"
+assert_eq "$(mock_stats billed_keys)" "$((b_test + 160))" "batch: keys billed (test split + picks)"
+stop_mock
+
 note "task generate: rounds picked by the student's mean token log-prob"
 awk 'BEGIN {
   split("apples pears plums figs limes", item, " ");

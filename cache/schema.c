@@ -73,6 +73,29 @@ static const char schema_v2[] =
     "DROP INDEX prompts_by_split;"
     "CREATE INDEX prompts_by_kind_split ON prompts(kind, split, id);";
 
+/* Version 3: `understudy serve`. One row per request served (route student, teacher or cache;
+ * error for a request answered with an error) and one per shadow audit (route audit, agree set).
+ * prompt and answer are kept only with serve.log_prompts. */
+static const char schema_v3[] =
+    "CREATE TABLE served ("
+    "  id INTEGER PRIMARY KEY,"
+    "  created_at REAL NOT NULL,"
+    "  route TEXT NOT NULL,"
+    "  task INTEGER NOT NULL DEFAULT 0,"
+    "  http_status INTEGER NOT NULL DEFAULT 200,"
+    "  confidence REAL,"
+    "  threshold REAL,"
+    "  latency_ms REAL NOT NULL DEFAULT 0,"
+    "  prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cost_usd REAL NOT NULL DEFAULT 0,"
+    "  saved_usd REAL NOT NULL DEFAULT 0,"
+    "  agree INTEGER,"
+    "  prompt TEXT,"
+    "  answer TEXT"
+    ");"
+    "CREATE INDEX served_route ON served(route, created_at);";
+
 typedef struct migration_step {
   int version; /* user_version once the step is applied */
   const char *sql;
@@ -81,6 +104,7 @@ typedef struct migration_step {
 static const migration_step migration_steps[] = {
     {1, schema_v1},
     {2, schema_v2},
+    {3, schema_v3},
 };
 
 static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *err) {

@@ -16,6 +16,7 @@
 #include "distill/teacher.h"
 #include "eval/cascade.h"
 #include "eval/cost.h"
+#include "pipeline/serve_params.h"
 #include "student/classifier.h"
 #include "student/lm.h"
 
@@ -42,6 +43,7 @@ typedef struct us_config {
 
   us_cost_params cost;       /* eval/cost.h */
   us_quality_params quality; /* eval/cascade.h */
+  us_serve_params serve;     /* pipeline/serve_params.h: the serve.* keys */
 } us_config;
 
 /* Fills every field with its default (strings NULL where there is no default string). */

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -434,6 +435,16 @@ char *mock_response_build(const mock_options *o, const void *request, const char
   char *answer = mock_selfinstruct_answer(o, user);
   if (!answer && text) answer = mock_answer_for(o, text);
   free(user);
+  static atomic_long answered;
+  if (answer && o->disagree_after >= 0 && atomic_fetch_add(&answered, 1) >= o->disagree_after) {
+    /* a teacher that changed its mind: the label after the usual one */
+    for (int k = 0; k < o->n_labels; k++)
+      if (strcmp(answer, o->labels[k]) == 0) {
+        free(answer);
+        answer = strdup(o->labels[(k + 1) % o->n_labels]);
+        break;
+      }
+  }
   if (!answer) {
     free(text);
     return reject(500, status, error_type, error_message, "%s", "mock out of memory");

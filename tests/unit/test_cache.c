@@ -118,7 +118,7 @@ static void open_should_create_migrate_and_reopen(void **state) {
   fixture *f = *state;
   us_err err = {0};
   f->cache = open_ok(f->db);
-  assert_int_equal(us_cache_schema_version(f->cache), 2);
+  assert_int_equal(us_cache_schema_version(f->cache), 3);
   check(us_cache_prompt_add(f->cache, "h1", "first", NULL, "a.txt:1", 0, NULL, NULL, &err), &err);
   us_cache_close(f->cache);
   f->cache = NULL;
@@ -130,7 +130,7 @@ static void open_should_create_migrate_and_reopen(void **state) {
   assert_string_equal(v, "wal");
 
   f->cache = open_ok(f->db);
-  assert_int_equal(us_cache_schema_version(f->cache), 2);
+  assert_int_equal(us_cache_schema_version(f->cache), 3);
   int64_t n = 0;
   check(us_cache_prompts_count(f->cache, -1, &n, &err), &err);
   assert_int_equal(n, 1);

@@ -125,7 +125,7 @@ static void open_should_create_migrate_and_reopen(void **state) {
 
   char v[64];
   raw_sql(f->db, "PRAGMA user_version", v, sizeof v);
-  assert_string_equal(v, "2");
+  assert_string_equal(v, "3");
   raw_sql(f->db, "PRAGMA journal_mode", v, sizeof v);
   assert_string_equal(v, "wal");
 

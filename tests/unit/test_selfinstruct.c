@@ -301,7 +301,7 @@ static void version_1_workspace_should_migrate_in_place(void **state) {
            "  200, 1.0, '{}', '{\"choices\":[]}');"
            "PRAGMA application_id = 1431520345; PRAGMA user_version = 1;");
   open_cache(f);
-  assert_int_equal(us_cache_schema_version(f->cache), 2);
+  assert_int_equal(us_cache_schema_version(f->cache), 3);
   us_err err = {0};
   us_prompt *p = NULL;
   size_t n = 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cache/cache_int.h"
+#include "core/assert.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/task.h"
@@ -23,6 +24,7 @@ us_status us__cache_db_error(us_cache *c, us_err *err, const char *what) {
 }
 
 sqlite3_stmt *us__cache_stmt(us_cache *c, us__cache_stmt_id id, us_err *err) {
+  US_ASSERT((unsigned)id < US__STMT_COUNT);
   sqlite3_stmt *s = c->stmt[id];
   if (s) {
     sqlite3_reset(s);

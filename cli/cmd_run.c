@@ -59,11 +59,10 @@ int us_cmd_run(int argc, char **argv) {
     return US_EXIT_USAGE;
   }
   us_cli_common common;
-  int rc = us_cli_parse_common(&argc, argv, &common, us_cli_prompts_usage);
+  int rc = us_cli_parse_common(&argc, argv, &common, usage);
   if (rc) return rc;
   if (argc > 1) {
-    fprintf(stderr, "understudy: error: prompts: unknown option '%s'\n%s", argv[1],
-            us_cli_prompts_usage);
+    fprintf(stderr, "understudy: error: run: unknown option '%s'\n%s", argv[1], usage);
     return US_EXIT_USAGE;
   }
   us_cli_session ss = {.common = &common};

@@ -1,6 +1,8 @@
 /* Growable buffers and whole-file helpers. */
 #include "core/buf.h"
 
+#include "core/assert.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -43,6 +45,7 @@ us_status us_buf_reserve(us_buf *b, size_t extra) {
 us_status us_buf_append(us_buf *b, const void *data, size_t n) {
   us_status st = us_buf_reserve(b, n);
   if (st) return st;
+  US_ASSERT_OP(b->len + n, <, b->cap); /* reserve left room for the NUL too */
   if (n) memcpy(b->data + b->len, data, n);
   b->len += n;
   b->data[b->len] = '\0';

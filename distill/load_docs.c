@@ -75,7 +75,7 @@ static bool next_unit(const char *text, size_t end, size_t *pos, int level, size
   *us = i;
   if (level == 2) {
     i++;
-    while (i < end && ((unsigned char)text[i] & 0xc0) == 0x80) i++;
+    while (i < end && US_UTF8_IS_CONTINUATION(text[i])) i++;
   } else if (level == 1) {
     while (i < end && !is_space_byte(text[i])) i++;
   } else {

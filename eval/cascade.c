@@ -46,6 +46,8 @@ const char *us_cascade_verdict_str(us_cascade_verdict v) {
       return "stay with the teacher: no threshold that reaches the quality target costs less";
     case US_CASCADE_STAY_NO_DATA:
       return "stay with the teacher: there are no test examples to judge the student on";
+    case US_CASCADE_STAY_NOT_LEARNED:
+      return "stay with the teacher: the student did not learn this task";
   }
   return "stay with the teacher";
 }
@@ -73,7 +75,12 @@ static us_status check_inputs(const us_cascade_inputs *in, us_err *err) {
   if (!(in->student_usd_per_request >= 0) || !(in->teacher_usd_per_request >= 0) ||
       !isfinite(in->student_usd_per_request) || !isfinite(in->teacher_usd_per_request))
     return us_err_set(err, US_ERR_INPUT, "cascade: per-request costs must be finite and >= 0");
+  if (in->n_labels < 0 || (in->n_labels > 0 && in->n > 0 && !in->teacher_label))
+    return us_err_set(err, US_ERR_INPUT, "cascade: n_labels given without the teacher's labels");
   for (int i = 0; i < in->n; i++) {
+    if (in->n_labels > 0 && (in->teacher_label[i] < 0 || in->teacher_label[i] >= in->n_labels))
+      return us_err_set(err, US_ERR_INPUT, "cascade: example %d: teacher label %d not in [0, %d)",
+                        i, in->teacher_label[i], in->n_labels);
     if (!isfinite(in->confidence[i]))
       return us_err_set(err, US_ERR_INPUT, "cascade: example %d: confidence is not finite", i);
     if (!(in->student_score[i] >= 0 && in->student_score[i] <= 1))
@@ -122,6 +129,13 @@ static double combined_low(double score, int answered, int n, double z) {
   return z > 0 ? wilson_low(agreeing, n, z) : agreeing / n;
 }
 
+/* Lower bound of the agreement of the student's own answers: Wilson's over the answered
+ * prompts only, so a handful of answers, or answers no better than chance, cannot pass. */
+static double student_low(double score, int answered, double z) {
+  if (answered == 0) return NAN;
+  return z > 0 ? wilson_low(score, answered, z) : score / answered;
+}
+
 /* Walks examples in falling confidence; a point after each run of equal confidences. */
 static void fill_points(const us_cascade_inputs *in, const ranked *order, us_cascade *c) {
   int n = in->n, n_gold = 0, teacher_gold_hits = 0;
@@ -134,9 +148,14 @@ static void fill_points(const us_cascade_inputs *in, const ranked *order, us_cas
   c->has_gold = n_gold > 0;
   double gold_den = n_gold > 0 ? n_gold : 1, n_den = n > 0 ? n : 1;
   double z = in->quality.confidence > 0 ? normal_quantile(in->quality.confidence) : 0.0;
-  c->points[0] = (us_cascade_point){
-      US_CASCADE_TEACHER_ONLY,    INFINITY, 0, 0.0, 1.0, 1.0, teacher_gold_hits / gold_den,
-      in->teacher_usd_per_request};
+  c->points[0] = (us_cascade_point){.kind = US_CASCADE_TEACHER_ONLY,
+                                    .threshold = INFINITY,
+                                    .agreement = 1.0,
+                                    .agreement_low = 1.0,
+                                    .student_agreement = NAN,
+                                    .student_agreement_low = NAN,
+                                    .gold_accuracy = teacher_gold_hits / gold_den,
+                                    .usd_per_request = in->teacher_usd_per_request};
   int k = 1, gold_hits = teacher_gold_hits; /* gold hits of the combined system so far */
   double score = 0;
   for (int r = 0; r < n; r++) {
@@ -146,53 +165,97 @@ static void fill_points(const us_cascade_inputs *in, const ranked *order, us_cas
     if (r + 1 < n && order[r + 1].confidence == order[r].confidence) continue;
     int answered = r + 1;
     double coverage = answered / n_den;
-    c->points[k++] = (us_cascade_point){
-        US_CASCADE_THRESHOLD,
-        order[r].confidence,
-        answered,
-        coverage,
-        (score + (n - answered)) / n_den,
-        combined_low(score, answered, n, z),
-        gold_hits / gold_den,
-        in->student_usd_per_request + (1 - coverage) * in->teacher_usd_per_request};
+    c->points[k++] =
+        (us_cascade_point){.kind = US_CASCADE_THRESHOLD,
+                           .threshold = order[r].confidence,
+                           .answered = answered,
+                           .coverage = coverage,
+                           .agreement = (score + (n - answered)) / n_den,
+                           .agreement_low = combined_low(score, answered, n, z),
+                           .student_agreement = score / answered,
+                           .student_agreement_low = student_low(score, answered, z),
+                           .gold_accuracy = gold_hits / gold_den,
+                           .usd_per_request = in->student_usd_per_request +
+                                              (1 - coverage) * in->teacher_usd_per_request};
   }
-  c->points[k] = (us_cascade_point){US_CASCADE_STUDENT_ONLY,
-                                    -INFINITY,
-                                    n,
-                                    n > 0 ? 1.0 : 0.0,
-                                    n > 0 ? score / n_den : 0.0,
-                                    combined_low(score, n, n, z),
-                                    gold_hits / gold_den,
-                                    in->student_usd_per_request};
+  c->points[k] = (us_cascade_point){.kind = US_CASCADE_STUDENT_ONLY,
+                                    .threshold = -INFINITY,
+                                    .answered = n,
+                                    .coverage = n > 0 ? 1.0 : 0.0,
+                                    .agreement = n > 0 ? score / n_den : 0.0,
+                                    .agreement_low = combined_low(score, n, n, z),
+                                    .student_agreement = n > 0 ? score / n_den : NAN,
+                                    .student_agreement_low = student_low(score, n, z),
+                                    .gold_accuracy = gold_hits / gold_den,
+                                    .usd_per_request = in->student_usd_per_request};
   c->n_points = k + 1;
   if (n == 0) c->points[k].agreement = c->points[k].agreement_low = 0;
+}
+
+/* Chance and the majority class against the student alone. The student beats them when the
+ * lower bound of its agreement is above both (or it agrees on every example: a task whose
+ * teacher always answers the same label is learned by a student that does too). */
+static us_status fill_baselines(const us_cascade_inputs *in, us_cascade *c, us_err *err) {
+  us_cascade_baselines *b = &c->baselines;
+  memset(b, 0, sizeof *b);
+  b->majority_label = -1;
+  if (in->n_labels <= 0 || in->n == 0) return US_OK;
+  int *count = calloc((size_t)in->n_labels, sizeof *count);
+  if (!count)
+    return us_err_set(err, US_ERR_NOMEM, "cascade: out of memory for %d labels", in->n_labels);
+  for (int i = 0; i < in->n; i++) count[in->teacher_label[i]]++;
+  int best = 0;
+  for (int k = 1; k < in->n_labels; k++)
+    if (count[k] > count[best]) best = k;
+  const us_cascade_point *alone = &c->points[c->n_points - 1];
+  b->known = true;
+  b->chance = 1.0 / in->n_labels;
+  b->majority_label = best;
+  b->majority_class = (double)count[best] / in->n;
+  b->student_agreement = alone->student_agreement;
+  b->student_agreement_low = alone->student_agreement_low;
+  double bar = fmax(b->chance, b->majority_class);
+  b->beaten = alone->student_agreement >= 1.0 || b->student_agreement_low > bar;
+  free(count);
+  return US_OK;
 }
 
 static int cheaper(double a, double b) {
   return a < b - 1e-12 * fmax(fabs(a), fabs(b));
 }
 
-/* Cheapest point where the student answers and the target is met by the agreement's lower
- * bound (the point estimate at confidence 0); ties go to the higher bound, then to the later
- * point (more coverage, and the plain student-only system). */
+/* What a point is judged on: the lower of the whole system's bound and the bound on the
+ * student's own answers (the latter is the binding one unless the student answers nearly all). */
+static double point_quality(const us_cascade_point *p) {
+  return fmin(p->agreement_low, p->student_agreement_low);
+}
+
+/* Cheapest point where the student answers and the target is met by both lower bounds (the
+ * point estimates at confidence 0); ties go to the higher quality, then to the later point
+ * (more coverage, and the plain student-only system). */
 static void recommend(us_cascade *c) {
   const double eps = 1e-12;
   int best = -1, best_quality = -1;
   for (int k = c->n_points - 1; k >= 1; k--) {
     const us_cascade_point *p = &c->points[k];
     if (p->answered == 0) continue;
-    if (best_quality < 0 || p->agreement_low > c->points[best_quality].agreement_low)
+    double q = point_quality(p);
+    if (best_quality < 0 || q > point_quality(&c->points[best_quality]) ||
+        (q == point_quality(&c->points[best_quality]) &&
+         p->agreement_low > c->points[best_quality].agreement_low))
       best_quality = k;
-    if (p->agreement_low < c->target_agreement - eps) continue;
+    if (q < c->target_agreement - eps) continue;
     if (best < 0 || cheaper(p->usd_per_request, c->points[best].usd_per_request) ||
         (!cheaper(c->points[best].usd_per_request, p->usd_per_request) &&
-         p->agreement_low > c->points[best].agreement_low))
+         q > point_quality(&c->points[best])))
       best = k;
   }
   c->best_quality_threshold_point = best_quality;
   c->recommended = c->teacher_only;
   if (c->n == 0)
     c->verdict = US_CASCADE_STAY_NO_DATA;
+  else if (c->baselines.known && !c->baselines.beaten)
+    c->verdict = US_CASCADE_STAY_NOT_LEARNED;
   else if (best < 0)
     c->verdict = US_CASCADE_STAY_BELOW_TARGET;
   else if (!cheaper(c->points[best].usd_per_request, c->points[c->teacher_only].usd_per_request))
@@ -223,8 +286,13 @@ us_status us_cascade_compute(const us_cascade_inputs *in, us_cascade *out, us_er
   fill_points(in, order, out);
   out->teacher_only = 0;
   out->student_only = out->n_points - 1;
-  recommend(out);
   free(order);
+  st = fill_baselines(in, out, err);
+  if (st != US_OK) {
+    us_cascade_free(out);
+    return st;
+  }
+  recommend(out);
   return US_OK;
 }
 

@@ -34,16 +34,20 @@ typedef enum {
 
 typedef struct us_cascade_point {
   us_cascade_kind kind;
-  double threshold;       /* +INFINITY / -INFINITY for the two fixed systems */
-  int answered;           /* examples the student answers */
-  double coverage;        /* answered / n */
-  double agreement;       /* combined system vs teacher: deferred examples count as agreeing */
-  double agreement_low;   /* one-sided lower confidence bound on agreement at the analysis's
-                             confidence level (Wilson, over all n examples); 1 for teacher only,
-                             equal to agreement at level 0 */
-  double gold_accuracy;   /* combined system vs gold over examples with gold; 0 if no gold */
-  double usd_per_request; /* student cost (it runs first on every request, unless teacher only)
-                             + (1 - coverage) x teacher cost */
+  double threshold;         /* +INFINITY / -INFINITY for the two fixed systems */
+  int answered;             /* examples the student answers */
+  double coverage;          /* answered / n */
+  double agreement;         /* combined system vs teacher: deferred examples count as agreeing */
+  double agreement_low;     /* one-sided lower confidence bound on agreement at the analysis's
+                               confidence level (Wilson, over all n examples); 1 for teacher only,
+                               equal to agreement at level 0 */
+  double gold_accuracy;     /* combined system vs gold over examples with gold; 0 if no gold */
+  double usd_per_request;   /* student cost (it runs first on every request, unless teacher only)
+                               + (1 - coverage) x teacher cost */
+  double student_agreement; /* agreement of the student's own answers with the teacher's
+                               (over the answered examples only); NAN for teacher only */
+  double student_agreement_low; /* its one-sided lower bound (Wilson over `answered`), equal to
+                                   student_agreement at level 0; NAN for teacher only */
 } us_cascade_point;
 
 typedef enum {
@@ -51,7 +55,10 @@ typedef enum {
   US_CASCADE_USE_CASCADE, /* a threshold with 0 < coverage < 1 is the cheapest that meets it */
   US_CASCADE_STAY_BELOW_TARGET, /* no threshold where the student answers meets the target */
   US_CASCADE_STAY_NOT_CHEAPER,  /* some meet the target, but none costs less than the teacher */
-  US_CASCADE_STAY_NO_DATA       /* no examples */
+  US_CASCADE_STAY_NO_DATA,      /* no examples */
+  US_CASCADE_STAY_NOT_LEARNED   /* the student alone does not beat the majority-class or the
+                                   chance baseline: whatever its confidence says, it did not
+                                   learn the task */
 } us_cascade_verdict;
 
 typedef struct us_cascade_inputs {
@@ -65,7 +72,22 @@ typedef struct us_cascade_inputs {
   double student_usd_per_request;
   double teacher_usd_per_request;
   us_quality_params quality; /* the target and the confidence level (config section "quality") */
+  /* Classify only, for the baselines: the teacher's label per example (0..n_labels-1) and the
+   * number of labels. NULL / 0 (generation) skips the baseline check. */
+  const int *teacher_label;
+  int n_labels;
 } us_cascade_inputs;
+
+/* What a student that learned nothing would score against the teacher (classify only). */
+typedef struct us_cascade_baselines {
+  bool known;                   /* false without teacher labels (generation): no check */
+  double chance;                /* 1 / n_labels: answering a label at random */
+  double majority_class;        /* share of the teacher's most common label: always answering it */
+  int majority_label;           /* that label's index */
+  double student_agreement;     /* the student alone (every example) */
+  double student_agreement_low; /* its lower bound at the analysis's confidence level */
+  bool beaten; /* the student's lower bound is above both baselines (or it always agrees) */
+} us_cascade_baselines;
 
 typedef struct us_cascade {
   us_cascade_point *points; /* [0] teacher only, then thresholds from the highest distinct
@@ -80,11 +102,18 @@ typedef struct us_cascade {
   int n;
   bool has_gold;
   int n_gold;
-  int best_quality_threshold_point; /* point with coverage > 0 of highest agreement_low (for
-                                       the message when none meets the target); -1 if n is 0 */
+  int best_quality_threshold_point; /* point with coverage > 0 of highest quality, the lower of
+                                       agreement_low and student_agreement_low (for the message
+                                       when none meets the target); -1 if n is 0 */
+  us_cascade_baselines baselines;
 } us_cascade;
 
-/* Computes every point and the recommendation. Caller frees out with us_cascade_free (also on
+/* Computes every point and the recommendation. A point qualifies when both the whole system's
+ * agreement and the agreement of the student's own answers reach the target (their lower bounds
+ * at quality.confidence > 0): deferred requests always agree with the teacher, so the whole
+ * system alone would let any student, even one always wrong, take up to (1 - target) of the
+ * traffic. With teacher labels, a student whose agreement does not beat the majority-class and
+ * chance baselines gets US_CASCADE_STAY_NOT_LEARNED. Caller frees out with us_cascade_free (also on
  * failure, where it is empty). Examples whose teacher answer is unusable should be left out by
  * the caller: the teacher is taken to agree with itself on every example given. */
 us_status us_cascade_compute(const us_cascade_inputs *in, us_cascade *out, us_err *err);

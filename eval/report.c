@@ -66,11 +66,64 @@ void us__report_usd(char *buf, size_t size, double usd) {
   else if (a >= 0.01)
     snprintf(buf, size, "%s$%.3f", sign, a);
   else
-    snprintf(buf, size, "%s$%.3g", sign, a);
+    snprintf(buf, size, usd < 0 ? "-$0.00 (under a cent)" : "under $0.01");
+}
+
+void us__report_usd_per_request(char *buf, size_t size, double usd) {
+  double a = fabs(usd);
+  if (!isfinite(usd) || a == 0 || a >= 0.01) {
+    us__report_usd(buf, size, usd);
+    return;
+  }
+  if (a >= 1e-6) { /* three significant digits, plain: 0.000495 has 6 decimals */
+    int decimals = 2 - (int)floor(log10(a));
+    snprintf(buf, size, "%s$%.*f", usd < 0 ? "-" : "", decimals, a);
+    return;
+  }
+  char million[48];
+  us__report_usd(million, sizeof million, usd * 1e6);
+  snprintf(buf, size, "under $0.000001 (%s per million)", million);
+}
+
+typedef enum { ROUND_NEAREST, ROUND_DOWN, ROUND_UP } rounding;
+
+/* Share as a percentage with `decimals` decimals. 1e-7 absorbs binary noise (0.95 * 1000 is
+ * 949.9999999999999) without moving a real digit. */
+static void pct_with(char *buf, size_t size, double share, int decimals, rounding how) {
+  double scale = pow(10, decimals), x = share * 100 * scale;
+  double v = how == ROUND_DOWN ? floor(x + 1e-7) : how == ROUND_UP ? ceil(x - 1e-7) : round(x);
+  snprintf(buf, size, "%.*f%%", decimals, v / scale);
 }
 
 void us__report_pct(char *buf, size_t size, double share) {
-  snprintf(buf, size, "%.1f%%", share * 100);
+  if (share > 0 && share < 0.0005)
+    snprintf(buf, size, "under 0.1%%");
+  else if (share < 1 && share >= 0.9995)
+    snprintf(buf, size, "over 99.9%%");
+  else
+    pct_with(buf, size, share, 1, ROUND_NEAREST);
+}
+
+void us__report_pct_low(char *buf, size_t size, double bound, double target) {
+  const double eps = 1e-12; /* the cascade's own tolerance when it compares with the target */
+  int decimals = 1;
+  if (target > 0 && bound >= target - eps)
+    while (decimals < 6 &&
+           floor(bound * 100 * pow(10, decimals) + 1e-7) < target * 100 * pow(10, decimals) - 1e-6)
+      decimals++;
+  pct_with(buf, size, bound, decimals, ROUND_DOWN);
+}
+
+void us__report_pct_high(char *buf, size_t size, double bound) {
+  pct_with(buf, size, bound, 1, ROUND_UP);
+}
+
+void us__report_pct_target(char *buf, size_t size, double target) {
+  int decimals = 1;
+  while (decimals < 6 &&
+         fabs(target * 100 * pow(10, decimals) - round(target * 100 * pow(10, decimals))) > 1e-6)
+    decimals++;
+  pct_with(buf, size, target, decimals, ROUND_NEAREST);
 }
 
 void us__report_duration(char *buf, size_t size, double months) {
@@ -99,8 +152,8 @@ static void fill_quality(const us_report *r, us__headline *h) {
   if (r->task == US_TASK_CLASSIFY && r->metrics) {
     const us_classify_metrics *m = r->metrics;
     us__report_pct(a, sizeof a, m->agreement);
-    us__report_pct(lo, sizeof lo, m->agreement_lo);
-    us__report_pct(hi, sizeof hi, m->agreement_hi);
+    us__report_pct_low(lo, sizeof lo, m->agreement_lo, 0);
+    us__report_pct_high(hi, sizeof hi, m->agreement_hi);
     us__report_count(n, sizeof n, m->n_scored);
     snprintf(h->agreement, sizeof h->agreement,
              "%s agreement with the teacher (%.0f%% interval %s to %s) on %s test prompts", a,
@@ -117,10 +170,53 @@ static void fill_quality(const us_report *r, us__headline *h) {
   }
 }
 
+/* "97.3% (at least 95.3% with 95% confidence)", or "97.3%" when judged on the measure alone.
+ * The bound is rounded down, against the target, so the text never claims more than the
+ * decision used. */
+static void share_and_bound(char *buf, size_t size, const us_cascade *k, double share, double low,
+                            double target) {
+  char a[32], l[32];
+  us__report_pct(a, sizeof a, share);
+  if (k->confidence_level > 0) {
+    us__report_pct_low(l, sizeof l, low, target);
+    snprintf(buf, size, "%s (at least %s with %.0f%% confidence)", a, l, k->confidence_level * 100);
+  } else
+    snprintf(buf, size, "%s", a);
+}
+
+/* The whole system's agreement with the target: "99.1% agreement (at least 98.2% with 95%
+ * confidence; target 95.0%)". */
+static void whole_agreement(char *buf, size_t size, const us_cascade *k, const us_cascade_point *p,
+                            const char *target) {
+  char a[32], l[32];
+  us__report_pct(a, sizeof a, p->agreement);
+  if (k->confidence_level > 0) {
+    us__report_pct_low(l, sizeof l, p->agreement_low, k->target_agreement);
+    snprintf(buf, size, "%s agreement (at least %s with %.0f%% confidence; target %s)", a, l,
+             k->confidence_level * 100, target);
+  } else
+    snprintf(buf, size, "%s agreement (target %s)", a, target);
+}
+
+/* Why a student did not learn: its agreement against the majority-class and chance baselines. */
+static void not_learned_reason(char *buf, size_t size, const us_cascade *k) {
+  const us_cascade_baselines *b = &k->baselines;
+  char student[96], majority[32], chance[32];
+  share_and_bound(student, sizeof student, k, b->student_agreement, b->student_agreement_low,
+                  fmax(b->chance, b->majority_class));
+  us__report_pct(majority, sizeof majority, b->majority_class);
+  us__report_pct(chance, sizeof chance, b->chance);
+  snprintf(buf, size,
+           "its agreement with the teacher, %s, is not shown to beat always answering the "
+           "teacher's most common label (the majority-class baseline, %s) or answering at random "
+           "(chance, %s)",
+           student, majority, chance);
+}
+
 static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) {
   const us_cascade *k = r->cascade;
   const us_cascade_point *p = us__report_recommended(r);
-  char cov[32], agr[96], usd[48], target[32];
+  char cov[32], whole[160], own[96], usd[48], target[32], reason[400];
   if (!k || !p) {
     snprintf(h->cascade, sizeof h->cascade, "not analysed");
     snprintf(h->verdict, sizeof h->verdict, "no cascade analysis: judge from the figures below");
@@ -131,46 +227,45 @@ static void fill_cascade(const us_report *r, const us_cost *c, us__headline *h) 
   snprintf(h->verdict, sizeof h->verdict, "%s", us_cascade_verdict_str(k->verdict));
   h->positive = k->verdict == US_CASCADE_USE_STUDENT || k->verdict == US_CASCADE_USE_CASCADE;
   h->system_usd_per_request = p->usd_per_request;
-  us__report_pct(target, sizeof target, k->target_agreement);
-  us__report_pct(cov, sizeof cov, p->coverage);
-  us__report_pct(agr, sizeof agr, p->agreement);
-  if (k->confidence_level > 0) { /* "93.1%" becomes "93.1% agreement, at least 91.8% with 95%
-                                   confidence" and the target follows after a semicolon */
-    char low[32];
-    us__report_pct(low, sizeof low, p->agreement_low);
-    size_t used = strlen(agr);
-    snprintf(agr + used, sizeof agr - used, " agreement (at least %s with %.0f%% confidence; ", low,
-             k->confidence_level * 100);
-  } else {
-    size_t used = strlen(agr);
-    snprintf(agr + used, sizeof agr - used, " agreement (");
-  }
+  us__report_pct_target(target, sizeof target, k->target_agreement);
   us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
+  const us_cascade_point *b =
+      k->best_quality_threshold_point >= 0 ? &k->points[k->best_quality_threshold_point] : NULL;
+  if (k->verdict == US_CASCADE_USE_CASCADE || k->verdict == US_CASCADE_USE_STUDENT ||
+      (k->verdict == US_CASCADE_STAY_BELOW_TARGET && b)) {
+    const us_cascade_point *shown = k->verdict == US_CASCADE_STAY_BELOW_TARGET ? b : p;
+    us__report_pct(cov, sizeof cov, shown->coverage);
+    share_and_bound(own, sizeof own, k, shown->student_agreement, shown->student_agreement_low,
+                    k->target_agreement);
+    whole_agreement(whole, sizeof whole, k, shown, target);
+  }
   if (k->verdict == US_CASCADE_USE_CASCADE) {
     snprintf(h->cascade, sizeof h->cascade,
-             "student answers %s of requests (confidence >= %.4g), the teacher the rest: "
-             "%starget %s), %s per million requests",
-             cov, p->threshold, agr, target, usd);
+             "student answers %s of requests (confidence >= %.4g), the teacher the rest: the "
+             "student's own answers agree %s; the whole system %s, %s per million requests",
+             cov, p->threshold, own, whole, usd);
   } else if (k->verdict == US_CASCADE_USE_STUDENT) {
+    snprintf(h->cascade, sizeof h->cascade, "the student alone: %s, %s per million requests", whole,
+             usd);
+  } else if (k->verdict == US_CASCADE_STAY_NOT_LEARNED) {
+    not_learned_reason(reason, sizeof reason, k);
+    snprintf(h->verdict, sizeof h->verdict, "%s: %s", us_cascade_verdict_str(k->verdict), reason);
     snprintf(h->cascade, sizeof h->cascade,
-             "the student alone: %starget %s), %s per million requests", agr, target, usd);
-  } else if (k->best_quality_threshold_point >= 0 && k->verdict == US_CASCADE_STAY_BELOW_TARGET) {
-    const us_cascade_point *b = &k->points[k->best_quality_threshold_point];
-    us__report_pct(agr, sizeof agr, b->agreement);
-    us__report_pct(cov, sizeof cov, b->coverage);
-    if (k->confidence_level > 0) {
-      char low[32];
-      us__report_pct(low, sizeof low, b->agreement_low);
+             "none: the student did not learn this task, so its confidence means nothing; stay "
+             "with the teacher (target %s)",
+             target);
+  } else if (b && k->verdict == US_CASCADE_STAY_BELOW_TARGET) {
+    if (k->confidence_level > 0)
       snprintf(h->cascade, sizeof h->cascade,
                "none: no threshold is shown to reach the %s target with %.0f%% confidence (the "
-               "best, %s agreement, at least %s, lets the student answer %s); stay with the "
-               "teacher",
-               target, k->confidence_level * 100, agr, low, cov);
-    } else
+               "best lets the student answer %s: its own answers agree %s; the whole system %s); "
+               "stay with the teacher",
+               target, k->confidence_level * 100, cov, own, whole);
+    else
       snprintf(h->cascade, sizeof h->cascade,
-               "none: no threshold reaches the %s target (the best, %s agreement, lets the "
-               "student answer only %s); stay with the teacher",
-               target, agr, cov);
+               "none: no threshold reaches the %s target (the best lets the student answer only "
+               "%s: its own answers agree %s; the whole system %s); stay with the teacher",
+               target, cov, own, whole);
   } else {
     snprintf(h->cascade, sizeof h->cascade, "none: stay with the teacher (target %s)", target);
   }
@@ -280,8 +375,8 @@ static us_status md_quality(const us_report *r, us_buf *o) {
   char a[32], lo[32], hi[32];
   if (m) {
     us__report_pct(a, sizeof a, m->agreement);
-    us__report_pct(lo, sizeof lo, m->agreement_lo);
-    us__report_pct(hi, sizeof hi, m->agreement_hi);
+    us__report_pct_low(lo, sizeof lo, m->agreement_lo, 0);
+    us__report_pct_high(hi, sizeof hi, m->agreement_hi);
     st = us_buf_printf(o,
                        "\n## Quality against the teacher (test split)\n\n"
                        "| measure | value |\n|---|---|\n"
@@ -343,36 +438,84 @@ static us_status md_quality(const us_report *r, us_buf *o) {
   return st;
 }
 
+/* The student alone against the majority-class and chance baselines (classify). */
+static us_status md_baselines(const us_report *r, us_buf *o) {
+  const us_cascade *k = r->cascade;
+  const us_cascade_baselines *b = &k->baselines;
+  if (!b->known) return US_OK;
+  char student[32], low[32], majority[32], chance[32];
+  us__report_pct(student, sizeof student, b->student_agreement);
+  us__report_pct_low(low, sizeof low, b->student_agreement_low, fmax(b->chance, b->majority_class));
+  us__report_pct(majority, sizeof majority, b->majority_class);
+  us__report_pct(chance, sizeof chance, b->chance);
+  us_status st =
+      us_buf_printf(o,
+                    "\nBaselines: the student alone agrees with the teacher on %s%s%s%s"
+                    ". Always answering the teacher's most common label (",
+                    student, k->confidence_level > 0 ? " (at least " : "",
+                    k->confidence_level > 0 ? low : "", k->confidence_level > 0 ? ")" : "");
+  if (st == US_OK) st = md_text(o, us__report_label(r, b->majority_label, "?"));
+  if (st == US_OK)
+    st = us_buf_printf(o,
+                       ") agrees on %s (the majority-class baseline); answering at random, on %s "
+                       "(chance). %s\n",
+                       majority, chance,
+                       b->beaten ? "The student beats both."
+                                 : "The student is not shown to beat them: it did not learn this "
+                                   "task, and its confidence cannot pick answers to trust.");
+  return st;
+}
+
 static us_status md_cascade(const us_report *r, us_buf *o) {
   const us_cascade *k = r->cascade;
   if (!k) return US_OK;
   int rows[16];
   int n = us_cascade_table_rows(k, 16, rows);
   bool bound = k->confidence_level > 0;
-  char rule[160] = "";
+  char rule[256] = "", target[32];
+  us__report_pct_target(target, sizeof target, k->target_agreement);
   if (bound)
     snprintf(rule, sizeof rule,
-             " A threshold qualifies when the lower %.0f%% confidence bound of its agreement "
-             "meets the target.",
+             " A threshold qualifies when the lower %.0f%% confidence bounds of the whole "
+             "system's agreement and of the agreement of the student's own answers both meet "
+             "the target.",
              k->confidence_level * 100);
-  us_status st =
-      us_buf_printf(o,
-                    "\n## Cascade\n\nTarget agreement %.1f%%.%s Verdict: %s.\n\n"
-                    "| student answers when | coverage | agreement |%s%s cost per "
-                    "million |\n|---|---|---|%s%s---|\n",
-                    k->target_agreement * 100, rule, us_cascade_verdict_str(k->verdict),
-                    bound ? " lower bound |" : "", k->has_gold ? " accuracy vs gold |" : "",
-                    bound ? "---|" : "", k->has_gold ? "---|" : "");
+  else
+    snprintf(rule, sizeof rule,
+             " A threshold qualifies when the whole system's agreement and the agreement of the "
+             "student's own answers both meet the target.");
+  us_status st = us_buf_printf(o, "\n## Cascade\n\nTarget agreement %s.%s Verdict: %s.\n", target,
+                               rule, us_cascade_verdict_str(k->verdict));
+  if (st == US_OK) st = md_baselines(r, o);
+  if (st == US_OK)
+    st =
+        us_buf_printf(o,
+                      "\n| student answers when | coverage | agreement |%s its answers agree |%s%s "
+                      "cost per million |\n|---|---|---|%s---|%s%s---|\n",
+                      bound ? " lower bound |" : "", bound ? " their lower bound |" : "",
+                      k->has_gold ? " accuracy vs gold |" : "", bound ? "---|" : "",
+                      bound ? "---|" : "", k->has_gold ? "---|" : "");
   for (int i = 0; i < n && st == US_OK; i++) {
     const us_cascade_point *p = &k->points[rows[i]];
-    char when[48], usd[48], gold[32] = "", low[32] = "";
+    char when[48], usd[48], gold[32] = "", low[32] = "", cov[32], agr[32], own[32] = "n/a",
+                            own_low[32] = "n/a", cell[40] = "", own_cell[40] = "";
     us__report_point_when(when, sizeof when, p, ">=");
     us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
-    if (bound) snprintf(low, sizeof low, " %.1f%% |", p->agreement_low * 100);
+    us__report_pct(cov, sizeof cov, p->coverage);
+    us__report_pct(agr, sizeof agr, p->agreement);
+    if (p->answered > 0) {
+      us__report_pct(own, sizeof own, p->student_agreement);
+      us__report_pct_low(own_low, sizeof own_low, p->student_agreement_low, k->target_agreement);
+    }
+    if (bound) {
+      us__report_pct_low(low, sizeof low, p->agreement_low, k->target_agreement);
+      snprintf(cell, sizeof cell, " %s |", low);
+      snprintf(own_cell, sizeof own_cell, " %s |", own_low);
+    }
     if (k->has_gold) snprintf(gold, sizeof gold, " %.1f%% |", p->gold_accuracy * 100);
-    st = us_buf_printf(o, "| %s%s | %.1f%% | %.1f%% |%s%s %s |\n", when,
-                       rows[i] == k->recommended ? " **(recommended)**" : "", p->coverage * 100,
-                       p->agreement * 100, low, gold, usd);
+    st = us_buf_printf(o, "| %s%s | %s | %s |%s %s |%s%s %s |\n", when,
+                       rows[i] == k->recommended ? " **(recommended)**" : "", cov, agr, cell, own,
+                       own_cell, gold, usd);
   }
   return st;
 }
@@ -380,9 +523,9 @@ static us_status md_cascade(const us_report *r, us_buf *o) {
 static us_status md_cost(const us_report *r, us_buf *o) {
   const us_cost *c = r->cost;
   if (!c) return US_OK;
-  char t[48], s[48], lab[48], saved[48], train[48], once[48], be[48], tm[48], sm[48];
-  us__report_usd(t, sizeof t, c->teacher_usd_per_request);
-  us__report_usd(s, sizeof s, c->student_usd_per_request);
+  char t[80], s[80], lab[48], saved[48], train[48], once[48], be[48], tm[48], sm[48];
+  us__report_usd_per_request(t, sizeof t, c->teacher_usd_per_request);
+  us__report_usd_per_request(s, sizeof s, c->student_usd_per_request);
   us__report_usd(lab, sizeof lab, c->labelling_spend_usd);
   us__report_usd(saved, sizeof saved, c->cache_saved_usd);
   us__report_usd(train, sizeof train, c->training_usd);

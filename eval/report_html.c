@@ -15,6 +15,7 @@
 #define RED "#c53030"
 #define GREY "#6b7280"
 #define PURPLE "#7c4dbb"
+#define TEAL "#0f766e"
 
 static const char css[] =
     ":root{--ink:#1f2933;--muted:#5f6b7a;--line:#d9dee5;--bg:#f5f6f8;--card:#fff;"
@@ -189,8 +190,8 @@ static us_status quality_table(const us_report *r, us_buf *o) {
   const us_classify_metrics *m = r->metrics;
   char v[160], a[32], lo[32], hi[32];
   us__report_pct(a, sizeof a, m->agreement);
-  us__report_pct(lo, sizeof lo, m->agreement_lo);
-  us__report_pct(hi, sizeof hi, m->agreement_hi);
+  us__report_pct_low(lo, sizeof lo, m->agreement_lo, 0);
+  us__report_pct_high(hi, sizeof hi, m->agreement_hi);
   us_status st = us_buf_puts(o,
                              "<table><thead><tr><th>measure</th><th class=\"num\">value</th>"
                              "</tr></thead><tbody>\n");
@@ -321,8 +322,9 @@ static us_status cascade_chart(const us_report *r, us_buf *o, us_err *err) {
   double *x = malloc((size_t)n * sizeof *x), *cov = malloc((size_t)n * sizeof *cov);
   double *agr = malloc((size_t)n * sizeof *agr), *cost = malloc((size_t)n * sizeof *cost);
   double *gold = malloc((size_t)n * sizeof *gold), *low = malloc((size_t)n * sizeof *low);
+  double *own = malloc((size_t)n * sizeof *own);
   us_status st = US_OK;
-  if (!x || !cov || !agr || !cost || !gold || !low) {
+  if (!x || !cov || !agr || !cost || !gold || !low || !own) {
     st = us_err_set(err, US_ERR_NOMEM, "report.html: out of memory");
     goto done;
   }
@@ -335,18 +337,20 @@ static us_status cascade_chart(const us_report *r, us_buf *o, us_err *err) {
     cov[m] = p->coverage;
     agr[m] = p->agreement;
     low[m] = p->agreement_low;
+    own[m] = p->student_agreement;
     gold[m] = p->gold_accuracy;
     cost[m] = teacher > 0 ? p->usd_per_request / teacher : NAN;
     m++;
   }
   char low_name[64];
   snprintf(low_name, sizeof low_name, "agreement, lower %.0f%% bound", k->confidence_level * 100);
-  us_svg_line lines[5] = {
+  us_svg_line lines[6] = {
       {"coverage", x, cov, m, BLUE, false},
       {"agreement with the teacher", x, agr, m, GREEN, false},
+      {"agreement of the student's answers", x, own, m, TEAL, false},
       {"cost as a share of teacher-only", x, cost, teacher > 0 ? m : 0, ORANGE, true},
   };
-  int n_lines = 3;
+  int n_lines = 4;
   if (k->confidence_level > 0) lines[n_lines++] = (us_svg_line){low_name, x, low, m, GREEN, true};
   if (k->has_gold) lines[n_lines++] = (us_svg_line){"accuracy vs gold", x, gold, m, PURPLE, true};
   char target[64], rec[96];
@@ -376,6 +380,7 @@ done:
   free(cost);
   free(gold);
   free(low);
+  free(own);
   return st;
 }
 
@@ -383,29 +388,75 @@ static us_status cascade_table(const us_report *r, us_buf *o) {
   const us_cascade *k = r->cascade;
   int rows[16];
   int n = us_cascade_table_rows(k, 16, rows);
-  us_status st = us_buf_printf(o,
-                               "<table><thead><tr><th>student answers when</th>"
-                               "<th class=\"num\">coverage</th><th class=\"num\">agreement</th>"
-                               "%s%s<th class=\"num\">cost per million</th></tr></thead><tbody>\n",
-                               k->confidence_level > 0 ? "<th class=\"num\">lower bound</th>" : "",
-                               k->has_gold ? "<th class=\"num\">accuracy vs gold</th>" : "");
+  bool bound = k->confidence_level > 0;
+  us_status st = us_buf_printf(
+      o,
+      "<table><thead><tr><th>student answers when</th>"
+      "<th class=\"num\">coverage</th><th class=\"num\">agreement</th>"
+      "%s<th class=\"num\">its answers agree</th>%s%s<th class=\"num\">cost per million</th>"
+      "</tr></thead><tbody>\n",
+      bound ? "<th class=\"num\">lower bound</th>" : "",
+      bound ? "<th class=\"num\">their lower bound</th>" : "",
+      k->has_gold ? "<th class=\"num\">accuracy vs gold</th>" : "");
   for (int i = 0; i < n && st == US_OK; i++) {
     const us_cascade_point *p = &k->points[rows[i]];
-    char when[64], usd[48], gold[64] = "", low[64] = "";
+    char when[64], usd[48], gold[64] = "", low[64] = "", own_low[64] = "", cov[32], agr[32],
+                            own[32] = "n/a", v[32] = "n/a";
     us__report_point_when(when, sizeof when, p, "&ge;");
     us__report_usd(usd, sizeof usd, p->usd_per_request * 1e6);
-    if (k->confidence_level > 0)
-      snprintf(low, sizeof low, "<td class=\"num\">%.1f%%</td>", p->agreement_low * 100);
+    us__report_pct(cov, sizeof cov, p->coverage);
+    us__report_pct(agr, sizeof agr, p->agreement);
+    if (p->answered > 0) us__report_pct(own, sizeof own, p->student_agreement);
+    if (bound) {
+      us__report_pct_low(v, sizeof v, p->agreement_low, k->target_agreement);
+      snprintf(low, sizeof low, "<td class=\"num\">%s</td>", v);
+      snprintf(v, sizeof v, "n/a");
+      if (p->answered > 0)
+        us__report_pct_low(v, sizeof v, p->student_agreement_low, k->target_agreement);
+      snprintf(own_low, sizeof own_low, "<td class=\"num\">%s</td>", v);
+    }
     if (k->has_gold)
       snprintf(gold, sizeof gold, "<td class=\"num\">%.1f%%</td>", p->gold_accuracy * 100);
     st = us_buf_printf(o,
-                       "<tr%s><td>%s%s</td><td class=\"num\">%.1f%%</td>"
-                       "<td class=\"num\">%.1f%%</td>%s%s<td class=\"num\">%s</td></tr>\n",
+                       "<tr%s><td>%s%s</td><td class=\"num\">%s</td>"
+                       "<td class=\"num\">%s</td>%s<td class=\"num\">%s</td>%s%s"
+                       "<td class=\"num\">%s</td></tr>\n",
                        rows[i] == k->recommended ? " class=\"rec\"" : "", when,
-                       rows[i] == k->recommended ? " &mdash; recommended" : "", p->coverage * 100,
-                       p->agreement * 100, low, gold, usd);
+                       rows[i] == k->recommended ? " &mdash; recommended" : "", cov, agr, low, own,
+                       own_low, gold, usd);
   }
   if (st == US_OK) st = us_buf_puts(o, "</tbody></table>\n");
+  return st;
+}
+
+/* The student alone against the majority-class and chance baselines (classify). */
+static us_status html_baselines(const us_report *r, us_buf *o) {
+  const us_cascade *k = r->cascade;
+  const us_cascade_baselines *b = &k->baselines;
+  if (!b->known) return US_OK;
+  char student[32], low[48] = "", majority[32], chance[32];
+  us__report_pct(student, sizeof student, b->student_agreement);
+  if (k->confidence_level > 0) {
+    char v[32];
+    us__report_pct_low(v, sizeof v, b->student_agreement_low, fmax(b->chance, b->majority_class));
+    snprintf(low, sizeof low, " (at least %s)", v);
+  }
+  us__report_pct(majority, sizeof majority, b->majority_class);
+  us__report_pct(chance, sizeof chance, b->chance);
+  us_status st = us_buf_printf(o,
+                               "<p class=\"caption\">Baselines: the student alone agrees with the "
+                               "teacher on %s%s. Always answering the teacher's most common label "
+                               "(",
+                               student, low);
+  if (st == US_OK) st = esc(o, us__report_label(r, b->majority_label, "?"));
+  if (st == US_OK)
+    st = us_buf_printf(o,
+                       ") agrees on %s (the majority-class baseline); answering at random, on %s "
+                       "(chance). %s</p>\n",
+                       majority, chance,
+                       b->beaten ? "The student beats both."
+                                 : "The student is not shown to beat them: it did not learn this "
+                                   "task, and its confidence cannot pick answers to trust.");
   return st;
 }
 
@@ -417,6 +468,7 @@ static us_status html_cascade(const us_report *r, const us__headline *h, us_buf 
                              "reaches the threshold; the teacher answers the rest. ");
   if (st == US_OK) st = esc(o, h->cascade);
   if (st == US_OK) st = us_buf_puts(o, ".</p>\n");
+  if (st == US_OK) st = html_baselines(r, o);
   if (st == US_OK) {
     st = cascade_chart(r, o, err);
     if (st != US_OK) return st;
@@ -488,6 +540,12 @@ static us_status cost_row(us_buf *o, const char *name, double usd) {
   return metric_row(o, name, v);
 }
 
+static us_status price_row(us_buf *o, const char *name, double usd) {
+  char v[80];
+  us__report_usd_per_request(v, sizeof v, usd);
+  return metric_row(o, name, v);
+}
+
 static us_status html_cost(const us_report *r, const us__headline *h, us_buf *o, us_err *err) {
   const us_cost *c = r->cost;
   if (!c) return US_OK;
@@ -511,8 +569,8 @@ static us_status html_cost(const us_report *r, const us__headline *h, us_buf *o,
     st = us_buf_puts(o,
                      "<table><thead><tr><th>item</th><th class=\"num\">value</th></tr></thead>"
                      "<tbody>\n");
-  if (st == US_OK) st = cost_row(o, "teacher, per request", c->teacher_usd_per_request);
-  if (st == US_OK) st = cost_row(o, "student, per request", c->student_usd_per_request);
+  if (st == US_OK) st = price_row(o, "teacher, per request", c->teacher_usd_per_request);
+  if (st == US_OK) st = price_row(o, "student, per request", c->student_usd_per_request);
   if (st == US_OK) st = cost_row(o, "labelling spend actually paid", c->labelling_spend_usd);
   if (st == US_OK) st = cost_row(o, "saved by cache hits and imports", c->cache_saved_usd);
   if (st == US_OK) st = cost_row(o, "training (measured CPU time)", c->training_usd);

@@ -173,6 +173,8 @@ static const char *verdict_name(us_cascade_verdict v) {
       return "stay_not_cheaper";
     case US_CASCADE_STAY_NO_DATA:
       return "stay_no_data";
+    case US_CASCADE_STAY_NOT_LEARNED:
+      return "stay_not_learned";
   }
   return "stay_below_target";
 }
@@ -184,11 +186,26 @@ static void put_point(builder *b, cJSON *p, const us_cascade_point *pt, bool gol
   num(b, p, "coverage", pt->coverage);
   num(b, p, "agreement", pt->agreement);
   num(b, p, "agreement_low", pt->agreement_low);
+  num(b, p, "student_agreement", pt->student_agreement);         /* null for teacher only */
+  num(b, p, "student_agreement_low", pt->student_agreement_low); /* null for teacher only */
   num(b, p, "gold_accuracy", gold ? pt->gold_accuracy : NAN);
   num(b, p, "usd_per_request", pt->usd_per_request);
 }
 
-static void put_cascade(builder *b, cJSON *root, const us_cascade *k, const us_cost *cost) {
+static void put_baselines(builder *b, cJSON *o, const us_report *r, const us_cascade *k) {
+  const us_cascade_baselines *bl = &k->baselines;
+  cJSON *v = section(b, o, "baselines", bl->known);
+  if (!v) return;
+  num(b, v, "chance", bl->chance);
+  num(b, v, "majority_class", bl->majority_class);
+  str(b, v, "majority_label", us__report_label(r, bl->majority_label, NULL));
+  num(b, v, "student_agreement", bl->student_agreement);
+  num(b, v, "student_agreement_low", bl->student_agreement_low);
+  flag(b, v, "beaten", bl->beaten);
+}
+
+static void put_cascade(builder *b, cJSON *root, const us_report *r, const us_cascade *k,
+                        const us_cost *cost) {
   cJSON *o = section(b, root, "cascade", k != NULL);
   if (!o) return;
   num(b, o, "target_agreement", k->target_agreement);
@@ -197,6 +214,7 @@ static void put_cascade(builder *b, cJSON *root, const us_cascade *k, const us_c
   str(b, o, "verdict", verdict_name(k->verdict));
   str(b, o, "verdict_text", us_cascade_verdict_str(k->verdict));
   num(b, o, "recommended_index", k->recommended);
+  put_baselines(b, o, r, k);
   cJSON *rec = add(b, o, "recommended", cJSON_CreateObject());
   if (k->n_points > 0) put_point(b, rec, &k->points[k->recommended], k->has_gold);
   if (k->n_points > 0 && cost) {
@@ -262,7 +280,7 @@ us_status us_report_json(const us_report *r, us_buf *out, us_err *err) {
   put_speed(&b, speed, "student", &r->student_speed);
   put_speed(&b, speed, "teacher", &r->teacher_speed);
   put_cost(&b, root, r->cost);
-  put_cascade(&b, root, r->cascade, r->cost);
+  put_cascade(&b, root, r, r->cascade, r->cost);
   cJSON *training = add(&b, root, "training", cJSON_CreateObject());
   put_series(&b, training, "train_loss", &r->train_loss);
   put_series(&b, training, "valid_loss", &r->valid_loss);

@@ -76,7 +76,11 @@ void us_svg_format_value(char *buf, int size, double v, us_svg_format f) {
       snprintf(buf, (size_t)size, "%.*f%%", fabs(v * 100 - round(v * 100)) < 1e-9 ? 0 : 1, v * 100);
       return;
     case US_SVG_USD:
-      compact(tmp, sizeof tmp, v);
+      if (v != 0 && fabs(v) < 0.01) { /* plain, never 1e-05: "$0.00001" */
+        int decimals = 1 - (int)floor(log10(fabs(v)));
+        snprintf(tmp, sizeof tmp, "%.*f", decimals > 12 ? 12 : decimals, v);
+      } else
+        compact(tmp, sizeof tmp, v);
       snprintf(buf, (size_t)size, "%s$%s", v < 0 ? "-" : "", tmp + (v < 0));
       return;
     case US_SVG_COUNT:
@@ -279,19 +283,36 @@ static us_status draw_rules_and_marks(us_buf *o, const us_svg_chart *c, const ax
   return st;
 }
 
-static us_status draw_legend(us_buf *o, const us_svg_chart *c, double left) {
-  us_status st = US_OK;
-  double x = left;
-  for (int l = 0; l < c->n_lines && st == US_OK; l++) {
+/* Legend entries run left to right and wrap to a new row (16 px lower) when the next one would
+ * pass the right edge. With draw false, only counts the rows (the plot starts below them). */
+static int legend_layout(us_buf *o, const us_svg_chart *c, double left, bool draw, us_status *st) {
+  double x = left, y = 14;
+  int rows = 1;
+  for (int l = 0; l < c->n_lines && *st == US_OK; l++) {
     const us_svg_line *line = &c->lines[l];
     if (!line->name) continue;
-    st = us_buf_printf(o,
-                       "<line class=\"series\" stroke=\"%s\"%s x1=\"%.1f\" x2=\"%.1f\" "
-                       "y1=\"14\" y2=\"14\"/>",
-                       line->color, line->dashed ? " stroke-dasharray=\"6 4\"" : "", x, x + 18);
-    if (st == US_OK) st = text(o, x + 23, 18, "start", " class=\"legend\"", line->name);
-    x += 36 + 6.5 * (double)strlen(line->name);
+    double w = 36 + 6.5 * (double)strlen(line->name);
+    if (x > left && x + w - 13 > c->width) {
+      x = left;
+      y += 16;
+      rows++;
+    }
+    if (draw) {
+      *st = us_buf_printf(o,
+                          "<line class=\"series\" stroke=\"%s\"%s x1=\"%.1f\" x2=\"%.1f\" "
+                          "y1=\"%.0f\" y2=\"%.0f\"/>",
+                          line->color, line->dashed ? " stroke-dasharray=\"6 4\"" : "", x, x + 18,
+                          y, y);
+      if (*st == US_OK) *st = text(o, x + 23, y + 4, "start", " class=\"legend\"", line->name);
+    }
+    x += w;
   }
+  return rows;
+}
+
+static us_status draw_legend(us_buf *o, const us_svg_chart *c, double left) {
+  us_status st = US_OK;
+  legend_layout(o, c, left, true, &st);
   return st;
 }
 
@@ -305,7 +326,8 @@ us_status us_svg_line_chart(us_buf *out, const us_svg_chart *c, us_err *err) {
   ax.pixel_lo = 68;
   ax.pixel_hi = c->width - 16;
   ay.pixel_lo = c->height - 42; /* y grows downwards: the bottom of the plot is the low end */
-  ay.pixel_hi = 30;
+  us_status counted = US_OK;
+  ay.pixel_hi = 30 + 16 * (legend_layout(NULL, c, ax.pixel_lo, false, &counted) - 1);
   us_status st = us_buf_printf(out,
                                "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" "
                                "viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"",

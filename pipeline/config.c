@@ -319,7 +319,7 @@ static void describe(const cJSON *v, char *out, size_t cap) {
     size_t n = 0;
     const char *s = v->valuestring;
     for (; s[n] && n < 40; n++) text[n] = ((unsigned char)s[n] < 0x20) ? '?' : s[n];
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* never cut a UTF-8 character */
+    while (n > 0 && US_UTF8_IS_CONTINUATION(s[n])) n--; /* never cut a UTF-8 character */
     text[n] = '\0';
     snprintf(out, cap, "the string \"%s%s\"", text, s[n] ? "..." : "");
   } else if (cJSON_IsNumber(v)) {

@@ -234,6 +234,7 @@ struct us_eval_data {
   double *confidence, *score, *latency;
   double *cascade_confidence; /* confidence of the examples the cascade scores */
   int *student_gold, *teacher_gold;
+  int *cascade_label;       /* classify: the teacher's label of the examples the cascade scores */
   const char **predictions; /* generate: the student's answers (point into json) */
   const char **references;
   const char **confusion_examples;
@@ -260,6 +261,7 @@ void us_eval_data_free(us_eval_data *d) {
   free(d->cascade_confidence);
   free(d->student_gold);
   free(d->teacher_gold);
+  free(d->cascade_label);
   free(d->predictions);
   free(d->references);
   free(d->confusion_examples);
@@ -444,6 +446,7 @@ static us_status build_cascade(const us_config *c, us_eval_data *d, us_err *err)
     if (c->task.type == US_TASK_CLASSIFY) {
       if (d->reference[i] < 0) continue;
       score = d->predicted[i] == d->reference[i];
+      d->cascade_label[k] = d->reference[i];
       d->student_gold[k] = d->gold[i] >= 0 ? d->predicted[i] == d->gold[i] : -1;
       d->teacher_gold[k] = d->gold[i] >= 0 ? d->reference[i] == d->gold[i] : -1;
       if (d->gold[i] >= 0) any_gold = true;
@@ -464,6 +467,10 @@ static us_status build_cascade(const us_config *c, us_eval_data *d, us_err *err)
       .student_usd_per_request = d->cost.student_usd_per_request,
       .teacher_usd_per_request = d->cost.teacher_usd_per_request,
       .quality = c->quality,
+      /* the majority-class and chance baselines: a student that does not beat them is not
+       * recommended for any share of the traffic */
+      .teacher_label = c->task.type == US_TASK_CLASSIFY ? d->cascade_label : NULL,
+      .n_labels = c->task.type == US_TASK_CLASSIFY ? c->task.n_labels : 0,
   };
   us_status st = us_cascade_compute(&in, &d->cascade, err);
   d->has_cascade = true;
@@ -525,12 +532,13 @@ us_status us_eval_build(const us_config *c, us_cache *cache, us_eval_data **out,
   d->gold = calloc(n, sizeof(int));
   d->student_gold = calloc(n, sizeof(int));
   d->teacher_gold = calloc(n, sizeof(int));
+  d->cascade_label = calloc(n, sizeof(int));
   d->confidence = calloc(n, sizeof(double));
   d->score = calloc(n, sizeof(double));
   d->latency = calloc(n, sizeof(double));
   d->cascade_confidence = calloc(n, sizeof(double));
   if (!d->reference || !d->predicted || !d->gold || !d->student_gold || !d->teacher_gold ||
-      !d->confidence || !d->score || !d->latency || !d->cascade_confidence) {
+      !d->cascade_label || !d->confidence || !d->score || !d->latency || !d->cascade_confidence) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory building the report");
     goto fail;
   }

@@ -2,14 +2,14 @@
 # Installs the Debian 12 packages understudy needs, if any are missing. As root it runs
 # apt-get itself; otherwise it prints the exact command to run.
 # Usage: scripts/deps.sh [build|test|bench]
-#   (test adds chromium and strace; bench adds fasttext, torch)
+#   (test adds chromium, strace and clang-format; bench adds fasttext, torch)
 set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libcjson-dev libsqlite3-dev sqlite3
       libopenblas-dev libssl-dev libcsv-dev libmicrohttpd-dev libcmocka-dev curl python3)
 case "$what" in
   build) ;;
-  test) pkgs+=(chromium strace) ;;
+  test) pkgs+=(chromium strace clang-format) ;;
   bench) pkgs+=(fasttext python3-torch time linux-perf) ;;
   *) echo "usage: scripts/deps.sh [build|test|bench]" >&2; exit 2 ;;
 esac

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the normal build, then the whole suite
-# again under AddressSanitizer and UndefinedBehaviorSanitizer. Warnings are errors.
+# again under AddressSanitizer and UndefinedBehaviorSanitizer. Warnings are errors. First the
+# folder order of docs/architecture.md and .clang-format are checked on every C file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
 jobs=$(nproc)
+echo "== layering"
+python3 scripts/check_layers.py
 echo "== build (warnings as errors)"
 US_BUILD_DIR=build scripts/build.sh -DUS_WERROR=ON
 echo "== tests"

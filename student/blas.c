@@ -2,6 +2,8 @@
  * <cblas.h>, so a different BLAS, or a checked build, is one file away. */
 #include "student/blas.h"
 
+#include "core/assert.h"
+
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +13,19 @@ static CBLAS_TRANSPOSE to_trans(bool t) { return t ? CblasTrans : CblasNoTrans; 
 
 void us_blas_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                    int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  /* row-major: each leading dimension spans at least one stored row */
+  US_ASSERT(m >= 0 && n >= 0 && k >= 0);
+  US_ASSERT_OP(lda, >=, trans_a ? m : k);
+  US_ASSERT_OP(ldb, >=, trans_b ? k : n);
+  US_ASSERT_OP(ldc, >=, n);
   cblas_sgemm(CblasRowMajor, to_trans(trans_a), to_trans(trans_b), m, n, k, alpha, a, lda, b, ldb,
               beta, c, ldc);
 }
 
 void us_blas_sgemv(bool trans, int m, int n, float alpha, const float *a, int lda, const float *x,
                    float beta, float *y) {
+  US_ASSERT(m >= 0 && n >= 0);
+  US_ASSERT_OP(lda, >=, n);
   cblas_sgemv(CblasRowMajor, to_trans(trans), m, n, alpha, a, lda, x, 1, beta, y, 1);
 }
 

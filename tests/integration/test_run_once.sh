@@ -71,7 +71,8 @@ assert_eq "$(tail -n 1 "$WORK/badkey.err")" \
 note "an unknown flag is a usage error, without the stop line"
 run_us badflag run "$WORK/config.json" --force
 assert_eq "$RC" 2 "exit status for an unknown flag"
-assert_grep "$WORK/badflag.err" "unknown option '--force'" "the error names the flag"
+assert_grep "$WORK/badflag.err" "error: run: unknown option '--force'" "the error names the command and the flag"
+assert_grep "$WORK/badflag.err" 'usage: understudy run' "the usage shown is run's"
 assert_no_grep "$WORK/badflag.err" 'run stopped' "no stop line for a usage error"
 
 note "the budget stops run at the label stage with exit 3"

@@ -15,6 +15,11 @@
 
 #include <cjson/cJSON.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/assert.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "core/params.h"
@@ -206,6 +211,36 @@ static void task_should_find_labels_and_name_types(void **state) {
   assert_string_equal(us_task_type_name(US_TASK_CLASSIFY), "classify");
 }
 
+/* A failed assertion aborts, printing the expression, where, and both values; a true one does
+ * nothing (and is not compiled out by NDEBUG). */
+static void assertions_should_abort_with_both_values(void **state) {
+  (void)state;
+  US_ASSERT_OP(2, >, 1);
+  US_ASSERT(1);
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    int cap = 8, len = 9;
+    US_ASSERT_OP(len, <=, cap);
+    _exit(0);
+  }
+  close(fds[1]);
+  char out[512] = {0};
+  size_t n = 0;
+  ssize_t r;
+  while (n < sizeof out - 1 && (r = read(fds[0], out + n, sizeof out - 1 - n)) > 0) n += (size_t)r;
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+  assert_non_null(strstr(out, "assertion failed: len <= cap"));
+  assert_non_null(strstr(out, "test_core.c"));
+  assert_non_null(strstr(out, "9 vs 8"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(utf8_decode_should_accept_every_length_and_give_the_code_point),
@@ -218,6 +253,7 @@ int main(void) {
       cmocka_unit_test(params_check_should_name_the_field_and_the_range),
       cmocka_unit_test(params_should_describe_and_find_entries),
       cmocka_unit_test(task_should_find_labels_and_name_types),
+      cmocka_unit_test(assertions_should_abort_with_both_values),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,7 @@ serve_setup 400
 stop_mock
 start_mock --answers "$WORK/answers.jsonl" --template "$US_TEMPLATE" --labels "$SERVE_LABELS_CSV" \
   --disagree-after 40
-serve_start d1 --set serve.threshold=0 --set serve.audit_rate=1 --set quality.target_agreement=0.9 \
+serve_start d1 --set serve.threshold=0 --set serve.audit_rate=1 --set quality.target_agreement=0.6 \
   --set teacher.base_url="\"$MOCK_URL\"" --set serve.drift_min_audits=1000
 
 note "the teacher agrees: no drift"
@@ -44,10 +44,10 @@ for _ in $(seq 1 60); do
 done
 assert_eq "$(metric understudy_drift)" 1 "drift switches the student off"
 low2=$(metric understudy_live_agreement_lower_bound)
-assert_le "$low2" 0.9 "the live lower bound fell under the target"
+assert_le "$low2" 0.6 "the live lower bound fell under the target"
 send
 assert_eq "$CODE" 200 "a request after drift"
-assert_eq "$(route q$i)" teacher "after drift every request goes to the teacher"
+case $(route q$i) in teacher | cache) ;; *) fail "after drift the request went to '$(route q$i)', not the teacher (or its cache)" ;; esac
 assert_grep "$WORK/d1.err" 'drift' "the drift warning is logged"
 [ "$(grep -c 'drift:' "$WORK/d1.err")" -eq 1 ] || fail "the drift warning is logged once"
 

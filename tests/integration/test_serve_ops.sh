@@ -13,14 +13,14 @@ note "hot reload under load: no request dropped"
 body=$(task_body "my card payment was declined at the shop")
 printf '%s' "$body" >"$WORK/body.json"
 (
-  for _ in $(seq 1 400); do
+  for _ in $(seq 1 150); do
     curl -s -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
       --data-binary @"$WORK/body.json" "$SERVE_URL/v1/chat/completions"
   done
 ) >"$WORK/load1.codes" &
 load1=$!
 (
-  for _ in $(seq 1 400); do
+  for _ in $(seq 1 150); do
     curl -s -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
       -d "$(task_body "hello, something odd about wifi and maybe my bill" mock-teacher true)" \
       "$SERVE_URL/v1/chat/completions"
@@ -37,7 +37,7 @@ sleep 0.3
 kill -HUP "$SERVE_PID"
 wait "$load1" "$load2"
 assert_eq "$(sort -u "$WORK/load1.codes" "$WORK/load2.codes" | paste -sd, -)" 200 "every status during the reloads"
-assert_eq "$(cat "$WORK/load1.codes" "$WORK/load2.codes" | wc -l)" 800 "every request answered"
+assert_eq "$(cat "$WORK/load1.codes" "$WORK/load2.codes" | wc -l)" 300 "every request answered"
 reloads=$(metric understudy_student_reloads)
 assert_ge "$reloads" 3 "reloads (three newer files and a SIGHUP)"
 

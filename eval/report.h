@@ -41,6 +41,20 @@ typedef struct us_report_counts {
   long failures;      /* requests that failed for good */
 } us_report_counts;
 
+/* `understudy serve` in the workspace: what the cascade did with real traffic. */
+typedef struct us_report_production {
+  long requests;                        /* answered (errors included) */
+  long student, teacher, cache, errors; /* by route */
+  long audits, audits_agreeing;         /* shadow audits of student answers */
+  double spent_usd;                     /* paid to the teacher while serving (audits included) */
+  double saved_usd;                     /* teacher price of what the student and cache answered */
+  double predicted_saved_usd;           /* the report's recommended cascade applied to the same
+                                           number of requests; NAN when there is no prediction */
+  double hours;                         /* from the first served request to the last */
+  us_report_series agreement;           /* x: hours since the first audit, y: the live agreement
+                                           (cumulative share of audits agreeing) */
+} us_report_production;
+
 typedef struct us_report {
   const char *run_name; /* config name */
   us_task_type task;
@@ -63,6 +77,7 @@ typedef struct us_report {
   const us_cascade *cascade;
   us_report_series train_loss, valid_loss, valid_accuracy; /* x: epoch or step */
   us_report_counts counts;
+  const us_report_production *production; /* NULL: the student was never served */
 } us_report;
 
 /* Zeroes r (all sections absent). */

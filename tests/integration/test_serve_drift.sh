@@ -60,4 +60,9 @@ serve_stop TERM
 audits=$(db "SELECT COUNT(*) FROM served WHERE route = 'audit';")
 [ "$audits" -ge 40 ] || fail "audit rows: $audits"
 assert_eq "$(db "SELECT COUNT(*) FROM served WHERE route = 'audit' AND agree IS NULL;")" 0 "every audit row says whether the teacher agreed"
+note "the report draws the live agreement over time"
+expect_ok report report "$WORK/config.json"
+assert_grep "$WORK/out/report.html" 'Live agreement with the teacher' "report.html has the agreement line"
+n_points=$(sqlite3 :memory: "SELECT json_array_length(json_extract(readfile('$WORK/out/report.json'), '\$.production.agreement'));")
+[ "$n_points" -ge 2 ] || fail "report.json has $n_points agreement points"
 echo "PASS: $TEST_NAME"

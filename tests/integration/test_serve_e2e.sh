@@ -105,6 +105,13 @@ assert_eq "$(db "SELECT COUNT(*) FROM prompts p JOIN targets t ON t.prompt_id = 
 [ "$(db_prompts)" -gt "$prompts_before" ] || fail "no prompt was added"
 assert_grep "$WORK/s1.err" 'serve: stopped' "the summary line"
 
+note "report: the In production section"
+expect_ok report report "$WORK/config.json"
+assert_grep "$WORK/out/report.md" '^## In production' "report.md has the section"
+assert_eq "$(json_get production.requests <"$WORK/out/report.json")" "$answered" "report.json counts every request"
+assert_eq "$(json_get production.routes.teacher <"$WORK/out/report.json")" "$teacher" "teacher requests in the report"
+assert_grep "$WORK/out/report.html" 'id="production"' "report.html has the panel"
+
 note "the next train learns from production traffic"
 expect_ok train2 train "$WORK/config.json"
 assert_no_grep "$WORK/train2.out" 'up to date' "train sees the new prompts"

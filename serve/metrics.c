@@ -29,8 +29,11 @@ void us__money_add(us__server *s, double spent, double saved) {
 }
 
 static void gauge(us_buf *b, const char *name, const char *help, double v) {
-  us_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.12g\n", name, help, name, name,
-                isnan(v) ? NAN : v);
+  /* Prometheus spells the missing value NaN */
+  if (isnan(v))
+    us_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s NaN\n", name, help, name, name);
+  else
+    us_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.12g\n", name, help, name, name, v);
 }
 
 char *us__metrics_text(us__server *s) {

@@ -27,13 +27,13 @@ work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-start_mock() { # start_mock NAME [flags]: a mock on an ephemeral port; prints its port
+start_mock() { # start_mock NAME [flags]: a mock on an ephemeral port; sets PORT
   local name=$1
   shift
   "$mock" --port 0 --port-file "$work/$name.port" --quiet --die-with-parent "$@" &
   pids+=($!)
   for _ in $(seq 200); do [ -s "$work/$name.port" ] && break; sleep 0.05; done
-  cat "$work/$name.port"
+  PORT=$(cat "$work/$name.port")
 }
 
 echo "bench_serve: labelling and training banking77 in $work" >&2
@@ -46,7 +46,8 @@ with open(sys.argv[2], "w") as out:
                 out.write(json.dumps({"text": row["text"], "answer": row["category"]}) + "\n")
 PY
 tpl=$'Classify this message into one of: {labels}.\nAnswer with the label only.\n\nMessage:\n{text}'
-port=$(start_mock label --answers "$work/answers.jsonl" --template "$tpl")
+start_mock label --answers "$work/answers.jsonl" --template "$tpl"
+port=$PORT
 sets=(--set "output=\"$work/out\"" --set "teacher.base_url=\"http://127.0.0.1:$port/v1\"")
 "$bin" run configs/banking77.json "${sets[@]}" --quiet >"$work/run.log" 2>&1 ||
   { tail "$work/run.log" >&2; exit 1; }
@@ -75,6 +76,9 @@ request = function()
 end
 LUA
 
+# cpu_ticks PID: user + system clock ticks the process has used
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 # run_wrk URL CONNS SCRIPT: "rps p50_ms p99_ms" from wrk --latency
 run_wrk() {
   local threads=$THREADS
@@ -83,13 +87,14 @@ run_wrk() {
   awk '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     /Requests\/sec/ { rps = $2 }
+    / requests in / { total = $1 }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
     /Non-2xx/ { bad = $NF }
-    END { printf "%s %s %s %s\n", rps, p50, p99, bad + 0 }' "$work/wrk.out"
+    END { printf "%s %s %s %s %s\n", rps, p50, p99, bad + 0, total + 0 }' "$work/wrk.out"
 }
 
-serve() { # serve NAME [--set ...]: starts the server; prints its port
+serve() { # serve NAME [--set ...]: starts the server; sets PORT
   local name=$1
   shift
   "$bin" serve configs/banking77.json "${sets[@]}" --port 0 --port-file "$work/$name.port" \
@@ -97,26 +102,34 @@ serve() { # serve NAME [--set ...]: starts the server; prints its port
     --quiet 2>"$work/$name.err" &
   pids+=($!)
   for _ in $(seq 300); do [ -s "$work/$name.port" ] && break; sleep 0.05; done
-  cat "$work/$name.port"
+  PORT=$(cat "$work/$name.port")
 }
 
 echo "bench_serve: student route" >&2
-sport=$(serve student --set serve.threshold=0)
+serve student --set serve.threshold=0
+sport=$PORT
+spid=${pids[-1]}
+hz=$(getconf CLK_TCK)
 curl -sf -D - -o /dev/null -H 'Content-Type: application/json' --data-binary "$(head -n1 "$work/bodies.txt")" \
   "http://127.0.0.1:$sport/v1/chat/completions" | grep -qi 'x-understudy-route: student' ||
   { echo "bench_serve: the student did not answer" >&2; exit 1; }
 student_rows=()
 for c in $CONNECTIONS; do
-  read -r rps p50 p99 bad < <(run_wrk "http://127.0.0.1:$sport" "$c" "$work/student.lua")
-  student_rows+=("$c $rps $p50 $p99 $bad")
+  t0=$(cpu_ticks "$spid")
+  read -r rps p50 p99 bad total < <(run_wrk "http://127.0.0.1:$sport" "$c" "$work/student.lua")
+  t1=$(cpu_ticks "$spid")
+  cpu_us=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$total" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')
+  student_rows+=("$c $rps $p50 $p99 $bad $cpu_us")
 done
 
 echo "bench_serve: teacher route (mock latency ${MOCK_LATENCY_MS} ms)" >&2
-mport=$(start_mock slow --latency-ms "$MOCK_LATENCY_MS")
-tport=$(serve teacher --set serve.threshold=1 --set "teacher.base_url=\"http://127.0.0.1:$mport/v1\"" \
-  --set teacher.concurrency=256 --set teacher.budget_usd=1000)
-read -r d_rps d_p50 d_p99 d_bad < <(run_wrk "http://127.0.0.1:$mport" "$TEACHER_CONNECTIONS" "$work/teacher.lua")
-read -r t_rps t_p50 t_p99 t_bad < <(run_wrk "http://127.0.0.1:$tport" "$TEACHER_CONNECTIONS" "$work/teacher.lua")
+start_mock slow --latency-ms "$MOCK_LATENCY_MS"
+mport=$PORT
+serve teacher --set serve.threshold=1 --set "teacher.base_url=\"http://127.0.0.1:$mport/v1\"" \
+  --set teacher.concurrency=256 --set teacher.budget_usd=1000
+tport=$PORT
+read -r d_rps d_p50 d_p99 d_bad _ < <(run_wrk "http://127.0.0.1:$mport" "$TEACHER_CONNECTIONS" "$work/teacher.lua")
+read -r t_rps t_p50 t_p99 t_bad _ < <(run_wrk "http://127.0.0.1:$tport" "$TEACHER_CONNECTIONS" "$work/teacher.lua")
 
 ft=$(python3 -c 'import json; d = json.load(open("bench/results.json"))["datasets"]
 b = d["banking77"] if isinstance(d, dict) else [x for x in d if x.get("name") == "banking77"][0]
@@ -128,11 +141,11 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
   echo
   echo "Student route (serve.threshold 0, serve.threads $THREADS, wrk -t$THREADS keep-alive, ${DURATION} s each):"
   echo
-  echo "| connections | requests/s | p50 ms | p99 ms | non-2xx |"
-  echo "|---|---|---|---|---|"
+  echo "| connections | requests/s | p50 ms | p99 ms | non-2xx | server CPU us/request |"
+  echo "|---|---|---|---|---|---|"
   for row in "${student_rows[@]}"; do
-    read -r c rps p50 p99 bad <<<"$row"
-    echo "| $c | $rps | $p50 | $p99 | $bad |"
+    read -r c rps p50 p99 bad cpu_us <<<"$row"
+    echo "| $c | $rps | $p50 | $p99 | $bad | $cpu_us |"
   done
   echo
   echo "Teacher route ($TEACHER_CONNECTIONS connections, mock answering after ${MOCK_LATENCY_MS} ms, unique prompts):"
@@ -150,7 +163,7 @@ rows = [r.split() for r in """$(printf '%s\n' "${student_rows[@]}")""".strip().s
 out = {"schema": 1, "date": "$(date -u '+%Y-%m-%dT%H:%MZ')", "cores": $(nproc), "cpu": "$cpu",
        "load": "$load", "duration_s": $DURATION, "threads": $THREADS,
        "student": [{"connections": int(c), "rps": float(r), "p50_ms": float(a), "p99_ms": float(b),
-                    "non_2xx": int(n)} for c, r, a, b, n in rows],
+                    "non_2xx": int(n), "server_cpu_us_per_request": float(u)} for c, r, a, b, n, u in rows],
        "teacher": {"connections": $TEACHER_CONNECTIONS, "mock_latency_ms": $MOCK_LATENCY_MS,
                    "direct": {"rps": float("$d_rps" or 0), "p50_ms": float("$d_p50" or 0), "p99_ms": float("$d_p99" or 0)},
                    "served": {"rps": float("$t_rps" or 0), "p50_ms": float("$t_p50" or 0), "p99_ms": float("$t_p99" or 0)}},

@@ -55,6 +55,9 @@ typedef struct us__server {
   const us_config *config;
   us_cache *cache;
   pthread_mutex_t db_lock; /* the workspace handle is one connection: one user at a time */
+  us_cache *read_cache;    /* a second connection for cache lookups: WAL readers never wait
+                              for the log thread's commits */
+  pthread_mutex_t read_lock;
   char *model_path;
   char *labels_joined; /* task.labels joined by ", " */
 

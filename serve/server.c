@@ -153,9 +153,9 @@ static char *cached_answer(us__server *s, const char *key, double *cost) {
   if (body) return body;
   us_call call;
   bool found = false;
-  pthread_mutex_lock(&s->db_lock);
-  us_status st = us_cache_call_get(s->cache, key, &call, &found, NULL);
-  pthread_mutex_unlock(&s->db_lock);
+  pthread_mutex_lock(&s->read_lock);
+  us_status st = us_cache_call_get(s->read_cache, key, &call, &found, NULL);
+  pthread_mutex_unlock(&s->read_lock);
   if (st || !found) return NULL;
   body = call.response;
   call.response = NULL;
@@ -578,6 +578,7 @@ static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
   s->config = us_pipeline_config(p);
   s->cache = us_pipeline_cache(p);
   pthread_mutex_init(&s->db_lock, NULL);
+  pthread_mutex_init(&s->read_lock, NULL);
   pthread_mutex_init(&s->student_lock, NULL);
   pthread_mutex_init(&s->recent_lock, NULL);
   pthread_mutex_init(&s->money_lock, NULL);
@@ -609,6 +610,7 @@ static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
     us_err_prefix(err, "the student %s (run `understudy train` first)", s->model_path);
     return st;
   }
+  if ((st = us_cache_open(us_pipeline_workspace_path(p), &s->read_cache, err))) return st;
   us_cache_stats stats;
   if ((st = us_cache_stats_get(s->cache, &stats, err))) return st;
   int64_t paid = stats.calls - stats.calls_imported;
@@ -629,7 +631,9 @@ static void server_free(us__server *s) {
   free(s->api_keys);
   free(s->labels_joined);
   free(s->model_path);
+  us_cache_close(s->read_cache);
   pthread_mutex_destroy(&s->db_lock);
+  pthread_mutex_destroy(&s->read_lock);
   pthread_mutex_destroy(&s->student_lock);
   pthread_mutex_destroy(&s->recent_lock);
   pthread_mutex_destroy(&s->money_lock);

@@ -17,17 +17,25 @@ static char *fill(const char *template_text, const char *labels, const char *tex
   us_buf b;
   us_buf_init(&b, 0);
   const char *t = template_text;
-  us_status st = US_OK;
+  us_status st = us_buf_reserve(&b, strlen(t) + text_len + strlen(labels) + 16);
+  if (!st) b.data[0] = '\0'; /* reserve leaves the room unwritten */
   while (*t && !st) {
-    if (strncmp(t, "{text}", 6) == 0) {
+    const char *brace = strchr(t, '{');
+    if (!brace) {
+      st = us_buf_puts(&b, t);
+      break;
+    }
+    if (brace > t) st = us_buf_append(&b, t, (size_t)(brace - t));
+    if (st) break;
+    if (strncmp(brace, "{text}", 6) == 0) {
       st = us_buf_append(&b, text, text_len);
-      t += 6;
-    } else if (strncmp(t, "{labels}", 8) == 0) {
+      t = brace + 6;
+    } else if (strncmp(brace, "{labels}", 8) == 0) {
       st = us_buf_puts(&b, labels);
-      t += 8;
+      t = brace + 8;
     } else {
-      st = us_buf_append(&b, t, 1);
-      t++;
+      st = us_buf_append(&b, brace, 1);
+      t = brace + 1;
     }
   }
   if (st) {

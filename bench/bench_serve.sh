@@ -131,9 +131,22 @@ tport=$PORT
 read -r d_rps d_p50 d_p99 d_bad _ < <(run_wrk "http://127.0.0.1:$mport" "$TEACHER_CONNECTIONS" "$work/teacher.lua")
 read -r t_rps t_p50 t_p99 t_bad _ < <(run_wrk "http://127.0.0.1:$tport" "$TEACHER_CONNECTIONS" "$work/teacher.lua")
 
-ft=$(python3 -c 'import json; d = json.load(open("bench/results.json"))["datasets"]
-b = d["banking77"] if isinstance(d, dict) else [x for x in d if x.get("name") == "banking77"][0]
-print(json.dumps(b)[:4000])' 2>/dev/null || echo '{}')
+ft=$(python3 -c 'import json
+ds = json.load(open("bench/results.json"))["datasets"]
+b = [x for x in ds if x.get("dataset") == "banking77"][0]
+keep = ("predict_per_sec", "predict_p50_us", "predict_p99_us", "predict_cpu_us_per_text")
+print(json.dumps({w: {k: b[w][k] for k in keep} for w in ("understudy", "fasttext")}))' 2>/dev/null || echo '{}')
+cat >"$work/floor.py" <<'PY'
+import json, sys
+d = json.load(sys.stdin)
+print("| | predictions/s (1 thread) | p50 us | p99 us | CPU us per text |")
+print("|---|---|---|---|---|")
+for w in ("understudy", "fasttext"):
+    if w in d:
+        x = d[w]
+        print("| %s predict | %.0f | %.1f | %.1f | %.1f |" % (w, x["predict_per_sec"], x["predict_p50_us"],
+              x["predict_p99_us"], x["predict_cpu_us_per_text"]))
+PY
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 {
@@ -156,6 +169,10 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "| through understudy serve | $t_rps | $t_p50 | $t_p99 | $t_bad |"
   awk -v a="$t_p50" -v b="$d_p50" -v c="$t_p99" -v d="$d_p99" \
     'BEGIN { printf "| overhead | | %.3f | %.3f | |\n", a - b, c - d }'
+  echo
+  echo "The floor, from the classifier bench (bench/results.json, one process, one text at a time):"
+  echo
+  printf '%s' "$ft" | python3 "$work/floor.py"
 } | tee "$work/table.md"
 python3 - "$work/table.md" <<PY
 import json, sys

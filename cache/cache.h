@@ -59,6 +59,9 @@ us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t 
 /* Lists document chunks (kind US_PROMPT_KIND_CHUNK) ordered by id, as us_cache_prompts_list. */
 us_status us_cache_chunks_list(us_cache *c, us_prompt **out, size_t *n, us_err *err);
 void us_prompts_free(us_prompt *p, size_t n);
+/* Moves prompt id to split (US_SPLIT_TRAIN or US_SPLIT_TEST): near-duplicates across the splits
+ * are put together (cache/spend.c). */
+us_status us_cache_prompt_set_split(us_cache *c, int64_t id, int split, us_err *err);
 /* Counts prompts (never chunks); split -1 means all. */
 us_status us_cache_prompts_count(us_cache *c, int split, int64_t *n, us_err *err);
 
@@ -99,6 +102,35 @@ typedef struct us_cache_stats {
   double latency_p50_ms, latency_p99_ms; /* over non-imported calls; 0 if none */
 } us_cache_stats;
 us_status us_cache_stats_get(us_cache *c, us_cache_stats *s, us_err *err);
+
+/* ---- spend by kind, and requests that may have been billed without an answer -------------- */
+
+/* What one call's tokens and dollars were by kind (cache/spend.c). Tokens: cached_tokens are
+ * part of the call's prompt_tokens, reasoning_tokens part of its completion_tokens. Dollars:
+ * input (uncached prompt tokens), cached input, output (visible answer), reasoning; they sum to
+ * the call's cost_usd. */
+typedef struct us_call_kinds {
+  int cached_tokens, reasoning_tokens;
+  double input_usd, cached_usd, output_usd, reasoning_usd;
+} us_call_kinds;
+
+/* Records the kinds of the call stored under key (after us_cache_call_put stored it). */
+us_status us_cache_call_kinds_put(us_cache *c, const char *key, const us_call_kinds *k,
+                                  us_err *err);
+/* Records a request that may have been billed without an answer (timed out, connection closed
+ * after its body was sent, dropped in flight) at its worst-case cost. */
+us_status us_cache_unanswered_put(us_cache *c, const char *key, int64_t prompt_id, double worst_usd,
+                                  const char *reason, us_err *err);
+
+typedef struct us_cache_spend {
+  int64_t prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens;
+  double input_usd, cached_usd, output_usd, reasoning_usd;
+  double unsplit_usd;    /* calls stored before costs were split by kind (schema < 7) */
+  double total_usd;      /* sum of cost_usd: what the answers cost */
+  int64_t unanswered;    /* requests that may have been billed without an answer */
+  double unanswered_usd; /* their worst-case cost, counted against the budget */
+} us_cache_spend;
+us_status us_cache_spend_get(us_cache *c, us_cache_spend *s, us_err *err);
 
 /* Iterates all calls in key order (for export). Return non-zero from fn to stop early. */
 typedef int (*us_call_fn)(void *user, const us_call *call);
@@ -185,5 +217,43 @@ typedef struct us_served_route {
 us_status us_cache_served_routes(us_cache *c, us_served_route *out, int max, int *n, us_err *err);
 /* The audits in order: time and 1/0 agreement. Caller frees *x and *agree. */
 us_status us_cache_served_audits(us_cache *c, double **at, int **agree, size_t *n, us_err *err);
+/* ---- Batch API batches (cache/batches.c) ---------------------------------------------------- */
+typedef struct us_batch {
+  char *id, *input_file_id, *status; /* as the API named them; status as last seen */
+  int64_t n_requests;
+  double created_at; /* epoch seconds */
+  char **keys;       /* the request keys it carries (its custom_ids), sorted */
+  size_t n_keys;
+} us_batch;
+
+/* Records a batch the API has just created, with the keys of its requests, in one transaction
+ * (or in the caller's, when one is open). */
+us_status us_cache_batch_add(us_cache *c, const char *id, const char *input_file_id,
+                             const char *status, const char *const *keys, size_t n, us_err *err);
+/* Batches whose results were not collected yet, oldest first, with their keys. Caller frees with
+ * us_batches_free. */
+us_status us_cache_batches_open(us_cache *c, us_batch **out, size_t *n, us_err *err);
+void us_batches_free(us_batch *b, size_t n);
+/* Updates the status and request counts last seen. */
+us_status us_cache_batch_status(us_cache *c, const char *id, const char *status, int64_t completed,
+                                int64_t failed, us_err *err);
+/* Marks a batch collected: its results are committed (answered of them, costing spent_usd, which
+ * would have cost live_usd live). Call it in the transaction that commits the answers. */
+us_status us_cache_batch_collected(us_cache *c, const char *id, const char *status,
+                                   int64_t answered, double spent_usd, double live_usd,
+                                   us_err *err);
+
+/* Gives the batch row id the batch's real id (and status): the pending row written just before
+ * the batch was created becomes that batch. */
+us_status us_cache_batch_rename(us_cache *c, const char *id, const char *new_id, const char *status,
+                                us_err *err);
+/* Forgets a batch row and its requests (a pending row whose batch was never created). */
+us_status us_cache_batch_delete(us_cache *c, const char *id, us_err *err);
+
+typedef struct us_batch_totals {
+  int64_t batches, open, requests, answered;
+  double spent_usd, live_usd; /* saved = live_usd - spent_usd */
+} us_batch_totals;
+us_status us_cache_batch_totals(us_cache *c, us_batch_totals *t, us_err *err);
 
 #endif

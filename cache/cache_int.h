@@ -8,7 +8,7 @@
 #include "cache/cache.h"
 
 /* Newest schema this build knows; schema.c holds one migration step per version. */
-#define US__CACHE_SCHEMA_VERSION 3
+#define US__CACHE_SCHEMA_VERSION 7
 /* PRAGMA application_id of an understudy workspace: "USDY". */
 #define US__CACHE_APPLICATION_ID 0x55534459
 
@@ -73,6 +73,42 @@
     "SELECT route, COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(saved_usd), 0), "         \
     "COALESCE(SUM(agree), 0), MIN(created_at), MAX(created_at) FROM served GROUP BY route")     \
   X(SERVED_AUDITS, "SELECT created_at, agree FROM served WHERE route = 'audit' ORDER BY id")    \
+  X(CALL_KINDS,                                                                                 \
+    "UPDATE calls SET cached_tokens = ?2, reasoning_tokens = ?3, cost_input_usd = ?4, "         \
+    "cost_cached_usd = ?5, cost_output_usd = ?6, cost_reasoning_usd = ?7 WHERE key = ?1")       \
+  X(SPEND_CALLS,                                                                                \
+    "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(cached_tokens), 0), "                 \
+    "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "                 \
+    "COALESCE(SUM(cost_input_usd), 0.0), COALESCE(SUM(cost_cached_usd), 0.0), "                 \
+    "COALESCE(SUM(cost_output_usd), 0.0), COALESCE(SUM(cost_reasoning_usd), 0.0), "             \
+    "COALESCE(SUM(CASE WHEN cost_input_usd IS NULL THEN cost_usd ELSE 0 END), 0.0), "           \
+    "COALESCE(SUM(cost_usd), 0.0) FROM calls")                                                  \
+  X(UNANSWERED_INSERT,                                                                          \
+    "INSERT INTO unanswered(key, prompt_id, worst_usd, created_at, reason) "                    \
+    "VALUES(?1, ?2, ?3, ?4, ?5)")                                                               \
+  X(UNANSWERED_SUM, "SELECT COUNT(*), COALESCE(SUM(worst_usd), 0.0) FROM unanswered")           \
+  X(PROMPT_SET_SPLIT, "UPDATE prompts SET split = ?2 WHERE id = ?1")                            \
+  X(BATCH_INSERT,                                                                               \
+    "INSERT INTO batches(id, input_file_id, status, n_requests, created_at, updated_at) "       \
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?5)")                                                           \
+  X(BATCH_REQUEST_INSERT, "INSERT OR IGNORE INTO batch_requests(batch_id, key) VALUES(?1, ?2)") \
+  X(BATCHES_OPEN,                                                                               \
+    "SELECT id, input_file_id, status, n_requests, created_at FROM batches "                    \
+    "WHERE collected = 0 ORDER BY created_at, id")                                              \
+  X(BATCH_KEYS, "SELECT key FROM batch_requests WHERE batch_id = ?1 ORDER BY key")              \
+  X(BATCH_STATUS,                                                                               \
+    "UPDATE batches SET status = ?2, completed = ?3, failed = ?4, updated_at = ?5 "             \
+    "WHERE id = ?1")                                                                            \
+  X(BATCH_COLLECTED,                                                                            \
+    "UPDATE batches SET collected = 1, status = ?2, answered = ?3, spent_usd = ?4, "            \
+    "live_usd = ?5, updated_at = ?6 WHERE id = ?1")                                             \
+  X(BATCH_RENAME, "UPDATE batches SET id = ?2, status = ?3, updated_at = ?4 WHERE id = ?1")     \
+  X(BATCH_DELETE, "DELETE FROM batches WHERE id = ?1")                                          \
+  X(BATCH_TOTALS,                                                                               \
+    "SELECT COUNT(*), COALESCE(SUM(collected = 0), 0), COALESCE(SUM(n_requests), 0), "          \
+    "COALESCE(SUM(answered), 0), COALESCE(SUM(spent_usd), 0.0), "                               \
+    "COALESCE(SUM(live_usd), 0.0) "                                                             \
+    "FROM batches")                                                                             \
   X(BEGIN, "BEGIN IMMEDIATE")                                                                   \
   X(COMMIT, "COMMIT")                                                                           \
   X(ROLLBACK, "ROLLBACK")

@@ -95,6 +95,51 @@ static const char schema_v3[] =
     "  answer TEXT"
     ");"
     "CREATE INDEX served_route ON served(route, created_at);";
+/* Version 5: the Batch API. A batch's id is committed the moment the API returns it, with the
+ * request keys it carries, so a process killed while it runs resumes polling it instead of
+ * paying for the requests again. Just before the batch is created, its row is written as
+ * "pending:<input file id>" and renamed to the batch's id once it exists: a process killed in
+ * between finds the batch by its input file. collected: its output and error files were read and every
+ * answer committed (answered of them; spent_usd what they cost, live_usd what they would have
+ * cost live). */
+static const char schema_v5[] =
+    "CREATE TABLE batches("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  input_file_id TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  n_requests INTEGER NOT NULL,"
+    "  completed INTEGER NOT NULL DEFAULT 0,"
+    "  failed INTEGER NOT NULL DEFAULT 0,"
+    "  collected INTEGER NOT NULL DEFAULT 0 CHECK (collected IN (0, 1)),"
+    "  answered INTEGER NOT NULL DEFAULT 0,"
+    "  spent_usd REAL NOT NULL DEFAULT 0,"
+    "  live_usd REAL NOT NULL DEFAULT 0,"
+    "  created_at REAL NOT NULL,"
+    "  updated_at REAL NOT NULL);"
+    "CREATE TABLE batch_requests("
+    "  batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE ON UPDATE CASCADE,"
+    "  key TEXT NOT NULL,"
+    "  PRIMARY KEY (batch_id, key));"
+    "CREATE INDEX batch_requests_by_key ON batch_requests(key);";
+/* Version 7: prices that match the invoice, and a budget that holds when requests time out.
+ * Each call keeps its tokens and cost by kind (cached input, reasoning); NULL costs mark calls
+ * stored before the split, whose cost stays whole. `unanswered` holds every request that may
+ * have been billed without an answer (timed out, reset after its body was sent), at its
+ * worst-case cost, which counts against teacher.budget_usd. */
+static const char schema_v7[] =
+    "ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE calls ADD COLUMN cost_input_usd REAL;"
+    "ALTER TABLE calls ADD COLUMN cost_cached_usd REAL;"
+    "ALTER TABLE calls ADD COLUMN cost_output_usd REAL;"
+    "ALTER TABLE calls ADD COLUMN cost_reasoning_usd REAL;"
+    "CREATE TABLE unanswered("
+    "  id INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL,"
+    "  prompt_id INTEGER,"
+    "  worst_usd REAL NOT NULL,"
+    "  created_at REAL NOT NULL,"
+    "  reason TEXT);";
 
 typedef struct migration_step {
   int version; /* user_version once the step is applied */
@@ -105,6 +150,8 @@ static const migration_step migration_steps[] = {
     {1, schema_v1},
     {2, schema_v2},
     {3, schema_v3},
+    {5, schema_v5},
+    {7, schema_v7},
 };
 
 static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *err) {

@@ -114,6 +114,8 @@ int us_cli_exit_code(us_status st) {
       return US_EXIT_OK;
     case US_ERR_BUDGET:
       return US_EXIT_BUDGET;
+    case US_ERR_UNLABELLED:
+      return US_EXIT_UNLABELLED;
     case US_ERR_INTERRUPTED:
       return US_EXIT_INTERRUPTED;
     case US_ERR_USAGE:

@@ -11,12 +11,14 @@
 #include "pipeline/config.h"
 #include "pipeline/pipeline.h"
 
-/* Exit codes: 0 success; 1 error; 2 usage; 3 budget reached; 130 interrupted (Ctrl-C). */
+/* Exit codes: 0 success; 1 error; 2 usage; 3 budget reached; 4 prompts left unlabelled after
+ * their retries; 130 interrupted (Ctrl-C). */
 enum {
   US_EXIT_OK = 0,
   US_EXIT_ERROR = 1,
   US_EXIT_USAGE = 2,
   US_EXIT_BUDGET = 3,
+  US_EXIT_UNLABELLED = 4,
   US_EXIT_INTERRUPTED = 130
 };
 

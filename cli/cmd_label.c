@@ -15,6 +15,8 @@ static const char *usage =
     "(teacher.base_url, teacher.model), teacher.concurrency requests at a time, within\n"
     "teacher.requests_per_minute, teacher.tokens_per_minute and teacher.budget_usd.\n"
     "Every answer is saved as it arrives; rerun after a stop to resume.\n"
+    "With teacher.mode \"batch\" the requests go through the Batch API instead: the\n"
+    "batches' progress is shown while they run, and a rerun resumes the open batches.\n"
     "\n"
     "options:\n"
     "  --dry-run             contact nobody: print prompt and cached counts, estimated tokens\n"
@@ -26,8 +28,9 @@ static const char *usage =
     "\n"
     "The API key is read from the environment variable named by teacher.api_key_env\n"
     "(default OPENAI_API_KEY); it is not needed for a loopback base_url.\n"
-    "Exit status: 0 all labelled or recorded as failed; 1 error; 2 usage; 3 budget reached;\n"
-    "130 interrupted (Ctrl-C).\n";
+    "Exit status: 0 every prompt labelled; 1 error; 2 usage; 3 budget reached; 4 prompts\n"
+    "left unlabelled after their retries (the most common cause on stderr); 130 interrupted\n"
+    "(Ctrl-C).\n";
 
 static void format_eta(char *buf, size_t n, double s) {
   if (!(s >= 0) || s > 1e7)
@@ -47,6 +50,18 @@ void us_cli_label_progress(void *user, const us_label_stats *s) {
   if (!p->tty && now - p->last_line < 5.0) return;
   int64_t answered = s->done + s->failed;
   int64_t finished = s->cached + answered;
+  if (s->batches_open > 0) { /* teacher.mode "batch": the batches' own progress */
+    fprintf(stderr,
+            "%slabel: %lld/%lld  batch %s: %lld open, %lld requests, %lld done, %lld failed  "
+            "$%.4f%s",
+            p->tty ? "\r" : "", (long long)finished, (long long)s->total, s->batch_status,
+            (long long)s->batches_open, (long long)s->batch_requests, (long long)s->batch_completed,
+            (long long)s->batch_failed, s->spent_usd, p->tty ? "\033[K" : "\n");
+    fflush(stderr);
+    p->drawn = p->tty;
+    p->last_line = now;
+    return;
+  }
   double rate = s->elapsed_s > 0 ? (double)answered / s->elapsed_s : 0;
   char eta[32];
   format_eta(eta, sizeof eta, rate > 0 ? (double)s->left / rate : -1);
@@ -89,6 +104,22 @@ static void print_dry_run(const us_config *c, const us_label_stats *s) {
          (long long)s->est_completion_tokens_max, c->teacher.max_tokens);
   printf("estimated cost:   $%.4f to $%.4f (worst case), budget $%.2f\n", s->est_cost_low_usd,
          s->est_cost_high_usd, c->teacher.budget_usd);
+  if (s->est_prefix_tokens > 0 && s->est_cached_tokens > 0 && s->est_cache_saving_usd <= 0)
+    printf(
+        "prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens may come from "
+        "the provider's cache, but teacher.price.cached_input_per_mtok is the input price: "
+        "set it to count the saving\n",
+        (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens);
+  else if (s->est_prefix_tokens > 0 && s->est_cached_tokens > 0)
+    printf(
+        "prompt caching:   shared prefix ~%lld tokens a request; ~%lld tokens from the "
+        "provider's cache save ~$%.4f at teacher.price.cached_input_per_mtok\n",
+        (long long)s->est_prefix_tokens, (long long)s->est_cached_tokens, s->est_cache_saving_usd);
+  else if (s->est_prefix_tokens > 0)
+    printf(
+        "prompt caching:   shared prefix ~%lld tokens a request, under the 1024 tokens "
+        "providers cache: no saving expected\n",
+        (long long)s->est_prefix_tokens);
   if (s->est_cost_high_usd > c->teacher.budget_usd)
     printf(
         "note: the worst case passes teacher.budget_usd; a run stops at the budget and the "
@@ -102,6 +133,11 @@ static void print_summary(const us_label_stats *s) {
   if (s->unparsed > 0)
     printf(" (%lld answers match no label: kept as unparsed)", (long long)s->unparsed);
   putchar('\n');
+  if (s->capped > 0)
+    printf(
+        "note: %lld answers were longer than %lld KiB (the teacher ignored teacher.max_tokens) "
+        "and were stored cut to that length\n",
+        (long long)s->capped, (long long)(s->answer_cap / 1024));
   if (s->chunks > 0)
     printf("documents: %lld chunks asked for questions; %lld new questions stored as prompts\n",
            (long long)s->chunks, (long long)s->questions_added);
@@ -112,6 +148,22 @@ static void print_summary(const us_label_stats *s) {
       (long long)s->requests, (long long)s->retries, s->elapsed_s, rate,
       s->requests > 0 ? s->cpu_s * 1e6 / (double)s->requests : 0);
   printf("spent: $%.4f this run, $%.4f in this workspace\n", s->spent_usd, s->spent_total_usd);
+  if (s->cached_tokens > 0 || s->reasoning_tokens > 0)
+    printf("tokens: %lld prompt tokens from the provider's cache, %lld reasoning tokens\n",
+           (long long)s->cached_tokens, (long long)s->reasoning_tokens);
+  if (s->unanswered > 0)
+    printf(
+        "%lld requests may have been billed without an answer: up to $%.4f (counted against "
+        "teacher.budget_usd)\n",
+        (long long)s->unanswered, s->unanswered_usd);
+  if (s->unanswered_total > s->unanswered)
+    printf(
+        "in this workspace, %lld requests may have been billed without an answer: up to "
+        "$%.4f\n",
+        (long long)s->unanswered_total, s->unanswered_total_usd);
+  if (s->batches_created > 0 || s->batch_saved_usd > 0)
+    printf("batches: %lld created in this run; their discount saved $%.4f against live prices\n",
+           (long long)s->batches_created, s->batch_saved_usd);
 }
 
 void us_cli_label_begin(us_cli_session *s) {
@@ -128,7 +180,7 @@ int us_cli_label_end(us_cli_session *ss, us_status st, const us_err *err,
   if (ss->dry_run && st == US_OK) {
     print_dry_run(config, stats);
   } else if (st == US_OK || st == US_ERR_BUDGET || st == US_ERR_INTERRUPTED || st == US_ERR_AUTH ||
-             st == US_ERR_NOT_FOUND) {
+             st == US_ERR_NOT_FOUND || st == US_ERR_UNLABELLED) {
     if (stats->total > 0 || st == US_OK) print_summary(stats);
   }
   if (st == US_OK && stats->total == 0 && stats->chunks == 0)

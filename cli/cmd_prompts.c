@@ -34,6 +34,19 @@ int us_cli_prompts_end(us_cli_session *ss, us_status st, const us_err *err,
     printf("\nworkspace: %lld prompts (%lld train, %lld test) in %s/understudy.db\n",
            (long long)(s->train + s->test), (long long)s->train, (long long)s->test,
            config->output);
+    if (s->near_duplicates > 0 && s->near_moved > 0)
+      printf(
+          "near-duplicates: %lld prompts had a near-duplicate in the other split (word "
+          "3-shingle Jaccard >= 0.8); %lld train prompts moved to test (data.dedupe_near)\n",
+          (long long)s->near_duplicates, (long long)s->near_moved);
+    else if (s->near_duplicates > 0)
+      printf(
+          "near-duplicates: %lld prompts have a near-duplicate in the other split (word "
+          "3-shingle Jaccard >= 0.8): the test numbers may flatter the student; "
+          "data.dedupe_near moves them to test\n",
+          (long long)s->near_duplicates);
+    else
+      printf("near-duplicates: none across train and test\n");
     if (s->chunks > 0)
       printf(
           "documents: %lld chunks kept; `understudy label` has the teacher write %d "

@@ -38,7 +38,8 @@ static void usage(FILE *f) {
           "  --set key.path=value  override a config key (repeatable)\n"
           "  --quiet, --verbose    less or more output on stderr\n"
           "\n`understudy COMMAND --help` lists a command's own options.\n"
-          "Exit status: 0 ok, 1 error, 2 usage, 3 budget reached, 130 interrupted.\n");
+          "Exit status: 0 ok, 1 error, 2 usage, 3 budget reached, 4 prompts left unlabelled\n"
+          "after their retries, 130 interrupted.\n");
 }
 
 int main(int argc, char **argv) {

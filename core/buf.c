@@ -90,8 +90,10 @@ us_status us_read_file(const char *path, size_t max_bytes, char **out, size_t *l
   size_t n;
   while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
     if (us_buf_append(&b, chunk, n)) {
+      bool too_large = max_bytes && b.len + n > max_bytes; /* else the allocation failed */
       fclose(f);
       us_buf_free(&b);
+      if (!too_large) return us_err_set(err, US_ERR_NOMEM, "out of memory reading %s", path);
       return us_err_set(err, US_ERR_INPUT, "%s is larger than the %zu-byte limit", path, max_bytes);
     }
   }

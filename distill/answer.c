@@ -12,13 +12,56 @@
 
 /* ---- label mapping --------------------------------------------------------------------- */
 
-/* Lower-cased ASCII with white space and ASCII punctuation removed; other bytes (UTF-8) kept.
- * out holds at least strlen(s) + 1 bytes. */
-static void squash(const char *s, char *out) {
+/* The rules (docs/config.md, "How answers become labels"):
+ *   1. the answer equals a label once both are normalised: ASCII case folded, runs of white
+ *      space made one space, white space, quotes and trailing punctuation trimmed off the ends;
+ *   2. else, in a short answer (at most US_ANSWER_SHORT_WORDS words), exactly one label occurs
+ *      as whole words ("The sentiment is negative."), a label inside a longer matching label
+ *      ("card" in "card arrival") yielding to it, and no negation comes before it ("This is
+ *      not spam" maps to nothing);
+ *   3. else the answer is unmapped (-1): never guessed. */
+
+/* Quote characters trimmed from both ends: ASCII quotes and backquote, and the UTF-8 curly
+ * quotes and guillemets. Returns the byte length of the quote at s, or 0. */
+static size_t quote_len(const unsigned char *s, size_t n) {
+  if (n >= 1 && (s[0] == '"' || s[0] == '\'' || s[0] == '`')) return 1;
+  if (n >= 2 && s[0] == 0xc2 && (s[1] == 0xab || s[1] == 0xbb)) return 2; /* « » */
+  if (n >= 3 && s[0] == 0xe2 && s[1] == 0x80 && s[2] >= 0x98 && s[2] <= 0x9f) return 3;
+  return 0;
+}
+
+/* Same, for a quote ending at s + n. */
+static size_t quote_len_back(const unsigned char *s, size_t n) {
+  if (n >= 1 && (s[n - 1] == '"' || s[n - 1] == '\'' || s[n - 1] == '`')) return 1;
+  if (n >= 2 && s[n - 2] == 0xc2 && (s[n - 1] == 0xab || s[n - 1] == 0xbb)) return 2;
+  if (n >= 3 && s[n - 3] == 0xe2 && s[n - 2] == 0x80 && s[n - 1] >= 0x98 && s[n - 1] <= 0x9f)
+    return 3;
+  return 0;
+}
+
+static bool trailing_punct(unsigned char c) {
+  return c == '.' || c == ',' || c == ';' || c == ':' || c == '!' || c == '?';
+}
+
+/* Rule 1's normal form of s into out (strlen(s) + 1 bytes). */
+static void normalise(const char *s, char *out) {
+  const unsigned char *b = (const unsigned char *)s;
+  size_t lo = 0, hi = strlen(s);
+  for (bool again = true; again && lo < hi;) {
+    again = false;
+    size_t q;
+    while (lo < hi && isspace(b[lo])) lo++, again = true;
+    while (lo < hi && (isspace(b[hi - 1]) || trailing_punct(b[hi - 1]))) hi--, again = true;
+    if (lo < hi && (q = quote_len(b + lo, hi - lo)) > 0) lo += q, again = true;
+    if (lo < hi && (q = quote_len_back(b + lo, hi - lo)) > 0) hi -= q, again = true;
+  }
   size_t n = 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p < 0x80 && (isspace(*p) || ispunct(*p) || iscntrl(*p))) continue;
-    out[n++] = (char)(*p < 0x80 ? tolower(*p) : *p);
+  for (size_t i = lo; i < hi; i++) {
+    if (isspace(b[i])) {
+      if (n && out[n - 1] != ' ') out[n++] = ' ';
+      continue;
+    }
+    out[n++] = (char)(b[i] < 0x80 ? tolower(b[i]) : b[i]);
   }
   out[n] = '\0';
 }
@@ -44,14 +87,26 @@ static int words_of(const char *s, char *buf, char **words) {
   return n;
 }
 
-/* True when needle (nn words) occurs as a contiguous run of hay (nh words). */
-static bool words_contain(char **hay, int nh, char **needle, int nn) {
-  if (nn == 0 || nn > nh) return false;
+/* Where needle (nn words) first occurs as a contiguous run of hay (nh words), or -1. */
+static int words_find(char **hay, int nh, char **needle, int nn) {
+  if (nn == 0 || nn > nh) return -1;
   for (int i = 0; i + nn <= nh; i++) {
     int j = 0;
     while (j < nn && strcmp(hay[i + j], needle[j]) == 0) j++;
-    if (j == nn) return true;
+    if (j == nn) return i;
   }
+  return -1;
+}
+
+/* A word that negates what follows it. Contractions split at the apostrophe ("isn't" is
+ * "isn" "t"), so their halves count too. */
+static bool is_negation(const char *w) {
+  static const char *const neg[] = {"not",    "no",      "never", "neither", "nor",    "none",
+                                    "cannot", "without", "t",     "isn",     "aren",   "wasn",
+                                    "weren",  "don",     "doesn", "didn",    "couldn", "shouldn",
+                                    "wouldn", "hardly",  "non",   "nt"};
+  for (size_t i = 0; i < sizeof neg / sizeof neg[0]; i++)
+    if (strcmp(w, neg[i]) == 0) return true;
   return false;
 }
 
@@ -75,26 +130,42 @@ static void word_seq_free(word_seq *w) {
   free(w->words);
 }
 
-/* Third rule: the labels whose words occur in the answer; a label whose words are themselves
- * contained in another matching label's words ("card" inside "card arrival") yields to it.
- * Returns the one survivor, or -1 if none or several. */
+/* Whether s has more than most words (as words_of counts them), without allocating: a huge
+ * answer is ruled out by rule 2 before any copy of it is made. */
+static bool more_words_than(const char *s, int most) {
+  int n = 0;
+  bool in = false;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    bool w = *p >= 0x80 || isalnum(*p);
+    if (w && !in && ++n > most) return true;
+    in = w;
+  }
+  return false;
+}
+
+/* Rule 2. Returns the one label, or -1. */
 static int map_contained(const char *answer, char *const *labels, int n_labels) {
+  if (more_words_than(answer, US_ANSWER_SHORT_WORDS)) return -1;
   int result = -1;
   word_seq a = {0}, *ls = calloc((size_t)n_labels, sizeof *ls);
-  bool *hit = calloc((size_t)n_labels, sizeof *hit);
-  if (!ls || !hit || !word_seq_make(answer, &a)) goto done;
+  int *at = calloc((size_t)n_labels, sizeof *at);
+  if (!ls || !at || !word_seq_make(answer, &a)) goto done;
+  if (a.n == 0 || a.n > US_ANSWER_SHORT_WORDS) goto done;
   for (int i = 0; i < n_labels; i++) {
     if (!word_seq_make(labels[i], &ls[i])) goto done;
-    hit[i] = words_contain(a.words, a.n, ls[i].words, ls[i].n);
+    at[i] = words_find(a.words, a.n, ls[i].words, ls[i].n);
   }
   int survivors = 0, last = -1;
   for (int i = 0; i < n_labels; i++) {
-    if (!hit[i]) continue;
+    if (at[i] < 0) continue;
     bool inside_other = false;
     for (int j = 0; j < n_labels && !inside_other; j++)
-      inside_other = j != i && hit[j] && ls[j].n > ls[i].n &&
-                     words_contain(ls[j].words, ls[j].n, ls[i].words, ls[i].n);
-    if (!inside_other) survivors++, last = i;
+      inside_other = j != i && at[j] >= 0 && ls[j].n > ls[i].n &&
+                     words_find(ls[j].words, ls[j].n, ls[i].words, ls[i].n) >= 0;
+    if (inside_other) continue;
+    for (int w = 0; w < at[i]; w++)
+      if (is_negation(a.words[w])) goto done; /* "not spam", "isn't positive": never guessed */
+    survivors++, last = i;
   }
   if (survivors == 1) result = last;
 done:
@@ -102,7 +173,7 @@ done:
   if (ls)
     for (int i = 0; i < n_labels; i++) word_seq_free(&ls[i]);
   free(ls);
-  free(hit);
+  free(at);
   return result;
 }
 
@@ -111,22 +182,30 @@ int us_answer_map_label(const char *answer, char *const *labels, int n_labels) {
   for (int i = 0; i < n_labels; i++)
     if (strcmp(answer, labels[i]) == 0) return i;
 
-  size_t alen = strlen(answer);
-  char *sa = malloc(alen + 1);
-  if (!sa) return -1;
-  squash(answer, sa);
+  char *na = malloc(strlen(answer) + 1);
+  if (!na) return -1;
+  normalise(answer, na);
   int found = -1, count = 0;
-  for (int i = 0; i < n_labels && sa[0]; i++) {
-    char *sl = malloc(strlen(labels[i]) + 1);
-    if (!sl) break;
-    squash(labels[i], sl);
-    if (sl[0] && strcmp(sa, sl) == 0) found = i, count++;
-    free(sl);
+  for (int i = 0; i < n_labels && na[0]; i++) {
+    char *nl = malloc(strlen(labels[i]) + 1);
+    if (!nl) break;
+    normalise(labels[i], nl);
+    if (nl[0] && strcmp(na, nl) == 0) found = i, count++;
+    free(nl);
   }
-  free(sa);
+  free(na);
   if (count == 1) return found;
-  if (count > 1) return -1; /* two labels that differ only in case or punctuation */
+  if (count > 1) return -1; /* two labels that differ only in case or quoting */
   return map_contained(answer, labels, n_labels);
+}
+
+char *us_answer_structured(const char *content) {
+  if (!content) return NULL;
+  cJSON *root = cJSON_Parse(content);
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "answer");
+  char *out = cJSON_IsObject(root) && cJSON_IsString(a) ? us_strdup(a->valuestring) : NULL;
+  cJSON_Delete(root);
+  return out;
 }
 
 /* ---- response bodies ------------------------------------------------------------------- */
@@ -228,4 +307,31 @@ us_status us_response_parse(const char *body, char *const *labels, int n_labels,
 done:
   cJSON_Delete(root);
   return st;
+}
+
+void us_response_usage(const char *body, us_usage *u) {
+  u->prompt_tokens = u->completion_tokens = -1;
+  u->cached_tokens = u->reasoning_tokens = 0;
+  cJSON *root = body ? cJSON_Parse(body) : NULL;
+  const cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
+  if (cJSON_IsObject(usage)) {
+    u->prompt_tokens = usage_tokens(usage, "prompt_tokens");
+    u->completion_tokens = usage_tokens(usage, "completion_tokens");
+    int total = usage_tokens(usage, "total_tokens");
+    int cached = usage_tokens(cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details"),
+                              "cached_tokens");
+    int reasoning = usage_tokens(
+        cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens_details"), "reasoning_tokens");
+    if (cached > 0 && u->prompt_tokens >= 0)
+      u->cached_tokens = cached < u->prompt_tokens ? cached : u->prompt_tokens;
+    if (reasoning > 0 && u->completion_tokens >= 0) {
+      u->reasoning_tokens = reasoning;
+      bool outside =
+          reasoning > u->completion_tokens ||
+          (total >= 0 && u->prompt_tokens >= 0 &&
+           (int64_t)total == (int64_t)u->prompt_tokens + u->completion_tokens + reasoning);
+      if (outside) u->completion_tokens += reasoning;
+    }
+  }
+  cJSON_Delete(root);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/utf8.h"
 #include "distill/prompts_int.h"
 
@@ -166,6 +167,14 @@ static us_status jsonl_record(us__prompt_sink *sink, const char *line, size_t le
   const us_prompts_params *d = sink->data;
   const char *text_field = d->text_field ? d->text_field : US_PROMPTS_DEFAULT_TEXT_FIELD;
   const char *label_field = d->label_field ? d->label_field : "label";
+  /* cJSON decodes \u0000 to a NUL byte, which would cut the string short: refused like a raw
+   * NUL byte (us__line_checked) */
+  size_t nul = us_json_nul_escape_at(line, len);
+  if (nul < len)
+    return us_err_set(err, US_ERR_INPUT,
+                      "%s:%ld: a \\u0000 escape (a NUL character) at column %zu; a prompt cannot "
+                      "hold a NUL character, remove it",
+                      sink->source, number, nul + 1);
   const char *end = NULL;
   cJSON *obj = cJSON_ParseWithLengthOpts(line, len, &end, false);
   us_status st = US_OK;

@@ -23,6 +23,7 @@ void us_prompts_params_defaults(us_prompts_params *p) {
   p->chunk_chars = 1500;
   p->repair_utf8 = false;
   p->questions_per_chunk = 3;
+  p->dedupe_near = true;
 }
 
 #define JSON_MAX_SAFE_INT 9007199254740991.0 /* 2^53 - 1: a seed a JSON reader keeps exactly */
@@ -38,6 +39,8 @@ static const us_param PROMPTS_PARAMS[] = {
              "replace invalid UTF-8 with U+FFFD instead of refusing the file"),
     US_PARAM(us_prompts_params, questions_per_chunk, US_PARAM_INT, 1, 20, 0,
              "questions asked about each document chunk (generate from docs)"),
+    US_PARAM(us_prompts_params, dedupe_near, US_PARAM_BOOL, 0, 0, 0,
+             "move near-duplicates across train and test to the test split"),
 };
 
 const us_param *us_prompts_param_table(size_t *n) {
@@ -333,6 +336,8 @@ us_status us_prompts_build(const us_task *task, const us_prompts_params *data, c
     if (st) goto fail;
     us_log(US_LOG_DEBUG, "prompts: %s: %lld records", shown, (long long)(stats->read - before));
   }
+  st = us__prompts_near_duplicates(data, cache, stats, err);
+  if (st) goto fail;
   st = us_cache_prompts_count(cache, US_SPLIT_TRAIN, &stats->train, err);
   if (!st) st = us_cache_prompts_count(cache, US_SPLIT_TEST, &stats->test, err);
   us_cache_stats cs;

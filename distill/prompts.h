@@ -36,6 +36,7 @@ typedef struct us_prompts_params {
   int questions_per_chunk; /* generate from docs: questions asked per chunk */
   char *question_template; /* generate from docs: {chunk}, {n}; must hold {chunk} */
   char *answer_template;   /* generate from docs: {chunk}, {question}; must hold {question} */
+  bool dedupe_near;        /* move near-duplicates across train and test to the test split */
 } us_prompts_params;
 
 /* The string defaults, which us_prompts_params_defaults leaves NULL for the owner to copy. */
@@ -65,6 +66,9 @@ typedef struct us_prompts_stats {
   int64_t repaired;    /* records whose invalid UTF-8 was repaired (data.repair_utf8) */
   int64_t train, test; /* split of all prompts now in the workspace */
   int64_t chunks;      /* document chunks kept for self-instruct (generate from "docs") */
+  int64_t near_duplicates; /* prompts with a near-duplicate in the other split (before moving) */
+  int64_t near_moved;      /* train prompts moved to the test split by data.dedupe_near */
+  double near_seconds;     /* time the near-duplicate search took */
 } us_prompts_stats;
 
 /* Loads every input of data into cache. Idempotent: a rerun adds only new prompts. Errors name

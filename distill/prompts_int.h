@@ -72,4 +72,10 @@ us_status us__load_text(us__prompt_sink *sink, const char *path, us_err *err);
 us_status us__load_csv(us__prompt_sink *sink, const char *path, char delimiter, us_err *err);
 us_status us__load_docs(us__prompt_sink *sink, const char *path, us_err *err);
 
+/* Finds the prompts with a near-duplicate in the other split (distill/neardup.h) and, with
+ * data->dedupe_near, moves every train prompt of a group that spans both splits to the test
+ * split; records the counts in stats and in the workspace (result "near_duplicates"). */
+us_status us__prompts_near_duplicates(const us_prompts_params *data, us_cache *cache,
+                                      us_prompts_stats *stats, us_err *err);
+
 #endif

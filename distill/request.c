@@ -130,10 +130,39 @@ us_status us_request_render(const us_task *task, const char *text, char **system
 
 /* ---- request bodies -------------------------------------------------------------------------- */
 
+/* teacher.structured for a classify task: a response_format whose JSON schema makes the answer
+ * {"answer": one of the labels}. Added only when structured is on, so the bodies (and cache
+ * keys) of every other config stay as they were. */
+static bool add_response_format(cJSON *root, const us_task *task) {
+  cJSON *format = cJSON_AddObjectToObject(root, "response_format");
+  cJSON *js = format ? cJSON_AddObjectToObject(format, "json_schema") : NULL;
+  cJSON *schema = js ? cJSON_AddObjectToObject(js, "schema") : NULL;
+  cJSON *props = schema ? cJSON_AddObjectToObject(schema, "properties") : NULL;
+  cJSON *answer = props ? cJSON_AddObjectToObject(props, "answer") : NULL;
+  cJSON *labels = answer ? cJSON_AddArrayToObject(answer, "enum") : NULL;
+  cJSON *required = schema ? cJSON_AddArrayToObject(schema, "required") : NULL;
+  if (!labels || !required || !cJSON_AddStringToObject(format, "type", "json_schema") ||
+      !cJSON_AddStringToObject(js, "name", "label") || !cJSON_AddTrueToObject(js, "strict") ||
+      !cJSON_AddStringToObject(schema, "type", "object") ||
+      !cJSON_AddFalseToObject(schema, "additionalProperties") ||
+      !cJSON_AddStringToObject(answer, "type", "string"))
+    return false;
+  cJSON *req = cJSON_CreateString("answer");
+  if (!req) return false;
+  cJSON_AddItemToArray(required, req);
+  for (int i = 0; i < task->n_labels; i++) {
+    cJSON *l = cJSON_CreateString(task->labels[i]);
+    if (!l) return false;
+    cJSON_AddItemToArray(labels, l);
+  }
+  return true;
+}
+
 /* Takes ownership of messages (a JSON array) and wraps it in the body with the config's model
- * and every parameter that can change the answer. Never the API key or headers. */
-static us_status build_body(const us_teacher_params *teacher, cJSON *messages, char **body,
-                            char key[65], us_err *err) {
+ * and every parameter that can change the answer. Never the API key or headers. structured,
+ * when given, is the classify task whose labels teacher.structured constrains the answer to. */
+static us_status build_body(const us_teacher_params *teacher, const us_task *structured,
+                            cJSON *messages, char **body, char key[65], us_err *err) {
   *body = NULL;
   cJSON *root = cJSON_CreateObject();
   if (!root) {
@@ -149,6 +178,9 @@ static us_status build_body(const us_teacher_params *teacher, cJSON *messages, c
   if (ok && teacher->logprobs)
     ok = cJSON_AddTrueToObject(root, "logprobs") &&
          cJSON_AddNumberToObject(root, "top_logprobs", teacher->top_logprobs);
+  if (ok && structured && teacher->structured && structured->type == US_TASK_CLASSIFY &&
+      structured->n_labels > 0)
+    ok = add_response_format(root, structured);
   us_status st = ok ? canonical_of_tree(root, body, err)
                     : us_err_set(err, US_ERR_NOMEM, "out of memory building a request");
   cJSON_Delete(root);
@@ -164,8 +196,9 @@ static bool add_message(cJSON *messages, const char *role, const char *content) 
   return cJSON_AddStringToObject(m, "role", role) && cJSON_AddStringToObject(m, "content", content);
 }
 
-us_status us_request_build_messages(const us_teacher_params *teacher, const char *system,
-                                    const char *user, char **body, char key[65], us_err *err) {
+static us_status build_messages(const us_teacher_params *teacher, const us_task *structured,
+                                const char *system, const char *user, char **body, char key[65],
+                                us_err *err) {
   *body = NULL;
   cJSON *messages = cJSON_CreateArray();
   bool ok = messages != NULL;
@@ -176,7 +209,12 @@ us_status us_request_build_messages(const us_teacher_params *teacher, const char
     cJSON_Delete(messages);
     return us_err_set(err, US_ERR_NOMEM, "out of memory building a request");
   }
-  return build_body(teacher, messages, body, key, err);
+  return build_body(teacher, structured, messages, body, key, err);
+}
+
+us_status us_request_build_messages(const us_teacher_params *teacher, const char *system,
+                                    const char *user, char **body, char key[65], us_err *err) {
+  return build_messages(teacher, NULL, system, user, body, key, err);
 }
 
 us_status us_request_build(const us_task *task, const us_teacher_params *teacher, const char *text,
@@ -184,7 +222,7 @@ us_status us_request_build(const us_task *task, const us_teacher_params *teacher
   char *system = NULL, *user = NULL;
   *body = NULL;
   us_status st = us_request_render(task, text, &system, &user, err);
-  if (!st) st = us_request_build_messages(teacher, system, user, body, key, err);
+  if (!st) st = build_messages(teacher, task, system, user, body, key, err);
   free(system);
   free(user);
   return st;
@@ -224,7 +262,7 @@ us_status us_request_key_for_messages(void *user, const char *messages_json, cha
     cJSON_Delete(messages);
     return st;
   }
-  return build_body(teacher, messages, body, key, err);
+  return build_body(teacher, NULL, messages, body, key, err);
 }
 
 /* ---- self-instruct requests ------------------------------------------------------------------ */

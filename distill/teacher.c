@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/utf8.h"
 #include "distill/prompts.h"
 #include "distill/request.h"
 #include "distill/teacher_int.h"
@@ -45,6 +46,18 @@
 #define PROMPT_BOUND_FIXED_TOKENS 64
 static double prompt_token_bound(size_t body_len) {
   return (double)body_len + PROMPT_BOUND_FIXED_TOKENS;
+}
+
+/* teacher.mode "batch": requests go through the Batch API (teacher_batch.c). */
+static bool batch_mode(const us_teacher_params *p) {
+  return p->mode && strcmp(p->mode, "batch") == 0;
+}
+
+/* What a request's price is multiplied by: the batch discount when every attempt of it goes
+ * through batches; 1 when a retry may go live (the budget then counts the live price). */
+static double worst_factor(const us_teacher_params *p) {
+  bool retry_live = p->batch_retry && strcmp(p->batch_retry, "live") == 0;
+  return batch_mode(p) && !retry_live ? p->price_batch_discount : 1.0;
 }
 
 /* Dry-run estimate of a message pair: ~4 characters per token (OpenAI's rule of thumb for
@@ -78,6 +91,10 @@ typedef struct job_queue {
  * the requests in flight, against teacher.budget_usd. */
 typedef struct spending {
   double before, run, in_flight_worst;
+  /* the worst case of every request, this run's and earlier runs', that may have been billed
+   * without an answer (timed out, reset after its body was sent, dropped in flight) */
+  double unanswered;
+  int64_t unanswered_before; /* how many of those earlier runs left */
 } spending;
 
 /* Why the loop stops starting requests. */
@@ -88,6 +105,56 @@ typedef struct stopping {
   us_err fatal_err; /* its message, scrubbed of the key */
 } stopping;
 
+/* Why prompts failed in this run: the cause of each failure (its message without the "gave up
+ * after N attempts: " prefix), counted by the part before any " (" detail, which for network
+ * errors holds timings ("after 0 ms"); the first full message of each cause is kept to show. */
+#define FAILURE_CAUSES 16
+typedef struct failure_causes {
+  char text[FAILURE_CAUSES][256];
+  size_t key_len[FAILURE_CAUSES];
+  int64_t count[FAILURE_CAUSES];
+  int n;
+} failure_causes;
+
+static void causes_add(failure_causes *c, const char *message) {
+  const char *p = message;
+  if (strncmp(p, "gave up after ", 14) == 0) {
+    const char *colon = strstr(p, ": ");
+    if (colon) p = colon + 2;
+  }
+  char text[256];
+  snprintf(text, sizeof text, "%s", p);
+  const char *detail = strstr(text, " (");
+  size_t key_len = detail ? (size_t)(detail - text) : strlen(text);
+  for (int i = 0; i < c->n; i++)
+    if (c->key_len[i] == key_len && memcmp(c->text[i], text, key_len) == 0) {
+      c->count[i]++;
+      return;
+    }
+  if (c->n == FAILURE_CAUSES) return; /* the first causes seen are enough to name the worst */
+  memcpy(c->text[c->n], text, sizeof text);
+  c->key_len[c->n] = key_len;
+  c->count[c->n++] = 1;
+}
+
+/* The longest answer stored: what a classify label or a generate answer of teacher.max_tokens
+ * tokens can need (16 bytes a token is generous for any tokeniser), at least 4 KiB. A longer
+ * answer comes from a server that ignored max_tokens; it is cut there, counted and reported. */
+#define ANSWER_CAP_MIN_BYTES 4096
+#define ANSWER_CAP_BYTES_PER_TOKEN 16
+static size_t answer_cap(const us_teacher_params *p) {
+  size_t cap = (size_t)p->max_tokens * ANSWER_CAP_BYTES_PER_TOKEN;
+  return cap > ANSWER_CAP_MIN_BYTES ? cap : ANSWER_CAP_MIN_BYTES;
+}
+
+/* Cuts s to at most cap bytes on a UTF-8 boundary; true if it was longer. */
+static bool cut_text(char *s, size_t cap) {
+  if (strlen(s) <= cap) return false;
+  while (cap > 0 && US_UTF8_IS_CONTINUATION((unsigned char)s[cap])) cap--;
+  s[cap] = '\0';
+  return true;
+}
+
 typedef struct teacher {
   const us_task *task;
   const us_prompts_params *data;
@@ -96,6 +163,7 @@ typedef struct teacher {
   us_cache *cache;
   const us_label_options *opt;
   us_label_stats *stats;
+  failure_causes *causes; /* of the whole run (both passes) */
   double started, cpu_started, last_progress;
 
   job_queue queue;
@@ -108,6 +176,7 @@ typedef struct teacher {
   us__bucket rpm, tpm;      /* teacher.requests_per_minute, teacher.tokens_per_minute */
   double hold_until;        /* the server's x-ratelimit headers asked to pause new starts */
   us_rng rng;               /* backoff jitter */
+  double prefix_tokens_sum; /* dry run: shared request prefixes, for the caching estimate */
   int unreachable_streak;   /* transfers in a row that found no server to talk to */
   double unreachable_since; /* when that streak began */
 } teacher;
@@ -220,15 +289,61 @@ static us_status target_store(teacher *t, const char *key, int64_t prompt_id, co
   target.prompt_id = prompt_id;
   target.text = a->content ? a->content : (char *)body;
   target.status = a->content ? US_TARGET_OK : US_TARGET_UNPARSED;
+  char *structured = NULL;
   if (a->content && t->task->type == US_TASK_CLASSIFY) {
-    int k = us_answer_map_label(a->content, t->task->labels, t->task->n_labels);
+    /* teacher.structured: the answer is {"answer": label}; a server that ignored the schema
+     * answered in text, which goes through the same rules */
+    if (t->params->structured) structured = us_answer_structured(a->content);
+    int k = us_answer_map_label(structured ? structured : a->content, t->task->labels,
+                                t->task->n_labels);
     target.label = k >= 0 ? t->task->labels[k] : NULL;
     target.status = k >= 0 ? US_TARGET_OK : US_TARGET_UNPARSED;
     target.soft = a->has_soft ? t->soft : NULL;
     target.n_soft = a->has_soft ? t->task->n_labels : 0;
   }
   if (target.status == US_TARGET_UNPARSED) t->stats->unparsed++;
-  return us_cache_target_put(t->cache, &target, err);
+  /* mapped on the whole answer; stored no longer than the task can need */
+  char *cut = NULL;
+  size_t cap = answer_cap(t->params);
+  if (strlen(target.text) > cap && (cut = malloc(cap + 1)) != NULL) {
+    memcpy(cut, target.text, cap);
+    cut[cap] = '\0';
+    cut_text(cut, cap);
+    target.text = cut;
+  }
+  us_status st = us_cache_target_put(t->cache, &target, err);
+  free(structured);
+  free(cut);
+  return st;
+}
+
+/* The body stored for an answer longer than answer_cap: the same response with the content cut
+ * to the cap (so the cached call still parses and maps as before); NULL when no cut is needed
+ * or the body cannot be rebuilt. Counts the cut in stats. */
+static char *capped_body(teacher *t, const char *body, const answer *a) {
+  size_t cap = answer_cap(t->params);
+  if (!a->content || strlen(a->content) <= cap) return NULL;
+  t->stats->capped++;
+  cJSON *root = cJSON_Parse(body);
+  cJSON *msg = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "choices"), 0), "message");
+  char *cut = malloc(cap + 1), *out = NULL;
+  if (cut && cJSON_IsObject(msg)) {
+    memcpy(cut, a->content, cap);
+    cut[cap] = '\0';
+    cut_text(cut, cap);
+    cJSON *text = cJSON_CreateString(cut);
+    if (text && cJSON_ReplaceItemInObjectCaseSensitive(msg, "content", text)) {
+      char *printed = cJSON_PrintUnformatted(root);
+      out = printed ? us_strdup(printed) : NULL;
+      cJSON_free(printed);
+    } else {
+      cJSON_Delete(text);
+    }
+  }
+  free(cut);
+  cJSON_Delete(root);
+  return out;
 }
 
 static us_status put_target(teacher *t, const char *key, int64_t prompt_id, const char *body,
@@ -267,6 +382,13 @@ static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, 
   us_status st = us_request_render(t->task, p->text, &system, &user, err);
   if (st) return st;
   size_t chars = strlen(system) + strlen(user);
+  /* the shared prefix: what comes before the prompt text (providers cache prefixes only) */
+  const char *in_system = *p->text ? strstr(system, p->text) : NULL;
+  const char *in_user = *p->text ? strstr(user, p->text) : NULL;
+  size_t prefix = in_system ? (size_t)(in_system - system)
+                            : strlen(system) + (in_user ? (size_t)(in_user - user) : 0);
+  if (t->chunks || p->context) prefix = strlen(system);
+  t->prefix_tokens_sum += prefix ? (double)prompt_token_estimate(prefix) : 0;
   if (t->chunks || p->context)
     chars = strlen(system) +
             strlen(t->chunks ? t->data->question_template : t->data->answer_template) +
@@ -275,6 +397,23 @@ static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, 
   free(user);
   *est = prompt_token_estimate(chars);
   return US_OK;
+}
+
+/* Dry run: the providers' automatic prompt caching (OpenAI's rules: a shared prefix of at least
+ * 1,024 tokens, reused in steps of 128) on every request after the first, priced at
+ * teacher.price.cached_input_per_mtok instead of the input price. */
+static void cache_estimate(teacher *t) {
+  us_label_stats *s = t->stats;
+  int64_t n = (int64_t)t->queue.n_jobs;
+  int64_t prefix = (int64_t)(t->prefix_tokens_sum / (double)n);
+  int64_t cacheable = prefix >= 1024 ? 1024 + (prefix - 1024) / 128 * 128 : 0;
+  double per_token = (t->params->price_input_per_mtok - us_teacher_cached_price(t->params)) / 1e6;
+  s->est_prefix_tokens += prefix;
+  s->est_cached_tokens += cacheable * (n - 1);
+  double saving = (double)(cacheable * (n - 1)) * per_token;
+  s->est_cache_saving_usd += saving;
+  s->est_cost_low_usd -= saving;
+  if (s->est_cost_low_usd < 0) s->est_cost_low_usd = 0;
 }
 
 /* Builds every prompt's (or, in the chunk phase, every chunk's) request; cached ones get their
@@ -293,8 +432,8 @@ static us_status plan(teacher *t, us_err *err) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory planning %zu requests", n);
     goto done;
   }
-  double in_price = t->params->price_input_per_mtok / 1e6;
-  double out_price = t->params->price_output_per_mtok / 1e6;
+  double in_price = t->params->price_input_per_mtok / 1e6 * worst_factor(t->params);
+  double out_price = t->params->price_output_per_mtok / 1e6 * worst_factor(t->params);
   int typical_completion = t->task->type == US_TASK_CLASSIFY
                                ? (t->params->max_tokens < 3 ? t->params->max_tokens : 3)
                                : t->params->max_tokens / 4;
@@ -339,6 +478,7 @@ static us_status plan(teacher *t, us_err *err) {
       t->stats->est_cost_high_usd += j->worst_usd;
     }
   }
+  if (t->opt->dry_run && t->queue.n_jobs > 0) cache_estimate(t);
 done:
   us_prompts_free(prompts, n);
   return st;
@@ -391,25 +531,57 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
     return;
   }
   t->stats->failed++;
+  causes_add(t->causes, msg);
   job_end(t, j);
   us_log(US_LOG_DEBUG, "prompt %lld failed after %d attempt(s): %s", (long long)j->prompt_id,
          j->attempts, msg);
 }
 
-/* A 200 with a well-formed body: store the call (cost from its usage), then its target. */
+/* A request that may have been billed without an answer: its worst case counts against the
+ * budget from now on, in this run and every later one (the row is in the workspace). */
+static void may_be_billed(teacher *t, job *j, const char *why) {
+  us_err err = {0};
+  char reason[256];
+  snprintf(reason, sizeof reason, "%s", why);
+  scrub_key(t, reason, strlen(reason));
+  us_status st = txn_begin(t, &err);
+  if (!st) st = us_cache_unanswered_put(t->cache, j->key, j->prompt_id, j->worst_usd, reason, &err);
+  if (st) stop_with(t, NULL, st, "%s", err.msg);
+  t->spend.unanswered += j->worst_usd; /* counted even if the row could not be stored */
+  t->stats->unanswered++;
+  t->stats->unanswered_usd += j->worst_usd;
+}
+
+/* A 200 with a well-formed body: store the call (cost from its usage, by kind), then its
+ * target. */
 static void record_answer(teacher *t, job *j, const us__transfer_result *r, const answer *a,
                           double now) {
-  int prompt_tokens = a->prompt_tokens, completion_tokens = a->completion_tokens;
+  us_usage u;
+  us_response_usage(r->body, &u);
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
-  if (prompt_tokens < 0) prompt_tokens = (int)prompt_token_bound(j->body_len);
-  if (completion_tokens < 0) completion_tokens = t->params->max_tokens;
-  double cost = prompt_tokens * t->params->price_input_per_mtok / 1e6 +
-                completion_tokens * t->params->price_output_per_mtok / 1e6;
+  if (u.prompt_tokens < 0) {
+    u.prompt_tokens = (int)prompt_token_bound(j->body_len);
+    u.cached_tokens = 0;
+  }
+  if (u.completion_tokens < 0) {
+    u.completion_tokens = t->params->max_tokens;
+    u.reasoning_tokens = 0;
+  }
+  int prompt_tokens = u.prompt_tokens, completion_tokens = u.completion_tokens;
+  us_call_cost parts;
+  us_teacher_call_cost(t->params, &u, &parts);
+  if (r->batch) { /* every kind at the batch discount */
+    double d = t->params->price_batch_discount;
+    parts.input_usd *= d, parts.cached_usd *= d, parts.output_usd *= d, parts.reasoning_usd *= d;
+    parts.total_usd *= d;
+  }
+  double cost = parts.total_usd;
   us_call call;
   memset(&call, 0, sizeof call);
   memcpy(call.key, j->key, 65);
+  char *capped = capped_body(t, r->body, a);
   call.request = j->body;
-  call.response = r->body;
+  call.response = capped ? capped : r->body;
   call.http_status = 200;
   call.prompt_tokens = prompt_tokens;
   call.completion_tokens = completion_tokens;
@@ -421,7 +593,13 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   bool existed = false;
   us_status st = txn_begin(t, &err);
   if (!st) st = us_cache_call_put(t->cache, &call, &existed, &err);
+  if (!st && !existed) {
+    us_call_kinds kinds = {u.cached_tokens,  u.reasoning_tokens, parts.input_usd,
+                           parts.cached_usd, parts.output_usd,   parts.reasoning_usd};
+    st = us_cache_call_kinds_put(t->cache, j->key, &kinds, &err);
+  }
   if (!st) st = target_store(t, j->key, j->prompt_id, r->body, a, &err);
+  free(capped);
   if (st) {
     stop_with(t, NULL, st, "%s", err.msg);
     return;
@@ -429,6 +607,8 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   /* paid either way, even if another process stored the same key first */
   t->spend.run += cost;
   t->stats->spent_usd += cost;
+  t->stats->cached_tokens += u.cached_tokens;
+  t->stats->reasoning_tokens += u.reasoning_tokens;
   t->stats->done++;
   job_end(t, j);
 }
@@ -497,6 +677,10 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
   if (us__transport_in_flight(t->transport) == 0) t->spend.in_flight_worst = 0; /* no float drift */
   const char *url = us__transport_safe_url(t->transport);
   if (!r->answered) {
+    if (r->too_large) { /* asking again would pay for the same flood: record it */
+      record_failure(t, j, (int)r->http_status, r->error);
+      return;
+    }
     if (r->unreachable) {
       /* A server that refuses or does not exist would only burn every prompt's retries:
        * after a run of such failures with no answer between them, stop and say so. */
@@ -511,6 +695,8 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
         return;
       }
     }
+    /* the server had the whole request: it may have answered, and billed, after we gave up */
+    if (!r->unreachable && r->body_sent) may_be_billed(t, j, r->error);
     retry_or_fail(t, j, r->headers, 0, r->error, now);
     return;
   }
@@ -520,7 +706,11 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
   if (code == 200) {
     us_err err = {0};
     answer a;
-    if (answer_parse(t, r->body, &a, &err))
+    us_status parsed = answer_parse(t, r->body, &a, &err);
+    if (parsed) may_be_billed(t, j, err.msg); /* a 200 is billed even if its body was unread */
+    if (parsed == US_ERR_NOMEM) /* ours, not the teacher's: asking again would only pay again */
+      stop_with(t, j, US_ERR_NOMEM, "%s", err.msg);
+    else if (parsed)
       retry_or_fail(t, j, r->headers, 200, err.msg, now);
     else
       record_answer(t, j, r, &a, now);
@@ -557,15 +747,20 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
     record_failure(t, j, (int)code, why);
 }
 
-/* Handles every finished transfer; the answers of one pass are committed together. */
-static void drain(teacher *t) {
-  us__transport_collect(t->transport, on_done, t);
+/* Commits what this loop pass wrote. */
+static void commit_pass(teacher *t) {
   if (t->in_txn) {
     us_err err = {0};
     t->in_txn = false;
     us_status st = us_cache_commit(t->cache, &err);
     if (st) stop_with(t, NULL, st, "%s", err.msg);
   }
+}
+
+/* Handles every finished transfer; the answers of one pass are committed together. */
+static void drain(teacher *t) {
+  us__transport_collect(t->transport, on_done, t);
+  commit_pass(t);
 }
 
 /* ---- starting requests ----------------------------------------------------------------- */
@@ -615,7 +810,8 @@ static double start_ready(teacher *t, double now) {
       if (w < wake) wake = w;
       break;
     }
-    double total = t->spend.before + t->spend.run + t->spend.in_flight_worst + j->worst_usd;
+    double total = t->spend.before + t->spend.run + t->spend.unanswered + t->spend.in_flight_worst +
+                   j->worst_usd;
     if (total > t->params->budget_usd) {
       /* in-flight requests usually cost less than their worst case: wait for them */
       if (us__transport_in_flight(t->transport) == 0) t->stop.budget = true;
@@ -641,6 +837,8 @@ static void report_progress(teacher *t, double now, bool final) {
   us_label_stats *s = t->stats;
   s->left = (int64_t)t->queue.n_open;
   s->spent_total_usd = t->spend.before + t->spend.run;
+  s->unanswered_total = t->spend.unanswered_before + s->unanswered;
+  s->unanswered_total_usd = t->spend.unanswered;
   s->elapsed_s = now - t->started;
   s->cpu_s = us_cpu_time() - t->cpu_started; /* a system call: not on every pass */
   t->last_progress = now;
@@ -648,16 +846,19 @@ static void report_progress(teacher *t, double now, bool final) {
   t->opt->progress(t->opt->progress_user, s);
 }
 
-/* A transfer dropped unanswered: its job goes back in the queue, left for the next run. */
+/* A transfer dropped unanswered: its job goes back in the queue, left for the next run. Its
+ * body may have reached the server, which bills it either way. */
 static void requeue(void *user, void *dropped) {
   teacher *t = user;
   job *j = dropped;
+  may_be_billed(t, j, "dropped in flight (stopped)");
   put_back(&t->queue, j);
 }
 
 static void abort_in_flight(teacher *t) {
   us__transport_abort(t->transport, requeue, t);
   t->spend.in_flight_worst = 0;
+  commit_pass(t);
 }
 
 /* The transfer loop: start what may start, move the transfers, take in what finished. */
@@ -706,6 +907,16 @@ static us_status finish(teacher *t, us_err *err) {
     *err = t->stop.fatal_err;
     return t->stop.fatal;
   }
+  if (t->stop.budget && t->queue.n_open > 0 && t->spend.unanswered > 0) {
+    char worst[32];
+    return us_err_set(err, US_ERR_BUDGET,
+                      "budget reached: %s of %s spent, plus up to %s for requests that may have "
+                      "been billed without an answer; %zu prompts left; "
+                      "raise teacher.budget_usd and run again",
+                      money(spent, sizeof spent, t->spend.before + t->spend.run),
+                      money(budget, sizeof budget, t->params->budget_usd),
+                      money(worst, sizeof worst, t->spend.unanswered), t->queue.n_open);
+  }
   if (t->stop.budget && t->queue.n_open > 0)
     return us_err_set(err, US_ERR_BUDGET,
                       "budget reached: %s of %s spent; %zu prompts left; "
@@ -743,9 +954,11 @@ static void record_cache_hits(us_cache *cache, int64_t hits) {
 static us_status label_pass(const us_task *task, const us_prompts_params *data,
                             const us_teacher_params *params, us_cache *cache,
                             const us_label_options *opt, us_label_stats *stats, bool chunks,
-                            double started, double cpu_started, us_err *err) {
+                            failure_causes *causes, double started, double cpu_started,
+                            us_err *err) {
   teacher t;
   memset(&t, 0, sizeof t);
+  t.causes = causes;
   t.task = task, t.data = data, t.params = params;
   t.cache = cache, t.opt = opt, t.stats = stats, t.chunks = chunks;
   t.started = started;
@@ -756,6 +969,11 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   us_status st = us_cache_stats_get(cache, &cs, err);
   if (st) goto done;
   t.spend.before = cs.spent_usd;
+  us_cache_spend sp;
+  st = us_cache_spend_get(cache, &sp, err);
+  if (st) goto done;
+  t.spend.unanswered = sp.unanswered_usd;
+  t.spend.unanswered_before = sp.unanswered - stats->unanswered; /* not this run's earlier pass */
   st = plan(&t, err);
   if (st || opt->dry_run || t.queue.n_jobs == 0) {
     if (!st) report_progress(&t, us_now(), true);
@@ -766,9 +984,16 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   int slots =
       (size_t)params->concurrency < t.queue.n_jobs ? params->concurrency : (int)t.queue.n_jobs;
   st = us__transport_open(params, slots, &t.transport, err);
+  if (!st && batch_mode(params)) {
+    us__batcher *batcher = NULL;
+    st = us__batcher_open(t.transport, params, cache, stats, &batcher, err);
+    if (!st) us__transport_set_batcher(t.transport, batcher);
+  }
   if (st) goto done;
-  us__bucket_init(&t.rpm, params->requests_per_minute, us_now());
-  us__bucket_init(&t.tpm, params->tokens_per_minute, us_now());
+  /* batch mode: the requests go in files, not at a rate */
+  bool unlimited = batch_mode(params);
+  us__bucket_init(&t.rpm, unlimited ? 0 : params->requests_per_minute, us_now());
+  us__bucket_init(&t.tpm, unlimited ? 0 : params->tokens_per_minute, us_now());
   run_loop(&t);
   st = finish(&t, err);
 done:
@@ -833,6 +1058,8 @@ us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
   if (!filled.model) filled.model = "";
   params = &filled;
   memset(stats, 0, sizeof *stats);
+  failure_causes causes;
+  memset(&causes, 0, sizeof causes);
   double started = us_now(), cpu_started = us_cpu_time();
   us_status st = US_OK;
   if (task->type == US_TASK_GENERATE) {
@@ -840,7 +1067,8 @@ us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
     st = us_cache_stats_get(cache, &cs, err);
     stats->chunks = st ? 0 : cs.chunks;
     if (!st && cs.chunks > 0) {
-      st = label_pass(task, data, params, cache, opt, stats, true, started, cpu_started, err);
+      st = label_pass(task, data, params, cache, opt, stats, true, &causes, started, cpu_started,
+                      err);
       /* whatever phase 1 got is kept; phase 2 waits until every chunk has its questions */
       us_err expand_err = {0};
       us_status expanded =
@@ -851,7 +1079,25 @@ us_status us_teacher_label(const us_task *task, const us_prompts_params *data,
       }
     }
   }
-  if (!st) st = label_pass(task, data, params, cache, opt, stats, false, started, cpu_started, err);
+  if (!st)
+    st = label_pass(task, data, params, cache, opt, stats, false, &causes, started, cpu_started,
+                    err);
   if (!opt->dry_run && stats->cached > 0) record_cache_hits(cache, stats->cached);
+  stats->answer_cap = (int64_t)answer_cap(params);
+  int top = -1;
+  for (int i = 0; i < causes.n; i++)
+    if (top < 0 || causes.count[i] > causes.count[top]) top = i;
+  if (top >= 0) {
+    snprintf(stats->top_failure, sizeof stats->top_failure, "%s", causes.text[top]);
+    stats->top_failures = causes.count[top];
+  }
+  /* every request was sent and retried, yet some prompts have no answer: not a success */
+  if (!st && stats->failed > 0)
+    st = us_err_set(err, US_ERR_UNLABELLED,
+                    "%lld of %lld prompts remain unlabelled after their retries; the most common "
+                    "cause (%lld of %lld): %s",
+                    (long long)stats->failed, (long long)stats->total,
+                    (long long)stats->top_failures, (long long)stats->failed,
+                    stats->top_failure[0] ? stats->top_failure : "unknown");
   return st;
 }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/buf.h"
 #include "core/status.h"
 #include "distill/teacher.h"
 
@@ -55,12 +56,15 @@ typedef struct us__transfer_result {
   void *job;         /* what us__transport_start was given */
   bool answered;     /* an HTTP response came back (any status) */
   bool unreachable;  /* not answered: refused, or no such host or proxy */
+  bool body_sent;    /* the whole request body went out: the server may bill it */
+  bool too_large;    /* not answered: the body passed the transport's size limit (16 MiB) */
   const char *error; /* not answered: curl's message and detail, scrubbed */
   long http_status;  /* answered: the status code */
   char *body;        /* answered: the body, NUL-terminated, scrubbed */
   size_t body_len;
   const us__resp_headers *headers; /* what arrived of the headers (Retry-After, limits) */
   double started;                  /* us_now() when the transfer started */
+  bool batch;                      /* answered through the Batch API (priced at its discount) */
 } us__transfer_result;
 
 typedef void (*us__transfer_done_fn)(void *user, const us__transfer_result *r, double now);
@@ -100,5 +104,53 @@ void us__transport_wait(us__transport *tr, double wake_s);
 void us__transport_collect(us__transport *tr, us__transfer_done_fn done, void *user);
 /* Ends every transfer in flight unanswered, calling dropped with each one's job. */
 void us__transport_abort(us__transport *tr, us__transfer_dropped_fn dropped, void *user);
+
+/* One request outside the slots, waited for (the Batch API's files and batches): GET, or POST of
+ * a JSON body, or (form_file set) POST of a multipart form with purpose=form_purpose and a file
+ * part named "file" holding form_file[0..form_len). path is appended to teacher.base_url. */
+typedef struct us__call {
+  bool answered, unreachable;
+  long http_status;
+  us_buf body;     /* answered: the body, scrubbed (caller frees with us_buf_free) */
+  char error[512]; /* not answered: curl's message, scrubbed */
+} us__call;
+us_status us__transport_call(us__transport *tr, const char *method, const char *path,
+                             const char *json, const char *form_purpose, const char *form_file,
+                             size_t form_len, us__call *out, us_err *err);
+
+/* ---- the Batch API (teacher_batch.c) ----------------------------------------------------------
+ * With teacher.mode "batch" the transport hands every request it is asked to start to a batcher:
+ * requests started between two waits become one batch (or several, within
+ * teacher.batch_max_requests and 200 MB), whose id is committed to the workspace the moment the
+ * API returns it; the batcher polls open batches every teacher.batch_poll_s and, once a batch
+ * ends, hands each request's outcome back through us__transport_collect as a finished transfer
+ * (batch set). Batches a killed run left open are resumed: a request whose key one of them
+ * carries joins it instead of being sent again. With teacher.batch_retry "live", a request a
+ * batch failed or left unanswered goes to the live slots when it is started again. */
+typedef struct us__batcher us__batcher;
+
+us_status us__batcher_open(us__transport *tr, const us_teacher_params *p, us_cache *cache,
+                           us_label_stats *stats, us__batcher **out, us_err *err);
+void us__batcher_close(us__batcher *b);
+/* Takes a request into a batch (true), or leaves it to the live slots (false). */
+bool us__batcher_take(us__batcher *b, void *job, const char *body, size_t len, double now);
+int us__batcher_in_flight(const us__batcher *b);
+/* Creates batches for the requests taken since the last call; polls open batches when due;
+ * downloads the results of those that ended. */
+void us__batcher_wait(us__batcher *b);
+void us__batcher_collect(us__batcher *b, us__transfer_done_fn done, void *user);
+void us__batcher_abort(us__batcher *b, us__transfer_dropped_fn dropped, void *user);
+/* Attaches a batcher to tr: from now on tr hands requests to it (us__transport_close closes
+ * it). */
+void us__transport_set_batcher(us__transport *tr, us__batcher *b);
+
+/* JSONL of the Batch API (pure, for tests). One input line for a canonical request body:
+ * {"custom_id":key,"method":"POST","url":"/v1/chat/completions","body":body}\n appended to out. */
+us_status us__batch_line(us_buf *out, const char *key, const char *body, us_err *err);
+/* One line of an output or error file: its custom_id (copied, at most 64 characters), and
+ * either a response (*status its status_code, *body its body as JSON text, caller frees) or an
+ * error (*status 0, *body NULL, message "code: message"). false when the line is not one. */
+bool us__batch_parse_line(const char *line, size_t len, char custom_id[65], long *status,
+                          char **body, char *message, size_t message_cap);
 
 #endif

@@ -25,6 +25,8 @@ typedef struct slot {
   us_buf response;
   us__resp_headers headers;
   double started;
+  size_t body_len; /* of the request body being sent */
+  bool too_large; /* the body passed RESPONSE_LIMIT: the transfer was cut */
   char errbuf[CURL_ERROR_SIZE];
 } slot;
 
@@ -39,6 +41,7 @@ struct us__transport {
   char *safe_url; /* the same without credentials: the only form in messages */
   char *api_key;  /* kept to scrub it from anything handed back; NULL if none */
   size_t api_key_len;
+  us__batcher *batch; /* teacher.mode "batch": requests go to batches (teacher_batch.c) */
 };
 
 /* ---- the key ------------------------------------------------------------------------- */
@@ -125,6 +128,7 @@ static us_status read_key(us__transport *tr, const us_teacher_params *p, bool lo
                         p->api_key_env);
     tr->api_key = us_strdup(key);
     tr->api_key_len = strlen(key);
+    if (!tr->api_key) return us_err_set(err, US_ERR_NOMEM, "out of memory copying the API key");
   } else if (!loopback) {
     return us_err_set(err, US_ERR_AUTH,
                       "$%s is unset or empty: set it to the API key for %s "
@@ -182,7 +186,10 @@ fail:
 
 static size_t on_body(char *data, size_t size, size_t n, void *user) {
   slot *s = user;
-  if (us_buf_append(&s->response, data, size * n)) return 0; /* past the limit: abort */
+  if (us_buf_append(&s->response, data, size * n)) {
+    s->too_large = s->response.len + size * n > RESPONSE_LIMIT;
+    return 0; /* past the limit (or out of memory): abort the transfer */
+  }
   return size * n;
 }
 
@@ -299,6 +306,7 @@ fail:
 
 void us__transport_close(us__transport *tr) {
   if (!tr) return;
+  us__batcher_close(tr->batch);
   for (int i = 0; tr->slots && i < tr->n_slots; i++) {
     if (tr->slots[i].easy) {
       if (tr->slots[i].job) curl_multi_remove_handle(tr->multi, tr->slots[i].easy);
@@ -331,7 +339,11 @@ us_status us__transport_watch_fd(us__transport *tr, int fd, us_err *err) {
 }
 
 int us__transport_in_flight(const us__transport *tr) {
-  return tr->in_flight;
+  return tr->in_flight + (tr->batch ? us__batcher_in_flight(tr->batch) : 0);
+}
+
+void us__transport_set_batcher(us__transport *tr, us__batcher *b) {
+  tr->batch = b;
 }
 
 bool us__transport_full(const us__transport *tr) {
@@ -340,6 +352,7 @@ bool us__transport_full(const us__transport *tr) {
 
 us_status us__transport_start(us__transport *tr, void *job, const char *body, size_t len,
                               double now, us_err *err) {
+  if (tr->batch && us__batcher_take(tr->batch, job, body, len, now)) return US_OK;
   int free_slot = 0;
   while (free_slot < tr->n_slots && tr->slots[free_slot].job) free_slot++;
   if (free_slot == tr->n_slots)
@@ -349,8 +362,10 @@ us_status us__transport_start(us__transport *tr, void *job, const char *body, si
   us_buf_reset(&s->response);
   us__resp_headers_reset(&s->headers);
   s->errbuf[0] = '\0';
+  s->too_large = false;
   s->job = job;
   s->started = now;
+  s->body_len = len;
   curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
   curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, body);
   CURLMcode mc = curl_multi_add_handle(tr->multi, s->easy);
@@ -364,6 +379,7 @@ us_status us__transport_start(us__transport *tr, void *job, const char *body, si
 }
 
 void us__transport_wait(us__transport *tr, double wake) {
+  if (tr->batch) us__batcher_wait(tr->batch);
   double now = us_now();
   if (tr->timer_at >= 0 && tr->timer_at - now < wake) wake = tr->timer_at - now;
   int timeout_ms = wake <= 0 ? 0 : (int)(wake * 1000) + 1;
@@ -391,9 +407,19 @@ static void finish_slot(us__transport *tr, slot *s, CURLcode rc, us__transfer_re
   r->started = s->started;
   r->headers = &s->headers;
   curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &r->http_status);
+  curl_off_t uploaded = 0;
+  if (curl_easy_getinfo(s->easy, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK)
+    r->body_sent = uploaded >= 0 && (size_t)uploaded >= s->body_len;
   curl_multi_remove_handle(tr->multi, s->easy);
   s->job = NULL;
   tr->in_flight--;
+  if (rc != CURLE_OK && s->too_large) {
+    snprintf(error, error_cap, "the teacher's response was larger than %u MiB (HTTP %ld)",
+             RESPONSE_LIMIT >> 20, r->http_status);
+    r->error = error;
+    r->too_large = true;
+    return;
+  }
   if (rc != CURLE_OK) {
     snprintf(error, error_cap, "%s (%s)", curl_easy_strerror(rc), s->errbuf);
     us__transport_scrub(tr, error, strlen(error));
@@ -421,6 +447,7 @@ void us__transport_collect(us__transport *tr, us__transfer_done_fn done, void *u
     finish_slot(tr, s, m->data.result, &r, error, sizeof error);
     done(user, &r, now);
   }
+  if (tr->batch) us__batcher_collect(tr->batch, done, user);
 }
 
 void us__transport_abort(us__transport *tr, us__transfer_dropped_fn dropped, void *user) {
@@ -433,4 +460,99 @@ void us__transport_abort(us__transport *tr, us__transfer_dropped_fn dropped, voi
     tr->in_flight--;
     dropped(user, job);
   }
+  if (tr->batch) us__batcher_abort(tr->batch, dropped, user);
+}
+
+/* ---- requests outside the slots (the Batch API) ------------------------------------------ */
+
+static size_t on_call_body(char *data, size_t size, size_t n, void *user) {
+  us_buf *b = user;
+  if (us_buf_append(b, data, size * n)) return 0;
+  return size * n;
+}
+
+us_status us__transport_call(us__transport *tr, const char *method, const char *path,
+                             const char *json, const char *form_purpose, const char *form_file,
+                             size_t form_len, us__call *out, us_err *err) {
+  memset(out, 0, sizeof *out);
+  us_buf_init(&out->body, (size_t)1 << 31);
+  static const char suffix[] = "/chat/completions";
+  size_t base_len = strlen(tr->url) - (sizeof suffix - 1); /* tr->url ends with it */
+  us_buf url;
+  us_buf_init(&url, 0);
+  struct curl_slist *headers = NULL;
+  curl_mime *mime = NULL;
+  us_status st = US_OK;
+  CURL *e = curl_easy_init();
+  if (!e || us_buf_printf(&url, "%.*s%s", (int)base_len, tr->url, path)) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory starting a request to %s", tr->safe_url);
+    goto done;
+  }
+  /* the slots' headers, but a form sets its own Content-Type */
+  for (struct curl_slist *l = tr->headers; l; l = l->next) {
+    if (form_file && strncasecmp(l->data, "Content-Type:", 13) == 0) continue;
+    struct curl_slist *grown = curl_slist_append(headers, l->data);
+    if (!grown) {
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory building request headers");
+      goto done;
+    }
+    headers = grown;
+  }
+  curl_easy_setopt(e, CURLOPT_URL, url.data);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_call_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &out->body);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 30000L);
+  /* files can be large: give up only when the transfer stalls for a minute */
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "understudy/0.1");
+  if (form_file) {
+    mime = curl_mime_init(e);
+    curl_mimepart *part = mime ? curl_mime_addpart(mime) : NULL;
+    if (part) {
+      curl_mime_name(part, "purpose");
+      curl_mime_data(part, form_purpose, CURL_ZERO_TERMINATED);
+      part = curl_mime_addpart(mime);
+    }
+    if (!part) {
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory building a file upload");
+      goto done;
+    }
+    curl_mime_name(part, "file");
+    curl_mime_filename(part, "understudy-batch.jsonl");
+    curl_mime_type(part, "application/jsonl");
+    curl_mime_data(part, form_file, form_len);
+    curl_easy_setopt(e, CURLOPT_MIMEPOST, mime);
+  } else if (json) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(json));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, json);
+  } else if (strcmp(method, "GET") != 0) {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  }
+  char errbuf[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+  CURLcode rc = curl_easy_perform(e);
+  if (rc != CURLE_OK) {
+    snprintf(out->error, sizeof out->error, "%s (%s)", curl_easy_strerror(rc), errbuf);
+    us__transport_scrub(tr, out->error, strlen(out->error));
+    out->unreachable = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                       rc == CURLE_COULDNT_RESOLVE_PROXY;
+    goto done;
+  }
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &out->http_status);
+  if (us_buf_append(&out->body, "", 1) == US_OK) out->body.len--; /* NUL-terminated */
+  us__transport_scrub(tr, out->body.data, out->body.len);
+  out->answered = true;
+done:
+  curl_mime_free(mime);
+  for (struct curl_slist *l = headers; l; l = l->next) explicit_bzero(l->data, strlen(l->data));
+  curl_slist_free_all(headers);
+  if (e) curl_easy_cleanup(e);
+  us_buf_free(&url);
+  return st;
 }

@@ -59,6 +59,7 @@ us_status us_cost_compute(const us_cost_inputs *in, us_cost *out, us_err *err) {
       {"teacher dollars per request", in->teacher_usd_per_request},
       {"labelling spend", in->labelling_spend_usd},
       {"cache savings", in->cache_saved_usd},
+      {"batch savings", in->batch_saved_usd},
       {"training CPU seconds", in->training_cpu_seconds},
       {"student CPU seconds per request", in->student_cpu_seconds_per_request},
       {"teacher.params_b", in->teacher_params_b},
@@ -76,6 +77,7 @@ us_status us_cost_compute(const us_cost_inputs *in, us_cost *out, us_err *err) {
   out->training_usd = in->training_cpu_seconds * usd_per_cpu_second;
   out->labelling_spend_usd = in->labelling_spend_usd;
   out->cache_saved_usd = in->cache_saved_usd;
+  out->batch_saved_usd = in->batch_saved_usd;
   out->one_off_usd = in->labelling_spend_usd + out->training_usd;
   out->saving_per_request = out->teacher_usd_per_request - out->student_usd_per_request;
   out->break_even_requests = us_cost_break_even(out->one_off_usd, out->teacher_usd_per_request,

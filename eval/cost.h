@@ -27,6 +27,7 @@ typedef struct us_cost_inputs {
   double teacher_usd_per_request; /* measured: see us_cost_teacher_per_request */
   double labelling_spend_usd;     /* teacher spend actually paid to label (not hits or imports) */
   double cache_saved_usd;         /* what cache hits and imported answers would have cost */
+  double batch_saved_usd;         /* what the Batch API's answers would have cost more live */
   double training_cpu_seconds;    /* measured CPU seconds of training (all threads) */
   double student_cpu_seconds_per_request; /* measured, single thread */
   us_cost_params cost;                    /* the settings (config section "cost") */
@@ -50,6 +51,7 @@ typedef struct us_cost {
   double student_usd_per_month;
   double monthly_savings_usd; /* teacher - student per month; negative if the student costs more */
   double cache_saved_usd;
+  double batch_saved_usd;
   double labelling_spend_usd;
   bool size_ratio_known; /* false when teacher.params_b or the student size is 0 */
   double size_ratio;     /* teacher parameters / student parameters; 0 if unknown */

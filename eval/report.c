@@ -523,7 +523,7 @@ static us_status md_cascade(const us_report *r, us_buf *o) {
 static us_status md_cost(const us_report *r, us_buf *o) {
   const us_cost *c = r->cost;
   if (!c) return US_OK;
-  char t[80], s[80], lab[48], saved[48], train[48], once[48], be[48], tm[48], sm[48];
+  char t[80], s[80], lab[48], saved[48], train[48], once[48], be[48], tm[48], sm[48], bs[48];
   us__report_usd_per_request(t, sizeof t, c->teacher_usd_per_request);
   us__report_usd_per_request(s, sizeof s, c->student_usd_per_request);
   us__report_usd(lab, sizeof lab, c->labelling_spend_usd);
@@ -533,15 +533,20 @@ static us_status md_cost(const us_report *r, us_buf *o) {
   us__report_count(be, sizeof be, c->break_even_requests);
   us__report_usd(tm, sizeof tm, c->teacher_usd_per_month);
   us__report_usd(sm, sizeof sm, c->student_usd_per_month);
-  return us_buf_printf(o,
-                       "\n## Cost\n\n| item | value |\n|---|---|\n"
-                       "| teacher per request | %s |\n| student per request | %s |\n"
-                       "| labelling spend paid | %s |\n| saved by the cache and imports | %s |\n"
-                       "| training (CPU) | %s |\n| one-off total | %s |\n"
-                       "| student alone breaks even after | %s requests |\n"
-                       "| teacher per month | %s |\n| student alone per month | %s |\n",
-                       t, s, lab, saved, train, once, c->breaks_even ? be : "never (not cheaper)",
-                       tm, sm);
+  us_status st = us_buf_printf(
+      o,
+      "\n## Cost\n\n| item | value |\n|---|---|\n"
+      "| teacher per request | %s |\n| student per request | %s |\n"
+      "| labelling spend paid | %s |\n| saved by the cache and imports | %s |\n"
+      "| training (CPU) | %s |\n| one-off total | %s |\n"
+      "| student alone breaks even after | %s requests |\n"
+      "| teacher per month | %s |\n| student alone per month | %s |\n",
+      t, s, lab, saved, train, once, c->breaks_even ? be : "never (not cheaper)", tm, sm);
+  if (st == US_OK && c->batch_saved_usd > 0) {
+    us__report_usd(bs, sizeof bs, c->batch_saved_usd);
+    st = us_buf_printf(o, "| saved by the Batch API's discount | %s |\n", bs);
+  }
+  return st;
 }
 
 static us_status md_speed_row(us_buf *o, const char *who, const us_report_speed *s) {
@@ -572,9 +577,39 @@ static us_status md_rest(const us_report *r, us_buf *o) {
                        "\n## Data\n\n| | count |\n|---|---|\n| prompts (train) | %ld |\n"
                        "| prompts (test) | %ld |\n| paid teacher calls | %ld |\n"
                        "| cache hits | %ld |\n| imported answers | %ld |\n"
-                       "| unparsed teacher answers | %ld |\n| failed requests | %ld |\n",
+                       "| unparsed teacher answers | %ld |\n| failed requests | %ld |\n"
+                       "| near-duplicates across train and test | %ld |\n"
+                       "| near-duplicates moved to test (data.dedupe_near) | %ld |\n",
                        c->prompts_train, c->prompts_test, c->teacher_calls, c->cache_hits,
-                       c->imported, c->unparsed, c->failures);
+                       c->imported, c->unparsed, c->failures, c->near_duplicates,
+                       c->near_duplicates_moved);
+  return st;
+}
+
+static us_status md_spend(const us_report *r, us_buf *o) {
+  const us_report_spend *s = r->spend;
+  if (!s) return US_OK;
+  char in[48], ca[48], out[48], re[48], un[48], worst[48];
+  us__report_usd(in, sizeof in, s->input_usd);
+  us__report_usd(ca, sizeof ca, s->cached_usd);
+  us__report_usd(out, sizeof out, s->output_usd);
+  us__report_usd(re, sizeof re, s->reasoning_usd);
+  us__report_usd(un, sizeof un, s->unsplit_usd);
+  us__report_usd(worst, sizeof worst, s->unanswered_usd);
+  us_status st =
+      us_buf_printf(o,
+                    "\n## Labelling spend by kind\n\n| kind | tokens | spend |\n|---|---|---|\n"
+                    "| input | %ld | %s |\n| cached input | %ld | %s |\n| output | %ld | %s |\n"
+                    "| reasoning | %ld | %s |\n",
+                    s->prompt_tokens - s->cached_tokens, in, s->cached_tokens, ca,
+                    s->completion_tokens - s->reasoning_tokens, out, s->reasoning_tokens, re);
+  if (st == US_OK && s->unsplit_usd > 0)
+    st = us_buf_printf(o, "| recorded before kinds were kept | | %s |\n", un);
+  if (st == US_OK && s->unanswered > 0)
+    st = us_buf_printf(o,
+                       "\n%ld requests may have been billed without an answer: up to %s "
+                       "(counted against the budget).\n",
+                       s->unanswered, worst);
   return st;
 }
 
@@ -628,6 +663,7 @@ us_status us_report_markdown(const us_report *r, us_buf *o, us_err *err) {
   if (st == US_OK) st = md_cascade(r, o);
   if (st == US_OK) st = md_cost(r, o);
   if (st == US_OK) st = md_production(r, o);
+  if (st == US_OK) st = md_spend(r, o);
   if (st == US_OK) st = md_rest(r, o);
   if (st != US_OK) return us_err_set(err, st, "report.md: out of memory");
   return US_OK;

@@ -39,6 +39,9 @@ typedef struct us_report_counts {
   long imported;      /* answers imported from logs */
   long unparsed;      /* teacher answers that named no known label */
   long failures;      /* requests that failed for good */
+  long near_duplicates; /* prompts with a near-duplicate (word 3-shingle Jaccard >= 0.8) in the
+                         * other split, as the prompts stage found them */
+  long near_duplicates_moved; /* of those, moved to the test split by data.dedupe_near */
 } us_report_counts;
 
 /* `understudy serve` in the workspace: what the cascade did with real traffic. */
@@ -54,6 +57,17 @@ typedef struct us_report_production {
   us_report_series agreement;           /* x: hours since the first audit, y: the live agreement
                                            (cumulative share of audits agreeing) */
 } us_report_production;
+/* What labelling paid, by kind, and what may have been billed without an answer. */
+typedef struct us_report_spend {
+  long prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens;
+  double input_usd;      /* prompt tokens not served from the provider's cache */
+  double cached_usd;     /* prompt tokens served from it (teacher.price.cached_input_per_mtok) */
+  double output_usd;     /* visible answer tokens */
+  double reasoning_usd;  /* reasoning tokens, priced as output */
+  double unsplit_usd;    /* calls recorded before spend was split by kind */
+  long unanswered;       /* requests that may have been billed without an answer */
+  double unanswered_usd; /* their worst-case cost (counted against teacher.budget_usd) */
+} us_report_spend;
 
 typedef struct us_report {
   const char *run_name; /* config name */
@@ -78,6 +92,7 @@ typedef struct us_report {
   us_report_series train_loss, valid_loss, valid_accuracy; /* x: epoch or step */
   us_report_counts counts;
   const us_report_production *production; /* NULL: the student was never served */
+  const us_report_spend *spend; /* NULL: omitted */
 } us_report;
 
 /* Zeroes r (all sections absent). */

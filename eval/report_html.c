@@ -546,6 +546,30 @@ static us_status price_row(us_buf *o, const char *name, double usd) {
   return metric_row(o, name, v);
 }
 
+/* Labelling spend by kind, and what may have been billed without an answer. */
+static us_status html_spend(const us_report *r, us_buf *o, us_err *err) {
+  const us_report_spend *s = r->spend;
+  if (!s) return US_OK;
+  us_status st = us_buf_puts(o,
+                             "<section class=\"panel\" id=\"spend\"><h2>Labelling spend by kind"
+                             "</h2><table><tbody>\n");
+  if (st == US_OK) st = cost_row(o, "input", s->input_usd);
+  if (st == US_OK) st = cost_row(o, "cached input", s->cached_usd);
+  if (st == US_OK) st = cost_row(o, "output", s->output_usd);
+  if (st == US_OK) st = cost_row(o, "reasoning", s->reasoning_usd);
+  if (st == US_OK && s->unsplit_usd > 0)
+    st = cost_row(o, "recorded before kinds were kept", s->unsplit_usd);
+  if (st == US_OK && s->unanswered > 0) {
+    char name[128];
+    snprintf(name, sizeof name, "%ld requests may have been billed without an answer: up to",
+             s->unanswered);
+    st = cost_row(o, name, s->unanswered_usd);
+  }
+  if (st == US_OK) st = us_buf_puts(o, "</tbody></table></section>\n");
+  if (st != US_OK) return us_err_set(err, st, "report.html: out of memory");
+  return US_OK;
+}
+
 static us_status html_cost(const us_report *r, const us__headline *h, us_buf *o, us_err *err) {
   const us_cost *c = r->cost;
   if (!c) return US_OK;
@@ -573,6 +597,8 @@ static us_status html_cost(const us_report *r, const us__headline *h, us_buf *o,
   if (st == US_OK) st = price_row(o, "student, per request", c->student_usd_per_request);
   if (st == US_OK) st = cost_row(o, "labelling spend actually paid", c->labelling_spend_usd);
   if (st == US_OK) st = cost_row(o, "saved by cache hits and imports", c->cache_saved_usd);
+  if (st == US_OK && c->batch_saved_usd > 0)
+    st = cost_row(o, "saved by the Batch API's discount", c->batch_saved_usd);
   if (st == US_OK) st = cost_row(o, "training (measured CPU time)", c->training_usd);
   if (st == US_OK) st = cost_row(o, "one-off total", c->one_off_usd);
   us__report_count(n, sizeof n, c->break_even_requests);
@@ -731,10 +757,15 @@ static us_status html_rest(const us_report *r, us_buf *o, us_err *err) {
   const struct {
     const char *name;
     long value;
-  } counts[] = {{"prompts (train)", c->prompts_train},    {"prompts (test)", c->prompts_test},
-                {"paid teacher calls", c->teacher_calls}, {"cache hits", c->cache_hits},
-                {"imported answers", c->imported},        {"unparsed teacher answers", c->unparsed},
-                {"failed requests", c->failures}};
+  } counts[] = {{"prompts (train)", c->prompts_train},
+                {"prompts (test)", c->prompts_test},
+                {"paid teacher calls", c->teacher_calls},
+                {"cache hits", c->cache_hits},
+                {"imported answers", c->imported},
+                {"unparsed teacher answers", c->unparsed},
+                {"failed requests", c->failures},
+                {"near-duplicates across train and test", c->near_duplicates},
+                {"near-duplicates moved to test", c->near_duplicates_moved}};
   if (st == US_OK)
     st = us_buf_puts(o, "<section class=\"panel\" id=\"data\"><h2>Data</h2><table><tbody>\n");
   for (size_t i = 0; i < sizeof counts / sizeof counts[0] && st == US_OK; i++) {
@@ -786,6 +817,7 @@ us_status us_report_html(const us_report *r, us_buf *o, us_err *err) {
   st = html_quality(r, o, err);
   if (st == US_OK) st = html_cascade(r, &h, o, err);
   if (st == US_OK) st = html_cost(r, &h, o, err);
+  if (st == US_OK) st = html_spend(r, o, err);
   if (st == US_OK) st = html_rest(r, o, err);
   if (st != US_OK) return st;
   st = us_buf_printf(o,

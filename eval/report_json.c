@@ -143,6 +143,7 @@ static void put_cost(builder *b, cJSON *root, const us_cost *c) {
   num(b, o, "student_usd_per_million", c->student_usd_per_million);
   num(b, o, "labelling_spend_usd", c->labelling_spend_usd);
   num(b, o, "cache_saved_usd", c->cache_saved_usd);
+  num(b, o, "batch_saved_usd", c->batch_saved_usd);
   num(b, o, "training_usd", c->training_usd);
   num(b, o, "one_off_usd", c->one_off_usd);
   flag(b, o, "breaks_even", c->breaks_even);
@@ -153,6 +154,22 @@ static void put_cost(builder *b, cJSON *root, const us_cost *c) {
   num(b, o, "student_usd_per_month", c->student_usd_per_month);
   num(b, o, "monthly_savings_usd", c->monthly_savings_usd);
   num(b, o, "size_ratio", c->size_ratio_known ? c->size_ratio : NAN);
+}
+
+static void put_spend(builder *b, cJSON *root, const us_report_spend *s) {
+  cJSON *o = section(b, root, "spend", s != NULL);
+  if (!o) return;
+  num(b, o, "prompt_tokens", (double)s->prompt_tokens);
+  num(b, o, "cached_tokens", (double)s->cached_tokens);
+  num(b, o, "completion_tokens", (double)s->completion_tokens);
+  num(b, o, "reasoning_tokens", (double)s->reasoning_tokens);
+  num(b, o, "input_usd", s->input_usd);
+  num(b, o, "cached_input_usd", s->cached_usd);
+  num(b, o, "output_usd", s->output_usd);
+  num(b, o, "reasoning_usd", s->reasoning_usd);
+  num(b, o, "unsplit_usd", s->unsplit_usd);
+  num(b, o, "unanswered", (double)s->unanswered);
+  num(b, o, "unanswered_usd", s->unanswered_usd);
 }
 
 static const char *kind_name(us_cascade_kind k) {
@@ -312,6 +329,9 @@ us_status us_report_json(const us_report *r, us_buf *out, us_err *err) {
   num(&b, data, "imported", (double)r->counts.imported);
   num(&b, data, "unparsed", (double)r->counts.unparsed);
   num(&b, data, "failures", (double)r->counts.failures);
+  num(&b, data, "near_duplicates", (double)r->counts.near_duplicates);
+  num(&b, data, "near_duplicates_moved", (double)r->counts.near_duplicates_moved);
+  put_spend(&b, root, r->spend);
   char *text = b.ok ? cJSON_Print(root) : NULL;
   cJSON_Delete(root);
   if (!text) return us_err_set(err, US_ERR_NOMEM, "report.json: out of memory");

@@ -41,7 +41,8 @@ extern "C" {
   X(ERR_TEACHER, "teacher error")              \
   X(ERR_STATE, "missing earlier stage")        \
   X(ERR_USAGE, "invalid usage")                \
-  X(ERR_INTERNAL, "internal error")
+  X(ERR_INTERNAL, "internal error")            \
+  X(ERR_UNLABELLED, "prompts left unlabelled")
 
 typedef enum {
 #define US_STATUS_ENUM(name, text) US_##name,
@@ -83,7 +84,8 @@ typedef struct us_prediction {
  * us_model_classify may run on it from several threads at once. */
 us_status us_model_load(const char *path, us_model **out, us_err *err);
 /* Writes the top_k most probable labels of text into out[0..*n_out), most probable first;
- * *n_out = min(top_k, number of labels). top_k must be >= 1. */
+ * *n_out = min(top_k, number of labels). top_k must be >= 1. A model whose weights overflow
+ * (probabilities that are not numbers) gives US_ERR_FORMAT and no results, never garbage. */
 us_status us_model_classify(const us_model *m, const char *text, int top_k, us_prediction *out,
                             int *n_out, us_err *err);
 int us_model_n_labels(const us_model *m);
@@ -122,7 +124,7 @@ us_status us_lm_load(const char *path, us_lm **out, us_err *err);
  * is full). *answer (caller frees) holds the decoded bytes; *mean_logprob the mean natural-log
  * probability, under the model at temperature 1, of the answer tokens produced (EOS included),
  * 0 when none (the cascade's confidence); n_tokens (may be NULL) the number of tokens
- * produced. */
+ * produced. Logits that are not numbers (an overflowing model) give US_ERR_FORMAT. */
 us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_params *gp,
                          char **answer, double *mean_logprob, int *n_tokens, us_err *err);
 /* NULL is a no-op. */
@@ -156,7 +158,9 @@ const char *us_blas_core(void);
  * The teacher's API key is read from the environment variable the config names. stop (may be
  * NULL) is checked between stages and between teacher requests: set it (e.g. from a SIGINT
  * handler) to stop cleanly with US_ERR_INTERRUPTED. Every stage is idempotent, so calling again
- * after an error, a stop or US_ERR_BUDGET resumes without paying twice. On success *headline
+ * after an error, a stop or US_ERR_BUDGET resumes without paying twice. US_ERR_UNLABELLED: the
+ * label stage ended with prompts that failed after their retries (the message names how many
+ * and the most common cause); the run stops there. On success *headline
  * (if headline is non-NULL) is the report's headline, malloc'd, the caller frees it. */
 us_status us_run(const char *config_path, const char *const *overrides, int n_overrides,
                  volatile sig_atomic_t *stop, char **headline, us_err *err);

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -105,6 +106,7 @@ static const key_spec KEYS[] = {
     PKEY("data.repair_utf8", data.repair_utf8, us_prompts_param_table, "repair_utf8", 0),
     PKEY("data.questions_per_chunk", data.questions_per_chunk, us_prompts_param_table,
          "questions_per_chunk", 0),
+    PKEY("data.dedupe_near", data.dedupe_near, us_prompts_param_table, "dedupe_near", 0),
     KEY("data.question_template", K_STRING, data.question_template, 0, 0, F_NONEMPTY),
     KEY("data.answer_template", K_STRING, data.answer_template, 0, 0, F_NONEMPTY),
     SECTION("teacher"),
@@ -124,13 +126,24 @@ static const key_spec KEYS[] = {
     KEY("teacher.seed", K_SEED, teacher.seed, -JSON_MAX_SAFE_INT, JSON_MAX_SAFE_INT, F_NULLABLE),
     PKEY("teacher.logprobs", teacher.logprobs, us_teacher_param_table, "logprobs", 0),
     PKEY("teacher.top_logprobs", teacher.top_logprobs, us_teacher_param_table, "top_logprobs", 0),
+    PKEY("teacher.structured", teacher.structured, us_teacher_param_table, "structured", 0),
     PKEY("teacher.budget_usd", teacher.budget_usd, us_teacher_param_table, "budget_usd", 0),
     SECTION("teacher.price"),
     PKEY("teacher.price.input_per_mtok", teacher.price_input_per_mtok, us_teacher_param_table,
          "price_input_per_mtok", 0),
     PKEY("teacher.price.output_per_mtok", teacher.price_output_per_mtok, us_teacher_param_table,
          "price_output_per_mtok", 0),
+    PKEY("teacher.price.cached_input_per_mtok", teacher.price_cached_input_per_mtok,
+         us_teacher_param_table, "price_cached_input_per_mtok", 0),
+    PKEY("teacher.price.batch_discount", teacher.price_batch_discount, us_teacher_param_table,
+         "price_batch_discount", 0),
     PKEY("teacher.params_b", teacher.params_b, us_teacher_param_table, "params_b", 0),
+    FKEY("teacher.mode", K_STRING, teacher.mode, us_teacher_param_table, "mode", F_NONEMPTY),
+    FKEY("teacher.batch_retry", K_STRING, teacher.batch_retry, us_teacher_param_table,
+         "batch_retry", F_NONEMPTY),
+    PKEY("teacher.batch_max_requests", teacher.batch_max_requests, us_teacher_param_table,
+         "batch_max_requests", 0),
+    PKEY("teacher.batch_poll_s", teacher.batch_poll_s, us_teacher_param_table, "batch_poll_s", 0),
     SECTION("student"),
     PKEY("student.dim", student.classifier.dim, us_classifier_param_table, "dim", 0),
     PKEY("student.word_ngrams", student.classifier.word_ngrams, us_classifier_param_table,
@@ -228,6 +241,8 @@ void us_config_defaults(us_config *c) {
   us_teacher_params_defaults(&c->teacher);
   set_string(&c->teacher.base_url, US_TEACHER_DEFAULT_BASE_URL);
   set_string(&c->teacher.api_key_env, US_TEACHER_DEFAULT_API_KEY_ENV);
+  set_string(&c->teacher.mode, US_TEACHER_DEFAULT_MODE);
+  set_string(&c->teacher.batch_retry, US_TEACHER_DEFAULT_BATCH_RETRY);
 
   us_classifier_params_defaults(&c->student.classifier);
   us_lm_train_params_defaults(&c->student.lm);
@@ -265,6 +280,8 @@ void us_config_free(us_config *c) {
   free(c->serve.model);
   free(c->serve.on_drift);
   free(c->serve.api_keys_env);
+  free(c->teacher.mode);
+  free(c->teacher.batch_retry);
   for (int i = 0; i < c->teacher.n_headers; i++) {
     free(c->teacher.headers[i].name);
     free(c->teacher.headers[i].value);
@@ -367,24 +384,25 @@ static void describe_range(const key_spec *k, bool integer, char *out, size_t ca
 
 /* ---- "did you mean" -------------------------------------------------------------------------- */
 
+/* Edits (insert, delete, substitute, swap two neighbours) from a to b: a swapped pair such as
+ * "modle" for "model" is one typo, so it stays nearer its key than any shorter one. */
 static size_t edit_distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   if (la > 64 || lb > 64) return (size_t)-1;
-  size_t row[65];
-  for (size_t j = 0; j <= lb; j++) row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
+  size_t d[65][65];
+  for (size_t i = 0; i <= la; i++) d[i][0] = i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+  for (size_t i = 1; i <= la; i++)
     for (size_t j = 1; j <= lb; j++) {
-      size_t up = row[j];
-      size_t best = diag + (a[i - 1] != b[j - 1]);
-      if (up + 1 < best) best = up + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
+      size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < best)
+        best = d[i - 2][j - 2] + 1;
+      d[i][j] = best;
     }
-  }
-  return row[lb];
+  return d[la][lb];
 }
 
 static const char *leaf_of(const char *path) {
@@ -970,7 +988,10 @@ static char *config_dir(const char *path) {
       folder[slash - path] = '\0';
     }
   }
-  if (!folder) return NULL;
+  if (!folder) {
+    errno = ENOMEM;
+    return NULL;
+  }
   char *abs = realpath(folder, NULL);
   free(folder);
   return abs;
@@ -1326,7 +1347,11 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   if ((st = load_tree(&x, &root))) goto fail;
   c->path = us_strdup(path);
   c->dir = config_dir(path);
-  if (!c->path || !c->dir) {
+  if (!c->path || (!c->dir && errno == ENOMEM)) {
+    st = us_err_set(err, US_ERR_NOMEM, "%s: out of memory loading the config", path);
+    goto fail;
+  }
+  if (!c->dir) {
     st = us_err_set(err, US_ERR_IO, "%s: cannot find the config's folder", path);
     goto fail;
   }

@@ -188,7 +188,12 @@ us_status us_eval_predict_stage(const us_config *c, us_cache *cache, us_eval_sum
   size_t n = 0;
   char *path = us_train_model_path(c);
   cJSON *root = cJSON_CreateObject();
-  us_status st = load_test_rows(c, cache, &rows, &n, err);
+  us_status st = US_OK;
+  if (!path || !root) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory evaluating the student");
+    goto done;
+  }
+  st = load_test_rows(c, cache, &rows, &n, err);
   if (st) goto done;
   if (n == 0) {
     st = us_err_set(err, US_ERR_STATE,
@@ -242,6 +247,7 @@ struct us_eval_data {
   bool has_metrics;
   us_generate_metrics generation;
   us_cost cost;
+  us_report_spend spend;
   us_cascade cascade;
   bool has_cascade;
   us_curve_point *curves[3];
@@ -408,6 +414,35 @@ static us_status read_result(us_cache *cache, const char *name, cJSON **out, us_
   return US_OK;
 }
 
+/* Spend by kind, what may have been billed without an answer, and the near-duplicates the
+ * prompts stage found (result "near_duplicates"). */
+static us_status build_spend(us_cache *cache, us_eval_data *d, us_err *err) {
+  us_cache_spend sp;
+  us_status st = us_cache_spend_get(cache, &sp, err);
+  if (st) return st;
+  d->spend = (us_report_spend){
+      .prompt_tokens = (long)sp.prompt_tokens,
+      .cached_tokens = (long)sp.cached_tokens,
+      .completion_tokens = (long)sp.completion_tokens,
+      .reasoning_tokens = (long)sp.reasoning_tokens,
+      .input_usd = sp.input_usd,
+      .cached_usd = sp.cached_usd,
+      .output_usd = sp.output_usd,
+      .reasoning_usd = sp.reasoning_usd,
+      .unsplit_usd = sp.unsplit_usd,
+      .unanswered = (long)sp.unanswered,
+      .unanswered_usd = sp.unanswered_usd,
+  };
+  d->report.spend = &d->spend;
+  cJSON *near = NULL;
+  st = read_result(cache, "near_duplicates", &near, err);
+  if (st) return st;
+  d->report.counts.near_duplicates = (long)json_number(near, "near_duplicates", 0);
+  d->report.counts.near_duplicates_moved = (long)json_number(near, "moved", 0);
+  cJSON_Delete(near);
+  return US_OK;
+}
+
 static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d,
                             const us_cache_stats *s, us_err *err) {
   cJSON *train = NULL, *label = NULL;
@@ -423,10 +458,15 @@ static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d
                             c->teacher.price_input_per_mtok, c->teacher.price_output_per_mtok);
   double hits = json_number(label, "cache_hits", 0);
   d->report.counts.cache_hits = (long)hits;
+  us_batch_totals batches;
+  st = us_cache_batch_totals(cache, &batches, err);
+  if (st) goto done;
   us_cost_inputs in = {
       .teacher_usd_per_request = teacher,
       .labelling_spend_usd = s->spent_usd,
       .cache_saved_usd = (hits + (double)s->calls_imported) * teacher,
+      .batch_saved_usd =
+          batches.live_usd > batches.spent_usd ? batches.live_usd - batches.spent_usd : 0,
       .training_cpu_seconds = json_number(train, "cpu_s", 0),
       .student_cpu_seconds_per_request = json_number(d->json, "cpu_s_per_request", 0),
       .cost = c->cost,
@@ -640,6 +680,8 @@ us_status us_eval_build(const us_config *c, us_cache *cache, us_eval_data **out,
   r->counts.imported = (long)s.calls_imported;
   r->counts.unparsed = (long)s.targets_unparsed;
   r->counts.failures = (long)s.failures;
+  st = build_spend(cache, d, err);
+  if (st) goto fail;
   *out = d;
   return US_OK;
 fail:

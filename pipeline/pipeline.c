@@ -34,6 +34,8 @@ const char *us_pipeline_hint(us_pipeline_stage stage, us_status st) {
         return "check the key's value and that teacher.base_url is the API it belongs to";
       if (st == US_ERR_NOT_FOUND)
         return "teacher.base_url usually ends in /v1; the model must be one the API serves";
+      if (st == US_ERR_UNLABELLED)
+        return "fix the cause and run again: answers are kept, only the failed prompts are sent";
       return NULL;
     default:
       return NULL;

@@ -1,7 +1,14 @@
-/* The train stage: targets from the workspace in, student.bin and its curves out. */
+/* The train stage: targets from the workspace in, student.bin and its curves out.
+ *
+ * A failed train never replaces a good model: the new model is written to student.bin.new, its
+ * curves and "train" result go into one transaction, and student.bin.new is renamed over
+ * student.bin just before that transaction commits. A crash between the rename and the commit
+ * leaves the new model with the old result, whose fingerprint no longer matches, so the next
+ * train trains again; it never leaves a result that vouches for a model it did not describe. */
 #include "pipeline/train.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +20,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/hash.h"
+#include "core/params.h"
 #include "distill/request.h"
 #include "student/classifier.h"
 #include "student/lm.h"
@@ -20,8 +28,41 @@
 char *us_train_model_path(const us_config *c) {
   us_buf b;
   us_buf_init(&b, 0);
-  us_buf_printf(&b, "%s/student.bin", c->output);
+  if (us_buf_printf(&b, "%s/student.bin", c->output)) {
+    us_buf_free(&b);
+    return NULL;
+  }
   return us_buf_steal(&b);
+}
+
+/* Where a train stage writes its model until the stage has succeeded. */
+static char *new_model_path(const char *path) {
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_buf_printf(&b, "%s.new", path);
+  return us_buf_steal(&b);
+}
+
+/* A student's message that starts with one of its fields ("lr: training diverged ...") is about
+ * the setting the config reads from a key: it names that key instead ("student.lr: ..."), as the
+ * config does for the students' checks. Returns true when it did. */
+static bool name_config_key(us_err *err, const us_param *table, size_t n_table) {
+  if (!err) return false;
+  size_t len = strspn(err->msg, "abcdefghijklmnopqrstuvwxyz0123456789_");
+  char field[64];
+  if (len == 0 || len >= sizeof field || err->msg[len] != ':') return false;
+  memcpy(field, err->msg, len);
+  field[len] = '\0';
+  const us_param *want = us_param_find(table, n_table, field), *p = NULL;
+  const char *key;
+  for (size_t i = 0; want && (key = us_config_key(i, &p)); i++) {
+    if (p != want) continue;
+    char rest[US_ERR_MSG_MAX];
+    snprintf(rest, sizeof rest, "%s", err->msg + len);
+    us_err_set(err, err->code, "%s%s", key, rest);
+    return true;
+  }
+  return false;
 }
 
 bool us_train_is_validation(const char *prompt_hash, uint64_t seed, double fraction) {
@@ -103,10 +144,11 @@ static us_status gather(const us_config *c, us_cache *cache, example_set *set,
     r->text = us_strdup(prompts[i].text);
     r->validation = us_train_is_validation(prompts[i].hash, c->student.classifier.seed,
                                            c->student.validation_fraction);
-    us_buf_printf(&set->fingerprint, "%s %d %s\n", key, r->label, r->soft ? "soft" : "hard");
+    bool fp_failed =
+        us_buf_printf(&set->fingerprint, "%s %d %s\n", key, r->label, r->soft ? "soft" : "hard");
     set->n++;
     us_target_free_fields(&t);
-    if (!r->text || (c->task.type == US_TASK_GENERATE && !r->answer))
+    if (fp_failed || !r->text || (c->task.type == US_TASK_GENERATE && !r->answer))
       st = us_err_set(err, US_ERR_NOMEM, "out of memory gathering training prompts");
   }
   us_prompts_free(prompts, n);
@@ -224,22 +266,16 @@ static void on_epoch(void *user, const us_epoch_info *e) {
   }
 }
 
+/* The run and its curves, inside the stage's transaction (us_train_stage commits it). */
 static us_status store_curves(us_cache *cache, const epoch_log *log, us_err *err) {
   int64_t run_id = 0;
   us_status st = us_cache_run_begin(cache, "train", &run_id, err);
-  if (st) return st;
-  st = us_cache_begin(cache, err);
   for (int i = 0; i < log->n && !st; i++) {
     const us_epoch_info *e = &log->epochs[i];
     st = us_cache_curve_add(cache, run_id, "train_loss", e->epoch, e->train_loss, err);
     if (!st) st = us_cache_curve_add(cache, run_id, "valid_loss", e->epoch, e->valid_loss, err);
     if (!st) st = us_cache_curve_add(cache, run_id, "valid_acc", e->epoch, e->valid_acc, err);
   }
-  if (st) {
-    us_cache_rollback(cache, NULL);
-    return st;
-  }
-  st = us_cache_commit(cache, err);
   if (!st) st = us_cache_run_end(cache, run_id, "ok", err);
   return st;
 }
@@ -275,7 +311,9 @@ static us_status train_classifier(const us_config *c, us_cache *cache, const exa
   sum->wall_s = us_now() - wall0;
   sum->cpu_s = us_cpu_time() - cpu0;
   if (st) {
-    us_err_prefix(err, "training the classifier");
+    size_t n_table;
+    const us_param *table = us_classifier_param_table(&n_table);
+    if (!name_config_key(err, table, n_table)) us_err_prefix(err, "training the classifier");
     goto done;
   }
   sum->epochs = log.n;
@@ -286,7 +324,8 @@ static us_status train_classifier(const us_config *c, us_cache *cache, const exa
   }
   sum->params = us_classifier_param_count(model);
   st = us_classifier_save(model, path, err);
-  if (!st) st = store_curves(cache, &log, err);
+  if (!st) st = us_cache_begin(cache, err);
+  if (!st && (st = store_curves(cache, &log, err)) != US_OK) us_cache_rollback(cache, NULL);
 done:
   us_classifier_free(model);
   free(train);
@@ -337,8 +376,15 @@ static void remove_stale_checkpoints(const char *dir, const char *keep_name) {
   closedir(d);
 }
 
+/* <output>/student-<fingerprint>.ckpt: the checkpoint of the training with this fingerprint. */
+static void checkpoint_name(const char *fingerprint, char *name, size_t cap) {
+  snprintf(name, cap, "student-%.16s.ckpt", fingerprint);
+}
+
 /* Trains the language model, checkpointing to <output>/student-<fingerprint>.ckpt so that an
- * interrupted training resumes exactly, and only with the same data and settings. */
+ * interrupted training resumes exactly, and only with the same data and settings. The
+ * checkpoint stays until the stage has succeeded (us_train_stage removes it), except after a
+ * divergence, which resuming would only repeat. */
 static us_status train_lm(const us_config *c, us_cache *cache, const example_set *set,
                           const us_train_options *opt, const char *path, const char *fingerprint,
                           us_train_summary *sum, us_err *err) {
@@ -361,9 +407,12 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   sum->n_train = (int64_t)n;
   sum->n_valid = (int64_t)(set->n - n);
   char ckpt_name[64];
-  snprintf(ckpt_name, sizeof ckpt_name, "student-%.16s.ckpt", fingerprint);
+  checkpoint_name(fingerprint, ckpt_name, sizeof ckpt_name);
   remove_stale_checkpoints(c->output, ckpt_name);
-  us_buf_printf(&ckpt, "%s/%s", c->output, ckpt_name);
+  if (us_buf_printf(&ckpt, "%s/%s", c->output, ckpt_name)) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory naming the checkpoint %s", ckpt_name);
+    goto done;
+  }
   p.checkpoint_path = ckpt.data;
   p.resume = true;
   p.progress = on_lm_step;
@@ -373,7 +422,11 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   sum->wall_s = us_now() - wall0;
   sum->cpu_s = us_cpu_time() - cpu0;
   if (st) {
-    if (st != US_ERR_INTERRUPTED) us_err_prefix(err, "training the language model");
+    size_t n_table;
+    const us_param *table = us_lm_train_param_table(&n_table);
+    if (st == US_ERR_CONFIG) unlink(ckpt.data); /* diverged: resuming would diverge again */
+    if (st != US_ERR_INTERRUPTED && !name_config_key(err, table, n_table))
+      us_err_prefix(err, "training the language model");
     goto done;
   }
   sum->epochs = (int)state.n;
@@ -381,14 +434,14 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   sum->params = (int64_t)us_lm_n_params(lm);
   st = us_lm_save(lm, path, err);
   if (st) goto done;
-  unlink(ckpt.data); /* the model is saved: a later --force starts afresh */
+  /* the run and its curve, inside the stage's transaction (us_train_stage commits it) */
+  if ((st = us_cache_begin(cache, err)) != US_OK) goto done;
   int64_t run_id = 0;
   st = us_cache_run_begin(cache, "train", &run_id, err);
-  if (!st) st = us_cache_begin(cache, err);
   for (long i = 0; i < state.n && !st; i++)
     st = us_cache_curve_add(cache, run_id, "train_loss", state.losses[i].x, state.losses[i].y, err);
-  if (!st) st = us_cache_commit(cache, err);
   if (!st) st = us_cache_run_end(cache, run_id, "ok", err);
+  if (st) us_cache_rollback(cache, NULL);
 done:
   us_lm_free(lm);
   free(ex);
@@ -402,7 +455,11 @@ us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_opt
   memset(sum, 0, sizeof *sum);
   example_set set = {0};
   us_buf_init(&set.fingerprint, 0);
-  char *path = us_train_model_path(c);
+  char *path = us_train_model_path(c), *tmp = NULL;
+  if (!path) {
+    us_buf_free(&set.fingerprint);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory training the student");
+  }
   snprintf(sum->model_path, sizeof sum->model_path, "%s", path);
   us_status st = gather(c, cache, &set, sum, err);
   if (st) goto done;
@@ -414,6 +471,13 @@ us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_opt
                     (long long)sum->skipped_missing, (long long)sum->skipped_unparsed);
     goto done;
   }
+  /* room for every settings line first, so that none of them can fail to be appended */
+  size_t room = 1024 + (c->student.lm.preset ? strlen(c->student.lm.preset) : 0);
+  for (int i = 0; i < c->task.n_labels; i++) room += strlen(c->task.labels[i]) + 8;
+  if (us_buf_reserve(&set.fingerprint, room)) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory fingerprinting the training settings");
+    goto done;
+  }
   fingerprint_settings(c, &set.fingerprint);
   char fp[65];
   us_sha256_hex(set.fingerprint.data, set.fingerprint.len, fp);
@@ -421,16 +485,42 @@ us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_opt
     sum->up_to_date = true;
     goto done;
   }
+  /* On success the trainers leave the model in student.bin.new and the run and its curves in an
+   * open transaction, which the result joins; the rename comes last before the commit. */
+  if (!(tmp = new_model_path(path))) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory");
+    goto done;
+  }
   if (c->task.type == US_TASK_CLASSIFY)
-    st = train_classifier(c, cache, &set, opt, path, sum, err);
+    st = train_classifier(c, cache, &set, opt, tmp, sum, err);
   else
-    st = train_lm(c, cache, &set, opt, path, fp, sum, err);
-  if (st) goto done;
+    st = train_lm(c, cache, &set, opt, tmp, fp, sum, err);
+  if (st) {
+    unlink(tmp);
+    goto done;
+  }
   struct stat sb;
-  if (stat(path, &sb) == 0) sum->model_bytes = sb.st_size;
+  if (stat(tmp, &sb) == 0) sum->model_bytes = sb.st_size;
   st = save_result(cache, fp, sum, err);
+  if (!st && rename(tmp, path) != 0)
+    st = us_err_set(err, US_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+  if (!st) st = us_cache_commit(cache, err);
+  if (st) {
+    us_cache_rollback(cache, NULL);
+    unlink(tmp);
+    goto done;
+  }
+  if (c->task.type == US_TASK_GENERATE) { /* the model is saved: a later --force starts afresh */
+    char name[64];
+    checkpoint_name(fp, name, sizeof name);
+    us_buf ckpt;
+    us_buf_init(&ckpt, 0);
+    if (us_buf_printf(&ckpt, "%s/%s", c->output, name) == US_OK) unlink(ckpt.data);
+    us_buf_free(&ckpt);
+  }
 done:
   example_set_free(&set);
   free(path);
+  free(tmp);
   return st;
 }

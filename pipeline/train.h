@@ -2,7 +2,12 @@
  * trains the student (the classifier for task classify, the language model for task generate),
  * saving it to <output>/student.bin with its training curves and a "train" result in the cache.
  * The stage is idempotent: when the model file exists and was trained on the same targets with
- * the same settings (a fingerprint stored in the "train" result), it does nothing. */
+ * the same settings (a fingerprint stored in the "train" result), it does nothing. A failed stage
+ * (a diverged training, a full disk, a workspace error) leaves student.bin, the curves and the
+ * "train" result as they were: the new model is written to student.bin.new and renamed over
+ * student.bin just before the transaction holding its curves and result commits. A student that
+ * fails naming one of its settings ("lr: training diverged ...") is reported with the config key
+ * ("student.lr: training diverged ..."). */
 #ifndef US_PIPELINE_TRAIN_H
 #define US_PIPELINE_TRAIN_H
 
@@ -40,7 +45,7 @@ typedef struct us_train_options {
 us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_options *opt,
                          us_train_summary *summary, us_err *err);
 
-/* The path of the student model in the output folder. Caller frees. */
+/* The path of the student model in the output folder. Caller frees; NULL when out of memory. */
 char *us_train_model_path(const us_config *c);
 
 /* Is this train-split prompt in the validation slice? A hash of the prompt's identity, so the

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages understudy needs, if any are missing. As root it runs
 # apt-get itself; otherwise it prints the exact command to run.
-# Usage: scripts/deps.sh [build|test|bench]
-#   (test adds chromium, strace and clang-format; bench adds fasttext, torch)
+# Usage: scripts/deps.sh [build|test|bench|fuzz]
+#   (test adds chromium, strace and clang-format; bench adds fasttext, torch; fuzz adds clang
+#   and its libFuzzer and sanitizer runtimes)
 set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libcjson-dev libsqlite3-dev sqlite3
@@ -11,7 +12,8 @@ case "$what" in
   build) ;;
   test) pkgs+=(chromium strace clang-format) ;;
   bench) pkgs+=(fasttext python3-torch time linux-perf) ;;
-  *) echo "usage: scripts/deps.sh [build|test|bench]" >&2; exit 2 ;;
+  fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+  *) echo "usage: scripts/deps.sh [build|test|bench|fuzz]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

@@ -9,6 +9,8 @@
 
 /* Longest pre-split word: bounds encoding cost on pathological input (no spaces for megabytes). */
 #define WORD_MAX 64
+#define TOKEN_MAX 65536 /* longest token a tokeniser file may hold, in bytes */
+#define TABLE_MAX (64 << 20) /* all its tokens' bytes together */
 
 struct us_bpe {
   int n_merges;
@@ -131,8 +133,19 @@ static us_status build_tables(us_bpe *bpe, us_err *err) {
   if (!bpe->tok_off || !lens) goto nomem;
   for (int t = 0; t < 256; t++) lens[t] = 1;
   for (int m = 0; m < bpe->n_merges; m++) {
-    lens[256 + m] = lens[bpe->pairs[2 * m]] + lens[bpe->pairs[2 * m + 1]];
-    total += lens[256 + m];
+    /* Merges that join a token with itself double its length: a corrupt file could ask for
+     * gigabytes (and wrap the 32-bit offsets). Our tokens are words of at most WORD_MAX bytes;
+     * TOKEN_MAX leaves room for other tokenisers' longer tokens. */
+    size_t len = (size_t)lens[bpe->pairs[2 * m]] + lens[bpe->pairs[2 * m + 1]];
+    if (len > TOKEN_MAX || total + len > TABLE_MAX) {
+      free(lens);
+      return us_err_set(err, US_ERR_FORMAT,
+                        "bpe: merge %d makes a token of %zu bytes (%zu bytes in all so far); "
+                        "tokens are at most %d bytes and %d MiB in all: the tokeniser is corrupt",
+                        m, len, total + len, TOKEN_MAX, TABLE_MAX >> 20);
+    }
+    lens[256 + m] = (uint32_t)len;
+    total += len;
   }
   for (int t = 256 + bpe->n_merges; t < vocab; t++) lens[t] = 0;
   bpe->tok_data = malloc(total);

@@ -79,7 +79,8 @@ typedef void (*us_epoch_fn)(void *user, const us_epoch_info *e);
  * the returned model holds the weights of the best validation epoch (by accuracy, then loss);
  * never pass the test split. on_epoch (may be NULL) is called after every epoch, from the
  * calling thread. Fails with US_ERR_INPUT on a bad label or empty train set, US_ERR_CONFIG on
- * bad params. */
+ * bad params, and US_ERR_CONFIG with a message starting "lr: training diverged" when the loss
+ * or a weight stops being a finite number (checked once per epoch, before on_epoch sees it). */
 us_status us_classifier_train(const us_classifier_params *p, char *const *labels, int n_labels,
                               const us_example *train, size_t n_train, const us_example *valid,
                               size_t n_valid, us_epoch_fn on_epoch, void *user, us_classifier **out,
@@ -89,7 +90,8 @@ us_status us_classifier_train(const us_classifier_params *p, char *const *labels
  * byte). Saving writes atomically; a model trained with p->quantize (or passed to
  * us_classifier_quantize) is saved with quantised rows (p->quantize_bits). Loading checks magic,
  * version (2; version 1 files still load), every size and the SHA-256 checksum; a truncated or
- * corrupt file fails with US_ERR_FORMAT naming the path, an unknown version names it. */
+ * corrupt file fails with US_ERR_FORMAT naming the path, an unknown version names it; so does a
+ * file holding a weight or row scale that is NaN or infinite. */
 us_status us_classifier_save(const us_classifier *m, const char *path, us_err *err);
 us_status us_classifier_load(const char *path, us_classifier **out, us_err *err);
 /* Reads a model from memory (what us_classifier_load does after reading the file); name is
@@ -115,7 +117,8 @@ us_classifier_scratch *us_classifier_scratch_new(const us_classifier *m);
 void us_classifier_scratch_free(us_classifier_scratch *s);
 
 /* Writes n_labels probabilities for text into probs. Thread-safe; allocates its scratch per
- * call (use us_classifier_predict_with to avoid that). */
+ * call (use us_classifier_predict_with to avoid that). Fails with US_ERR_FORMAT, leaving probs
+ * alone, when the model's weights overflow into probabilities that are not numbers. */
 us_status us_classifier_predict(const us_classifier *m, const char *text, float *probs,
                                 us_err *err);
 /* Same, with scratch from us_classifier_scratch_new(m), one per thread. */

@@ -115,7 +115,7 @@ static bool take(reader *r, void *out, size_t n, const char *what) {
     r->what = what;
     return false;
   }
-  memcpy(out, r->p, n);
+  if (n) memcpy(out, r->p, n); /* out may be NULL for an empty table */
   r->p += n;
   r->left -= n;
   return true;
@@ -216,7 +216,8 @@ static const char *read_weights(reader *r, us_classifier *m, int storage, us_err
   if (n_rows > r->left / (4 + row_bytes)) return "row count larger than the file";
   m->n_rows = (int)n_rows;
   m->row_keys = malloc(((size_t)n_rows + 1) * 4);
-  if (!m->row_keys || !take(r, m->row_keys, (size_t)n_rows * 4, "row keys")) return "row keys";
+  if (!m->row_keys) return "memory";
+  if (!take(r, m->row_keys, (size_t)n_rows * 4, "row keys")) return "row keys";
   if (us__keymap_init(&m->row_of, n_rows + 1, err) != US_OK) return "memory";
   uint64_t limit = (uint64_t)m->vocab.n_words + (uint64_t)m->p.buckets;
   for (uint32_t i = 0; i < n_rows; i++) {
@@ -300,6 +301,14 @@ us_status us_classifier_load_buffer(const void *data, size_t len, const char *na
     if (strcmp(bad, "memory") == 0)
       return us_err_set(err, US_ERR_NOMEM, "%s: out of memory loading the model", name);
     return us_err_set(err, US_ERR_FORMAT, "%s: corrupt model (%s)", name, bad);
+  }
+  /* a checksum only proves the bytes are the ones written: a diverged training or an edited and
+   * resealed file holds weights that would turn every prediction into NaN */
+  char where[128];
+  if (!us__classifier_weights_finite(m, where, sizeof where)) {
+    us_classifier_free(m);
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: corrupt model (%s; every weight must be a finite number)", name, where);
   }
   *out = m;
   return US_OK;

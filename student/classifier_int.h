@@ -3,6 +3,8 @@
 #ifndef US_STUDENT_CLASSIFIER_INT_H
 #define US_STUDENT_CLASSIFIER_INT_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/rng.h"
@@ -87,6 +89,10 @@ void us__classifier_shapes(us_classifier *m);
 /* Allocates labels (copied), dense and (unless quantised) emb for n_rows rows; zero-filled. */
 us_status us__classifier_alloc(us_classifier *m, us_err *err);
 int us__classifier_widest(const us_classifier *m);
+/* True when every weight (embedding rows, their scales when quantised, dense layers) is a finite
+ * number; otherwise false, with where (cap bytes) naming the first one that is not, e.g.
+ * "dense layer 1, weight 12, is nan". Reads the model once: training runs it once per epoch. */
+bool us__classifier_weights_finite(const us_classifier *m, char *where, size_t cap);
 
 /* Scratch for one forward/backward pass (per thread). */
 struct us_classifier_scratch {

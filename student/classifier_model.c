@@ -1,11 +1,13 @@
 /* The classifier model: shapes, allocation, the forward and backward passes, prediction and
  * int8 quantisation of the embedding table. Dense products go through student/blas.c. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "student/blas.h"
 #include "student/classifier_int.h"
+#include "student/finite.h"
 
 /* Defaults chosen on banking77's validation slice (train rows with us_hash64(text) % 10 == 0,
  * never the test split), 2 threads, accuracy on the slice (docs/student.md has the table):
@@ -131,6 +133,26 @@ us_status us__classifier_alloc(us_classifier *m, us_err *err) {
 fail:
   return us_err_set(err, US_ERR_NOMEM, "out of memory for a classifier of %d rows x %d",
                     m->n_rows, m->p.dim);
+}
+
+static bool finite_or_say(const float *x, size_t n, const char *what, char *where, size_t cap) {
+  size_t i = x ? us__first_nonfinite(x, n) : n;
+  if (i == n) return true;
+  snprintf(where, cap, "%s %zu is %s", what, i, isnan(x[i]) ? "NaN" : "infinite");
+  return false;
+}
+
+bool us__classifier_weights_finite(const us_classifier *m, char *where, size_t cap) {
+  size_t rows = (size_t)m->n_rows, d = (size_t)m->p.dim;
+  if (!finite_or_say(m->emb, rows * d, "embedding weight", where, cap)) return false;
+  if (!finite_or_say(m->qscale, rows, "embedding row scale", where, cap)) return false;
+  for (int l = 0; l < m->n_layers; l++) {
+    char what[64];
+    snprintf(what, sizeof what, "dense layer %d, weight", l);
+    size_t n = (size_t)m->layer_out[l] * ((size_t)m->layer_in[l] + 1); /* W then b */
+    if (!finite_or_say(m->dense + m->dense_offset[l], n, what, where, cap)) return false;
+  }
+  return true;
 }
 
 void us_classifier_free(us_classifier *m) {
@@ -435,6 +457,14 @@ us_status us_classifier_predict_with(const us_classifier *m, us_classifier_scrat
   us_status st = us__classifier_text_rows(m, s, text, err);
   if (st != US_OK) return st;
   us__classifier_forward(m, s, s->rows, s->n_rows, NULL, 0);
+  /* a model whose weights overflow (a diverged training, a file edited and resealed) gives NaN
+   * probabilities: an error, never a ranking of NaNs */
+  size_t bad = us__first_nonfinite(s->probs, (size_t)m->n_labels);
+  if (bad < (size_t)m->n_labels)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "the model gives a probability that is not a number (label %zu is %s): "
+                      "its weights overflow or are corrupt; retrain it with a lower learning rate",
+                      bad, isnan(s->probs[bad]) ? "NaN" : "infinite");
   memcpy(probs, s->probs, (size_t)m->n_labels * sizeof *probs);
   return US_OK;
 }

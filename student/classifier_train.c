@@ -358,6 +358,23 @@ static us_status prepare(us_classifier *m, train_state *t, const us_example *tra
   return US_OK;
 }
 
+/* Once per epoch, before the epoch is reported or kept: a learning rate too high for the data
+ * makes the weights overflow, and from then on every loss, probability and weight is NaN. Stops
+ * with a message that starts with the field to change (the config names its key there). */
+static us_status check_divergence(const us_classifier *m, const us_classifier_params *p,
+                                  const us_epoch_info *info, us_err *err) {
+  char where[128];
+  bool loss_ok = isfinite(info->train_loss);
+  if (loss_ok && us__classifier_weights_finite(m, where, sizeof where)) return US_OK;
+  us_classifier_params d;
+  us_classifier_params_defaults(&d);
+  return us_err_set(err, US_ERR_CONFIG,
+                    "lr: training diverged in epoch %d (%s): a learning rate of %g is too high "
+                    "for this data; lower it (to %g, say) and train again",
+                    info->epoch, loss_ok ? where : "the training loss is not a number", p->lr,
+                    p->lr > d.lr ? d.lr : p->lr / 10);
+}
+
 static void shuffle(size_t *order, size_t n, us_rng *rng) {
   for (size_t i = n; i > 1; i--) {
     size_t j = (size_t)us_rng_below(rng, i);
@@ -417,6 +434,7 @@ us_status us_classifier_train(const us_classifier_params *p, char *const *labels
     for (int i = 0; i < p->threads; i++) info.train_loss += t.workers[i].loss;
     info.train_loss /= (double)n_train;
     info.lr = p->lr * (1.0 - (double)(epoch + 1) / p->epochs);
+    if ((st = check_divergence(m, p, &info, err)) != US_OK) goto fail;
     evaluate(m, t.eval_scratch, valid, &t.va, n_valid, t.q, &info.valid_loss, &info.valid_acc);
     info.seconds = us_now() - t0;
     if (on_epoch) on_epoch(user, &info);

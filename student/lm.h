@@ -47,8 +47,10 @@ size_t us_lm_n_params(const us_lm *lm);
 
 /* Model file (documented byte by byte in student/lm_file.c): magic "USLM", version, config,
  * tokeniser, weights, optional training state (checkpoints), SHA-256 of everything before it.
- * us_lm_load (include/understudy.h) refuses truncated, oversized and corrupt files with a
- * message naming the path. */
+ * us_lm_load (include/understudy.h) refuses truncated, oversized and corrupt files, and files
+ * holding a NaN or infinite weight, with a message naming the path. us_lm_generate and
+ * us_lm_score fail with US_ERR_FORMAT when the weights overflow into logits that are not
+ * numbers. */
 us_status us_lm_save(const us_lm *lm, const char *path, us_err *err);
 
 /* ---- training ---- */
@@ -109,7 +111,9 @@ const us_param *us_lm_train_param_table(size_t *n);
 us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err);
 
 /* Trains a tokeniser on the examples' prompts and answers (unless resuming), then the model;
- * *out is the trained model. Examples longer than the context lose prompt tokens from the left
+ * *out is the trained model. Fails with US_ERR_CONFIG and a message starting "lr: training
+ * diverged" when a step's loss or gradient norm, or the weights (scanned before every
+ * checkpoint and at the end), stop being finite; no checkpoint holds non-finite weights. Examples longer than the context lose prompt tokens from the left
  * (then answer tokens from the right). Packing: several examples per row, each attending only to
  * itself (document mask) with rotary positions restarting at 0, so packing changes nothing
  * numerically compared with one example per row. */

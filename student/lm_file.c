@@ -21,6 +21,7 @@
 
 #include "core/buf.h"
 #include "core/hash.h"
+#include "student/finite.h"
 #include "student/lm_int.h"
 
 #define LM_MAGIC "USLM"
@@ -172,6 +173,17 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
   const unsigned char *p = d + LM_HEADER + used;
   memcpy(lm->block, p, bytes);
   p += bytes;
+  /* a checksum only proves the bytes are the ones written: a diverged training or an edited and
+   * resealed file holds weights that would make every logit NaN */
+  size_t bad = us__first_nonfinite(lm->block, n_params);
+  if (bad < n_params) {
+    st = us_err_set(err, US_ERR_FORMAT,
+                    "%s: corrupt language model (weight %zu is %s; every weight must be a finite "
+                    "number)",
+                    path, bad, isnan(lm->block[bad]) ? "NaN" : "infinite");
+    us_lm_free(lm);
+    return st;
+  }
   if (flags && ts) {
     uint64_t v[8];
     for (int i = 0; i < 8; i++) v[i] = get64(p + 8 * i);
@@ -191,6 +203,16 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
     }
     memcpy(ts->m, p + 64, bytes);
     memcpy(ts->v, p + 64 + bytes, bytes);
+    if (us__first_nonfinite(ts->m, n_params) < n_params ||
+        us__first_nonfinite(ts->v, n_params) < n_params) {
+      free(ts->m);
+      free(ts->v);
+      ts->m = ts->v = NULL;
+      us_lm_free(lm);
+      return us_err_set(err, US_ERR_FORMAT,
+                        "%s: corrupt checkpoint (an optimiser moment is not a finite number)",
+                        path);
+    }
     if (has_state) *has_state = true;
   }
   *out = lm;

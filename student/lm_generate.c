@@ -128,7 +128,9 @@ static int cmp_ranked(const void *a, const void *b) {
   return x->token - y->token;
 }
 
-/* Picks the next token; returns it and sets *logprob (temperature 1, no top-p). */
+/* Picks the next token; returns it and sets *logprob (temperature 1, no top-p). Returns -1 when
+ * the logits are not numbers (a NaN logit makes the sum NaN, an infinite one the maximum and so
+ * the normaliser), which only a model whose weights overflow produces. */
 static int pick(const us_lm *lm, gen_state *s, const us_lm_gen_params *gp, us_rng *rng,
                 double *logprob) {
   int V = lm->config.vocab;
@@ -139,6 +141,7 @@ static int pick(const us_lm *lm, gen_state *s, const us_lm_gen_params *gp, us_rn
   double sum = 0.0;
   for (int v = 0; v < V; v++) sum += exp((double)s->logits[v] - mx);
   double log_z = mx + log(sum);
+  if (!isfinite(log_z)) return -1;
   int best = 0;
   if (gp->temperature <= 0.0f) {
     for (int v = 1; v < V; v++)
@@ -214,6 +217,13 @@ us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_pa
     }
     double lp;
     int tok = pick(lm, &s, gp, &rng, &lp);
+    if (tok < 0) {
+      st = us_err_set(err, US_ERR_FORMAT,
+                      "lm: the model gives logits that are not numbers at answer token %d: its "
+                      "weights overflow or are corrupt; retrain it with a lower learning rate",
+                      produced + 1);
+      break;
+    }
     sum_lp += lp;
     produced++;
     if (tok == sp.eos) break;
@@ -270,7 +280,14 @@ us_status us_lm_score(const us_lm *lm, const char *prompt, const char *answer, d
     mask[j] = j >= sep ? 1.0f : 0.0f;
   }
   us__lm_batch batch = {seq, seq + 1, mask, pos, doc};
-  *mean_logprob = -us__lm_forward(lm, &acts, &batch, 1, n - 1);
+  double loss = us__lm_forward(lm, &acts, &batch, 1, n - 1);
+  if (!isfinite(loss)) {
+    st = us_err_set(err, US_ERR_FORMAT,
+                    "lm: the model scores the answer as not a number: its weights overflow or are "
+                    "corrupt; retrain it with a lower learning rate");
+    goto done;
+  }
+  *mean_logprob = -loss;
   if (n_tokens) *n_tokens = n - 1 - sep;
 done:
   us__lm_acts_free(&acts);

@@ -9,6 +9,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "student/blas.h"
+#include "student/finite.h"
 #include "student/lm_int.h"
 
 void us_lm_train_params_defaults(us_lm_train_params *p) {
@@ -97,10 +98,12 @@ typedef struct corpus {
   size_t n;
 } corpus;
 
+/* Safe to call twice: corpus_build frees on failure and trainer_free again. */
 static void corpus_free(corpus *k) {
   free(k->tokens);
   free(k->start);
   free(k->sep);
+  memset(k, 0, sizeof *k);
 }
 
 static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t n, int T,
@@ -220,13 +223,16 @@ static double lr_at(const us_lm_train_params *p, long step) {
   return min_lr + 0.5 * (p->lr - min_lr) * (1.0 + cos(3.141592653589793 * progress));
 }
 
-/* Clips the global gradient norm, then one AdamW update over the whole block. */
-static void adamw_step(trainer *t, double lr) {
+/* Clips the global gradient norm, then one AdamW update over the whole block. Returns false,
+ * leaving the weights alone, when the gradient is not finite (the norm is a sum over all of
+ * it, so the check costs nothing). */
+static bool adamw_step(trainer *t, double lr) {
   const us_lm_train_params *p = t->p;
   size_t n = t->lm->n_params, n_decay = us__lm_decay_count(&t->lm->config);
   double norm2 = 0.0;
   for (size_t i = 0; i < n; i++) norm2 += (double)t->grad[i] * t->grad[i];
   double norm = sqrt(norm2);
+  if (!isfinite(norm)) return false;
   float clip = (p->grad_clip > 0 && norm > p->grad_clip) ? (float)(p->grad_clip / norm) : 1.0f;
   double step = (double)t->ts.step + 1.0;
   float b1 = (float)p->beta1, b2 = (float)p->beta2;
@@ -240,6 +246,30 @@ static void adamw_step(trainer *t, double lr) {
     float update = (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
     w[i] -= flr * (update + (i < n_decay ? wd * w[i] : 0.0f));
   }
+  return true;
+}
+
+/* A learning rate too high for the data makes the loss, the gradient or the weights overflow;
+ * from then on everything is NaN. The message starts with the field to change (the config names
+ * its key there). */
+static us_status diverged(const us_lm_train_params *p, long step, const char *what, us_err *err) {
+  us_lm_train_params d;
+  us_lm_train_params_defaults(&d);
+  return us_err_set(err, US_ERR_CONFIG,
+                    "lr: training diverged at step %ld of %d (%s): a peak learning rate of %g is "
+                    "too high for this data; lower it (to %g, say) and train again",
+                    step, p->steps, what, p->lr, p->lr > d.lr ? d.lr : p->lr / 10);
+}
+
+/* The weights are checked before every checkpoint and at the end (every step's loss and gradient
+ * norm are checked already, so only the last update can slip through): a scan of the block. */
+static us_status check_weights(const trainer *t, long step, us_err *err) {
+  size_t bad = us__first_nonfinite(t->lm->block, t->lm->n_params);
+  if (bad == t->lm->n_params) return US_OK;
+  char what[96];
+  snprintf(what, sizeof what, "weight %zu is %s", bad,
+           isnan(t->lm->block[bad]) ? "NaN" : "infinite");
+  return diverged(t->p, step, what, err);
 }
 
 static us_status save_checkpoint(trainer *t, us_err *err) {
@@ -367,14 +397,23 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
     /* dropout masks depend only on the seed and the step, so a resumed run draws the same ones */
     us_rng_seed(&t.acts.drop_rng, t.ts.seed ^ (0xD1B54A32D192ED03ull * ((uint64_t)step + 1)));
     double loss = us__lm_forward(t.lm, &t.acts, &t.batch, t.B, t.T);
+    if (!isfinite(loss)) {
+      st = diverged(p, step + 1, "the loss is not a number", err);
+      goto fail;
+    }
     memset(t.grad, 0, t.lm->n_params * sizeof(float));
     us__lm_backward(t.lm, &t.acts, &t.batch, t.B, t.T, &t.g);
     double lr = lr_at(p, step);
-    adamw_step(&t, lr);
+    if (!adamw_step(&t, lr)) {
+      st = diverged(p, step + 1, "the gradient is not a number", err);
+      goto fail;
+    }
     t.ts.step = (uint64_t)step + 1;
     if (p->losses) p->losses[step] = (float)loss;
     if (p->checkpoint_every > 0 && p->checkpoint_path &&
-        t.ts.step % (uint64_t)p->checkpoint_every == 0 && (st = save_checkpoint(&t, err)) != US_OK)
+        t.ts.step % (uint64_t)p->checkpoint_every == 0 &&
+        ((st = check_weights(&t, step + 1, err)) != US_OK ||
+         (st = save_checkpoint(&t, err)) != US_OK))
       goto fail;
     if (p->progress) {
       double dt = us_now() - t0, done = (double)(step + 1 - first);
@@ -392,6 +431,7 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
       }
     }
   }
+  if ((st = check_weights(&t, (long)t.ts.step, err)) != US_OK) goto fail;
   *out = t.lm;
   t.lm = NULL;
 fail:

@@ -80,16 +80,20 @@ us_status us_model_classify(const us_model *m, const char *text, int top_k, us_p
   us_status st = us_classifier_predict_with(m->classifier, w->scratch, text, probs, err);
   if (st == US_OK) {
     int k = top_k < n ? top_k : n;
-    for (int i = 0; i < k; i++) { /* selection of the k best; ties go to the lower index */
+    for (int i = 0; i < k && st == US_OK; i++) { /* the k best; ties go to the lower index */
       int best = -1;
       for (int j = 0; j < n; j++)
         if (probs[j] >= 0 && (best < 0 || probs[j] > probs[best])) best = j;
+      if (best < 0) { /* only with probabilities that are not numbers, which predict refuses */
+        st = us_err_set(err, US_ERR_INTERNAL, "no probability left to rank for prediction %d", i);
+        break;
+      }
       out[i].label = us_classifier_label(m->classifier, best);
       out[i].prob = probs[best];
       out[i].index = best;
       probs[best] = -1;
     }
-    *n_out = k;
+    if (st == US_OK) *n_out = k;
   }
   work_give(m, w);
   return st;

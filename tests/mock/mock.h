@@ -21,6 +21,8 @@ typedef enum {
   MOCK_FAULT_TRUNCATED, /* 200 whose body is valid JSON cut half-way (honest Content-Length) */
   MOCK_FAULT_PARTIAL,   /* 200 announcing the whole body, sending half, then closing */
   MOCK_FAULT_RESET,     /* close the connection without any response */
+  MOCK_FAULT_SLOW,      /* answer (and bill) only after --slow-ms, as a slow model does; not in
+                         * "all" */
   MOCK_FAULT_COUNT
 } mock_fault;
 
@@ -46,11 +48,25 @@ typedef struct mock_options {
   int fault_max_per_key;   /* a key's attempt k may fault only while k < this (default 2) */
   int timeout_delay_ms;    /* default 5000 */
   int fail_status;         /* 0: off; else every chat request gets this status */
+  const char *answer_text; /* NULL: off; else every chat answer is this text */
+  long answer_bytes;       /* 0: off; else every answer is padded to this many bytes, past
+                            * max_tokens (a server that ignores it) */
   const char *require_key; /* NULL: any key */
   const char *log_path;    /* append every request's headers and body */
   bool ratelimit_headers;
   int ratelimit_requests; /* advertised per-minute limits (default 10000 / 2000000) */
   int ratelimit_tokens;
+  int slow_ms;           /* how long a slow fault takes (default 5000) */
+  double price_input;    /* US$ per million tokens billed (/_stats billed_usd); default 0 */
+  double price_output;   /* completion tokens, reasoning included */
+  double price_cached;   /* cached prompt tokens; < 0 (default): the input price */
+  bool prompt_cache;     /* report cached_tokens for a prefix seen before */
+  int prompt_cache_min;  /* tokens a prefix needs to be cached (default 1024) */
+  int prompt_cache_step; /* cached tokens come in steps of this many (default 128) */
+  int reasoning_tokens;  /* reasoning tokens added to every answer's output (default 0) */
+  int batch_delay_ms;     /* a batch completes this long after it was created */
+  double batch_fail_rate; /* fraction of batch rows answered with a 500 (first attempts) */
+  int batch_expire;       /* the first N batches expire with about half their rows unanswered */
   bool die_with_parent;
   bool quiet;
   bool verbose;
@@ -74,6 +90,20 @@ char *mock_extract_text(const char *user_message);
  * a short deterministic sentence built from the text. */
 char *mock_answer_for(const mock_options *o, const char *text);
 
+/* What one answer bills: cached_tokens are part of prompt, reasoning part of completion. */
+typedef struct mock_usage {
+  int prompt, completion, cached, reasoning;
+} mock_usage;
+
+/* Dollars for u at the --price-* flags. */
+double mock_usage_usd(const mock_options *o, const mock_usage *u);
+
+/* mock_response_build with the whole usage (cached prompt tokens when --prompt-cache saw the
+ * request's prefix before, reasoning tokens from --reasoning-tokens). */
+char *mock_response_build_usage(const mock_options *o, const void *request, const char *key,
+                                mock_usage *usage, int *status, const char **error_type,
+                                char **error_message);
+
 /* The Chat Completions response body for a parsed request (a cJSON object, passed as void* so
  * this header needs no cJSON). Fills the token counts billed. Returns NULL with *status and
  * *error_message (static text) set when the request is not acceptable. */
@@ -90,6 +120,13 @@ char *mock_selfinstruct_answer(const mock_options *o, const char *user_message);
 /* An OpenAI-style error body. */
 char *mock_error_body(const char *message, const char *type, const char *code);
 
+/* ---- the Batch API (mock_batch.c) --------------------------------------------------------- */
+
+/* The response body for a Batch API route (POST /files, POST /batches, GET /batches/{id},
+ * GET /files/{id}/content), with *status; NULL when url is none of them. */
+char *mock_batch_route(const mock_options *o, const char *method, const char *url,
+                       const char *content_type, const char *body, size_t len, int *status);
+
 /* ---- ledger and faults (mock_ledger.c) -------------------------------------------------- */
 
 void mock_ledger_init(void);
@@ -101,7 +138,17 @@ void mock_ledger_request(void);
 int64_t mock_ledger_attempt(const char *key);
 /* Records a billed (200, valid body) answer for key. */
 void mock_ledger_bill(const char *key, int prompt_tokens, int completion_tokens);
+/* The same with the kinds and the dollars billed (/_stats cached_tokens, reasoning_tokens,
+ * billed_usd). */
+void mock_ledger_bill_usage(const char *key, const mock_usage *u, double usd);
 void mock_ledger_fault(mock_fault f);
+/* The Batch API's books: one more of "files_uploaded", "batches_created" or "batch_polls"; a
+ * batch row's attempt for key (0-based; not a chat request); a batch row billed at the batch
+ * rate (its tokens counted apart from the live ones, in batch_prompt_tokens and
+ * batch_completion_tokens; the key's bills counted with the live ones). */
+void mock_ledger_batch_event(const char *name);
+int64_t mock_ledger_batch_attempt(const char *key);
+void mock_ledger_bill_batch(const char *key, int prompt_tokens, int completion_tokens);
 void mock_ledger_connection(int delta);
 void mock_ledger_in_flight(int delta);
 /* Requests and tokens seen in the current minute (for x-ratelimit-remaining-*). */

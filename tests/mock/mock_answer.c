@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,9 +407,88 @@ static int count_prompt_tokens(const cJSON *messages, char **last_user) {
   return tokens;
 }
 
+/* --prompt-cache: the prefixes seen so far (64-bit hashes, open addressing; once full, new
+ * prefixes are not remembered). */
+#define PREFIX_SLOTS 8192
+static uint64_t prefix_seen[PREFIX_SLOTS];
+static pthread_mutex_t prefix_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool prefix_check_and_add(uint64_t h) {
+  if (h == 0) h = 1;
+  pthread_mutex_lock(&prefix_lock);
+  bool seen = false;
+  for (size_t i = h & (PREFIX_SLOTS - 1), n = 0; n < PREFIX_SLOTS / 2;
+       i = (i + 1) & (PREFIX_SLOTS - 1), n++) {
+    if (prefix_seen[i] == h) {
+      seen = true;
+      break;
+    }
+    if (prefix_seen[i] == 0) {
+      prefix_seen[i] = h;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&prefix_lock);
+  return seen;
+}
+
+/* Prompt tokens a provider would read from its cache: the tokens before the prompt text (every
+ * message but the last user message, and that message up to the text), counted as
+ * count_prompt_tokens does, when the same prefix (and model) came before; at least
+ * prompt_cache_min, in steps of prompt_cache_step. */
+static int cached_prefix_tokens(const mock_options *o, const cJSON *model, const cJSON *messages,
+                                const char *text) {
+  if (!o->prompt_cache) return 0;
+  uint64_t h = us_hash64(model->valuestring, strlen(model->valuestring), 7);
+  int tokens = 3, n = cJSON_GetArraySize(messages), i = 0;
+  const cJSON *m;
+  cJSON_ArrayForEach(m, messages) {
+    char *content = content_text(cJSON_GetObjectItemCaseSensitive(m, "content"));
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+    if (!content || !cJSON_IsString(role)) {
+      free(content);
+      return 0;
+    }
+    size_t len = strlen(content);
+    if (++i == n) {
+      const char *at = text && *text ? strstr(content, text) : NULL;
+      len = at ? (size_t)(at - content) : 0;
+      tokens += 4 + (int)(len / 4);
+    } else {
+      tokens += 4 + (int)((len + 3) / 4);
+    }
+    h = us_hash64(role->valuestring, strlen(role->valuestring), h);
+    h = us_hash64(content, len, h ^ 0x9e3779b97f4a7c15ULL);
+    free(content);
+  }
+  if (tokens < o->prompt_cache_min || !prefix_check_and_add(h)) return 0;
+  int step = o->prompt_cache_step > 0 ? o->prompt_cache_step : 1;
+  return o->prompt_cache_min + (tokens - o->prompt_cache_min) / step * step;
+}
+
+double mock_usage_usd(const mock_options *o, const mock_usage *u) {
+  double cached_price = o->price_cached < 0 ? o->price_input : o->price_cached;
+  /* the same order of operations as understudy's us_teacher_call_cost */
+  double input = (double)(u->prompt - u->cached) * o->price_input / 1e6;
+  double cached = (double)u->cached * cached_price / 1e6;
+  double output = (double)(u->completion - u->reasoning) * o->price_output / 1e6;
+  double reasoning = (double)u->reasoning * o->price_output / 1e6;
+  return input + cached + output + reasoning;
+}
+
 char *mock_response_build(const mock_options *o, const void *request, const char *key,
                           int *prompt_tokens, int *completion_tokens, int *status,
                           const char **error_type, char **error_message) {
+  mock_usage u = {0, 0, 0, 0};
+  char *body = mock_response_build_usage(o, request, key, &u, status, error_type, error_message);
+  *prompt_tokens = u.prompt;
+  *completion_tokens = u.completion;
+  return body;
+}
+
+char *mock_response_build_usage(const mock_options *o, const void *request, const char *key,
+                                mock_usage *out, int *status, const char **error_type,
+                                char **error_message) {
   const cJSON *req = request;
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
   const cJSON *messages = cJSON_GetObjectItemCaseSensitive(req, "messages");
@@ -432,7 +512,9 @@ char *mock_response_build(const mock_options *o, const void *request, const char
                   "every message needs a role and a content; one must be from the user");
   }
   char *text = mock_extract_text(user);
-  char *answer = mock_selfinstruct_answer(o, user);
+  int cached = cached_prefix_tokens(o, model, messages, text);
+  if (cached > ptok) cached = ptok;
+  char *answer = o->answer_text ? strdup(o->answer_text) : mock_selfinstruct_answer(o, user);
   if (!answer && text) answer = mock_answer_for(o, text);
   free(user);
   static atomic_long answered;
@@ -444,6 +526,17 @@ char *mock_response_build(const mock_options *o, const void *request, const char
         answer = strdup(o->labels[(k + 1) % o->n_labels]);
         break;
       }
+  /* response_format with a JSON schema (structured outputs): the answer as {"answer": ...} */
+  const cJSON *format = cJSON_GetObjectItemCaseSensitive(req, "response_format");
+  const cJSON *ftype = cJSON_GetObjectItemCaseSensitive(format, "type");
+  if (answer && cJSON_IsString(ftype) && strcmp(ftype->valuestring, "json_schema") == 0) {
+    cJSON *wrapped = cJSON_CreateObject();
+    cJSON_AddStringToObject(wrapped, "answer", answer);
+    char *printed = cJSON_PrintUnformatted(wrapped);
+    cJSON_Delete(wrapped);
+    free(answer);
+    answer = printed ? strdup(printed) : NULL;
+    cJSON_free(printed);
   }
   if (!answer) {
     free(text);
@@ -457,6 +550,24 @@ char *mock_response_build(const mock_options *o, const void *request, const char
     ctok = (int)max->valuedouble;
     answer[utf8_cut(answer, (size_t)ctok * 4)] = '\0';
     finish = "length";
+  }
+  /* reasoning happens before the answer and shares max_tokens with it */
+  int reasoning = o->reasoning_tokens;
+  if (cJSON_IsNumber(max) && max->valuedouble >= 1 && ctok + reasoning > (int)max->valuedouble)
+    reasoning = (int)max->valuedouble - ctok;
+  if (reasoning < 0) reasoning = 0;
+  ctok += reasoning;
+  if (o->answer_bytes > 0 && strlen(answer) < (size_t)o->answer_bytes) {
+    size_t have = strlen(answer), want = (size_t)o->answer_bytes;
+    char *padded = realloc(answer, want + 1);
+    if (!padded) {
+      free(answer);
+      free(text);
+      return reject(500, status, error_type, error_message, "%s", "mock out of memory");
+    }
+    for (size_t i = have; i < want; i++) padded[i] = i % 8 == 7 ? ' ' : 'x';
+    padded[want] = '\0';
+    answer = padded;
   }
 
   cJSON *o_resp = cJSON_CreateObject();
@@ -492,12 +603,18 @@ char *mock_response_build(const mock_options *o, const void *request, const char
   cJSON_AddNumberToObject(usage, "prompt_tokens", ptok);
   cJSON_AddNumberToObject(usage, "completion_tokens", ctok);
   cJSON_AddNumberToObject(usage, "total_tokens", ptok + ctok);
+  cJSON *pdetails = cJSON_AddObjectToObject(usage, "prompt_tokens_details");
+  cJSON_AddNumberToObject(pdetails, "cached_tokens", cached);
+  cJSON *cdetails = cJSON_AddObjectToObject(usage, "completion_tokens_details");
+  cJSON_AddNumberToObject(cdetails, "reasoning_tokens", reasoning);
   char *body = cJSON_PrintUnformatted(o_resp);
   cJSON_Delete(o_resp);
   free(text);
   free(answer);
-  *prompt_tokens = ptok;
-  *completion_tokens = ctok;
+  out->prompt = ptok;
+  out->completion = ctok;
+  out->cached = cached;
+  out->reasoning = reasoning;
   if (!body) return reject(500, status, error_type, error_message, "%s", "mock out of memory");
   *status = 200;
   return body;

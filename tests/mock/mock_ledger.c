@@ -22,13 +22,17 @@ static struct {
   ledger_entry *slots;
   size_t cap, used;
   int64_t requests, chat_requests, billed, prompt_tokens, completion_tokens;
+  int64_t cached_tokens, reasoning_tokens;
+  double billed_usd;
   int64_t faults[MOCK_FAULT_COUNT];
   int64_t connections_open, connections_total, in_flight, max_in_flight;
   int64_t minute, minute_requests, minute_tokens;
+  int64_t files_uploaded, batches_created, batch_polls, batch_rows, batch_billed;
+  int64_t batch_prompt_tokens, batch_completion_tokens;
 } ledger = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *const fault_names[MOCK_FAULT_COUNT] = {
-    "none", "429", "500", "503", "timeout", "malformed", "truncated", "partial", "reset"};
+    "none", "429", "500", "503", "timeout", "malformed", "truncated", "partial", "reset", "slow"};
 
 void mock_ledger_init(void) {
   pthread_mutex_lock(&ledger.lock);
@@ -55,10 +59,15 @@ void mock_ledger_reset(void) {
   ledger.used = 0;
   ledger.requests = ledger.chat_requests = ledger.billed = 0;
   ledger.prompt_tokens = ledger.completion_tokens = 0;
+  ledger.cached_tokens = ledger.reasoning_tokens = 0;
+  ledger.billed_usd = 0;
   memset(ledger.faults, 0, sizeof ledger.faults);
   ledger.connections_total = 0;
   ledger.max_in_flight = ledger.in_flight;
   ledger.minute_requests = ledger.minute_tokens = 0;
+  ledger.files_uploaded = ledger.batches_created = ledger.batch_polls = 0;
+  ledger.batch_rows = ledger.batch_billed = 0;
+  ledger.batch_prompt_tokens = ledger.batch_completion_tokens = 0;
   pthread_mutex_unlock(&ledger.lock);
 }
 
@@ -133,6 +142,42 @@ void mock_ledger_bill(const char *key, int prompt_tokens, int completion_tokens)
   pthread_mutex_unlock(&ledger.lock);
 }
 
+void mock_ledger_bill_usage(const char *key, const mock_usage *u, double usd) {
+  mock_ledger_bill(key, u->prompt, u->completion);
+  pthread_mutex_lock(&ledger.lock);
+  ledger.cached_tokens += u->cached;
+  ledger.reasoning_tokens += u->reasoning;
+  ledger.billed_usd += usd;
+  pthread_mutex_unlock(&ledger.lock);
+}
+
+void mock_ledger_batch_event(const char *name) {
+  pthread_mutex_lock(&ledger.lock);
+  if (strcmp(name, "files_uploaded") == 0) ledger.files_uploaded++;
+  if (strcmp(name, "batches_created") == 0) ledger.batches_created++;
+  if (strcmp(name, "batch_polls") == 0) ledger.batch_polls++;
+  pthread_mutex_unlock(&ledger.lock);
+}
+
+int64_t mock_ledger_batch_attempt(const char *key) {
+  pthread_mutex_lock(&ledger.lock);
+  ledger.batch_rows++;
+  ledger_entry *e = entry_for(key);
+  int64_t attempt = e->attempts++;
+  pthread_mutex_unlock(&ledger.lock);
+  return attempt;
+}
+
+void mock_ledger_bill_batch(const char *key, int prompt_tokens, int completion_tokens) {
+  pthread_mutex_lock(&ledger.lock);
+  ledger_entry *e = entry_for(key);
+  e->bills++;
+  ledger.batch_billed++;
+  ledger.batch_prompt_tokens += prompt_tokens;
+  ledger.batch_completion_tokens += completion_tokens;
+  pthread_mutex_unlock(&ledger.lock);
+}
+
 void mock_ledger_fault(mock_fault f) {
   pthread_mutex_lock(&ledger.lock);
   ledger.faults[f]++;
@@ -188,6 +233,9 @@ char *mock_ledger_json(void) {
   cJSON_AddNumberToObject(o, "max_attempts_per_key", (double)max_attempts);
   cJSON_AddNumberToObject(o, "prompt_tokens", (double)ledger.prompt_tokens);
   cJSON_AddNumberToObject(o, "completion_tokens", (double)ledger.completion_tokens);
+  cJSON_AddNumberToObject(o, "cached_tokens", (double)ledger.cached_tokens);
+  cJSON_AddNumberToObject(o, "reasoning_tokens", (double)ledger.reasoning_tokens);
+  cJSON_AddNumberToObject(o, "billed_usd", ledger.billed_usd);
   int64_t total_faults = 0;
   for (int f = 1; f < MOCK_FAULT_COUNT; f++) {
     cJSON_AddNumberToObject(faults, fault_names[f], (double)ledger.faults[f]);
@@ -199,6 +247,13 @@ char *mock_ledger_json(void) {
   cJSON_AddNumberToObject(o, "connections_open", (double)ledger.connections_open);
   cJSON_AddNumberToObject(o, "in_flight", (double)ledger.in_flight);
   cJSON_AddNumberToObject(o, "max_in_flight", (double)ledger.max_in_flight);
+  cJSON_AddNumberToObject(o, "files_uploaded", (double)ledger.files_uploaded);
+  cJSON_AddNumberToObject(o, "batches_created", (double)ledger.batches_created);
+  cJSON_AddNumberToObject(o, "batch_polls", (double)ledger.batch_polls);
+  cJSON_AddNumberToObject(o, "batch_rows", (double)ledger.batch_rows);
+  cJSON_AddNumberToObject(o, "batch_billed", (double)ledger.batch_billed);
+  cJSON_AddNumberToObject(o, "batch_prompt_tokens", (double)ledger.batch_prompt_tokens);
+  cJSON_AddNumberToObject(o, "batch_completion_tokens", (double)ledger.batch_completion_tokens);
   pthread_mutex_unlock(&ledger.lock);
   char *text = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);

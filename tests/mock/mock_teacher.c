@@ -288,10 +288,11 @@ static enum MHD_Result handle_chat(struct MHD_Connection *conn, const request_ct
     return send_error(conn, 400, "We could not parse the JSON body of your request.",
                       "invalid_request_error", NULL);
   }
-  int ptok = 0, ctok = 0, status = 0;
+  int status = 0;
+  mock_usage usage = {0, 0, 0, 0};
   const char *type = NULL;
   char *err_message = NULL;
-  char *body = mock_response_build(&opts, req, key, &ptok, &ctok, &status, &type, &err_message);
+  char *body = mock_response_build_usage(&opts, req, key, &usage, &status, &type, &err_message);
   cJSON_Delete(req);
   if (!body) {
     enum MHD_Result ret = send_error(conn, status, err_message ? err_message : "bad request", type,
@@ -302,12 +303,18 @@ static enum MHD_Result handle_chat(struct MHD_Connection *conn, const request_ct
   sleep_ms(opts.latency_ms);
   mock_fault f = mock_fault_draw(&opts, key, attempt);
   enum MHD_Result ret;
-  if (f != MOCK_FAULT_NONE) {
+  if (f == MOCK_FAULT_SLOW) {
+    /* a slow model: the answer comes (and is billed) after the client may have given up */
+    mock_ledger_fault(f);
+    sleep_ms(opts.slow_ms);
+    mock_ledger_bill_usage(key, &usage, mock_usage_usd(&opts, &usage));
+    ret = send_answer(conn, body, key);
+  } else if (f != MOCK_FAULT_NONE) {
     ret = send_fault(conn, f, key, body);
   } else {
     /* Billed once the answer exists, as a real API does, whether or not the client is still
      * there to read it. */
-    mock_ledger_bill(key, ptok, ctok);
+    mock_ledger_bill_usage(key, &usage, mock_usage_usd(&opts, &usage));
     ret = send_answer(conn, body, key);
   }
   free(body);
@@ -359,6 +366,21 @@ static enum MHD_Result route(struct MHD_Connection *conn, const char *url, const
     return ret;
   }
   if (get && ends_with(url, "/models")) return send_models(conn);
+  int status = 0;
+  const char *content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+  char *batch_body = mock_batch_route(&opts, method, url, content_type,
+                                      ctx->body.data ? ctx->body.data : "", ctx->body.len, &status);
+  if (batch_body || status) {
+    char message[512];
+    if (!key_accepted(conn, message, sizeof message)) {
+      free(batch_body);
+      return send_error(conn, 401, message, "invalid_request_error", "invalid_api_key");
+    }
+    enum MHD_Result ret =
+        batch_body ? send_body(conn, status, batch_body, strlen(batch_body), NULL, NULL) : MHD_NO;
+    free(batch_body);
+    return ret;
+  }
   char message[512];
   snprintf(message, sizeof message, "Invalid URL (%s %.400s)", method, url);
   return send_error(conn, 404, message, "invalid_request_error", NULL);
@@ -437,18 +459,37 @@ static void usage(FILE *f) {
           "  --fault-rate P        probability that an attempt faults (default 0)\n"
           "  --fault-seed S        seed of the fault draw (default 1)\n"
           "  --faults LIST         faults drawn from: 429,500,503,timeout,malformed,truncated,\n"
-          "                        partial,reset or all (default 429,500,503)\n"
+          "                        partial,reset,slow or all (all but slow; default\n"
+          "                        429,500,503)\n"
           "  --fault-max-per-key K a key's k-th attempt may fault only while k < K (default 2)\n"
           "  --timeout-delay-ms N  how long a timeout fault stalls before closing (default 5000)\n"
+          "  --slow-ms N           how long a slow fault takes before it answers, billed, even\n"
+          "                        if the client has gone (default 5000)\n"
+          "  --price-input D, --price-output D, --price-cached D   US$ per million prompt,\n"
+          "                        completion (reasoning included) and cached prompt tokens, for\n"
+          "                        /_stats billed_usd (default 0; cached: the input price)\n"
+          "  --prompt-cache        report usage.prompt_tokens_details.cached_tokens: the tokens\n"
+          "                        before the prompt text, when that prefix was seen before\n"
+          "  --prompt-cache-min N, --prompt-cache-step N   a prefix is cached from N tokens\n"
+          "                        (default 1024), in steps of N (default 128)\n"
+          "  --reasoning-tokens N  add N reasoning tokens to every answer (within max_tokens)\n"
           "  --fail-status CODE    answer every chat request with CODE and an error body\n"
+          "  --answer-text TEXT    answer every chat request with TEXT\n"
+          "  --answer-bytes N      pad every answer to N bytes, ignoring max_tokens\n"
           "  --require-key VALUE   401 unless Authorization: Bearer VALUE\n"
           "  --log-requests FILE   append every request's line, headers and body to FILE\n"
           "  --ratelimit-headers   send x-ratelimit-limit/remaining/reset-* headers\n"
           "  --ratelimit-requests N, --ratelimit-tokens N   advertised per-minute limits\n"
+          "  --batch-delay-ms N    a batch completes N ms after it is created (default 0)\n"
+          "  --batch-fail-rate P   fraction of batch rows answered with a 500 on a key's first\n"
+          "                        --fault-max-per-key batch attempts (default 0)\n"
+          "  --batch-expire N      the first N batches expire, about half their rows unanswered\n"
           "  --die-with-parent     exit when the parent process exits\n"
           "  --quiet               no start-up line on stderr\n"
           "  --verbose             also log connection errors (libmicrohttpd) on stderr\n\n"
-          "routes: POST <any>/chat/completions, GET <any>/models, GET /_stats, POST /_reset\n"
+          "routes: POST <any>/chat/completions, GET <any>/models, POST <any>/files,\n"
+          "  POST <any>/batches, GET <any>/batches[/ID], GET <any>/files/ID/content,\n"
+          "  GET /_stats, POST /_reset\n"
           "Stops cleanly on SIGTERM or SIGINT.\n");
 }
 
@@ -472,7 +513,8 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 static bool parse_faults(char *list) {
   opts.n_faults = 0;
   if (strcmp(list, "all") == 0) {
-    for (int f = 1; f < MOCK_FAULT_COUNT; f++) opts.faults[opts.n_faults++] = (mock_fault)f;
+    for (int f = 1; f < MOCK_FAULT_COUNT; f++)
+      if (f != MOCK_FAULT_SLOW) opts.faults[opts.n_faults++] = (mock_fault)f;
     return true;
   }
   char *names[MOCK_MAX_FAULTS];
@@ -501,6 +543,10 @@ static int parse_flags(int argc, char **argv) {
   opts.fault_max_per_key = 2;
   opts.timeout_delay_ms = 5000;
   opts.disagree_after = -1;
+  opts.slow_ms = 5000;
+  opts.price_cached = -1;
+  opts.prompt_cache_min = 1024;
+  opts.prompt_cache_step = 128;
   opts.ratelimit_requests = 10000;
   opts.ratelimit_tokens = 2000000;
   static char default_faults[] = "429,500,503";
@@ -517,6 +563,8 @@ static int parse_flags(int argc, char **argv) {
       opts.ratelimit_headers = true, takes = false, ok = true;
     } else if (strcmp(a, "--die-with-parent") == 0) {
       opts.die_with_parent = true, takes = false, ok = true;
+    } else if (strcmp(a, "--prompt-cache") == 0) {
+      opts.prompt_cache = true, takes = false, ok = true;
     } else if (strcmp(a, "--quiet") == 0) {
       opts.quiet = true, takes = false, ok = true;
     } else if (strcmp(a, "--verbose") == 0) {
@@ -569,12 +617,40 @@ static int parse_flags(int argc, char **argv) {
       ok = parse_int(v, 0, 1000, &n), opts.fault_max_per_key = (int)n;
     } else if (strcmp(a, "--timeout-delay-ms") == 0) {
       ok = parse_int(v, 0, 600000, &n), opts.timeout_delay_ms = (int)n;
+    } else if (strcmp(a, "--slow-ms") == 0) {
+      ok = parse_int(v, 0, 600000, &n), opts.slow_ms = (int)n;
+    } else if (strcmp(a, "--prompt-cache-min") == 0) {
+      ok = parse_int(v, 0, 10000000, &n), opts.prompt_cache_min = (int)n;
+    } else if (strcmp(a, "--prompt-cache-step") == 0) {
+      ok = parse_int(v, 1, 10000000, &n), opts.prompt_cache_step = (int)n;
+    } else if (strcmp(a, "--reasoning-tokens") == 0) {
+      ok = parse_int(v, 0, 1000000, &n), opts.reasoning_tokens = (int)n;
+    } else if (strcmp(a, "--price-input") == 0 || strcmp(a, "--price-output") == 0 ||
+               strcmp(a, "--price-cached") == 0) {
+      char *end;
+      double d = strtod(v, &end);
+      ok = end != v && !*end && d >= 0 && d <= 1e6;
+      *(a[8] == 'i'   ? &opts.price_input
+        : a[8] == 'o' ? &opts.price_output
+                      : &opts.price_cached) = d;
     } else if (strcmp(a, "--fail-status") == 0) {
       ok = parse_int(v, 400, 599, &n), opts.fail_status = (int)n;
+    } else if (strcmp(a, "--answer-text") == 0) {
+      opts.answer_text = v;
+    } else if (strcmp(a, "--answer-bytes") == 0) {
+      ok = parse_int(v, 1, 100000000L, &n), opts.answer_bytes = n;
     } else if (strcmp(a, "--require-key") == 0) {
       opts.require_key = v;
     } else if (strcmp(a, "--log-requests") == 0) {
       opts.log_path = v;
+    } else if (strcmp(a, "--batch-delay-ms") == 0) {
+      ok = parse_int(v, 0, 86400000L, &n), opts.batch_delay_ms = (int)n;
+    } else if (strcmp(a, "--batch-fail-rate") == 0) {
+      char *end;
+      opts.batch_fail_rate = strtod(v, &end);
+      ok = end != v && !*end && opts.batch_fail_rate >= 0 && opts.batch_fail_rate <= 1;
+    } else if (strcmp(a, "--batch-expire") == 0) {
+      ok = parse_int(v, 0, 1000000L, &n), opts.batch_expire = (int)n;
     } else if (strcmp(a, "--ratelimit-requests") == 0) {
       ok = parse_int(v, 1, 1000000000L, &n), opts.ratelimit_requests = (int)n;
     } else if (strcmp(a, "--ratelimit-tokens") == 0) {

@@ -181,6 +181,22 @@ static void merges_referring_to_later_tokens_should_be_refused(void **state) {
   us_bpe_free(bpe);
 }
 
+/* A corrupt tokeniser whose merges each join the last token with itself doubles the token's
+ * length every merge: 32 merges would ask for 4 GiB and wrap 32-bit offsets (found by fuzzing). */
+static void merges_that_double_a_token_past_the_limit_should_be_refused(void **state) {
+  (void)state;
+  int32_t pairs[64];
+  pairs[0] = pairs[1] = 'a';
+  for (int m = 1; m < 32; m++) pairs[2 * m] = pairs[2 * m + 1] = 255 + m;
+  us_bpe *bpe = NULL;
+  us_err err;
+  assert_int_equal(us_bpe_from_merges(pairs, 32, &bpe, &err), US_ERR_FORMAT);
+  assert_null(bpe);
+  assert_non_null(strstr(err.msg, "merge 16 makes a token of 131072 bytes"));
+  assert_int_equal(us_bpe_from_merges(pairs, 16, &bpe, &err), US_OK); /* 65536 bytes: allowed */
+  us_bpe_free(bpe);
+}
+
 static void vocab_size_out_of_range_should_be_refused(void **state) {
   (void)state;
   us_bpe *bpe = NULL;
@@ -192,6 +208,7 @@ static void vocab_size_out_of_range_should_be_refused(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(training_should_learn_merges_that_shorten_text),
+      cmocka_unit_test(merges_that_double_a_token_past_the_limit_should_be_refused),
       cmocka_unit_test(specials_should_follow_the_merges),
       cmocka_unit_test(random_bytes_should_round_trip_exactly),
       cmocka_unit_test(invalid_utf8_and_nul_should_round_trip),

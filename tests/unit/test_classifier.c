@@ -360,6 +360,36 @@ static void train_should_refuse_bad_labels_and_params(void **state) {
                    US_ERR_INPUT);
 }
 
+static void record_loss(void *user, const us_epoch_info *e) {
+  (void)user;
+  if (!isfinite(e->train_loss) || !isfinite(e->valid_loss))
+    fail_msg("epoch %d reported a loss that is not a number", e->epoch);
+}
+
+/* Issue 10: a learning rate the data cannot take (the config allows up to 100) stops training
+ * with a message that starts with the field to lower (the config puts its key there), instead of
+ * returning a model of NaN weights; no epoch with a NaN loss is reported. */
+static void diverging_training_should_stop_naming_the_learning_rate(void **state) {
+  (void)state;
+  us_classifier_params p = small_params();
+  p.lr = 100;
+  p.epochs = 20;
+  p.label_smoothing = 0;
+  p.n_hidden = 1;
+  p.hidden[0] = 16;
+  char **texts;
+  us_example *ex = make_examples(200, 42, &texts);
+  us_classifier *m = (us_classifier *)1;
+  us_err err;
+  assert_int_equal(
+      us_classifier_train(&p, label_names, 4, ex, 160, ex + 160, 40, record_loss, NULL, &m, &err),
+      US_ERR_CONFIG);
+  assert_null(m);
+  assert_true(strncmp(err.msg, "lr: training diverged in epoch ", 31) == 0);
+  assert_non_null(strstr(err.msg, "lower it"));
+  free_examples(ex, texts, 200);
+}
+
 static void features_should_lowercase_and_split_punctuation(void **state) {
   (void)state;
   us_classifier_params p = small_params();
@@ -510,6 +540,7 @@ int main(void) {
       cmocka_unit_test(calibration_should_keep_predictions_and_match_confidence_to_accuracy),
       cmocka_unit_test(one_thread_with_fixed_seed_should_be_bit_for_bit_reproducible),
       cmocka_unit_test(train_should_refuse_bad_labels_and_params),
+      cmocka_unit_test(diverging_training_should_stop_naming_the_learning_rate),
       cmocka_unit_test(features_should_lowercase_and_split_punctuation),
       cmocka_unit_test(fastmod_should_equal_the_remainder),
       cmocka_unit_test(char_ngram_keys_should_match_the_reference_hash),

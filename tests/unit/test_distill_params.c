@@ -85,8 +85,8 @@ static void prompts_table_should_hold_every_numeric_field_once(void **state) {
   (void)state;
   size_t n = 0;
   const us_param *t = us_prompts_param_table(&n);
-  const char *const expected[] = {"test_fraction", "seed", "chunk_chars", "repair_utf8",
-                                  "questions_per_chunk"};
+  const char *const expected[] = {"test_fraction",       "seed",       "chunk_chars", "repair_utf8",
+                                  "questions_per_chunk", "dedupe_near"};
   assert_int_equal(n, sizeof expected / sizeof expected[0]);
   for (size_t i = 0; i < n; i++) {
     assert_non_null(us_param_find(t, n, expected[i]));

@@ -16,6 +16,7 @@
 // clang-format on
 
 #include "core/buf.h"
+#include "core/hash.h"
 #include "core/rng.h"
 #include "student/blas.h"
 #include "student/lm_int.h"
@@ -671,6 +672,96 @@ static void resume_with_dropout_should_give_the_same_losses_as_one_run(void **st
   check_resume(0.2f);
 }
 
+/* Issue 10: a file whose weight was changed to NaN or an infinity and resealed is refused with
+ * US_ERR_FORMAT naming it; a model whose weights are finite but overflow (huge) makes
+ * generation and scoring fail with an error, never produce garbage. */
+static void non_finite_weights_should_be_refused_and_overflow_should_fail_generation(void **state) {
+  (void)state;
+  us_lm *lm = tiny_model(1, 4, 2, 4, 8, 3);
+  char path[300];
+  snprintf(path, sizeof path, "%s", tmp_file("nan.uslm"));
+  us_err err;
+  assert_int_equal(us_lm_save(lm, path, &err), US_OK);
+  char *data = NULL;
+  size_t len = 0;
+  assert_int_equal(us_read_file(path, 0, &data, &len, &err), US_OK);
+  /* the last weight sits just before the checksum; its high byte 0x7f with the next bit set
+   * makes the exponent all ones: an infinity or a NaN */
+  size_t last = len - 32 - 4;
+  unsigned char *d = (unsigned char *)data;
+  for (int nan = 0; nan < 2; nan++) {
+    d[last + 3] = 0x7f;
+    d[last + 2] = 0x80;
+    d[last + 1] = 0;
+    d[last] = nan ? 1 : 0;
+    us_sha256(d, len - 32, d + len - 32);
+    us_lm *bad = NULL;
+    assert_int_equal(us__lm_parse(d, len, path, &bad, NULL, NULL, &err), US_ERR_FORMAT);
+    assert_null(bad);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "finite"));
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(d, 1, len, f), len);
+    fclose(f);
+    assert_int_equal(us_lm_load(path, &bad, &err), US_ERR_FORMAT);
+    assert_null(bad);
+  }
+  free(data);
+  unlink(path);
+  /* finite but overflowing: final norm weights of 3e38 times token embeddings of 1 (tied with
+   * the output layer) make every logit infinite */
+  size_t n_wte = (size_t)lm->config.vocab * (size_t)lm->config.dim;
+  for (size_t i = 0; i < n_wte; i++) lm->w.wte[i] = 1.0f;
+  for (int i = 0; i < lm->config.dim; i++) lm->w.lnf[i] = 3e38f;
+  us_lm_gen_params gp;
+  us_lm_gen_params_defaults(&gp);
+  for (int mode = 0; mode < 3; mode++) {
+    gp.no_cache = mode == 1;
+    gp.temperature = mode == 2 ? 1.0f : 0.0f;
+    gp.top_p = mode == 2 ? 0.9f : 1.0f;
+    char *answer = (char *)1;
+    double lp = 0;
+    err.msg[0] = 0;
+    assert_int_equal(us_lm_generate(lm, "ab", &gp, &answer, &lp, NULL, &err), US_ERR_FORMAT);
+    assert_null(answer);
+    assert_non_null(strstr(err.msg, "not numbers"));
+  }
+  double lp = 0;
+  assert_int_equal(us_lm_score(lm, "ab", "c", &lp, NULL, &err), US_ERR_FORMAT);
+  us_lm_free(lm);
+}
+
+/* Issue 10: a learning rate the data cannot take stops training with a message that starts with
+ * the field to lower (the config puts its key there), instead of returning NaN weights. lr 1 with
+ * a weight decay of 10 and no clipping multiplies every matrix by about -9 a step. */
+static void diverging_training_should_stop_naming_the_learning_rate(void **state) {
+  (void)state;
+  make_facts();
+  char ckpt[300];
+  snprintf(ckpt, sizeof ckpt, "%s", tmp_file("diverge.uslm"));
+  unlink(ckpt);
+  us_lm_train_params p;
+  small_params(&p, 200);
+  p.lr = 1;
+  p.weight_decay = 10;
+  p.grad_clip = 0;
+  p.warmup_steps = 0;
+  p.checkpoint_every = 1;
+  p.checkpoint_path = ckpt;
+  us_lm *lm = (us_lm *)1;
+  us_err err;
+  assert_int_equal(us_lm_train(&p, facts, N_FACTS, &lm, &err), US_ERR_CONFIG);
+  assert_null(lm);
+  assert_true(strncmp(err.msg, "lr: training diverged at step ", 30) == 0);
+  assert_non_null(strstr(err.msg, "lower it"));
+  /* every checkpoint written on the way holds finite weights: it loads */
+  us_lm *back = NULL;
+  assert_int_equal(us_lm_load(ckpt, &back, &err), US_OK);
+  us_lm_free(back);
+  unlink(ckpt);
+}
+
 static int teardown_model(void **state) {
   (void)state;
   us_lm_free(trained_model);
@@ -697,6 +788,8 @@ int main(void) {
       cmocka_unit_test(model_file_should_round_trip_and_refuse_damage),
       cmocka_unit_test(resume_should_give_the_same_losses_as_one_run),
       cmocka_unit_test(resume_with_dropout_should_give_the_same_losses_as_one_run),
+      cmocka_unit_test(non_finite_weights_should_be_refused_and_overflow_should_fail_generation),
+      cmocka_unit_test(diverging_training_should_stop_naming_the_learning_rate),
   };
   return cmocka_run_group_tests(tests, NULL, teardown_model);
 }

@@ -16,6 +16,8 @@
 #include "core/hash.h"
 #include "core/rng.h"
 #include "student/classifier.h"
+#include "student/classifier_int.h"
+#include "understudy.h"
 
 static char *labels[] = {"greeting", "complaint", "question"};
 static const char *texts[] = {"hello there",    "hi friend",       "good morning",
@@ -349,6 +351,80 @@ static void resealed_random_corruption_should_never_crash(void **state) {
   us_classifier_free(m);
 }
 
+/* Issue 10: one weight byte changed so the weight is NaN or infinite, the checksum recomputed:
+ * the loader refuses the file with US_ERR_FORMAT naming it, for a float model (the last dense
+ * bias, then an embedding weight), and for a quantised one (a row scale). */
+static void non_finite_weights_should_be_refused_naming_the_file(void **state) {
+  (void)state;
+  char *path = tmp_path("nan.bin"), *data;
+  size_t len;
+  us_err err;
+  for (int nan = 0; nan < 2; nan++) {
+    us_classifier *m = small_model(true), *back = NULL;
+    assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+    read_all(path, &data, &len);
+    /* the last float of the file is the last bias; a high byte 0x7f with the next bit set makes
+     * its exponent all ones (the issue's 0x38 -> 0x7f) */
+    unsigned char *w = (unsigned char *)data + len - 4;
+    w[3] = 0x7f;
+    w[2] = 0x80;
+    w[1] = 0;
+    w[0] = nan ? 1 : 0; /* a mantissa: NaN; none: +infinity */
+    reseal_v(data, len);
+    assert_int_equal(us_classifier_load_buffer(data, len, "nan.bin", &back, &err), US_ERR_FORMAT);
+    assert_null(back);
+    assert_non_null(strstr(err.msg, "nan.bin"));
+    assert_non_null(strstr(err.msg, "finite"));
+    free(data);
+    /* an embedding weight, in memory then saved (saving does not judge) */
+    m->emb[1] = nan ? NAN : INFINITY;
+    assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+    assert_int_equal(us_classifier_load(path, &back, &err), US_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "embedding weight 1"));
+    us_classifier_free(m);
+    /* a quantised model's row scale */
+    m = small_model_bits(false, nan ? 4 : 8);
+    us_classifier_quantize(m);
+    m->qscale[2] = nan ? NAN : -INFINITY;
+    assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+    assert_int_equal(us_classifier_load(path, &back, &err), US_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "row scale 2"));
+    us_classifier_free(m);
+  }
+  unlink(path);
+}
+
+/* Issue 10: finite weights that overflow (here every embedding weight 1 and one output row of
+ * 3e38) load, but give NaN probabilities: us_classifier_predict and the public
+ * us_model_classify return an error, never a ranking of NaNs or a write at index -1. */
+static void overflowing_weights_should_fail_prediction_not_crash(void **state) {
+  (void)state;
+  us_classifier *m = small_model(false);
+  for (int64_t i = 0; i < (int64_t)m->n_rows * m->p.dim; i++) m->emb[i] = 1.0f;
+  for (int j = 0; j < m->p.dim; j++) m->dense[j] = 3e38f; /* W row 0 */
+  float probs[3];
+  us_err err;
+  assert_int_equal(us_classifier_predict(m, "hello there", probs, &err), US_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "not a number"));
+  char *path = tmp_path("overflow.bin");
+  assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+  us_classifier_free(m);
+  us_model *model = NULL;
+  assert_int_equal(us_model_load(path, &model, &err), US_OK); /* every weight is finite */
+  us_prediction top[3] = {{NULL, 0, 0}};
+  int n = -1;
+  for (int k = 1; k <= 3; k++) {
+    assert_int_equal(us_model_classify(model, "hello there", k, top, &n, &err), US_ERR_FORMAT);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(err.msg, "retrain"));
+  }
+  /* the pool's scratch survives: a good text still fails cleanly again */
+  assert_int_equal(us_model_classify(model, "good morning", 3, top, &n, &err), US_ERR_FORMAT);
+  us_model_free(model);
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(model_should_round_trip_plain_and_quantized),
@@ -358,6 +434,8 @@ int main(void) {
       cmocka_unit_test(every_flipped_byte_should_be_refused),
       cmocka_unit_test(wrong_version_and_magic_should_be_refused_clearly),
       cmocka_unit_test(resealed_random_corruption_should_never_crash),
+      cmocka_unit_test(non_finite_weights_should_be_refused_naming_the_file),
+      cmocka_unit_test(overflowing_weights_should_fail_prediction_not_crash),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -129,7 +129,7 @@ static void build(sample *s, double quality, double target, int overconfident) {
   r->train_loss = (us_report_series){EPOCHS, s->epochs, s->train_loss};
   r->valid_loss = (us_report_series){EPOCHS, s->epochs, s->valid_loss};
   r->valid_accuracy = (us_report_series){EPOCHS, s->epochs, s->valid_acc};
-  r->counts = (us_report_counts){2800, N_TEST, 3120, 310, 70, 7, 2};
+  r->counts = (us_report_counts){2800, N_TEST, 3120, 310, 70, 7, 2, 0, 0};
 }
 
 static void release(sample *s) {
@@ -555,6 +555,56 @@ static void money_should_read_as_a_person_reads_it(void **state) {
   free(s);
 }
 
+static void reports_should_show_spend_by_kind_and_near_duplicates(void **state) {
+  (void)state;
+  sample *s = malloc(sizeof *s);
+  build(s, 0.97, 0.95, 0);
+  us_report_spend spend = {.prompt_tokens = 20000,
+                           .cached_tokens = 15000,
+                           .completion_tokens = 700,
+                           .reasoning_tokens = 600,
+                           .input_usd = 0.0125,
+                           .cached_usd = 0.00375,
+                           .output_usd = 0.001,
+                           .reasoning_usd = 0.006,
+                           .unanswered = 3,
+                           .unanswered_usd = 0.48};
+  s->report.spend = &spend;
+  s->report.counts.near_duplicates = 12;
+  s->report.counts.near_duplicates_moved = 5;
+  char *md = render(&s->report, us_report_markdown);
+  assert_non_null(strstr(md, "## Labelling spend by kind"));
+  assert_non_null(strstr(md, "| cached input | 15000 |"));
+  assert_non_null(strstr(md, "| reasoning | 600 |"));
+  assert_non_null(strstr(md, "| input | 5000 |"));
+  assert_non_null(strstr(md, "3 requests may have been billed without an answer: up to $0.48"));
+  assert_non_null(strstr(md, "| near-duplicates across train and test | 12 |"));
+  char *html = render(&s->report, us_report_html);
+  assert_non_null(strstr(html, "Labelling spend by kind"));
+  assert_non_null(strstr(html, "cached input"));
+  assert_non_null(strstr(html, "3 requests may have been billed without an answer"));
+  char *json = render(&s->report, us_report_json);
+  cJSON *root = cJSON_Parse(json);
+  assert_non_null(root);
+  assert_true(fabs(at(at(root, "spend"), "cached_input_usd")->valuedouble - 0.00375) < 1e-12);
+  assert_int_equal(at(at(root, "spend"), "reasoning_tokens")->valueint, 600);
+  assert_int_equal(at(at(root, "spend"), "unanswered")->valueint, 3);
+  assert_int_equal(at(at(root, "data"), "near_duplicates")->valueint, 12);
+  assert_int_equal(at(at(root, "data"), "near_duplicates_moved")->valueint, 5);
+  cJSON_Delete(root);
+  s->report.spend = NULL; /* absent: JSON null, no section */
+  free(json);
+  json = render(&s->report, us_report_json);
+  root = cJSON_Parse(json);
+  assert_true(cJSON_IsNull(at(root, "spend")));
+  cJSON_Delete(root);
+  free(json);
+  free(html);
+  free(md);
+  release(s);
+  free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(html_should_show_user_text_only_escaped),
@@ -567,6 +617,7 @@ int main(void) {
       cmocka_unit_test(headline_should_never_round_a_bound_over_the_target),
       cmocka_unit_test(reports_should_say_the_student_did_not_learn_and_why),
       cmocka_unit_test(money_should_read_as_a_person_reads_it),
+      cmocka_unit_test(reports_should_show_spend_by_kind_and_near_duplicates),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,6 +113,34 @@ static void request_should_match_the_golden_body_and_key(void **state) {
   us_config_free(&c);
 }
 
+/* teacher.structured: a response_format JSON schema whose answer is an enum of the labels; off,
+ * the body (and key) is the golden one above. */
+static void structured_should_send_an_enum_of_the_labels(void **state) {
+  (void)state;
+  us_config c;
+  load_fixture(&c, (const char *const[]){"teacher.structured=true"}, 1);
+  char *body = NULL, key[65];
+  us_err err = {0};
+  assert_int_equal(
+      us_request_build(&c.task, &c.teacher, "I lost my card in Zürich", &body, key, &err), US_OK);
+  assert_non_null(
+      strstr(body,
+             "\"response_format\":{\"json_schema\":{\"name\":\"label\",\"schema\":{"
+             "\"additionalProperties\":false,\"properties\":{\"answer\":{\"enum\":[\"card_lost\","
+             "\"refund\",\"balance\"],\"type\":\"string\"}},\"required\":[\"answer\"],\"type\":"
+             "\"object\"},\"strict\":true},\"type\":\"json_schema\"}"));
+  assert_string_not_equal(key, "688f8d7960fb5f3248bc39efe72a3cf7e5278d6886f5683bda893655aef691aa");
+  free(body);
+  us_config_free(&c);
+  load_fixture(&c, (const char *const[]){"teacher.structured=false"}, 1);
+  assert_int_equal(
+      us_request_build(&c.task, &c.teacher, "I lost my card in Zürich", &body, key, &err), US_OK);
+  assert_null(strstr(body, "response_format"));
+  assert_string_equal(key, "688f8d7960fb5f3248bc39efe72a3cf7e5278d6886f5683bda893655aef691aa");
+  free(body);
+  us_config_free(&c);
+}
+
 static void seed_and_logprobs_should_appear_only_when_set(void **state) {
   (void)state;
   us_config c;
@@ -308,6 +336,7 @@ int main(void) {
       cmocka_unit_test(empty_instructions_should_send_no_system_message),
       cmocka_unit_test(logged_messages_should_get_the_live_key),
       cmocka_unit_test(logged_messages_should_be_checked),
+      cmocka_unit_test(structured_should_send_an_enum_of_the_labels),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

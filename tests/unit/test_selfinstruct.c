@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "cache/cache_int.h" /* US__CACHE_SCHEMA_VERSION */
 #include "core/buf.h"
 #include "distill/prompts.h"
 #include "distill/request.h"
@@ -301,7 +302,7 @@ static void version_1_workspace_should_migrate_in_place(void **state) {
            "  200, 1.0, '{}', '{\"choices\":[]}');"
            "PRAGMA application_id = 1431520345; PRAGMA user_version = 1;");
   open_cache(f);
-  assert_int_equal(us_cache_schema_version(f->cache), 3);
+  assert_int_equal(us_cache_schema_version(f->cache), US__CACHE_SCHEMA_VERSION);
   us_err err = {0};
   us_prompt *p = NULL;
   size_t n = 0;

@@ -62,6 +62,43 @@ static void map_should_refuse_ambiguous_or_empty(void **state) {
   assert_int_equal(us_answer_map_label("A B", twins, 2), 1);
 }
 
+/* Issue 10, defect 3: a negated label, a non-label that contains a label as a word, and a
+ * long answer are unmapped, never guessed. */
+/* teacher.structured: the answer string of {"answer": ...}; anything else is not structured. */
+static void structured_answer_should_be_read(void **state) {
+  (void)state;
+  char *a = us_answer_structured("{\"answer\":\"ham\"}");
+  assert_non_null(a);
+  assert_string_equal(a, "ham");
+  free(a);
+  assert_null(us_answer_structured("ham"));
+  assert_null(us_answer_structured("{\"label\":\"ham\"}"));
+  assert_null(us_answer_structured("[\"ham\"]"));
+  assert_null(us_answer_structured(NULL));
+}
+
+static void map_should_never_guess(void **state) {
+  (void)state;
+  char *spam[] = {"spam", "ham"};
+  char *ab[] = {"a", "b"};
+  assert_int_equal(us_answer_map_label("This is not spam.", spam, 2), -1);
+  assert_int_equal(us_answer_map_label("It is not positive", sentiment, 3), -1);
+  assert_int_equal(us_answer_map_label("definitely_not_a_label", ab, 2), -1);
+  assert_int_equal(us_answer_map_label("It isn't spam", spam, 2), -1);
+  assert_int_equal(us_answer_map_label("Never negative", sentiment, 3), -1);
+  assert_int_equal(us_answer_map_label("spam, not ham", spam, 2), -1);
+  assert_int_equal(us_answer_map_label("Having read the whole message twice, I would say that on "
+                                       "balance it is spam",
+                                       spam, 2),
+                   -1);
+  /* what is still mapped */
+  assert_int_equal(us_answer_map_label("'Spam'", spam, 2), 0);
+  assert_int_equal(us_answer_map_label("\xe2\x80\x9cham\xe2\x80\x9d.", spam, 2), 1);
+  assert_int_equal(us_answer_map_label("  HAM !", spam, 2), 1);
+  assert_int_equal(us_answer_map_label("Answer: spam", spam, 2), 0);
+  assert_int_equal(us_answer_map_label("b", ab, 2), 1);
+}
+
 /* ---- response parsing -------------------------------------------------------------------- */
 
 static const char *valid_body =
@@ -330,6 +367,8 @@ int main(void) {
       cmocka_unit_test(map_should_find_unique_contained_label),
       cmocka_unit_test(map_should_require_whole_words),
       cmocka_unit_test(map_should_refuse_ambiguous_or_empty),
+      cmocka_unit_test(map_should_never_guess),
+      cmocka_unit_test(structured_answer_should_be_read),
       cmocka_unit_test(parse_should_read_content_and_usage),
       cmocka_unit_test(parse_should_report_missing_usage_as_unknown),
       cmocka_unit_test(parse_should_refuse_malformed_and_truncated),

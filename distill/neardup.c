@@ -1,0 +1,204 @@
+/* Near-duplicates by MinHash and LSH banding (distill/neardup.h). */
+#include "distill/neardup.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+
+#define N_HASHES 120
+#define BANDS 20
+#define ROWS 6 /* BANDS * ROWS == N_HASHES */
+#define BUCKET_WINDOW 64
+
+static uint64_t fmix64(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+static bool word_byte(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
+}
+
+static int u64_cmp(const void *x, const void *y) {
+  uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+  return a < b ? -1 : a > b;
+}
+
+/* The sorted, distinct shingle hashes of text (caller frees *out); false when out of memory. */
+static bool shingles(const char *text, uint64_t **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  size_t cap = 16, n_words = 0, count = 0;
+  uint64_t *words = malloc(cap * sizeof *words);
+  if (!words) return false;
+  for (const unsigned char *p = (const unsigned char *)text; *p;) {
+    while (*p && !word_byte(*p)) p++;
+    if (!*p) break;
+    uint64_t h = us_hash64_start(0);
+    while (*p && word_byte(*p)) {
+      unsigned char c = *p++;
+      if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
+      h = US_FNV_STEP(h, c);
+    }
+    if (n_words == cap) {
+      uint64_t *w = realloc(words, 2 * cap * sizeof *w);
+      if (!w) {
+        free(words);
+        return false;
+      }
+      words = w, cap *= 2;
+    }
+    words[n_words++] = h;
+  }
+  size_t k = n_words < 3 ? 1 : n_words - 2;
+  uint64_t *sh = malloc(k * sizeof *sh);
+  if (!sh) {
+    free(words);
+    return false;
+  }
+  if (n_words < 3) {
+    uint64_t h = 0x5bd1e995;
+    for (size_t i = 0; i < n_words; i++) h = fmix64(h ^ words[i]) + i;
+    sh[count++] = h;
+  } else {
+    for (size_t i = 0; i + 2 < n_words; i++)
+      sh[count++] = fmix64(fmix64(fmix64(words[i]) ^ words[i + 1]) ^ words[i + 2]);
+  }
+  free(words);
+  qsort(sh, count, sizeof *sh, u64_cmp);
+  size_t m = 0;
+  for (size_t i = 0; i < count; i++)
+    if (m == 0 || sh[i] != sh[m - 1]) sh[m++] = sh[i];
+  *out = sh;
+  *n = m;
+  return true;
+}
+
+static double jaccard_sorted(const uint64_t *a, size_t na, const uint64_t *b, size_t nb) {
+  size_t i = 0, j = 0, both = 0;
+  while (i < na && j < nb) {
+    if (a[i] == b[j])
+      both++, i++, j++;
+    else if (a[i] < b[j])
+      i++;
+    else
+      j++;
+  }
+  size_t either = na + nb - both;
+  return either ? (double)both / (double)either : 1.0;
+}
+
+double us_neardup_jaccard(const char *a, const char *b) {
+  uint64_t *sa = NULL, *sb = NULL;
+  size_t na = 0, nb = 0;
+  double j = -1;
+  if (shingles(a, &sa, &na) && shingles(b, &sb, &nb)) j = jaccard_sorted(sa, na, sb, nb);
+  free(sa);
+  free(sb);
+  return j;
+}
+
+typedef struct band_entry {
+  uint64_t hash;
+  size_t doc;
+} band_entry;
+
+static int band_cmp(const void *x, const void *y) {
+  const band_entry *a = x, *b = y;
+  if (a->hash != b->hash) return a->hash < b->hash ? -1 : 1;
+  return a->doc < b->doc ? -1 : a->doc > b->doc;
+}
+
+static int pair_cmp(const void *x, const void *y) {
+  const us_neardup_pair *a = x, *b = y;
+  if (a->a != b->a) return a->a < b->a ? -1 : 1;
+  return a->b < b->b ? -1 : a->b > b->b;
+}
+
+typedef struct pair_list {
+  us_neardup_pair *v;
+  size_t n, cap;
+} pair_list;
+
+static bool pair_push(pair_list *l, size_t a, size_t b, double j) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    us_neardup_pair *v = realloc(l->v, cap * sizeof *v);
+    if (!v) return false;
+    l->v = v, l->cap = cap;
+  }
+  l->v[l->n++] = (us_neardup_pair){a, b, j};
+  return true;
+}
+
+us_status us_neardup_pairs(const char *const *texts, size_t n, double threshold,
+                           us_neardup_pair **pairs, size_t *n_pairs, us_err *err) {
+  *pairs = NULL;
+  *n_pairs = 0;
+  us_status st = US_OK;
+  uint64_t **sh = calloc(n ? n : 1, sizeof *sh);
+  size_t *nsh = calloc(n ? n : 1, sizeof *nsh);
+  band_entry *band = malloc((n ? n : 1) * BANDS * sizeof *band);
+  pair_list found = {0};
+  if (!sh || !nsh || !band) goto nomem;
+  uint64_t salt[N_HASHES];
+  for (int k = 0; k < N_HASHES; k++) salt[k] = fmix64(0x9e3779b97f4a7c15ULL * (uint64_t)(k + 1));
+  for (size_t d = 0; d < n; d++) {
+    if (!shingles(texts[d] ? texts[d] : "", &sh[d], &nsh[d])) goto nomem;
+    uint64_t mins[N_HASHES];
+    for (int k = 0; k < N_HASHES; k++) mins[k] = UINT64_MAX;
+    for (size_t i = 0; i < nsh[d]; i++)
+      for (int k = 0; k < N_HASHES; k++) {
+        uint64_t h = fmix64(sh[d][i] ^ salt[k]);
+        if (h < mins[k]) mins[k] = h;
+      }
+    for (int b = 0; b < BANDS; b++) {
+      uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)b;
+      for (int r = 0; r < ROWS; r++) h = fmix64(h ^ mins[b * ROWS + r]);
+      band[(size_t)b * n + d] = (band_entry){h, d};
+    }
+  }
+  for (int b = 0; b < BANDS; b++) {
+    band_entry *e = band + (size_t)b * n;
+    qsort(e, n, sizeof *e, band_cmp);
+    for (size_t start = 0; start < n;) {
+      size_t end = start + 1;
+      while (end < n && e[end].hash == e[start].hash) end++;
+      for (size_t i = start + 1; i < end; i++) {
+        size_t from = i - start > BUCKET_WINDOW ? i - BUCKET_WINDOW : start;
+        for (size_t k = from; k < i; k++) {
+          size_t x = e[k].doc, y = e[i].doc;
+          double j = jaccard_sorted(sh[x], nsh[x], sh[y], nsh[y]);
+          if (j >= threshold && !pair_push(&found, x < y ? x : y, x < y ? y : x, j)) goto nomem;
+        }
+      }
+      start = end;
+    }
+  }
+  /* a pair found in several bands is kept once */
+  if (found.n) qsort(found.v, found.n, sizeof *found.v, pair_cmp);
+  size_t m = 0;
+  for (size_t i = 0; i < found.n; i++)
+    if (m == 0 || found.v[i].a != found.v[m - 1].a || found.v[i].b != found.v[m - 1].b)
+      found.v[m++] = found.v[i];
+  *pairs = found.v;
+  *n_pairs = m;
+  found.v = NULL;
+  goto done;
+nomem:
+  st = us_err_set(err, US_ERR_NOMEM, "out of memory looking for near-duplicates among %zu prompts",
+                  n);
+done:
+  for (size_t d = 0; sh && d < n; d++) free(sh[d]);
+  free(sh);
+  free(nsh);
+  free(band);
+  free(found.v);
+  return st;
+}

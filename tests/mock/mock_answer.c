@@ -526,6 +526,7 @@ char *mock_response_build_usage(const mock_options *o, const void *request, cons
         answer = strdup(o->labels[(k + 1) % o->n_labels]);
         break;
       }
+  }
   /* response_format with a JSON schema (structured outputs): the answer as {"answer": ...} */
   const cJSON *format = cJSON_GetObjectItemCaseSensitive(req, "response_format");
   const cJSON *ftype = cJSON_GetObjectItemCaseSensitive(format, "type");

@@ -452,7 +452,8 @@ static void usage(FILE *f) {
           "                        labels[hash(text) %% n]\n"
           "  --answer-noise P      answer this fraction of --answers texts with another label\n"
           "                        (fixed per text: a teacher that is sometimes wrong)\n"
-          "  --models a,b          accepted models (others get 404); default any\n"
+          "  --models a,b          accepted models (others get 404); default any\n");
+  fprintf(f,
           "  --disagree-after N    answer the label after the usual one once N chat requests\n"
           "                        were answered (a teacher that drifts from the student)\n"
           "  --latency-ms N        delay before every chat answer (default 0)\n"

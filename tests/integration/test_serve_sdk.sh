@@ -81,7 +81,7 @@ sdk() {
     plain=$(printf '%s' "$line" | json_get plain)
     streamed=$(printf '%s' "$line" | json_get streamed)
     assert_eq "$streamed" "$plain" "the streamed answer equals the plain one"
-    printf '%s\n' "$SERVE_LABELS" | grep -qxF -- "$plain" || fail "the answer '$plain' is not a label"
+    grep -qxF -- "$plain" <<<"$SERVE_LABELS" || fail "the answer '$plain' is not a label"
     [ "$(printf '%s' "$line" | json_get usage)" = 1 ] || fail "no usage chunk in the stream"
   done <"$WORK/$1.out"
 }

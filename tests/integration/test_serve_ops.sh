@@ -94,4 +94,24 @@ assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "$SERVE_URL/health")" 200 "h
 
 note "SIGINT drains and exits 0"
 serve_stop INT
+
+note "SIGTERM with teacher requests in flight: each is answered, each row written"
+stop_mock
+start_mock --answers "$WORK/answers.jsonl" --template "$US_TEMPLATE" --labels "$SERVE_LABELS_CSV" \
+  --latency-ms 1500
+serve_start o2 --set serve.threshold=1 --set teacher.base_url="\"$MOCK_URL\""
+before=$(db "SELECT COUNT(*) FROM served;")
+for k in 1 2 3 4 5; do
+  (chat inflight$k "$(task_body "a message still in flight number $k")" >"$WORK/inflight$k.code") &
+  BG_PIDS+=($!)
+done
+wait_until 10 sh -c "[ \"\$(curl -sf '$MOCK_ROOT/_stats' | sed -n 's/.*\"requests\":\\([0-9]*\\).*/\\1/p')\" = 5 ]" ||
+  fail "the five requests did not reach the mock"
+serve_stop TERM
+for k in 1 2 3 4 5; do
+  wait_until 10 test -s "$WORK/inflight$k.code" || fail "request $k got no answer"
+  assert_eq "$(cat "$WORK/inflight$k.code")" 200 "in-flight request $k"
+  assert_eq "$(route inflight$k)" teacher "in-flight request $k route"
+done
+assert_eq "$(db "SELECT COUNT(*) FROM served;")" "$((before + 5))" "a row for each in-flight request"
 echo "PASS: $TEST_NAME"

@@ -93,17 +93,19 @@ static void retry_or_fail(us_teacher_gateway *g, gw_job *j, const us__resp_heade
 static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_result *r) {
   us_teacher_reply rep;
   memset(&rep, 0, sizeof rep);
-  char *content = NULL;
-  int pt = -1, ct = -1;
-  us_response_parse(r->body, NULL, 0, &content, &pt, &ct, NULL, NULL, NULL);
-  free(content);
+  /* priced as labelling prices a call (cached input and reasoning by kind) */
+  us_usage u;
+  us_response_usage(r->body, &u);
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
-  if (pt < 0) pt = (int)(j->len + PROMPT_BOUND_FIXED_TOKENS);
-  if (ct < 0) ct = g->params->max_tokens;
-  rep.prompt_tokens = pt;
-  rep.completion_tokens = ct;
-  rep.cost_usd =
-      pt * g->params->price_input_per_mtok / 1e6 + ct * g->params->price_output_per_mtok / 1e6;
+  if (u.prompt_tokens < 0) u.prompt_tokens = (int)(j->len + PROMPT_BOUND_FIXED_TOKENS);
+  if (u.completion_tokens < 0) u.completion_tokens = g->params->max_tokens;
+  if (u.cached_tokens < 0) u.cached_tokens = 0;
+  if (u.reasoning_tokens < 0) u.reasoning_tokens = 0;
+  us_call_cost cost;
+  us_teacher_call_cost(g->params, &u, &cost);
+  rep.prompt_tokens = u.prompt_tokens;
+  rep.completion_tokens = u.completion_tokens;
+  rep.cost_usd = cost.total_usd;
   pthread_mutex_lock(&g->lock);
   g->spent_usd += rep.cost_usd;
   pthread_mutex_unlock(&g->lock);

@@ -615,7 +615,12 @@ static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
   if ((st = us_cache_stats_get(s->cache, &stats, err))) return st;
   int64_t paid = stats.calls - stats.calls_imported;
   s->teacher_usd_per_request = paid > 0 ? stats.spent_usd / (double)paid : 0;
-  if ((st = us_teacher_gateway_open(&c->teacher, stats.spent_usd, &s->gateway, err))) return st;
+  /* the budget counts what the answers cost and what may have been billed without one, as
+   * labelling counts it */
+  us_cache_spend spend;
+  if ((st = us_cache_spend_get(s->cache, &spend, err))) return st;
+  double spent = spend.total_usd + spend.unanswered_usd;
+  if ((st = us_teacher_gateway_open(&c->teacher, spent, &s->gateway, err))) return st;
   return us__log_start(s, err);
 }
 

@@ -184,6 +184,39 @@ us_status us_cache_curve_get(us_cache *c, const char *series, us_curve_point **o
 us_status us_cache_result_put(us_cache *c, const char *name, const char *json, us_err *err);
 us_status us_cache_result_get(us_cache *c, const char *name, char **json, bool *found, us_err *err);
 
+/* ---- requests served (`understudy serve`) ---------------------------------------------- */
+typedef struct us_served_row {
+  double created_at; /* epoch seconds */
+  const char *route; /* "student", "teacher", "cache", "error" or "audit" */
+  bool task;         /* the request was the distilled task */
+  int http_status;   /* what the client got */
+  double confidence; /* the student's; NAN when it was not asked */
+  double threshold;  /* in force; NAN when not applicable */
+  double latency_ms; /* request in to response out (audit: the teacher's) */
+  int prompt_tokens, completion_tokens;
+  double cost_usd;    /* paid to the teacher for this request */
+  double saved_usd;   /* what the teacher would have cost, for a request it did not answer */
+  int agree;          /* audit: 1 the teacher agreed with the student, 0 not; -1 otherwise */
+  const char *prompt; /* the {text} (or the request), or NULL (serve.log_prompts false) */
+  const char *answer; /* the answer given, or NULL */
+} us_served_row;
+
+/* Appends rows[0..n) in one transaction (committed when it returns). */
+us_status us_cache_served_add(us_cache *c, const us_served_row *rows, size_t n, us_err *err);
+
+/* Per route: requests, dollars paid, dollars saved, audits agreeing (route "audit"), first and
+ * last time. */
+typedef struct us_served_route {
+  char route[16];
+  int64_t n;
+  double cost_usd, saved_usd;
+  int64_t agree;
+  double first_at, last_at;
+} us_served_route;
+/* Every route with rows (at most max of them). */
+us_status us_cache_served_routes(us_cache *c, us_served_route *out, int max, int *n, us_err *err);
+/* The audits in order: time and 1/0 agreement. Caller frees *x and *agree. */
+us_status us_cache_served_audits(us_cache *c, double **at, int **agree, size_t *n, us_err *err);
 /* ---- Batch API batches (cache/batches.c) ---------------------------------------------------- */
 typedef struct us_batch {
   char *id, *input_file_id, *status; /* as the API named them; status as last seen */

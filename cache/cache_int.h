@@ -8,7 +8,7 @@
 #include "cache/cache.h"
 
 /* Newest schema this build knows; schema.c holds one migration step per version. */
-#define US__CACHE_SCHEMA_VERSION 7
+#define US__CACHE_SCHEMA_VERSION 6
 /* PRAGMA application_id of an understudy workspace: "USDY". */
 #define US__CACHE_APPLICATION_ID 0x55534459
 
@@ -65,6 +65,14 @@
     "INSERT INTO results(name, json, updated_at) VALUES(?1, ?2, ?3) "                           \
     "ON CONFLICT(name) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at")   \
   X(RESULT_GET, "SELECT json FROM results WHERE name = ?1")                                     \
+  X(SERVED_INSERT,                                                                              \
+    "INSERT INTO served(created_at, route, task, http_status, confidence, threshold, "          \
+    "latency_ms, prompt_tokens, completion_tokens, cost_usd, saved_usd, agree, prompt, "        \
+    "answer) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")              \
+  X(SERVED_ROUTES,                                                                              \
+    "SELECT route, COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(saved_usd), 0), "         \
+    "COALESCE(SUM(agree), 0), MIN(created_at), MAX(created_at) FROM served GROUP BY route")     \
+  X(SERVED_AUDITS, "SELECT created_at, agree FROM served WHERE route = 'audit' ORDER BY id")    \
   X(CALL_KINDS,                                                                                 \
     "UPDATE calls SET cached_tokens = ?2, reasoning_tokens = ?3, cost_input_usd = ?4, "         \
     "cost_cached_usd = ?5, cost_output_usd = ?6, cost_reasoning_usd = ?7 WHERE key = ?1")       \

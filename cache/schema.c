@@ -73,9 +73,31 @@ static const char schema_v2[] =
     "DROP INDEX prompts_by_split;"
     "CREATE INDEX prompts_by_kind_split ON prompts(kind, split, id);";
 
+/* Version 3: `understudy serve`. One row per request served (route student, teacher or cache;
+ * error for a request answered with an error) and one per shadow audit (route audit, agree set).
+ * prompt and answer are kept only with serve.log_prompts. */
+static const char schema_v3[] =
+    "CREATE TABLE served ("
+    "  id INTEGER PRIMARY KEY,"
+    "  created_at REAL NOT NULL,"
+    "  route TEXT NOT NULL,"
+    "  task INTEGER NOT NULL DEFAULT 0,"
+    "  http_status INTEGER NOT NULL DEFAULT 200,"
+    "  confidence REAL,"
+    "  threshold REAL,"
+    "  latency_ms REAL NOT NULL DEFAULT 0,"
+    "  prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cost_usd REAL NOT NULL DEFAULT 0,"
+    "  saved_usd REAL NOT NULL DEFAULT 0,"
+    "  agree INTEGER,"
+    "  prompt TEXT,"
+    "  answer TEXT"
+    ");"
+    "CREATE INDEX served_route ON served(route, created_at);";
 /* Version 4: active labelling (label.strategy "active"). The train prompts each round picked for
  * the teacher (committed before any is sent, so a rerun labels the same ones), and what each
- * round measured. (Version 3 is another feature's step; a workspace may skip it here.) */
+ * round measured. */
 static const char schema_v4[] =
     "CREATE TABLE active_picks("
     "  prompt_id INTEGER PRIMARY KEY REFERENCES prompts(id) ON DELETE CASCADE,"
@@ -118,12 +140,12 @@ static const char schema_v5[] =
     "  key TEXT NOT NULL,"
     "  PRIMARY KEY (batch_id, key));"
     "CREATE INDEX batch_requests_by_key ON batch_requests(key);";
-/* Version 7: prices that match the invoice, and a budget that holds when requests time out.
+/* Version 6: prices that match the invoice, and a budget that holds when requests time out.
  * Each call keeps its tokens and cost by kind (cached input, reasoning); NULL costs mark calls
  * stored before the split, whose cost stays whole. `unanswered` holds every request that may
  * have been billed without an answer (timed out, reset after its body was sent), at its
  * worst-case cost, which counts against teacher.budget_usd. */
-static const char schema_v7[] =
+static const char schema_v6[] =
     "ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE calls ADD COLUMN cost_input_usd REAL;"
@@ -146,9 +168,10 @@ typedef struct migration_step {
 static const migration_step migration_steps[] = {
     {1, schema_v1},
     {2, schema_v2},
+    {3, schema_v3},
     {4, schema_v4},
     {5, schema_v5},
-    {7, schema_v7},
+    {6, schema_v6},
 };
 
 static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *err) {

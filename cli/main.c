@@ -23,6 +23,7 @@ static const command commands[] = {
     {"predict", us_cmd_predict, "classify JSONL or text lines with a student model"},
     {"generate", us_cmd_generate, "generate text with a language-model student"},
     {"cache", us_cmd_cache, "cache stats | export FILE | import FILE"},
+    {"serve", us_cmd_serve, "serve the cascade as an OpenAI-compatible endpoint"},
 };
 
 static void usage(FILE *f) {

@@ -86,6 +86,10 @@ bool us__transport_has_key(const us__transport *tr);
 /* Overwrites every occurrence of the key in s[0..n) with '*'. tr NULL is a no-op. */
 void us__transport_scrub(const us__transport *tr, char *s, size_t n);
 
+/* Adds fd (e.g. an eventfd) to the sockets us__transport_wait waits on, so another thread can
+ * wake it; the caller reads fd after the wait returns. */
+us_status us__transport_watch_fd(us__transport *tr, int fd, us_err *err);
+
 /* Transfers in flight, and whether every slot is busy. */
 int us__transport_in_flight(const us__transport *tr);
 bool us__transport_full(const us__transport *tr);

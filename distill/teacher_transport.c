@@ -328,6 +328,16 @@ void us__transport_close(us__transport *tr) {
 
 /* ---- transfers ----------------------------------------------------------------------- */
 
+us_status us__transport_watch_fd(us__transport *tr, int fd, us_err *err) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (epoll_ctl(tr->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    return us_err_set(err, US_ERR_IO, "epoll_ctl: %s", strerror(errno));
+  return US_OK;
+}
+
 int us__transport_in_flight(const us__transport *tr) {
   return tr->in_flight + (tr->batch ? us__batcher_in_flight(tr->batch) : 0);
 }

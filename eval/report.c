@@ -639,6 +639,34 @@ static us_status md_spend(const us_report *r, us_buf *o) {
   return st;
 }
 
+static us_status md_production(const us_report *r, us_buf *o) {
+  const us_report_production *p = r->production;
+  if (!p) return US_OK;
+  double agreement = p->audits ? (double)p->audits_agreeing / (double)p->audits : NAN;
+  us_status st = us_buf_printf(
+      o,
+      "\n## In production\n\n`understudy serve` answered %ld requests over %.1f hours.\n\n"
+      "| route | requests | share |\n|---|---|---|\n"
+      "| student | %ld | %.1f%% |\n| teacher | %ld | %.1f%% |\n| cache | %ld | %.1f%% |\n"
+      "| error | %ld | %.1f%% |\n\n| | US$ |\n|---|---|\n| paid to the teacher | %.4f |\n"
+      "| saved (realised) | %.4f |\n",
+      p->requests, p->hours, p->student, p->requests ? 100.0 * p->student / p->requests : 0.0,
+      p->teacher, p->requests ? 100.0 * p->teacher / p->requests : 0.0, p->cache,
+      p->requests ? 100.0 * p->cache / p->requests : 0.0, p->errors,
+      p->requests ? 100.0 * p->errors / p->requests : 0.0, p->spent_usd, p->saved_usd);
+  if (st == US_OK && isfinite(p->predicted_saved_usd))
+    st = us_buf_printf(o, "| saved (the recommended cascade's prediction) | %.4f |\n",
+                       p->predicted_saved_usd);
+  if (st == US_OK && p->audits)
+    st = us_buf_printf(o,
+                       "\nShadow audit: the teacher agreed with %ld of %ld audited student "
+                       "answers (%.1f%%).\n",
+                       p->audits_agreeing, p->audits, 100 * agreement);
+  else if (st == US_OK)
+    st = us_buf_puts(o, "\nShadow audit: no student answer was audited.\n");
+  return st;
+}
+
 us_status us_report_markdown(const us_report *r, us_buf *o, us_err *err) {
   us__headline h;
   us__report_headline_fill(r, &h);
@@ -661,6 +689,7 @@ us_status us_report_markdown(const us_report *r, us_buf *o, us_err *err) {
   if (st == US_OK) st = md_cascade(r, o);
   if (st == US_OK) st = md_cost(r, o);
   if (st == US_OK) st = md_active(r, o);
+  if (st == US_OK) st = md_production(r, o);
   if (st == US_OK) st = md_spend(r, o);
   if (st == US_OK) st = md_rest(r, o);
   if (st != US_OK) return us_err_set(err, st, "report.md: out of memory");

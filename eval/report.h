@@ -60,6 +60,19 @@ typedef struct us_report_active {
   const char *stop;              /* why labelling stopped ("max_prompts", "pool", "min_gain"), or
                                     NULL while it goes on */
 } us_report_active;
+/* `understudy serve` in the workspace: what the cascade did with real traffic. */
+typedef struct us_report_production {
+  long requests;                        /* answered (errors included) */
+  long student, teacher, cache, errors; /* by route */
+  long audits, audits_agreeing;         /* shadow audits of student answers */
+  double spent_usd;                     /* paid to the teacher while serving (audits included) */
+  double saved_usd;                     /* teacher price of what the student and cache answered */
+  double predicted_saved_usd;           /* the report's recommended cascade applied to the same
+                                           number of requests; NAN when there is no prediction */
+  double hours;                         /* from the first served request to the last */
+  us_report_series agreement;           /* x: hours since the first audit, y: the live agreement
+                                           (cumulative share of audits agreeing) */
+} us_report_production;
 /* What labelling paid, by kind, and what may have been billed without an answer. */
 typedef struct us_report_spend {
   long prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens;
@@ -95,6 +108,7 @@ typedef struct us_report {
   us_report_series train_loss, valid_loss, valid_accuracy; /* x: epoch or step */
   us_report_counts counts;
   const us_report_active *active; /* NULL unless the train prompts were labelled actively */
+  const us_report_production *production; /* NULL: the student was never served */
   const us_report_spend *spend; /* NULL: omitted */
 } us_report;
 

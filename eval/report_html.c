@@ -737,12 +737,68 @@ static us_status html_active(const us_report *r, us_buf *o, us_err *err) {
   return US_OK;
 }
 
+/* The "In production" panel: routes, money, and the live agreement over time. */
+static us_status html_production(const us_report *r, us_buf *o, us_err *err) {
+  const us_report_production *p = r->production;
+  if (!p) return US_OK;
+  us_status st = us_buf_printf(o,
+                               "<section class=\"panel\" id=\"production\"><h2>In production</h2>"
+                               "<p class=\"caption\">understudy serve answered %ld requests over "
+                               "%.1f hours.</p><table><tbody>\n",
+                               p->requests, p->hours);
+  const struct {
+    const char *name;
+    long value;
+  } routes[] = {{"answered by the student", p->student},
+                {"answered by the teacher", p->teacher},
+                {"answered from the cache", p->cache},
+                {"errors", p->errors}};
+  for (size_t i = 0; i < sizeof routes / sizeof routes[0] && st == US_OK; i++) {
+    char v[48];
+    us__report_count(v, sizeof v, (double)routes[i].value);
+    st = metric_row(o, routes[i].name, v);
+  }
+  char v[64];
+  snprintf(v, sizeof v, "$%.4f", p->spent_usd);
+  if (st == US_OK) st = metric_row(o, "paid to the teacher", v);
+  snprintf(v, sizeof v, "$%.4f", p->saved_usd);
+  if (st == US_OK) st = metric_row(o, "saved (realised)", v);
+  if (isfinite(p->predicted_saved_usd)) {
+    snprintf(v, sizeof v, "$%.4f", p->predicted_saved_usd);
+    if (st == US_OK) st = metric_row(o, "saved (the recommended cascade's prediction)", v);
+  }
+  if (p->audits)
+    snprintf(v, sizeof v, "%ld of %ld (%.1f%%)", p->audits_agreeing, p->audits,
+             100.0 * (double)p->audits_agreeing / (double)p->audits);
+  else
+    snprintf(v, sizeof v, "no audits");
+  if (st == US_OK) st = metric_row(o, "teacher agreed with audited student answers", v);
+  if (st == US_OK) st = us_buf_puts(o, "</tbody></table>\n");
+  if (st == US_OK && p->agreement.n > 1) {
+    us_svg_line line = {"live agreement", p->agreement.x, p->agreement.y,
+                        p->agreement.n,   BLUE,           false};
+    us_svg_chart c;
+    us_svg_chart_init(&c);
+    c.title = "Live agreement with the teacher (shadow audit)";
+    c.x_label = "hours since the first audit";
+    c.y_label = "agreement";
+    c.y_format = US_SVG_PERCENT;
+    c.lines = &line;
+    c.n_lines = 1;
+    st = us_svg_line_chart(o, &c, err);
+  }
+  if (st == US_OK) st = us_buf_puts(o, "</section>\n");
+  return st;
+}
+
 static us_status html_rest(const us_report *r, us_buf *o, us_err *err) {
-  us_status st = us_buf_puts(o,
-                             "<section class=\"panel\" id=\"speed\"><h2>Speed</h2><table>"
-                             "<thead><tr><th></th><th class=\"num\">latency p50</th>"
-                             "<th class=\"num\">latency p99</th><th class=\"num\">throughput"
-                             "</th></tr></thead><tbody>\n");
+  us_status st = html_production(r, o, err);
+  if (st != US_OK) return st;
+  st = us_buf_puts(o,
+                   "<section class=\"panel\" id=\"speed\"><h2>Speed</h2><table>"
+                   "<thead><tr><th></th><th class=\"num\">latency p50</th>"
+                   "<th class=\"num\">latency p99</th><th class=\"num\">throughput"
+                   "</th></tr></thead><tbody>\n");
   if (st == US_OK) st = speed_row(o, "student, one thread on this machine", &r->student_speed);
   if (st == US_OK) st = speed_row(o, "teacher, from the cache", &r->teacher_speed);
   if (st == US_OK) st = us_buf_puts(o, "</tbody></table></section>\n");

@@ -326,6 +326,25 @@ us_status us_report_json(const us_report *r, us_buf *out, us_err *err) {
   put_series(&b, training, "valid_loss", &r->valid_loss);
   put_series(&b, training, "valid_accuracy", &r->valid_accuracy);
   put_active(&b, root, r->active);
+  const us_report_production *pr = r->production;
+  cJSON *prod = section(&b, root, "production", pr != NULL);
+  if (prod) {
+    num(&b, prod, "requests", (double)pr->requests);
+    cJSON *routes = add(&b, prod, "routes", cJSON_CreateObject());
+    num(&b, routes, "student", (double)pr->student);
+    num(&b, routes, "teacher", (double)pr->teacher);
+    num(&b, routes, "cache", (double)pr->cache);
+    num(&b, routes, "error", (double)pr->errors);
+    num(&b, prod, "hours", pr->hours);
+    num(&b, prod, "spent_usd", pr->spent_usd);
+    num(&b, prod, "saved_usd", pr->saved_usd);
+    num(&b, prod, "predicted_saved_usd", pr->predicted_saved_usd);
+    num(&b, prod, "audits", (double)pr->audits);
+    num(&b, prod, "audits_agreeing", (double)pr->audits_agreeing);
+    num(&b, prod, "live_agreement",
+        pr->audits ? (double)pr->audits_agreeing / (double)pr->audits : NAN);
+    put_series(&b, prod, "agreement", &pr->agreement);
+  }
   cJSON *data = add(&b, root, "data", cJSON_CreateObject());
   num(&b, data, "prompts_train", (double)r->counts.prompts_train);
   num(&b, data, "prompts_test", (double)r->counts.prompts_test);

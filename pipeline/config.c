@@ -206,6 +206,18 @@ static const key_spec KEYS[] = {
     PKEY("quality.target_agreement", quality.target_agreement, us_quality_param_table,
          "target_agreement", 0),
     PKEY("quality.confidence", quality.confidence, us_quality_param_table, "confidence", 0),
+    SECTION("serve"),
+    PKEY("serve.threads", serve.threads, us_serve_param_table, "threads", 0),
+    PKEY("serve.threshold", serve.threshold, us_serve_param_table, "threshold", 0),
+    PKEY("serve.audit_rate", serve.audit_rate, us_serve_param_table, "audit_rate", 0),
+    PKEY("serve.drift_min_audits", serve.drift_min_audits, us_serve_param_table, "drift_min_audits",
+         0),
+    PKEY("serve.log_prompts", serve.log_prompts, us_serve_param_table, "log_prompts", 0),
+    PKEY("serve.max_body_bytes", serve.max_body_bytes, us_serve_param_table, "max_body_bytes", 0),
+    PKEY("serve.reload_check_s", serve.reload_check_s, us_serve_param_table, "reload_check_s", 0),
+    KEY("serve.model", K_STRING, serve.model, 0, 0, F_NULLABLE | F_NONEMPTY),
+    FKEY("serve.on_drift", K_STRING, serve.on_drift, us_serve_param_table, "on_drift", 0),
+    KEY("serve.api_keys_env", K_ENV_NAME, serve.api_keys_env, 0, 0, F_NULLABLE),
 };
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -249,6 +261,8 @@ void us_config_defaults(us_config *c) {
 
   us_cost_params_defaults(&c->cost);
   us_quality_params_defaults(&c->quality);
+  us_serve_params_defaults(&c->serve);
+  set_string(&c->serve.on_drift, US_SERVE_DEFAULT_ON_DRIFT);
 }
 
 void us_config_free(us_config *c) {
@@ -274,6 +288,9 @@ void us_config_free(us_config *c) {
   free(c->teacher.base_url);
   free(c->teacher.model);
   free(c->teacher.api_key_env);
+  free(c->serve.model);
+  free(c->serve.on_drift);
+  free(c->serve.api_keys_env);
   free(c->teacher.mode);
   free(c->teacher.batch_retry);
   for (int i = 0; i < c->teacher.n_headers; i++) {
@@ -1165,6 +1182,10 @@ static us_status check_quality(const void *p, us_err *err) {
   return us_quality_params_check(p, err);
 }
 
+static us_status check_serve(const void *p, us_err *err) {
+  return us_serve_params_check(p, err);
+}
+
 /* Both students are checked whatever the task, as the config always has (a classify config with
  * student.heads 5 is refused too). */
 static const check_spec CHECKS[] = {
@@ -1175,6 +1196,7 @@ static const check_spec CHECKS[] = {
     CHECK(student.lm, us_lm_train_param_table, check_lm),
     CHECK(cost, us_cost_param_table, check_cost),
     CHECK(quality, us_quality_param_table, check_quality),
+    CHECK(serve, us_serve_param_table, check_serve),
     {0, NULL, NULL, -1} /* end */
 };
 
@@ -1329,7 +1351,7 @@ us_status us_config_load(const char *path, const char *const *overrides, int n_o
   us_config_defaults(c);
   if (!c->task.instructions || !c->task.template || !c->data.text_field || !c->data.id_field ||
       !c->data.question_template || !c->data.answer_template || !c->teacher.base_url ||
-      !c->teacher.api_key_env || !c->label.strategy) {
+      !c->teacher.api_key_env || !c->label.strategy || !c->serve.on_drift) {
     us_config_free(c);
     return us_err_set(err, US_ERR_NOMEM, "out of memory loading %s", path ? path : "config");
   }

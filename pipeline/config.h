@@ -17,6 +17,7 @@
 #include "eval/cascade.h"
 #include "eval/cost.h"
 #include "pipeline/active.h"
+#include "pipeline/serve_params.h"
 #include "student/classifier.h"
 #include "student/lm.h"
 
@@ -44,6 +45,7 @@ typedef struct us_config {
 
   us_cost_params cost;       /* eval/cost.h */
   us_quality_params quality; /* eval/cascade.h */
+  us_serve_params serve;     /* pipeline/serve_params.h: the serve.* keys */
 } us_config;
 
 /* Fills every field with its default (strings NULL where there is no default string). */

@@ -12,8 +12,8 @@
 #include "core/clock.h"
 #include "distill/request.h"
 #include "pipeline/train.h"
-#include "student/classifier.h"
 #include "student/blas.h"
+#include "student/classifier.h"
 #include "student/lm.h"
 
 /* One test prompt as the eval stage saw it. */
@@ -252,14 +252,18 @@ struct us_eval_data {
   bool has_cascade;
   us_curve_point *curves[3];
   double *curve_xy[3][2];
-  cJSON *json; /* the stored predictions */
-  double *active_xy[4]; /* labels, dollars, test and validation agreement per round */
+  cJSON *json;                     /* the stored predictions */
+  double *active_xy[4];            /* labels, dollars, test and validation agreement per round */
   us_report_active active;
   char active_stop[64];
+  us_report_production production; /* `understudy serve` traffic, when there was some */
+  double *agreement_xy[2];
 };
 
 void us_eval_data_free(us_eval_data *d) {
   if (!d) return;
+  free(d->agreement_xy[0]);
+  free(d->agreement_xy[1]);
   rows_free(d->rows, d->n_rows);
   free(d->reference);
   free(d->predicted);
@@ -587,6 +591,74 @@ static us_status build_active(const us_config *c, us_cache *cache, us_eval_data 
   return US_OK;
 }
 
+#define AGREEMENT_POINTS_MAX 200
+
+/* The served rows of `understudy serve` (cache/served.c): requests by route, money, and the live
+ * agreement of the shadow audit after each audit (at most AGREEMENT_POINTS_MAX points). */
+static us_status build_production(us_cache *cache, us_eval_data *d, us_err *err) {
+  us_served_route routes[8];
+  int n_routes = 0;
+  us_status st = us_cache_served_routes(cache, routes, 8, &n_routes, err);
+  if (st || n_routes == 0) return st;
+  us_report_production *p = &d->production;
+  double first = INFINITY, last = -INFINITY;
+  for (int i = 0; i < n_routes; i++) {
+    const us_served_route *r = &routes[i];
+    if (strcmp(r->route, "audit") == 0) {
+      p->audits = (long)r->n;
+      p->audits_agreeing = (long)r->agree;
+      p->spent_usd += r->cost_usd;
+      continue;
+    }
+    long *slot = strcmp(r->route, "student") == 0   ? &p->student
+                 : strcmp(r->route, "teacher") == 0 ? &p->teacher
+                 : strcmp(r->route, "cache") == 0   ? &p->cache
+                                                    : &p->errors;
+    *slot += (long)r->n;
+    p->requests += (long)r->n;
+    p->spent_usd += r->cost_usd;
+    p->saved_usd += r->saved_usd;
+    if (r->first_at < first) first = r->first_at;
+    if (r->last_at > last) last = r->last_at;
+  }
+  p->hours = last > first ? (last - first) / 3600 : 0;
+  p->predicted_saved_usd = NAN;
+  if (d->has_cascade && d->cascade.n_points > 0) {
+    const us_cascade_point *rec = &d->cascade.points[d->cascade.recommended];
+    double answered = (double)(p->student + p->teacher + p->cache);
+    p->predicted_saved_usd = answered * (d->cost.teacher_usd_per_request - rec->usd_per_request);
+  }
+  double *at = NULL;
+  int *agree = NULL;
+  size_t n = 0;
+  st = us_cache_served_audits(cache, &at, &agree, &n, err);
+  if (!st && n > 0) {
+    size_t points = n < AGREEMENT_POINTS_MAX ? n : AGREEMENT_POINTS_MAX;
+    d->agreement_xy[0] = malloc(points * sizeof(double));
+    d->agreement_xy[1] = malloc(points * sizeof(double));
+    if (!d->agreement_xy[0] || !d->agreement_xy[1]) {
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory");
+    } else {
+      size_t k = 0;
+      long agreeing = 0;
+      for (size_t i = 0; i < n; i++) {
+        agreeing += agree[i] != 0;
+        /* the last audit of each of `points` equal slices */
+        if ((i + 1) * points / n != i * points / n && k < points) {
+          d->agreement_xy[0][k] = (at[i] - at[0]) / 3600;
+          d->agreement_xy[1][k] = (double)agreeing / (double)(i + 1);
+          k++;
+        }
+      }
+      p->agreement = (us_report_series){(int)k, d->agreement_xy[0], d->agreement_xy[1]};
+    }
+  }
+  free(at);
+  free(agree);
+  if (!st) d->report.production = p;
+  return st;
+}
+
 static us_status build_speed(us_eval_data *d, const us_cache_stats *s, us_err *err) {
   size_t n = d->n_rows;
   us_status st = json_doubles(d->json, "latency_s", d->latency, n, err);
@@ -639,6 +711,7 @@ us_status us_eval_build(const us_config *c, us_cache *cache, us_eval_data **out,
   if (!st) st = build_curves(cache, d, err);
   if (!st) st = build_speed(d, &s, err);
   if (!st) st = build_active(c, cache, d, &s, err);
+  if (!st) st = build_production(cache, d, err);
   if (st) goto fail;
   us_report *r = &d->report;
   r->run_name = c->name;

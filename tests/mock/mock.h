@@ -39,6 +39,7 @@ typedef struct mock_options {
   char *models[MOCK_MAX_LABELS]; /* accepted models; none: any model */
   int n_models;
   double answer_noise; /* fraction of answers-file entries answered with another label */
+  long disagree_after; /* -1: off; else chat answers after the first N name the next label */
   int latency_ms;
   double fault_rate;
   uint64_t fault_seed;

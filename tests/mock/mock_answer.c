@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,6 +517,16 @@ char *mock_response_build_usage(const mock_options *o, const void *request, cons
   char *answer = o->answer_text ? strdup(o->answer_text) : mock_selfinstruct_answer(o, user);
   if (!answer && text) answer = mock_answer_for(o, text);
   free(user);
+  static atomic_long answered;
+  if (answer && o->disagree_after >= 0 && atomic_fetch_add(&answered, 1) >= o->disagree_after) {
+    /* a teacher that changed its mind: the label after the usual one */
+    for (int k = 0; k < o->n_labels; k++)
+      if (strcmp(answer, o->labels[k]) == 0) {
+        free(answer);
+        answer = strdup(o->labels[(k + 1) % o->n_labels]);
+        break;
+      }
+  }
   /* response_format with a JSON schema (structured outputs): the answer as {"answer": ...} */
   const cJSON *format = cJSON_GetObjectItemCaseSensitive(req, "response_format");
   const cJSON *ftype = cJSON_GetObjectItemCaseSensitive(format, "type");

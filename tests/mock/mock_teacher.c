@@ -452,7 +452,10 @@ static void usage(FILE *f) {
           "                        labels[hash(text) %% n]\n"
           "  --answer-noise P      answer this fraction of --answers texts with another label\n"
           "                        (fixed per text: a teacher that is sometimes wrong)\n"
-          "  --models a,b          accepted models (others get 404); default any\n"
+          "  --models a,b          accepted models (others get 404); default any\n");
+  fprintf(f,
+          "  --disagree-after N    answer the label after the usual one once N chat requests\n"
+          "                        were answered (a teacher that drifts from the student)\n"
           "  --latency-ms N        delay before every chat answer (default 0)\n"
           "  --fault-rate P        probability that an attempt faults (default 0)\n"
           "  --fault-seed S        seed of the fault draw (default 1)\n"
@@ -540,6 +543,7 @@ static int parse_flags(int argc, char **argv) {
   opts.fault_seed = 1;
   opts.fault_max_per_key = 2;
   opts.timeout_delay_ms = 5000;
+  opts.disagree_after = -1;
   opts.slow_ms = 5000;
   opts.price_cached = -1;
   opts.prompt_cache_min = 1024;
@@ -596,6 +600,10 @@ static int parse_flags(int argc, char **argv) {
       char *end;
       opts.answer_noise = strtod(v, &end);
       ok = end != v && !*end && opts.answer_noise >= 0 && opts.answer_noise <= 1;
+    } else if (strcmp(a, "--disagree-after") == 0) {
+      char *end;
+      opts.disagree_after = strtol(v, &end, 10);
+      ok = end != v && !*end && opts.disagree_after >= 0;
     } else if (strcmp(a, "--latency-ms") == 0) {
       ok = parse_int(v, 0, 600000, &n), opts.latency_ms = (int)n;
     } else if (strcmp(a, "--fault-rate") == 0) {

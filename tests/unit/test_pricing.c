@@ -119,7 +119,7 @@ static void cached_price_check_should_refuse_other_negatives(void **state) {
 }
 
 /* The workspace keeps each call's kinds and every request that may have been billed without an
- * answer; a call stored without kinds (before schema 7) keeps its cost whole ("unsplit"). */
+ * answer; a call stored without kinds (before schema 6) keeps its cost whole ("unsplit"). */
 static void workspace_should_sum_spend_by_kind_and_unanswered(void **state) {
   (void)state;
   char dir[] = "/tmp/us-test-pricing.XXXXXX", path[64];

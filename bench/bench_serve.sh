@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# `understudy serve` under load (issue 11), with wrk (scripts/deps.sh bench) on loopback:
+#  1. student route: banking77 task requests (the workspace's own canonical requests, 200 of
+#     them in turn), every one answered by the student (serve.threshold 0, no audit), keep-alive,
+#     at 1..256 connections: requests/s and p50/p99 latency;
+#  2. teacher route: a request the server does not answer itself (a unique prompt each time, so
+#     never a cache hit), proxied to the mock teacher answering after MOCK_LATENCY_MS, against
+#     the same load sent to the mock directly (the passthrough baseline): the overhead at p50/p99;
+#  3. the floor: fastText's and understudy's own prediction cost per text from the classifier
+#     bench (bench/results.json), printed beside the figures.
+# Prints a Markdown table and writes bench/results_serve.json. Usage:
+#   BUILD=build DURATION=5 CONNECTIONS="1 16 64 256" bench/bench_serve.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-1 16 64 256}
+TEACHER_CONNECTIONS=${TEACHER_CONNECTIONS:-16}
+MOCK_LATENCY_MS=${MOCK_LATENCY_MS:-20}
+THREADS=${THREADS:-2}
+data=../shared/data/banking77
+command -v wrk >/dev/null || { echo "bench_serve: wrk is missing: scripts/deps.sh bench" >&2; exit 1; }
+[ -f "$data/train.csv" ] || { echo "bench_serve: $data is absent" >&2; exit 1; }
+bin=$BUILD/understudy
+mock=$BUILD/tests/us_mock_teacher
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+start_mock() { # start_mock NAME [flags]: a mock on an ephemeral port; sets PORT
+  local name=$1
+  shift
+  "$mock" --port 0 --port-file "$work/$name.port" --quiet --die-with-parent "$@" &
+  pids+=($!)
+  for _ in $(seq 200); do [ -s "$work/$name.port" ] && break; sleep 0.05; done
+  PORT=$(cat "$work/$name.port")
+}
+
+echo "bench_serve: labelling and training banking77 in $work" >&2
+python3 - "$data" "$work/answers.jsonl" <<'PY'
+import csv, json, sys
+with open(sys.argv[2], "w") as out:
+    for name in ("train.csv", "test.csv"):
+        with open(f"{sys.argv[1]}/{name}", newline="") as f:
+            for row in csv.DictReader(f):
+                out.write(json.dumps({"text": row["text"], "answer": row["category"]}) + "\n")
+PY
+tpl=$'Classify this message into one of: {labels}.\nAnswer with the label only.\n\nMessage:\n{text}'
+start_mock label --answers "$work/answers.jsonl" --template "$tpl"
+port=$PORT
+sets=(--set "output=\"$work/out\"" --set "teacher.base_url=\"http://127.0.0.1:$port/v1\"")
+"$bin" run configs/banking77.json "${sets[@]}" --quiet >"$work/run.log" 2>&1 ||
+  { tail "$work/run.log" >&2; exit 1; }
+
+# wrk scripts: the task requests in turn (student route), and unique other requests (teacher)
+sqlite3 "$work/out/understudy.db" "SELECT request FROM calls LIMIT 200;" >"$work/bodies.txt"
+cat >"$work/student.lua" <<LUA
+local bodies = {}
+for line in io.lines("$work/bodies.txt") do bodies[#bodies + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("POST", "/v1/chat/completions", {["Content-Type"] = "application/json"},
+                    bodies[(i % #bodies) + 1])
+end
+LUA
+cat >"$work/teacher.lua" <<'LUA'
+local i, id = 0, 0
+setup = function(thread) id = id + 1; thread:set("id", id) end
+request = function()
+  i = i + 1
+  local body = string.format(
+    '{"model":"mock-teacher","messages":[{"role":"user","content":"bench prompt %d-%d-%f"}]}',
+    id or 0, i, os.clock())
+  return wrk.format("POST", "/v1/chat/completions", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+
+# cpu_ticks PID: user + system clock ticks the process has used
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# run_wrk URL CONNS SCRIPT: "rps p50_ms p99_ms" from wrk --latency
+run_wrk() {
+  local threads=$THREADS
+  [ "$2" -lt "$threads" ] && threads=$2
+  wrk -t"$threads" -c"$2" -d"${DURATION}s" --latency -s "$3" "$1" >"$work/wrk.out" 2>&1 || true
+  awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Requests\/sec/ { rps = $2 }
+    / requests in / { total = $1 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx/ { bad = $NF }
+    END { printf "%s %s %s %s %s\n", rps, p50, p99, bad + 0, total + 0 }' "$work/wrk.out"
+}
+
+serve() { # serve NAME [--set ...]: starts the server; sets PORT
+  local name=$1
+  shift
+  "$bin" serve configs/banking77.json "${sets[@]}" --port 0 --port-file "$work/$name.port" \
+    --set serve.threads="$THREADS" --set serve.audit_rate=0 --set serve.log_prompts=false "$@" \
+    --quiet 2>"$work/$name.err" &
+  pids+=($!)
+  for _ in $(seq 300); do [ -s "$work/$name.port" ] && break; sleep 0.05; done
+  PORT=$(cat "$work/$name.port")
+}
+
+echo "bench_serve: student route" >&2
+serve student --set serve.threshold=0
+sport=$PORT
+spid=${pids[-1]}
+hz=$(getconf CLK_TCK)
+curl -sf -D - -o /dev/null -H 'Content-Type: application/json' --data-binary "$(head -n1 "$work/bodies.txt")" \
+  "http://127.0.0.1:$sport/v1/chat/completions" | grep -qi 'x-understudy-route: student' ||
+  { echo "bench_serve: the student did not answer" >&2; exit 1; }
+student_rows=()
+for c in $CONNECTIONS; do
+  t0=$(cpu_ticks "$spid")
+  read -r rps p50 p99 bad total < <(run_wrk "http://127.0.0.1:$sport" "$c" "$work/student.lua")
+  t1=$(cpu_ticks "$spid")
+  cpu_us=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$total" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')
+  student_rows+=("$c $rps $p50 $p99 $bad $cpu_us")
+done
+
+echo "bench_serve: teacher route (mock latency ${MOCK_LATENCY_MS} ms)" >&2
+start_mock slow --latency-ms "$MOCK_LATENCY_MS"
+mport=$PORT
+serve teacher --set serve.threshold=1 --set "teacher.base_url=\"http://127.0.0.1:$mport/v1\"" \
+  --set teacher.concurrency=256 --set teacher.budget_usd=1000
+tport=$PORT
+read -r d_rps d_p50 d_p99 d_bad _ < <(run_wrk "http://127.0.0.1:$mport" "$TEACHER_CONNECTIONS" "$work/teacher.lua")
+read -r t_rps t_p50 t_p99 t_bad _ < <(run_wrk "http://127.0.0.1:$tport" "$TEACHER_CONNECTIONS" "$work/teacher.lua")
+
+ft=$(python3 -c 'import json
+ds = json.load(open("bench/results.json"))["datasets"]
+b = [x for x in ds if x.get("dataset") == "banking77"][0]
+keep = ("predict_per_sec", "predict_p50_us", "predict_p99_us", "predict_cpu_us_per_text")
+print(json.dumps({w: {k: b[w][k] for k in keep} for w in ("understudy", "fasttext")}))' 2>/dev/null || echo '{}')
+cat >"$work/floor.py" <<'PY'
+import json, sys
+d = json.load(sys.stdin)
+print("| | predictions/s (1 thread) | p50 us | p99 us | CPU us per text |")
+print("|---|---|---|---|---|")
+for w in ("understudy", "fasttext"):
+    if w in d:
+        x = d[w]
+        print("| %s predict | %.0f | %.1f | %.1f | %.1f |" % (w, x["predict_per_sec"], x["predict_p50_us"],
+              x["predict_p99_us"], x["predict_cpu_us_per_text"]))
+PY
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+  echo "### understudy serve, banking77 ($(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $cpu; load $load)"
+  echo
+  echo "Student route (serve.threshold 0, serve.threads $THREADS, wrk -t$THREADS keep-alive, ${DURATION} s each):"
+  echo
+  echo "| connections | requests/s | p50 ms | p99 ms | non-2xx | server CPU us/request |"
+  echo "|---|---|---|---|---|---|"
+  for row in "${student_rows[@]}"; do
+    read -r c rps p50 p99 bad cpu_us <<<"$row"
+    echo "| $c | $rps | $p50 | $p99 | $bad | $cpu_us |"
+  done
+  echo
+  echo "Teacher route ($TEACHER_CONNECTIONS connections, mock answering after ${MOCK_LATENCY_MS} ms, unique prompts):"
+  echo
+  echo "| | requests/s | p50 ms | p99 ms | non-2xx |"
+  echo "|---|---|---|---|---|"
+  echo "| the mock directly (passthrough baseline) | $d_rps | $d_p50 | $d_p99 | $d_bad |"
+  echo "| through understudy serve | $t_rps | $t_p50 | $t_p99 | $t_bad |"
+  awk -v a="$t_p50" -v b="$d_p50" -v c="$t_p99" -v d="$d_p99" \
+    'BEGIN { printf "| overhead | | %.3f | %.3f | |\n", a - b, c - d }'
+  echo
+  echo "The floor, from the classifier bench (bench/results.json, one process, one text at a time):"
+  echo
+  printf '%s' "$ft" | python3 "$work/floor.py"
+} | tee "$work/table.md"
+python3 - "$work/table.md" <<PY
+import json, sys
+rows = [r.split() for r in """$(printf '%s\n' "${student_rows[@]}")""".strip().splitlines()]
+out = {"schema": 1, "date": "$(date -u '+%Y-%m-%dT%H:%MZ')", "cores": $(nproc), "cpu": "$cpu",
+       "load": "$load", "duration_s": $DURATION, "threads": $THREADS,
+       "student": [{"connections": int(c), "rps": float(r), "p50_ms": float(a), "p99_ms": float(b),
+                    "non_2xx": int(n), "server_cpu_us_per_request": float(u)} for c, r, a, b, n, u in rows],
+       "teacher": {"connections": $TEACHER_CONNECTIONS, "mock_latency_ms": $MOCK_LATENCY_MS,
+                   "direct": {"rps": float("$d_rps" or 0), "p50_ms": float("$d_p50" or 0), "p99_ms": float("$d_p99" or 0)},
+                   "served": {"rps": float("$t_rps" or 0), "p50_ms": float("$t_p50" or 0), "p99_ms": float("$t_p99" or 0)}},
+       "classifier_bench_banking77": json.loads('''$ft''' or "{}")}
+json.dump(out, open("bench/results_serve.json", "w"), indent=1)
+PY
+echo "bench_serve: wrote bench/results_serve.json" >&2

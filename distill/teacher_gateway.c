@@ -1,0 +1,325 @@
+/* The teacher gateway (distill/teacher_gateway.h): requests submitted from any thread, sent on
+ * one thread through the labelling transport, retried and paid for under the same rules. A
+ * submitted request waits in a queue; an eventfd wakes the thread out of the transport's wait. */
+#include "distill/teacher_gateway.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "distill/teacher_int.h"
+
+#define BACKOFF_BASE_S 0.5
+#define BACKOFF_CAP_S 30.0
+#define RETRY_AFTER_CAP_S 60.0
+#define PROMPT_BOUND_FIXED_TOKENS 64
+
+typedef struct gw_job {
+  struct gw_job *next;
+  char *body;
+  size_t len;
+  us_teacher_reply_fn done;
+  void *user;
+  double submitted, not_before;
+  int attempts;
+} gw_job;
+
+struct us_teacher_gateway {
+  const us_teacher_params *params;
+  us__transport *transport;
+  pthread_t thread;
+  bool thread_started;
+  int wake_fd;
+  pthread_mutex_t lock; /* incoming, closing, spent */
+  gw_job *incoming;     /* submitted, not yet seen by the thread (LIFO; reordered on intake) */
+  bool closing;
+  double spent_usd;
+  /* the thread's own */
+  gw_job *waiting; /* ready or backing off, in submission order */
+  us__bucket requests, tokens;
+  us_rng rng;
+};
+
+static void wake(us_teacher_gateway *g) {
+  uint64_t one = 1;
+  ssize_t n = write(g->wake_fd, &one, sizeof one);
+  (void)n; /* a full counter already wakes the thread */
+}
+
+static void reply_and_free(us_teacher_gateway *g, gw_job *j, us_teacher_reply *r) {
+  (void)g;
+  r->attempts = j->attempts;
+  r->latency_ms = (us_now() - j->submitted) * 1000;
+  j->done(j->user, r);
+  free(r->body);
+  free(j->body);
+  free(j);
+}
+
+static void fail_job(us_teacher_gateway *g, gw_job *j, us_status st, long http, const char *prefix,
+                     const char *why) {
+  us_teacher_reply r;
+  memset(&r, 0, sizeof r);
+  r.status = st;
+  r.http_status = http;
+  snprintf(r.message, sizeof r.message, "%s%.400s", prefix, why);
+  reply_and_free(g, j, &r);
+}
+
+static void retry_or_fail(us_teacher_gateway *g, gw_job *j, const us__resp_headers *h, long http,
+                          const char *why, double now) {
+  if (j->attempts > g->params->max_retries) {
+    fail_job(g, j, US_ERR_HTTP, http, "the teacher failed after every retry: ", why);
+    return;
+  }
+  double wait = h ? us_retry_after_parse(h->retry_after, h->retry_after_ms, us_epoch()) : -1;
+  if (wait < 0)
+    wait =
+        us_backoff_delay(j->attempts - 1, BACKOFF_BASE_S, BACKOFF_CAP_S, us_rng_uniform(&g->rng));
+  if (wait > RETRY_AFTER_CAP_S) wait = RETRY_AFTER_CAP_S;
+  j->not_before = now + wait;
+  j->next = g->waiting;
+  g->waiting = j;
+}
+
+static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_result *r) {
+  us_teacher_reply rep;
+  memset(&rep, 0, sizeof rep);
+  /* priced as labelling prices a call (cached input and reasoning by kind) */
+  us_usage u;
+  us_response_usage(r->body, &u);
+  /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
+  if (u.prompt_tokens < 0) u.prompt_tokens = (int)(j->len + PROMPT_BOUND_FIXED_TOKENS);
+  if (u.completion_tokens < 0) u.completion_tokens = g->params->max_tokens;
+  if (u.cached_tokens < 0) u.cached_tokens = 0;
+  if (u.reasoning_tokens < 0) u.reasoning_tokens = 0;
+  us_call_cost cost;
+  us_teacher_call_cost(g->params, &u, &cost);
+  rep.prompt_tokens = u.prompt_tokens;
+  rep.completion_tokens = u.completion_tokens;
+  rep.cost_usd = cost.total_usd;
+  pthread_mutex_lock(&g->lock);
+  g->spent_usd += rep.cost_usd;
+  pthread_mutex_unlock(&g->lock);
+  rep.status = US_OK;
+  rep.http_status = 200;
+  rep.body = malloc(r->body_len + 1);
+  if (rep.body) {
+    memcpy(rep.body, r->body, r->body_len + 1);
+    rep.body_len = r->body_len;
+  } else {
+    rep.status = US_ERR_NOMEM;
+    snprintf(rep.message, sizeof rep.message, "out of memory copying the teacher's answer");
+  }
+  reply_and_free(g, j, &rep);
+}
+
+static void on_done(void *user, const us__transfer_result *r, double now) {
+  us_teacher_gateway *g = user;
+  gw_job *j = r->job;
+  if (!r->answered) {
+    retry_or_fail(g, j, r->headers, 0, r->error, now);
+    return;
+  }
+  long code = r->http_status;
+  if (code == 200) {
+    char *content = NULL;
+    int pt, ct;
+    us_err e = {0};
+    if (us_response_parse(r->body, NULL, 0, &content, &pt, &ct, NULL, NULL, &e)) {
+      retry_or_fail(g, j, r->headers, 200, e.msg, now);
+      return;
+    }
+    free(content);
+    answered_ok(g, j, r);
+    return;
+  }
+  if (code == 408 || code == 409 || code == 429 || code >= 500) {
+    char why[64];
+    snprintf(why, sizeof why, "HTTP %ld", code);
+    retry_or_fail(g, j, r->headers, code, why, now);
+    return;
+  }
+  /* any other answer goes back to the client as the teacher gave it */
+  us_teacher_reply rep;
+  memset(&rep, 0, sizeof rep);
+  rep.status = US_ERR_TEACHER;
+  rep.http_status = code;
+  snprintf(rep.message, sizeof rep.message, "the teacher answered HTTP %ld", code);
+  rep.body = malloc(r->body_len + 1);
+  if (rep.body) {
+    memcpy(rep.body, r->body, r->body_len + 1);
+    rep.body_len = r->body_len;
+  }
+  reply_and_free(g, j, &rep);
+}
+
+/* Moves submitted jobs to the end of the waiting list, in submission order. */
+static bool intake(us_teacher_gateway *g) {
+  pthread_mutex_lock(&g->lock);
+  gw_job *in = g->incoming;
+  g->incoming = NULL;
+  bool closing = g->closing;
+  pthread_mutex_unlock(&g->lock);
+  gw_job *rev = NULL;
+  while (in) {
+    gw_job *n = in->next;
+    in->next = rev;
+    rev = in;
+    in = n;
+  }
+  gw_job **tail = &g->waiting;
+  while (*tail) tail = &(*tail)->next;
+  *tail = rev;
+  return closing;
+}
+
+/* Starts every waiting job whose time has come while a slot, the rate limits and the budget
+ * allow; returns the seconds until the next one could start. */
+static double start_ready(us_teacher_gateway *g, double now) {
+  double wake_in = 0.1;
+  gw_job **pp = &g->waiting;
+  while (*pp) {
+    gw_job *j = *pp;
+    if (j->not_before > now) {
+      if (j->not_before - now < wake_in) wake_in = j->not_before - now;
+      pp = &j->next;
+      continue;
+    }
+    if (us__transport_full(g->transport)) break;
+    if (us_teacher_gateway_budget_reached(g)) {
+      *pp = j->next;
+      char why[160];
+      snprintf(why, sizeof why, "$%.4f of $%.4f spent; raise teacher.budget_usd",
+               us_teacher_gateway_spent(g), g->params->budget_usd);
+      fail_job(g, j, US_ERR_BUDGET, 0, "the teacher budget is reached: ", why);
+      continue;
+    }
+    double need = (double)j->len / 4 + g->params->max_tokens;
+    double w = us__bucket_wait(&g->requests, 1, now);
+    double wt = us__bucket_wait(&g->tokens, need, now);
+    if (wt > w) w = wt;
+    if (w > 0) {
+      if (w < wake_in) wake_in = w;
+      break;
+    }
+    us_err err = {0};
+    if (us__transport_start(g->transport, j, j->body, j->len, now, &err)) {
+      *pp = j->next;
+      fail_job(g, j, US_ERR_HTTP, 0, "", err.msg);
+      continue;
+    }
+    us__bucket_take(&g->requests, 1);
+    us__bucket_take(&g->tokens, need);
+    j->attempts++;
+    *pp = j->next;
+  }
+  return wake_in;
+}
+
+static void *gateway_main(void *arg) {
+  us_teacher_gateway *g = arg;
+  for (;;) {
+    bool closing = intake(g);
+    if (closing && !g->waiting && us__transport_in_flight(g->transport) == 0) break;
+    double wake_in = start_ready(g, us_now());
+    us__transport_wait(g->transport, wake_in);
+    uint64_t count;
+    while (read(g->wake_fd, &count, sizeof count) > 0) {
+    }
+    us__transport_collect(g->transport, on_done, g);
+  }
+  return NULL;
+}
+
+us_status us_teacher_gateway_open(const us_teacher_params *p, double spent_usd,
+                                  us_teacher_gateway **out, us_err *err) {
+  *out = NULL;
+  us_teacher_gateway *g = calloc(1, sizeof *g);
+  if (!g) return us_err_set(err, US_ERR_NOMEM, "out of memory");
+  g->params = p;
+  g->spent_usd = spent_usd;
+  g->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  pthread_mutex_init(&g->lock, NULL);
+  us_rng_seed(&g->rng, (uint64_t)(us_epoch() * 1e6));
+  double now = us_now();
+  us__bucket_init(&g->requests, p->requests_per_minute, now);
+  us__bucket_init(&g->tokens, p->tokens_per_minute, now);
+  us_status st = US_OK;
+  if (g->wake_fd < 0) st = us_err_set(err, US_ERR_IO, "eventfd: %s", strerror(errno));
+  if (!st) st = us__transport_open(p, p->concurrency, &g->transport, err);
+  if (!st) st = us__transport_watch_fd(g->transport, g->wake_fd, err);
+  if (!st && pthread_create(&g->thread, NULL, gateway_main, g) != 0)
+    st = us_err_set(err, US_ERR_INTERNAL, "cannot start the teacher thread");
+  if (st) {
+    us_teacher_gateway_close(g);
+    return st;
+  }
+  g->thread_started = true;
+  *out = g;
+  return US_OK;
+}
+
+void us_teacher_gateway_close(us_teacher_gateway *g) {
+  if (!g) return;
+  if (g->thread_started) {
+    pthread_mutex_lock(&g->lock);
+    g->closing = true;
+    pthread_mutex_unlock(&g->lock);
+    wake(g);
+    pthread_join(g->thread, NULL);
+  }
+  us__transport_close(g->transport);
+  if (g->wake_fd >= 0) close(g->wake_fd);
+  pthread_mutex_destroy(&g->lock);
+  free(g);
+}
+
+us_status us_teacher_gateway_submit(us_teacher_gateway *g, const char *body, size_t len,
+                                    us_teacher_reply_fn done, void *user) {
+  gw_job *j = calloc(1, sizeof *j);
+  char *copy = malloc(len + 1);
+  if (!j || !copy) {
+    free(j);
+    free(copy);
+    return US_ERR_NOMEM;
+  }
+  memcpy(copy, body, len);
+  copy[len] = '\0';
+  j->body = copy;
+  j->len = len;
+  j->done = done;
+  j->user = user;
+  j->submitted = us_now();
+  pthread_mutex_lock(&g->lock);
+  if (g->closing) {
+    pthread_mutex_unlock(&g->lock);
+    free(copy);
+    free(j);
+    return US_ERR_STATE;
+  }
+  j->next = g->incoming;
+  g->incoming = j;
+  pthread_mutex_unlock(&g->lock);
+  wake(g);
+  return US_OK;
+}
+
+double us_teacher_gateway_spent(us_teacher_gateway *g) {
+  pthread_mutex_lock(&g->lock);
+  double s = g->spent_usd;
+  pthread_mutex_unlock(&g->lock);
+  return s;
+}
+
+bool us_teacher_gateway_budget_reached(us_teacher_gateway *g) {
+  return us_teacher_gateway_spent(g) >= g->params->budget_usd;
+}

@@ -1,0 +1,55 @@
+/* The teacher client for one request at a time, from any thread: what `understudy serve` sends
+ * to the teacher (requests it does not answer itself, and shadow audits). One thread drives the
+ * same transport as labelling (teacher_transport.c) with the same policy: retries with backoff
+ * and Retry-After, the per-minute rate limits, and the hard budget (teacher.budget_usd, counted
+ * from what the workspace already spent). Nothing here touches the workspace: the caller stores
+ * what it wants from the reply. */
+#ifndef US_DISTILL_TEACHER_GATEWAY_H
+#define US_DISTILL_TEACHER_GATEWAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/status.h"
+#include "distill/teacher.h"
+
+typedef struct us_teacher_gateway us_teacher_gateway;
+
+/* What came back for one request. */
+typedef struct us_teacher_reply {
+  us_status status; /* US_OK: the teacher answered 200; US_ERR_BUDGET: refused before sending;
+                       US_ERR_TEACHER: it answered another status (body and http_status hold
+                       its answer); US_ERR_HTTP: unreachable or timed out after every retry */
+  long http_status; /* the teacher's last status, 0 if none */
+  char *body;       /* the teacher's last body (scrubbed of the key), or NULL; owned by the
+                       reply until the callback returns: take it by setting it to NULL */
+  size_t body_len;
+  int prompt_tokens, completion_tokens; /* billed (upper bounds when the body had no usage) */
+  double cost_usd;                      /* what this request cost (0 unless status is US_OK) */
+  double latency_ms;                    /* submit to reply, retries included */
+  int attempts;
+  char message[512]; /* not US_OK: why, for a log line or an error object (no key in it) */
+} us_teacher_reply;
+
+/* Called once per submitted request, on the gateway's thread; must not block for long. */
+typedef void (*us_teacher_reply_fn)(void *user, us_teacher_reply *reply);
+
+/* Opens the transport for p (key from $p->api_key_env, as labelling does) and starts the
+ * gateway's thread. spent_usd: what the workspace has already spent (counts against
+ * p->budget_usd). The gateway keeps a pointer to p, which must outlive it. */
+us_status us_teacher_gateway_open(const us_teacher_params *p, double spent_usd,
+                                  us_teacher_gateway **out, us_err *err);
+/* Finishes every request already submitted (each gets its callback), then stops the thread,
+ * closes the transport and frees g. NULL is a no-op. */
+void us_teacher_gateway_close(us_teacher_gateway *g);
+
+/* Queues body[0..len) (copied) for the teacher; done(user, reply) follows exactly once, on the
+ * gateway's thread. Returns US_ERR_NOMEM or US_ERR_STATE (closing) without calling done. */
+us_status us_teacher_gateway_submit(us_teacher_gateway *g, const char *body, size_t len,
+                                    us_teacher_reply_fn done, void *user);
+
+/* Dollars paid through this gateway plus spent_usd at open; whether the budget is reached. */
+double us_teacher_gateway_spent(us_teacher_gateway *g);
+bool us_teacher_gateway_budget_reached(us_teacher_gateway *g);
+
+#endif

@@ -1,0 +1,187 @@
+/* The log thread: served rows, teacher answers and the train prompts they make are queued by the
+ * request threads and written to the workspace in batches, so no request waits on SQLite. The
+ * teacher's answers also sit in a small table of recent answers until written, so an exact
+ * repeat is a cache hit even before its row is on disk. */
+#include "core/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "distill/prompts.h"
+#include "serve/serve_int.h"
+
+#define LOG_BATCH_WAIT_MS 200
+#define LOG_QUEUE_MAX 200000 /* rows queued at most; past it rows are dropped (and counted) */
+
+void us__log_item_free(us__log_item *it) {
+  free(it->prompt);
+  free(it->answer);
+  free(it->call.request);
+  free(it->call.response);
+  free(it->text);
+  free(it->label);
+  free(it->target_text);
+  memset(it, 0, sizeof *it);
+}
+
+static us__recent *recent_slot(us__server *s, const char *key) {
+  char head[4] = {key[0], key[1], key[2], 0};
+  return &s->recent[strtoul(head, NULL, 16) % US__RECENT_SLOTS];
+}
+
+/* The teacher's answer as a train prompt of the task with its target. */
+static us_status store_prompt(us__server *s, const us__log_item *it, us_err *err) {
+  char *norm = us_prompt_normalize(it->text);
+  if (!norm) return us_err_set(err, US_ERR_NOMEM, "out of memory");
+  char hash[65];
+  us_prompt_hash(norm, hash);
+  free(norm);
+  int64_t id = 0;
+  bool inserted = false;
+  us_status st = us_cache_prompt_add(s->cache, hash, it->text, NULL, "serve", US_SPLIT_TRAIN,
+                                     &inserted, &id, err);
+  if (st) return st;
+  us_target t;
+  memset(&t, 0, sizeof t);
+  memcpy(t.key, it->call.key, 65);
+  t.prompt_id = id;
+  t.text = it->target_text ? it->target_text : "";
+  bool classify = s->config->task.type == US_TASK_CLASSIFY;
+  t.label = classify ? it->label : NULL;
+  t.status = (classify && !it->label) || !it->target_text ? US_TARGET_UNPARSED : US_TARGET_OK;
+  return us_cache_target_put(s->cache, &t, err);
+}
+
+static void write_batch(us__server *s, us__log_item *items, size_t n) {
+  us_err err = {0};
+  pthread_mutex_lock(&s->db_lock);
+  bool any_call = false;
+  for (size_t i = 0; i < n; i++) any_call |= items[i].store_call;
+  if (any_call) {
+    us_status st = us_cache_begin(s->cache, &err);
+    for (size_t i = 0; i < n && !st; i++) {
+      if (!items[i].store_call) continue;
+      st = us_cache_call_put(s->cache, &items[i].call, NULL, &err);
+      if (!st && items[i].store_prompt) st = store_prompt(s, &items[i], &err);
+    }
+    if (!st) st = us_cache_commit(s->cache, &err);
+    if (st) {
+      us_cache_rollback(s->cache, NULL);
+      us_log(US_LOG_WARN, "serve: could not store the teacher's answers: %s", err.msg);
+    }
+  }
+  us_served_row *rows = malloc((n ? n : 1) * sizeof *rows);
+  if (rows) {
+    for (size_t i = 0; i < n; i++) rows[i] = items[i].row;
+    if (us_cache_served_add(s->cache, rows, n, &err))
+      us_log(US_LOG_WARN, "serve: could not log %zu served requests: %s", n, err.msg);
+    free(rows);
+  }
+  pthread_mutex_unlock(&s->db_lock);
+  /* the answers are on disk: the recent table no longer needs them */
+  pthread_mutex_lock(&s->recent_lock);
+  for (size_t i = 0; i < n; i++) {
+    if (!items[i].store_call) continue;
+    us__recent *r = recent_slot(s, items[i].call.key);
+    if (strcmp(r->key, items[i].call.key) == 0) {
+      free(r->body);
+      r->body = NULL;
+      r->key[0] = '\0';
+    }
+  }
+  pthread_mutex_unlock(&s->recent_lock);
+}
+
+static void *log_main(void *arg) {
+  us__server *s = arg;
+  pthread_mutex_lock(&s->log_lock);
+  for (;;) {
+    if (s->log_n == 0 && !s->log_stop) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += LOG_BATCH_WAIT_MS * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      pthread_cond_timedwait(&s->log_cond, &s->log_lock, &ts);
+    }
+    if (s->log_n == 0 && s->log_stop) break;
+    us__log_item *items = s->log_items;
+    size_t n = s->log_n;
+    s->log_items = NULL;
+    s->log_n = s->log_cap = 0;
+    pthread_mutex_unlock(&s->log_lock);
+    if (n) write_batch(s, items, n);
+    for (size_t i = 0; i < n; i++) us__log_item_free(&items[i]);
+    free(items);
+    pthread_mutex_lock(&s->log_lock);
+  }
+  pthread_mutex_unlock(&s->log_lock);
+  return NULL;
+}
+
+us_status us__log_start(us__server *s, us_err *err) {
+  if (pthread_create(&s->log_thread, NULL, log_main, s) != 0)
+    return us_err_set(err, US_ERR_INTERNAL, "cannot start the log thread: %s", strerror(errno));
+  s->log_started = true;
+  return US_OK;
+}
+
+void us__log_stop(us__server *s) {
+  if (!s->log_started) return;
+  pthread_mutex_lock(&s->log_lock);
+  s->log_stop = true;
+  pthread_cond_signal(&s->log_cond);
+  pthread_mutex_unlock(&s->log_lock);
+  pthread_join(s->log_thread, NULL);
+  s->log_started = false;
+  if (s->log_dropped)
+    us_log(US_LOG_WARN, "serve: %llu log rows were dropped (the workspace could not keep up)",
+           (unsigned long long)s->log_dropped);
+}
+
+void us__log_push(us__server *s, us__log_item *item) {
+  item->row.prompt = item->prompt;
+  item->row.answer = item->answer;
+  pthread_mutex_lock(&s->log_lock);
+  if (s->log_n == s->log_cap) {
+    size_t cap = s->log_cap ? s->log_cap * 2 : 256;
+    us__log_item *grown =
+        s->log_n < LOG_QUEUE_MAX ? realloc(s->log_items, cap * sizeof *grown) : NULL;
+    if (!grown) {
+      s->log_dropped++;
+      pthread_mutex_unlock(&s->log_lock);
+      us__log_item_free(item);
+      return;
+    }
+    s->log_items = grown;
+    s->log_cap = cap;
+  }
+  s->log_items[s->log_n++] = *item;
+  /* a teacher answer is written at once (it was paid for); plain rows wait for the batch */
+  if (item->store_call) pthread_cond_signal(&s->log_cond);
+  pthread_mutex_unlock(&s->log_lock);
+  memset(item, 0, sizeof *item);
+}
+
+void us__recent_put(us__server *s, const char *key, const char *body) {
+  char *copy = us_strdup(body);
+  if (!copy) return;
+  pthread_mutex_lock(&s->recent_lock);
+  us__recent *r = recent_slot(s, key);
+  free(r->body);
+  r->body = copy;
+  memcpy(r->key, key, 65);
+  pthread_mutex_unlock(&s->recent_lock);
+}
+
+char *us__recent_get(us__server *s, const char *key) {
+  pthread_mutex_lock(&s->recent_lock);
+  us__recent *r = recent_slot(s, key);
+  char *copy = r->body && strcmp(r->key, key) == 0 ? us_strdup(r->body) : NULL;
+  pthread_mutex_unlock(&s->recent_lock);
+  return copy;
+}

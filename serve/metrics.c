@@ -1,0 +1,108 @@
+/* /metrics in Prometheus's text format: requests and latency by route, money, the live
+ * agreement of the audit and the threshold in force. Counters are atomics bumped by the request
+ * threads; the text is built on demand. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/buf.h"
+#include "serve/serve_int.h"
+
+const char *const us__route_names[US__ROUTE_COUNT] = {"student", "teacher", "cache", "error"};
+const double us__hist_bounds[US__HIST_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,  0.005,
+                                                  0.01,   0.025,   0.05,   0.1,   0.25,    0.5,
+                                                  1,      2.5,     5,      10,    INFINITY};
+
+void us__metrics_observe(us__server *s, int route, double seconds) {
+  atomic_fetch_add(&s->requests[route], 1);
+  int b = 0;
+  while (b < US__HIST_BUCKETS - 1 && seconds > us__hist_bounds[b]) b++;
+  atomic_fetch_add(&s->hist[route][b], 1);
+  atomic_fetch_add(&s->hist_sum_us[route], (int_fast64_t)(seconds * 1e6));
+}
+
+void us__money_add(us__server *s, double spent, double saved) {
+  pthread_mutex_lock(&s->money_lock);
+  s->spent_usd += spent;
+  s->saved_usd += saved;
+  pthread_mutex_unlock(&s->money_lock);
+}
+
+static void gauge(us_buf *b, const char *name, const char *help, double v) {
+  /* Prometheus spells the missing value NaN */
+  if (isnan(v))
+    us_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s NaN\n", name, help, name, name);
+  else
+    us_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.12g\n", name, help, name, name, v);
+}
+
+char *us__metrics_text(us__server *s) {
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_buf_puts(&b,
+              "# HELP understudy_requests_total Requests answered, by route (student, teacher, "
+              "cache, error).\n# TYPE understudy_requests_total counter\n");
+  for (int r = 0; r < US__ROUTE_COUNT; r++)
+    us_buf_printf(&b, "understudy_requests_total{route=\"%s\"} %lld\n", us__route_names[r],
+                  (long long)atomic_load(&s->requests[r]));
+  us_buf_puts(&b,
+              "# HELP understudy_request_duration_seconds Time from the request's arrival to its "
+              "response, by route.\n# TYPE understudy_request_duration_seconds histogram\n");
+  for (int r = 0; r < US__ROUTE_COUNT; r++) {
+    long long cum = 0;
+    for (int i = 0; i < US__HIST_BUCKETS; i++) {
+      cum += (long long)atomic_load(&s->hist[r][i]);
+      if (isinf(us__hist_bounds[i]))
+        us_buf_printf(&b,
+                      "understudy_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lld\n",
+                      us__route_names[r], cum);
+      else
+        us_buf_printf(&b,
+                      "understudy_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lld\n",
+                      us__route_names[r], us__hist_bounds[i], cum);
+    }
+    us_buf_printf(&b, "understudy_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+                  us__route_names[r], (double)atomic_load(&s->hist_sum_us[r]) / 1e6);
+    us_buf_printf(&b, "understudy_request_duration_seconds_count{route=\"%s\"} %lld\n",
+                  us__route_names[r], cum);
+  }
+  pthread_mutex_lock(&s->money_lock);
+  double spent = s->spent_usd, saved = s->saved_usd;
+  pthread_mutex_unlock(&s->money_lock);
+  us_buf_printf(&b,
+                "# HELP understudy_teacher_spent_usd_total Dollars paid to the teacher while "
+                "serving (audits included).\n# TYPE understudy_teacher_spent_usd_total counter\n"
+                "understudy_teacher_spent_usd_total %.10f\n",
+                spent);
+  us_buf_printf(&b,
+                "# HELP understudy_saved_usd_total Dollars saved against sending every request to "
+                "the teacher.\n# TYPE understudy_saved_usd_total counter\n"
+                "understudy_saved_usd_total %.10f\n",
+                saved);
+  int64_t n = 0, agreeing = 0;
+  double agreement, low;
+  us__audit_live(s, &n, &agreeing, &agreement, &low);
+  us_buf_printf(&b,
+                "# HELP understudy_audits_total Student answers audited by the teacher since the "
+                "student was loaded.\n# TYPE understudy_audits_total counter\n"
+                "understudy_audits_total %lld\n"
+                "# HELP understudy_audit_agreements_total Audits where the teacher agreed.\n"
+                "# TYPE understudy_audit_agreements_total counter\n"
+                "understudy_audit_agreements_total %lld\n",
+                (long long)n, (long long)agreeing);
+  gauge(&b, "understudy_live_agreement",
+        "Share of audited student answers the teacher agreed with.", agreement);
+  gauge(&b, "understudy_live_agreement_lower_bound",
+        "One-sided Wilson lower bound of the live agreement at quality.confidence.", low);
+  gauge(&b, "understudy_target_agreement", "quality.target_agreement.",
+        s->config->quality.target_agreement);
+  gauge(&b, "understudy_threshold",
+        "Confidence at or above which the student answers (above 1: never).", s->threshold);
+  gauge(&b, "understudy_drift", "1 when drift switched every request to the teacher.",
+        atomic_load(&s->drifted) ? 1 : 0);
+  gauge(&b, "understudy_student_reloads", "Students swapped in since the server started.",
+        (double)atomic_load(&s->reloads));
+  gauge(&b, "understudy_requests_in_flight", "Requests being answered.",
+        (double)atomic_load(&s->in_flight));
+  return us_buf_steal(&b);
+}

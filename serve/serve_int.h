@@ -1,0 +1,165 @@
+/* Internals shared by the files of serve/: the server's state, the student it shares across
+ * threads (reference-counted so a hot reload never frees a model in use), the metrics, the
+ * audit and the log thread that writes the served rows. */
+#ifndef US_SERVE_SERVE_INT_H
+#define US_SERVE_SERVE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cache/cache.h"
+#include "core/buf.h"
+#include "distill/teacher_gateway.h"
+#include "pipeline/config.h"
+#include "serve/serve.h"
+#include "understudy.h"
+
+enum { US__ROUTE_STUDENT, US__ROUTE_TEACHER, US__ROUTE_CACHE, US__ROUTE_ERROR, US__ROUTE_COUNT };
+extern const char *const us__route_names[US__ROUTE_COUNT];
+
+#define US__HIST_BUCKETS 17
+extern const double us__hist_bounds[US__HIST_BUCKETS]; /* seconds; the last is +Inf */
+
+/* One loaded student, shared by every thread that holds a reference. */
+typedef struct us__student {
+  atomic_int refs;
+  us_model *classifier; /* task classify */
+  us_lm *lm;            /* task generate */
+  double mtime;         /* of student.bin when loaded */
+} us__student;
+
+/* The answers the teacher gave while their rows wait for the log thread: an exact repeat in
+ * that window is still a cache hit. Fixed slots indexed by the key's first bytes. */
+#define US__RECENT_SLOTS 1024
+typedef struct us__recent {
+  char key[65];
+  char *body;
+} us__recent;
+
+/* A row waiting for the log thread, with what it owns: the served row's strings, and for a
+ * teacher answer the call (and, for the task, the prompt and target) to store. */
+typedef struct us__log_item {
+  us_served_row row;
+  char *prompt, *answer; /* owned; row.prompt/row.answer point here */
+  bool store_call;       /* a teacher answer to put in the calls table */
+  us_call call;          /* request and response owned */
+  bool store_prompt;     /* the task: its text becomes a train prompt with this target */
+  char *text;            /* the {text} */
+  char *label;           /* classify: the mapped label (NULL if none); generate: NULL */
+  char *target_text;     /* the answer's content */
+} us__log_item;
+
+typedef struct us__server {
+  const us_config *config;
+  us_cache *cache;
+  pthread_mutex_t db_lock; /* the workspace handle is one connection: one user at a time */
+  us_cache *read_cache;    /* a second connection for cache lookups: WAL readers never wait
+                              for the log thread's commits */
+  pthread_mutex_t read_lock;
+  char *model_path;
+  char *labels_joined; /* task.labels joined by ", " */
+
+  /* the student and when to reload it */
+  pthread_mutex_t student_lock;
+  us__student *student;
+  atomic_int_fast64_t reloads;
+
+  /* routing */
+  double threshold; /* the student answers when confidence >= threshold */
+  const char *threshold_from;
+  atomic_bool drifted;            /* on_drift "teacher": everything to the teacher */
+  bool drift_to_teacher;          /* serve.on_drift is "teacher" */
+  double teacher_usd_per_request; /* what the teacher costs a task request on average */
+  us_teacher_gateway *gateway;
+  pthread_mutex_t recent_lock;
+  us__recent recent[US__RECENT_SLOTS];
+
+  /* client keys (serve.api_keys_env), NULL-terminated, or NULL */
+  char **api_keys;
+
+  /* metrics */
+  atomic_int_fast64_t requests[US__ROUTE_COUNT];
+  atomic_int_fast64_t hist[US__ROUTE_COUNT][US__HIST_BUCKETS];
+  atomic_int_fast64_t hist_sum_us[US__ROUTE_COUNT];
+  atomic_int_fast64_t in_flight;
+  atomic_int_fast64_t next_id;
+  pthread_mutex_t money_lock;
+  double spent_usd, saved_usd;
+
+  /* audit */
+  pthread_mutex_t audit_lock;
+  int64_t audits, audits_agreeing; /* since the student was loaded */
+  int64_t audits_total, audits_agreeing_total;
+  bool armed;        /* the live bound has reached the target once */
+  bool drift_warned; /* the warning is logged once per student */
+  double z;          /* one-sided normal quantile of quality.confidence */
+  atomic_int_fast64_t audit_draw;
+
+  /* the log thread */
+  pthread_mutex_t log_lock;
+  pthread_cond_t log_cond;
+  us__log_item *log_items;
+  size_t log_n, log_cap;
+  bool log_stop;
+  pthread_t log_thread;
+  bool log_started;
+  uint64_t log_dropped;
+} us__server;
+
+/* ---- student.c ---- */
+us_status us__student_load(us__server *s, us__student **out, us_err *err);
+us__student *us__student_acquire(us__server *s);
+void us__student_release(us__student *st);
+/* Loads student.bin again if it is newer than the one in use (or force); swaps it in. */
+void us__student_maybe_reload(us__server *s, bool force);
+/* The student's answer for text: classify the label (static, in the model), generate a malloc'd
+ * string (*owned set); confidence in [0, 1]. */
+us_status us__student_answer(const us__server *s, const us__student *st, const char *text,
+                             char **answer, bool *owned, double *confidence, us_err *err);
+
+/* ---- log.c ---- */
+us_status us__log_start(us__server *s, us_err *err);
+void us__log_stop(us__server *s); /* writes every row still queued */
+/* Queues item (taking what it owns). Never blocks on the workspace. */
+void us__log_push(us__server *s, us__log_item *item);
+void us__log_item_free(us__log_item *item);
+void us__recent_put(us__server *s, const char *key, const char *body);
+char *us__recent_get(us__server *s, const char *key); /* copy or NULL */
+
+/* ---- metrics.c ---- */
+void us__metrics_observe(us__server *s, int route, double seconds);
+char *us__metrics_text(us__server *s); /* Prometheus text format; caller frees */
+void us__money_add(us__server *s, double spent, double saved);
+
+/* ---- audit.c ---- */
+/* Whether this student answer should be audited (serve.audit_rate). */
+bool us__audit_draw(us__server *s);
+/* Sends the task request for text to the teacher in the background; the answer is compared with
+ * the student's and logged. Never blocks the caller. */
+void us__audit_submit(us__server *s, const char *text, const char *student_answer,
+                      double confidence);
+/* The live agreement and its lower bound since the student was loaded (NAN when no audits). */
+void us__audit_live(us__server *s, int64_t *n, int64_t *agreeing, double *agreement, double *low);
+/* A new student: the live agreement starts over and routing returns to the cascade. */
+void us__audit_reset(us__server *s);
+
+/* ---- route.c ---- */
+/* The {text} when the request is the distilled task (model, system and user messages), else
+ * NULL. request is a parsed cJSON object (void* so this header needs no cJSON). */
+char *us__route_task_text(const us__server *s, const void *request);
+/* Whether a parsed request asks for a stream, and for usage in the stream. */
+void us__route_stream_flags(const void *request, bool *stream, bool *include_usage);
+/* A Chat Completions object (or, streaming, its SSE chunks) answering with content. */
+char *us__route_completion(const char *id, const char *model, double created, const char *content,
+                           int prompt_tokens, int completion_tokens, bool stream,
+                           bool include_usage);
+/* The SSE form of a teacher's Chat Completions body; NULL when it does not parse. */
+char *us__route_stream_from_body(const char *body, bool include_usage);
+/* The OpenAI error object. Caller frees. */
+char *us__route_error_body(const char *message, const char *type, const char *code);
+/* The mapped label (classify) or content (generate) of a teacher's body; NULL if none. */
+char *us__route_teacher_answer(const us__server *s, const char *body, char **content);
+
+#endif

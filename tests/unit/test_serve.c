@@ -1,0 +1,143 @@
+/* serve/: recovering {text} from a rendered template exactly, the Wilson lower bound of the
+ * audit, and the promise the server leans on: one loaded classifier answers from many threads at
+ * once exactly as it answers from one (run under TSan with -fsanitize=thread where it builds). */
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+// clang-format off: cmocka.h needs the headers above first
+#include <cmocka.h>
+// clang-format on
+#include <string.h>
+#include <unistd.h>
+
+#include "serve/serve.h"
+#include "student/classifier.h"
+#include "understudy.h"
+
+static void template_match_should_recover_the_text_exactly(void **state) {
+  (void)state;
+  const char *tpl = "Classify into one of: {labels}.\nMessage: {text}\nLabel:";
+  const char *labels = "a, b";
+  char *t =
+      us_serve_match_template(tpl, labels, "Classify into one of: a, b.\nMessage: hi {x}\nLabel:");
+  assert_non_null(t);
+  assert_string_equal(t, "hi {x}");
+  free(t);
+  /* text holding the template's own markers and suffix */
+  t = us_serve_match_template(tpl, labels,
+                              "Classify into one of: a, b.\nMessage: {text}\nLabel: x\nLabel:");
+  assert_non_null(t);
+  assert_string_equal(t, "{text}\nLabel: x");
+  free(t);
+  t = us_serve_match_template(tpl, labels, "Classify into one of: a, b.\nMessage: \nLabel:");
+  assert_non_null(t);
+  assert_string_equal(t, "");
+  free(t);
+}
+
+static void template_match_should_refuse_anything_else(void **state) {
+  (void)state;
+  const char *tpl = "Classify into one of: {labels}.\nMessage: {text}\nLabel:";
+  assert_null(
+      us_serve_match_template(tpl, "a, b", "Classify into one of: a, c.\nMessage: x\nLabel:"));
+  assert_null(us_serve_match_template(tpl, "a, b", "Message: x\nLabel:"));
+  assert_null(us_serve_match_template(tpl, "a, b", ""));
+  assert_null(us_serve_match_template(tpl, "a, b", NULL));
+  assert_null(us_serve_match_template("no marker", "a", "no marker"));
+  /* {text} twice: both copies must be the same text */
+  char *t = us_serve_match_template("{text} = {text}", "", "ab = ab");
+  assert_non_null(t);
+  assert_string_equal(t, "ab");
+  free(t);
+  assert_null(us_serve_match_template("{text} = {text}", "", "ab = cd"));
+}
+
+static void wilson_low_should_match_known_values(void **state) {
+  (void)state;
+  assert_true(us_serve_wilson_low(0, 0, 1.645) == 0);
+  /* all agreeing: n / (n + z^2) */
+  assert_true(fabs(us_serve_wilson_low(100, 100, 1.645) - 100 / (100 + 1.645 * 1.645)) < 1e-9);
+  /* 56 of 58 at z = 1.645 is about 0.901 (the report's worked example) */
+  double low = us_serve_wilson_low(56, 58, 1.6448536269514722);
+  assert_true(low > 0.895 && low < 0.905);
+  assert_true(us_serve_wilson_low(50, 100, 0) == 0.5);
+}
+
+/* ---- the shared classifier ---------------------------------------------------------------- */
+
+static us_model *shared;
+static const char *const probe[] = {
+    "I lost my card", "refund please",       "hello there",       "card",
+    "money back now", "good morning to you", "stolen card refund"};
+#define N_PROBE (sizeof probe / sizeof probe[0])
+static us_prediction expected[N_PROBE][3];
+
+static void *hammer(void *arg) {
+  (void)arg;
+  for (int round = 0; round < 2000; round++) {
+    size_t i = (size_t)round % N_PROBE;
+    us_prediction out[3];
+    int n = 0;
+    us_err err;
+    if (us_model_classify(shared, probe[i], 3, out, &n, &err) != US_OK || n != 3) return (void *)1;
+    for (int k = 0; k < 3; k++)
+      if (out[k].index != expected[i][k].index || out[k].prob != expected[i][k].prob)
+        return (void *)1;
+  }
+  return NULL;
+}
+
+static void one_classifier_should_answer_many_threads_alike(void **state) {
+  (void)state;
+  static char *labels[] = {"card_lost", "refund", "greeting"};
+  const char *texts[] = {"I lost my card",  "my card was stolen", "card missing",
+                         "I want a refund", "refund my money",    "give my money back",
+                         "hello",           "hi there",           "good morning"};
+  us_example ex[9];
+  for (int i = 0; i < 9; i++) ex[i] = (us_example){texts[i], i / 3, NULL};
+  us_classifier_params p;
+  us_classifier_params_defaults(&p);
+  p.dim = 16;
+  p.buckets = 10000;
+  p.epochs = 50;
+  p.threads = 1;
+  us_classifier *m = NULL;
+  us_err err;
+  assert_int_equal(us_classifier_train(&p, labels, 3, ex, 9, NULL, 0, NULL, NULL, &m, &err), US_OK);
+  char path[256];
+  snprintf(path, sizeof path, "/tmp/us_test_serve_%d.bin", (int)getpid());
+  assert_int_equal(us_classifier_save(m, path, &err), US_OK);
+  us_classifier_free(m);
+  assert_int_equal(us_model_load(path, &shared, &err), US_OK);
+  unlink(path);
+  for (size_t i = 0; i < N_PROBE; i++) {
+    int n = 0;
+    assert_int_equal(us_model_classify(shared, probe[i], 3, expected[i], &n, &err), US_OK);
+    assert_int_equal(n, 3);
+  }
+  pthread_t th[8];
+  for (int t = 0; t < 8; t++) assert_int_equal(pthread_create(&th[t], NULL, hammer, NULL), 0);
+  int bad = 0;
+  for (int t = 0; t < 8; t++) {
+    void *r = NULL;
+    pthread_join(th[t], &r);
+    bad += r != NULL;
+  }
+  assert_int_equal(bad, 0);
+  us_model_free(shared);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(template_match_should_recover_the_text_exactly),
+      cmocka_unit_test(template_match_should_refuse_anything_else),
+      cmocka_unit_test(wilson_low_should_match_known_values),
+      cmocka_unit_test(one_classifier_should_answer_many_threads_alike),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

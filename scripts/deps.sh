@@ -11,7 +11,7 @@ pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libcjson-dev libsqli
 case "$what" in
   build) ;;
   test) pkgs+=(chromium strace clang-format) ;;
-  bench) pkgs+=(fasttext python3-torch time linux-perf) ;;
+  bench) pkgs+=(fasttext python3-torch time linux-perf wrk) ;;
   fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
   *) echo "usage: scripts/deps.sh [build|test|bench|fuzz]" >&2; exit 2 ;;
 esac

@@ -155,7 +155,7 @@ static us_status load_picks(stage *s, us_err *err) {
     if (rounds[i] > s->last_round) s->last_round = rounds[i];
   }
   free(rounds);
-  qsort(s->picked_ids, s->n_picked, sizeof *s->picked_ids, cmp_id);
+  if (s->n_picked) qsort(s->picked_ids, s->n_picked, sizeof *s->picked_ids, cmp_id);
   return US_OK;
 }
 

@@ -94,8 +94,8 @@ static int has_gold(const us_cascade_inputs *in, int i) {
   return in->student_gold && in->student_gold[i] >= 0 && in->teacher_gold[i] >= 0;
 }
 
-/* z with P(Z <= z) = level for a standard normal Z, by bisection (level in [0.5, 1)). */
-static double normal_quantile(double level) {
+double us_normal_quantile(double level) {
+  if (level <= 0.5) return 0;
   double lo = 0.0, hi = 40.0;
   for (int i = 0; i < 200; i++) {
     double mid = 0.5 * (lo + hi);
@@ -107,8 +107,7 @@ static double normal_quantile(double level) {
   return 0.5 * (lo + hi);
 }
 
-/* One-sided Wilson lower bound for a share of `hits` (may be fractional) out of n at z. */
-static double wilson_low(double hits, int n, double z) {
+double us_wilson_low(double hits, double n, double z) {
   if (n <= 0) return 0.0;
   double p = hits / n, z2 = z * z;
   double centre = p + z2 / (2.0 * n);
@@ -126,14 +125,14 @@ static double combined_low(double score, int answered, int n, double z) {
   if (n == 0) return 0.0;
   if (answered == 0) return 1.0;
   double agreeing = score + (n - answered);
-  return z > 0 ? wilson_low(agreeing, n, z) : agreeing / n;
+  return z > 0 ? us_wilson_low(agreeing, n, z) : agreeing / n;
 }
 
 /* Lower bound of the agreement of the student's own answers: Wilson's over the answered
  * prompts only, so a handful of answers, or answers no better than chance, cannot pass. */
 static double student_low(double score, int answered, double z) {
   if (answered == 0) return NAN;
-  return z > 0 ? wilson_low(score, answered, z) : score / answered;
+  return z > 0 ? us_wilson_low(score, answered, z) : score / answered;
 }
 
 /* Walks examples in falling confidence; a point after each run of equal confidences. */
@@ -147,7 +146,7 @@ static void fill_points(const us_cascade_inputs *in, const ranked *order, us_cas
   c->n_gold = n_gold;
   c->has_gold = n_gold > 0;
   double gold_den = n_gold > 0 ? n_gold : 1, n_den = n > 0 ? n : 1;
-  double z = in->quality.confidence > 0 ? normal_quantile(in->quality.confidence) : 0.0;
+  double z = in->quality.confidence > 0 ? us_normal_quantile(in->quality.confidence) : 0.0;
   c->points[0] = (us_cascade_point){.kind = US_CASCADE_TEACHER_ONLY,
                                     .threshold = INFINITY,
                                     .agreement = 1.0,

@@ -117,6 +117,13 @@ typedef struct us_cascade {
  * failure, where it is empty). Examples whose teacher answer is unusable should be left out by
  * the caller: the teacher is taken to agree with itself on every example given. */
 us_status us_cascade_compute(const us_cascade_inputs *in, us_cascade *out, us_err *err);
+
+/* z with P(Z <= z) = level for a standard normal Z (1.645 for 0.95), by bisection; 0 for
+ * level <= 0.5. */
+double us_normal_quantile(double level);
+/* One-sided Wilson lower bound of a share of hits (may be fractional) out of n at z, clamped to
+ * [0, hits / n]; 0 when n is 0. The cascade's bounds and serve's live agreement use it. */
+double us_wilson_low(double hits, double n, double z);
 void us_cascade_free(us_cascade *c);
 
 /* A short, plain sentence for the verdict, e.g. "stay with the teacher: no threshold reaches

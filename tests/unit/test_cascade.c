@@ -354,8 +354,20 @@ static void quality_params_should_default_and_name_the_field_out_of_range(void *
   us_cascade_free(&c);
 }
 
+static void bounds_should_match_hand_values(void **state) {
+  (void)state;
+  assert_true(fabs(us_normal_quantile(0.95) - 1.6448536) < 1e-6);
+  assert_true(us_normal_quantile(0.5) == 0);
+  /* 56 of 58 agreeing: 96.6% measured, about 90.1% at 95% confidence (the cascade's example) */
+  double low = us_wilson_low(56, 58, us_normal_quantile(0.95));
+  assert_true(fabs(low - 0.90102) < 1e-5);
+  assert_true(us_wilson_low(0, 0, 1.645) == 0);
+  assert_true(us_wilson_low(5, 5, 0) == 1); /* z 0: the measured share */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(bounds_should_match_hand_values),
       cmocka_unit_test(cascade_should_compute_every_threshold),
       cmocka_unit_test(cascade_should_follow_the_target),
       cmocka_unit_test(cascade_should_stay_with_the_teacher_when_none_meets_the_target),

@@ -22,10 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "student/blas.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/hash.h"
+#include "student/blas.h"
 #include "student/classifier.h"
 
 typedef struct dataset {
@@ -128,7 +128,8 @@ static int label_index(const char *s) {
 
 static us_example *examples(const dataset *d, size_t *n) {
   us_example *ex = calloc(d->n + 1, sizeof *ex);
-  for (size_t i = 0; i < d->n; i++) ex[i] = (us_example){d->text[i], label_index(d->label[i]), NULL};
+  for (size_t i = 0; i < d->n; i++)
+    ex[i] = (us_example){d->text[i], label_index(d->label[i]), NULL};
   *n = d->n;
   return ex;
 }
@@ -145,8 +146,10 @@ static void write_fasttext(const char *path, const dataset *d) {
     for (const char *s = d->text[i]; *s; s++) {
       char c = *s;
       if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-      if (strchr(".!?,'/()\"", c)) fprintf(f, " %c ", c);
-      else fputc(c >= 'A' && c <= 'Z' ? c + 32 : c, f);
+      if (strchr(".!?,'/()\"", c))
+        fprintf(f, " %c ", c);
+      else
+        fputc(c >= 'A' && c <= 'Z' ? c + 32 : c, f);
     }
     fputc('\n', f);
   }
@@ -186,11 +189,11 @@ static int apply_set(us_classifier_params *p, const char *kv) {
     p->n_hidden = v > 0;
     p->hidden[0] = (int)v;
   }
-  INT_KEY(dim) INT_KEY(word_ngrams) INT_KEY(minn) INT_KEY(maxn) INT_KEY(buckets)
-  INT_KEY(min_count) INT_KEY(min_count_ngram) INT_KEY(quantize_bits)
-  INT_KEY(epochs) INT_KEY(patience) INT_KEY(threads)
-  DBL_KEY(lr) DBL_KEY(dropout) DBL_KEY(label_smoothing)
-  else if (strcmp(key, "seed") == 0) p->seed = (uint64_t)v;
+  INT_KEY(dim)
+  INT_KEY(word_ngrams) INT_KEY(minn) INT_KEY(maxn) INT_KEY(buckets) INT_KEY(min_count)
+      INT_KEY(min_count_ngram) INT_KEY(quantize_bits) INT_KEY(epochs) INT_KEY(patience)
+          INT_KEY(threads) DBL_KEY(lr) DBL_KEY(dropout)
+              DBL_KEY(label_smoothing) else if (strcmp(key, "seed") == 0) p->seed = (uint64_t)v;
   else return -1;
   return 0;
 }
@@ -251,20 +254,27 @@ int main(int argc, char **argv) {
   us_classifier_params p;
   us_classifier_params_defaults(&p);
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc) csv = argv[++i];
-    else if (strcmp(argv[i], "--snips") == 0 && i + 1 < argc) snips = argv[++i];
-    else if (strcmp(argv[i], "--export") == 0 && i + 1 < argc) export_dir = argv[++i];
-    else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) model_path = argv[++i];
-    else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) repeat = atoi(argv[++i]);
-    else if (strcmp(argv[i], "--no-test") == 0) no_test = true;
+    if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
+      csv = argv[++i];
+    else if (strcmp(argv[i], "--snips") == 0 && i + 1 < argc)
+      snips = argv[++i];
+    else if (strcmp(argv[i], "--export") == 0 && i + 1 < argc)
+      export_dir = argv[++i];
+    else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+      model_path = argv[++i];
+    else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
+      repeat = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--no-test") == 0)
+      no_test = true;
     else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
       if (apply_set(&p, argv[++i]) != 0) {
         fprintf(stderr, "bench_classifier: bad --set %s\n", argv[i]);
         return 2;
       }
     } else {
-      fprintf(stderr, "usage: bench_classifier (--csv DIR | --snips DIR) [--export DIR] "
-                      "[--model PATH] [--no-test] [--repeat N] [--set key=value ...]\n");
+      fprintf(stderr,
+              "usage: bench_classifier (--csv DIR | --snips DIR) [--export DIR] "
+              "[--model PATH] [--no-test] [--repeat N] [--set key=value ...]\n");
       return 2;
     }
   }
@@ -314,15 +324,17 @@ int main(int argc, char **argv) {
   }
   double train_wall = us_now() - w0, train_cpu = us_cpu_time() - c0;
   double valid_acc = accuracy(m, va, n_valid);
-  printf("{\"tool\":\"understudy\",\"n_train\":%zu,\"n_valid\":%zu,\"n_test\":%zu,"
-         "\"n_labels\":%d,\"params\":{\"dim\":%d,\"word_ngrams\":%d,\"minn\":%d,\"maxn\":%d,"
-         "\"buckets\":%d,\"min_count\":%d,\"min_count_ngram\":%d,\"quantize_bits\":%d,"
-         "\"hidden\":%d,\"dropout\":%g,\"epochs\":%d,\"lr\":%g,"
-         "\"label_smoothing\":%g,\"threads\":%d},\"valid_acc\":%.5f,\"train_wall_s\":%.3f,"
-         "\"train_cpu_s\":%.3f,\"param_count\":%lld",
-         n_train, n_valid, n_test, n_labels, p.dim, p.word_ngrams, p.minn, p.maxn, p.buckets,
-         p.min_count, p.min_count_ngram, p.quantize_bits, p.n_hidden ? p.hidden[0] : 0, p.dropout, p.epochs, p.lr, p.label_smoothing, p.threads,
-         valid_acc, train_wall, train_cpu, (long long)us_classifier_param_count(m));
+  printf(
+      "{\"tool\":\"understudy\",\"n_train\":%zu,\"n_valid\":%zu,\"n_test\":%zu,"
+      "\"n_labels\":%d,\"params\":{\"dim\":%d,\"word_ngrams\":%d,\"minn\":%d,\"maxn\":%d,"
+      "\"buckets\":%d,\"min_count\":%d,\"min_count_ngram\":%d,\"quantize_bits\":%d,"
+      "\"hidden\":%d,\"dropout\":%g,\"epochs\":%d,\"lr\":%g,"
+      "\"label_smoothing\":%g,\"threads\":%d},\"valid_acc\":%.5f,\"train_wall_s\":%.3f,"
+      "\"train_cpu_s\":%.3f,\"param_count\":%lld",
+      n_train, n_valid, n_test, n_labels, p.dim, p.word_ngrams, p.minn, p.maxn, p.buckets,
+      p.min_count, p.min_count_ngram, p.quantize_bits, p.n_hidden ? p.hidden[0] : 0, p.dropout,
+      p.epochs, p.lr, p.label_smoothing, p.threads, valid_acc, train_wall, train_cpu,
+      (long long)us_classifier_param_count(m));
   double acc = no_test ? 0 : accuracy(m, te, n_test);
   if (us_classifier_save(m, model_path, &err) != US_OK) {
     fprintf(stderr, "bench_classifier: %s\n", err.msg);
@@ -345,9 +357,10 @@ int main(int argc, char **argv) {
   if (!no_test) {
     double qacc = accuracy(q, te, n_test), per_sec, p50, p99;
     latency(q, te, n_test, repeat, &per_sec, &p50, &p99);
-    printf(",\"test_acc\":%.5f,\"test_acc_quantized\":%.5f,\"predict_per_sec\":%.1f,"
-           "\"predict_p50_us\":%.2f,\"predict_p99_us\":%.2f",
-           acc, qacc, per_sec, p50, p99);
+    printf(
+        ",\"test_acc\":%.5f,\"test_acc_quantized\":%.5f,\"predict_per_sec\":%.1f,"
+        "\"predict_p50_us\":%.2f,\"predict_p99_us\":%.2f",
+        acc, qacc, per_sec, p50, p99);
   }
   us_classifier_free(q);
   printf("}\n");

@@ -13,9 +13,9 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
-#include "pipeline/config.h"
 #include "distill/prompts.h"
 #include "distill/teacher.h"
+#include "pipeline/config.h"
 
 typedef struct bench_args {
   const char *mock;

@@ -23,7 +23,8 @@ typedef struct opts {
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-  *o = (opts){NULL, NULL, NULL, NULL, 4, 256, 4, 256, 8, 1024, 10, 2, 3, 0, -1, 64, 1e-3, -1, -1, 0};
+  *o =
+      (opts){NULL, NULL, NULL, NULL, 4, 256, 4, 256, 8, 1024, 10, 2, 3, 0, -1, 64, 1e-3, -1, -1, 0};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) return fprintf(stderr, "bench_lm: %s needs a value\n", a), -1;
@@ -201,12 +202,13 @@ static int bench_train(const opts *o) {
   double gflops = step_flops(&lm->config, B, T) / t / 1e9;
   double peak = median(rates, reps);
   printf(
-      "{\"bench\":\"lm_train\",\"blas_core\":\"%s\",\"layers\":%d,\"dim\":%d,\"heads\":%d,\"context\":%d,"
+      "{\"bench\":\"lm_train\",\"blas_core\":\"%s\",\"layers\":%d,\"dim\":%d,\"heads\":%d,"
+      "\"context\":%d,"
       "\"batch\":%d,\"vocab\":%d,\"params\":%zu,\"threads\":%d,\"steps\":%d,"
       "\"step_sec_median\":%.4f,\"tokens_per_sec\":%.0f,\"model_gflops\":%.2f,"
       "\"sgemm_gflops\":%.2f,\"mfu_vs_sgemm\":%.3f,\"last_loss\":%.4f}\n",
-      us_blas_core(), o->layers, o->dim, o->heads, T, B, V, lm->n_params, o->threads, reps, t, N / t, gflops, peak,
-      gflops / peak, loss);
+      us_blas_core(), o->layers, o->dim, o->heads, T, B, V, lm->n_params, o->threads, reps, t,
+      N / t, gflops, peak, gflops / peak, loss);
   free(tok);
   free(tgt);
   free(pos);
@@ -245,11 +247,12 @@ static int bench_gen(const opts *o) {
     }
   double cached = median(rate[0], reps), uncached = median(rate[1], reps);
   printf(
-      "{\"bench\":\"lm_generate\",\"blas_core\":\"%s\",\"layers\":%d,\"dim\":%d,\"context\":%d,\"params\":%zu,"
+      "{\"bench\":\"lm_generate\",\"blas_core\":\"%s\",\"layers\":%d,\"dim\":%d,\"context\":%d,"
+      "\"params\":%zu,"
       "\"threads\":%d,\"max_tokens\":%d,\"tokens_per_sec_cached\":%.1f,"
       "\"tokens_per_sec_uncached\":%.1f,\"speedup\":%.2f}\n",
-      us_blas_core(), o->layers, o->dim, o->context, lm->n_params, o->threads, o->tokens, cached, uncached,
-      cached / uncached);
+      us_blas_core(), o->layers, o->dim, o->context, lm->n_params, o->threads, o->tokens, cached,
+      uncached, cached / uncached);
   us_lm_free(lm);
   return 0;
 }
@@ -417,14 +420,15 @@ static int bench_snips(const opts *o) {
   double gen_sec = us_now() - gen_t0;
   double prec = np ? (double)tp / np : 0, rec = ng ? (double)tp / ng : 0;
   printf(
-      "{\"bench\":\"lm_snips\",\"blas_core\":\"%s\",\"dropout\":%g,\"params\":%zu,\"layers\":%d,\"dim\":%d,\"context\":%d,"
+      "{\"bench\":\"lm_snips\",\"blas_core\":\"%s\",\"dropout\":%g,\"params\":%zu,\"layers\":%d,"
+      "\"dim\":%d,\"context\":%d,"
       "\"vocab\":%d,\"steps\":%d,\"batch\":%d,\"train_examples\":%zu,\"train_sec\":%.1f,"
       "\"train_cpu_sec\":%.1f,\"test_examples\":%zu,\"exact_match\":%.4f,\"slot_precision\":%.4f,"
       "\"slot_recall\":%.4f,\"slot_f1\":%.4f,\"valid_json\":%.4f,\"gen_tokens_per_sec\":%.1f}\n",
       us_blas_core(), o->dropout, lm->n_params, lm->config.layers, lm->config.dim,
-      lm->config.context, lm->config.vocab, o->steps, o->batch, tr.n, train_sec, train_cpu, n_test, (double)exact / n_test, prec, rec,
-      prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0.0, (double)valid / n_test,
-      gen_tokens / gen_sec);
+      lm->config.context, lm->config.vocab, o->steps, o->batch, tr.n, train_sec, train_cpu, n_test,
+      (double)exact / n_test, prec, rec, prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0.0,
+      (double)valid / n_test, gen_tokens / gen_sec);
   us_lm_free(lm);
   free_dataset(&tr);
   free_dataset(&te);

@@ -118,8 +118,8 @@ static const char schema_v4[] =
  * request keys it carries, so a process killed while it runs resumes polling it instead of
  * paying for the requests again. Just before the batch is created, its row is written as
  * "pending:<input file id>" and renamed to the batch's id once it exists: a process killed in
- * between finds the batch by its input file. collected: its output and error files were read and every
- * answer committed (answered of them; spent_usd what they cost, live_usd what they would have
+ * between finds the batch by its input file. collected: its output and error files were read and
+ * every answer committed (answered of them; spent_usd what they cost, live_usd what they would have
  * cost live). */
 static const char schema_v5[] =
     "CREATE TABLE batches("
@@ -166,12 +166,7 @@ typedef struct migration_step {
 } migration_step;
 
 static const migration_step migration_steps[] = {
-    {1, schema_v1},
-    {2, schema_v2},
-    {3, schema_v3},
-    {4, schema_v4},
-    {5, schema_v5},
-    {6, schema_v6},
+    {1, schema_v1}, {2, schema_v2}, {3, schema_v3}, {4, schema_v4}, {5, schema_v5}, {6, schema_v6},
 };
 
 static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *err) {

@@ -28,8 +28,7 @@ static const char predict_usage[] =
     "  --help        this text\n";
 
 /* The text of one input line: the line itself, or its JSON "text" field (into *json). */
-static const char *line_text(char *line, cJSON **json, const char *name, long lineno,
-                             us_err *err) {
+static const char *line_text(char *line, cJSON **json, const char *name, long lineno, us_err *err) {
   const char *s = line;
   while (*s == ' ' || *s == '\t') s++;
   if (*s != '{') return line;
@@ -166,21 +165,24 @@ static us_status predict_stream(const us_model *m, int fd, const char *name, int
     const char *text = line_text(line, &json, name, lineno, err);
     int n = 0;
     us_buf_reset(&o);
-    if (!text) st = US_ERR_INPUT;
+    if (!text)
+      st = US_ERR_INPUT;
     else if ((st = us_model_classify(m, text, top_k, top, &n, err)) != US_OK)
       us_err_prefix(err, "%s line %ld", name, lineno);
     else if (print_result(&o, &quoted, at, top, n) != US_OK)
-      st = us_err_set(err, US_ERR_NOMEM, "out of memory writing the result of %s line %ld",
-                      name, lineno);
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory writing the result of %s line %ld", name,
+                      lineno);
     else if (fwrite(o.data, 1, o.len, stdout) != o.len)
-      st = us_err_set(err, US_ERR_IO, "cannot write the result of %s line %ld: %s", name,
-                      lineno, strerror(errno));
+      st = us_err_set(err, US_ERR_IO, "cannot write the result of %s line %ld: %s", name, lineno,
+                      strerror(errno));
     cJSON_Delete(json);
     if (st != US_OK) break;
     errno = 0;
   }
-  if (st == US_OK && us_cli_stop) st = us_err_set(err, US_ERR_INTERRUPTED, "interrupted");
-  else if (st == US_OK && errno == ENOMEM) goto nomem;
+  if (st == US_OK && us_cli_stop)
+    st = us_err_set(err, US_ERR_INTERRUPTED, "interrupted");
+  else if (st == US_OK && errno == ENOMEM)
+    goto nomem;
   else if (st == US_OK && ferror(stdout))
     st = us_err_set(err, US_ERR_IO, "cannot write the results: %s", strerror(errno));
   else if (st == US_OK && errno != 0)
@@ -230,7 +232,8 @@ int us_cmd_predict(int argc, char **argv) {
   us_err err;
   us_model *m = NULL;
   us_status st = us_model_load(model_path, &m, &err);
-  if (st != US_OK) return us_cli_fail(st, &err, "is it a student.bin written by `understudy train`?");
+  if (st != US_OK)
+    return us_cli_fail(st, &err, "is it a student.bin written by `understudy train`?");
   /* the input, read line by line and never written */
   int fd = input ? open(input, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
   if (fd < 0) {
@@ -240,8 +243,10 @@ int us_cmd_predict(int argc, char **argv) {
   }
   int k = top_k < us_model_n_labels(m) ? top_k : us_model_n_labels(m);
   us_prediction *top = malloc((size_t)k * sizeof *top);
-  if (!top) st = us_err_set(&err, US_ERR_NOMEM, "out of memory");
-  else st = predict_stream(m, fd, input ? input : "stdin", top_k, top, &err);
+  if (!top)
+    st = us_err_set(&err, US_ERR_NOMEM, "out of memory");
+  else
+    st = predict_stream(m, fd, input ? input : "stdin", top_k, top, &err);
   if (input) close(fd);
   free(top);
   us_model_free(m);

@@ -59,9 +59,10 @@ int main(int argc, char **argv) {
     const char *replaced = getenv("US_BLAS_REPLACED");
     printf("OpenBLAS: %s kernels (%s)\n", us_blas_core(), us_blas_config());
     if (replaced && getenv("OPENBLAS_CORETYPE"))
-      printf("  OpenBLAS alone picked %s kernels for this CPU; understudy chose %s (set "
-             "OPENBLAS_CORETYPE to choose yourself, or US_BLAS_KEEP_KERNELS=1 to keep its pick)\n",
-             replaced, getenv("OPENBLAS_CORETYPE"));
+      printf(
+          "  OpenBLAS alone picked %s kernels for this CPU; understudy chose %s (set "
+          "OPENBLAS_CORETYPE to choose yourself, or US_BLAS_KEEP_KERNELS=1 to keep its pick)\n",
+          replaced, getenv("OPENBLAS_CORETYPE"));
     return 0;
   }
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

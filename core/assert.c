@@ -12,7 +12,8 @@ _Noreturn void us__assert_fail(const char *expr, const char *file, int line, con
   abort();
 }
 
-_Noreturn void us__assert_op_fail(const char *expr, const char *file, int line, double a, double b) {
+_Noreturn void us__assert_op_fail(const char *expr, const char *file, int line, double a,
+                                  double b) {
   char values[96];
   snprintf(values, sizeof values, "%.17g vs %.17g", a, b);
   us__assert_fail(expr, file, line, values);

@@ -1,8 +1,6 @@
 /* Growable buffers and whole-file helpers. */
 #include "core/buf.h"
 
-#include "core/assert.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -11,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/assert.h"
 
 void us_buf_init(us_buf *b, size_t limit) {
   b->data = NULL;

@@ -22,7 +22,9 @@ void us_param_format(double v, char *out, size_t cap) {
   if (strtod(out, NULL) != v) snprintf(out, cap, "%.17g", v);
 }
 
-static bool integral(const us_param *p) { return p->kind != US_PARAM_DOUBLE; }
+static bool integral(const us_param *p) {
+  return p->kind != US_PARAM_DOUBLE;
+}
 
 void us_param_describe(const us_param *p, char *out, size_t cap) {
   if (p->kind == US_PARAM_BOOL) {
@@ -36,8 +38,7 @@ void us_param_describe(const us_param *p, char *out, size_t cap) {
   if (p->flags & US_PARAM_NO_MAX)
     snprintf(out, cap, "%s %s %s", noun, (p->flags & US_PARAM_MIN_OPEN) ? ">" : ">=", lo);
   else
-    snprintf(out, cap, "%s in %c%s, %s]", noun, (p->flags & US_PARAM_MIN_OPEN) ? '(' : '[', lo,
-             hi);
+    snprintf(out, cap, "%s in %c%s, %s]", noun, (p->flags & US_PARAM_MIN_OPEN) ? '(' : '[', lo, hi);
 }
 
 bool us_param_accepts(const us_param *p, double v) {
@@ -51,11 +52,16 @@ bool us_param_accepts(const us_param *p, double v) {
 double us_param_value(const us_param *p, const void *params, int index) {
   const char *at = (const char *)params + p->offset;
   switch (p->kind) {
-    case US_PARAM_INT: return *(const int *)at;
-    case US_PARAM_DOUBLE: return *(const double *)at;
-    case US_PARAM_U64: return (double)*(const uint64_t *)at;
-    case US_PARAM_BOOL: return *(const bool *)at ? 1 : 0;
-    case US_PARAM_INTS: return ((const int *)at)[index];
+    case US_PARAM_INT:
+      return *(const int *)at;
+    case US_PARAM_DOUBLE:
+      return *(const double *)at;
+    case US_PARAM_U64:
+      return (double)*(const uint64_t *)at;
+    case US_PARAM_BOOL:
+      return *(const bool *)at ? 1 : 0;
+    case US_PARAM_INTS:
+      return ((const int *)at)[index];
   }
   return NAN;
 }
@@ -77,8 +83,8 @@ us_status us_params_check(const us_param *table, size_t n, const void *params, u
     }
     int count = *(const int *)((const char *)params + p->count_offset);
     if (count < 0 || count > p->max_count)
-      return us_err_set(err, US_ERR_CONFIG, "%s: at most %d items, found %d", p->name,
-                        p->max_count, count);
+      return us_err_set(err, US_ERR_CONFIG, "%s: at most %d items, found %d", p->name, p->max_count,
+                        count);
     for (int k = 0; k < count; k++) {
       double v = us_param_value(p, params, k);
       char name[96];

@@ -32,7 +32,7 @@ enum {
 };
 
 typedef struct us_param {
-  const char *name;    /* the field's name in the struct, e.g. "hidden" */
+  const char *name; /* the field's name in the struct, e.g. "hidden" */
   us_param_kind kind;
   size_t offset;       /* of the field in the module's params struct */
   double min, max;     /* range of the value (of each item for US_PARAM_INTS) */
@@ -45,8 +45,11 @@ typedef struct us_param {
 /* Table entry helpers: US_PARAM(type, field, kind, min, max, flags, doc). */
 #define US_PARAM(type, field, kind, lo, hi, fl, doc) \
   { #field, kind, offsetof(type, field), lo, hi, fl, 0, 0, doc }
-#define US_PARAM_LIST(type, field, count_field, most, lo, hi, doc) \
-  { #field, US_PARAM_INTS, offsetof(type, field), lo, hi, 0, offsetof(type, count_field), most, doc }
+#define US_PARAM_LIST(type, field, count_field, most, lo, hi, doc)                              \
+  {                                                                                             \
+#field, US_PARAM_INTS, offsetof(type, field), lo, hi, 0, offsetof(type, count_field), most, \
+        doc                                                                                     \
+  }
 
 /* The entry named name, or NULL. */
 const us_param *us_param_find(const us_param *table, size_t n, const char *name);

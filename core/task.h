@@ -10,8 +10,8 @@ typedef enum { US_TASK_CLASSIFY, US_TASK_GENERATE } us_task_type;
 typedef enum { US_SPLIT_AUTO = -1, US_SPLIT_TRAIN = 0, US_SPLIT_TEST = 1 } us_split;
 
 typedef struct us_task {
-  us_task_type type;  /* "classify" (default) | "generate" */
-  char **labels;      /* classify: >= 2 distinct non-empty labels */
+  us_task_type type; /* "classify" (default) | "generate" */
+  char **labels;     /* classify: >= 2 distinct non-empty labels */
   int n_labels;
   char *instructions; /* the system message */
   char *template;     /* the user message; contains {text}; {labels} is the comma list */

@@ -29,6 +29,6 @@ us_status us_utf8_repair(const char *s, size_t len, us_buf *out);
 size_t us_utf8_count(const char *s, size_t len);
 
 /* True for a continuation byte (10xxxxxx): not the start of a character. */
-#define US_UTF8_IS_CONTINUATION(c) (((unsigned char)(c) & 0xC0) == 0x80)
+#define US_UTF8_IS_CONTINUATION(c) (((unsigned char)(c)&0xC0) == 0x80)
 
 #endif

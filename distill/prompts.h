@@ -58,14 +58,14 @@ const us_param *us_prompts_param_table(size_t *n);
 us_status us_prompts_params_check(const us_prompts_params *p, us_err *err);
 
 typedef struct us_prompts_stats {
-  int64_t read;        /* records read from all inputs */
-  int64_t added;       /* new prompts stored */
-  int64_t existing;    /* already in the workspace from an earlier run */
-  int64_t duplicates;  /* dropped as duplicates of another record in this run */
-  int64_t empty;       /* records with empty text, skipped */
-  int64_t repaired;    /* records whose invalid UTF-8 was repaired (data.repair_utf8) */
-  int64_t train, test; /* split of all prompts now in the workspace */
-  int64_t chunks;      /* document chunks kept for self-instruct (generate from "docs") */
+  int64_t read;            /* records read from all inputs */
+  int64_t added;           /* new prompts stored */
+  int64_t existing;        /* already in the workspace from an earlier run */
+  int64_t duplicates;      /* dropped as duplicates of another record in this run */
+  int64_t empty;           /* records with empty text, skipped */
+  int64_t repaired;        /* records whose invalid UTF-8 was repaired (data.repair_utf8) */
+  int64_t train, test;     /* split of all prompts now in the workspace */
+  int64_t chunks;          /* document chunks kept for self-instruct (generate from "docs") */
   int64_t near_duplicates; /* prompts with a near-duplicate in the other split (before moving) */
   int64_t near_moved;      /* train prompts moved to the test split by data.dedupe_near */
   double near_seconds;     /* time the near-duplicate search took */

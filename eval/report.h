@@ -34,11 +34,11 @@ typedef struct us_report_speed {
 
 typedef struct us_report_counts {
   long prompts_train, prompts_test;
-  long teacher_calls; /* paid calls made in this workspace */
-  long cache_hits;    /* answers served from the cache instead of a paid call */
-  long imported;      /* answers imported from logs */
-  long unparsed;      /* teacher answers that named no known label */
-  long failures;      /* requests that failed for good */
+  long teacher_calls;   /* paid calls made in this workspace */
+  long cache_hits;      /* answers served from the cache instead of a paid call */
+  long imported;        /* answers imported from logs */
+  long unparsed;        /* teacher answers that named no known label */
+  long failures;        /* requests that failed for good */
   long near_duplicates; /* prompts with a near-duplicate (word 3-shingle Jaccard >= 0.8) in the
                          * other split, as the prompts stage found them */
   long near_duplicates_moved; /* of those, moved to the test split by data.dedupe_near */
@@ -107,9 +107,9 @@ typedef struct us_report {
   const us_cascade *cascade;
   us_report_series train_loss, valid_loss, valid_accuracy; /* x: epoch or step */
   us_report_counts counts;
-  const us_report_active *active; /* NULL unless the train prompts were labelled actively */
+  const us_report_active *active;         /* NULL unless the train prompts were labelled actively */
   const us_report_production *production; /* NULL: the student was never served */
-  const us_report_spend *spend; /* NULL: omitted */
+  const us_report_spend *spend;           /* NULL: omitted */
 } us_report;
 
 /* Zeroes r (all sections absent). */

@@ -1144,7 +1144,8 @@ static void share_student_settings(us_config *c) {
   c->student.lm.seed = c->student.classifier.seed;
 }
 
-/* ---- the modules' own checks ------------------------------------------------------------------ */
+/* ---- the modules' own checks ------------------------------------------------------------------
+ */
 
 /* A module's check over its params struct inside us_config (a static wrapper around the
  * module's us_X_params_check), run when task is -1 or the config's task type. */
@@ -1236,7 +1237,8 @@ static us_status run_module_checks(load_ctx *x) {
   return US_OK;
 }
 
-/* ---- text ------------------------------------------------------------------------------------- */
+/* ---- text -------------------------------------------------------------------------------------
+ */
 
 /* Every key name and string in the document, overrides applied, must be valid UTF-8: it goes
  * into requests, the workspace and reports. Names the key path of the first that is not. */
@@ -1252,8 +1254,8 @@ static us_status check_text(const load_ctx *x, const cJSON *node, const char *pa
     } else {
       snprintf(child, sizeof child, "%.300s[%d]", path, i);
     }
-    if (cJSON_IsString(e) && us_utf8_invalid_at(e->valuestring, strlen(e->valuestring)) <
-                                 strlen(e->valuestring)) {
+    if (cJSON_IsString(e) &&
+        us_utf8_invalid_at(e->valuestring, strlen(e->valuestring)) < strlen(e->valuestring)) {
       size_t bad = us_utf8_invalid_at(e->valuestring, strlen(e->valuestring));
       return fail(x, child, "expected valid UTF-8 text, found the byte 0x%02x at byte %zu",
                   (unsigned char)e->valuestring[bad], bad + 1);
@@ -1284,7 +1286,8 @@ static void line_col(const char *text, size_t off, int *line, size_t *col, size_
  * with it a key, short) or a raw NUL byte. Invalid UTF-8 inside strings is refused later, with
  * the key path (check_text). */
 static us_status check_raw_text(const load_ctx *x, const char *text, size_t len) {
-  size_t nul = memchr(text, '\0', len) ? (size_t)((const char *)memchr(text, '\0', len) - text) : len;
+  size_t nul =
+      memchr(text, '\0', len) ? (size_t)((const char *)memchr(text, '\0', len) - text) : len;
   size_t esc = us_json_nul_escape_at(text, len);
   if (nul == len && esc == len) return US_OK;
   size_t off = nul < esc ? nul : esc, col, line_start;
@@ -1292,8 +1295,8 @@ static us_status check_raw_text(const load_ctx *x, const char *text, size_t len)
   line_col(text, off, &line, &col, &line_start);
   return us_err_set(x->err, US_ERR_CONFIG,
                     "%s:%d:%zu: %s at line %d, column %zu; no key takes a NUL character, remove it",
-                    x->file, line, col, nul < esc ? "a NUL byte" : "a \\u0000 escape (a NUL character)",
-                    line, col);
+                    x->file, line, col,
+                    nul < esc ? "a NUL byte" : "a \\u0000 escape (a NUL character)", line, col);
 }
 
 static us_status fail_json(const load_ctx *x, const char *text, size_t len, const char *stop) {

@@ -252,8 +252,8 @@ struct us_eval_data {
   bool has_cascade;
   us_curve_point *curves[3];
   double *curve_xy[3][2];
-  cJSON *json;                     /* the stored predictions */
-  double *active_xy[4];            /* labels, dollars, test and validation agreement per round */
+  cJSON *json;          /* the stored predictions */
+  double *active_xy[4]; /* labels, dollars, test and validation agreement per round */
   us_report_active active;
   char active_stop[64];
   us_report_production production; /* `understudy serve` traffic, when there was some */

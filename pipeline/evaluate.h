@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 #include "cache/cache.h"
-#include "pipeline/config.h"
 #include "eval/report.h"
+#include "pipeline/config.h"
 
 typedef struct us_eval_summary {
   int64_t n_test;   /* test prompts */

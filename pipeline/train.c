@@ -8,12 +8,12 @@
 #include "pipeline/train.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -172,10 +172,9 @@ static void fingerprint_settings(const us_config *c, us_buf *fp) {
     us_buf_printf(fp, "classify dim=%d wn=%d minn=%d maxn=%d b=%d h=%d", p.dim, p.word_ngrams,
                   p.minn, p.maxn, p.buckets, p.n_hidden);
     for (int i = 0; i < p.n_hidden; i++) us_buf_printf(fp, ",%d", p.hidden[i]);
-    us_buf_printf(fp, " do=%g ep=%d lr=%g kd=%g ls=%g pat=%d th=%d seed=%llu q=%d vf=%g",
-                  p.dropout, p.epochs, p.lr, p.kd_temperature, p.label_smoothing, p.patience,
-                  p.threads, (unsigned long long)p.seed, (int)p.quantize,
-                  c->student.validation_fraction);
+    us_buf_printf(fp, " do=%g ep=%d lr=%g kd=%g ls=%g pat=%d th=%d seed=%llu q=%d vf=%g", p.dropout,
+                  p.epochs, p.lr, p.kd_temperature, p.label_smoothing, p.patience, p.threads,
+                  (unsigned long long)p.seed, (int)p.quantize, c->student.validation_fraction);
     us_buf_printf(fp, " mc=%d mcn=%d qb=%d cal=%d\n", p.min_count, p.min_count_ngram,
                   p.quantize_bits, (int)p.calibrate);
     for (int i = 0; i < c->task.n_labels; i++) us_buf_printf(fp, "label %s\n", c->task.labels[i]);
@@ -212,9 +211,10 @@ static bool up_to_date(us_cache *cache, const char *fingerprint, const char *mod
   if ((it = cJSON_GetObjectItemCaseSensitive(root, name)) && cJSON_IsNumber(it)) \
     sum->field = it->valuedouble;
     GET(n_train, "n_train")
-    GET(n_valid, "n_valid") GET(n_soft, "n_soft") GET(epochs, "epochs")
-        GET(best_valid_acc, "best_valid_acc") GET(final_loss, "final_loss") GET(wall_s, "wall_s")
-            GET(cpu_s, "cpu_s") GET(params, "params")
+    GET(n_valid, "n_valid")
+    GET(n_soft, "n_soft") GET(epochs, "epochs") GET(best_valid_acc, "best_valid_acc")
+        GET(final_loss, "final_loss") GET(wall_s, "wall_s") GET(cpu_s, "cpu_s")
+            GET(params, "params")
 #undef GET
                 sum->model_bytes = sb.st_size;
   }
@@ -285,8 +285,8 @@ static us_status train_classifier(const us_config *c, us_cache *cache, const exa
                                   us_train_summary *sum, us_err *err) {
   us_example *train = calloc(set->n + 1, sizeof *train);
   us_example *valid = calloc(set->n + 1, sizeof *valid);
-  epoch_log log = {calloc((size_t)c->student.classifier.epochs + 1, sizeof(us_epoch_info)),
-                   0, c->student.classifier.epochs + 1, opt};
+  epoch_log log = {calloc((size_t)c->student.classifier.epochs + 1, sizeof(us_epoch_info)), 0,
+                   c->student.classifier.epochs + 1, opt};
   us_classifier *model = NULL;
   us_status st = US_OK;
   if (!train || !valid || !log.epochs) {

@@ -2,14 +2,16 @@
  * <cblas.h>, so a different BLAS, or a checked build, is one file away. */
 #include "student/blas.h"
 
-#include "core/assert.h"
-
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static CBLAS_TRANSPOSE to_trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
+#include "core/assert.h"
+
+static CBLAS_TRANSPOSE to_trans(bool t) {
+  return t ? CblasTrans : CblasNoTrans;
+}
 
 void us_blas_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                    int lda, const float *b, int ldb, float beta, float *c, int ldc) {
@@ -33,15 +35,21 @@ void us_blas_saxpy(int n, float alpha, const float *x, float *y) {
   cblas_saxpy(n, alpha, x, 1, y, 1);
 }
 
-float us_blas_sdot(int n, const float *x, const float *y) { return cblas_sdot(n, x, 1, y, 1); }
+float us_blas_sdot(int n, const float *x, const float *y) {
+  return cblas_sdot(n, x, 1, y, 1);
+}
 
-void us_blas_sscal(int n, float alpha, float *x) { cblas_sscal(n, alpha, x, 1); }
+void us_blas_sscal(int n, float alpha, float *x) {
+  cblas_sscal(n, alpha, x, 1);
+}
 
 void us_blas_sger(int m, int n, float alpha, const float *x, const float *y, float *a, int lda) {
   cblas_sger(CblasRowMajor, m, n, alpha, x, 1, y, 1, a, lda);
 }
 
-void us_blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+void us_blas_set_threads(int n) {
+  openblas_set_num_threads(n < 1 ? 1 : n);
+}
 
 const char *us_blas_core(void) {
   const char *name = openblas_get_corename();
@@ -62,8 +70,8 @@ static bool core_is_one_of(const char *core, const char *const *names) {
 const char *us_blas_better_core(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
   static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
-  static const char *const avx2[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids",
-                                     NULL};
+  static const char *const avx2[] = {"Haswell",        "Zen", "SkylakeX", "Cooperlake",
+                                     "SapphireRapids", NULL};
   __builtin_cpu_init();
   /* the SkylakeX kernels use AVX-512 F, BW, DQ and VL; the CPU check includes OS support */
   bool has_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -89,9 +97,8 @@ void us_blas_reexec_for_kernels(char **argv) {
 
 /* ---- naive references ---- */
 
-void us_blas_ref_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                       int ldc) {
+void us_blas_ref_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                       int lda, const float *b, int ldb, float beta, float *c, int ldc) {
   for (int i = 0; i < m; i++)
     for (int j = 0; j < n; j++) {
       double sum = 0;

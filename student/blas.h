@@ -40,15 +40,13 @@ const char *us_blas_config(void);
 const char *us_blas_better_core(void);
 
 /* Naive references with the same contracts, for tests (and as the specification). */
-void us_blas_ref_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                       int ldc);
+void us_blas_ref_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                       int lda, const float *b, int ldb, float beta, float *c, int ldc);
 void us_blas_ref_sgemv(bool trans, int m, int n, float alpha, const float *a, int lda,
                        const float *x, float beta, float *y);
 void us_blas_ref_saxpy(int n, float alpha, const float *x, float *y);
 float us_blas_ref_sdot(int n, const float *x, const float *y);
 void us_blas_ref_sscal(int n, float alpha, float *x);
-void us_blas_ref_sger(int m, int n, float alpha, const float *x, const float *y, float *a,
-                      int lda);
+void us_blas_ref_sger(int m, int n, float alpha, const float *x, const float *y, float *a, int lda);
 
 #endif

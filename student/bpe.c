@@ -9,7 +9,7 @@
 
 /* Longest pre-split word: bounds encoding cost on pathological input (no spaces for megabytes). */
 #define WORD_MAX 64
-#define TOKEN_MAX 65536 /* longest token a tokeniser file may hold, in bytes */
+#define TOKEN_MAX 65536      /* longest token a tokeniser file may hold, in bytes */
 #define TABLE_MAX (64 << 20) /* all its tokens' bytes together */
 
 struct us_bpe {

@@ -8,7 +8,7 @@
 #include "core/utf8.h"
 #include "student/classifier_int.h"
 
-#define MAX_TOKEN 64   /* longer tokens are cut (their n-grams still count) */
+#define MAX_TOKEN 64 /* longer tokens are cut (their n-grams still count) */
 #define MAX_NGRAM_WORDS 8
 
 /* ---- key map (uint32 key -> int32) ---- */
@@ -79,14 +79,19 @@ int32_t us__keymap_add(us__keymap *km, uint32_t key, int32_t delta) {
   }
 }
 
-us__u128 us__fastmod_magic(uint64_t d) { return ~(us__u128)0 / d + 1; }
+us__u128 us__fastmod_magic(uint64_t d) {
+  return ~(us__u128)0 / d + 1;
+}
 
 /* ---- tokens ---- */
 
-static int is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static int is_space(unsigned char c) {
+  return c == ' ' || (c >= '\t' && c <= '\r');
+}
 static int is_punct(unsigned char c) {
-  return c < 128 && c != '\'' && ((c >= '!' && c <= '/') || (c >= ':' && c <= '@') ||
-                                  (c >= '[' && c <= '`') || (c >= '{' && c <= '~'));
+  return c < 128 && c != '\'' &&
+         ((c >= '!' && c <= '/') || (c >= ':' && c <= '@') || (c >= '[' && c <= '`') ||
+          (c >= '{' && c <= '~'));
 }
 
 /* Reads the next token from *pos into tok (lower-cased, at most MAX_TOKEN bytes); returns its
@@ -118,7 +123,9 @@ void us__vocab_free(us__vocab *v) {
   memset(v, 0, sizeof *v);
 }
 
-static uint64_t word_hash(const char *w, int len) { return us_hash64(w, (size_t)len, 0); }
+static uint64_t word_hash(const char *w, int len) {
+  return us_hash64(w, (size_t)len, 0);
+}
 
 static int vocab_find_hashed(const us__vocab *v, const char *word, int len, uint64_t h) {
   if (!v->slots) return -1;

@@ -36,13 +36,17 @@
 
 #define MAGIC "USCLSF\r\n"
 #define VERSION 2u
-#define N_INTS 18    /* version 2 parameters; version 1 has the first 15 */
+#define N_INTS 18 /* version 2 parameters; version 1 has the first 15 */
 #define HEADER 52
 
 /* ---- writing ---- */
 
-static us_status put(us_buf *b, const void *p, size_t n) { return us_buf_append(b, p, n); }
-static us_status put_u32(us_buf *b, uint32_t v) { return put(b, &v, 4); }
+static us_status put(us_buf *b, const void *p, size_t n) {
+  return us_buf_append(b, p, n);
+}
+static us_status put_u32(us_buf *b, uint32_t v) {
+  return put(b, &v, 4);
+}
 static us_status put_str(us_buf *b, const char *s) {
   uint32_t n = (uint32_t)strlen(s);
   us_status st = put_u32(b, n);
@@ -52,10 +56,12 @@ static us_status put_str(us_buf *b, const char *s) {
 static us_status write_body(const us_classifier *m, us_buf *b) {
   const us_classifier_params *p = &m->p;
   int storage = !m->qemb ? 0 : m->qbits == 4 ? 2 : 1;
-  int32_t ints[N_INTS] = {p->dim,       p->word_ngrams, p->minn,      p->maxn,   p->buckets,
-                          p->n_hidden,  p->hidden[0],   p->hidden[1], p->hidden[2], p->hidden[3],
-                          p->epochs,    p->patience,    p->threads,   p->quantize ? 1 : 0,
-                          storage,      p->min_count,   p->min_count_ngram, p->quantize_bits};
+  int32_t ints[N_INTS] = {p->dim,       p->word_ngrams,      p->minn,
+                          p->maxn,      p->buckets,          p->n_hidden,
+                          p->hidden[0], p->hidden[1],        p->hidden[2],
+                          p->hidden[3], p->epochs,           p->patience,
+                          p->threads,   p->quantize ? 1 : 0, storage,
+                          p->min_count, p->min_count_ngram,  p->quantize_bits};
   us_status st = put(b, ints, sizeof ints);
   double dbl[4] = {p->dropout, p->lr, p->kd_temperature, p->label_smoothing};
   if (st == US_OK) st = put(b, dbl, sizeof dbl);
@@ -175,15 +181,15 @@ static const char *check_params(const us_classifier_params *p, int storage) {
   if (p->buckets < 1 || p->buckets > (1 << 30)) return "buckets out of range";
   if (p->n_hidden < 0 || p->n_hidden > US_CLASSIFIER_MAX_HIDDEN) return "n_hidden out of range";
   for (int l = 0; l < p->n_hidden; l++)
-    if (p->hidden[l] < 1 || p->hidden[l] > US_CLASSIFIER_MAX_HIDDEN_SIZE) return "hidden size out of range";
+    if (p->hidden[l] < 1 || p->hidden[l] > US_CLASSIFIER_MAX_HIDDEN_SIZE)
+      return "hidden size out of range";
   if (storage < 0 || storage > 2) return "unknown row storage";
   if (p->min_count < 1 || p->min_count_ngram < 1) return "min counts out of range";
   if (p->quantize_bits != 8 && p->quantize_bits != 4) return "quantize_bits out of range";
   return NULL;
 }
 
-static const char *read_params(reader *r, uint32_t version, us_classifier_params *p,
-                               int *storage) {
+static const char *read_params(reader *r, uint32_t version, us_classifier_params *p, int *storage) {
   int32_t ints[N_INTS] = {0};
   double dbl[4];
   size_t n_ints = version == 1 ? 15 : N_INTS;
@@ -289,8 +295,7 @@ us_status us_classifier_load_buffer(const void *data, size_t len, const char *na
   unsigned char sum[32];
   us_sha256(b + HEADER, (size_t)body, sum);
   if (memcmp(sum, b + 20, 32) != 0)
-    return us_err_set(err, US_ERR_FORMAT, "%s: checksum mismatch: the model file is corrupt",
-                      name);
+    return us_err_set(err, US_ERR_FORMAT, "%s: checksum mismatch: the model file is corrupt", name);
   us_classifier *m = calloc(1, sizeof *m);
   if (!m) return us_err_set(err, US_ERR_NOMEM, "%s: out of memory", name);
   reader r = {b + HEADER, (size_t)body, NULL};

@@ -69,13 +69,13 @@ struct us_classifier {
   us__vocab vocab;
   /* embedding rows: row i belongs to feature key row_keys[i] (increasing) */
   int n_rows;
-  uint32_t *row_keys;  /* (n_rows) */
-  us__keymap row_of;   /* key -> row */
-  float *emb;          /* (n_rows, dim), NULL when quantised */
-  int8_t *qemb;        /* when quantised: (n_rows, dim) int8, or with qbits 4 (n_rows,
-                          (dim + 1) / 2) bytes, weight 2i in the low nibble, stored as q + 8 */
-  int qbits;           /* 8 or 4 when quantised */
-  float *qscale;       /* (n_rows) per-row scale when quantised */
+  uint32_t *row_keys; /* (n_rows) */
+  us__keymap row_of;  /* key -> row */
+  float *emb;         /* (n_rows, dim), NULL when quantised */
+  int8_t *qemb;       /* when quantised: (n_rows, dim) int8, or with qbits 4 (n_rows,
+                         (dim + 1) / 2) bytes, weight 2i in the low nibble, stored as q + 8 */
+  int qbits;          /* 8 or 4 when quantised */
+  float *qscale;      /* (n_rows) per-row scale when quantised */
   /* dense layers l = 0..n_hidden: W_l (out_l, in_l) then b_l (out_l), one block */
   int n_layers;
   int layer_in[US_CLASSIFIER_MAX_HIDDEN + 1], layer_out[US_CLASSIFIER_MAX_HIDDEN + 1];
@@ -96,12 +96,12 @@ bool us__classifier_weights_finite(const us_classifier *m, char *where, size_t c
 
 /* Scratch for one forward/backward pass (per thread). */
 struct us_classifier_scratch {
-  int width;      /* widest layer */
-  float *act;     /* (n_layers + 1, width): act[0] = bag, act[l+1] = output of layer l */
-  float *mask;    /* (n_layers, width) inverted-dropout multipliers */
-  float *grad;    /* (2, width) */
-  float *probs;   /* (n_labels) */
-  int32_t *rows;  /* feature rows of the current text */
+  int width;     /* widest layer */
+  float *act;    /* (n_layers + 1, width): act[0] = bag, act[l+1] = output of layer l */
+  float *mask;   /* (n_layers, width) inverted-dropout multipliers */
+  float *grad;   /* (2, width) */
+  float *probs;  /* (n_labels) */
+  int32_t *rows; /* feature rows of the current text */
   int n_rows, cap_rows;
   int used_dropout; /* the last forward applied dropout masks */
 };
@@ -113,14 +113,13 @@ us_classifier_scratch *us__scratch_new(const us_classifier *m, int cap_rows);
 void us__classifier_forward(const us_classifier *m, us_classifier_scratch *s, const int32_t *rows,
                             int n, us_rng *rng, double dropout);
 /* Loss -sum q log p of the last forward pass against target q (n_labels). */
-double us__classifier_loss(const us_classifier *m, const us_classifier_scratch *s,
-                           const float *q);
+double us__classifier_loss(const us_classifier *m, const us_classifier_scratch *s, const float *q);
 /* Backward pass of the last forward against target q. If grad_dense is NULL, applies SGD with
  * step lr to the dense layers and rows' embeddings directly (training); otherwise adds the
  * gradients into grad_dense (dense layout) and grad_bag (dim, the gradient of the mean bag)
  * and leaves the weights alone (gradient checks). */
-void us__classifier_backward(us_classifier *m, us_classifier_scratch *s, const int32_t *rows,
-                             int n, const float *q, float lr, float *grad_dense, float *grad_bag);
+void us__classifier_backward(us_classifier *m, us_classifier_scratch *s, const int32_t *rows, int n,
+                             const float *q, float lr, float *grad_dense, float *grad_bag);
 /* The training target: soft^(1/T) renormalised (or one-hot label), then label smoothing. */
 void us__classifier_target(const us_classifier_params *p, int n_labels, const us_example *ex,
                            float *q);

@@ -131,8 +131,8 @@ us_status us__classifier_alloc(us_classifier *m, us_err *err) {
   }
   return US_OK;
 fail:
-  return us_err_set(err, US_ERR_NOMEM, "out of memory for a classifier of %d rows x %d",
-                    m->n_rows, m->p.dim);
+  return us_err_set(err, US_ERR_NOMEM, "out of memory for a classifier of %d rows x %d", m->n_rows,
+                    m->p.dim);
 }
 
 static bool finite_or_say(const float *x, size_t n, const char *what, char *where, size_t cap) {
@@ -169,13 +169,17 @@ void us_classifier_free(us_classifier *m) {
   free(m);
 }
 
-int us_classifier_n_labels(const us_classifier *m) { return m->n_labels; }
+int us_classifier_n_labels(const us_classifier *m) {
+  return m->n_labels;
+}
 
 const char *us_classifier_label(const us_classifier *m, int i) {
   return (i >= 0 && i < m->n_labels) ? m->labels[i] : NULL;
 }
 
-const us_classifier_params *us_classifier_get_params(const us_classifier *m) { return &m->p; }
+const us_classifier_params *us_classifier_get_params(const us_classifier *m) {
+  return &m->p;
+}
 
 int64_t us_classifier_param_count(const us_classifier *m) {
   return (int64_t)m->n_rows * m->p.dim + m->dense_count;
@@ -261,12 +265,13 @@ static void sum_rows(const float *emb, int d, const int32_t *rows, int n, float 
 }
 
 /* NIB2[b] = the two 4-bit weights of byte b: low nibble - 8, high nibble - 8 */
-#define NIB_PAIR(b) {(float)((b) & 15) - 8, (float)((b) >> 4) - 8}
-#define NIB_ROW(r)                                                                               \
-  NIB_PAIR(16 * (r) + 0), NIB_PAIR(16 * (r) + 1), NIB_PAIR(16 * (r) + 2), NIB_PAIR(16 * (r) + 3),  \
-      NIB_PAIR(16 * (r) + 4), NIB_PAIR(16 * (r) + 5), NIB_PAIR(16 * (r) + 6),                    \
-      NIB_PAIR(16 * (r) + 7), NIB_PAIR(16 * (r) + 8), NIB_PAIR(16 * (r) + 9),                    \
-      NIB_PAIR(16 * (r) + 10), NIB_PAIR(16 * (r) + 11), NIB_PAIR(16 * (r) + 12),                 \
+#define NIB_PAIR(b) \
+  { (float)((b)&15) - 8, (float)((b) >> 4) - 8 }
+#define NIB_ROW(r)                                                                                \
+  NIB_PAIR(16 * (r) + 0), NIB_PAIR(16 * (r) + 1), NIB_PAIR(16 * (r) + 2), NIB_PAIR(16 * (r) + 3), \
+      NIB_PAIR(16 * (r) + 4), NIB_PAIR(16 * (r) + 5), NIB_PAIR(16 * (r) + 6),                     \
+      NIB_PAIR(16 * (r) + 7), NIB_PAIR(16 * (r) + 8), NIB_PAIR(16 * (r) + 9),                     \
+      NIB_PAIR(16 * (r) + 10), NIB_PAIR(16 * (r) + 11), NIB_PAIR(16 * (r) + 12),                  \
       NIB_PAIR(16 * (r) + 13), NIB_PAIR(16 * (r) + 14), NIB_PAIR(16 * (r) + 15)
 static const float NIB2[256][2] = {NIB_ROW(0),  NIB_ROW(1),  NIB_ROW(2),  NIB_ROW(3),
                                    NIB_ROW(4),  NIB_ROW(5),  NIB_ROW(6),  NIB_ROW(7),
@@ -346,8 +351,7 @@ void us__classifier_forward(const us_classifier *m, us_classifier_scratch *s, co
   softmax(s->probs, m->n_labels);
 }
 
-double us__classifier_loss(const us_classifier *m, const us_classifier_scratch *s,
-                           const float *q) {
+double us__classifier_loss(const us_classifier *m, const us_classifier_scratch *s, const float *q) {
   double loss = 0;
   for (int i = 0; i < m->n_labels; i++)
     if (q[i] > 0) loss -= (double)q[i] * log((double)s->probs[i] + 1e-30);
@@ -356,8 +360,8 @@ double us__classifier_loss(const us_classifier *m, const us_classifier_scratch *
 
 /* ---- backward ---- */
 
-void us__classifier_backward(us_classifier *m, us_classifier_scratch *s, const int32_t *rows,
-                             int n, const float *q, float lr, float *grad_dense, float *grad_bag) {
+void us__classifier_backward(us_classifier *m, us_classifier_scratch *s, const int32_t *rows, int n,
+                             const float *q, float lr, float *grad_dense, float *grad_bag) {
   int w = s->width;
   float *g = s->grad, *gin = s->grad + w;
   for (int i = 0; i < m->n_labels; i++) g[i] = s->probs[i] - q[i];

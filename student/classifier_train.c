@@ -23,7 +23,7 @@ typedef struct row_builder {
   us_classifier *m;
   example_rows *er;
   int64_t len, cap;
-  bool add_keys; /* train: new keys get rows; valid: unknown keys are dropped */
+  bool add_keys;            /* train: new keys get rows; valid: unknown keys are dropped */
   const us__keymap *counts; /* n-gram key -> occurrences in train; NULL: no pruning */
   bool failed;
 } row_builder;
@@ -227,8 +227,7 @@ done:
 static us_status check_examples(const us_example *ex, size_t n, int n_labels, const char *what,
                                 us_err *err) {
   for (size_t i = 0; i < n; i++) {
-    if (!ex[i].text)
-      return us_err_set(err, US_ERR_INPUT, "%s example %zu has no text", what, i);
+    if (!ex[i].text) return us_err_set(err, US_ERR_INPUT, "%s example %zu has no text", what, i);
     if (!ex[i].soft && (ex[i].label < 0 || ex[i].label >= n_labels))
       return us_err_set(err, US_ERR_INPUT, "%s example %zu: label %d is not in 0..%d", what, i,
                         ex[i].label, n_labels - 1);
@@ -305,8 +304,8 @@ static void free_state(train_state *t, int threads) {
 }
 
 /* Vocabulary, feature rows of train and valid, weights, and every buffer the epochs use. */
-static us_status prepare(us_classifier *m, train_state *t, const us_example *train,
-                         size_t n_train, const us_example *valid, size_t n_valid, us_err *err) {
+static us_status prepare(us_classifier *m, train_state *t, const us_example *train, size_t n_train,
+                         const us_example *valid, size_t n_valid, us_err *err) {
   int64_t total_train = 0, total_valid = 0;
   for (size_t i = 0; i < n_train; i++)
     us__features(&m->p, &m->vocab, train[i].text, count_feature, &total_train);
@@ -330,8 +329,7 @@ static us_status prepare(us_classifier *m, train_state *t, const us_example *tra
       return us_err_set(err, US_ERR_INTERNAL, "n-gram count map overflow");
     }
   }
-  st = build_rows(m, train, n_train, true, counts.keys ? &counts : NULL, total_train, &t->tr,
-                  err);
+  st = build_rows(m, train, n_train, true, counts.keys ? &counts : NULL, total_train, &t->tr, err);
   us__keymap_free(&counts);
   if (st != US_OK) return st;
   if ((st = build_rows(m, valid, n_valid, false, NULL, total_valid, &t->va, err)) != US_OK)
@@ -386,8 +384,8 @@ static void shuffle(size_t *order, size_t n, us_rng *rng) {
 
 us_status us_classifier_train(const us_classifier_params *p, char *const *labels, int n_labels,
                               const us_example *train, size_t n_train, const us_example *valid,
-                              size_t n_valid, us_epoch_fn on_epoch, void *user,
-                              us_classifier **out, us_err *err) {
+                              size_t n_valid, us_epoch_fn on_epoch, void *user, us_classifier **out,
+                              us_err *err) {
   *out = NULL;
   us_status st = us_classifier_params_check(p, err);
   if (st != US_OK) {

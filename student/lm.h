@@ -113,10 +113,11 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err);
 /* Trains a tokeniser on the examples' prompts and answers (unless resuming), then the model;
  * *out is the trained model. Fails with US_ERR_CONFIG and a message starting "lr: training
  * diverged" when a step's loss or gradient norm, or the weights (scanned before every
- * checkpoint and at the end), stop being finite; no checkpoint holds non-finite weights. Examples longer than the context lose prompt tokens from the left
- * (then answer tokens from the right). Packing: several examples per row, each attending only to
- * itself (document mask) with rotary positions restarting at 0, so packing changes nothing
- * numerically compared with one example per row. */
+ * checkpoint and at the end), stop being finite; no checkpoint holds non-finite weights. Examples
+ * longer than the context lose prompt tokens from the left (then answer tokens from the right).
+ * Packing: several examples per row, each attending only to itself (document mask) with rotary
+ * positions restarting at 0, so packing changes nothing numerically compared with one example per
+ * row. */
 us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples, size_t n,
                       us_lm **out, us_err *err);
 

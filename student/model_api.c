@@ -99,7 +99,9 @@ us_status us_model_classify(const us_model *m, const char *text, int top_k, us_p
   return st;
 }
 
-int us_model_n_labels(const us_model *m) { return us_classifier_n_labels(m->classifier); }
+int us_model_n_labels(const us_model *m) {
+  return us_classifier_n_labels(m->classifier);
+}
 
 const char *us_model_label(const us_model *m, int i) {
   return us_classifier_label(m->classifier, i);

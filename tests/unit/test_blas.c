@@ -1,11 +1,14 @@
 /* The OpenBLAS wrappers agree with their naive references, for every transpose combination and
  * with non-trivial strides, alpha and beta. */
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+/* clang-format on */
 #include <stdlib.h>
 #include <string.h>
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
-// clang-format on
+/* clang-format on */
 
 #include "core/rng.h"
 #include "student/bpe.h"

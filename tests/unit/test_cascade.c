@@ -7,9 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-// clang-format off: cmocka.h needs the headers above first
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <cmocka.h>
-// clang-format on
+/* clang-format on */
 
 #include "eval/cascade.h"
 

@@ -1,12 +1,15 @@
 /* The classifier student: finite-difference gradient checks (with and without a hidden layer,
  * soft and hard targets, with dropout masks held fixed), targets, learning a separable problem,
  * early stopping keeping the best epoch, and bit-for-bit reproducibility with one thread. */
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+/* clang-format on */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,9 +245,8 @@ static void training_should_keep_best_validation_epoch(void **state) {
   curve c = {.n = 0};
   us_classifier *m = NULL;
   us_err err;
-  assert_int_equal(us_classifier_train(&p, label_names, 4, train, 120, valid, 80, record, &c, &m,
-                                       &err),
-                   US_OK);
+  assert_int_equal(
+      us_classifier_train(&p, label_names, 4, train, 120, valid, 80, record, &c, &m, &err), US_OK);
   double best = 0;
   for (int i = 0; i < c.n; i++)
     if (c.acc[i] > best) best = c.acc[i];
@@ -413,8 +415,8 @@ static void fastmod_should_equal_the_remainder(void **state) {
   (void)state;
   us_rng r;
   us_rng_seed(&r, 5);
-  uint64_t ds[] = {1, 2, 3, 7, 200, 5000, 2000000, 775647, (1u << 30), UINT32_MAX,
-                   UINT64_MAX / 3, UINT64_MAX};
+  uint64_t ds[] = {
+      1, 2, 3, 7, 200, 5000, 2000000, 775647, (1u << 30), UINT32_MAX, UINT64_MAX / 3, UINT64_MAX};
   for (size_t k = 0; k < sizeof ds / sizeof ds[0]; k++) {
     us__u128 magic = us__fastmod_magic(ds[k]);
     uint64_t edge[] = {0, 1, ds[k] - 1, ds[k], ds[k] + 1, UINT64_MAX, UINT64_MAX - 1};
@@ -490,8 +492,8 @@ static void min_counts_should_prune_rare_words_and_ngrams(void **state) {
   p.buckets = 2000000; /* no collisions between the rare and the frequent n-grams */
   us_classifier *all = NULL, *pruned = NULL, *words = NULL;
   us_err err;
-  assert_int_equal(us_classifier_train(&p, label_names, 4, ex, 200, NULL, 0, NULL, NULL, &all, &err),
-                   US_OK);
+  assert_int_equal(
+      us_classifier_train(&p, label_names, 4, ex, 200, NULL, 0, NULL, NULL, &all, &err), US_OK);
   p.min_count = 2;
   assert_int_equal(
       us_classifier_train(&p, label_names, 4, ex, 200, NULL, 0, NULL, NULL, &words, &err), US_OK);
@@ -520,8 +522,9 @@ static void min_counts_should_prune_rare_words_and_ngrams(void **state) {
   assert_true(probs[0] > probs[1] && probs[0] > probs[2] && probs[0] > probs[3]);
   p.min_count = 0;
   us_classifier *bad = NULL;
-  assert_int_equal(us_classifier_train(&p, label_names, 4, ex, 200, NULL, 0, NULL, NULL, &bad, &err),
-                   US_ERR_CONFIG);
+  assert_int_equal(
+      us_classifier_train(&p, label_names, 4, ex, 200, NULL, 0, NULL, NULL, &bad, &err),
+      US_ERR_CONFIG);
   us_classifier_free(all);
   us_classifier_free(words);
   us_classifier_free(pruned);

@@ -461,8 +461,8 @@ static void nul_and_invalid_utf8_should_be_refused_naming_where(void **state) {
   snprintf(json, sizeof json,
            "{\"name\":\"t\",\"task\":{\"labels\":[\"yes\",\"no\"]},\"data\":{\"inputs\":"
            "[\"in.jsonl\"]},\"teacher\":{\"model\":\"gpt\xff\xfe\"}}");
-  expect_error(json, NULL, 0, "teacher.model: expected valid UTF-8 text, found the byte 0xff at byte 4",
-               NULL);
+  expect_error(json, NULL, 0,
+               "teacher.model: expected valid UTF-8 text, found the byte 0xff at byte 4", NULL);
   expect_error(NULL, SET("task.labels=[\"ok\", \"b\xc3(\"]"),
                "task.labels[1]: expected valid UTF-8 text, found the byte 0xc3 at byte 2",
                "(value from --set)", NULL);

@@ -10,9 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-// clang-format off: cmocka.h needs the headers above first
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <cmocka.h>
-// clang-format on
+/* clang-format on */
 
 #include "core/buf.h"
 #include "core/params.h"
@@ -98,8 +99,7 @@ static void check_range(const char *key, const char *cell, const us_param *p) {
                p->max);
     return;
   }
-  while (*s && !((*s == '[' || *s == '(') && (s[1] == '-' || (s[1] >= '0' && s[1] <= '9'))))
-    s++;
+  while (*s && !((*s == '[' || *s == '(') && (s[1] == '-' || (s[1] >= '0' && s[1] <= '9')))) s++;
   if (!*s) fail_msg("%s: no range in '%s'", key, cell);
   bool open = *s == '(';
   if (!doc_number(s + 1, &s, &lo) || strncmp(s, ", ", 2) != 0 || !doc_number(s + 2, &s, &hi) ||

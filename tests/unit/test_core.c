@@ -9,12 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-// clang-format off: cmocka.h needs the headers above first
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <cmocka.h>
-// clang-format on
+/* clang-format on */
 
 #include <cjson/cJSON.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -3,6 +3,8 @@
  * model file's refusal of truncated and corrupt files, and generation with and without cache. */
 /* cmocka.h needs these headers before it */
 // clang-format off
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
-// clang-format on
+/* clang-format on */
+/* clang-format on */
 
 #include "core/buf.h"
 #include "core/hash.h"

@@ -8,9 +8,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-// clang-format off: cmocka.h needs the headers above first
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <cmocka.h>
-// clang-format on
+/* clang-format on */
 
 #include "eval/metrics.h"
 

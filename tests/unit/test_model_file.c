@@ -1,12 +1,15 @@
 /* The classifier model file: round trip (plain, int8 and 4-bit), version 1 files still loading,
  * and refusal, never a crash, of every truncation length, every flipped byte, an unknown
  * version, and checksummed-but-inconsistent bodies. Run it under ASan (-DUS_SANITIZE=ON). */
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+/* clang-format on */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +23,7 @@
 #include "understudy.h"
 
 static char *labels[] = {"greeting", "complaint", "question"};
-static const char *texts[] = {"hello there",    "hi friend",       "good morning",
+static const char *texts[] = {"hello there",    "hi friend",        "good morning",
                               "this is broken", "terrible service", "I am angry",
                               "how do I pay?",  "where is it?",     "what time?"};
 
@@ -47,7 +50,9 @@ static us_classifier *small_model_bits(bool hidden, int bits) {
   return m;
 }
 
-static us_classifier *small_model(bool hidden) { return small_model_bits(hidden, 8); }
+static us_classifier *small_model(bool hidden) {
+  return small_model_bits(hidden, 8);
+}
 
 static char *tmp_path(const char *name) {
   static char path[256];
@@ -238,7 +243,9 @@ static void every_flipped_byte_should_be_refused(void **state) {
   us_classifier_free(m);
 }
 
-static void reseal(char *data, size_t len) { reseal_v(data, len); }
+static void reseal(char *data, size_t len) {
+  reseal_v(data, len);
+}
 
 static void four_bit_file_truncations_and_flips_should_be_refused(void **state) {
   (void)state;

@@ -1,24 +1,37 @@
 /* The README's ten-line C program, compiled and run by the test suite. example() uses only
  * include/understudy.h; main() first trains and saves a small model to run it on. */
-#include "understudy.h"
 #include <stdio.h>
+
+#include "understudy.h"
 
 /* ---- the program shown in docs/student.md ---- */
 static int example(const char *path, const char *text) {
-  us_model *model; us_err err; us_prediction top[3]; int n;
-  if (us_model_load(path, &model, &err) != US_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
-  if (us_model_classify(model, text, 3, top, &n, &err) != US_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
+  us_model *model;
+  us_err err;
+  us_prediction top[3];
+  int n;
+  if (us_model_load(path, &model, &err) != US_OK) {
+    fprintf(stderr, "%s\n", err.msg);
+    return 1;
+  }
+  if (us_model_classify(model, text, 3, top, &n, &err) != US_OK) {
+    fprintf(stderr, "%s\n", err.msg);
+    return 1;
+  }
   for (int i = 0; i < n; i++) printf("%s %.3f\n", top[i].label, top[i].prob);
   us_model_free(model);
   return 0;
 }
 
 /* ---- test fixture: a small trained model, then checks on what the API returns ---- */
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+/* clang-format on */
 #include <string.h>
 #include <unistd.h>
 
@@ -29,9 +42,9 @@ static char model_path[256];
 static int make_model(void **state) {
   (void)state;
   static char *labels[] = {"card_lost", "refund", "greeting"};
-  const char *texts[] = {"I lost my card",      "my card was stolen",  "card missing",
-                         "I want a refund",     "refund my money",     "give my money back",
-                         "hello",               "hi there",            "good morning"};
+  const char *texts[] = {"I lost my card",  "my card was stolen", "card missing",
+                         "I want a refund", "refund my money",    "give my money back",
+                         "hello",           "hi there",           "good morning"};
   us_example ex[9];
   for (int i = 0; i < 9; i++) ex[i] = (us_example){texts[i], i / 3, NULL};
   us_classifier_params p;

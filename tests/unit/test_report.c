@@ -15,9 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-// clang-format off: cmocka.h needs the headers above first
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <cmocka.h>
-// clang-format on
+/* clang-format on */
 
 #include "core/buf.h"
 #include "core/rng.h"

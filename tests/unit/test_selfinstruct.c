@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 /* cmocka needs the four headers above first */
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <cmocka.h>
+/* clang-format on */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,9 +9,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-// clang-format off: cmocka.h needs the headers above first
+/* cmocka.h needs the headers above it first */
+/* clang-format off */
 #include <cmocka.h>
-// clang-format on
+/* clang-format on */
 #include <string.h>
 #include <unistd.h>
 

@@ -166,6 +166,7 @@ static char *cached_answer(us__server *s, const char *key, double *cost) {
 
 static void teacher_replied(void *user, us_teacher_reply *r) {
   req_ctx *x = user;
+  us__log_unanswered(x->s, x->key, r);
   x->reply = *r;
   r->body = NULL; /* taken */
   MHD_resume_connection(x->conn);

@@ -3,6 +3,7 @@
  * submitted request waits in a queue; an eventfd wakes the thread out of the transport's wait. */
 #include "distill/teacher_gateway.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -30,6 +31,7 @@ typedef struct gw_job {
   double submitted, not_before;
   int attempts;
   double worst_usd;         /* upper bound on what one attempt can cost (as labelling counts) */
+  int max_out;              /* the output tokens it may be billed for */
   int unanswered;           /* attempts that may have been billed without an answer */
   char unanswered_why[256]; /* the last one's reason */
 } gw_job;
@@ -50,6 +52,25 @@ struct us_teacher_gateway {
   us__bucket requests, tokens;
   us_rng rng;
 };
+
+/* The worst case of a body: labelling's bound (us__request_worst_usd), with the output bound
+ * raised to what the body itself asks for when a client's request allows more than
+ * teacher.max_tokens ("max_completion_tokens" or "max_tokens"). */
+static double body_worst_usd(const us_teacher_params *p, const char *body, size_t len,
+                             int *max_out) {
+  *max_out = p->max_tokens;
+  cJSON *o = cJSON_ParseWithLength(body, len);
+  static const char *const keys[] = {"max_completion_tokens", "max_tokens"};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+    if (cJSON_IsNumber(v) && v->valuedouble > *max_out)
+      *max_out = v->valuedouble < 1e9 ? (int)v->valuedouble : 1000000000;
+  }
+  cJSON_Delete(o);
+  us_teacher_params q = *p;
+  q.max_tokens = *max_out;
+  return us__request_worst_usd(&q, len, 1.0); /* always live, never batched */
+}
 
 static void wake(us_teacher_gateway *g) {
   uint64_t one = 1;
@@ -104,7 +125,7 @@ static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_res
   us_response_usage(r->body, &u);
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
   if (u.prompt_tokens < 0) u.prompt_tokens = (int)us__prompt_token_bound(j->len);
-  if (u.completion_tokens < 0) u.completion_tokens = g->params->max_tokens;
+  if (u.completion_tokens < 0) u.completion_tokens = j->max_out;
   if (u.cached_tokens < 0) u.cached_tokens = 0;
   if (u.reasoning_tokens < 0) u.reasoning_tokens = 0;
   us_call_cost cost;
@@ -341,7 +362,7 @@ us_status us_teacher_gateway_submit(us_teacher_gateway *g, const char *body, siz
   j->done = done;
   j->user = user;
   j->submitted = us_now();
-  j->worst_usd = us__request_worst_usd(g->params, len, 1.0); /* always live, never batched */
+  j->worst_usd = body_worst_usd(g->params, copy, len, &j->max_out);
   pthread_mutex_lock(&g->lock);
   if (g->closing) {
     pthread_mutex_unlock(&g->lock);

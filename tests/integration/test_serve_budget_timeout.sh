@@ -29,6 +29,12 @@ write_config "$WORK/config.json" "task.labels=[$labels_json]" data.label_field='
 
 serve_start s1 --set serve.threshold=1 --set serve.audit_rate=0
 
+note "a request whose own max_tokens could cost more than is left is refused before it is sent"
+big='{"model":"mock-teacher","max_tokens":100000,"messages":[{"role":"user","content":"write a long saga"}]}'
+assert_eq "$(chat big "$big")" 429 "a request that may cost \$1000"
+assert_grep "$WORK/big.json" 'may cost up to' "the 429 gives the request's worst case"
+assert_eq "$(mock_stats requests)" 0 "requests the mock received"
+
 note "$N_REQ concurrent teacher-routed requests against \$$EXTRA of budget left"
 seq 1 $N_REQ | xargs -P $N_REQ -I{} sh -c \
   'curl -s -o "$1/burst{}.json" -w "%{http_code}\n" --max-time 120 -H "Content-Type: application/json" \

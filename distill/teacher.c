@@ -44,8 +44,22 @@
  * header tokens). The fixed part covers the reply priming (3 for OpenAI) and templates that
  * inject a preamble (Llama 3.1 adds a ~25-token date block to the system message). */
 #define PROMPT_BOUND_FIXED_TOKENS 64
-static double prompt_token_bound(size_t body_len) {
+double us__prompt_token_bound(size_t body_len) {
   return (double)body_len + PROMPT_BOUND_FIXED_TOKENS;
+}
+
+double us__request_worst_usd(const us_teacher_params *p, size_t body_len, double price_factor) {
+  double in_price = p->price_input_per_mtok / 1e6 * price_factor;
+  double out_price = p->price_output_per_mtok / 1e6 * price_factor;
+  return us__prompt_token_bound(body_len) * in_price + p->max_tokens * out_price;
+}
+
+double us__spending_total(const us__spending *s) {
+  return s->before + s->run + s->unanswered;
+}
+
+bool us__spending_admits(const us__spending *s, double worst_usd, double budget_usd) {
+  return us__spending_total(s) + s->in_flight_worst + worst_usd <= budget_usd;
 }
 
 /* teacher.mode "batch": requests go through the Batch API (teacher_batch.c). */
@@ -86,16 +100,6 @@ typedef struct job_queue {
   size_t *retry;             /* indexes of jobs put back */
   size_t n_retry;
 } job_queue;
-
-/* What the pass may spend: the workspace's earlier spending, this run's, and the worst case of
- * the requests in flight, against teacher.budget_usd. */
-typedef struct spending {
-  double before, run, in_flight_worst;
-  /* the worst case of every request, this run's and earlier runs', that may have been billed
-   * without an answer (timed out, reset after its body was sent, dropped in flight) */
-  double unanswered;
-  int64_t unanswered_before; /* how many of those earlier runs left */
-} spending;
 
 /* Why the loop stops starting requests. */
 typedef struct stopping {
@@ -167,7 +171,7 @@ typedef struct teacher {
   double started, cpu_started, last_progress;
 
   job_queue queue;
-  spending spend;
+  us__spending spend; /* the budget, by the rule in teacher_int.h */
   stopping stop;
   us__transport *transport; /* NULL until there is something to send */
   float *soft;              /* scratch: one soft distribution over task.labels */
@@ -482,7 +486,7 @@ static us_status plan(teacher *t, us_err *err) {
     memcpy(j->key, key, 65);
     j->body = body;
     j->body_len = strlen(body);
-    j->worst_usd = prompt_token_bound(j->body_len) * in_price + t->params->max_tokens * out_price;
+    j->worst_usd = us__request_worst_usd(t->params, j->body_len, worst_factor(t->params));
     j->bucket_tokens = (double)j->body_len / 4 + t->params->max_tokens;
     t->queue.n_open++;
     if (t->opt->dry_run) {
@@ -577,7 +581,7 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   us_response_usage(r->body, &u);
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
   if (u.prompt_tokens < 0) {
-    u.prompt_tokens = (int)prompt_token_bound(j->body_len);
+    u.prompt_tokens = (int)us__prompt_token_bound(j->body_len);
     u.cached_tokens = 0;
   }
   if (u.completion_tokens < 0) {
@@ -827,9 +831,7 @@ static double start_ready(teacher *t, double now) {
       if (w < wake) wake = w;
       break;
     }
-    double total = t->spend.before + t->spend.run + t->spend.unanswered + t->spend.in_flight_worst +
-                   j->worst_usd;
-    if (total > t->params->budget_usd) {
+    if (!us__spending_admits(&t->spend, j->worst_usd, t->params->budget_usd)) {
       /* in-flight requests usually cost less than their worst case: wait for them */
       if (us__transport_in_flight(t->transport) == 0) t->stop.budget = true;
       break;

@@ -3,6 +3,7 @@
  * submitted request waits in a queue; an eventfd wakes the thread out of the transport's wait. */
 #include "distill/teacher_gateway.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -20,7 +21,6 @@
 #define BACKOFF_BASE_S 0.5
 #define BACKOFF_CAP_S 30.0
 #define RETRY_AFTER_CAP_S 60.0
-#define PROMPT_BOUND_FIXED_TOKENS 64
 
 typedef struct gw_job {
   struct gw_job *next;
@@ -30,6 +30,10 @@ typedef struct gw_job {
   void *user;
   double submitted, not_before;
   int attempts;
+  double worst_usd;         /* upper bound on what one attempt can cost (as labelling counts) */
+  int max_out;              /* the output tokens it may be billed for */
+  int unanswered;           /* attempts that may have been billed without an answer */
+  char unanswered_why[256]; /* the last one's reason */
 } gw_job;
 
 struct us_teacher_gateway {
@@ -38,15 +42,35 @@ struct us_teacher_gateway {
   pthread_t thread;
   bool thread_started;
   int wake_fd;
-  pthread_mutex_t lock; /* incoming, closing, spent */
+  pthread_mutex_t lock; /* incoming, closing, spend, unanswered */
   gw_job *incoming;     /* submitted, not yet seen by the thread (LIFO; reordered on intake) */
   bool closing;
-  double spent_usd;
+  us__spending spend; /* the budget, by labelling's rule (teacher_int.h) */
+  int64_t unanswered; /* attempts through this gateway that may have been billed unanswered */
   /* the thread's own */
   gw_job *waiting; /* ready or backing off, in submission order */
   us__bucket requests, tokens;
   us_rng rng;
 };
+
+/* The worst case of a body: labelling's bound (us__request_worst_usd), with the output bound
+ * raised to what the body itself asks for when a client's request allows more than
+ * teacher.max_tokens ("max_completion_tokens" or "max_tokens"). */
+static double body_worst_usd(const us_teacher_params *p, const char *body, size_t len,
+                             int *max_out) {
+  *max_out = p->max_tokens;
+  cJSON *o = cJSON_ParseWithLength(body, len);
+  static const char *const keys[] = {"max_completion_tokens", "max_tokens"};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+    if (cJSON_IsNumber(v) && v->valuedouble > *max_out)
+      *max_out = v->valuedouble < 1e9 ? (int)v->valuedouble : 1000000000;
+  }
+  cJSON_Delete(o);
+  us_teacher_params q = *p;
+  q.max_tokens = *max_out;
+  return us__request_worst_usd(&q, len, 1.0); /* always live, never batched */
+}
 
 static void wake(us_teacher_gateway *g) {
   uint64_t one = 1;
@@ -57,6 +81,9 @@ static void wake(us_teacher_gateway *g) {
 static void reply_and_free(us_teacher_gateway *g, gw_job *j, us_teacher_reply *r) {
   (void)g;
   r->attempts = j->attempts;
+  r->unanswered = j->unanswered;
+  r->unanswered_usd = j->unanswered * j->worst_usd;
+  snprintf(r->unanswered_why, sizeof r->unanswered_why, "%s", j->unanswered_why);
   r->latency_ms = (us_now() - j->submitted) * 1000;
   j->done(j->user, r);
   free(r->body);
@@ -97,8 +124,8 @@ static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_res
   us_usage u;
   us_response_usage(r->body, &u);
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
-  if (u.prompt_tokens < 0) u.prompt_tokens = (int)(j->len + PROMPT_BOUND_FIXED_TOKENS);
-  if (u.completion_tokens < 0) u.completion_tokens = g->params->max_tokens;
+  if (u.prompt_tokens < 0) u.prompt_tokens = (int)us__prompt_token_bound(j->len);
+  if (u.completion_tokens < 0) u.completion_tokens = j->max_out;
   if (u.cached_tokens < 0) u.cached_tokens = 0;
   if (u.reasoning_tokens < 0) u.reasoning_tokens = 0;
   us_call_cost cost;
@@ -107,7 +134,7 @@ static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_res
   rep.completion_tokens = u.completion_tokens;
   rep.cost_usd = cost.total_usd;
   pthread_mutex_lock(&g->lock);
-  g->spent_usd += rep.cost_usd;
+  g->spend.run += rep.cost_usd;
   pthread_mutex_unlock(&g->lock);
   rep.status = US_OK;
   rep.http_status = 200;
@@ -122,10 +149,28 @@ static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_res
   reply_and_free(g, j, &rep);
 }
 
+/* An attempt that may have been billed without an answer: its worst case counts against the
+ * budget from now on (the caller records it in the workspace from the reply, so later runs count
+ * it too), as labelling counts it. */
+static void may_be_billed(us_teacher_gateway *g, gw_job *j, const char *why) {
+  pthread_mutex_lock(&g->lock);
+  g->spend.unanswered += j->worst_usd;
+  g->unanswered++;
+  pthread_mutex_unlock(&g->lock);
+  j->unanswered++;
+  snprintf(j->unanswered_why, sizeof j->unanswered_why, "%.250s", why);
+}
+
 static void on_done(void *user, const us__transfer_result *r, double now) {
   us_teacher_gateway *g = user;
   gw_job *j = r->job;
+  pthread_mutex_lock(&g->lock);
+  g->spend.in_flight_worst -= j->worst_usd;
+  if (us__transport_in_flight(g->transport) == 0) g->spend.in_flight_worst = 0; /* no drift */
+  pthread_mutex_unlock(&g->lock);
   if (!r->answered) {
+    /* the server had the whole request: it may have answered, and billed, after we gave up */
+    if (!r->unreachable && r->body_sent) may_be_billed(g, j, r->error);
     retry_or_fail(g, j, r->headers, 0, r->error, now);
     return;
   }
@@ -135,6 +180,7 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
     int pt, ct;
     us_err e = {0};
     if (us_response_parse(r->body, NULL, 0, &content, &pt, &ct, NULL, NULL, &e)) {
+      may_be_billed(g, j, e.msg); /* a 200 is billed even if its body was unread */
       retry_or_fail(g, j, r->headers, 200, e.msg, now);
       return;
     }
@@ -195,11 +241,22 @@ static double start_ready(us_teacher_gateway *g, double now) {
       continue;
     }
     if (us__transport_full(g->transport)) break;
-    if (us_teacher_gateway_budget_reached(g)) {
+    /* the budget as labelling keeps it: spent, possibly billed, the worst case in flight and
+     * this request's must all fit */
+    pthread_mutex_lock(&g->lock);
+    bool admitted = us__spending_admits(&g->spend, j->worst_usd, g->params->budget_usd);
+    us__spending sp = g->spend;
+    pthread_mutex_unlock(&g->lock);
+    if (!admitted) {
+      /* in-flight requests usually cost less than their worst case: wait for them */
+      if (us__transport_in_flight(g->transport) > 0) break;
       *pp = j->next;
-      char why[160];
-      snprintf(why, sizeof why, "$%.4f of $%.4f spent; raise teacher.budget_usd",
-               us_teacher_gateway_spent(g), g->params->budget_usd);
+      char why[320];
+      snprintf(why, sizeof why,
+               "$%.4f of $%.4f spent (including up to $%.4f for requests that may have been "
+               "billed without an answer), and this request may cost up to $%.4f; raise "
+               "teacher.budget_usd",
+               us__spending_total(&sp), g->params->budget_usd, sp.unanswered, j->worst_usd);
       fail_job(g, j, US_ERR_BUDGET, 0, "the teacher budget is reached: ", why);
       continue;
     }
@@ -212,7 +269,13 @@ static double start_ready(us_teacher_gateway *g, double now) {
       break;
     }
     us_err err = {0};
+    pthread_mutex_lock(&g->lock);
+    g->spend.in_flight_worst += j->worst_usd;
+    pthread_mutex_unlock(&g->lock);
     if (us__transport_start(g->transport, j, j->body, j->len, now, &err)) {
+      pthread_mutex_lock(&g->lock);
+      g->spend.in_flight_worst -= j->worst_usd;
+      pthread_mutex_unlock(&g->lock);
       *pp = j->next;
       fail_job(g, j, US_ERR_HTTP, 0, "", err.msg);
       continue;
@@ -246,7 +309,7 @@ us_status us_teacher_gateway_open(const us_teacher_params *p, double spent_usd,
   us_teacher_gateway *g = calloc(1, sizeof *g);
   if (!g) return us_err_set(err, US_ERR_NOMEM, "out of memory");
   g->params = p;
-  g->spent_usd = spent_usd;
+  g->spend.before = spent_usd;
   g->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   pthread_mutex_init(&g->lock, NULL);
   us_rng_seed(&g->rng, (uint64_t)(us_epoch() * 1e6));
@@ -299,6 +362,7 @@ us_status us_teacher_gateway_submit(us_teacher_gateway *g, const char *body, siz
   j->done = done;
   j->user = user;
   j->submitted = us_now();
+  j->worst_usd = body_worst_usd(g->params, copy, len, &j->max_out);
   pthread_mutex_lock(&g->lock);
   if (g->closing) {
     pthread_mutex_unlock(&g->lock);
@@ -315,9 +379,18 @@ us_status us_teacher_gateway_submit(us_teacher_gateway *g, const char *body, siz
 
 double us_teacher_gateway_spent(us_teacher_gateway *g) {
   pthread_mutex_lock(&g->lock);
-  double s = g->spent_usd;
+  double s = us__spending_total(&g->spend);
   pthread_mutex_unlock(&g->lock);
   return s;
+}
+
+void us_teacher_gateway_budget(us_teacher_gateway *g, us_teacher_gateway_spend *out) {
+  pthread_mutex_lock(&g->lock);
+  out->paid_usd = g->spend.run;
+  out->unanswered = g->unanswered;
+  out->unanswered_usd = g->spend.unanswered;
+  out->in_flight_worst_usd = g->spend.in_flight_worst;
+  pthread_mutex_unlock(&g->lock);
 }
 
 bool us_teacher_gateway_budget_reached(us_teacher_gateway *g) {

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/status.h"
 #include "distill/teacher.h"
@@ -28,6 +29,11 @@ typedef struct us_teacher_reply {
   double cost_usd;                      /* what this request cost (0 unless status is US_OK) */
   double latency_ms;                    /* submit to reply, retries included */
   int attempts;
+  int unanswered;        /* attempts that may have been billed without an answer (timed out or
+                            reset after the body was sent, or an unreadable 200) */
+  double unanswered_usd; /* their worst-case cost, counted against the budget: the caller
+                            records them (us_cache_unanswered_put) so later runs count them */
+  char unanswered_why[256];
   char message[512]; /* not US_OK: why, for a log line or an error object (no key in it) */
 } us_teacher_reply;
 
@@ -48,7 +54,23 @@ void us_teacher_gateway_close(us_teacher_gateway *g);
 us_status us_teacher_gateway_submit(us_teacher_gateway *g, const char *body, size_t len,
                                     us_teacher_reply_fn done, void *user);
 
-/* Dollars paid through this gateway plus spent_usd at open; whether the budget is reached. */
+/* The budget is kept as labelling keeps it: a request starts only if spent_usd at open, what was
+ * paid through the gateway, the worst case of every attempt that may have been billed without an
+ * answer, the worst case of the requests in flight and its own worst case stay within
+ * p->budget_usd; otherwise it waits for the requests in flight, or, with none, gets
+ * US_ERR_BUDGET. */
+
+/* What the gateway has counted, for /metrics. */
+typedef struct us_teacher_gateway_spend {
+  double paid_usd;            /* paid through this gateway (answers) */
+  int64_t unanswered;         /* attempts that may have been billed without an answer */
+  double unanswered_usd;      /* their worst case */
+  double in_flight_worst_usd; /* the worst case of the requests in flight now */
+} us_teacher_gateway_spend;
+void us_teacher_gateway_budget(us_teacher_gateway *g, us_teacher_gateway_spend *out);
+
+/* spent_usd at open, plus what was paid and what may have been billed through this gateway;
+ * whether that reached the budget. */
 double us_teacher_gateway_spent(us_teacher_gateway *g);
 bool us_teacher_gateway_budget_reached(us_teacher_gateway *g);
 

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/buf.h"
 #include "core/status.h"
@@ -41,6 +42,29 @@ void us__resp_headers_line(us__resp_headers *h, const char *line, size_t n);
 /* A reset duration as OpenAI writes it ("1s", "6m0s", "20ms", "1h2m3.5s", or plain seconds);
  * -1 if unparseable. */
 double us__duration_parse(const char *s);
+
+/* ---- the budget (teacher.c; labelling and the serve gateway keep it by the same rule) ------ */
+
+/* What may have been spent against teacher.budget_usd: the workspace's earlier spending, this
+ * run's, the worst case of every request that may have been billed without an answer (timed
+ * out, reset after its body was sent, dropped in flight; earlier runs' included), and the worst
+ * case of the requests in flight. A request starts only when all of it plus its own worst case
+ * stays within the budget, so the cap holds whatever the in-flight requests turn out to cost. */
+typedef struct us__spending {
+  double before, run, in_flight_worst;
+  double unanswered;
+  int64_t unanswered_before; /* how many requests earlier runs left unanswered */
+} us__spending;
+
+/* An upper bound on a request's prompt tokens from its body's length (see teacher.c). */
+double us__prompt_token_bound(size_t body_len);
+/* The worst-case cost of a request body_len bytes long: every prompt token bound and
+ * p->max_tokens of output, at the live prices times price_factor (the batch discount, or 1). */
+double us__request_worst_usd(const us_teacher_params *p, size_t body_len, double price_factor);
+/* Spent or possibly billed, in-flight worst cases excluded. */
+double us__spending_total(const us__spending *s);
+/* Whether a request of worst case worst_usd may start now without passing budget_usd. */
+bool us__spending_admits(const us__spending *s, double worst_usd, double budget_usd);
 
 /* ---- the transport (teacher_transport.c) ------------------------------------------------------
  */

@@ -96,6 +96,7 @@ static void judge(us__server *s, bool agree) {
 static void audit_done(void *user, us_teacher_reply *r) {
   audit_job *j = user;
   us__server *s = j->s;
+  us__log_unanswered(s, j->key, r);
   if (r->status == US_OK) {
     char *content = NULL;
     char *teacher = us__route_teacher_answer(s, r->body, &content);

@@ -5,6 +5,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -54,15 +55,33 @@ static us_status store_prompt(us__server *s, const us__log_item *it, us_err *err
   return us_cache_target_put(s->cache, &t, err);
 }
 
+void us__log_unanswered(us__server *s, const char *key, const us_teacher_reply *r) {
+  if (r->unanswered <= 0) return;
+  us__log_item it;
+  memset(&it, 0, sizeof it);
+  it.no_row = true;
+  it.unanswered = r->unanswered;
+  it.unanswered_usd = r->unanswered_usd;
+  snprintf(it.unanswered_key, sizeof it.unanswered_key, "%s", key ? key : "");
+  snprintf(it.unanswered_why, sizeof it.unanswered_why, "serve: %.240s", r->unanswered_why);
+  us__log_push(s, &it);
+}
+
 static void write_batch(us__server *s, us__log_item *items, size_t n) {
   us_err err = {0};
   pthread_mutex_lock(&s->db_lock);
   bool any_call = false;
-  for (size_t i = 0; i < n; i++) any_call |= items[i].store_call;
+  for (size_t i = 0; i < n; i++) any_call |= items[i].store_call || items[i].unanswered > 0;
   if (any_call) {
     us_status st = us_cache_begin(s->cache, &err);
     for (size_t i = 0; i < n && !st; i++) {
+      /* one row per attempt, each at its worst case, as labelling records them */
+      for (int k = 0; k < items[i].unanswered && !st; k++)
+        st = us_cache_unanswered_put(s->cache, items[i].unanswered_key, 0,
+                                     items[i].unanswered_usd / items[i].unanswered,
+                                     items[i].unanswered_why, &err);
       if (!items[i].store_call) continue;
+      if (st) break;
       st = us_cache_call_put(s->cache, &items[i].call, NULL, &err);
       if (!st && items[i].store_prompt) st = store_prompt(s, &items[i], &err);
     }
@@ -74,9 +93,11 @@ static void write_batch(us__server *s, us__log_item *items, size_t n) {
   }
   us_served_row *rows = malloc((n ? n : 1) * sizeof *rows);
   if (rows) {
-    for (size_t i = 0; i < n; i++) rows[i] = items[i].row;
-    if (us_cache_served_add(s->cache, rows, n, &err))
-      us_log(US_LOG_WARN, "serve: could not log %zu served requests: %s", n, err.msg);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+      if (!items[i].no_row) rows[m++] = items[i].row;
+    if (m && us_cache_served_add(s->cache, rows, m, &err))
+      us_log(US_LOG_WARN, "serve: could not log %zu served requests: %s", m, err.msg);
     free(rows);
   }
   pthread_mutex_unlock(&s->db_lock);

@@ -79,6 +79,22 @@ char *us__metrics_text(us__server *s) {
                 "the teacher.\n# TYPE understudy_saved_usd_total counter\n"
                 "understudy_saved_usd_total %.10f\n",
                 saved);
+  us_teacher_gateway_spend gs = {0};
+  if (s->gateway) us_teacher_gateway_budget(s->gateway, &gs);
+  us_buf_printf(&b,
+                "# HELP understudy_teacher_unanswered_total Teacher requests that may have been "
+                "billed without an answer (timed out or reset after the body was sent).\n"
+                "# TYPE understudy_teacher_unanswered_total counter\n"
+                "understudy_teacher_unanswered_total %lld\n"
+                "# HELP understudy_teacher_unanswered_usd_total Their worst-case cost, counted "
+                "against teacher.budget_usd.\n"
+                "# TYPE understudy_teacher_unanswered_usd_total counter\n"
+                "understudy_teacher_unanswered_usd_total %.10f\n",
+                (long long)gs.unanswered, gs.unanswered_usd);
+  gauge(&b, "understudy_teacher_in_flight_worst_usd",
+        "Worst-case cost of the teacher requests in flight, reserved against the budget.",
+        gs.in_flight_worst_usd);
+  gauge(&b, "understudy_teacher_budget_usd", "teacher.budget_usd.", s->config->teacher.budget_usd);
   int64_t n = 0, agreeing = 0;
   double agreement, low;
   us__audit_live(s, &n, &agreeing, &agreement, &low);

@@ -49,6 +49,11 @@ typedef struct us__log_item {
   char *text;            /* the {text} */
   char *label;           /* classify: the mapped label (NULL if none); generate: NULL */
   char *target_text;     /* the answer's content */
+  bool no_row;           /* nothing to add to the served rows (only what follows) */
+  int unanswered;        /* teacher attempts that may have been billed without an answer */
+  double unanswered_usd; /* their worst case, recorded in the workspace against the budget */
+  char unanswered_key[65];
+  char unanswered_why[256];
 } us__log_item;
 
 typedef struct us__server {
@@ -125,6 +130,9 @@ void us__log_stop(us__server *s); /* writes every row still queued */
 /* Queues item (taking what it owns). Never blocks on the workspace. */
 void us__log_push(us__server *s, us__log_item *item);
 void us__log_item_free(us__log_item *item);
+/* Queues the attempts of a teacher reply that may have been billed without an answer (if any),
+ * so the workspace counts their worst case against the budget as labelling's rows are. */
+void us__log_unanswered(us__server *s, const char *key, const us_teacher_reply *r);
 void us__recent_put(us__server *s, const char *key, const char *body);
 char *us__recent_get(us__server *s, const char *key); /* copy or NULL */
 

@@ -166,6 +166,7 @@ static char *cached_answer(us__server *s, const char *key, double *cost) {
 
 static void teacher_replied(void *user, us_teacher_reply *r) {
   req_ctx *x = user;
+  us__log_unanswered(x->s, x->key, r);
   x->reply = *r;
   r->body = NULL; /* taken */
   MHD_resume_connection(x->conn);
@@ -187,7 +188,8 @@ static enum MHD_Result ask_teacher(req_ctx *x) {
   }
   if (us_teacher_gateway_budget_reached(s->gateway))
     return send_error(x, 429, "insufficient_quota", "budget_reached",
-                      "the teacher budget is reached ($%.4f of teacher.budget_usd $%.4f spent): "
+                      "the teacher budget is reached ($%.4f of teacher.budget_usd $%.4f spent or "
+                      "possibly billed without an answer): "
                       "the student answers only what it is sure of; raise teacher.budget_usd "
                       "and restart the server",
                       us_teacher_gateway_spent(s->gateway), s->config->teacher.budget_usd);

@@ -11,6 +11,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "distill/request.h"
+#include "eval/cascade.h"
 #include "eval/metrics.h"
 #include "serve/serve_int.h"
 
@@ -22,15 +23,6 @@ typedef struct audit_job {
   char key[65];
   char *body;
 } audit_job;
-
-double us_serve_wilson_low(double hits, double n, double z) {
-  if (n <= 0) return 0.0;
-  double p = hits / n, z2 = z * z;
-  double centre = p + z2 / (2.0 * n);
-  double spread = z * sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n));
-  double low = (centre - spread) / (1.0 + z2 / n);
-  return low < 0 ? 0 : low > p ? p : low;
-}
 
 bool us__audit_draw(us__server *s) {
   double rate = s->config->serve.audit_rate;
@@ -47,7 +39,7 @@ void us__audit_live(us__server *s, int64_t *n, int64_t *agreeing, double *agreem
   *agreeing = s->audits_agreeing;
   pthread_mutex_unlock(&s->audit_lock);
   *agreement = *n ? (double)*agreeing / (double)*n : NAN;
-  *low = *n ? us_serve_wilson_low((double)*agreeing, (double)*n, s->z) : NAN;
+  *low = *n ? us_wilson_low((double)*agreeing, (double)*n, s->z) : NAN;
 }
 
 void us__audit_reset(us__server *s) {
@@ -75,7 +67,7 @@ static void judge(us__server *s, bool agree) {
     s->audits_agreeing++;
     s->audits_agreeing_total++;
   }
-  double low = us_serve_wilson_low((double)s->audits_agreeing, (double)s->audits, s->z);
+  double low = us_wilson_low((double)s->audits_agreeing, (double)s->audits, s->z);
   if (low >= target) s->armed = true;
   bool drift = (s->armed || s->audits >= s->config->serve.drift_min_audits) && low < target;
   bool warn = drift && !s->drift_warned;
@@ -121,19 +113,7 @@ static void audit_done(void *user, us_teacher_reply *r) {
       it.prompt = us_strdup(j->text);
       it.answer = teacher ? us_strdup(teacher) : NULL;
     }
-    it.store_call = true;
-    memcpy(it.call.key, j->key, 65);
-    it.call.request = j->body;
-    j->body = NULL;
-    it.call.response = r->body;
-    r->body = NULL;
-    it.call.http_status = 200;
-    it.call.prompt_tokens = r->prompt_tokens;
-    it.call.completion_tokens = r->completion_tokens;
-    it.call.cost_usd = r->cost_usd;
-    it.call.latency_ms = r->latency_ms;
-    it.call.attempts = r->attempts;
-    it.call.created_at = us_epoch();
+    us__log_take_call(&it, j->key, &j->body, r);
     it.store_prompt = true;
     it.text = j->text;
     j->text = NULL;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "distill/prompts.h"
 #include "serve/serve_int.h"
 
@@ -205,4 +206,20 @@ char *us__recent_get(us__server *s, const char *key) {
   char *copy = r->body && strcmp(r->key, key) == 0 ? us_strdup(r->body) : NULL;
   pthread_mutex_unlock(&s->recent_lock);
   return copy;
+}
+
+void us__log_take_call(us__log_item *item, const char *key, char **request, us_teacher_reply *r) {
+  item->store_call = true;
+  memcpy(item->call.key, key, 65);
+  item->call.request = *request;
+  *request = NULL;
+  item->call.response = r->body;
+  r->body = NULL;
+  item->call.http_status = 200;
+  item->call.prompt_tokens = r->prompt_tokens;
+  item->call.completion_tokens = r->completion_tokens;
+  item->call.cost_usd = r->cost_usd;
+  item->call.latency_ms = r->latency_ms;
+  item->call.attempts = r->attempts;
+  item->call.created_at = us_epoch();
 }

@@ -63,7 +63,5 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
  * labels_joined), recovered exactly: NULL when message is not such a rendering. Caller frees. */
 char *us_serve_match_template(const char *template_text, const char *labels_joined,
                               const char *message);
-/* One-sided Wilson lower bound of hits out of n at z (e.g. 1.645 for 95%); 0 when n is 0. */
-double us_serve_wilson_low(double hits, double n, double z);
 
 #endif

@@ -130,6 +130,9 @@ void us__log_stop(us__server *s); /* writes every row still queued */
 /* Queues item (taking what it owns). Never blocks on the workspace. */
 void us__log_push(us__server *s, us__log_item *item);
 void us__log_item_free(us__log_item *item);
+/* Fills item->call with a teacher answer to store (taking *request and r->body, which are left
+ * NULL) and sets store_call. */
+void us__log_take_call(us__log_item *item, const char *key, char **request, us_teacher_reply *r);
 /* Queues the attempts of a teacher reply that may have been billed without an answer (if any),
  * so the workspace counts their worst case against the budget as labelling's rows are. */
 void us__log_unanswered(us__server *s, const char *key, const us_teacher_reply *r);

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "distill/request.h"
 #include "pipeline/train.h"
+#include "eval/cascade.h"
 #include "serve/serve_int.h"
 
 /* A request from its first byte to its completion notice. */
@@ -234,19 +235,7 @@ static enum MHD_Result teacher_answered(req_ctx *x) {
       it.prompt = us_strdup(x->task ? x->text : x->teacher_body);
       it.answer = content ? us_strdup(content) : NULL;
     }
-    it.store_call = true;
-    memcpy(it.call.key, x->key, 65);
-    it.call.request = x->teacher_body;
-    x->teacher_body = NULL;
-    it.call.response = r->body;
-    r->body = NULL;
-    it.call.http_status = 200;
-    it.call.prompt_tokens = r->prompt_tokens;
-    it.call.completion_tokens = r->completion_tokens;
-    it.call.cost_usd = r->cost_usd;
-    it.call.latency_ms = r->latency_ms;
-    it.call.attempts = r->attempts;
-    it.call.created_at = us_epoch();
+    us__log_take_call(&it, x->key, &x->teacher_body, r);
     if (x->task) {
       it.store_prompt = true;
       it.text = us_strdup(x->text);
@@ -562,20 +551,6 @@ static us_status report_threshold(us__server *s, double *out, us_err *err) {
   return st;
 }
 
-/* z with P(Z <= z) = level for a standard normal Z, by bisection; 0 for level <= 0.5. */
-static double normal_quantile(double level) {
-  if (level <= 0.5) return 0;
-  double lo = 0.0, hi = 40.0;
-  for (int i = 0; i < 200; i++) {
-    double mid = 0.5 * (lo + hi);
-    if (0.5 * erfc(-mid / sqrt(2.0)) < level)
-      lo = mid;
-    else
-      hi = mid;
-  }
-  return 0.5 * (lo + hi);
-}
-
 static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
   s->config = us_pipeline_config(p);
   s->cache = us_pipeline_cache(p);
@@ -589,7 +564,7 @@ static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
   pthread_cond_init(&s->log_cond, NULL);
   const us_config *c = s->config;
   s->drift_to_teacher = !c->serve.on_drift || strcmp(c->serve.on_drift, "teacher") == 0;
-  s->z = normal_quantile(c->quality.confidence);
+  s->z = us_normal_quantile(c->quality.confidence);
   us_buf b;
   us_buf_init(&b, 0);
   for (int i = 0; i < c->task.n_labels; i++) {

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eval/cascade.h"
 #include "serve/serve.h"
 #include "student/classifier.h"
 #include "understudy.h"
@@ -60,13 +61,13 @@ static void template_match_should_refuse_anything_else(void **state) {
 
 static void wilson_low_should_match_known_values(void **state) {
   (void)state;
-  assert_true(us_serve_wilson_low(0, 0, 1.645) == 0);
+  assert_true(us_wilson_low(0, 0, 1.645) == 0);
   /* all agreeing: n / (n + z^2) */
-  assert_true(fabs(us_serve_wilson_low(100, 100, 1.645) - 100 / (100 + 1.645 * 1.645)) < 1e-9);
+  assert_true(fabs(us_wilson_low(100, 100, 1.645) - 100 / (100 + 1.645 * 1.645)) < 1e-9);
   /* 56 of 58 at z = 1.645 is about 0.901 (the report's worked example) */
-  double low = us_serve_wilson_low(56, 58, 1.6448536269514722);
+  double low = us_wilson_low(56, 58, 1.6448536269514722);
   assert_true(low > 0.895 && low < 0.905);
-  assert_true(us_serve_wilson_low(50, 100, 0) == 0.5);
+  assert_true(us_wilson_low(50, 100, 0) == 0.5);
 }
 
 /* ---- the shared classifier ---------------------------------------------------------------- */

@@ -189,11 +189,12 @@ static int apply_set(us_classifier_params *p, const char *kv) {
     p->n_hidden = v > 0;
     p->hidden[0] = (int)v;
   }
-  INT_KEY(dim)
-  INT_KEY(word_ngrams) INT_KEY(minn) INT_KEY(maxn) INT_KEY(buckets) INT_KEY(min_count)
-      INT_KEY(min_count_ngram) INT_KEY(quantize_bits) INT_KEY(epochs) INT_KEY(patience)
-          INT_KEY(threads) DBL_KEY(lr) DBL_KEY(dropout)
-              DBL_KEY(label_smoothing) else if (strcmp(key, "seed") == 0) p->seed = (uint64_t)v;
+  /* clang-format off */
+  INT_KEY(dim) INT_KEY(word_ngrams) INT_KEY(minn) INT_KEY(maxn) INT_KEY(buckets)
+  INT_KEY(min_count) INT_KEY(min_count_ngram) INT_KEY(quantize_bits) INT_KEY(epochs)
+  INT_KEY(patience) INT_KEY(threads) DBL_KEY(lr) DBL_KEY(dropout) DBL_KEY(label_smoothing)
+  else if (strcmp(key, "seed") == 0) p->seed = (uint64_t)v;
+  /* clang-format on */
   else return -1;
   return 0;
 }

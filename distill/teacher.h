@@ -46,7 +46,7 @@ typedef struct us_teacher_params {
   double price_cached_input_per_mtok; /* US$ per million prompt tokens read from the provider's
                                        * prompt cache; US_TEACHER_PRICE_SAME_AS_INPUT (-1): the
                                        * input price */
-  double params_b;              /* teacher size in billions of parameters; 0 = unknown */
+  double params_b;                    /* teacher size in billions of parameters; 0 = unknown */
   /* The Batch API (teacher.mode "batch"): requests go in JSONL files to {base_url}/batches. */
   char *mode;                  /* "live" or "batch"; NULL: US_TEACHER_DEFAULT_MODE */
   char *batch_retry;           /* rows a batch failed or left: "batch" (the next batch) or "live" */
@@ -106,21 +106,21 @@ typedef struct us_call_cost {
 void us_teacher_call_cost(const us_teacher_params *p, const us_usage *u, us_call_cost *cost);
 
 typedef struct us_label_stats {
-  int64_t total;           /* prompts considered */
-  int64_t cached;          /* answered from the cache, nothing sent */
-  int64_t done;            /* answered by the teacher in this run */
-  int64_t failed;          /* recorded as failed (e.g. 400) */
-  int64_t unparsed;        /* answers that map onto no label (unmapped: raw answer kept) */
-  int64_t capped;          /* answers longer than answer_cap_bytes, stored cut to it */
-  int64_t answer_cap;      /* bytes: the longest answer stored (16 x max_tokens, >= 4 KiB) */
-  char top_failure[256];   /* the most common cause of this run's failures ("" if none) */
-  int64_t top_failures;    /* how many failed of that cause */
-  int64_t retries;         /* retried attempts */
-  int64_t left;            /* not labelled when the run stopped */
-  int64_t requests;        /* HTTP requests sent */
-  double spent_usd;        /* spent in this run */
-  double spent_total_usd;  /* spent in the workspace, all runs */
-  int64_t cached_tokens;   /* prompt tokens of this run's answers read from the prompt cache */
+  int64_t total;            /* prompts considered */
+  int64_t cached;           /* answered from the cache, nothing sent */
+  int64_t done;             /* answered by the teacher in this run */
+  int64_t failed;           /* recorded as failed (e.g. 400) */
+  int64_t unparsed;         /* answers that map onto no label (unmapped: raw answer kept) */
+  int64_t capped;           /* answers longer than answer_cap_bytes, stored cut to it */
+  int64_t answer_cap;       /* bytes: the longest answer stored (16 x max_tokens, >= 4 KiB) */
+  char top_failure[256];    /* the most common cause of this run's failures ("" if none) */
+  int64_t top_failures;     /* how many failed of that cause */
+  int64_t retries;          /* retried attempts */
+  int64_t left;             /* not labelled when the run stopped */
+  int64_t requests;         /* HTTP requests sent */
+  double spent_usd;         /* spent in this run */
+  double spent_total_usd;   /* spent in the workspace, all runs */
+  int64_t cached_tokens;    /* prompt tokens of this run's answers read from the prompt cache */
   int64_t reasoning_tokens; /* completion tokens of this run's answers spent reasoning */
   int64_t unanswered;       /* requests of this run that may have been billed without an answer */
   double unanswered_usd;    /* their worst-case cost (counted against the budget) */

@@ -26,7 +26,7 @@ typedef struct slot {
   us__resp_headers headers;
   double started;
   size_t body_len; /* of the request body being sent */
-  bool too_large; /* the body passed RESPONSE_LIMIT: the transfer was cut */
+  bool too_large;  /* the body passed RESPONSE_LIMIT: the transfer was cut */
   char errbuf[CURL_ERROR_SIZE];
 } slot;
 

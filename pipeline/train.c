@@ -207,16 +207,22 @@ static bool up_to_date(us_cache *cache, const char *fingerprint, const char *mod
   bool same = cJSON_IsString(fp) && strcmp(fp->valuestring, fingerprint) == 0;
   if (same) {
     const cJSON *it;
-#define GET(field, name)                                                         \
-  if ((it = cJSON_GetObjectItemCaseSensitive(root, name)) && cJSON_IsNumber(it)) \
-    sum->field = it->valuedouble;
-    GET(n_train, "n_train")
-    GET(n_valid, "n_valid")
-    GET(n_soft, "n_soft") GET(epochs, "epochs") GET(best_valid_acc, "best_valid_acc")
-        GET(final_loss, "final_loss") GET(wall_s, "wall_s") GET(cpu_s, "cpu_s")
-            GET(params, "params")
+#define GET(field, name)                                                           \
+  do {                                                                             \
+    if ((it = cJSON_GetObjectItemCaseSensitive(root, name)) && cJSON_IsNumber(it)) \
+      sum->field = it->valuedouble;                                                \
+  } while (0)
+    GET(n_train, "n_train");
+    GET(n_valid, "n_valid");
+    GET(n_soft, "n_soft");
+    GET(epochs, "epochs");
+    GET(best_valid_acc, "best_valid_acc");
+    GET(final_loss, "final_loss");
+    GET(wall_s, "wall_s");
+    GET(cpu_s, "cpu_s");
+    GET(params, "params");
 #undef GET
-                sum->model_bytes = sb.st_size;
+    sum->model_bytes = sb.st_size;
   }
   cJSON_Delete(root);
   return same;

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
 jobs=$(nproc)
-echo "== layering"
+echo "== layering and format"
 python3 scripts/check_layers.py
+scripts/check_format.sh
 echo "== build (warnings as errors)"
 US_BUILD_DIR=build scripts/build.sh -DUS_WERROR=ON
 echo "== tests"

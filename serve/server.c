@@ -19,8 +19,8 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "distill/request.h"
-#include "pipeline/train.h"
 #include "eval/cascade.h"
+#include "pipeline/train.h"
 #include "serve/serve_int.h"
 
 /* A request from its first byte to its completion notice. */

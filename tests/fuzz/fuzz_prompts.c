@@ -19,8 +19,8 @@ static us_status count_chunk(void *user, const char *chunk, size_t len, int numb
   return US_OK;
 }
 
-static void load(const uint8_t *data, size_t size, const char *format, const char *ext,
-                 bool repair, us_split split) {
+static void load(const uint8_t *data, size_t size, const char *format, const char *ext, bool repair,
+                 us_split split) {
   char dir[512], file[600], db[600];
   fuzz_temp_path(dir, sizeof dir, "prompts", "");
   mkdir(dir, 0700);
@@ -59,8 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       {"jsonl", ".jsonl"}, {"csv", ".csv"}, {"tsv", ".tsv"}, {"text", ".txt"}, {"docs", ".md"}};
   const char *const *f = formats[data[0] % 5];
   bool repair = data[1] & 1;
-  us_split split = (data[1] & 6) == 2 ? US_SPLIT_TRAIN : (data[1] & 6) == 4 ? US_SPLIT_TEST
-                                                                             : US_SPLIT_AUTO;
+  us_split split = (data[1] & 6) == 2   ? US_SPLIT_TRAIN
+                   : (data[1] & 6) == 4 ? US_SPLIT_TEST
+                                        : US_SPLIT_AUTO;
   load(data + 2, size - 2, f[0], f[1], repair, split);
   /* the chunker's contract is valid UTF-8 (the loaders check first) */
   if (us_utf8_invalid_at((const char *)data + 2, size - 2) == size - 2) {

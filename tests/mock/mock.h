@@ -56,14 +56,14 @@ typedef struct mock_options {
   bool ratelimit_headers;
   int ratelimit_requests; /* advertised per-minute limits (default 10000 / 2000000) */
   int ratelimit_tokens;
-  int slow_ms;           /* how long a slow fault takes (default 5000) */
-  double price_input;    /* US$ per million tokens billed (/_stats billed_usd); default 0 */
-  double price_output;   /* completion tokens, reasoning included */
-  double price_cached;   /* cached prompt tokens; < 0 (default): the input price */
-  bool prompt_cache;     /* report cached_tokens for a prefix seen before */
-  int prompt_cache_min;  /* tokens a prefix needs to be cached (default 1024) */
-  int prompt_cache_step; /* cached tokens come in steps of this many (default 128) */
-  int reasoning_tokens;  /* reasoning tokens added to every answer's output (default 0) */
+  int slow_ms;            /* how long a slow fault takes (default 5000) */
+  double price_input;     /* US$ per million tokens billed (/_stats billed_usd); default 0 */
+  double price_output;    /* completion tokens, reasoning included */
+  double price_cached;    /* cached prompt tokens; < 0 (default): the input price */
+  bool prompt_cache;      /* report cached_tokens for a prefix seen before */
+  int prompt_cache_min;   /* tokens a prefix needs to be cached (default 1024) */
+  int prompt_cache_step;  /* cached tokens come in steps of this many (default 128) */
+  int reasoning_tokens;   /* reasoning tokens added to every answer's output (default 0) */
   int batch_delay_ms;     /* a batch completes this long after it was created */
   double batch_fail_rate; /* fraction of batch rows answered with a 500 (first attempts) */
   int batch_expire;       /* the first N batches expire with about half their rows unanswered */

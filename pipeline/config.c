@@ -1144,22 +1144,18 @@ static void share_student_settings(us_config *c) {
   c->student.lm.seed = c->student.classifier.seed;
 }
 
-/* ---- the modules' own checks ------------------------------------------------------------------
- */
+/* ---- the modules' own checks ---------------------------------------------------------------- */
 
 /* A module's check over its params struct inside us_config (a static wrapper around the
- * module's us_X_params_check), run when task is -1 or the config's task type. */
+ * module's us_X_params_check). */
 typedef us_status (*params_check_fn)(const void *params, us_err *err);
 typedef struct check_spec {
   size_t offset;
   param_table_fn table;
   params_check_fn check;
-  int task;
 } check_spec;
 #define CHECK(member, table_fn, fn) \
-  { offsetof(us_config, member), table_fn, fn, -1 }
-#define CHECK_FOR(task_type, member, table_fn, fn) \
-  { offsetof(us_config, member), table_fn, fn, task_type }
+  { offsetof(us_config, member), table_fn, fn }
 
 static us_status check_prompts(const void *p, us_err *err) {
   return us_prompts_params_check(p, err);
@@ -1198,7 +1194,7 @@ static const check_spec CHECKS[] = {
     CHECK(cost, us_cost_param_table, check_cost),
     CHECK(quality, us_quality_param_table, check_quality),
     CHECK(serve, us_serve_param_table, check_serve),
-    {0, NULL, NULL, -1} /* end */
+    {0, NULL, NULL} /* end */
 };
 
 /* The config key stored through table's field, or NULL. A field the table does not list (a
@@ -1224,7 +1220,6 @@ static const char *key_of_field(param_table_fn table, const char *field, size_t 
 /* Runs every module's check; its message starts with a field name, which becomes the key. */
 static us_status run_module_checks(load_ctx *x) {
   for (const check_spec *ck = CHECKS; ck->check; ck++) {
-    if (ck->task >= 0 && (int)x->c->task.type != ck->task) continue;
     us_err e;
     us_err_clear(&e);
     if (ck->check((const char *)x->c + ck->offset, &e) == US_OK) continue;
@@ -1237,8 +1232,7 @@ static us_status run_module_checks(load_ctx *x) {
   return US_OK;
 }
 
-/* ---- text -------------------------------------------------------------------------------------
- */
+/* ---- text ---------------------------------------------------------------------------------- */
 
 /* Every key name and string in the document, overrides applied, must be valid UTF-8: it goes
  * into requests, the workspace and reports. Names the key path of the first that is not. */
@@ -1407,10 +1401,7 @@ us_status us_config_render(const us_config *c, const char *text, char **system, 
 }
 
 int us_config_label_index(const us_config *c, const char *label) {
-  if (!label) return -1;
-  for (int i = 0; i < c->task.n_labels; i++)
-    if (strcmp(c->task.labels[i], label) == 0) return i;
-  return -1;
+  return us_task_label_index(&c->task, label);
 }
 
 /* ---- the key table, for documentation ------------------------------------------------------- */

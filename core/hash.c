@@ -32,7 +32,7 @@ uint64_t us_hash64(const void *data, size_t len, uint64_t seed) {
   return h;
 }
 
-static uint64_t finalize64(uint64_t h) {
+uint64_t us_hash_mix64(uint64_t h) {
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;
   h ^= h >> 33;
@@ -42,6 +42,6 @@ static uint64_t finalize64(uint64_t h) {
 }
 
 double us_hash_fraction(const void *data, size_t len, uint64_t seed) {
-  uint64_t h = finalize64(us_hash64(data, len, seed));
+  uint64_t h = us_hash_mix64(us_hash64(data, len, seed));
   return (double)(h >> 11) * (1.0 / 9007199254740992.0);
 }

@@ -21,6 +21,10 @@ uint64_t us_hash64_start(uint64_t seed);
 #define US_FNV_PRIME 0x100000001b3ull
 #define US_FNV_STEP(h, byte) (((h) ^ (unsigned char)(byte)) * US_FNV_PRIME)
 
+/* MurmurHash3's 64-bit finaliser (fmix64): every input bit moves every output bit. For mixing
+ * hashes that are already 64 bits (shingles, table slots). Stable across versions. */
+uint64_t us_hash_mix64(uint64_t h);
+
 /* A stable fraction in [0, 1) (53 bits) for data under seed: FNV-1a through a finaliser
  * (MurmurHash3's fmix64), since FNV's high bits mix weakly for texts that differ only at the
  * end. Stable across versions: the train/test split depends on it. */

@@ -12,15 +12,6 @@
 #define ROWS 6 /* BANDS * ROWS == N_HASHES */
 #define BUCKET_WINDOW 64
 
-static uint64_t fmix64(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
-
 static bool word_byte(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
 }
@@ -64,11 +55,12 @@ static bool shingles(const char *text, uint64_t **out, size_t *n) {
   }
   if (n_words < 3) {
     uint64_t h = 0x5bd1e995;
-    for (size_t i = 0; i < n_words; i++) h = fmix64(h ^ words[i]) + i;
+    for (size_t i = 0; i < n_words; i++) h = us_hash_mix64(h ^ words[i]) + i;
     sh[count++] = h;
   } else {
     for (size_t i = 0; i + 2 < n_words; i++)
-      sh[count++] = fmix64(fmix64(fmix64(words[i]) ^ words[i + 1]) ^ words[i + 2]);
+      sh[count++] =
+          us_hash_mix64(us_hash_mix64(us_hash_mix64(words[i]) ^ words[i + 1]) ^ words[i + 2]);
   }
   free(words);
   qsort(sh, count, sizeof *sh, u64_cmp);
@@ -148,19 +140,20 @@ us_status us_neardup_pairs(const char *const *texts, size_t n, double threshold,
   pair_list found = {0};
   if (!sh || !nsh || !band) goto nomem;
   uint64_t salt[N_HASHES];
-  for (int k = 0; k < N_HASHES; k++) salt[k] = fmix64(0x9e3779b97f4a7c15ULL * (uint64_t)(k + 1));
+  for (int k = 0; k < N_HASHES; k++)
+    salt[k] = us_hash_mix64(0x9e3779b97f4a7c15ULL * (uint64_t)(k + 1));
   for (size_t d = 0; d < n; d++) {
     if (!shingles(texts[d] ? texts[d] : "", &sh[d], &nsh[d])) goto nomem;
     uint64_t mins[N_HASHES];
     for (int k = 0; k < N_HASHES; k++) mins[k] = UINT64_MAX;
     for (size_t i = 0; i < nsh[d]; i++)
       for (int k = 0; k < N_HASHES; k++) {
-        uint64_t h = fmix64(sh[d][i] ^ salt[k]);
+        uint64_t h = us_hash_mix64(sh[d][i] ^ salt[k]);
         if (h < mins[k]) mins[k] = h;
       }
     for (int b = 0; b < BANDS; b++) {
       uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)b;
-      for (int r = 0; r < ROWS; r++) h = fmix64(h ^ mins[b * ROWS + r]);
+      for (int r = 0; r < ROWS; r++) h = us_hash_mix64(h ^ mins[b * ROWS + r]);
       band[(size_t)b * n + d] = (band_entry){h, d};
     }
   }

@@ -186,6 +186,8 @@ static us_status add_tokenizer(us_gguf_writer *w, const us_bpe *bpe, const vocab
   uint64_t V = (uint64_t)us_bpe_vocab_size(bpe), M = (uint64_t)us_bpe_n_merges(bpe);
   us_status st = us_gguf_add_str(w, "tokenizer.ggml.model", "gpt2", err);
   if (st == US_OK) st = us_gguf_add_str(w, "tokenizer.ggml.pre", US_LM_GGUF_PRE, err);
+  if (st == US_OK)
+    st = us_gguf_add_str(w, "tokenizer.ggml.pretokenizer", US_LM_GGUF_PRE_REGEX, err);
   if (st == US_OK) st = us_gguf_add_str_array(w, "tokenizer.ggml.tokens", v->ptr, v->len, V, err);
   if (st == US_OK) st = us_gguf_add_i32_array(w, "tokenizer.ggml.token_type", v->type, V, err);
   if (st == US_OK) st = us_gguf_add_str_array(w, "tokenizer.ggml.merges", v->mptr, v->mlen, M, err);

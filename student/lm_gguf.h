@@ -42,6 +42,11 @@
 /* The pre-tokeniser llama.cpp is told to use (docs/gguf.md lists where it splits text
  * differently from us_bpe_encode). */
 #define US_LM_GGUF_PRE "gpt-2"
+/* The same split as a regular expression, for runtimes that read one (Ollama's own engine reads
+ * "tokenizer.ggml.pretokenizer" and otherwise assumes Llama 3's, which splits digits in
+ * threes). */
+#define US_LM_GGUF_PRE_REGEX \
+  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 typedef struct us_lm_gguf_params {
   uint32_t dtype;   /* matrices: US_GGUF_F32 (default), US_GGUF_F16, US_GGUF_BF16 or US_GGUF_Q8_0;

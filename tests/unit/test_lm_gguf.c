@@ -128,6 +128,8 @@ static void export_should_hold_what_llama_cpp_reads(void **state) {
   /* tokeniser */
   expect_str(g, "tokenizer.ggml.model", "gpt2");
   expect_str(g, "tokenizer.ggml.pre", US_LM_GGUF_PRE);
+  expect_str(g, "tokenizer.ggml.pretokenizer",
+             "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+");
   expect_str(g, "tokenizer.chat_template", US_LM_GGUF_CHAT_TEMPLATE);
   us_bpe_special sp = us_bpe_specials(us_lm_get_bpe(lm));
   expect_int(g, "tokenizer.ggml.bos_token_id", sp.bos);

@@ -69,6 +69,39 @@ us_status us_lm_gguf_token_text(const unsigned char *bytes, int len, us_buf *out
   return US_OK;
 }
 
+/* The byte a code point of the map stands for, or -1. */
+static int byte_of(unsigned cp) {
+  if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255))
+    return (int)cp;
+  if (cp < 256 || cp > 256 + 67) return -1;
+  unsigned n = cp - 256;
+  return n <= 32 ? (int)n : n <= 66 ? (int)(127 + n - 33) : 173;
+}
+
+us_status us_lm_gguf_token_bytes(const char *text, size_t len, us_buf *out, us_err *err) {
+  const unsigned char *s = (const unsigned char *)text;
+  for (size_t i = 0; i < len;) {
+    unsigned cp = s[i];
+    size_t k = 1;
+    if (cp >= 0xc0 && cp < 0xe0 && i + 1 < len && (s[i + 1] & 0xc0) == 0x80) {
+      cp = (cp & 0x1f) << 6 | (s[i + 1] & 0x3f);
+      k = 2;
+    } else if (cp >= 0x80) {
+      cp = 0x110000; /* longer sequences and stray bytes are outside the map */
+    }
+    int b = byte_of(cp);
+    if (b < 0)
+      return us_err_set(err, US_ERR_FORMAT,
+                        "gguf: token text \"%.*s\": byte %zu is not in GPT-2's byte map",
+                        (int)(len > 64 ? 64 : len), text, i);
+    unsigned char c = (unsigned char)b;
+    if (us_buf_append(out, &c, 1) != US_OK)
+      return us_err_set(err, US_ERR_NOMEM, "gguf: out of memory for token bytes");
+    i += k;
+  }
+  return US_OK;
+}
+
 /* The tokeniser's arrays: token texts and types (one buffer, offsets), merges "A B". */
 typedef struct vocab_texts {
   us_buf text, merges;
@@ -284,6 +317,8 @@ static us_status add_weights(us_gguf_writer *w, const us_lm *lm, uint32_t dtype,
     }
   }
   if (st == US_OK) st = add_vector(w, "output_norm.weight", p->lnf, C, r, err);
+  /* The output layer is tied to token_embd, so there is no "output.weight": llama.cpp then uses
+   * token_embd. An untied output matrix (vocab, dim) would go here as "output.weight". */
   return st;
 }
 

@@ -73,5 +73,9 @@ us_status us_lm_export_gguf(const us_lm *lm, const char *path, const us_lm_gguf_
 /* The GGUF spelling of a token (GPT-2's byte-to-unicode map: printable bytes stay themselves,
  * the others become code points 256 and up) appended to out. */
 us_status us_lm_gguf_token_text(const unsigned char *bytes, int len, us_buf *out, us_err *err);
+/* The inverse: the bytes a GGUF "gpt2" token text stands for, appended to out. A text that is
+ * not valid UTF-8 or holds a code point outside the map is US_ERR_FORMAT (control tokens such
+ * as "<|bos|>" are spelled with ordinary characters, so they decode to their own text). */
+us_status us_lm_gguf_token_bytes(const char *text, size_t len, us_buf *out, us_err *err);
 
 #endif

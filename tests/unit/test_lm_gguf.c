@@ -214,7 +214,7 @@ static void token_text_should_follow_the_gpt2_byte_map(void **state) {
     if (strcmp(b.data, cases[i].text) != 0) fail_msg("byte %u: \"%s\"", cases[i].byte, b.data);
     us_buf_free(&b);
   }
-  /* all 256 bytes spell differently */
+  /* all 256 bytes spell differently, and read back */
   char seen[256][3];
   for (int i = 0; i < 256; i++) {
     unsigned char byte = (unsigned char)i;
@@ -225,8 +225,32 @@ static void token_text_should_follow_the_gpt2_byte_map(void **state) {
     memset(seen[i], 0, 3);
     memcpy(seen[i], b.data, b.len);
     for (int j = 0; j < i; j++) assert_string_not_equal(seen[i], seen[j]);
+    us_buf back;
+    us_buf_init(&back, 0);
+    assert_int_equal(us_lm_gguf_token_bytes(b.data, b.len, &back, &err), US_OK);
+    assert_int_equal(back.len, 1);
+    assert_int_equal((unsigned char)back.data[0], byte);
+    us_buf_free(&back);
     us_buf_free(&b);
   }
+}
+
+static void token_bytes_should_refuse_text_outside_the_map(void **state) {
+  (void)state;
+  const char *bad[] = {"\xe2\x82\xac", "\xc5\x84", "\x80", "\xc4", " ", "\x01"};
+  us_err err;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    us_buf b;
+    us_buf_init(&b, 0);
+    if (us_lm_gguf_token_bytes(bad[i], strlen(bad[i]), &b, &err) != US_ERR_FORMAT)
+      fail_msg("case %zu was read", i);
+    us_buf_free(&b);
+  }
+  us_buf b;
+  us_buf_init(&b, 0);
+  assert_int_equal(us_lm_gguf_token_bytes("\xc4\xa0hello\xc4\x8a", 9, &b, &err), US_OK);
+  assert_string_equal(b.data, " hello\n");
+  us_buf_free(&b);
 }
 
 static void greedy_tokens_should_match_generate(void **state) {
@@ -271,6 +295,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(export_should_hold_what_llama_cpp_reads),
       cmocka_unit_test(token_text_should_follow_the_gpt2_byte_map),
+      cmocka_unit_test(token_bytes_should_refuse_text_outside_the_map),
       cmocka_unit_test(greedy_tokens_should_match_generate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

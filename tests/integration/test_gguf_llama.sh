@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Issue 14: the language-model student exported as GGUF and run by llama.cpp itself (the npm
 # package node-llama-cpp, pinned, with its prebuilt linux-x64 binaries): a student trained
-# through the real pipeline against the mock teacher is exported as f32, f16, bf16 and q8_0; llama.cpp
-# loads each, and on the student's own token ids gives the same greedy continuation as
+# through the real pipeline against the mock teacher is exported as f32, f16, bf16 and q8_0;
+# llama.cpp loads each, and on the student's own token ids gives the same greedy continuation as
 # `understudy generate` (f32: logits within float tolerance at every step; the decoded text
 # equal to the answer); its tokeniser splits the prompt into the same ids, and the GGUF's chat
 # template, rendered by Jinja and tokenised with special tokens, gives exactly the sequence the
-# student was trained on. Skips (77) where node or npm is missing, the machine is not linux x64,
-# or the packages cannot be installed (offline).
+# student was trained on. Skips (77) where node or npm is missing or older than Node.js 20, the
+# machine is not linux x64, or the packages cannot be installed (offline).
 . "$(dirname "$0")/lib.sh"
 
 NLC_VERSION=3.22.1  # node-llama-cpp and its prebuilt @node-llama-cpp/linux-x64 (llama.cpp inside)
 JINJA_VERSION=0.5.11 # @huggingface/jinja, node-llama-cpp's own Jinja renderer
 command -v node >/dev/null && command -v npm >/dev/null ||
   { echo "SKIP: node and npm are needed for the llama.cpp test"; exit 77; }
+node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' ||
+  { echo "SKIP: node-llama-cpp $NLC_VERSION needs Node.js 20 or newer (found $(node --version))"; exit 77; }
 [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||
   { echo "SKIP: node-llama-cpp's prebuilt binaries used here are for linux x64"; exit 77; }
 npm_dir=${US_BINARY_DIR:?}/npm-node-llama-cpp-$NLC_VERSION

@@ -26,6 +26,7 @@ TEACHER_CONNECTIONS=${TEACHER_CONNECTIONS:-16}
 MOCK_LATENCY_MS=${MOCK_LATENCY_MS:-20}
 THREADS=${THREADS:-2}
 BEFORE=${BEFORE:-}
+b_rps= b_p50= b_p99= b_bad= b_cpu= b_load=
 data=../shared/data/banking77
 command -v wrk >/dev/null || { echo "bench_serve: wrk is missing: scripts/deps.sh bench" >&2; exit 1; }
 [ -f "$data/train.csv" ] || { echo "bench_serve: $data is absent" >&2; exit 1; }
@@ -151,12 +152,18 @@ kill "$spid" ${bpid:+"$bpid"} 2>/dev/null || true
 echo "bench_serve: teacher route (mock latency ${MOCK_LATENCY_MS} ms)" >&2
 start_mock slow --latency-ms "$MOCK_LATENCY_MS"
 mport=$PORT
-serve teacher --set serve.threshold=1 --set "teacher.base_url=\"http://127.0.0.1:$mport/v1\"" \
-  --set teacher.concurrency=256 --set teacher.budget_usd=1000
+mpid=${pids[-1]}
+teacher_sets=(--set serve.threshold=1 --set "teacher.base_url=\"http://127.0.0.1:$mport/v1\""
+  --set teacher.concurrency=256 --set teacher.budget_usd=1000)
+serve teacher "${teacher_sets[@]}"
 tport=$PORT
 tpid=${pids[-1]}
-mpid=${pids[-2]}
 read -r d_rps d_p50 d_p99 d_bad d_n d_cpu d_wrk d_load < <(run_wrk "http://127.0.0.1:$mport" "$TEACHER_CONNECTIONS" "$work/teacher.lua" "$mpid")
+if [ -n "$BEFORE" ]; then
+  SERVE_BIN=$BEFORE/understudy serve teacher_before "${teacher_sets[@]}"
+  read -r b_rps b_p50 b_p99 b_bad b_n b_cpu b_wrk b_load < <(run_wrk "http://127.0.0.1:$PORT" "$TEACHER_CONNECTIONS" "$work/teacher.lua" "${pids[-1]}")
+  kill "${pids[-1]}" 2>/dev/null || true
+fi
 read -r t_rps t_p50 t_p99 t_bad t_n t_cpu t_wrk t_load < <(run_wrk "http://127.0.0.1:$tport" "$TEACHER_CONNECTIONS" "$work/teacher.lua" "$tpid")
 
 ft=$(python3 -c 'import json
@@ -208,6 +215,11 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "| through understudy serve | $t_rps | $t_p50 | $t_p99 | $t_bad | $t_cpu | $t_load |"
   awk -v a="$t_p50" -v b="$d_p50" -v c="$t_p99" -v d="$d_p99" \
     'BEGIN { printf "| overhead | | %.3f | %.3f | | |\n", a - b, c - d }'
+  if [ -n "$BEFORE" ]; then
+    echo "| through $BEFORE/understudy (before) | $b_rps | $b_p50 | $b_p99 | $b_bad | $b_cpu | $b_load |"
+    awk -v a="$b_p50" -v b="$d_p50" -v c="$b_p99" -v d="$d_p99" \
+      'BEGIN { printf "| overhead (before) | | %.3f | %.3f | | |\n", a - b, c - d }'
+  fi
   echo
   echo "The floor, from the classifier bench (bench/results.json, one process, one text at a time):"
   echo
@@ -228,7 +240,9 @@ out = {"schema": 2, "date": "$(date -u '+%Y-%m-%dT%H:%MZ')", "cores": $(nproc), 
                    "direct": {"rps": float("$d_rps" or 0), "p50_ms": float("$d_p50" or 0), "p99_ms": float("$d_p99" or 0),
                               "mock_cpu_us_per_request": float("$d_cpu" or 0), "load1": float("$d_load" or 0)},
                    "served": {"rps": float("$t_rps" or 0), "p50_ms": float("$t_p50" or 0), "p99_ms": float("$t_p99" or 0),
-                              "server_cpu_us_per_request": float("$t_cpu" or 0), "load1": float("$t_load" or 0)}},
+                              "server_cpu_us_per_request": float("$t_cpu" or 0), "load1": float("$t_load" or 0)},
+                   "served_before": {"rps": float("$b_rps" or 0), "p50_ms": float("$b_p50" or 0), "p99_ms": float("$b_p99" or 0),
+                              "server_cpu_us_per_request": float("$b_cpu" or 0), "load1": float("$b_load" or 0)} if "$BEFORE" else None},
        "classifier_bench_banking77": json.loads('''$ft''' or "{}")}
 json.dump(out, open("bench/results_serve.json", "w"), indent=1)
 PY

@@ -46,6 +46,11 @@ typedef struct req_ctx {
   /* the teacher's reply, filled on the gateway's thread before the connection is resumed */
   bool waiting;
   us_teacher_reply reply;
+  /* work that wakes another thread, kept until the response is on the wire (on_completed): a
+   * woken thread on a busy core would otherwise run before the response is sent */
+  bool has_log;       /* a teacher answer's row and call, for the log thread */
+  us__log_item log;   /* owned while has_log */
+  char *audit_answer; /* the student's answer to audit, or NULL */
 } req_ctx;
 
 /* ---- responses ------------------------------------------------------------------------- */
@@ -174,7 +179,7 @@ static enum MHD_Result answer_by_student(req_ctx *x, const char *answer) {
   enum MHD_Result ret =
       send_response(x, 200, x->stream ? "text/event-stream" : "application/json", body, "student");
   free(body);
-  if (us__audit_draw(s)) us__audit_submit(s, x->text, answer, x->confidence);
+  if (us__audit_draw(s)) x->audit_answer = us_strdup(answer); /* sent in on_completed */
   return ret;
 }
 
@@ -279,7 +284,8 @@ static enum MHD_Result teacher_answered(req_ctx *x) {
       it.target_text = content;
       content = NULL;
     }
-    us__log_push(s, &it);
+    x->log = it; /* pushed in on_completed, once the response is sent */
+    x->has_log = true;
     free(label);
     free(content);
     return ret;
@@ -496,6 +502,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   us__server *s = cls;
   req_ctx *x = *con_cls;
   if (!x) return;
+  /* also when the client went away: the answer was paid for, the row happened */
+  if (x->has_log) us__log_push(s, &x->log);
+  if (x->audit_answer && x->text) us__audit_submit(s, x->text, x->audit_answer, x->confidence);
+  free(x->audit_answer);
   us_buf_free(&x->body);
   free(x->model);
   free(x->text);

@@ -477,7 +477,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     us_buf_init(&x->body, (size_t)s->config->serve.max_body_bytes);
     /* the body's room at once, rather than doubling up to it */
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    long long want = cl ? atoll(cl) : 0;
+    long long want = cl ? strtoll(cl, NULL, 10) : 0; /* saturates; atoll may not */
     if (want > 0 && want <= s->config->serve.max_body_bytes) us_buf_reserve(&x->body, (size_t)want);
     atomic_fetch_add(&s->in_flight, 1);
     *con_cls = x;

@@ -214,6 +214,7 @@ static const key_spec KEYS[] = {
          0),
     PKEY("serve.log_prompts", serve.log_prompts, us_serve_param_table, "log_prompts", 0),
     PKEY("serve.max_body_bytes", serve.max_body_bytes, us_serve_param_table, "max_body_bytes", 0),
+    PKEY("serve.max_tokens", serve.max_tokens, us_serve_param_table, "max_tokens", 0),
     PKEY("serve.reload_check_s", serve.reload_check_s, us_serve_param_table, "reload_check_s", 0),
     KEY("serve.model", K_STRING, serve.model, 0, 0, F_NULLABLE | F_NONEMPTY),
     FKEY("serve.on_drift", K_STRING, serve.on_drift, us_serve_param_table, "on_drift", 0),

@@ -11,6 +11,7 @@ void us_serve_params_defaults(us_serve_params *p) {
   p->drift_min_audits = 200;
   p->log_prompts = true;
   p->max_body_bytes = 1 << 20;
+  p->max_tokens = 4096;
   p->reload_check_s = 2;
 }
 
@@ -28,6 +29,8 @@ static const us_param SERVE_PARAMS[] = {
              "keep prompt text and answers in the served rows"),
     US_PARAM(us_serve_params, max_body_bytes, US_PARAM_INT, 1024, 1 << 30, 0,
              "largest request body accepted (else 413)"),
+    US_PARAM(us_serve_params, max_tokens, US_PARAM_INT, 1, 1000000, 0,
+             "max_tokens added to a pass-through request that sets no output bound"),
     US_PARAM(us_serve_params, reload_check_s, US_PARAM_DOUBLE, 0, 86400, 0,
              "seconds between looks for a newer student.bin (0: SIGHUP only)"),
 };

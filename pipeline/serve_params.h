@@ -19,6 +19,8 @@ typedef struct us_serve_params {
                             above the target */
   bool log_prompts;      /* keep the prompt text and answer in the served rows */
   int max_body_bytes;    /* larger request bodies are refused with 413 */
+  int max_tokens;        /* output bound added to a pass-through request that sets none, so the
+                            budget's worst case for it is a real bound */
   double reload_check_s; /* how often to look for a newer student.bin (0: only on SIGHUP) */
   char *model;           /* model name of the task besides teacher.model; NULL: none */
   char *on_drift;        /* "teacher" (route everything to the teacher) or "warn"; NULL: the

@@ -14,8 +14,12 @@
 #include "distill/prompts.h"
 #include "serve/serve_int.h"
 
+/* Plain rows wait until the oldest is LOG_BATCH_WAIT_MS old or LOG_BATCH_ROWS are queued, so a
+ * busy server writes one transaction for thousands of rows rather than one per handful; a
+ * teacher answer (paid for) and the stop are written at once. */
 #define LOG_BATCH_WAIT_MS 200
-#define LOG_QUEUE_MAX 200000 /* rows queued at most; past it rows are dropped (and counted) */
+#define LOG_BATCH_ROWS 4096
+#define LOG_QUEUE_MAX 200000 /* rows queued at most; past it a request waits for the writer */
 
 void us__log_item_free(us__log_item *it) {
   free(it->prompt);
@@ -116,25 +120,35 @@ static void write_batch(us__server *s, us__log_item *items, size_t n) {
   pthread_mutex_unlock(&s->recent_lock);
 }
 
+/* Waits (log_lock held) until the queue is worth writing: see LOG_BATCH_WAIT_MS. */
+static void wait_for_batch(us__server *s) {
+  while (!s->log_stop && !s->log_urgent && s->log_n < LOG_BATCH_ROWS) {
+    if (s->log_n == 0) {
+      pthread_cond_wait(&s->log_cond, &s->log_lock);
+      continue;
+    }
+    struct timespec ts = s->log_first;
+    ts.tv_nsec += LOG_BATCH_WAIT_MS * 1000000L;
+    while (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    if (pthread_cond_timedwait(&s->log_cond, &s->log_lock, &ts) == ETIMEDOUT) break;
+  }
+}
+
 static void *log_main(void *arg) {
   us__server *s = arg;
   pthread_mutex_lock(&s->log_lock);
   for (;;) {
-    if (s->log_n == 0 && !s->log_stop) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += LOG_BATCH_WAIT_MS * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
-      pthread_cond_timedwait(&s->log_cond, &s->log_lock, &ts);
-    }
+    wait_for_batch(s);
     if (s->log_n == 0 && s->log_stop) break;
     us__log_item *items = s->log_items;
     size_t n = s->log_n;
     s->log_items = NULL;
     s->log_n = s->log_cap = 0;
+    s->log_urgent = false;
+    pthread_cond_broadcast(&s->log_drained);
     pthread_mutex_unlock(&s->log_lock);
     if (n) write_batch(s, items, n);
     for (size_t i = 0; i < n; i++) us__log_item_free(&items[i]);
@@ -169,22 +183,34 @@ void us__log_push(us__server *s, us__log_item *item) {
   item->row.prompt = item->prompt;
   item->row.answer = item->answer;
   pthread_mutex_lock(&s->log_lock);
-  if (s->log_n == s->log_cap) {
+  while (s->log_n == s->log_cap) {
     size_t cap = s->log_cap ? s->log_cap * 2 : 256;
     us__log_item *grown =
         s->log_n < LOG_QUEUE_MAX ? realloc(s->log_items, cap * sizeof *grown) : NULL;
-    if (!grown) {
+    if (grown) {
+      s->log_items = grown;
+      s->log_cap = cap;
+      break;
+    }
+    if (s->log_n == 0 || !s->log_started) {
+      /* out of memory with nothing queued: there is no writer to wait for */
       s->log_dropped++;
       pthread_mutex_unlock(&s->log_lock);
       us__log_item_free(item);
       return;
     }
-    s->log_items = grown;
-    s->log_cap = cap;
+    /* full (or out of memory): wait until the writer takes the queue, then start a new one */
+    s->log_urgent = true;
+    pthread_cond_signal(&s->log_cond);
+    pthread_cond_wait(&s->log_drained, &s->log_lock);
   }
+  if (s->log_n == 0) clock_gettime(CLOCK_REALTIME, &s->log_first);
   s->log_items[s->log_n++] = *item;
-  /* a teacher answer is written at once (it was paid for); plain rows wait for the batch */
-  if (item->store_call) pthread_cond_signal(&s->log_cond);
+  /* a teacher answer (or an attempt that may be billed) is written at once; plain rows wait for the
+   * batch, the writer being woken only by the first of them (to time the batch) or a full batch */
+  bool paid = item->store_call || item->unanswered > 0;
+  if (paid) s->log_urgent = true;
+  if (paid || s->log_n == 1 || s->log_n == LOG_BATCH_ROWS) pthread_cond_signal(&s->log_cond);
   pthread_mutex_unlock(&s->log_lock);
   memset(item, 0, sizeof *item);
 }

@@ -21,11 +21,16 @@ void us__metrics_observe(us__server *s, int route, double seconds) {
   atomic_fetch_add(&s->hist_sum_us[route], (int_fast64_t)(seconds * 1e6));
 }
 
+/* *a += v as one compare-and-swap loop (C11's += on an atomic double wants libatomic). */
+static void add_double(_Atomic double *a, double v) {
+  double old = atomic_load(a);
+  while (!atomic_compare_exchange_weak(a, &old, old + v)) {
+  }
+}
+
 void us__money_add(us__server *s, double spent, double saved) {
-  pthread_mutex_lock(&s->money_lock);
-  s->spent_usd += spent;
-  s->saved_usd += saved;
-  pthread_mutex_unlock(&s->money_lock);
+  if (spent != 0) add_double(&s->spent_usd, spent);
+  if (saved != 0) add_double(&s->saved_usd, saved);
 }
 
 static void gauge(us_buf *b, const char *name, const char *help, double v) {
@@ -66,9 +71,7 @@ char *us__metrics_text(us__server *s) {
     us_buf_printf(&b, "understudy_request_duration_seconds_count{route=\"%s\"} %lld\n",
                   us__route_names[r], cum);
   }
-  pthread_mutex_lock(&s->money_lock);
   double spent = s->spent_usd, saved = s->saved_usd;
-  pthread_mutex_unlock(&s->money_lock);
   us_buf_printf(&b,
                 "# HELP understudy_teacher_spent_usd_total Dollars paid to the teacher while "
                 "serving (audits included).\n# TYPE understudy_teacher_spent_usd_total counter\n"

@@ -86,6 +86,53 @@ char *us_serve_match_template(const char *template_text, const char *labels_join
   return text;
 }
 
+us_status us__route_prepare(us__server *s) {
+  const char *tpl = s->config->task.template;
+  const char *labels = s->labels_joined ? s->labels_joined : "";
+  const char *first = tpl ? strstr(tpl, "{text}") : NULL;
+  if (!first || strstr(first + 6, "{text}")) return US_OK; /* no split: the general matcher */
+  size_t head_len = (size_t)(first - tpl);
+  char *head_template = malloc(head_len + 1);
+  if (!head_template) return US_ERR_NOMEM;
+  memcpy(head_template, tpl, head_len);
+  head_template[head_len] = '\0';
+  /* fill reads the template left to right and "{labels}" cannot hold "{text}", so filling the
+   * two sides apart gives the same bytes as filling the whole */
+  s->tpl_head = fill(head_template, labels, "", 0);
+  free(head_template);
+  s->tpl_tail = fill(first + 6, labels, "", 0);
+  if (!s->tpl_head || !s->tpl_tail) {
+    us__route_unprepare(s);
+    return US_ERR_NOMEM;
+  }
+  s->tpl_head_len = strlen(s->tpl_head);
+  s->tpl_tail_len = strlen(s->tpl_tail);
+  return US_OK;
+}
+
+void us__route_unprepare(us__server *s) {
+  free(s->tpl_head);
+  free(s->tpl_tail);
+  s->tpl_head = s->tpl_tail = NULL;
+}
+
+char *us__route_match(const us__server *s, const char *message) {
+  if (!message) return NULL;
+  if (!s->tpl_head)
+    return us_serve_match_template(s->config->task.template, s->labels_joined, message);
+  /* one {text}: the message is head + text + tail */
+  size_t len = strlen(message), h = s->tpl_head_len, t = s->tpl_tail_len;
+  if (len < h + t || memcmp(message, s->tpl_head, h) != 0 ||
+      memcmp(message + len - t, s->tpl_tail, t) != 0)
+    return NULL;
+  size_t text_len = len - h - t;
+  char *text = malloc(text_len + 1);
+  if (!text) return NULL;
+  memcpy(text, message + h, text_len);
+  text[text_len] = '\0';
+  return text;
+}
+
 /* A message's content as one string: a string, or an array of {"type":"text","text":...} parts
  * joined. Caller frees; NULL when it has other parts (images) or none. */
 static char *message_text(const cJSON *content) {
@@ -135,7 +182,7 @@ char *us__route_task_text(const us__server *s, const void *request) {
   }
   if (!role_is(user, "user")) return NULL;
   char *msg = message_text(cJSON_GetObjectItemCaseSensitive(user, "content"));
-  char *text = us_serve_match_template(c->task.template, s->labels_joined, msg);
+  char *text = us__route_match(s, msg);
   free(msg);
   return text;
 }
@@ -145,6 +192,19 @@ void us__route_stream_flags(const void *request, bool *stream, bool *include_usa
   *stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "stream"));
   const cJSON *so = cJSON_GetObjectItemCaseSensitive(req, "stream_options");
   *include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+}
+
+/* v in decimal, as %lld writes it. */
+static us_status append_int(us_buf *b, long long v) {
+  char digits[24];
+  char *p = digits + sizeof digits;
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) *--p = '-';
+  return us_buf_append(b, p, (size_t)(digits + sizeof digits - p));
 }
 
 static cJSON *usage_object(int prompt_tokens, int completion_tokens) {
@@ -222,27 +282,31 @@ char *us__route_completion(const char *id, const char *model, double created, co
   if (stream)
     return sse_completion(id, model, created, content, "stop", prompt_tokens, completion_tokens,
                           include_usage);
-  /* written directly: this is every student answer's path, and cJSON's number printing
-   * (sprintf, then sscanf to check) is a measurable share of it */
+  /* written directly, without printf: this is every student answer's path, and formatting
+   * numbers through printf (and cJSON's sprintf-then-sscanf) was a measurable share of it */
   us_buf b;
   us_buf_init(&b, 0);
   us_status st = us_buf_reserve(&b, 384 + strlen(content) + strlen(model));
   if (!st) st = us_buf_puts(&b, "{\"id\":");
   if (!st) st = us_json_quote(&b, id);
-  if (!st)
-    st = us_buf_printf(
-        &b, ",\"object\":\"chat.completion\",\"created\":%.0f,\"model\":", floor(created));
+  if (!st) st = us_buf_puts(&b, ",\"object\":\"chat.completion\",\"created\":");
+  if (!st) st = append_int(&b, (long long)floor(created));
+  if (!st) st = us_buf_puts(&b, ",\"model\":");
   if (!st) st = us_json_quote(&b, model);
   if (!st)
     st = us_buf_puts(&b,
                      ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
   if (!st) st = us_json_quote(&b, content);
   if (!st)
-    st = us_buf_printf(&b,
-                       ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
-                       "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,"
-                       "\"total_tokens\":%d},\"system_fingerprint\":\"understudy\"}",
-                       prompt_tokens, completion_tokens, prompt_tokens + completion_tokens);
+    st = us_buf_puts(&b,
+                     ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+                     "\"usage\":{\"prompt_tokens\":");
+  if (!st) st = append_int(&b, prompt_tokens);
+  if (!st) st = us_buf_puts(&b, ",\"completion_tokens\":");
+  if (!st) st = append_int(&b, completion_tokens);
+  if (!st) st = us_buf_puts(&b, ",\"total_tokens\":");
+  if (!st) st = append_int(&b, (long long)prompt_tokens + completion_tokens);
+  if (!st) st = us_buf_puts(&b, "},\"system_fingerprint\":\"understudy\"}");
   if (st) {
     us_buf_free(&b);
     return NULL;
@@ -289,6 +353,16 @@ char *us__route_error_body(const char *message, const char *type, const char *co
     us_buf_puts(&b, "null");
   us_buf_puts(&b, "}}");
   return us_buf_steal(&b);
+}
+
+char *us__route_teacher_content(const char *body) {
+  char *content = NULL;
+  int pt, ct;
+  if (us_response_parse(body, NULL, 0, &content, &pt, &ct, NULL, NULL, NULL)) {
+    free(content);
+    return NULL;
+  }
+  return content;
 }
 
 char *us__route_teacher_answer(const us__server *s, const char *body, char **content_out) {

@@ -65,6 +65,10 @@ typedef struct us__server {
   pthread_mutex_t read_lock;
   char *model_path;
   char *labels_joined; /* task.labels joined by ", " */
+  /* task.template split at its one {text}, both sides filled (us__route_prepare); NULL when it
+   * has several {text} and the general matcher runs */
+  char *tpl_head, *tpl_tail;
+  size_t tpl_head_len, tpl_tail_len;
 
   /* the student and when to reload it */
   pthread_mutex_t student_lock;
@@ -90,8 +94,7 @@ typedef struct us__server {
   atomic_int_fast64_t hist_sum_us[US__ROUTE_COUNT];
   atomic_int_fast64_t in_flight;
   atomic_int_fast64_t next_id;
-  pthread_mutex_t money_lock;
-  double spent_usd, saved_usd;
+  _Atomic double spent_usd, saved_usd; /* += is one compare-and-swap: no lock per request */
 
   /* audit */
   pthread_mutex_t audit_lock;
@@ -104,9 +107,12 @@ typedef struct us__server {
 
   /* the log thread */
   pthread_mutex_t log_lock;
-  pthread_cond_t log_cond;
+  pthread_cond_t log_cond;    /* to the writer: rows to write */
+  pthread_cond_t log_drained; /* to the request threads: the writer took the queue */
   us__log_item *log_items;
   size_t log_n, log_cap;
+  struct timespec log_first; /* when the oldest queued row came (CLOCK_REALTIME) */
+  bool log_urgent;           /* a teacher answer is queued: write it now */
   bool log_stop;
   pthread_t log_thread;
   bool log_started;
@@ -127,7 +133,8 @@ us_status us__student_answer(const us__server *s, const us__student *st, const c
 /* ---- log.c ---- */
 us_status us__log_start(us__server *s, us_err *err);
 void us__log_stop(us__server *s); /* writes every row still queued */
-/* Queues item (taking what it owns). Never blocks on the workspace. */
+/* Queues item (taking what it owns). Never blocks on the workspace, only (rarely) on a full
+ * queue until the writer has taken it, so no row is ever dropped for want of room. */
 void us__log_push(us__server *s, us__log_item *item);
 void us__log_item_free(us__log_item *item);
 /* Fills item->call with a teacher answer to store (taking *request and r->body, which are left
@@ -157,6 +164,11 @@ void us__audit_live(us__server *s, int64_t *n, int64_t *agreeing, double *agreem
 void us__audit_reset(us__server *s);
 
 /* ---- route.c ---- */
+/* Splits task.template once for us__route_match; unprepare frees what it made. */
+us_status us__route_prepare(us__server *s);
+void us__route_unprepare(us__server *s);
+/* us_serve_match_template(task.template, labels_joined, message), prepared. Caller frees. */
+char *us__route_match(const us__server *s, const char *message);
 /* The {text} when the request is the distilled task (model, system and user messages), else
  * NULL. request is a parsed cJSON object (void* so this header needs no cJSON). */
 char *us__route_task_text(const us__server *s, const void *request);
@@ -170,7 +182,19 @@ char *us__route_completion(const char *id, const char *model, double created, co
 char *us__route_stream_from_body(const char *body, bool include_usage);
 /* The OpenAI error object. Caller frees. */
 char *us__route_error_body(const char *message, const char *type, const char *code);
+/* The content of a teacher's body; NULL if none. Caller frees. */
+char *us__route_teacher_content(const char *body);
 /* The mapped label (classify) or content (generate) of a teacher's body; NULL if none. */
 char *us__route_teacher_answer(const us__server *s, const char *body, char **content);
+
+/* ---- route_fast.c ---- */
+typedef struct us__fast_task {
+  char *model, *text; /* owned */
+  bool stream, include_usage;
+} us__fast_task;
+/* True when body (len bytes, not NUL-terminated) is certainly the distilled task: *out then
+ * holds what the full parser and us__route_task_text would have found. False: nothing is
+ * allocated and the full parser decides (malformed, not the task, or a shape it leaves alone). */
+bool us__route_fast_task(const us__server *s, const char *body, size_t len, us__fast_task *out);
 
 #endif

@@ -23,6 +23,11 @@
 #include "pipeline/train.h"
 #include "serve/serve_int.h"
 
+/* Each connection's libmicrohttpd memory (request line, headers, response headers; the body
+ * goes to our own buffer). libmicrohttpd zeroes all of it between two requests of a keep-alive
+ * connection, so its default 32 KiB was a measurable share of a student answer. */
+#define SERVE_CONNECTION_MEMORY (16u << 10)
+
 /* A request from its first byte to its completion notice. */
 typedef struct req_ctx {
   us__server *s;
@@ -41,9 +46,32 @@ typedef struct req_ctx {
   /* the teacher's reply, filled on the gateway's thread before the connection is resumed */
   bool waiting;
   us_teacher_reply reply;
+  /* work that wakes another thread, kept until the response is on the wire (on_completed): a
+   * woken thread on a busy core would otherwise run before the response is sent */
+  bool has_log;       /* a teacher answer's row and call, for the log thread */
+  us__log_item log;   /* owned while has_log */
+  char *audit_answer; /* the student's answer to audit, or NULL */
 } req_ctx;
 
 /* ---- responses ------------------------------------------------------------------------- */
+
+/* c as "%.6f" writes it, without printf (every student answer sends one). */
+static void format_confidence(double c, char out[32]) {
+  if (!(c >= 0 && c < 1e9)) {
+    snprintf(out, 32, "%.6f", c);
+    return;
+  }
+  long long micro = llround(c * 1e6);
+  char *p = out + 31;
+  *p = '\0';
+  for (int i = 0; i < 6; i++, micro /= 10) *--p = (char)('0' + micro % 10);
+  *--p = '.';
+  do {
+    *--p = (char)('0' + micro % 10);
+    micro /= 10;
+  } while (micro);
+  memmove(out, p, (size_t)(out + 32 - p));
+}
 
 static enum MHD_Result send_response(req_ctx *x, unsigned status, const char *content_type,
                                      const char *body, const char *route) {
@@ -55,7 +83,7 @@ static enum MHD_Result send_response(req_ctx *x, unsigned status, const char *co
   if (route) MHD_add_response_header(r, "x-understudy-route", route);
   if (route && !isnan(x->confidence)) {
     char conf[32];
-    snprintf(conf, sizeof conf, "%.6f", x->confidence);
+    format_confidence(x->confidence, conf);
     MHD_add_response_header(r, "x-understudy-confidence", conf);
   }
   if (strncmp(content_type, "text/event-stream", 17) == 0)
@@ -114,7 +142,15 @@ static int approx_tokens(const char *s) {
 }
 
 static void make_id(us__server *s, char id[64]) {
-  snprintf(id, 64, "chatcmpl-us%llx", (unsigned long long)atomic_fetch_add(&s->next_id, 1));
+  unsigned long long n = (unsigned long long)atomic_fetch_add(&s->next_id, 1);
+  char hex[17], *p = hex + 16;
+  *p = '\0';
+  do {
+    *--p = "0123456789abcdef"[n & 15];
+    n >>= 4;
+  } while (n);
+  memcpy(id, "chatcmpl-us", 11);
+  memcpy(id + 11, p, (size_t)(hex + 17 - p));
 }
 
 /* A completion body (a teacher's or the cache's) sent as it is, or as SSE chunks. */
@@ -143,7 +179,7 @@ static enum MHD_Result answer_by_student(req_ctx *x, const char *answer) {
   enum MHD_Result ret =
       send_response(x, 200, x->stream ? "text/event-stream" : "application/json", body, "student");
   free(body);
-  if (us__audit_draw(s)) us__audit_submit(s, x->text, answer, x->confidence);
+  if (us__audit_draw(s)) x->audit_answer = us_strdup(answer); /* sent in on_completed */
   return ret;
 }
 
@@ -178,11 +214,10 @@ static enum MHD_Result ask_teacher(req_ctx *x) {
   double cost = 0;
   char *cached = cached_answer(s, x->key, &cost);
   if (cached) {
-    char *content = NULL;
-    char *answer = us__route_teacher_answer(s, cached, &content);
+    /* the answer's text only goes in the row when prompts are logged */
+    char *content = s->config->serve.log_prompts ? us__route_teacher_content(cached) : NULL;
     log_row(x, US__ROUTE_CACHE, 200, content, 0, 0, 0, cost);
     enum MHD_Result ret = send_completion_body(x, cached, "cache");
-    free(answer);
     free(content);
     free(cached);
     return ret;
@@ -211,8 +246,13 @@ static enum MHD_Result teacher_answered(req_ctx *x) {
   us_teacher_reply *r = &x->reply;
   x->waiting = false;
   if (r->status == US_OK) {
-    char *content = NULL;
-    char *label = us__route_teacher_answer(s, r->body, &content);
+    /* the label only for the task (a train prompt's target): mapping an answer onto the labels
+     * is most of this thread's work for a request that is not the task */
+    char *content = NULL, *label = NULL;
+    if (x->task)
+      label = us__route_teacher_answer(s, r->body, &content);
+    else if (s->config->serve.log_prompts)
+      content = us__route_teacher_content(r->body);
     us__recent_put(s, x->key, r->body);
     enum MHD_Result ret = send_completion_body(x, r->body, "teacher");
     double dt = us_now() - x->t0;
@@ -244,7 +284,8 @@ static enum MHD_Result teacher_answered(req_ctx *x) {
       it.target_text = content;
       content = NULL;
     }
-    us__log_push(s, &it);
+    x->log = it; /* pushed in on_completed, once the response is sent */
+    x->has_log = true;
     free(label);
     free(content);
     return ret;
@@ -259,12 +300,49 @@ static enum MHD_Result teacher_answered(req_ctx *x) {
   return send_error(x, 502, "api_error", "teacher_unreachable", "%s", r->message);
 }
 
+/* The distilled task (x->text set): the student when it is sure, else the teacher. */
+static enum MHD_Result answer_task(req_ctx *x) {
+  us__server *s = x->s;
+  us__student *stu = us__student_acquire(s);
+  if (stu && !atomic_load(&s->drifted) && s->threshold <= 1) {
+    char *answer = NULL;
+    bool owned = false;
+    us_err err = {0};
+    if (us__student_answer(s, stu, x->text, &answer, &owned, &x->confidence, &err) == US_OK) {
+      bool sure = s->threshold <= 0 || (s->threshold < 1 && x->confidence >= s->threshold);
+      if (sure) {
+        enum MHD_Result ret = answer_by_student(x, answer);
+        if (owned) free(answer);
+        us__student_release(stu);
+        return ret;
+      }
+    } else {
+      us_log(US_LOG_WARN, "serve: the student failed on a request: %s", err.msg);
+    }
+    if (owned) free(answer);
+  }
+  us__student_release(stu);
+  if (us_request_build(&s->config->task, &s->config->teacher, x->text, &x->teacher_body, x->key,
+                       NULL))
+    return send_error(x, 500, "api_error", NULL, "could not build the teacher request");
+  return ask_teacher(x);
+}
+
 static enum MHD_Result chat_completions(req_ctx *x) {
   us__server *s = x->s;
   if (x->too_big)
     return send_error(x, 413, "invalid_request_error", "request_too_large",
                       "the request body is larger than serve.max_body_bytes (%d bytes)",
                       s->config->serve.max_body_bytes);
+  us__fast_task fast;
+  if (x->body.data && us__route_fast_task(s, x->body.data, x->body.len, &fast)) {
+    x->model = fast.model;
+    x->text = fast.text;
+    x->stream = fast.stream;
+    x->include_usage = fast.include_usage;
+    x->task = true;
+    return answer_task(x);
+  }
   cJSON *req = cJSON_ParseWithLength(x->body.data ? x->body.data : "", x->body.len);
   if (!req || !cJSON_IsObject(req)) {
     cJSON_Delete(req);
@@ -284,41 +362,27 @@ static enum MHD_Result chat_completions(req_ctx *x) {
   us__route_stream_flags(req, &x->stream, &x->include_usage);
   x->text = us__route_task_text(s, req);
   x->task = x->text != NULL;
-  us_status st = US_OK;
   if (x->task) {
     cJSON_Delete(req);
-    us__student *stu = us__student_acquire(s);
-    if (stu && !atomic_load(&s->drifted) && s->threshold <= 1) {
-      char *answer = NULL;
-      bool owned = false;
-      us_err err = {0};
-      if (us__student_answer(s, stu, x->text, &answer, &owned, &x->confidence, &err) == US_OK) {
-        bool sure = s->threshold <= 0 || (s->threshold < 1 && x->confidence >= s->threshold);
-        if (sure) {
-          enum MHD_Result ret = answer_by_student(x, answer);
-          if (owned) free(answer);
-          us__student_release(stu);
-          return ret;
-        }
-      } else {
-        us_log(US_LOG_WARN, "serve: the student failed on a request: %s", err.msg);
-      }
-      if (owned) free(answer);
-    }
-    us__student_release(stu);
-    st = us_request_build(&s->config->task, &s->config->teacher, x->text, &x->teacher_body, x->key,
-                          NULL);
-  } else {
-    /* not the task: the request as the client sent it, without streaming (the server streams
-     * the answer itself), keyed like any teacher call */
-    cJSON_DeleteItemFromObjectCaseSensitive(req, "stream");
-    cJSON_DeleteItemFromObjectCaseSensitive(req, "stream_options");
-    char *plain = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    st = plain ? us_json_canonical(plain, &x->teacher_body, NULL) : US_ERR_NOMEM;
-    free(plain);
-    if (!st) us_sha256_hex(x->teacher_body, strlen(x->teacher_body), x->key);
+    return answer_task(x);
   }
+  /* not the task: the request as the client sent it, without streaming (the server streams
+   * the answer itself), keyed like any teacher call */
+  cJSON_DeleteItemFromObjectCaseSensitive(req, "stream");
+  cJSON_DeleteItemFromObjectCaseSensitive(req, "stream_options");
+  /* an output bound the teacher keeps, so the budget's worst case for it is real: without one
+   * the teacher may write up to the model's own limit, far past what was reserved */
+  if (!cJSON_GetObjectItemCaseSensitive(req, "max_tokens") &&
+      !cJSON_GetObjectItemCaseSensitive(req, "max_completion_tokens") &&
+      !cJSON_AddNumberToObject(req, "max_tokens", s->config->serve.max_tokens)) {
+    cJSON_Delete(req);
+    return send_error(x, 500, "api_error", NULL, "out of memory");
+  }
+  char *plain = cJSON_PrintUnformatted(req);
+  cJSON_Delete(req);
+  us_status st = plain ? us_json_canonical(plain, &x->teacher_body, NULL) : US_ERR_NOMEM;
+  free(plain);
+  if (!st) us_sha256_hex(x->teacher_body, strlen(x->teacher_body), x->key);
   if (st) return send_error(x, 500, "api_error", NULL, "could not build the teacher request");
   return ask_teacher(x);
 }
@@ -411,6 +475,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     x->t0 = us_now();
     x->confidence = NAN;
     us_buf_init(&x->body, (size_t)s->config->serve.max_body_bytes);
+    /* the body's room at once, rather than doubling up to it */
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    long long want = cl ? strtoll(cl, NULL, 10) : 0; /* saturates; atoll may not */
+    if (want > 0 && want <= s->config->serve.max_body_bytes) us_buf_reserve(&x->body, (size_t)want);
     atomic_fetch_add(&s->in_flight, 1);
     *con_cls = x;
     return MHD_YES;
@@ -434,6 +502,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   us__server *s = cls;
   req_ctx *x = *con_cls;
   if (!x) return;
+  /* also when the client went away: the answer was paid for, the row happened */
+  if (x->has_log) us__log_push(s, &x->log);
+  if (x->audit_answer && x->text) us__audit_submit(s, x->text, x->audit_answer, x->confidence);
+  free(x->audit_answer);
   us_buf_free(&x->body);
   free(x->model);
   free(x->text);
@@ -558,10 +630,10 @@ static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
   pthread_mutex_init(&s->read_lock, NULL);
   pthread_mutex_init(&s->student_lock, NULL);
   pthread_mutex_init(&s->recent_lock, NULL);
-  pthread_mutex_init(&s->money_lock, NULL);
   pthread_mutex_init(&s->audit_lock, NULL);
   pthread_mutex_init(&s->log_lock, NULL);
   pthread_cond_init(&s->log_cond, NULL);
+  pthread_cond_init(&s->log_drained, NULL);
   const us_config *c = s->config;
   s->drift_to_teacher = !c->serve.on_drift || strcmp(c->serve.on_drift, "teacher") == 0;
   s->z = us_normal_quantile(c->quality.confidence);
@@ -573,7 +645,8 @@ static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
   }
   s->labels_joined = us_buf_steal(&b);
   s->model_path = us_train_model_path(c);
-  if (!s->labels_joined || !s->model_path) return us_err_set(err, US_ERR_NOMEM, "out of memory");
+  if (!s->labels_joined || !s->model_path || us__route_prepare(s))
+    return us_err_set(err, US_ERR_NOMEM, "out of memory");
   us_status st = read_api_keys(s, err);
   if (st) return st;
   if (c->serve.threshold >= 0) {
@@ -611,6 +684,7 @@ static void server_free(us__server *s) {
     free(*k);
   }
   free(s->api_keys);
+  us__route_unprepare(s);
   free(s->labels_joined);
   free(s->model_path);
   us_cache_close(s->read_cache);
@@ -618,10 +692,10 @@ static void server_free(us__server *s) {
   pthread_mutex_destroy(&s->read_lock);
   pthread_mutex_destroy(&s->student_lock);
   pthread_mutex_destroy(&s->recent_lock);
-  pthread_mutex_destroy(&s->money_lock);
   pthread_mutex_destroy(&s->audit_lock);
   pthread_mutex_destroy(&s->log_lock);
   pthread_cond_destroy(&s->log_cond);
+  pthread_cond_destroy(&s->log_drained);
 }
 
 static int bound_port(struct MHD_Daemon *d) {
@@ -676,6 +750,7 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
     d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
                          (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
                          (unsigned)c->serve.threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVE_CONNECTION_MEMORY,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
                          (unsigned)4096, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);

@@ -5,8 +5,10 @@
  * recovered text and the client's model name then go through the writers that echo them back
  * (us__route_completion, plain and SSE; us__route_error_body), and the body itself through the
  * SSE rewriter of a teacher's answer (us__route_stream_from_body). Properties: a recovered text
- * renders the user message back byte for byte, and every plain JSON written parses with the
- * content and model it was given.
+ * renders the user message back byte for byte, every plain JSON written parses with the
+ * content and model it was given, and the fast path (us__route_fast_task) never accepts a body
+ * the full parser reads differently; the prepared matcher (us__route_match) agrees with
+ * us_serve_match_template.
  *
  * An input starting with "T:" fuzzes the template matcher alone: the rest up to the first
  * newline is the template, what follows is the user message. */
@@ -45,6 +47,7 @@ static void setup(void) {
   memset(&server, 0, sizeof server);
   server.config = &config;
   server.labels_joined = joined;
+  if (us__route_prepare(&server)) abort();
 }
 
 /* template with {labels} and every {text} filled, to check a match against. */
@@ -67,8 +70,27 @@ static char *render(const char *template_text, const char *labels, const char *t
   return us_buf_steal(&b);
 }
 
+/* The server's prepared matcher (template split once at its {text}) finds what the general
+ * one finds. */
+static void check_prepared_match(const char *template_text, const char *labels, const char *message,
+                                 const char *expected) {
+  us_config c;
+  us__server s;
+  memset(&c, 0, sizeof c);
+  memset(&s, 0, sizeof s);
+  c.task.template = (char *)template_text;
+  s.config = &c;
+  s.labels_joined = (char *)labels;
+  if (us__route_prepare(&s)) return;
+  char *got = us__route_match(&s, message);
+  if ((got == NULL) != (expected == NULL) || (got && strcmp(got, expected) != 0)) abort();
+  free(got);
+  us__route_unprepare(&s);
+}
+
 static void check_match(const char *template_text, const char *labels, const char *message) {
   char *text = us_serve_match_template(template_text, labels, message);
+  check_prepared_match(template_text, labels, message, text);
   if (!text) return;
   if (strlen(text) > strlen(message)) abort();
   char *again = render(template_text, labels, text);
@@ -103,6 +125,20 @@ static void check_completion(const char *model, const char *content) {
   free(err);
 }
 
+/* The fast path (route_fast.c) may decline anything, but what it accepts the full parser
+ * accepts as the same task: same text, model and stream flags. text is NULL when the full
+ * parser found no task (or no object). */
+static void check_fast_path(const uint8_t *data, size_t size, const char *text, const char *model,
+                            bool stream, bool include_usage) {
+  us__fast_task f;
+  if (!us__route_fast_task(&server, (const char *)data, size, &f)) return;
+  if (!text || !model || strcmp(f.text, text) != 0 || strcmp(f.model, model) != 0 ||
+      f.stream != stream || f.include_usage != include_usage)
+    abort();
+  free(f.text);
+  free(f.model);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   setup();
   if (size >= 2 && data[0] == 'T' && data[1] == ':') {
@@ -133,7 +169,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
     if (cJSON_IsString(model)) check_completion(model->valuestring, text ? text : "");
+    check_fast_path(data, size, text, cJSON_IsString(model) ? model->valuestring : NULL, stream,
+                    include_usage);
     free(text);
+  } else {
+    check_fast_path(data, size, NULL, NULL, false, false);
   }
   cJSON_Delete(req);
   /* the same bytes as a teacher's answer to stream back */

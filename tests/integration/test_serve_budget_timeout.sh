@@ -27,7 +27,17 @@ write_config "$WORK/config.json" "task.labels=[$labels_json]" data.label_field='
   teacher.concurrency=32 teacher.timeout_s=0.3 teacher.max_retries=2 teacher.budget_usd="$budget" \
   teacher.price.input_per_mtok=$IN teacher.price.output_per_mtok=$OUT
 
-serve_start s1 --set serve.threshold=1 --set serve.audit_rate=0
+note "a request without max_tokens is reserved at serve.max_tokens, the bound the server adds"
+serve_start s0 --set serve.threshold=1 --set serve.audit_rate=0 --set serve.max_tokens=100000
+uncapped='{"model":"mock-teacher","messages":[{"role":"user","content":"write a long saga"}]}'
+assert_eq "$(chat uncapped "$uncapped")" 429 "an uncapped request that may cost \$1000"
+assert_grep "$WORK/uncapped.json" 'may cost up to' "the 429 gives the request's worst case"
+assert_eq "$(mock_stats requests)" 0 "requests the mock received"
+serve_stop
+
+# the bound added to the burst's uncapped requests is teacher.max_tokens's, so a worst case stays
+# about $0.16-0.2 as above
+serve_start s1 --set serve.threshold=1 --set serve.audit_rate=0 --set serve.max_tokens=16
 
 note "a request whose own max_tokens could cost more than is left is refused before it is sent"
 big='{"model":"mock-teacher","max_tokens":100000,"messages":[{"role":"user","content":"write a long saga"}]}'

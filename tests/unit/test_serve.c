@@ -1,6 +1,7 @@
 /* serve/: recovering {text} from a rendered template exactly, the Wilson lower bound of the
  * audit, and the promise the server leans on: one loaded classifier answers from many threads at
  * once exactly as it answers from one (run under TSan with -fsanitize=thread where it builds). */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 
 #include "eval/cascade.h"
 #include "serve/serve.h"
+#include "serve/serve_int.h"
 #include "student/classifier.h"
 #include "understudy.h"
 
@@ -68,6 +70,90 @@ static void wilson_low_should_match_known_values(void **state) {
   double low = us_wilson_low(56, 58, 1.6448536269514722);
   assert_true(low > 0.895 && low < 0.905);
   assert_true(us_wilson_low(50, 100, 0) == 0.5);
+}
+
+/* ---- the request fast path ---------------------------------------------------------------- */
+
+/* The fast path (serve/route_fast.c) against the full parser on bodies it must take and bodies
+ * it must leave to cJSON; whenever it takes one, it finds what cJSON + us__route_task_text find. */
+static void fast_path_should_agree_with_the_full_parser(void **state) {
+  (void)state;
+  static char spam[] = "spam", ham[] = "ham";
+  static char *labels[] = {spam, ham};
+  us_config c;
+  us__server s;
+  memset(&c, 0, sizeof c);
+  memset(&s, 0, sizeof s);
+  c.teacher.model = "mock-teacher";
+  c.serve.model = "student";
+  c.task.type = US_TASK_CLASSIFY;
+  c.task.labels = labels;
+  c.task.n_labels = 2;
+  c.task.instructions = "One label.";
+  c.task.template = "Into: {labels}.\nMessage: {text}\nLabel:";
+  s.config = &c;
+  s.labels_joined = "spam, ham";
+  assert_int_equal(us__route_prepare(&s), US_OK);
+#define SYS "{\"role\":\"system\",\"content\":\"One label.\"}"
+#define USER(t) "{\"role\":\"user\",\"content\":\"Into: spam, ham.\\nMessage: " t "\\nLabel:\"}"
+  struct {
+    const char *body;
+    bool fast; /* the fast path must take it */
+  } cases[] = {
+      {"{\"model\":\"mock-teacher\",\"messages\":[" SYS "," USER("win now") "]}", true},
+      {" {\"max_tokens\":16,\"temperature\":0.5e-3,\"model\":\"student\",\"stream\":true,"
+       "\"stream_options\":{\"include_usage\":true},\"messages\":[" SYS
+       "," USER("a \\\"b\\\" \\/ \\t") "],"
+                                       "\"user\":null,\"n\":[1,{\"x\":[]}],\"logprobs\":false}\n",
+       true},
+      /* the first of duplicate keys counts, as cJSON finds it */
+      {"{\"model\":\"mock-teacher\",\"model\":\"other\",\"stream\":false,\"stream\":true,"
+       "\"stream_options\":[],\"stream_options\":{\"include_usage\":true},\"messages\":[" SYS
+       "," USER("x") "]}",
+       true},
+      {"{\"model\":\"mock-teacher\",\"messages\":[" SYS "," USER("") "]}", true},
+      /* left to the full parser: an escape it does not decode, content parts, trailing bytes,
+       * malformed or not the task */
+      {"{\"model\":\"mock-teacher\",\"messages\":[" SYS "," USER("caf\\u00e9") "]}", false},
+      {"{\"model\":\"mock-teacher\",\"messages\":[" SYS
+       ",{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Into: spam, ham.\\nMessage: "
+       "x\\nLabel:\"}]}]}",
+       false},
+      {"{\"model\":\"mock-teacher\",\"messages\":[" SYS "," USER("x") "]} trailing", false},
+      {"{\"model\":\"mock-teacher\",\"messages\":[" SYS "," USER("x") "],}", false},
+      {"{\"model\":\"mock-teacher\",\"messages\":[" SYS "," USER("x") "]", false},
+      {"{\"model\":\"mock-teacher\",\"n\":01,\"messages\":[" SYS "," USER("x") "]}", false},
+      {"{\"model\":\"gpt-x\",\"messages\":[" SYS "," USER("x") "]}", false},
+      {"{\"model\":\"mock-teacher\",\"messages\":[" USER("x") "]}", false},
+      {"{\"model\":\"mock-teacher\",\"messages\":[" SYS "," SYS "," USER("x") "]}", false},
+      {"{\"model\":\"mock-teacher\",\"messages\":[]}", false},
+      {"[1,2]", false},
+      {"", false},
+  };
+#undef SYS
+#undef USER
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *body = cases[i].body;
+    us__fast_task f;
+    bool took = us__route_fast_task(&s, body, strlen(body), &f);
+    if (took != cases[i].fast) fail_msg("case %zu: the fast path %s it", i, took ? "took" : "left");
+    if (!took) continue;
+    cJSON *req = cJSON_Parse(body);
+    assert_non_null(req);
+    char *text = us__route_task_text(&s, req);
+    assert_non_null(text);
+    assert_string_equal(f.text, text);
+    assert_string_equal(f.model, cJSON_GetObjectItemCaseSensitive(req, "model")->valuestring);
+    bool stream, include_usage;
+    us__route_stream_flags(req, &stream, &include_usage);
+    assert_int_equal(f.stream, stream);
+    assert_int_equal(f.include_usage, include_usage);
+    free(text);
+    free(f.text);
+    free(f.model);
+    cJSON_Delete(req);
+  }
+  us__route_unprepare(&s);
 }
 
 /* ---- the shared classifier ---------------------------------------------------------------- */
@@ -139,6 +225,7 @@ int main(void) {
       cmocka_unit_test(template_match_should_recover_the_text_exactly),
       cmocka_unit_test(template_match_should_refuse_anything_else),
       cmocka_unit_test(wilson_low_should_match_known_values),
+      cmocka_unit_test(fast_path_should_agree_with_the_full_parser),
       cmocka_unit_test(one_classifier_should_answer_many_threads_alike),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

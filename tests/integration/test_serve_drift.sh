@@ -7,10 +7,18 @@
 . "$(dirname "$0")/serve_lib.sh"
 
 serve_setup 400
-# a fresh mock that disagrees after 40 more answers, for the server only
+# The server's mock answers with the student's own predictions, so that while it "agrees" the
+# audits agree exactly (a student that agrees only ~65% with the real labels let the lower bound
+# reach the target and dip back under it by chance: a flaky drift). After 40 answers it names
+# another label every time.
+expect_ok predict predict "$WORK/out/student.bin" --input "$WORK/prompts.jsonl"
+[ "$(wc -l <"$WORK/predict.out")" -eq 400 ] || fail "predict gave $(wc -l <"$WORK/predict.out") lines for 400 prompts"
+paste -d '\t' "$WORK/prompts.jsonl" "$WORK/predict.out" |
+  sed 's/"label":"[^"]*"\(.*\)\t{"label":"\([^"]*\)".*$/"answer":"\2"\1/' >"$WORK/student_answers.jsonl"
+[ "$(grep -c '"answer":' "$WORK/student_answers.jsonl")" -eq 400 ] || fail "student answers not built"
 stop_mock
-start_mock --answers "$WORK/answers.jsonl" --template "$US_TEMPLATE" --labels "$SERVE_LABELS_CSV" \
-  --disagree-after 40
+start_mock --answers "$WORK/student_answers.jsonl" --template "$US_TEMPLATE" \
+  --labels "$SERVE_LABELS_CSV" --disagree-after 40
 serve_start d1 --set serve.threshold=0 --set serve.audit_rate=1 --set quality.target_agreement=0.6 \
   --set teacher.base_url="\"$MOCK_URL\"" --set serve.drift_min_audits=1000
 
@@ -35,11 +43,12 @@ wait_until 60 sh -c "[ \"\$(curl -sf '$SERVE_URL/metrics' | awk '\$1 == \"unders
 low=$(metric understudy_live_agreement_lower_bound)
 agreement=$(metric understudy_live_agreement)
 note "  agreement $agreement, lower bound $low"
+assert_eq "$(metric understudy_live_agreement)" 1 "every audit agrees while the teacher names the student's labels"
 assert_eq "$(metric understudy_drift)" 0 "no drift while the teacher agrees"
 assert_eq "$(route q$i)" student "the student answers"
 
 note "the teacher starts disagreeing"
-for _ in $(seq 1 60); do
+for _ in $(seq 1 120); do
   send
   [ "$(metric understudy_drift)" = 1 ] && break
   sleep 0.05

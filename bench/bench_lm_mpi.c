@@ -7,7 +7,10 @@
  *                       transfer plus the wait for the slowest rank (load imbalance, contention)
  *   allreduce_s         seconds of one allreduce of the same gradient block, timed alone after a
  *                       barrier (median of --reps): the transfer itself
+ *   allreduce_min_s     the fastest of those: the transfer on an idle machine, nearly
  *   cpu_s_per_step      CPU seconds per step of this process (rank 0), all threads
+ *   compute_cpu_s       the same without the CPU MPI spends polling inside the allreduce: the
+ *                       forward, backward and AdamW; survives a shared machine's contention
  * Usage: [mpirun -np N] bench_lm_mpi [--dim D] [--layers L] [--heads H] [--context T]
  *        [--batch B] [--vocab V] [--steps S] [--threads K] [--reps R] */
 #include <stdio.h>
@@ -51,19 +54,20 @@ static int parse(int argc, char **argv, opts *o) {
 }
 
 typedef struct timing {
-  double first_end, last_end, cpu_first, cpu_last, wait_first;
+  double first_end, last_end, cpu_first, cpu_last, wait_first, wait_cpu_first;
   long calls_first;
 } timing;
 
 static int on_step(const us_lm_progress *p, void *user) {
   timing *t = user;
-  double now = us_now(), cpu = us_cpu_time(), wait;
+  double now = us_now(), cpu = us_cpu_time(), wait, wait_cpu;
   long calls;
-  us_dist_allreduce_stats(&wait, &calls);
+  us_dist_allreduce_stats(&wait, &wait_cpu, &calls);
   if (p->step == 1) {
     t->first_end = now;
     t->cpu_first = cpu;
     t->wait_first = wait;
+    t->wait_cpu_first = wait_cpu;
     t->calls_first = calls;
   }
   t->last_end = now;
@@ -127,9 +131,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_lm_mpi: rank %d: %s\n", us_dist_rank(), err.msg);
     us_dist_abort(1);
   }
-  double wait;
+  double wait, wait_cpu;
   long calls;
-  us_dist_allreduce_stats(&wait, &calls);
+  us_dist_allreduce_stats(&wait, &wait_cpu, &calls);
   /* the allreduce alone, on a block the size of the gradients (+ the loss slot) */
   size_t n_floats = us_lm_n_params(lm) + 1;
   float *block = calloc(n_floats, sizeof(float));
@@ -148,12 +152,13 @@ int main(int argc, char **argv) {
         "{\"bench\":\"lm_mpi\",\"ranks\":%d,\"threads\":%d,\"layers\":%d,\"dim\":%d,"
         "\"context\":%d,\"batch\":%d,\"params\":%zu,\"steps\":%d,\"tokens_per_s\":%.1f,"
         "\"step_s\":%.5f,\"allreduce_wait_s\":%.6f,\"allreduce_s\":%.6f,\"allreduce_mb\":%.3f,"
-        "\"cpu_s_per_step\":%.5f}\n",
+        "\"allreduce_min_s\":%.6f,\"cpu_s_per_step\":%.5f,\"compute_cpu_s\":%.5f}\n",
         us_dist_size(), o.threads, o.layers, o.dim, o.context, o.batch, n_floats - 1, o.steps,
         (double)o.batch * o.context / step_s, step_s,
         calls > t.calls_first ? (wait - t.wait_first) / (double)(calls - t.calls_first) : 0.0,
         us_dist_size() > 1 ? alone[o.reps / 2] : 0.0, n_floats * 4.0 / 1e6,
-        (t.cpu_last - t.cpu_first) / timed);
+        us_dist_size() > 1 ? alone[0] : 0.0, (t.cpu_last - t.cpu_first) / timed,
+        (t.cpu_last - t.cpu_first - (wait_cpu - t.wait_cpu_first)) / timed);
   fflush(stdout);
   us_lm_free(lm);
   free(block);

@@ -39,14 +39,17 @@ done
 /usr/bin/python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"{'setup':24} {'dim':>4} {'tok/s':>8} {'step ms':>8} {'allreduce ms':>12} {'wait ms':>8} {'MB':>6} {'load':>10}")
+print(f"{'setup':24} {'dim':>4} {'tok/s':>7} {'step ms':>8} {'cpu ms':>7} {'compute cpu ms':>14} "
+      f"{'allreduce ms (min)':>18} {'wait ms':>8} {'MB':>5} {'load':>10}")
 for dim in sorted({r["dim"] for r in rows}):
     for setup in ("2 ranks x 1 thread", "1 process x 2 threads"):
         rs = [r for r in rows if r["dim"] == dim and r["setup"] == setup]
         if not rs: continue
         med = lambda k: statistics.median(r[k] for r in rs)
         loads = [r["load"] for r in rs]
-        print(f"{setup:24} {dim:>4} {med('tokens_per_s'):>8.0f} {1e3*med('step_s'):>8.1f} "
-              f"{1e3*med('allreduce_s'):>12.2f} {1e3*med('allreduce_wait_s'):>8.1f} "
-              f"{rs[0]['allreduce_mb']:>6.2f} {min(loads):>4.1f}-{max(loads):<4.1f}")
+        print(f"{setup:24} {dim:>4} {med('tokens_per_s'):>7.0f} {1e3*med('step_s'):>8.1f} "
+              f"{1e3*med('cpu_s_per_step'):>7.1f} {1e3*med('compute_cpu_s'):>14.1f} "
+              f"{1e3*med('allreduce_s'):>10.2f} ({1e3*min(r['allreduce_min_s'] for r in rs):.2f}) "
+              f"{1e3*med('allreduce_wait_s'):>8.1f} {rs[0]['allreduce_mb']:>5.2f} "
+              f"{min(loads):>4.1f}-{max(loads):<4.1f}")
 PY

@@ -18,7 +18,7 @@
 #endif
 
 static int dist_rank = 0, dist_size = 1;
-static double allreduce_seconds = 0.0;
+static double allreduce_seconds = 0.0, allreduce_cpu = 0.0;
 static long allreduce_calls = 0;
 
 static int env_int(const char *name) {
@@ -40,8 +40,9 @@ int us_dist_size(void) {
   return dist_size;
 }
 
-void us_dist_allreduce_stats(double *seconds, long *calls) {
+void us_dist_allreduce_stats(double *seconds, double *cpu_seconds, long *calls) {
   *seconds = allreduce_seconds;
+  *cpu_seconds = allreduce_cpu;
   *calls = allreduce_calls;
 }
 
@@ -142,7 +143,7 @@ us_status us_dist_init(us_err *err) {
 
 us_status us_dist_allreduce_sum(float *x, size_t n, long step, us_err *err) {
   if (dist_size == 1) return US_OK;
-  double t0 = us_now();
+  double t0 = us_now(), cpu0 = us_thread_cpu_time();
   busy_begin("the gradient allreduce", step);
   /* one call: MPI counts are ints, so only a block beyond 2^31 floats (8 GB) takes more */
   int rc = MPI_SUCCESS;
@@ -152,6 +153,7 @@ us_status us_dist_allreduce_sum(float *x, size_t n, long step, us_err *err) {
   }
   busy_end();
   allreduce_seconds += us_now() - t0;
+  allreduce_cpu += us_thread_cpu_time() - cpu0;
   allreduce_calls++;
   if (rc != MPI_SUCCESS) {
     char what[96];

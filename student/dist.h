@@ -47,8 +47,9 @@ us_status us_dist_same_u64(uint64_t value, const char *what, us_err *err);
 us_status us_dist_any(bool flag, bool *any, us_err *err);
 us_status us_dist_barrier(us_err *err);
 
-/* Seconds spent inside us_dist_allreduce_sum and its number of calls since us_dist_init. */
-void us_dist_allreduce_stats(double *seconds, long *calls);
+/* Wall seconds and CPU seconds (this thread's: MPI polls while it waits) spent inside
+ * us_dist_allreduce_sum, and its number of calls, since the process started. */
+void us_dist_allreduce_stats(double *seconds, double *cpu_seconds, long *calls);
 
 /* Stops the whole job with exit status code (MPI_Abort); never returns. Without MPI: exit. */
 _Noreturn void us_dist_abort(int code);

@@ -142,6 +142,31 @@ void us_cache_close(us_cache *c) {
   free(c);
 }
 
+us_status us_cache_open_read_only(const char *path, us_cache **out, us_err *err) {
+  *out = NULL;
+  us_cache *c = calloc(1, sizeof *c);
+  if (!c || !(c->path = us_strdup(path))) {
+    free(c);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory opening workspace %s", path);
+  }
+  us_status st = US_OK;
+  int rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READONLY, NULL);
+  if (rc != SQLITE_OK) {
+    int sys = c->db ? sqlite3_system_errno(c->db) : 0;
+    st = us_err_set(err, US_ERR_DB, "cannot open workspace %s read-only: %s%s%s", path,
+                    c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc), sys ? ": " : "",
+                    sys ? strerror(sys) : "");
+    goto fail;
+  }
+  sqlite3_busy_timeout(c->db, 5000);
+  if ((st = us__cache_check_current(c, err)) != US_OK) goto fail;
+  *out = c;
+  return US_OK;
+fail:
+  us_cache_close(c);
+  return st;
+}
+
 int us_cache_schema_version(us_cache *c) {
   return c->version;
 }

@@ -21,6 +21,9 @@ typedef struct us_cache us_cache;
  * A file that is not a SQLite database, or whose schema is newer than this build, is refused
  * with a message naming the path and the fix. */
 us_status us_cache_open(const char *path, us_cache **out, us_err *err);
+/* Opens an existing workspace at the current schema for reading only (no migration, no journal
+ * change; every write fails): the MPI ranks other than rank 0 read the one rank 0 writes. */
+us_status us_cache_open_read_only(const char *path, us_cache **out, us_err *err);
 void us_cache_close(us_cache *c); /* NULL is a no-op */
 int us_cache_schema_version(us_cache *c);
 

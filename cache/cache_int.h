@@ -152,5 +152,7 @@ int us__cache_bind_text(sqlite3_stmt *s, int idx, const char *text);
 /* Checks the file is a workspace (or empty), sets the connection up (WAL, synchronous=FULL,
  * foreign keys) and brings its schema to US__CACHE_SCHEMA_VERSION. */
 us_status us__cache_migrate(us_cache *c, us_err *err);
+/* For read-only connections: refuses a file that is not a workspace at the current schema. */
+us_status us__cache_check_current(us_cache *c, us_err *err);
 
 #endif

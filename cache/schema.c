@@ -270,3 +270,17 @@ us_status us__cache_migrate(us_cache *c, us_err *err) {
   c->version = version;
   return US_OK;
 }
+
+us_status us__cache_check_current(us_cache *c, us_err *err) {
+  int version = 0;
+  us_status st = check_identity(c, &version, err);
+  if (st) return st;
+  if (version != US__CACHE_SCHEMA_VERSION)
+    return us_err_set(err, US_ERR_STATE,
+                      "workspace %s has schema version %d, not this build's %d, and a read-only "
+                      "reader cannot migrate it; open it once read-write first (any understudy "
+                      "command without mpirun, e.g. `understudy cache stats CONFIG`)",
+                      c->path, version, US__CACHE_SCHEMA_VERSION);
+  c->version = version;
+  return exec(c, "PRAGMA foreign_keys = ON", "setting up the connection", err);
+}

@@ -3,12 +3,16 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/log.h"
+#include "student/dist.h"
 
 static const char usage[] =
     "usage: understudy train CONFIG [--force] [--set key=value]... [--quiet]\n"
     "  Trains the student on the teacher's answers for the train split and writes\n"
     "  <output>/student.bin. Does nothing when the model is up to date.\n"
-    "  --force   retrain even when the model is up to date\n";
+    "  --force   retrain even when the model is up to date\n"
+    "  Data-parallel (language model): mpirun -np N understudy train CONFIG; rank 0\n"
+    "  prints, writes the checkpoints, the model and the workspace (docs/scale.md).\n";
 
 void us_cli_train_progress(void *user, const char *line) {
   const us_cli_session *ss = user;
@@ -49,6 +53,31 @@ int us_cli_train_end(us_cli_session *ss, us_status st, const us_err *err,
   return ss->rc = US_EXIT_OK;
 }
 
+/* The ranks other than 0 under mpirun: warnings only, tagged with the rank. */
+static void rank_log(void *user, us_log_level level, const char *msg) {
+  (void)user;
+  if (level == US_LOG_WARN)
+    fprintf(stderr, "understudy: warning (rank %d of %d): %s\n", us_dist_rank(), us_dist_size(),
+            msg);
+}
+
+/* Under mpirun a rank that fails stops the job (the others may be waiting for it in a
+ * collective); after success every rank leaves MPI together. */
+static int dist_exit(int rc) {
+  if (rc != US_EXIT_OK && us_dist_size() > 1) us_dist_abort(rc);
+  us_dist_finalize();
+  return rc;
+}
+
+/* Rank 0 creates and migrates the workspace before the other ranks open it read-only. */
+static int dist_open(const us_cli_common *common, us_pipeline **p) {
+  us_err err = {0};
+  int rc = us_dist_rank() == 0 ? us_cli_open(common, p) : 0;
+  if (!rc && us_dist_barrier(&err) != US_OK) rc = us_cli_fail(err.code, &err, NULL);
+  if (!rc && us_dist_rank() > 0) rc = us_cli_open(common, p);
+  return rc;
+}
+
 int us_cmd_train(int argc, char **argv) {
   if (us_cli_help(argc, argv, usage)) return US_EXIT_OK;
   us_cli_common common;
@@ -63,16 +92,23 @@ int us_cmd_train(int argc, char **argv) {
       return US_EXIT_USAGE;
     }
   }
+  us_err err = {0};
+  if (us_dist_init(&err) != US_OK) return us_cli_fail(err.code, &err, NULL);
+  if (us_dist_rank() > 0) { /* rank 0 speaks for the job */
+    common.quiet = true;
+    us_log_set(rank_log, NULL);
+  }
   us_cli_session ss = {.common = &common};
-  if ((rc = us_cli_open(&common, &ss.pipeline))) return rc;
+  if ((rc = dist_open(&common, &ss.pipeline))) return dist_exit(rc);
   us_pipeline_options opt;
   us_cli_options(&ss, &opt);
   opt.force = force;
   us_train_summary s;
-  us_err err = {0};
   us_cli_train_begin(&ss);
   us_status st = us_pipeline_train(ss.pipeline, &opt, &s, &err);
+  if (st && us_dist_rank() > 0)
+    us_err_prefix(&err, "rank %d of %d", us_dist_rank(), us_dist_size());
   rc = us_cli_train_end(&ss, st, &err, &s);
   us_pipeline_close(ss.pipeline);
-  return rc;
+  return dist_exit(rc);
 }

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "student/blas.h"
+#include "student/dist.h"
 #include "understudy.h"
 
 typedef struct command {
@@ -64,7 +65,19 @@ int main(int argc, char **argv) {
           "  OpenBLAS alone picked %s kernels for this CPU; understudy chose %s (set "
           "OPENBLAS_CORETYPE to choose yourself, or US_BLAS_KEEP_KERNELS=1 to keep its pick)\n",
           replaced, getenv("OPENBLAS_CORETYPE"));
+    printf("MPI: %s\n", us_dist_available()
+                            ? "yes (mpirun -np N understudy train CONFIG trains data-parallel)"
+                            : "no (built without it; training runs in one process)");
     return 0;
+  }
+  if (us_dist_launched_size() > 1 && strcmp(argv[1], "train") != 0) {
+    /* N copies of label or run would each call the teacher; only train runs data-parallel */
+    fprintf(stderr,
+            "understudy: error: mpirun started %d copies of `understudy %s`; only `train` runs "
+            "under mpirun (data-parallel)\nhint: run `understudy label CONFIG` once, then "
+            "`mpirun -np %d understudy train CONFIG`\n",
+            us_dist_launched_size(), argv[1], us_dist_launched_size());
+    return US_EXIT_USAGE;
   }
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(argv[1], commands[i].name) == 0) {

@@ -7,6 +7,7 @@
 
 #include "core/buf.h"
 #include "pipeline/active.h"
+#include "student/dist.h"
 
 struct us_pipeline {
   us_config config;
@@ -69,7 +70,9 @@ us_status us_pipeline_open_at(const char *config_path, const char *const *overri
       st = us_err_set(err, US_ERR_NOMEM, "out of memory opening the workspace");
     p->workspace = us_buf_steal(&path);
   }
-  if (!st) st = us_cache_open(p->workspace, &p->cache, err);
+  if (!st) /* under mpirun, rank 0 writes the workspace and the other ranks only read it */
+    st = us_dist_rank() > 0 ? us_cache_open_read_only(p->workspace, &p->cache, err)
+                            : us_cache_open(p->workspace, &p->cache, err);
   if (st) {
     if (failed_at) *failed_at = at;
     us_pipeline_close(p);

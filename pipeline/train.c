@@ -23,6 +23,7 @@
 #include "core/params.h"
 #include "distill/request.h"
 #include "student/classifier.h"
+#include "student/dist.h"
 #include "student/lm.h"
 
 char *us_train_model_path(const us_config *c) {
@@ -414,7 +415,7 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   sum->n_valid = (int64_t)(set->n - n);
   char ckpt_name[64];
   checkpoint_name(fingerprint, ckpt_name, sizeof ckpt_name);
-  remove_stale_checkpoints(c->output, ckpt_name);
+  if (us_dist_rank() == 0) remove_stale_checkpoints(c->output, ckpt_name);
   if (us_buf_printf(&ckpt, "%s/%s", c->output, ckpt_name)) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory naming the checkpoint %s", ckpt_name);
     goto done;
@@ -430,7 +431,8 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   if (st) {
     size_t n_table;
     const us_param *table = us_lm_train_param_table(&n_table);
-    if (st == US_ERR_CONFIG) unlink(ckpt.data); /* diverged: resuming would diverge again */
+    if (st == US_ERR_CONFIG && us_dist_rank() == 0)
+      unlink(ckpt.data); /* diverged: resuming would diverge again */
     if (st != US_ERR_INTERRUPTED && !name_config_key(err, table, n_table))
       us_err_prefix(err, "training the language model");
     goto done;
@@ -438,6 +440,7 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   sum->epochs = (int)state.n;
   sum->final_loss = state.n ? state.losses[state.n - 1].y : 0;
   sum->params = (int64_t)us_lm_n_params(lm);
+  if (us_dist_rank() != 0) goto done; /* under mpirun, rank 0 writes the model and the rows */
   st = us_lm_save(lm, path, err);
   if (st) goto done;
   /* the run and its curve, inside the stage's transaction (us_train_stage commits it) */
@@ -453,6 +456,21 @@ done:
   free(ex);
   free(state.losses);
   us_buf_free(&ckpt);
+  return st;
+}
+
+/* Under mpirun (student/dist.h) every rank takes the same decision: train unless every rank
+ * found the model up to date. Only the language model trains data-parallel. */
+static us_status dist_agree(const us_config *c, bool *fresh, us_err *err) {
+  if (us_dist_size() == 1) return US_OK;
+  if (c->task.type != US_TASK_GENERATE)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "task.type: data-parallel training under mpirun is for the language model "
+                      "(\"generate\"); the classifier trains in one process: run `understudy "
+                      "train CONFIG` without mpirun");
+  bool stale = false;
+  us_status st = us_dist_any(!*fresh, &stale, err);
+  *fresh = !stale;
   return st;
 }
 
@@ -487,7 +505,9 @@ us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_opt
   fingerprint_settings(c, &set.fingerprint);
   char fp[65];
   us_sha256_hex(set.fingerprint.data, set.fingerprint.len, fp);
-  if (!(opt && opt->force) && up_to_date(cache, fp, path, sum)) {
+  bool fresh = !(opt && opt->force) && up_to_date(cache, fp, path, sum);
+  if ((st = dist_agree(c, &fresh, err)) != US_OK) goto done;
+  if (fresh) {
     sum->up_to_date = true;
     goto done;
   }
@@ -501,8 +521,8 @@ us_status us_train_stage(const us_config *c, us_cache *cache, const us_train_opt
     st = train_classifier(c, cache, &set, opt, tmp, sum, err);
   else
     st = train_lm(c, cache, &set, opt, tmp, fp, sum, err);
-  if (st) {
-    unlink(tmp);
+  if (st || us_dist_rank() != 0) { /* under mpirun, only rank 0 writes */
+    if (st && us_dist_rank() == 0) unlink(tmp);
     goto done;
   }
   struct stat sb;

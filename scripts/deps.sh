@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages understudy needs, if any are missing. As root it runs
 # apt-get itself; otherwise it prints the exact command to run.
 # Usage: scripts/deps.sh [build|test|bench|fuzz]
-#   (test adds chromium, strace and clang-format; bench adds fasttext, torch; fuzz adds clang
+#   (test adds chromium, strace, clang-format and OpenMPI (libopenmpi-dev, openmpi-bin: the
+#   data-parallel training tests; the build works without them); bench adds fasttext, torch; fuzz adds clang
 #   and its libFuzzer and sanitizer runtimes)
 set -euo pipefail
 what=${1:-build}
@@ -10,7 +11,7 @@ pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libcjson-dev libsqli
       libopenblas-dev libssl-dev libcsv-dev libmicrohttpd-dev libcmocka-dev curl python3)
 case "$what" in
   build) ;;
-  test) pkgs+=(chromium strace clang-format) ;;
+  test) pkgs+=(chromium strace clang-format libopenmpi-dev openmpi-bin) ;;
   bench) pkgs+=(fasttext python3-torch time linux-perf wrk) ;;
   fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
   *) echo "usage: scripts/deps.sh [build|test|bench|fuzz]" >&2; exit 2 ;;

@@ -8,8 +8,11 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/hash.h"
 #include "student/blas.h"
+#include "student/dist.h"
 #include "student/finite.h"
+#include "student/lm_dist.h"
 #include "student/lm_int.h"
 
 void us_lm_train_params_defaults(us_lm_train_params *p) {
@@ -273,6 +276,7 @@ static us_status check_weights(const trainer *t, long step, us_err *err) {
 }
 
 static us_status save_checkpoint(trainer *t, us_err *err) {
+  if (us_dist_rank() != 0) return US_OK; /* under MPI, rank 0 writes for every rank */
   us_buf b;
   us_buf_init(&b, 0);
   us_status st = us__lm_serialize(t->lm, &t->ts, &b, err);
@@ -339,7 +343,9 @@ static us_status trainer_alloc(trainer *t, us_err *err) {
   t->B = t->p->batch_size;
   t->T = c->context;
   size_t N = (size_t)t->B * t->T;
-  us_status st = us__lm_acts_new(c, t->B, t->T, &t->acts, err);
+  /* under MPI a rank computes its shard of the B rows only (all of them alone) */
+  int rows = us__lm_shard_max_rows(t->B, us_dist_size());
+  us_status st = us__lm_acts_new(c, rows, t->T, &t->acts, err);
   if (st == US_OK) st = us__lm_acts_dropout(&t->acts, c, (float)t->p->dropout, err);
   if (st != US_OK) return st;
   t->batch.tokens = malloc(N * sizeof(int32_t));
@@ -349,7 +355,7 @@ static us_status trainer_alloc(trainer *t, us_err *err) {
   t->batch.mask = malloc(N * sizeof(float));
   t->row = malloc((size_t)(t->T + 1) * sizeof(int32_t));
   t->perm = malloc((t->data.n ? t->data.n : 1) * sizeof(size_t));
-  t->grad = malloc(t->lm->n_params * sizeof(float));
+  t->grad = malloc((t->lm->n_params + 1) * sizeof(float)); /* + the loss slot of lm_dist.h */
   if (!t->batch.tokens || !t->batch.targets || !t->batch.pos || !t->batch.doc || !t->batch.mask ||
       !t->row || !t->perm || !t->grad)
     return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the training buffers");
@@ -372,6 +378,19 @@ static void trainer_free(trainer *t) {
   corpus_free(&t->data);
 }
 
+/* Under MPI, every rank must start from the same model, optimiser state, data and position in
+ * it: a rank that read another checkpoint or other examples would train something else. */
+static us_status same_start(const trainer *t, us_err *err) {
+  const us_lm *lm = t->lm;
+  uint64_t h = us_hash64(lm->block, lm->n_params * sizeof(float), lm->n_params);
+  h = us_hash64(t->ts.m, lm->n_params * sizeof(float), h);
+  uint64_t where[3] = {t->ts.step, t->ts.epoch, t->ts.cursor};
+  h = us_hash64(where, sizeof where, h);
+  h = us_hash64(t->data.tokens, t->data.start[t->data.n] * sizeof(int32_t), h);
+  h = us_hash64(t->data.start, (t->data.n + 1) * sizeof(size_t), h);
+  return us_dist_same_u64(h, "the model, the checkpoint or the training examples", err);
+}
+
 us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples, size_t n,
                       us_lm **out, us_err *err) {
   *out = NULL;
@@ -390,19 +409,30 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
   if (st == US_OK) st = trainer_alloc(&t, err);
   if (st != US_OK) goto fail;
   shuffle_epoch(&t);
+  bool dist = us_dist_size() > 1;
+  if (dist && (st = same_start(&t, err)) != US_OK) goto fail;
   double t0 = us_now();
   long first = (long)t.ts.step;
   for (long step = first; step < p->steps; step++) {
     next_batch(&t);
     /* dropout masks depend only on the seed and the step, so a resumed run draws the same ones */
-    us_rng_seed(&t.acts.drop_rng, t.ts.seed ^ (0xD1B54A32D192ED03ull * ((uint64_t)step + 1)));
-    double loss = us__lm_forward(t.lm, &t.acts, &t.batch, t.B, t.T);
+    us_rng_seed(&t.acts.drop_rng, t.ts.seed ^ (0xD1B54A32D192ED03ull * ((uint64_t)step + 1)) ^
+                                      (0x9E3779B97F4A7C15ull * (uint64_t)us_dist_rank()));
+    double loss = 0.0;
+    if (dist)
+      st = us__lm_dist_step(t.lm, &t.acts, &t.batch, t.B, t.T, t.grad, t.lm->n_params, &t.g, step,
+                            &loss, err);
+    else
+      loss = us__lm_forward(t.lm, &t.acts, &t.batch, t.B, t.T);
+    if (st != US_OK) goto fail;
     if (!isfinite(loss)) {
       st = diverged(p, step + 1, "the loss is not a number", err);
       goto fail;
     }
-    memset(t.grad, 0, t.lm->n_params * sizeof(float));
-    us__lm_backward(t.lm, &t.acts, &t.batch, t.B, t.T, &t.g);
+    if (!dist) {
+      memset(t.grad, 0, t.lm->n_params * sizeof(float));
+      us__lm_backward(t.lm, &t.acts, &t.batch, t.B, t.T, &t.g);
+    }
     double lr = lr_at(p, step);
     if (!adamw_step(&t, lr)) {
       st = diverged(p, step + 1, "the gradient is not a number", err);

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Issue 14, data-parallel training under MPI (`mpirun -np N understudy train CONFIG`):
+#   1. 2 ranks x 1 thread give the loss curve of 1 process on the same global batch (3 rows: the
+#      ranks' shards are uneven), to float tolerance; only rank 0 prints and writes;
+#   2. a rank killed with kill -9 stops the job with mpirun's error, and the last checkpoint
+#      resumes with ANOTHER number of ranks (2 -> 1, and 1 -> 2 after a killed single process),
+#      continuing the reference curve;
+#   3. a rank that stops answering (SIGSTOP) does not hang the job: the other rank gives up after
+#      US_MPI_TIMEOUT_S with a message naming the cause;
+#   4. commands other than train refuse to run under mpirun (N copies would each call the teacher).
+# Skips when mpirun is missing or understudy was built without MPI.
+. "$(dirname "$0")/lib.sh"
+
+command -v mpirun >/dev/null || { echo "SKIP: mpirun is missing (scripts/deps.sh test installs openmpi-bin)"; exit 77; }
+"$US_BIN" --version | grep -q '^MPI: yes' ||
+  { echo "SKIP: understudy was built without MPI (libopenmpi-dev missing, or -DUS_MPI=OFF)"; exit 77; }
+
+MPIRUN=(mpirun --oversubscribe --bind-to none)
+[ "$(id -u)" -ne 0 ] || MPIRUN+=(--allow-run-as-root) # Open MPI refuses root without it
+export OMPI_MCA_btl_vader_single_copy_mechanism=none   # containers often forbid ptrace-based copies
+# Under -DUS_SANITIZE=ON, LeakSanitizer is off for the ranks only: Open MPI leaves allocations of
+# components it unloads at MPI_Finalize, which no suppression can name (the processes that run
+# without mpirun here, and the unit tests, keep the leak check).
+MPI_ASAN="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+
+gen_prompts 200 "$WORK/prompts.jsonl"
+start_mock --answers "$WORK/prompts.jsonl.answers.jsonl"
+# a small model: about 20 ms a step on an idle core, so the kills land mid-run, and 100 steps
+# stay quick on a loaded machine; 3 rows a step, so the 2 ranks' shards are 1 and 2 rows
+LM=(student.layers=2 student.lm_dim=64 student.heads=2 student.context=128 student.steps=100
+  student.batch_size=3 student.warmup_steps=5 student.vocab_size=300 student.threads=1
+  student.checkpoint_every=2)
+write_config "$WORK/lm.json" 'task={"type":"generate","template":"{text}"}' "${LM[@]}"
+expect_ok prompts prompts "$WORK/lm.json"
+expect_ok label label "$WORK/lm.json"
+for w in a b c d e f; do cp -r "$WORK/out" "$WORK/$w"; done
+out_of() { echo "--set" "output=\"$WORK/$1\""; }
+
+# mpi NAME N ARGS...: `mpirun -np N understudy ARGS` in the foreground; status in RC
+mpi() {
+  local name=$1 n=$2
+  shift 2
+  RC=0
+  ASAN_OPTIONS=$MPI_ASAN "${MPIRUN[@]}" -np "$n" "$US_BIN" "$@" >"$WORK/$name.out" \
+    2>"$WORK/$name.err" || RC=$?
+}
+# start_mpi NAME N ARGS...: the same in the background; sets MPI_PID
+start_mpi() {
+  local name=$1 n=$2
+  shift 2
+  ASAN_OPTIONS=$MPI_ASAN "${MPIRUN[@]}" -np "$n" "$US_BIN" "$@" >"$WORK/$name.out" \
+    2>"$WORK/$name.err" &
+  MPI_PID=$!
+  BG_PIDS+=("$MPI_PID")
+}
+# rank_pid MPIRUN_PID RANK: the pid of that rank among mpirun's descendants
+rank_pid() {
+  local pids=$1 all="" next p
+  while [ -n "$pids" ]; do
+    all+=" $pids"
+    next=""
+    for p in $pids; do next+=" $(pgrep -P "$p" || true)"; done
+    pids=$(echo $next)
+  done
+  for p in $all; do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return 0; }
+  done
+  return 1
+}
+checkpoint_in() { ls "$WORK/$1"/student-*.ckpt >/dev/null 2>&1; }
+# curve DIR: "step loss" of the last successful train in that workspace
+curve() {
+  db "SELECT CAST(x AS INT) || ' ' || printf('%.7f', y) FROM curves WHERE series = 'train_loss'
+        AND run_id = (SELECT MAX(id) FROM runs WHERE command = 'train' AND status = 'ok')
+        ORDER BY x;" "$WORK/$1/understudy.db"
+}
+# same_losses A B MSG: every step of curve file A is in B with a loss within 1e-4 (relative)
+same_losses() {
+  awk -v msg="$3" 'NR == FNR { ref[$1] = $2; next }
+    { n++; if (!($1 in ref)) { print msg ": step " $1 " is not in the reference"; bad = 1; next }
+      d = $2 - ref[$1]; if (d < 0) d = -d; if (d > 1e-4 * (ref[$1] < 0 ? -ref[$1] : ref[$1]) + 1e-6) {
+        print msg ": step " $1 " loss " $2 ", reference " ref[$1]; bad = 1 } }
+    END { if (!n) { print msg ": an empty curve"; bad = 1 } exit bad }' "$2" "$1" >&2 ||
+    fail "$3"
+}
+
+note "1 process, then 2 ranks x 1 thread: the same loss curve"
+expect_ok train_a train "$WORK/lm.json" $(out_of a)
+curve a >"$WORK/curve.a"
+[ "$(wc -l <"$WORK/curve.a")" -eq 100 ] || fail "the reference curve has $(wc -l <"$WORK/curve.a") steps, not 100"
+mpi train_b 2 train "$WORK/lm.json" $(out_of b)
+[ "$RC" -eq 0 ] || { show "$WORK/train_b.out" "$WORK/train_b.err"; fail "mpirun -np 2 train exited $RC"; }
+curve b >"$WORK/curve.b"
+[ "$(wc -l <"$WORK/curve.b")" -eq 100 ] || fail "the 2-rank curve has $(wc -l <"$WORK/curve.b") steps, not 100"
+same_losses "$WORK/curve.b" "$WORK/curve.a" "2 ranks against 1 process"
+cmp -s "$WORK/curve.a" "$WORK/curve.b" && note "(the curves are identical to 7 decimals)"
+assert_eq "$(grep -c '^train: it$' "$WORK/train_b.err")" 1 "only rank 0 prints the stage"
+assert_eq "$(grep -c 'trained on' "$WORK/train_b.out")" 1 "only rank 0 prints the summary"
+[ -s "$WORK/b/student.bin" ] || fail "rank 0 wrote no model"
+ls "$WORK/b" | grep -v '^understudy\.db' | grep -vx 'student\.bin' >"$WORK/extra" || true
+[ ! -s "$WORK/extra" ] || { cat "$WORK/extra" >&2; fail "the 2-rank train left files behind"; }
+expect_ok gen_b generate "$WORK/b/student.bin" --prompt 'my card was charged twice'
+mpi train_b2 2 train "$WORK/lm.json" $(out_of b)
+[ "$RC" -eq 0 ] || { show "$WORK/train_b2.err"; fail "a second mpirun train exited $RC"; }
+assert_grep "$WORK/train_b2.out" 'up to date' "every rank agrees the model is up to date"
+
+note "kill -9 of rank 1: the job stops, and 1 process resumes the checkpoint"
+start_mpi train_c 2 train "$WORK/lm.json" $(out_of c)
+wait_until 120 checkpoint_in c || { show "$WORK/train_c.err"; fail "no checkpoint within 120 s"; }
+pid=$(rank_pid "$MPI_PID" 1) || fail "rank 1 of mpirun (pid $MPI_PID) not found"
+kill -KILL "$pid"
+wait_until 60 bash -c "! kill -0 $MPI_PID 2>/dev/null" || fail "mpirun still runs 60 s after rank 1 was killed"
+wait_us "$MPI_PID"
+[ "$RC" -ne 0 ] || fail "mpirun exited 0 although rank 1 was killed"
+assert_grep "$WORK/train_c.err" 'rank 1 .*(exited on signal 9|killed)' "mpirun names the killed rank"
+[ ! -e "$WORK/c/student.bin" ] || fail "the killed job left a model"
+checkpoint_in c || fail "the killed job lost its checkpoint"
+expect_ok train_c1 train "$WORK/lm.json" $(out_of c)
+curve c >"$WORK/curve.c"
+first=$(head -n1 "$WORK/curve.c" | cut -d' ' -f1)
+[ "$first" -gt 1 ] || fail "the resumed train started again from step 1"
+assert_eq "$(tail -n1 "$WORK/curve.c" | cut -d" " -f1)" 100 "the resumed train ends at the last step"
+same_losses "$WORK/curve.c" "$WORK/curve.a" "2 ranks killed, resumed by 1 process from step $first"
+
+note "kill -9 of a single process: 2 ranks resume its checkpoint"
+start_us train_d train "$WORK/lm.json" $(out_of d)
+wait_until 120 checkpoint_in d || { show "$WORK/train_d.err"; fail "no checkpoint within 120 s"; }
+kill -KILL "$US_PID"
+wait_us
+mpi train_d2 2 train "$WORK/lm.json" $(out_of d)
+[ "$RC" -eq 0 ] || { show "$WORK/train_d2.out" "$WORK/train_d2.err"; fail "mpirun -np 2 resume exited $RC"; }
+curve d >"$WORK/curve.d"
+first=$(head -n1 "$WORK/curve.d" | cut -d' ' -f1)
+[ "$first" -gt 1 ] || fail "the 2-rank resume started again from step 1"
+same_losses "$WORK/curve.d" "$WORK/curve.a" "1 process killed, resumed by 2 ranks from step $first"
+
+note "a rank that stops answering (SIGSTOP): the job ends after US_MPI_TIMEOUT_S"
+US_MPI_TIMEOUT_S=3 start_mpi train_e 2 train "$WORK/lm.json" $(out_of e)
+wait_until 120 checkpoint_in e || { show "$WORK/train_e.err"; fail "no checkpoint within 120 s"; }
+pid=$(rank_pid "$MPI_PID" 1) || fail "rank 1 of mpirun (pid $MPI_PID) not found"
+kill -STOP "$pid"
+ok=0
+wait_until 90 bash -c "! kill -0 $MPI_PID 2>/dev/null" || ok=1
+kill -KILL "$pid" 2>/dev/null || true
+[ "$ok" -eq 0 ] || { show "$WORK/train_e.err"; fail "mpirun still runs 90 s after rank 1 stopped (timeout 3 s)"; }
+wait_us "$MPI_PID"
+[ "$RC" -ne 0 ] || fail "mpirun exited 0 although rank 1 stopped answering"
+assert_grep "$WORK/train_e.err" 'rank 0 of 2 waited 3 s in the gradient allreduce at step [0-9]+' "rank 0 names the wait"
+assert_grep "$WORK/train_e.err" 'the last checkpoint resumes' "the message names the way out"
+expect_ok train_e1 train "$WORK/lm.json" $(out_of e)
+
+note "only train runs under mpirun"
+mpi label_f 2 label "$WORK/lm.json" $(out_of f)
+[ "$RC" -ne 0 ] || fail "mpirun -np 2 label exited 0"
+assert_grep "$WORK/label_f.err" "only .train. runs under mpirun" "label refuses to run N times"
+note "ok"

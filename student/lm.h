@@ -26,6 +26,12 @@ typedef struct us_lm_config {
   int context; /* longest sequence T */
   int vocab;   /* tokeniser size V (bytes + merges + 4 specials) */
   int hidden;  /* SwiGLU width F; us_lm_config_hidden(dim) unless set explicitly */
+  /* Pretrained llama-family models need the fields below; 0 means the default in brackets, so a
+   * config written {layers, dim, heads, context, vocab, hidden} is the original model. */
+  int heads_kv;     /* key/value heads for grouped-query attention, dividing heads [heads] */
+  int untied;       /* 1: a separate (V, C) output matrix; 0: the output reuses the embeddings */
+  double rope_base; /* rotary frequency base [10000] */
+  double norm_eps;  /* RMSNorm epsilon [1e-5] */
 } us_lm_config;
 
 /* Fills layers, dim, heads, context from a preset: "nano" (2, 128, 4, 128), "micro"
@@ -33,7 +39,8 @@ typedef struct us_lm_config {
 us_status us_lm_config_preset(const char *name, us_lm_config *c, us_err *err);
 /* The default SwiGLU width: 8/3 of dim rounded up to a multiple of 32. */
 int us_lm_config_hidden(int dim);
-/* Checks sizes (positive, heads divide dim, even head size, sane limits). */
+/* Checks sizes (positive, heads divide dim, even head size, heads_kv divides heads, sane
+ * limits). */
 us_status us_lm_config_check(const us_lm_config *c, us_err *err);
 /* Number of float parameters; a pure function of the config. */
 size_t us_lm_param_count(const us_lm_config *c);

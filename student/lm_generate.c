@@ -182,7 +182,8 @@ us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_pa
   const us_lm_config *c = &lm->config;
   int T = c->context;
   us_bpe_special sp = us_bpe_specials(lm->bpe);
-  int32_t *pt = NULL, *seq = malloc((size_t)T * sizeof *seq);
+  int end = us_bpe_chat_format(lm->bpe).end;
+  int32_t *pt = NULL, *seq = malloc((size_t)(T + 1) * sizeof *seq);
   int np = 0;
   gen_state s;
   us_status st = seq ? US_OK : us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
@@ -198,11 +199,7 @@ us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_pa
     return st;
   }
   /* keep the prompt's end and leave room for at least one answer token */
-  int keep = np < T - 3 ? np : T - 3;
-  int n = 0;
-  seq[n++] = sp.bos;
-  for (int j = np - keep; j < np; j++) seq[n++] = pt[j];
-  seq[n++] = sp.sep;
+  int n = us__lm_format(lm->bpe, pt, np, NULL, 0, T, seq, NULL);
   free(pt);
   us_rng rng;
   us_rng_seed(&rng, gp->seed);
@@ -227,7 +224,7 @@ us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_pa
     }
     sum_lp += lp;
     produced++;
-    if (tok == sp.eos) break;
+    if (tok == sp.eos || tok == end) break;
     if (us_bpe_decode(lm->bpe, &tok, 1, &out, err) != US_OK) {
       st = US_ERR_NOMEM;
       break;
@@ -253,7 +250,6 @@ us_status us_lm_score(const us_lm *lm, const char *prompt, const char *answer, d
   *mean_logprob = 0.0;
   if (n_tokens) *n_tokens = 0;
   int T = lm->config.context;
-  us_bpe_special sp = us_bpe_specials(lm->bpe);
   int32_t *pt = NULL, *at = NULL;
   int np = 0, na = 0;
   us_status st = us_bpe_encode(lm->bpe, prompt, strlen(prompt), &pt, &np, err);
@@ -264,17 +260,9 @@ us_status us_lm_score(const us_lm *lm, const char *prompt, const char *answer, d
   if (st == US_OK && (!buf || !mask)) st = us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
   if (st == US_OK) st = us__lm_acts_new(&lm->config, 1, T, &acts, err);
   if (st != US_OK) goto done;
-  /* the same cut as training: T + 1 tokens = BOS + prompt + SEP + answer + EOS */
-  int room = T + 1 - 3;
-  if (na > room - 1) na = room - 1;
-  int keep = np < room - na ? np : room - na, n = 0;
+  /* the same cut and format as training */
   int32_t *seq = buf, *pos = buf + (T + 1), *doc = buf + 2 * (T + 1);
-  seq[n++] = sp.bos;
-  for (int j = np - keep; j < np; j++) seq[n++] = pt[j];
-  int sep = n;
-  seq[n++] = sp.sep;
-  for (int j = 0; j < na; j++) seq[n++] = at[j];
-  seq[n++] = sp.eos;
+  int sep = 0, n = us__lm_format(lm->bpe, pt, np, at, na, T, seq, &sep);
   for (int j = 0; j < n - 1; j++) {
     pos[j] = j;
     doc[j] = 0;

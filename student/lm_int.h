@@ -173,6 +173,14 @@ double us__lm_crossentropy_forward(float *logits, const int32_t *targets, const 
 void us__lm_crossentropy_backward(float *probs, const int32_t *targets, const float *mask, int N,
                                   int V);
 
+/* Lays out one example as the tokeniser's chat format (us_bpe_chat_format): head, the prompt's
+ * last tokens, mid, then (answer non-NULL) the answer's first tokens and the end token, cut to at
+ * most T + 1 tokens keeping at least one answer slot. seq holds T + 1 entries. Returns the
+ * length; *answer_from (may be NULL) receives the position whose target is the first answer
+ * token (the last of mid). Without an answer the sequence leaves room for one new token. */
+int us__lm_format(const us_bpe *bpe, const int32_t *prompt, int np, const int32_t *answer, int na,
+                  int T, int32_t *seq, int *answer_from);
+
 /* Whole model on a batch of (B, T) with B <= a->B, T <= a->T; returns the loss when
  * batch->targets is non-NULL (else 0, logits left in a->logits). */
 double us__lm_forward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch, int B, int T);

@@ -45,9 +45,9 @@ us_status us_lm_config_check(const us_lm_config *c, us_err *err) {
   if (c->context < 4 || c->context > US_LM_MAX_CONTEXT)
     return us_err_set(err, US_ERR_CONFIG, "lm: context %d outside 4..%d", c->context,
                       US_LM_MAX_CONTEXT);
-  if (c->vocab < US_BPE_MIN_VOCAB || c->vocab > US_BPE_MAX_VOCAB)
-    return us_err_set(err, US_ERR_CONFIG, "lm: vocab %d outside %d..%d", c->vocab, US_BPE_MIN_VOCAB,
-                      US_BPE_MAX_VOCAB);
+  if (c->vocab < 256 || c->vocab > US_BPE_MAX_IMPORTED_VOCAB)
+    return us_err_set(err, US_ERR_CONFIG, "lm: vocab %d outside 256..%d", c->vocab,
+                      US_BPE_MAX_IMPORTED_VOCAB);
   if (c->hidden < 1 || c->hidden > US_LM_MAX_HIDDEN)
     return us_err_set(err, US_ERR_CONFIG, "lm: hidden %d outside 1..%d", c->hidden,
                       US_LM_MAX_HIDDEN);
@@ -179,6 +179,29 @@ const us_bpe *us_lm_get_bpe(const us_lm *lm) {
 }
 size_t us_lm_n_params(const us_lm *lm) {
   return lm->n_params;
+}
+
+int us__lm_format(const us_bpe *bpe, const int32_t *prompt, int np, const int32_t *answer, int na,
+                  int T, int32_t *seq, int *answer_from) {
+  us_bpe_chat f = us_bpe_chat_format(bpe);
+  int fixed = f.n_head + f.n_mid, n = 0, keep;
+  if (answer) { /* T + 1 tokens: the format's, the prompt's, the answer's and the end token */
+    int room = T - fixed;
+    if (na > room - 1) na = room - 1;
+    keep = np < room - na ? np : room - na;
+  } else { /* a slot left for the first new token */
+    keep = np < T - fixed - 1 ? np : T - fixed - 1;
+  }
+  if (keep < 0) keep = 0;
+  for (int j = 0; j < f.n_head; j++) seq[n++] = f.head[j];
+  for (int j = np - keep; j < np; j++) seq[n++] = prompt[j];
+  for (int j = 0; j < f.n_mid; j++) seq[n++] = f.mid[j];
+  if (answer_from) *answer_from = n - 1;
+  if (answer) {
+    for (int j = 0; j < na; j++) seq[n++] = answer[j];
+    seq[n++] = f.end;
+  }
+  return n;
 }
 
 /* ---- activations ---- */

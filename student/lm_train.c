@@ -90,11 +90,12 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
   return US_OK;
 }
 
-/* Tokenised examples: [BOS] prompt [SEP] answer [EOS], cut to at most T + 1 tokens. */
+/* Tokenised examples in the tokeniser's chat format (natively [BOS] prompt [SEP] answer [EOS]),
+ * cut to at most T + 1 tokens. */
 typedef struct corpus {
   int32_t *tokens;
   size_t *start; /* (n + 1) offsets into tokens */
-  int32_t *sep;  /* index of SEP within each example */
+  int32_t *sep;  /* index within each example of the position whose target is the answer's first */
   size_t n;
 } corpus;
 
@@ -109,7 +110,6 @@ static void corpus_free(corpus *k) {
 static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t n, int T,
                               corpus *k, us_err *err) {
   memset(k, 0, sizeof *k);
-  us_bpe_special sp = us_bpe_specials(bpe);
   size_t cap = n * (size_t)(T + 1);
   k->tokens = malloc((cap ? cap : 1) * sizeof *k->tokens);
   k->start = malloc((n + 1) * sizeof *k->start);
@@ -121,7 +121,7 @@ static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t
   size_t at = 0;
   for (size_t i = 0; i < n; i++) {
     int32_t *pt = NULL, *at_ = NULL;
-    int np = 0, na = 0;
+    int np = 0, na = 0, from = 0;
     us_status st = us_bpe_encode(bpe, ex[i].prompt, strlen(ex[i].prompt), &pt, &np, err);
     if (st == US_OK) st = us_bpe_encode(bpe, ex[i].answer, strlen(ex[i].answer), &at_, &na, err);
     if (st != US_OK) {
@@ -129,17 +129,9 @@ static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t
       corpus_free(k);
       return st;
     }
-    /* room: T + 1 tokens = BOS + prompt + SEP + answer + EOS */
-    int room = T + 1 - 3;
-    if (na > room - 1) na = room - 1; /* keep at least one prompt token slot */
-    int keep_prompt = np < room - na ? np : room - na;
     k->start[i] = at;
-    k->tokens[at++] = sp.bos;
-    for (int j = np - keep_prompt; j < np; j++) k->tokens[at++] = pt[j];
-    k->sep[i] = (int32_t)(at - k->start[i]);
-    k->tokens[at++] = sp.sep;
-    for (int j = 0; j < na; j++) k->tokens[at++] = at_[j];
-    k->tokens[at++] = sp.eos;
+    at += (size_t)us__lm_format(bpe, pt, np, at_, na, T, k->tokens + at, &from);
+    k->sep[i] = from;
     free(pt);
     free(at_);
   }

@@ -320,6 +320,59 @@ static void model_gradients_with_dropout_should_match_finite_differences(void **
   check_model_gradients(0.3f, 0);
 }
 
+/* LoRA on a grouped-query untied model: the adapters' gradients match central differences, the
+ * frozen base receives none, and merging the adapters gives the logits the adapted forward gave. */
+static void lora_gradients_should_match_finite_differences_and_merge_exactly(void **state) {
+  (void)state;
+  us_blas_set_threads(1);
+  us_lm_config cfg = {2, 16, 4, 6, 0, 16, 2, 1, 500.0, 1e-3};
+  us_lm *lm = tiny_model_config(cfg, 5);
+  us_rng r;
+  us_rng_seed(&r, 8);
+  fill(lm->block, lm->n_params, &r, 0.3f);
+  assert_int_equal(us__lm_lora_new(lm, 2, 4.0, &r, NULL), US_OK);
+  us__lm_lora *lo = lm->lora;
+  for (size_t i = 0; i < lo->n_params; i++) assert_true(isfinite(lo->block[i]));
+  fill(lo->block, lo->n_params, &r, 0.3f); /* B non-zero, so A's gradient is too */
+  us__lm_acts a;
+  assert_int_equal(us__lm_acts_new(&lm->config, 2, 6, &a, NULL), US_OK);
+  assert_int_equal(us__lm_acts_lora(&a, lo, lm->config.layers, NULL), US_OK);
+  batch_store bs;
+  tiny_batch(&bs);
+  double loss = us__lm_forward(lm, &a, &bs.b, 2, 6);
+  assert_true(loss > 0.0);
+  us__lm_backward(lm, &a, &bs.b, 2, 6, NULL);
+  int bad = 0;
+  double mass = 0.0;
+  const float eps = 1e-2f;
+  for (int k = 0; k < 200; k++) {
+    size_t i = k < 40 ? (size_t)k * (lo->n_params / 40) : (size_t)us_rng_below(&r, lo->n_params);
+    float keep = lo->block[i];
+    lo->block[i] = keep + eps;
+    double up = us__lm_forward(lm, &a, &bs.b, 2, 6);
+    lo->block[i] = keep - eps;
+    double down = us__lm_forward(lm, &a, &bs.b, 2, 6);
+    lo->block[i] = keep;
+    bad += check_grad("lora", i, lo->grad[i], (up - down) / (2 * eps));
+    mass += fabs(lo->grad[i]);
+  }
+  assert_int_equal(bad, 0);
+  assert_true(mass > 1e-2);
+  /* merged: same logits without the adapters */
+  bs.b.targets = NULL;
+  us__lm_forward(lm, &a, &bs.b, 2, 6);
+  size_t nl = (size_t)12 * lm->config.vocab;
+  float *before = malloc(nl * sizeof(float));
+  memcpy(before, a.logits, nl * sizeof(float));
+  us__lm_lora_merge(lm);
+  assert_null(lm->lora);
+  us__lm_forward(lm, &a, &bs.b, 2, 6);
+  for (size_t i = 0; i < nl; i++) assert_float_equal(a.logits[i], before[i], 1e-4);
+  free(before);
+  us__lm_acts_free(&a);
+  us_lm_free(lm);
+}
+
 static void dropout_should_drop_at_its_rate_and_keep_the_mean(void **state) {
   (void)state;
   enum { n = 200001 }; /* odd: the last random word is used in part */
@@ -888,6 +941,7 @@ int main(void) {
       cmocka_unit_test(masked_crossentropy_gradients_should_match_finite_differences),
       cmocka_unit_test(model_gradients_should_match_finite_differences),
       cmocka_unit_test(gqa_untied_model_gradients_should_match_finite_differences),
+      cmocka_unit_test(lora_gradients_should_match_finite_differences_and_merge_exactly),
       cmocka_unit_test(model_gradients_with_dropout_should_match_finite_differences),
       cmocka_unit_test(dropout_should_drop_at_its_rate_and_keep_the_mean),
       cmocka_unit_test(packing_should_equal_separate_rows),

@@ -1,4 +1,4 @@
-/* Writes the model seeds of the fuzz corpora (tests/fuzz/corpus/{classifier,lm,bpe}/): tiny
+/* Writes the model seeds of the fuzz corpora (tests/fuzz/corpus/{classifier,lm,bpe,gguf}/): tiny
  * models trained or built here, plus truncated and bit-flipped variants. Not built by default:
  *   cmake --build build --target fuzz_make_seeds && build/tests/fuzz/fuzz_make_seeds
  * tests/fuzz/corpus Rerun it after a model file format changes (the old seeds still replay; they
@@ -10,6 +10,7 @@
 #include "core/buf.h"
 #include "student/bpe.h"
 #include "student/classifier.h"
+#include "student/gguf.h"
 #include "student/lm.h"
 
 static const char *dir;
@@ -140,9 +141,43 @@ static void bpe_seed(const char *name, us_bpe *bpe, const char *text) {
   us_buf_free(&b);
 }
 
+/* A GGUF file with a key of every kind the writer makes and a tensor of each writable type. */
+static void gguf_seed(const char *stem, uint32_t alignment, int all) {
+  static float x[64 * 2];
+  for (int i = 0; i < 64 * 2; i++) x[i] = (float)((i * 37) % 19 - 9) / 4.0f;
+  us_gguf_writer *w = NULL;
+  us_err err;
+  const char *toks[] = {"a", "b", "ab", "<|bos|>"};
+  int32_t types[] = {1, 1, 1, 3};
+  float scores[] = {0.0f, -1.0f};
+  uint64_t ne[2] = {64, 2}, norm[1] = {3};
+  if (us_gguf_writer_new(alignment, &w, &err) != US_OK ||
+      us_gguf_add_str(w, "general.architecture", "llama", &err) != US_OK ||
+      us_gguf_add_u32(w, "llama.block_count", 1, &err) != US_OK ||
+      us_gguf_add_i32(w, "test.i32", -3, &err) != US_OK ||
+      us_gguf_add_u64(w, "test.u64", 5, &err) != US_OK ||
+      us_gguf_add_f32(w, "llama.rope.freq_base", 10000.0f, &err) != US_OK ||
+      us_gguf_add_bool(w, "test.bool", true, &err) != US_OK ||
+      us_gguf_add_str_array(w, "tokenizer.ggml.tokens", toks, NULL, 4, &err) != US_OK ||
+      us_gguf_add_i32_array(w, "tokenizer.ggml.token_type", types, 4, &err) != US_OK ||
+      us_gguf_add_f32_array(w, "test.scores", scores, 2, &err) != US_OK ||
+      us_gguf_add_tensor(w, "a.f32", 2, ne, US_GGUF_F32, x, &err) != US_OK ||
+      us_gguf_add_tensor(w, "a.f16", 2, ne, US_GGUF_F16, x, &err) != US_OK ||
+      us_gguf_add_tensor(w, "a.bf16", 2, ne, US_GGUF_BF16, x, &err) != US_OK ||
+      us_gguf_add_tensor(w, "a.q8_0", 2, ne, US_GGUF_Q8_0, x, &err) != US_OK ||
+      us_gguf_add_tensor(w, "norm", 1, norm, US_GGUF_F32, x, &err) != US_OK)
+    die("gguf", &err);
+  us_buf b;
+  us_buf_init(&b, 0);
+  if (us_gguf_writer_serialize(w, &b, &err) != US_OK) die("gguf serialize", &err);
+  us_gguf_writer_free(w);
+  variants("gguf", stem, (unsigned char *)b.data, b.len, 24, all);
+  us_buf_free(&b);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
-    fprintf(stderr, "usage: %s CORPUS_FOLDER (holding classifier/ lm/ bpe/)\n", argv[0]);
+    fprintf(stderr, "usage: %s CORPUS_FOLDER (holding classifier/ lm/ bpe/ gguf/)\n", argv[0]);
     return 2;
   }
   dir = argv[1];
@@ -152,6 +187,8 @@ int main(int argc, char **argv) {
   classifier_seed("int4", 0, 4, 0);
   lm_seed("tiny", 1, 2, 1, 2, 1);
   lm_seed("two-layers", 2, 4, 2, 4, 0);
+  gguf_seed("kinds", 0, 1);
+  gguf_seed("align64", 64, 0);
 
   us_bpe *none = NULL, *chain = NULL;
   us_err err;

@@ -102,5 +102,6 @@ int us_cmd_run(int argc, char **argv);
 int us_cmd_predict(int argc, char **argv);
 int us_cmd_generate(int argc, char **argv);
 int us_cmd_serve(int argc, char **argv);
+int us_cmd_export(int argc, char **argv);
 
 #endif

@@ -24,10 +24,14 @@ static const char usage_text[] =
     "  --seed S            sampling seed (default 1)\n"
     "  --threads N         OpenBLAS threads (default 1: one token's matrix-vector products are\n"
     "                      too small to share, and 1 thread was 4x faster on 2 busy cores)\n"
-    "  --no-cache          recompute the whole sequence per token (slow; for comparison)\n";
+    "  --no-cache          recompute the whole sequence per token (slow; for comparison)\n"
+    "  --trace FILE        with --prompt: also write the greedy decode on token ids as JSON\n"
+    "                      {\"input\": [ids], \"output\": [ids], \"logits\": [[step logits]]}\n"
+    "                      (for comparing with another runtime, e.g. llama.cpp on the GGUF\n"
+    "                      export)\n";
 
 typedef struct gen_opts {
-  const char *model, *prompt, *input, *output;
+  const char *model, *prompt, *input, *output, *trace;
   int threads;
   us_lm_gen_params gp;
 } gen_opts;
@@ -76,6 +80,8 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
       o->input = v;
     else if (!strcmp(a, "--output"))
       o->output = v;
+    else if (!strcmp(a, "--trace"))
+      o->trace = v;
     else if (!strcmp(a, "--max-tokens")) {
       if (parse_number(a, v, 1, 1e6, &x)) return US_EXIT_USAGE;
       o->gp.max_tokens = (int)x;
@@ -97,6 +103,7 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
   }
   if (!o->model) return bad_usage("missing MODEL", NULL);
   if (!o->prompt == !o->input) return bad_usage("give exactly one of --prompt or --input", NULL);
+  if (o->trace && !o->prompt) return bad_usage("--trace needs --prompt", NULL);
   return 0;
 }
 
@@ -160,6 +167,40 @@ static int run_batch(const us_lm *lm, const gen_opts *o) {
   return rc;
 }
 
+/* --trace: the prompt's ids, the greedy continuation on ids and every step's logits. */
+static us_status write_trace(const us_lm *lm, const gen_opts *o, us_err *err) {
+  int32_t *in = NULL, *out = NULL;
+  int n_in = 0, n_out = 0, V = us_lm_get_config(lm)->vocab, max = o->gp.max_tokens;
+  float *logits = NULL;
+  us_status st = us_lm_prompt_tokens(lm, o->prompt, &in, &n_in, err);
+  if (st == US_OK) {
+    out = malloc((size_t)max * sizeof *out);
+    logits = malloc((size_t)max * (size_t)V * sizeof *logits);
+    if (!out || !logits) st = us_err_set(err, US_ERR_NOMEM, "out of memory for --trace");
+  }
+  if (st == US_OK) st = us_lm_greedy_tokens(lm, in, n_in, max, out, &n_out, logits, err);
+  FILE *f = st == US_OK ? fopen(o->trace, "w") : NULL;
+  if (st == US_OK && !f) st = us_err_set(err, US_ERR_IO, "cannot write %s", o->trace);
+  if (f) {
+    fprintf(f, "{\"input\": [");
+    for (int i = 0; i < n_in; i++) fprintf(f, "%s%d", i ? ", " : "", (int)in[i]);
+    fprintf(f, "],\n \"output\": [");
+    for (int i = 0; i < n_out; i++) fprintf(f, "%s%d", i ? ", " : "", (int)out[i]);
+    fprintf(f, "],\n \"logits\": [");
+    for (int k = 0; k < n_out; k++) {
+      fprintf(f, "%s[", k ? ",\n  " : "");
+      for (int v = 0; v < V; v++) fprintf(f, "%s%.9g", v ? ", " : "", (double)logits[k * V + v]);
+      fprintf(f, "]");
+    }
+    fprintf(f, "]}\n");
+    if (fclose(f) != 0) st = us_err_set(err, US_ERR_IO, "cannot finish writing %s", o->trace);
+  }
+  free(in);
+  free(out);
+  free(logits);
+  return st;
+}
+
 int us_cmd_generate(int argc, char **argv) {
   gen_opts o;
   int rc = parse_args(argc, argv, &o);
@@ -177,13 +218,14 @@ int us_cmd_generate(int argc, char **argv) {
     char *answer = NULL;
     double lp = 0.0;
     st = us_lm_generate(lm, o.prompt, &o.gp, &answer, &lp, NULL, &err);
+    if (st == US_OK && o.trace) st = write_trace(lm, &o, &err);
     if (st == US_OK) {
       printf("%s\n", answer);
-      free(answer);
       rc = US_EXIT_OK;
     } else {
       rc = us_cli_fail(st, &err, NULL);
     }
+    free(answer);
   } else {
     rc = run_batch(lm, &o);
   }

@@ -24,6 +24,7 @@ static const command commands[] = {
     {"generate", us_cmd_generate, "generate text with a language-model student"},
     {"cache", us_cmd_cache, "cache stats | export FILE | import FILE"},
     {"serve", us_cmd_serve, "serve the cascade as an OpenAI-compatible endpoint"},
+    {"export", us_cmd_export, "write a language-model student as GGUF (llama.cpp, Ollama)"},
 };
 
 static void usage(FILE *f) {

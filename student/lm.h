@@ -164,4 +164,18 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
 us_status us_lm_score(const us_lm *lm, const char *prompt, const char *answer, double *mean_logprob,
                       int *n_tokens, us_err *err);
 
+/* ---- generation on token ids (student/lm_trace.c): what us_lm_generate does, step by step, for
+ * comparing with other runtimes (the GGUF test feeds the same ids to llama.cpp) ---- */
+
+/* The ids us_lm_generate feeds the model for prompt: BOS, the prompt's tokens (cut from the left
+ * to leave room for an answer), SEP. *ids is malloc'd (caller frees). */
+us_status us_lm_prompt_tokens(const us_lm *lm, const char *prompt, int32_t **ids, int *n_ids,
+                              us_err *err);
+/* Greedy continuation of in[0..n_in) as us_lm_generate picks it (BOS, SEP and PAD never chosen;
+ * the first highest logit wins), recomputing the whole sequence per step: up to max_new ids
+ * into out (EOS included when reached; fewer when the context fills), *n_out set. logits, when
+ * non-NULL, holds (max_new, vocab) floats and receives each step's raw logits. */
+us_status us_lm_greedy_tokens(const us_lm *lm, const int32_t *in, int n_in, int max_new,
+                              int32_t *out, int *n_out, float *logits, us_err *err);
+
 #endif

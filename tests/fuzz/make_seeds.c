@@ -12,6 +12,7 @@
 #include "student/classifier.h"
 #include "student/gguf.h"
 #include "student/lm.h"
+#include "student/lm_gguf.h"
 
 static const char *dir;
 
@@ -131,6 +132,27 @@ static void lm_seed(const char *stem, int layers, int dim, int heads, int hidden
   free(d);
 }
 
+/* The tiny language model exported as GGUF (f32; q8_0 needs rows of 32, so f16 stands in). */
+static void lm_gguf_seed(const char *stem, uint32_t dtype, int all) {
+  us_bpe *bpe = tiny_bpe();
+  us_lm_config c = {1, 2, 1, 8, us_bpe_vocab_size(bpe), 2};
+  us_lm *lm = NULL;
+  us_err err;
+  if (us_lm_new(&c, bpe, 7, &lm, &err) != US_OK) die("lm new", &err);
+  char path[1024];
+  snprintf(path, sizeof path, "%s/gguf/.tmp.gguf", dir);
+  us_lm_gguf_params p;
+  us_lm_gguf_params_defaults(&p);
+  p.dtype = dtype;
+  if (us_lm_export_gguf(lm, path, &p, NULL, &err) != US_OK) die("lm gguf export", &err);
+  us_lm_free(lm);
+  size_t len;
+  char *d = slurp(path, &len);
+  remove(path);
+  variants("gguf", stem, (unsigned char *)d, len, 24, all);
+  free(d);
+}
+
 static void bpe_seed(const char *name, us_bpe *bpe, const char *text) {
   us_buf b;
   us_buf_init(&b, 0);
@@ -189,6 +211,8 @@ int main(int argc, char **argv) {
   lm_seed("two-layers", 2, 4, 2, 4, 0);
   gguf_seed("kinds", 0, 1);
   gguf_seed("align64", 64, 0);
+  lm_gguf_seed("lm-f32", US_GGUF_F32, 1);
+  lm_gguf_seed("lm-q8_0", US_GGUF_Q8_0, 0);
 
   us_bpe *none = NULL, *chain = NULL;
   us_err err;

@@ -24,6 +24,7 @@
 #include "student/blas.h"
 #include "student/bpe_int.h"
 #include "student/gguf.h"
+#include "student/lm_gguf.h"
 #include "student/lm_int.h"
 
 enum { L = 2, C = 32, NH = 4, NKV = 2, HD = C / NH, CKV = NKV * HD, F = 64, NMERGE = 6 };
@@ -588,6 +589,43 @@ static void lora_and_full_fine_tuning_should_lower_the_loss_and_save_a_loadable_
   unlink(path);
 }
 
+/* An imported model exported again as GGUF (student/lm_gguf.c: GQA, untied output, the file's
+ * own vocabulary, merges and chat format) reads back with the same weights, tokens and logits. */
+static void imported_model_should_export_to_gguf_and_read_back_the_same(void **state) {
+  (void)state;
+  us_blas_set_threads(1);
+  variant v = plain();
+  char path[256], out[256];
+  snprintf(path, sizeof path, "%s", tmp_path("in.gguf"));
+  snprintf(out, sizeof out, "%s", tmp_path("out.gguf"));
+  write_tiny(path, &v);
+  us_lm *lm = NULL, *back = NULL;
+  us_err err;
+  assert_int_equal(us_lm_import_gguf(path, 1000, &lm, &err), US_OK);
+  us_lm_gguf_params gp;
+  us_lm_gguf_params_defaults(&gp);
+  us_status st = us_lm_export_gguf(lm, out, &gp, NULL, &err);
+  if (st != US_OK) print_message("%s\n", err.msg);
+  assert_int_equal(st, US_OK);
+  assert_int_equal(us_lm_import_gguf(out, 1000, &back, &err), US_OK);
+  assert_int_equal(back->n_params, lm->n_params);
+  assert_memory_equal(back->block, lm->block, lm->n_params * sizeof(float));
+  assert_int_equal(back->config.heads_kv, NKV);
+  assert_int_equal(back->config.untied, 1);
+  assert_string_equal(us_lm_chat_format_name(back), "chatml");
+  int32_t t1[64], t2[64];
+  int n1, n2;
+  encode(lm->bpe, "the cat's 12 hats", t1, &n1);
+  encode(back->bpe, "the cat's 12 hats", t2, &n2);
+  assert_int_equal(n1, n2);
+  assert_memory_equal(t1, t2, (size_t)n1 * sizeof *t1);
+  assert_true(max_logit_error(back, &W) < 1e-4);
+  us_lm_free(back);
+  us_lm_free(lm);
+  unlink(path);
+  unlink(out);
+}
+
 static void expect_refusal(const variant *v, const char *key) {
   const char *path = tmp_path("bad.gguf");
   write_tiny(path, v);
@@ -651,6 +689,7 @@ int main(void) {
       cmocka_unit_test(imported_tokeniser_should_merge_by_rank_and_round_trip_bytes),
       cmocka_unit_test(pre_tokenisers_should_split_like_llama_cpp),
       cmocka_unit_test(lora_and_full_fine_tuning_should_lower_the_loss_and_save_a_loadable_model),
+      cmocka_unit_test(imported_model_should_export_to_gguf_and_read_back_the_same),
       cmocka_unit_test(unsupported_files_should_be_refused_naming_the_file_and_key),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

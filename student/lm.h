@@ -78,6 +78,8 @@ enum {
  * tensor: another architecture, tokeniser or pre-tokeniser, a tensor type, a missing or
  * misshapen tensor, biases, rope scaling, a truncated file. *out is freed with us_lm_free. */
 us_status us_lm_import_gguf(const char *path, int context, us_lm **out, us_err *err);
+/* The context `understudy generate FILE.gguf` asks for (the file's own is used when shorter). */
+#define US_LM_MAX_GGUF_CONTEXT 2048
 /* The model's chat format by name ("chatml", "llama3", "llama2", "fallback ...", "native ..."). */
 const char *us_lm_chat_format_name(const us_lm *lm);
 

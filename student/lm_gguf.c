@@ -170,32 +170,12 @@ static us_status vocab_imported(const us_bpe *bpe, vocab_texts *v, us_err *err) 
   return US_OK;
 }
 
-static us_status vocab_build(const us_bpe *bpe, vocab_texts *v, us_err *err) {
-  memset(v, 0, sizeof *v);
-  if (bpe->vocab) {
-    us_buf_init(&v->text, 0);
-    us_buf_init(&v->merges, 0);
-    return vocab_imported(bpe, v, err);
-  }
-  us_buf_init(&v->text, 0);
-  us_buf_init(&v->merges, 0);
-  int V = us_bpe_vocab_size(bpe), M = us_bpe_n_merges(bpe);
+/* Token texts and types into v (allocated by vocab_build); a text that repeats an earlier
+ * one becomes "<|dup_ID|>", type UNUSED. */
+static us_status token_texts(const us_bpe *bpe, vocab_texts *v, int32_t *table, size_t cap,
+                             us_err *err) {
+  int V = us_bpe_vocab_size(bpe);
   us_bpe_special sp = us_bpe_specials(bpe);
-  size_t cap = 1;
-  while (cap < 2 * (size_t)V) cap <<= 1;
-  int32_t *table = malloc(cap * sizeof *table);
-  v->off = malloc((size_t)(V + 1) * sizeof *v->off);
-  v->moff = malloc((size_t)(M + 1) * sizeof *v->moff);
-  v->ptr = malloc((size_t)V * sizeof *v->ptr);
-  v->mptr = malloc((size_t)(M ? M : 1) * sizeof *v->mptr);
-  v->len = malloc((size_t)V * sizeof *v->len);
-  v->mlen = malloc((size_t)(M ? M : 1) * sizeof *v->mlen);
-  v->type = malloc((size_t)V * sizeof *v->type);
-  if (!table || !v->off || !v->moff || !v->ptr || !v->mptr || !v->len || !v->mlen || !v->type) {
-    free(table);
-    return us_err_set(err, US_ERR_NOMEM, "gguf export: out of memory for the tokeniser");
-  }
-  for (size_t i = 0; i < cap; i++) table[i] = -1;
   us_status st = US_OK;
   v->off[0] = 0;
   for (int t = 0; t < V && st == US_OK; t++) {
@@ -220,24 +200,54 @@ static us_status vocab_build(const us_bpe *bpe, vocab_texts *v, us_err *err) {
       if (st == US_OK) text_seen(v, table, cap, t);
     }
   }
-  free(table);
+  return st;
+}
+
+/* Merges as "A B" in the token texts. The tokeniser's serialised form (u32 n_merges, then the
+ * pairs as u32) gives the merge list without a new getter. */
+static us_status merge_texts(const us_bpe *bpe, vocab_texts *v, us_err *err) {
+  int M = us_bpe_n_merges(bpe);
   us_buf ser;
   us_buf_init(&ser, 0);
-  if (st == US_OK) st = us_bpe_serialize(bpe, &ser, err);
-  /* the serialised form is u32 n_merges then the pairs: the merge list, without a new getter */
+  us_status st = us_bpe_serialize(bpe, &ser, err);
   v->moff[0] = 0;
   for (int m = 0; m < M && st == US_OK; m++) {
     const unsigned char *p = (const unsigned char *)ser.data + 4 + 8 * (size_t)m;
     uint32_t a = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     uint32_t b = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-    st = us_buf_append(&v->merges, v->text.data ? v->text.data + v->off[a] : "",
-                       v->off[a + 1] - v->off[a]);
+    st = us_buf_append(&v->merges, v->text.data + v->off[a], v->off[a + 1] - v->off[a]);
     if (st == US_OK) st = us_buf_append(&v->merges, " ", 1);
     if (st == US_OK)
       st = us_buf_append(&v->merges, v->text.data + v->off[b], v->off[b + 1] - v->off[b]);
     v->moff[m + 1] = v->merges.len;
   }
   us_buf_free(&ser);
+  return st;
+}
+
+static us_status vocab_build(const us_bpe *bpe, vocab_texts *v, us_err *err) {
+  memset(v, 0, sizeof *v);
+  us_buf_init(&v->text, 0);
+  us_buf_init(&v->merges, 0);
+  if (bpe->vocab) return vocab_imported(bpe, v, err);
+  int V = us_bpe_vocab_size(bpe), M = us_bpe_n_merges(bpe);
+  size_t cap = 1; /* the duplicate-text table: a power of two, at most half full */
+  while (cap < 2 * (size_t)V) cap <<= 1;
+  int32_t *table = malloc(cap * sizeof *table);
+  v->off = malloc((size_t)(V + 1) * sizeof *v->off);
+  v->moff = malloc((size_t)(M + 1) * sizeof *v->moff);
+  v->ptr = malloc((size_t)V * sizeof *v->ptr);
+  v->mptr = malloc((size_t)(M ? M : 1) * sizeof *v->mptr);
+  v->len = malloc((size_t)V * sizeof *v->len);
+  v->mlen = malloc((size_t)(M ? M : 1) * sizeof *v->mlen);
+  v->type = malloc((size_t)V * sizeof *v->type);
+  us_status st = US_OK;
+  if (!table || !v->off || !v->moff || !v->ptr || !v->mptr || !v->len || !v->mlen || !v->type)
+    st = US_ERR_NOMEM;
+  for (size_t i = 0; i < cap && st == US_OK; i++) table[i] = -1;
+  if (st == US_OK) st = token_texts(bpe, v, table, cap, err);
+  free(table);
+  if (st == US_OK) st = merge_texts(bpe, v, err);
   if (st != US_OK) return us_err_set(err, st, "gguf export: out of memory for the tokeniser");
   for (int t = 0; t < V; t++) {
     v->ptr[t] = v->text.data + v->off[t];

@@ -101,7 +101,8 @@ static us_lm *random_model(const opts *o) {
   }
   free(pairs);
   us_lm_config c = {
-      o->layers, o->dim, o->heads, o->context, us_bpe_vocab_size(bpe), us_lm_config_hidden(o->dim)};
+      o->layers, o->dim, o->heads, o->context, us_bpe_vocab_size(bpe), us_lm_config_hidden(o->dim),
+      0,         0,      0,        0};
   us_lm *lm = NULL;
   if (us_lm_new(&c, bpe, 1, &lm, &err) != US_OK) {
     fprintf(stderr, "bench_lm: %s\n", err.msg);

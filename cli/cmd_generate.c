@@ -209,7 +209,11 @@ int us_cmd_generate(int argc, char **argv) {
   us_blas_set_threads(o.threads);
   us_lm *lm = NULL;
   us_err err;
-  us_status st = us_lm_load(o.model, &lm, &err);
+  /* a pretrained GGUF runs as it is, with its own tokeniser and chat format (docs/lm.md) */
+  size_t ml = strlen(o.model);
+  us_status st = ml > 5 && !strcmp(o.model + ml - 5, ".gguf")
+                     ? us_lm_import_gguf(o.model, US_LM_MAX_GGUF_CONTEXT, &lm, &err)
+                     : us_lm_load(o.model, &lm, &err);
   if (st != US_OK)
     return us_cli_fail(st, &err,
                        "the model file is written by `understudy train` for a "

@@ -197,6 +197,10 @@ static const key_spec KEYS[] = {
     PKEY("student.weight_decay", student.lm.weight_decay, us_lm_train_param_table, "weight_decay",
          0),
     PKEY("student.grad_clip", student.lm.grad_clip, us_lm_train_param_table, "grad_clip", 0),
+    FKEY("student.init", K_PATH, student.lm.init, us_lm_train_param_table, "init",
+         F_NULLABLE | F_NONEMPTY),
+    PKEY("student.lora_rank", student.lm.lora_rank, us_lm_train_param_table, "lora_rank", 0),
+    PKEY("student.lora_alpha", student.lm.lora_alpha, us_lm_train_param_table, "lora_alpha", 0),
     SECTION("cost"),
     PKEY("cost.cpu_usd_per_hour", cost.cpu_usd_per_hour, us_cost_param_table, "cpu_usd_per_hour",
          0),
@@ -300,6 +304,7 @@ void us_config_free(us_config *c) {
   }
   free(c->teacher.headers);
   free((char *)c->student.lm.preset);
+  free((char *)c->student.lm.init);
   free(c->label.strategy);
   memset(c, 0, sizeof *c);
 }

@@ -190,6 +190,7 @@ static void fingerprint_settings(const us_config *c, us_buf *fp) {
                   (unsigned long long)p.seed);
     /* only when set, so workspaces trained before dropout existed stay up to date */
     if (p.dropout > 0) us_buf_printf(fp, "dropout=%g\n", p.dropout);
+    if (p.init) us_buf_printf(fp, "init=%s lora=%d alpha=%g\n", p.init, p.lora_rank, p.lora_alpha);
   }
 }
 

@@ -6,21 +6,12 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "student/bpe_int.h"
 
 /* Longest pre-split word: bounds encoding cost on pathological input (no spaces for megabytes). */
 #define WORD_MAX 64
 #define TOKEN_MAX 65536      /* longest token a tokeniser file may hold, in bytes */
 #define TABLE_MAX (64 << 20) /* all its tokens' bytes together */
-
-struct us_bpe {
-  int n_merges;
-  int32_t *pairs;          /* (n_merges, 2) */
-  uint32_t *tok_off;       /* (vocab + 1) offsets into tok_data */
-  unsigned char *tok_data; /* bytes of every token, concatenated */
-  uint64_t *rank_keys;     /* open-addressing table: pair key -> merge rank */
-  int32_t *rank_vals;
-  size_t rank_cap;
-};
 
 /* ---- u64 -> int hash table (open addressing, key 0 = empty) ---- */
 
@@ -125,6 +116,22 @@ static size_t word_end(const unsigned char *s, size_t len, size_t i) {
 
 /* ---- token byte table and merge ranks ---- */
 
+int us__bpe_build_ranks(us_bpe *bpe) {
+  u64map ranks = {0};
+  for (int m = 0; m < bpe->n_merges; m++) {
+    int32_t *v = map_get_or_add(&ranks, pair_key(bpe->pairs[2 * m], bpe->pairs[2 * m + 1]));
+    if (!v) {
+      map_free(&ranks);
+      return -1;
+    }
+    if (*v < 0) *v = m;
+  }
+  bpe->rank_keys = ranks.keys;
+  bpe->rank_vals = ranks.vals;
+  bpe->rank_cap = ranks.cap;
+  return 0;
+}
+
 static us_status build_tables(us_bpe *bpe, us_err *err) {
   int vocab = us_bpe_vocab_size(bpe);
   bpe->tok_off = malloc((size_t)(vocab + 1) * sizeof *bpe->tok_off);
@@ -161,18 +168,9 @@ static us_status build_tables(us_bpe *bpe, us_err *err) {
   }
   free(lens);
   lens = NULL;
-  u64map ranks = {0};
-  for (int m = 0; m < bpe->n_merges; m++) {
-    int32_t *v = map_get_or_add(&ranks, pair_key(bpe->pairs[2 * m], bpe->pairs[2 * m + 1]));
-    if (!v) {
-      map_free(&ranks);
-      goto nomem;
-    }
-    if (*v < 0) *v = m;
-  }
-  bpe->rank_keys = ranks.keys;
-  bpe->rank_vals = ranks.vals;
-  bpe->rank_cap = ranks.cap;
+  if (us__bpe_build_ranks(bpe) != 0) goto nomem;
+  bpe->chat_native[0] = 256 + bpe->n_merges;     /* BOS */
+  bpe->chat_native[1] = 256 + bpe->n_merges + 2; /* SEP */
   return US_OK;
 nomem:
   free(lens);
@@ -215,17 +213,26 @@ void us_bpe_free(us_bpe *bpe) {
   free(bpe->tok_data);
   free(bpe->rank_keys);
   free(bpe->rank_vals);
+  us__bpe_vocab_free(bpe->vocab);
   free(bpe);
 }
 
 int us_bpe_vocab_size(const us_bpe *bpe) {
+  if (bpe->vocab) return bpe->vocab->n_vocab;
   return 256 + bpe->n_merges + US_BPE_N_SPECIAL;
+}
+
+us_bpe_chat us_bpe_chat_format(const us_bpe *bpe) {
+  if (bpe->vocab) return bpe->vocab->chat;
+  us_bpe_chat c = {bpe->chat_native, 1, bpe->chat_native + 1, 1, 256 + bpe->n_merges + 1, 0};
+  return c;
 }
 int us_bpe_n_merges(const us_bpe *bpe) {
   return bpe->n_merges;
 }
 
 us_bpe_special us_bpe_specials(const us_bpe *bpe) {
+  if (bpe->vocab) return bpe->vocab->specials;
   int base = 256 + bpe->n_merges;
   us_bpe_special s = {base, base + 1, base + 2, base + 3};
   return s;
@@ -435,6 +442,10 @@ done:
 
 /* ---- encoding and decoding ---- */
 
+int us__bpe_rank(const us_bpe *bpe, int32_t a, int32_t b) {
+  return map_lookup(bpe->rank_keys, bpe->rank_vals, bpe->rank_cap, pair_key(a, b));
+}
+
 static int rank_of(const us_bpe *bpe, int32_t a, int32_t b) {
   return map_lookup(bpe->rank_keys, bpe->rank_vals, bpe->rank_cap, pair_key(a, b));
 }
@@ -471,6 +482,7 @@ us_status us_bpe_encode(const us_bpe *bpe, const char *text, size_t len, int32_t
   *n_tokens = 0;
   if (len > (size_t)0x7fffffff)
     return us_err_set(err, US_ERR_INPUT, "bpe: text of %zu bytes is too long to encode", len);
+  if (bpe->vocab) return us__bpe_vocab_encode(bpe, text, len, false, tokens, n_tokens, err);
   int32_t *out = malloc((len ? len : 1) * sizeof *out); /* never more tokens than bytes */
   if (!out) return us_err_set(err, US_ERR_NOMEM, "bpe: out of memory encoding %zu bytes", len);
   const unsigned char *s = (const unsigned char *)text;
@@ -513,6 +525,7 @@ static uint32_t get_u32(const unsigned char *p) {
 }
 
 us_status us_bpe_serialize(const us_bpe *bpe, us_buf *out, us_err *err) {
+  if (bpe->vocab) return us__bpe_vocab_serialize(bpe, out, err);
   unsigned char b[8];
   put_u32(b, (uint32_t)bpe->n_merges);
   if (us_buf_append(out, b, 4) != US_OK) goto nomem;
@@ -532,6 +545,7 @@ us_status us_bpe_deserialize(const unsigned char *data, size_t len, size_t *used
   if (len < 4)
     return us_err_set(err, US_ERR_FORMAT, "bpe: tokeniser needs 4 header bytes, %zu left", len);
   uint32_t n = get_u32(data);
+  if (n == US_BPE_IMPORTED_MARKER) return us__bpe_vocab_deserialize(data, len, used, out, err);
   if (n > US_BPE_MAX_VOCAB - US_BPE_MIN_VOCAB)
     return us_err_set(err, US_ERR_FORMAT, "bpe: %u merges is more than the maximum %d", n,
                       US_BPE_MAX_VOCAB - US_BPE_MIN_VOCAB);

@@ -26,6 +26,12 @@ typedef struct us_lm_config {
   int context; /* longest sequence T */
   int vocab;   /* tokeniser size V (bytes + merges + 4 specials) */
   int hidden;  /* SwiGLU width F; us_lm_config_hidden(dim) unless set explicitly */
+  /* Pretrained llama-family models need the fields below; 0 means the default in brackets, so a
+   * config written {layers, dim, heads, context, vocab, hidden} is the original model. */
+  int heads_kv;     /* key/value heads for grouped-query attention, dividing heads [heads] */
+  int untied;       /* 1: a separate (V, C) output matrix; 0: the output reuses the embeddings */
+  double rope_base; /* rotary frequency base [10000] */
+  double norm_eps;  /* RMSNorm epsilon [1e-5] */
 } us_lm_config;
 
 /* Fills layers, dim, heads, context from a preset: "nano" (2, 128, 4, 128), "micro"
@@ -33,7 +39,8 @@ typedef struct us_lm_config {
 us_status us_lm_config_preset(const char *name, us_lm_config *c, us_err *err);
 /* The default SwiGLU width: 8/3 of dim rounded up to a multiple of 32. */
 int us_lm_config_hidden(int dim);
-/* Checks sizes (positive, heads divide dim, even head size, sane limits). */
+/* Checks sizes (positive, heads divide dim, even head size, heads_kv divides heads, sane
+ * limits). */
 us_status us_lm_config_check(const us_lm_config *c, us_err *err);
 /* Number of float parameters; a pure function of the config. */
 size_t us_lm_param_count(const us_lm_config *c);
@@ -52,6 +59,29 @@ size_t us_lm_n_params(const us_lm *lm);
  * us_lm_score fail with US_ERR_FORMAT when the weights overflow into logits that are not
  * numbers. */
 us_status us_lm_save(const us_lm *lm, const char *path, us_err *err);
+
+/* ---- starting from a pretrained model (student/lm_import.c) ---- */
+
+/* Chat formats us_lm_import_gguf recognises in tokenizer.chat_template (us_bpe_chat.kind). */
+enum {
+  US_LM_CHAT_NATIVE = 0, /* [BOS] prompt [SEP] answer [EOS]: models trained here */
+  US_LM_CHAT_CHATML,     /* <|im_start|>user\n ... <|im_end|>\n<|im_start|>assistant\n ... */
+  US_LM_CHAT_LLAMA3,     /* <|start_header_id|>user<|end_header_id|>\n\n ... <|eot_id|> */
+  US_LM_CHAT_LLAMA2,     /* [BOS][INST] ... [/INST] ... [EOS] */
+  US_LM_CHAT_FALLBACK, /* no or an unknown template: [BOS if add_bos_token] prompt \n answer EOS */
+};
+
+/* Reads a llama-architecture GGUF file: hyper-parameters (grouped-query attention, rope base,
+ * RMSNorm epsilon, tied or untied output), tensors of type F32, F16, BF16 or Q8_0 (converted to
+ * float), its byte-level BPE tokeniser ("gpt2") and its chat format. context is the longest
+ * sequence the run uses (capped by llama.context_length). Errors name the file and the key or
+ * tensor: another architecture, tokeniser or pre-tokeniser, a tensor type, a missing or
+ * misshapen tensor, biases, rope scaling, a truncated file. *out is freed with us_lm_free. */
+us_status us_lm_import_gguf(const char *path, int context, us_lm **out, us_err *err);
+/* The context `understudy generate FILE.gguf` asks for (the file's own is used when shorter). */
+#define US_LM_MAX_GGUF_CONTEXT 2048
+/* The model's chat format by name ("chatml", "llama3", "llama2", "fallback ...", "native ..."). */
+const char *us_lm_chat_format_name(const us_lm *lm);
 
 /* ---- training ---- */
 
@@ -94,6 +124,13 @@ typedef struct us_lm_train_params {
   bool resume;                     /* continue from checkpoint_path when it exists */
   uint64_t seed;                   /* weights and data order; default 1 */
   int threads;                     /* OpenBLAS threads; default 2 */
+  const char *init;                /* a llama GGUF to start from (us_lm_import_gguf); NULL: fresh
+                                      weights. Its sizes and tokeniser replace the fields above
+                                      (context is capped by the file's) */
+  int lora_rank;                   /* > 0: train low-rank adapters of this rank on the attention
+                                      and feed-forward projections, base weights frozen, merged
+                                      on return; 0: full training */
+  double lora_alpha;               /* adapter scale alpha / rank; default 16 */
   us_lm_progress_fn progress;      /* may be NULL */
   void *progress_user;
   float *losses; /* optional: losses[step] receives each step's loss (steps long) */

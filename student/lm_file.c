@@ -1,14 +1,23 @@
-/* The language-model file, also used for training checkpoints. Layout (little endian):
+/* The language-model file, also used for training checkpoints. Layout (little endian) of
+ * version 2, which this build writes:
  *
  *   offset  size        field
  *   0       4           magic "USLM"
- *   4       4           u32 format version (1)
+ *   4       4           u32 format version (2)
  *   8       4           u32 flags: bit 0 = a training state follows the weights
  *   12      24          u32 layers, dim, heads, context, vocab, hidden
- *   36      4           u32 reserved, 0
- *   40      8           u64 n_params (must equal us_lm_param_count of the config)
- *   48      4 + 8*M     tokeniser: u32 M merges, then M pairs of u32 token ids
+ *   36      4           u32 heads_kv (divides heads)
+ *   40      4           u32 untied: 1 = an output matrix follows the embeddings, 0 = tied
+ *   44      8           f64 rope_base
+ *   52      8           f64 norm_eps
+ *   60      4           u32 reserved, 0
+ *   64      8           u64 n_params (must equal us_lm_param_count of the config)
+ *   72      ...         tokeniser (us_bpe_serialize, student/bpe.h)
  *   ...     4*n_params  f32 weights in the us__lm_params order
+ *
+ * Version 1 (still read) has a 48-byte header: the six sizes, u32 0, u64 n_params at 40; its
+ * model is the tied one with heads_kv = heads, rope base 10000 and epsilon 1e-5. After the
+ * weights, in both versions:
  *   if flags bit 0:
  *           8*4         u64 step, epoch, cursor (next example in the epoch), seed
  *           8*4         u64 RNG state
@@ -25,8 +34,9 @@
 #include "student/lm_int.h"
 
 #define LM_MAGIC "USLM"
-#define LM_VERSION 1u
-#define LM_HEADER 48u
+#define LM_VERSION 2u
+#define LM_HEADER_V1 48u
+#define LM_HEADER 72u
 #define LM_MAX_FILE ((size_t)4 << 30)
 
 static void put32(unsigned char *p, uint32_t v) {
@@ -41,6 +51,17 @@ static uint32_t get32(const unsigned char *p) {
 static uint64_t get64(const unsigned char *p) {
   return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
+static void put_f64(unsigned char *p, double v) {
+  uint64_t u;
+  memcpy(&u, &v, sizeof u);
+  put64(p, u);
+}
+static double get_f64(const unsigned char *p) {
+  uint64_t u = get64(p);
+  double v;
+  memcpy(&v, &u, sizeof v);
+  return v;
+}
 
 /* Floats are stored in the host order, which the build requires to be little endian. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "model files assume little endian");
@@ -52,10 +73,13 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
   memcpy(h, LM_MAGIC, 4);
   put32(h + 4, LM_VERSION);
   put32(h + 8, ts ? 1u : 0u);
-  int fields[6] = {c->layers, c->dim, c->heads, c->context, c->vocab, c->hidden};
-  for (int i = 0; i < 6; i++) put32(h + 12 + 4 * i, (uint32_t)fields[i]);
-  put32(h + 36, 0);
-  put64(h + 40, lm->n_params);
+  int fields[8] = {c->layers, c->dim,    c->heads,           c->context,
+                   c->vocab,  c->hidden, us__lm_heads_kv(c), c->untied};
+  for (int i = 0; i < 8; i++) put32(h + 12 + 4 * i, (uint32_t)fields[i]);
+  put_f64(h + 44, us__lm_rope_base(c));
+  put_f64(h + 52, c->norm_eps > 0.0 ? c->norm_eps : (double)US_LM_NORM_EPS);
+  put32(h + 60, 0);
+  put64(h + 64, lm->n_params);
   size_t bytes = lm->n_params * sizeof(float);
   if (us_buf_reserve(out, LM_HEADER + bytes * (ts ? 3 : 1) + 4096) != US_OK ||
       us_buf_append(out, h, sizeof h) != US_OK)
@@ -97,32 +121,39 @@ static us_status as_format_error(us_err *err, const char *path) {
   return US_ERR_FORMAT;
 }
 
-/* Checks the header; sets the config, the flags and the expected total size. */
+/* Checks the header; sets the config, the flags and the header's size. */
 static us_status parse_header(const unsigned char *d, size_t len, const char *path, us_lm_config *c,
-                              uint32_t *flags, us_err *err) {
-  if (len < LM_HEADER)
-    return us_err_set(err, US_ERR_FORMAT,
-                      "%s: truncated language model: %zu bytes, shorter than the %u-byte header",
-                      path, len, LM_HEADER);
-  if (memcmp(d, LM_MAGIC, 4) != 0)
+                              uint32_t *flags, size_t *header, us_err *err) {
+  if (len < 8 || memcmp(d, LM_MAGIC, 4) != 0)
     return us_err_set(err, US_ERR_FORMAT, "%s: not a language model file (magic is not USLM)",
                       path);
   uint32_t version = get32(d + 4);
-  if (version != LM_VERSION)
+  if (version != 1 && version != LM_VERSION)
     return us_err_set(err, US_ERR_FORMAT,
-                      "%s: language model format version %u, this build reads version %u", path,
-                      version, LM_VERSION);
+                      "%s: language model format version %u, this build reads versions 1 and %u",
+                      path, version, LM_VERSION);
+  *header = version == 1 ? LM_HEADER_V1 : LM_HEADER;
+  if (len < *header)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: truncated language model: %zu bytes, shorter than the %zu-byte header",
+                      path, len, *header);
   *flags = get32(d + 8);
   if (*flags > 1u)
     return us_err_set(err, US_ERR_FORMAT, "%s: unknown flags 0x%x in the header", path, *flags);
-  int *fields[6] = {&c->layers, &c->dim, &c->heads, &c->context, &c->vocab, &c->hidden};
-  for (int i = 0; i < 6; i++) {
+  memset(c, 0, sizeof *c);
+  int *fields[8] = {&c->layers, &c->dim,    &c->heads,    &c->context,
+                    &c->vocab,  &c->hidden, &c->heads_kv, &c->untied};
+  for (int i = 0; i < (version == 1 ? 6 : 8); i++) {
     uint32_t v = get32(d + 12 + 4 * i);
     *fields[i] = v > 0x7fffffffu ? -1 : (int)v;
   }
+  if (version > 1) {
+    c->rope_base = get_f64(d + 44);
+    c->norm_eps = get_f64(d + 52);
+  }
   us_status st = us_lm_config_check(c, err);
   if (st != US_OK) return as_format_error(err, path);
-  uint64_t n = get64(d + 40);
+  uint64_t n = get64(d + *header - 8);
   if (n != us_lm_param_count(c))
     return us_err_set(err, US_ERR_FORMAT, "%s: header says %llu parameters, its sizes give %zu",
                       path, (unsigned long long)n, us_lm_param_count(c));
@@ -135,19 +166,24 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
   if (has_state) *has_state = false;
   us_lm_config c;
   uint32_t flags = 0;
-  us_status st = parse_header(d, len, path, &c, &flags, err);
+  size_t header = 0;
+  us_status st = parse_header(d, len, path, &c, &flags, &header, err);
   if (st != US_OK) return st;
-  if (len < LM_HEADER + 4)
+  if (len < header + 4 + 32)
     return us_err_set(err, US_ERR_FORMAT, "%s: truncated language model: %zu bytes, no tokeniser",
                       path, len);
-  size_t n_merges = get32(d + LM_HEADER);
+  /* what follows the tokeniser has a fixed size; a native tokeniser announces its own, an
+   * imported one (marker UINT32_MAX, student/bpe.h) must fill the rest exactly */
   size_t n_params = us_lm_param_count(&c), bytes = n_params * sizeof(float);
-  size_t expect = LM_HEADER + 4 + 8 * n_merges + bytes + (flags ? 64 + 2 * bytes : 0) + 32;
-  if (n_merges > US_BPE_MAX_VOCAB || len < expect)
+  size_t tail = bytes + (flags ? 64 + 2 * bytes : 0) + 32;
+  uint32_t n_merges = get32(d + header);
+  bool imported = n_merges == UINT32_MAX;
+  size_t expect = imported ? header + 4 + tail : header + 4 + 8 * (size_t)n_merges + tail;
+  if ((!imported && n_merges > US_BPE_MAX_VOCAB) || len < expect)
     return us_err_set(err, US_ERR_FORMAT,
-                      "%s: truncated language model: %zu bytes, its header announces %zu", path,
-                      len, expect);
-  if (len > expect)
+                      "%s: truncated language model: %zu bytes, its header announces %s%zu", path,
+                      len, imported ? "at least " : "", expect);
+  if (!imported && len > expect)
     return us_err_set(err, US_ERR_FORMAT,
                       "%s: %zu unexpected bytes after the language model (%zu expected)", path,
                       len - expect, expect);
@@ -158,7 +194,13 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
                       "%s: corrupt language model: SHA-256 checksum does not match", path);
   us_bpe *bpe = NULL;
   size_t used = 0;
-  st = us_bpe_deserialize(d + LM_HEADER, len - LM_HEADER, &used, &bpe, err);
+  st = us_bpe_deserialize(d + header, len - header - tail, &used, &bpe, err);
+  if (st == US_OK && header + used + tail != len) {
+    us_bpe_free(bpe);
+    return us_err_set(err, US_ERR_FORMAT,
+                      "%s: %zu unexpected bytes between the tokeniser and the weights", path,
+                      len - (header + used + tail));
+  }
   if (st != US_OK) {
     us_err_prefix(err, "%s", path);
     return st;
@@ -170,7 +212,7 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
     us_err_prefix(err, "%s", path);
     return st;
   }
-  const unsigned char *p = d + LM_HEADER + used;
+  const unsigned char *p = d + header + used;
   memcpy(lm->block, p, bytes);
   p += bytes;
   /* a checksum only proves the bytes are the ones written: a diverged training or an edited and

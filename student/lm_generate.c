@@ -25,7 +25,7 @@ typedef struct ranked {
 /* Scratch of one generation: the KV cache and one position's activations. */
 typedef struct gen_state {
   float *block;
-  float *kcache, *vcache; /* (L, T, C) keys after rotary, values */
+  float *kcache, *vcache; /* (L, T, Ckv) keys after rotary, values */
   float *x, *ln, *qkv, *atty, *h13, *hact, *score, *logits, *probs, *cos_t, *sin_t;
   ranked *order;    /* (V) tokens by probability, for top-p */
   us__lm_acts acts; /* the non-cached path: (1, T) */
@@ -44,11 +44,12 @@ static void gen_free(gen_state *s) {
 static us_status gen_alloc(const us_lm_config *c, bool no_cache, gen_state *s, us_err *err) {
   memset(s, 0, sizeof *s);
   size_t L = (size_t)c->layers, T = (size_t)c->context, C = (size_t)c->dim, F = (size_t)c->hidden;
-  size_t V = (size_t)c->vocab, hd = C / (size_t)c->heads;
+  size_t V = (size_t)c->vocab, hd = C / (size_t)c->heads, QKV = (size_t)us__lm_qkv_width(c);
+  size_t CKV = (QKV - C) / 2;
   float **ptrs[] = {&s->kcache, &s->vcache, &s->x,      &s->ln,    &s->qkv,   &s->atty, &s->h13,
                     &s->hact,   &s->score,  &s->logits, &s->probs, &s->cos_t, &s->sin_t};
-  size_t sizes[] = {L * T * C, L * T * C, C, C, 3 * C,      C,         2 * F,
-                    F,         T,         V, V, T * hd / 2, T * hd / 2};
+  size_t sizes[] = {L * T * CKV, L * T * CKV, C, C, QKV,        C,         2 * F,
+                    F,           T,           V, V, T * hd / 2, T * hd / 2};
   size_t total = 0, n = sizeof sizes / sizeof sizes[0];
   for (size_t i = 0; i < n; i++) total += sizes[i];
   s->block = malloc(total * sizeof(float));
@@ -65,7 +66,7 @@ static us_status gen_alloc(const us_lm_config *c, bool no_cache, gen_state *s, u
     p += sizes[i];
   }
   for (size_t i = 0; i < T; i++) s->seq_pos[i] = (int32_t)i;
-  us__lm_rope_table(s->cos_t, s->sin_t, (int)T, (int)hd);
+  us__lm_rope_table(s->cos_t, s->sin_t, (int)T, (int)hd, us__lm_rope_base(c));
   if (no_cache) {
     us_status st = us__lm_acts_new(c, 1, (int)T, &s->acts, err);
     if (st != US_OK) {
@@ -80,35 +81,35 @@ static us_status gen_alloc(const us_lm_config *c, bool no_cache, gen_state *s, u
 static void step_cached(const us_lm *lm, gen_state *s, int token, int p) {
   const us_lm_config *c = &lm->config;
   const us__lm_params *w = &lm->w;
-  int C = c->dim, F = c->hidden, NH = c->heads, hd = C / NH, T = c->context;
-  float scale = 1.0f / sqrtf((float)hd), rstd;
+  int C = c->dim, F = c->hidden, NH = c->heads, NKV = us__lm_heads_kv(c), hd = C / NH;
+  int T = c->context, QKV = us__lm_qkv_width(c), CKV = NKV * hd, group = NH / NKV;
+  float scale = 1.0f / sqrtf((float)hd), rstd, eps = us__lm_norm_eps(c);
   int32_t pos = p;
   memcpy(s->x, w->wte + (size_t)token * C, (size_t)C * sizeof(float));
   for (int l = 0; l < c->layers; l++) {
-    float *kc = s->kcache + (size_t)l * T * C, *vc = s->vcache + (size_t)l * T * C;
-    us__lm_rmsnorm_forward(s->ln, &rstd, s->x, w->ln1 + (size_t)l * C, 1, C);
-    us_blas_sgemv(false, 3 * C, C, 1.0f, w->wqkv + (size_t)l * 3 * C * C, C, s->ln, 0.0f, s->qkv);
-    us__lm_rope(s->qkv, &pos, s->cos_t, s->sin_t, 1, C, NH, 1);
-    memcpy(kc + (size_t)p * C, s->qkv + C, (size_t)C * sizeof(float));
-    memcpy(vc + (size_t)p * C, s->qkv + 2 * C, (size_t)C * sizeof(float));
+    float *kc = s->kcache + (size_t)l * T * CKV, *vc = s->vcache + (size_t)l * T * CKV;
+    us__lm_rmsnorm_forward(s->ln, &rstd, s->x, w->ln1 + (size_t)l * C, 1, C, eps);
+    us_blas_sgemv(false, QKV, C, 1.0f, w->wqkv + (size_t)l * QKV * C, C, s->ln, 0.0f, s->qkv);
+    us__lm_rope(s->qkv, &pos, s->cos_t, s->sin_t, 1, C, NH, NKV, 1);
+    memcpy(kc + (size_t)p * CKV, s->qkv + C, (size_t)CKV * sizeof(float));
+    memcpy(vc + (size_t)p * CKV, s->qkv + C + CKV, (size_t)CKV * sizeof(float));
     for (int h = 0; h < NH; h++) {
-      us_blas_sgemv(false, p + 1, hd, scale, kc + (size_t)h * hd, C, s->qkv + (size_t)h * hd, 0.0f,
-                    s->score);
+      size_t kv = (size_t)(h / group) * hd;
+      us_blas_sgemv(false, p + 1, hd, scale, kc + kv, CKV, s->qkv + (size_t)h * hd, 0.0f, s->score);
       float mx = -INFINITY, sum = 0.0f;
       for (int j = 0; j <= p; j++) mx = s->score[j] > mx ? s->score[j] : mx;
       for (int j = 0; j <= p; j++) sum += (s->score[j] = expf(s->score[j] - mx));
       for (int j = 0; j <= p; j++) s->score[j] /= sum;
-      us_blas_sgemv(true, p + 1, hd, 1.0f, vc + (size_t)h * hd, C, s->score, 0.0f,
-                    s->atty + (size_t)h * hd);
+      us_blas_sgemv(true, p + 1, hd, 1.0f, vc + kv, CKV, s->score, 0.0f, s->atty + (size_t)h * hd);
     }
     us_blas_sgemv(false, C, C, 1.0f, w->wo + (size_t)l * C * C, C, s->atty, 1.0f, s->x);
-    us__lm_rmsnorm_forward(s->ln, &rstd, s->x, w->ln2 + (size_t)l * C, 1, C);
+    us__lm_rmsnorm_forward(s->ln, &rstd, s->x, w->ln2 + (size_t)l * C, 1, C, eps);
     us_blas_sgemv(false, 2 * F, C, 1.0f, w->w13 + (size_t)l * 2 * F * C, C, s->ln, 0.0f, s->h13);
     us__lm_swiglu_forward(s->hact, s->h13, 1, F);
     us_blas_sgemv(false, C, F, 1.0f, w->w2 + (size_t)l * C * F, F, s->hact, 1.0f, s->x);
   }
-  us__lm_rmsnorm_forward(s->ln, &rstd, s->x, w->lnf, 1, C);
-  us_blas_sgemv(false, c->vocab, C, 1.0f, w->wte, C, s->ln, 0.0f, s->logits);
+  us__lm_rmsnorm_forward(s->ln, &rstd, s->x, w->lnf, 1, C, eps);
+  us_blas_sgemv(false, c->vocab, C, 1.0f, w->wout, C, s->ln, 0.0f, s->logits);
 }
 
 /* Logits of the next token after seq[0..n) by running the whole sequence. */
@@ -181,7 +182,8 @@ us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_pa
   const us_lm_config *c = &lm->config;
   int T = c->context;
   us_bpe_special sp = us_bpe_specials(lm->bpe);
-  int32_t *pt = NULL, *seq = malloc((size_t)T * sizeof *seq);
+  int end = us_bpe_chat_format(lm->bpe).end;
+  int32_t *pt = NULL, *seq = malloc((size_t)(T + 1) * sizeof *seq);
   int np = 0;
   gen_state s;
   us_status st = seq ? US_OK : us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
@@ -197,11 +199,7 @@ us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_pa
     return st;
   }
   /* keep the prompt's end and leave room for at least one answer token */
-  int keep = np < T - 3 ? np : T - 3;
-  int n = 0;
-  seq[n++] = sp.bos;
-  for (int j = np - keep; j < np; j++) seq[n++] = pt[j];
-  seq[n++] = sp.sep;
+  int n = us__lm_format(lm->bpe, pt, np, NULL, 0, T, seq, NULL);
   free(pt);
   us_rng rng;
   us_rng_seed(&rng, gp->seed);
@@ -226,7 +224,7 @@ us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_pa
     }
     sum_lp += lp;
     produced++;
-    if (tok == sp.eos) break;
+    if (tok == sp.eos || tok == end) break;
     if (us_bpe_decode(lm->bpe, &tok, 1, &out, err) != US_OK) {
       st = US_ERR_NOMEM;
       break;
@@ -252,7 +250,6 @@ us_status us_lm_score(const us_lm *lm, const char *prompt, const char *answer, d
   *mean_logprob = 0.0;
   if (n_tokens) *n_tokens = 0;
   int T = lm->config.context;
-  us_bpe_special sp = us_bpe_specials(lm->bpe);
   int32_t *pt = NULL, *at = NULL;
   int np = 0, na = 0;
   us_status st = us_bpe_encode(lm->bpe, prompt, strlen(prompt), &pt, &np, err);
@@ -263,17 +260,9 @@ us_status us_lm_score(const us_lm *lm, const char *prompt, const char *answer, d
   if (st == US_OK && (!buf || !mask)) st = us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
   if (st == US_OK) st = us__lm_acts_new(&lm->config, 1, T, &acts, err);
   if (st != US_OK) goto done;
-  /* the same cut as training: T + 1 tokens = BOS + prompt + SEP + answer + EOS */
-  int room = T + 1 - 3;
-  if (na > room - 1) na = room - 1;
-  int keep = np < room - na ? np : room - na, n = 0;
+  /* the same cut and format as training */
   int32_t *seq = buf, *pos = buf + (T + 1), *doc = buf + 2 * (T + 1);
-  seq[n++] = sp.bos;
-  for (int j = np - keep; j < np; j++) seq[n++] = pt[j];
-  int sep = n;
-  seq[n++] = sp.sep;
-  for (int j = 0; j < na; j++) seq[n++] = at[j];
-  seq[n++] = sp.eos;
+  int sep = 0, n = us__lm_format(lm->bpe, pt, np, at, na, T, seq, &sep);
   for (int j = 0; j < n - 1; j++) {
     pos[j] = j;
     doc[j] = 0;

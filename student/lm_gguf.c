@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "student/bpe_int.h"
 #include "student/lm_int.h"
 
 void us_lm_gguf_params_defaults(us_lm_gguf_params *p) {
@@ -14,20 +15,16 @@ void us_lm_gguf_params_defaults(us_lm_gguf_params *p) {
   p->dtype = US_GGUF_F32;
 }
 
-/* ---- the model's shape: where a config field exists, read it; these are the student's
- * fixed choices otherwise (grouped-query heads, rope base and norm epsilon are constants of
- * student/lm_int.h today) ---- */
+/* ---- the model's shape (its config's effective values, student/lm_int.h) ---- */
 
 static int heads_kv(const us_lm_config *c) {
-  return c->heads;
+  return us__lm_heads_kv(c);
 }
 static float rope_base(const us_lm_config *c) {
-  (void)c;
-  return (float)US_LM_ROPE_BASE;
+  return (float)us__lm_rope_base(c);
 }
 static float norm_eps(const us_lm_config *c) {
-  (void)c;
-  return US_LM_NORM_EPS;
+  return us__lm_norm_eps(c);
 }
 
 /* llama.cpp's file type (LLAMA_FTYPE_*) for the matrices' type. */
@@ -138,6 +135,41 @@ static int text_seen(const vocab_texts *v, int32_t *table, size_t cap, int t) {
   return -1;
 }
 
+/* An imported vocabulary (student/bpe_vocab.c) goes back out as it came in: the file's token
+ * strings and types, and its merges spelled from them. */
+static us_status vocab_imported(const us_bpe *bpe, vocab_texts *v, us_err *err) {
+  const us__bpe_vocab *iv = bpe->vocab;
+  int V = iv->n_vocab, M = bpe->n_merges;
+  v->ptr = malloc((size_t)V * sizeof *v->ptr);
+  v->len = malloc((size_t)V * sizeof *v->len);
+  v->type = malloc((size_t)V * sizeof *v->type);
+  v->moff = malloc((size_t)(M + 1) * sizeof *v->moff);
+  v->mptr = malloc((size_t)(M ? M : 1) * sizeof *v->mptr);
+  v->mlen = malloc((size_t)(M ? M : 1) * sizeof *v->mlen);
+  if (!v->ptr || !v->len || !v->type || !v->moff || !v->mptr || !v->mlen)
+    return us_err_set(err, US_ERR_NOMEM, "gguf export: out of memory for the tokeniser");
+  for (int t = 0; t < V; t++) {
+    v->ptr[t] = iv->texts[t];
+    v->len[t] = iv->text_lens[t];
+    v->type[t] = iv->types[t];
+  }
+  v->moff[0] = 0;
+  us_status st = US_OK;
+  for (int m = 0; m < M && st == US_OK; m++) {
+    int a = bpe->pairs[2 * m], b = bpe->pairs[2 * m + 1];
+    st = us_buf_append(&v->merges, iv->texts[a], iv->text_lens[a]);
+    if (st == US_OK) st = us_buf_append(&v->merges, " ", 1);
+    if (st == US_OK) st = us_buf_append(&v->merges, iv->texts[b], iv->text_lens[b]);
+    v->moff[m + 1] = v->merges.len;
+  }
+  if (st != US_OK) return us_err_set(err, st, "gguf export: out of memory for the tokeniser");
+  for (int m = 0; m < M; m++) {
+    v->mptr[m] = v->merges.data + v->moff[m];
+    v->mlen[m] = v->moff[m + 1] - v->moff[m];
+  }
+  return US_OK;
+}
+
 /* Token texts and types into v (allocated by vocab_build); a text that repeats an earlier
  * one becomes "<|dup_ID|>", type UNUSED. */
 static us_status token_texts(const us_bpe *bpe, vocab_texts *v, int32_t *table, size_t cap,
@@ -197,6 +229,7 @@ static us_status vocab_build(const us_bpe *bpe, vocab_texts *v, us_err *err) {
   memset(v, 0, sizeof *v);
   us_buf_init(&v->text, 0);
   us_buf_init(&v->merges, 0);
+  if (bpe->vocab) return vocab_imported(bpe, v, err);
   int V = us_bpe_vocab_size(bpe), M = us_bpe_n_merges(bpe);
   size_t cap = 1; /* the duplicate-text table: a power of two, at most half full */
   while (cap < 2 * (size_t)V) cap <<= 1;
@@ -227,8 +260,58 @@ static us_status vocab_build(const us_bpe *bpe, vocab_texts *v, us_err *err) {
   return US_OK;
 }
 
+/* A Jinja chat template rendering the imported model's chat format (the one it was fine-tuned
+ * in); a default system message the original template carried is not reproduced. */
+static const char *imported_template(int kind) {
+  switch (kind) {
+    case US_LM_CHAT_CHATML:
+      return "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+             "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if "
+             "add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    case US_LM_CHAT_LLAMA3:
+      return "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + "
+             "message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' "
+             "}}{% endfor %}{% if add_generation_prompt %}{{ "
+             "'<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+    case US_LM_CHAT_LLAMA2:
+      return "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ "
+             "'[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + "
+             "eos_token }}{% endif %}{% endfor %}";
+    default:
+      return "{% for message in messages %}{{ message['content'] }}{% if message['role'] == "
+             "'user' %}{{ '\\n' }}{% else %}{{ eos_token }}{% endif %}{% endfor %}";
+  }
+}
+
+static us_status add_imported_tokenizer(us_gguf_writer *w, const us_bpe *bpe, const vocab_texts *v,
+                                        us_err *err) {
+  static const char *pre_names[] = {"", "gpt2", "smollm", "llama-bpe", "qwen2"};
+  const us__bpe_vocab *iv = bpe->vocab;
+  us_bpe_chat chat = us_bpe_chat_format(bpe);
+  uint64_t V = (uint64_t)iv->n_vocab, M = (uint64_t)bpe->n_merges;
+  us_status st = us_gguf_add_str(w, "tokenizer.ggml.model", "gpt2", err);
+  if (st == US_OK) st = us_gguf_add_str(w, "tokenizer.ggml.pre", pre_names[iv->pretok], err);
+  if (st == US_OK) st = us_gguf_add_str_array(w, "tokenizer.ggml.tokens", v->ptr, v->len, V, err);
+  if (st == US_OK) st = us_gguf_add_i32_array(w, "tokenizer.ggml.token_type", v->type, V, err);
+  if (st == US_OK) st = us_gguf_add_str_array(w, "tokenizer.ggml.merges", v->mptr, v->mlen, M, err);
+  if (st == US_OK)
+    st = us_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)iv->specials.bos, err);
+  if (st == US_OK)
+    st = us_gguf_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)iv->specials.eos, err);
+  if (st == US_OK && iv->specials.pad != iv->specials.bos)
+    st = us_gguf_add_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)iv->specials.pad, err);
+  bool bos_first = chat.n_head > 0 && chat.head[0] == iv->specials.bos;
+  if (st == US_OK)
+    st = us_gguf_add_bool(w, "tokenizer.ggml.add_bos_token",
+                          bos_first && chat.kind == US_LM_CHAT_FALLBACK, err);
+  if (st == US_OK)
+    st = us_gguf_add_str(w, "tokenizer.chat_template", imported_template(chat.kind), err);
+  return st;
+}
+
 static us_status add_tokenizer(us_gguf_writer *w, const us_bpe *bpe, const vocab_texts *v,
                                us_err *err) {
+  if (bpe->vocab) return add_imported_tokenizer(w, bpe, v, err);
   us_bpe_special sp = us_bpe_specials(bpe);
   uint64_t V = (uint64_t)us_bpe_vocab_size(bpe), M = (uint64_t)us_bpe_n_merges(bpe);
   us_status st = us_gguf_add_str(w, "tokenizer.ggml.model", "gpt2", err);
@@ -307,7 +390,8 @@ static us_status add_weights(us_gguf_writer *w, const us_lm *lm, uint32_t dtype,
   int C = c->dim, F = c->hidden, Ckv = heads_kv(c) * (C / c->heads);
   us_status st = add_matrix(w, "token_embd.weight", p->wte, c->vocab, C, dtype, r, err);
   for (int l = 0; l < c->layers && st == US_OK; l++) {
-    const float *qkv = p->wqkv + (size_t)l * 3 * C * C, *w13 = p->w13 + (size_t)l * 2 * F * C;
+    const float *qkv = p->wqkv + (size_t)l * (C + 2 * Ckv) * C;
+    const float *w13 = p->w13 + (size_t)l * 2 * F * C;
     struct {
       const char *name;
       const float *x;
@@ -331,8 +415,9 @@ static us_status add_weights(us_gguf_writer *w, const us_lm *lm, uint32_t dtype,
     }
   }
   if (st == US_OK) st = add_vector(w, "output_norm.weight", p->lnf, C, r, err);
-  /* The output layer is tied to token_embd, so there is no "output.weight": llama.cpp then uses
-   * token_embd. An untied output matrix (vocab, dim) would go here as "output.weight". */
+  /* A tied output layer has no "output.weight": llama.cpp then uses token_embd. */
+  if (st == US_OK && c->untied)
+    st = add_matrix(w, "output.weight", p->wout, c->vocab, C, dtype, r, err);
   return st;
 }
 

@@ -6,6 +6,7 @@
 #include "core/rng.h"
 #include "student/lm.h"
 
+/* Defaults of us_lm_config's rope_base and norm_eps (a 0 there means these). */
 #define US_LM_NORM_EPS 1e-5f
 #define US_LM_ROPE_BASE 10000.0
 
@@ -18,10 +19,12 @@
 #define US_LM_MAX_HIDDEN 65536
 
 /* Named views into one parameter block (gradients and AdamW moments use the same layout).
- * Norm weights come last so weight decay is one range [0, n_decay). */
+ * Norm weights come last so weight decay is one range [0, n_decay). Ckv = heads_kv * head size
+ * (C without grouped-query attention); QKV = C + 2 Ckv. */
 typedef struct us__lm_params {
-  float *wte;  /* (V, C) token embeddings, tied with the output layer */
-  float *wqkv; /* (L, 3C, C) query, key, value projections */
+  float *wte;  /* (V, C) token embeddings */
+  float *wout; /* (V, C) output layer when untied; else the same pointer as wte (0 entries) */
+  float *wqkv; /* (L, QKV, C) query (C rows), key (Ckv), value (Ckv) projections */
   float *wo;   /* (L, C, C) attention output projection */
   float *w13;  /* (L, 2F, C) SwiGLU gate (rows 0..F) and up (rows F..2F) projections */
   float *w2;   /* (L, C, F) SwiGLU down projection */
@@ -30,11 +33,35 @@ typedef struct us__lm_params {
   float *lnf;  /* (C) final RMSNorm weights */
 } us__lm_params;
 
-/* Sizes of the eight tensors above in order; returns their sum. */
-size_t us__lm_param_sizes(const us_lm_config *c, size_t sizes[8]);
+#define US_LM_N_TENSORS 9
+/* Sizes of the nine tensors above in order (wout 0 when tied); returns their sum. */
+size_t us__lm_param_sizes(const us_lm_config *c, size_t sizes[US_LM_N_TENSORS]);
+/* The config's effective values (its 0 fields mean the defaults). */
+int us__lm_heads_kv(const us_lm_config *c);
+double us__lm_rope_base(const us_lm_config *c);
+float us__lm_norm_eps(const us_lm_config *c);
+/* Width of one row of queries, keys and values: C + 2 Ckv. */
+int us__lm_qkv_width(const us_lm_config *c);
 /* Number of parameters that receive weight decay (the matrices, which come first). */
 size_t us__lm_decay_count(const us_lm_config *c);
 void us__lm_params_point(float *block, const us_lm_config *c, us__lm_params *p);
+
+/* Low-rank adapters (LoRA) on the four projections of every layer: W x + scale B (A x), with
+ * A (rank, in) and B (out, rank), scale = alpha / rank. One adapter per fused matrix, so the
+ * query, key and value projections share A (and so do gate and up). While a model carries
+ * adapters, its base weights are frozen: us__lm_backward is then called with NULL base gradients
+ * and adds into lora->grad only. */
+enum { US_LM_LORA_QKV, US_LM_LORA_O, US_LM_LORA_13, US_LM_LORA_2, US_LM_LORA_KINDS };
+
+typedef struct us__lm_lora {
+  int rank, layers;
+  float scale;
+  int in[US_LM_LORA_KINDS], out[US_LM_LORA_KINDS];
+  size_t n_params;
+  float *block; /* (n_params): for each kind, A (L, rank, in) then B (L, out, rank) */
+  float *grad;  /* (n_params) same layout */
+  float *a[US_LM_LORA_KINDS], *b[US_LM_LORA_KINDS], *ga[US_LM_LORA_KINDS], *gb[US_LM_LORA_KINDS];
+} us__lm_lora;
 
 struct us_lm {
   us_lm_config config;
@@ -42,6 +69,7 @@ struct us_lm {
   size_t n_params;
   float *block; /* (n_params) */
   us__lm_params w;
+  us__lm_lora *lora; /* NULL unless fine-tuning with adapters (student/lm_lora.c) */
 };
 
 /* One packed batch: B rows of T input positions. */
@@ -61,7 +89,7 @@ typedef struct us__lm_acts {
   float *x;                   /* (L+1, B*T, C) residual stream entering each block, then the last */
   float *ln1;                 /* (L, B*T, C) */
   float *rstd1;               /* (L, B*T) */
-  float *qkv;                 /* (L, B*T, 3C) queries and keys after rotary */
+  float *qkv;                 /* (L, B*T, QKV) queries and keys after rotary */
   float *att;                 /* (L, B, NH, T, T) attention probabilities */
   float *atty;                /* (L, B*T, C) attention output before the projection */
   float *xmid;                /* (L, B*T, C) residual after attention */
@@ -76,7 +104,7 @@ typedef struct us__lm_acts {
   float *dxmid;               /* (B*T, C) */
   float *dln;                 /* (B*T, C) */
   float *datty;               /* (B*T, C) */
-  float *dqkv;                /* (B*T, 3C) */
+  float *dqkv;                /* (B*T, QKV) */
   float *dh13;                /* (B*T, 2F) */
   float *dhact;               /* (B*T, F) */
   float *dscore;              /* (T, T) */
@@ -89,6 +117,9 @@ typedef struct us__lm_acts {
   float *drop_emb; /* (B*T, C) */
   float *drop_att; /* (L, B*T, C) 0 or 1 / (1 - p) */
   float *drop_ffn; /* (L, B*T, F) */
+  /* LoRA, when the model carries adapters: us__lm_acts_lora allocates them, NULL otherwise. */
+  float *lora_u;  /* (L, KINDS, B*T, rank) x A^T of each adapted projection */
+  float *lora_du; /* (B*T, rank) backward scratch */
 } us__lm_acts;
 
 us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, us_err *err);
@@ -98,22 +129,40 @@ us_status us__lm_acts_dropout(us__lm_acts *a, const us_lm_config *c, float p, us
 /* x *= mask, with a fresh mask of n entries: each 0 with probability p, else 1 / (1 - p). */
 void us__lm_dropout_forward(float *x, float *mask, size_t n, float p, us_rng *r);
 
+/* Creates adapters of rank r and scale alpha / r for lm (A uniform in +-1/sqrt(in) from rng, B
+ * zero, so the model's outputs are unchanged until the first step). */
+us_status us__lm_lora_new(us_lm *lm, int rank, double alpha, us_rng *rng, us_err *err);
+/* Folds the adapters into the base weights (W += scale B A) and frees them. */
+void us__lm_lora_merge(us_lm *lm);
+void us__lm_lora_free(us__lm_lora *lo);
+us_status us__lm_acts_lora(us__lm_acts *a, const us__lm_lora *lo, int layers, us_err *err);
+/* y (N, out) += scale (x A_l^T) B_l^T, keeping x A_l^T for the backward. */
+void us__lm_lora_forward(const us__lm_lora *lo, us__lm_acts *a, int l, int kind, const float *x,
+                         int N, float *y);
+/* Given dy (N, out) and the forward's x (N, in): adds into the adapters' gradients, and
+ * dx (N, in) += scale dy B_l A_l. */
+void us__lm_lora_backward(const us__lm_lora *lo, us__lm_acts *a, int l, int kind, const float *dy,
+                          const float *x, int N, float *dx);
+
 /* Layers. N = rows; forward writes its outputs, backward ADDS into dx/dw where noted. */
-void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C);
-/* dx += , dw += */
+void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C,
+                            float eps);
+/* dx += , dw += (dw may be NULL: frozen weights) */
 void us__lm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                              const float *w, const float *rstd, int N, int C);
-/* Rotates each query and key pair of qkv (N, 3C) by pos * freq; sign -1 applies the inverse
- * (the backward pass of the rotation). */
+/* Rotates each adjacent pair (2i, 2i+1) of every query head (NH of them) and key head (NKV) of
+ * qkv (N, C + 2 NKV hd) by pos * base^(-2i/hd), llama.cpp's LLAMA_ROPE_TYPE_NORM; sign -1
+ * applies the inverse (the backward pass of the rotation). */
 void us__lm_rope(float *qkv, const int32_t *pos, const float *cos_t, const float *sin_t, int N,
-                 int C, int NH, int sign);
-void us__lm_rope_table(float *cos_t, float *sin_t, int T, int hd);
-/* Causal attention within documents: att (B, NH, T, T), out (B*T, C). */
+                 int C, int NH, int NKV, int sign);
+void us__lm_rope_table(float *cos_t, float *sin_t, int T, int hd, double base);
+/* Causal attention within documents, query head h reading key/value head h / (NH / NKV):
+ * att (B, NH, T, T), out (B*T, C). */
 void us__lm_attention_forward(float *out, float *att, const float *qkv, const int32_t *doc, int B,
-                              int T, int C, int NH);
-/* Writes dqkv (B*T, 3C) (overwrites); dscore is (T, T) scratch. */
+                              int T, int C, int NH, int NKV);
+/* Writes dqkv (B*T, C + 2 NKV hd) (overwrites); dscore is (T, T) scratch. */
 void us__lm_attention_backward(float *dqkv, float *dscore, const float *dout, const float *qkv,
-                               const float *att, int B, int T, int C, int NH);
+                               const float *att, int B, int T, int C, int NH, int NKV);
 void us__lm_swiglu_forward(float *hact, const float *h13, int N, int F);
 /* Writes dh13 (overwrites). */
 void us__lm_swiglu_backward(float *dh13, const float *dhact, const float *h13, int N, int F);
@@ -123,6 +172,14 @@ double us__lm_crossentropy_forward(float *logits, const int32_t *targets, const 
 /* Turns probabilities into dloss/dlogits in place. */
 void us__lm_crossentropy_backward(float *probs, const int32_t *targets, const float *mask, int N,
                                   int V);
+
+/* Lays out one example as the tokeniser's chat format (us_bpe_chat_format): head, the prompt's
+ * last tokens, mid, then (answer non-NULL) the answer's first tokens and the end token, cut to at
+ * most T + 1 tokens keeping at least one answer slot. seq holds T + 1 entries. Returns the
+ * length; *answer_from (may be NULL) receives the position whose target is the first answer
+ * token (the last of mid). Without an answer the sequence leaves room for one new token. */
+int us__lm_format(const us_bpe *bpe, const int32_t *prompt, int np, const int32_t *answer, int na,
+                  int T, int32_t *seq, int *answer_from);
 
 /* Whole model on a batch of (B, T) with B <= a->B, T <= a->T; returns the loss when
  * batch->targets is non-NULL (else 0, logits left in a->logits). */

@@ -45,49 +45,78 @@ us_status us_lm_config_check(const us_lm_config *c, us_err *err) {
   if (c->context < 4 || c->context > US_LM_MAX_CONTEXT)
     return us_err_set(err, US_ERR_CONFIG, "lm: context %d outside 4..%d", c->context,
                       US_LM_MAX_CONTEXT);
-  if (c->vocab < US_BPE_MIN_VOCAB || c->vocab > US_BPE_MAX_VOCAB)
-    return us_err_set(err, US_ERR_CONFIG, "lm: vocab %d outside %d..%d", c->vocab, US_BPE_MIN_VOCAB,
-                      US_BPE_MAX_VOCAB);
+  if (c->vocab < 256 || c->vocab > US_BPE_MAX_IMPORTED_VOCAB)
+    return us_err_set(err, US_ERR_CONFIG, "lm: vocab %d outside 256..%d", c->vocab,
+                      US_BPE_MAX_IMPORTED_VOCAB);
   if (c->hidden < 1 || c->hidden > US_LM_MAX_HIDDEN)
     return us_err_set(err, US_ERR_CONFIG, "lm: hidden %d outside 1..%d", c->hidden,
                       US_LM_MAX_HIDDEN);
+  if (c->heads_kv < 0 || (c->heads_kv > 0 && c->heads % c->heads_kv != 0))
+    return us_err_set(err, US_ERR_CONFIG, "lm: heads_kv %d must divide heads %d", c->heads_kv,
+                      c->heads);
+  if (c->untied != 0 && c->untied != 1)
+    return us_err_set(err, US_ERR_CONFIG, "lm: untied %d is neither 0 nor 1", c->untied);
+  if (!(c->rope_base >= 0.0 && c->rope_base <= 1e12) || (c->rope_base > 0.0 && c->rope_base < 1.0))
+    return us_err_set(err, US_ERR_CONFIG, "lm: rope_base %g outside 1..1e12 (0: %g)", c->rope_base,
+                      US_LM_ROPE_BASE);
+  if (!(c->norm_eps >= 0.0 && c->norm_eps <= 1.0))
+    return us_err_set(err, US_ERR_CONFIG, "lm: norm_eps %g outside 0..1 (0: %g)", c->norm_eps,
+                      (double)US_LM_NORM_EPS);
   return US_OK;
 }
 
-size_t us__lm_param_sizes(const us_lm_config *c, size_t s[8]) {
+int us__lm_heads_kv(const us_lm_config *c) {
+  return c->heads_kv > 0 ? c->heads_kv : c->heads;
+}
+double us__lm_rope_base(const us_lm_config *c) {
+  return c->rope_base > 0.0 ? c->rope_base : US_LM_ROPE_BASE;
+}
+float us__lm_norm_eps(const us_lm_config *c) {
+  return c->norm_eps > 0.0 ? (float)c->norm_eps : US_LM_NORM_EPS;
+}
+int us__lm_qkv_width(const us_lm_config *c) {
+  return c->dim + 2 * us__lm_heads_kv(c) * (c->dim / c->heads);
+}
+
+size_t us__lm_param_sizes(const us_lm_config *c, size_t s[US_LM_N_TENSORS]) {
   size_t L = (size_t)c->layers, C = (size_t)c->dim, F = (size_t)c->hidden, V = (size_t)c->vocab;
-  s[0] = V * C;         /* wte */
-  s[1] = L * 3 * C * C; /* wqkv */
-  s[2] = L * C * C;     /* wo */
-  s[3] = L * 2 * F * C; /* w13 */
-  s[4] = L * C * F;     /* w2 */
-  s[5] = L * C;         /* ln1 */
-  s[6] = L * C;         /* ln2 */
-  s[7] = C;             /* lnf */
+  size_t QKV = (size_t)us__lm_qkv_width(c);
+  s[0] = V * C;                      /* wte */
+  s[1] = c->untied == 1 ? V * C : 0; /* wout */
+  s[2] = L * QKV * C;                /* wqkv */
+  s[3] = L * C * C;                  /* wo */
+  s[4] = L * 2 * F * C;              /* w13 */
+  s[5] = L * C * F;                  /* w2 */
+  s[6] = L * C;                      /* ln1 */
+  s[7] = L * C;                      /* ln2 */
+  s[8] = C;                          /* lnf */
   size_t total = 0;
-  for (int i = 0; i < 8; i++) total += s[i];
+  for (int i = 0; i < US_LM_N_TENSORS; i++) total += s[i];
   return total;
 }
 
 size_t us_lm_param_count(const us_lm_config *c) {
-  size_t s[8];
+  size_t s[US_LM_N_TENSORS];
   return us__lm_param_sizes(c, s);
 }
 
 size_t us__lm_decay_count(const us_lm_config *c) {
-  size_t s[8];
+  size_t s[US_LM_N_TENSORS], n = 0;
   us__lm_param_sizes(c, s);
-  return s[0] + s[1] + s[2] + s[3] + s[4];
+  for (int i = 0; i < 6; i++) n += s[i];
+  return n;
 }
 
 void us__lm_params_point(float *block, const us_lm_config *c, us__lm_params *p) {
-  size_t s[8];
+  size_t s[US_LM_N_TENSORS];
   us__lm_param_sizes(c, s);
-  float **ptrs[8] = {&p->wte, &p->wqkv, &p->wo, &p->w13, &p->w2, &p->ln1, &p->ln2, &p->lnf};
-  for (int i = 0; i < 8; i++) {
+  float **ptrs[US_LM_N_TENSORS] = {&p->wte, &p->wout, &p->wqkv, &p->wo, &p->w13,
+                                   &p->w2,  &p->ln1,  &p->ln2,  &p->lnf};
+  for (int i = 0; i < US_LM_N_TENSORS; i++) {
     *ptrs[i] = block;
     block += s[i];
   }
+  if (c->untied != 1) p->wout = p->wte;
 }
 
 us_status us_lm_new(const us_lm_config *c, us_bpe *bpe, uint64_t seed, us_lm **out, us_err *err) {
@@ -122,20 +151,22 @@ us_status us_lm_new(const us_lm_config *c, us_bpe *bpe, uint64_t seed, us_lm **o
 
 void us__lm_init_weights(us_lm *lm, us_rng *rng) {
   const us_lm_config *c = &lm->config;
-  size_t s[8];
+  size_t s[US_LM_N_TENSORS];
   us__lm_param_sizes(c, s);
-  float scale[5] = {0.02f, 0.02f, 0.02f / sqrtf(2.0f * (float)c->layers), 0.02f,
-                    0.02f / sqrtf(2.0f * (float)c->layers)};
+  float scale[6] = {0.02f, 0.02f,
+                    0.02f, 0.02f / sqrtf(2.0f * (float)c->layers),
+                    0.02f, 0.02f / sqrtf(2.0f * (float)c->layers)};
   float *p = lm->block;
-  for (int t = 0; t < 5; t++)
+  for (int t = 0; t < 6; t++)
     for (size_t i = 0; i < s[t]; i++) *p++ = scale[t] * (float)us_rng_normal(rng);
-  for (int t = 5; t < 8; t++)
+  for (int t = 6; t < US_LM_N_TENSORS; t++)
     for (size_t i = 0; i < s[t]; i++) *p++ = 1.0f;
 }
 
 void us_lm_free(us_lm *lm) {
   if (!lm) return;
   us_bpe_free(lm->bpe);
+  us__lm_lora_free(lm->lora);
   free(lm->block);
   free(lm);
 }
@@ -150,12 +181,36 @@ size_t us_lm_n_params(const us_lm *lm) {
   return lm->n_params;
 }
 
+int us__lm_format(const us_bpe *bpe, const int32_t *prompt, int np, const int32_t *answer, int na,
+                  int T, int32_t *seq, int *answer_from) {
+  us_bpe_chat f = us_bpe_chat_format(bpe);
+  int fixed = f.n_head + f.n_mid, n = 0, keep;
+  if (answer) { /* T + 1 tokens: the format's, the prompt's, the answer's and the end token */
+    int room = T - fixed;
+    if (na > room - 1) na = room - 1;
+    keep = np < room - na ? np : room - na;
+  } else { /* a slot left for the first new token */
+    keep = np < T - fixed - 1 ? np : T - fixed - 1;
+  }
+  if (keep < 0) keep = 0;
+  for (int j = 0; j < f.n_head; j++) seq[n++] = f.head[j];
+  for (int j = np - keep; j < np; j++) seq[n++] = prompt[j];
+  for (int j = 0; j < f.n_mid; j++) seq[n++] = f.mid[j];
+  if (answer_from) *answer_from = n - 1;
+  if (answer) {
+    for (int j = 0; j < na; j++) seq[n++] = answer[j];
+    seq[n++] = f.end;
+  }
+  return n;
+}
+
 /* ---- activations ---- */
 
 us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, us_err *err) {
   memset(a, 0, sizeof *a);
   size_t L = (size_t)c->layers, C = (size_t)c->dim, F = (size_t)c->hidden, V = (size_t)c->vocab;
   size_t NH = (size_t)c->heads, hd = C / NH, N = (size_t)B * (size_t)T, Tz = (size_t)T;
+  size_t QKV = (size_t)us__lm_qkv_width(c);
   float **ptrs[] = {&a->rope_cos, &a->rope_sin, &a->x,     &a->ln1,    &a->rstd1, &a->qkv,
                     &a->att,      &a->atty,     &a->xmid,  &a->ln2,    &a->rstd2, &a->h13,
                     &a->hact,     &a->lnf,      &a->rstdf, &a->logits, &a->dx,    &a->dxmid,
@@ -165,7 +220,7 @@ us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, u
                     (L + 1) * N * C,
                     L * N * C,
                     L * N,
-                    L * N * 3 * C,
+                    L * N * QKV,
                     L * (size_t)B * NH * Tz * Tz,
                     L * N * C,
                     L * N * C,
@@ -180,7 +235,7 @@ us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, u
                     N * C,
                     N * C,
                     N * C,
-                    N * 3 * C,
+                    N * QKV,
                     N * 2 * F,
                     N * F,
                     Tz * Tz};
@@ -197,7 +252,7 @@ us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, u
   }
   a->B = B;
   a->T = T;
-  us__lm_rope_table(a->rope_cos, a->rope_sin, T, (int)hd);
+  us__lm_rope_table(a->rope_cos, a->rope_sin, T, (int)hd, us__lm_rope_base(c));
   return US_OK;
 }
 
@@ -206,6 +261,8 @@ void us__lm_acts_free(us__lm_acts *a) {
   free(a->drop_emb);
   free(a->drop_att);
   free(a->drop_ffn);
+  free(a->lora_u);
+  free(a->lora_du);
   memset(a, 0, sizeof *a);
 }
 
@@ -240,13 +297,14 @@ void us__lm_dropout_forward(float *x, float *mask, size_t n, float p, us_rng *r)
 
 /* ---- layers ---- */
 
-void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C) {
+void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C,
+                            float eps) {
   for (int n = 0; n < N; n++) {
     const float *xn = x + (size_t)n * C;
     float *on = out + (size_t)n * C;
     float ss = 0.0f;
     for (int i = 0; i < C; i++) ss += xn[i] * xn[i];
-    float r = 1.0f / sqrtf(ss / (float)C + US_LM_NORM_EPS);
+    float r = 1.0f / sqrtf(ss / (float)C + eps);
     for (int i = 0; i < C; i++) on[i] = xn[i] * r * w[i];
     rstd[n] = r;
   }
@@ -262,48 +320,48 @@ void us__lm_rmsnorm_backward(float *dx, float *dw, const float *dout, const floa
     float k = dot * r * r * r / (float)C;
     for (int i = 0; i < C; i++) {
       dxn[i] += dn[i] * w[i] * r - xn[i] * k;
-      dw[i] += dn[i] * xn[i] * r;
+      if (dw) dw[i] += dn[i] * xn[i] * r;
     }
   }
 }
 
-void us__lm_rope_table(float *cos_t, float *sin_t, int T, int hd) {
+void us__lm_rope_table(float *cos_t, float *sin_t, int T, int hd, double base) {
   int half = hd / 2;
   for (int p = 0; p < T; p++)
     for (int i = 0; i < half; i++) {
-      double freq = pow(US_LM_ROPE_BASE, -2.0 * i / hd);
+      double freq = pow(base, -2.0 * i / hd);
       cos_t[p * half + i] = (float)cos(p * freq);
       sin_t[p * half + i] = (float)sin(p * freq);
     }
 }
 
 void us__lm_rope(float *qkv, const int32_t *pos, const float *cos_t, const float *sin_t, int N,
-                 int C, int NH, int sign) {
-  int hd = C / NH, half = hd / 2;
+                 int C, int NH, int NKV, int sign) {
+  int hd = C / NH, half = hd / 2, width = C + 2 * NKV * hd;
   for (int n = 0; n < N; n++) {
     const float *cs = cos_t + (size_t)pos[n] * half, *sn = sin_t + (size_t)pos[n] * half;
-    for (int part = 0; part < 2; part++) { /* queries, then keys */
-      float *v = qkv + (size_t)n * 3 * C + (size_t)part * C;
-      for (int h = 0; h < NH; h++, v += hd)
-        for (int i = 0; i < half; i++) {
-          float c = cs[i], s = sign > 0 ? sn[i] : -sn[i];
-          float x0 = v[2 * i], x1 = v[2 * i + 1];
-          v[2 * i] = x0 * c - x1 * s;
-          v[2 * i + 1] = x0 * s + x1 * c;
-        }
-    }
+    float *v = qkv + (size_t)n * width;
+    for (int h = 0; h < NH + NKV; h++, v += hd) /* queries, then keys: contiguous */
+      for (int i = 0; i < half; i++) {
+        float c = cs[i], s = sign > 0 ? sn[i] : -sn[i];
+        float x0 = v[2 * i], x1 = v[2 * i + 1];
+        v[2 * i] = x0 * c - x1 * s;
+        v[2 * i + 1] = x0 * s + x1 * c;
+      }
   }
 }
 
 void us__lm_attention_forward(float *out, float *att, const float *qkv, const int32_t *doc, int B,
-                              int T, int C, int NH) {
-  int hd = C / NH;
+                              int T, int C, int NH, int NKV) {
+  int hd = C / NH, ckv = NKV * hd, width = C + 2 * ckv, group = NH / NKV;
   float scale = 1.0f / sqrtf((float)hd);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++) {
-      const float *q = qkv + (size_t)b * T * 3 * C + (size_t)h * hd;
+      const float *row0 = qkv + (size_t)b * T * width;
+      const float *q = row0 + (size_t)h * hd, *k = row0 + C + (size_t)(h / group) * hd;
+      const float *v = k + ckv;
       float *p = att + ((size_t)b * NH + h) * T * T;
-      us_blas_sgemm(false, true, T, T, hd, scale, q, 3 * C, q + C, 3 * C, 0.0f, p, T);
+      us_blas_sgemm(false, true, T, T, hd, scale, q, width, k, width, 0.0f, p, T);
       const int32_t *d = doc + (size_t)b * T;
       for (int i = 0; i < T; i++) {
         float *row = p + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
@@ -317,24 +375,28 @@ void us__lm_attention_forward(float *out, float *att, const float *qkv, const in
         float inv = 1.0f / sum;
         for (int j = 0; j <= i; j++) row[j] *= inv;
       }
-      us_blas_sgemm(false, false, T, hd, T, 1.0f, p, T, q + 2 * C, 3 * C, 0.0f,
+      us_blas_sgemm(false, false, T, hd, T, 1.0f, p, T, v, width, 0.0f,
                     out + (size_t)b * T * C + (size_t)h * hd, C);
     }
 }
 
+/* Query heads sharing a key/value head add into its gradient: the first of each group writes
+ * (beta 0), the others accumulate. */
 void us__lm_attention_backward(float *dqkv, float *dscore, const float *dout, const float *qkv,
-                               const float *att, int B, int T, int C, int NH) {
-  int hd = C / NH;
+                               const float *att, int B, int T, int C, int NH, int NKV) {
+  int hd = C / NH, ckv = NKV * hd, width = C + 2 * ckv, group = NH / NKV;
   float scale = 1.0f / sqrtf((float)hd);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++) {
-      size_t off = (size_t)b * T * 3 * C + (size_t)h * hd;
-      const float *q = qkv + off, *p = att + ((size_t)b * NH + h) * T * T;
+      size_t row0 = (size_t)b * T * width, qoff = row0 + (size_t)h * hd;
+      size_t koff = row0 + C + (size_t)(h / group) * hd, voff = koff + ckv;
+      const float *q = qkv + qoff, *k = qkv + koff, *v = qkv + voff;
+      const float *p = att + ((size_t)b * NH + h) * T * T;
       const float *dy = dout + (size_t)b * T * C + (size_t)h * hd;
-      float *dq = dqkv + off;
+      float beta = h % group == 0 ? 0.0f : 1.0f;
       /* dP = dY V^T; dV = P^T dY */
-      us_blas_sgemm(false, true, T, T, hd, 1.0f, dy, C, q + 2 * C, 3 * C, 0.0f, dscore, T);
-      us_blas_sgemm(true, false, T, hd, T, 1.0f, p, T, dy, C, 0.0f, dq + 2 * C, 3 * C);
+      us_blas_sgemm(false, true, T, T, hd, 1.0f, dy, C, v, width, 0.0f, dscore, T);
+      us_blas_sgemm(true, false, T, hd, T, 1.0f, p, T, dy, C, beta, dqkv + voff, width);
       /* softmax backward: dS = P * (dP - sum_j P dP) */
       for (int i = 0; i < T; i++) {
         const float *pr = p + (size_t)i * T;
@@ -343,8 +405,8 @@ void us__lm_attention_backward(float *dqkv, float *dscore, const float *dout, co
         for (int j = 0; j < T; j++) dr[j] = j <= i ? pr[j] * (dr[j] - dot) : 0.0f;
       }
       /* dQ = scale dS K; dK = scale dS^T Q */
-      us_blas_sgemm(false, false, T, hd, T, scale, dscore, T, q + C, 3 * C, 0.0f, dq, 3 * C);
-      us_blas_sgemm(true, false, T, hd, T, scale, dscore, T, q, 3 * C, 0.0f, dq + C, 3 * C);
+      us_blas_sgemm(false, false, T, hd, T, scale, dscore, T, k, width, 0.0f, dqkv + qoff, width);
+      us_blas_sgemm(true, false, T, hd, T, scale, dscore, T, q, width, beta, dqkv + koff, width);
     }
 }
 
@@ -411,90 +473,111 @@ static void dropout_backward(float *dx, const float *mask, size_t n) {
 double us__lm_forward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch, int B, int T) {
   const us_lm_config *c = &lm->config;
   const us__lm_params *w = &lm->w;
-  int C = c->dim, F = c->hidden, V = c->vocab, NH = c->heads, N = B * T;
+  const us__lm_lora *lo = lm->lora;
+  int C = c->dim, F = c->hidden, V = c->vocab, NH = c->heads, NKV = us__lm_heads_kv(c), N = B * T;
+  int QKV = us__lm_qkv_width(c);
+  float eps = us__lm_norm_eps(c);
   size_t NC = (size_t)N * C;
   for (int n = 0; n < N; n++)
     memcpy(a->x + (size_t)n * C, w->wte + (size_t)batch->tokens[n] * C, (size_t)C * sizeof(float));
   if (a->drop_p > 0.0f) us__lm_dropout_forward(a->x, a->drop_emb, NC, a->drop_p, &a->drop_rng);
   for (int l = 0; l < c->layers; l++) {
     float *xin = a->x + l * NC, *xout = a->x + (l + 1) * NC;
-    float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
+    float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * (size_t)QKV * N, *atty = a->atty + l * NC;
     float *xmid = a->xmid + l * NC, *ln2 = a->ln2 + l * NC;
     float *h13 = a->h13 + (size_t)l * N * 2 * F, *hact = a->hact + (size_t)l * N * F;
     float *att = a->att + (size_t)l * B * NH * T * T;
-    const float *wqkv = w->wqkv + (size_t)l * 3 * C * C, *wo = w->wo + (size_t)l * C * C;
+    const float *wqkv = w->wqkv + (size_t)l * QKV * C, *wo = w->wo + (size_t)l * C * C;
     const float *w13 = w->w13 + (size_t)l * 2 * F * C, *w2 = w->w2 + (size_t)l * C * F;
     /* attention block: xmid = xin + Wo attention(rope(Wqkv rmsnorm(xin))) */
-    us__lm_rmsnorm_forward(ln1, a->rstd1 + (size_t)l * N, xin, w->ln1 + (size_t)l * C, N, C);
-    us_blas_sgemm(false, true, N, 3 * C, C, 1.0f, ln1, C, wqkv, C, 0.0f, qkv, 3 * C);
-    us__lm_rope(qkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, 1);
-    us__lm_attention_forward(atty, att, qkv, batch->doc, B, T, C, NH);
+    us__lm_rmsnorm_forward(ln1, a->rstd1 + (size_t)l * N, xin, w->ln1 + (size_t)l * C, N, C, eps);
+    us_blas_sgemm(false, true, N, QKV, C, 1.0f, ln1, C, wqkv, C, 0.0f, qkv, QKV);
+    if (lo) us__lm_lora_forward(lo, a, l, US_LM_LORA_QKV, ln1, N, qkv);
+    us__lm_rope(qkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, NKV, 1);
+    us__lm_attention_forward(atty, att, qkv, batch->doc, B, T, C, NH, NKV);
     if (a->drop_p > 0.0f)
       us__lm_dropout_forward(atty, a->drop_att + l * NC, NC, a->drop_p, &a->drop_rng);
     memcpy(xmid, xin, NC * sizeof(float));
     us_blas_sgemm(false, true, N, C, C, 1.0f, atty, C, wo, C, 1.0f, xmid, C);
+    if (lo) us__lm_lora_forward(lo, a, l, US_LM_LORA_O, atty, N, xmid);
     /* feed-forward block: xout = xmid + W2 swiglu(W13 rmsnorm(xmid)) */
-    us__lm_rmsnorm_forward(ln2, a->rstd2 + (size_t)l * N, xmid, w->ln2 + (size_t)l * C, N, C);
+    us__lm_rmsnorm_forward(ln2, a->rstd2 + (size_t)l * N, xmid, w->ln2 + (size_t)l * C, N, C, eps);
     us_blas_sgemm(false, true, N, 2 * F, C, 1.0f, ln2, C, w13, C, 0.0f, h13, 2 * F);
+    if (lo) us__lm_lora_forward(lo, a, l, US_LM_LORA_13, ln2, N, h13);
     us__lm_swiglu_forward(hact, h13, N, F);
     if (a->drop_p > 0.0f)
       us__lm_dropout_forward(hact, a->drop_ffn + (size_t)l * N * F, (size_t)N * F, a->drop_p,
                              &a->drop_rng);
     memcpy(xout, xmid, NC * sizeof(float));
     us_blas_sgemm(false, true, N, C, F, 1.0f, hact, F, w2, F, 1.0f, xout, C);
+    if (lo) us__lm_lora_forward(lo, a, l, US_LM_LORA_2, hact, N, xout);
   }
-  us__lm_rmsnorm_forward(a->lnf, a->rstdf, a->x + c->layers * NC, w->lnf, N, C);
-  us_blas_sgemm(false, true, N, V, C, 1.0f, a->lnf, C, w->wte, C, 0.0f, a->logits, V);
+  us__lm_rmsnorm_forward(a->lnf, a->rstdf, a->x + c->layers * NC, w->lnf, N, C, eps);
+  us_blas_sgemm(false, true, N, V, C, 1.0f, a->lnf, C, w->wout, C, 0.0f, a->logits, V);
   if (!batch->targets) return 0.0;
   return us__lm_crossentropy_forward(a->logits, batch->targets, batch->mask, N, V);
+}
+
+/* dW += dY^T X for one projection, skipped when the base weights are frozen (g NULL). */
+static void weight_grad(const us__lm_params *g, float *dw, const float *dy, const float *x, int N,
+                        int out, int in) {
+  if (g) us_blas_sgemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
 }
 
 void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch, int B, int T,
                      const us__lm_params *g) {
   const us_lm_config *c = &lm->config;
   const us__lm_params *w = &lm->w;
-  int C = c->dim, F = c->hidden, V = c->vocab, NH = c->heads, N = B * T;
+  const us__lm_lora *lo = lm->lora;
+  int C = c->dim, F = c->hidden, V = c->vocab, NH = c->heads, NKV = us__lm_heads_kv(c), N = B * T;
+  int QKV = us__lm_qkv_width(c);
   size_t NC = (size_t)N * C;
-  /* loss and tied output layer */
+  float *dlnf = g ? g->lnf : NULL, *dln1 = NULL, *dln2 = NULL;
+  /* loss and output layer (the embeddings when tied) */
   us__lm_crossentropy_backward(a->logits, batch->targets, batch->mask, N, V);
-  us_blas_sgemm(true, false, V, C, N, 1.0f, a->logits, V, a->lnf, C, 1.0f, g->wte, C);
-  us_blas_sgemm(false, false, N, C, V, 1.0f, a->logits, V, w->wte, C, 0.0f, a->dln, C);
+  if (g) us_blas_sgemm(true, false, V, C, N, 1.0f, a->logits, V, a->lnf, C, 1.0f, g->wout, C);
+  us_blas_sgemm(false, false, N, C, V, 1.0f, a->logits, V, w->wout, C, 0.0f, a->dln, C);
   memset(a->dx, 0, NC * sizeof(float));
-  us__lm_rmsnorm_backward(a->dx, g->lnf, a->dln, a->x + c->layers * NC, w->lnf, a->rstdf, N, C);
+  us__lm_rmsnorm_backward(a->dx, dlnf, a->dln, a->x + c->layers * NC, w->lnf, a->rstdf, N, C);
   for (int l = c->layers - 1; l >= 0; l--) {
-    const float *xin = a->x + l * NC, *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC;
+    const float *xin = a->x + l * NC, *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * (size_t)QKV * N;
     const float *atty = a->atty + l * NC, *xmid = a->xmid + l * NC, *ln2 = a->ln2 + l * NC;
     const float *h13 = a->h13 + (size_t)l * N * 2 * F, *hact = a->hact + (size_t)l * N * F;
     const float *att = a->att + (size_t)l * B * NH * T * T;
     size_t lw = (size_t)l;
+    if (g) {
+      dln1 = g->ln1 + lw * C;
+      dln2 = g->ln2 + lw * C;
+    }
     /* feed-forward block (a->dx holds dloss/dxout) */
     memcpy(a->dxmid, a->dx, NC * sizeof(float));
-    us_blas_sgemm(true, false, C, F, N, 1.0f, a->dx, C, hact, F, 1.0f, g->w2 + lw * C * F, F);
+    weight_grad(g, g ? g->w2 + lw * C * F : NULL, a->dx, hact, N, C, F);
     us_blas_sgemm(false, false, N, F, C, 1.0f, a->dx, C, w->w2 + lw * C * F, F, 0.0f, a->dhact, F);
+    if (lo) us__lm_lora_backward(lo, a, l, US_LM_LORA_2, a->dx, hact, N, a->dhact);
     if (a->drop_p > 0.0f) dropout_backward(a->dhact, a->drop_ffn + lw * N * F, (size_t)N * F);
     us__lm_swiglu_backward(a->dh13, a->dhact, h13, N, F);
-    us_blas_sgemm(true, false, 2 * F, C, N, 1.0f, a->dh13, 2 * F, ln2, C, 1.0f,
-                  g->w13 + lw * 2 * F * C, C);
+    weight_grad(g, g ? g->w13 + lw * 2 * F * C : NULL, a->dh13, ln2, N, 2 * F, C);
     us_blas_sgemm(false, false, N, C, 2 * F, 1.0f, a->dh13, 2 * F, w->w13 + lw * 2 * F * C, C, 0.0f,
                   a->dln, C);
-    us__lm_rmsnorm_backward(a->dxmid, g->ln2 + lw * C, a->dln, xmid, w->ln2 + lw * C,
-                            a->rstd2 + lw * N, N, C);
+    if (lo) us__lm_lora_backward(lo, a, l, US_LM_LORA_13, a->dh13, ln2, N, a->dln);
+    us__lm_rmsnorm_backward(a->dxmid, dln2, a->dln, xmid, w->ln2 + lw * C, a->rstd2 + lw * N, N, C);
     /* attention block (a->dxmid holds dloss/dxmid) */
     memcpy(a->dx, a->dxmid, NC * sizeof(float));
-    us_blas_sgemm(true, false, C, C, N, 1.0f, a->dxmid, C, atty, C, 1.0f, g->wo + lw * C * C, C);
+    weight_grad(g, g ? g->wo + lw * C * C : NULL, a->dxmid, atty, N, C, C);
     us_blas_sgemm(false, false, N, C, C, 1.0f, a->dxmid, C, w->wo + lw * C * C, C, 0.0f, a->datty,
                   C);
+    if (lo) us__lm_lora_backward(lo, a, l, US_LM_LORA_O, a->dxmid, atty, N, a->datty);
     if (a->drop_p > 0.0f) dropout_backward(a->datty, a->drop_att + lw * NC, NC);
-    us__lm_attention_backward(a->dqkv, a->dscore, a->datty, qkv, att, B, T, C, NH);
-    us__lm_rope(a->dqkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, -1);
-    us_blas_sgemm(true, false, 3 * C, C, N, 1.0f, a->dqkv, 3 * C, ln1, C, 1.0f,
-                  g->wqkv + lw * 3 * C * C, C);
-    us_blas_sgemm(false, false, N, C, 3 * C, 1.0f, a->dqkv, 3 * C, w->wqkv + lw * 3 * C * C, C,
-                  0.0f, a->dln, C);
-    us__lm_rmsnorm_backward(a->dx, g->ln1 + lw * C, a->dln, xin, w->ln1 + lw * C, a->rstd1 + lw * N,
-                            N, C);
+    us__lm_attention_backward(a->dqkv, a->dscore, a->datty, qkv, att, B, T, C, NH, NKV);
+    us__lm_rope(a->dqkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, NKV, -1);
+    weight_grad(g, g ? g->wqkv + lw * QKV * C : NULL, a->dqkv, ln1, N, QKV, C);
+    us_blas_sgemm(false, false, N, C, QKV, 1.0f, a->dqkv, QKV, w->wqkv + lw * QKV * C, C, 0.0f,
+                  a->dln, C);
+    if (lo) us__lm_lora_backward(lo, a, l, US_LM_LORA_QKV, a->dqkv, ln1, N, a->dln);
+    us__lm_rmsnorm_backward(a->dx, dln1, a->dln, xin, w->ln1 + lw * C, a->rstd1 + lw * N, N, C);
   }
-  /* token embeddings (tied with the output layer above) */
+  /* token embeddings */
+  if (!g) return;
   if (a->drop_p > 0.0f) dropout_backward(a->dx, a->drop_emb, NC);
   for (int n = 0; n < N; n++) {
     float *row = g->wte + (size_t)batch->tokens[n] * C;

@@ -14,17 +14,13 @@ us_status us_lm_prompt_tokens(const us_lm *lm, const char *prompt, int32_t **ids
   int32_t *pt = NULL;
   us_status st = us_bpe_encode(lm->bpe, prompt, strlen(prompt), &pt, &np, err);
   if (st != US_OK) return st;
-  int32_t *seq = malloc((size_t)T * sizeof *seq);
+  int32_t *seq = malloc((size_t)(T + 1) * sizeof *seq);
   if (!seq) {
     free(pt);
     return us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
   }
-  /* as us_lm_generate: keep the prompt's end and leave room for at least one answer token */
-  us_bpe_special sp = us_bpe_specials(lm->bpe);
-  int keep = np < T - 3 ? np : T - 3, n = 0;
-  seq[n++] = sp.bos;
-  for (int j = np - keep; j < np; j++) seq[n++] = pt[j];
-  seq[n++] = sp.sep;
+  /* as us_lm_generate: the chat format, the prompt's end, room for at least one answer token */
+  int n = us__lm_format(lm->bpe, pt, np, NULL, 0, T, seq, NULL);
   free(pt);
   *ids = seq;
   *n_ids = n;
@@ -57,6 +53,7 @@ us_status us_lm_greedy_tokens(const us_lm *lm, const int32_t *in, int n_in, int 
   }
   memcpy(seq, in, (size_t)n_in * sizeof *seq);
   us_bpe_special sp = us_bpe_specials(lm->bpe);
+  int end = us_bpe_chat_format(lm->bpe).end;
   int n = n_in;
   for (int k = 0; k < max_new && n <= T; k++) {
     us__lm_batch batch = {seq, NULL, NULL, pos, doc};
@@ -71,7 +68,7 @@ us_status us_lm_greedy_tokens(const us_lm *lm, const int32_t *in, int n_in, int 
       break;
     }
     out[(*n_out)++] = best;
-    if (best == sp.eos || n == T) break;
+    if (best == sp.eos || best == end || n == T) break;
     seq[n++] = best;
   }
   us__lm_acts_free(&acts);

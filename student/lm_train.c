@@ -37,6 +37,7 @@ void us_lm_train_params_defaults(us_lm_train_params *p) {
   p->checkpoint_every = 500;
   p->seed = 1;
   p->threads = 2;
+  p->lora_alpha = 16.0;
 }
 
 #define LP(field, kind, lo, hi, flags, doc) \
@@ -65,6 +66,8 @@ static const us_param LM_TRAIN_PARAMS[] = {
     LP(resume, US_PARAM_BOOL, 0, 0, 0, "continue from checkpoint_path when it exists"),
     LP(seed, US_PARAM_U64, 0, US_PARAM_MAX_SAFE_INT, 0, "weights and data order"),
     LP(threads, US_PARAM_INT, 1, 256, 0, "OpenBLAS threads"),
+    LP(lora_rank, US_PARAM_INT, 0, 1024, 0, "LoRA adapter rank; 0: full fine-tuning"),
+    LP(lora_alpha, US_PARAM_DOUBLE, 0, 100000, US_PARAM_MIN_OPEN, "LoRA scale alpha / rank"),
 };
 
 const us_param *us_lm_train_param_table(size_t *n) {
@@ -81,6 +84,10 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
     return us_err_set(err, US_ERR_CONFIG, "beta1: expected below 1, found %g", p->beta1);
   if (p->beta2 >= 1)
     return us_err_set(err, US_ERR_CONFIG, "beta2: expected below 1, found %g", p->beta2);
+  if (p->lora_rank > 0 && !p->init)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "lora_rank: adapters need a pretrained model to adapt; set init to a GGUF "
+                      "file, or lora_rank to 0");
   us_lm_config c;
   if (p->preset && (st = us_lm_config_preset(p->preset, &c, err)) != US_OK)
     return st; /* "preset: expected ..." */
@@ -93,11 +100,12 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
   return US_OK;
 }
 
-/* Tokenised examples: [BOS] prompt [SEP] answer [EOS], cut to at most T + 1 tokens. */
+/* Tokenised examples in the tokeniser's chat format (natively [BOS] prompt [SEP] answer [EOS]),
+ * cut to at most T + 1 tokens. */
 typedef struct corpus {
   int32_t *tokens;
   size_t *start; /* (n + 1) offsets into tokens */
-  int32_t *sep;  /* index of SEP within each example */
+  int32_t *sep;  /* index within each example of the position whose target is the answer's first */
   size_t n;
 } corpus;
 
@@ -112,7 +120,6 @@ static void corpus_free(corpus *k) {
 static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t n, int T,
                               corpus *k, us_err *err) {
   memset(k, 0, sizeof *k);
-  us_bpe_special sp = us_bpe_specials(bpe);
   size_t cap = n * (size_t)(T + 1);
   k->tokens = malloc((cap ? cap : 1) * sizeof *k->tokens);
   k->start = malloc((n + 1) * sizeof *k->start);
@@ -124,7 +131,7 @@ static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t
   size_t at = 0;
   for (size_t i = 0; i < n; i++) {
     int32_t *pt = NULL, *at_ = NULL;
-    int np = 0, na = 0;
+    int np = 0, na = 0, from = 0;
     us_status st = us_bpe_encode(bpe, ex[i].prompt, strlen(ex[i].prompt), &pt, &np, err);
     if (st == US_OK) st = us_bpe_encode(bpe, ex[i].answer, strlen(ex[i].answer), &at_, &na, err);
     if (st != US_OK) {
@@ -132,17 +139,9 @@ static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t
       corpus_free(k);
       return st;
     }
-    /* room: T + 1 tokens = BOS + prompt + SEP + answer + EOS */
-    int room = T + 1 - 3;
-    if (na > room - 1) na = room - 1; /* keep at least one prompt token slot */
-    int keep_prompt = np < room - na ? np : room - na;
     k->start[i] = at;
-    k->tokens[at++] = sp.bos;
-    for (int j = np - keep_prompt; j < np; j++) k->tokens[at++] = pt[j];
-    k->sep[i] = (int32_t)(at - k->start[i]);
-    k->tokens[at++] = sp.sep;
-    for (int j = 0; j < na; j++) k->tokens[at++] = at_[j];
-    k->tokens[at++] = sp.eos;
+    at += (size_t)us__lm_format(bpe, pt, np, at_, na, T, k->tokens + at, &from);
+    k->sep[i] = from;
     free(pt);
     free(at_);
   }
@@ -160,8 +159,11 @@ typedef struct trainer {
   us__lm_batch batch;
   int32_t *row; /* (T + 1) scratch for one packed row */
   size_t *perm; /* (n) example order of the current epoch */
-  float *grad;  /* (n_params) */
+  float *grad;  /* (n_params) full training's gradients; NULL with adapters */
   us__lm_params g;
+  /* what AdamW updates: the model's block, or the adapters' (lm->lora) with the base frozen */
+  float *params, *grads;
+  size_t n_train, n_decay;
   us__lm_train_state ts;
   int B, T;
 } trainer;
@@ -231,9 +233,9 @@ static double lr_at(const us_lm_train_params *p, long step) {
  * it, so the check costs nothing). */
 static bool adamw_step(trainer *t, double lr) {
   const us_lm_train_params *p = t->p;
-  size_t n = t->lm->n_params, n_decay = us__lm_decay_count(&t->lm->config);
+  size_t n = t->n_train, n_decay = t->n_decay;
   double norm2 = 0.0;
-  for (size_t i = 0; i < n; i++) norm2 += (double)t->grad[i] * t->grad[i];
+  for (size_t i = 0; i < n; i++) norm2 += (double)t->grads[i] * t->grads[i];
   double norm = sqrt(norm2);
   if (!isfinite(norm)) return false;
   float clip = (p->grad_clip > 0 && norm > p->grad_clip) ? (float)(p->grad_clip / norm) : 1.0f;
@@ -241,9 +243,9 @@ static bool adamw_step(trainer *t, double lr) {
   float b1 = (float)p->beta1, b2 = (float)p->beta2;
   float c1 = (float)(1.0 - pow(p->beta1, step)), c2 = (float)(1.0 - pow(p->beta2, step));
   float flr = (float)lr, wd = (float)p->weight_decay, eps = (float)p->eps;
-  float *w = t->lm->block, *m = t->ts.m, *v = t->ts.v;
+  float *w = t->params, *m = t->ts.m, *v = t->ts.v;
   for (size_t i = 0; i < n; i++) {
-    float g = t->grad[i] * clip;
+    float g = t->grads[i] * clip;
     m[i] = b1 * m[i] + (1.0f - b1) * g;
     v[i] = b2 * v[i] + (1.0f - b2) * g * g;
     float update = (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
@@ -277,6 +279,7 @@ static us_status check_weights(const trainer *t, long step, us_err *err) {
 
 static us_status save_checkpoint(trainer *t, us_err *err) {
   if (us_dist_rank() != 0) return US_OK; /* under MPI, rank 0 writes for every rank */
+  if (t->lm->lora) return US_OK;         /* adapter runs write no checkpoints (docs/lm.md) */
   us_buf b;
   us_buf_init(&b, 0);
   us_status st = us__lm_serialize(t->lm, &t->ts, &b, err);
@@ -286,10 +289,35 @@ static us_status save_checkpoint(trainer *t, us_err *err) {
   return st;
 }
 
+/* A pretrained model from p->init, with adapters when p->lora_rank > 0. (A full fine-tune
+ * resumes from its checkpoint like a fresh model; an adapter run writes none and starts over.) */
+static us_status trainer_pretrained(trainer *t, us_err *err) {
+  const us_lm_train_params *p = t->p;
+  us_status st;
+  if ((st = us_lm_import_gguf(p->init, p->context, &t->lm, err)) != US_OK) {
+    us_err_prefix(err, "init");
+    return st;
+  }
+  t->ts.seed = p->seed;
+  us_rng_seed(&t->ts.rng, p->seed ^ 0xda7aull);
+  if (p->lora_rank > 0) {
+    us_rng r;
+    us_rng_seed(&r, p->seed ^ 0x10aull);
+    if ((st = us__lm_lora_new(t->lm, p->lora_rank, p->lora_alpha, &r, err)) != US_OK) return st;
+  }
+  size_t n = t->lm->lora ? t->lm->lora->n_params : t->lm->n_params;
+  t->ts.m = calloc(n, sizeof(float));
+  t->ts.v = calloc(n, sizeof(float));
+  if (!t->ts.m || !t->ts.v)
+    return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the optimiser state");
+  return US_OK;
+}
+
 /* The model and optimiser state: from the checkpoint when resuming, else fresh. */
 static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us_err *err) {
   const us_lm_train_params *p = t->p;
-  FILE *f = (p->resume && p->checkpoint_path) ? fopen(p->checkpoint_path, "rb") : NULL;
+  FILE *f = (p->resume && p->checkpoint_path && p->lora_rank == 0) ? fopen(p->checkpoint_path, "rb")
+                                                                   : NULL;
   if (f) {
     fclose(f);
     char *data = NULL;
@@ -306,6 +334,7 @@ static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us
                       p->checkpoint_path);
     return st;
   }
+  if (p->init) return trainer_pretrained(t, err);
   us_lm_config c = {0};
   us_status st = p->preset ? us_lm_config_preset(p->preset, &c, err) : US_OK;
   if (st != US_OK) return st;
@@ -355,11 +384,23 @@ static us_status trainer_alloc(trainer *t, us_err *err) {
   t->batch.mask = malloc(N * sizeof(float));
   t->row = malloc((size_t)(t->T + 1) * sizeof(int32_t));
   t->perm = malloc((t->data.n ? t->data.n : 1) * sizeof(size_t));
-  t->grad = malloc((t->lm->n_params + 1) * sizeof(float)); /* + the loss slot of lm_dist.h */
+  const us__lm_lora *lo = t->lm->lora;
+  /* + 1: the loss slot of lm_dist.h (the LoRA gradient block has one too) */
+  t->grad = lo ? NULL : malloc((t->lm->n_params + 1) * sizeof(float));
   if (!t->batch.tokens || !t->batch.targets || !t->batch.pos || !t->batch.doc || !t->batch.mask ||
-      !t->row || !t->perm || !t->grad)
+      !t->row || !t->perm || (!lo && !t->grad))
     return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the training buffers");
+  if (lo) {
+    t->params = lo->block;
+    t->grads = lo->grad;
+    t->n_train = t->n_decay = lo->n_params;
+    return us__lm_acts_lora(&t->acts, lo, c->layers, err);
+  }
   us__lm_params_point(t->grad, c, &t->g);
+  t->params = t->lm->block;
+  t->grads = t->grad;
+  t->n_train = t->lm->n_params;
+  t->n_decay = us__lm_decay_count(c);
   return US_OK;
 }
 
@@ -420,8 +461,8 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
                                       (0x9E3779B97F4A7C15ull * (uint64_t)us_dist_rank()));
     double loss = 0.0;
     if (dist)
-      st = us__lm_dist_step(t.lm, &t.acts, &t.batch, t.B, t.T, t.grad, t.lm->n_params, &t.g, step,
-                            &loss, err);
+      st = us__lm_dist_step(t.lm, &t.acts, &t.batch, t.B, t.T, t.grads, t.n_train,
+                            t.lm->lora ? NULL : &t.g, step, &loss, err);
     else
       loss = us__lm_forward(t.lm, &t.acts, &t.batch, t.B, t.T);
     if (st != US_OK) goto fail;
@@ -430,8 +471,8 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
       goto fail;
     }
     if (!dist) {
-      memset(t.grad, 0, t.lm->n_params * sizeof(float));
-      us__lm_backward(t.lm, &t.acts, &t.batch, t.B, t.T, &t.g);
+      memset(t.grads, 0, t.n_train * sizeof(float));
+      us__lm_backward(t.lm, &t.acts, &t.batch, t.B, t.T, t.lm->lora ? NULL : &t.g);
     }
     double lr = lr_at(p, step);
     if (!adamw_step(&t, lr)) {
@@ -461,6 +502,7 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
       }
     }
   }
+  us__lm_lora_merge(t.lm); /* the adapters become part of the returned weights */
   if ((st = check_weights(&t, (long)t.ts.step, err)) != US_OK) goto fail;
   *out = t.lm;
   t.lm = NULL;

@@ -117,7 +117,7 @@ static us_bpe *tiny_bpe(void) {
 
 static void lm_seed(const char *stem, int layers, int dim, int heads, int hidden, int all) {
   us_bpe *bpe = tiny_bpe();
-  us_lm_config c = {layers, dim, heads, 8, us_bpe_vocab_size(bpe), hidden};
+  us_lm_config c = {layers, dim, heads, 8, us_bpe_vocab_size(bpe), hidden, 0, 0, 0, 0};
   us_lm *lm = NULL;
   us_err err;
   if (us_lm_new(&c, bpe, 7, &lm, &err) != US_OK) die("lm new", &err);

@@ -53,7 +53,7 @@ static void rmsnorm_gradients_should_match_finite_differences(void **state) {
   fill(x, N * C, &r, 1.0f);
   fill(w, C, &r, 1.0f);
   fill(dout, N * C, &r, 1.0f);
-  us__lm_rmsnorm_forward(out, rstd, x, w, N, C);
+  us__lm_rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f);
   us__lm_rmsnorm_backward(dx, dw, dout, x, w, rstd, N, C);
   int bad = 0;
   const float eps = 1e-2f;
@@ -63,10 +63,10 @@ static void rmsnorm_gradients_should_match_finite_differences(void **state) {
     for (int i = 0; i < n; i++) {
       float keep = p[i];
       p[i] = keep + eps;
-      us__lm_rmsnorm_forward(out, rstd, x, w, N, C);
+      us__lm_rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f);
       double up = dot(out, dout, N * C);
       p[i] = keep - eps;
-      us__lm_rmsnorm_forward(out, rstd, x, w, N, C);
+      us__lm_rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f);
       double down = dot(out, dout, N * C);
       p[i] = keep;
       bad += check_grad(pass ? "dw" : "dx", (size_t)i, g[i], (up - down) / (2 * eps));
@@ -75,38 +75,45 @@ static void rmsnorm_gradients_should_match_finite_differences(void **state) {
   assert_int_equal(bad, 0);
 }
 
-/* Attention with rotary over two rows, the first holding two packed documents. */
-enum { AB = 2, AT = 5, AC = 8, ANH = 2 };
+/* Attention with rotary over two rows, the first holding two packed documents; four query
+ * heads over ANKV key/value heads (4: plain multi-head, 2 and 1: grouped-query). */
+enum { AB = 2, AT = 5, AC = 16, ANH = 4 };
 static const int32_t att_doc[AB * AT] = {0, 0, 1, 1, 1, 2, 2, 2, 2, 2};
 static const int32_t att_pos[AB * AT] = {0, 1, 0, 1, 2, 0, 1, 2, 3, 4};
+static int ANKV = ANH;
+
+static int att_width(void) {
+  return AC + 2 * ANKV * (AC / ANH);
+}
 
 static double attention_loss(const float *qkv_in, const float *dout, float *qkv, float *att,
                              float *out, const float *cs, const float *sn) {
-  memcpy(qkv, qkv_in, sizeof(float) * AB * AT * 3 * AC);
-  us__lm_rope(qkv, att_pos, cs, sn, AB * AT, AC, ANH, 1);
-  us__lm_attention_forward(out, att, qkv, att_doc, AB, AT, AC, ANH);
+  memcpy(qkv, qkv_in, sizeof(float) * AB * AT * (size_t)att_width());
+  us__lm_rope(qkv, att_pos, cs, sn, AB * AT, AC, ANH, ANKV, 1);
+  us__lm_attention_forward(out, att, qkv, att_doc, AB, AT, AC, ANH, ANKV);
   return dot(out, dout, AB * AT * AC);
 }
 
-static void attention_with_rotary_gradients_should_match_finite_differences(void **state) {
-  (void)state;
+static void check_attention_gradients(int nkv) {
   enum { N = AB * AT };
+  ANKV = nkv;
+  int W = att_width();
   us_rng r;
   us_rng_seed(&r, 2);
   float in[N * 3 * AC], qkv[N * 3 * AC], att[AB * ANH * AT * AT], out[N * AC], dout[N * AC];
   float dqkv[N * 3 * AC], dscore[AT * AT], cs[AT * 2], sn[AT * 2];
-  us__lm_rope_table(cs, sn, AT, AC / ANH);
-  fill(in, N * 3 * AC, &r, 1.0f);
+  us__lm_rope_table(cs, sn, AT, AC / ANH, 10000.0);
+  fill(in, (size_t)N * W, &r, 1.0f);
   fill(dout, N * AC, &r, 1.0f);
   attention_loss(in, dout, qkv, att, out, cs, sn);
   /* the first document must not see the second: position 2 of row 0 attends only to itself */
   assert_float_equal(att[2 * AT + 2], 1.0f, 1e-6);
   assert_float_equal(att[2 * AT + 1], 0.0f, 0.0);
-  us__lm_attention_backward(dqkv, dscore, dout, qkv, att, AB, AT, AC, ANH);
-  us__lm_rope(dqkv, att_pos, cs, sn, N, AC, ANH, -1);
+  us__lm_attention_backward(dqkv, dscore, dout, qkv, att, AB, AT, AC, ANH, ANKV);
+  us__lm_rope(dqkv, att_pos, cs, sn, N, AC, ANH, ANKV, -1);
   int bad = 0;
   const float eps = 1e-2f;
-  for (int i = 0; i < N * 3 * AC; i++) {
+  for (int i = 0; i < N * W; i++) {
     float keep = in[i];
     in[i] = keep + eps;
     double up = attention_loss(in, dout, qkv, att, out, cs, sn);
@@ -116,6 +123,17 @@ static void attention_with_rotary_gradients_should_match_finite_differences(void
     bad += check_grad("dqkv", (size_t)i, dqkv[i], (up - down) / (2 * eps));
   }
   assert_int_equal(bad, 0);
+}
+
+static void attention_with_rotary_gradients_should_match_finite_differences(void **state) {
+  (void)state;
+  check_attention_gradients(ANH);
+}
+
+static void grouped_query_attention_gradients_should_match_finite_differences(void **state) {
+  (void)state;
+  check_attention_gradients(2);
+  check_attention_gradients(1);
 }
 
 static void swiglu_gradients_should_match_finite_differences(void **state) {
@@ -177,10 +195,20 @@ static void masked_crossentropy_gradients_should_match_finite_differences(void *
 
 /* ---- whole model ---- */
 
+static us_lm *tiny_model_config(us_lm_config c, uint64_t seed) {
+  us_bpe *bpe = NULL;
+  assert_int_equal(us_bpe_from_merges(NULL, 0, &bpe, NULL), US_OK);
+  c.vocab = us_bpe_vocab_size(bpe);
+  us_lm *lm = NULL;
+  us_err err;
+  assert_int_equal(us_lm_new(&c, bpe, seed, &lm, &err), US_OK);
+  return lm;
+}
+
 static us_lm *tiny_model(int layers, int dim, int heads, int context, int hidden, uint64_t seed) {
   us_bpe *bpe = NULL;
   assert_int_equal(us_bpe_from_merges(NULL, 0, &bpe, NULL), US_OK);
-  us_lm_config c = {layers, dim, heads, context, us_bpe_vocab_size(bpe), hidden};
+  us_lm_config c = {layers, dim, heads, context, us_bpe_vocab_size(bpe), hidden, 0, 0, 0, 0};
   us_lm *lm = NULL;
   us_err err;
   assert_int_equal(us_lm_new(&c, bpe, seed, &lm, &err), US_OK);
@@ -211,9 +239,14 @@ static void tiny_batch(batch_store *s) {
 
 /* Central differences of the whole model's loss against its backward pass. With dropout the
  * mask generator is reseeded before every forward, so each evaluation drops the same units. */
-static void check_model_gradients(float dropout) {
+/* The plain model, or (gqa) four query heads over two key/value heads, an untied output matrix,
+ * rope base 500 and epsilon 1e-3: the shapes of a pretrained llama. */
+static void check_model_gradients(float dropout, int gqa) {
   us_blas_set_threads(1);
-  us_lm *lm = tiny_model(2, 8, 2, 6, 16, 5);
+  us_lm_config cfg = {2, 8, 2, 6, 0, 16, 0, 0, 0, 0};
+  if (gqa) cfg = (us_lm_config){2, 16, 4, 6, 0, 16, 2, 1, 500.0, 1e-3};
+  us_lm *lm = tiny_model_config(cfg, 5);
+  int C = lm->config.dim;
   us_rng r;
   us_rng_seed(&r, 6);
   fill(lm->block, lm->n_params, &r, 0.3f); /* larger than the init, so every path matters */
@@ -230,23 +263,24 @@ static void check_model_gradients(float dropout) {
   us__lm_backward(lm, &a, &bs.b, 2, 6, &g);
   assert_true(loss > 0.0);
   if (dropout > 0) { /* the masks did drop something, and kept units are scaled */
-    size_t n = 2 * 6 * 8, zeros = 0;
+    size_t n = 2 * 6 * (size_t)C, zeros = 0;
     for (size_t i = 0; i < n; i++) {
       zeros += a.drop_emb[i] == 0.0f;
       if (a.drop_emb[i] != 0.0f) assert_float_equal(a.drop_emb[i], 1.0f / (1.0f - dropout), 1e-6);
     }
     assert_true(zeros > 0 && zeros < n);
   }
-  /* every tensor: its first entries, a sample, and the tied embedding rows of used tokens */
-  size_t sizes[8], off = 0;
+  /* every tensor: its first entries, a sample, and the embedding (and output) rows of used
+   * tokens */
+  size_t sizes[US_LM_N_TENSORS], off = 0;
   us__lm_param_sizes(&lm->config, sizes);
-  int bad = 0, checked = 0;
+  int bad = 0, checked = 0, expect = 0;
   double grad_mass = 0.0;
   const float eps = 1e-2f;
-  for (int t = 0; t < 8; t++) {
-    for (int k = 0; k < 40; k++) {
+  for (int t = 0; t < US_LM_N_TENSORS; t++) {
+    for (int k = 0; k < 40 && sizes[t] > 0; k++) {
       size_t i = off + (k < 8 ? (size_t)k : (size_t)us_rng_below(&r, sizes[t]));
-      if (t == 0 && k >= 8 && k < 24) i = (size_t)('a' + k % 3) * 8 + (size_t)(k % 8);
+      if (t <= 1 && k >= 8 && k < 24) i = off + (size_t)('a' + k % 3) * C + (size_t)(k % C);
       float keep = lm->block[i];
       lm->block[i] = keep + eps;
       us_rng_seed(&a.drop_rng, 77);
@@ -260,9 +294,11 @@ static void check_model_gradients(float dropout) {
       checked++;
     }
     off += sizes[t];
+    expect += sizes[t] > 0 ? 40 : 0;
   }
   assert_int_equal(bad, 0);
-  assert_int_equal(checked, 320);
+  assert_int_equal(checked, gqa ? 360 : 320);
+  assert_int_equal(checked, expect);
   assert_true(grad_mass > 1e-2);
   free(grad);
   us__lm_acts_free(&a);
@@ -271,12 +307,70 @@ static void check_model_gradients(float dropout) {
 
 static void model_gradients_should_match_finite_differences(void **state) {
   (void)state;
-  check_model_gradients(0.0f);
+  check_model_gradients(0.0f, 0);
+}
+
+static void gqa_untied_model_gradients_should_match_finite_differences(void **state) {
+  (void)state;
+  check_model_gradients(0.0f, 1);
 }
 
 static void model_gradients_with_dropout_should_match_finite_differences(void **state) {
   (void)state;
-  check_model_gradients(0.3f);
+  check_model_gradients(0.3f, 0);
+}
+
+/* LoRA on a grouped-query untied model: the adapters' gradients match central differences, the
+ * frozen base receives none, and merging the adapters gives the logits the adapted forward gave. */
+static void lora_gradients_should_match_finite_differences_and_merge_exactly(void **state) {
+  (void)state;
+  us_blas_set_threads(1);
+  us_lm_config cfg = {2, 16, 4, 6, 0, 16, 2, 1, 500.0, 1e-3};
+  us_lm *lm = tiny_model_config(cfg, 5);
+  us_rng r;
+  us_rng_seed(&r, 8);
+  fill(lm->block, lm->n_params, &r, 0.3f);
+  assert_int_equal(us__lm_lora_new(lm, 2, 4.0, &r, NULL), US_OK);
+  us__lm_lora *lo = lm->lora;
+  for (size_t i = 0; i < lo->n_params; i++) assert_true(isfinite(lo->block[i]));
+  fill(lo->block, lo->n_params, &r, 0.3f); /* B non-zero, so A's gradient is too */
+  us__lm_acts a;
+  assert_int_equal(us__lm_acts_new(&lm->config, 2, 6, &a, NULL), US_OK);
+  assert_int_equal(us__lm_acts_lora(&a, lo, lm->config.layers, NULL), US_OK);
+  batch_store bs;
+  tiny_batch(&bs);
+  double loss = us__lm_forward(lm, &a, &bs.b, 2, 6);
+  assert_true(loss > 0.0);
+  us__lm_backward(lm, &a, &bs.b, 2, 6, NULL);
+  int bad = 0;
+  double mass = 0.0;
+  const float eps = 1e-2f;
+  for (int k = 0; k < 200; k++) {
+    size_t i = k < 40 ? (size_t)k * (lo->n_params / 40) : (size_t)us_rng_below(&r, lo->n_params);
+    float keep = lo->block[i];
+    lo->block[i] = keep + eps;
+    double up = us__lm_forward(lm, &a, &bs.b, 2, 6);
+    lo->block[i] = keep - eps;
+    double down = us__lm_forward(lm, &a, &bs.b, 2, 6);
+    lo->block[i] = keep;
+    bad += check_grad("lora", i, lo->grad[i], (up - down) / (2 * eps));
+    mass += fabs(lo->grad[i]);
+  }
+  assert_int_equal(bad, 0);
+  assert_true(mass > 1e-2);
+  /* merged: same logits without the adapters */
+  bs.b.targets = NULL;
+  us__lm_forward(lm, &a, &bs.b, 2, 6);
+  size_t nl = (size_t)12 * lm->config.vocab;
+  float *before = malloc(nl * sizeof(float));
+  memcpy(before, a.logits, nl * sizeof(float));
+  us__lm_lora_merge(lm);
+  assert_null(lm->lora);
+  us__lm_forward(lm, &a, &bs.b, 2, 6);
+  for (size_t i = 0; i < nl; i++) assert_float_equal(a.logits[i], before[i], 1e-4);
+  free(before);
+  us__lm_acts_free(&a);
+  us_lm_free(lm);
 }
 
 static void dropout_should_drop_at_its_rate_and_keep_the_mean(void **state) {
@@ -618,6 +712,72 @@ static void model_file_should_round_trip_and_refuse_damage(void **state) {
   us_lm_free(lm);
 }
 
+/* A version-1 file (48-byte header, no grouped-query fields) made from a version-2 one: it
+ * loads as the same tied model; and a grouped-query, untied model round-trips through version 2
+ * with its generation unchanged. */
+static void version_one_files_should_load_and_gqa_models_round_trip(void **state) {
+  (void)state;
+  us_lm *lm = tiny_model(1, 8, 2, 8, 16, 4);
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_err err;
+  assert_int_equal(us__lm_serialize(lm, NULL, &b, &err), US_OK);
+  assert_int_equal(b.data[4], 2);
+  size_t v1_len = b.len - 24;
+  unsigned char *v1 = malloc(v1_len);
+  memcpy(v1, b.data, 36);
+  v1[4] = 1;
+  memset(v1 + 36, 0, 4);
+  memcpy(v1 + 40, b.data + 64, 8);               /* n_params */
+  memcpy(v1 + 48, b.data + 72, b.len - 72 - 32); /* tokeniser and weights */
+  us_sha256(v1, v1_len - 32, v1 + v1_len - 32);
+  us_lm *old = NULL;
+  assert_int_equal(us__lm_parse(v1, v1_len, "v1.uslm", &old, NULL, NULL, &err), US_OK);
+  assert_int_equal(old->n_params, lm->n_params);
+  assert_memory_equal(old->block, lm->block, lm->n_params * sizeof(float));
+  assert_int_equal(us__lm_heads_kv(&old->config), 2);
+  assert_int_equal(old->config.untied, 0);
+  us_lm_free(old);
+  v1[4] = 3; /* an unknown version is refused by name */
+  us_sha256(v1, v1_len - 32, v1 + v1_len - 32);
+  assert_int_equal(us__lm_parse(v1, v1_len, "v3.uslm", &old, NULL, NULL, &err), US_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "version 3"));
+  free(v1);
+  us_buf_free(&b);
+  us_lm_free(lm);
+
+  us_lm_config cfg = {2, 16, 4, 16, 0, 24, 2, 1, 5000.0, 1e-6};
+  lm = tiny_model_config(cfg, 9);
+  char path[300];
+  snprintf(path, sizeof path, "%s", tmp_file("gqa.uslm"));
+  assert_int_equal(us_lm_save(lm, path, &err), US_OK);
+  us_lm *back = NULL;
+  assert_int_equal(us_lm_load(path, &back, &err), US_OK);
+  assert_int_equal(back->config.heads_kv, 2);
+  assert_int_equal(back->config.untied, 1);
+  assert_true(back->config.rope_base == 5000.0 && back->config.norm_eps == 1e-6);
+  assert_memory_equal(back->block, lm->block, lm->n_params * sizeof(float));
+  assert_true(back->w.wout != back->w.wte);
+  us_lm_gen_params gp;
+  us_lm_gen_params_defaults(&gp);
+  gp.max_tokens = 6;
+  char *a1, *a2;
+  double lp1, lp2;
+  assert_int_equal(us_lm_generate(lm, "ab", &gp, &a1, &lp1, NULL, NULL), US_OK);
+  assert_int_equal(us_lm_generate(back, "ab", &gp, &a2, &lp2, NULL, NULL), US_OK);
+  assert_string_equal(a1, a2);
+  free(a2);
+  gp.no_cache = true; /* the cached grouped-query path agrees with the whole-sequence one */
+  assert_int_equal(us_lm_generate(back, "ab", &gp, &a2, &lp2, NULL, NULL), US_OK);
+  assert_string_equal(a1, a2);
+  assert_float_equal(lp1, lp2, 1e-4);
+  free(a1);
+  free(a2);
+  unlink(path);
+  us_lm_free(back);
+  us_lm_free(lm);
+}
+
 static int stop_at_six(const us_lm_progress *p, void *user) {
   (void)user;
   return p->step >= 6;
@@ -776,9 +936,12 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(rmsnorm_gradients_should_match_finite_differences),
       cmocka_unit_test(attention_with_rotary_gradients_should_match_finite_differences),
+      cmocka_unit_test(grouped_query_attention_gradients_should_match_finite_differences),
       cmocka_unit_test(swiglu_gradients_should_match_finite_differences),
       cmocka_unit_test(masked_crossentropy_gradients_should_match_finite_differences),
       cmocka_unit_test(model_gradients_should_match_finite_differences),
+      cmocka_unit_test(gqa_untied_model_gradients_should_match_finite_differences),
+      cmocka_unit_test(lora_gradients_should_match_finite_differences_and_merge_exactly),
       cmocka_unit_test(model_gradients_with_dropout_should_match_finite_differences),
       cmocka_unit_test(dropout_should_drop_at_its_rate_and_keep_the_mean),
       cmocka_unit_test(packing_should_equal_separate_rows),
@@ -789,6 +952,7 @@ int main(void) {
       cmocka_unit_test(score_should_match_generation_and_prefer_the_right_answer),
       cmocka_unit_test(sampling_should_be_seeded_and_respect_limits),
       cmocka_unit_test(model_file_should_round_trip_and_refuse_damage),
+      cmocka_unit_test(version_one_files_should_load_and_gqa_models_round_trip),
       cmocka_unit_test(resume_should_give_the_same_losses_as_one_run),
       cmocka_unit_test(resume_with_dropout_should_give_the_same_losses_as_one_run),
       cmocka_unit_test(non_finite_weights_should_be_refused_and_overflow_should_fail_generation),

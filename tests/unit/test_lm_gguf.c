@@ -29,7 +29,7 @@ static us_lm *tiny_model(void) {
   us_lm *lm = NULL;
   us_err err;
   assert_int_equal(us_bpe_from_merges(pairs, 5, &bpe, &err), US_OK);
-  us_lm_config c = {2, 32, 4, 16, us_bpe_vocab_size(bpe), 40};
+  us_lm_config c = {2, 32, 4, 16, us_bpe_vocab_size(bpe), 40, 0, 0, 0, 0};
   assert_int_equal(us_lm_new(&c, bpe, 3, &lm, &err), US_OK);
   return lm;
 }

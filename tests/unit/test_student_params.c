@@ -310,7 +310,9 @@ static void check_docs(const mapped *keys, int n_keys) {
     if (!end) continue;
     snprintf(key, sizeof key, "%.*s", (int)(end - start), start);
     documented++;
-    if (!strcmp(key, "student.validation_fraction") || !strcmp(key, "student.preset")) continue;
+    if (!strcmp(key, "student.validation_fraction") || !strcmp(key, "student.preset") ||
+        !strcmp(key, "student.init"))
+      continue;
     const mapped *m = NULL;
     for (int i = 0; i < n_keys && !m; i++)
       if (strcmp(keys[i].key, key) == 0) m = &keys[i];

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Writes a tiny random llama GGUF in llama.cpp's conventions, independently of understudy's own
+GGUF writer (standard library only): grouped-query attention (4 query heads over 2 key/value
+heads), an untied output, a byte-level BPE vocabulary whose ids are not the bytes, SmolLM's
+pre-tokeniser and a ChatML chat template. Usage: make_tiny_llama.py OUT.gguf"""
+import random
+import struct
+import sys
+
+L, C, NH, NKV, F, CTX = 2, 64, 4, 2, 128, 128
+HD = C // NH
+CKV = NKV * HD
+
+
+def gpt2_char(b):
+    printable = lambda k: 33 <= k <= 126 or 161 <= k <= 172 or 174 <= k <= 255
+    if printable(b):
+        return chr(b)
+    return chr(256 + sum(1 for k in range(b) if not printable(k)))
+
+
+tokens = [None] * 256
+for b in range(256):
+    tokens[255 - b] = gpt2_char(b)
+merges = [("\u0120", "t"), ("h", "e"), ("\u0120t", "he"), ("a", "t"), ("\u0120", "c"),
+          ("\u0120c", "at"), ("\u0120", "a"), ("o", "n")]
+for a, b in merges:
+    tokens.append(a + b)
+types = [1] * len(tokens)
+specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+for s in specials:
+    tokens.append(s)
+    types.append(3)
+V = len(tokens)
+EOT, START, END = V - 3, V - 2, V - 1
+TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+            "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+            "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def s(x):
+    b = x.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+kv = []
+def add(key, typ, payload):
+    kv.append(s(key) + struct.pack("<I", typ) + payload)
+
+add("general.architecture", 8, s("llama"))
+for key, val in [("llama.block_count", L), ("llama.context_length", CTX),
+                 ("llama.embedding_length", C), ("llama.feed_forward_length", F),
+                 ("llama.attention.head_count", NH), ("llama.attention.head_count_kv", NKV),
+                 ("tokenizer.ggml.bos_token_id", START), ("tokenizer.ggml.eos_token_id", END),
+                 ("tokenizer.ggml.padding_token_id", EOT)]:
+    add(key, 4, struct.pack("<I", val))
+add("llama.rope.freq_base", 6, struct.pack("<f", 10000.0))
+add("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5))
+add("tokenizer.ggml.model", 8, s("gpt2"))
+add("tokenizer.ggml.pre", 8, s("smollm"))
+add("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, V) + b"".join(s(t) for t in tokens))
+add("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, V) + struct.pack("<%di" % V, *types))
+add("tokenizer.ggml.merges", 9,
+    struct.pack("<IQ", 8, len(merges)) + b"".join(s(a + " " + b) for a, b in merges))
+add("tokenizer.ggml.add_bos_token", 7, b"\x00")
+add("tokenizer.chat_template", 8, s(TEMPLATE))
+
+rng = random.Random(7)
+tensors = []  # (name, ne, floats)
+def t(name, ne, scale, offset=0.0):
+    n = 1
+    for d in ne:
+        n *= d
+    tensors.append((name, ne, [offset + scale * rng.gauss(0, 1) for _ in range(n)]))
+
+t("token_embd.weight", [C, V], 0.5)
+t("output_norm.weight", [C], 0.1, 1.0)
+t("output.weight", [C, V], 0.2)
+for l in range(L):
+    t("blk.%d.attn_norm.weight" % l, [C], 0.1, 1.0)
+    t("blk.%d.attn_q.weight" % l, [C, C], 0.2)
+    t("blk.%d.attn_k.weight" % l, [C, CKV], 0.2)
+    t("blk.%d.attn_v.weight" % l, [C, CKV], 0.2)
+    t("blk.%d.attn_output.weight" % l, [C, C], 0.2)
+    t("blk.%d.ffn_norm.weight" % l, [C], 0.1, 1.0)
+    t("blk.%d.ffn_gate.weight" % l, [C, F], 0.2)
+    t("blk.%d.ffn_up.weight" % l, [C, F], 0.2)
+    t("blk.%d.ffn_down.weight" % l, [F, C], 0.2)
+
+pad = lambda n: (32 - n % 32) % 32
+infos, data = b"", b""
+for name, ne, vals in tensors:
+    data += b"\x00" * pad(len(data))
+    infos += s(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne)
+    infos += struct.pack("<IQ", 0, len(data))
+    data += struct.pack("<%df" % len(vals), *vals)
+head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv)) + b"".join(kv) + infos
+with open(sys.argv[1], "wb") as f:
+    f.write(head + b"\x00" * pad(len(head)) + data)

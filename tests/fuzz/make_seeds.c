@@ -135,7 +135,7 @@ static void lm_seed(const char *stem, int layers, int dim, int heads, int hidden
 /* The tiny language model exported as GGUF (f32; q8_0 needs rows of 32, so f16 stands in). */
 static void lm_gguf_seed(const char *stem, uint32_t dtype, int all) {
   us_bpe *bpe = tiny_bpe();
-  us_lm_config c = {1, 2, 1, 8, us_bpe_vocab_size(bpe), 2};
+  us_lm_config c = {1, 2, 1, 8, us_bpe_vocab_size(bpe), 2, 0, 0, 0, 0};
   us_lm *lm = NULL;
   us_err err;
   if (us_lm_new(&c, bpe, 7, &lm, &err) != US_OK) die("lm new", &err);

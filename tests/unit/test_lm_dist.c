@@ -57,7 +57,7 @@ static us__lm_batch three_rows(void) {
 static us_lm *tiny_model(void) {
   us_bpe *bpe = NULL;
   assert_int_equal(us_bpe_from_merges(NULL, 0, &bpe, NULL), US_OK);
-  us_lm_config c = {2, 8, 2, T, us_bpe_vocab_size(bpe), 16};
+  us_lm_config c = {2, 8, 2, T, us_bpe_vocab_size(bpe), 16, 0, 0, 0, 0};
   us_lm *lm = NULL;
   assert_int_equal(us_lm_new(&c, bpe, 5, &lm, NULL), US_OK);
   us_rng r;

@@ -1,7 +1,9 @@
 /* Automatic model selection for the classifier: a coordinate search from the given setting over
  * the choices that matter across data, each candidate scored by a stratified k-fold over the
  * train examples (the test split is never passed in), within a time or training budget; then
- * the final model is trained on all of train with the winner. */
+ * the final model is trained on all of train with the winner. Each fold keeps its featurised
+ * texts (us__feature_cache), so candidates that change only training settings (lr, epochs,
+ * smoothing, dim, class weights, a hidden layer) skip tokenising and hashing. */
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -25,13 +27,16 @@
 /* Train and validation examples of each fold: views into one array per fold. */
 typedef struct folds {
   int k;
-  us_example **tr, **va; /* (k) */
-  size_t *n_tr, *n_va;   /* (k) */
+  us_example **tr, **va;     /* (k) */
+  size_t *n_tr, *n_va;       /* (k) */
+  us__feature_cache **cache; /* (k) each fold's featurised texts, shared by the candidates */
 } folds;
 
 static void folds_free(folds *f) {
   for (int i = 0; f->tr && i < f->k; i++) free(f->tr[i]);
   for (int i = 0; f->va && i < f->k; i++) free(f->va[i]);
+  for (int i = 0; f->cache && i < f->k; i++) us__feature_cache_free(f->cache[i]);
+  free(f->cache);
   free(f->tr);
   free(f->va);
   free(f->n_tr);
@@ -78,13 +83,15 @@ static us_status folds_make(folds *f, const us_example *ex, size_t n, int n_labe
   f->va = calloc((size_t)k, sizeof *f->va);
   f->n_tr = calloc((size_t)k, sizeof *f->n_tr);
   f->n_va = calloc((size_t)k, sizeof *f->n_va);
+  f->cache = calloc((size_t)k, sizeof *f->cache);
   us_status st = US_OK;
-  if (!part || !scratch || !f->tr || !f->va || !f->n_tr || !f->n_va) goto nomem;
+  if (!part || !scratch || !f->tr || !f->va || !f->n_tr || !f->n_va || !f->cache) goto nomem;
   us__autotune_stratify(ex, n, n_labels, parts, seed, part, scratch);
   for (int j = 0; j < k; j++) {
     f->tr[j] = malloc(n * sizeof **f->tr);
     f->va[j] = malloc(n * sizeof **f->va);
-    if (!f->tr[j] || !f->va[j]) goto nomem;
+    f->cache[j] = us__feature_cache_new();
+    if (!f->tr[j] || !f->va[j] || !f->cache[j]) goto nomem;
     for (size_t i = 0; i < n; i++) {
       if (part[i] == j)
         f->va[j][f->n_va[j]++] = ex[i];
@@ -298,6 +305,7 @@ typedef struct fold_job {
 static void *run_fold(void *arg) {
   fold_job *j = arg;
   us_classifier *m = NULL;
+  j->x.cache = j->f->cache[j->fold];
   j->st = us__classifier_train_ex(j->q, j->labels, j->n_labels, j->f->tr[j->fold],
                                   j->f->n_tr[j->fold], j->f->va[j->fold], j->f->n_va[j->fold], NULL,
                                   NULL, &j->x, &m, &j->err);

@@ -128,12 +128,22 @@ void us__classifier_backward(us_classifier *m, us_classifier_scratch *s, const i
 void us__classifier_target(const us_classifier_params *p, int n_labels, const us_example *ex,
                            float *q);
 /* ---- training with more in and out (student/classifier_train.c) ---- */
+
+/* Featurised examples kept between trainings on the same train and valid examples whose feature
+ * settings (tokeniser, n-grams, buckets, min counts) are the same, as the search's candidates on
+ * one fold are: the vocabulary, the row keys and the rows of train and valid, for the last two
+ * feature settings. One cache per (train, valid) pair, used by one thread at a time. */
+typedef struct us__feature_cache us__feature_cache;
+us__feature_cache *us__feature_cache_new(void); /* NULL when out of memory */
+void us__feature_cache_free(us__feature_cache *c);
+
 typedef struct us__train_extra {
   /* in */
-  double fixed_beta; /* > 0: the calibration factor to fold into the output layer instead of
-                        fitting one on valid (the final training of a search has no valid) */
-  int average_runs;  /* > 1: this many trainings from the same initial weights with different
-                        shuffles, their weights averaged (less dependence on one seed's luck) */
+  double fixed_beta;        /* > 0: the calibration factor to fold into the output layer instead of
+                               fitting one on valid (the final training of a search has no valid) */
+  us__feature_cache *cache; /* may be NULL: featurise from scratch */
+  int average_runs;         /* > 1: this many trainings from the same initial weights with different
+                               shuffles, their weights averaged (less dependence on one seed's luck) */
   /* out */
   int best_epoch;  /* 1-based epoch whose weights were kept */
   double best_acc; /* its validation accuracy (0 without valid) */

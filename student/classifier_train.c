@@ -249,7 +249,7 @@ static us_status setup_model(const us_classifier_params *p, char *const *labels,
                              const us_example *train, size_t n_train, us_classifier **out,
                              us_err *err) {
   us_classifier *m = calloc(1, sizeof *m);
-  const char **texts = malloc(n_train * sizeof *texts);
+  const char **texts = malloc((n_train + 1) * sizeof *texts);
   us_status st = US_ERR_NOMEM;
   if (!m || !texts) goto nomem;
   m->p = *p;
@@ -259,7 +259,8 @@ static us_status setup_model(const us_classifier_params *p, char *const *labels,
   for (int i = 0; i < n_labels; i++)
     if (!(m->labels[i] = us_strdup(labels[i]))) goto nomem;
   for (size_t i = 0; i < n_train; i++) texts[i] = train[i].text;
-  if ((st = us__vocab_build_with(&m->vocab, p, texts, n_train, err)) != US_OK) goto fail;
+  /* no texts: the vocabulary comes from a feature cache */
+  if (n_train && (st = us__vocab_build_with(&m->vocab, p, texts, n_train, err)) != US_OK) goto fail;
   free(texts);
   *out = m;
   return US_OK;
@@ -292,13 +293,16 @@ typedef struct train_state {
   float *best_emb, *best_dense, *q;
   float *weight; /* (n_labels) class weights, NULL when p->class_weight is 0 */
   us_classifier_scratch *eval_scratch;
+  bool borrowed_rows; /* tr and va belong to a feature cache */
 } train_state;
 
 static void free_state(train_state *t, int threads) {
-  free(t->tr.rows);
-  free(t->tr.off);
-  free(t->va.rows);
-  free(t->va.off);
+  if (!t->borrowed_rows) {
+    free(t->tr.rows);
+    free(t->tr.off);
+    free(t->va.rows);
+    free(t->va.off);
+  }
   free(t->order);
   for (int i = 0; t->workers && i < threads; i++) {
     us_classifier_scratch_free(t->workers[i].s);
@@ -327,9 +331,10 @@ static float *class_weights(const us_example *train, size_t n, int n_labels, dou
   return w;
 }
 
-/* Vocabulary, feature rows of train and valid, weights, and every buffer the epochs use. */
-static us_status prepare(us_classifier *m, train_state *t, const us_example *train, size_t n_train,
-                         const us_example *valid, size_t n_valid, us_err *err) {
+/* Feature rows of train and valid (after the vocabulary): row keys, the key map, the rows. */
+static us_status prepare_features(us_classifier *m, train_state *t, const us_example *train,
+                                  size_t n_train, const us_example *valid, size_t n_valid,
+                                  us_err *err) {
   int64_t total_train = 0, total_valid = 0;
   for (size_t i = 0; i < n_train; i++)
     us__features(&m->p, &m->vocab, train[i].text, count_feature, &total_train);
@@ -360,6 +365,13 @@ static us_status prepare(us_classifier *m, train_state *t, const us_example *tra
     return st;
   uint32_t *keys = realloc(m->row_keys, (size_t)(m->n_rows + 1) * sizeof *keys);
   if (keys) m->row_keys = keys;
+  return US_OK;
+}
+
+/* Weights, and every buffer the epochs use (after the features). */
+static us_status prepare_buffers(us_classifier *m, train_state *t, const us_example *train,
+                                 size_t n_train, us_err *err) {
+  us_status st;
   if ((st = us__classifier_alloc(m, err)) != US_OK) return st;
   int threads = m->p.threads, cap = t->tr.max_rows;
   t->order = malloc(n_train * sizeof *t->order);
@@ -379,6 +391,107 @@ static us_status prepare(us_classifier *m, train_state *t, const us_example *tra
   for (size_t i = 0; i < n_train; i++) t->order[i] = i;
   t->weight = class_weights(train, n_train, m->n_labels, m->p.class_weight);
   return US_OK;
+}
+
+/* ---- the feature cache (the search's candidates on one fold) ---- */
+
+#define CACHE_SLOTS 2 /* the best setting's features and one alternative's */
+
+typedef struct cache_slot {
+  bool filled;
+  uint64_t used;
+  us_classifier_params key; /* the feature settings (same_features) */
+  char **words;             /* the vocabulary, id order */
+  int n_words, n_rows;
+  uint32_t *row_keys; /* (n_rows) */
+  example_rows tr, va;
+} cache_slot;
+
+struct us__feature_cache {
+  cache_slot slot[CACHE_SLOTS];
+  uint64_t clock;
+};
+
+us__feature_cache *us__feature_cache_new(void) {
+  return calloc(1, sizeof(us__feature_cache));
+}
+
+static void slot_clear(cache_slot *c) {
+  for (int i = 0; c->words && i < c->n_words; i++) free(c->words[i]);
+  free(c->words);
+  free(c->row_keys);
+  free(c->tr.rows);
+  free(c->tr.off);
+  free(c->va.rows);
+  free(c->va.off);
+  memset(c, 0, sizeof *c);
+}
+
+void us__feature_cache_free(us__feature_cache *c) {
+  if (!c) return;
+  for (int i = 0; i < CACHE_SLOTS; i++) slot_clear(&c->slot[i]);
+  free(c);
+}
+
+/* The settings the vocabulary, row keys and rows depend on. */
+static bool same_features(const us_classifier_params *a, const us_classifier_params *b) {
+  return a->lowercase == b->lowercase && a->punctuation == b->punctuation &&
+         a->fold_digits == b->fold_digits && a->fold_urls == b->fold_urls &&
+         a->word_ngrams == b->word_ngrams && a->minn == b->minn && a->maxn == b->maxn &&
+         a->buckets == b->buckets && a->min_count == b->min_count &&
+         a->min_count_ngram == b->min_count_ngram;
+}
+
+static cache_slot *cache_find(us__feature_cache *c, const us_classifier_params *p) {
+  for (int i = 0; i < CACHE_SLOTS; i++)
+    if (c->slot[i].filled && same_features(&c->slot[i].key, p)) {
+      c->slot[i].used = ++c->clock;
+      return &c->slot[i];
+    }
+  return NULL;
+}
+
+/* The vocabulary, row keys and key map of a cached slot into m (after labels); t borrows its
+ * rows. */
+static us_status setup_from_slot(us_classifier *m, train_state *t, const cache_slot *c,
+                                 us_err *err) {
+  us_status st = us__vocab_from_words(&m->vocab, c->words, c->n_words, err);
+  if (st != US_OK) return st;
+  if ((st = us__keymap_init(&m->row_of, (uint32_t)c->n_rows + 1, err)) != US_OK) return st;
+  m->row_keys = malloc(((size_t)c->n_rows + 1) * sizeof *m->row_keys);
+  if (!m->row_keys) return us_err_set(err, US_ERR_NOMEM, "out of memory for feature keys");
+  memcpy(m->row_keys, c->row_keys, (size_t)c->n_rows * sizeof *m->row_keys);
+  for (int i = 0; i < c->n_rows; i++) us__keymap_put(&m->row_of, c->row_keys[i], i);
+  m->n_rows = c->n_rows;
+  t->tr = c->tr;
+  t->va = c->va;
+  t->borrowed_rows = true;
+  return US_OK;
+}
+
+/* Keeps m's features and t's rows in the least recently used slot (t then borrows them). Out of
+ * memory only means nothing is kept. */
+static void cache_store(us__feature_cache *c, const us_classifier *m, train_state *t) {
+  cache_slot *s = &c->slot[0];
+  for (int i = 1; i < CACHE_SLOTS; i++)
+    if (c->slot[i].used < s->used) s = &c->slot[i];
+  slot_clear(s);
+  s->words = calloc((size_t)m->vocab.n_words + 1, sizeof *s->words);
+  s->row_keys = malloc(((size_t)m->n_rows + 1) * sizeof *s->row_keys);
+  if (!s->words || !s->row_keys) goto fail;
+  for (s->n_words = 0; s->n_words < m->vocab.n_words; s->n_words++)
+    if (!(s->words[s->n_words] = us_strdup(m->vocab.words[s->n_words]))) goto fail;
+  memcpy(s->row_keys, m->row_keys, (size_t)m->n_rows * sizeof *s->row_keys);
+  s->n_rows = m->n_rows;
+  s->key = m->p;
+  s->tr = t->tr;
+  s->va = t->va;
+  t->borrowed_rows = true;
+  s->filled = true;
+  s->used = ++c->clock;
+  return;
+fail:
+  slot_clear(s);
 }
 
 /* Once per epoch, before the epoch is reported or kept: a learning rate too high for the data
@@ -493,8 +606,18 @@ us_status us__classifier_train_ex(const us_classifier_params *p, char *const *la
 
   us_classifier *m = NULL;
   train_state t = {0};
-  if ((st = setup_model(p, labels, n_labels, train, n_train, &m, err)) != US_OK) return st;
-  if ((st = prepare(m, &t, train, n_train, valid, n_valid, err)) != US_OK) goto fail;
+  cache_slot *hit = x && x->cache ? cache_find(x->cache, p) : NULL;
+  if ((st = setup_model(p, labels, n_labels, hit ? NULL : train, hit ? 0 : n_train, &m, err)) !=
+      US_OK)
+    return st;
+  if (hit) {
+    st = setup_from_slot(m, &t, hit, err);
+  } else {
+    st = prepare_features(m, &t, train, n_train, valid, n_valid, err);
+    if (st == US_OK && x && x->cache) cache_store(x->cache, m, &t);
+  }
+  if (st == US_OK) st = prepare_buffers(m, &t, train, n_train, err);
+  if (st != US_OK) goto fail;
   us_blas_set_threads(1); /* our threads are the parallelism; BLAS calls here are small */
 
   size_t emb_bytes = (size_t)m->n_rows * m->p.dim * sizeof(float);

@@ -238,6 +238,37 @@ static void fixed_seed_at_one_thread_should_give_the_same_choice_and_model(void 
   free_examples(ex, texts, n);
 }
 
+static void feature_cache_should_give_the_same_model_as_featurising_afresh(void **state) {
+  (void)state;
+  size_t n = 160;
+  char **texts;
+  us_example *ex = make_examples(n, 3, &texts);
+  us__feature_cache *cache = us__feature_cache_new();
+  us_classifier_params p = small_params(), other = small_params();
+  other.word_ngrams = 3; /* other features: a second slot */
+  us_err err;
+  for (int round = 0; round < 3; round++) { /* miss, miss, then hits */
+    const us_classifier_params *q = round == 1 ? &other : &p;
+    us_classifier *fresh = NULL, *cached = NULL;
+    us__train_extra plain = {0}, with = {.cache = cache};
+    us_classifier_params trained = *q;
+    trained.lr = round == 2 ? 0.5 : q->lr; /* a training setting: the features are reused */
+    assert_int_equal(us__classifier_train_ex(&trained, label_names, 4, ex + 40, n - 40, ex, 40,
+                                             NULL, NULL, &plain, &fresh, &err),
+                     US_OK);
+    assert_int_equal(us__classifier_train_ex(&trained, label_names, 4, ex + 40, n - 40, ex, 40,
+                                             NULL, NULL, &with, &cached, &err),
+                     US_OK);
+    assert_same_weights(fresh, cached);
+    assert_int_equal(plain.best_epoch, with.best_epoch);
+    assert_true(plain.best_acc == with.best_acc);
+    us_classifier_free(fresh);
+    us_classifier_free(cached);
+  }
+  us__feature_cache_free(cache);
+  free_examples(ex, texts, n);
+}
+
 /* ---- the model file ---- */
 
 static void model_file_should_round_trip_the_chosen_setting(void **state) {
@@ -367,6 +398,7 @@ int main(void) {
       cmocka_unit_test(stratified_folds_should_keep_a_rare_label_in_every_fold),
       cmocka_unit_test(training_budget_should_bound_the_search),
       cmocka_unit_test(fixed_seed_at_one_thread_should_give_the_same_choice_and_model),
+      cmocka_unit_test(feature_cache_should_give_the_same_model_as_featurising_afresh),
       cmocka_unit_test(model_file_should_round_trip_the_chosen_setting),
       cmocka_unit_test(version_2_file_should_load_and_training_without_search_should_match_it),
       cmocka_unit_test(tokeniser_options_should_fold_digits_urls_case_and_punctuation),

@@ -176,7 +176,10 @@ static us_status train_autotune(const us_classifier_params *p, double seconds, c
   if (!all) return us_err_set(err, US_ERR_NOMEM, "out of memory");
   memcpy(all, train->ex, train->n * sizeof *all);
   memcpy(all + train->n, valid->ex, valid->n * sizeof *all);
-  us_autotune_limits limits = {seconds, 0};
+  /* US_AUTOTUNE_MAX_TRAININGS bounds the search by trainings as well (a budget that means the
+   * same on a loaded machine: wall seconds at a load average of 25 buy a tenth of the search) */
+  const char *cap = getenv("US_AUTOTUNE_MAX_TRAININGS");
+  us_autotune_limits limits = {seconds, cap ? atoi(cap) : 0};
   us_autotune_info info;
   us_status st = us_classifier_autotune(p, &limits, labels, n_labels, all, n, print_line, NULL, out,
                                         &info, err);

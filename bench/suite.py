@@ -203,6 +203,31 @@ def bench_fold(a, name, fold, split, timing, us_autotune_ok):
     res = {"fold": fold, "n_train": len(split[0]), "n_valid": len(split[1]), "n_test": len(test),
            "load_start": os.getloadavg()[0]}
 
+    if "us_default" in a.tools:
+        bench_us_default(a, name, fold, work, timing, n_timed, res)
+    if "ft_fixed" in a.tools and not a.no_fasttext:
+        bench_ft_fixed(a, name, fold, work, timing, n_timed, test, res)
+    if "us_autotune" in a.tools and us_autotune_ok[0]:
+        bench_us_autotune(a, name, fold, work, timing, n_timed, res, us_autotune_ok)
+    if "ft_autotune" in a.tools and not a.no_fasttext and a.budget > 0:
+        bench_ft_autotune(a, name, fold, work, timing, n_timed, test, res)
+    for t in TOOLS:  # when and under what load each ran, for figures merged from pieces
+        if t in res:
+            res[t].update(budget_s=a.budget if "autotune" in t else None,
+                          load_1min=os.getloadavg()[0],
+                          utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
+    if name in a.seed_sets and a.seeds > 1 and "us_default" in res:  # seed 1: the run above
+        res["seed_acc"] = [res["us_default"]["acc"]]
+        for seed in range(2, a.seeds + 1):
+            res["seed_acc"].append(run_understudy(a, work, ["--seed", str(seed)])["test_acc"])
+        log(f"{name} fold {fold}: seeds 1..{a.seeds}: "
+            + " ".join(f"{x:.4f}" for x in res["seed_acc"]))
+    if not a.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
+def bench_us_default(a, name, fold, work, timing, n_timed, res):
     r = run_understudy(a, work, [], f"{work}/us_default.bin" if timing else None)
     res["us_default"] = {"acc": r["test_acc"], "valid_acc": r["valid_acc"],
                          "wall_s": r["train_wall_s"], "cpu_s": r["train_cpu_s"],
@@ -215,64 +240,57 @@ def bench_fold(a, name, fold, split, timing, us_autotune_ok):
     log(f"{name} fold {fold}: understudy defaults {r['test_acc']:.4f} "
         f"({r['train_wall_s']:.1f} s)")
 
-    if not a.no_fasttext:
-        m, wall, cpu = run_fasttext(work, FT_FIXED + ["-verbose", "0"], "ft_fixed")
-        res["ft_fixed"] = {"acc": fasttext_accuracy(m, work, test), "wall_s": round(wall, 3),
-                           "cpu_s": round(cpu, 3)}
-        if timing:
-            res["ft_fixed"]["predict_cli_us"] = cli_cpu_us(
-                ["fasttext", "predict-prob", m, "-"], f"{work}/ft_timed.txt", n_timed)
-        log(f"{name} fold {fold}: fastText fixed {res['ft_fixed']['acc']:.4f} ({wall:.1f} s)")
-        os.remove(m)  # 800 MB with 2M buckets x dim 100
 
-    if us_autotune_ok[0]:
-        r = run_understudy(a, work, ["--autotune", str(a.budget)],
-                           f"{work}/us_autotune.bin" if timing else None)
-        if "error" in r:
-            log(f"understudy autotune skipped: {r['error']}")
-            us_autotune_ok[0] = False
-            res["us_autotune_skipped"] = r["error"]
-        else:
-            res["us_autotune"] = {"acc": r["test_acc"], "valid_acc": r["valid_acc"],
-                                  "wall_s": r["train_wall_s"], "cpu_s": r["train_cpu_s"],
-                                  "process_wall_s": r["process_wall_s"],
-                                  "process_cpu_s": r["process_cpu_s"],
-                                  "predict_inproc_us": r["predict_cpu_us"],
-                                  "chosen": r.get("chosen", "")}
-            if timing and a.us_bin:
-                res["us_autotune"]["predict_cli_us"] = cli_cpu_us(
-                    [a.us_bin, "predict", f"{work}/us_autotune.bin"], f"{work}/us_timed.txt",
-                    n_timed)
-            log(f"{name} fold {fold}: understudy autotune {r['test_acc']:.4f} "
-                f"({r['train_wall_s']:.1f} s)")
+def bench_ft_fixed(a, name, fold, work, timing, n_timed, test, res):
+    m, wall, cpu = run_fasttext(work, FT_FIXED + ["-verbose", "0"], "ft_fixed")
+    res["ft_fixed"] = {"acc": fasttext_accuracy(m, work, test), "wall_s": round(wall, 3),
+                       "cpu_s": round(cpu, 3)}
+    if timing:
+        res["ft_fixed"]["predict_cli_us"] = cli_cpu_us(
+            ["fasttext", "predict-prob", m, "-"], f"{work}/ft_timed.txt", n_timed)
+    log(f"{name} fold {fold}: fastText fixed {res['ft_fixed']['acc']:.4f} ({wall:.1f} s)")
+    os.remove(m)  # 800 MB with 2M buckets x dim 100
 
-    if not a.no_fasttext and a.budget > 0:
-        lp = f"{work}/ft_autotune.log"
-        try:
-            m, wall, cpu = run_fasttext(work, ["-autotune-validation", f"{work}/ft_valid.txt",
-                                               "-autotune-duration", str(int(a.budget)),
-                                               "-verbose", "3"], "ft_autotune", autotune_log=lp)
-        except RuntimeError as e:  # e.g. "Didn't have enough time to train once"
-            with open(lp, errors="replace") as f:
-                tail = f.read().strip().splitlines()[-1:] or [""]
-            res["ft_autotune_failed"] = f"{e}: {tail[0]}"
-            log(f"{name} fold {fold}: fastText autotune failed: {res['ft_autotune_failed']}")
-            m = None
-        if m:
-            ft_autotune_record(res, m, lp, wall, cpu, work, test, timing, n_timed)
-            log(f"{name} fold {fold}: fastText autotune {res['ft_autotune']['acc']:.4f} "
-                f"({wall:.1f} s, {res['ft_autotune']['trials']} trials)")
-            os.remove(m)
 
-    if name in a.seed_sets and a.seeds > 1:  # seed 1 is the default run above
-        res["seed_acc"] = [res["us_default"]["acc"]]
-        for seed in range(2, a.seeds + 1):
-            res["seed_acc"].append(run_understudy(a, work, ["--seed", str(seed)])["test_acc"])
-        log(f"{name} fold {fold}: seeds 1..{a.seeds}: "
-            + " ".join(f"{x:.4f}" for x in res["seed_acc"]))
-    if not a.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return res
+def bench_us_autotune(a, name, fold, work, timing, n_timed, res, us_autotune_ok):
+    r = run_understudy(a, work, ["--autotune", str(a.budget)],
+                       f"{work}/us_autotune.bin" if timing else None)
+    if "error" in r:
+        log(f"understudy autotune skipped: {r['error']}")
+        us_autotune_ok[0] = False
+        res["us_autotune_skipped"] = r["error"]
+    else:
+        res["us_autotune"] = {"acc": r["test_acc"], "valid_acc": r["valid_acc"],
+                              "wall_s": r["train_wall_s"], "cpu_s": r["train_cpu_s"],
+                              "process_wall_s": r["process_wall_s"],
+                              "process_cpu_s": r["process_cpu_s"],
+                              "predict_inproc_us": r["predict_cpu_us"],
+                              "chosen": r.get("chosen", "")}
+        if timing and a.us_bin:
+            res["us_autotune"]["predict_cli_us"] = cli_cpu_us(
+                [a.us_bin, "predict", f"{work}/us_autotune.bin"], f"{work}/us_timed.txt",
+                n_timed)
+        log(f"{name} fold {fold}: understudy autotune {r['test_acc']:.4f} "
+            f"({r['train_wall_s']:.1f} s)")
+
+
+def bench_ft_autotune(a, name, fold, work, timing, n_timed, test, res):
+    lp = f"{work}/ft_autotune.log"
+    try:
+        m, wall, cpu = run_fasttext(work, ["-autotune-validation", f"{work}/ft_valid.txt",
+                                           "-autotune-duration", str(int(a.budget)),
+                                           "-verbose", "3"], "ft_autotune", autotune_log=lp)
+    except RuntimeError as e:  # e.g. "Didn't have enough time to train once"
+        with open(lp, errors="replace") as f:
+            tail = f.read().strip().splitlines()[-1:] or [""]
+        res["ft_autotune_failed"] = f"{e}: {tail[0]}"
+        log(f"{name} fold {fold}: fastText autotune failed: {res['ft_autotune_failed']}")
+        m = None
+    if m:
+        ft_autotune_record(res, m, lp, wall, cpu, work, test, timing, n_timed)
+        log(f"{name} fold {fold}: fastText autotune {res['ft_autotune']['acc']:.4f} "
+            f"({wall:.1f} s, {res['ft_autotune']['trials']} trials)")
+        os.remove(m)
 
 
 # ---- summary -------------------------------------------------------------------------------
@@ -333,6 +351,8 @@ def markdown(results):
                 cells.append(f"{pct(acc['mean'])} [{pct(acc['min'])} - {pct(acc['max'])}]")
             else:
                 cells.append(pct(acc["mean"]))
+            if acc and acc["n"] != r["folds_run"]:
+                cells[-1] += f" ({acc['n']} folds)"
         pub = PUBLISHED.get(name)
         pub_s = " / ".join(f"{v}" for v in pub.values()) if pub else "-"
         out.append(f"| {name} | {r['folds_run']} | " + " | ".join(cells) + f" | {pub_s} |")
@@ -403,6 +423,7 @@ def main():
     p.add_argument("--budget", type=float, default=30)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--seed-sets", default="cr,snips")
+    p.add_argument("--tools", default=",".join(TOOLS))
     p.add_argument("--no-understudy-autotune", action="store_true")
     p.add_argument("--no-fasttext", action="store_true")
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
@@ -416,6 +437,10 @@ def main():
     p.add_argument("--command", default="bench/bench_suite.sh")
     a = p.parse_args()
     a.seed_sets = set(a.seed_sets.split(",")) if a.seed_sets else set()
+    a.tools = a.tools.split(",")
+    if any(t not in TOOLS for t in a.tools):
+        log(f"--tools {','.join(a.tools)}: the tools are {','.join(TOOLS)}")
+        return 2
     results = {"sets": {}}
     if os.path.exists(a.out) and not a.fresh:
         with open(a.out) as f:
@@ -439,9 +464,20 @@ def main():
                                                                      time.gmtime()),
                  "load_start": os.getloadavg()[0], "budget_s": a.budget,
                  "folds_run": folds_run, "folds_total": n_folds, "folds": []}
+        old = results["sets"].get(name, {})
         for fold in range(folds_run):
-            entry["folds"].append(bench_fold(a, name, fold, splits(fold), fold == 0,
-                                             us_autotune_ok))
+            res = bench_fold(a, name, fold, splits(fold), fold == 0, us_autotune_ok)
+            # a tool not run now keeps its figures of an earlier run on the same fold
+            prev = next((f for f in old.get("folds", []) if f["fold"] == fold), {})
+            ran_default = "us_default" in res
+            for k, v in prev.items():
+                if (k in TOOLS and k not in res) or (k == "seed_acc" and not ran_default):
+                    res[k] = v
+            entry["folds"].append(res)
+        entry["folds"] += [f for f in old.get("folds", []) if f["fold"] >= folds_run]
+        entry["folds_run"] = len(entry["folds"])
+        entry["runs"] = old.get("runs", []) + [{k: entry[k] for k in (
+            "command", "started_utc", "load_start", "budget_s", "folds_run")}]
         entry["load_end"] = os.getloadavg()[0]
         entry["loadavg_end"] = list(os.getloadavg())
         entry["summary"] = summarise(entry["folds"])

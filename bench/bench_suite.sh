@@ -28,7 +28,7 @@ BUILD=${BUILD:-$ROOT/build}
 OUT=${OUT:-$ROOT/bench/results_suite.json}
 args=("$@")
 for a in "$@"; do
-  case $a in -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+  case $a in -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 done
 
 markdown_only=0

@@ -11,7 +11,7 @@ All train with 2 threads on the train part only; the validation slice only selec
 stopping, calibration, the search); the test part is scored once per model. Each run's wall
 time and CPU time (user + system of the child, from getrusage) include the search.
 Results merge into the JSON file by data set, so a run over some sets updates only those."""
-import argparse, csv, json, os, re, resource, shutil, statistics, subprocess, sys, time
+import argparse, csv, json, os, re, resource, shutil, signal, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FT_FIXED = ["-epoch", "50", "-lr", "0.5", "-wordNgrams", "2", "-minn", "2", "-maxn", "5",
@@ -116,22 +116,52 @@ def write_split(work, split):
 
 # ---- running -------------------------------------------------------------------------------
 
-def run(cmd, stdin=None, stdout=subprocess.PIPE, log_path=None, log_stdout=False):
+def run(cmd, stdin=None, stdout=subprocess.PIPE, log_path=None, log_stdout=False, watch=None):
     """Runs cmd to completion; returns (returncode, stdout, wall s, CPU s of the child).
-    stderr (and stdout too with log_stdout) goes to log_path."""
+    stderr (and stdout too with log_stdout) goes to log_path. watch(proc, seconds since the
+    start) is called every second while it runs."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     err = open(log_path, "w") if log_path else subprocess.DEVNULL
     try:
-        p = subprocess.run(cmd, stdin=stdin, stdout=err if log_stdout else stdout, stderr=err,
-                           text=True)
+        p = subprocess.Popen(cmd, stdin=stdin, stdout=err if log_stdout else stdout, stderr=err,
+                             text=True)
+        out = None
+        while True:
+            try:
+                out, _ = p.communicate(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                if watch:
+                    watch(p, time.monotonic() - t0)
     finally:
         if log_path:
             err.close()
     wall = time.monotonic() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return p.returncode, p.stdout, wall, cpu
+    return p.returncode, out, wall, cpu
+
+
+class AutotuneTimerWatch:
+    """fastText 0.9.2's autotune starts its timer thread before it sets continueTraining_, so
+    when the thread runs first it ends at once and the search never stops (no "Progress:" line
+    in the log: seen here under load, 1 run in 3 on a toy file). When the budget has passed
+    (+2 s) and the log shows no progress line, this sends SIGINT, which fastText's own handler
+    turns into the end of the search (then it trains the final model, as after a timeout)."""
+
+    def __init__(self, log_path, budget):
+        self.log_path, self.budget, self.fired = log_path, budget, False
+
+    def __call__(self, proc, elapsed):
+        if self.fired or elapsed < self.budget + 2:
+            return
+        with open(self.log_path, errors="replace") as f:
+            if "Progress:" in f.read():
+                self.fired = None  # the timer works; nothing to do
+                return
+        proc.send_signal(signal.SIGINT)
+        self.fired = True
 
 
 def cli_cpu_us(cmd, timed_file, n_lines):
@@ -174,12 +204,13 @@ def run_understudy(a, work, extra, model=None):
     return res
 
 
-def run_fasttext(work, args, name, autotune_log=None):
+def run_fasttext(work, args, name, autotune_log=None, watch=None):
     model = f"{work}/{name}"
     cmd = ["nice", "-n", "5", "fasttext", "supervised", "-input", f"{work}/ft_train.txt",
            "-output", model, "-thread", "2"] + args
     # fastText prints its autotune trials on stdout
-    rc, _, wall, cpu = run(cmd, log_path=autotune_log or f"{work}/{name}.log", log_stdout=True)
+    rc, _, wall, cpu = run(cmd, log_path=autotune_log or f"{work}/{name}.log", log_stdout=True,
+                           watch=watch)
     if rc != 0:
         raise RuntimeError(f"fasttext supervised failed (exit {rc}); log: {work}/{name}.log")
     return model + ".bin", wall, cpu
@@ -276,10 +307,12 @@ def bench_us_autotune(a, name, fold, work, timing, n_timed, res, us_autotune_ok)
 
 def bench_ft_autotune(a, name, fold, work, timing, n_timed, test, res):
     lp = f"{work}/ft_autotune.log"
+    watch = AutotuneTimerWatch(lp, int(a.budget))
     try:
         m, wall, cpu = run_fasttext(work, ["-autotune-validation", f"{work}/ft_valid.txt",
                                            "-autotune-duration", str(int(a.budget)),
-                                           "-verbose", "3"], "ft_autotune", autotune_log=lp)
+                                           "-verbose", "3"], "ft_autotune", autotune_log=lp,
+                                    watch=watch)
     except RuntimeError as e:  # e.g. "Didn't have enough time to train once"
         with open(lp, errors="replace") as f:
             tail = f.read().strip().splitlines()[-1:] or [""]
@@ -288,6 +321,7 @@ def bench_ft_autotune(a, name, fold, work, timing, n_timed, test, res):
         m = None
     if m:
         ft_autotune_record(res, m, lp, wall, cpu, work, test, timing, n_timed)
+        res["ft_autotune"]["timer_race_sigint"] = bool(watch.fired)
         log(f"{name} fold {fold}: fastText autotune {res['ft_autotune']['acc']:.4f} "
             f"({wall:.1f} s, {res['ft_autotune']['trials']} trials)")
         os.remove(m)

@@ -500,7 +500,12 @@ us_status us_active_label(const us_config *c, us_cache *cache, const us_active_o
     us_train_options to = {0};
     if (o->train) to = *o->train;
     to.force = false;
-    if ((st = us_train_stage(c, cache, &to, &ts, err))) goto done;
+    /* a round's model only picks the next prompts: it trains with the settings as given, and the
+     * search for the classifier's setting (student.autotune) waits for the train stage after
+     * the last round, which then trains again with it */
+    us_config round_config = *c;
+    round_config.student.classifier.autotune = false;
+    if ((st = us_train_stage(&round_config, cache, &to, &ts, err))) goto done;
 
     us_active_round r = {.round = s.last_round, .n_labelled = (int64_t)s.n_picked};
     us_cache_stats cs;

@@ -233,6 +233,7 @@ done:
 
 struct us_eval_data {
   us_report report;
+  char student_desc[512]; /* classify: the student and, when searched, what was chosen */
   test_row *rows;
   size_t n_rows;
   int *reference, *predicted, *gold;
@@ -478,6 +479,14 @@ static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d
       .student_params = json_number(d->json, "params", 0),
   };
   d->report.student_params = (long)in.student_params;
+  const cJSON *chosen = cJSON_GetObjectItemCaseSensitive(train, "autotune_chosen");
+  if (cJSON_IsString(chosen))
+    snprintf(d->student_desc, sizeof d->student_desc,
+             "fastText-style classifier: hashed word and character n-grams, embedding bag, "
+             "softmax; chosen automatically: %s, validation accuracy %.2f%% (%g-fold, %g "
+             "settings tried)",
+             chosen->valuestring, 100 * json_number(train, "autotune_valid_acc", 0),
+             json_number(train, "autotune_folds", 0), json_number(train, "autotune_candidates", 0));
   st = us_cost_compute(&in, &d->cost, err);
   if (!st) d->report.cost = &d->cost;
 done:
@@ -719,7 +728,8 @@ us_status us_eval_build(const us_config *c, us_cache *cache, us_eval_data **out,
   r->teacher_model = c->teacher.model;
   r->labels = (const char *const *)c->task.labels;
   r->n_labels = c->task.n_labels;
-  r->student_desc = c->task.type == US_TASK_CLASSIFY
+  r->student_desc = d->student_desc[0] ? d->student_desc
+                    : c->task.type == US_TASK_CLASSIFY
                         ? "fastText-style classifier: hashed word and character n-grams, "
                           "embedding bag, softmax"
                         : "decoder-only transformer with a byte-level BPE tokeniser";

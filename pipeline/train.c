@@ -164,6 +164,11 @@ static void lm_params_from_config(const us_config *c, us_lm_train_params *p) {
   *p = c->student.lm;
 }
 
+/* The train stage searches for the classifier's setting unless the config turns it off. */
+static bool autotune_on(const us_classifier_params *p) {
+  return p->autotune && p->autotune_seconds != 0;
+}
+
 /* Settings that change the model go into the fingerprint. */
 static void fingerprint_settings(const us_config *c, us_buf *fp) {
   if (c->task.type == US_TASK_CLASSIFY) {
@@ -177,6 +182,11 @@ static void fingerprint_settings(const us_config *c, us_buf *fp) {
                   (unsigned long long)p.seed, (int)p.quantize, c->student.validation_fraction);
     us_buf_printf(fp, " mc=%d mcn=%d qb=%d cal=%d\n", p.min_count, p.min_count_ngram,
                   p.quantize_bits, (int)p.calibrate);
+    /* only when not the defaults, so workspaces trained before these options stay up to date */
+    if (!p.lowercase || !p.punctuation || p.fold_digits || p.fold_urls || p.class_weight > 0)
+      us_buf_printf(fp, "tok=%d%d%d%d cw=%g\n", (int)p.lowercase, (int)p.punctuation,
+                    (int)p.fold_digits, (int)p.fold_urls, p.class_weight);
+    if (autotune_on(&p)) us_buf_printf(fp, "autotune=%g\n", p.autotune_seconds);
     for (int i = 0; i < c->task.n_labels; i++) us_buf_printf(fp, "label %s\n", c->task.labels[i]);
   } else {
     us_lm_train_params p;
@@ -221,6 +231,15 @@ static bool up_to_date(us_cache *cache, const char *fingerprint, const char *mod
     GET(wall_s, "wall_s");
     GET(cpu_s, "cpu_s");
     GET(params, "params");
+    const cJSON *chosen = cJSON_GetObjectItemCaseSensitive(root, "autotune_chosen");
+    if (cJSON_IsString(chosen)) {
+      sum->autotune.autotuned = true;
+      snprintf(sum->autotune.chosen, sizeof sum->autotune.chosen, "%s", chosen->valuestring);
+      GET(autotune.valid_acc, "autotune_valid_acc");
+      GET(autotune.folds, "autotune_folds");
+      GET(autotune.candidates, "autotune_candidates");
+      GET(autotune.trainings, "autotune_trainings");
+    }
 #undef GET
     sum->model_bytes = sb.st_size;
   }
@@ -244,6 +263,13 @@ static us_status save_result(us_cache *cache, const char *fingerprint, const us_
   cJSON_AddNumberToObject(o, "cpu_s", s->cpu_s);
   cJSON_AddNumberToObject(o, "params", (double)s->params);
   cJSON_AddNumberToObject(o, "model_bytes", (double)s->model_bytes);
+  if (s->autotune.autotuned) {
+    cJSON_AddStringToObject(o, "autotune_chosen", s->autotune.chosen);
+    cJSON_AddNumberToObject(o, "autotune_valid_acc", s->autotune.valid_acc);
+    cJSON_AddNumberToObject(o, "autotune_folds", s->autotune.folds);
+    cJSON_AddNumberToObject(o, "autotune_candidates", s->autotune.candidates);
+    cJSON_AddNumberToObject(o, "autotune_trainings", s->autotune.trainings);
+  }
   char *json = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   if (!json) return us_err_set(err, US_ERR_NOMEM, "out of memory saving the train result");
@@ -312,8 +338,23 @@ static us_status train_classifier(const us_config *c, us_cache *cache, const exa
   us_classifier_params p;
   classifier_params_from_config(c, &p);
   double wall0 = us_now(), cpu0 = us_cpu_time();
-  st = us_classifier_train(&p, c->task.labels, c->task.n_labels, train, nt, valid, nv, on_epoch,
-                           &log, &model, err);
+  if (autotune_on(&p)) { /* the search makes its own folds over the whole train split */
+    for (size_t i = 0; i < nv; i++) train[nt + i] = valid[i];
+    us_autotune_limits limits = {p.autotune_seconds, 0};
+    us_autotune_info info;
+    st = us_classifier_autotune(&p, &limits, c->task.labels, c->task.n_labels, train, nt + nv,
+                                opt ? opt->progress : NULL, opt ? opt->progress_user : NULL, &model,
+                                &info, err);
+    if (!st) {
+      sum->autotune = info;
+      sum->n_train = (int64_t)(nt + nv);
+      sum->n_valid = 0;
+      log.n = 0;
+    }
+  } else {
+    st = us_classifier_train(&p, c->task.labels, c->task.n_labels, train, nt, valid, nv, on_epoch,
+                             &log, &model, err);
+  }
   sum->wall_s = us_now() - wall0;
   sum->cpu_s = us_cpu_time() - cpu0;
   if (st) {
@@ -322,7 +363,8 @@ static us_status train_classifier(const us_config *c, us_cache *cache, const exa
     if (!name_config_key(err, table, n_table)) us_err_prefix(err, "training the classifier");
     goto done;
   }
-  sum->epochs = log.n;
+  sum->epochs = sum->autotune.autotuned ? sum->autotune.final_epochs : log.n;
+  if (sum->autotune.autotuned) sum->best_valid_acc = sum->autotune.valid_acc;
   for (int i = 0; i < log.n; i++) {
     if (log.epochs[i].valid_acc > sum->best_valid_acc)
       sum->best_valid_acc = log.epochs[i].valid_acc;

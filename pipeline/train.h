@@ -17,6 +17,7 @@
 
 #include "cache/cache.h"
 #include "pipeline/config.h"
+#include "student/classifier.h"
 
 typedef struct us_train_summary {
   bool up_to_date;          /* nothing to do: the model matches its inputs */
@@ -28,9 +29,10 @@ typedef struct us_train_summary {
   int epochs;               /* epochs or steps run */
   double best_valid_acc;    /* classify: validation accuracy of the kept weights */
   double final_loss;
-  double wall_s, cpu_s; /* training time, CPU over all threads */
-  int64_t params;       /* student parameter count */
-  int64_t model_bytes;  /* size of student.bin */
+  double wall_s, cpu_s;      /* training time, CPU over all threads */
+  int64_t params;            /* student parameter count */
+  int64_t model_bytes;       /* size of student.bin */
+  us_autotune_info autotune; /* classify: what the automatic search chose (autotuned false: off) */
   char model_path[4096];
 } us_train_summary;
 

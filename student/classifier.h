@@ -45,6 +45,18 @@ typedef struct us_classifier_params {
   bool quantize;     /* save the embedding table quantised, with a per-row scale */
   int quantize_bits; /* 8 (int8) or 4 (two weights a byte) for us_classifier_quantize */
   bool calibrate;    /* temperature scaling fitted on the validation set (when there is one) */
+  /* the tokeniser (classifier_features.c); the defaults are the tokeniser these options predate */
+  bool lowercase;      /* fold ASCII A-Z to a-z */
+  bool punctuation;    /* ASCII punctuation is a token of its own (true) or a separator (false) */
+  bool fold_digits;    /* every ASCII digit reads as 0: "2019" and "1998" are one word, "0000" */
+  bool fold_urls;      /* a token starting http://, https:// or www. is the one word "<url>" */
+  double class_weight; /* examples weighted by (n / (n_labels * count of their label))^this: 0
+                          counts every example once, 1 balances the labels (capped at 10x) */
+  /* automatic model selection (classifier_autotune.c; read by the train stage, not by
+   * us_classifier_train) */
+  bool autotune;           /* choose the setting on the train split before training */
+  double autotune_seconds; /* search budget: -1 automatic (the larger of 30 s and 10 single
+                              trainings, at most 600 s); 0 turns the search off */
 } us_classifier_params;
 
 /* The student's defaults (chosen by measurement on banking77; see docs/student.md). THE
@@ -86,10 +98,60 @@ us_status us_classifier_train(const us_classifier_params *p, char *const *labels
                               size_t n_valid, us_epoch_fn on_epoch, void *user, us_classifier **out,
                               us_err *err);
 
+/* ---- automatic model selection (student/classifier_autotune.c) ---- */
+
+/* What the search chose and how it measured it; stored in the model file (version 3). */
+typedef struct us_autotune_info {
+  bool autotuned;   /* false: the model was trained with the settings it was given */
+  double valid_acc; /* mean validation accuracy of the chosen setting over the folds */
+  int folds;        /* k of the stratified k-fold (1: one stratified holdout slice) */
+  int candidates;   /* settings tried */
+  int trainings;    /* trainings run by the search (candidates x folds, at most) */
+  int final_epochs; /* epochs of the final training on all the data (carried over) */
+  char chosen[256]; /* the chosen setting where it differs from the defaults, e.g.
+                       "maxn=0 word_ngrams=3 lr=0.5" ("defaults" when it does not) */
+} us_autotune_info;
+
+/* Limits of one search. seconds: as us_classifier_params.autotune_seconds (-1 automatic, 0
+ * off); max_trainings caps the trainings the search runs (0: no cap beyond the time budget),
+ * for a search that must not depend on the machine's speed (tests, benchmarks). */
+typedef struct us_autotune_limits {
+  double seconds;
+  int max_trainings;
+} us_autotune_limits;
+
+/* Called with one line per candidate ("candidate 3/20: maxn=0  valid acc 81.52% (5 folds)
+ * 1.8s") and one for the winner. */
+typedef void (*us_autotune_fn)(void *user, const char *line);
+
+/* Chooses a setting for this data, starting from p, and trains the final model with it on all
+ * of train (never pass the test split: it is the only data the search sees). A coordinate search
+ * over word n-grams, character n-grams (none included), the tokeniser (only the options the
+ * data can tell apart), learning rate and epochs, rare-feature pruning, label smoothing, embedding
+ * size, class weighting (imbalanced labels only) and a hidden layer, each candidate scored by the
+ * accuracy of a stratified k-fold over train (k = 5 under 10,000 examples or with a label under
+ * 50 examples; otherwise one stratified 10% holdout slice), every candidate on the same folds,
+ * the folds on up to p->threads threads, one thread each. A change is kept only when it beats
+ * the best by a quarter of a standard error; a candidate far below it after two folds is dropped.
+ * The final model is trained on all of train with the chosen setting, for the epochs early
+ * stopping found (mean over the folds) and with the mean of the folds' calibration temperatures;
+ * with k > 1 (small data) it averages the weights of 3 such trainings from the same start.
+ * With p->threads 1 the same data and seed give the same choice and the same model (at more
+ * threads, the same choice whenever the budget is counted in trainings). info (may be NULL)
+ * receives what was chosen; *out the model, with info stored in it. Errors as
+ * us_classifier_train. */
+us_status us_classifier_autotune(const us_classifier_params *p, const us_autotune_limits *limits,
+                                 char *const *labels, int n_labels, const us_example *train,
+                                 size_t n_train, us_autotune_fn on_line, void *user,
+                                 us_classifier **out, us_autotune_info *info, us_err *err);
+
+/* The search's record of a model (autotuned false for a model trained without it). */
+const us_autotune_info *us_classifier_autotune_info(const us_classifier *m);
+
 /* Model file (format in student/classifier_file.c's header comment, summarised there byte by
  * byte). Saving writes atomically; a model trained with p->quantize (or passed to
  * us_classifier_quantize) is saved with quantised rows (p->quantize_bits). Loading checks magic,
- * version (2; version 1 files still load), every size and the SHA-256 checksum; a truncated or
+ * version (3; versions 1 and 2 still load), every size and the SHA-256 checksum; a truncated or
  * corrupt file fails with US_ERR_FORMAT naming the path, an unknown version names it; so does a
  * file holding a weight or row scale that is NaN or infinite. */
 us_status us_classifier_save(const us_classifier *m, const char *path, us_err *err);

@@ -1,5 +1,6 @@
-/* Feature extraction for the classifier: tokens (lower-cased; ASCII punctuation split off as
- * its own token), the word vocabulary, word n-grams and character n-grams hashed into buckets.
+/* Feature extraction for the classifier: tokens (lower-cased, ASCII punctuation split off as
+ * its own token; options keep case, drop punctuation, fold digits and URLs), the word
+ * vocabulary, word n-grams and character n-grams hashed into buckets.
  * Keys are stable across versions: they are saved in model files. */
 #include <stdlib.h>
 #include <string.h>
@@ -94,21 +95,58 @@ static int is_punct(unsigned char c) {
           (c >= '{' && c <= '~'));
 }
 
-/* Reads the next token from *pos into tok (lower-cased, at most MAX_TOKEN bytes); returns its
- * length, 0 at the end of the text. */
-static int next_token(const char **pos, char tok[MAX_TOKEN]) {
+/* The tokeniser's options, read once from the params (the defaults: lower-case, punctuation
+ * as tokens, digits and URLs as they are). */
+typedef struct tok_opts {
+  bool lowercase, punctuation, fold_digits, fold_urls;
+} tok_opts;
+
+static tok_opts tok_opts_of(const us_classifier_params *p) {
+  return (tok_opts){p->lowercase, p->punctuation, p->fold_digits, p->fold_urls};
+}
+
+#define URL_WORD "<url>"
+
+/* True when s starts with prefix, ASCII case-insensitively. */
+static bool starts_with_nocase(const unsigned char *s, const char *prefix) {
+  for (; *prefix; s++, prefix++) {
+    unsigned char c = *s >= 'A' && *s <= 'Z' ? (unsigned char)(*s + 32) : *s;
+    if (c != (unsigned char)*prefix) return false;
+  }
+  return true;
+}
+
+static bool is_url_start(const unsigned char *s) {
+  return starts_with_nocase(s, "http://") || starts_with_nocase(s, "https://") ||
+         starts_with_nocase(s, "www.");
+}
+
+/* Reads the next token from *pos into tok (at most MAX_TOKEN bytes, lower-cased, digits and
+ * URLs folded as o says); returns its length, 0 at the end of the text. */
+static int next_token(const char **pos, char tok[MAX_TOKEN], const tok_opts *o) {
   const unsigned char *s = (const unsigned char *)*pos;
-  while (*s && is_space(*s)) s++;
+  while (*s && (is_space(*s) || (!o->punctuation && is_punct(*s)))) s++;
   if (!*s) {
     *pos = (const char *)s;
     return 0;
   }
   int n = 0;
+  if (o->fold_urls && is_url_start(s)) { /* the whole URL, up to the next space */
+    while (*s && !is_space(*s)) s++;
+    memcpy(tok, URL_WORD, sizeof URL_WORD - 1);
+    *pos = (const char *)s;
+    return (int)sizeof URL_WORD - 1;
+  }
   if (is_punct(*s)) {
     tok[n++] = (char)*s++;
   } else {
-    for (; *s && !is_space(*s) && !is_punct(*s); s++)
-      if (n < MAX_TOKEN) tok[n++] = (char)((*s >= 'A' && *s <= 'Z') ? *s + 32 : *s);
+    for (; *s && !is_space(*s) && !is_punct(*s); s++) {
+      if (n >= MAX_TOKEN) continue;
+      unsigned char c = *s;
+      if (o->lowercase && c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);
+      if (o->fold_digits && c >= '0' && c <= '9') c = '0';
+      tok[n++] = (char)c;
+    }
   }
   *pos = (const char *)s;
   return n;
@@ -183,11 +221,21 @@ static us_status vocab_add(us__vocab *v, const char *word, int len, us_err *err)
 
 us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, int min_count,
                           us_err *err) {
+  us_classifier_params p;
+  us_classifier_params_defaults(&p);
+  p.min_count = min_count;
+  return us__vocab_build_with(v, &p, texts, n, err);
+}
+
+us_status us__vocab_build_with(us__vocab *v, const us_classifier_params *p,
+                               const char *const *texts, size_t n, us_err *err) {
   char tok[MAX_TOKEN];
+  tok_opts o = tok_opts_of(p);
+  int min_count = p->min_count;
   for (size_t i = 0; i < n; i++) {
     const char *pos = texts[i];
     int len;
-    while ((len = next_token(&pos, tok)) > 0) {
+    while ((len = next_token(&pos, tok, &o)) > 0) {
       us_status st = vocab_add(v, tok, len, err);
       if (st != US_OK) return st;
     }
@@ -199,7 +247,7 @@ us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, int 
   for (size_t i = 0; i < n; i++) {
     const char *pos = texts[i];
     int len;
-    while ((len = next_token(&pos, tok)) > 0) count[us__vocab_find(v, tok, len)]++;
+    while ((len = next_token(&pos, tok, &o)) > 0) count[us__vocab_find(v, tok, len)]++;
   }
   us__vocab all = *v;
   memset(v, 0, sizeof *v);
@@ -277,8 +325,9 @@ int us__features(const us_classifier_params *p, const us__vocab *v, const char *
   feature_ctx c = {p, (uint32_t)v->n_words, (uint64_t)p->buckets, 0, 0, emit, user};
   if (p->maxn > 0 || max_ngram > 1) c.magic = us__fastmod_magic(c.buckets);
   if (p->maxn > 0) c.h1 = us_hash64_start(1);
+  tok_opts o = tok_opts_of(p);
   const char *pos = text ? text : "";
-  while ((len = next_token(&pos, tok)) > 0) {
+  while ((len = next_token(&pos, tok, &o)) > 0) {
     uint64_t h = word_hash(tok, len);
     int id = vocab_find_hashed(v, tok, len, h);
     if (id >= 0) {

@@ -2,7 +2,7 @@
  *
  *   offset size  field
  *   0      8     magic "USCLSF\r\n" (the CR LF catches text-mode mangling)
- *   8      4     u32 format version (2; version 1 files load too, see below)
+ *   8      4     u32 format version (3; versions 1 and 2 load too, see below)
  *   12     8     u64 body length B
  *   20     32    SHA-256 of the body
  *   52     B     body:
@@ -11,6 +11,11 @@
  *                rows), min_count, min_count_ngram, quantize_bits
  *     f64 x 4    dropout, lr, kd_temperature, label_smoothing
  *     u64        seed
+ *     i32 x 4    lowercase, punctuation, fold_digits, fold_urls (0/1: the tokeniser)
+ *     f64        class_weight
+ *     i32 x 5    autotuned (0/1), folds, candidates, trainings, final_epochs   the search's
+ *     f64        valid_acc                                                   record
+ *     u32        length (< 256), then bytes                                  chosen setting
  *     u32        n_labels, then n_labels x (u32 length, bytes)        labels (no NUL)
  *     u32        n_words,  then n_words  x (u32 length, bytes)        vocabulary, id order
  *     u32        n_rows,   then n_rows x u32                           feature key of each row
@@ -24,7 +29,11 @@
  *
  *   Version 1 (before min counts and 4-bit rows) differs only in the parameters: 15 i32 (no
  *   min_count, min_count_ngram, quantize_bits; storage 0 or 1). It loads with min counts 1 and
- *   quantize_bits 8, and is saved again as version 2. */
+ *   quantize_bits 8, and is saved again as version 3.
+ *
+ *   Version 2 (before the tokeniser options and automatic selection) has no tokeniser, class
+ *   weight or search record: it loads with the default tokeniser (lower-case, punctuation as
+ *   tokens, digits and URLs as they are), class weight 0 and no search record. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -35,8 +44,10 @@
 #include "student/classifier_int.h"
 
 #define MAGIC "USCLSF\r\n"
-#define VERSION 2u
-#define N_INTS 18 /* version 2 parameters; version 1 has the first 15 */
+#define VERSION 3u
+#define N_INTS 18 /* version 2 and 3 parameters; version 1 has the first 15 */
+#define N_TOK 4   /* version 3: the tokeniser's options */
+#define N_TUNE 5  /* version 3: the search record's integers */
 #define HEADER 52
 
 /* ---- writing ---- */
@@ -53,6 +64,21 @@ static us_status put_str(us_buf *b, const char *s) {
   return st != US_OK ? st : put(b, s, n);
 }
 
+static us_status write_tokeniser_and_search(const us_classifier *m, us_buf *b) {
+  const us_classifier_params *p = &m->p;
+  const us_autotune_info *t = &m->tune;
+  int32_t tok[N_TOK] = {p->lowercase, p->punctuation, p->fold_digits, p->fold_urls};
+  int32_t tune[N_TUNE] = {t->autotuned, t->folds, t->candidates, t->trainings, t->final_epochs};
+  size_t chosen = strnlen(t->chosen, sizeof t->chosen - 1);
+  us_status st = put(b, tok, sizeof tok);
+  if (st == US_OK) st = put(b, &p->class_weight, 8);
+  if (st == US_OK) st = put(b, tune, sizeof tune);
+  if (st == US_OK) st = put(b, &t->valid_acc, 8);
+  if (st == US_OK) st = put_u32(b, (uint32_t)chosen);
+  if (st == US_OK) st = put(b, t->chosen, chosen);
+  return st;
+}
+
 static us_status write_body(const us_classifier *m, us_buf *b) {
   const us_classifier_params *p = &m->p;
   int storage = !m->qemb ? 0 : m->qbits == 4 ? 2 : 1;
@@ -66,6 +92,7 @@ static us_status write_body(const us_classifier *m, us_buf *b) {
   double dbl[4] = {p->dropout, p->lr, p->kd_temperature, p->label_smoothing};
   if (st == US_OK) st = put(b, dbl, sizeof dbl);
   if (st == US_OK) st = put(b, &p->seed, 8);
+  if (st == US_OK) st = write_tokeniser_and_search(m, b);
   if (st == US_OK) st = put_u32(b, (uint32_t)m->n_labels);
   for (int i = 0; st == US_OK && i < m->n_labels; i++) st = put_str(b, m->labels[i]);
   if (st == US_OK) st = put_u32(b, (uint32_t)m->vocab.n_words);
@@ -189,6 +216,35 @@ static const char *check_params(const us_classifier_params *p, int storage) {
   return NULL;
 }
 
+/* Version 3's tokeniser options and search record; earlier versions get the tokeniser they
+ * were written with and no record. */
+static const char *read_tokeniser_and_search(reader *r, uint32_t version, us_classifier *m) {
+  us_classifier_params *p = &m->p;
+  us_autotune_info *t = &m->tune;
+  memset(t, 0, sizeof *t);
+  p->lowercase = p->punctuation = true;
+  p->fold_digits = p->fold_urls = false;
+  p->class_weight = 0;
+  if (version < 3) return NULL;
+  int32_t tok[N_TOK], tune[N_TUNE];
+  uint32_t len;
+  if (!take(r, tok, sizeof tok, "tokeniser options") ||
+      !take(r, &p->class_weight, 8, "class weight") || !take(r, tune, sizeof tune, "search") ||
+      !take(r, &t->valid_acc, 8, "search") || !take(r, &len, 4, "search"))
+    return r->what;
+  for (int i = 0; i < N_TOK; i++)
+    if (tok[i] != 0 && tok[i] != 1) return "tokeniser option not 0 or 1";
+  if (tune[0] != 0 && tune[0] != 1) return "search flag not 0 or 1";
+  if (!(p->class_weight >= 0 && p->class_weight <= 1)) return "class weight out of range";
+  if (len >= sizeof t->chosen) return "chosen setting too long";
+  if (!take(r, t->chosen, len, "chosen setting")) return r->what;
+  t->chosen[len] = '\0';
+  p->lowercase = tok[0], p->punctuation = tok[1], p->fold_digits = tok[2], p->fold_urls = tok[3];
+  t->autotuned = tune[0], t->folds = tune[1], t->candidates = tune[2];
+  t->trainings = tune[3], t->final_epochs = tune[4];
+  return NULL;
+}
+
 static const char *read_params(reader *r, uint32_t version, us_classifier_params *p, int *storage) {
   int32_t ints[N_INTS] = {0};
   double dbl[4];
@@ -252,6 +308,7 @@ static const char *read_weights(reader *r, us_classifier *m, int storage, us_err
 static const char *read_body(reader *r, uint32_t version, us_classifier *m, us_err *err) {
   int storage = 0;
   const char *bad = read_params(r, version, &m->p, &storage);
+  if (!bad) bad = read_tokeniser_and_search(r, version, m);
   if (bad) return bad;
   uint32_t n_labels, n_words;
   if (!take(r, &n_labels, 4, "label count")) return r->what;
@@ -283,7 +340,7 @@ us_status us_classifier_load_buffer(const void *data, size_t len, const char *na
   uint64_t body;
   memcpy(&version, b + 8, 4);
   memcpy(&body, b + 12, 8);
-  if (version != 1 && version != VERSION)
+  if (version < 1 || version > VERSION)
     return us_err_set(err, US_ERR_FORMAT,
                       "%s: model format version %u, this build reads versions 1 to %u: "
                       "retrain the model with this build, or load it with the build that wrote it",

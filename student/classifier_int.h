@@ -43,6 +43,9 @@ void us__vocab_free(us__vocab *v);
 /* Words of texts seen at least min_count times (1: every word), in first-seen order. */
 us_status us__vocab_build(us__vocab *v, const char *const *texts, size_t n, int min_count,
                           us_err *err);
+/* The same with p's tokeniser options and p->min_count. */
+us_status us__vocab_build_with(us__vocab *v, const us_classifier_params *p,
+                               const char *const *texts, size_t n, us_err *err);
 us_status us__vocab_from_words(us__vocab *v, char **words, int n_words, us_err *err);
 int us__vocab_find(const us__vocab *v, const char *word, int len);
 
@@ -82,6 +85,7 @@ struct us_classifier {
   int64_t dense_offset[US_CLASSIFIER_MAX_HIDDEN + 1]; /* offset of W_l in dense */
   int64_t dense_count;
   float *dense;
+  us_autotune_info tune; /* what the automatic search chose (autotuned false: nothing) */
 };
 
 /* Layer shapes from params and n_labels (the one place sizes are computed). */
@@ -123,6 +127,43 @@ void us__classifier_backward(us_classifier *m, us_classifier_scratch *s, const i
 /* The training target: soft^(1/T) renormalised (or one-hot label), then label smoothing. */
 void us__classifier_target(const us_classifier_params *p, int n_labels, const us_example *ex,
                            float *q);
+/* ---- training with more in and out (student/classifier_train.c) ---- */
+
+/* Featurised examples kept between trainings on the same train and valid examples whose feature
+ * settings (tokeniser, n-grams, buckets, min counts) are the same, as the search's candidates on
+ * one fold are: the vocabulary, the row keys and the rows of train and valid, for the last two
+ * feature settings. One cache per (train, valid) pair, used by one thread at a time. */
+typedef struct us__feature_cache us__feature_cache;
+us__feature_cache *us__feature_cache_new(void); /* NULL when out of memory */
+void us__feature_cache_free(us__feature_cache *c);
+
+typedef struct us__train_extra {
+  /* in */
+  double fixed_beta;        /* > 0: the calibration factor to fold into the output layer instead of
+                               fitting one on valid (the final training of a search has no valid) */
+  us__feature_cache *cache; /* may be NULL: featurise from scratch */
+  int average_runs;         /* > 1: this many trainings from the same initial weights with different
+                               shuffles, their weights averaged (less dependence on one seed's luck) */
+  /* out */
+  int best_epoch;  /* 1-based epoch whose weights were kept */
+  double best_acc; /* its validation accuracy (0 without valid) */
+  double beta;     /* calibration factor applied (1: none) */
+} us__train_extra;
+
+/* us_classifier_train with extra inputs and outputs (x may be NULL: the same as it). */
+us_status us__classifier_train_ex(const us_classifier_params *p, char *const *labels, int n_labels,
+                                  const us_example *train, size_t n_train, const us_example *valid,
+                                  size_t n_valid, us_epoch_fn on_epoch, void *user,
+                                  us__train_extra *x, us_classifier **out, us_err *err);
+
+/* ---- automatic selection (student/classifier_autotune.c) ----
+ * Deals the examples into `parts` stratified parts: each label's examples in a seeded random
+ * order go round-robin, the count carrying over from one label to the next, so every label with
+ * at least `parts` examples is in every part and the parts' sizes differ by one at most. part[i]
+ * receives example i's part; scratch holds n entries. */
+void us__autotune_stratify(const us_example *ex, size_t n, int n_labels, int parts, uint64_t seed,
+                           int *part, size_t *scratch);
+
 /* Rows of text's features that have embeddings, into s->rows (grows it; may allocate). */
 us_status us__classifier_text_rows(const us_classifier *m, us_classifier_scratch *s,
                                    const char *text, us_err *err);

@@ -41,6 +41,13 @@ void us_classifier_params_defaults(us_classifier_params *p) {
   p->quantize = false;
   p->quantize_bits = 4;
   p->calibrate = true;
+  p->lowercase = true;
+  p->punctuation = true;
+  p->fold_digits = false;
+  p->fold_urls = false;
+  p->class_weight = 0.0;
+  p->autotune = true;
+  p->autotune_seconds = -1;
 }
 
 #define CP(field, kind, lo, hi, flags, doc) \
@@ -71,6 +78,14 @@ static const us_param CLASSIFIER_PARAMS[] = {
     CP(min_count, US_PARAM_INT, 1, 1000000000, 0, "rarer words get no vocabulary entry"),
     CP(min_count_ngram, US_PARAM_INT, 1, 1000000000, 0, "rarer n-grams get no embedding row"),
     CP(quantize_bits, US_PARAM_INT, 4, 8, 0, "bits per quantised weight: 4 or 8"),
+    CP(lowercase, US_PARAM_BOOL, 0, 0, 0, "fold A-Z to a-z before features"),
+    CP(punctuation, US_PARAM_BOOL, 0, 0, 0, "punctuation marks are tokens (else separators)"),
+    CP(fold_digits, US_PARAM_BOOL, 0, 0, 0, "every digit reads as 0"),
+    CP(fold_urls, US_PARAM_BOOL, 0, 0, 0, "URLs read as the one word <url>"),
+    CP(class_weight, US_PARAM_DOUBLE, 0, 1, 0, "0: examples count once; 1: labels balanced"),
+    CP(autotune, US_PARAM_BOOL, 0, 0, 0, "choose the setting on the train split automatically"),
+    CP(autotune_seconds, US_PARAM_DOUBLE, -1, 86400, 0,
+       "search budget in seconds: -1 automatic, 0 off"),
 };
 
 const us_param *us_classifier_param_table(size_t *n) {
@@ -93,6 +108,11 @@ us_status us_classifier_params_check(const us_classifier_params *p, us_err *err)
   if (p->maxn > 0 && p->minn > p->maxn)
     return us_err_set(err, US_ERR_CONFIG, "minn: expected minn <= maxn (%d), found %d", p->maxn,
                       p->minn);
+  if (p->autotune_seconds < 0 && p->autotune_seconds != -1)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "autotune_seconds: expected -1 (automatic), 0 (off) or a number of seconds, "
+                      "found %g",
+                      p->autotune_seconds);
   if (p->quantize_bits != 4 && p->quantize_bits != 8)
     return us_err_set(err, US_ERR_CONFIG, "quantize_bits: expected 4 or 8, found %d",
                       p->quantize_bits);

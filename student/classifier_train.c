@@ -90,6 +90,7 @@ typedef struct worker {
   const us_example *ex;
   const example_rows *er;
   const size_t *order;
+  const float *weight; /* (n_labels) learning-rate factor of each label, NULL: all 1 */
   size_t n, start, step;
   int epoch;
   us_classifier_scratch *s;
@@ -110,6 +111,7 @@ static void *run_worker(void *arg) {
     int n = (int)(w->er->off[e + 1] - w->er->off[e]);
     double progress = ((double)w->epoch * (double)w->n + (double)i) / total_steps;
     float lr = (float)(p->lr * (1.0 - progress));
+    if (w->weight) lr *= w->weight[w->ex[e].label];
     us__classifier_target(p, m->n_labels, &w->ex[e], w->q);
     us__classifier_forward(m, w->s, rows, n, &w->rng, p->dropout);
     w->loss += us__classifier_loss(m, w->s, w->q);
@@ -159,6 +161,14 @@ static void evaluate(us_classifier *m, us_classifier_scratch *s, const us_exampl
 }
 
 /* ---- calibration ---- */
+
+/* Multiplies the output layer (W then b) by beta: the temperature folded into the weights. */
+static void scale_output(us_classifier *m, double beta) {
+  int last = m->n_layers - 1;
+  float *w = m->dense + m->dense_offset[last];
+  int64_t count = (int64_t)m->layer_out[last] * (m->layer_in[last] + 1);
+  for (int64_t i = 0; i < count; i++) w[i] *= (float)beta;
+}
 
 /* Mean negative log-likelihood of the wanted labels under softmax(beta * logp). */
 static double scaled_nll(const float *logp, const int *want, size_t n, int L, double beta) {
@@ -212,10 +222,7 @@ static double calibrate(us_classifier *m, us_classifier_scratch *s, const us_exa
   }
   beta = 0.5 * (lo + hi);
   if (!(scaled_nll(logp, want, n, L, beta) < scaled_nll(logp, want, n, L, 1.0))) beta = 1.0;
-  int last = m->n_layers - 1;
-  float *w = m->dense + m->dense_offset[last];
-  int64_t count = (int64_t)m->layer_out[last] * (m->layer_in[last] + 1); /* W then b */
-  for (int64_t i = 0; i < count; i++) w[i] *= (float)beta;
+  scale_output(m, beta);
 done:
   free(logp);
   free(want);
@@ -242,7 +249,7 @@ static us_status setup_model(const us_classifier_params *p, char *const *labels,
                              const us_example *train, size_t n_train, us_classifier **out,
                              us_err *err) {
   us_classifier *m = calloc(1, sizeof *m);
-  const char **texts = malloc(n_train * sizeof *texts);
+  const char **texts = malloc((n_train + 1) * sizeof *texts);
   us_status st = US_ERR_NOMEM;
   if (!m || !texts) goto nomem;
   m->p = *p;
@@ -252,7 +259,8 @@ static us_status setup_model(const us_classifier_params *p, char *const *labels,
   for (int i = 0; i < n_labels; i++)
     if (!(m->labels[i] = us_strdup(labels[i]))) goto nomem;
   for (size_t i = 0; i < n_train; i++) texts[i] = train[i].text;
-  if ((st = us__vocab_build(&m->vocab, texts, n_train, p->min_count, err)) != US_OK) goto fail;
+  /* no texts: the vocabulary comes from a feature cache */
+  if (n_train && (st = us__vocab_build_with(&m->vocab, p, texts, n_train, err)) != US_OK) goto fail;
   free(texts);
   *out = m;
   return US_OK;
@@ -283,14 +291,18 @@ typedef struct train_state {
   size_t *order;
   worker *workers;
   float *best_emb, *best_dense, *q;
+  float *weight; /* (n_labels) class weights, NULL when p->class_weight is 0 */
   us_classifier_scratch *eval_scratch;
+  bool borrowed_rows; /* tr and va belong to a feature cache */
 } train_state;
 
 static void free_state(train_state *t, int threads) {
-  free(t->tr.rows);
-  free(t->tr.off);
-  free(t->va.rows);
-  free(t->va.off);
+  if (!t->borrowed_rows) {
+    free(t->tr.rows);
+    free(t->tr.off);
+    free(t->va.rows);
+    free(t->va.off);
+  }
   free(t->order);
   for (int i = 0; t->workers && i < threads; i++) {
     us_classifier_scratch_free(t->workers[i].s);
@@ -300,12 +312,29 @@ static void free_state(train_state *t, int threads) {
   free(t->best_emb);
   free(t->best_dense);
   free(t->q);
+  free(t->weight);
   us_classifier_scratch_free(t->eval_scratch);
 }
 
-/* Vocabulary, feature rows of train and valid, weights, and every buffer the epochs use. */
-static us_status prepare(us_classifier *m, train_state *t, const us_example *train, size_t n_train,
-                         const us_example *valid, size_t n_valid, us_err *err) {
+/* Class weighting for imbalanced labels: label k's examples step the weights by
+ * (n / (n_labels * count_k))^power times the learning rate (1 for every label when they are
+ * balanced), capped at 10 so that a label seen once cannot blow the step up; labels absent from
+ * train get weight 1. NULL when power is 0 (or out of memory: weighting is an option, not a
+ * requirement). */
+static float *class_weights(const us_example *train, size_t n, int n_labels, double power) {
+  if (power <= 0) return NULL;
+  float *w = calloc((size_t)n_labels, sizeof *w);
+  if (!w) return NULL;
+  for (size_t i = 0; i < n; i++) w[train[i].label] += 1;
+  for (int k = 0; k < n_labels; k++)
+    w[k] = w[k] > 0 ? (float)fmin(10.0, pow((double)n / (n_labels * (double)w[k]), power)) : 1;
+  return w;
+}
+
+/* Feature rows of train and valid (after the vocabulary): row keys, the key map, the rows. */
+static us_status prepare_features(us_classifier *m, train_state *t, const us_example *train,
+                                  size_t n_train, const us_example *valid, size_t n_valid,
+                                  us_err *err) {
   int64_t total_train = 0, total_valid = 0;
   for (size_t i = 0; i < n_train; i++)
     us__features(&m->p, &m->vocab, train[i].text, count_feature, &total_train);
@@ -336,6 +365,13 @@ static us_status prepare(us_classifier *m, train_state *t, const us_example *tra
     return st;
   uint32_t *keys = realloc(m->row_keys, (size_t)(m->n_rows + 1) * sizeof *keys);
   if (keys) m->row_keys = keys;
+  return US_OK;
+}
+
+/* Weights, and every buffer the epochs use (after the features). */
+static us_status prepare_buffers(us_classifier *m, train_state *t, const us_example *train,
+                                 size_t n_train, us_err *err) {
+  us_status st;
   if ((st = us__classifier_alloc(m, err)) != US_OK) return st;
   int threads = m->p.threads, cap = t->tr.max_rows;
   t->order = malloc(n_train * sizeof *t->order);
@@ -353,7 +389,109 @@ static us_status prepare(us_classifier *m, train_state *t, const us_example *tra
       return us_err_set(err, US_ERR_NOMEM, "out of memory for training buffers");
   }
   for (size_t i = 0; i < n_train; i++) t->order[i] = i;
+  t->weight = class_weights(train, n_train, m->n_labels, m->p.class_weight);
   return US_OK;
+}
+
+/* ---- the feature cache (the search's candidates on one fold) ---- */
+
+#define CACHE_SLOTS 2 /* the best setting's features and one alternative's */
+
+typedef struct cache_slot {
+  bool filled;
+  uint64_t used;
+  us_classifier_params key; /* the feature settings (same_features) */
+  char **words;             /* the vocabulary, id order */
+  int n_words, n_rows;
+  uint32_t *row_keys; /* (n_rows) */
+  example_rows tr, va;
+} cache_slot;
+
+struct us__feature_cache {
+  cache_slot slot[CACHE_SLOTS];
+  uint64_t clock;
+};
+
+us__feature_cache *us__feature_cache_new(void) {
+  return calloc(1, sizeof(us__feature_cache));
+}
+
+static void slot_clear(cache_slot *c) {
+  for (int i = 0; c->words && i < c->n_words; i++) free(c->words[i]);
+  free(c->words);
+  free(c->row_keys);
+  free(c->tr.rows);
+  free(c->tr.off);
+  free(c->va.rows);
+  free(c->va.off);
+  memset(c, 0, sizeof *c);
+}
+
+void us__feature_cache_free(us__feature_cache *c) {
+  if (!c) return;
+  for (int i = 0; i < CACHE_SLOTS; i++) slot_clear(&c->slot[i]);
+  free(c);
+}
+
+/* The settings the vocabulary, row keys and rows depend on. */
+static bool same_features(const us_classifier_params *a, const us_classifier_params *b) {
+  return a->lowercase == b->lowercase && a->punctuation == b->punctuation &&
+         a->fold_digits == b->fold_digits && a->fold_urls == b->fold_urls &&
+         a->word_ngrams == b->word_ngrams && a->minn == b->minn && a->maxn == b->maxn &&
+         a->buckets == b->buckets && a->min_count == b->min_count &&
+         a->min_count_ngram == b->min_count_ngram;
+}
+
+static cache_slot *cache_find(us__feature_cache *c, const us_classifier_params *p) {
+  for (int i = 0; i < CACHE_SLOTS; i++)
+    if (c->slot[i].filled && same_features(&c->slot[i].key, p)) {
+      c->slot[i].used = ++c->clock;
+      return &c->slot[i];
+    }
+  return NULL;
+}
+
+/* The vocabulary, row keys and key map of a cached slot into m (after labels); t borrows its
+ * rows. */
+static us_status setup_from_slot(us_classifier *m, train_state *t, const cache_slot *c,
+                                 us_err *err) {
+  us_status st = us__vocab_from_words(&m->vocab, c->words, c->n_words, err);
+  if (st != US_OK) return st;
+  if ((st = us__keymap_init(&m->row_of, (uint32_t)c->n_rows + 1, err)) != US_OK) return st;
+  m->row_keys = malloc(((size_t)c->n_rows + 1) * sizeof *m->row_keys);
+  if (!m->row_keys) return us_err_set(err, US_ERR_NOMEM, "out of memory for feature keys");
+  memcpy(m->row_keys, c->row_keys, (size_t)c->n_rows * sizeof *m->row_keys);
+  for (int i = 0; i < c->n_rows; i++) us__keymap_put(&m->row_of, c->row_keys[i], i);
+  m->n_rows = c->n_rows;
+  t->tr = c->tr;
+  t->va = c->va;
+  t->borrowed_rows = true;
+  return US_OK;
+}
+
+/* Keeps m's features and t's rows in the least recently used slot (t then borrows them). Out of
+ * memory only means nothing is kept. */
+static void cache_store(us__feature_cache *c, const us_classifier *m, train_state *t) {
+  cache_slot *s = &c->slot[0];
+  for (int i = 1; i < CACHE_SLOTS; i++)
+    if (c->slot[i].used < s->used) s = &c->slot[i];
+  slot_clear(s);
+  s->words = calloc((size_t)m->vocab.n_words + 1, sizeof *s->words);
+  s->row_keys = malloc(((size_t)m->n_rows + 1) * sizeof *s->row_keys);
+  if (!s->words || !s->row_keys) goto fail;
+  for (s->n_words = 0; s->n_words < m->vocab.n_words; s->n_words++)
+    if (!(s->words[s->n_words] = us_strdup(m->vocab.words[s->n_words]))) goto fail;
+  memcpy(s->row_keys, m->row_keys, (size_t)m->n_rows * sizeof *s->row_keys);
+  s->n_rows = m->n_rows;
+  s->key = m->p;
+  s->tr = t->tr;
+  s->va = t->va;
+  t->borrowed_rows = true;
+  s->filled = true;
+  s->used = ++c->clock;
+  return;
+fail:
+  slot_clear(s);
 }
 
 /* Once per epoch, before the epoch is reported or kept: a learning rate too high for the data
@@ -382,10 +520,77 @@ static void shuffle(size_t *order, size_t n, us_rng *rng) {
   }
 }
 
+/* The epochs of one training from the weights in m: shuffled SGD, early stopping on valid
+ * (patience), the best epoch's weights left in m. run (0 for a single training) varies the
+ * workers' dropout streams between averaged runs. */
+static us_status run_epochs(us_classifier *m, train_state *t, const us_example *train,
+                            size_t n_train, const us_example *valid, size_t n_valid, us_rng *rng,
+                            uint64_t run, us_epoch_fn on_epoch, void *user, int *best_epoch_out,
+                            double *best_acc_out, us_err *err) {
+  const us_classifier_params *p = &m->p;
+  size_t emb_bytes = (size_t)m->n_rows * m->p.dim * sizeof(float);
+  size_t dense_bytes = (size_t)m->dense_count * sizeof(float);
+  double best_acc = -1, best_loss = INFINITY;
+  int since_best = 0, best_epoch = 0;
+  us_status st = US_OK;
+  for (int epoch = 0; epoch < p->epochs; epoch++) {
+    double t0 = us_now();
+    shuffle(t->order, n_train, rng);
+    for (int i = 0; i < p->threads; i++) {
+      worker *w = &t->workers[i];
+      w->m = m;
+      w->ex = train;
+      w->er = &t->tr;
+      w->order = t->order;
+      w->weight = t->weight;
+      w->n = n_train;
+      w->start = (size_t)i;
+      w->step = (size_t)p->threads;
+      w->epoch = epoch;
+      us_rng_seed(&w->rng, p->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(epoch * 256 + i + 1)) ^
+                               (0xe7037ed1a0b428dbull * run));
+    }
+    if ((st = run_epoch(t->workers, p->threads, err)) != US_OK) return st;
+    us_epoch_info info = {.epoch = epoch + 1};
+    for (int i = 0; i < p->threads; i++) info.train_loss += t->workers[i].loss;
+    info.train_loss /= (double)n_train;
+    info.lr = p->lr * (1.0 - (double)(epoch + 1) / p->epochs);
+    if ((st = check_divergence(m, p, &info, err)) != US_OK) return st;
+    evaluate(m, t->eval_scratch, valid, &t->va, n_valid, t->q, &info.valid_loss, &info.valid_acc);
+    info.seconds = us_now() - t0;
+    if (on_epoch) on_epoch(user, &info);
+    bool better = n_valid == 0 || info.valid_acc > best_acc ||
+                  (info.valid_acc == best_acc && info.valid_loss < best_loss);
+    if (better) {
+      best_acc = info.valid_acc;
+      best_loss = info.valid_loss;
+      best_epoch = epoch + 1;
+      since_best = 0;
+      if (emb_bytes) memcpy(t->best_emb, m->emb, emb_bytes);
+      memcpy(t->best_dense, m->dense, dense_bytes);
+    } else if (++since_best > p->patience) {
+      break;
+    }
+  }
+  if (emb_bytes) memcpy(m->emb, t->best_emb, emb_bytes);
+  memcpy(m->dense, t->best_dense, dense_bytes);
+  *best_epoch_out = best_epoch;
+  *best_acc_out = best_acc;
+  return US_OK;
+}
+
 us_status us_classifier_train(const us_classifier_params *p, char *const *labels, int n_labels,
                               const us_example *train, size_t n_train, const us_example *valid,
                               size_t n_valid, us_epoch_fn on_epoch, void *user, us_classifier **out,
                               us_err *err) {
+  return us__classifier_train_ex(p, labels, n_labels, train, n_train, valid, n_valid, on_epoch,
+                                 user, NULL, out, err);
+}
+
+us_status us__classifier_train_ex(const us_classifier_params *p, char *const *labels, int n_labels,
+                                  const us_example *train, size_t n_train, const us_example *valid,
+                                  size_t n_valid, us_epoch_fn on_epoch, void *user,
+                                  us__train_extra *x, us_classifier **out, us_err *err) {
   *out = NULL;
   us_status st = us_classifier_params_check(p, err);
   if (st != US_OK) {
@@ -401,60 +606,70 @@ us_status us_classifier_train(const us_classifier_params *p, char *const *labels
 
   us_classifier *m = NULL;
   train_state t = {0};
-  if ((st = setup_model(p, labels, n_labels, train, n_train, &m, err)) != US_OK) return st;
-  if ((st = prepare(m, &t, train, n_train, valid, n_valid, err)) != US_OK) goto fail;
+  cache_slot *hit = x && x->cache ? cache_find(x->cache, p) : NULL;
+  if ((st = setup_model(p, labels, n_labels, hit ? NULL : train, hit ? 0 : n_train, &m, err)) !=
+      US_OK)
+    return st;
+  if (hit) {
+    st = setup_from_slot(m, &t, hit, err);
+  } else {
+    st = prepare_features(m, &t, train, n_train, valid, n_valid, err);
+    if (st == US_OK && x && x->cache) cache_store(x->cache, m, &t);
+  }
+  if (st == US_OK) st = prepare_buffers(m, &t, train, n_train, err);
+  if (st != US_OK) goto fail;
   us_blas_set_threads(1); /* our threads are the parallelism; BLAS calls here are small */
 
-  us_rng rng;
-  us_rng_seed(&rng, p->seed);
-  init_weights(m, &rng);
   size_t emb_bytes = (size_t)m->n_rows * m->p.dim * sizeof(float);
-  size_t dense_bytes = (size_t)m->dense_count * sizeof(float);
-  double best_acc = -1, best_loss = INFINITY;
-  int since_best = 0;
-  for (int epoch = 0; epoch < p->epochs; epoch++) {
-    double t0 = us_now();
-    shuffle(t.order, n_train, &rng);
-    for (int i = 0; i < p->threads; i++) {
-      worker *w = &t.workers[i];
-      w->m = m;
-      w->ex = train;
-      w->er = &t.tr;
-      w->order = t.order;
-      w->n = n_train;
-      w->start = (size_t)i;
-      w->step = (size_t)p->threads;
-      w->epoch = epoch;
-      us_rng_seed(&w->rng, p->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(epoch * 256 + i + 1)));
-    }
-    if ((st = run_epoch(t.workers, p->threads, err)) != US_OK) goto fail;
-    us_epoch_info info = {.epoch = epoch + 1};
-    for (int i = 0; i < p->threads; i++) info.train_loss += t.workers[i].loss;
-    info.train_loss /= (double)n_train;
-    info.lr = p->lr * (1.0 - (double)(epoch + 1) / p->epochs);
-    if ((st = check_divergence(m, p, &info, err)) != US_OK) goto fail;
-    evaluate(m, t.eval_scratch, valid, &t.va, n_valid, t.q, &info.valid_loss, &info.valid_acc);
-    info.seconds = us_now() - t0;
-    if (on_epoch) on_epoch(user, &info);
-    bool better = n_valid == 0 || info.valid_acc > best_acc ||
-                  (info.valid_acc == best_acc && info.valid_loss < best_loss);
-    if (better) {
-      best_acc = info.valid_acc;
-      best_loss = info.valid_loss;
-      since_best = 0;
-      if (emb_bytes) memcpy(t.best_emb, m->emb, emb_bytes);
-      memcpy(t.best_dense, m->dense, dense_bytes);
-    } else if (++since_best > p->patience) {
-      break;
+  int runs = x && x->average_runs > 1 ? x->average_runs : 1, best_epoch = 0;
+  double best_acc = -1;
+  float *sum_emb = NULL, *sum_dense = NULL;
+  if (runs > 1) {
+    sum_emb = calloc((size_t)m->n_rows * m->p.dim + 1, sizeof *sum_emb);
+    sum_dense = calloc((size_t)m->dense_count, sizeof *sum_dense);
+    if (!sum_emb || !sum_dense) {
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory averaging %d trainings", runs);
+      goto fail_runs;
     }
   }
-  if (emb_bytes) memcpy(m->emb, t.best_emb, emb_bytes);
-  memcpy(m->dense, t.best_dense, dense_bytes);
-  if (p->calibrate) calibrate(m, t.eval_scratch, valid, &t.va, n_valid, t.q);
+  for (int r = 0; r < runs; r++) {
+    us_rng rng;
+    us_rng_seed(&rng, p->seed);
+    init_weights(m, &rng); /* every run from the same start: their weights stay comparable */
+    if (r > 0) us_rng_seed(&rng, p->seed ^ (0xa0761d6478bd642full * (uint64_t)r));
+    st = run_epochs(m, &t, train, n_train, valid, n_valid, &rng, (uint64_t)r, on_epoch, user,
+                    &best_epoch, &best_acc, err);
+    if (st != US_OK) goto fail_runs;
+    if (runs == 1) break;
+    const float *e = m->emb;
+    for (size_t i = 0; i < emb_bytes / sizeof(float); i++) sum_emb[i] += e[i];
+    for (int64_t i = 0; i < m->dense_count; i++) sum_dense[i] += m->dense[i];
+  }
+  if (runs > 1) { /* the mean of the runs' weights */
+    for (size_t i = 0; i < emb_bytes / sizeof(float); i++) m->emb[i] = sum_emb[i] / (float)runs;
+    for (int64_t i = 0; i < m->dense_count; i++) m->dense[i] = sum_dense[i] / (float)runs;
+  }
+  free(sum_emb);
+  free(sum_dense);
+  double beta = 1.0;
+  if (x && x->fixed_beta > 0) {
+    beta = x->fixed_beta;
+    if (beta != 1.0) scale_output(m, beta);
+  } else if (p->calibrate) {
+    beta = calibrate(m, t.eval_scratch, valid, &t.va, n_valid, t.q);
+  }
+  if (x) {
+    x->best_epoch = best_epoch;
+    x->best_acc = n_valid ? best_acc : 0;
+    x->beta = beta;
+  }
   free_state(&t, p->threads);
   if (p->quantize) us_classifier_quantize(m);
   *out = m;
   return US_OK;
+fail_runs:
+  free(sum_emb);
+  free(sum_dense);
 fail:
   free_state(&t, p->threads);
   us_classifier_free(m);

@@ -15,8 +15,10 @@ serve_setup() {
   SERVE_LABELS_CSV=$(printf '%s\n' "$SERVE_LABELS" | paste -sd, -)
   SERVE_LABELS_JOINED=$(printf '%s\n' "$SERVE_LABELS" | paste -sd '|' - | sed 's/|/, /g')
   start_mock --answers "$WORK/answers.jsonl" --template "$US_TEMPLATE" --labels "$SERVE_LABELS_CSV" "$@"
+  # the serve tests route by the student's confidence on this small set; they test serving, so
+  # the student trains with the settings as given (student.autotune would make it surer)
   write_config "$WORK/config.json" "task.labels=[$labels_json]" teacher.concurrency=16 \
-    data.label_field='"label"' teacher.max_retries=2 teacher.timeout_s=5
+    data.label_field='"label"' teacher.max_retries=2 teacher.timeout_s=5 student.autotune=false
   expect_ok run run "$WORK/config.json"
 }
 

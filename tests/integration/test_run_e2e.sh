@@ -29,6 +29,10 @@ done
 billed=$(mock_stats billed)
 assert_eq "$billed" "$(db_prompts)" "every prompt billed exactly once"
 assert_grep "$WORK/run1.out" 'agreement' "run prints the headline"
+# student.autotune is on by default: one line per candidate and the winner, which the report names
+assert_grep "$WORK/run1.err" 'candidate 1: defaults  valid acc [0-9.]+%' "the search prints its candidates"
+assert_grep "$WORK/run1.err" 'chosen automatically: .*, validation accuracy [0-9.]+%' "and the winner"
+assert_grep "$WORK/out/report.md" 'chosen automatically: .*, validation accuracy [0-9.]+%' "the report names the choice"
 
 note "report.json"
 rj=$(cat "$WORK/out/report.json")

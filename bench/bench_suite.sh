@@ -18,6 +18,7 @@
 #   --fresh       start bench/results_suite.json over (default: merge, replacing the sets run)
 #   --keep        keep the split files and models under bench/results/suite/
 #   --markdown-only  print the tables of bench/results_suite.json and stop
+#   --merge FILE  copy the per-fold figures of another results file into it, print, stop
 # env: BUILD (default build; bench_suite and understudy are built there if missing),
 #      US_SHARED_DATA (default ../shared/data), OUT (default bench/results_suite.json)
 # Everything runs under nice -n 5 with 2 threads at most.
@@ -28,11 +29,11 @@ BUILD=${BUILD:-$ROOT/build}
 OUT=${OUT:-$ROOT/bench/results_suite.json}
 args=("$@")
 for a in "$@"; do
-  case $a in -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+  case $a in -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 done
 
 markdown_only=0
-for a in "$@"; do [ "$a" = --markdown-only ] && markdown_only=1; done
+for a in "$@"; do case $a in --markdown-only | --merge) markdown_only=1 ;; esac; done
 if [ $markdown_only = 0 ]; then
   if [ ! -d "$DATA" ]; then
     echo "bench_suite: skipped: $DATA is absent (the suite needs ../shared/data: banking77, snips, kim2014)"

@@ -438,6 +438,29 @@ def markdown(results):
     return "\n".join(out) + "\n"
 
 
+def merge_results(results, path):
+    """Copies every tool's per-fold figures of the results file at path into results (same
+    set, same fold), then summarises again."""
+    with open(path) as f:
+        other = json.load(f)
+    for name, entry in other["sets"].items():
+        mine = results["sets"].get(name)
+        if not mine:
+            results["sets"][name] = entry
+            continue
+        for fold in entry["folds"]:
+            target = next((f for f in mine["folds"] if f["fold"] == fold["fold"]), None)
+            if target is None:
+                mine["folds"].append(fold)
+                continue
+            for t in TOOLS:
+                if t in fold:
+                    target[t] = fold[t]
+        mine["folds_run"] = len(mine["folds"])
+        mine["runs"] = mine.get("runs", []) + entry.get("runs", [])
+        mine["summary"] = summarise(mine["folds"])
+
+
 def machine():
     cpu = "?"
     try:
@@ -466,6 +489,7 @@ def main():
     p.add_argument("--work", default=os.path.join(ROOT, "bench", "results", "suite"))
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results_suite.json"))
     p.add_argument("--markdown-only", action="store_true")
+    p.add_argument("--merge", default="")
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--command", default="bench/bench_suite.sh")
@@ -479,7 +503,12 @@ def main():
     if os.path.exists(a.out) and not a.fresh:
         with open(a.out) as f:
             results = json.load(f)
-    if a.markdown_only:
+    if a.merge:  # another run's figures (e.g. one tool run in parallel into its own file)
+        merge_results(results, a.merge)
+        with open(a.out, "w") as f:
+            json.dump(results, f, indent=1)
+            f.write("\n")
+    if a.markdown_only or a.merge:
         print(markdown(results), end="")
         return 0
     results["machine"] = machine()

@@ -505,9 +505,7 @@ def main():
             results = json.load(f)
     if a.merge:  # another run's figures (e.g. one tool run in parallel into its own file)
         merge_results(results, a.merge)
-        with open(a.out, "w") as f:
-            json.dump(results, f, indent=1)
-            f.write("\n")
+        save(results, a.out)
     if a.markdown_only or a.merge:
         print(markdown(results), end="")
         return 0
@@ -523,11 +521,12 @@ def main():
             continue
         splits, n_folds = load_set(a.data, name)
         folds_run = min(n_folds, max(1, a.folds))
-        entry = {"command": a.command, "started_utc": time.strftime("%Y-%m-%d %H:%M:%S",
-                                                                     time.gmtime()),
+        entry = {"name": name, "command": a.command,
+                 "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                  "load_start": os.getloadavg()[0], "budget_s": a.budget,
                  "folds_run": folds_run, "folds_total": n_folds, "folds": []}
         old = results["sets"].get(name, {})
+        done = []
         for fold in range(folds_run):
             res = bench_fold(a, name, fold, splits(fold), fold == 0, us_autotune_ok)
             # a tool not run now keeps its figures of an earlier run on the same fold
@@ -536,22 +535,32 @@ def main():
             for k, v in prev.items():
                 if (k in TOOLS and k not in res) or (k == "seed_acc" and not ran_default):
                     res[k] = v
-            entry["folds"].append(res)
-        entry["folds"] += [f for f in old.get("folds", []) if f["fold"] >= folds_run]
-        entry["folds_run"] = len(entry["folds"])
-        entry["runs"] = old.get("runs", []) + [{k: entry[k] for k in (
-            "command", "started_utc", "load_start", "budget_s", "folds_run")}]
-        entry["load_end"] = os.getloadavg()[0]
-        entry["loadavg_end"] = list(os.getloadavg())
-        entry["summary"] = summarise(entry["folds"])
-        if name in PUBLISHED:
-            entry["published"] = PUBLISHED[name]
-        results["sets"][name] = entry
-        with open(a.out, "w") as f:  # after every set, so an interrupted run keeps its sets
-            json.dump(results, f, indent=1)
-            f.write("\n")
+            done.append(res)
+            # saved after every fold, so an interrupted run keeps what it measured
+            results["sets"][name] = finish_entry(entry, old, done, fold + 1)
+            save(results, a.out)
     print(markdown(results), end="")
     return 0
+
+
+def finish_entry(entry, old, done, folds_done):
+    e = dict(entry)
+    e["folds"] = done + [f for f in old.get("folds", []) if f["fold"] >= folds_done]
+    e["folds_run"] = len(e["folds"])
+    e["runs"] = old.get("runs", []) + [{k: entry[k] for k in (
+        "command", "started_utc", "load_start", "budget_s")} | {"folds_run": folds_done}]
+    e["load_end"] = os.getloadavg()[0]
+    e["loadavg_end"] = list(os.getloadavg())
+    e["summary"] = summarise(e["folds"])
+    if e["name"] in PUBLISHED:
+        e["published"] = PUBLISHED[e["name"]]
+    return e
+
+
+def save(results, path):
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
 
 
 if __name__ == "__main__":

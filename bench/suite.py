@@ -11,7 +11,7 @@ All train with 2 threads on the train part only; the validation slice only selec
 stopping, calibration, the search); the test part is scored once per model. Each run's wall
 time and CPU time (user + system of the child, from getrusage) include the search.
 Results merge into the JSON file by data set, so a run over some sets updates only those."""
-import argparse, csv, json, os, re, resource, shutil, statistics, subprocess, sys, time
+import argparse, csv, json, os, re, resource, shutil, signal, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FT_FIXED = ["-epoch", "50", "-lr", "0.5", "-wordNgrams", "2", "-minn", "2", "-maxn", "5",
@@ -116,22 +116,52 @@ def write_split(work, split):
 
 # ---- running -------------------------------------------------------------------------------
 
-def run(cmd, stdin=None, stdout=subprocess.PIPE, log_path=None, log_stdout=False):
+def run(cmd, stdin=None, stdout=subprocess.PIPE, log_path=None, log_stdout=False, watch=None):
     """Runs cmd to completion; returns (returncode, stdout, wall s, CPU s of the child).
-    stderr (and stdout too with log_stdout) goes to log_path."""
+    stderr (and stdout too with log_stdout) goes to log_path. watch(proc, seconds since the
+    start) is called every second while it runs."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     err = open(log_path, "w") if log_path else subprocess.DEVNULL
     try:
-        p = subprocess.run(cmd, stdin=stdin, stdout=err if log_stdout else stdout, stderr=err,
-                           text=True)
+        p = subprocess.Popen(cmd, stdin=stdin, stdout=err if log_stdout else stdout, stderr=err,
+                             text=True)
+        out = None
+        while True:
+            try:
+                out, _ = p.communicate(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                if watch:
+                    watch(p, time.monotonic() - t0)
     finally:
         if log_path:
             err.close()
     wall = time.monotonic() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return p.returncode, p.stdout, wall, cpu
+    return p.returncode, out, wall, cpu
+
+
+class AutotuneTimerWatch:
+    """fastText 0.9.2's autotune starts its timer thread before it sets continueTraining_, so
+    when the thread runs first it ends at once and the search never stops (no "Progress:" line
+    in the log: seen here under load, 1 run in 3 on a toy file). When the budget has passed
+    (+2 s) and the log shows no progress line, this sends SIGINT, which fastText's own handler
+    turns into the end of the search (then it trains the final model, as after a timeout)."""
+
+    def __init__(self, log_path, budget):
+        self.log_path, self.budget, self.fired = log_path, budget, False
+
+    def __call__(self, proc, elapsed):
+        if self.fired or elapsed < self.budget + 2:
+            return
+        with open(self.log_path, errors="replace") as f:
+            if "Progress:" in f.read():
+                self.fired = None  # the timer works; nothing to do
+                return
+        proc.send_signal(signal.SIGINT)
+        self.fired = True
 
 
 def cli_cpu_us(cmd, timed_file, n_lines):
@@ -174,12 +204,13 @@ def run_understudy(a, work, extra, model=None):
     return res
 
 
-def run_fasttext(work, args, name, autotune_log=None):
+def run_fasttext(work, args, name, autotune_log=None, watch=None):
     model = f"{work}/{name}"
     cmd = ["nice", "-n", "5", "fasttext", "supervised", "-input", f"{work}/ft_train.txt",
            "-output", model, "-thread", "2"] + args
     # fastText prints its autotune trials on stdout
-    rc, _, wall, cpu = run(cmd, log_path=autotune_log or f"{work}/{name}.log", log_stdout=True)
+    rc, _, wall, cpu = run(cmd, log_path=autotune_log or f"{work}/{name}.log", log_stdout=True,
+                           watch=watch)
     if rc != 0:
         raise RuntimeError(f"fasttext supervised failed (exit {rc}); log: {work}/{name}.log")
     return model + ".bin", wall, cpu
@@ -203,6 +234,31 @@ def bench_fold(a, name, fold, split, timing, us_autotune_ok):
     res = {"fold": fold, "n_train": len(split[0]), "n_valid": len(split[1]), "n_test": len(test),
            "load_start": os.getloadavg()[0]}
 
+    if "us_default" in a.tools:
+        bench_us_default(a, name, fold, work, timing, n_timed, res)
+    if "ft_fixed" in a.tools and not a.no_fasttext:
+        bench_ft_fixed(a, name, fold, work, timing, n_timed, test, res)
+    if "us_autotune" in a.tools and us_autotune_ok[0]:
+        bench_us_autotune(a, name, fold, work, timing, n_timed, res, us_autotune_ok)
+    if "ft_autotune" in a.tools and not a.no_fasttext and a.budget > 0:
+        bench_ft_autotune(a, name, fold, work, timing, n_timed, test, res)
+    for t in TOOLS:  # when and under what load each ran, for figures merged from pieces
+        if t in res:
+            res[t].update(budget_s=a.budget if "autotune" in t else None,
+                          load_1min=os.getloadavg()[0],
+                          utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
+    if name in a.seed_sets and a.seeds > 1 and "us_default" in res:  # seed 1: the run above
+        res["seed_acc"] = [res["us_default"]["acc"]]
+        for seed in range(2, a.seeds + 1):
+            res["seed_acc"].append(run_understudy(a, work, ["--seed", str(seed)])["test_acc"])
+        log(f"{name} fold {fold}: seeds 1..{a.seeds}: "
+            + " ".join(f"{x:.4f}" for x in res["seed_acc"]))
+    if not a.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
+def bench_us_default(a, name, fold, work, timing, n_timed, res):
     r = run_understudy(a, work, [], f"{work}/us_default.bin" if timing else None)
     res["us_default"] = {"acc": r["test_acc"], "valid_acc": r["valid_acc"],
                          "wall_s": r["train_wall_s"], "cpu_s": r["train_cpu_s"],
@@ -215,64 +271,60 @@ def bench_fold(a, name, fold, split, timing, us_autotune_ok):
     log(f"{name} fold {fold}: understudy defaults {r['test_acc']:.4f} "
         f"({r['train_wall_s']:.1f} s)")
 
-    if not a.no_fasttext:
-        m, wall, cpu = run_fasttext(work, FT_FIXED + ["-verbose", "0"], "ft_fixed")
-        res["ft_fixed"] = {"acc": fasttext_accuracy(m, work, test), "wall_s": round(wall, 3),
-                           "cpu_s": round(cpu, 3)}
-        if timing:
-            res["ft_fixed"]["predict_cli_us"] = cli_cpu_us(
-                ["fasttext", "predict-prob", m, "-"], f"{work}/ft_timed.txt", n_timed)
-        log(f"{name} fold {fold}: fastText fixed {res['ft_fixed']['acc']:.4f} ({wall:.1f} s)")
-        os.remove(m)  # 800 MB with 2M buckets x dim 100
 
-    if us_autotune_ok[0]:
-        r = run_understudy(a, work, ["--autotune", str(a.budget)],
-                           f"{work}/us_autotune.bin" if timing else None)
-        if "error" in r:
-            log(f"understudy autotune skipped: {r['error']}")
-            us_autotune_ok[0] = False
-            res["us_autotune_skipped"] = r["error"]
-        else:
-            res["us_autotune"] = {"acc": r["test_acc"], "valid_acc": r["valid_acc"],
-                                  "wall_s": r["train_wall_s"], "cpu_s": r["train_cpu_s"],
-                                  "process_wall_s": r["process_wall_s"],
-                                  "process_cpu_s": r["process_cpu_s"],
-                                  "predict_inproc_us": r["predict_cpu_us"],
-                                  "chosen": r.get("chosen", "")}
-            if timing and a.us_bin:
-                res["us_autotune"]["predict_cli_us"] = cli_cpu_us(
-                    [a.us_bin, "predict", f"{work}/us_autotune.bin"], f"{work}/us_timed.txt",
-                    n_timed)
-            log(f"{name} fold {fold}: understudy autotune {r['test_acc']:.4f} "
-                f"({r['train_wall_s']:.1f} s)")
+def bench_ft_fixed(a, name, fold, work, timing, n_timed, test, res):
+    m, wall, cpu = run_fasttext(work, FT_FIXED + ["-verbose", "0"], "ft_fixed")
+    res["ft_fixed"] = {"acc": fasttext_accuracy(m, work, test), "wall_s": round(wall, 3),
+                       "cpu_s": round(cpu, 3)}
+    if timing:
+        res["ft_fixed"]["predict_cli_us"] = cli_cpu_us(
+            ["fasttext", "predict-prob", m, "-"], f"{work}/ft_timed.txt", n_timed)
+    log(f"{name} fold {fold}: fastText fixed {res['ft_fixed']['acc']:.4f} ({wall:.1f} s)")
+    os.remove(m)  # 800 MB with 2M buckets x dim 100
 
-    if not a.no_fasttext and a.budget > 0:
-        lp = f"{work}/ft_autotune.log"
-        try:
-            m, wall, cpu = run_fasttext(work, ["-autotune-validation", f"{work}/ft_valid.txt",
-                                               "-autotune-duration", str(int(a.budget)),
-                                               "-verbose", "3"], "ft_autotune", autotune_log=lp)
-        except RuntimeError as e:  # e.g. "Didn't have enough time to train once"
-            with open(lp, errors="replace") as f:
-                tail = f.read().strip().splitlines()[-1:] or [""]
-            res["ft_autotune_failed"] = f"{e}: {tail[0]}"
-            log(f"{name} fold {fold}: fastText autotune failed: {res['ft_autotune_failed']}")
-            m = None
-        if m:
-            ft_autotune_record(res, m, lp, wall, cpu, work, test, timing, n_timed)
-            log(f"{name} fold {fold}: fastText autotune {res['ft_autotune']['acc']:.4f} "
-                f"({wall:.1f} s, {res['ft_autotune']['trials']} trials)")
-            os.remove(m)
 
-    if name in a.seed_sets and a.seeds > 1:  # seed 1 is the default run above
-        res["seed_acc"] = [res["us_default"]["acc"]]
-        for seed in range(2, a.seeds + 1):
-            res["seed_acc"].append(run_understudy(a, work, ["--seed", str(seed)])["test_acc"])
-        log(f"{name} fold {fold}: seeds 1..{a.seeds}: "
-            + " ".join(f"{x:.4f}" for x in res["seed_acc"]))
-    if not a.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return res
+def bench_us_autotune(a, name, fold, work, timing, n_timed, res, us_autotune_ok):
+    r = run_understudy(a, work, ["--autotune", str(a.budget)],
+                       f"{work}/us_autotune.bin" if timing else None)
+    if "error" in r:
+        log(f"understudy autotune skipped: {r['error']}")
+        us_autotune_ok[0] = False
+        res["us_autotune_skipped"] = r["error"]
+    else:
+        res["us_autotune"] = {"acc": r["test_acc"], "valid_acc": r["valid_acc"],
+                              "wall_s": r["train_wall_s"], "cpu_s": r["train_cpu_s"],
+                              "process_wall_s": r["process_wall_s"],
+                              "process_cpu_s": r["process_cpu_s"],
+                              "predict_inproc_us": r["predict_cpu_us"],
+                              "chosen": r.get("chosen", "")}
+        if timing and a.us_bin:
+            res["us_autotune"]["predict_cli_us"] = cli_cpu_us(
+                [a.us_bin, "predict", f"{work}/us_autotune.bin"], f"{work}/us_timed.txt",
+                n_timed)
+        log(f"{name} fold {fold}: understudy autotune {r['test_acc']:.4f} "
+            f"({r['train_wall_s']:.1f} s)")
+
+
+def bench_ft_autotune(a, name, fold, work, timing, n_timed, test, res):
+    lp = f"{work}/ft_autotune.log"
+    watch = AutotuneTimerWatch(lp, int(a.budget))
+    try:
+        m, wall, cpu = run_fasttext(work, ["-autotune-validation", f"{work}/ft_valid.txt",
+                                           "-autotune-duration", str(int(a.budget)),
+                                           "-verbose", "3"], "ft_autotune", autotune_log=lp,
+                                    watch=watch)
+    except RuntimeError as e:  # e.g. "Didn't have enough time to train once"
+        with open(lp, errors="replace") as f:
+            tail = f.read().strip().splitlines()[-1:] or [""]
+        res["ft_autotune_failed"] = f"{e}: {tail[0]}"
+        log(f"{name} fold {fold}: fastText autotune failed: {res['ft_autotune_failed']}")
+        m = None
+    if m:
+        ft_autotune_record(res, m, lp, wall, cpu, work, test, timing, n_timed)
+        res["ft_autotune"]["timer_race_sigint"] = bool(watch.fired)
+        log(f"{name} fold {fold}: fastText autotune {res['ft_autotune']['acc']:.4f} "
+            f"({wall:.1f} s, {res['ft_autotune']['trials']} trials)")
+        os.remove(m)
 
 
 # ---- summary -------------------------------------------------------------------------------
@@ -333,6 +385,8 @@ def markdown(results):
                 cells.append(f"{pct(acc['mean'])} [{pct(acc['min'])} - {pct(acc['max'])}]")
             else:
                 cells.append(pct(acc["mean"]))
+            if acc and acc["n"] != r["folds_run"]:
+                cells[-1] += f" ({acc['n']} folds)"
         pub = PUBLISHED.get(name)
         pub_s = " / ".join(f"{v}" for v in pub.values()) if pub else "-"
         out.append(f"| {name} | {r['folds_run']} | " + " | ".join(cells) + f" | {pub_s} |")
@@ -384,6 +438,29 @@ def markdown(results):
     return "\n".join(out) + "\n"
 
 
+def merge_results(results, path):
+    """Copies every tool's per-fold figures of the results file at path into results (same
+    set, same fold), then summarises again."""
+    with open(path) as f:
+        other = json.load(f)
+    for name, entry in other["sets"].items():
+        mine = results["sets"].get(name)
+        if not mine:
+            results["sets"][name] = entry
+            continue
+        for fold in entry["folds"]:
+            target = next((f for f in mine["folds"] if f["fold"] == fold["fold"]), None)
+            if target is None:
+                mine["folds"].append(fold)
+                continue
+            for t in TOOLS:
+                if t in fold:
+                    target[t] = fold[t]
+        mine["folds_run"] = len(mine["folds"])
+        mine["runs"] = mine.get("runs", []) + entry.get("runs", [])
+        mine["summary"] = summarise(mine["folds"])
+
+
 def machine():
     cpu = "?"
     try:
@@ -403,6 +480,7 @@ def main():
     p.add_argument("--budget", type=float, default=30)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--seed-sets", default="cr,snips")
+    p.add_argument("--tools", default=",".join(TOOLS))
     p.add_argument("--no-understudy-autotune", action="store_true")
     p.add_argument("--no-fasttext", action="store_true")
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
@@ -411,16 +489,24 @@ def main():
     p.add_argument("--work", default=os.path.join(ROOT, "bench", "results", "suite"))
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results_suite.json"))
     p.add_argument("--markdown-only", action="store_true")
+    p.add_argument("--merge", default="")
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--command", default="bench/bench_suite.sh")
     a = p.parse_args()
     a.seed_sets = set(a.seed_sets.split(",")) if a.seed_sets else set()
+    a.tools = a.tools.split(",")
+    if any(t not in TOOLS for t in a.tools):
+        log(f"--tools {','.join(a.tools)}: the tools are {','.join(TOOLS)}")
+        return 2
     results = {"sets": {}}
     if os.path.exists(a.out) and not a.fresh:
         with open(a.out) as f:
             results = json.load(f)
-    if a.markdown_only:
+    if a.merge:  # another run's figures (e.g. one tool run in parallel into its own file)
+        merge_results(results, a.merge)
+        save(results, a.out)
+    if a.markdown_only or a.merge:
         print(markdown(results), end="")
         return 0
     results["machine"] = machine()
@@ -435,24 +521,46 @@ def main():
             continue
         splits, n_folds = load_set(a.data, name)
         folds_run = min(n_folds, max(1, a.folds))
-        entry = {"command": a.command, "started_utc": time.strftime("%Y-%m-%d %H:%M:%S",
-                                                                     time.gmtime()),
+        entry = {"name": name, "command": a.command,
+                 "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                  "load_start": os.getloadavg()[0], "budget_s": a.budget,
                  "folds_run": folds_run, "folds_total": n_folds, "folds": []}
+        old = results["sets"].get(name, {})
+        done = []
         for fold in range(folds_run):
-            entry["folds"].append(bench_fold(a, name, fold, splits(fold), fold == 0,
-                                             us_autotune_ok))
-        entry["load_end"] = os.getloadavg()[0]
-        entry["loadavg_end"] = list(os.getloadavg())
-        entry["summary"] = summarise(entry["folds"])
-        if name in PUBLISHED:
-            entry["published"] = PUBLISHED[name]
-        results["sets"][name] = entry
-        with open(a.out, "w") as f:  # after every set, so an interrupted run keeps its sets
-            json.dump(results, f, indent=1)
-            f.write("\n")
+            res = bench_fold(a, name, fold, splits(fold), fold == 0, us_autotune_ok)
+            # a tool not run now keeps its figures of an earlier run on the same fold
+            prev = next((f for f in old.get("folds", []) if f["fold"] == fold), {})
+            ran_default = "us_default" in res
+            for k, v in prev.items():
+                if (k in TOOLS and k not in res) or (k == "seed_acc" and not ran_default):
+                    res[k] = v
+            done.append(res)
+            # saved after every fold, so an interrupted run keeps what it measured
+            results["sets"][name] = finish_entry(entry, old, done, fold + 1)
+            save(results, a.out)
     print(markdown(results), end="")
     return 0
+
+
+def finish_entry(entry, old, done, folds_done):
+    e = dict(entry)
+    e["folds"] = done + [f for f in old.get("folds", []) if f["fold"] >= folds_done]
+    e["folds_run"] = len(e["folds"])
+    e["runs"] = old.get("runs", []) + [{k: entry[k] for k in (
+        "command", "started_utc", "load_start", "budget_s")} | {"folds_run": folds_done}]
+    e["load_end"] = os.getloadavg()[0]
+    e["loadavg_end"] = list(os.getloadavg())
+    e["summary"] = summarise(e["folds"])
+    if e["name"] in PUBLISHED:
+        e["published"] = PUBLISHED[e["name"]]
+    return e
+
+
+def save(results, path):
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ typedef struct us_train_summary {
   int64_t params;       /* student parameter count */
   int64_t model_bytes;  /* size of student.bin */
   char model_path[4096];
+  char chosen[320]; /* generate: the size, steps and time budget the trainer chose, else "" */
 } us_train_summary;
 
 typedef struct us_train_options {

@@ -3,7 +3,8 @@
  *   offset  size        field
  *   0       4           magic "USLM"
  *   4       4           u32 format version (1)
- *   8       4           u32 flags: bit 0 = a training state follows the weights
+ *   8       4           u32 flags: bit 0 = a training state follows the weights; bit 1 (only
+ *                       with bit 0) = the state ends with the schedule
  *   12      24          u32 layers, dim, heads, context, vocab, hidden
  *   36      4           u32 reserved, 0
  *   40      8           u64 n_params (must equal us_lm_param_count of the config)
@@ -14,6 +15,8 @@
  *           8*4         u64 RNG state
  *           4*n_params  f32 AdamW first moments
  *           4*n_params  f32 AdamW second moments
+ *   if flags bit 1:
+ *           8*2         u64 planned steps, warmup steps (a resumed run keeps its schedule)
  *   end-32  32          SHA-256 of every byte before it
  */
 #include <stdlib.h>
@@ -51,7 +54,7 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
   unsigned char h[LM_HEADER];
   memcpy(h, LM_MAGIC, 4);
   put32(h + 4, LM_VERSION);
-  put32(h + 8, ts ? 1u : 0u);
+  put32(h + 8, ts ? (ts->planned ? 3u : 1u) : 0u);
   int fields[6] = {c->layers, c->dim, c->heads, c->context, c->vocab, c->hidden};
   for (int i = 0; i < 6; i++) put32(h + 12 + 4 * i, (uint32_t)fields[i]);
   put32(h + 36, 0);
@@ -71,6 +74,10 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
     if (us_buf_append(out, s, sizeof s) != US_OK || us_buf_append(out, ts->m, bytes) != US_OK ||
         us_buf_append(out, ts->v, bytes) != US_OK)
       goto nomem;
+    unsigned char plan[16];
+    put64(plan, ts->planned);
+    put64(plan + 8, ts->warmup);
+    if (ts->planned && us_buf_append(out, plan, sizeof plan) != US_OK) goto nomem;
   }
   unsigned char digest[32];
   us_sha256(out->data, out->len, digest);
@@ -113,7 +120,7 @@ static us_status parse_header(const unsigned char *d, size_t len, const char *pa
                       "%s: language model format version %u, this build reads version %u", path,
                       version, LM_VERSION);
   *flags = get32(d + 8);
-  if (*flags > 1u)
+  if (*flags > 3u || *flags == 2u)
     return us_err_set(err, US_ERR_FORMAT, "%s: unknown flags 0x%x in the header", path, *flags);
   int *fields[6] = {&c->layers, &c->dim, &c->heads, &c->context, &c->vocab, &c->hidden};
   for (int i = 0; i < 6; i++) {
@@ -142,7 +149,8 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
                       path, len);
   size_t n_merges = get32(d + LM_HEADER);
   size_t n_params = us_lm_param_count(&c), bytes = n_params * sizeof(float);
-  size_t expect = LM_HEADER + 4 + 8 * n_merges + bytes + (flags ? 64 + 2 * bytes : 0) + 32;
+  size_t expect = LM_HEADER + 4 + 8 * n_merges + bytes + (flags ? 64 + 2 * bytes : 0) +
+                  (flags & 2u ? 16 : 0) + 32;
   if (n_merges > US_BPE_MAX_VOCAB || len < expect)
     return us_err_set(err, US_ERR_FORMAT,
                       "%s: truncated language model: %zu bytes, its header announces %zu", path,
@@ -203,6 +211,8 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
     }
     memcpy(ts->m, p + 64, bytes);
     memcpy(ts->v, p + 64 + bytes, bytes);
+    ts->planned = flags & 2u ? get64(p + 64 + 2 * bytes) : 0;
+    ts->warmup = flags & 2u ? get64(p + 72 + 2 * bytes) : 0;
     if (us__first_nonfinite(ts->m, n_params) < n_params ||
         us__first_nonfinite(ts->v, n_params) < n_params) {
       free(ts->m);

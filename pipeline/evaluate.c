@@ -233,6 +233,7 @@ done:
 
 struct us_eval_data {
   us_report report;
+  char student_line[448]; /* generate: the description with what training chose */
   test_row *rows;
   size_t n_rows;
   int *reference, *predicted, *gold;
@@ -478,6 +479,10 @@ static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d
       .student_params = json_number(d->json, "params", 0),
   };
   d->report.student_params = (long)in.student_params;
+  const cJSON *chosen = cJSON_GetObjectItemCaseSensitive(train, "chosen");
+  if (cJSON_IsString(chosen))
+    snprintf(d->student_line, sizeof d->student_line,
+             "decoder-only transformer with a byte-level BPE tokeniser; %s", chosen->valuestring);
   st = us_cost_compute(&in, &d->cost, err);
   if (!st) d->report.cost = &d->cost;
 done:
@@ -722,6 +727,8 @@ us_status us_eval_build(const us_config *c, us_cache *cache, us_eval_data **out,
   r->student_desc = c->task.type == US_TASK_CLASSIFY
                         ? "fastText-style classifier: hashed word and character n-grams, "
                           "embedding bag, softmax"
+                    : d->student_line[0]
+                        ? d->student_line
                         : "decoder-only transformer with a byte-level BPE tokeniser";
   r->counts.prompts_train = (long)s.prompts_train;
   r->counts.prompts_test = (long)s.prompts_test;

@@ -400,8 +400,12 @@ static int on_lm_step(const us_lm_progress *p, void *user) {
   double now = us_now();
   if (s->opt && s->opt->progress && (now - s->last_report > 2.0 || p->step == p->steps)) {
     char line[256];
-    snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.3g  %.0f tok/s  ETA %.0fs", p->step,
-             p->steps, p->loss, p->lr, p->tokens_per_sec, p->eta_sec);
+    if (p->steps > 0)
+      snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.3g  %.0f tok/s  ETA %.0fs",
+               p->step, p->steps, p->loss, p->lr, p->tokens_per_sec, p->eta_sec);
+    else
+      snprintf(line, sizeof line, "step %ld (timing the first steps)  loss %.4f  %.0f tok/s",
+               p->step, p->loss, p->tokens_per_sec);
     s->opt->progress(s->opt->progress_user, line);
     s->last_report = now;
   }

@@ -61,7 +61,8 @@ typedef struct us_lm_example {
 } us_lm_example;
 
 typedef struct us_lm_progress {
-  long step, steps;      /* steps done so far (1-based after the first step), total planned */
+  long step, steps;      /* steps done so far (1-based after the first step), total planned (0 while
+                            the first steps of a time budget are being timed) */
   double loss;           /* mean loss on the answer tokens of this step's batch */
   double lr;             /* learning rate used by this step */
   double tokens_per_sec; /* batch tokens (B * T) per wall second since this run started */

@@ -648,12 +648,16 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
       goto fail;
     if (p->progress) {
       double dt = clock_now(&t) - t0, done = (double)(step + 1 - first);
+      /* before the first plan: no total yet, and the budget's end is the estimate */
+      double eta = t.sched.planned
+                       ? (done > 0 ? dt / done * (double)(t.sched.steps - step - 1) : 0.0)
+                       : t.sched.budget_sec - (clock_now(&t) - t.sched.start);
       us_lm_progress pr = {step + 1,
-                           t.sched.steps,
+                           t.sched.planned ? t.sched.steps : 0,
                            loss,
                            lr,
                            dt > 0 ? done * t.B * t.T / dt : 0.0,
-                           done > 0 ? dt / done * (double)(t.sched.steps - step - 1) : 0.0,
+                           eta > 0 ? eta : 0.0,
                            t.lm->n_params,
                            t.custom ? "custom" : t.size->name,
                            t.auto_preset,

@@ -286,6 +286,66 @@ static void given_steps_should_win_in_training(void **state) {
   us_lm_free(lm);
 }
 
+typedef struct stopper {
+  fake f;
+  long stop_at; /* progress returns 1 after this step; 0: never */
+  double per_step;
+  long planned;
+} stopper;
+
+static double stopper_clock(void *user) {
+  return ((stopper *)user)->f.now;
+}
+
+static int stopper_progress(const us_lm_progress *pr, void *user) {
+  stopper *s = user;
+  s->f.now += s->per_step;
+  s->f.steps = pr->step;
+  if (pr->steps > 0) s->planned = pr->steps;
+  return s->stop_at > 0 && pr->step == s->stop_at;
+}
+
+/* A run interrupted after a checkpoint resumes with the plan the checkpoint holds, even on a
+ * machine ten times slower (which would plan far fewer steps afresh). */
+static void resumed_run_should_keep_its_plan(void **state) {
+  (void)state;
+  make_examples();
+  char path[] = "/tmp/us_test_lm_budget_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  unlink(path);
+  us_lm_train_params p;
+  tiny_params(&p);
+  p.train_minutes = 1.0;
+  p.checkpoint_every = 10;
+  p.checkpoint_path = path;
+  p.resume = true;
+  stopper s = {{0}, 25, 1.0, 0};
+  p.clock = stopper_clock;
+  p.clock_user = &s;
+  p.progress = stopper_progress;
+  p.progress_user = &s;
+  us_lm *lm = NULL;
+  us_err err;
+  assert_int_equal(us_lm_train(&p, examples, N_EX, &lm, &err), US_ERR_INTERRUPTED);
+  assert_null(lm);
+  long planned = s.planned;
+  assert_true(planned >= 58 && planned <= 61);
+  stopper again = {{0}, 0, 10.0, 0};
+  us_lm_train_info info;
+  p.clock_user = &again;
+  p.progress_user = &again;
+  p.info = &info;
+  assert_int_equal(us_lm_train(&p, examples, N_EX, &lm, &err), US_OK);
+  assert_false(info.steps_from_budget);
+  assert_int_equal(info.steps_planned, planned);
+  assert_int_equal(info.steps_done, planned);
+  assert_int_equal(again.f.steps, planned); /* resumed from step 20, ran to the stored plan */
+  us_lm_free(lm);
+  unlink(path);
+}
+
 /* Validation answers the training contradicts: the same prompts with the other colour. Once the
  * model has learnt the format its validation loss falls, then rises as it memorises the training
  * colours; the delivered weights must be the best check's, not the last. */
@@ -337,6 +397,7 @@ int main(void) {
       cmocka_unit_test(training_should_end_when_the_budget_is_spent),
       cmocka_unit_test(given_steps_should_win_in_training),
       cmocka_unit_test(early_stopping_should_deliver_the_best_checks_weights),
+      cmocka_unit_test(resumed_run_should_keep_its_plan),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

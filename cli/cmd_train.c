@@ -38,18 +38,19 @@ int us_cli_train_end(us_cli_session *ss, us_status st, const us_err *err,
           s->model_path, (long long)s->n_train, (long long)s->n_valid, (long long)s->n_soft,
           s->epochs, 100 * s->best_valid_acc, s->wall_s, s->cpu_s, (long long)s->params,
           (double)s->model_bytes / 1e6);
-    else /* the language model has no held-out slice, soft targets or validation accuracy */
+    else /* the language model has no soft targets or validation accuracy */
       printf(
-          "train: %s: trained on %lld examples; %d steps; %.1f s (%.1f CPU s); %lld "
-          "parameters, %.1f MB\n",
-          s->model_path, (long long)s->n_train, s->epochs, s->wall_s, s->cpu_s,
-          (long long)s->params, (double)s->model_bytes / 1e6);
+          "train: %s: trained on %lld examples, %lld held out for early stopping; %d steps; "
+          "%.1f s (%.1f CPU s); %lld parameters, %.1f MB\n",
+          s->model_path, (long long)s->n_train, (long long)s->n_valid, s->epochs, s->wall_s,
+          s->cpu_s, (long long)s->params, (double)s->model_bytes / 1e6);
     if (s->autotune.autotuned && !s->up_to_date) /* "held out" above is 0: the search folds */
       printf(
           "train: chosen automatically: %s, validation accuracy %.2f%% (%d-fold, %d settings "
           "tried; student.autotune=false trains the settings as given)\n",
           s->autotune.chosen, 100 * s->autotune.valid_acc, s->autotune.folds,
           s->autotune.candidates);
+    if (s->chosen[0]) printf("train: %s\n", s->chosen);
     if (s->skipped_unparsed || s->skipped_missing)
       printf(
           "train: skipped %lld prompts whose teacher answer named no label and %lld with no "

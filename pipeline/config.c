@@ -201,6 +201,8 @@ static const key_spec KEYS[] = {
     PKEY("student.context", student.lm.context, us_lm_train_param_table, "context", 0),
     PKEY("student.vocab_size", student.lm.vocab_size, us_lm_train_param_table, "vocab_size", 0),
     PKEY("student.steps", student.lm.steps, us_lm_train_param_table, "steps", 0),
+    PKEY("student.train_minutes", student.lm.train_minutes, us_lm_train_param_table,
+         "train_minutes", 0),
     PKEY("student.batch_size", student.lm.batch_size, us_lm_train_param_table, "batch_size", 0),
     PKEY("student.warmup_steps", student.lm.warmup_steps, us_lm_train_param_table, "warmup_steps",
          0),
@@ -1155,10 +1157,11 @@ static us_status check_consistency(load_ctx *x) {
   return US_OK;
 }
 
-/* student.threads, student.seed and student.dropout are read into the classifier's settings and
- * hold for the language model too. */
+/* student.threads, student.seed, student.dropout and student.patience are read into the
+ * classifier's settings and hold for the language model too. */
 static void share_student_settings(us_config *c) {
   c->student.lm.dropout = c->student.classifier.dropout;
+  c->student.lm.patience = c->student.classifier.patience;
   c->student.lm.threads = c->student.classifier.threads;
   c->student.lm.seed = c->student.classifier.seed;
 }

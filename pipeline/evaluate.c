@@ -234,6 +234,7 @@ done:
 struct us_eval_data {
   us_report report;
   char student_desc[512]; /* classify: the student and, when searched, what was chosen */
+  char student_line[448]; /* generate: the description with what training chose */
   test_row *rows;
   size_t n_rows;
   int *reference, *predicted, *gold;
@@ -487,6 +488,10 @@ static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d
              "settings tried)",
              chosen->valuestring, 100 * json_number(train, "autotune_valid_acc", 0),
              json_number(train, "autotune_folds", 0), json_number(train, "autotune_candidates", 0));
+  const cJSON *lm_chosen = cJSON_GetObjectItemCaseSensitive(train, "chosen");
+  if (cJSON_IsString(lm_chosen))
+    snprintf(d->student_line, sizeof d->student_line,
+             "decoder-only transformer with a byte-level BPE tokeniser; %s", lm_chosen->valuestring);
   st = us_cost_compute(&in, &d->cost, err);
   if (!st) d->report.cost = &d->cost;
 done:
@@ -732,6 +737,8 @@ us_status us_eval_build(const us_config *c, us_cache *cache, us_eval_data **out,
                     : c->task.type == US_TASK_CLASSIFY
                         ? "fastText-style classifier: hashed word and character n-grams, "
                           "embedding bag, softmax"
+                    : d->student_line[0]
+                        ? d->student_line
                         : "decoder-only transformer with a byte-level BPE tokeniser";
   r->counts.prompts_train = (long)s.prompts_train;
   r->counts.prompts_test = (long)s.prompts_test;

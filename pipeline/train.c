@@ -201,6 +201,10 @@ static void fingerprint_settings(const us_config *c, us_buf *fp) {
     /* only when set, so workspaces trained before dropout existed stay up to date */
     if (p.dropout > 0) us_buf_printf(fp, "dropout=%g\n", p.dropout);
     if (p.init) us_buf_printf(fp, "init=%s lora=%d alpha=%g\n", p.init, p.lora_rank, p.lora_alpha);
+    /* a time budget, or validation examples for early stopping (both change the model) */
+    if (p.steps == 0 || (c->student.validation_fraction > 0 && p.patience > 0))
+      us_buf_printf(fp, "minutes=%g pat=%d vf=%g\n", p.steps == 0 ? p.train_minutes : 0.0,
+                    p.patience, c->student.validation_fraction);
   }
 }
 
@@ -272,6 +276,7 @@ static us_status save_result(us_cache *cache, const char *fingerprint, const us_
     cJSON_AddNumberToObject(o, "autotune_candidates", s->autotune.candidates);
     cJSON_AddNumberToObject(o, "autotune_trainings", s->autotune.trainings);
   }
+  if (s->chosen[0]) cJSON_AddStringToObject(o, "chosen", s->chosen);
   char *json = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   if (!json) return us_err_set(err, US_ERR_NOMEM, "out of memory saving the train result");
@@ -391,20 +396,87 @@ typedef struct lm_progress_state {
   us_curve_point *losses;
   long n, cap;
   double last_report;
+  bool oom; /* the loss curve could not grow: it ends early, training goes on */
 } lm_progress_state;
+
+/* One line on what the trainer chose, the first time it plans and at every validation check. */
+static void report_choice(lm_progress_state *s, const us_lm_progress *p) {
+  char line[256];
+  if (p->planned_now && s->opt && s->opt->progress) {
+    if (p->budget_sec > 0)
+      snprintf(line, sizeof line,
+               "%s size %s (%zu parameters): %ld steps planned to end within %.1f min at %.0f "
+               "tok/s",
+               p->auto_preset ? "auto" : "preset", p->preset, p->n_params, p->steps,
+               p->budget_sec / 60, p->tokens_per_sec);
+    else
+      snprintf(line, sizeof line, "%s size %s (%zu parameters): %ld steps",
+               p->auto_preset ? "auto" : "preset", p->preset, p->n_params, p->steps);
+    s->opt->progress(s->opt->progress_user, line);
+  }
+  if (p->validated_now && s->opt && s->opt->progress) {
+    snprintf(line, sizeof line, "step %ld/%ld  validation loss %.4f  best at step %ld", p->step,
+             p->steps, p->valid_loss, p->best_step);
+    s->opt->progress(s->opt->progress_user, line);
+  }
+}
 
 static int on_lm_step(const us_lm_progress *p, void *user) {
   lm_progress_state *s = user;
+  if (s->n == s->cap && !s->oom) {
+    long cap = s->cap ? 2 * s->cap : 1024;
+    us_curve_point *grown = realloc(s->losses, (size_t)cap * sizeof *grown);
+    if (grown) {
+      s->losses = grown;
+      s->cap = cap;
+    } else {
+      s->oom = true;
+    }
+  }
   if (s->n < s->cap) s->losses[s->n++] = (us_curve_point){(double)p->step, p->loss};
+  if (p->step == 1 && p->budget_sec == 0) {
+    us_lm_progress first = *p;
+    first.planned_now = true; /* steps given: the choice is known from the first step */
+    report_choice(s, &first);
+  } else {
+    report_choice(s, p);
+  }
   double now = us_now();
   if (s->opt && s->opt->progress && (now - s->last_report > 2.0 || p->step == p->steps)) {
     char line[256];
-    snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.3g  %.0f tok/s  ETA %.0fs", p->step,
-             p->steps, p->loss, p->lr, p->tokens_per_sec, p->eta_sec);
+    if (p->steps > 0)
+      snprintf(line, sizeof line, "step %ld/%ld  loss %.4f  lr %.3g  %.0f tok/s  ETA %.0fs",
+               p->step, p->steps, p->loss, p->lr, p->tokens_per_sec, p->eta_sec);
+    else
+      snprintf(line, sizeof line, "step %ld (timing the first steps)  loss %.4f  %.0f tok/s",
+               p->step, p->loss, p->tokens_per_sec);
     s->opt->progress(s->opt->progress_user, line);
     s->last_report = now;
   }
   return s->opt && s->opt->stop && *s->opt->stop ? 1 : 0;
+}
+
+/* "auto size nano (2 layers, dim 128, 4 heads, context 128, vocab 1024); 3120 of 3120 steps
+ * planned for 10.0 min at 5200 tok/s; best validation loss 0.0412 at step 2808 of 20 checks" */
+static void describe_lm_choice(const us_lm_train_info *in, char *out, size_t cap) {
+  const us_lm_config *k = &in->config;
+  int len = snprintf(out, cap, "%s size %s (%d layers, dim %d, %d heads, context %d, vocab %d); ",
+                     in->auto_preset ? "auto" : "preset", in->preset, k->layers, k->dim, k->heads,
+                     k->context, k->vocab);
+  if (len < 0 || (size_t)len >= cap) return;
+  if (in->steps_from_budget)
+    len += snprintf(out + len, cap - (size_t)len,
+                    "%ld of %ld steps planned for %.1f min at %.0f tok/s", in->steps_done,
+                    in->steps_planned, in->budget_sec / 60, in->tokens_per_sec);
+  else
+    len += snprintf(out + len, cap - (size_t)len, "%ld of %ld steps", in->steps_done,
+                    in->steps_planned);
+  if (len < 0 || (size_t)len >= cap) return;
+  if (in->best_step > 0)
+    snprintf(out + len, cap - (size_t)len,
+             "; best validation loss %.4f at step %ld (%d checks of %zu examples)%s",
+             in->best_valid_loss, in->best_step, in->evaluations, in->valid_examples,
+             in->stopped_early ? "; stopped early" : "");
 }
 
 /* Removes checkpoints of other trainings (other data or settings) from the output folder: a
@@ -441,19 +513,26 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   us_lm_example *ex = calloc(set->n + 1, sizeof *ex);
   us_lm_train_params p;
   lm_params_from_config(c, &p);
-  lm_progress_state state = {opt, calloc((size_t)p.steps + 1, sizeof(us_curve_point)), 0,
-                             p.steps + 1, 0};
+  lm_progress_state state = {opt, NULL, 0, 0, 0, false};
   us_buf ckpt;
   us_buf_init(&ckpt, 0);
   us_lm *lm = NULL;
   us_status st = US_OK;
-  if (!ex || !state.losses) {
+  if (!ex) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory preparing %zu examples", set->n);
     goto done;
   }
-  size_t n = 0;
+  /* training examples first, the validation slice (early stopping) after them */
+  size_t n = 0, n_valid = 0;
   for (size_t i = 0; i < set->n; i++)
     if (!set->rows[i].validation) ex[n++] = (us_lm_example){set->rows[i].text, set->rows[i].answer};
+  for (size_t i = 0; i < set->n; i++)
+    if (set->rows[i].validation)
+      ex[n + n_valid++] = (us_lm_example){set->rows[i].text, set->rows[i].answer};
+  p.valid = ex + n;
+  p.n_valid = n_valid;
+  us_lm_train_info info;
+  p.info = &info;
   sum->n_train = (int64_t)n;
   sum->n_valid = (int64_t)(set->n - n);
   char ckpt_name[64];
@@ -483,6 +562,7 @@ static us_status train_lm(const us_config *c, us_cache *cache, const example_set
   sum->epochs = (int)state.n;
   sum->final_loss = state.n ? state.losses[state.n - 1].y : 0;
   sum->params = (int64_t)us_lm_n_params(lm);
+  describe_lm_choice(&info, sum->chosen, sizeof sum->chosen);
   if (us_dist_rank() != 0) goto done; /* under mpirun, rank 0 writes the model and the rows */
   st = us_lm_save(lm, path, err);
   if (st) goto done;

@@ -4,7 +4,9 @@
 # JSON object built from the gold BIO tags (a slot name that occurs twice keeps its first value).
 # Prints the headline, then exact match and slot-level F1 (json_field_f1) on the test split; the
 # report is in out/snips-slots/. Extra arguments go to `understudy run` (e.g.
-# --set student.steps=500). US_BUILD_DIR picks the build folder (default build/).
+# --set student.steps=500). US_BUILD_DIR picks the build folder (default build/); CONFIG the
+# config (default configs/snips-slots.json; configs/snips-slots-auto.json sets nothing but the
+# data and the teacher, so the student follows the defaults: "auto" size, 10 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=../shared/data/snips
@@ -54,9 +56,10 @@ PY
   --quiet --die-with-parent &
 mock_pid=$!
 for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
-"$build/understudy" run configs/snips-slots.json \
+config=${CONFIG:-configs/snips-slots.json}
+"$build/understudy" run "$config" \
   --set "teacher.base_url=http://127.0.0.1:$(cat "$work/port")/v1" "$@"
-report=out/snips-slots/report.json
+report=out/$(python3 -c 'import json, os, sys; print(os.path.basename(json.load(open(sys.argv[1]))["output"]))' "$config")/report.json
 python3 - "$report" <<'PY'
 import json, sys
 g = json.load(open(sys.argv[1])).get("generation") or {}

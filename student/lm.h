@@ -91,50 +91,95 @@ typedef struct us_lm_example {
 } us_lm_example;
 
 typedef struct us_lm_progress {
-  long step, steps;      /* steps done so far (1-based after the first step), total */
+  long step, steps;      /* steps done so far (1-based after the first step), total planned (0 while
+                            the first steps of a time budget are being timed) */
   double loss;           /* mean loss on the answer tokens of this step's batch */
   double lr;             /* learning rate used by this step */
   double tokens_per_sec; /* batch tokens (B * T) per wall second since this run started */
   double eta_sec;        /* estimated seconds left */
   size_t n_params;
+  /* What the trainer chose (student/lm_budget.c): the size's name ("nano", ..., "custom"),
+   * whether "auto" chose it, and the time budget the steps follow (0 when steps were given). */
+  const char *preset;
+  bool auto_preset;
+  double budget_sec;
+  bool planned_now;   /* this step (re)planned `steps` from the measured throughput */
+  bool validated_now; /* this step ended with a validation check: valid_loss is fresh */
+  double valid_loss;  /* the last validation loss; NAN before the first or without validation */
+  long best_step;     /* the step of the best validation loss so far; 0 before */
 } us_lm_progress;
 
 /* Called after every step; a non-zero return stops training (status US_ERR_INTERRUPTED, the
  * last checkpoint, if any, stays on disk for a resume). */
 typedef int (*us_lm_progress_fn)(const us_lm_progress *p, void *user);
 
-/* Defaults (us_lm_train_params_defaults) are the config's (docs/config.md, student.*):
- * explicit sizes 4 layers, dim 256, 4 heads, context 256, vocabulary 2048; 2000 steps of 16 rows,
- * 100 warmup steps, lr 3e-4, weight decay 0.1, clip 1, a checkpoint every 500 steps. */
+/* What a training chose and did (filled by us_lm_train when params->info is set). */
+typedef struct us_lm_train_info {
+  char preset[16];        /* the size's name ("nano", "micro", "mini") or "custom" */
+  bool auto_preset;       /* chosen by preset "auto" from the data and the time budget */
+  us_lm_config config;    /* the model's sizes */
+  long steps_planned;     /* the schedule's last total */
+  long steps_done;        /* optimiser steps actually run (fewer after an early stop) */
+  bool steps_from_budget; /* steps followed the time budget (false: given, or resumed) */
+  double budget_sec;      /* train_minutes in seconds (0 when steps were given) */
+  double tokens_per_sec;  /* batch tokens per wall second measured for the plan */
+  double train_tokens;    /* tokens of the training examples (BOS prompt SEP answer EOS) */
+  int evaluations;        /* validation checks run */
+  size_t valid_examples;  /* validation examples each check covers */
+  long best_step;         /* step of the delivered weights' validation loss; 0: no validation */
+  double best_valid_loss; /* NAN without validation examples */
+  bool stopped_early;     /* patience ran out before the planned steps */
+} us_lm_train_info;
+
+/* Defaults (us_lm_train_params_defaults) are the config's (docs/config.md, student.*): preset
+ * "auto" (NULL), every size 0 (from the preset), steps 0 (from train_minutes = 10), 100 warmup
+ * steps, lr 0 and batch_size 0 (from the preset), weight decay 0.1, clip 1, a checkpoint every
+ * 500 steps, patience 5 validation checks. */
 typedef struct us_lm_train_params {
-  const char *preset;              /* "nano" | "micro" | "mini" | NULL (default): the sizes below */
-  int layers, dim, heads, context; /* used when preset is NULL */
-  int vocab_size;                  /* tokeniser size */
-  int steps;                       /* optimiser steps */
-  int batch_size;                  /* packed rows of `context` tokens per step */
-  int warmup_steps;                /* linear warmup */
-  double lr;                       /* peak learning rate */
+  const char *preset;              /* "auto" | "nano" | "micro" | "mini"; NULL is "auto" */
+  int layers, dim, heads, context; /* 0: the preset's; non-zero wins over the preset */
+  int vocab_size;                  /* tokeniser size; 0: from the size of the text */
+  int steps;                       /* optimiser steps; 0: as many as train_minutes allow */
+  double train_minutes;            /* wall-time budget of the whole training when steps is 0 */
+  int batch_size;                  /* packed rows of `context` tokens per step; 0: the preset's */
+  int warmup_steps;                /* linear warmup (at most a fifth of a budgeted run) */
+  double lr;                       /* peak learning rate; 0: the preset's */
   double min_lr_fraction;          /* cosine decays to lr * this; default 0.1 */
   double weight_decay;             /* AdamW, on matrices only */
   double beta1, beta2, eps;        /* default 0.9, 0.95, 1e-8 */
   double grad_clip;                /* global norm; 0 disables */
   double dropout;                  /* on embeddings, attention and SwiGLU outputs; default 0 */
-  int checkpoint_every;            /* steps; 0: never; none are written without checkpoint_path */
-  const char *checkpoint_path;     /* where checkpoints go (model file + training state) */
-  bool resume;                     /* continue from checkpoint_path when it exists */
-  uint64_t seed;                   /* weights and data order; default 1 */
-  int threads;                     /* OpenBLAS threads; default 2 */
-  const char *init;                /* a llama GGUF to start from (us_lm_import_gguf); NULL: fresh
-                                      weights. Its sizes and tokeniser replace the fields above
-                                      (context is capped by the file's) */
-  int lora_rank;                   /* > 0: train low-rank adapters of this rank on the attention
-                                      and feed-forward projections, base weights frozen, merged
-                                      on return; 0: full training */
-  double lora_alpha;               /* adapter scale alpha / rank; default 16 */
-  us_lm_progress_fn progress;      /* may be NULL */
+  int patience; /* validation checks in a row without a better loss before stopping; 0: never */
+  int checkpoint_every;        /* steps; 0: never; none are written without checkpoint_path */
+  const char *checkpoint_path; /* where checkpoints go (model file + training state) */
+  bool resume;                 /* continue from checkpoint_path when it exists */
+  uint64_t seed;               /* weights and data order; default 1 */
+  int threads;                 /* OpenBLAS threads; default 2 */
+  const char *init;            /* a llama GGUF to start from (us_lm_import_gguf); NULL: fresh
+                                  weights. Its sizes and tokeniser replace the fields above
+                                  (context is capped by the file's) */
+  int lora_rank;               /* > 0: train low-rank adapters of this rank on the attention and
+                                  feed-forward projections, base weights frozen, merged on
+                                  return; 0: full training */
+  double lora_alpha;           /* adapter scale alpha / rank; default 16 */
+  us_lm_progress_fn progress;  /* may be NULL */
   void *progress_user;
-  float *losses; /* optional: losses[step] receives each step's loss (steps long) */
+  float *losses; /* optional, with steps given: losses[step] receives each step's loss */
+  /* Optional validation examples (never trained on): their answers' loss is checked
+   * US_LM_EVALS_PER_RUN times a run (at most US_LM_VALID_MAX of them), the best weights are
+   * kept and delivered, and training stops after `patience` checks without improvement. */
+  const us_lm_example *valid;
+  size_t n_valid;
+  us_lm_train_info *info;      /* optional: what was chosen and done */
+  double (*clock)(void *user); /* seconds; NULL: us_now. Tests inject their own. */
+  void *clock_user;
 } us_lm_train_params;
+
+#define US_LM_EVALS_PER_RUN 20
+/* The learning rate of a fine-tune from student.init when student.lr is not given (0): the old
+ * fixed default, not a fresh preset's rate. */
+#define US_LM_FINETUNE_LR 3e-4
+#define US_LM_VALID_MAX 512
 
 /* THE defaults (the config's student.* start from these); string and pointer fields NULL. */
 void us_lm_train_params_defaults(us_lm_train_params *p);
@@ -142,8 +187,9 @@ void us_lm_train_params_defaults(us_lm_train_params *p);
 /* The range of every numeric and bool field (core/params.h); n receives the entry count. */
 const us_param *us_lm_train_param_table(size_t *n);
 
-/* Checks p against the table, then: preset is NULL or a known name; heads divide dim into an
- * even head size (with a preset too); beta1, beta2 below 1. Fails with US_ERR_CONFIG and a
+/* Checks p against the table, then: preset is NULL, "auto" or a known name; heads divide dim
+ * into an even head size (a size left at 0 is the preset's; under "auto" heads must suit every
+ * width the table can choose); beta1, beta2 below 1. Fails with US_ERR_CONFIG and a
  * message starting with the field's name ("heads: ..."). us_lm_train runs it first. */
 us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err);
 
@@ -154,7 +200,12 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err);
  * longer than the context lose prompt tokens from the left (then answer tokens from the right).
  * Packing: several examples per row, each attending only to itself (document mask) with rotary
  * positions restarting at 0, so packing changes nothing numerically compared with one example per
- * row. */
+ * row.
+ * Sizes and time (student/lm_budget.c, docs/lm.md): the vocabulary follows the text's size, the
+ * "auto" size the tokens of the examples and the budget; with steps 0 the trainer times its
+ * first steps after two warm-up steps, plans the step count and the cosine schedule to end
+ * within train_minutes of the call, and re-plans at every validation check; a resumed run keeps
+ * the checkpoint's plan. With validation examples it delivers the weights of the best check. */
 us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples, size_t n,
                       us_lm **out, us_err *err);
 

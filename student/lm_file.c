@@ -4,7 +4,8 @@
  *   offset  size        field
  *   0       4           magic "USLM"
  *   4       4           u32 format version (2)
- *   8       4           u32 flags: bit 0 = a training state follows the weights
+ *   8       4           u32 flags: bit 0 = a training state follows the weights; bit 1 (only
+ *                       with bit 0) = the state ends with the schedule
  *   12      24          u32 layers, dim, heads, context, vocab, hidden
  *   36      4           u32 heads_kv (divides heads)
  *   40      4           u32 untied: 1 = an output matrix follows the embeddings, 0 = tied
@@ -23,6 +24,8 @@
  *           8*4         u64 RNG state
  *           4*n_params  f32 AdamW first moments
  *           4*n_params  f32 AdamW second moments
+ *   if flags bit 1:
+ *           8*2         u64 planned steps, warmup steps (a resumed run keeps its schedule)
  *   end-32  32          SHA-256 of every byte before it
  */
 #include <stdlib.h>
@@ -72,7 +75,7 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
   unsigned char h[LM_HEADER];
   memcpy(h, LM_MAGIC, 4);
   put32(h + 4, LM_VERSION);
-  put32(h + 8, ts ? 1u : 0u);
+  put32(h + 8, ts ? (ts->planned ? 3u : 1u) : 0u);
   int fields[8] = {c->layers, c->dim,    c->heads,           c->context,
                    c->vocab,  c->hidden, us__lm_heads_kv(c), c->untied};
   for (int i = 0; i < 8; i++) put32(h + 12 + 4 * i, (uint32_t)fields[i]);
@@ -95,6 +98,10 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
     if (us_buf_append(out, s, sizeof s) != US_OK || us_buf_append(out, ts->m, bytes) != US_OK ||
         us_buf_append(out, ts->v, bytes) != US_OK)
       goto nomem;
+    unsigned char plan[16];
+    put64(plan, ts->planned);
+    put64(plan + 8, ts->warmup);
+    if (ts->planned && us_buf_append(out, plan, sizeof plan) != US_OK) goto nomem;
   }
   unsigned char digest[32];
   us_sha256(out->data, out->len, digest);
@@ -138,7 +145,7 @@ static us_status parse_header(const unsigned char *d, size_t len, const char *pa
                       "%s: truncated language model: %zu bytes, shorter than the %zu-byte header",
                       path, len, *header);
   *flags = get32(d + 8);
-  if (*flags > 1u)
+  if (*flags > 3u || *flags == 2u)
     return us_err_set(err, US_ERR_FORMAT, "%s: unknown flags 0x%x in the header", path, *flags);
   memset(c, 0, sizeof *c);
   int *fields[8] = {&c->layers, &c->dim,    &c->heads,    &c->context,
@@ -175,7 +182,7 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
   /* what follows the tokeniser has a fixed size; a native tokeniser announces its own, an
    * imported one (marker UINT32_MAX, student/bpe.h) must fill the rest exactly */
   size_t n_params = us_lm_param_count(&c), bytes = n_params * sizeof(float);
-  size_t tail = bytes + (flags ? 64 + 2 * bytes : 0) + 32;
+  size_t tail = bytes + (flags ? 64 + 2 * bytes : 0) + (flags & 2u ? 16 : 0) + 32;
   uint32_t n_merges = get32(d + header);
   bool imported = n_merges == UINT32_MAX;
   size_t expect = imported ? header + 4 + tail : header + 4 + 8 * (size_t)n_merges + tail;
@@ -245,6 +252,8 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
     }
     memcpy(ts->m, p + 64, bytes);
     memcpy(ts->v, p + 64 + bytes, bytes);
+    ts->planned = flags & 2u ? get64(p + 64 + 2 * bytes) : 0;
+    ts->warmup = flags & 2u ? get64(p + 72 + 2 * bytes) : 0;
     if (us__first_nonfinite(ts->m, n_params) < n_params ||
         us__first_nonfinite(ts->v, n_params) < n_params) {
       free(ts->m);

@@ -196,7 +196,8 @@ void us__lm_init_weights(us_lm *lm, us_rng *rng);
 typedef struct us__lm_train_state {
   uint64_t step, epoch, cursor, seed;
   us_rng rng;
-  float *m, *v; /* (n_params) AdamW moments */
+  float *m, *v;             /* (n_params) AdamW moments */
+  uint64_t planned, warmup; /* the schedule a resumed run keeps; planned 0: not stored */
 } us__lm_train_state;
 
 us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf *out, us_err *err);
@@ -204,5 +205,88 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
  * training state, fills it, allocating ts->m and ts->v (caller frees), and sets *has_state. */
 us_status us__lm_parse(const unsigned char *data, size_t len, const char *path, us_lm **out,
                        us__lm_train_state *ts, bool *has_state, us_err *err);
+
+/* ---- sizes, time budget and early stopping (student/lm_budget.c) ---- */
+
+/* One size the presets and "auto" choose from (docs/lm.md has the measured table). */
+typedef struct us__lm_size {
+  const char *name;
+  int layers, dim, heads, context; /* context: the named preset's; "auto" fits it to the data */
+  int tokens_per_step;             /* batch rows * context */
+  double lr;                       /* peak learning rate */
+  double tokens_per_cpu_sec;       /* training throughput per core, measured (docs/lm.md) */
+} us__lm_size;
+
+/* The sizes, smallest first; n receives the count. */
+const us__lm_size *us__lm_sizes(size_t *n);
+/* The named size, or NULL ("auto", NULL and unknown names). */
+const us__lm_size *us__lm_size_named(const char *name);
+
+/* What "auto" looks at: the examples after tokenising. */
+typedef struct us__lm_data_stats {
+  double tokens; /* all examples' tokens (BOS prompt SEP answer EOS) */
+  int longest;   /* the longest example's tokens */
+  size_t n;      /* examples */
+} us__lm_data_stats;
+
+/* The tokeniser size for text_bytes bytes of prompts and answers: 1024 below 4 MB, 2048 below
+ * 32 MB, else 4096. */
+int us__lm_auto_vocab(double text_bytes);
+/* The context for "auto": the longest example rounded up to a multiple of 64, at most 512. */
+int us__lm_auto_context(int longest);
+/* The "auto" size: the largest whose budgeted tokens (tokens_per_cpu_sec * threads (at most 2)
+ * * budget_sec) give at least US_LM_AUTO_MIN_EPOCHS passes over the data, else the smallest.
+ * With a budget of 0 (steps given) it asks the same of the given steps. */
+#define US_LM_AUTO_MIN_EPOCHS 30.0
+const us__lm_size *us__lm_auto_size(const us__lm_data_stats *d, double budget_sec, long steps,
+                                    int threads);
+
+/* The step schedule: warmup, then cosine to the planned total. With a time budget the total is
+ * planned once the first steps are timed and re-planned at every validation check. */
+typedef struct us__lm_schedule {
+  long steps;           /* planned total (a provisional guess before the first plan) */
+  long warmup;          /* warmup steps */
+  bool from_budget;     /* steps follow budget_sec */
+  bool planned;         /* a plan from measured steps exists (or steps were given / resumed) */
+  bool fixed;           /* never re-planned (steps given, or a resumed run's schedule) */
+  double budget_sec;    /* of the whole training, from start */
+  double start;         /* clock at the start of us_lm_train */
+  long window_first;    /* first step of the timing window */
+  double window_start;  /* clock when the window started */
+  double sec_per_step;  /* measured */
+  double sec_per_eval;  /* measured by the last validation check, or estimated */
+  double evals_seconds; /* spent in validation checks since the window started */
+  long eval_every;      /* steps between validation checks; 0: none */
+  bool validation;      /* there are validation examples to check */
+} us__lm_schedule;
+
+/* Steps that fit: done + (remaining_sec - evals_left * sec_per_eval) / sec_per_step, at least
+ * done (never fewer than already run) and at most 1e9. */
+long us__lm_plan_steps(long done, double remaining_sec, double sec_per_step, double sec_per_eval,
+                       long evals_left);
+/* Sets the schedule up at the start of a run: steps given (p->steps > 0), resumed with a stored
+ * plan (resumed_planned > 0), or from the budget. */
+void us__lm_schedule_init(us__lm_schedule *s, const us_lm_train_params *p, double now,
+                          long resumed_planned, long resumed_warmup, bool validation);
+/* After step `done` (1-based) ended at `now`: times the first steps and plans. Returns true when
+ * it (re)planned. */
+bool us__lm_schedule_after_step(us__lm_schedule *s, long done, double now);
+/* A validation check took `seconds`; re-plans the remaining steps at `now`. */
+void us__lm_schedule_after_eval(us__lm_schedule *s, long done, double seconds, double now);
+/* The learning rate of step (0-based) under the schedule. */
+double us__lm_schedule_lr(const us__lm_schedule *s, const us_lm_train_params *p, long step);
+/* True when a validation check is due after step `done`. */
+bool us__lm_schedule_eval_due(const us__lm_schedule *s, long done);
+
+/* Early stopping: the best validation loss, its step, the checks since. */
+typedef struct us__lm_early_stop {
+  double best;
+  long best_step;
+  int bad, patience;
+} us__lm_early_stop;
+void us__lm_early_stop_init(us__lm_early_stop *e, int patience);
+/* Records a check's loss after step `done`: 1 when it is the best so far (keep the weights),
+ * 0 when not, -1 when patience has run out (stop; deliver the best). */
+int us__lm_early_stop_update(us__lm_early_stop *e, double loss, long done);
 
 #endif

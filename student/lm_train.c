@@ -17,16 +17,10 @@
 
 void us_lm_train_params_defaults(us_lm_train_params *p) {
   memset(p, 0, sizeof *p);
-  p->preset = NULL; /* the explicit sizes below ("micro"'s) */
-  p->layers = 4;
-  p->dim = 256;
-  p->heads = 4;
-  p->context = 256;
-  p->vocab_size = 2048;
-  p->steps = 2000;
-  p->batch_size = 16;
+  p->preset = NULL; /* "auto"; the sizes, vocab_size, batch_size and lr left at 0 follow it */
+  p->steps = 0;     /* from train_minutes */
+  p->train_minutes = 10;
   p->warmup_steps = 100;
-  p->lr = 3e-4;
   p->min_lr_fraction = 0.1;
   p->weight_decay = 0.1;
   p->beta1 = 0.9;
@@ -34,6 +28,7 @@ void us_lm_train_params_defaults(us_lm_train_params *p) {
   p->eps = 1e-8;
   p->grad_clip = 1.0;
   p->dropout = 0.0;
+  p->patience = 5;
   p->checkpoint_every = 500;
   p->seed = 1;
   p->threads = 2;
@@ -43,18 +38,21 @@ void us_lm_train_params_defaults(us_lm_train_params *p) {
 #define LP(field, kind, lo, hi, flags, doc) \
   US_PARAM(us_lm_train_params, field, kind, lo, hi, flags, doc)
 
-/* Maxima of the sizes are the model's (lm_int.h, bpe.h); training asks for at least 8 for width
- * and context. dropout shares the classifier's range (one config key feeds both). */
+/* Maxima of the sizes are the model's (lm_int.h, bpe.h); 0 leaves a size, the batch and the rate
+ * to the preset (us_lm_train_params_check asks at least 8 of a given width and context). dropout
+ * and patience share the classifier's ranges (one config key feeds both). */
 static const us_param LM_TRAIN_PARAMS[] = {
-    LP(layers, US_PARAM_INT, 1, US_LM_MAX_LAYERS, 0, "transformer blocks"),
-    LP(dim, US_PARAM_INT, 8, US_LM_MAX_DIM, 0, "model width"),
-    LP(heads, US_PARAM_INT, 1, 128, 0, "attention heads; divide dim into an even head size"),
-    LP(context, US_PARAM_INT, 8, US_LM_MAX_CONTEXT, 0, "context length in tokens"),
-    LP(vocab_size, US_PARAM_INT, US_BPE_MIN_VOCAB, US_BPE_MAX_VOCAB, 0, "BPE vocabulary size"),
-    LP(steps, US_PARAM_INT, 1, 1000000000, 0, "optimiser steps"),
-    LP(batch_size, US_PARAM_INT, 1, 65536, 0, "packed rows per step"),
+    LP(layers, US_PARAM_INT, 0, US_LM_MAX_LAYERS, 0, "transformer blocks; 0: the preset's"),
+    LP(dim, US_PARAM_INT, 0, US_LM_MAX_DIM, 0, "model width; 0: the preset's"),
+    LP(heads, US_PARAM_INT, 0, 128, 0, "attention heads; divide dim into an even head size"),
+    LP(context, US_PARAM_INT, 0, US_LM_MAX_CONTEXT, 0, "context length in tokens; 0: the preset's"),
+    LP(vocab_size, US_PARAM_INT, 0, US_BPE_MAX_VOCAB, 0, "BPE vocabulary size; 0: from the text"),
+    LP(steps, US_PARAM_INT, 0, 1000000000, 0, "optimiser steps; 0: from train_minutes"),
+    LP(train_minutes, US_PARAM_DOUBLE, 0, 10080, US_PARAM_MIN_OPEN,
+       "wall-time budget of the training when steps is 0"),
+    LP(batch_size, US_PARAM_INT, 0, 65536, 0, "packed rows per step; 0: the preset's"),
     LP(warmup_steps, US_PARAM_INT, 0, 1000000000, 0, "linear learning-rate warm-up"),
-    LP(lr, US_PARAM_DOUBLE, 0, 1, US_PARAM_MIN_OPEN, "peak learning rate"),
+    LP(lr, US_PARAM_DOUBLE, 0, 1, 0, "peak learning rate; 0: the preset's"),
     LP(min_lr_fraction, US_PARAM_DOUBLE, 0, 1, 0, "the cosine decays to lr times this"),
     LP(weight_decay, US_PARAM_DOUBLE, 0, 10, 0, "AdamW weight decay"),
     LP(beta1, US_PARAM_DOUBLE, 0, 1, 0, "AdamW first-moment decay (below 1)"),
@@ -62,6 +60,7 @@ static const us_param LM_TRAIN_PARAMS[] = {
     LP(eps, US_PARAM_DOUBLE, 0, 1, US_PARAM_MIN_OPEN, "AdamW epsilon"),
     LP(grad_clip, US_PARAM_DOUBLE, 0, 1e6, 0, "gradient norm clip; 0 turns it off"),
     LP(dropout, US_PARAM_DOUBLE, 0, 0.95, 0, "dropout on embeddings, attention, SwiGLU"),
+    LP(patience, US_PARAM_INT, 0, 1000, 0, "validation checks without improvement; 0: no stop"),
     LP(checkpoint_every, US_PARAM_INT, 0, 1000000000, 0, "steps between checkpoints; 0: none"),
     LP(resume, US_PARAM_BOOL, 0, 0, 0, "continue from checkpoint_path when it exists"),
     LP(seed, US_PARAM_U64, 0, US_PARAM_MAX_SAFE_INT, 0, "weights and data order"),
@@ -88,15 +87,41 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
     return us_err_set(err, US_ERR_CONFIG,
                       "lora_rank: adapters need a pretrained model to adapt; set init to a GGUF "
                       "file, or lora_rank to 0");
-  us_lm_config c;
-  if (p->preset && (st = us_lm_config_preset(p->preset, &c, err)) != US_OK)
-    return st; /* "preset: expected ..." */
-  /* checked with a preset too (the sizes are then unused), as the config always has */
-  if (p->dim % p->heads != 0 || (p->dim / p->heads) % 2 != 0)
+  if (p->dim > 0 && p->dim < 8)
+    return us_err_set(err, US_ERR_CONFIG, "dim: expected 0 (the preset's) or at least 8, found %d",
+                      p->dim);
+  if (p->context > 0 && p->context < 8)
     return us_err_set(err, US_ERR_CONFIG,
-                      "heads: expected a divisor of the model width (%d) that leaves an even head "
-                      "size, found %d",
-                      p->dim, p->heads);
+                      "context: expected 0 (the preset's) or at least 8, found %d", p->context);
+  if (p->vocab_size > 0 && p->vocab_size < US_BPE_MIN_VOCAB)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "vocab_size: expected 0 (from the text) or at least %d, found %d",
+                      US_BPE_MIN_VOCAB, p->vocab_size);
+  const us__lm_size *named = us__lm_size_named(p->preset);
+  if (p->preset && !named && strcmp(p->preset, "auto") != 0)
+    return us_err_set(err, US_ERR_CONFIG,
+                      "preset: expected \"auto\", \"nano\", \"micro\", \"mini\" or null, found "
+                      "\"%s\"",
+                      p->preset);
+  /* heads against every width the run can have: the given one, else the preset's (all of the
+   * table's under "auto") */
+  size_t n_sizes;
+  const us__lm_size *sizes = us__lm_sizes(&n_sizes);
+  for (size_t i = 0; i < n_sizes; i++) {
+    if (named && &sizes[i] != named) continue;
+    int dim = p->dim > 0 ? p->dim : sizes[i].dim, heads = p->heads > 0 ? p->heads : sizes[i].heads;
+    if (dim % heads == 0 && (dim / heads) % 2 == 0) continue;
+    if (p->heads == 0)
+      return us_err_set(err, US_ERR_CONFIG,
+                        "dim: expected a width that the preset's %d heads divide into an even head "
+                        "size, found %d; set heads too",
+                        heads, dim);
+    return us_err_set(err, US_ERR_CONFIG,
+                      "heads: expected a divisor of the model width (%d%s) that leaves an even "
+                      "head size, found %d",
+                      dim, p->dim > 0 ? "" : ", the preset's; set dim too", heads);
+    if (p->dim > 0 && p->heads > 0) break;
+  }
   return US_OK;
 }
 
@@ -152,7 +177,8 @@ static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t
 
 /* Training state that lives across steps; allocated once. */
 typedef struct trainer {
-  const us_lm_train_params *p;
+  const us_lm_train_params *p; /* the caller's, with the preset's batch and rate filled in (eff) */
+  us_lm_train_params eff;
   us_lm *lm;
   corpus data;
   us__lm_acts acts;
@@ -166,6 +192,18 @@ typedef struct trainer {
   size_t n_train, n_decay;
   us__lm_train_state ts;
   int B, T;
+  /* sizes, schedule, validation (student/lm_budget.c) */
+  const us__lm_size *size; /* the preset the run follows */
+  bool auto_preset, custom;
+  us__lm_data_stats stats;
+  us__lm_schedule sched;
+  corpus valid;     /* up to US_LM_VALID_MAX validation examples */
+  size_t valid_use; /* the first this many are checked (fewer on a tight budget) */
+  float *best;      /* (n_params) weights of the best validation check; NULL without validation */
+  us__lm_early_stop early;
+  double valid_loss; /* the last check's; NAN before */
+  int evaluations;
+  double tokens_per_sec; /* measured for the plan */
 } trainer;
 
 static void shuffle_epoch(trainer *t) {
@@ -219,15 +257,6 @@ static void next_batch(trainer *t) {
   }
 }
 
-static double lr_at(const us_lm_train_params *p, long step) {
-  if (step < p->warmup_steps) return p->lr * (double)(step + 1) / (double)p->warmup_steps;
-  double span = (double)(p->steps - p->warmup_steps);
-  double progress = span > 0 ? (double)(step - p->warmup_steps) / span : 1.0;
-  if (progress > 1.0) progress = 1.0;
-  double min_lr = p->lr * p->min_lr_fraction;
-  return min_lr + 0.5 * (p->lr - min_lr) * (1.0 + cos(3.141592653589793 * progress));
-}
-
 /* Clips the global gradient norm, then one AdamW update over the whole block. Returns false,
  * leaving the weights alone, when the gradient is not finite (the norm is a sum over all of
  * it, so the check costs nothing). */
@@ -257,13 +286,12 @@ static bool adamw_step(trainer *t, double lr) {
 /* A learning rate too high for the data makes the loss, the gradient or the weights overflow;
  * from then on everything is NaN. The message starts with the field to change (the config names
  * its key there). */
-static us_status diverged(const us_lm_train_params *p, long step, const char *what, us_err *err) {
-  us_lm_train_params d;
-  us_lm_train_params_defaults(&d);
+static us_status diverged(const trainer *t, long step, const char *what, us_err *err) {
+  const us_lm_train_params *p = t->p;
   return us_err_set(err, US_ERR_CONFIG,
-                    "lr: training diverged at step %ld of %d (%s): a peak learning rate of %g is "
+                    "lr: training diverged at step %ld of %ld (%s): a peak learning rate of %g is "
                     "too high for this data; lower it (to %g, say) and train again",
-                    step, p->steps, what, p->lr, p->lr > d.lr ? d.lr : p->lr / 10);
+                    step, t->sched.steps, what, p->lr, p->lr / 10);
 }
 
 /* The weights are checked before every checkpoint and at the end (every step's loss and gradient
@@ -274,7 +302,7 @@ static us_status check_weights(const trainer *t, long step, us_err *err) {
   char what[96];
   snprintf(what, sizeof what, "weight %zu is %s", bad,
            isnan(t->lm->block[bad]) ? "NaN" : "infinite");
-  return diverged(t->p, step, what, err);
+  return diverged(t, step, what, err);
 }
 
 static us_status save_checkpoint(trainer *t, us_err *err) {
@@ -289,15 +317,84 @@ static us_status save_checkpoint(trainer *t, us_err *err) {
   return st;
 }
 
+/* ---- sizes: explicit fields, then the named preset, then "auto" (student/lm_budget.c) ---- */
+
+static double text_bytes(const us_lm_example *ex, size_t n) {
+  double bytes = 0;
+  for (size_t i = 0; i < n; i++) bytes += (double)(strlen(ex[i].prompt) + strlen(ex[i].answer));
+  return bytes;
+}
+
+/* Token counts of the examples as training sees them (BOS prompt SEP answer EOS). */
+static us_status data_stats(const us_bpe *bpe, const us_lm_example *ex, size_t n,
+                            us__lm_data_stats *d, us_err *err) {
+  memset(d, 0, sizeof *d);
+  for (size_t i = 0; i < n; i++) {
+    int32_t *tok = NULL;
+    int np = 0, na = 0;
+    us_status st = us_bpe_encode(bpe, ex[i].prompt, strlen(ex[i].prompt), &tok, &np, err);
+    free(tok);
+    tok = NULL;
+    if (st == US_OK) st = us_bpe_encode(bpe, ex[i].answer, strlen(ex[i].answer), &tok, &na, err);
+    free(tok);
+    if (st != US_OK) return st;
+    d->tokens += np + na + 3;
+    if (np + na + 3 > d->longest) d->longest = np + na + 3;
+  }
+  d->n = n;
+  return US_OK;
+}
+
+/* Picks the preset (named, or "auto" from the data and the budget) and fills the trainer's
+ * effective batch and rate; c receives the sizes a fresh model gets (given fields win). */
+static void choose_size(trainer *t, us_lm_config *c) {
+  const us_lm_train_params *p = t->p;
+  t->size = us__lm_size_named(p->preset);
+  t->auto_preset = t->size == NULL;
+  if (t->auto_preset)
+    t->size = us__lm_auto_size(&t->stats, p->steps > 0 ? 0 : p->train_minutes * 60.0, p->steps,
+                               p->threads);
+  c->layers = p->layers > 0 ? p->layers : t->size->layers;
+  c->dim = p->dim > 0 ? p->dim : t->size->dim;
+  c->heads = p->heads > 0 ? p->heads : t->size->heads;
+  c->context = p->context > 0   ? p->context
+               : t->auto_preset ? us__lm_auto_context(t->stats.longest)
+                                : t->size->context;
+  c->hidden = us_lm_config_hidden(c->dim);
+  t->custom = p->layers > 0 || p->dim > 0 || p->heads > 0;
+}
+
+/* The batch and rate the run uses: given, else the preset's for the model's context. */
+static void effective_params(trainer *t) {
+  t->eff = *t->p;
+  int T = t->lm->config.context;
+  if (t->eff.batch_size == 0) {
+    t->eff.batch_size = t->size->tokens_per_step / T;
+    if (t->eff.batch_size < 1) t->eff.batch_size = 1;
+  }
+  if (t->eff.lr == 0) t->eff.lr = t->size->lr;
+  t->p = &t->eff;
+}
+
 /* A pretrained model from p->init, with adapters when p->lora_rank > 0. (A full fine-tune
  * resumes from its checkpoint like a fresh model; an adapter run writes none and starts over.) */
-static us_status trainer_pretrained(trainer *t, us_err *err) {
+static us_status trainer_pretrained(trainer *t, const us_lm_example *ex, size_t n, us_err *err) {
   const us_lm_train_params *p = t->p;
   us_status st;
   if ((st = us_lm_import_gguf(p->init, p->context, &t->lm, err)) != US_OK) {
     us_err_prefix(err, "init");
     return st;
   }
+  /* the sizes are the file's; the preset only lends its tokens per step (and the budget's plan) */
+  if ((st = data_stats(t->lm->bpe, ex, n, &t->stats, err)) != US_OK) return st;
+  us_lm_config unused = {0};
+  choose_size(t, &unused);
+  t->custom = true;
+  bool rate_given = p->lr > 0;
+  effective_params(t);
+  /* a pretrained model is fine-tuned at the previous fixed default, not a fresh preset's rate */
+  if (!rate_given) t->eff.lr = US_LM_FINETUNE_LR;
+  p = t->p;
   t->ts.seed = p->seed;
   us_rng_seed(&t->ts.rng, p->seed ^ 0xda7aull);
   if (p->lora_rank > 0) {
@@ -305,24 +402,27 @@ static us_status trainer_pretrained(trainer *t, us_err *err) {
     us_rng_seed(&r, p->seed ^ 0x10aull);
     if ((st = us__lm_lora_new(t->lm, p->lora_rank, p->lora_alpha, &r, err)) != US_OK) return st;
   }
-  size_t n = t->lm->lora ? t->lm->lora->n_params : t->lm->n_params;
-  t->ts.m = calloc(n, sizeof(float));
-  t->ts.v = calloc(n, sizeof(float));
+  size_t n_trained = t->lm->lora ? t->lm->lora->n_params : t->lm->n_params;
+  t->ts.m = calloc(n_trained, sizeof(float));
+  t->ts.v = calloc(n_trained, sizeof(float));
   if (!t->ts.m || !t->ts.v)
     return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the optimiser state");
   return US_OK;
 }
 
-/* The model and optimiser state: from the checkpoint when resuming, else fresh. */
+/* The model and optimiser state: from the checkpoint when resuming, else fresh. Either way the
+ * preset is chosen again from the same data, so a resumed run has the same batch and rate. */
 static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us_err *err) {
   const us_lm_train_params *p = t->p;
   FILE *f = (p->resume && p->checkpoint_path && p->lora_rank == 0) ? fopen(p->checkpoint_path, "rb")
                                                                    : NULL;
+  us_status st = US_OK;
+  us_lm_config c = {0};
   if (f) {
     fclose(f);
     char *data = NULL;
     size_t len = 0;
-    us_status st = us_read_file(p->checkpoint_path, 0, &data, &len, err);
+    st = us_read_file(p->checkpoint_path, 0, &data, &len, err);
     if (st != US_OK) return st;
     bool has_state = false;
     st = us__lm_parse((unsigned char *)data, len, p->checkpoint_path, &t->lm, &t->ts, &has_state,
@@ -332,18 +432,13 @@ static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us
       st = us_err_set(err, US_ERR_FORMAT,
                       "%s: a model file without a training state cannot be resumed",
                       p->checkpoint_path);
-    return st;
+    if (st == US_OK) st = data_stats(t->lm->bpe, ex, n, &t->stats, err);
+    if (st != US_OK) return st;
+    choose_size(t, &c);
+    effective_params(t);
+    return US_OK;
   }
-  if (p->init) return trainer_pretrained(t, err);
-  us_lm_config c = {0};
-  us_status st = p->preset ? us_lm_config_preset(p->preset, &c, err) : US_OK;
-  if (st != US_OK) return st;
-  if (!p->preset) {
-    c.layers = p->layers;
-    c.dim = p->dim;
-    c.heads = p->heads;
-    c.context = p->context;
-  }
+  if (p->init) return trainer_pretrained(t, ex, n, err);
   const char **texts = malloc((2 * n + 1) * sizeof *texts);
   if (!texts) return us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
   for (size_t i = 0; i < n; i++) {
@@ -351,13 +446,19 @@ static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us
     texts[2 * i + 1] = ex[i].answer;
   }
   us_bpe *bpe = NULL;
-  st = us_bpe_train(texts, 2 * n, p->vocab_size, &bpe, err);
+  int vocab = p->vocab_size > 0 ? p->vocab_size : us__lm_auto_vocab(text_bytes(ex, n));
+  st = us_bpe_train(texts, 2 * n, vocab, &bpe, err);
   free(texts);
-  if (st != US_OK) return st;
+  if (st == US_OK) st = data_stats(bpe, ex, n, &t->stats, err);
+  if (st != US_OK) {
+    us_bpe_free(bpe);
+    return st;
+  }
+  choose_size(t, &c);
   c.vocab = us_bpe_vocab_size(bpe);
-  c.hidden = us_lm_config_hidden(c.dim);
   st = us_lm_new(&c, bpe, p->seed, &t->lm, err);
   if (st != US_OK) return st;
+  effective_params(t);
   t->ts.m = calloc(t->lm->n_params, sizeof(float));
   t->ts.v = calloc(t->lm->n_params, sizeof(float));
   if (!t->ts.m || !t->ts.v)
@@ -387,8 +488,11 @@ static us_status trainer_alloc(trainer *t, us_err *err) {
   const us__lm_lora *lo = t->lm->lora;
   /* + 1: the loss slot of lm_dist.h (the LoRA gradient block has one too) */
   t->grad = lo ? NULL : malloc((t->lm->n_params + 1) * sizeof(float));
+  /* the best check's trainable weights: the model's, or the adapters' */
+  size_t n_trainable = lo ? lo->n_params : t->lm->n_params;
+  if (t->valid.n > 0) t->best = malloc(n_trainable * sizeof(float));
   if (!t->batch.tokens || !t->batch.targets || !t->batch.pos || !t->batch.doc || !t->batch.mask ||
-      !t->row || !t->perm || (!lo && !t->grad))
+      !t->row || !t->perm || (!lo && !t->grad) || (t->valid.n > 0 && !t->best))
     return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the training buffers");
   if (lo) {
     t->params = lo->block;
@@ -414,9 +518,170 @@ static void trainer_free(trainer *t) {
   free(t->row);
   free(t->perm);
   free(t->grad);
+  free(t->best);
   free(t->ts.m);
   free(t->ts.v);
   corpus_free(&t->data);
+  corpus_free(&t->valid);
+}
+
+static double clock_now(const trainer *t) {
+  return t->p->clock ? t->p->clock(t->p->clock_user) : us_now();
+}
+
+/* The clock every decision of the schedule reads. Under MPI it is rank 0's reading on every rank
+ * (one small allreduce), so that all ranks plan the same steps, check at the same steps and stop
+ * together; a rank that planned alone would wait forever in the gradient allreduce. */
+static double shared_clock(const trainer *t) {
+  double now = clock_now(t);
+  if (us_dist_size() <= 1) return now;
+  float x[2] = {0.0f, 0.0f};
+  if (us_dist_rank() == 0) {
+    double hi = floor(now / 65536.0) * 65536.0; /* exact in a float; the rest to ~4 ms */
+    x[0] = (float)hi;
+    x[1] = (float)(now - hi);
+  }
+  us_err e;
+  if (us_dist_allreduce_sum(x, 2, -1, &e) != US_OK) return now; /* the next allreduce fails too */
+  return (double)x[0] + (double)x[1];
+}
+
+/* ---- validation and early stopping ---- */
+
+/* Packs validation examples from *at on into up to B rows (in order, each example once); returns
+ * the rows filled. */
+static int pack_valid(trainer *t, size_t *at) {
+  us_bpe_special sp = us_bpe_specials(t->lm->bpe);
+  int T = t->T, rows = 0;
+  int32_t doc_id = 0;
+  /* at most the rows the activations hold (under MPI a rank's shard of B) */
+  for (int b = 0; b < t->acts.B && *at < t->valid_use; b++, rows++) {
+    int32_t *pos = t->batch.pos + (size_t)b * T, *doc = t->batch.doc + (size_t)b * T;
+    float *mask = t->batch.mask + (size_t)b * T;
+    for (int j = 0; j <= T; j++) t->row[j] = sp.pad;
+    for (int j = 0; j < T; j++) {
+      pos[j] = 0;
+      doc[j] = -1 - j;
+      mask[j] = 0.0f;
+    }
+    int used = 0;
+    while (*at < t->valid_use) {
+      size_t e = *at;
+      int len = (int)(t->valid.start[e + 1] - t->valid.start[e]);
+      if (used + len > T + 1) break;
+      memcpy(t->row + used, t->valid.tokens + t->valid.start[e], (size_t)len * sizeof(int32_t));
+      for (int j = used; j < used + len && j < T; j++) {
+        pos[j] = j - used;
+        doc[j] = doc_id;
+      }
+      for (int j = used + t->valid.sep[e]; j < used + len - 1; j++) mask[j] = 1.0f;
+      used += len;
+      doc_id++;
+      (*at)++;
+    }
+    memcpy(t->batch.tokens + (size_t)b * T, t->row, (size_t)T * sizeof(int32_t));
+    memcpy(t->batch.targets + (size_t)b * T, t->row + 1, (size_t)T * sizeof(int32_t));
+  }
+  return rows;
+}
+
+/* Mean loss over the validation answers' tokens (and EOS), dropout off. */
+static double validation_loss(trainer *t) {
+  float drop = t->acts.drop_p;
+  t->acts.drop_p = 0.0f;
+  double sum = 0.0, weight = 0.0;
+  size_t at = 0;
+  int rows;
+  while ((rows = pack_valid(t, &at)) > 0) {
+    double w = 0.0;
+    for (size_t i = 0; i < (size_t)rows * t->T; i++) w += t->batch.mask[i];
+    double loss = us__lm_forward(t->lm, &t->acts, &t->batch, rows, t->T);
+    sum += loss * w;
+    weight += w;
+  }
+  t->acts.drop_p = drop;
+  return weight > 0 ? sum / weight : NAN;
+}
+
+/* With a time budget the checks may take a tenth of it: one validation batch is timed (once, when
+ * the schedule is first planned) and as many examples are kept as US_LM_EVALS_PER_RUN checks of
+ * that cost allow, at least 32. The loss of every check is over the same examples. */
+static void fit_validation_to_budget(trainer *t) {
+  if (!t->sched.from_budget || t->valid.n == 0) return;
+  float drop = t->acts.drop_p;
+  t->acts.drop_p = 0.0f;
+  double t0 = shared_clock(t);
+  size_t at = 0;
+  int rows = pack_valid(t, &at);
+  us__lm_forward(t->lm, &t->acts, &t->batch, rows, t->T);
+  double dt = shared_clock(t) - t0;
+  t->acts.drop_p = drop;
+  double per_check = 0.1 * t->sched.budget_sec / US_LM_EVALS_PER_RUN;
+  if (!(dt > 0) || at == 0) return;
+  double fit = per_check / dt * (double)at;
+  size_t use = fit < 32 ? 32 : fit > (double)t->valid.n ? t->valid.n : (size_t)fit;
+  t->valid_use = use < t->valid.n ? use : t->valid.n;
+}
+
+/* A validation check after step `done`: keeps the best weights; returns -1 when patience has run
+ * out, else 0. */
+static int validation_check(trainer *t, long done) {
+  double t0 = shared_clock(t);
+  t->valid_loss = validation_loss(t);
+  t->evaluations++;
+  int verdict =
+      isfinite(t->valid_loss) ? us__lm_early_stop_update(&t->early, t->valid_loss, done) : 0;
+  if (verdict == 1) memcpy(t->best, t->params, t->n_train * sizeof(float));
+  double now = shared_clock(t);
+  us__lm_schedule_after_eval(&t->sched, done, now - t0, now);
+  return verdict < 0 ? -1 : 0;
+}
+
+/* ---- the run ---- */
+
+static void fill_info(const trainer *t, bool stopped_early, us_lm_train_info *info) {
+  memset(info, 0, sizeof *info);
+  snprintf(info->preset, sizeof info->preset, "%s", t->custom ? "custom" : t->size->name);
+  info->auto_preset = t->auto_preset;
+  info->config = t->lm->config;
+  info->steps_planned = t->sched.steps;
+  info->steps_done = (long)t->ts.step;
+  info->steps_from_budget = t->sched.from_budget;
+  info->budget_sec = t->sched.from_budget ? t->sched.budget_sec : 0;
+  info->tokens_per_sec = t->sched.sec_per_step > 0 ? t->B * t->T / t->sched.sec_per_step : 0;
+  info->train_tokens = t->stats.tokens;
+  info->evaluations = t->evaluations;
+  info->valid_examples = t->best ? t->valid_use : 0;
+  info->best_step = t->best ? t->early.best_step : 0;
+  info->best_valid_loss = t->best && t->early.best_step > 0 ? t->early.best : NAN;
+  info->stopped_early = stopped_early;
+}
+
+/* One optimiser step on the next batch; the loss in *loss. */
+static us_status train_step(trainer *t, long step, double *loss, double *lr, us_err *err) {
+  next_batch(t);
+  /* dropout masks depend only on the seed and the step, so a resumed run draws the same ones */
+  us_rng_seed(&t->acts.drop_rng, t->ts.seed ^ (0xD1B54A32D192ED03ull * ((uint64_t)step + 1)) ^
+                                     (0x9E3779B97F4A7C15ull * (uint64_t)us_dist_rank()));
+  const us__lm_params *g = t->lm->lora ? NULL : &t->g; /* adapters: the base is frozen */
+  bool dist = us_dist_size() > 1;
+  if (dist) {
+    /* this rank's shard, then one allreduce of the gradient block (student/lm_dist.h) */
+    us_status st = us__lm_dist_step(t->lm, &t->acts, &t->batch, t->B, t->T, t->grads, t->n_train, g,
+                                    step, loss, err);
+    if (st != US_OK) return st;
+  } else {
+    *loss = us__lm_forward(t->lm, &t->acts, &t->batch, t->B, t->T);
+  }
+  if (!isfinite(*loss)) return diverged(t, step + 1, "the loss is not a number", err);
+  if (!dist) {
+    memset(t->grads, 0, t->n_train * sizeof(float));
+    us__lm_backward(t->lm, &t->acts, &t->batch, t->B, t->T, g);
+  }
+  *lr = us__lm_schedule_lr(&t->sched, t->p, step);
+  if (!adamw_step(t, *lr)) return diverged(t, step + 1, "the gradient is not a number", err);
+  t->ts.step = (uint64_t)step + 1;
+  return US_OK;
 }
 
 /* Under MPI, every rank must start from the same model, optimiser state, data and position in
@@ -424,7 +689,7 @@ static void trainer_free(trainer *t) {
 static us_status same_start(const trainer *t, us_err *err) {
   const us_lm *lm = t->lm;
   uint64_t h = us_hash64(lm->block, lm->n_params * sizeof(float), lm->n_params);
-  h = us_hash64(t->ts.m, lm->n_params * sizeof(float), h);
+  h = us_hash64(t->ts.m, t->n_train * sizeof(float), h);
   uint64_t where[3] = {t->ts.step, t->ts.epoch, t->ts.cursor};
   h = us_hash64(where, sizeof where, h);
   h = us_hash64(t->data.tokens, t->data.start[t->data.n] * sizeof(int32_t), h);
@@ -444,66 +709,80 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
   trainer t;
   memset(&t, 0, sizeof t);
   t.p = p;
+  t.valid_loss = NAN;
+  double start = shared_clock(&t);
   us_blas_set_threads(p->threads > 0 ? p->threads : 1);
   us_status st = trainer_model(&t, examples, n, err);
   if (st == US_OK) st = corpus_build(t.lm->bpe, examples, n, t.lm->config.context, &t.data, err);
+  size_t n_valid = p->valid ? (p->n_valid < US_LM_VALID_MAX ? p->n_valid : US_LM_VALID_MAX) : 0;
+  if (st == US_OK && n_valid > 0)
+    st = corpus_build(t.lm->bpe, p->valid, n_valid, t.lm->config.context, &t.valid, err);
+  t.valid_use = t.valid.n;
   if (st == US_OK) st = trainer_alloc(&t, err);
   if (st != US_OK) goto fail;
+  p = t.p; /* the preset's batch and rate filled in */
+  us__lm_schedule_init(&t.sched, p, start, (long)t.ts.planned, (long)t.ts.warmup, t.valid.n > 0);
+  us__lm_early_stop_init(&t.early, p->patience);
   shuffle_epoch(&t);
-  bool dist = us_dist_size() > 1;
-  if (dist && (st = same_start(&t, err)) != US_OK) goto fail;
-  double t0 = us_now();
+  if (us_dist_size() > 1 && (st = same_start(&t, err)) != US_OK) goto fail;
+  double t0 = clock_now(&t);
   long first = (long)t.ts.step;
-  for (long step = first; step < p->steps; step++) {
-    next_batch(&t);
-    /* dropout masks depend only on the seed and the step, so a resumed run draws the same ones */
-    us_rng_seed(&t.acts.drop_rng, t.ts.seed ^ (0xD1B54A32D192ED03ull * ((uint64_t)step + 1)) ^
-                                      (0x9E3779B97F4A7C15ull * (uint64_t)us_dist_rank()));
-    double loss = 0.0;
-    if (dist)
-      st = us__lm_dist_step(t.lm, &t.acts, &t.batch, t.B, t.T, t.grads, t.n_train,
-                            t.lm->lora ? NULL : &t.g, step, &loss, err);
-    else
-      loss = us__lm_forward(t.lm, &t.acts, &t.batch, t.B, t.T);
-    if (st != US_OK) goto fail;
-    if (!isfinite(loss)) {
-      st = diverged(p, step + 1, "the loss is not a number", err);
-      goto fail;
+  bool stopped_early = false;
+  for (long step = first; step < t.sched.steps; step++) {
+    double loss = 0, lr = 0;
+    if ((st = train_step(&t, step, &loss, &lr, err)) != US_OK) goto fail;
+    if (p->losses && p->steps > 0 && step < p->steps) p->losses[step] = (float)loss;
+    double now = shared_clock(&t);
+    bool planned_now = us__lm_schedule_after_step(&t.sched, step + 1, now);
+    if (planned_now && t.tokens_per_sec == 0) {
+      t.tokens_per_sec = t.B * t.T / t.sched.sec_per_step;
+      fit_validation_to_budget(&t);
     }
-    if (!dist) {
-      memset(t.grads, 0, t.n_train * sizeof(float));
-      us__lm_backward(t.lm, &t.acts, &t.batch, t.B, t.T, t.lm->lora ? NULL : &t.g);
+    if (t.sched.from_budget && t.sched.planned) {
+      t.ts.planned = (uint64_t)t.sched.steps;
+      t.ts.warmup = (uint64_t)t.sched.warmup;
     }
-    double lr = lr_at(p, step);
-    if (!adamw_step(&t, lr)) {
-      st = diverged(p, step + 1, "the gradient is not a number", err);
-      goto fail;
-    }
-    t.ts.step = (uint64_t)step + 1;
-    if (p->losses) p->losses[step] = (float)loss;
+    bool validated_now = us__lm_schedule_eval_due(&t.sched, step + 1);
+    if (validated_now && validation_check(&t, step + 1) < 0) stopped_early = true;
     if (p->checkpoint_every > 0 && p->checkpoint_path &&
         t.ts.step % (uint64_t)p->checkpoint_every == 0 &&
         ((st = check_weights(&t, step + 1, err)) != US_OK ||
          (st = save_checkpoint(&t, err)) != US_OK))
       goto fail;
     if (p->progress) {
-      double dt = us_now() - t0, done = (double)(step + 1 - first);
+      double dt = clock_now(&t) - t0, done = (double)(step + 1 - first);
+      /* before the first plan: no total yet, and the budget's end is the estimate */
+      double eta = t.sched.planned
+                       ? (done > 0 ? dt / done * (double)(t.sched.steps - step - 1) : 0.0)
+                       : t.sched.budget_sec - (clock_now(&t) - t.sched.start);
       us_lm_progress pr = {step + 1,
-                           p->steps,
+                           t.sched.planned ? t.sched.steps : 0,
                            loss,
                            lr,
                            dt > 0 ? done * t.B * t.T / dt : 0.0,
-                           done > 0 ? dt / done * (double)(p->steps - step - 1) : 0.0,
-                           t.lm->n_params};
+                           eta > 0 ? eta : 0.0,
+                           t.lm->n_params,
+                           t.custom ? "custom" : t.size->name,
+                           t.auto_preset,
+                           t.sched.from_budget ? t.sched.budget_sec : 0,
+                           planned_now,
+                           validated_now,
+                           t.valid_loss,
+                           t.early.best_step};
       if (p->progress(&pr, p->progress_user) != 0) {
-        st = us_err_set(err, US_ERR_INTERRUPTED, "lm: training stopped at step %ld of %d", step + 1,
-                        p->steps);
+        st = us_err_set(err, US_ERR_INTERRUPTED, "lm: training stopped at step %ld of %ld",
+                        step + 1, t.sched.steps);
         goto fail;
       }
     }
+    if (stopped_early) break;
   }
+  /* deliver the best check's weights (the last check may be it) */
+  if (t.best && t.early.best_step > 0 && t.early.best_step != (long)t.ts.step)
+    memcpy(t.params, t.best, t.n_train * sizeof(float));
   us__lm_lora_merge(t.lm); /* the adapters become part of the returned weights */
   if ((st = check_weights(&t, (long)t.ts.step, err)) != US_OK) goto fail;
+  if (p->info) fill_info(&t, stopped_early, p->info);
   *out = t.lm;
   t.lm = NULL;
 fail:

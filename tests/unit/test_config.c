@@ -148,17 +148,19 @@ static void defaults_should_match_documented_values(void **state) {
   assert_int_equal(c.student.classifier.threads, 2);
   assert_false(c.student.classifier.quantize);
   assert_true(c.student.classifier.calibrate);
-  assert_null(c.student.lm.preset);
-  assert_int_equal(c.student.lm.layers, 4);
-  assert_int_equal(c.student.lm.dim, 256);
-  assert_int_equal(c.student.lm.heads, 4);
-  assert_int_equal(c.student.lm.context, 256);
-  assert_int_equal(c.student.lm.vocab_size, 2048);
-  assert_int_equal(c.student.lm.steps, 2000);
-  assert_int_equal(c.student.lm.batch_size, 16);
+  assert_null(c.student.lm.preset); /* "auto" */
+  assert_int_equal(c.student.lm.layers, 0);
+  assert_int_equal(c.student.lm.dim, 0);
+  assert_int_equal(c.student.lm.heads, 0);
+  assert_int_equal(c.student.lm.context, 0);
+  assert_int_equal(c.student.lm.vocab_size, 0);
+  assert_int_equal(c.student.lm.steps, 0); /* from the time budget */
+  assert_true(c.student.lm.train_minutes == 10);
+  assert_int_equal(c.student.lm.patience, 5);
+  assert_int_equal(c.student.lm.batch_size, 0);
   assert_int_equal(c.student.lm.warmup_steps, 100);
   assert_int_equal(c.student.lm.checkpoint_every, 500);
-  assert_true(c.student.lm.lr == 3e-4);
+  assert_true(c.student.lm.lr == 0); /* the preset's */
   assert_true(c.student.lm.weight_decay == 0.1);
   assert_true(c.student.lm.grad_clip == 1.0);
   assert_true(c.cost.cpu_usd_per_hour == 0.05);
@@ -398,7 +400,7 @@ static void out_of_range_should_name_the_range(void **state) {
   expect_error(NULL, SET("student.minn=5", "student.maxn=3"),
                "student.minn: expected minn <= maxn (3)", "found 5", NULL);
   expect_error(NULL, SET("student.heads=5"),
-               "student.heads: expected a divisor of the model width (256)", NULL);
+               "student.heads: expected a divisor of the model width (128, the preset's", NULL);
 }
 
 static void missing_required_key_should_be_named(void **state) {
@@ -539,7 +541,7 @@ static void values_should_be_checked_beyond_type(void **state) {
                "teacher.base_url: expected a URL with a host after the scheme", NULL);
   expect_error(NULL, SET("teacher.api_key_env=my-key"),
                "teacher.api_key_env: expected an environment variable name", NULL);
-  expect_error(NULL, SET("student.preset=huge"), "student.preset: expected \"nano\", \"micro\"",
+  expect_error(NULL, SET("student.preset=huge"), "student.preset: expected \"auto\", \"nano\"",
                NULL);
   expect_error(NULL, SET("data.inputs=[]"), "data.inputs: expected a non-empty array", NULL);
   expect_error(NULL, SET("data.inputs[0]={\"path\":\"a\",\"format\":\"xml\"}"),

@@ -413,9 +413,15 @@ static void settings_training_refuses_should_be_refused_at_load(void **state) {
   expect_refused("student.quantize_bits=6", "student.quantize_bits: expected 4 or 8, found 6");
   expect_refused("student.dropout=0.96", "student.dropout: expected a number in [0, 0.95]");
   expect_refused("student.vocab_size=100000",
-                 "student.vocab_size: expected an integer in [260, 65536]");
-  expect_refused("student.context=16384", "student.context: expected an integer in [8, 8192]");
-  expect_refused("student.preset=huge", "student.preset: expected \"nano\", \"micro\", \"mini\"");
+                 "student.vocab_size: expected an integer in [0, 65536]");
+  expect_refused("student.vocab_size=100",
+                 "student.vocab_size: expected 0 (from the text) or at least 260");
+  expect_refused("student.context=16384", "student.context: expected an integer in [0, 8192]");
+  expect_refused("student.context=4", "student.context: expected 0 (the preset's) or at least 8");
+  expect_refused("student.preset=huge",
+                 "student.preset: expected \"auto\", \"nano\", \"micro\", \"mini\"");
+  /* under "auto" a given heads must suit every width the table can choose */
+  expect_refused("student.heads=3", "student.heads: expected a divisor of the model width (128");
   /* 24 / 8 = 3: heads must leave an even head size (rotary pairs) */
   const char *sets[2] = {"student.lm_dim=24", "student.heads=8"};
   us_config c;

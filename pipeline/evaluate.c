@@ -491,7 +491,8 @@ static us_status build_cost(const us_config *c, us_cache *cache, us_eval_data *d
   const cJSON *lm_chosen = cJSON_GetObjectItemCaseSensitive(train, "chosen");
   if (cJSON_IsString(lm_chosen))
     snprintf(d->student_line, sizeof d->student_line,
-             "decoder-only transformer with a byte-level BPE tokeniser; %s", lm_chosen->valuestring);
+             "decoder-only transformer with a byte-level BPE tokeniser; %s",
+             lm_chosen->valuestring);
   st = us_cost_compute(&in, &d->cost, err);
   if (!st) d->report.cost = &d->cost;
 done:

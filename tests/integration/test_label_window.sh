@@ -82,6 +82,27 @@ assert_ge "$(mock_stats chat_requests)" "$((N + 1))" "requests with faults (some
 assert_eq "$(mock_stats billed_keys)" "$N" "distinct keys billed with faults"
 stop_mock
 
+note "window 6 with a budget for ~30%: the stop counts the prompts not read yet as left"
+start_teacher --answers "$WORK/prompts.jsonl.answers.jsonl"
+write_config "$WORK/b6.json" teacher.concurrency=8 teacher.window=6 teacher.budget_usd=4.2 \
+  teacher.price.input_per_mtok=1 teacher.price.output_per_mtok=10000 output="\"$WORK/b6\""
+expect_ok b6_prompts prompts "$WORK/b6.json"
+run_us b6_label label "$WORK/b6.json"
+[ "$RC" -eq 3 ] || { show "$WORK/b6_label.out" "$WORK/b6_label.err"; fail "window 6, budget: expected exit 3, got $RC"; }
+B6_DB="$WORK/b6/understudy.db"
+done_b6=$(db_targets "$B6_DB")
+note "budget stop with $done_b6 of $N labelled"
+[ "$done_b6" -ge 1 ] && [ "$done_b6" -lt "$N" ] || fail "window 6: the budget did not bind ($done_b6 labelled)"
+assert_grep "$WORK/b6_label.err" "budget reached: .* $((N - done_b6)) prompts left" \
+  "window 6: the budget stop counts every prompt left, read or not"
+assert_le "$(db_spend "$B6_DB")" 4.2 "window 6: spend within the budget"
+assert_eq "$(mock_stats keys_billed_more_than_once)" 0 "window 6: keys billed twice at the budget stop"
+expect_ok b6_rerun label "$WORK/b6.json" --set teacher.budget_usd=100
+assert_eq "$(db_unlabelled "$B6_DB")" 0 "window 6: unlabelled prompts after raising the budget"
+assert_eq "$(mock_stats keys_billed_more_than_once)" 0 "window 6: keys billed twice across the runs"
+assert_eq "$(mock_stats billed_keys)" "$N" "window 6: keys billed"
+stop_mock
+
 note "kill -9 mid-run with window 10, then resume with window 10"
 start_teacher --answers "$WORK/prompts.jsonl.answers.jsonl" --latency-ms 60
 write_config "$WORK/k.json" teacher.concurrency=$C teacher.window=10 "${PRICES[@]}"

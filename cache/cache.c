@@ -271,16 +271,18 @@ us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t 
   return list_rows(c, split, US_PROMPT_KIND_PROMPT, out, n, err);
 }
 
+/* PROMPTS_PAGE filters on +kind so SQLite walks the rowid from after_id: through the (kind,
+ * split, id) index it would read and sort every row of the kind for each page (0.17 s a page at
+ * a million prompts, against 0.007 s). */
 us_status us_cache_prompts_page(us_cache *c, int kind, int64_t after_id, size_t limit,
                                 us_prompt **out, size_t *n, us_err *err) {
   *out = NULL;
   *n = 0;
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_PROMPTS_PAGE, err);
   if (!s) return US_ERR_DB;
-  sqlite3_bind_int(s, 1, -1);
-  sqlite3_bind_int(s, 2, kind);
-  sqlite3_bind_int64(s, 3, after_id);
-  sqlite3_bind_int64(s, 4, limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)limit);
+  sqlite3_bind_int(s, 1, kind);
+  sqlite3_bind_int64(s, 2, after_id);
+  sqlite3_bind_int64(s, 3, limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)limit);
   void *rows = NULL;
   size_t count = 0;
   size_t first_cap = limit < 256 ? (limit ? limit : 1) : 256;

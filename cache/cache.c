@@ -296,6 +296,34 @@ us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t 
   return list_rows(c, split, US_PROMPT_KIND_PROMPT, out, n, err);
 }
 
+/* PROMPTS_PAGE filters on +kind so SQLite walks the rowid from after_id: through the (kind,
+ * split, id) index it would read and sort every row of the kind for each page (0.17 s a page at
+ * a million prompts, against 0.007 s). */
+us_status us_cache_prompts_page(us_cache *c, int kind, int64_t after_id, size_t limit,
+                                us_prompt **out, size_t *n, us_err *err) {
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_PROMPTS_PAGE, err);
+  if (!s) return US_ERR_DB;
+  sqlite3_bind_int(s, 1, kind);
+  sqlite3_bind_int64(s, 2, after_id);
+  sqlite3_bind_int64(s, 3, limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)limit);
+  void *rows = NULL;
+  size_t count = 0;
+  size_t first_cap = limit < 256 ? (limit ? limit : 1) : 256;
+  us_status st = us__cache_read_rows(c, s, sizeof(us_prompt), first_cap, read_prompt, &rows, &count,
+                                     "reading a page of prompts", err);
+  if (st) {
+    us_prompts_free(rows, count);
+    if (st == US_ERR_NOMEM)
+      us_err_set(err, US_ERR_NOMEM, "out of memory reading %zu prompts of %s", limit, c->path);
+    return st;
+  }
+  *out = rows;
+  *n = count;
+  return US_OK;
+}
+
 us_status us_cache_chunks_list(us_cache *c, us_prompt **out, size_t *n, us_err *err) {
   return list_rows(c, -1, US_PROMPT_KIND_CHUNK, out, n, err);
 }

@@ -59,6 +59,11 @@ us_status us_cache_prompt_insert(us_cache *c, const us_prompt *p, bool *inserted
 /* Lists prompts (kind US_PROMPT_KIND_PROMPT: never chunks) ordered by id; split -1 means all.
  * Caller frees with us_prompts_free. */
 us_status us_cache_prompts_list(us_cache *c, int split, us_prompt **out, size_t *n, us_err *err);
+/* One page of prompts of kind (us_prompt_kind), both splits: at most limit rows with id >
+ * after_id, ordered by id (keyset pagination: pass the last id read to get the next page; 0
+ * for the first). *n 0 means no more. Caller frees with us_prompts_free. */
+us_status us_cache_prompts_page(us_cache *c, int kind, int64_t after_id, size_t limit,
+                                us_prompt **out, size_t *n, us_err *err);
 /* Lists document chunks (kind US_PROMPT_KIND_CHUNK) ordered by id, as us_cache_prompts_list. */
 us_status us_cache_chunks_list(us_cache *c, us_prompt **out, size_t *n, us_err *err);
 void us_prompts_free(us_prompt *p, size_t n);

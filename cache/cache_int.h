@@ -23,6 +23,9 @@
     "SELECT id, hash, text, gold, source, split, kind, context FROM prompts "                   \
     "WHERE kind = ?2 AND (?1 < 0 OR split = ?1) ORDER BY id")                                   \
   X(PROMPTS_COUNT, "SELECT COUNT(*) FROM prompts WHERE kind = 0 AND (?1 < 0 OR split = ?1)")    \
+  X(PROMPTS_PAGE,                                                                               \
+    "SELECT id, hash, text, gold, source, split, kind, context FROM prompts "                   \
+    "WHERE +kind = ?1 AND id > ?2 ORDER BY id LIMIT ?3")                                        \
   X(CALL_INSERT,                                                                                \
     "INSERT INTO calls(key, http_status, prompt_tokens, completion_tokens, cost_usd, "          \
     "latency_ms, attempts, imported, created_at, request, response) "                           \

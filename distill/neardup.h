@@ -32,4 +32,21 @@ typedef struct us_neardup_pair {
 us_status us_neardup_pairs(const char *const *texts, size_t n, double threshold,
                            us_neardup_pair **pairs, size_t *n_pairs, us_err *err);
 
+/* The same search fed one text at a time, so the caller need not hold every text: each text
+ * added keeps only its shingle hashes (8 bytes each; a short prompt has a few) and 20 band
+ * hashes of 4 bytes, plus an 8-byte offset; us_neardup_find sorts one band at a time (8 bytes
+ * per text) and returns the pairs by the texts' indexes in the order added. */
+typedef struct us_neardup us_neardup;
+us_status us_neardup_new(us_neardup **out, us_err *err);
+void us_neardup_free(us_neardup *nd); /* NULL is a no-op */
+/* Makes room for n texts' fixed parts at once (optional: saves the growth slack). */
+us_status us_neardup_reserve(us_neardup *nd, size_t n, us_err *err);
+/* Adds the next text (index: the count added before it); text is not kept. */
+us_status us_neardup_add(us_neardup *nd, const char *text, us_err *err);
+size_t us_neardup_count(const us_neardup *nd);
+/* The bytes held (capacity included). */
+size_t us_neardup_bytes(const us_neardup *nd);
+us_status us_neardup_find(const us_neardup *nd, double threshold, us_neardup_pair **pairs,
+                          size_t *n_pairs, us_err *err);
+
 #endif

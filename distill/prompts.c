@@ -110,43 +110,24 @@ int us_prompt_split(const char *normalized, uint64_t seed, double test_fraction)
                                                                                 : US_SPLIT_TRAIN;
 }
 
-/* ---- the set of hashes seen in this run ----------------------------------------------------- */
+/* ---- the rows met in this run: one bit per row id -------------------------------------------- */
 
-static size_t slot_of(const char *hash, size_t cap) {
-  return (size_t)us_hash64(hash, 64, 0) & (cap - 1);
-}
-
-static us_status seen_grow(us__hash_set *set) {
-  size_t cap = set->cap ? set->cap * 2 : 1024;
-  char(*slots)[65] = calloc(cap, sizeof *slots);
-  if (!slots) return US_ERR_NOMEM;
-  for (size_t i = 0; i < set->cap; i++) {
-    if (!set->slots[i][0]) continue;
-    size_t j = slot_of(set->slots[i], cap);
-    while (slots[j][0]) j = (j + 1) & (cap - 1);
-    memcpy(slots[j], set->slots[i], 65);
+/* Sets id's bit; *was_set tells whether it was set already. Non-zero when out of memory. */
+static int mark_met(us__prompt_sink *sink, int64_t id, bool *was_set) {
+  size_t byte = (size_t)(id < 0 ? 0 : id) / 8;
+  if (byte >= sink->met_cap) {
+    size_t cap = sink->met_cap ? sink->met_cap : 4096;
+    while (cap <= byte) cap *= 2;
+    unsigned char *grown = realloc(sink->met, cap);
+    if (!grown) return 1;
+    memset(grown + sink->met_cap, 0, cap - sink->met_cap);
+    sink->met = grown;
+    sink->met_cap = cap;
   }
-  free(set->slots);
-  set->slots = slots;
-  set->cap = cap;
-  return US_OK;
-}
-
-/* Adds hash; *was_there tells whether it was already in the set. */
-static us_status seen_add(us__hash_set *set, const char *hash, bool *was_there) {
-  if ((set->n + 1) * 2 > set->cap && seen_grow(set)) return US_ERR_NOMEM;
-  size_t j = slot_of(hash, set->cap);
-  while (set->slots[j][0]) {
-    if (memcmp(set->slots[j], hash, 64) == 0) {
-      *was_there = true;
-      return US_OK;
-    }
-    j = (j + 1) & (set->cap - 1);
-  }
-  memcpy(set->slots[j], hash, 65);
-  set->n++;
-  *was_there = false;
-  return US_OK;
+  unsigned char bit = (unsigned char)(1u << (id & 7));
+  *was_set = (sink->met[byte] & bit) != 0;
+  sink->met[byte] |= bit;
+  return 0;
 }
 
 /* ---- the sink ------------------------------------------------------------------------------- */
@@ -187,31 +168,32 @@ us_status us__prompt_emit(us__prompt_sink *sink, const char *text, size_t len, c
     chunk_hash(norm, hash);
   else
     us_prompt_hash(norm, hash);
-  bool duplicate = false;
-  if (seen_add(&sink->seen, hash, &duplicate)) {
-    st = us_err_set(err, US_ERR_NOMEM, "%s: out of memory", where);
-    goto done;
-  }
-  if (duplicate) {
-    sink->stats->duplicates++;
-    goto done;
-  }
   int split = sink->split != US_SPLIT_AUTO
                   ? sink->split
                   : us_prompt_split(norm, sink->data->seed, sink->data->test_fraction);
   bool inserted = false;
+  int64_t id = 0;
   us_prompt row = {.text = copy,
                    .gold = (char *)gold,
                    .source = (char *)where,
                    .split = split,
                    .kind = sink->kind};
   memcpy(row.hash, hash, sizeof row.hash);
-  st = us_cache_prompt_insert(sink->cache, &row, &inserted, NULL, err);
+  st = us_cache_prompt_insert(sink->cache, &row, &inserted, &id, err);
   if (st) {
     us_err_prefix(err, "%s", where);
     goto done;
   }
-  if (inserted)
+  /* the workspace's unique hash finds the row; one bit per row id says whether this run has
+   * met it already (a duplicate) */
+  bool met = false;
+  if (mark_met(sink, id, &met)) {
+    st = us_err_set(err, US_ERR_NOMEM, "%s: out of memory", where);
+    goto done;
+  }
+  if (met)
+    sink->stats->duplicates++;
+  else if (inserted)
     sink->stats->added++;
   else
     sink->stats->existing++;
@@ -344,7 +326,7 @@ us_status us_prompts_build(const us_task *task, const us_prompts_params *data, c
   if (!st) st = us_cache_stats_get(cache, &cs, err);
   if (!st) stats->chunks = cs.chunks;
 fail:
-  free(sink.seen.slots);
+  free(sink.met);
   return st;
 }
 

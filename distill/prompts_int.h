@@ -11,19 +11,14 @@
 #include "core/buf.h"
 #include "distill/prompts.h"
 
-/* Hashes of the prompts seen in this run (exact-duplicate detection); open addressing. */
-typedef struct us__hash_set {
-  char (*slots)[65]; /* "" marks an empty slot */
-  size_t cap, n;
-} us__hash_set;
-
 /* Everything a loader needs to store what it reads. One per us_prompts_build call. */
 typedef struct us__prompt_sink {
   const us_prompts_params *data;
   const char *base_dir; /* sources are shown relative to it; NULL: as given */
   us_cache *cache;
   us_prompts_stats *stats;
-  us__hash_set seen;
+  unsigned char *met; /* one bit per prompt row id: met in this run (exact duplicates) */
+  size_t met_cap;     /* bytes */
   int split;          /* the input's pinned split, or US_SPLIT_AUTO */
   int kind;           /* us_prompt_kind of what this input's records become */
   const char *source; /* the current file, relative to the config folder when possible */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/task.h"
 #include "distill/neardup.h"
 #include "distill/prompts_int.h"
@@ -37,48 +38,86 @@ static us_status record(us_cache *cache, const us_prompts_stats *stats, us_err *
   return us_cache_result_put(cache, "near_duplicates", buf, err);
 }
 
+/* Every prompt's id and split, read a window at a time into nd (the texts are not kept). */
+#define NEAR_WINDOW 4096
+static us_status read_prompts(us_cache *cache, us_neardup *nd, int64_t **ids,
+                              unsigned char **splits, size_t *n, us_err *err) {
+  size_t cap = 0;
+  *ids = NULL, *splits = NULL, *n = 0;
+  for (int64_t after = 0;;) {
+    us_prompt *page = NULL;
+    size_t got = 0;
+    us_status st =
+        us_cache_prompts_page(cache, US_PROMPT_KIND_PROMPT, after, NEAR_WINDOW, &page, &got, err);
+    if (!st && *n + got > cap) {
+      size_t c = cap ? cap : NEAR_WINDOW;
+      while (c < *n + got) c *= 2;
+      int64_t *i2 = realloc(*ids, c * sizeof *i2);
+      if (i2) *ids = i2;
+      unsigned char *s2 = i2 ? realloc(*splits, c) : NULL;
+      if (s2) *splits = s2;
+      if (!i2 || !s2)
+        st = us_err_set(err, US_ERR_NOMEM, "out of memory looking for near-duplicates");
+      else
+        cap = c;
+    }
+    for (size_t i = 0; !st && i < got; i++) {
+      st = us_neardup_add(nd, page[i].text, err);
+      (*ids)[*n] = page[i].id;
+      (*splits)[(*n)++] = (unsigned char)page[i].split;
+    }
+    if (got) after = page[got - 1].id;
+    us_prompts_free(page, got);
+    if (st || got < NEAR_WINDOW) return st;
+  }
+}
+
 us_status us__prompts_near_duplicates(const us_prompts_params *data, us_cache *cache,
                                       us_prompts_stats *stats, us_err *err) {
   double started = us_now();
-  us_prompt *p = NULL;
+  int64_t *ids = NULL;
+  unsigned char *split = NULL;
   size_t n = 0;
-  us_status st = us_cache_prompts_list(cache, -1, &p, &n, err);
-  if (st) return st;
-  const char **texts = malloc((n ? n : 1) * sizeof *texts);
-  size_t *parent = malloc((n ? n : 1) * sizeof *parent);
-  unsigned char *spans = calloc(n ? n : 1, 1); /* per group root: bit 0 train, bit 1 test */
+  size_t *parent = NULL;
+  unsigned char *spans = NULL, *crosses = NULL;
   us_neardup_pair *pairs = NULL;
   size_t n_pairs = 0;
-  if (!texts || !parent || !spans) {
+  us_neardup *nd = NULL;
+  int64_t count = 0;
+  us_status st = us_neardup_new(&nd, err);
+  if (!st) st = us_cache_prompts_count(cache, -1, &count, err);
+  if (!st) st = us_neardup_reserve(nd, (size_t)count, err);
+  if (!st) st = read_prompts(cache, nd, &ids, &split, &n, err);
+  if (!st) st = us_neardup_find(nd, US_NEARDUP_JACCARD, &pairs, &n_pairs, err);
+  us_log(US_LOG_DEBUG, "prompts: near-duplicates among %zu prompts: %zu bytes of signatures", n,
+         nd ? us_neardup_bytes(nd) : 0);
+  us_neardup_free(nd);
+  if (st) goto done;
+  parent = malloc((n ? n : 1) * sizeof *parent);
+  spans = calloc(n ? n : 1, 1); /* per group root: bit 0 train, bit 1 test */
+  crosses = calloc(n ? n : 1, 1);
+  if (!parent || !spans || !crosses) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory looking for near-duplicates");
     goto done;
   }
-  for (size_t i = 0; i < n; i++) texts[i] = p[i].text, parent[i] = i;
-  st = us_neardup_pairs(texts, n, US_NEARDUP_JACCARD, &pairs, &n_pairs, err);
-  if (st) goto done;
+  for (size_t i = 0; i < n; i++) parent[i] = i;
   /* groups: prompts joined by near-duplicate pairs, within or across the splits */
   for (size_t k = 0; k < n_pairs; k++) {
     size_t a = find_root(parent, pairs[k].a), b = find_root(parent, pairs[k].b);
     if (a != b) parent[a] = b;
   }
   /* a prompt counts when a near-duplicate of its own is in the other split */
-  unsigned char *crosses = calloc(n ? n : 1, 1);
-  if (!crosses) {
-    st = us_err_set(err, US_ERR_NOMEM, "out of memory looking for near-duplicates");
-    goto done;
-  }
   for (size_t k = 0; k < n_pairs; k++)
-    if (p[pairs[k].a].split != p[pairs[k].b].split) crosses[pairs[k].a] = crosses[pairs[k].b] = 1;
+    if (split[pairs[k].a] != split[pairs[k].b]) crosses[pairs[k].a] = crosses[pairs[k].b] = 1;
   for (size_t i = 0; i < n; i++) {
     stats->near_duplicates += crosses[i];
-    spans[find_root(parent, i)] |= p[i].split == US_SPLIT_TEST ? 2 : 1;
+    spans[find_root(parent, i)] |= split[i] == US_SPLIT_TEST ? 2 : 1;
   }
-  free(crosses);
   if (data->dedupe_near) {
     st = us_cache_begin(cache, err);
     for (size_t i = 0; i < n && !st; i++) {
-      if (p[i].split != US_SPLIT_TRAIN || spans[find_root(parent, i)] != 3) continue;
-      st = us_cache_prompt_set_split(cache, p[i].id, US_SPLIT_TEST, err);
+      if (split[i] != US_SPLIT_TRAIN || spans[find_root(parent, i)] != 3) continue;
+      st = us_cache_prompt_set_split(cache, ids[i], US_SPLIT_TEST, err);
       stats->near_moved++;
     }
     if (st)
@@ -91,9 +130,10 @@ us_status us__prompts_near_duplicates(const us_prompts_params *data, us_cache *c
 done:
   stats->near_seconds = us_now() - started;
   free(pairs);
+  free(crosses);
   free(spans);
   free(parent);
-  free(texts);
-  us_prompts_free(p, n);
+  free(split);
+  free(ids);
   return st;
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/assert.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -81,6 +82,7 @@ static int64_t prompt_token_estimate(size_t chars) {
 }
 
 typedef struct job {
+  struct job *next; /* the next fresh job, while this one waits in the fresh queue */
   int64_t prompt_id;
   char key[65];
   char *body; /* canonical request; freed once the job ends */
@@ -91,14 +93,27 @@ typedef struct job {
   int attempts;
 } job;
 
-/* Every job of a pass: fresh ones in order, then those put back (retries, and jobs a stop
- * dropped unanswered), each with the time it may start again. */
+/* The jobs of a pass held in memory: fresh ones (never sent) in prompt order, those in flight,
+ * and those put back (retries, and jobs a stop dropped unanswered), each with the time it may
+ * start again. The prompts are read from the workspace a window at a time (keyset pagination
+ * by id) and only as the fresh queue runs low, so memory holds the requests in flight, the
+ * retries and at most two windows of ready requests, never the whole workspace. In batch mode
+ * a job lives until its batch ends, so there the jobs in memory are those in open batches. */
 typedef struct job_queue {
-  job *jobs;
-  size_t n_jobs, next_fresh; /* jobs[next_fresh..n_jobs) have never been sent */
-  size_t n_open;             /* jobs neither answered nor recorded as failed */
-  size_t *retry;             /* indexes of jobs put back */
-  size_t n_retry;
+  job *fresh_head, *fresh_tail; /* the fresh queue */
+  size_t n_fresh;
+  size_t n_open;   /* jobs in memory, neither answered nor recorded as failed */
+  size_t max_open; /* no more jobs in memory than this (SIZE_MAX: batch mode) */
+  job **retry;     /* jobs put back; room for every job in memory (retry_cap >= n_open) */
+  size_t n_retry, retry_cap;
+  size_t window;    /* teacher.window: prompts read at a time */
+  int64_t after_id; /* the last prompt id read */
+  bool exhausted;   /* every prompt of the pass has been read */
+  int64_t total;    /* prompts of the pass (include-filtered) */
+  int64_t unread;   /* of which not read yet */
+  int64_t jobs;     /* jobs created in the pass (each an uncached prompt) */
+  int64_t pages;    /* windows read */
+  size_t peak_open; /* the most jobs in memory at once */
 } job_queue;
 
 /* Why the loop stops starting requests. */
@@ -189,7 +204,8 @@ typedef struct teacher {
 
 /* Puts a job that was taken from the queue back, to start again once j->not_before passes. */
 static void put_back(job_queue *q, job *j) {
-  q->retry[q->n_retry++] = (size_t)(j - q->jobs);
+  US_ASSERT(q->n_retry < q->retry_cap);
+  q->retry[q->n_retry++] = j;
 }
 
 /* Scrubs the API key from s[0..n) (the transport holds it; before it opens there is none). */
@@ -408,7 +424,7 @@ static us_status dry_run_estimate(teacher *t, const us_prompt *p, int64_t *est, 
  * teacher.price.cached_input_per_mtok instead of the input price. */
 static void cache_estimate(teacher *t) {
   us_label_stats *s = t->stats;
-  int64_t n = (int64_t)t->queue.n_jobs;
+  int64_t n = t->queue.jobs;
   int64_t prefix = (int64_t)(t->prefix_tokens_sum / (double)n);
   int64_t cacheable = prefix >= 1024 ? 1024 + (prefix - 1024) / 128 * 128 : 0;
   double per_token = (t->params->price_input_per_mtok - us_teacher_cached_price(t->params)) / 1e6;
@@ -420,89 +436,146 @@ static void cache_estimate(teacher *t) {
   if (s->est_cost_low_usd < 0) s->est_cost_low_usd = 0;
 }
 
-/* Builds every prompt's (or, in the chunk phase, every chunk's) request; cached ones get their
- * target checked, the rest become jobs (or, for a dry run, estimates). */
-static us_status plan(teacher *t, us_err *err) {
-  us_prompt *prompts = NULL;
-  size_t n = 0;
-  us_status st = t->chunks ? us_cache_chunks_list(t->cache, &prompts, &n, err)
-                           : us_cache_prompts_list(t->cache, -1, &prompts, &n, err);
+/* Whether the pass takes prompt p (active labelling labels only the prompts it asks for). */
+static bool pass_takes(const teacher *t, const us_prompt *p) {
+  return t->chunks || !t->opt->include || t->opt->include(t->opt->include_user, p);
+}
+
+/* Counts the prompts (or chunks) of the pass into stats->total and queue.unread: a COUNT, or,
+ * when only some prompts are asked for, one read of the workspace a window at a time. */
+static us_status count_pass(teacher *t, us_err *err) {
+  int64_t n = 0;
+  us_status st = US_OK;
+  if (t->chunks) {
+    us_cache_stats cs;
+    st = us_cache_stats_get(t->cache, &cs, err);
+    n = cs.chunks;
+  } else if (!t->opt->include) {
+    st = us_cache_prompts_count(t->cache, -1, &n, err);
+  } else {
+    for (int64_t after = 0;;) {
+      us_prompt *page = NULL;
+      size_t got = 0;
+      st = us_cache_prompts_page(t->cache, US_PROMPT_KIND_PROMPT, after, t->queue.window, &page,
+                                 &got, err);
+      for (size_t i = 0; !st && i < got; i++) n += pass_takes(t, &page[i]);
+      if (got) after = page[got - 1].id;
+      us_prompts_free(page, got);
+      if (st || got == 0) break;
+    }
+  }
   if (st) return st;
-  if (!t->chunks && t->opt->include) { /* keep only the prompts asked for, in order */
-    size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-      if (t->opt->include(t->opt->include_user, &prompts[i])) {
-        us_prompt keep = prompts[i];
-        prompts[i] = prompts[kept];
-        prompts[kept++] = keep;
-      }
-    }
-    for (size_t i = kept; i < n; i++) { /* us_prompts_free(prompts, kept) frees the array */
-      free(prompts[i].text);
-      free(prompts[i].gold);
-      free(prompts[i].source);
-      free(prompts[i].context);
-    }
-    n = kept;
+  t->stats->total += n;
+  t->queue.total = t->queue.unread = n;
+  return US_OK;
+}
+
+/* One prompt read from the workspace: a cached request gets its target checked; the rest
+ * becomes a fresh job (or, for a dry run, an estimate and nothing kept). */
+static us_status plan_one(teacher *t, const us_prompt *p, us_err *err) {
+  char *body = NULL, key[65];
+  us_status st = t->chunks ? us_request_for_chunk(t->data, t->params, p->text, &body, key, err)
+                           : us_request_for_prompt(t->task, t->data, t->params, p, &body, key, err);
+  if (st) {
+    us_err_prefix(err, "prompt %lld (%s)", (long long)p->id, p->source ? p->source : "?");
+    return st;
   }
-  t->stats->total += (int64_t)n;
-  t->soft = calloc((size_t)(t->task->n_labels > 0 ? t->task->n_labels : 1), sizeof *t->soft);
-  t->queue.jobs = calloc(n ? n : 1, sizeof *t->queue.jobs);
-  t->queue.retry = calloc(n ? n : 1, sizeof *t->queue.retry);
-  if (!t->queue.jobs || !t->queue.retry || !t->soft) {
-    st = us_err_set(err, US_ERR_NOMEM, "out of memory planning %zu requests", n);
-    goto done;
+  bool cached = false;
+  st = us_cache_call_exists(t->cache, key, &cached, err);
+  if (!st && cached) st = ensure_cached_target(t, key, p->id, err);
+  if (st || cached) {
+    if (!st) t->stats->cached++;
+    free(body);
+    return st;
   }
-  double in_price = t->params->price_input_per_mtok / 1e6 * worst_factor(t->params);
-  double out_price = t->params->price_output_per_mtok / 1e6 * worst_factor(t->params);
-  int typical_completion = t->task->type == US_TASK_CLASSIFY
-                               ? (t->params->max_tokens < 3 ? t->params->max_tokens : 3)
-                               : t->params->max_tokens / 4;
-  for (size_t i = 0; i < n; i++) {
-    if ((i & 1023) == 0) report_progress(t, us_now(), false); /* a large workspace takes a while */
-    char *body = NULL, key[65];
-    st = t->chunks
-             ? us_request_for_chunk(t->data, t->params, prompts[i].text, &body, key, err)
-             : us_request_for_prompt(t->task, t->data, t->params, &prompts[i], &body, key, err);
-    if (st) {
-      us_err_prefix(err, "prompt %lld (%s)", (long long)prompts[i].id,
-                    prompts[i].source ? prompts[i].source : "?");
-      goto done;
-    }
-    bool cached = false;
-    st = us_cache_call_exists(t->cache, key, &cached, err);
-    if (!st && cached) st = ensure_cached_target(t, key, prompts[i].id, err);
-    if (st) {
+  size_t body_len = strlen(body);
+  double worst = us__request_worst_usd(t->params, body_len, worst_factor(t->params));
+  t->queue.jobs++;
+  if (t->opt->dry_run) {
+    free(body);
+    int64_t est = 0;
+    st = dry_run_estimate(t, p, &est, err);
+    if (st) return st;
+    double in_price = t->params->price_input_per_mtok / 1e6 * worst_factor(t->params);
+    double out_price = t->params->price_output_per_mtok / 1e6 * worst_factor(t->params);
+    int typical_completion = t->task->type == US_TASK_CLASSIFY
+                                 ? (t->params->max_tokens < 3 ? t->params->max_tokens : 3)
+                                 : t->params->max_tokens / 4;
+    t->stats->est_prompt_tokens += est;
+    t->stats->est_completion_tokens_max += t->params->max_tokens;
+    t->stats->est_cost_low_usd += (double)est * in_price + typical_completion * out_price;
+    t->stats->est_cost_high_usd += worst;
+    return US_OK;
+  }
+  job_queue *q = &t->queue;
+  if (q->n_open == q->retry_cap) { /* every job in memory may be put back at once */
+    size_t cap = q->retry_cap ? 2 * q->retry_cap : 256;
+    job **grown = realloc(q->retry, cap * sizeof *grown);
+    if (!grown) {
       free(body);
-      goto done;
+      return us_err_set(err, US_ERR_NOMEM, "out of memory queueing %zu requests", q->n_open + 1);
     }
-    if (cached) {
-      t->stats->cached++;
-      free(body);
-      continue;
-    }
-    job *j = &t->queue.jobs[t->queue.n_jobs++];
-    j->prompt_id = prompts[i].id;
-    memcpy(j->key, key, 65);
-    j->body = body;
-    j->body_len = strlen(body);
-    j->worst_usd = us__request_worst_usd(t->params, j->body_len, worst_factor(t->params));
-    j->bucket_tokens = (double)j->body_len / 4 + t->params->max_tokens;
-    t->queue.n_open++;
-    if (t->opt->dry_run) {
-      int64_t est = 0;
-      st = dry_run_estimate(t, &prompts[i], &est, err);
-      if (st) goto done;
-      t->stats->est_prompt_tokens += est;
-      t->stats->est_completion_tokens_max += t->params->max_tokens;
-      t->stats->est_cost_low_usd += (double)est * in_price + typical_completion * out_price;
-      t->stats->est_cost_high_usd += j->worst_usd;
-    }
+    q->retry = grown;
+    q->retry_cap = cap;
   }
-  if (t->opt->dry_run && t->queue.n_jobs > 0) cache_estimate(t);
-done:
-  us_prompts_free(prompts, n);
-  return st;
+  job *j = calloc(1, sizeof *j);
+  if (!j) {
+    free(body);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory queueing %zu requests", q->n_open + 1);
+  }
+  j->prompt_id = p->id;
+  memcpy(j->key, key, 65);
+  j->body = body;
+  j->body_len = body_len;
+  j->worst_usd = worst;
+  j->bucket_tokens = (double)body_len / 4 + t->params->max_tokens;
+  if (q->fresh_tail)
+    q->fresh_tail->next = j;
+  else
+    q->fresh_head = j;
+  q->fresh_tail = j;
+  q->n_fresh++;
+  q->n_open++;
+  if (q->n_open > q->peak_open) q->peak_open = q->n_open;
+  return US_OK;
+}
+
+/* Whether the fresh queue should be topped up: it is under half a window (or empty) and there
+ * is room for more jobs in memory. A dry run reads everything. */
+static bool wants_refill(const teacher *t) {
+  const job_queue *q = &t->queue;
+  if (q->exhausted) return false;
+  if (t->opt->dry_run) return true;
+  return (q->n_fresh == 0 || q->n_fresh * 2 < q->window) && q->n_open < q->max_open;
+}
+
+/* Reads windows of prompts (id > after_id, in id order) until the fresh queue holds half a
+ * window, memory holds max_open jobs, or the pass has read everything. A window of cached
+ * prompts (a resumed run) is passed over in the same call, reporting progress as it goes. */
+static us_status refill(teacher *t, us_err *err) {
+  job_queue *q = &t->queue;
+  while (wants_refill(t)) {
+    if (t->opt->stop && *t->opt->stop) return US_OK; /* the loop sees it and stops */
+    size_t room = t->opt->dry_run ? q->window : q->max_open - q->n_open;
+    size_t limit = room < q->window ? room : q->window;
+    us_prompt *page = NULL;
+    size_t got = 0;
+    us_status st =
+        us_cache_prompts_page(t->cache, t->chunks ? US_PROMPT_KIND_CHUNK : US_PROMPT_KIND_PROMPT,
+                              q->after_id, limit, &page, &got, err);
+    for (size_t i = 0; !st && i < got; i++) {
+      q->after_id = page[i].id;
+      if (!pass_takes(t, &page[i])) continue;
+      q->unread--;
+      st = plan_one(t, &page[i], err);
+    }
+    us_prompts_free(page, got);
+    if (st) return st;
+    q->pages++;
+    if (got < limit) q->exhausted = true;
+    report_progress(t, us_now(), false); /* a large resumed workspace takes a while */
+  }
+  return US_OK;
 }
 
 /* ---- committing answers ---------------------------------------------------------------- */
@@ -532,10 +605,10 @@ static void stop_with(teacher *t, job *j, us_status st, const char *fmt, ...) {
   scrub_err(t, &t->stop.fatal_err);
 }
 
-/* The job is answered or recorded as failed: nothing more to send. */
+/* The job is answered or recorded as failed: nothing more to send; j is freed. */
 static void job_end(teacher *t, job *j) {
   free(j->body);
-  j->body = NULL;
+  free(j);
   t->queue.n_open--;
 }
 
@@ -548,14 +621,14 @@ static void record_failure(teacher *t, job *j, int http_status, const char *mess
   if (!st)
     st = us_cache_failure_put(t->cache, j->key, j->prompt_id, http_status, msg, j->attempts, &err);
   if (st) {
-    stop_with(t, NULL, st, "%s", err.msg);
+    stop_with(t, j, st, "%s", err.msg); /* not recorded: left for the next run */
     return;
   }
   t->stats->failed++;
   causes_add(t->causes, msg);
-  job_end(t, j);
   us_log(US_LOG_DEBUG, "prompt %lld failed after %d attempt(s): %s", (long long)j->prompt_id,
          j->attempts, msg);
+  job_end(t, j);
 }
 
 /* A request that may have been billed without an answer: its worst case counts against the
@@ -622,7 +695,7 @@ static void record_answer(teacher *t, job *j, const us__transfer_result *r, cons
   if (!st) st = target_store(t, j->key, j->prompt_id, r->body, a, &err);
   free(capped);
   if (st) {
-    stop_with(t, NULL, st, "%s", err.msg);
+    stop_with(t, j, st, "%s", err.msg); /* not stored: left for the next run */
     return;
   }
   /* paid either way, even if another process stored the same key first */
@@ -790,7 +863,7 @@ static void drain(teacher *t) {
  * fresh one. *wake gets the time until a waiting retry comes due when there is none. */
 static job *next_job(teacher *t, double now, double *wake, size_t *retry_pos) {
   for (size_t i = 0; i < t->queue.n_retry; i++) {
-    job *j = &t->queue.jobs[t->queue.retry[i]];
+    job *j = t->queue.retry[i];
     if (j->not_before <= now) {
       *retry_pos = i;
       return j;
@@ -798,7 +871,7 @@ static job *next_job(teacher *t, double now, double *wake, size_t *retry_pos) {
     if (j->not_before - now < *wake) *wake = j->not_before - now;
   }
   *retry_pos = (size_t)-1;
-  return t->queue.next_fresh < t->queue.n_jobs ? &t->queue.jobs[t->queue.next_fresh] : NULL;
+  return t->queue.fresh_head;
 }
 
 static us_status start(teacher *t, job *j, double now, us_err *err) {
@@ -816,6 +889,14 @@ static us_status start(teacher *t, job *j, double now, us_err *err) {
  * seconds until something may change (a retry due, a bucket refilled, a hold over). */
 static double start_ready(teacher *t, double now) {
   double wake = 1.0;
+  if (wants_refill(t)) { /* e.g. every job in memory ended without a new one starting */
+    us_err err = {0};
+    us_status st = refill(t, &err);
+    if (st) {
+      stop_with(t, NULL, st, "%s", err.msg);
+      return wake;
+    }
+  }
   while (!us__transport_full(t->transport)) {
     size_t pos;
     job *j = next_job(t, now, &wake, &pos);
@@ -841,10 +922,23 @@ static double start_ready(teacher *t, double now) {
       stop_with(t, NULL, US_ERR_HTTP, "%s", err.msg); /* j stays queued: left */
       break;
     }
-    if (pos != (size_t)-1)
-      t->queue.retry[pos] = t->queue.retry[--t->queue.n_retry];
-    else
-      t->queue.next_fresh++;
+    job_queue *q = &t->queue;
+    if (pos != (size_t)-1) {
+      q->retry[pos] = q->retry[--q->n_retry];
+    } else {
+      q->fresh_head = j->next;
+      if (!q->fresh_head) q->fresh_tail = NULL;
+      j->next = NULL;
+      q->n_fresh--;
+    }
+    if (wants_refill(t)) { /* keep half a window ready behind the requests in flight */
+      us_err err2 = {0};
+      us_status st = refill(t, &err2);
+      if (st) {
+        stop_with(t, NULL, st, "%s", err2.msg);
+        break;
+      }
+    }
   }
   return wake;
 }
@@ -854,7 +948,7 @@ static double start_ready(teacher *t, double now) {
 static void report_progress(teacher *t, double now, bool final) {
   if (!final && (!t->opt->progress || now - t->last_progress < PROGRESS_EVERY_S)) return;
   us_label_stats *s = t->stats;
-  s->left = (int64_t)t->queue.n_open;
+  s->left = (int64_t)t->queue.n_open + (t->queue.unread > 0 ? t->queue.unread : 0);
   s->spent_total_usd = t->spend.before + t->spend.run;
   s->unanswered_total = t->spend.unanswered_before + s->unanswered;
   s->unanswered_total_usd = t->spend.unanswered;
@@ -895,8 +989,8 @@ static void run_loop(teacher *t) {
       double w = start_ready(t, now);
       if (w < wake) wake = w;
     }
-    bool nothing_to_start =
-        t->stop.interrupted || t->stop.budget || t->stop.fatal || t->queue.n_open == 0;
+    bool nothing_to_start = t->stop.interrupted || t->stop.budget || t->stop.fatal ||
+                            (t->queue.n_open == 0 && t->queue.exhausted);
     if (us__transport_in_flight(t->transport) == 0 && nothing_to_start) break;
     us__transport_wait(t->transport, wake);
     drain(t);
@@ -912,41 +1006,51 @@ void us_label_options_defaults(us_label_options *o) {
 }
 
 static void teacher_free(teacher *t) {
+  /* the transport first: in-flight jobs are reachable only through the queue from here on */
   us__transport_close(t->transport);
-  for (size_t i = 0; t->queue.jobs && i < t->queue.n_jobs; i++) free(t->queue.jobs[i].body);
-  free(t->queue.jobs);
-  free(t->queue.retry);
+  job_queue *q = &t->queue;
+  for (size_t i = 0; i < q->n_retry; i++) {
+    free(q->retry[i]->body);
+    free(q->retry[i]);
+  }
+  for (job *j = q->fresh_head, *next; j; j = next) {
+    next = j->next;
+    free(j->body);
+    free(j);
+  }
+  free(q->retry);
   free(t->soft);
 }
 
 static us_status finish(teacher *t, us_err *err) {
   char spent[32], budget[32];
   report_progress(t, us_now(), true);
+  int64_t left = t->stats->left;
   if (t->stop.fatal) {
     *err = t->stop.fatal_err;
     return t->stop.fatal;
   }
-  if (t->stop.budget && t->queue.n_open > 0 && t->spend.unanswered > 0) {
+  if (t->stop.budget && left > 0 && t->spend.unanswered > 0) {
     char worst[32];
     return us_err_set(err, US_ERR_BUDGET,
                       "budget reached: %s of %s spent, plus up to %s for requests that may have "
-                      "been billed without an answer; %zu prompts left; "
+                      "been billed without an answer; %lld prompts left; "
                       "raise teacher.budget_usd and run again",
                       money(spent, sizeof spent, t->spend.before + t->spend.run),
                       money(budget, sizeof budget, t->params->budget_usd),
-                      money(worst, sizeof worst, t->spend.unanswered), t->queue.n_open);
+                      money(worst, sizeof worst, t->spend.unanswered), (long long)left);
   }
-  if (t->stop.budget && t->queue.n_open > 0)
+  if (t->stop.budget && left > 0)
     return us_err_set(err, US_ERR_BUDGET,
-                      "budget reached: %s of %s spent; %zu prompts left; "
+                      "budget reached: %s of %s spent; %lld prompts left; "
                       "raise teacher.budget_usd and run again",
                       money(spent, sizeof spent, t->spend.before + t->spend.run),
-                      money(budget, sizeof budget, t->params->budget_usd), t->queue.n_open);
-  if (t->stop.interrupted && t->queue.n_open > 0)
+                      money(budget, sizeof budget, t->params->budget_usd), (long long)left);
+  if (t->stop.interrupted && left > 0)
     return us_err_set(err, US_ERR_INTERRUPTED,
-                      "interrupted: %zu prompts left; every answer so "
+                      "interrupted: %lld prompts left; every answer so "
                       "far is saved, run again to resume",
-                      t->queue.n_open);
+                      (long long)left);
   return US_OK;
 }
 
@@ -993,15 +1097,31 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   if (st) goto done;
   t.spend.unanswered = sp.unanswered_usd;
   t.spend.unanswered_before = sp.unanswered - stats->unanswered; /* not this run's earlier pass */
-  st = plan(&t, err);
-  if (st || opt->dry_run || t.queue.n_jobs == 0) {
+  t.queue.window = (size_t)params->window;
+  /* live: the requests in flight, the retries and two windows of ready ones; batch: a job lives
+   * until its batch ends, and batches are as large as teacher.batch_max_requests allows */
+  t.queue.max_open =
+      batch_mode(params) ? SIZE_MAX : 2 * t.queue.window + (size_t)params->concurrency;
+  t.soft = calloc((size_t)(task->n_labels > 0 ? task->n_labels : 1), sizeof *t.soft);
+  if (!t.soft) {
+    st = us_err_set(err, US_ERR_NOMEM, "out of memory starting to label");
+    goto done;
+  }
+  st = count_pass(&t, err);
+  if (!st) st = refill(&t, err);
+  if (!st && opt->dry_run && t.queue.jobs > 0) cache_estimate(&t);
+  if (st || opt->dry_run || t.queue.n_open == 0) {
     if (!st) report_progress(&t, us_now(), true);
+    if (!st && opt->stop && *opt->stop && !t.queue.exhausted) {
+      t.stop.interrupted = true; /* stopped while passing over cached prompts */
+      st = finish(&t, err);
+    }
     goto done;
   }
 
   /* no more slots than requests to send */
-  int slots =
-      (size_t)params->concurrency < t.queue.n_jobs ? params->concurrency : (int)t.queue.n_jobs;
+  int64_t to_send = t.queue.unread + (int64_t)t.queue.n_open;
+  int slots = params->concurrency < to_send ? params->concurrency : (int)to_send;
   st = us__transport_open(params, slots, &t.transport, err);
   if (!st && batch_mode(params)) {
     us__batcher *batcher = NULL;
@@ -1016,6 +1136,11 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   run_loop(&t);
   st = finish(&t, err);
 done:
+  us_log(US_LOG_DEBUG,
+         "label: %lld %s read in %lld windows of %zu; at most %zu requests held at once "
+         "(concurrency %d)",
+         (long long)t.queue.total, chunks ? "chunks" : "prompts", (long long)t.queue.pages,
+         t.queue.window, t.queue.peak_open, params->concurrency);
   if (st && st != US_ERR_BUDGET && st != US_ERR_INTERRUPTED) scrub_err(&t, err);
   if (t.in_txn) us_cache_rollback(cache, NULL);
   teacher_free(&t);

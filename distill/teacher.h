@@ -29,6 +29,8 @@ typedef struct us_teacher_params {
   us_header *headers; /* extra headers */
   int n_headers;
   int concurrency;            /* requests in flight */
+  int window;                 /* prompts read from the workspace at a time; the requests built
+                               * ahead of sending are at most two windows */
   double requests_per_minute; /* 0 = unlimited */
   double tokens_per_minute;   /* 0 = unlimited */
   double timeout_s;           /* per request */

@@ -10,6 +10,7 @@
 void us_teacher_params_defaults(us_teacher_params *p) {
   memset(p, 0, sizeof *p);
   p->concurrency = 8;
+  p->window = 4096;
   p->requests_per_minute = 0;
   p->tokens_per_minute = 0;
   p->timeout_s = 60;
@@ -33,6 +34,8 @@ void us_teacher_params_defaults(us_teacher_params *p) {
 
 static const us_param TEACHER_PARAMS[] = {
     US_PARAM(us_teacher_params, concurrency, US_PARAM_INT, 1, 1024, 0, "requests in flight"),
+    US_PARAM(us_teacher_params, window, US_PARAM_INT, 1, 1000000, 0,
+             "prompts read from the workspace at a time while labelling"),
     US_PARAM(us_teacher_params, requests_per_minute, US_PARAM_DOUBLE, 0, 1e9, 0,
              "most requests started per minute; 0 = unlimited"),
     US_PARAM(us_teacher_params, tokens_per_minute, US_PARAM_DOUBLE, 0, 1e12, 0,

@@ -115,6 +115,7 @@ static const key_spec KEYS[] = {
     KEY("teacher.api_key_env", K_ENV_NAME, teacher.api_key_env, 0, 0, 0),
     KEY("teacher.headers", K_HEADERS, teacher.headers, 0, 0, 0),
     PKEY("teacher.concurrency", teacher.concurrency, us_teacher_param_table, "concurrency", 0),
+    PKEY("teacher.window", teacher.window, us_teacher_param_table, "window", 0),
     PKEY("teacher.requests_per_minute", teacher.requests_per_minute, us_teacher_param_table,
          "requests_per_minute", 0),
     PKEY("teacher.tokens_per_minute", teacher.tokens_per_minute, us_teacher_param_table,

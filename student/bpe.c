@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "core/hash.h"
 #include "student/bpe_int.h"
 
@@ -516,22 +517,14 @@ us_status us_bpe_decode(const us_bpe *bpe, const int32_t *tokens, int n_tokens, 
 
 /* ---- serialised form ---- */
 
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 us_status us_bpe_serialize(const us_bpe *bpe, us_buf *out, us_err *err) {
   if (bpe->vocab) return us__bpe_vocab_serialize(bpe, out, err);
   unsigned char b[8];
-  put_u32(b, (uint32_t)bpe->n_merges);
+  us_put_le32(b, (uint32_t)bpe->n_merges);
   if (us_buf_append(out, b, 4) != US_OK) goto nomem;
   for (int m = 0; m < bpe->n_merges; m++) {
-    put_u32(b, (uint32_t)bpe->pairs[2 * m]);
-    put_u32(b + 4, (uint32_t)bpe->pairs[2 * m + 1]);
+    us_put_le32(b, (uint32_t)bpe->pairs[2 * m]);
+    us_put_le32(b + 4, (uint32_t)bpe->pairs[2 * m + 1]);
     if (us_buf_append(out, b, 8) != US_OK) goto nomem;
   }
   return US_OK;
@@ -544,7 +537,7 @@ us_status us_bpe_deserialize(const unsigned char *data, size_t len, size_t *used
   *out = NULL;
   if (len < 4)
     return us_err_set(err, US_ERR_FORMAT, "bpe: tokeniser needs 4 header bytes, %zu left", len);
-  uint32_t n = get_u32(data);
+  uint32_t n = us_get_le32(data);
   if (n == US_BPE_IMPORTED_MARKER) return us__bpe_vocab_deserialize(data, len, used, out, err);
   if (n > US_BPE_MAX_VOCAB - US_BPE_MIN_VOCAB)
     return us_err_set(err, US_ERR_FORMAT, "bpe: %u merges is more than the maximum %d", n,
@@ -555,7 +548,7 @@ us_status us_bpe_deserialize(const unsigned char *data, size_t len, size_t *used
   int32_t *pairs = malloc(((size_t)n ? n : 1) * 2 * sizeof *pairs);
   if (!pairs) return us_err_set(err, US_ERR_NOMEM, "bpe: out of memory");
   for (uint32_t m = 0; m < n; m++) {
-    uint32_t a = get_u32(data + 4 + 8 * m), b = get_u32(data + 8 + 8 * m);
+    uint32_t a = us_get_le32(data + 4 + 8 * m), b = us_get_le32(data + 8 + 8 * m);
     pairs[2 * m] = a > 0x7fffffff ? -1 : (int32_t)a;
     pairs[2 * m + 1] = b > 0x7fffffff ? -1 : (int32_t)b;
   }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "student/bpe_int.h"
 
 /* ---- GPT-2's byte <-> unicode map ---- */
@@ -539,13 +540,6 @@ us_status us_bpe_set_chat(us_bpe *bpe, int kind, bool bos_first, const char *hea
  *   n_merges times: i32 left, right, result;
  *   n_head + n_mid times: i32 token (head then mid) */
 
-static void put_u32(unsigned char *p, uint32_t x) {
-  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(x >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 us_status us__bpe_vocab_serialize(const us_bpe *bpe, us_buf *out, us_err *err) {
   const us__bpe_vocab *v = bpe->vocab;
   unsigned char h[48], b[12];
@@ -553,23 +547,23 @@ us_status us__bpe_vocab_serialize(const us_bpe *bpe, us_buf *out, us_err *err) {
                     (uint32_t)v->pretok,       (uint32_t)v->specials.bos, (uint32_t)v->specials.eos,
                     (uint32_t)v->specials.sep, (uint32_t)v->specials.pad, (uint32_t)v->chat.kind,
                     (uint32_t)v->chat.n_head,  (uint32_t)v->chat.n_mid,   (uint32_t)v->chat.end};
-  for (int i = 0; i < 12; i++) put_u32(h + 4 * i, f[i]);
+  for (int i = 0; i < 12; i++) us_put_le32(h + 4 * i, f[i]);
   if (us_buf_append(out, h, sizeof h) != US_OK) goto nomem;
   for (int i = 0; i < v->n_vocab; i++) {
     b[0] = v->types[i];
-    put_u32(b + 1, (uint32_t)v->text_lens[i]);
+    us_put_le32(b + 1, (uint32_t)v->text_lens[i]);
     if (us_buf_append(out, b, 5) != US_OK ||
         us_buf_append(out, v->texts[i], v->text_lens[i]) != US_OK)
       goto nomem;
   }
   for (int m = 0; m < bpe->n_merges; m++) {
-    put_u32(b, (uint32_t)bpe->pairs[2 * m]);
-    put_u32(b + 4, (uint32_t)bpe->pairs[2 * m + 1]);
-    put_u32(b + 8, (uint32_t)v->merge_result[m]);
+    us_put_le32(b, (uint32_t)bpe->pairs[2 * m]);
+    us_put_le32(b + 4, (uint32_t)bpe->pairs[2 * m + 1]);
+    us_put_le32(b + 8, (uint32_t)v->merge_result[m]);
     if (us_buf_append(out, b, 12) != US_OK) goto nomem;
   }
   for (int i = 0; i < v->chat.n_head + v->chat.n_mid; i++) {
-    put_u32(b, (uint32_t)v->chat.head[i]);
+    us_put_le32(b, (uint32_t)v->chat.head[i]);
     if (us_buf_append(out, b, 4) != US_OK) goto nomem;
   }
   return US_OK;
@@ -584,7 +578,7 @@ us_status us__bpe_vocab_deserialize(const unsigned char *d, size_t len, size_t *
     return us_err_set(err, US_ERR_FORMAT, "bpe: imported tokeniser needs 48 header bytes, %zu left",
                       len);
   uint32_t f[12];
-  for (int i = 0; i < 12; i++) f[i] = get_u32(d + 4 * i);
+  for (int i = 0; i < 12; i++) f[i] = us_get_le32(d + 4 * i);
   uint32_t nv = f[1], nm = f[2], nh = f[9], nmid = f[10];
   if (nv < 256 || nv > US_BPE_MAX_IMPORTED_VOCAB || nm > 4 * US_BPE_MAX_IMPORTED_VOCAB ||
       f[3] < US_BPE_PRE_GPT2 || f[3] > US_BPE_PRE_QWEN2 || nh > 1024 || nmid > 1024)
@@ -605,12 +599,12 @@ us_status us__bpe_vocab_deserialize(const unsigned char *d, size_t len, size_t *
   }
   size_t at = 48;
   for (uint32_t i = 0; i < nv; i++) {
-    if (len - at < 5 || (len - at - 5) < get_u32(d + at + 1)) {
+    if (len - at < 5 || (len - at - 5) < us_get_le32(d + at + 1)) {
       st = us_err_set(err, US_ERR_FORMAT, "bpe: imported tokeniser truncated at token %u", i);
       goto done;
     }
     types[i] = d[at];
-    lens[i] = get_u32(d + at + 1);
+    lens[i] = us_get_le32(d + at + 1);
     texts[i] = (const char *)d + at + 5;
     at += 5 + lens[i];
   }
@@ -619,7 +613,7 @@ us_status us__bpe_vocab_deserialize(const unsigned char *d, size_t len, size_t *
     goto done;
   }
   for (size_t i = 0; i < 3 * (size_t)nm; i++) {
-    triples[i] = (int32_t)get_u32(d + at + 4 * i);
+    triples[i] = (int32_t)us_get_le32(d + at + 4 * i);
     if (triples[i] < 0 || (uint32_t)triples[i] >= nv) {
       st = us_err_set(err, US_ERR_FORMAT, "bpe: imported merge %zu names token %d", i / 3,
                       (int)triples[i]);
@@ -637,7 +631,7 @@ us_status us__bpe_vocab_deserialize(const unsigned char *d, size_t len, size_t *
     goto done;
   }
   for (size_t i = 0; i < (size_t)nh + nmid; i++, at += 4) {
-    v->chat_tokens[i] = (int32_t)get_u32(d + at);
+    v->chat_tokens[i] = (int32_t)us_get_le32(d + at);
     if (v->chat_tokens[i] < 0 || (uint32_t)v->chat_tokens[i] >= nv) {
       st = us_err_set(err, US_ERR_FORMAT, "bpe: chat format token %d outside the vocabulary",
                       (int)v->chat_tokens[i]);

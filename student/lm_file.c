@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/bytes.h"
 #include "core/hash.h"
 #include "student/finite.h"
 #include "student/lm_int.h"
@@ -42,30 +43,6 @@
 #define LM_HEADER 72u
 #define LM_MAX_FILE ((size_t)4 << 30)
 
-static void put32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put64(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const unsigned char *p) {
-  return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-static void put_f64(unsigned char *p, double v) {
-  uint64_t u;
-  memcpy(&u, &v, sizeof u);
-  put64(p, u);
-}
-static double get_f64(const unsigned char *p) {
-  uint64_t u = get64(p);
-  double v;
-  memcpy(&v, &u, sizeof v);
-  return v;
-}
-
 /* Floats are stored in the host order, which the build requires to be little endian. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "model files assume little endian");
 
@@ -74,15 +51,15 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
   const us_lm_config *c = &lm->config;
   unsigned char h[LM_HEADER];
   memcpy(h, LM_MAGIC, 4);
-  put32(h + 4, LM_VERSION);
-  put32(h + 8, ts ? (ts->planned ? 3u : 1u) : 0u);
+  us_put_le32(h + 4, LM_VERSION);
+  us_put_le32(h + 8, ts ? (ts->planned ? 3u : 1u) : 0u);
   int fields[8] = {c->layers, c->dim,    c->heads,           c->context,
                    c->vocab,  c->hidden, us__lm_heads_kv(c), c->untied};
-  for (int i = 0; i < 8; i++) put32(h + 12 + 4 * i, (uint32_t)fields[i]);
-  put_f64(h + 44, us__lm_rope_base(c));
-  put_f64(h + 52, c->norm_eps > 0.0 ? c->norm_eps : (double)US_LM_NORM_EPS);
-  put32(h + 60, 0);
-  put64(h + 64, lm->n_params);
+  for (int i = 0; i < 8; i++) us_put_le32(h + 12 + 4 * i, (uint32_t)fields[i]);
+  us_put_le_f64(h + 44, us__lm_rope_base(c));
+  us_put_le_f64(h + 52, c->norm_eps > 0.0 ? c->norm_eps : (double)US_LM_NORM_EPS);
+  us_put_le32(h + 60, 0);
+  us_put_le64(h + 64, lm->n_params);
   size_t bytes = lm->n_params * sizeof(float);
   if (us_buf_reserve(out, LM_HEADER + bytes * (ts ? 3 : 1) + 4096) != US_OK ||
       us_buf_append(out, h, sizeof h) != US_OK)
@@ -94,13 +71,13 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
     unsigned char s[64];
     uint64_t v[8] = {ts->step,     ts->epoch,    ts->cursor,   ts->seed,
                      ts->rng.s[0], ts->rng.s[1], ts->rng.s[2], ts->rng.s[3]};
-    for (int i = 0; i < 8; i++) put64(s + 8 * i, v[i]);
+    for (int i = 0; i < 8; i++) us_put_le64(s + 8 * i, v[i]);
     if (us_buf_append(out, s, sizeof s) != US_OK || us_buf_append(out, ts->m, bytes) != US_OK ||
         us_buf_append(out, ts->v, bytes) != US_OK)
       goto nomem;
     unsigned char plan[16];
-    put64(plan, ts->planned);
-    put64(plan + 8, ts->warmup);
+    us_put_le64(plan, ts->planned);
+    us_put_le64(plan + 8, ts->warmup);
     if (ts->planned && us_buf_append(out, plan, sizeof plan) != US_OK) goto nomem;
   }
   unsigned char digest[32];
@@ -134,7 +111,7 @@ static us_status parse_header(const unsigned char *d, size_t len, const char *pa
   if (len < 8 || memcmp(d, LM_MAGIC, 4) != 0)
     return us_err_set(err, US_ERR_FORMAT, "%s: not a language model file (magic is not USLM)",
                       path);
-  uint32_t version = get32(d + 4);
+  uint32_t version = us_get_le32(d + 4);
   if (version != 1 && version != LM_VERSION)
     return us_err_set(err, US_ERR_FORMAT,
                       "%s: language model format version %u, this build reads versions 1 and %u",
@@ -144,23 +121,23 @@ static us_status parse_header(const unsigned char *d, size_t len, const char *pa
     return us_err_set(err, US_ERR_FORMAT,
                       "%s: truncated language model: %zu bytes, shorter than the %zu-byte header",
                       path, len, *header);
-  *flags = get32(d + 8);
+  *flags = us_get_le32(d + 8);
   if (*flags > 3u || *flags == 2u)
     return us_err_set(err, US_ERR_FORMAT, "%s: unknown flags 0x%x in the header", path, *flags);
   memset(c, 0, sizeof *c);
   int *fields[8] = {&c->layers, &c->dim,    &c->heads,    &c->context,
                     &c->vocab,  &c->hidden, &c->heads_kv, &c->untied};
   for (int i = 0; i < (version == 1 ? 6 : 8); i++) {
-    uint32_t v = get32(d + 12 + 4 * i);
+    uint32_t v = us_get_le32(d + 12 + 4 * i);
     *fields[i] = v > 0x7fffffffu ? -1 : (int)v;
   }
   if (version > 1) {
-    c->rope_base = get_f64(d + 44);
-    c->norm_eps = get_f64(d + 52);
+    c->rope_base = us_get_le_f64(d + 44);
+    c->norm_eps = us_get_le_f64(d + 52);
   }
   us_status st = us_lm_config_check(c, err);
   if (st != US_OK) return as_format_error(err, path);
-  uint64_t n = get64(d + *header - 8);
+  uint64_t n = us_get_le64(d + *header - 8);
   if (n != us_lm_param_count(c))
     return us_err_set(err, US_ERR_FORMAT, "%s: header says %llu parameters, its sizes give %zu",
                       path, (unsigned long long)n, us_lm_param_count(c));
@@ -183,7 +160,7 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
    * imported one (marker UINT32_MAX, student/bpe.h) must fill the rest exactly */
   size_t n_params = us_lm_param_count(&c), bytes = n_params * sizeof(float);
   size_t tail = bytes + (flags ? 64 + 2 * bytes : 0) + (flags & 2u ? 16 : 0) + 32;
-  uint32_t n_merges = get32(d + header);
+  uint32_t n_merges = us_get_le32(d + header);
   bool imported = n_merges == UINT32_MAX;
   size_t expect = imported ? header + 4 + tail : header + 4 + 8 * (size_t)n_merges + tail;
   if ((!imported && n_merges > US_BPE_MAX_VOCAB) || len < expect)
@@ -235,7 +212,7 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
   }
   if (flags && ts) {
     uint64_t v[8];
-    for (int i = 0; i < 8; i++) v[i] = get64(p + 8 * i);
+    for (int i = 0; i < 8; i++) v[i] = us_get_le64(p + 8 * i);
     ts->step = v[0];
     ts->epoch = v[1];
     ts->cursor = v[2];
@@ -252,8 +229,8 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
     }
     memcpy(ts->m, p + 64, bytes);
     memcpy(ts->v, p + 64 + bytes, bytes);
-    ts->planned = flags & 2u ? get64(p + 64 + 2 * bytes) : 0;
-    ts->warmup = flags & 2u ? get64(p + 72 + 2 * bytes) : 0;
+    ts->planned = flags & 2u ? us_get_le64(p + 64 + 2 * bytes) : 0;
+    ts->warmup = flags & 2u ? us_get_le64(p + 72 + 2 * bytes) : 0;
     if (us__first_nonfinite(ts->m, n_params) < n_params ||
         us__first_nonfinite(ts->v, n_params) < n_params) {
       free(ts->m);

@@ -542,7 +542,8 @@ static double shared_clock(const trainer *t) {
     x[1] = (float)(now - hi);
   }
   us_err e;
-  if (us_dist_allreduce_sum(x, 2, -1, &e) != US_OK) return now; /* the next allreduce fails too */
+  long step = t->ts.step > 0 ? (long)t->ts.step - 1 : -1; /* the step just done, for messages */
+  if (us_dist_allreduce_sum(x, 2, step, &e) != US_OK) return now; /* the next one fails too */
   return (double)x[0] + (double)x[1];
 }
 

@@ -7,7 +7,8 @@
 #      continuing the reference curve;
 #   3. a rank that stops answering (SIGSTOP) does not hang the job: the other rank gives up after
 #      US_MPI_TIMEOUT_S with a message naming the cause;
-#   4. commands other than train refuse to run under mpirun (N copies would each call the teacher).
+#   4. a time budget (student.train_minutes) ends on every rank at the same step;
+#   5. commands other than train refuse to run under mpirun (N copies would each call the teacher).
 # Skips when mpirun is missing or understudy was built without MPI.
 . "$(dirname "$0")/lib.sh"
 
@@ -33,7 +34,7 @@ LM=(student.layers=2 student.lm_dim=64 student.heads=2 student.context=128 stude
 write_config "$WORK/lm.json" 'task={"type":"generate","template":"{text}"}' "${LM[@]}"
 expect_ok prompts prompts "$WORK/lm.json"
 expect_ok label label "$WORK/lm.json"
-for w in a b c d e f; do cp -r "$WORK/out" "$WORK/$w"; done
+for w in a b c d e f g; do cp -r "$WORK/out" "$WORK/$w"; done
 out_of() { echo "--set" "output=\"$WORK/$1\""; }
 
 # mpi NAME N ARGS...: `mpirun -np N understudy ARGS` in the foreground; status in RC
@@ -148,6 +149,16 @@ wait_us "$MPI_PID"
 assert_grep "$WORK/train_e.err" 'rank 0 of 2 waited 3 s in the gradient allreduce at step [0-9]+' "rank 0 names the wait"
 assert_grep "$WORK/train_e.err" 'the last checkpoint resumes' "the message names the way out"
 expect_ok train_e1 train "$WORK/lm.json" $(out_of e)
+
+note "a time budget under mpirun: every rank plans, checks and stops at the same step"
+# the plan is made from rank 0's clock (one small allreduce a step); a rank planning from its own
+# clock would stop alone and leave the other waiting in the gradient allreduce (the watchdog below
+# turns such a hang into an error within 60 s)
+US_MPI_TIMEOUT_S=60 mpi train_g 2 train "$WORK/lm.json" $(out_of g) --set student.steps=0 \
+  --set student.train_minutes=0.05
+[ "$RC" -eq 0 ] || { show "$WORK/train_g.out" "$WORK/train_g.err"; fail "mpirun -np 2 train with a 3 s budget exited $RC"; }
+[ -s "$WORK/g/student.bin" ] || fail "the budgeted 2-rank run wrote no model"
+assert_eq "$(grep -c '^train: .*student.bin: trained on' "$WORK/train_g.out")" 1 "one train line (rank 0 prints)"
 
 note "only train runs under mpirun"
 mpi label_f 2 label "$WORK/lm.json" $(out_of f)

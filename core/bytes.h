@@ -6,6 +6,15 @@
 #include <stdint.h>
 #include <string.h>
 
+static inline void us_put_le16(unsigned char *p, uint16_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+}
+
+static inline uint16_t us_get_le16(const unsigned char *p) {
+  return (uint16_t)(p[0] | p[1] << 8);
+}
+
 static inline void us_put_le32(unsigned char *p, uint32_t v) {
   for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/bytes.h"
+
 /* ---- tensor types ---- */
 
 static const struct {
@@ -97,15 +99,6 @@ float us_gguf_bf16_to_float(uint16_t h) {
   return bits_float((uint32_t)h << 16);
 }
 
-static void put_u16(unsigned char *p, uint16_t v) {
-  p[0] = (unsigned char)v;
-  p[1] = (unsigned char)(v >> 8);
-}
-
-static uint16_t get_u16(const unsigned char *p) {
-  return (uint16_t)(p[0] | p[1] << 8);
-}
-
 /* ggml's reference Q8_0: d = max|x| / 127, q = round(x / d). */
 static void quantize_q8_0(const float *in, uint64_t n, unsigned char *out) {
   for (uint64_t b = 0; b < n / 32; b++, in += 32, out += 34) {
@@ -113,7 +106,7 @@ static void quantize_q8_0(const float *in, uint64_t n, unsigned char *out) {
     for (int j = 0; j < 32; j++)
       if (fabsf(in[j]) > amax) amax = fabsf(in[j]);
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    put_u16(out, us_gguf_f16_from_float(d));
+    us_put_le16(out, us_gguf_f16_from_float(d));
     for (int j = 0; j < 32; j++) out[2 + j] = (unsigned char)(int8_t)roundf(in[j] * id);
   }
 }
@@ -132,10 +125,10 @@ us_status us_gguf_from_float(uint32_t dtype, const float *in, uint64_t n, void *
       }
       return US_OK;
     case US_GGUF_F16:
-      for (uint64_t i = 0; i < n; i++) put_u16(o + 2 * i, us_gguf_f16_from_float(in[i]));
+      for (uint64_t i = 0; i < n; i++) us_put_le16(o + 2 * i, us_gguf_f16_from_float(in[i]));
       return US_OK;
     case US_GGUF_BF16:
-      for (uint64_t i = 0; i < n; i++) put_u16(o + 2 * i, us_gguf_bf16_from_float(in[i]));
+      for (uint64_t i = 0; i < n; i++) us_put_le16(o + 2 * i, us_gguf_bf16_from_float(in[i]));
       return US_OK;
     case US_GGUF_Q8_0:
       for (uint64_t i = 0; i < n; i++)
@@ -168,14 +161,14 @@ us_status us_gguf_to_float(uint32_t dtype, const void *in, uint64_t n, float *ou
       }
       return US_OK;
     case US_GGUF_F16:
-      for (uint64_t i = 0; i < n; i++) out[i] = us_gguf_f16_to_float(get_u16(p + 2 * i));
+      for (uint64_t i = 0; i < n; i++) out[i] = us_gguf_f16_to_float(us_get_le16(p + 2 * i));
       return US_OK;
     case US_GGUF_BF16:
-      for (uint64_t i = 0; i < n; i++) out[i] = us_gguf_bf16_to_float(get_u16(p + 2 * i));
+      for (uint64_t i = 0; i < n; i++) out[i] = us_gguf_bf16_to_float(us_get_le16(p + 2 * i));
       return US_OK;
     case US_GGUF_Q8_0:
       for (uint64_t b = 0; b < n / 32; b++, p += 34) {
-        float d = us_gguf_f16_to_float(get_u16(p));
+        float d = us_gguf_f16_to_float(us_get_le16(p));
         for (int j = 0; j < 32; j++) out[32 * b + (uint64_t)j] = d * (float)(int8_t)p[2 + j];
       }
       return US_OK;
@@ -245,14 +238,14 @@ static uint64_t le(const unsigned char *p, int bytes) {
 static us_status read_u32(cursor *c, const char *what, uint32_t *v) {
   const unsigned char *p = NULL;
   us_status st = take(c, 4, what, &p);
-  if (st == US_OK) *v = (uint32_t)le(p, 4);
+  if (st == US_OK) *v = us_get_le32(p);
   return st;
 }
 
 static us_status read_u64(cursor *c, const char *what, uint64_t *v) {
   const unsigned char *p = NULL;
   us_status st = take(c, 8, what, &p);
-  if (st == US_OK) *v = le(p, 8);
+  if (st == US_OK) *v = us_get_le64(p);
   return st;
 }
 

@@ -211,6 +211,9 @@ typedef struct us_served_row {
 
 /* Appends rows[0..n) in one transaction (committed when it returns). */
 us_status us_cache_served_add(us_cache *c, const us_served_row *rows, size_t n, us_err *err);
+/* The same rows inside the caller's transaction (the server's log thread inserts a batch in
+ * slices). */
+us_status us_cache_served_insert(us_cache *c, const us_served_row *rows, size_t n, us_err *err);
 
 /* Per route: requests, dollars paid, dollars saved, audits agreeing (route "audit"), first and
  * last time. */

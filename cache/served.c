@@ -36,10 +36,16 @@ static us_status served_insert(us_cache *c, const us_served_row *r, us_err *err)
   return us__cache_step_done(c, s, err, "logging a served request");
 }
 
+us_status us_cache_served_insert(us_cache *c, const us_served_row *rows, size_t n, us_err *err) {
+  us_status st = US_OK;
+  for (size_t i = 0; i < n && !st; i++) st = served_insert(c, &rows[i], err);
+  return st;
+}
+
 us_status us_cache_served_add(us_cache *c, const us_served_row *rows, size_t n, us_err *err) {
   if (n == 0) return US_OK;
   us_status st = us_cache_begin(c, err);
-  for (size_t i = 0; i < n && !st; i++) st = served_insert(c, &rows[i], err);
+  if (!st) st = us_cache_served_insert(c, rows, n, err);
   if (st) {
     us_cache_rollback(c, NULL);
     return st;

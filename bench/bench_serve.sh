@@ -16,12 +16,12 @@
 # BEFORE=DIR (a build folder of another version) runs the same rows against DIR/understudy too,
 # alternating with BUILD's, row by row, for a before/after under the same load.
 # Prints a Markdown table and writes bench/results_serve.json. Usage:
-#   BUILD=build DURATION=5 CONNECTIONS="1 16 64 256" [BEFORE=../old/build] bench/bench_serve.sh
+#   BUILD=build DURATION=5 CONNECTIONS="1 8 16 64 256" [BEFORE=../old/build] bench/bench_serve.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-5}
-CONNECTIONS=${CONNECTIONS:-1 16 64 256}
+CONNECTIONS=${CONNECTIONS:-1 8 16 64 256}
 TEACHER_CONNECTIONS=${TEACHER_CONNECTIONS:-16}
 MOCK_LATENCY_MS=${MOCK_LATENCY_MS:-20}
 THREADS=${THREADS:-2}

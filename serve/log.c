@@ -6,10 +6,10 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,12 +153,29 @@ static void wait_for_batch(us__server *s) {
   }
 }
 
+/* The writer asks the scheduler for a short slice (Linux 6.12+ reads sched_runtime as the slice
+ * of a normal thread; older kernels ignore it): a request thread woken on the writer's core then
+ * waits at most that long, where it waited out a default slice (2-4 ms, the server's p99 at one
+ * connection: bench/RESULTS.md). Its priority stays normal: at nice 19 it fell behind on a busy
+ * machine and the full queue stalled the requests. The yields between slices of rows do the same
+ * on any kernel. */
+static void short_slice(void) {
+#ifdef SYS_sched_setattr
+  struct {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+  } attr = {.size = 48, .policy = 0 /* SCHED_OTHER */, .runtime = 100 * 1000 /* ns */};
+  if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0)
+    us_log(US_LOG_DEBUG, "serve: the log thread keeps the default slice: %s", strerror(errno));
+#endif
+}
+
 static void *log_main(void *arg) {
   us__server *s = arg;
-  /* background work: at the lowest priority a request thread woken on this core preempts the
-   * writer at once; at the same priority it waited out the writer's slice (2-4 ms, the p99) */
-  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
-    us_log(US_LOG_DEBUG, "serve: could not lower the log thread's priority: %s", strerror(errno));
+  short_slice();
   pthread_mutex_lock(&s->log_lock);
   for (;;) {
     wait_for_batch(s);

@@ -825,7 +825,7 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
                            lr,
                            dt > 0 ? done * t.B * t.T / dt : 0.0,
                            eta > 0 ? eta : 0.0,
-                           t.lm->n_params,
+                           us_lm_param_count(&t.lm->config),
                            t.custom ? "custom" : t.size->name,
                            t.auto_preset,
                            t.sched.from_budget ? t.sched.budget_sec : 0,
@@ -844,7 +844,9 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
   /* deliver the best check's weights (the last check may be it) */
   if (t.best && t.early.best_step > 0 && t.early.best_step != (long)t.ts.step)
     memcpy(t.params, t.best, t.n_train * sizeof(float));
-  /* the adapters become part of the returned weights (a Q8_0 base becomes float) */
+  /* the adapters become part of the returned weights (a Q8_0 base becomes float), after the
+   * activations are gone so that the float copy does not add to their peak */
+  us__lm_acts_free(&t.acts);
   if ((st = us__lm_lora_merge(t.lm, err)) != US_OK) goto fail;
   if ((st = check_weights(&t, t.lm->block, t.lm->n_params, (long)t.ts.step, err)) != US_OK)
     goto fail;

@@ -200,16 +200,28 @@ static int run(const opts *o, int lora) {
   }
   double w = median(wall, reps), c = median(cpu, reps);
   double rss_train = status_mb("VmRSS"), rss_peak = status_mb("VmHWM");
-  if (o->init)
-    printf(
-        "{\"bench\":\"lm_finetune_base\",\"init\":\"%s\",\"base\":\"%s\","
-        "\"rss_training_mb\":%.0f,\"rss_peak_mb\":%.0f}\n",
-        o->init, lm->q8 ? "q8_0 kept" : "float", rss_train, rss_peak);
   /* bytes the run holds: weights, optimiser moments and gradients of what trains, activations */
   size_t train_bytes = n_train * sizeof(float) * (lora ? 4 : 3);
   double weight_bytes = (double)lm->n_params * sizeof(float); /* + a Q8_0 base's projections */
   for (int k = 0; lm->q8 && k < US_LM_LORA_KINDS; k++)
     weight_bytes += (double)lm->config.layers * lm->q8->out[k] * (double)lm->q8->row_bytes[k];
+  if (o->init) {
+    bool kept = lm->q8 != NULL;
+    /* what the trainer does on return: the activations freed, the adapters merged (a Q8_0 base
+     * made float first) */
+    us__lm_acts_free(&acts);
+    double c0 = cpu_seconds();
+    if (lora && us__lm_lora_merge(lm, &err) != US_OK) {
+      fprintf(stderr, "bench_lm_finetune: %s\n", err.msg);
+      return 1;
+    }
+    printf(
+        "{\"bench\":\"lm_finetune_base\",\"init\":\"%s\",\"base\":\"%s\","
+        "\"rss_training_mb\":%.0f,\"rss_peak_training_mb\":%.0f,\"merge_cpu_sec\":%.3f,"
+        "\"rss_peak_after_merge_mb\":%.0f}\n",
+        o->init, kept ? "q8_0 kept" : "float", rss_train, rss_peak, cpu_seconds() - c0,
+        status_mb("VmHWM"));
+  }
   printf(
       "{\"bench\":\"lm_finetune\",\"mode\":\"%s\",\"rank\":%d,\"layers\":%d,\"dim\":%d,"
       "\"heads\":%d,\"kv_heads\":%d,\"hidden\":%d,\"vocab\":%d,\"context\":%d,\"batch\":%d,"

@@ -110,29 +110,27 @@ us_status us__lm_q8_expand(us_lm *lm, us_err *err) {
   us__lm_q8 *q = lm->q8;
   if (!q) return US_OK;
   const us_lm_config *c = &lm->config;
-  size_t n = us_lm_param_count(c);
-  float *block = malloc(n * sizeof *block);
+  size_t n = us_lm_param_count(c), s[US_LM_N_TENSORS];
+  us__lm_param_sizes(c, s);
+  /* grown in place (no second copy of the float tensors at the peak): the small block's layout
+   * is the full one without the projections, so only the norms move to the end */
+  float *block = realloc(lm->block, n * sizeof *block);
   if (!block)
     return us_err_set(err, US_ERR_NOMEM, "lm: out of memory making %zu Q8_0 weights float", n);
-  us__lm_params w;
-  us__lm_params_point(block, c, &w);
-  size_t s[US_LM_N_TENSORS];
-  us__lm_param_sizes(c, s);
-  memcpy(w.wte, lm->w.wte, s[0] * sizeof(float));
-  if (s[1]) memcpy(w.wout, lm->w.wout, s[1] * sizeof(float));
-  memcpy(w.ln1, lm->w.ln1, s[6] * sizeof(float));
-  memcpy(w.ln2, lm->w.ln2, s[7] * sizeof(float));
-  memcpy(w.lnf, lm->w.lnf, s[8] * sizeof(float));
-  float *dst[US_LM_LORA_KINDS] = {w.wqkv, w.wo, w.w13, w.w2};
-  for (int k = 0; k < US_LM_LORA_KINDS; k++)
-    for (int l = 0; l < c->layers; l++)
-      us__lm_q8_rows(q, k, l, 0, q->out[k], dst[k] + (size_t)l * q->out[k] * q->in[k]);
-  free(lm->block);
-  us__lm_q8_free(q);
-  lm->q8 = NULL;
+  size_t norms = s[6] + s[7] + s[8];
+  memmove(block + n - norms, block + s[0] + s[1], norms * sizeof(float));
+  us__lm_params_point(block, c, &lm->w);
   lm->block = block;
   lm->n_params = n;
-  lm->w = w;
+  float *dst[US_LM_LORA_KINDS] = {lm->w.wqkv, lm->w.wo, lm->w.w13, lm->w.w2};
+  for (int k = 0; k < US_LM_LORA_KINDS; k++) {
+    for (int l = 0; l < c->layers; l++)
+      us__lm_q8_rows(q, k, l, 0, q->out[k], dst[k] + (size_t)l * q->out[k] * q->in[k]);
+    free(q->w[k]);
+    q->w[k] = NULL;
+  }
+  us__lm_q8_free(q);
+  lm->q8 = NULL;
   return US_OK;
 }
 

@@ -8,7 +8,12 @@
  *
  *   bench_lm_finetune [--layers 30 --dim 576 --heads 9 --kv-heads 3 --hidden 1536
  *                      --vocab 49152 --context 256 --batch 2 --steps 3 --threads 1 --rank 8
- *                      --mode full|lora|both] */
+ *                      --mode full|lora|both]
+ *
+ * A pretrained base from a file, to measure memory under /usr/bin/time -v: --write-gguf FILE
+ * --gguf-type f32|q8_0 writes the random model of the shape as a GGUF and exits; --init FILE
+ * then starts from that file (under LoRA a Q8_0 base stays Q8_0, student/lm_q8.c) and the JSON
+ * line adds the peak and the training RSS (VmHWM, VmRSS of /proc/self/status). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,15 +23,17 @@
 #include "core/clock.h"
 #include "core/rng.h"
 #include "student/blas.h"
+#include "student/gguf.h"
+#include "student/lm_gguf.h"
 #include "student/lm_int.h"
 
 typedef struct opts {
   int layers, dim, heads, kv_heads, hidden, vocab, context, batch, steps, threads, rank;
-  const char *mode;
+  const char *mode, *write_gguf, *gguf_type, *init;
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-  *o = (opts){30, 576, 9, 3, 1536, 49152, 256, 2, 3, 1, 8, "both"};
+  *o = (opts){30, 576, 9, 3, 1536, 49152, 256, 2, 3, 1, 8, "both", NULL, "f32", NULL};
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *a = argv[i], *v = argv[i + 1];
     int *ints[] = {&o->layers,  &o->dim,   &o->heads, &o->kv_heads, &o->hidden, &o->vocab,
@@ -39,10 +46,13 @@ static int parse(int argc, char **argv, opts *o) {
         *ints[k] = atoi(v);
         found = 1;
       }
-    if (!strcmp(a, "--mode")) {
-      o->mode = v;
-      found = 1;
-    }
+    const char **strs[] = {&o->mode, &o->write_gguf, &o->gguf_type, &o->init};
+    const char *str_names[] = {"--mode", "--write-gguf", "--gguf-type", "--init"};
+    for (int k = 0; k < 4; k++)
+      if (!strcmp(a, str_names[k])) {
+        *strs[k] = v;
+        found = 1;
+      }
     if (!found) return fprintf(stderr, "bench_lm_finetune: unknown option %s\n", a), -1;
   }
   if (argc % 2 == 0) return fprintf(stderr, "bench_lm_finetune: an option needs a value\n"), -1;
@@ -100,12 +110,43 @@ static void adamw(float *w, const float *g, float *m, float *v, size_t n) {
   }
 }
 
-static int run(const opts *o, int lora) {
+/* A field of /proc/self/status in MB (VmHWM: the peak resident set; VmRSS: now). */
+static double status_mb(const char *field) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  double kb = -1;
+  size_t n = strlen(field);
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, field, n) && line[n] == ':') kb = atof(line + n + 1);
+  if (f) fclose(f);
+  return kb / 1024.0;
+}
+
+static int write_gguf(const opts *o) {
   us_lm *lm = random_model(o);
-  int B = o->batch, T = o->context, N = B * T;
-  us__lm_acts acts;
+  us_lm_gguf_params gp;
+  us_lm_gguf_params_defaults(&gp);
+  gp.dtype = strcmp(o->gguf_type, "q8_0") == 0 ? US_GGUF_Q8_0 : US_GGUF_F32;
   us_err err;
-  if (us__lm_acts_new(&lm->config, B, T, &acts, &err) != US_OK) {
+  us_status st = us_lm_export_gguf(lm, o->write_gguf, &gp, NULL, &err);
+  if (st != US_OK) fprintf(stderr, "bench_lm_finetune: %s\n", err.msg);
+  us_lm_free(lm);
+  return st == US_OK ? 0 : 1;
+}
+
+static int run(const opts *o, int lora) {
+  us_err err;
+  us_lm *lm = NULL;
+  if (!o->init) {
+    lm = random_model(o);
+  } else if (us__lm_import(o->init, o->context, lora, &lm, &err) != US_OK) {
+    fprintf(stderr, "bench_lm_finetune: %s\n", err.msg);
+    return 1;
+  }
+  int B = o->batch, T = lm->config.context, N = B * T;
+  us__lm_acts acts;
+  if (us__lm_acts_new(&lm->config, B, T, &acts, &err) != US_OK ||
+      us__lm_acts_q8(&acts, lm, &err) != US_OK) {
     fprintf(stderr, "bench_lm_finetune: %s\n", err.msg);
     return 1;
   }
@@ -158,8 +199,29 @@ static int run(const opts *o, int lora) {
     }
   }
   double w = median(wall, reps), c = median(cpu, reps);
+  double rss_train = status_mb("VmRSS"), rss_peak = status_mb("VmHWM");
   /* bytes the run holds: weights, optimiser moments and gradients of what trains, activations */
   size_t train_bytes = n_train * sizeof(float) * (lora ? 4 : 3);
+  double weight_bytes = (double)lm->n_params * sizeof(float); /* + a Q8_0 base's projections */
+  for (int k = 0; lm->q8 && k < US_LM_LORA_KINDS; k++)
+    weight_bytes += (double)lm->config.layers * lm->q8->out[k] * (double)lm->q8->row_bytes[k];
+  if (o->init) {
+    bool kept = lm->q8 != NULL;
+    /* what the trainer does on return: the activations freed, the adapters merged (a Q8_0 base
+     * made float first) */
+    us__lm_acts_free(&acts);
+    double c0 = cpu_seconds();
+    if (lora && us__lm_lora_merge(lm, &err) != US_OK) {
+      fprintf(stderr, "bench_lm_finetune: %s\n", err.msg);
+      return 1;
+    }
+    printf(
+        "{\"bench\":\"lm_finetune_base\",\"init\":\"%s\",\"base\":\"%s\","
+        "\"rss_training_mb\":%.0f,\"rss_peak_training_mb\":%.0f,\"merge_cpu_sec\":%.3f,"
+        "\"rss_peak_after_merge_mb\":%.0f}\n",
+        o->init, kept ? "q8_0 kept" : "float", rss_train, rss_peak, cpu_seconds() - c0,
+        status_mb("VmHWM"));
+  }
   printf(
       "{\"bench\":\"lm_finetune\",\"mode\":\"%s\",\"rank\":%d,\"layers\":%d,\"dim\":%d,"
       "\"heads\":%d,\"kv_heads\":%d,\"hidden\":%d,\"vocab\":%d,\"context\":%d,\"batch\":%d,"
@@ -168,8 +230,8 @@ static int run(const opts *o, int lora) {
       "\"tokens_per_cpu_sec\":%.1f,\"weights_mb\":%.0f,\"training_state_mb\":%.0f,"
       "\"blas_core\":\"%s\",\"loss\":%.3f}\n",
       lora ? "lora" : "full", lora ? o->rank : 0, o->layers, o->dim, o->heads, o->kv_heads,
-      o->hidden, V, T, B, lm->n_params, n_train, o->threads, reps, w, c, N / w, N / c,
-      lm->n_params * 4.0 / 1e6, train_bytes / 1e6, us_blas_core(), loss);
+      o->hidden, V, T, B, us_lm_param_count(&lm->config), n_train, o->threads, reps, w, c, N / w,
+      N / c, weight_bytes / 1e6, train_bytes / 1e6, us_blas_core(), loss);
   fflush(stdout);
   free(tok);
   free(tgt);
@@ -188,6 +250,7 @@ int main(int argc, char **argv) {
   opts o;
   if (parse(argc, argv, &o) != 0) return 2;
   us_blas_set_threads(o.threads);
+  if (o.write_gguf) return write_gguf(&o);
   int rc = 0;
   if (strcmp(o.mode, "lora") != 0) rc |= run(&o, 0);
   if (strcmp(o.mode, "full") != 0) rc |= run(&o, 1);

@@ -159,8 +159,10 @@ typedef struct us_lm_train_params {
                                   weights. Its sizes and tokeniser replace the fields above
                                   (context is capped by the file's) */
   int lora_rank;               /* > 0: train low-rank adapters of this rank on the attention and
-                                  feed-forward projections, base weights frozen, merged on
-                                  return; 0: full training */
+                                  feed-forward projections, base weights frozen (kept in Q8_0
+                                  when the file's projections are), merged on return, checkpoints
+                                  holding the adapters only (student/lm_lora.c); 0: full
+                                  training */
   double lora_alpha;           /* adapter scale alpha / rank; default 16 */
   us_lm_progress_fn progress;  /* may be NULL */
   void *progress_user;

@@ -1,12 +1,16 @@
 /* Starting from a pretrained model: a llama-architecture GGUF file (llama.cpp's conventions) read
  * into the language model with its own byte-level BPE tokeniser and chat format. Tensors are
- * converted to float once, here (F32, F16, BF16, Q8_0); the query and key rows stay in the
- * order llama.cpp stores them, which is already the interleaved-pair rotary of student/lm_model.c
- * (llama.cpp's LLAMA_ROPE_TYPE_NORM). */
+ * converted to float once, here (F32, F16, BF16, Q8_0), except the projections of a Q8_0 file
+ * read for LoRA, which keep their Q8_0 bytes (student/lm_q8.c); the query and key rows stay in
+ * the order llama.cpp stores them, which is already the interleaved-pair rotary of
+ * student/lm_model.c (llama.cpp's LLAMA_ROPE_TYPE_NORM). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "core/bytes.h"
+#include "core/hash.h"
 #include "student/finite.h"
 #include "student/gguf.h"
 #include "student/lm_int.h"
@@ -312,9 +316,9 @@ const char *us_lm_chat_format_name(const us_lm *lm) {
 
 /* ---- tensors ---- */
 
-/* Converts tensor name, of ggml shape {ne0, ne1} (ne1 0: a vector of ne0), into dst. */
-static us_status load_tensor(const importer *im, const char *name, uint64_t ne0, uint64_t ne1,
-                             float *dst) {
+/* Tensor name, of ggml shape {ne0, ne1} (ne1 0: a vector of ne0) and a type this build reads. */
+static us_status find_tensor(const importer *im, const char *name, uint64_t ne0, uint64_t ne1,
+                             const us_gguf_tensor **out) {
   const us_gguf_tensor *t = us_gguf_find_tensor(im->g, name);
   if (!t)
     return us_err_set(im->err, US_ERR_FORMAT, "%s: tensor %s is missing; a llama model needs it",
@@ -336,7 +340,33 @@ static us_status load_tensor(const importer *im, const char *name, uint64_t ne0,
                       "use the model's f16 or q8_0 GGUF",
                       im->path, name, type ? type : "unknown", t->dtype);
   }
-  return us_gguf_tensor_float(im->g, t, dst, t->n_elements, im->err);
+  *out = t;
+  return US_OK;
+}
+
+/* Converts tensor name into dst (floats). */
+static us_status load_tensor(const importer *im, const char *name, uint64_t ne0, uint64_t ne1,
+                             float *dst) {
+  const us_gguf_tensor *t = NULL;
+  us_status st = find_tensor(im, name, ne0, ne1, &t);
+  return st != US_OK ? st : us_gguf_tensor_float(im->g, t, dst, t->n_elements, im->err);
+}
+
+/* Copies a Q8_0 tensor's bytes to dst as they are, refusing a scale that is not finite. */
+static us_status load_q8(const importer *im, const char *name, uint64_t ne0, uint64_t ne1,
+                         unsigned char *dst) {
+  const us_gguf_tensor *t = NULL;
+  us_status st = find_tensor(im, name, ne0, ne1, &t);
+  if (st != US_OK) return st;
+  if (t->dtype != US_GGUF_Q8_0)
+    return us_err_set(im->err, US_ERR_FORMAT, "%s: tensor %s is not q8_0 like the others", im->path,
+                      name);
+  for (uint64_t b = 0; b < t->bytes; b += US_LM_Q8_BLOCK_BYTES)
+    if ((us_get_le16(t->data + b) & 0x7c00u) == 0x7c00u)
+      return us_err_set(im->err, US_ERR_FORMAT, "%s: tensor %s: a block scale is not finite",
+                        im->path, name);
+  memcpy(dst, t->data, t->bytes);
+  return US_OK;
 }
 
 /* Tensors a llama model may carry that this build does not compute: refused, not ignored. */
@@ -356,6 +386,7 @@ static us_status refuse_extras(const importer *im) {
 static us_status load_weights(const importer *im, us_lm *lm) {
   const us_lm_config *c = &lm->config;
   const us__lm_params *w = &lm->w;
+  const us__lm_q8 *q = lm->q8;
   uint64_t C = (uint64_t)c->dim, F = (uint64_t)c->hidden, V = (uint64_t)c->vocab;
   uint64_t CKV = (uint64_t)us__lm_heads_kv(c) * (C / (uint64_t)c->heads);
   uint64_t QKV = C + 2 * CKV;
@@ -365,32 +396,72 @@ static us_status load_weights(const importer *im, us_lm *lm) {
   if (st == US_OK) st = load_tensor(im, "output_norm.weight", C, 0, w->lnf);
   for (int l = 0; st == US_OK && l < c->layers; l++) {
     size_t L = (size_t)l;
-    float *qkv = w->wqkv + L * QKV * C, *w13 = w->w13 + L * 2 * F * C;
+    /* float destinations (NULL for a Q8_0 base's projections: their rows go to q8) */
+    float *qkv = q ? NULL : w->wqkv + L * QKV * C, *w13 = q ? NULL : w->w13 + L * 2 * F * C;
     struct {
       const char *part;
       uint64_t ne0, ne1;
       float *dst;
+      int kind;     /* the projection, -1 for a norm */
+      uint64_t row; /* first row within the fused matrix */
     } parts[] = {
-        {"attn_norm", C, 0, w->ln1 + L * C},
-        {"attn_q", C, C, qkv},
-        {"attn_k", C, CKV, qkv + C * C},
-        {"attn_v", C, CKV, qkv + (C + CKV) * C},
-        {"attn_output", C, C, w->wo + L * C * C},
-        {"ffn_norm", C, 0, w->ln2 + L * C},
-        {"ffn_gate", C, F, w13},
-        {"ffn_up", C, F, w13 + F * C},
-        {"ffn_down", F, C, w->w2 + L * C * F},
+        {"attn_norm", C, 0, w->ln1 + L * C, -1, 0},
+        {"attn_q", C, C, qkv, US_LM_LORA_QKV, 0},
+        {"attn_k", C, CKV, q ? NULL : qkv + C * C, US_LM_LORA_QKV, C},
+        {"attn_v", C, CKV, q ? NULL : qkv + (C + CKV) * C, US_LM_LORA_QKV, C + CKV},
+        {"attn_output", C, C, q ? NULL : w->wo + L * C * C, US_LM_LORA_O, 0},
+        {"ffn_norm", C, 0, w->ln2 + L * C, -1, 0},
+        {"ffn_gate", C, F, w13, US_LM_LORA_13, 0},
+        {"ffn_up", C, F, q ? NULL : w13 + F * C, US_LM_LORA_13, F},
+        {"ffn_down", F, C, q ? NULL : w->w2 + L * C * F, US_LM_LORA_2, 0},
     };
     for (size_t k = 0; st == US_OK && k < sizeof parts / sizeof parts[0]; k++) {
       char name[96];
       snprintf(name, sizeof name, "blk.%d.%s.weight", l, parts[k].part);
-      st = load_tensor(im, name, parts[k].ne0, parts[k].ne1, parts[k].dst);
+      int kind = parts[k].kind;
+      if (q && kind >= 0) {
+        size_t row = L * (size_t)q->out[kind] + (size_t)parts[k].row;
+        st = load_q8(im, name, parts[k].ne0, parts[k].ne1, q->w[kind] + row * q->row_bytes[kind]);
+      } else {
+        st = load_tensor(im, name, parts[k].ne0, parts[k].ne1, parts[k].dst);
+      }
     }
   }
   return st;
 }
 
-us_status us_lm_import_gguf(const char *path, int context, us_lm **out, us_err *err) {
+/* True when every projection of every layer is Q8_0, so LoRA can keep them as they are. */
+static bool projections_q8(const importer *im, int layers) {
+  static const char *parts[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                "ffn_gate", "ffn_up", "ffn_down"};
+  for (int l = 0; l < layers; l++)
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+      char name[96];
+      snprintf(name, sizeof name, "blk.%d.%s.weight", l, parts[k]);
+      const us_gguf_tensor *t = us_gguf_find_tensor(im->g, name);
+      if (!t || t->dtype != US_GGUF_Q8_0) return false;
+    }
+  return true;
+}
+
+/* What identifies the base: the file's size and a hash of every tensor's name, type, shape and
+ * bytes (a file re-quantised, fine-tuned or re-exported hashes differently). */
+static void identify(const importer *im, us_lm *lm) {
+  struct stat sb;
+  lm->base_bytes = stat(im->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+  uint64_t h = us_hash64("understudy base", 15, 0);
+  for (uint64_t i = 0; i < us_gguf_n_tensors(im->g); i++) {
+    const us_gguf_tensor *t = us_gguf_tensor_at(im->g, i);
+    uint64_t info[1 + US_GGUF_MAX_DIMS] = {t->dtype};
+    memcpy(info + 1, t->ne, sizeof t->ne);
+    h = us_hash64(t->name.ptr, (size_t)t->name.len, h);
+    h = us_hash64(info, sizeof info, h);
+    h = us_hash64(t->data, (size_t)t->bytes, h);
+  }
+  lm->base_hash = h;
+}
+
+us_status us__lm_import(const char *path, int context, bool keep_q8, us_lm **out, us_err *err) {
   *out = NULL;
   us_gguf *g = NULL;
   us_status st = us_gguf_read_file(path, &g, err);
@@ -417,7 +488,8 @@ us_status us_lm_import_gguf(const char *path, int context, us_lm **out, us_err *
     st = US_ERR_FORMAT;
     goto done;
   }
-  st = us_lm_new(&c, bpe, 0, &lm, err);
+  st = keep_q8 && projections_q8(&im, c.layers) ? us__lm_new_q8(&c, bpe, &lm, err)
+                                                : us_lm_new(&c, bpe, 0, &lm, err);
   bpe = NULL; /* us_lm_new took it */
   if (st == US_OK) st = load_weights(&im, lm);
   if (st == US_OK) {
@@ -425,6 +497,7 @@ us_status us_lm_import_gguf(const char *path, int context, us_lm **out, us_err *
     if (bad < lm->n_params)
       st = us_err_set(err, US_ERR_FORMAT, "%s: weight %zu is not a finite number", path, bad);
   }
+  if (st == US_OK) identify(&im, lm);
 done:
   us_bpe_free(bpe);
   us_gguf_free(g);
@@ -434,4 +507,8 @@ done:
   }
   *out = lm;
   return US_OK;
+}
+
+us_status us_lm_import_gguf(const char *path, int context, us_lm **out, us_err *err) {
+  return us__lm_import(path, context, false, out, err);
 }

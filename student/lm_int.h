@@ -63,6 +63,19 @@ typedef struct us__lm_lora {
   float *a[US_LM_LORA_KINDS], *b[US_LM_LORA_KINDS], *ga[US_LM_LORA_KINDS], *gb[US_LM_LORA_KINDS];
 } us__lm_lora;
 
+/* Frozen projections kept in GGUF's Q8_0 blocks (student/lm_q8.c) while adapters train on a
+ * quantised base: per kind, the layers' (out, in) matrices one after the other, each row in / 32
+ * blocks of 34 bytes (f16 scale d, 32 int8 q; value d * q), the bytes the file holds. */
+#define US_LM_Q8_BLOCK 32
+#define US_LM_Q8_BLOCK_BYTES 34
+typedef struct us__lm_q8 {
+  unsigned char *w[US_LM_LORA_KINDS]; /* (L, out, in / 32 * 34) */
+  int in[US_LM_LORA_KINDS], out[US_LM_LORA_KINDS];
+  size_t row_bytes[US_LM_LORA_KINDS]; /* in / 32 * 34 */
+  int chunk_rows[US_LM_LORA_KINDS];   /* rows dequantised at once into the scratch */
+  size_t scratch_floats;              /* the scratch each activation set needs */
+} us__lm_q8;
+
 struct us_lm {
   us_lm_config config;
   us_bpe *bpe;
@@ -70,6 +83,12 @@ struct us_lm {
   float *block; /* (n_params) */
   us__lm_params w;
   us__lm_lora *lora; /* NULL unless fine-tuning with adapters (student/lm_lora.c) */
+  /* NULL, or the four projections in Q8_0: then w.wqkv, wo, w13 and w2 are NULL and block holds
+   * the other tensors only (n_params counts those); us__lm_q8_expand makes it an ordinary model */
+  us__lm_q8 *q8;
+  /* Imported models: the GGUF's size and a 64-bit FNV-1a hash of its tensors (names, types,
+   * shapes and data), which identify the base a LoRA checkpoint adapts; 0 otherwise. */
+  uint64_t base_bytes, base_hash;
 };
 
 /* One packed batch: B rows of T input positions. */
@@ -120,6 +139,9 @@ typedef struct us__lm_acts {
   /* LoRA, when the model carries adapters: us__lm_acts_lora allocates them, NULL otherwise. */
   float *lora_u;  /* (L, KINDS, B*T, rank) x A^T of each adapted projection */
   float *lora_du; /* (B*T, rank) backward scratch */
+  /* A Q8_0 base (lm->q8): rows of a projection dequantised here before each product;
+   * us__lm_acts_q8 allocates it once, NULL otherwise. */
+  float *wq8; /* (q8->scratch_floats) */
 } us__lm_acts;
 
 us_status us__lm_acts_new(const us_lm_config *c, int B, int T, us__lm_acts *a, us_err *err);
@@ -132,8 +154,9 @@ void us__lm_dropout_forward(float *x, float *mask, size_t n, float p, us_rng *r)
 /* Creates adapters of rank r and scale alpha / r for lm (A uniform in +-1/sqrt(in) from rng, B
  * zero, so the model's outputs are unchanged until the first step). */
 us_status us__lm_lora_new(us_lm *lm, int rank, double alpha, us_rng *rng, us_err *err);
-/* Folds the adapters into the base weights (W += scale B A) and frees them. */
-void us__lm_lora_merge(us_lm *lm);
+/* Folds the adapters into the base weights (W += scale B A) and frees them; a Q8_0 base is
+ * made float first (us__lm_q8_expand: fails only out of memory). */
+us_status us__lm_lora_merge(us_lm *lm, us_err *err);
 void us__lm_lora_free(us__lm_lora *lo);
 us_status us__lm_acts_lora(us__lm_acts *a, const us__lm_lora *lo, int layers, us_err *err);
 /* y (N, out) += scale (x A_l^T) B_l^T, keeping x A_l^T for the backward. */
@@ -143,6 +166,31 @@ void us__lm_lora_forward(const us__lm_lora *lo, us__lm_acts *a, int l, int kind,
  * dx (N, in) += scale dy B_l A_l. */
 void us__lm_lora_backward(const us__lm_lora *lo, us__lm_acts *a, int l, int kind, const float *dy,
                           const float *x, int N, float *dx);
+
+/* ---- a Q8_0 base (student/lm_q8.c) ---- */
+
+/* us_lm_import_gguf, keeping the projections in Q8_0 (lm->q8) when keep_q8 is set and all of
+ * them are Q8_0 in the file (LoRA: the base is frozen); else every tensor becomes float. */
+us_status us__lm_import(const char *path, int context, bool keep_q8, us_lm **out, us_err *err);
+
+/* A model for the importer with the projections in Q8_0: block holds every other tensor (sizes of
+ * us__lm_param_sizes with the four projections at 0), q8 the projections' bytes (uninitialised,
+ * the importer copies the file's rows in). Takes bpe as us_lm_new does. */
+us_status us__lm_new_q8(const us_lm_config *c, us_bpe *bpe, us_lm **out, us_err *err);
+void us__lm_q8_free(us__lm_q8 *q);
+/* Turns a Q8_0-base model into an ordinary one: the whole float block, the projections
+ * dequantised in place of their Q8_0 bytes (freed). No-op without q8. */
+us_status us__lm_q8_expand(us_lm *lm, us_err *err);
+/* The dequantisation scratch of a Q8_0-base model (no-op otherwise), allocated once. */
+us_status us__lm_acts_q8(us__lm_acts *a, const us_lm *lm, us_err *err);
+/* Rows [r0, r1) of the projection kind of layer l as floats into dst ((r1 - r0), in). */
+void us__lm_q8_rows(const us__lm_q8 *q, int kind, int l, int r0, int r1, float *dst);
+/* The projections, float or Q8_0 alike: y (N, out) = x (N, in) W_l^T + beta y, and
+ * dx (N, in) = dy (N, out) W_l (overwrites). */
+void us__lm_proj_forward(const us_lm *lm, us__lm_acts *a, int kind, int l, const float *x, int N,
+                         float beta, float *y);
+void us__lm_proj_backward(const us_lm *lm, us__lm_acts *a, int kind, int l, const float *dy, int N,
+                          float *dx);
 
 /* Layers. N = rows; forward writes its outputs, backward ADDS into dx/dw where noted. */
 void us__lm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C,
@@ -205,6 +253,31 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
  * training state, fills it, allocating ts->m and ts->v (caller frees), and sets *has_state. */
 us_status us__lm_parse(const unsigned char *data, size_t len, const char *path, us_lm **out,
                        us__lm_train_state *ts, bool *has_state, us_err *err);
+
+/* ---- LoRA checkpoints (student/lm_lora.c; layout documented there) ---- */
+
+/* What a LoRA checkpoint holds besides the adapters and us__lm_train_state: the base it adapts
+ * (never the base itself) and the best validation check so far. */
+typedef struct us__lm_lora_ckpt {
+  char base_path[1024];           /* student.init when written (for messages) */
+  uint64_t base_bytes, base_hash; /* us_lm's, of the base the adapters were trained on */
+  double best_loss;               /* early stopping's state (us__lm_early_stop) */
+  uint64_t best_step, bad, evaluations;
+  const float *best; /* serialise: (n_params) adapters of the best check, or NULL */
+  float *best_out;   /* parse: malloc'd copy when the file holds them (caller frees), else NULL */
+} us__lm_lora_ckpt;
+
+/* Serialises lm->lora, the training state (ts->m, ts->v over the adapters) and ck. */
+us_status us__lm_lora_serialize(const us_lm *lm, const us__lm_train_state *ts,
+                                const us__lm_lora_ckpt *ck, us_buf *out, us_err *err);
+/* Reads a LoRA checkpoint (path in messages) into lm->lora (same rank, scale and shapes, else
+ * US_ERR_CONFIG naming what differs), ts (allocating ts->m, ts->v; frees what they held) and ck.
+ * A base other than lm's (size or hash) is refused naming both files. */
+us_status us__lm_lora_parse(const unsigned char *d, size_t len, const char *path, us_lm *lm,
+                            const char *init_path, us__lm_train_state *ts, us__lm_lora_ckpt *ck,
+                            us_err *err);
+/* True when the bytes start as a LoRA checkpoint. */
+bool us__lm_is_lora_checkpoint(const unsigned char *d, size_t len);
 
 /* ---- sizes, time budget and early stopping (student/lm_budget.c) ---- */
 

@@ -167,6 +167,7 @@ void us_lm_free(us_lm *lm) {
   if (!lm) return;
   us_bpe_free(lm->bpe);
   us__lm_lora_free(lm->lora);
+  us__lm_q8_free(lm->q8);
   free(lm->block);
   free(lm);
 }
@@ -263,6 +264,7 @@ void us__lm_acts_free(us__lm_acts *a) {
   free(a->drop_ffn);
   free(a->lora_u);
   free(a->lora_du);
+  free(a->wq8);
   memset(a, 0, sizeof *a);
 }
 
@@ -487,29 +489,27 @@ double us__lm_forward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch
     float *xmid = a->xmid + l * NC, *ln2 = a->ln2 + l * NC;
     float *h13 = a->h13 + (size_t)l * N * 2 * F, *hact = a->hact + (size_t)l * N * F;
     float *att = a->att + (size_t)l * B * NH * T * T;
-    const float *wqkv = w->wqkv + (size_t)l * QKV * C, *wo = w->wo + (size_t)l * C * C;
-    const float *w13 = w->w13 + (size_t)l * 2 * F * C, *w2 = w->w2 + (size_t)l * C * F;
     /* attention block: xmid = xin + Wo attention(rope(Wqkv rmsnorm(xin))) */
     us__lm_rmsnorm_forward(ln1, a->rstd1 + (size_t)l * N, xin, w->ln1 + (size_t)l * C, N, C, eps);
-    us_blas_sgemm(false, true, N, QKV, C, 1.0f, ln1, C, wqkv, C, 0.0f, qkv, QKV);
+    us__lm_proj_forward(lm, a, US_LM_LORA_QKV, l, ln1, N, 0.0f, qkv);
     if (lo) us__lm_lora_forward(lo, a, l, US_LM_LORA_QKV, ln1, N, qkv);
     us__lm_rope(qkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, NKV, 1);
     us__lm_attention_forward(atty, att, qkv, batch->doc, B, T, C, NH, NKV);
     if (a->drop_p > 0.0f)
       us__lm_dropout_forward(atty, a->drop_att + l * NC, NC, a->drop_p, &a->drop_rng);
     memcpy(xmid, xin, NC * sizeof(float));
-    us_blas_sgemm(false, true, N, C, C, 1.0f, atty, C, wo, C, 1.0f, xmid, C);
+    us__lm_proj_forward(lm, a, US_LM_LORA_O, l, atty, N, 1.0f, xmid);
     if (lo) us__lm_lora_forward(lo, a, l, US_LM_LORA_O, atty, N, xmid);
     /* feed-forward block: xout = xmid + W2 swiglu(W13 rmsnorm(xmid)) */
     us__lm_rmsnorm_forward(ln2, a->rstd2 + (size_t)l * N, xmid, w->ln2 + (size_t)l * C, N, C, eps);
-    us_blas_sgemm(false, true, N, 2 * F, C, 1.0f, ln2, C, w13, C, 0.0f, h13, 2 * F);
+    us__lm_proj_forward(lm, a, US_LM_LORA_13, l, ln2, N, 0.0f, h13);
     if (lo) us__lm_lora_forward(lo, a, l, US_LM_LORA_13, ln2, N, h13);
     us__lm_swiglu_forward(hact, h13, N, F);
     if (a->drop_p > 0.0f)
       us__lm_dropout_forward(hact, a->drop_ffn + (size_t)l * N * F, (size_t)N * F, a->drop_p,
                              &a->drop_rng);
     memcpy(xout, xmid, NC * sizeof(float));
-    us_blas_sgemm(false, true, N, C, F, 1.0f, hact, F, w2, F, 1.0f, xout, C);
+    us__lm_proj_forward(lm, a, US_LM_LORA_2, l, hact, N, 1.0f, xout);
     if (lo) us__lm_lora_forward(lo, a, l, US_LM_LORA_2, hact, N, xout);
   }
   us__lm_rmsnorm_forward(a->lnf, a->rstdf, a->x + c->layers * NC, w->lnf, N, C, eps);
@@ -552,27 +552,24 @@ void us__lm_backward(const us_lm *lm, us__lm_acts *a, const us__lm_batch *batch,
     /* feed-forward block (a->dx holds dloss/dxout) */
     memcpy(a->dxmid, a->dx, NC * sizeof(float));
     weight_grad(g, g ? g->w2 + lw * C * F : NULL, a->dx, hact, N, C, F);
-    us_blas_sgemm(false, false, N, F, C, 1.0f, a->dx, C, w->w2 + lw * C * F, F, 0.0f, a->dhact, F);
+    us__lm_proj_backward(lm, a, US_LM_LORA_2, l, a->dx, N, a->dhact);
     if (lo) us__lm_lora_backward(lo, a, l, US_LM_LORA_2, a->dx, hact, N, a->dhact);
     if (a->drop_p > 0.0f) dropout_backward(a->dhact, a->drop_ffn + lw * N * F, (size_t)N * F);
     us__lm_swiglu_backward(a->dh13, a->dhact, h13, N, F);
     weight_grad(g, g ? g->w13 + lw * 2 * F * C : NULL, a->dh13, ln2, N, 2 * F, C);
-    us_blas_sgemm(false, false, N, C, 2 * F, 1.0f, a->dh13, 2 * F, w->w13 + lw * 2 * F * C, C, 0.0f,
-                  a->dln, C);
+    us__lm_proj_backward(lm, a, US_LM_LORA_13, l, a->dh13, N, a->dln);
     if (lo) us__lm_lora_backward(lo, a, l, US_LM_LORA_13, a->dh13, ln2, N, a->dln);
     us__lm_rmsnorm_backward(a->dxmid, dln2, a->dln, xmid, w->ln2 + lw * C, a->rstd2 + lw * N, N, C);
     /* attention block (a->dxmid holds dloss/dxmid) */
     memcpy(a->dx, a->dxmid, NC * sizeof(float));
     weight_grad(g, g ? g->wo + lw * C * C : NULL, a->dxmid, atty, N, C, C);
-    us_blas_sgemm(false, false, N, C, C, 1.0f, a->dxmid, C, w->wo + lw * C * C, C, 0.0f, a->datty,
-                  C);
+    us__lm_proj_backward(lm, a, US_LM_LORA_O, l, a->dxmid, N, a->datty);
     if (lo) us__lm_lora_backward(lo, a, l, US_LM_LORA_O, a->dxmid, atty, N, a->datty);
     if (a->drop_p > 0.0f) dropout_backward(a->datty, a->drop_att + lw * NC, NC);
     us__lm_attention_backward(a->dqkv, a->dscore, a->datty, qkv, att, B, T, C, NH, NKV);
     us__lm_rope(a->dqkv, batch->pos, a->rope_cos, a->rope_sin, N, C, NH, NKV, -1);
     weight_grad(g, g ? g->wqkv + lw * QKV * C : NULL, a->dqkv, ln1, N, QKV, C);
-    us_blas_sgemm(false, false, N, C, QKV, 1.0f, a->dqkv, QKV, w->wqkv + lw * QKV * C, C, 0.0f,
-                  a->dln, C);
+    us__lm_proj_backward(lm, a, US_LM_LORA_QKV, l, a->dqkv, N, a->dln);
     if (lo) us__lm_lora_backward(lo, a, l, US_LM_LORA_QKV, a->dqkv, ln1, N, a->dln);
     us__lm_rmsnorm_backward(a->dx, dln1, a->dln, xin, w->ln1 + lw * C, a->rstd1 + lw * N, N, C);
   }

@@ -296,21 +296,37 @@ static us_status diverged(const trainer *t, long step, const char *what, us_err 
 
 /* The weights are checked before every checkpoint and at the end (every step's loss and gradient
  * norm are checked already, so only the last update can slip through): a scan of the block. */
-static us_status check_weights(const trainer *t, long step, us_err *err) {
-  size_t bad = us__first_nonfinite(t->lm->block, t->lm->n_params);
-  if (bad == t->lm->n_params) return US_OK;
+static us_status check_weights(const trainer *t, const float *w, size_t n, long step, us_err *err) {
+  size_t bad = us__first_nonfinite(w, n);
+  if (bad == n) return US_OK;
   char what[96];
-  snprintf(what, sizeof what, "weight %zu is %s", bad,
-           isnan(t->lm->block[bad]) ? "NaN" : "infinite");
+  snprintf(what, sizeof what, "%s %zu is %s", t->lm->lora ? "adapter weight" : "weight", bad,
+           isnan(w[bad]) ? "NaN" : "infinite");
   return diverged(t, step, what, err);
+}
+
+/* The adapters' checkpoint (student/lm_lora.c): adapters, moments, schedule, the best check, and
+ * what identifies the base, which is not copied. */
+static us_status serialize_adapters(const trainer *t, us_buf *b, us_err *err) {
+  us__lm_lora_ckpt ck;
+  memset(&ck, 0, sizeof ck);
+  snprintf(ck.base_path, sizeof ck.base_path, "%s", t->p->init);
+  ck.base_bytes = t->lm->base_bytes;
+  ck.base_hash = t->lm->base_hash;
+  ck.best_loss = t->early.best;
+  ck.best_step = (uint64_t)t->early.best_step;
+  ck.bad = (uint64_t)t->early.bad;
+  ck.evaluations = (uint64_t)t->evaluations;
+  ck.best = t->best && t->early.best_step > 0 ? t->best : NULL;
+  return us__lm_lora_serialize(t->lm, &t->ts, &ck, b, err);
 }
 
 static us_status save_checkpoint(trainer *t, us_err *err) {
   if (us_dist_rank() != 0) return US_OK; /* under MPI, rank 0 writes for every rank */
-  if (t->lm->lora) return US_OK;         /* adapter runs write no checkpoints (docs/lm.md) */
   us_buf b;
   us_buf_init(&b, 0);
-  us_status st = us__lm_serialize(t->lm, &t->ts, &b, err);
+  us_status st =
+      t->lm->lora ? serialize_adapters(t, &b, err) : us__lm_serialize(t->lm, &t->ts, &b, err);
   if (st == US_OK) st = us_write_file_atomic(t->p->checkpoint_path, b.data, b.len, err);
   us_buf_free(&b);
   if (st != US_OK) us_err_prefix(err, "lm: checkpoint");
@@ -376,12 +392,13 @@ static void effective_params(trainer *t) {
   t->p = &t->eff;
 }
 
-/* A pretrained model from p->init, with adapters when p->lora_rank > 0. (A full fine-tune
- * resumes from its checkpoint like a fresh model; an adapter run writes none and starts over.) */
+/* A pretrained model from p->init, with adapters when p->lora_rank > 0 (the base then frozen, and
+ * kept in Q8_0 when the file's projections are). A full fine-tune resumes from its checkpoint
+ * like a fresh model; an adapter run reads its own checkpoint later (resume_adapters). */
 static us_status trainer_pretrained(trainer *t, const us_lm_example *ex, size_t n, us_err *err) {
   const us_lm_train_params *p = t->p;
   us_status st;
-  if ((st = us_lm_import_gguf(p->init, p->context, &t->lm, err)) != US_OK) {
+  if ((st = us__lm_import(p->init, p->context, p->lora_rank > 0, &t->lm, err)) != US_OK) {
     us_err_prefix(err, "init");
     return st;
   }
@@ -416,6 +433,7 @@ static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us
   const us_lm_train_params *p = t->p;
   FILE *f = (p->resume && p->checkpoint_path && p->lora_rank == 0) ? fopen(p->checkpoint_path, "rb")
                                                                    : NULL;
+  /* an adapter run imports its base first; resume_adapters then reads its checkpoint */
   us_status st = US_OK;
   us_lm_config c = {0};
   if (f) {
@@ -425,6 +443,13 @@ static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us
     st = us_read_file(p->checkpoint_path, 0, &data, &len, err);
     if (st != US_OK) return st;
     bool has_state = false;
+    if (us__lm_is_lora_checkpoint((unsigned char *)data, len)) {
+      free(data);
+      return us_err_set(err, US_ERR_CONFIG,
+                        "%s: a LoRA checkpoint, but lora_rank is 0 (full training); set "
+                        "student.lora_rank as it was, or delete the checkpoint to start over",
+                        p->checkpoint_path);
+    }
     st = us__lm_parse((unsigned char *)data, len, p->checkpoint_path, &t->lm, &t->ts, &has_state,
                       err);
     free(data);
@@ -498,6 +523,7 @@ static us_status trainer_alloc(trainer *t, us_err *err) {
     t->params = lo->block;
     t->grads = lo->grad;
     t->n_train = t->n_decay = lo->n_params;
+    if ((st = us__lm_acts_q8(&t->acts, t->lm, err)) != US_OK) return st;
     return us__lm_acts_lora(&t->acts, lo, c->layers, err);
   }
   us__lm_params_point(t->grad, c, &t->g);
@@ -690,12 +716,48 @@ static us_status train_step(trainer *t, long step, double *loss, double *lr, us_
 static us_status same_start(const trainer *t, us_err *err) {
   const us_lm *lm = t->lm;
   uint64_t h = us_hash64(lm->block, lm->n_params * sizeof(float), lm->n_params);
+  h = us_hash64(&lm->base_hash, sizeof lm->base_hash, h);
+  if (lm->lora) h = us_hash64(lm->lora->block, lm->lora->n_params * sizeof(float), h);
   h = us_hash64(t->ts.m, t->n_train * sizeof(float), h);
   uint64_t where[3] = {t->ts.step, t->ts.epoch, t->ts.cursor};
   h = us_hash64(where, sizeof where, h);
   h = us_hash64(t->data.tokens, t->data.start[t->data.n] * sizeof(int32_t), h);
   h = us_hash64(t->data.start, (t->data.n + 1) * sizeof(size_t), h);
   return us_dist_same_u64(h, "the model, the checkpoint or the training examples", err);
+}
+
+/* An adapter run with resume set continues from its checkpoint when one exists: adapters,
+ * moments, step and data position, schedule, and the best check (student/lm_lora.c refuses one
+ * written against another base). */
+static us_status resume_adapters(trainer *t, us_err *err) {
+  const us_lm_train_params *p = t->p;
+  if (!t->lm->lora || !p->resume || !p->checkpoint_path) return US_OK;
+  FILE *f = fopen(p->checkpoint_path, "rb");
+  if (!f) return US_OK; /* nothing to resume: a fresh run */
+  fclose(f);
+  char *data = NULL;
+  size_t len = 0;
+  us_status st = us_read_file(p->checkpoint_path, 0, &data, &len, err);
+  if (st != US_OK) return st;
+  const unsigned char *d = (const unsigned char *)data;
+  us__lm_lora_ckpt ck;
+  memset(&ck, 0, sizeof ck);
+  if (len >= 4 && memcmp(d, "USLM", 4) == 0)
+    st = us_err_set(err, US_ERR_CONFIG,
+                    "%s: a full fine-tuning checkpoint, but lora_rank is %d; set "
+                    "student.lora_rank to 0 as it was, or delete the checkpoint to start over",
+                    p->checkpoint_path, p->lora_rank);
+  else
+    st = us__lm_lora_parse(d, len, p->checkpoint_path, t->lm, p->init, &t->ts, &ck, err);
+  free(data);
+  if (st != US_OK) return st;
+  t->early.best = ck.best_loss;
+  t->early.best_step = (long)ck.best_step;
+  t->early.bad = (int)ck.bad;
+  t->evaluations = (int)ck.evaluations;
+  if (t->best && ck.best_out) memcpy(t->best, ck.best_out, t->n_train * sizeof(float));
+  free(ck.best_out);
+  return US_OK;
 }
 
 us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples, size_t n,
@@ -722,8 +784,9 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
   if (st == US_OK) st = trainer_alloc(&t, err);
   if (st != US_OK) goto fail;
   p = t.p; /* the preset's batch and rate filled in */
-  us__lm_schedule_init(&t.sched, p, start, (long)t.ts.planned, (long)t.ts.warmup, t.valid.n > 0);
   us__lm_early_stop_init(&t.early, p->patience);
+  if ((st = resume_adapters(&t, err)) != US_OK) goto fail;
+  us__lm_schedule_init(&t.sched, p, start, (long)t.ts.planned, (long)t.ts.warmup, t.valid.n > 0);
   shuffle_epoch(&t);
   if (us_dist_size() > 1 && (st = same_start(&t, err)) != US_OK) goto fail;
   double t0 = clock_now(&t);
@@ -747,7 +810,7 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
     if (validated_now && validation_check(&t, step + 1) < 0) stopped_early = true;
     if (p->checkpoint_every > 0 && p->checkpoint_path &&
         t.ts.step % (uint64_t)p->checkpoint_every == 0 &&
-        ((st = check_weights(&t, step + 1, err)) != US_OK ||
+        ((st = check_weights(&t, t.params, t.n_train, step + 1, err)) != US_OK ||
          (st = save_checkpoint(&t, err)) != US_OK))
       goto fail;
     if (p->progress) {
@@ -762,7 +825,7 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
                            lr,
                            dt > 0 ? done * t.B * t.T / dt : 0.0,
                            eta > 0 ? eta : 0.0,
-                           t.lm->n_params,
+                           us_lm_param_count(&t.lm->config),
                            t.custom ? "custom" : t.size->name,
                            t.auto_preset,
                            t.sched.from_budget ? t.sched.budget_sec : 0,
@@ -781,8 +844,12 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
   /* deliver the best check's weights (the last check may be it) */
   if (t.best && t.early.best_step > 0 && t.early.best_step != (long)t.ts.step)
     memcpy(t.params, t.best, t.n_train * sizeof(float));
-  us__lm_lora_merge(t.lm); /* the adapters become part of the returned weights */
-  if ((st = check_weights(&t, (long)t.ts.step, err)) != US_OK) goto fail;
+  /* the adapters become part of the returned weights (a Q8_0 base becomes float), after the
+   * activations are gone so that the float copy does not add to their peak */
+  us__lm_acts_free(&t.acts);
+  if ((st = us__lm_lora_merge(t.lm, err)) != US_OK) goto fail;
+  if ((st = check_weights(&t, t.lm->block, t.lm->n_params, (long)t.ts.step, err)) != US_OK)
+    goto fail;
   if (p->info) fill_info(&t, stopped_early, p->info);
   *out = t.lm;
   t.lm = NULL;

@@ -8,7 +8,10 @@
 #   3. a rank that stops answering (SIGSTOP) does not hang the job: the other rank gives up after
 #      US_MPI_TIMEOUT_S with a message naming the cause;
 #   4. a time budget (student.train_minutes) ends on every rank at the same step;
-#   5. commands other than train refuse to run under mpirun (N copies would each call the teacher).
+#   5. commands other than train refuse to run under mpirun (N copies would each call the teacher);
+#   6. LoRA (student.init on a Q8_0 GGUF, student.lora_rank): 2 ranks x 1 thread give 1 process's
+#      curve (the adapters' gradients summed by the allreduce), and a single LoRA process killed
+#      with kill -9 resumes its adapter checkpoint under 2 ranks, continuing the curve.
 # Skips when mpirun is missing or understudy was built without MPI.
 . "$(dirname "$0")/lib.sh"
 
@@ -164,4 +167,34 @@ note "only train runs under mpirun"
 mpi label_f 2 label "$WORK/lm.json" $(out_of f)
 [ "$RC" -ne 0 ] || fail "mpirun -np 2 label exited 0"
 assert_grep "$WORK/label_f.err" "only .train. runs under mpirun" "label refuses to run N times"
+note "LoRA under mpirun: 2 ranks give 1 process's curve; a killed LoRA run resumes with N = 2"
+# the base: the model trained above, exported as Q8_0 (so the ranks keep it quantised too)
+expect_ok export_base export "$WORK/a/student.bin" --format gguf --type q8_0 -o "$WORK/base.gguf"
+for w in h i j; do cp -r "$WORK/out" "$WORK/$w"; done
+write_config "$WORK/lora.json" 'task={"type":"generate","template":"{text}"}' "${LM[@]}" \
+  "student.init=\"$WORK/base.gguf\"" student.lora_rank=4 student.lora_alpha=8 \
+  student.lm_lr=0.01
+expect_ok train_h train "$WORK/lora.json" $(out_of h)
+curve h >"$WORK/curve.h"
+[ "$(wc -l <"$WORK/curve.h")" -eq 100 ] || fail "the LoRA reference curve has $(wc -l <"$WORK/curve.h") steps, not 100"
+mpi train_i 2 train "$WORK/lora.json" $(out_of i)
+[ "$RC" -eq 0 ] || { show "$WORK/train_i.out" "$WORK/train_i.err"; fail "mpirun -np 2 LoRA train exited $RC"; }
+curve i >"$WORK/curve.i"
+[ "$(wc -l <"$WORK/curve.i")" -eq 100 ] || fail "the 2-rank LoRA curve has $(wc -l <"$WORK/curve.i") steps, not 100"
+same_losses "$WORK/curve.i" "$WORK/curve.h" "LoRA: 2 ranks against 1 process"
+cmp -s "$WORK/curve.h" "$WORK/curve.i" && note "(the LoRA curves are identical to 7 decimals)"
+start_us train_j train "$WORK/lora.json" $(out_of j)
+wait_until 120 checkpoint_in j || { show "$WORK/train_j.err"; fail "no LoRA checkpoint within 120 s"; }
+kill -KILL "$US_PID"
+wait_us
+[ ! -e "$WORK/j/student.bin" ] || fail "the LoRA run finished before the kill; nothing to resume"
+head -c 4 "$WORK"/j/student-*.ckpt | grep -q USLA || fail "the LoRA checkpoint is not an adapter checkpoint"
+mpi train_j2 2 train "$WORK/lora.json" $(out_of j)
+[ "$RC" -eq 0 ] || { show "$WORK/train_j2.out" "$WORK/train_j2.err"; fail "mpirun -np 2 LoRA resume exited $RC"; }
+curve j >"$WORK/curve.j"
+first=$(head -n1 "$WORK/curve.j" | cut -d' ' -f1)
+[ "$first" -gt 1 ] || fail "the 2-rank LoRA resume started again from step 1"
+assert_eq "$(tail -n1 "$WORK/curve.j" | cut -d" " -f1)" 100 "the resumed LoRA train ends at the last step"
+same_losses "$WORK/curve.j" "$WORK/curve.h" "LoRA: 1 process killed, resumed by 2 ranks from step $first"
+
 note "ok"

@@ -107,6 +107,52 @@ static void shard_sums_should_equal_the_whole_batch(void **state) {
   us_lm_free(lm);
 }
 
+/* With LoRA adapters the shards' sums are the whole batch's adapter gradient (the base frozen:
+ * no base gradient), which is what lm_train.c allreduces under mpirun. */
+static void lora_shard_sums_should_equal_the_whole_batch(void **state) {
+  (void)state;
+  us_blas_set_threads(1);
+  us_lm *lm = tiny_model();
+  us_rng r;
+  us_rng_seed(&r, 7);
+  assert_int_equal(us__lm_lora_new(lm, 2, 4.0, &r, NULL), US_OK);
+  us__lm_lora *lo = lm->lora;
+  for (size_t i = 0; i < lo->n_params; i++) lo->block[i] = 0.3f * (float)us_rng_normal(&r);
+  us__lm_batch batch = three_rows();
+  size_t n = lo->n_params;
+  float *whole = calloc(n, sizeof(float)), *sum = calloc(n, sizeof(float));
+  us__lm_acts a;
+  assert_int_equal(us__lm_acts_new(&lm->config, ROWS, T, &a, NULL), US_OK);
+  assert_int_equal(us__lm_acts_lora(&a, lo, lm->config.layers, NULL), US_OK);
+  double loss = us__lm_forward(lm, &a, &batch, ROWS, T);
+  memset(lo->grad, 0, n * sizeof(float));
+  us__lm_backward(lm, &a, &batch, ROWS, T, NULL);
+  memcpy(whole, lo->grad, n * sizeof(float));
+  double norm = 0.0;
+  for (size_t i = 0; i < n; i++) norm += fabs(whole[i]);
+  assert_true(loss > 0.0 && norm > 1e-2);
+  for (int size = 1; size <= 4; size++) {
+    memset(sum, 0, n * sizeof(float));
+    double loss_sum = 0.0;
+    for (int rank = 0; rank < size; rank++) {
+      loss_sum +=
+          us__lm_shard_forward_backward(lm, &a, &batch, ROWS, T, rank, size, lo->grad, n, NULL);
+      for (size_t i = 0; i < n; i++) sum[i] += lo->grad[i];
+    }
+    assert_float_equal(loss_sum, loss, 1e-5 * loss);
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++)
+      worst = fmax(worst, fabs(sum[i] - whole[i]) / (1e-4 + fabs(whole[i])));
+    if (worst > 1e-3)
+      print_message("LoRA, %d ranks: worst relative gradient error %g\n", size, worst);
+    assert_true(worst <= 1e-3);
+  }
+  us__lm_acts_free(&a);
+  free(whole);
+  free(sum);
+  us_lm_free(lm);
+}
+
 static void one_rank_should_be_a_no_op_outside_mpirun(void **state) {
   (void)state;
   if (us_dist_launched_size() > 1) skip(); /* this test runs outside mpirun */
@@ -128,6 +174,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(shards_should_cover_the_batch_once),
       cmocka_unit_test(shard_sums_should_equal_the_whole_batch),
+      cmocka_unit_test(lora_shard_sums_should_equal_the_whole_batch),
       cmocka_unit_test(one_rank_should_be_a_no_op_outside_mpirun),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

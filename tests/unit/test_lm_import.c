@@ -17,7 +17,10 @@
 /* clang-format on */
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/rng.h"
@@ -681,6 +684,251 @@ static void unsupported_files_should_be_refused_naming_the_file_and_key(void **s
   assert_non_null(strstr(err.msg, "lora_rank"));
 }
 
+/* ---- a Q8_0 base kept quantised (student/lm_q8.c) ---- */
+
+static double max_diff(const float *x, const float *y, size_t n) {
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)x[i] - y[i]));
+  return worst;
+}
+
+static void q8_base_should_stay_quantised_with_its_floats_logits_and_lora_gradients(void **state) {
+  (void)state;
+  us_blas_set_threads(1);
+  variant v = plain();
+  v.dtype = US_GGUF_Q8_0;
+  char path[256];
+  snprintf(path, sizeof path, "%s", tmp_path("q8.gguf"));
+  write_tiny(path, &v);
+  us_lm *fl = NULL, *q = NULL;
+  us_err err;
+  assert_int_equal(us__lm_import(path, 256, false, &fl, &err), US_OK);
+  assert_int_equal(us__lm_import(path, 256, true, &q, &err), US_OK);
+  assert_null(fl->q8);
+  assert_non_null(q->q8);
+  assert_null(q->w.wqkv);
+  /* the projections are held in their file bytes: 34 per 32 weights, not 128 */
+  size_t q8_bytes = 0;
+  for (int k = 0; k < US_LM_LORA_KINDS; k++)
+    q8_bytes += (size_t)L * (size_t)q->q8->out[k] * q->q8->row_bytes[k];
+  size_t proj = fl->n_params - q->n_params;
+  assert_int_equal(proj, (size_t)L * ((C + 2 * CKV) * C + C * C + 2 * F * C + C * F));
+  assert_int_equal(q8_bytes * 32, proj * 34);
+  assert_true(fl->base_hash != 0 && fl->base_hash == q->base_hash);
+  /* logits of the kept base = logits of the same base made float, whole and in chunks of rows */
+  enum { N = 12 };
+  int32_t tok[N] = {TOK_START, 139, 257, 261, 258, 1, 2, 77, 200, TOK_END, 5, 261};
+  us__lm_acts af, aq;
+  assert_int_equal(us__lm_acts_new(&fl->config, 1, N, &af, NULL), US_OK);
+  assert_int_equal(us__lm_acts_new(&q->config, 1, N, &aq, NULL), US_OK);
+  assert_int_equal(us__lm_acts_q8(&aq, q, NULL), US_OK);
+  our_logits(fl, &af, tok, N);
+  our_logits(q, &aq, tok, N);
+  double whole = max_diff(af.logits, aq.logits, (size_t)N * V);
+  for (int k = 0; k < US_LM_LORA_KINDS; k++) q->q8->chunk_rows[k] = 5; /* uneven chunks */
+  our_logits(q, &aq, tok, N);
+  double chunked = max_diff(af.logits, aq.logits, (size_t)N * V);
+  print_message("q8_0 kept: logits within %.3g (whole matrices), %.3g (chunks of 5 rows)\n", whole,
+                chunked);
+  assert_true(whole < 1e-5 && chunked < 1e-5);
+  /* the LoRA gradient check on the kept base (through the chunked products) */
+  us_rng r;
+  us_rng_seed(&r, 9);
+  assert_int_equal(us__lm_lora_new(q, 2, 4.0, &r, NULL), US_OK);
+  us__lm_lora *lo = q->lora;
+  fill(lo->block, lo->n_params, &r, 0.3f, 0); /* B non-zero, so A's gradient is too */
+  assert_int_equal(us__lm_acts_lora(&aq, lo, L, NULL), US_OK);
+  static int32_t tgt[N], pos[N], doc[N];
+  static float mask[N];
+  for (int i = 0; i < N; i++) {
+    tgt[i] = i + 1 < N ? tok[i + 1] : TOK_END;
+    pos[i] = i;
+    doc[i] = 0;
+    mask[i] = 1.0f;
+  }
+  us__lm_batch b = {tok, tgt, mask, pos, doc};
+  us__lm_forward(q, &aq, &b, 1, N);
+  memset(lo->grad, 0, lo->n_params * sizeof(float));
+  us__lm_backward(q, &aq, &b, 1, N, NULL);
+  int bad = 0;
+  double mass = 0;
+  const float eps = 1e-2f;
+  for (int k = 0; k < 120; k++) {
+    size_t i = k < 40 ? (size_t)k * (lo->n_params / 40) : (size_t)us_rng_below(&r, lo->n_params);
+    float keep = lo->block[i];
+    lo->block[i] = keep + eps;
+    double up = us__lm_forward(q, &aq, &b, 1, N);
+    lo->block[i] = keep - eps;
+    double down = us__lm_forward(q, &aq, &b, 1, N);
+    lo->block[i] = keep;
+    double numeric = (up - down) / (2 * eps), analytic = lo->grad[i];
+    if (fabs(analytic - numeric) > 2e-3 + 3e-2 * fabs(numeric)) {
+      print_message("lora[%zu]: analytic %.6g numeric %.6g\n", i, analytic, numeric);
+      bad++;
+    }
+    mass += fabs(analytic);
+  }
+  assert_int_equal(bad, 0);
+  assert_true(mass > 1e-2);
+  /* merging makes the base float: the merged model gives the adapted logits */
+  our_logits(q, &aq, tok, N);
+  static float adapted[N * V];
+  memcpy(adapted, aq.logits, sizeof adapted);
+  assert_int_equal(us__lm_lora_merge(q, &err), US_OK);
+  assert_null(q->q8);
+  assert_null(q->lora);
+  assert_int_equal(q->n_params, fl->n_params);
+  assert_memory_equal(q->w.wte, fl->w.wte, sizeof W.embd);
+  our_logits(q, &af, tok, N);
+  double merged = max_diff(adapted, af.logits, (size_t)N * V);
+  print_message("q8_0 kept + LoRA merged into float: logits within %.3g\n", merged);
+  assert_true(merged < 1e-4);
+  us__lm_acts_free(&af);
+  us__lm_acts_free(&aq);
+  us_lm_free(fl);
+  us_lm_free(q);
+  unlink(path);
+}
+
+/* ---- LoRA checkpoints ---- */
+
+enum { CK_STEPS = 24 };
+
+typedef struct stopper {
+  long stop_at, kill_at;
+} stopper;
+
+static int stop_or_kill(const us_lm_progress *pr, void *user) {
+  const stopper *s = user;
+  if (pr->step == s->kill_at) raise(SIGKILL); /* as kill -9: no cleanup, nothing flushed */
+  return pr->step == s->stop_at;
+}
+
+/* A LoRA run of CK_STEPS on init with two held-out validation examples (so the best check's
+ * adapters are part of the state); checkpoints every `every` steps to ckpt when non-NULL. */
+static us_status lora_run(const char *init, const char *ckpt, int every, bool resume, stopper *s,
+                          float *losses, us_lm **out, us_err *err) {
+  us_lm_train_params p;
+  train_params(&p, init, 4, CK_STEPS, losses);
+  static const us_lm_example valid[] = {{"the cat", "99 (!) 17 zq"}, {"my hat", "ZZ xw 4 4 4"}};
+  static us_lm_train_info info;
+  p.valid = valid; /* unlike the training answers: the best check comes early */
+  p.n_valid = 2;
+  p.info = &info;
+  p.patience = 0;
+  p.checkpoint_path = ckpt;
+  p.checkpoint_every = ckpt ? every : 0;
+  p.resume = resume;
+  p.progress = s ? stop_or_kill : NULL;
+  p.progress_user = s;
+  us_status st = us_lm_train(&p, EX, 4, out, err);
+  if (st == US_OK) print_message("best validation check after step %ld\n", info.best_step);
+  return st;
+}
+
+static long file_size(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static void expect_same_run(const float *ref, const us_lm *ref_lm, const float *got,
+                            const us_lm *got_lm, int from, const char *what) {
+  double dl = 0;
+  for (int i = from; i < CK_STEPS; i++) dl = fmax(dl, fabs((double)ref[i] - got[i]));
+  double dw = max_diff(ref_lm->block, got_lm->block, ref_lm->n_params);
+  print_message("%s: losses of steps %d..%d within %.3g, merged weights within %.3g\n", what,
+                from + 1, CK_STEPS, dl, dw);
+  assert_int_equal(got_lm->n_params, ref_lm->n_params);
+  assert_true(dl <= 1e-6);
+  assert_true(dw <= 1e-6);
+}
+
+static void lora_checkpoint_should_resume_exactly_after_a_stop_or_kill_9(void **state) {
+  (void)state;
+  variant v = plain();
+  v.dtype = US_GGUF_Q8_0;
+  char base[256], other[256], ckpt[256];
+  snprintf(base, sizeof base, "%s", tmp_path("ck-base.gguf"));
+  snprintf(other, sizeof other, "%s", tmp_path("ck-other.gguf"));
+  snprintf(ckpt, sizeof ckpt, "%s", tmp_path("lora.ckpt"));
+  write_tiny(base, &v);
+  unlink(ckpt);
+  us_err err;
+  /* straight through */
+  float ref[CK_STEPS], got[CK_STEPS];
+  us_lm *ref_lm = NULL, *lm = NULL;
+  assert_int_equal(lora_run(base, NULL, 0, false, NULL, ref, &ref_lm, &err), US_OK);
+  /* stopped after step 12 (a checkpoint every 6), then resumed */
+  stopper s = {CK_STEPS / 2, -1};
+  assert_int_equal(lora_run(base, ckpt, 6, false, &s, got, &lm, &err), US_ERR_INTERRUPTED);
+  long size = file_size(ckpt);
+  print_message("LoRA checkpoint %ld bytes, base %ld bytes\n", size, file_size(base));
+  /* adapters, moments and the best check's adapters, the header and the base's path: no base */
+  long n = (long)L * 4 * ((C + C + 2 * CKV) + (C + C) + (C + 2 * F) + (F + C));
+  assert_int_equal(size, 92 + (long)strlen(base) + 112 + 16 * n + 32);
+  memset(got, 0, sizeof got);
+  assert_int_equal(lora_run(base, ckpt, 6, true, NULL, got, &lm, &err), US_OK);
+  assert_true(got[CK_STEPS / 2 - 1] == 0.0f); /* steps before the checkpoint did not run again */
+  expect_same_run(ref, ref_lm, got, lm, CK_STEPS / 2, "stopped at 12, resumed");
+  us_lm_free(lm);
+  lm = NULL;
+  /* killed with SIGKILL after step 15, between the checkpoints of steps 12 and 18 */
+  unlink(ckpt);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    stopper k = {-1, 15};
+    us_lm *never = NULL;
+    lora_run(base, ckpt, 6, false, &k, NULL, &never, NULL);
+    _exit(0); /* not reached */
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  memset(got, 0, sizeof got);
+  assert_int_equal(lora_run(base, ckpt, 6, true, NULL, got, &lm, &err), US_OK);
+  assert_true(got[11] == 0.0f && got[12] != 0.0f); /* resumed from step 12's checkpoint */
+  expect_same_run(ref, ref_lm, got, lm, 12, "killed after 15, resumed from 12");
+  us_lm_free(lm);
+  lm = NULL;
+  /* another base under the same checkpoint: refused, naming both files and the fix */
+  variant f32 = plain();
+  write_tiny(other, &f32);
+  assert_int_equal(lora_run(other, ckpt, 6, true, NULL, NULL, &lm, &err), US_ERR_CONFIG);
+  print_message("%s\n", err.msg);
+  assert_non_null(strstr(err.msg, ckpt));
+  assert_non_null(strstr(err.msg, base));
+  assert_non_null(strstr(err.msg, other));
+  assert_non_null(strstr(err.msg, "point student.init at the file"));
+  /* another rank: refused by name; a full fine-tune does not take a LoRA checkpoint either */
+  us_lm_train_params p;
+  train_params(&p, base, 8, CK_STEPS, NULL);
+  p.checkpoint_path = ckpt;
+  p.resume = true;
+  assert_int_equal(us_lm_train(&p, EX, 4, &lm, &err), US_ERR_CONFIG);
+  print_message("%s\n", err.msg);
+  assert_non_null(strstr(err.msg, "student.lora_rank"));
+  p.lora_rank = 0;
+  assert_int_equal(us_lm_train(&p, EX, 4, &lm, &err), US_ERR_CONFIG);
+  print_message("%s\n", err.msg);
+  assert_non_null(strstr(err.msg, "a LoRA checkpoint"));
+  /* a damaged checkpoint is refused, not trained from */
+  FILE *fp = fopen(ckpt, "r+b");
+  assert_non_null(fp);
+  fseek(fp, 200, SEEK_SET);
+  fputc(0x5a, fp);
+  fclose(fp);
+  assert_int_equal(lora_run(base, ckpt, 6, true, NULL, NULL, &lm, &err), US_ERR_FORMAT);
+  print_message("%s\n", err.msg);
+  assert_non_null(strstr(err.msg, "SHA-256"));
+  assert_null(lm);
+  us_lm_free(ref_lm);
+  unlink(ckpt);
+  unlink(base);
+  unlink(other);
+}
+
 int main(void) {
   make_weights();
   const struct CMUnitTest tests[] = {
@@ -691,6 +939,8 @@ int main(void) {
       cmocka_unit_test(lora_and_full_fine_tuning_should_lower_the_loss_and_save_a_loadable_model),
       cmocka_unit_test(imported_model_should_export_to_gguf_and_read_back_the_same),
       cmocka_unit_test(unsupported_files_should_be_refused_naming_the_file_and_key),
+      cmocka_unit_test(q8_base_should_stay_quantised_with_its_floats_logits_and_lora_gradients),
+      cmocka_unit_test(lora_checkpoint_should_resume_exactly_after_a_stop_or_kill_9),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -646,8 +646,8 @@ static void unsupported_files_should_be_refused_naming_the_file_and_key(void **s
   v.arch = "qwen2";
   expect_refusal(&v, "general.architecture is \"qwen2\"");
   v = plain();
-  v.tok_model = "llama";
-  expect_refusal(&v, "tokenizer.ggml.model is \"llama\" (SentencePiece)");
+  v.tok_model = "rwkv";
+  expect_refusal(&v, "tokenizer.ggml.model is \"rwkv\"");
   v = plain();
   v.pre = "made-up";
   expect_refusal(&v, "tokenizer.ggml.pre is \"made-up\"");

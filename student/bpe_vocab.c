@@ -3,16 +3,15 @@
  * pre-tokenisers, control tokens written as text in chat templates, and the serialised form kept
  * inside our model file.
  *
- * Pre-tokenisers follow llama.cpp's regular expressions on ASCII exactly. Outside ASCII this file
- * has no Unicode tables: a code point counts as whitespace when it is one of Unicode's spaces, as
- * punctuation in the common punctuation blocks (U+00A1..U+00BF, U+00D7, U+00F7, U+2010..U+205E,
- * U+3001..U+3003, U+FF01..U+FF0F), and as a letter otherwise (so non-ASCII digits are letters).
- * Text in other scripts' punctuation may split differently from llama.cpp; docs/lm.md says so. */
+ * Pre-tokenisers follow llama.cpp's regular expressions on any UTF-8 text: \p{L}, \p{N} and \s
+ * come from Unicode tables (student/unicode_classes.c, generated); a byte that is not valid
+ * UTF-8 is an "other" character of its own, like llama.cpp's U+FFFD replacement. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/bytes.h"
 #include "student/bpe_int.h"
+#include "student/unicode_classes.h"
 
 /* ---- GPT-2's byte <-> unicode map ---- */
 
@@ -74,7 +73,12 @@ static int utf8_put(unsigned cp, unsigned char *o) {
 
 /* ---- pre-tokenisers ---- */
 
-enum { C_LETTER, C_DIGIT, C_SPACE, C_OTHER };
+enum {
+  C_LETTER = US_UNICODE_LETTER,
+  C_DIGIT = US_UNICODE_NUMBER,
+  C_SPACE = US_UNICODE_SPACE,
+  C_OTHER = US_UNICODE_OTHER
+};
 
 static int cp_class(unsigned cp) {
   if (cp < 0x80) {
@@ -83,13 +87,7 @@ static int cp_class(unsigned cp) {
     if (cp == ' ' || (cp >= 9 && cp <= 13)) return C_SPACE;
     return C_OTHER;
   }
-  if (cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
-      cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000)
-    return C_SPACE;
-  if ((cp >= 0xa1 && cp <= 0xbf) || cp == 0xd7 || cp == 0xf7 || (cp >= 0x2010 && cp <= 0x205e) ||
-      (cp >= 0x3001 && cp <= 0x3003) || (cp >= 0xff01 && cp <= 0xff0f) || cp >= 0x110000u)
-    return C_OTHER;
-  return C_LETTER;
+  return us__unicode_class(cp); /* invalid bytes (0x110000 + byte): other */
 }
 
 typedef struct cursor {

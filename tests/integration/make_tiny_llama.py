@@ -4,6 +4,10 @@ GGUF writer (standard library only): grouped-query attention (4 query heads over
 heads), an untied output, a byte-level BPE vocabulary whose ids are not the bytes, SmolLM's
 pre-tokeniser and a ChatML chat template. Usage: make_tiny_llama.py OUT.gguf [--spm TEMPLATE]
 
+--bpe PRE CORPUS: the byte-level BPE vocabulary learns ~300 merges from CORPUS (one JSON string a
+line) across character classes and spaces, so that only the pre-tokeniser PRE (gpt-2, smollm,
+llama-bpe, qwen2) keeps them inside pieces, as llama.cpp's must.
+
 --spm: a SentencePiece vocabulary instead (tokenizer.ggml.model "llama"): <unk>, <s>, </s>, the
 256 byte-fallback tokens <0x00>..<0xFF>, a few hundred scored pieces cut from words in several
 scripts (so that merges chain and some characters fall back to bytes), and TEMPLATE: chatml
@@ -32,6 +36,34 @@ merges = [("\u0120", "t"), ("h", "e"), ("\u0120t", "he"), ("a", "t"), ("\u0120",
           ("\u0120c", "at"), ("\u0120", "a"), ("o", "n")]
 for a, b in merges:
     tokens.append(a + b)
+BPE = sys.argv[3] if len(sys.argv) > 4 and sys.argv[2] == "--bpe" else None
+if BPE:
+    import json
+    with open(sys.argv[4], encoding="utf-8") as f:
+        seqs = [[gpt2_char(b) for b in json.loads(line).encode("utf-8")] for line in f if line.strip()]
+    merges, known = [], set(tokens[:256])
+    while len(merges) < 300:
+        counts = {}
+        for q in seqs:
+            for a, b in zip(q, q[1:]):
+                if a + b not in known:
+                    counts[(a, b)] = counts.get((a, b), 0) + 1
+        if not counts:
+            break
+        a, b = max(sorted(counts), key=lambda k: counts[k])
+        merges.append((a, b))
+        known.add(a + b)
+        for i, q in enumerate(seqs):
+            out, k = [], 0
+            while k < len(q):
+                if k + 1 < len(q) and q[k] == a and q[k + 1] == b:
+                    out.append(a + b)
+                    k += 2
+                else:
+                    out.append(q[k])
+                    k += 1
+            seqs[i] = out
+    tokens = tokens[:256] + [a + b for a, b in merges]
 types = [1] * len(tokens)
 specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 for s in specials:
@@ -103,7 +135,7 @@ add("llama.rope.freq_base", 6, struct.pack("<f", 10000.0))
 add("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5))
 add("tokenizer.ggml.model", 8, s("llama" if SPM else "gpt2"))
 if not SPM:
-    add("tokenizer.ggml.pre", 8, s("smollm"))
+    add("tokenizer.ggml.pre", 8, s(BPE or "smollm"))
 add("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, V) + b"".join(s(t) for t in tokens))
 add("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, V) + struct.pack("<%di" % V, *types))
 if SPM:

@@ -41,7 +41,7 @@ prompts=(
   "trailing spaces   "
 )
 note "tokenisation: ${#prompts[@]} prompts in 3 chat templates, understudy against llama.cpp"
-: >"$WORK/cases.jsonl"
+: >"$WORK/cases.raw"
 for t in chatml llama2 zephyr; do
   python3 "$(dirname "$0")/make_tiny_llama.py" "$WORK/spm-$t.gguf" --spm "$t" ||
     fail "make_tiny_llama.py --spm $t failed"
@@ -51,13 +51,17 @@ for t in chatml llama2 zephyr; do
     [ "$t" = llama2 ] && [ "${prompts[$i]% }" != "${prompts[$i]}" ] && continue
     expect_ok "tok-$t-$i" generate "$WORK/spm-$t.gguf" --prompt "${prompts[$i]}" --max-tokens 1 \
       --trace "$WORK/trace-$t-$i.json"
-    MODEL="$WORK/spm-$t.gguf" T=$t P="${prompts[$i]}" TR="$WORK/trace-$t-$i.json" python3 -c '
-import json, os
-print(json.dumps({"model": os.environ["MODEL"], "template": os.environ["T"],
-                  "prompt": os.environ["P"], "trace": os.environ["TR"]}))' >>"$WORK/cases.jsonl"
+    printf '%s\t%s\t%s\0' "$t" "$i" "${prompts[$i]}" >>"$WORK/cases.raw"
   done
 done
-NLC_DIR=$npm_dir CASES=$WORK/cases.jsonl timeout 300 node "$(dirname "$0")/spm_tokens.mjs" \
+W=$WORK python3 -c '
+import json, os
+w = os.environ["W"]
+for case in open(w + "/cases.raw", encoding="utf-8", newline="").read().split("\0")[:-1]:
+    t, i, p = case.split("\t", 2)
+    print(json.dumps({"model": "%s/spm-%s.gguf" % (w, t), "template": t, "prompt": p,
+                      "trace": "%s/trace-%s-%s.json" % (w, t, i)}))' >"$WORK/cases.jsonl"
+NLC_DIR=$npm_dir CASES=$WORK/cases.jsonl timeout 300 node "$(dirname "$0")/tokenize_llama.mjs" \
   >"$WORK/tokens.jsonl" 2>"$WORK/tokens.err" ||
   { show "$WORK/tokens.err"; fail "the node-llama-cpp tokenisation script failed"; }
 assert_eq "$(wc -l <"$WORK/tokens.jsonl")" "$(wc -l <"$WORK/cases.jsonl")" "one answer per case"

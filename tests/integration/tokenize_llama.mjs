@@ -1,4 +1,4 @@
-// SentencePiece tokenisation against llama.cpp (node-llama-cpp): for every case, the prompt in
+// Tokenisation against llama.cpp (node-llama-cpp): for every case, the prompt in
 // the file's chat template, rendered as llama.cpp would and tokenised by llama.cpp with special
 // tokens parsed, must give the ids understudy fed its model (the "input" of its --trace).
 // Environment: NLC_DIR (the npm folder), CASES (JSON lines {model, template, prompt, trace}).
@@ -15,6 +15,7 @@ const llama = await nlc.getLlama({
 });
 const render = {
   chatml: (p) => `<s><|im_start|>user\n${p}<|im_end|>\n<|im_start|>assistant\n`,
+  'chatml-nobos': (p) => `<|im_start|>user\n${p}<|im_end|>\n<|im_start|>assistant\n`,
   llama2: (p) => `<s>[INST] ${p} [/INST]`,
   zephyr: (p) => `<s><|user|>\n${p}</s>\n<|assistant|>\n`,
 };

@@ -458,18 +458,38 @@ static int merge_piece(const us_bpe *bpe, int32_t *sym, int n) {
   }
 }
 
-/* Plain text (no control tokens) appended at out + *n. */
-static void encode_plain(const us_bpe *bpe, const unsigned char *s, size_t len, int32_t *out,
-                         int *n) {
+/* Plain text (no control tokens) appended at out + *n. llama 3's vocabularies skip the merges
+ * of a piece that is a token as a whole (llama.cpp's ignore_merges). */
+static us_status encode_plain(const us_bpe *bpe, const unsigned char *s, size_t len, int32_t *out,
+                              int *n, us_err *err) {
   const us__bpe_vocab *v = bpe->vocab;
+  char *whole = NULL; /* the piece in GPT-2's characters: at most 2 bytes a byte */
+  int cp_of[256];
+  if (v->pretok == US_BPE_PRE_LLAMA3 && len > 0) {
+    whole = malloc(2 * len);
+    if (!whole) return us_err_set(err, US_ERR_NOMEM, "bpe: out of memory encoding %zu bytes", len);
+    byte_to_cp(cp_of);
+  }
   for (size_t i = 0; i < len;) {
     size_t j = us__bpe_pretok_end(v->pretok, s, len, i);
     if (j <= i) j = i + 1;
-    int wn = (int)(j - i);
-    for (int k = 0; k < wn; k++) out[*n + k] = v->byte_token[s[i + (size_t)k]];
-    *n += merge_piece(bpe, out + *n, wn);
+    int wn = (int)(j - i), id = -1;
+    if (whole) {
+      size_t wl = 0;
+      for (size_t k = i; k < j; k++)
+        wl += (size_t)utf8_put((unsigned)cp_of[s[k]], (unsigned char *)whole + wl);
+      id = us_bpe_find_token(bpe, whole, wl);
+    }
+    if (id >= 0) {
+      out[(*n)++] = id;
+    } else {
+      for (int k = 0; k < wn; k++) out[*n + k] = v->byte_token[s[i + (size_t)k]];
+      *n += merge_piece(bpe, out + *n, wn);
+    }
     i = j;
   }
+  free(whole);
+  return US_OK;
 }
 
 /* The longest control or user-defined token whose text starts s[0..len), or -1. */
@@ -487,10 +507,7 @@ static int special_at(const us__bpe_vocab *v, const unsigned char *s, size_t len
 static us_status encode_fragment(const us_bpe *bpe, const unsigned char *s, size_t len,
                                  bool prev_special, int32_t *out, int *n, us_err *err) {
   const us__bpe_vocab *v = bpe->vocab;
-  if (v->pretok != US_BPE_PRE_SPM) {
-    encode_plain(bpe, s, len, out, n);
-    return US_OK;
-  }
+  if (v->pretok != US_BPE_PRE_SPM) return encode_plain(bpe, s, len, out, n, err);
   if (len == 0) return US_OK;
   return us__bpe_spm_encode(bpe, s, len, v->add_space_prefix && prev_special, out, n, err);
 }
@@ -638,6 +655,8 @@ static us_status spm_deserialize(us_bpe *bpe, const unsigned char *d, size_t len
     return us_err_set(err, US_ERR_FORMAT, "bpe: SentencePiece tokeniser truncated in its scores");
   uint32_t flags = us_get_le32(d);
   int32_t unk = (int32_t)us_get_le32(d + 4);
+  if (flags > 3u)
+    return us_err_set(err, US_ERR_FORMAT, "bpe: SentencePiece flags 0x%x unknown", flags);
   if (unk < -1 || unk >= v->n_vocab)
     return us_err_set(err, US_ERR_FORMAT, "bpe: unknown token %d outside the vocabulary", (int)unk);
   v->add_space_prefix = flags & 1u;

@@ -519,8 +519,9 @@ static us_status encode_text(const us_bpe *bpe, const char *text, size_t len, bo
   *tokens = NULL;
   *n_tokens = 0;
   /* byte-level BPE: never more tokens than bytes; SentencePiece: a space is 3 bytes, each a
-   * token at worst, and every fragment may get a prefix */
-  size_t cap = bpe->vocab->pretok == US_BPE_PRE_SPM ? 6 * len + 3 : len;
+   * token at worst, and every fragment (one more than the control tokens, each at least a byte)
+   * may get a 3-byte prefix */
+  size_t cap = bpe->vocab->pretok == US_BPE_PRE_SPM ? 7 * len + 3 : len;
   int32_t *out = malloc((cap ? cap : 1) * sizeof *out);
   if (!out) return us_err_set(err, US_ERR_NOMEM, "bpe: out of memory encoding %zu bytes", len);
   const unsigned char *s = (const unsigned char *)text;

@@ -500,6 +500,10 @@ us_status us_bpe_encode(const us_bpe *bpe, const char *text, size_t len, int32_t
   return US_OK;
 }
 
+size_t us_bpe_added_prefix(const us_bpe *bpe, const char *text, size_t len) {
+  return bpe->vocab && bpe->vocab->text_prefix && len > 0 && text[0] == ' ' ? 1 : 0;
+}
+
 us_status us_bpe_decode(const us_bpe *bpe, const int32_t *tokens, int n_tokens, us_buf *out,
                         us_err *err) {
   int vocab = us_bpe_vocab_size(bpe);

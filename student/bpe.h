@@ -51,6 +51,7 @@ typedef enum us_bpe_pretok {
   US_BPE_PRE_SMOLLM,   /* GPT-2's after splitting off every digit (smollm, starcoder, refact) */
   US_BPE_PRE_LLAMA3,   /* llama 3's: up to 3 digits, newlines apart (llama-bpe) */
   US_BPE_PRE_QWEN2,    /* llama 3's with single digits (qwen2) */
+  US_BPE_PRE_SPM,      /* not a pre-tokeniser: a SentencePiece vocabulary (student/bpe_spm.c) */
 } us_bpe_pretok;
 
 /* A tokeniser from a GGUF "gpt2" vocabulary: n_vocab token strings in GPT-2's byte-to-unicode
@@ -62,8 +63,20 @@ us_status us_bpe_from_vocab(int n_vocab, const char *const *tokens, const size_t
                             const int32_t *types, int n_merges, const char *const *merges,
                             const size_t *merge_lens, us_bpe_pretok pretok, us_bpe_special specials,
                             us_bpe **out, us_err *err);
+/* A tokeniser from a GGUF "llama" (SentencePiece) vocabulary, tokenised as llama.cpp's SPM
+ * tokeniser: spaces become U+2581 (one more in front when add_space_prefix), then the pair of
+ * adjacent pieces with the highest score whose concatenation is a token merges, leftmost first;
+ * pieces that are not tokens fall back to their bytes as "<0xXX>" tokens (types[i] 6), or unk
+ * (-1: none). scores[i] per token; types as us_bpe_from_vocab (NULL: all normal). */
+us_status us_bpe_from_spm(int n_vocab, const char *const *tokens, const size_t *lens,
+                          const int32_t *types, const float *scores, us_bpe_special specials,
+                          int unk, bool add_space_prefix, us_bpe **out, us_err *err);
 /* Sets an imported tokeniser's chat format: head and mid are texts in which the tokeniser's
- * control and user-defined tokens are recognised (a leading BOS when bos_first), end a token. */
+ * control and user-defined tokens are recognised (a leading BOS when bos_first), end a token.
+ * SentencePiece: head is encoded as the start of a text, mid as its continuation, and prompts and
+ * answers (us_bpe_encode) get the prefix space when the head is empty, ends in a control token or
+ * ends in a space (which then moves into the prompt), as llama.cpp would split the rendered
+ * template. */
 us_status us_bpe_set_chat(us_bpe *bpe, int kind, bool bos_first, const char *head, const char *mid,
                           int end, us_err *err);
 /* Encodes text, recognising control and user-defined tokens written as text (imported
@@ -96,6 +109,9 @@ us_status us_bpe_encode(const us_bpe *bpe, const char *text, size_t len, int32_t
  * vocabulary are an error. */
 us_status us_bpe_decode(const us_bpe *bpe, const int32_t *tokens, int n_tokens, us_buf *out,
                         us_err *err);
+/* Bytes at the start of a decoded text that its encoding added (1: the prefix space a
+ * SentencePiece tokeniser puts in front of texts, when text starts with a space; else 0). */
+size_t us_bpe_added_prefix(const us_bpe *bpe, const char *text, size_t len);
 /* The bytes of one token (not NUL-terminated; *len 0 for specials). Valid while bpe lives. */
 const unsigned char *us_bpe_token_bytes(const us_bpe *bpe, int token, int *len);
 

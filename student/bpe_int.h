@@ -21,6 +21,11 @@ typedef struct us__bpe_vocab {
   us_bpe_special specials;
   us_bpe_chat chat;
   int32_t *chat_tokens; /* head then mid */
+  /* SentencePiece vocabularies (pretok US_BPE_PRE_SPM) only: */
+  float *scores;         /* (n_vocab) merge priority of each piece */
+  int unk;               /* the unknown token, -1 when none */
+  bool add_space_prefix; /* the file's tokenizer.ggml.add_space_prefix */
+  bool text_prefix;      /* us_bpe_encode's texts start with a prefix space (us_bpe_set_chat) */
 } us__bpe_vocab;
 
 struct us_bpe {
@@ -43,6 +48,23 @@ int us__bpe_rank(const us_bpe *bpe, int32_t a, int32_t b);
 void us__bpe_vocab_free(us__bpe_vocab *v);
 us_status us__bpe_vocab_encode(const us_bpe *bpe, const char *text, size_t len, bool specials,
                                int32_t **tokens, int *n_tokens, us_err *err);
+/* Builds the tokeniser of an imported vocabulary from texts, types and merges as (left, right,
+ * result) ids; takes nothing. */
+us_status us__bpe_vocab_build(int n_vocab, const char *const *texts, const size_t *lens,
+                              const int32_t *types, int n_merges, const int32_t *triples,
+                              us_bpe_pretok pretok, us_bpe_special specials, us_bpe **out,
+                              us_err *err);
+
+/* SentencePiece (student/bpe_spm.c). */
+/* The bytes piece t[0..n) of type decodes to, into out (at most n bytes); their count. */
+size_t us__bpe_spm_token_bytes(const char *t, size_t n, int type, unsigned char *out);
+/* Sets byte_token[] from the "<0xXX>" tokens (else the one-byte token, else unk); -1 when a byte
+ * has none of them. */
+int us__bpe_spm_byte_tokens(us_bpe *bpe);
+/* Appends the tokens of text s[0..len) at out + *n (room for 3 * len + 3), with a prefix
+ * space first when prefix. */
+us_status us__bpe_spm_encode(const us_bpe *bpe, const unsigned char *s, size_t len, bool prefix,
+                             int32_t *out, int *n, us_err *err);
 us_status us__bpe_vocab_serialize(const us_bpe *bpe, us_buf *out, us_err *err);
 us_status us__bpe_vocab_deserialize(const unsigned char *data, size_t len, size_t *used,
                                     us_bpe **out, us_err *err);

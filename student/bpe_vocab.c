@@ -3,16 +3,15 @@
  * pre-tokenisers, control tokens written as text in chat templates, and the serialised form kept
  * inside our model file.
  *
- * Pre-tokenisers follow llama.cpp's regular expressions on ASCII exactly. Outside ASCII this file
- * has no Unicode tables: a code point counts as whitespace when it is one of Unicode's spaces, as
- * punctuation in the common punctuation blocks (U+00A1..U+00BF, U+00D7, U+00F7, U+2010..U+205E,
- * U+3001..U+3003, U+FF01..U+FF0F), and as a letter otherwise (so non-ASCII digits are letters).
- * Text in other scripts' punctuation may split differently from llama.cpp; docs/lm.md says so. */
+ * Pre-tokenisers follow llama.cpp's regular expressions on any UTF-8 text: \p{L}, \p{N} and \s
+ * come from Unicode tables (student/unicode_classes.c, generated); a byte that is not valid
+ * UTF-8 is an "other" character of its own, like llama.cpp's U+FFFD replacement. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/bytes.h"
 #include "student/bpe_int.h"
+#include "student/unicode_classes.h"
 
 /* ---- GPT-2's byte <-> unicode map ---- */
 
@@ -74,7 +73,12 @@ static int utf8_put(unsigned cp, unsigned char *o) {
 
 /* ---- pre-tokenisers ---- */
 
-enum { C_LETTER, C_DIGIT, C_SPACE, C_OTHER };
+enum {
+  C_LETTER = US_UNICODE_LETTER,
+  C_DIGIT = US_UNICODE_NUMBER,
+  C_SPACE = US_UNICODE_SPACE,
+  C_OTHER = US_UNICODE_OTHER
+};
 
 static int cp_class(unsigned cp) {
   if (cp < 0x80) {
@@ -83,13 +87,7 @@ static int cp_class(unsigned cp) {
     if (cp == ' ' || (cp >= 9 && cp <= 13)) return C_SPACE;
     return C_OTHER;
   }
-  if (cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
-      cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000)
-    return C_SPACE;
-  if ((cp >= 0xa1 && cp <= 0xbf) || cp == 0xd7 || cp == 0xf7 || (cp >= 0x2010 && cp <= 0x205e) ||
-      (cp >= 0x3001 && cp <= 0x3003) || (cp >= 0xff01 && cp <= 0xff0f) || cp >= 0x110000u)
-    return C_OTHER;
-  return C_LETTER;
+  return us__unicode_class(cp); /* invalid bytes (0x110000 + byte): other */
 }
 
 typedef struct cursor {
@@ -216,6 +214,7 @@ void us__bpe_vocab_free(us__bpe_vocab *v) {
   free(v->sorted);
   free(v->specials_list);
   free(v->chat_tokens);
+  free(v->scores);
   free(v);
 }
 
@@ -279,10 +278,10 @@ static size_t token_bytes(const char *t, size_t n, int type, unsigned char *out)
   return o;
 }
 
-/* Everything from token texts, types and merges as (left, right, result) ids. Takes nothing. */
-static us_status build(int n_vocab, const char *const *texts, const size_t *lens,
-                       const int32_t *types, int n_merges, const int32_t *triples,
-                       us_bpe_pretok pretok, us_bpe_special specials, us_bpe **out, us_err *err) {
+us_status us__bpe_vocab_build(int n_vocab, const char *const *texts, const size_t *lens,
+                              const int32_t *types, int n_merges, const int32_t *triples,
+                              us_bpe_pretok pretok, us_bpe_special specials, us_bpe **out,
+                              us_err *err) {
   *out = NULL;
   us_bpe *bpe = calloc(1, sizeof *bpe);
   us__bpe_vocab *v = calloc(1, sizeof *v);
@@ -296,6 +295,7 @@ static us_status build(int n_vocab, const char *const *texts, const size_t *lens
   v->pretok = pretok;
   v->specials = specials;
   v->chat.end = specials.eos; /* until us_bpe_set_chat */
+  v->unk = -1;
   bpe->n_merges = n_merges;
   size_t nv = (size_t)n_vocab, total = 0;
   v->texts = calloc(nv, sizeof *v->texts);
@@ -324,7 +324,10 @@ static us_status build(int n_vocab, const char *const *texts, const size_t *lens
   if (!bpe->tok_data) goto nomem;
   bpe->tok_off[0] = 0;
   for (size_t i = 0; i < nv; i++) {
-    size_t n = token_bytes(v->texts[i], lens[i], v->types[i], bpe->tok_data + bpe->tok_off[i]);
+    unsigned char *dst = bpe->tok_data + bpe->tok_off[i];
+    size_t n = pretok == US_BPE_PRE_SPM
+                   ? us__bpe_spm_token_bytes(v->texts[i], lens[i], v->types[i], dst)
+                   : token_bytes(v->texts[i], lens[i], v->types[i], dst);
     bpe->tok_off[i + 1] = bpe->tok_off[i] + (uint32_t)n;
   }
   sort_vocab = v;
@@ -366,7 +369,8 @@ us_status us_bpe_from_vocab(int n_vocab, const char *const *tokens, const size_t
                       specials.bos, specials.eos, n_vocab - 1);
   /* ids are looked up on a first build without merges */
   us_bpe *probe = NULL;
-  us_status st = build(n_vocab, tokens, lens, types, 0, NULL, pretok, specials, &probe, err);
+  us_status st =
+      us__bpe_vocab_build(n_vocab, tokens, lens, types, 0, NULL, pretok, specials, &probe, err);
   if (st != US_OK) return st;
   int32_t *triples = malloc(((size_t)n_merges + 1) * 3 * sizeof *triples);
   char *joined = NULL;
@@ -408,7 +412,8 @@ us_status us_bpe_from_vocab(int n_vocab, const char *const *tokens, const size_t
   us_bpe_free(probe);
   free(joined);
   if (st == US_OK)
-    st = build(n_vocab, tokens, lens, types, n_merges, triples, pretok, specials, out, err);
+    st = us__bpe_vocab_build(n_vocab, tokens, lens, types, n_merges, triples, pretok, specials, out,
+                             err);
   free(triples);
   if (st == US_OK) {
     for (int b = 0; b < 256; b++)
@@ -453,18 +458,38 @@ static int merge_piece(const us_bpe *bpe, int32_t *sym, int n) {
   }
 }
 
-/* Plain text (no control tokens) appended at out + *n. */
-static void encode_plain(const us_bpe *bpe, const unsigned char *s, size_t len, int32_t *out,
-                         int *n) {
+/* Plain text (no control tokens) appended at out + *n. llama 3's vocabularies skip the merges
+ * of a piece that is a token as a whole (llama.cpp's ignore_merges). */
+static us_status encode_plain(const us_bpe *bpe, const unsigned char *s, size_t len, int32_t *out,
+                              int *n, us_err *err) {
   const us__bpe_vocab *v = bpe->vocab;
+  char *whole = NULL; /* the piece in GPT-2's characters: at most 2 bytes a byte */
+  int cp_of[256];
+  if (v->pretok == US_BPE_PRE_LLAMA3 && len > 0) {
+    whole = malloc(2 * len);
+    if (!whole) return us_err_set(err, US_ERR_NOMEM, "bpe: out of memory encoding %zu bytes", len);
+    byte_to_cp(cp_of);
+  }
   for (size_t i = 0; i < len;) {
     size_t j = us__bpe_pretok_end(v->pretok, s, len, i);
     if (j <= i) j = i + 1;
-    int wn = (int)(j - i);
-    for (int k = 0; k < wn; k++) out[*n + k] = v->byte_token[s[i + (size_t)k]];
-    *n += merge_piece(bpe, out + *n, wn);
+    int wn = (int)(j - i), id = -1;
+    if (whole) {
+      size_t wl = 0;
+      for (size_t k = i; k < j; k++)
+        wl += (size_t)utf8_put((unsigned)cp_of[s[k]], (unsigned char *)whole + wl);
+      id = us_bpe_find_token(bpe, whole, wl);
+    }
+    if (id >= 0) {
+      out[(*n)++] = id;
+    } else {
+      for (int k = 0; k < wn; k++) out[*n + k] = v->byte_token[s[i + (size_t)k]];
+      *n += merge_piece(bpe, out + *n, wn);
+    }
     i = j;
   }
+  free(whole);
+  return US_OK;
 }
 
 /* The longest control or user-defined token whose text starts s[0..len), or -1. */
@@ -477,27 +502,57 @@ static int special_at(const us__bpe_vocab *v, const unsigned char *s, size_t len
   return -1;
 }
 
-us_status us__bpe_vocab_encode(const us_bpe *bpe, const char *text, size_t len, bool specials,
-                               int32_t **tokens, int *n_tokens, us_err *err) {
+/* One fragment of text between control tokens. SentencePiece: a prefix space when the
+ * fragment starts the text or follows a control token (prev_special), as llama.cpp. */
+static us_status encode_fragment(const us_bpe *bpe, const unsigned char *s, size_t len,
+                                 bool prev_special, int32_t *out, int *n, us_err *err) {
+  const us__bpe_vocab *v = bpe->vocab;
+  if (v->pretok != US_BPE_PRE_SPM) return encode_plain(bpe, s, len, out, n, err);
+  if (len == 0) return US_OK;
+  return us__bpe_spm_encode(bpe, s, len, v->add_space_prefix && prev_special, out, n, err);
+}
+
+/* Encodes text (control tokens recognised when specials); at_start: the text starts a
+ * sequence (SentencePiece's prefix space). */
+static us_status encode_text(const us_bpe *bpe, const char *text, size_t len, bool specials,
+                             bool at_start, int32_t **tokens, int *n_tokens, us_err *err) {
   *tokens = NULL;
   *n_tokens = 0;
-  int32_t *out = malloc((len ? len : 1) * sizeof *out); /* never more tokens than bytes */
+  /* byte-level BPE: never more tokens than bytes; SentencePiece: a space is 3 bytes, each a
+   * token at worst, and every fragment (one more than the control tokens, each at least a byte)
+   * may get a 3-byte prefix */
+  size_t cap = bpe->vocab->pretok == US_BPE_PRE_SPM ? 7 * len + 3 : len;
+  int32_t *out = malloc((cap ? cap : 1) * sizeof *out);
   if (!out) return us_err_set(err, US_ERR_NOMEM, "bpe: out of memory encoding %zu bytes", len);
   const unsigned char *s = (const unsigned char *)text;
   int n = 0;
   size_t plain = 0;
-  for (size_t i = 0; specials && i < len; i++) {
+  bool prev_special = at_start;
+  us_status st = US_OK;
+  for (size_t i = 0; specials && i < len && st == US_OK; i++) {
     int id = special_at(bpe->vocab, s + i, len - i);
     if (id < 0) continue;
-    encode_plain(bpe, s + plain, i - plain, out, &n);
+    st = encode_fragment(bpe, s + plain, i - plain, prev_special, out, &n, err);
     out[n++] = id;
+    prev_special = true;
     i += bpe->vocab->text_lens[id] - 1;
     plain = i + 1;
   }
-  if (plain < len) encode_plain(bpe, s + plain, len - plain, out, &n);
+  if (st == US_OK && plain < len)
+    st = encode_fragment(bpe, s + plain, len - plain, prev_special, out, &n, err);
+  if (st != US_OK) {
+    free(out);
+    return st;
+  }
   *tokens = out;
   *n_tokens = n;
   return US_OK;
+}
+
+us_status us__bpe_vocab_encode(const us_bpe *bpe, const char *text, size_t len, bool specials,
+                               int32_t **tokens, int *n_tokens, us_err *err) {
+  return encode_text(bpe, text, len, specials, specials || bpe->vocab->text_prefix, tokens,
+                     n_tokens, err);
 }
 
 us_status us_bpe_encode_special(const us_bpe *bpe, const char *text, size_t len, int32_t **tokens,
@@ -515,8 +570,18 @@ us_status us_bpe_set_chat(us_bpe *bpe, int kind, bool bos_first, const char *hea
                       v->n_vocab - 1);
   int32_t *h = NULL, *m = NULL;
   int nh = 0, nm = 0;
-  us_status st = us_bpe_encode_special(bpe, head, strlen(head), &h, &nh, err);
-  if (st == US_OK) st = us_bpe_encode_special(bpe, mid, strlen(mid), &m, &nm, err);
+  size_t head_len = strlen(head);
+  bool spm = v->pretok == US_BPE_PRE_SPM;
+  /* SentencePiece: a head ending in a space leaves it to the prompt's prefix space */
+  bool space_moves = spm && v->add_space_prefix && head_len > 0 && head[head_len - 1] == ' ';
+  if (space_moves) head_len--;
+  us_status st = encode_text(bpe, head, head_len, true, true, &h, &nh, err);
+  if (st == US_OK) st = encode_text(bpe, mid, strlen(mid), true, !spm, &m, &nm, err);
+  if (st == US_OK && spm) {
+    int last = nh > 0 ? h[nh - 1] : bos_first ? v->specials.bos : -1;
+    bool after_control = last < 0 || v->types[last] == 3 || v->types[last] == 4;
+    v->text_prefix = v->add_space_prefix && (space_moves || after_control);
+  }
   int32_t *all = st == US_OK ? malloc((size_t)(nh + nm + 1) * sizeof *all) : NULL;
   if (st == US_OK && !all) st = us_err_set(err, US_ERR_NOMEM, "bpe: out of memory");
   if (st == US_OK) {
@@ -538,7 +603,9 @@ us_status us_bpe_set_chat(us_bpe *bpe, int kind, bool bos_first, const char *hea
  *   i32 bos, eos, sep, pad, u32 chat kind, u32 n_head, u32 n_mid, i32 end,
  *   n_vocab times: u8 type, u32 length, the text;
  *   n_merges times: i32 left, right, result;
- *   n_head + n_mid times: i32 token (head then mid) */
+ *   n_head + n_mid times: i32 token (head then mid);
+ *   SentencePiece (pretok US_BPE_PRE_SPM) only: u32 flags (1 add_space_prefix, 2 text_prefix),
+ *   i32 unk, n_vocab times: f32 score */
 
 us_status us__bpe_vocab_serialize(const us_bpe *bpe, us_buf *out, us_err *err) {
   const us__bpe_vocab *v = bpe->vocab;
@@ -566,9 +633,47 @@ us_status us__bpe_vocab_serialize(const us_bpe *bpe, us_buf *out, us_err *err) {
     us_put_le32(b, (uint32_t)v->chat.head[i]);
     if (us_buf_append(out, b, 4) != US_OK) goto nomem;
   }
+  if (v->pretok != US_BPE_PRE_SPM) return US_OK;
+  us_put_le32(b, (v->add_space_prefix ? 1u : 0u) | (v->text_prefix ? 2u : 0u));
+  us_put_le32(b + 4, (uint32_t)v->unk);
+  if (us_buf_append(out, b, 8) != US_OK) goto nomem;
+  for (int i = 0; i < v->n_vocab; i++) {
+    uint32_t bits;
+    memcpy(&bits, &v->scores[i], 4);
+    us_put_le32(b, bits);
+    if (us_buf_append(out, b, 4) != US_OK) goto nomem;
+  }
   return US_OK;
 nomem:
   return us_err_set(err, US_ERR_NOMEM, "bpe: out of memory serialising the tokeniser");
+}
+
+/* The SentencePiece tail of the serialised form at d[0..len); *at advanced past it. */
+static us_status spm_deserialize(us_bpe *bpe, const unsigned char *d, size_t len, size_t *at,
+                                 us_err *err) {
+  us__bpe_vocab *v = bpe->vocab;
+  if (len < 8 || (len - 8) / 4 < (size_t)v->n_vocab)
+    return us_err_set(err, US_ERR_FORMAT, "bpe: SentencePiece tokeniser truncated in its scores");
+  uint32_t flags = us_get_le32(d);
+  int32_t unk = (int32_t)us_get_le32(d + 4);
+  if (flags > 3u)
+    return us_err_set(err, US_ERR_FORMAT, "bpe: SentencePiece flags 0x%x unknown", flags);
+  if (unk < -1 || unk >= v->n_vocab)
+    return us_err_set(err, US_ERR_FORMAT, "bpe: unknown token %d outside the vocabulary", (int)unk);
+  v->add_space_prefix = flags & 1u;
+  v->text_prefix = flags & 2u;
+  v->unk = unk;
+  v->scores = malloc((size_t)v->n_vocab * sizeof *v->scores);
+  if (!v->scores) return us_err_set(err, US_ERR_NOMEM, "bpe: out of memory");
+  for (int i = 0; i < v->n_vocab; i++) {
+    uint32_t bits = us_get_le32(d + 8 + 4 * (size_t)i);
+    memcpy(&v->scores[i], &bits, 4);
+  }
+  if (us__bpe_spm_byte_tokens(bpe) != 0)
+    return us_err_set(err, US_ERR_FORMAT,
+                      "bpe: SentencePiece tokeniser without byte tokens or unk");
+  *at += 8 + 4 * (size_t)v->n_vocab;
+  return US_OK;
 }
 
 us_status us__bpe_vocab_deserialize(const unsigned char *d, size_t len, size_t *used, us_bpe **out,
@@ -580,8 +685,9 @@ us_status us__bpe_vocab_deserialize(const unsigned char *d, size_t len, size_t *
   uint32_t f[12];
   for (int i = 0; i < 12; i++) f[i] = us_get_le32(d + 4 * i);
   uint32_t nv = f[1], nm = f[2], nh = f[9], nmid = f[10];
-  if (nv < 256 || nv > US_BPE_MAX_IMPORTED_VOCAB || nm > 4 * US_BPE_MAX_IMPORTED_VOCAB ||
-      f[3] < US_BPE_PRE_GPT2 || f[3] > US_BPE_PRE_QWEN2 || nh > 1024 || nmid > 1024)
+  if (nv < (f[3] == US_BPE_PRE_SPM ? 1u : 256u) || nv > US_BPE_MAX_IMPORTED_VOCAB ||
+      nm > 4 * US_BPE_MAX_IMPORTED_VOCAB || f[3] < US_BPE_PRE_GPT2 || f[3] > US_BPE_PRE_SPM ||
+      nh > 1024 || nmid > 1024)
     return us_err_set(err, US_ERR_FORMAT,
                       "bpe: imported tokeniser header out of range (%u tokens, %u merges, "
                       "pre-tokeniser %u)",
@@ -622,7 +728,8 @@ us_status us__bpe_vocab_deserialize(const unsigned char *d, size_t len, size_t *
   }
   at += 12 * (size_t)nm;
   us_bpe_special sp = {(int)f[4], (int)f[5], (int)f[6], (int)f[7]};
-  st = build((int)nv, texts, lens, types, (int)nm, triples, (us_bpe_pretok)f[3], sp, out, err);
+  st = us__bpe_vocab_build((int)nv, texts, lens, types, (int)nm, triples, (us_bpe_pretok)f[3], sp,
+                           out, err);
   if (st != US_OK) goto done;
   us__bpe_vocab *v = (*out)->vocab;
   v->chat_tokens = malloc(((size_t)nh + nmid + 1) * sizeof(int32_t));
@@ -644,6 +751,10 @@ us_status us__bpe_vocab_deserialize(const unsigned char *d, size_t len, size_t *
   }
   v->chat =
       (us_bpe_chat){v->chat_tokens, (int)nh, v->chat_tokens + nh, (int)nmid, (int)f[11], (int)f[8]};
+  if (v->pretok == US_BPE_PRE_SPM) {
+    st = spm_deserialize(*out, d + at, len - at, &at, err);
+    if (st != US_OK) goto done;
+  }
   *used = at;
 done:
   if (st != US_OK) {

@@ -69,6 +69,7 @@ enum {
   US_LM_CHAT_LLAMA3,     /* <|start_header_id|>user<|end_header_id|>\n\n ... <|eot_id|> */
   US_LM_CHAT_LLAMA2,     /* [BOS][INST] ... [/INST] ... [EOS] */
   US_LM_CHAT_FALLBACK, /* no or an unknown template: [BOS if add_bos_token] prompt \n answer EOS */
+  US_LM_CHAT_ZEPHYR,   /* [BOS]<|user|>\n ... </s>\n<|assistant|>\n ... </s> (TinyLlama) */
 };
 
 /* Reads a llama-architecture GGUF file: hyper-parameters (grouped-query attention, rope base,

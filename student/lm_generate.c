@@ -238,6 +238,11 @@ us_status us_lm_generate(const us_lm *lm, const char *prompt, const us_lm_gen_pa
     us_buf_free(&out);
     return st;
   }
+  size_t added = us_bpe_added_prefix(lm->bpe, out.data, out.len);
+  if (added) { /* SentencePiece's prefix space */
+    memmove(out.data, out.data + added, out.len - added + 1);
+    out.len -= added;
+  }
   *answer = us_buf_steal(&out);
   if (!*answer) return us_err_set(err, US_ERR_NOMEM, "lm: out of memory");
   *mean_logprob = produced ? sum_lp / produced : 0.0;

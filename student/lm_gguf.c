@@ -277,6 +277,11 @@ static const char *imported_template(int kind) {
       return "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ "
              "'[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + "
              "eos_token }}{% endif %}{% endfor %}";
+    case US_LM_CHAT_ZEPHYR:
+      return "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ "
+             "'<|user|>\\n' + message['content'] + eos_token + '\\n' }}{% else %}{{ "
+             "'<|assistant|>\\n' + message['content'] + eos_token + '\\n' }}{% endif %}{% "
+             "endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
     default:
       return "{% for message in messages %}{{ message['content'] }}{% if message['role'] == "
              "'user' %}{{ '\\n' }}{% else %}{{ eos_token }}{% endif %}{% endfor %}";
@@ -289,11 +294,20 @@ static us_status add_imported_tokenizer(us_gguf_writer *w, const us_bpe *bpe, co
   const us__bpe_vocab *iv = bpe->vocab;
   us_bpe_chat chat = us_bpe_chat_format(bpe);
   uint64_t V = (uint64_t)iv->n_vocab, M = (uint64_t)bpe->n_merges;
-  us_status st = us_gguf_add_str(w, "tokenizer.ggml.model", "gpt2", err);
-  if (st == US_OK) st = us_gguf_add_str(w, "tokenizer.ggml.pre", pre_names[iv->pretok], err);
+  bool spm = iv->pretok == US_BPE_PRE_SPM;
+  us_status st = us_gguf_add_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2", err);
+  if (st == US_OK && !spm)
+    st = us_gguf_add_str(w, "tokenizer.ggml.pre", pre_names[iv->pretok], err);
   if (st == US_OK) st = us_gguf_add_str_array(w, "tokenizer.ggml.tokens", v->ptr, v->len, V, err);
   if (st == US_OK) st = us_gguf_add_i32_array(w, "tokenizer.ggml.token_type", v->type, V, err);
-  if (st == US_OK) st = us_gguf_add_str_array(w, "tokenizer.ggml.merges", v->mptr, v->mlen, M, err);
+  if (st == US_OK && !spm)
+    st = us_gguf_add_str_array(w, "tokenizer.ggml.merges", v->mptr, v->mlen, M, err);
+  if (st == US_OK && spm)
+    st = us_gguf_add_f32_array(w, "tokenizer.ggml.scores", iv->scores, V, err);
+  if (st == US_OK && spm)
+    st = us_gguf_add_bool(w, "tokenizer.ggml.add_space_prefix", iv->add_space_prefix, err);
+  if (st == US_OK && spm && iv->unk >= 0)
+    st = us_gguf_add_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)iv->unk, err);
   if (st == US_OK)
     st = us_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)iv->specials.bos, err);
   if (st == US_OK)
@@ -301,9 +315,13 @@ static us_status add_imported_tokenizer(us_gguf_writer *w, const us_bpe *bpe, co
   if (st == US_OK && iv->specials.pad != iv->specials.bos)
     st = us_gguf_add_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)iv->specials.pad, err);
   bool bos_first = chat.n_head > 0 && chat.head[0] == iv->specials.bos;
+  /* the templates below write BOS themselves, except ChatML and the fallback; a ChatML head may
+   * start with BOS because BOS is <|im_start|> */
+  bool bos_in_template = chat.kind != US_LM_CHAT_FALLBACK &&
+                         (chat.kind != US_LM_CHAT_CHATML ||
+                          us_bpe_find_token(bpe, "<|im_start|>", 12) == iv->specials.bos);
   if (st == US_OK)
-    st = us_gguf_add_bool(w, "tokenizer.ggml.add_bos_token",
-                          bos_first && chat.kind == US_LM_CHAT_FALLBACK, err);
+    st = us_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", bos_first && !bos_in_template, err);
   if (st == US_OK)
     st = us_gguf_add_str(w, "tokenizer.chat_template", imported_template(chat.kind), err);
   return st;

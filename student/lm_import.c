@@ -1,9 +1,9 @@
 /* Starting from a pretrained model: a llama-architecture GGUF file (llama.cpp's conventions) read
- * into the language model with its own byte-level BPE tokeniser and chat format. Tensors are
- * converted to float once, here (F32, F16, BF16, Q8_0), except the projections of a Q8_0 file
- * read for LoRA, which keep their Q8_0 bytes (student/lm_q8.c); the query and key rows stay in
- * the order llama.cpp stores them, which is already the interleaved-pair rotary of
- * student/lm_model.c (llama.cpp's LLAMA_ROPE_TYPE_NORM). */
+ * into the language model with its own tokeniser (byte-level BPE or SentencePiece) and chat
+ * format. Tensors are converted to float once, here (F32, F16, BF16, Q8_0), except the
+ * projections of a Q8_0 file read for LoRA, which keep their Q8_0 bytes (student/lm_q8.c); the
+ * query and key rows stay in the order llama.cpp stores them, which is already the
+ * interleaved-pair rotary of student/lm_model.c (llama.cpp's LLAMA_ROPE_TYPE_NORM). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 
 #include "core/bytes.h"
 #include "core/hash.h"
+#include "student/bpe_int.h"
 #include "student/finite.h"
 #include "student/gguf.h"
 #include "student/lm_int.h"
@@ -165,6 +166,91 @@ static us_status str_array(const importer *im, const char *key, const char ***pt
   return US_OK;
 }
 
+/* tokenizer.ggml.token_type into a new array (NULL when the key is absent: all normal). */
+static us_status read_types(const importer *im, int n_tokens, int32_t **out) {
+  *out = NULL;
+  us_gguf_type elem;
+  uint64_t n_types = 0;
+  if (us_gguf_get_array(im->g, "tokenizer.ggml.token_type", &elem, &n_types, NULL) != US_OK)
+    return US_OK;
+  if (n_types != (uint64_t)n_tokens)
+    return us_err_set(im->err, US_ERR_FORMAT,
+                      "%s: tokenizer.ggml.token_type has %llu entries for %d tokens", im->path,
+                      (unsigned long long)n_types, n_tokens);
+  int32_t *types = malloc((size_t)(n_tokens ? n_tokens : 1) * sizeof *types);
+  if (!types) return us_err_set(im->err, US_ERR_NOMEM, "%s: out of memory", im->path);
+  for (int i = 0; i < n_tokens; i++) {
+    int64_t v;
+    us_status st = us_gguf_array_int(im->g, "tokenizer.ggml.token_type", (uint64_t)i, &v, im->err);
+    if (st != US_OK) {
+      free(types);
+      return st;
+    }
+    types[i] = (int32_t)v;
+  }
+  *out = types;
+  return US_OK;
+}
+
+/* tokenizer.ggml.scores into a new array (all 0 when absent, as llama.cpp). */
+static us_status read_scores(const importer *im, int n_tokens, float **out) {
+  float *scores = calloc((size_t)(n_tokens ? n_tokens : 1), sizeof *scores);
+  if (!scores) return us_err_set(im->err, US_ERR_NOMEM, "%s: out of memory", im->path);
+  us_gguf_type elem;
+  uint64_t n = 0;
+  us_status st = US_OK;
+  if (us_gguf_get_array(im->g, "tokenizer.ggml.scores", &elem, &n, NULL) == US_OK) {
+    if (n != (uint64_t)n_tokens)
+      st = us_err_set(im->err, US_ERR_FORMAT,
+                      "%s: tokenizer.ggml.scores has %llu entries for %d tokens", im->path,
+                      (unsigned long long)n, n_tokens);
+    for (int i = 0; st == US_OK && i < n_tokens; i++) {
+      double v;
+      st = us_gguf_array_float(im->g, "tokenizer.ggml.scores", (uint64_t)i, &v, im->err);
+      scores[i] = (float)v;
+    }
+  }
+  if (st != US_OK) {
+    free(scores);
+    return st;
+  }
+  *out = scores;
+  return US_OK;
+}
+
+/* A SentencePiece ("llama") vocabulary: llama.cpp's defaults are BOS 1, EOS 2, unknown 0 and a
+ * prefix space. */
+static us_status read_spm(const importer *im, us_bpe **out) {
+  const char **tokens = NULL;
+  size_t *lens = NULL;
+  int32_t *types = NULL;
+  float *scores = NULL;
+  int n = 0, unk = 0, pad = -1;
+  us_bpe_special sp = {1, 2, 1, 1};
+  bool prefix = true;
+  us_status st;
+  if ((st = str_array(im, "tokenizer.ggml.tokens", &tokens, &lens, &n)) ||
+      (st = get_int(im, "tokenizer.ggml.bos_token_id", false, 1, 0, n - 1, &sp.bos)) ||
+      (st = get_int(im, "tokenizer.ggml.eos_token_id", false, 2, 0, n - 1, &sp.eos)) ||
+      (st = get_int(im, "tokenizer.ggml.unknown_token_id", false, n > 0 ? 0 : -1, -1, n - 1,
+                    &unk)) ||
+      (st = get_int(im, "tokenizer.ggml.padding_token_id", false, -1, -1, n - 1, &pad)) ||
+      (st = read_types(im, n, &types)) || (st = read_scores(im, n, &scores)))
+    goto done;
+  if (us_gguf_get_bool(im->g, "tokenizer.ggml.add_space_prefix", &prefix, NULL) != US_OK)
+    prefix = true;
+  sp.sep = sp.bos;
+  sp.pad = pad >= 0 && pad != sp.eos ? pad : sp.bos;
+  st = us_bpe_from_spm(n, tokens, lens, types, scores, sp, unk, prefix, out, im->err);
+  if (st != US_OK) us_err_prefix(im->err, "%s", im->path);
+done:
+  free(tokens);
+  free(lens);
+  free(types);
+  free(scores);
+  return st;
+}
+
 static us_status read_tokeniser(const importer *im, us_bpe **out) {
   us_gguf_str model;
   us_status st = us_gguf_get_str(im->g, "tokenizer.ggml.model", &model, im->err);
@@ -173,17 +259,11 @@ static us_status read_tokeniser(const importer *im, us_bpe **out) {
                       "%s: key tokenizer.ggml.model is missing: the file carries no tokeniser",
                       im->path);
   if (st != US_OK) return st;
-  if (us_gguf_str_eq(model, "llama"))
-    return us_err_set(
-        im->err, US_ERR_FORMAT,
-        "%s: tokenizer.ggml.model is \"llama\" (SentencePiece), which this build does "
-        "not read yet; pick a model with a byte-level BPE tokeniser (\"gpt2\"), such "
-        "as SmolLM2",
-        im->path);
+  if (us_gguf_str_eq(model, "llama")) return read_spm(im, out);
   if (!us_gguf_str_eq(model, "gpt2"))
     return us_err_set(im->err, US_ERR_FORMAT,
                       "%s: tokenizer.ggml.model is \"%.*s\"; this build reads byte-level BPE "
-                      "(\"gpt2\") tokenisers only",
+                      "(\"gpt2\") and SentencePiece (\"llama\") tokenisers only",
                       im->path, (int)(model.len > 40 ? 40 : model.len), model.ptr);
   us_bpe_pretok pretok = US_BPE_PRE_GPT2;
   if ((st = read_pretok(im, &pretok)) != US_OK) return st;
@@ -199,28 +279,7 @@ static us_status read_tokeniser(const importer *im, us_bpe **out) {
       (st = get_int(im, "tokenizer.ggml.eos_token_id", true, 0, 0, n_tokens - 1, &sp.eos)) ||
       (st = get_int(im, "tokenizer.ggml.padding_token_id", false, -1, -1, n_tokens - 1, &pad)))
     goto done;
-  us_gguf_type elem;
-  uint64_t n_types = 0;
-  if (us_gguf_get_array(im->g, "tokenizer.ggml.token_type", &elem, &n_types, NULL) == US_OK) {
-    if (n_types != (uint64_t)n_tokens) {
-      st = us_err_set(im->err, US_ERR_FORMAT,
-                      "%s: tokenizer.ggml.token_type has %llu entries for %d tokens", im->path,
-                      (unsigned long long)n_types, n_tokens);
-      goto done;
-    }
-    types = malloc((size_t)n_tokens * sizeof *types);
-    if (!types) {
-      st = us_err_set(im->err, US_ERR_NOMEM, "%s: out of memory", im->path);
-      goto done;
-    }
-    for (int i = 0; i < n_tokens; i++) {
-      int64_t v;
-      if ((st = us_gguf_array_int(im->g, "tokenizer.ggml.token_type", (uint64_t)i, &v, im->err)) !=
-          US_OK)
-        goto done;
-      types[i] = (int32_t)v;
-    }
-  }
+  if ((st = read_types(im, n_tokens, &types)) != US_OK) goto done;
   /* no separator: generation never picks BOS, nor the padding token when it is not EOS */
   sp.sep = sp.bos;
   sp.pad = pad >= 0 && pad != sp.eos ? pad : sp.bos;
@@ -274,9 +333,11 @@ static void default_system(us_gguf_str t, char *out, size_t cap) {
 static us_status set_chat(const importer *im, us_bpe *bpe) {
   us_gguf_str t = {"", 0};
   us_status st = us_gguf_get_str(im->g, "tokenizer.chat_template", &t, NULL);
-  bool add_bos = false;
+  us_gguf_str model = {"", 0};
+  us_gguf_get_str(im->g, "tokenizer.ggml.model", &model, NULL);
+  bool add_bos = us_gguf_str_eq(model, "llama"); /* llama.cpp's default for SentencePiece */
   if (us_gguf_get_bool(im->g, "tokenizer.ggml.add_bos_token", &add_bos, NULL) != US_OK)
-    add_bos = false;
+    add_bos = us_gguf_str_eq(model, "llama");
   us_bpe_special sp = us_bpe_specials(bpe);
   bool have = st == US_OK;
   if (have && contains(t, "<|im_start|>") && us_bpe_find_token(bpe, "<|im_end|>", 10) >= 0) {
@@ -293,6 +354,13 @@ static us_status set_chat(const importer *im, us_bpe *bpe) {
                            "<|start_header_id|>user<|end_header_id|>\n\n",
                            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
                            us_bpe_find_token(bpe, "<|eot_id|>", 10), im->err);
+  if (have && contains(t, "<|user|>") && contains(t, "<|assistant|>")) { /* zephyr, TinyLlama's */
+    const char *eos = bpe->vocab->texts[sp.eos];
+    int len = (int)bpe->vocab->text_lens[sp.eos];
+    char mid[256];
+    snprintf(mid, sizeof mid, "%.*s\n<|assistant|>\n", len > 200 ? 0 : len, eos);
+    return us_bpe_set_chat(bpe, US_LM_CHAT_ZEPHYR, add_bos, "<|user|>\n", mid, sp.eos, im->err);
+  }
   if (have && contains(t, "[INST]"))
     return us_bpe_set_chat(bpe, US_LM_CHAT_LLAMA2, true, "[INST] ", " [/INST]", sp.eos, im->err);
   /* no template, or one not recognised: documented fallback (docs/lm.md) */
@@ -307,6 +375,8 @@ const char *us_lm_chat_format_name(const us_lm *lm) {
       return "llama3";
     case US_LM_CHAT_LLAMA2:
       return "llama2";
+    case US_LM_CHAT_ZEPHYR:
+      return "zephyr";
     case US_LM_CHAT_FALLBACK:
       return "fallback (prompt, newline, answer, EOS)";
     default:

@@ -47,7 +47,8 @@ try {
   out.same_greedy = sameArgmax;
   // llama.cpp's tokeniser (smollm pre-tokeniser) on the prompt in the file's ChatML template,
   // control tokens parsed: the same ids understudy fed its model
-  const rendered = `<|im_start|>user\n${process.env.PROMPT}<|im_end|>\n<|im_start|>assistant\n`;
+  // (BOS_TEXT: the BOS token's text, for files that add one)
+  const rendered = `${process.env.BOS_TEXT || ''}<|im_start|>user\n${process.env.PROMPT}<|im_end|>\n<|im_start|>assistant\n`;
   out.tokenize_same = JSON.stringify(model.tokenize(rendered, true)) === JSON.stringify(trace.input);
   if (!out.tokenize_same) out.llama_tokens = model.tokenize(rendered, true);
   await ctx.dispose();

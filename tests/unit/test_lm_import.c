@@ -489,6 +489,66 @@ static void expect_split(us_bpe_pretok kind, const char *text, const char *expec
   assert_string_equal(got, expect);
 }
 
+/* Outside ASCII the classes come from Unicode's tables: a fraction and Arabic-Indic digits are
+ * numbers, a combining accent is not a letter, an ideographic space is whitespace. */
+static void pre_tokenisers_should_use_unicode_classes(void **state) {
+  (void)state;
+  expect_split(US_BPE_PRE_GPT2, "caf\xc3\xa9 \xc2\xbd \xd9\xa3\xd9\xa4 x",
+               "caf\xc3\xa9| \xc2\xbd| \xd9\xa3\xd9\xa4| x");
+  expect_split(US_BPE_PRE_GPT2, "e\xcc\x81t\xe3\x80\x80y", "e|\xcc\x81|t|\xe3\x80\x80|y");
+  expect_split(US_BPE_PRE_QWEN2, "\xd9\xa3\xd9\xa4\xce\xb1", "\xd9\xa3|\xd9\xa4|\xce\xb1");
+  expect_split(US_BPE_PRE_GPT2,
+               "a\xff"
+               "b",
+               "a|\xff"
+               "|b"); /* invalid UTF-8: other */
+}
+
+/* llama 3 (llama.cpp's ignore_merges): a piece that is a token is that token, even when the
+ * merges would not reach it; the others merge by rank. */
+static void llama3_should_take_whole_pieces_that_are_tokens(void **state) {
+  (void)state;
+  enum { V = 259 };
+  char texts[V][4];
+  const char *ptrs[V];
+  size_t lens[V];
+  int next = 256;
+  for (int b = 0; b < 256; b++) {
+    bool prints = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    unsigned cp = prints ? (unsigned)b : (unsigned)next++;
+    if (cp < 0x80) {
+      texts[b][0] = (char)cp, lens[b] = 1;
+    } else {
+      texts[b][0] = (char)(0xc0 | cp >> 6), texts[b][1] = (char)(0x80 | (cp & 0x3f)), lens[b] = 2;
+    }
+  }
+  memcpy(texts[256], "bc", 2), memcpy(texts[257], "ab", 2), memcpy(texts[258], "abc", 3);
+  lens[256] = lens[257] = 2, lens[258] = 3;
+  for (int i = 0; i < V; i++) ptrs[i] = texts[i];
+  const char *merges[] = {"b c", "a b", "ab c"};
+  size_t merge_lens[] = {3, 3, 4};
+  us_bpe_special sp = {256, 256, 256, 256};
+  for (int k = 0; k < 2; k++) {
+    us_bpe *bpe = NULL;
+    us_bpe_pretok pre = k ? US_BPE_PRE_LLAMA3 : US_BPE_PRE_GPT2;
+    assert_int_equal(
+        us_bpe_from_vocab(V, ptrs, lens, NULL, 3, merges, merge_lens, pre, sp, &bpe, NULL), US_OK);
+    int32_t *t = NULL;
+    int n = 0;
+    assert_int_equal(us_bpe_encode(bpe, "abc", 3, &t, &n, NULL), US_OK);
+    if (k) {
+      assert_int_equal(n, 1);
+      assert_int_equal(t[0], 258);
+    } else { /* b c first, then nothing merges a with bc */
+      assert_int_equal(n, 2);
+      assert_int_equal(t[0], 'a');
+      assert_int_equal(t[1], 256);
+    }
+    free(t);
+    us_bpe_free(bpe);
+  }
+}
+
 static void pre_tokenisers_should_split_like_llama_cpp(void **state) {
   (void)state;
   /* worked by hand from llama.cpp's regular expressions (src/llama-vocab.cpp) */
@@ -649,8 +709,8 @@ static void unsupported_files_should_be_refused_naming_the_file_and_key(void **s
   v.arch = "qwen2";
   expect_refusal(&v, "general.architecture is \"qwen2\"");
   v = plain();
-  v.tok_model = "llama";
-  expect_refusal(&v, "tokenizer.ggml.model is \"llama\" (SentencePiece)");
+  v.tok_model = "rwkv";
+  expect_refusal(&v, "tokenizer.ggml.model is \"rwkv\"");
   v = plain();
   v.pre = "made-up";
   expect_refusal(&v, "tokenizer.ggml.pre is \"made-up\"");
@@ -936,6 +996,8 @@ int main(void) {
       cmocka_unit_test(f16_bf16_and_q8_0_tensors_should_import_as_their_values),
       cmocka_unit_test(imported_tokeniser_should_merge_by_rank_and_round_trip_bytes),
       cmocka_unit_test(pre_tokenisers_should_split_like_llama_cpp),
+      cmocka_unit_test(pre_tokenisers_should_use_unicode_classes),
+      cmocka_unit_test(llama3_should_take_whole_pieces_that_are_tokens),
       cmocka_unit_test(lora_and_full_fine_tuning_should_lower_the_loss_and_save_a_loadable_model),
       cmocka_unit_test(imported_model_should_export_to_gguf_and_read_back_the_same),
       cmocka_unit_test(unsupported_files_should_be_refused_naming_the_file_and_key),

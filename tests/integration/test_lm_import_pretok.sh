@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Issue 14, byte-level BPE pre-tokenisers on any UTF-8 text: for each pre-tokeniser understudy
+# reads (gpt-2, smollm, llama-bpe, qwen2), a tiny llama GGUF (make_tiny_llama.py --bpe) whose
+# merges were learned across character classes and spaces on the test's own prompts, so that
+# only the right split keeps them apart; understudy's ids for each prompt in the file's ChatML
+# template must equal llama.cpp's (node-llama-cpp, pinned, as test_lm_import_llama.sh) on Latin
+# with accents, Greek, Cyrillic, CJK, Arabic, Devanagari, Hangul, Thai, emoji, digits of other
+# scripts, fractions, combining marks, mathematical letters and mixed whitespace.
+# Skips (77) where python3, node or npm is missing or node-llama-cpp cannot be installed.
+. "$(dirname "$0")/lib.sh"
+
+NLC_VERSION=3.22.1 # as test_gguf_llama.sh
+command -v python3 >/dev/null || { echo "SKIP: python3 writes the test's GGUF"; exit 77; }
+command -v node >/dev/null && command -v npm >/dev/null ||
+  { echo "SKIP: node and npm are needed for the llama.cpp test"; exit 77; }
+[ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||
+  { echo "SKIP: node-llama-cpp's prebuilt binaries used here are for linux x64"; exit 77; }
+npm_dir=${US_BINARY_DIR:?}/npm-node-llama-cpp-$NLC_VERSION
+if [ ! -f "$npm_dir/node_modules/@node-llama-cpp/linux-x64/package.json" ]; then
+  mkdir -p "$npm_dir"
+  (cd "$npm_dir" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true timeout 600 npm install --no-save \
+    --no-audit --no-fund --loglevel=error --ignore-scripts --omit=optional \
+    "node-llama-cpp@$NLC_VERSION" "@node-llama-cpp/linux-x64@$NLC_VERSION") >"$WORK/npm.log" 2>&1 ||
+    { tail -n 5 "$WORK/npm.log"; echo "SKIP: npm install node-llama-cpp@$NLC_VERSION failed (offline?)"; exit 77; }
+fi
+
+prompts=(
+  "the cat's hat on the mat!"
+  "café naïve über résumé Ñandú"
+  "Ελληνικά: καλημέρα κόσμε"
+  "Привет, мир! Москва 2024"
+  "東京は日本の首都です。中文字符"
+  "مرحبا بالعالم ١٢٣٤٥"
+  "emoji 😀🎉 🦙 ok"
+  "digits ٣٤٥ ०१२ 一二三 ⅻ ½ 12345"
+  $'mixed\u00a0nbsp\u3000ideo\u2003em  x'
+  $'  lead\ttab\n\nnl \r\n crlf   end'
+  $'combining é vs e\u0301 and ñ'
+  "I'M DON'T we'll they've"
+  "Zürich–Genève — «quotes» ¿qué? ¡sí!"
+  "한국어 텍스트 ภาษาไทย हिन्दी"
+  "xxx ½³ⅷ 𝟘𝟙𝟚 𝐀𝐁"
+)
+for p in "${prompts[@]}"; do
+  P=$p python3 -c 'import json, os; print(json.dumps(os.environ["P"], ensure_ascii=False))'
+done >"$WORK/corpus.jsonl"
+for pre in gpt-2 smollm llama-bpe qwen2; do
+  gguf=$WORK/bpe-$pre.gguf
+  python3 "$(dirname "$0")/make_tiny_llama.py" "$gguf" --bpe "$pre" "$WORK/corpus.jsonl" ||
+    fail "make_tiny_llama.py --bpe $pre failed"
+  for i in "${!prompts[@]}"; do
+    expect_ok "tok-$pre-$i" generate "$gguf" --prompt "${prompts[$i]}" --max-tokens 1 \
+      --trace "$WORK/trace-$pre-$i.json"
+  done
+done
+W=$WORK python3 -c '
+import json, os
+w = os.environ["W"]
+prompts = [json.loads(l) for l in open(w + "/corpus.jsonl", encoding="utf-8")]
+for pre in ["gpt-2", "smollm", "llama-bpe", "qwen2"]:
+    for i, p in enumerate(prompts):
+        print(json.dumps({"model": "%s/bpe-%s.gguf" % (w, pre), "template": "chatml-nobos",
+                          "prompt": p, "trace": "%s/trace-%s-%d.json" % (w, pre, i)}))' \
+  >"$WORK/cases.jsonl"
+note "$(wc -l <"$WORK/cases.jsonl") cases: understudy's ids against llama.cpp's"
+NLC_DIR=$npm_dir CASES=$WORK/cases.jsonl timeout 300 node "$(dirname "$0")/tokenize_llama.mjs" \
+  >"$WORK/tokens.jsonl" 2>"$WORK/tokens.err" ||
+  { show "$WORK/tokens.err"; fail "the node-llama-cpp tokenisation script failed"; }
+assert_eq "$(wc -l <"$WORK/tokens.jsonl")" "$(wc -l <"$WORK/cases.jsonl")" "one answer per case"
+if grep -v '"same":true' "$WORK/tokens.jsonl"; then
+  fail "llama.cpp splits the cases above differently from understudy"
+fi
+note "ok"

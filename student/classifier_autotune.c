@@ -3,7 +3,9 @@
  * train examples (the test split is never passed in), within a time or training budget; then
  * the final model is trained on all of train with the winner. Each fold keeps its featurised
  * texts (us__feature_cache), so candidates that change only training settings (lr, epochs,
- * smoothing, dim, class weights, a hidden layer) skip tokenising and hashing. */
+ * smoothing, dim, class weights, a hidden layer) skip tokenising and hashing. Every candidate
+ * is scored with and without the naive Bayes term (p.nb) from the same trainings: the term is
+ * fitted after the network, so switching it costs no training. */
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>

@@ -188,7 +188,16 @@ us_status us__nb_score(const us_classifier *m, us_classifier_scratch *s, const c
     us__features(&q, &m->vocab, text, collect_nb_row, &c);
   }
   int32_t *rows = s->nb_rows;
-  qsort(rows, (size_t)c.total, sizeof *rows, cmp_i32);
+  if (c.total <= 64) { /* a short text: insertion sort beats qsort's calls */
+    for (int i = 1; i < c.total; i++) {
+      int32_t v = rows[i];
+      int j = i;
+      for (; j > 0 && rows[j - 1] > v; j--) rows[j] = rows[j - 1];
+      rows[j] = v;
+    }
+  } else {
+    qsort(rows, (size_t)c.total, sizeof *rows, cmp_i32);
+  }
   for (int i = 0; i < c.total; i++) {
     if (i > 0 && rows[i] == rows[i - 1]) continue; /* binarised: once per text */
     const float *r = m->nb_ratio + (size_t)rows[i] * L;

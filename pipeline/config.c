@@ -191,6 +191,7 @@ static const key_spec KEYS[] = {
          0),
     PKEY("student.class_weight", student.classifier.class_weight, us_classifier_param_table,
          "class_weight", 0),
+    PKEY("student.nb", student.classifier.nb, us_classifier_param_table, "nb", 0),
     PKEY("student.autotune", student.classifier.autotune, us_classifier_param_table, "autotune", 0),
     PKEY("student.autotune_seconds", student.classifier.autotune_seconds, us_classifier_param_table,
          "autotune_seconds", 0),

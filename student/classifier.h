@@ -52,6 +52,9 @@ typedef struct us_classifier_params {
   bool fold_urls;      /* a token starting http://, https:// or www. is the one word "<url>" */
   double class_weight; /* examples weighted by (n / (n_labels * count of their label))^this: 0
                           counts every example once, 1 balances the labels (capped at 10x) */
+  bool nb; /* add a naive Bayes term: log-count ratios of binarised word uni- and bigrams from
+              the train examples (Wang & Manning 2012), its weight fitted on the validation
+              slice (1 without one); classifier_nb.c */
   /* automatic model selection (classifier_autotune.c; read by the train stage, not by
    * us_classifier_train) */
   bool autotune;           /* choose the setting on the train split before training */
@@ -100,13 +103,14 @@ us_status us_classifier_train(const us_classifier_params *p, char *const *labels
 
 /* ---- automatic model selection (student/classifier_autotune.c) ---- */
 
-/* What the search chose and how it measured it; stored in the model file (version 3). */
+/* What the search chose and how it measured it; stored in the model file (version 3 on). */
 typedef struct us_autotune_info {
   bool autotuned;   /* false: the model was trained with the settings it was given */
   double valid_acc; /* mean validation accuracy of the chosen setting over the folds */
   int folds;        /* k of the stratified k-fold (1: one stratified holdout slice) */
-  int candidates;   /* settings tried */
-  int trainings;    /* trainings run by the search (candidates x folds, at most) */
+  int candidates;   /* settings scored: each setting trained on the folds is scored twice, without
+                       and with the naive Bayes term (p.nb), from the same trainings */
+  int trainings;    /* trainings run by the search (trained settings x folds, at most) */
   int final_epochs; /* epochs of the final training on all the data (carried over) */
   char chosen[256]; /* the chosen setting where it differs from the defaults, e.g.
                        "maxn=0 word_ngrams=3 lr=0.5" ("defaults" when it does not) */
@@ -120,8 +124,8 @@ typedef struct us_autotune_limits {
   int max_trainings;
 } us_autotune_limits;
 
-/* Called with one line per candidate ("candidate 3/20: maxn=0  valid acc 81.52% (5 folds)
- * 1.8s") and one for the winner. */
+/* Called with one line per setting scored ("candidate 3: maxn=0  valid acc 81.52% (5 folds)
+ * 1.8s", then "candidate 3 with nb: maxn=0 nb=true ...") and one for the winner. */
 typedef void (*us_autotune_fn)(void *user, const char *line);
 
 /* Chooses a setting for this data, starting from p, and trains the final model with it on all
@@ -131,6 +135,9 @@ typedef void (*us_autotune_fn)(void *user, const char *line);
  * size, class weighting (imbalanced labels only) and a hidden layer, each candidate scored by the
  * accuracy of a stratified k-fold over train (k = 5 under 10,000 examples or with a label under
  * 50 examples; otherwise one stratified 10% holdout slice), every candidate on the same folds,
+ * each candidate scored both without and with the naive Bayes term (p.nb) from the same
+ * trainings (the term's ratios fitted on each fold's train part, its weight on its validation
+ * part),
  * the folds on up to p->threads threads, one thread each. A change is kept only when it beats
  * the best by a quarter of a standard error; a candidate far below it after two folds is dropped.
  * The final model is trained on all of train with the chosen setting, for the epochs early
@@ -151,7 +158,7 @@ const us_autotune_info *us_classifier_autotune_info(const us_classifier *m);
 /* Model file (format in student/classifier_file.c's header comment, summarised there byte by
  * byte). Saving writes atomically; a model trained with p->quantize (or passed to
  * us_classifier_quantize) is saved with quantised rows (p->quantize_bits). Loading checks magic,
- * version (3; versions 1 and 2 still load), every size and the SHA-256 checksum; a truncated or
+ * version (4; versions 1 to 3 still load), every size and the SHA-256 checksum; a truncated or
  * corrupt file fails with US_ERR_FORMAT naming the path, an unknown version names it; so does a
  * file holding a weight or row scale that is NaN or infinite. */
 us_status us_classifier_save(const us_classifier *m, const char *path, us_err *err);
@@ -170,7 +177,8 @@ int us_classifier_n_labels(const us_classifier *m);
 /* Label i (0 <= i < n_labels), or NULL when out of range. */
 const char *us_classifier_label(const us_classifier *m, int i);
 const us_classifier_params *us_classifier_get_params(const us_classifier *m);
-/* Number of stored weights (embedding rows kept times dim, plus the dense layers). */
+/* Number of stored weights (embedding rows kept times dim, the dense layers, and the naive
+ * Bayes ratios (n-grams times labels) when p.nb). */
 int64_t us_classifier_param_count(const us_classifier *m);
 
 /* Per-thread scratch memory for prediction, so a server predicts without allocating. */

@@ -3,7 +3,9 @@
  * train examples (the test split is never passed in), within a time or training budget; then
  * the final model is trained on all of train with the winner. Each fold keeps its featurised
  * texts (us__feature_cache), so candidates that change only training settings (lr, epochs,
- * smoothing, dim, class weights, a hidden layer) skip tokenising and hashing. */
+ * smoothing, dim, class weights, a hidden layer) skip tokenising and hashing. Every candidate
+ * is scored with and without the naive Bayes term (p.nb) from the same trainings: the term is
+ * fitted after the network, so switching it costs no training. */
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -272,6 +274,7 @@ static void describe(const us_classifier_params *q, const us_classifier_params *
     SAY("]");
   }
   if (q->dropout != base->dropout) SAY(" dropout=%g", q->dropout);
+  if (q->nb != base->nb) SAY(" nb=%s", q->nb ? "true" : "false");
 #undef SAY
   if (!out[0])
     snprintf(out, cap, "defaults");
@@ -281,12 +284,20 @@ static void describe(const us_classifier_params *q, const us_classifier_params *
 
 /* ---- scoring ---- */
 
+/* A side of a candidate: the setting without or with the naive Bayes term (p.nb). One set of
+ * trainings scores both (us__train_extra.nb_probe), so the term costs the search nothing. */
+typedef struct side {
+  double acc;       /* validation accuracy over all folds (correct / examples) */
+  double mean_beta; /* calibration factor, mean over the folds */
+  double mean_nb;   /* the naive Bayes term's weight, mean over the folds (nb side) */
+} side;
+
 typedef struct score {
   bool ok;           /* false: the training diverged on some fold, or the candidate was dropped */
   bool dropped;      /* dropped after the first folds: far below the best */
-  double acc;        /* validation accuracy over all folds (correct / examples) */
+  double acc;        /* the better side's accuracy (for dropping) */
+  side plain, nb;    /* without and with the naive Bayes term */
   double mean_epoch; /* best epoch, mean over the folds */
-  double mean_beta;  /* calibration factor, mean over the folds */
   double seconds;
 } score;
 
@@ -335,14 +346,16 @@ static void run_folds(fold_job *jobs, int n, int threads) {
  * other error stops the search. */
 static us_status evaluate(const us_classifier_params *q, const folds *f, char *const *labels,
                           int n_labels, double best_acc, score *sc, int *trainings, us_err *err) {
-  double t0 = us_now(), right = 0, total = 0, epochs = 0, beta = 0;
+  double t0 = us_now(), right = 0, right_nb = 0, total = 0, epochs = 0, beta = 0, beta_nb = 0,
+         weight_nb = 0;
   memset(sc, 0, sizeof *sc);
   us_classifier_params one = *q;
   if (f->k > 1) one.threads = 1;
   fold_job jobs[16];
   int k = f->k < 16 ? f->k : 16, threads = q->threads;
   for (int j = 0; j < k; j++)
-    jobs[j] = (fold_job){.q = &one, .f = f, .labels = labels, .n_labels = n_labels, .fold = j};
+    jobs[j] = (fold_job){
+        .q = &one, .f = f, .labels = labels, .n_labels = n_labels, .fold = j, .x.nb_probe = true};
   for (int done = 0; done < k;) {
     int batch = done == 0 && k > 2 ? 2 : k - done; /* the first two folds, then the rest */
     run_folds(jobs + done, batch, f->k > 1 ? threads : 1);
@@ -356,13 +369,16 @@ static us_status evaluate(const us_classifier_params *q, const folds *f, char *c
         *err = jobs[j].err;
         return jobs[j].st;
       }
-      right += jobs[j].x.best_acc * (double)f->n_va[j];
+      right += jobs[j].x.plain_acc * (double)f->n_va[j];
+      right_nb += jobs[j].x.nb_acc * (double)f->n_va[j];
       total += (double)f->n_va[j];
       epochs += jobs[j].x.best_epoch;
-      beta += jobs[j].x.beta;
+      beta += jobs[j].x.plain_beta;
+      beta_nb += jobs[j].x.nb_beta;
+      weight_nb += jobs[j].x.nb_weight_found;
     }
     done += batch;
-    double acc = total > 0 ? right / total : 0;
+    double acc = total > 0 ? fmax(right, right_nb) / total : 0;
     double se = sqrt(fmax(best_acc * (1 - best_acc), 1e-4) / fmax(total, 1));
     if (done < k && best_acc >= 0 && acc < best_acc - 2.5 * se) { /* clearly worse: dropped */
       sc->acc = acc;
@@ -372,9 +388,10 @@ static us_status evaluate(const us_classifier_params *q, const folds *f, char *c
     }
   }
   sc->ok = true;
-  sc->acc = total > 0 ? right / total : 0;
+  sc->plain = (side){total > 0 ? right / total : 0, beta / k, 0};
+  sc->nb = (side){total > 0 ? right_nb / total : 0, beta_nb / k, weight_nb / k};
+  sc->acc = fmax(sc->plain.acc, sc->nb.acc);
   sc->mean_epoch = epochs / k;
-  sc->mean_beta = beta / k;
   sc->seconds = us_now() - t0;
   return US_OK;
 }
@@ -401,10 +418,12 @@ typedef struct search {
   us_autotune_fn on_line;
   void *user;
   double t0, budget; /* seconds; budget < 0: not known until the first candidate */
-  int max_trainings, trainings, candidates;
-  size_t n_valid; /* validation examples over all folds */
+  int max_trainings, trainings, candidates; /* candidates: settings trained on the folds */
+  int scored;                               /* settings scored: two a candidate (nb or not) */
+  size_t n_valid;                           /* validation examples over all folds */
   us_classifier_params best;
-  score best_score;
+  score best_score; /* acc: best_side's */
+  side best_side;   /* the side of best_score that best is */
 } search;
 
 /* True when one more candidate fits: max_trainings counts the folds it trains, the time budget
@@ -416,29 +435,47 @@ static bool fits(const search *s, double final_seconds) {
   return us_now() - s->t0 + mean + final_seconds <= s->budget;
 }
 
+/* Weighs one side of a scored candidate against the best so far (first: it is the start). A
+ * change must beat the best by a quarter of a standard error of its accuracy: a difference
+ * well inside the validation noise keeps the setting we started from. */
+static void consider(search *s, const us_classifier_params *q, const score *sc, const side *sd,
+                     const char *tag, bool first) {
+  char what[256];
+  describe(q, s->start, what, sizeof what);
+  double b = s->best_score.acc, se = sqrt(b * (1 - b) / (double)s->n_valid);
+  bool better = first || sd->acc > b + 0.25 * se;
+  s->scored++;
+  say(s->on_line, s->user,
+      "candidate %d%s: %s  valid acc %.2f%% (%d fold%s, best epoch %.1f)%s  %.1fs", s->candidates,
+      tag, what, 100 * sd->acc, s->f->k, s->f->k > 1 ? "s" : "", sc->mean_epoch,
+      better && !first ? "  better" : "", sc->seconds);
+  if (better) {
+    s->best = *q;
+    s->best_score = *sc;
+    s->best_score.acc = sd->acc;
+    s->best_side = *sd;
+  }
+}
+
+/* Scores q on the folds: both q and q with the naive Bayes term switched (the same trainings),
+ * q first. */
 static us_status try_candidate(search *s, const us_classifier_params *q, us_err *err) {
   score sc;
   us_status st = evaluate(q, s->f, s->labels, s->n_labels, s->candidates ? s->best_score.acc : -1,
                           &sc, &s->trainings, err);
   if (st != US_OK) return st;
   s->candidates++;
-  char what[256];
-  describe(q, s->start, what, sizeof what);
-  /* a change must beat the best by a quarter of a standard error of its accuracy: a difference
-   * well inside the validation noise keeps the setting we started from */
-  double b = s->best_score.acc, se = sqrt(b * (1 - b) / (double)s->n_valid);
-  bool better = sc.ok && (s->candidates == 1 || sc.acc > b + 0.25 * se);
-  if (sc.ok)
-    say(s->on_line, s->user,
-        "candidate %d: %s  valid acc %.2f%% (%d fold%s, best epoch %.1f)%s  %.1fs", s->candidates,
-        what, 100 * sc.acc, s->f->k, s->f->k > 1 ? "s" : "", sc.mean_epoch,
-        better && s->candidates > 1 ? "  better" : "", sc.seconds);
-  else
-    say(s->on_line, s->user, "candidate %d: %s  diverged  %.1fs", s->candidates, what, sc.seconds);
-  if (better) {
-    s->best = *q;
-    s->best_score = sc;
+  if (!sc.ok) {
+    char what[256];
+    describe(q, s->start, what, sizeof what);
+    say(s->on_line, s->user, "candidate %d: %s  %s  %.1fs", s->candidates, what,
+        sc.dropped ? "dropped after two folds (far below the best)" : "diverged", sc.seconds);
+    return US_OK;
   }
+  us_classifier_params other = *q;
+  other.nb = !q->nb;
+  consider(s, q, &sc, q->nb ? &sc.nb : &sc.plain, "", s->candidates == 1);
+  consider(s, &other, &sc, q->nb ? &sc.plain : &sc.nb, q->nb ? " without nb" : " with nb", false);
   return US_OK;
 }
 
@@ -517,16 +554,18 @@ us_status us_classifier_autotune(const us_classifier_params *p, const us_autotun
   us_classifier_params final = s.best;
   final.epochs = (int)lround(s.best_score.mean_epoch);
   if (final.epochs < 1) final.epochs = 1;
-  us__train_extra x = {.fixed_beta = final.calibrate ? s.best_score.mean_beta : 1.0,
+  if (final.nb && !(s.best_side.mean_nb > 0)) final.nb = false; /* a weight of 0: no term */
+  us__train_extra x = {.fixed_beta = final.calibrate || final.nb ? s.best_side.mean_beta : 1.0,
+                       .fixed_nb_weight = final.nb ? s.best_side.mean_nb : 0,
                        .average_runs = final_runs};
   if ((st = us__classifier_train_ex(&final, labels, n_labels, train, n_train, NULL, 0, NULL, NULL,
                                     &x, out, err)) != US_OK)
     goto done;
   us_autotune_info *t = &(*out)->tune;
   t->autotuned = true;
-  t->valid_acc = s.best_score.acc;
+  t->valid_acc = s.best_side.acc;
   t->folds = k;
-  t->candidates = s.candidates;
+  t->candidates = s.scored;
   t->trainings = s.trainings + final_runs;
   t->final_epochs = final.epochs;
   describe(&s.best, p, t->chosen, sizeof t->chosen);

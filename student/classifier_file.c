@@ -2,7 +2,7 @@
  *
  *   offset size  field
  *   0      8     magic "USCLSF\r\n" (the CR LF catches text-mode mangling)
- *   8      4     u32 format version (3; versions 1 and 2 load too, see below)
+ *   8      4     u32 format version (4; versions 1 to 3 load too, see below)
  *   12     8     u64 body length B
  *   20     32    SHA-256 of the body
  *   52     B     body:
@@ -24,16 +24,23 @@
  *                low nibble of byte i, as q + 8 with q in -8..7 (weight = scale * q)
  *     f32        dense layers: for l in 0..n_hidden: W_l [out][in], b_l [out]
  *                (in_0 = dim, out_l = hidden[l], last out = n_labels)
+ *     u32        n_nb (0: no naive Bayes term)                        the naive Bayes term
+ *     f32        nb_weight                                            (p.nb; classifier_nb.c)
+ *     u32 x n_nb feature key of each ratio row (uni- and bigram keys, as above)
+ *     f32        ratios [n_nb][n_labels]
  *   The body ends exactly there. Feature keys: word id < n_words, else
  *   n_words + hash % buckets (student/classifier_features.c).
  *
  *   Version 1 (before min counts and 4-bit rows) differs only in the parameters: 15 i32 (no
  *   min_count, min_count_ngram, quantize_bits; storage 0 or 1). It loads with min counts 1 and
- *   quantize_bits 8, and is saved again as version 3.
+ *   quantize_bits 8, and is saved again as version 4.
  *
  *   Version 2 (before the tokeniser options and automatic selection) has no tokeniser, class
  *   weight or search record: it loads with the default tokeniser (lower-case, punctuation as
- *   tokens, digits and URLs as they are), class weight 0 and no search record. */
+ *   tokens, digits and URLs as they are), class weight 0 and no search record.
+ *
+ *   Version 3 (before the naive Bayes term) ends after the dense layers: it loads with no
+ *   naive Bayes term (p.nb false). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -44,7 +51,7 @@
 #include "student/classifier_int.h"
 
 #define MAGIC "USCLSF\r\n"
-#define VERSION 3u
+#define VERSION 4u
 #define N_INTS 18 /* version 2 and 3 parameters; version 1 has the first 15 */
 #define N_TOK 4   /* version 3: the tokeniser's options */
 #define N_TUNE 5  /* version 3: the search record's integers */
@@ -107,6 +114,10 @@ static us_status write_body(const us_classifier *m, us_buf *b) {
     st = put(b, m->emb, rows * d * 4);
   }
   if (st == US_OK) st = put(b, m->dense, (size_t)m->dense_count * 4);
+  if (st == US_OK) st = put_u32(b, (uint32_t)m->n_nb);
+  if (st == US_OK) st = put(b, &m->nb_weight, 4);
+  if (st == US_OK) st = put(b, m->nb_keys, (size_t)m->n_nb * 4);
+  if (st == US_OK) st = put(b, m->nb_ratio, (size_t)m->n_nb * (size_t)m->n_labels * 4);
   return st;
 }
 
@@ -301,7 +312,34 @@ static const char *read_weights(reader *r, us_classifier *m, int storage, us_err
   if ((uint64_t)m->dense_count > r->left / 4) return "dense layers";
   take(r, m->dense, (size_t)m->dense_count * 4, "dense layers");
   if (r->what) return r->what;
-  if (r->left != 0) return "trailing bytes after the weights";
+  return NULL;
+}
+
+/* Version 4's naive Bayes term (after the dense layers); earlier versions have none. */
+static const char *read_naive_bayes(reader *r, uint32_t version, us_classifier *m, us_err *err) {
+  m->p.nb = false;
+  if (version < 4) return NULL;
+  uint32_t n_nb;
+  if (!take(r, &n_nb, 4, "naive Bayes term") || !take(r, &m->nb_weight, 4, "naive Bayes term"))
+    return r->what;
+  size_t row_bytes = 4 + (size_t)m->n_labels * 4;
+  if (n_nb > r->left / row_bytes) return "naive Bayes row count larger than the file";
+  if (n_nb == 0) return NULL;
+  m->p.nb = true;
+  m->nb_keys = malloc((size_t)n_nb * 4);
+  m->nb_ratio = malloc((size_t)n_nb * (size_t)m->n_labels * 4);
+  if (!m->nb_keys || !m->nb_ratio) return "memory";
+  m->n_nb = (int)n_nb;
+  if (!take(r, m->nb_keys, (size_t)n_nb * 4, "naive Bayes keys") ||
+      !take(r, m->nb_ratio, (size_t)n_nb * (size_t)m->n_labels * 4, "naive Bayes ratios"))
+    return r->what;
+  if (us__keymap_init(&m->nb_of, n_nb + 1, err) != US_OK) return "memory";
+  uint64_t limit = (uint64_t)m->vocab.n_words + (uint64_t)m->p.buckets;
+  for (uint32_t i = 0; i < n_nb; i++) {
+    if (m->nb_keys[i] >= limit) return "naive Bayes key out of range";
+    if (us__keymap_put(&m->nb_of, m->nb_keys[i], (int32_t)i) != (int32_t)i)
+      return "repeated naive Bayes key";
+  }
   return NULL;
 }
 
@@ -323,7 +361,10 @@ static const char *read_body(reader *r, uint32_t version, us_classifier *m, us_e
   for (uint32_t i = 0; i < n_words; i++) free(words[i]);
   free(words);
   if (st != US_OK) return st == US_ERR_NOMEM ? "memory" : "repeated vocabulary word";
-  return read_weights(r, m, storage, err);
+  if ((bad = read_weights(r, m, storage, err)) != NULL) return bad;
+  if ((bad = read_naive_bayes(r, version, m, err)) != NULL) return bad;
+  if (r->left != 0) return "trailing bytes after the weights";
+  return NULL;
 }
 
 us_status us_classifier_load_buffer(const void *data, size_t len, const char *name,

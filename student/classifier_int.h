@@ -86,6 +86,12 @@ struct us_classifier {
   int64_t dense_count;
   float *dense;
   us_autotune_info tune; /* what the automatic search chose (autotuned false: nothing) */
+  /* the naive Bayes term (p.nb; student/classifier_nb.c): n_nb == 0 when there is none */
+  int n_nb;
+  uint32_t *nb_keys; /* (n_nb) feature key of each ratio row, first-seen order */
+  us__keymap nb_of;  /* key -> ratio row */
+  float *nb_ratio;   /* (n_nb, n_labels) one-vs-rest log-count ratio r_c(f) */
+  float nb_weight;   /* its weight against the network's log-probabilities */
 };
 
 /* Layer shapes from params and n_labels (the one place sizes are computed). */
@@ -108,6 +114,9 @@ struct us_classifier_scratch {
   int32_t *rows; /* feature rows of the current text */
   int n_rows, cap_rows;
   int used_dropout; /* the last forward applied dropout masks */
+  int32_t *nb_rows; /* naive Bayes ratio rows of the current text (grown on demand) */
+  int cap_nb;
+  float *nb_score; /* (n_labels) */
 };
 
 us_classifier_scratch *us__scratch_new(const us_classifier *m, int cap_rows);
@@ -144,10 +153,16 @@ typedef struct us__train_extra {
   us__feature_cache *cache; /* may be NULL: featurise from scratch */
   int average_runs;         /* > 1: this many trainings from the same initial weights with different
                                shuffles, their weights averaged (less dependence on one seed's luck) */
+  double fixed_nb_weight;   /* > 0 with p->nb: the naive Bayes term's weight, not fitted on valid */
+  bool nb_probe;            /* also score the other side of p->nb on valid (nb_* below), without
+                               changing the model: the search gets both for one training */
   /* out */
   int best_epoch;  /* 1-based epoch whose weights were kept */
-  double best_acc; /* its validation accuracy (0 without valid) */
+  double best_acc; /* its validation accuracy (0 without valid), with the NB term when p->nb */
   double beta;     /* calibration factor applied (1: none) */
+  /* with nb_probe and a validation set: both sides */
+  double plain_acc, plain_beta;            /* without the naive Bayes term */
+  double nb_acc, nb_beta, nb_weight_found; /* with it (beta: the network's factor beside it) */
 } us__train_extra;
 
 /* us_classifier_train with extra inputs and outputs (x may be NULL: the same as it). */
@@ -155,6 +170,32 @@ us_status us__classifier_train_ex(const us_classifier_params *p, char *const *la
                                   const us_example *train, size_t n_train, const us_example *valid,
                                   size_t n_valid, us_epoch_fn on_epoch, void *user,
                                   us__train_extra *x, us_classifier **out, us_err *err);
+
+/* ---- the naive Bayes term (student/classifier_nb.c) ----
+ * Wang & Manning (2012)'s log-count ratio over binarised word unigrams and bigrams: for label c
+ * and feature f, with counts over the train examples (each text counts a feature once),
+ * p = alpha + count in c's texts, q = alpha + count in the other texts, r_c(f) = log(p(f) /
+ * |p|_1) - log(q(f) / |q|_1), alpha = 1; r_c = 0 for a label with no train example. A text's
+ * score for c is the sum of r_c over its distinct features; prediction is softmax(log p_net +
+ * nb_weight * score). */
+#define US__NB_ALPHA 1.0
+
+/* The feature settings of the NB term: p's tokeniser, word uni- and bigrams, no char n-grams. */
+us_classifier_params us__nb_feature_params(const us_classifier_params *p);
+/* Fits m's ratio table from train (hard labels) and nothing else; m's vocabulary and labels
+ * are set. Replaces a table m had. */
+us_status us__nb_fit(us_classifier *m, const us_example *train, size_t n, us_err *err);
+/* score[0..n_labels) for text (s->nb_rows grows on demand); all 0 when m has no table. */
+us_status us__nb_score(const us_classifier *m, us_classifier_scratch *s, const char *text,
+                       float *score, us_err *err);
+/* probs <- softmax(log probs + weight * score), in place. */
+void us__nb_combine(float *probs, const float *score, int n_labels, float weight);
+/* Fits (a, w) minimising the mean negative log-likelihood of want[i] under softmax(a * logp_i +
+ * w * score_i) on n examples (jointly convex: alternating golden-section searches, a in
+ * [1/20, 20], w in [0, 20]); logp and score are (n, L). fit_a false: a stays 1. */
+void us__nb_fit_weights(const float *logp, const float *score, const int *want, size_t n, int L,
+                        bool fit_a, double *a, double *w);
+void us__nb_free(us_classifier *m);
 
 /* ---- automatic selection (student/classifier_autotune.c) ----
  * Deals the examples into `parts` stratified parts: each label's examples in a seeded random

@@ -46,6 +46,7 @@ void us_classifier_params_defaults(us_classifier_params *p) {
   p->fold_digits = false;
   p->fold_urls = false;
   p->class_weight = 0.0;
+  p->nb = false;
   p->autotune = true;
   p->autotune_seconds = -1;
 }
@@ -84,6 +85,7 @@ static const us_param CLASSIFIER_PARAMS[] = {
     CP(fold_urls, US_PARAM_BOOL, 0, 0, 0, "URLs read as the one word <url>"),
     CP(class_weight, US_PARAM_DOUBLE, 0, 1, 0, "0: examples count once; 1: labels balanced"),
     CP(autotune, US_PARAM_BOOL, 0, 0, 0, "choose the setting on the train split automatically"),
+    CP(nb, US_PARAM_BOOL, 0, 0, 0, "add a naive Bayes log-count-ratio term (word uni+bigrams)"),
     CP(autotune_seconds, US_PARAM_DOUBLE, -1, 86400, 0,
        "search budget in seconds: -1 automatic, 0 off"),
 };
@@ -172,7 +174,10 @@ bool us__classifier_weights_finite(const us_classifier *m, char *where, size_t c
     size_t n = (size_t)m->layer_out[l] * ((size_t)m->layer_in[l] + 1); /* W then b */
     if (!finite_or_say(m->dense + m->dense_offset[l], n, what, where, cap)) return false;
   }
-  return true;
+  if (!finite_or_say(m->nb_ratio, (size_t)m->n_nb * (size_t)m->n_labels, "naive Bayes ratio", where,
+                     cap))
+    return false;
+  return finite_or_say(&m->nb_weight, 1, "naive Bayes weight", where, cap);
 }
 
 void us_classifier_free(us_classifier *m) {
@@ -186,6 +191,7 @@ void us_classifier_free(us_classifier *m) {
   free(m->qemb);
   free(m->qscale);
   free(m->dense);
+  us__nb_free(m);
   free(m);
 }
 
@@ -202,7 +208,7 @@ const us_classifier_params *us_classifier_get_params(const us_classifier *m) {
 }
 
 int64_t us_classifier_param_count(const us_classifier *m) {
-  return (int64_t)m->n_rows * m->p.dim + m->dense_count;
+  return (int64_t)m->n_rows * m->p.dim + m->dense_count + (int64_t)m->n_nb * m->n_labels;
 }
 
 /* ---- scratch ---- */
@@ -218,7 +224,10 @@ us_classifier_scratch *us__scratch_new(const us_classifier *m, int cap_rows) {
   s->probs = calloc((size_t)m->n_labels, sizeof *s->probs);
   s->cap_rows = cap_rows > 0 ? cap_rows : 1;
   s->rows = malloc((size_t)s->cap_rows * sizeof *s->rows);
-  if (!s->act || !s->mask || !s->grad || !s->probs || !s->rows) {
+  s->cap_nb = 64;
+  s->nb_rows = malloc((size_t)s->cap_nb * sizeof *s->nb_rows);
+  s->nb_score = calloc((size_t)m->n_labels, sizeof *s->nb_score);
+  if (!s->act || !s->mask || !s->grad || !s->probs || !s->rows || !s->nb_rows || !s->nb_score) {
     us_classifier_scratch_free(s);
     return NULL;
   }
@@ -236,6 +245,8 @@ void us_classifier_scratch_free(us_classifier_scratch *s) {
   free(s->grad);
   free(s->probs);
   free(s->rows);
+  free(s->nb_rows);
+  free(s->nb_score);
   free(s);
 }
 
@@ -489,6 +500,10 @@ us_status us_classifier_predict_with(const us_classifier *m, us_classifier_scrat
                       "the model gives a probability that is not a number (label %zu is %s): "
                       "its weights overflow or are corrupt; retrain it with a lower learning rate",
                       bad, isnan(s->probs[bad]) ? "NaN" : "infinite");
+  if (m->n_nb > 0) { /* the naive Bayes term (classifier_nb.c) */
+    if ((st = us__nb_score(m, s, text, s->nb_score, err)) != US_OK) return st;
+    us__nb_combine(s->probs, s->nb_score, m->n_labels, m->nb_weight);
+  }
   memcpy(probs, s->probs, (size_t)m->n_labels * sizeof *probs);
   return US_OK;
 }

@@ -579,6 +579,68 @@ static us_status run_epochs(us_classifier *m, train_state *t, const us_example *
   return US_OK;
 }
 
+/* ---- the naive Bayes term (classifier_nb.c) ---- */
+
+/* After training and calibration: fits the ratio table on train (never on valid), then its
+ * weight w with the network's factor a on valid, or takes w from x->fixed_nb_weight (1 without
+ * either). With p->nb the model keeps the table and a is folded into its output layer (*beta,
+ * *acc follow); with only x->nb_probe the model is left as it was and x->nb_* say what the term
+ * would have given. */
+static us_status naive_bayes(us_classifier *m, train_state *t, const us_example *train,
+                             size_t n_train, const us_example *valid, size_t n_valid,
+                             us__train_extra *x, double *beta, double *acc, us_err *err) {
+  us_status st = us__nb_fit(m, train, n_train, err);
+  if (st != US_OK) return st;
+  int L = m->n_labels;
+  double a = 1.0, w = x && x->fixed_nb_weight > 0 ? x->fixed_nb_weight : 1.0;
+  if (n_valid > 0 && L > 1 && !(x && x->fixed_nb_weight > 0)) {
+    us_classifier_scratch *s = t->eval_scratch;
+    float *logp = malloc(n_valid * (size_t)L * sizeof *logp);
+    float *score = malloc(n_valid * (size_t)L * sizeof *score);
+    int *want = malloc(n_valid * sizeof *want);
+    if (!logp || !score || !want) {
+      free(logp), free(score), free(want);
+      return us_err_set(err, US_ERR_NOMEM, "out of memory weighing the naive Bayes term");
+    }
+    for (size_t i = 0; i < n_valid && st == US_OK; i++) {
+      us__classifier_forward(m, s, t->va.rows + t->va.off[i],
+                             (int)(t->va.off[i + 1] - t->va.off[i]), NULL, 0);
+      us_example hard = valid[i];
+      us__classifier_target(&m->p, L, &hard, t->q);
+      want[i] = most_probable(t->q, L);
+      for (int k = 0; k < L; k++) logp[i * (size_t)L + k] = logf(fmaxf(s->probs[k], 1e-30f));
+      st = us__nb_score(m, s, valid[i].text, score + i * (size_t)L, err);
+    }
+    if (st == US_OK) {
+      us__nb_fit_weights(logp, score, want, n_valid, L, m->p.calibrate, &a, &w);
+      size_t right = 0;
+      for (size_t i = 0; i < n_valid; i++) {
+        const float *z = logp + i * (size_t)L, *sc = score + i * (size_t)L;
+        int best = 0;
+        for (int k = 1; k < L; k++)
+          if (a * z[k] + w * sc[k] > a * z[best] + w * sc[best]) best = k;
+        right += best == want[i];
+      }
+      if (x) {
+        x->nb_acc = (double)right / (double)n_valid;
+        x->nb_beta = *beta * a;
+        x->nb_weight_found = w;
+      }
+    }
+    free(logp), free(score), free(want);
+    if (st != US_OK) return st;
+  }
+  if (!m->p.nb) { /* a probe: the model stays the network alone */
+    us__nb_free(m);
+    return US_OK;
+  }
+  if (a != 1.0) scale_output(m, a);
+  *beta *= a;
+  m->nb_weight = (float)w;
+  if (x && n_valid > 0 && !(x->fixed_nb_weight > 0)) *acc = x->nb_acc;
+  return US_OK;
+}
+
 us_status us_classifier_train(const us_classifier_params *p, char *const *labels, int n_labels,
                               const us_example *train, size_t n_train, const us_example *valid,
                               size_t n_valid, us_epoch_fn on_epoch, void *user, us_classifier **out,
@@ -658,6 +720,13 @@ us_status us__classifier_train_ex(const us_classifier_params *p, char *const *la
   } else if (p->calibrate) {
     beta = calibrate(m, t.eval_scratch, valid, &t.va, n_valid, t.q);
   }
+  if (x) {
+    x->plain_acc = n_valid ? best_acc : 0;
+    x->plain_beta = beta;
+  }
+  if ((p->nb || (x && x->nb_probe)) &&
+      (st = naive_bayes(m, &t, train, n_train, valid, n_valid, x, &beta, &best_acc, err)) != US_OK)
+    goto fail;
   if (x) {
     x->best_epoch = best_epoch;
     x->best_acc = n_valid ? best_acc : 0;

@@ -125,16 +125,18 @@ static void model_should_round_trip_plain_and_quantized(void **state) {
   assert_true(q_size[1] < q_size[0]); /* 4-bit rows are half the bytes of int8 ones */
 }
 
-/* Rewrites a version 3 file of a model trained without the search as version 1 wrote it: 15
- * parameter ints instead of 18, and none of version 3's tokeniser options and search record
- * (56 bytes after the seed when the chosen setting is empty). */
+/* Rewrites a version 4 file of a model trained without the search or the naive Bayes term as
+ * version 1 wrote it: 15 parameter ints instead of 18, none of version 3's tokeniser options and
+ * search record (56 bytes after the seed when the chosen setting is empty), and none of version
+ * 4's naive Bayes section (8 bytes at the end when there is no term). */
 static char *as_version_1(const char *data, size_t len, size_t *out_len) {
   char *v1 = malloc(len);
   size_t seed_end = 52 + 18 * 4 + 4 * 8 + 8, v3_extra = 4 * 4 + 8 + 5 * 4 + 8 + 4;
   memcpy(v1, data, 52 + 15 * 4);
   memcpy(v1 + 52 + 15 * 4, data + 52 + 18 * 4, seed_end - (52 + 18 * 4));
-  memcpy(v1 + seed_end - 12, data + seed_end + v3_extra, len - seed_end - v3_extra);
-  *out_len = len - 12 - v3_extra;
+  size_t v4_extra = 4 + 4;
+  memcpy(v1 + seed_end - 12, data + seed_end + v3_extra, len - seed_end - v3_extra - v4_extra);
+  *out_len = len - 12 - v3_extra - v4_extra;
   uint32_t version = 1;
   uint64_t body = *out_len - 52;
   memcpy(v1 + 8, &version, 4);
@@ -161,14 +163,14 @@ static void version_1_files_should_still_load(void **state) {
     assert_int_equal(us_classifier_get_params(back)->min_count, 1);
     assert_int_equal(us_classifier_get_params(back)->min_count_ngram, 1);
     assert_int_equal(us_classifier_get_params(back)->quantize_bits, 8);
-    /* saved again, it is a version 3 file */
+    /* saved again, it is a version 4 file */
     assert_int_equal(us_classifier_save(back, path, &err), US_OK);
     us_classifier_free(back);
     free(data);
     read_all(path, &data, &len);
     uint32_t version;
     memcpy(&version, data + 8, 4);
-    assert_int_equal(version, 3);
+    assert_int_equal(version, 4);
     /* every truncation of the version 1 file is refused too */
     for (size_t n = 0; n < v1_len; n++) {
       char *copy = malloc(n ? n : 1);
@@ -303,7 +305,7 @@ static void wrong_version_and_magic_should_be_refused_clearly(void **state) {
   data[8] = 9;
   assert_int_equal(us_classifier_load_buffer(data, len, "v.bin", &back, &err), US_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "version 9"));
-  assert_non_null(strstr(err.msg, "versions 1 to 3"));
+  assert_non_null(strstr(err.msg, "versions 1 to 4"));
   assert_non_null(strstr(err.msg, "retrain"));
   data[8] = 2;
   data[0] = 'X';

@@ -430,6 +430,23 @@ us_status us_cache_call_exists(us_cache *c, const char *key, bool *found, us_err
   return st;
 }
 
+us_status us_cache_call_keys_since(us_cache *c, int64_t *rowid, us_call_key_fn fn, void *user,
+                                   us_err *err) {
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_CALL_KEYS_SINCE, err);
+  if (!s) return US_ERR_DB;
+  sqlite3_bind_int64(s, 1, *rowid);
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const char *key = (const char *)sqlite3_column_text(s, 1);
+    *rowid = sqlite3_column_int64(s, 0);
+    if (key) fn(user, key);
+  }
+  us_status st =
+      rc == SQLITE_DONE ? US_OK : us__cache_db_error(c, err, "listing the teacher calls' keys");
+  us__cache_done(s);
+  return st;
+}
+
 us_status us_cache_calls_each(us_cache *c, us_call_fn fn, void *user, us_err *err) {
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_CALLS_EACH, err);
   if (!s) return US_ERR_DB;

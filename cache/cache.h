@@ -95,6 +95,12 @@ us_status us_cache_call_put(us_cache *c, const us_call *call, bool *existed, us_
 us_status us_cache_call_get(us_cache *c, const char *key, us_call *out, bool *found, us_err *err);
 void us_call_free_fields(us_call *call);
 us_status us_cache_call_exists(us_cache *c, const char *key, bool *found, us_err *err);
+/* Calls fn(user, key) for each call stored after row *rowid (the calls table only grows), in
+ * the order they were stored, and leaves *rowid at the last one read: a reader that keeps *rowid
+ * sees each key once. key is valid during the call only. */
+typedef void (*us_call_key_fn)(void *user, const char *key);
+us_status us_cache_call_keys_since(us_cache *c, int64_t *rowid, us_call_key_fn fn, void *user,
+                                   us_err *err);
 
 /* Records a failed attempt series for a key (never served as a hit). */
 us_status us_cache_failure_put(us_cache *c, const char *key, int64_t prompt_id, int http_status,

@@ -2,10 +2,21 @@
 #include "core/hash.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
+
+/* SHA-256 fetched from the provider once: EVP_sha256() looks it up again on every digest
+ * (a lock and a search, most of the cost of hashing a request body). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void) {
+  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); /* kept for the process's life */
+}
 
 void us_sha256(const void *data, size_t len, unsigned char out[32]) {
   unsigned int n = 32;
-  EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+  pthread_once(&sha256_once, fetch_sha256);
+  EVP_Digest(data, len, out, &n, sha256_md ? sha256_md : EVP_sha256(), NULL);
 }
 
 void us_sha256_hex(const void *data, size_t len, char hex[US_SHA256_HEX_LEN + 1]) {

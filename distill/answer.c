@@ -264,36 +264,51 @@ static int usage_tokens(const cJSON *usage, const char *name) {
   return (int)v->valuedouble;
 }
 
+/* Parses body as JSON; NULL with the error set when it is not. */
+static cJSON *parse_body(const char *body, us_err *err) {
+  if (!body) {
+    us_err_set(err, US_ERR_TEACHER, "empty response body");
+    return NULL;
+  }
+  size_t len = strlen(body);
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+  if (!root)
+    us_err_set(err, US_ERR_TEACHER,
+               "response is not valid JSON (malformed or truncated at byte %zu of %zu)",
+               end ? (size_t)(end - body) : (size_t)0, len);
+  return root;
+}
+
+/* The first choice of a parsed response and its content string, or US_ERR_TEACHER saying what
+ * the body holds instead. */
+static us_status first_choice(const cJSON *root, const cJSON **choice, const cJSON **text,
+                              us_err *err) {
+  const cJSON *choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
+  *choice = cJSON_GetArrayItem(choices, 0);
+  const cJSON *msg = cJSON_GetObjectItemCaseSensitive(*choice, "message");
+  *text = cJSON_GetObjectItemCaseSensitive(msg, "content");
+  if (cJSON_IsObject(root) && cJSON_IsArray(choices) && cJSON_IsString(*text)) return US_OK;
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+  const cJSON *em = cJSON_GetObjectItemCaseSensitive(e, "message");
+  if (cJSON_IsString(em))
+    return us_err_set(err, US_ERR_TEACHER, "response carries an error: %.300s", em->valuestring);
+  return us_err_set(err, US_ERR_TEACHER, "response has no %s",
+                    !cJSON_IsArray(choices) || !*choice ? "\"choices\" array"
+                                                        : "choices[0].message.content string");
+}
+
 us_status us_response_parse(const char *body, char *const *labels, int n_labels, char **content,
                             int *prompt_tokens, int *completion_tokens, float *soft, bool *has_soft,
                             us_err *err) {
   *content = NULL;
   *prompt_tokens = *completion_tokens = -1;
   if (has_soft) *has_soft = false;
-  if (!body) return us_err_set(err, US_ERR_TEACHER, "empty response body");
-  size_t len = strlen(body);
-  const char *end = NULL;
-  cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
-  if (!root)
-    return us_err_set(err, US_ERR_TEACHER,
-                      "response is not valid JSON (malformed or truncated at byte %zu of %zu)",
-                      end ? (size_t)(end - body) : (size_t)0, len);
-  us_status st = US_OK;
-  const cJSON *choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
-  const cJSON *choice = cJSON_GetArrayItem(choices, 0);
-  const cJSON *msg = cJSON_GetObjectItemCaseSensitive(choice, "message");
-  const cJSON *text = cJSON_GetObjectItemCaseSensitive(msg, "content");
-  if (!cJSON_IsObject(root) || !cJSON_IsArray(choices) || !cJSON_IsString(text)) {
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
-    const cJSON *em = cJSON_GetObjectItemCaseSensitive(e, "message");
-    if (cJSON_IsString(em))
-      st = us_err_set(err, US_ERR_TEACHER, "response carries an error: %.300s", em->valuestring);
-    else
-      st = us_err_set(err, US_ERR_TEACHER, "response has no %s",
-                      !cJSON_IsArray(choices) || !choice ? "\"choices\" array"
-                                                         : "choices[0].message.content string");
-    goto done;
-  }
+  cJSON *root = parse_body(body, err);
+  if (!root) return US_ERR_TEACHER;
+  const cJSON *choice, *text;
+  us_status st = first_choice(root, &choice, &text, err);
+  if (st) goto done;
   *content = us_strdup(text->valuestring);
   if (!*content) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory copying the response content");
@@ -309,10 +324,9 @@ done:
   return st;
 }
 
-void us_response_usage(const char *body, us_usage *u) {
+static void usage_of(const cJSON *root, us_usage *u) {
   u->prompt_tokens = u->completion_tokens = -1;
   u->cached_tokens = u->reasoning_tokens = 0;
-  cJSON *root = body ? cJSON_Parse(body) : NULL;
   const cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
   if (cJSON_IsObject(usage)) {
     u->prompt_tokens = usage_tokens(usage, "prompt_tokens");
@@ -333,5 +347,21 @@ void us_response_usage(const char *body, us_usage *u) {
       if (outside) u->completion_tokens += reasoning;
     }
   }
+}
+
+void us_response_usage(const char *body, us_usage *u) {
+  cJSON *root = body ? cJSON_Parse(body) : NULL;
+  usage_of(root, u);
   cJSON_Delete(root);
+}
+
+us_status us_response_check(const char *body, us_usage *u, us_err *err) {
+  usage_of(NULL, u);
+  cJSON *root = parse_body(body, err);
+  if (!root) return US_ERR_TEACHER;
+  const cJSON *choice, *text;
+  us_status st = first_choice(root, &choice, &text, err);
+  if (!st) usage_of(root, u);
+  cJSON_Delete(root);
+  return st;
 }

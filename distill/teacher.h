@@ -201,6 +201,9 @@ char *us_answer_structured(const char *content);
 us_status us_response_parse(const char *body, char *const *labels, int n_labels, char **content,
                             int *prompt_tokens, int *completion_tokens, float *soft, bool *has_soft,
                             us_err *err);
+/* Whether body is such a response (as us_response_parse decides), with its usage as
+ * us_response_usage reads it (left at -1 / 0 when it is not): one parse for both. */
+us_status us_response_check(const char *body, us_usage *u, us_err *err);
 
 /* Seconds to wait from a Retry-After value (delta seconds or an HTTP date, relative to now_epoch)
  * or a retry-after-ms value; -1 if absent or unparseable. */

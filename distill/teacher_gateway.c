@@ -1,6 +1,7 @@
 /* The teacher gateway (distill/teacher_gateway.h): requests submitted from any thread, sent on
  * one thread through the labelling transport, retried and paid for under the same rules. A
  * submitted request waits in a queue; an eventfd wakes the thread out of the transport's wait. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "distill/teacher_gateway.h"
 
 #include <cjson/cJSON.h>
@@ -78,12 +79,16 @@ static void wake(us_teacher_gateway *g) {
   (void)n; /* a full counter already wakes the thread */
 }
 
+_Static_assert(sizeof(((gw_job *)0)->unanswered_why) ==
+                   sizeof(((us_teacher_reply *)0)->unanswered_why),
+               "reply_and_free copies one into the other");
+
 static void reply_and_free(us_teacher_gateway *g, gw_job *j, us_teacher_reply *r) {
   (void)g;
   r->attempts = j->attempts;
   r->unanswered = j->unanswered;
   r->unanswered_usd = j->unanswered * j->worst_usd;
-  snprintf(r->unanswered_why, sizeof r->unanswered_why, "%s", j->unanswered_why);
+  memcpy(r->unanswered_why, j->unanswered_why, sizeof r->unanswered_why); /* same size */
   r->latency_ms = (us_now() - j->submitted) * 1000;
   j->done(j->user, r);
   free(r->body);
@@ -117,12 +122,12 @@ static void retry_or_fail(us_teacher_gateway *g, gw_job *j, const us__resp_heade
   g->waiting = j;
 }
 
-static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_result *r) {
+/* u: the body's usage (us_response_check) */
+static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_result *r,
+                        us_usage u) {
   us_teacher_reply rep;
   memset(&rep, 0, sizeof rep);
   /* priced as labelling prices a call (cached input and reasoning by kind) */
-  us_usage u;
-  us_response_usage(r->body, &u);
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
   if (u.prompt_tokens < 0) u.prompt_tokens = (int)us__prompt_token_bound(j->len);
   if (u.completion_tokens < 0) u.completion_tokens = j->max_out;
@@ -176,16 +181,14 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
   }
   long code = r->http_status;
   if (code == 200) {
-    char *content = NULL;
-    int pt, ct;
+    us_usage u;
     us_err e = {0};
-    if (us_response_parse(r->body, NULL, 0, &content, &pt, &ct, NULL, NULL, &e)) {
+    if (us_response_check(r->body, &u, &e)) {
       may_be_billed(g, j, e.msg); /* a 200 is billed even if its body was unread */
       retry_or_fail(g, j, r->headers, 200, e.msg, now);
       return;
     }
-    free(content);
-    answered_ok(g, j, r);
+    answered_ok(g, j, r, u);
     return;
   }
   if (code == 408 || code == 409 || code == 429 || code >= 500) {
@@ -327,6 +330,7 @@ us_status us_teacher_gateway_open(const us_teacher_params *p, double spent_usd,
     return st;
   }
   g->thread_started = true;
+  pthread_setname_np(g->thread, "us-teacher"); /* named in top, perf and gdb */
   *out = g;
   return US_OK;
 }

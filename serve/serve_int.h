@@ -31,12 +31,26 @@ typedef struct us__student {
 } us__student;
 
 /* The answers the teacher gave while their rows wait for the log thread: an exact repeat in
- * that window is still a cache hit. Fixed slots indexed by the key's first bytes. */
+ * that window is still a cache hit. Buckets indexed by the key's first bytes, each a list, so
+ * no answer leaves before its row is written (us__recent_forget). */
 #define US__RECENT_SLOTS 1024
 typedef struct us__recent {
+  struct us__recent *next;
   char key[65];
   char *body;
 } us__recent;
+
+/* The keys of the answers stored in the workspace, as 64-bit hashes (serve/known.c): a key not
+ * in the set is not in the workspace, so its lookup skips SQLite. Filled from the calls table at
+ * start, by the log thread as it stores answers, and from rows other processes add (read every
+ * tick of the main loop). broken: out of memory or a failed read; every lookup goes on. */
+typedef struct us__known {
+  pthread_mutex_t lock;
+  uint64_t *slots; /* open addressing, 0 = empty */
+  size_t cap, n;
+  int64_t rowid; /* the last calls row read (under the server's read_lock) */
+  bool broken;
+} us__known;
 
 /* A row waiting for the log thread, with what it owns: the served row's strings, and for a
  * teacher answer the call (and, for the task, the prompt and target) to store. */
@@ -83,7 +97,8 @@ typedef struct us__server {
   double teacher_usd_per_request; /* what the teacher costs a task request on average */
   us_teacher_gateway *gateway;
   pthread_mutex_t recent_lock;
-  us__recent recent[US__RECENT_SLOTS];
+  us__recent *recent[US__RECENT_SLOTS];
+  us__known known;
 
   /* client keys (serve.api_keys_env), NULL-terminated, or NULL */
   char **api_keys;
@@ -111,8 +126,10 @@ typedef struct us__server {
   pthread_cond_t log_drained; /* to the request threads: the writer took the queue */
   us__log_item *log_items;
   size_t log_n, log_cap;
-  struct timespec log_first; /* when the oldest queued row came (CLOCK_REALTIME) */
-  bool log_urgent;           /* a teacher answer is queued: write it now */
+  struct timespec log_first;      /* when the oldest queued row came (CLOCK_REALTIME) */
+  bool log_urgent;                /* write now (the queue is full) */
+  bool log_paid;                  /* a teacher answer is queued: write it soon (LOG_PAID_WAIT_MS) */
+  struct timespec log_paid_first; /* when the oldest queued answer came (CLOCK_REALTIME) */
   bool log_stop;
   pthread_t log_thread;
   bool log_started;
@@ -144,7 +161,19 @@ void us__log_take_call(us__log_item *item, const char *key, char **request, us_t
  * so the workspace counts their worst case against the budget as labelling's rows are. */
 void us__log_unanswered(us__server *s, const char *key, const us_teacher_reply *r);
 void us__recent_put(us__server *s, const char *key, const char *body);
-char *us__recent_get(us__server *s, const char *key); /* copy or NULL */
+char *us__recent_get(us__server *s, const char *key);   /* copy or NULL */
+void us__recent_forget(us__server *s, const char *key); /* its row is written */
+void us__recent_free(us__server *s);
+
+/* ---- known.c ---- */
+void us__known_init(us__server *s);
+void us__known_free(us__server *s);
+/* Reads the keys of calls stored since the last refresh (by anyone) into the set. */
+void us__known_refresh(us__server *s);
+void us__known_add(us__server *s, const char *key);
+/* False only when no answer for key is stored (bar one a process other than this server stored
+ * since the last refresh); true: look in the workspace. */
+bool us__known_may_hold(us__server *s, const char *key);
 
 /* ---- metrics.c ---- */
 void us__metrics_observe(us__server *s, int route, double seconds);

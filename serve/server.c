@@ -188,6 +188,7 @@ static char *cached_answer(us__server *s, const char *key, double *cost) {
   *cost = 0;
   char *body = us__recent_get(s, key);
   if (body) return body;
+  if (!us__known_may_hold(s, key)) return NULL;
   us_call call;
   bool found = false;
   pthread_mutex_lock(&s->read_lock);
@@ -634,6 +635,7 @@ static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
   pthread_mutex_init(&s->log_lock, NULL);
   pthread_cond_init(&s->log_cond, NULL);
   pthread_cond_init(&s->log_drained, NULL);
+  us__known_init(s);
   const us_config *c = s->config;
   s->drift_to_teacher = !c->serve.on_drift || strcmp(c->serve.on_drift, "teacher") == 0;
   s->z = us_normal_quantile(c->quality.confidence);
@@ -661,6 +663,7 @@ static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
     return st;
   }
   if ((st = us_cache_open(us_pipeline_workspace_path(p), &s->read_cache, err))) return st;
+  us__known_refresh(s);
   us_cache_stats stats;
   if ((st = us_cache_stats_get(s->cache, &stats, err))) return st;
   int64_t paid = stats.calls - stats.calls_imported;
@@ -678,7 +681,7 @@ static void server_free(us__server *s) {
   us_teacher_gateway_close(s->gateway); /* every audit answered and queued */
   us__log_stop(s);
   us__student_release(s->student);
-  for (int i = 0; i < US__RECENT_SLOTS; i++) free(s->recent[i].body);
+  us__recent_free(s);
   for (char **k = s->api_keys; k && *k; k++) {
     explicit_bzero(*k, strlen(*k));
     free(*k);
@@ -688,6 +691,7 @@ static void server_free(us__server *s) {
   free(s->labels_joined);
   free(s->model_path);
   us_cache_close(s->read_cache);
+  us__known_free(s);
   pthread_mutex_destroy(&s->db_lock);
   pthread_mutex_destroy(&s->read_lock);
   pthread_mutex_destroy(&s->student_lock);
@@ -773,8 +777,10 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
     o->ready(o->user, &r);
   }
   double next_look = us_now() + c->serve.reload_check_s;
+  unsigned ticks = 0;
   while (!(o->stop && *o->stop)) {
     sleep_s(0.02);
+    if (++ticks % 5 == 0) us__known_refresh(s); /* answers other processes stored */
     if (o->reload && *o->reload) {
       *o->reload = 0;
       us__student_maybe_reload(s, true);

@@ -1,6 +1,7 @@
 /* serve/: recovering {text} from a rendered template exactly, the Wilson lower bound of the
  * audit, and the promise the server leans on: one loaded classifier answers from many threads at
- * once exactly as it answers from one (run under TSan with -fsanitize=thread where it builds). */
+ * once exactly as it answers from one (run under TSan with -fsanitize=thread where it builds);
+ * the teacher answers kept until written and the set of stored keys. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
@@ -220,6 +221,71 @@ static void one_classifier_should_answer_many_threads_alike(void **state) {
   us_model_free(shared);
 }
 
+/* A key of 64 hex digits whose first three (the recent table's bucket) are "abc". */
+static void colliding_key(int i, char key[65]) {
+  snprintf(key, 65, "abc%061d", i);
+}
+
+static void recent_answers_should_stay_until_their_row_is_written(void **state) {
+  (void)state;
+  static us__server s; /* big: not on the stack */
+  memset(&s, 0, sizeof s);
+  pthread_mutex_init(&s.recent_lock, NULL);
+  char key[65], body[32];
+  /* many answers in one bucket: none pushes another out before it is written */
+  for (int i = 0; i < 50; i++) {
+    colliding_key(i, key);
+    snprintf(body, sizeof body, "answer %d", i);
+    us__recent_put(&s, key, body);
+  }
+  for (int i = 0; i < 50; i++) {
+    colliding_key(i, key);
+    snprintf(body, sizeof body, "answer %d", i);
+    char *got = us__recent_get(&s, key);
+    assert_non_null(got);
+    assert_string_equal(got, body);
+    free(got);
+  }
+  colliding_key(7, key);
+  us__recent_put(&s, key, "answered again"); /* the same request twice: the later answer */
+  char *got = us__recent_get(&s, key);
+  assert_string_equal(got, "answered again");
+  free(got);
+  us__recent_forget(&s, key);
+  assert_null(us__recent_get(&s, key));
+  colliding_key(8, key);
+  got = us__recent_get(&s, key);
+  assert_string_equal(got, "answer 8");
+  free(got);
+  us__recent_free(&s);
+  assert_null(us__recent_get(&s, key));
+  pthread_mutex_destroy(&s.recent_lock);
+}
+
+static void known_keys_should_never_miss_a_key_added(void **state) {
+  (void)state;
+  static us__server s;
+  memset(&s, 0, sizeof s);
+  us__known_init(&s);
+  char key[65];
+  /* past several doublings of the table */
+  for (int i = 0; i < 20000; i += 2) {
+    snprintf(key, sizeof key, "%064x", i * 2654435761u);
+    us__known_add(&s, key);
+  }
+  int false_hits = 0;
+  for (int i = 0; i < 20000; i++) {
+    snprintf(key, sizeof key, "%064x", i * 2654435761u);
+    bool maybe = us__known_may_hold(&s, key);
+    if (i % 2 == 0)
+      assert_true(maybe);
+    else
+      false_hits += maybe;
+  }
+  assert_int_equal(false_hits, 0); /* 64-bit hashes of 20,000 keys do not collide */
+  us__known_free(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(template_match_should_recover_the_text_exactly),
@@ -227,6 +293,8 @@ int main(void) {
       cmocka_unit_test(wilson_low_should_match_known_values),
       cmocka_unit_test(fast_path_should_agree_with_the_full_parser),
       cmocka_unit_test(one_classifier_should_answer_many_threads_alike),
+      cmocka_unit_test(recent_answers_should_stay_until_their_row_is_written),
+      cmocka_unit_test(known_keys_should_never_miss_a_key_added),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -447,6 +447,15 @@ us_status us_cache_call_keys_since(us_cache *c, int64_t *rowid, us_call_key_fn f
   return st;
 }
 
+us_status us_cache_data_version(us_cache *c, int64_t *version, us_err *err) {
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_DATA_VERSION, err);
+  if (!s) return US_ERR_DB;
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) *version = sqlite3_column_int64(s, 0);
+  us__cache_done(s);
+  return rc == SQLITE_ROW ? US_OK : us__cache_db_error(c, err, "reading the data version");
+}
+
 us_status us_cache_calls_each(us_cache *c, us_call_fn fn, void *user, us_err *err) {
   sqlite3_stmt *s = us__cache_stmt(c, US__STMT_CALLS_EACH, err);
   if (!s) return US_ERR_DB;

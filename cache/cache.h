@@ -101,6 +101,9 @@ us_status us_cache_call_exists(us_cache *c, const char *key, bool *found, us_err
 typedef void (*us_call_key_fn)(void *user, const char *key);
 us_status us_cache_call_keys_since(us_cache *c, int64_t *rowid, us_call_key_fn fn, void *user,
                                    us_err *err);
+/* SQLite's data_version of this connection: it changes when another connection (in this process
+ * or another) commits, so a reader knows when what it read may be stale. */
+us_status us_cache_data_version(us_cache *c, int64_t *version, us_err *err);
 
 /* Records a failed attempt series for a key (never served as a hit). */
 us_status us_cache_failure_put(us_cache *c, const char *key, int64_t prompt_id, int http_status,

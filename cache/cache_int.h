@@ -35,6 +35,7 @@
     "attempts, imported, created_at, request, response FROM calls WHERE key = ?1")              \
   X(CALL_EXISTS, "SELECT 1 FROM calls WHERE key = ?1")                                          \
   X(CALL_KEYS_SINCE, "SELECT rowid, key FROM calls WHERE rowid > ?1 ORDER BY rowid")            \
+  X(DATA_VERSION, "PRAGMA data_version")                                                        \
   X(CALLS_EACH,                                                                                 \
     "SELECT key, http_status, prompt_tokens, completion_tokens, cost_usd, latency_ms, "         \
     "attempts, imported, created_at, request, response FROM calls ORDER BY key")                \

@@ -60,7 +60,7 @@ void us__known_add(us__server *s, const char *key) {
   pthread_mutex_unlock(&k->lock);
 }
 
-bool us__known_may_hold(us__server *s, const char *key) {
+bool us__known_has(us__server *s, const char *key) {
   us__known *k = &s->known;
   uint64_t h = key_hash(key);
   pthread_mutex_lock(&k->lock);
@@ -78,6 +78,39 @@ static void add_key(void *user, const char *key) {
   us__known_add(user, key);
 }
 
+/* Reads the keys committed since the last read (read_lock held); with only_if_changed, only when
+ * the workspace's data_version moved (one cheap PRAGMA when nothing did). */
+static us_status refresh_locked(us__server *s, bool only_if_changed, us_err *err) {
+  int64_t version = 0;
+  us_status st = us_cache_data_version(s->read_cache, &version, err);
+  if (st) return st;
+  if (only_if_changed && version == s->known.version) return US_OK;
+  /* the version is read first: a commit after it is seen by the next call */
+  st = us_cache_call_keys_since(s->read_cache, &s->known.rowid, add_key, s, err);
+  if (!st) s->known.version = version;
+  return st;
+}
+
+static void give_up_on(us__server *s, const us_err *err) {
+  pthread_mutex_lock(&s->known.lock);
+  give_up(&s->known, err->msg); /* a key it missed must not read as absent */
+  pthread_mutex_unlock(&s->known.lock);
+}
+
+bool us__known_may_hold(us__server *s, const char *key) {
+  if (us__known_has(s, key)) return true;
+  /* absent from the set: it may have been stored since the set was read */
+  us_err err = {0};
+  pthread_mutex_lock(&s->read_lock);
+  us_status st = refresh_locked(s, true, &err);
+  pthread_mutex_unlock(&s->read_lock);
+  if (st) {
+    give_up_on(s, &err);
+    return true;
+  }
+  return us__known_has(s, key);
+}
+
 void us__known_refresh(us__server *s) {
   pthread_mutex_lock(&s->known.lock);
   bool broken = s->known.broken;
@@ -85,13 +118,9 @@ void us__known_refresh(us__server *s) {
   if (broken) return;
   us_err err = {0};
   pthread_mutex_lock(&s->read_lock);
-  us_status st = us_cache_call_keys_since(s->read_cache, &s->known.rowid, add_key, s, &err);
+  us_status st = refresh_locked(s, false, &err);
   pthread_mutex_unlock(&s->read_lock);
-  if (st) {
-    pthread_mutex_lock(&s->known.lock);
-    give_up(&s->known, err.msg); /* a key it missed must not read as absent */
-    pthread_mutex_unlock(&s->known.lock);
-  }
+  if (st) give_up_on(s, &err);
 }
 
 void us__known_init(us__server *s) {

@@ -48,7 +48,8 @@ typedef struct us__known {
   pthread_mutex_t lock;
   uint64_t *slots; /* open addressing, 0 = empty */
   size_t cap, n;
-  int64_t rowid; /* the last calls row read (under the server's read_lock) */
+  int64_t rowid;   /* the last calls row read (under the server's read_lock) */
+  int64_t version; /* the read connection's data_version at that read (same lock) */
   bool broken;
 } us__known;
 
@@ -171,9 +172,12 @@ void us__known_free(us__server *s);
 /* Reads the keys of calls stored since the last refresh (by anyone) into the set. */
 void us__known_refresh(us__server *s);
 void us__known_add(us__server *s, const char *key);
-/* False only when no answer for key is stored (bar one a process other than this server stored
- * since the last refresh); true: look in the workspace. */
+/* False only when no answer for key is stored: a key not in the set is looked for again after
+ * reading the keys committed since (by this server's log thread or another process), when the
+ * workspace changed since the last read; true: look in the workspace. */
 bool us__known_may_hold(us__server *s, const char *key);
+/* Whether key is in the set as it stands (no workspace read). */
+bool us__known_has(us__server *s, const char *key);
 
 /* ---- metrics.c ---- */
 void us__metrics_observe(us__server *s, int route, double seconds);

@@ -777,10 +777,8 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
     o->ready(o->user, &r);
   }
   double next_look = us_now() + c->serve.reload_check_s;
-  unsigned ticks = 0;
   while (!(o->stop && *o->stop)) {
     sleep_s(0.02);
-    if (++ticks % 5 == 0) us__known_refresh(s); /* answers other processes stored */
     if (o->reload && *o->reload) {
       *o->reload = 0;
       us__student_maybe_reload(s, true);

@@ -482,6 +482,9 @@ static void usage(FILE *f) {
           "  --ratelimit-headers   send x-ratelimit-limit/remaining/reset-* headers\n"
           "  --ratelimit-requests N, --ratelimit-tokens N   advertised per-minute limits\n"
           "  --batch-delay-ms N    a batch completes N ms after it is created (default 0)\n"
+          "  --batch-create-delay-ms N  POST /batches creates the batch, then answers N ms\n"
+          "                        later (a client killed meanwhile never learns its id)\n"
+          "  --batch-create-delay-at K  ... for the K-th batch created only (0-based; default 0)\n"
           "  --batch-fail-rate P   fraction of batch rows answered with a 500 on a key's first\n"
           "                        --fault-max-per-key batch attempts (default 0)\n"
           "  --batch-expire N      the first N batches expire, about half their rows unanswered\n"
@@ -644,6 +647,10 @@ static int parse_flags(int argc, char **argv) {
       opts.require_key = v;
     } else if (strcmp(a, "--log-requests") == 0) {
       opts.log_path = v;
+    } else if (strcmp(a, "--batch-create-delay-at") == 0) {
+      ok = parse_int(v, 0, 1000000L, &n), opts.batch_create_delay_at = (int)n;
+    } else if (strcmp(a, "--batch-create-delay-ms") == 0) {
+      ok = parse_int(v, 0, 86400000L, &n), opts.batch_create_delay_ms = (int)n;
     } else if (strcmp(a, "--batch-delay-ms") == 0) {
       ok = parse_int(v, 0, 86400000L, &n), opts.batch_delay_ms = (int)n;
     } else if (strcmp(a, "--batch-fail-rate") == 0) {

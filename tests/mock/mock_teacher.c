@@ -23,6 +23,8 @@
 #include "mock.h"
 
 #define MOCK_MAX_BODY (16u << 20)
+/* A Batch API input file may be 200 MB (plus the multipart form around it). */
+#define MOCK_MAX_UPLOAD (210u << 20)
 
 static mock_options opts;
 static atomic_int stopping;
@@ -395,7 +397,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (!ctx) {
     ctx = calloc(1, sizeof *ctx);
     if (!ctx) return MHD_NO;
-    us_buf_init(&ctx->body, MOCK_MAX_BODY);
+    const char *files = strstr(url, "/files");
+    us_buf_init(&ctx->body,
+                files && strcmp(files, "/files") == 0 ? MOCK_MAX_UPLOAD : MOCK_MAX_BODY);
     *con_cls = ctx;
     return MHD_YES;
   }

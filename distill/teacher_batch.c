@@ -786,6 +786,7 @@ void us__batcher_collect(us__batcher *bt, us__transfer_done_fn done, void *user)
     bt->waiting -= b->n;
     batch_free(b);
     bt->batches[i] = bt->batches[--bt->n_batches];
+    break; /* one batch a call: the policy commits its answers before the next is read */
   }
   update_stats(bt);
 }

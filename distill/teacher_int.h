@@ -193,7 +193,8 @@ us_status us__batcher_take(us__batcher *b, void *job, const char *body, size_t l
 int us__batcher_in_flight(const us__batcher *b);
 /* Creates a batch of the draft; polls open batches when due. */
 void us__batcher_wait(us__batcher *b);
-/* Streams the files of the batches that ended and hands back every request they carried. */
+/* Streams the files of a batch that ended and hands back every request it carried; one batch a
+ * call, so the policy commits each batch's answers on their own. */
 void us__batcher_collect(us__batcher *b, us__transfer_done_fn done, void *user);
 /* Forgets the draft (its jobs are gone; the prompts are read again by the next run) and stops
  * waiting for the open batches (they stay open in the workspace for the next run). */

@@ -8,8 +8,14 @@
 #     calls row and a targets row, committed in batches), teacher requests per second;
 #  4. checks: answers = prompts, distinct keys billed = prompts, requests sent in all, keys billed
 #     twice (only the requests in flight at the kill can be), integrity_check.
+#  5. BATCH=1 (default): `understudy label` with teacher.mode "batch" against the mock's Batch API
+#     on a copy of the workspace the prompts stage wrote, batches of at most BATCH_MAX requests:
+#     peak RSS, wall and CPU time, batches created, rows billed once, answers committed
+#     (bench/results_million_batch.json). LIVE=0 skips 1 and 3 (the live runs).
 # Prints a summary and writes bench/results_million.json. Run it nice'd on a shared machine:
 #   N=1000000 C=256 WINDOW=4096 nice -n 5 bench/bench_million.sh
+#   N=200000 LIVE=0 nice -n 5 bench/bench_million.sh     # batch mode only
+#   (REUSE=1 WORK=DIR: with LIVE=0, the prompts stage a previous run left in DIR is kept)
 # Needs wrk, GNU time and sqlite3 (scripts/deps.sh bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +27,10 @@ KILL_AT=${KILL_AT:-0.6}
 WRK_SECONDS=${WRK_SECONDS:-10}
 CONNECTIONS=${CONNECTIONS:-$C}
 OUT_JSON=${OUT_JSON:-bench/results_million.json}
+LIVE=${LIVE:-1}
+BATCH=${BATCH:-1}
+BATCH_MAX=${BATCH_MAX:-50000}
+BATCH_JSON=${BATCH_JSON:-bench/results_million_batch.json}
 for tool in wrk sqlite3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench_million: $tool is missing: scripts/deps.sh bench" >&2; exit 1; }
 done
@@ -76,6 +86,7 @@ cat >"$work/config.json" <<EOF
 EOF
 
 # ---- 1. the mock alone ------------------------------------------------------------------------
+if [ "$LIVE" = 1 ]; then
 body='{"messages":[{"content":"You sort customer messages. Answer with exactly one label.","role":"system"},{"content":"Classify this customer message into one of: billing, tech, account, other.\nMessage: wrk probe, ticket 0, thanks\nLabel:","role":"user"}],"model":"mock-teacher","max_tokens":16,"temperature":0}'
 printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = %s\n' \
   "$(printf '%s' "$body" | quote)" >"$work/post.lua"
@@ -87,6 +98,7 @@ mock_rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
 mock_errors=$(awk '/Non-2xx|Socket errors/ {print}' "$work/wrk.txt" | tr '\n' ' ')
 log "mock bound: $mock_rps requests/s ${mock_errors:+($mock_errors)}"
 curl -sf -X POST "$root/_reset" >/dev/null
+fi
 
 # rusage FILE FIELD: one figure of GNU time -v's report.
 rusage() { awk -F': ' -v f="$2" 'index($1, f) { v = $2 } END { print v }' "$1"; }
@@ -97,16 +109,28 @@ cpu() { awk -v u="$(rusage "$1" 'User time')" -v s="$(rusage "$1" 'System time')
 db() { sqlite3 "$work/out/understudy.db" "$1"; }
 
 # ---- 2. the prompts stage ---------------------------------------------------------------------
-rm -rf "$work/out"
+# REUSE=1 with LIVE=0: the workspace a previous run of the prompts stage left in WORK, unlabelled
 prompts_load=$(load)
-log "prompts: $N (load $prompts_load)"
-/usr/bin/time -v -o "$work/prompts.time" "$bin" prompts "$work/config.json" >"$work/prompts.out" 2>&1 ||
-  { cat "$work/prompts.out" >&2; exit 1; }
+if [ "${REUSE:-0}" = 1 ] && [ "$LIVE" = 0 ] && [ -s "$work/prompts.time" ] &&
+  [ "$(db 'SELECT COUNT(*) FROM prompts;' 2>/dev/null)" = "$N" ] &&
+  [ "$(db 'SELECT COUNT(*) FROM calls;' 2>/dev/null)" = 0 ]; then
+  log "prompts: reusing the $N prompts of $work/out"
+else
+  rm -rf "$work/out"
+  log "prompts: $N (load $prompts_load)"
+  /usr/bin/time -v -o "$work/prompts.time" "$bin" prompts "$work/config.json" >"$work/prompts.out" 2>&1 ||
+    { cat "$work/prompts.out" >&2; exit 1; }
+fi
 prompts_rss=$(rusage "$work/prompts.time" 'Maximum resident')
 prompts_wall=$(seconds "$(rusage "$work/prompts.time" 'Elapsed (wall clock)')")
 prompts_cpu=$(cpu "$work/prompts.time")
 stored=$(db 'SELECT COUNT(*) FROM prompts;')
 log "prompts: $stored stored, peak RSS ${prompts_rss} KB, ${prompts_wall}s wall, ${prompts_cpu}s CPU"
+if [ "$BATCH" = 1 ]; then # the batch run labels a copy of the workspace as it is now
+  rm -rf "$work/outb" && mkdir -p "$work/outb"
+  sqlite3 "$work/out/understudy.db" "VACUUM INTO '$work/outb/understudy.db';"
+fi
+if [ "$LIVE" = 1 ]; then
 
 # ---- 3. label, kill -9 at KILL_AT, resume -----------------------------------------------------
 kill_at=$(awk -v n="$N" -v f="$KILL_AT" 'BEGIN { printf "%d", n * f }')
@@ -158,6 +182,54 @@ cpu_per=$(awk -v c="$label2_cpu" -v a="$resumed" 'BEGIN { printf "%.1f", c / a *
 log "resume: $resumed answers, peak RSS $label2_rss KB, ${label2_wall}s wall, ${label2_cpu}s CPU"
 grep -h "prompts:" "$work/label2.out" >&2 || true
 
+fi # LIVE
+
+# ---- 5. batch mode ----------------------------------------------------------------------------
+batch_run() {
+  python3 - "$work/config.json" "$work/configb.json" "$work/outb" "$BATCH_MAX" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["output"] = sys.argv[3]
+c["teacher"].update({"mode": "batch", "batch_max_requests": int(sys.argv[4]), "batch_poll_s": 1})
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
+  curl -sf -X POST "$root/_reset" >/dev/null
+  batch_load=$(load)
+  log "batch: $N prompts, batches of at most $BATCH_MAX (load $batch_load)"
+  /usr/bin/time -v -o "$work/batch.time" "$bin" label "$work/configb.json" --quiet \
+    >"$work/batch.out" 2>"$work/batch.err" || { cat "$work/batch.err" >&2; exit 1; }
+  batch_end_load=$(load)
+  local rss wall cpu_s answers created rows billed twice live
+  rss=$(rusage "$work/batch.time" 'Maximum resident')
+  wall=$(seconds "$(rusage "$work/batch.time" 'Elapsed (wall clock)')")
+  cpu_s=$(cpu "$work/batch.time")
+  answers=$(sqlite3 "$work/outb/understudy.db" 'SELECT COUNT(*) FROM calls;')
+  created=$(stats batches_created)
+  rows=$(stats batch_rows)
+  billed=$(stats batch_billed)
+  twice=$(stats keys_billed_more_than_once)
+  live=$(stats chat_requests)
+  log "batch: $answers answers, $created batches, peak RSS $rss KB, ${wall}s wall, ${cpu_s}s CPU (load $batch_load -> $batch_end_load)"
+  cat >"$BATCH_JSON" <<JSON
+{
+  "bench": "million_batch", "prompts": $N, "batch_max_requests": $BATCH_MAX, "window": $WINDOW,
+  "rss_kb": $rss, "wall_s": $wall, "cpu_s": $cpu_s, "batches_created": $created,
+  "batch_rows": $rows, "batch_billed": $billed, "keys_billed_twice": $twice,
+  "live_requests": $live, "answers": $answers,
+  "cpu_us_per_answer": $(awk -v c="$cpu_s" -v a="$answers" 'BEGIN { printf "%.1f", a ? c / a * 1e6 : 0 }'),
+  "load_start": "$batch_load", "load_end": "$batch_end_load"
+}
+JSON
+  cat "$BATCH_JSON"
+  [ "$answers" -eq "$N" ] || { log "FAIL: batch: $answers answers for $N prompts"; batch_status=1; }
+  [ "$billed" -eq "$N" ] || { log "FAIL: batch: $billed rows billed for $N prompts"; batch_status=1; }
+  [ "$twice" -eq 0 ] || { log "FAIL: batch: $twice keys billed twice"; batch_status=1; }
+  [ "$live" -eq 0 ] || { log "FAIL: batch: $live live requests"; batch_status=1; }
+}
+batch_status=0
+if [ "$BATCH" = 1 ]; then batch_run; fi
+[ "$LIVE" = 1 ] || exit $batch_status
+
 cat >"$OUT_JSON" <<EOF
 {
   "bench": "million", "prompts": $N, "concurrency": $C, "window": $WINDOW,
@@ -182,4 +254,5 @@ status=0
 [ "$billed_keys" -eq "$N" ] || { log "FAIL: $billed_keys distinct keys billed for $N prompts"; status=1; }
 [ "$twice" -le "$C" ] || { log "FAIL: $twice keys billed twice (more than the $C in flight)"; status=1; }
 [ "$integrity" = ok ] || { log "FAIL: integrity_check after the kill: $integrity"; status=1; }
+[ "$batch_status" -eq 0 ] || status=1
 exit $status

@@ -1,6 +1,7 @@
 /* Batch API batches in the workspace (schema version 5): each batch's id, the request keys it
  * carries, its last seen status, and, once its results are committed, what they cost and would
  * have cost live. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,8 +50,6 @@ void us_batches_free(us_batch *b, size_t n) {
     free(b[i].id);
     free(b[i].input_file_id);
     free(b[i].status);
-    for (size_t k = 0; k < b[i].n_keys; k++) free(b[i].keys[k]);
-    free(b[i].keys);
   }
   free(b);
 }
@@ -66,12 +65,6 @@ static int read_batch(sqlite3_stmt *s, void *row) {
   return oom;
 }
 
-static int read_key(sqlite3_stmt *s, void *row) {
-  int oom = 0;
-  *(char **)row = us__cache_column_text(s, 0, &oom);
-  return oom;
-}
-
 us_status us_cache_batches_open(us_cache *c, us_batch **out, size_t *n, us_err *err) {
   *out = NULL;
   *n = 0;
@@ -81,27 +74,140 @@ us_status us_cache_batches_open(us_cache *c, us_batch **out, size_t *n, us_err *
   size_t count = 0;
   us_status st = us__cache_read_rows(c, s, sizeof(us_batch), 4, read_batch, &rows, &count,
                                      "listing open batches", err);
-  us_batch *b = rows;
-  for (size_t i = 0; i < count && !st; i++) {
-    s = us__cache_stmt(c, US__STMT_BATCH_KEYS, err);
+  if (st) {
+    us_batches_free(rows, count);
+    if (st == US_ERR_NOMEM) us_err_set(err, US_ERR_NOMEM, "out of memory listing open batches");
+    return st;
+  }
+  *out = rows;
+  *n = count;
+  return US_OK;
+}
+
+us_status us_cache_batch_requests_add(us_cache *c, const char *id, const us_batch_request *rows,
+                                      size_t n, us_err *err) {
+  bool own_txn = sqlite3_get_autocommit(c->db) != 0;
+  us_status st = own_txn ? us_cache_begin(c, err) : US_OK;
+  if (st) return st;
+  for (size_t i = 0; i < n && !st; i++) {
+    sqlite3_stmt *s = us__cache_stmt(c, US__STMT_BATCH_ROW_INSERT, err);
     if (!s) {
       st = US_ERR_DB;
       break;
     }
-    sqlite3_bind_text(s, 1, b[i].id, -1, SQLITE_STATIC);
-    void *keys = NULL;
-    st = us__cache_read_rows(c, s, sizeof(char *), 64, read_key, &keys, &b[i].n_keys,
-                             "listing a batch's requests", err);
-    b[i].keys = keys;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, rows[i].key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, rows[i].prompt_id);
+    sqlite3_bind_int(s, 4, rows[i].attempts);
+    us__cache_bind_text(s, 5, rows[i].request);
+    st = us__cache_step_done(c, s, err, "recording a batch's requests");
   }
+  if (!st) {
+    sqlite3_stmt *s = us__cache_stmt(c, US__STMT_BATCH_GROW, err);
+    if (!s) {
+      st = US_ERR_DB;
+    } else {
+      sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(s, 2, (sqlite3_int64)n);
+      st = us__cache_step_done(c, s, err, "counting a batch's requests");
+    }
+  }
+  if (own_txn) {
+    if (st)
+      us_cache_rollback(c, NULL);
+    else
+      st = us_cache_commit(c, err);
+  }
+  return st;
+}
+
+us_status us_cache_batch_request_get(us_cache *c, const char *id, const char *key,
+                                     us_batch_request *row, bool *found, us_err *err) {
+  memset(row, 0, sizeof *row);
+  *found = false;
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_BATCH_ROW_GET, err);
+  if (!s) return US_ERR_DB;
+  sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  us_status st = US_OK;
+  if (rc == SQLITE_ROW) {
+    int oom = 0;
+    snprintf(row->key, sizeof row->key, "%s", key);
+    row->prompt_id =
+        sqlite3_column_type(s, 0) == SQLITE_NULL ? -1 : (int64_t)sqlite3_column_int64(s, 0);
+    row->attempts = sqlite3_column_int(s, 1);
+    row->request = us__cache_column_text(s, 2, &oom);
+    if (oom)
+      st = us_err_set(err, US_ERR_NOMEM, "out of memory reading batch %s's request %s", id, key);
+    else
+      *found = true;
+  } else if (rc != SQLITE_DONE) {
+    st = us__cache_db_error(c, err, "reading a batch's request");
+  }
+  us__cache_done(s);
+  return st;
+}
+
+us_status us_cache_batch_keys(us_cache *c, const char *id, char (**keys)[65], size_t *n,
+                              us_err *err) {
+  *keys = NULL;
+  *n = 0;
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_BATCH_KEYS, err);
+  if (!s) return US_ERR_DB;
+  sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+  char(*out)[65] = NULL;
+  size_t count = 0, cap = 0;
+  us_status st = US_OK;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (count == cap) {
+      cap = cap ? 2 * cap : 1024;
+      char(*grown)[65] = realloc(out, cap * sizeof *grown);
+      if (!grown) {
+        st = us_err_set(err, US_ERR_NOMEM, "out of memory listing batch %s's requests", id);
+        break;
+      }
+      out = grown;
+    }
+    const unsigned char *k = sqlite3_column_text(s, 0);
+    snprintf(out[count++], 65, "%s", k ? (const char *)k : "");
+  }
+  if (!st && rc != SQLITE_DONE) st = us__cache_db_error(c, err, "listing a batch's requests");
+  us__cache_done(s);
   if (st) {
-    us_batches_free(b, count);
-    if (st == US_ERR_NOMEM) us_err_set(err, US_ERR_NOMEM, "out of memory listing open batches");
+    free(out);
     return st;
   }
-  *out = b;
+  *keys = out;
   *n = count;
   return US_OK;
+}
+
+us_status us_cache_batch_key_open(us_cache *c, const char *key, bool *open, us_err *err) {
+  *open = false;
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_BATCH_KEY_OPEN, err);
+  if (!s) return US_ERR_DB;
+  sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  us_status st = US_OK;
+  if (rc == SQLITE_ROW)
+    *open = true;
+  else if (rc != SQLITE_DONE)
+    st = us__cache_db_error(c, err, "looking a request up in the open batches");
+  us__cache_done(s);
+  return st;
+}
+
+us_status us_cache_batch_uploaded(us_cache *c, const char *id, const char *new_id,
+                                  const char *input_file_id, us_err *err) {
+  sqlite3_stmt *s = us__cache_stmt(c, US__STMT_BATCH_UPLOADED, err);
+  if (!s) return US_ERR_DB;
+  sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, new_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 3, input_file_id, -1, SQLITE_STATIC);
+  sqlite3_bind_double(s, 4, us_epoch());
+  return us__cache_step_done(c, s, err, "recording a batch's uploaded file");
 }
 
 us_status us_cache_batch_status(us_cache *c, const char *id, const char *status, int64_t completed,

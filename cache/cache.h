@@ -242,15 +242,41 @@ typedef struct us_batch {
   char *id, *input_file_id, *status; /* as the API named them; status as last seen */
   int64_t n_requests;
   double created_at; /* epoch seconds */
-  char **keys;       /* the request keys it carries (its custom_ids), sorted */
-  size_t n_keys;
 } us_batch;
 
+/* One request a batch carries: its key (the custom_id), the prompt it answers, which attempt it
+ * is, and the canonical request (NULL, and prompt_id -1, in rows of batches recorded before
+ * schema version 7). */
+typedef struct us_batch_request {
+  char key[65];
+  int64_t prompt_id;
+  int attempts;
+  char *request;
+} us_batch_request;
+
 /* Records a batch the API has just created, with the keys of its requests, in one transaction
- * (or in the caller's, when one is open). */
+ * (or in the caller's, when one is open). keys may be NULL when n is 0 (a batch row to fill with
+ * us_cache_batch_requests_add). */
 us_status us_cache_batch_add(us_cache *c, const char *id, const char *input_file_id,
                              const char *status, const char *const *keys, size_t n, us_err *err);
-/* Batches whose results were not collected yet, oldest first, with their keys. Caller frees with
+/* Adds rows[0..n) to batch id (a key it already carries is left as it is) and counts them in its
+ * n_requests, in one transaction (or in the caller's). */
+us_status us_cache_batch_requests_add(us_cache *c, const char *id, const us_batch_request *rows,
+                                      size_t n, us_err *err);
+/* The row of batch id for key: *found false when the batch does not carry it. row->request is
+ * the caller's to free. */
+us_status us_cache_batch_request_get(us_cache *c, const char *id, const char *key,
+                                     us_batch_request *row, bool *found, us_err *err);
+/* The keys batch id carries, sorted, as one array of n 65-byte strings (caller frees *keys). */
+us_status us_cache_batch_keys(us_cache *c, const char *id, char (**keys)[65], size_t *n,
+                              us_err *err);
+/* Whether a batch not collected yet (created, pending or draft) carries key. */
+us_status us_cache_batch_key_open(us_cache *c, const char *key, bool *open, us_err *err);
+/* The file of batch id (a draft) was uploaded: the row becomes new_id ("pending:<file id>")
+ * with status "creating", its requests with it. */
+us_status us_cache_batch_uploaded(us_cache *c, const char *id, const char *new_id,
+                                  const char *input_file_id, us_err *err);
+/* Batches whose results were not collected yet, oldest first. Caller frees with
  * us_batches_free. */
 us_status us_cache_batches_open(us_cache *c, us_batch **out, size_t *n, us_err *err);
 void us_batches_free(us_batch *b, size_t n);

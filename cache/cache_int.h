@@ -8,7 +8,7 @@
 #include "cache/cache.h"
 
 /* Newest schema this build knows; schema.c holds one migration step per version. */
-#define US__CACHE_SCHEMA_VERSION 6
+#define US__CACHE_SCHEMA_VERSION 7
 /* PRAGMA application_id of an understudy workspace: "USDY". */
 #define US__CACHE_APPLICATION_ID 0x55534459
 
@@ -101,6 +101,18 @@
     "SELECT id, input_file_id, status, n_requests, created_at FROM batches "                    \
     "WHERE collected = 0 ORDER BY created_at, id")                                              \
   X(BATCH_KEYS, "SELECT key FROM batch_requests WHERE batch_id = ?1 ORDER BY key")              \
+  X(BATCH_ROW_INSERT,                                                                           \
+    "INSERT OR IGNORE INTO batch_requests(batch_id, key, prompt_id, attempts, request) "        \
+    "VALUES(?1, ?2, ?3, ?4, ?5)")                                                               \
+  X(BATCH_GROW, "UPDATE batches SET n_requests = n_requests + ?2 WHERE id = ?1")                \
+  X(BATCH_ROW_GET,                                                                              \
+    "SELECT prompt_id, attempts, request FROM batch_requests WHERE batch_id = ?1 AND key = ?2") \
+  X(BATCH_KEY_OPEN,                                                                             \
+    "SELECT 1 FROM batch_requests r JOIN batches b ON b.id = r.batch_id "                       \
+    "WHERE r.key = ?1 AND b.collected = 0 LIMIT 1")                                             \
+  X(BATCH_UPLOADED,                                                                             \
+    "UPDATE batches SET id = ?2, input_file_id = ?3, status = 'creating', updated_at = ?4 "     \
+    "WHERE id = ?1")                                                                            \
   X(BATCH_STATUS,                                                                               \
     "UPDATE batches SET status = ?2, completed = ?3, failed = ?4, updated_at = ?5 "             \
     "WHERE id = ?1")                                                                            \

@@ -160,13 +160,24 @@ static const char schema_v6[] =
     "  created_at REAL NOT NULL,"
     "  reason TEXT);";
 
+/* Version 7: a batch's requests in full. Each row keeps the prompt it answers, the attempt it
+ * is and the canonical request, so the answers of a batch are committed from its output file
+ * alone (streamed line by line) without holding any request in memory while the batch runs.
+ * Rows of batches recorded before this version have them NULL. A batch row whose id starts
+ * with "draft:" is being filled and was never uploaded: a run that finds one deletes it. */
+static const char schema_v7[] =
+    "ALTER TABLE batch_requests ADD COLUMN prompt_id INTEGER;"
+    "ALTER TABLE batch_requests ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE batch_requests ADD COLUMN request TEXT;";
+
 typedef struct migration_step {
   int version; /* user_version once the step is applied */
   const char *sql;
 } migration_step;
 
 static const migration_step migration_steps[] = {
-    {1, schema_v1}, {2, schema_v2}, {3, schema_v3}, {4, schema_v4}, {5, schema_v5}, {6, schema_v6},
+    {1, schema_v1}, {2, schema_v2}, {3, schema_v3}, {4, schema_v4},
+    {5, schema_v5}, {6, schema_v6}, {7, schema_v7},
 };
 
 static us_status pragma_int(us_cache *c, const char *pragma, int *out, us_err *err) {

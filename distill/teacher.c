@@ -91,6 +91,8 @@ typedef struct job {
   double bucket_tokens; /* what it counts against tokens_per_minute */
   double not_before;    /* monotonic time before which a retry may not start */
   int attempts;
+  int batched; /* batch mode: 1 written to a batch, 2 joined an open batch that carries it; the
+                * job leaves memory (its batch hands it back when it ends) */
 } job;
 
 /* The jobs of a pass held in memory: fresh ones (never sent) in prompt order, those in flight,
@@ -98,12 +100,13 @@ typedef struct job {
  * start again. The prompts are read from the workspace a window at a time (keyset pagination
  * by id) and only as the fresh queue runs low, so memory holds the requests in flight, the
  * retries and at most two windows of ready requests, never the whole workspace. In batch mode
- * a job lives until its batch ends, so there the jobs in memory are those in open batches. */
+ * a job leaves memory once it is in a batch (the workspace holds its request) and is made again
+ * when its batch ends, so there too memory holds at most two windows and the retries. */
 typedef struct job_queue {
   job *fresh_head, *fresh_tail; /* the fresh queue */
   size_t n_fresh;
   size_t n_open;   /* jobs in memory, neither answered nor recorded as failed */
-  size_t max_open; /* no more jobs in memory than this (SIZE_MAX: batch mode) */
+  size_t max_open; /* no more jobs in memory than this */
   job **retry;     /* jobs put back; room for every job in memory (retry_cap >= n_open) */
   size_t n_retry, retry_cap;
   size_t window;    /* teacher.window: prompts read at a time */
@@ -470,6 +473,18 @@ static us_status count_pass(teacher *t, us_err *err) {
   return US_OK;
 }
 
+/* Room in the retry array for one more job in memory: every job in memory may be put back at
+ * once. */
+static bool reserve_retry(job_queue *q) {
+  if (q->n_open < q->retry_cap) return true;
+  size_t cap = q->retry_cap ? 2 * q->retry_cap : 256;
+  job **grown = realloc(q->retry, cap * sizeof *grown);
+  if (!grown) return false;
+  q->retry = grown;
+  q->retry_cap = cap;
+  return true;
+}
+
 /* One prompt read from the workspace: a cached request gets its target checked; the rest
  * becomes a fresh job (or, for a dry run, an estimate and nothing kept). */
 static us_status plan_one(teacher *t, const us_prompt *p, us_err *err) {
@@ -508,15 +523,9 @@ static us_status plan_one(teacher *t, const us_prompt *p, us_err *err) {
     return US_OK;
   }
   job_queue *q = &t->queue;
-  if (q->n_open == q->retry_cap) { /* every job in memory may be put back at once */
-    size_t cap = q->retry_cap ? 2 * q->retry_cap : 256;
-    job **grown = realloc(q->retry, cap * sizeof *grown);
-    if (!grown) {
-      free(body);
-      return us_err_set(err, US_ERR_NOMEM, "out of memory queueing %zu requests", q->n_open + 1);
-    }
-    q->retry = grown;
-    q->retry_cap = cap;
+  if (!reserve_retry(q)) {
+    free(body);
+    return us_err_set(err, US_ERR_NOMEM, "out of memory queueing %zu requests", q->n_open + 1);
   }
   job *j = calloc(1, sizeof *j);
   if (!j) {
@@ -874,15 +883,32 @@ static job *next_job(teacher *t, double now, double *wake, size_t *retry_pos) {
   return t->queue.fresh_head;
 }
 
+/* Counted before the transport takes the job: a batch records its attempt as it takes it. */
 static us_status start(teacher *t, job *j, double now, us_err *err) {
-  us_status st = us__transport_start(t->transport, j, j->body, j->body_len, now, err);
-  if (st) return st;
   j->attempts++;
+  us_status st = us__transport_start(t->transport, j, j->body, j->body_len, now, err);
+  if (st) {
+    j->attempts--;
+    j->batched = 0;
+    return st;
+  }
   t->spend.in_flight_worst += j->worst_usd;
   us__bucket_take(&t->rpm, 1);
   us__bucket_take(&t->tpm, j->bucket_tokens);
   t->stats->requests++;
   return US_OK;
+}
+
+/* Batch mode: a job the batcher took leaves memory. One that joined an open batch sent nothing,
+ * and its worst case is counted by whoever wrote that batch's row. */
+static void batched_release(teacher *t, job *j) {
+  if (j->batched == 2) {
+    t->spend.in_flight_worst -= j->worst_usd;
+    t->stats->requests--;
+  }
+  free(j->body);
+  free(j);
+  t->queue.n_open--;
 }
 
 /* Starts as many requests as the free slots, the rate limits and the budget allow. Returns the
@@ -931,6 +957,7 @@ static double start_ready(teacher *t, double now) {
       j->next = NULL;
       q->n_fresh--;
     }
+    if (j->batched) batched_release(t, j);
     if (wants_refill(t)) { /* keep half a window ready behind the requests in flight */
       us_err err2 = {0};
       us_status st = refill(t, &err2);
@@ -943,12 +970,50 @@ static double start_ready(teacher *t, double now) {
   return wake;
 }
 
+/* ---- batch mode: jobs leave memory in a batch and come back when it ends ------------------ */
+
+static void batch_taken(void *user, void *job_ptr, bool joined, us_batch_request *row) {
+  (void)user;
+  job *j = job_ptr;
+  j->batched = joined ? 2 : 1;
+  row->prompt_id = j->prompt_id;
+  row->attempts = j->attempts;
+}
+
+static void *batch_revive(void *user, const us_batch_request *row, bool counted) {
+  teacher *t = user;
+  job_queue *q = &t->queue;
+  if (!reserve_retry(q)) return NULL;
+  job *j = calloc(1, sizeof *j);
+  /* a row recorded before schema 7 has no request: the answer is stored without it */
+  char *body = strdup(row->request ? row->request : "");
+  if (!j || !body) {
+    free(j);
+    free(body);
+    return NULL;
+  }
+  j->prompt_id = row->prompt_id;
+  memcpy(j->key, row->key, 65);
+  j->body = body;
+  j->body_len = strlen(body);
+  j->attempts = row->attempts > 0 ? row->attempts : 1;
+  j->worst_usd = us__request_worst_usd(t->params, j->body_len, worst_factor(t->params));
+  j->bucket_tokens = (double)j->body_len / 4 + t->params->max_tokens;
+  /* a batch of an earlier run: its worst case was never counted in this run's sum */
+  if (!counted) t->spend.in_flight_worst += j->worst_usd;
+  q->n_open++;
+  if (q->n_open > q->peak_open) q->peak_open = q->n_open;
+  return j;
+}
+
 /* ---- the loop ------------------------------------------------------------------------ */
 
 static void report_progress(teacher *t, double now, bool final) {
   if (!final && (!t->opt->progress || now - t->last_progress < PROGRESS_EVERY_S)) return;
   us_label_stats *s = t->stats;
   s->left = (int64_t)t->queue.n_open + (t->queue.unread > 0 ? t->queue.unread : 0);
+  if (t->transport && batch_mode(t->params)) /* requests in batches, not in memory */
+    s->left += us__transport_in_flight(t->transport);
   s->spent_total_usd = t->spend.before + t->spend.run;
   s->unanswered_total = t->spend.unanswered_before + s->unanswered;
   s->unanswered_total_usd = t->spend.unanswered;
@@ -1098,10 +1163,9 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   t.spend.unanswered = sp.unanswered_usd;
   t.spend.unanswered_before = sp.unanswered - stats->unanswered; /* not this run's earlier pass */
   t.queue.window = (size_t)params->window;
-  /* live: the requests in flight, the retries and two windows of ready ones; batch: a job lives
-   * until its batch ends, and batches are as large as teacher.batch_max_requests allows */
-  t.queue.max_open =
-      batch_mode(params) ? SIZE_MAX : 2 * t.queue.window + (size_t)params->concurrency;
+  /* the requests in flight, the retries and two windows of ready ones (batch mode: a job in a
+   * batch is not in memory) */
+  t.queue.max_open = 2 * t.queue.window + (size_t)params->concurrency;
   t.soft = calloc((size_t)(task->n_labels > 0 ? task->n_labels : 1), sizeof *t.soft);
   if (!t.soft) {
     st = us_err_set(err, US_ERR_NOMEM, "out of memory starting to label");
@@ -1110,7 +1174,10 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   st = count_pass(&t, err);
   if (!st) st = refill(&t, err);
   if (!st && opt->dry_run && t.queue.jobs > 0) cache_estimate(&t);
-  if (st || opt->dry_run || t.queue.n_open == 0) {
+  /* batch mode: every batch the workspace holds open is waited for, whatever this run asks */
+  us_batch_totals batches = {0};
+  if (!st && !opt->dry_run && batch_mode(params)) st = us_cache_batch_totals(cache, &batches, err);
+  if (st || opt->dry_run || (t.queue.n_open == 0 && batches.open == 0)) {
     if (!st) report_progress(&t, us_now(), true);
     if (!st && opt->stop && *opt->stop && !t.queue.exhausted) {
       t.stop.interrupted = true; /* stopped while passing over cached prompts */
@@ -1122,10 +1189,11 @@ static us_status label_pass(const us_task *task, const us_prompts_params *data,
   /* no more slots than requests to send */
   int64_t to_send = t.queue.unread + (int64_t)t.queue.n_open;
   int slots = params->concurrency < to_send ? params->concurrency : (int)to_send;
-  st = us__transport_open(params, slots, &t.transport, err);
+  st = us__transport_open(params, slots > 0 ? slots : 1, &t.transport, err);
   if (!st && batch_mode(params)) {
     us__batcher *batcher = NULL;
-    st = us__batcher_open(t.transport, params, cache, stats, &batcher, err);
+    us__batch_hooks hooks = {&t, batch_taken, batch_revive};
+    st = us__batcher_open(t.transport, params, cache, stats, &hooks, &batcher, err);
     if (!st) us__transport_set_batcher(t.transport, batcher);
   }
   if (st) goto done;

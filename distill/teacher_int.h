@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/buf.h"
 #include "core/status.h"
@@ -141,28 +142,62 @@ typedef struct us__call {
 us_status us__transport_call(us__transport *tr, const char *method, const char *path,
                              const char *json, const char *form_purpose, const char *form_file,
                              size_t form_len, us__call *out, us_err *err);
+/* The same POST of a multipart form, its file part the size bytes of file (read from its start,
+ * never held in memory). */
+us_status us__transport_upload(us__transport *tr, const char *path, const char *purpose, FILE *file,
+                               size_t size, us__call *out, us_err *err);
+/* A GET whose body, when the status is 200, goes to sink as it arrives (out->body stays empty;
+ * the sink scrubs what it keeps); any other status's body lands in out->body. The sink returns
+ * false to stop the transfer (out->answered false then). */
+typedef bool (*us__call_sink_fn)(void *user, const char *data, size_t n);
+us_status us__transport_get_stream(us__transport *tr, const char *path, us__call_sink_fn sink,
+                                   void *user, us__call *out, us_err *err);
 
 /* ---- the Batch API (teacher_batch.c) ----------------------------------------------------------
- * With teacher.mode "batch" the transport hands every request it is asked to start to a batcher:
- * requests started between two waits become one batch (or several, within
- * teacher.batch_max_requests and 200 MB), whose id is committed to the workspace the moment the
- * API returns it; the batcher polls open batches every teacher.batch_poll_s and, once a batch
- * ends, hands each request's outcome back through us__transport_collect as a finished transfer
- * (batch set). Batches a killed run left open are resumed: a request whose key one of them
- * carries joins it instead of being sent again. With teacher.batch_retry "live", a request a
- * batch failed or left unanswered goes to the live slots when it is started again. */
+ * With teacher.mode "batch" the transport hands every request it is asked to start to a batcher,
+ * which streams it into the batch being filled (a draft: its JSONL line to a temporary file, its
+ * row (key, prompt, attempt, request) to the workspace) and lets the job go: a request in a batch
+ * lives in the workspace, not in memory. A draft is uploaded and created as a batch when it holds
+ * teacher.batch_max_requests requests or US_TEACHER_BATCH_MAX_BYTES bytes, or at the next wait;
+ * the batch's id is committed the moment the API returns it. Every open batch recorded in the
+ * workspace (this run's, and those earlier runs left, whether or not this run asks for their
+ * requests) is polled every teacher.batch_poll_s; once one ends, its output and error files are
+ * streamed line by line and each request's outcome is handed back through us__transport_collect
+ * as a finished transfer (batch set) of a job the policy makes again from the workspace's row. A
+ * request whose key an open batch carries is never written again: it waits for that batch. With
+ * teacher.batch_retry "live", a request a batch failed or left unanswered goes to the live slots
+ * when it is started again. */
 typedef struct us__batcher us__batcher;
 
+/* How the batcher reaches the policy's jobs. */
+typedef struct us__batch_hooks {
+  void *user;
+  /* job went into a batch (joined: an open batch carries its request already, nothing was
+   * written); row gets its prompt id and attempt. The job is the policy's to free. */
+  void (*taken)(void *user, void *job, bool joined, us_batch_request *row);
+  /* A job again for a request a batch carried, to hand back through done. counted: the batch
+   * is this run's, so the request's worst case is still in the policy's in-flight sum. NULL when
+   * out of memory. */
+  void *(*revive)(void *user, const us_batch_request *row, bool counted);
+} us__batch_hooks;
+
 us_status us__batcher_open(us__transport *tr, const us_teacher_params *p, us_cache *cache,
-                           us_label_stats *stats, us__batcher **out, us_err *err);
+                           us_label_stats *stats, const us__batch_hooks *hooks, us__batcher **out,
+                           us_err *err);
 void us__batcher_close(us__batcher *b);
-/* Takes a request into a batch (true), or leaves it to the live slots (false). */
-bool us__batcher_take(us__batcher *b, void *job, const char *body, size_t len, double now);
+/* Takes a request into a batch (*taken true) or leaves it to the live slots (false). Fails when
+ * the workspace or the temporary file cannot be written, or a batch cannot be created. */
+us_status us__batcher_take(us__batcher *b, void *job, const char *body, size_t len, double now,
+                           bool *taken, us_err *err);
+/* Requests in the draft and in open batches, not handed back yet. */
 int us__batcher_in_flight(const us__batcher *b);
-/* Creates batches for the requests taken since the last call; polls open batches when due;
- * downloads the results of those that ended. */
+/* Creates a batch of the draft; polls open batches when due. */
 void us__batcher_wait(us__batcher *b);
+/* Streams the files of a batch that ended and hands back every request it carried; one batch a
+ * call, so the policy commits each batch's answers on their own. */
 void us__batcher_collect(us__batcher *b, us__transfer_done_fn done, void *user);
+/* Forgets the draft (its jobs are gone; the prompts are read again by the next run) and stops
+ * waiting for the open batches (they stay open in the workspace for the next run). */
 void us__batcher_abort(us__batcher *b, us__transfer_dropped_fn dropped, void *user);
 /* Attaches a batcher to tr: from now on tr hands requests to it (us__transport_close closes
  * it). */

@@ -352,7 +352,11 @@ bool us__transport_full(const us__transport *tr) {
 
 us_status us__transport_start(us__transport *tr, void *job, const char *body, size_t len,
                               double now, us_err *err) {
-  if (tr->batch && us__batcher_take(tr->batch, job, body, len, now)) return US_OK;
+  if (tr->batch) {
+    bool taken = false;
+    us_status st = us__batcher_take(tr->batch, job, body, len, now, &taken, err);
+    if (st || taken) return st;
+  }
   int free_slot = 0;
   while (free_slot < tr->n_slots && tr->slots[free_slot].job) free_slot++;
   if (free_slot == tr->n_slots)
@@ -465,15 +469,62 @@ void us__transport_abort(us__transport *tr, us__transfer_dropped_fn dropped, voi
 
 /* ---- requests outside the slots (the Batch API) ------------------------------------------ */
 
+/* Where a call's body goes: into out->body, or, once the status is 200 and a sink is set, to
+ * the sink as it arrives. */
+typedef struct call_sink {
+  us__call *out;
+  CURL *easy;
+  us__call_sink_fn fn;
+  void *user;
+} call_sink;
+
 static size_t on_call_body(char *data, size_t size, size_t n, void *user) {
-  us_buf *b = user;
-  if (us_buf_append(b, data, size * n)) return 0;
+  call_sink *cs = user;
+  long code = 0;
+  if (cs->fn) curl_easy_getinfo(cs->easy, CURLINFO_RESPONSE_CODE, &code);
+  if (cs->fn && code == 200) return cs->fn(cs->user, data, size * n) ? size * n : 0;
+  if (us_buf_append(&cs->out->body, data, size * n)) return 0;
   return size * n;
 }
+
+/* Reads the upload stream of a file part. */
+static size_t on_form_read(char *buffer, size_t size, size_t n, void *arg) {
+  return fread(buffer, size, n, (FILE *)arg);
+}
+
+static int on_form_seek(void *arg, curl_off_t offset, int origin) {
+  return fseeko((FILE *)arg, (off_t)offset, origin) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+}
+
+/* The one implementation of the calls below: a form's file part is form_file[0..form_len), or
+ * (form_stream set) stream_size bytes read from form_stream; a sink takes a 200's body. */
+static us_status call(us__transport *tr, const char *method, const char *path, const char *json,
+                      const char *form_purpose, const char *form_file, size_t form_len,
+                      FILE *form_stream, size_t stream_size, us__call_sink_fn sink, void *sink_user,
+                      us__call *out, us_err *err);
 
 us_status us__transport_call(us__transport *tr, const char *method, const char *path,
                              const char *json, const char *form_purpose, const char *form_file,
                              size_t form_len, us__call *out, us_err *err) {
+  return call(tr, method, path, json, form_purpose, form_file, form_len, NULL, 0, NULL, NULL, out,
+              err);
+}
+
+us_status us__transport_upload(us__transport *tr, const char *path, const char *purpose, FILE *file,
+                               size_t size, us__call *out, us_err *err) {
+  rewind(file);
+  return call(tr, "POST", path, NULL, purpose, "", 0, file, size, NULL, NULL, out, err);
+}
+
+us_status us__transport_get_stream(us__transport *tr, const char *path, us__call_sink_fn sink,
+                                   void *user, us__call *out, us_err *err) {
+  return call(tr, "GET", path, NULL, NULL, NULL, 0, NULL, 0, sink, user, out, err);
+}
+
+static us_status call(us__transport *tr, const char *method, const char *path, const char *json,
+                      const char *form_purpose, const char *form_file, size_t form_len,
+                      FILE *form_stream, size_t stream_size, us__call_sink_fn sink, void *sink_user,
+                      us__call *out, us_err *err) {
   memset(out, 0, sizeof *out);
   us_buf_init(&out->body, (size_t)1 << 31);
   static const char suffix[] = "/chat/completions";
@@ -500,8 +551,9 @@ us_status us__transport_call(us__transport *tr, const char *method, const char *
   }
   curl_easy_setopt(e, CURLOPT_URL, url.data);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+  call_sink cs = {out, e, sink, sink_user};
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_call_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &out->body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &cs);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 30000L);
   /* files can be large: give up only when the transfer stalls for a minute */
@@ -526,7 +578,11 @@ us_status us__transport_call(us__transport *tr, const char *method, const char *
     curl_mime_name(part, "file");
     curl_mime_filename(part, "understudy-batch.jsonl");
     curl_mime_type(part, "application/jsonl");
-    curl_mime_data(part, form_file, form_len);
+    if (form_stream)
+      curl_mime_data_cb(part, (curl_off_t)stream_size, on_form_read, on_form_seek, NULL,
+                        form_stream);
+    else
+      curl_mime_data(part, form_file, form_len);
     curl_easy_setopt(e, CURLOPT_MIMEPOST, mime);
   } else if (json) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(json));

@@ -67,6 +67,10 @@ typedef struct mock_options {
   int batch_delay_ms;     /* a batch completes this long after it was created */
   double batch_fail_rate; /* fraction of batch rows answered with a 500 (first attempts) */
   int batch_expire;       /* the first N batches expire with about half their rows unanswered */
+
+  /* POST /batches creates the batch, then answers batch_create_delay_ms later, for the batch of
+   * ordinal batch_create_delay_at only (0: the first created) */
+  int batch_create_delay_ms, batch_create_delay_at;
   bool die_with_parent;
   bool quiet;
   bool verbose;

@@ -179,12 +179,13 @@ static char *batch_json(const mock_batch *b) {
   return out;
 }
 
-static char *create(const char *body, size_t len, int *status) {
+static char *create(const mock_options *o, const char *body, size_t len, int *status) {
   cJSON *req = cJSON_ParseWithLength(body, len);
   const cJSON *file = cJSON_GetObjectItemCaseSensitive(req, "input_file_id");
   const cJSON *endpoint = cJSON_GetObjectItemCaseSensitive(req, "endpoint");
   const cJSON *window = cJSON_GetObjectItemCaseSensitive(req, "completion_window");
   char *out = NULL;
+  int ordinal = -1;
   if (!cJSON_IsString(file) || !cJSON_IsString(endpoint) || !cJSON_IsString(window)) {
     out = error_json("input_file_id, endpoint and completion_window are required", status, 400);
   } else if (strcmp(endpoint->valuestring, "/v1/chat/completions") != 0) {
@@ -212,11 +213,18 @@ static char *create(const char *body, size_t len, int *status) {
       b->created_epoch = time(NULL);
       for (size_t i = 0; i < f->len; i++) b->total += f->data[i] == '\n';
       store.n_batches++;
+      ordinal = b->ordinal;
       out = batch_json(b);
       *status = 200;
     }
     pthread_mutex_unlock(&store.lock);
     if (*status == 200) mock_ledger_batch_event("batches_created");
+    if (*status == 200 && o->batch_create_delay_ms > 0 && ordinal == o->batch_create_delay_at) {
+      /* created; the answer comes later */
+      struct timespec ts = {o->batch_create_delay_ms / 1000,
+                            (long)(o->batch_create_delay_ms % 1000) * 1000000L};
+      nanosleep(&ts, NULL);
+    }
   }
   cJSON_Delete(req);
   return out;
@@ -314,6 +322,11 @@ static void maybe_process(const mock_options *o, mock_batch *b) {
     cJSON_Delete(row);
     p += len + 1;
   }
+  if (f) { /* read once: a million prompts need not stay in the mock's memory */
+    free(f->data);
+    f->data = NULL;
+    f->len = 0;
+  }
   bool expired = b->ordinal < o->batch_expire;
   if (out.len) {
     size_t n = out.len;
@@ -393,7 +406,7 @@ char *mock_batch_route(const mock_options *o, const char *method, const char *ur
   bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
   const char *files = strstr(url, "/files"), *batches = strstr(url, "/batches");
   if (post && files && strcmp(files, "/files") == 0) return upload(content_type, body, len, status);
-  if (post && batches && strcmp(batches, "/batches") == 0) return create(body, len, status);
+  if (post && batches && strcmp(batches, "/batches") == 0) return create(o, body, len, status);
   if (get && batches && strcmp(batches, "/batches") == 0) return list(status);
   if (get && batches && strncmp(batches, "/batches/", 9) == 0 && !strchr(batches + 9, '/'))
     return retrieve(o, batches + 9, status);

@@ -23,6 +23,8 @@
 #include "mock.h"
 
 #define MOCK_MAX_BODY (16u << 20)
+/* A Batch API input file may be 200 MB (plus the multipart form around it). */
+#define MOCK_MAX_UPLOAD (210u << 20)
 
 static mock_options opts;
 static atomic_int stopping;
@@ -395,7 +397,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (!ctx) {
     ctx = calloc(1, sizeof *ctx);
     if (!ctx) return MHD_NO;
-    us_buf_init(&ctx->body, MOCK_MAX_BODY);
+    const char *files = strstr(url, "/files");
+    us_buf_init(&ctx->body,
+                files && strcmp(files, "/files") == 0 ? MOCK_MAX_UPLOAD : MOCK_MAX_BODY);
     *con_cls = ctx;
     return MHD_YES;
   }
@@ -482,6 +486,9 @@ static void usage(FILE *f) {
           "  --ratelimit-headers   send x-ratelimit-limit/remaining/reset-* headers\n"
           "  --ratelimit-requests N, --ratelimit-tokens N   advertised per-minute limits\n"
           "  --batch-delay-ms N    a batch completes N ms after it is created (default 0)\n"
+          "  --batch-create-delay-ms N  POST /batches creates the batch, then answers N ms\n"
+          "                        later (a client killed meanwhile never learns its id)\n"
+          "  --batch-create-delay-at K  ... for the K-th batch created only (0-based; default 0)\n"
           "  --batch-fail-rate P   fraction of batch rows answered with a 500 on a key's first\n"
           "                        --fault-max-per-key batch attempts (default 0)\n"
           "  --batch-expire N      the first N batches expire, about half their rows unanswered\n"
@@ -644,6 +651,10 @@ static int parse_flags(int argc, char **argv) {
       opts.require_key = v;
     } else if (strcmp(a, "--log-requests") == 0) {
       opts.log_path = v;
+    } else if (strcmp(a, "--batch-create-delay-at") == 0) {
+      ok = parse_int(v, 0, 1000000L, &n), opts.batch_create_delay_at = (int)n;
+    } else if (strcmp(a, "--batch-create-delay-ms") == 0) {
+      ok = parse_int(v, 0, 86400000L, &n), opts.batch_create_delay_ms = (int)n;
     } else if (strcmp(a, "--batch-delay-ms") == 0) {
       ok = parse_int(v, 0, 86400000L, &n), opts.batch_delay_ms = (int)n;
     } else if (strcmp(a, "--batch-fail-rate") == 0) {

@@ -193,11 +193,18 @@ static void cache_should_keep_open_batches_until_collected(void **state) {
   assert_string_equal(open[0].id, "batch_1");
   assert_string_equal(open[0].input_file_id, "file-1");
   assert_int_equal(open[0].n_requests, 3);
-  assert_int_equal(open[0].n_keys, 3);
-  assert_string_equal(open[0].keys[0], "aaa"); /* sorted */
-  assert_string_equal(open[0].keys[2], "ccc");
-  assert_int_equal(open[1].n_keys, 1);
+  char(*got)[65] = NULL;
+  size_t n_got = 0;
+  assert_int_equal(us_cache_batch_keys(c, "batch_1", &got, &n_got, &err), US_OK);
+  assert_int_equal(n_got, 3);
+  assert_string_equal(got[0], "aaa"); /* sorted */
+  assert_string_equal(got[2], "ccc");
+  free(got);
+  assert_int_equal(open[1].n_requests, 1);
   us_batches_free(open, n);
+  bool in_open = false;
+  assert_int_equal(us_cache_batch_key_open(c, "ccc", &in_open, &err), US_OK);
+  assert_true(in_open);
   assert_int_equal(us_cache_batch_status(c, "batch_1", "in_progress", 2, 0, &err), US_OK);
   assert_int_equal(us_cache_batch_collected(c, "batch_1", "completed", 3, 0.5, 1.0, &err), US_OK);
   assert_int_equal(us_cache_batches_open(c, &open, &n, &err), US_OK);
@@ -215,10 +222,12 @@ static void cache_should_keep_open_batches_until_collected(void **state) {
   assert_int_equal(us_cache_batches_open(c, &open, &n, &err), US_OK);
   assert_int_equal(n, 2);
   assert_string_equal(open[1].id, "batch_9");
-  assert_int_equal(open[1].n_keys, 2);
+  assert_int_equal(open[1].n_requests, 2);
   assert_string_equal(open[1].status, "validating");
   us_batches_free(open, n);
   assert_int_equal(us_cache_batch_collected(c, "batch_9", "completed", 0, 0, 0, &err), US_OK);
+  assert_int_equal(us_cache_batch_key_open(c, "ccc", &in_open, &err), US_OK);
+  assert_false(in_open); /* batch_1 and batch_9 are collected, batch_2 carries only "bbb" */
   us_batch_totals t;
   assert_int_equal(us_cache_batch_totals(c, &t, &err), US_OK);
   assert_int_equal(t.batches, 3);
@@ -226,6 +235,31 @@ static void cache_should_keep_open_batches_until_collected(void **state) {
   assert_int_equal(t.requests, 6);
   assert_int_equal(t.answered, 3);
   assert_true(t.live_usd - t.spent_usd == 0.5);
+  /* a draft filled in parts, uploaded, then created: its rows keep prompt, attempt, request */
+  assert_int_equal(us_cache_batch_add(c, "draft:1", "", "draft", NULL, 0, &err), US_OK);
+  us_batch_request rows[2] = {{"k1", 7, 1, "{\"a\":1}"}, {"k2", 8, 3, "{\"b\":2}"}};
+  assert_int_equal(us_cache_batch_requests_add(c, "draft:1", rows, 1, &err), US_OK);
+  assert_int_equal(us_cache_batch_requests_add(c, "draft:1", rows + 1, 1, &err), US_OK);
+  assert_int_equal(us_cache_batch_uploaded(c, "draft:1", "pending:file-7", "file-7", &err), US_OK);
+  assert_int_equal(us_cache_batch_rename(c, "pending:file-7", "batch_7", "validating", &err),
+                   US_OK);
+  us_batch_request row;
+  bool found = false;
+  assert_int_equal(us_cache_batch_request_get(c, "batch_7", "k2", &row, &found, &err), US_OK);
+  assert_true(found);
+  assert_int_equal(row.prompt_id, 8);
+  assert_int_equal(row.attempts, 3);
+  assert_string_equal(row.request, "{\"b\":2}");
+  free(row.request);
+  assert_int_equal(us_cache_batch_request_get(c, "batch_7", "k3", &row, &found, &err), US_OK);
+  assert_false(found);
+  assert_int_equal(us_cache_batches_open(c, &open, &n, &err), US_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(open[1].id, "batch_7");
+  assert_string_equal(open[1].input_file_id, "file-7");
+  assert_int_equal(open[1].n_requests, 2);
+  us_batches_free(open, n);
+  assert_int_equal(us_cache_batch_collected(c, "batch_7", "completed", 2, 0, 0, &err), US_OK);
   us_cache_close(c);
   /* the batches survive a reopen (what a killed run resumes from) */
   assert_int_equal(us_cache_open(path, &c, &err), US_OK);

@@ -17,14 +17,14 @@
 #include "student/lm_int.h"
 
 typedef struct opts {
-  const char *train, *test, *out, *preset;
+  const char *train, *test, *out, *preset, *valid;
   int layers, dim, heads, context, batch, vocab, steps, threads, repeats, limit, warmup, tokens;
   double lr, min_lr, wd, dropout;
 } opts;
 
 static int parse(int argc, char **argv, opts *o) {
-  *o =
-      (opts){NULL, NULL, NULL, NULL, 4, 256, 4, 256, 8, 1024, 10, 2, 3, 0, -1, 64, 1e-3, -1, -1, 0};
+  *o = (opts){NULL, NULL, NULL, NULL, NULL, 4,  256,  4,  256, 8, 1024,
+              10,   2,    3,    0,    -1,   64, 1e-3, -1, -1,  0};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) return fprintf(stderr, "bench_lm: %s needs a value\n", a), -1;
@@ -33,6 +33,8 @@ static int parse(int argc, char **argv, opts *o) {
       o->train = v;
     else if (!strcmp(a, "--test"))
       o->test = v;
+    else if (!strcmp(a, "--valid"))
+      o->valid = v;
     else if (!strcmp(a, "--out"))
       o->out = v;
     else if (!strcmp(a, "--preset"))
@@ -368,9 +370,10 @@ static void token_lengths(const us_lm *lm, const dataset *d) {
 }
 
 static int bench_snips(const opts *o) {
-  dataset tr, te;
+  dataset tr, te, va = {0};
   if (!o->train || !o->test) return fprintf(stderr, "bench_lm snips: --train and --test\n"), 2;
   if (load_jsonl(o->train, &tr) != 0 || load_jsonl(o->test, &te) != 0) return 1;
+  if (o->valid && load_jsonl(o->valid, &va) != 0) return 1;
   us_lm_train_params p;
   us_lm_train_params_defaults(&p);
   p.preset = o->preset;
@@ -388,6 +391,10 @@ static int bench_snips(const opts *o) {
   if (o->wd >= 0) p.weight_decay = o->wd;
   p.dropout = o->dropout;
   p.progress = print_progress;
+  us_lm_train_info info;
+  p.info = &info;
+  p.valid = va.ex; /* --valid: early stopping and the best check's loss (student/lm_budget.c) */
+  p.n_valid = va.n;
   us_lm *lm = NULL;
   us_err err;
   double t0 = us_now(), c0 = us_cpu_time();
@@ -427,12 +434,15 @@ static int bench_snips(const opts *o) {
       "\"dim\":%d,\"context\":%d,"
       "\"vocab\":%d,\"steps\":%d,\"batch\":%d,\"train_examples\":%zu,\"train_sec\":%.1f,"
       "\"train_cpu_sec\":%.1f,\"test_examples\":%zu,\"exact_match\":%.4f,\"slot_precision\":%.4f,"
-      "\"slot_recall\":%.4f,\"slot_f1\":%.4f,\"valid_json\":%.4f,\"gen_tokens_per_sec\":%.1f}\n",
+      "\"slot_recall\":%.4f,\"slot_f1\":%.4f,\"valid_json\":%.4f,\"gen_tokens_per_sec\":%.1f,"
+      "\"lr\":%g,\"steps_done\":%ld,\"best_valid_loss\":%.4f,\"best_step\":%ld}\n",
       us_blas_core(), o->dropout, lm->n_params, lm->config.layers, lm->config.dim,
       lm->config.context, lm->config.vocab, o->steps, o->batch, tr.n, train_sec, train_cpu, n_test,
       (double)exact / n_test, prec, rec, prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0.0,
-      (double)valid / n_test, gen_tokens / gen_sec);
+      (double)valid / n_test, gen_tokens / gen_sec, p.lr, info.steps_done, info.best_valid_loss,
+      info.best_step);
   us_lm_free(lm);
+  free_dataset(&va);
   free_dataset(&tr);
   free_dataset(&te);
   return 0;
@@ -445,7 +455,8 @@ int main(int argc, char **argv) {
     fprintf(stderr,
             "usage: bench_lm train|gen|snips [--dim D --layers L --heads H --context T "
             "--batch B --vocab V --steps S --threads N --repeats R --tokens N]\n"
-            "       bench_lm snips --train F.jsonl --test F.jsonl [--preset P] [--lr X] "
+            "       bench_lm snips --train F.jsonl --test F.jsonl [--valid F.jsonl] [--preset P] "
+            "[--lr X] "
             "[--warmup W] [--min-lr F] [--wd X] [--dropout P] [--limit N] [--out MODEL]\n");
     return 2;
   }

@@ -234,7 +234,7 @@ done:
 struct us_eval_data {
   us_report report;
   char student_desc[512]; /* classify: the student and, when searched, what was chosen */
-  char student_line[448]; /* generate: the description with what training chose */
+  char student_line[640]; /* generate: the description with what training chose */
   test_row *rows;
   size_t n_rows;
   int *reference, *predicted, *gold;

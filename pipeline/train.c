@@ -423,6 +423,18 @@ static void report_choice(lm_progress_state *s, const us_lm_progress *p) {
 
 static int on_lm_step(const us_lm_progress *p, void *user) {
   lm_progress_state *s = user;
+  if (p->note && s->opt && s->opt->progress) s->opt->progress(s->opt->progress_user, p->note);
+  if (p->trial) { /* the size trial: its steps are not the run's curve */
+    double now = us_now();
+    if (s->opt && s->opt->progress && !p->note && (now - s->last_report > 2.0 || p->step == 1)) {
+      char line[128];
+      snprintf(line, sizeof line, "size trial %d/2 (%s): step %ld/%ld  loss %.4f", p->trial,
+               p->preset, p->step, p->steps, p->loss);
+      s->opt->progress(s->opt->progress_user, line);
+      s->last_report = now;
+    }
+    return s->opt && s->opt->stop && *s->opt->stop ? 1 : 0;
+  }
   if (s->n == s->cap && !s->oom) {
     long cap = s->cap ? 2 * s->cap : 1024;
     us_curve_point *grown = realloc(s->losses, (size_t)cap * sizeof *grown);
@@ -473,10 +485,20 @@ static void describe_lm_choice(const us_lm_train_info *in, char *out, size_t cap
                     in->steps_planned);
   if (len < 0 || (size_t)len >= cap) return;
   if (in->best_step > 0)
+    len += snprintf(out + len, cap - (size_t)len,
+                    "; best validation loss %.4f at step %ld (%d checks of %zu examples)%s",
+                    in->best_valid_loss, in->best_step, in->evaluations, in->valid_examples,
+                    in->stopped_early ? "; stopped early" : "");
+  if (len < 0 || (size_t)len >= cap) return;
+  /* the size trial: "; size trial: nano 1.2345 (467 steps) vs micro 1.4567 (42 steps), kept nano"
+   */
+  if (in->trial_run)
     snprintf(out + len, cap - (size_t)len,
-             "; best validation loss %.4f at step %ld (%d checks of %zu examples)%s",
-             in->best_valid_loss, in->best_step, in->evaluations, in->valid_examples,
-             in->stopped_early ? "; stopped early" : "");
+             "; size trial: %s %.4f (%ld steps) vs %s %.4f (%ld steps), kept %s", in->trial_size[0],
+             in->trial_loss[0], in->trial_steps[0], in->trial_size[1], in->trial_loss[1],
+             in->trial_steps[1], in->trial_size[in->trial_winner]);
+  else if (in->trial_note[0])
+    snprintf(out + len, cap - (size_t)len, "; %s", in->trial_note);
 }
 
 /* Removes checkpoints of other trainings (other data or settings) from the output folder: a

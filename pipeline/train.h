@@ -34,7 +34,7 @@ typedef struct us_train_summary {
   int64_t model_bytes;       /* size of student.bin */
   us_autotune_info autotune; /* classify: what the automatic search chose (autotuned false: off) */
   char model_path[4096];
-  char chosen[320]; /* generate: the size, steps and time budget the trainer chose, else "" */
+  char chosen[512]; /* generate: the size, steps and time budget the trainer chose, else "" */
 } us_train_summary;
 
 typedef struct us_train_options {

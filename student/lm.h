@@ -108,6 +108,9 @@ typedef struct us_lm_progress {
   bool validated_now; /* this step ended with a validation check: valid_loss is fresh */
   double valid_loss;  /* the last validation loss; NAN before the first or without validation */
   long best_step;     /* the step of the best validation loss so far; 0 before */
+  int trial;          /* 1 or 2 while the size trial trains its first or second size (step and
+                         steps are then the trial's), else 0 */
+  const char *note;   /* a line to report (a size trial's result, the choice), else NULL */
 } us_lm_progress;
 
 /* Called after every step; a non-zero return stops training (status US_ERR_INTERRUPTED, the
@@ -130,6 +133,16 @@ typedef struct us_lm_train_info {
   long best_step;         /* step of the delivered weights' validation loss; 0: no validation */
   double best_valid_loss; /* NAN without validation examples */
   bool stopped_early;     /* patience ran out before the planned steps */
+  /* The size trial of "auto" (docs/lm.md): [0] the table's pick, [1] its neighbour, each trained
+   * trial_sec wall seconds (trial_steps steps), then scored on the same validation examples.
+   * trial_run false: skipped, trial_note says why ("" when "auto" with a budget did not apply). */
+  bool trial_run;
+  char trial_size[2][16];
+  long trial_steps[2];
+  double trial_sec[2];
+  double trial_loss[2];
+  int trial_winner; /* 0 or 1 */
+  char trial_note[160];
 } us_lm_train_info;
 
 /* Defaults (us_lm_train_params_defaults) are the config's (docs/config.md, student.*): preset
@@ -176,6 +189,10 @@ typedef struct us_lm_train_params {
   us_lm_train_info *info;      /* optional: what was chosen and done */
   double (*clock)(void *user); /* seconds; NULL: us_now. Tests inject their own. */
   void *clock_user;
+  /* The size table the presets and "auto" choose from (student/lm_int.h, smallest first); NULL:
+   * the built-in one (student/lm_budget.c). Tests inject tiny sizes. */
+  const struct us__lm_size *sizes;
+  size_t n_sizes;
 } us_lm_train_params;
 
 #define US_LM_EVALS_PER_RUN 20

@@ -8,8 +8,9 @@
 
 /* Throughput: `bench_lm train --layers L --dim D --heads H --context 128 --batch 12 --vocab
  * 1024 --threads 1`, tokens per CPU second of the training step (docs/lm.md, "Sizes"). The
- * learning rates: nano's was tuned on SNIPS (docs/lm.md); the larger ones follow the usual
- * smaller-rate-for-wider rule and were not tuned. */
+ * learning rates: nano's was tuned on SNIPS (docs/lm.md); micro's kept after a short SNIPS sweep
+ * (5e-4, 1e-3, 2e-3 at 100 steps; bench/RESULTS.md); mini's beat twice the rate at 40 steps
+ * (3e-4 not tried). */
 static const us__lm_size SIZES[] = {
     {"nano", 2, 128, 4, 128, 1536, 3e-3, 7970.0},
     {"micro", 4, 256, 4, 256, 4096, 1e-3, 1946.0},
@@ -42,6 +43,12 @@ const us__lm_size *us__lm_auto_size(const us__lm_data_stats *d, double budget_se
                                     int threads) {
   size_t n;
   const us__lm_size *sizes = us__lm_sizes(&n);
+  return us__lm_auto_size_from(sizes, n, d, budget_sec, steps, threads);
+}
+
+const us__lm_size *us__lm_auto_size_from(const us__lm_size *sizes, size_t n,
+                                         const us__lm_data_stats *d, double budget_sec, long steps,
+                                         int threads) {
   double cores = threads >= 2 ? 2.0 : 1.0;
   for (size_t i = n; i-- > 1;) {
     double tokens = budget_sec > 0 ? sizes[i].tokens_per_cpu_sec * cores * budget_sec
@@ -49,6 +56,35 @@ const us__lm_size *us__lm_auto_size(const us__lm_data_stats *d, double budget_se
     if (d->tokens > 0 && tokens >= US_LM_AUTO_MIN_EPOCHS * d->tokens) return &sizes[i];
   }
   return &sizes[0];
+}
+
+int us__lm_size_batch(const us__lm_size *size, int context) {
+  int b = size->tokens_per_step / (context > 0 ? context : 1);
+  return b < 1 ? 1 : b;
+}
+
+void us__lm_trial_plan_make(const us__lm_size *sizes, size_t n, const us__lm_size *pick,
+                            int context, double budget_sec, int threads, long warmup_steps,
+                            us__lm_trial_plan *plan) {
+  memset(plan, 0, sizeof *plan);
+  size_t i = (size_t)(pick - sizes);
+  if (n < 2 || i >= n || !(budget_sec > 0)) return;
+  plan->size[0] = pick;
+  plan->size[1] = i + 1 < n ? &sizes[i + 1] : &sizes[i - 1];
+  plan->seconds = US_LM_TRIAL_SHARE * budget_sec / 2;
+  double cores = threads >= 2 ? 2.0 : 1.0, slowest = INFINITY;
+  plan->run = true;
+  for (int k = 0; k < 2; k++) {
+    const us__lm_size *s = plan->size[k];
+    double tokens = plan->seconds * s->tokens_per_cpu_sec * cores;
+    double steps = floor(tokens / ((double)us__lm_size_batch(s, context) * context));
+    plan->steps[k] = steps > 1e9 ? 1000000000L : (long)steps;
+    plan->warmup[k] = plan->steps[k] / 5 < warmup_steps ? plan->steps[k] / 5 : warmup_steps;
+    if (plan->steps[k] < US_LM_TRIAL_MIN_STEPS) plan->run = false;
+    if (s->tokens_per_cpu_sec < slowest) slowest = s->tokens_per_cpu_sec;
+  }
+  /* a forward pass costs about a third of a training step's forward and backward */
+  plan->eval_tokens = US_LM_TRIAL_EVAL_SHARE * plan->seconds * slowest * cores * 3;
 }
 
 /* ---- the schedule ---- */
@@ -159,8 +195,9 @@ void us__lm_schedule_after_eval(us__lm_schedule *s, long done, double seconds, d
 
 double us__lm_schedule_lr(const us__lm_schedule *s, const us_lm_train_params *p, long step) {
   if (step < s->warmup) return p->lr * (double)(step + 1) / (double)s->warmup;
-  double span = (double)(s->steps - s->warmup);
-  double progress = span > 0 ? (double)(step - s->warmup) / span : 1.0;
+  long from = s->decay_from > s->warmup ? s->decay_from : s->warmup;
+  double span = (double)(s->steps - from);
+  double progress = step <= from ? 0.0 : span > 0 ? (double)(step - from) / span : 1.0;
   if (progress > 1.0) progress = 1.0;
   double min_lr = p->lr * p->min_lr_fraction;
   return min_lr + 0.5 * (p->lr - min_lr) * (1.0 + cos(3.141592653589793 * progress));

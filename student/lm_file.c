@@ -5,7 +5,8 @@
  *   0       4           magic "USLM"
  *   4       4           u32 format version (2)
  *   8       4           u32 flags: bit 0 = a training state follows the weights; bit 1 (only
- *                       with bit 0) = the state ends with the schedule
+ *                       with bit 0) = the state holds the schedule; bit 2 (only with bit 0) =
+ *                       the state ends with the early-stopping record
  *   12      24          u32 layers, dim, heads, context, vocab, hidden
  *   36      4           u32 heads_kv (divides heads)
  *   40      4           u32 untied: 1 = an output matrix follows the embeddings, 0 = tied
@@ -26,6 +27,11 @@
  *           4*n_params  f32 AdamW second moments
  *   if flags bit 1:
  *           8*2         u64 planned steps, warmup steps (a resumed run keeps its schedule)
+ *   if flags bit 2:
+ *           8           f64 best validation loss
+ *           8*5         u64 its step, checks since it, checks run, validation examples each
+ *                       check covers, steps between checks
+ *           4*n_params  f32 the best check's weights (a resumed run delivers what one run would)
  *   end-32  32          SHA-256 of every byte before it
  */
 #include <stdlib.h>
@@ -52,7 +58,7 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
   unsigned char h[LM_HEADER];
   memcpy(h, LM_MAGIC, 4);
   us_put_le32(h + 4, LM_VERSION);
-  us_put_le32(h + 8, ts ? (ts->planned ? 3u : 1u) : 0u);
+  us_put_le32(h + 8, ts ? 1u | (ts->planned ? 2u : 0u) | (ts->has_best ? 4u : 0u) : 0u);
   int fields[8] = {c->layers, c->dim,    c->heads,           c->context,
                    c->vocab,  c->hidden, us__lm_heads_kv(c), c->untied};
   for (int i = 0; i < 8; i++) us_put_le32(h + 12 + 4 * i, (uint32_t)fields[i]);
@@ -61,7 +67,7 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
   us_put_le32(h + 60, 0);
   us_put_le64(h + 64, lm->n_params);
   size_t bytes = lm->n_params * sizeof(float);
-  if (us_buf_reserve(out, LM_HEADER + bytes * (ts ? 3 : 1) + 4096) != US_OK ||
+  if (us_buf_reserve(out, LM_HEADER + bytes * (ts ? (ts->has_best ? 4 : 3) : 1) + 4096) != US_OK ||
       us_buf_append(out, h, sizeof h) != US_OK)
     goto nomem;
   us_status st = us_bpe_serialize(lm->bpe, out, err);
@@ -79,6 +85,14 @@ us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf
     us_put_le64(plan, ts->planned);
     us_put_le64(plan + 8, ts->warmup);
     if (ts->planned && us_buf_append(out, plan, sizeof plan) != US_OK) goto nomem;
+    if (ts->has_best) {
+      unsigned char e[48];
+      us_put_le_f64(e, ts->best_loss);
+      uint64_t w[5] = {ts->best_step, ts->bad, ts->evaluations, ts->valid_use, ts->eval_every};
+      for (int i = 0; i < 5; i++) us_put_le64(e + 8 + 8 * i, w[i]);
+      if (us_buf_append(out, e, sizeof e) != US_OK || us_buf_append(out, ts->best, bytes) != US_OK)
+        goto nomem;
+    }
   }
   unsigned char digest[32];
   us_sha256(out->data, out->len, digest);
@@ -122,7 +136,7 @@ static us_status parse_header(const unsigned char *d, size_t len, const char *pa
                       "%s: truncated language model: %zu bytes, shorter than the %zu-byte header",
                       path, len, *header);
   *flags = us_get_le32(d + 8);
-  if (*flags > 3u || *flags == 2u)
+  if (*flags > 7u || (*flags != 0 && !(*flags & 1u)))
     return us_err_set(err, US_ERR_FORMAT, "%s: unknown flags 0x%x in the header", path, *flags);
   memset(c, 0, sizeof *c);
   int *fields[8] = {&c->layers, &c->dim,    &c->heads,    &c->context,
@@ -144,6 +158,14 @@ static us_status parse_header(const unsigned char *d, size_t len, const char *pa
   return US_OK;
 }
 
+static void free_state(us__lm_train_state *ts) {
+  free(ts->m);
+  free(ts->v);
+  free(ts->best);
+  ts->m = ts->v = ts->best = NULL;
+  ts->has_best = false;
+}
+
 us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_lm **out,
                        us__lm_train_state *ts, bool *has_state, us_err *err) {
   *out = NULL;
@@ -159,7 +181,8 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
   /* what follows the tokeniser has a fixed size; a native tokeniser announces its own, an
    * imported one (marker UINT32_MAX, student/bpe.h) must fill the rest exactly */
   size_t n_params = us_lm_param_count(&c), bytes = n_params * sizeof(float);
-  size_t tail = bytes + (flags ? 64 + 2 * bytes : 0) + (flags & 2u ? 16 : 0) + 32;
+  size_t tail = bytes + (flags ? 64 + 2 * bytes : 0) + (flags & 2u ? 16 : 0) +
+                (flags & 4u ? 48 + bytes : 0) + 32;
   uint32_t n_merges = us_get_le32(d + header);
   bool imported = n_merges == UINT32_MAX;
   size_t expect = imported ? header + 4 + tail : header + 4 + 8 * (size_t)n_merges + tail;
@@ -220,25 +243,35 @@ us_status us__lm_parse(const unsigned char *d, size_t len, const char *path, us_
     for (int i = 0; i < 4; i++) ts->rng.s[i] = v[4 + i];
     ts->m = malloc(bytes);
     ts->v = malloc(bytes);
-    if (!ts->m || !ts->v) {
-      free(ts->m);
-      free(ts->v);
-      ts->m = ts->v = NULL;
+    ts->best = flags & 4u ? malloc(bytes) : NULL;
+    if (!ts->m || !ts->v || (flags & 4u && !ts->best)) {
+      free_state(ts);
       us_lm_free(lm);
       return us_err_set(err, US_ERR_NOMEM, "%s: out of memory for the optimiser state", path);
     }
     memcpy(ts->m, p + 64, bytes);
     memcpy(ts->v, p + 64 + bytes, bytes);
-    ts->planned = flags & 2u ? us_get_le64(p + 64 + 2 * bytes) : 0;
-    ts->warmup = flags & 2u ? us_get_le64(p + 72 + 2 * bytes) : 0;
+    const unsigned char *q = p + 64 + 2 * bytes;
+    ts->planned = flags & 2u ? us_get_le64(q) : 0;
+    ts->warmup = flags & 2u ? us_get_le64(q + 8) : 0;
+    q += flags & 2u ? 16 : 0;
+    ts->has_best = flags & 4u;
+    if (ts->has_best) {
+      ts->best_loss = us_get_le_f64(q);
+      uint64_t *w[5] = {&ts->best_step, &ts->bad, &ts->evaluations, &ts->valid_use,
+                        &ts->eval_every};
+      for (int i = 0; i < 5; i++) *w[i] = us_get_le64(q + 8 + 8 * i);
+      memcpy(ts->best, q + 48, bytes);
+    }
     if (us__first_nonfinite(ts->m, n_params) < n_params ||
-        us__first_nonfinite(ts->v, n_params) < n_params) {
-      free(ts->m);
-      free(ts->v);
-      ts->m = ts->v = NULL;
+        us__first_nonfinite(ts->v, n_params) < n_params ||
+        (ts->best &&
+         (us__first_nonfinite(ts->best, n_params) < n_params || !isfinite(ts->best_loss)))) {
+      free_state(ts);
       us_lm_free(lm);
       return us_err_set(err, US_ERR_FORMAT,
-                        "%s: corrupt checkpoint (an optimiser moment is not a finite number)",
+                        "%s: corrupt checkpoint (an optimiser moment or a best weight is not a "
+                        "finite number)",
                         path);
     }
     if (has_state) *has_state = true;

@@ -246,11 +246,19 @@ typedef struct us__lm_train_state {
   us_rng rng;
   float *m, *v;             /* (n_params) AdamW moments */
   uint64_t planned, warmup; /* the schedule a resumed run keeps; planned 0: not stored */
+  /* Early stopping (file flag bit 2), so that a resumed run delivers what one run would: the
+   * best check's loss, step and weights, the checks since it, the checks run, the validation
+   * examples each covers and the steps between checks. has_best false: nothing stored. */
+  bool has_best;
+  double best_loss;
+  uint64_t best_step, bad, evaluations, valid_use, eval_every;
+  float *best; /* (n_params) the best check's weights; allocated by us__lm_parse */
 } us__lm_train_state;
 
 us_status us__lm_serialize(const us_lm *lm, const us__lm_train_state *ts, us_buf *out, us_err *err);
 /* Parses data (len bytes, named path in messages). When ts is non-NULL and the file holds a
- * training state, fills it, allocating ts->m and ts->v (caller frees), and sets *has_state. */
+ * training state, fills it, allocating ts->m, ts->v and (with an early-stopping record)
+ * ts->best (caller frees), and sets *has_state. */
 us_status us__lm_parse(const unsigned char *data, size_t len, const char *path, us_lm **out,
                        us__lm_train_state *ts, bool *has_state, us_err *err);
 
@@ -313,6 +321,38 @@ int us__lm_auto_context(int longest);
 #define US_LM_AUTO_MIN_EPOCHS 30.0
 const us__lm_size *us__lm_auto_size(const us__lm_data_stats *d, double budget_sec, long steps,
                                     int threads);
+/* The same over another table (sizes[0..n), smallest first; tests inject tiny ones). */
+const us__lm_size *us__lm_auto_size_from(const us__lm_size *sizes, size_t n,
+                                         const us__lm_data_stats *d, double budget_sec, long steps,
+                                         int threads);
+
+/* The size trial of "auto" with a time budget: the table's pick and its neighbour (the next
+ * larger, or the next smaller when the pick is the largest) each train for the same share of
+ * the budget's wall time, warmup then the peak rate, and the lower validation loss wins; the
+ * winner continues with a cosine planned over the time left. The trial steps follow the table's
+ * measured rates, not the clock, so the choice is the same on any machine at least half as fast
+ * as the table (slower ones stop each trial after US_LM_TRIAL_CAP times its share). */
+#define US_LM_TRIAL_SHARE 0.15     /* of the budget, for both trials together */
+#define US_LM_TRIAL_MIN_STEPS 40   /* each trial needs this many steps, else no trial */
+#define US_LM_TRIAL_EVAL_SHARE 0.1 /* a trial's validation check may cost this much of it */
+#define US_LM_TRIAL_CAP                                             \
+  2.0 /* a trial stops after this many times its share of wall time \
+         (a machine much slower than the table) */
+typedef struct us__lm_trial_plan {
+  const us__lm_size *size[2]; /* [0] the table's pick, [1] its neighbour; NULL: none */
+  long steps[2];              /* steps each trains: seconds at the table's rate */
+  long warmup[2];             /* a fifth of those steps, at most the run's warmup */
+  double seconds;             /* each trial's share of the budget */
+  double eval_tokens;         /* tokens a check may score: US_LM_TRIAL_EVAL_SHARE of a trial */
+  bool run;                   /* both trials have US_LM_TRIAL_MIN_STEPS steps */
+} us__lm_trial_plan;
+/* Plans the trial of pick (an entry of sizes[0..n)) at the given context, budget and threads;
+ * warmup_steps is the run's. */
+void us__lm_trial_plan_make(const us__lm_size *sizes, size_t n, const us__lm_size *pick,
+                            int context, double budget_sec, int threads, long warmup_steps,
+                            us__lm_trial_plan *plan);
+/* Rows of `context` tokens a step of this size packs (tokens_per_step / context, at least 1). */
+int us__lm_size_batch(const us__lm_size *size, int context);
 
 /* The step schedule: warmup, then cosine to the planned total. With a time budget the total is
  * planned once the first steps are timed and re-planned at every validation check. */
@@ -330,6 +370,8 @@ typedef struct us__lm_schedule {
   double sec_per_eval;  /* measured by the last validation check, or estimated */
   double evals_seconds; /* spent in validation checks since the window started */
   long eval_every;      /* steps between validation checks; 0: none */
+  long decay_from;      /* the cosine starts here (the warmup's end when later; a trial's
+                           winner continues from its trial's last step) */
   bool validation;      /* there are validation examples to check */
 } us__lm_schedule;
 

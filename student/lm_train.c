@@ -74,6 +74,23 @@ const us_param *us_lm_train_param_table(size_t *n) {
   return LM_TRAIN_PARAMS;
 }
 
+/* The size table of this run: the injected one (tests), else student/lm_budget.c's. */
+static const us__lm_size *size_table(const us_lm_train_params *p, size_t *n) {
+  if (p->sizes && p->n_sizes > 0) {
+    *n = p->n_sizes;
+    return p->sizes;
+  }
+  return us__lm_sizes(n);
+}
+
+static const us__lm_size *size_named(const us_lm_train_params *p, const char *name) {
+  size_t n;
+  const us__lm_size *sizes = size_table(p, &n);
+  for (size_t i = 0; name && i < n; i++)
+    if (strcmp(name, sizes[i].name) == 0) return &sizes[i];
+  return NULL;
+}
+
 us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
   size_t n;
   const us_param *table = us_lm_train_param_table(&n);
@@ -97,7 +114,7 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
     return us_err_set(err, US_ERR_CONFIG,
                       "vocab_size: expected 0 (from the text) or at least %d, found %d",
                       US_BPE_MIN_VOCAB, p->vocab_size);
-  const us__lm_size *named = us__lm_size_named(p->preset);
+  const us__lm_size *named = size_named(p, p->preset);
   if (p->preset && !named && strcmp(p->preset, "auto") != 0)
     return us_err_set(err, US_ERR_CONFIG,
                       "preset: expected \"auto\", \"nano\", \"micro\", \"mini\" or null, found "
@@ -106,7 +123,7 @@ us_status us_lm_train_params_check(const us_lm_train_params *p, us_err *err) {
   /* heads against every width the run can have: the given one, else the preset's (all of the
    * table's under "auto") */
   size_t n_sizes;
-  const us__lm_size *sizes = us__lm_sizes(&n_sizes);
+  const us__lm_size *sizes = size_table(p, &n_sizes);
   for (size_t i = 0; i < n_sizes; i++) {
     if (named && &sizes[i] != named) continue;
     int dim = p->dim > 0 ? p->dim : sizes[i].dim, heads = p->heads > 0 ? p->heads : sizes[i].heads;
@@ -179,6 +196,7 @@ static us_status corpus_build(const us_bpe *bpe, const us_lm_example *ex, size_t
 typedef struct trainer {
   const us_lm_train_params *p; /* the caller's, with the preset's batch and rate filled in (eff) */
   us_lm_train_params eff;
+  const us_lm_train_params *caller; /* as given */
   us_lm *lm;
   corpus data;
   us__lm_acts acts;
@@ -204,6 +222,15 @@ typedef struct trainer {
   double valid_loss; /* the last check's; NAN before */
   int evaluations;
   double tokens_per_sec; /* measured for the plan */
+  bool resumed;          /* from a checkpoint */
+  /* the size trial (us__lm_trial_plan): what it did, and a line for the next progress call */
+  us__lm_trial_plan trial;
+  bool trial_ran;
+  long trial_steps[2];
+  double trial_sec[2], trial_loss[2];
+  int trial_winner;
+  char trial_note[160];
+  char note[256];
 } trainer;
 
 static void shuffle_epoch(trainer *t) {
@@ -325,8 +352,24 @@ static us_status save_checkpoint(trainer *t, us_err *err) {
   if (us_dist_rank() != 0) return US_OK; /* under MPI, rank 0 writes for every rank */
   us_buf b;
   us_buf_init(&b, 0);
-  us_status st =
-      t->lm->lora ? serialize_adapters(t, &b, err) : us__lm_serialize(t->lm, &t->ts, &b, err);
+  us_status st;
+  if (t->lm->lora) {
+    st = serialize_adapters(t, &b, err);
+  } else {
+    /* the early-stopping record, so that a resumed run delivers what one run would */
+    t->ts.has_best = t->best && t->early.best_step > 0;
+    if (t->ts.has_best) {
+      t->ts.best_loss = t->early.best;
+      t->ts.best_step = (uint64_t)t->early.best_step;
+      t->ts.bad = (uint64_t)t->early.bad;
+      t->ts.evaluations = (uint64_t)t->evaluations;
+      t->ts.valid_use = t->valid_use;
+      t->ts.eval_every = (uint64_t)t->sched.eval_every;
+      t->ts.best = t->best; /* borrowed for the write */
+    }
+    st = us__lm_serialize(t->lm, &t->ts, &b, err);
+    t->ts.best = NULL;
+  }
   if (st == US_OK) st = us_write_file_atomic(t->p->checkpoint_path, b.data, b.len, err);
   us_buf_free(&b);
   if (st != US_OK) us_err_prefix(err, "lm: checkpoint");
@@ -365,11 +408,13 @@ static us_status data_stats(const us_bpe *bpe, const us_lm_example *ex, size_t n
  * effective batch and rate; c receives the sizes a fresh model gets (given fields win). */
 static void choose_size(trainer *t, us_lm_config *c) {
   const us_lm_train_params *p = t->p;
-  t->size = us__lm_size_named(p->preset);
+  size_t n;
+  const us__lm_size *sizes = size_table(p, &n);
+  t->size = size_named(p, p->preset);
   t->auto_preset = t->size == NULL;
   if (t->auto_preset)
-    t->size = us__lm_auto_size(&t->stats, p->steps > 0 ? 0 : p->train_minutes * 60.0, p->steps,
-                               p->threads);
+    t->size = us__lm_auto_size_from(sizes, n, &t->stats, p->steps > 0 ? 0 : p->train_minutes * 60.0,
+                                    p->steps, p->threads);
   c->layers = p->layers > 0 ? p->layers : t->size->layers;
   c->dim = p->dim > 0 ? p->dim : t->size->dim;
   c->heads = p->heads > 0 ? p->heads : t->size->heads;
@@ -427,6 +472,8 @@ static us_status trainer_pretrained(trainer *t, const us_lm_example *ex, size_t 
   return US_OK;
 }
 
+static us_status fresh_state(trainer *t, us_err *err);
+
 /* The model and optimiser state: from the checkpoint when resuming, else fresh. Either way the
  * preset is chosen again from the same data, so a resumed run has the same batch and rate. */
 static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us_err *err) {
@@ -460,6 +507,14 @@ static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us
     if (st == US_OK) st = data_stats(t->lm->bpe, ex, n, &t->stats, err);
     if (st != US_OK) return st;
     choose_size(t, &c);
+    /* "auto" may have kept the size trial's other size: the checkpoint's sizes say which */
+    size_t n_sizes;
+    const us__lm_size *sizes = size_table(p, &n_sizes);
+    for (size_t i = 0; t->auto_preset && !t->custom && i < n_sizes; i++)
+      if (sizes[i].layers == t->lm->config.layers && sizes[i].dim == t->lm->config.dim &&
+          sizes[i].heads == t->lm->config.heads)
+        t->size = &sizes[i];
+    t->resumed = true;
     effective_params(t);
     return US_OK;
   }
@@ -483,13 +538,18 @@ static us_status trainer_model(trainer *t, const us_lm_example *ex, size_t n, us
   c.vocab = us_bpe_vocab_size(bpe);
   st = us_lm_new(&c, bpe, p->seed, &t->lm, err);
   if (st != US_OK) return st;
+  return fresh_state(t, err);
+}
+
+/* The batch and rate of the run, zero optimiser moments, the data order's seed. */
+static us_status fresh_state(trainer *t, us_err *err) {
   effective_params(t);
   t->ts.m = calloc(t->lm->n_params, sizeof(float));
   t->ts.v = calloc(t->lm->n_params, sizeof(float));
   if (!t->ts.m || !t->ts.v)
     return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the optimiser state");
-  t->ts.seed = p->seed;
-  us_rng_seed(&t->ts.rng, p->seed ^ 0xda7aull);
+  t->ts.seed = t->p->seed;
+  us_rng_seed(&t->ts.rng, t->p->seed ^ 0xda7aull);
   return US_OK;
 }
 
@@ -515,7 +575,12 @@ static us_status trainer_alloc(trainer *t, us_err *err) {
   t->grad = lo ? NULL : malloc((t->lm->n_params + 1) * sizeof(float));
   /* the best check's trainable weights: the model's, or the adapters' */
   size_t n_trainable = lo ? lo->n_params : t->lm->n_params;
-  if (t->valid.n > 0) t->best = malloc(n_trainable * sizeof(float));
+  if (t->valid.n > 0 && t->ts.best) { /* a resumed run's best weights */
+    t->best = t->ts.best;
+    t->ts.best = NULL;
+  } else if (t->valid.n > 0) {
+    t->best = malloc(n_trainable * sizeof(float));
+  }
   if (!t->batch.tokens || !t->batch.targets || !t->batch.pos || !t->batch.doc || !t->batch.mask ||
       !t->row || !t->perm || (!lo && !t->grad) || (t->valid.n > 0 && !t->best))
     return us_err_set(err, US_ERR_NOMEM, "lm: out of memory for the training buffers");
@@ -545,6 +610,7 @@ static void trainer_free(trainer *t) {
   free(t->perm);
   free(t->grad);
   free(t->best);
+  free(t->ts.best);
   free(t->ts.m);
   free(t->ts.v);
   corpus_free(&t->data);
@@ -682,6 +748,15 @@ static void fill_info(const trainer *t, bool stopped_early, us_lm_train_info *in
   info->best_step = t->best ? t->early.best_step : 0;
   info->best_valid_loss = t->best && t->early.best_step > 0 ? t->early.best : NAN;
   info->stopped_early = stopped_early;
+  info->trial_run = t->trial_ran;
+  for (int k = 0; k < 2 && t->trial.size[0]; k++) {
+    snprintf(info->trial_size[k], sizeof info->trial_size[k], "%s", t->trial.size[k]->name);
+    info->trial_steps[k] = t->trial_ran ? t->trial_steps[k] : 0;
+    info->trial_sec[k] = t->trial_sec[k];
+    info->trial_loss[k] = t->trial_ran ? t->trial_loss[k] : NAN;
+  }
+  info->trial_winner = t->trial_winner;
+  snprintf(info->trial_note, sizeof info->trial_note, "%s", t->trial_note);
 }
 
 /* One optimiser step on the next batch; the loss in *loss. */
@@ -760,6 +835,220 @@ static us_status resume_adapters(trainer *t, us_err *err) {
   return US_OK;
 }
 
+/* ---- data and buffers ---- */
+
+/* Tokenises the training and validation examples and allocates the step's buffers. */
+static us_status trainer_data(trainer *t, const us_lm_example *ex, size_t n, us_err *err) {
+  const us_lm_train_params *p = t->caller;
+  int T = t->lm->config.context;
+  us_status st = corpus_build(t->lm->bpe, ex, n, T, &t->data, err);
+  size_t n_valid = p->valid ? (p->n_valid < US_LM_VALID_MAX ? p->n_valid : US_LM_VALID_MAX) : 0;
+  if (st == US_OK && n_valid > 0)
+    st = corpus_build(t->lm->bpe, p->valid, n_valid, T, &t->valid, err);
+  t->valid_use = t->valid.n;
+  if (st == US_OK) st = trainer_alloc(t, err);
+  return st;
+}
+
+/* ---- the size trial ("auto" with a time budget; us__lm_trial_plan in lm_int.h) ---- */
+
+/* A trainer for the neighbouring size: a copy of the tokeniser, the same context, data and
+ * validation examples, fresh weights from the same seed. */
+static us_status trainer_neighbour(trainer *u, const trainer *t, const us__lm_size *size,
+                                   const us_lm_example *ex, size_t n, us_err *err) {
+  memset(u, 0, sizeof *u);
+  u->p = u->caller = t->caller;
+  u->size = size;
+  u->auto_preset = true;
+  u->stats = t->stats;
+  u->valid_loss = NAN;
+  us_lm_config c = t->lm->config;
+  c.layers = size->layers;
+  c.dim = size->dim;
+  c.heads = size->heads;
+  c.hidden = us_lm_config_hidden(c.dim);
+  us_buf b;
+  us_buf_init(&b, 0);
+  us_bpe *bpe = NULL;
+  size_t used = 0;
+  us_status st = us_bpe_serialize(t->lm->bpe, &b, err);
+  if (st == US_OK) st = us_bpe_deserialize((const unsigned char *)b.data, b.len, &used, &bpe, err);
+  us_buf_free(&b);
+  if (st == US_OK) st = us_lm_new(&c, bpe, t->caller->seed, &u->lm, err);
+  if (st == US_OK) st = fresh_state(u, err);
+  if (st == US_OK) st = trainer_data(u, ex, n, err);
+  return st;
+}
+
+/* A progress call for a trial step (which: 1 or 2) or a note; non-zero: stop. */
+static int trial_progress(const trainer *t, int which, long step, long steps, double loss,
+                          double lr, const char *note) {
+  const us_lm_train_params *p = t->p;
+  if (!p->progress) return 0;
+  us_lm_progress pr;
+  memset(&pr, 0, sizeof pr);
+  pr.step = step;
+  pr.steps = steps;
+  pr.loss = loss;
+  pr.lr = lr;
+  pr.n_params = t->lm->n_params;
+  pr.preset = t->size->name;
+  pr.auto_preset = true;
+  pr.budget_sec = p->train_minutes * 60.0;
+  pr.valid_loss = t->valid_loss;
+  pr.trial = which;
+  pr.note = note;
+  return p->progress(&pr, p->progress_user);
+}
+
+/* Trains t for `steps` steps (warmup, then the peak rate: the winner's cosine is planned after),
+ * or until cap_sec of wall time have passed (a machine much slower than the table's rates), then
+ * scores the validation examples; *done the steps run, *sec their wall time. */
+static us_status run_trial(trainer *t, int which, long steps, long warmup, double cap_sec,
+                           long *done, double *sec, us_err *err) {
+  memset(&t->sched, 0, sizeof t->sched);
+  t->sched.steps = t->sched.decay_from = steps;
+  t->sched.warmup = warmup;
+  t->sched.planned = t->sched.fixed = true;
+  shuffle_epoch(t);
+  double t0 = shared_clock(t), now = t0;
+  long step = 0;
+  for (; step < steps && now - t0 < cap_sec; step++) {
+    double loss = 0, lr = 0;
+    us_status st = train_step(t, step, &loss, &lr, err);
+    if (st != US_OK) return st;
+    if (trial_progress(t, which, step + 1, steps, loss, lr, NULL) != 0)
+      return us_err_set(err, US_ERR_INTERRUPTED,
+                        "lm: training stopped at step %ld of %ld of the size trial of %s", step + 1,
+                        steps, t->size->name);
+    now = shared_clock(t);
+  }
+  *done = step;
+  *sec = now - t0;
+  t->valid_loss = validation_loss(t);
+  return US_OK;
+}
+
+/* The validation examples both trials score: as many as US_LM_TRIAL_EVAL_SHARE of a trial
+ * allows at the table's rate (at least 32), the same for both sizes and on any load. */
+static size_t trial_valid_use(const trainer *t) {
+  double mean = (double)t->valid.start[t->valid.n] / (double)t->valid.n;
+  double fit = mean > 0 ? t->trial.eval_tokens / mean : (double)t->valid.n;
+  size_t use = fit < 32 ? 32 : fit > (double)t->valid.n ? t->valid.n : (size_t)fit;
+  return use < t->valid.n ? use : t->valid.n;
+}
+
+static void describe_trial(const trainer *t, int k, long steps, double sec, double loss, char *out,
+                           size_t cap) {
+  snprintf(out, cap,
+           "size trial %d/2: %s (%d layers, dim %d, %zu parameters): %ld steps in %.1f s, "
+           "validation loss %.4f on %zu examples",
+           k + 1, t->size->name, t->lm->config.layers, t->lm->config.dim, t->lm->n_params, steps,
+           sec, loss, t->valid_use);
+}
+
+/* Trains the table's pick (t) and its neighbour for the same share of the budget, keeps the one
+ * with the lower validation loss in t (weights, optimiser state, data position) and frees the
+ * other. */
+static us_status size_trial(trainer *t, const us_lm_example *ex, size_t n, us_err *err) {
+  us__lm_trial_plan plan = t->trial;
+  trainer u;
+  us_status st = trainer_neighbour(&u, t, plan.size[1], ex, n, err);
+  double sec[2] = {0, 0}, loss[2] = {NAN, NAN};
+  long done[2] = {0, 0};
+  trainer *side[2] = {t, &u};
+  if (st == US_OK) t->valid_use = u.valid_use = trial_valid_use(t);
+  for (int k = 0; k < 2 && st == US_OK; k++) {
+    st = run_trial(side[k], k + 1, plan.steps[k], plan.warmup[k], US_LM_TRIAL_CAP * plan.seconds,
+                   &done[k], &sec[k], err);
+    if (st != US_OK) break;
+    loss[k] = side[k]->valid_loss;
+    describe_trial(side[k], k, done[k], sec[k], loss[k], t->note, sizeof t->note);
+    if (trial_progress(side[k], k + 1, done[k], plan.steps[k], 0, 0, t->note) != 0)
+      st = us_err_set(err, US_ERR_INTERRUPTED, "lm: training stopped after the size trial of %s",
+                      side[k]->size->name);
+  }
+  t->note[0] = '\0';
+  if (st == US_OK) {
+    int w = loss[1] < loss[0] ? 1 : 0; /* a tie, or a NaN, keeps the table's pick */
+    char note[160];
+    snprintf(note, sizeof note, "kept %s by validation loss (%.4f against %.4f for %s)",
+             plan.size[w]->name, loss[w], loss[1 - w], plan.size[1 - w]->name);
+    if (w == 1) { /* the neighbour continues; the pick is freed */
+      trainer keep = u;
+      u = *t;
+      *t = keep;
+      t->p = &t->eff;
+      u.p = &u.eff;
+    }
+    t->trial = plan;
+    t->trial_ran = true;
+    t->trial_winner = w;
+    for (int k = 0; k < 2; k++) {
+      t->trial_steps[k] = done[k];
+      t->trial_sec[k] = sec[k];
+      t->trial_loss[k] = loss[k];
+    }
+    snprintf(t->trial_note, sizeof t->trial_note, "%s", note);
+    snprintf(t->note, sizeof t->note, "size trial: %s; it trains on for the rest of the budget",
+             note);
+  }
+  us_lm_free(u.lm);
+  trainer_free(&u);
+  return st;
+}
+
+/* Runs the size trial when "auto" follows a time budget; otherwise, or when the budget is too
+ * small, leaves the table's pick and a note saying why. */
+static us_status maybe_trial(trainer *t, const us_lm_example *ex, size_t n, us_err *err) {
+  const us_lm_train_params *p = t->p;
+  if (!t->auto_preset || t->custom || t->resumed || p->init || p->steps > 0) return US_OK;
+  size_t n_sizes;
+  const us__lm_size *sizes = size_table(p, &n_sizes);
+  us__lm_trial_plan_make(sizes, n_sizes, t->size, t->lm->config.context, p->train_minutes * 60.0,
+                         p->threads, p->warmup_steps, &t->trial);
+  const us__lm_trial_plan *pl = &t->trial;
+  char why[128] = "";
+  if (!pl->size[0])
+    snprintf(why, sizeof why, "the table has one size");
+  else if (t->valid.n == 0)
+    snprintf(why, sizeof why, "no validation examples");
+  else if (us_dist_size() > 1)
+    snprintf(why, sizeof why, "not under mpirun");
+  else if (!pl->run)
+    snprintf(why, sizeof why,
+             "the budget is too small (%.1f s each buys %s %ld and %s %ld steps; %d needed)",
+             pl->seconds, pl->size[0]->name, pl->steps[0], pl->size[1]->name, pl->steps[1],
+             US_LM_TRIAL_MIN_STEPS);
+  if (!why[0]) return size_trial(t, ex, n, err);
+  snprintf(t->trial_note, sizeof t->trial_note, "size trial skipped: %s; %s from the table", why,
+           t->size->name);
+  snprintf(t->note, sizeof t->note, "%s", t->trial_note);
+  return US_OK;
+}
+
+/* The trial's winner goes on: its warmup is done, the cosine starts at its last step, and its
+ * trial check is the first of the run's early stopping (on the same examples). */
+static void continue_winner(trainer *t) {
+  t->sched.warmup = t->trial.warmup[t->trial_winner];
+  t->sched.decay_from = (long)t->ts.step;
+  t->evaluations = 1;
+  if (isfinite(t->valid_loss) &&
+      us__lm_early_stop_update(&t->early, t->valid_loss, (long)t->ts.step) == 1)
+    memcpy(t->best, t->params, t->n_train * sizeof(float));
+}
+
+/* A resumed run takes up early stopping where the checkpoint left it. */
+static void restore_early_stop(trainer *t) {
+  if (!t->best || !t->ts.has_best) return;
+  t->early.best = t->ts.best_loss;
+  t->early.best_step = (long)t->ts.best_step;
+  t->early.bad = (int)t->ts.bad;
+  t->evaluations = (int)t->ts.evaluations;
+  if (t->ts.valid_use > 0 && t->ts.valid_use < t->valid.n) t->valid_use = (size_t)t->ts.valid_use;
+  if (t->ts.eval_every > 0 && t->sched.validation) t->sched.eval_every = (long)t->ts.eval_every;
+}
+
 us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples, size_t n,
                       us_lm **out, us_err *err) {
   *out = NULL;
@@ -771,22 +1060,22 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
   }
   trainer t;
   memset(&t, 0, sizeof t);
-  t.p = p;
+  t.p = t.caller = p;
   t.valid_loss = NAN;
   double start = shared_clock(&t);
   us_blas_set_threads(p->threads > 0 ? p->threads : 1);
   us_status st = trainer_model(&t, examples, n, err);
-  if (st == US_OK) st = corpus_build(t.lm->bpe, examples, n, t.lm->config.context, &t.data, err);
-  size_t n_valid = p->valid ? (p->n_valid < US_LM_VALID_MAX ? p->n_valid : US_LM_VALID_MAX) : 0;
-  if (st == US_OK && n_valid > 0)
-    st = corpus_build(t.lm->bpe, p->valid, n_valid, t.lm->config.context, &t.valid, err);
-  t.valid_use = t.valid.n;
-  if (st == US_OK) st = trainer_alloc(&t, err);
+  if (st == US_OK) st = trainer_data(&t, examples, n, err);
+  if (st == US_OK) st = maybe_trial(&t, examples, n, err);
   if (st != US_OK) goto fail;
-  p = t.p; /* the preset's batch and rate filled in */
+  p = t.p; /* the preset's batch and rate filled in (the trial's winner's) */
   us__lm_early_stop_init(&t.early, p->patience);
   if ((st = resume_adapters(&t, err)) != US_OK) goto fail;
   us__lm_schedule_init(&t.sched, p, start, (long)t.ts.planned, (long)t.ts.warmup, t.valid.n > 0);
+  if (t.trial_ran)
+    continue_winner(&t);
+  else
+    restore_early_stop(&t);
   shuffle_epoch(&t);
   if (us_dist_size() > 1 && (st = same_start(&t, err)) != US_OK) goto fail;
   double t0 = clock_now(&t);
@@ -800,7 +1089,7 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
     bool planned_now = us__lm_schedule_after_step(&t.sched, step + 1, now);
     if (planned_now && t.tokens_per_sec == 0) {
       t.tokens_per_sec = t.B * t.T / t.sched.sec_per_step;
-      fit_validation_to_budget(&t);
+      if (!t.trial_ran) fit_validation_to_budget(&t); /* a trial fixed the examples */
     }
     if (t.sched.from_budget && t.sched.planned) {
       t.ts.planned = (uint64_t)t.sched.steps;
@@ -832,8 +1121,12 @@ us_status us_lm_train(const us_lm_train_params *p, const us_lm_example *examples
                            planned_now,
                            validated_now,
                            t.valid_loss,
-                           t.early.best_step};
-      if (p->progress(&pr, p->progress_user) != 0) {
+                           t.early.best_step,
+                           0,
+                           t.note[0] ? t.note : NULL};
+      int stop = p->progress(&pr, p->progress_user);
+      t.note[0] = '\0';
+      if (stop != 0) {
         st = us_err_set(err, US_ERR_INTERRUPTED, "lm: training stopped at step %ld of %ld",
                         step + 1, t.sched.steps);
         goto fail;

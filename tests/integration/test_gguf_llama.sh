@@ -10,26 +10,9 @@
 # machine is not linux x64, or the packages cannot be installed (offline).
 . "$(dirname "$0")/lib.sh"
 
-NLC_VERSION=3.22.1  # node-llama-cpp and its prebuilt @node-llama-cpp/linux-x64 (llama.cpp inside)
-JINJA_VERSION=0.5.11 # @huggingface/jinja, node-llama-cpp's own Jinja renderer
-command -v node >/dev/null && command -v npm >/dev/null ||
-  { echo "SKIP: node and npm are needed for the llama.cpp test"; exit 77; }
-node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' ||
-  { echo "SKIP: node-llama-cpp $NLC_VERSION needs Node.js 20 or newer (found $(node --version))"; exit 77; }
-[ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||
-  { echo "SKIP: node-llama-cpp's prebuilt binaries used here are for linux x64"; exit 77; }
-npm_dir=${US_BINARY_DIR:?}/npm-node-llama-cpp-$NLC_VERSION
-if [ ! -f "$npm_dir/node_modules/@node-llama-cpp/linux-x64/package.json" ] ||
-   [ ! -f "$npm_dir/node_modules/@huggingface/jinja/package.json" ]; then
-  mkdir -p "$npm_dir"
-  # --ignore-scripts: no postinstall (it could download or build llama.cpp); --omit=optional:
-  # only the CPU binary asked for by name, not every platform's (700 MB).
-  (cd "$npm_dir" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true timeout 600 npm install --no-save \
-    --no-audit --no-fund --loglevel=error --ignore-scripts --omit=optional \
-    "node-llama-cpp@$NLC_VERSION" "@node-llama-cpp/linux-x64@$NLC_VERSION" \
-    "@huggingface/jinja@$JINJA_VERSION") >"$WORK/npm.log" 2>&1 ||
-    { tail -n 5 "$WORK/npm.log"; echo "SKIP: npm install node-llama-cpp@$NLC_VERSION failed (offline?)"; exit 77; }
-fi
+. "$(dirname "$0")/llama_lib.sh"
+
+llama_cpp_setup
 
 note "a student trained through the pipeline (300 orders, JSON answers)"
 awk 'BEGIN {

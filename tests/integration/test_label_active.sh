@@ -9,7 +9,8 @@
 N=400
 gen_prompts "$N" "$WORK/prompts.jsonl"
 ACTIVE=(label.strategy='"active"' label.seed_prompts=40 label.round_prompts=40
-  label.max_prompts=160 label.min_gain=0 student.epochs=5 student.threads=1)
+  label.max_prompts=160 label.min_gain=0 student.epochs=5 student.threads=1
+  student.autotune=false) # the rounds train without the search; the final train need not search
 
 note "active labelling: seed 40, rounds of 40, at most 160 train prompts"
 start_teacher --answers "$WORK/prompts.jsonl.answers.jsonl"

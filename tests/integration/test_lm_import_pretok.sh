@@ -9,20 +9,10 @@
 # Skips (77) where python3, node or npm is missing or node-llama-cpp cannot be installed.
 . "$(dirname "$0")/lib.sh"
 
-NLC_VERSION=3.22.1 # as test_gguf_llama.sh
+. "$(dirname "$0")/llama_lib.sh"
+
 command -v python3 >/dev/null || { echo "SKIP: python3 writes the test's GGUF"; exit 77; }
-command -v node >/dev/null && command -v npm >/dev/null ||
-  { echo "SKIP: node and npm are needed for the llama.cpp test"; exit 77; }
-[ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||
-  { echo "SKIP: node-llama-cpp's prebuilt binaries used here are for linux x64"; exit 77; }
-npm_dir=${US_BINARY_DIR:?}/npm-node-llama-cpp-$NLC_VERSION
-if [ ! -f "$npm_dir/node_modules/@node-llama-cpp/linux-x64/package.json" ]; then
-  mkdir -p "$npm_dir"
-  (cd "$npm_dir" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true timeout 600 npm install --no-save \
-    --no-audit --no-fund --loglevel=error --ignore-scripts --omit=optional \
-    "node-llama-cpp@$NLC_VERSION" "@node-llama-cpp/linux-x64@$NLC_VERSION") >"$WORK/npm.log" 2>&1 ||
-    { tail -n 5 "$WORK/npm.log"; echo "SKIP: npm install node-llama-cpp@$NLC_VERSION failed (offline?)"; exit 77; }
-fi
+llama_cpp_setup
 
 prompts=(
   "the cat's hat on the mat!"

@@ -19,7 +19,8 @@ labels_json=$(printf '%s\n' "$labels" | while read -r l; do json_quote "$l"; don
 
 start_mock --answers "$WORK/answers.jsonl" --template "$US_TEMPLATE"
 write_config "$WORK/config.json" "task.labels=[$labels_json]" teacher.logprobs=true \
-  teacher.concurrency=16 teacher.params_b=100 data.label_field='"label"'
+  teacher.concurrency=16 teacher.params_b=100 data.label_field='"label"' \
+  student.autotune_seconds=8 # the search runs and reports; its default 30 s budget is not the point here
 
 note "run"
 expect_ok run1 run "$WORK/config.json"

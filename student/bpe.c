@@ -443,16 +443,11 @@ done:
 
 /* ---- encoding and decoding ---- */
 
-int us__bpe_rank(const us_bpe *bpe, int32_t a, int32_t b) {
-  return map_lookup(bpe->rank_keys, bpe->rank_vals, bpe->rank_cap, pair_key(a, b));
-}
-
 static int rank_of(const us_bpe *bpe, int32_t a, int32_t b) {
   return map_lookup(bpe->rank_keys, bpe->rank_vals, bpe->rank_cap, pair_key(a, b));
 }
 
-/* Applies the merges to one word in rank order; returns its new length. */
-static int encode_word(const us_bpe *bpe, int32_t *sym, int n) {
+int us__bpe_merge_piece(const us_bpe *bpe, int32_t *sym, int n, const int32_t *result) {
   for (;;) {
     int best = -1, best_rank = -1;
     for (int i = 0; i + 1 < n; i++) {
@@ -463,7 +458,7 @@ static int encode_word(const us_bpe *bpe, int32_t *sym, int n) {
       }
     }
     if (best < 0) return n;
-    int32_t a = sym[best], b = sym[best + 1], t = 256 + best_rank;
+    int32_t a = sym[best], b = sym[best + 1], t = result ? result[best_rank] : 256 + best_rank;
     int out = 0;
     for (int i = 0; i < n; i++) {
       if (i + 1 < n && sym[i] == a && sym[i + 1] == b) {
@@ -492,7 +487,7 @@ us_status us_bpe_encode(const us_bpe *bpe, const char *text, size_t len, int32_t
     size_t j = word_end(s, len, i);
     int wn = (int)(j - i);
     for (int k = 0; k < wn; k++) out[n + k] = s[i + (size_t)k];
-    n += encode_word(bpe, out + n, wn);
+    n += us__bpe_merge_piece(bpe, out + n, wn, NULL);
     i = j;
   }
   *tokens = out;

@@ -42,8 +42,9 @@ struct us_bpe {
 
 /* Builds the pair -> rank table from bpe->pairs; -1 when out of memory. */
 int us__bpe_build_ranks(us_bpe *bpe);
-/* Rank of merging (a, b), or -1. */
-int us__bpe_rank(const us_bpe *bpe, int32_t a, int32_t b);
+/* Applies the merges to one piece of n symbols in rank order; returns its new length. A merge of
+ * rank r makes token result[r], or 256 + r when result is NULL (the native tokeniser). */
+int us__bpe_merge_piece(const us_bpe *bpe, int32_t *sym, int n, const int32_t *result);
 
 void us__bpe_vocab_free(us__bpe_vocab *v);
 us_status us__bpe_vocab_encode(const us_bpe *bpe, const char *text, size_t len, bool specials,

@@ -431,33 +431,6 @@ us_status us_bpe_from_vocab(int n_vocab, const char *const *tokens, const size_t
 
 /* ---- encoding ---- */
 
-/* Merges in rank order within one piece of n symbols; returns the new length. */
-static int merge_piece(const us_bpe *bpe, int32_t *sym, int n) {
-  const int32_t *result = bpe->vocab->merge_result;
-  for (;;) {
-    int best = -1, best_rank = -1;
-    for (int i = 0; i + 1 < n; i++) {
-      int r = us__bpe_rank(bpe, sym[i], sym[i + 1]);
-      if (r >= 0 && (best_rank < 0 || r < best_rank)) {
-        best_rank = r;
-        best = i;
-      }
-    }
-    if (best < 0) return n;
-    int32_t a = sym[best], b = sym[best + 1], t = result[best_rank];
-    int out = 0;
-    for (int i = 0; i < n; i++) {
-      if (i + 1 < n && sym[i] == a && sym[i + 1] == b) {
-        sym[out++] = t;
-        i++;
-      } else {
-        sym[out++] = sym[i];
-      }
-    }
-    n = out;
-  }
-}
-
 /* Plain text (no control tokens) appended at out + *n. llama 3's vocabularies skip the merges
  * of a piece that is a token as a whole (llama.cpp's ignore_merges). */
 static us_status encode_plain(const us_bpe *bpe, const unsigned char *s, size_t len, int32_t *out,
@@ -484,7 +457,7 @@ static us_status encode_plain(const us_bpe *bpe, const unsigned char *s, size_t 
       out[(*n)++] = id;
     } else {
       for (int k = 0; k < wn; k++) out[*n + k] = v->byte_token[s[i + (size_t)k]];
-      *n += merge_piece(bpe, out + *n, wn);
+      *n += us__bpe_merge_piece(bpe, out + *n, wn, v->merge_result);
     }
     i = j;
   }

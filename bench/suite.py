@@ -253,6 +253,16 @@ def bench_fold(a, name, fold, split, timing, us_autotune_ok):
             res["seed_acc"].append(run_understudy(a, work, ["--seed", str(seed)])["test_acc"])
         log(f"{name} fold {fold}: seeds 1..{a.seeds}: "
             + " ".join(f"{x:.4f}" for x in res["seed_acc"]))
+    # the delivered model over seeds: on the first fold only (each seed is a whole search)
+    if name in a.seed_sets and a.seeds > 1 and "us_autotune" in res and fold == 0:
+        res["seed_acc_autotune"] = [res["us_autotune"]["acc"]]
+        res["seed_chosen_autotune"] = [res["us_autotune"]["chosen"]]
+        for seed in range(2, a.seeds + 1):
+            r = run_understudy(a, work, ["--autotune", str(a.budget), "--seed", str(seed)])
+            res["seed_acc_autotune"].append(r["test_acc"])
+            res["seed_chosen_autotune"].append(r.get("chosen", ""))
+        log(f"{name} fold {fold}: autotune, seeds 1..{a.seeds}: "
+            + " ".join(f"{x:.4f}" for x in res["seed_acc_autotune"]))
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     return res
@@ -350,11 +360,12 @@ def summarise(folds):
             if vals:
                 s[t][k] = vals[0] if k in ("predict_cli_us", "chosen") else \
                     statistics.fmean(vals)
-    seeds = [f["seed_acc"] for f in folds if "seed_acc" in f]
-    if seeds:  # accuracy of each seed (mean over the folds), then the spread of those
-        per_seed = [statistics.fmean(fs[i] for fs in seeds) for i in range(len(seeds[0]))]
-        s["us_default_seeds"] = {"per_seed": per_seed, **spread(per_seed),
-                                 "max_fold_range": max(max(x) - min(x) for x in seeds)}
+    for key, out in (("seed_acc", "us_default_seeds"), ("seed_acc_autotune", "us_autotune_seeds")):
+        seeds = [f[key] for f in folds if key in f]
+        if seeds:  # accuracy of each seed (mean over the folds), then the spread of those
+            per_seed = [statistics.fmean(fs[i] for fs in seeds) for i in range(len(seeds[0]))]
+            s[out] = {"per_seed": per_seed, **spread(per_seed), "folds": len(seeds),
+                      "max_fold_range": max(max(x) - min(x) for x in seeds)}
     return s
 
 
@@ -415,16 +426,22 @@ def markdown(results):
             v = r["summary"].get(t, {}).get("predict_cli_us")
             cells.append(f"{v:.1f}" if v is not None else "-")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
-    seeded = [n for n in sets if "us_default_seeds" in results["sets"][n]["summary"]]
-    if seeded:
-        out.append("\nunderstudy defaults over seeds (2 Hogwild threads; each seed's accuracy is "
+    for key, what in (("us_default_seeds", "understudy defaults"),
+                      ("us_autotune_seeds", "understudy autotune (the search and the final "
+                       "model, as delivered)")):
+        seeded = [n for n in sets if key in results["sets"][n]["summary"]]
+        if not seeded:
+            continue
+        out.append(f"\n{what} over seeds (2 Hogwild threads; each seed's accuracy is "
                    "its mean over the folds run):\n")
-        out.append("| set | seeds | mean | lowest | highest | sd | widest range on one fold |")
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("| set | seeds | folds | mean | lowest | highest | sd | "
+                   "widest range on one fold |")
+        out.append("|---|---|---|---|---|---|---|---|")
         for n in seeded:
-            s = results["sets"][n]["summary"]["us_default_seeds"]
-            out.append(f"| {n} | {s['n']} | {pct(s['mean'])} | {pct(s['min'])} | "
-                       f"{pct(s['max'])} | {pct(s['sd'])} | {pct(s['max_fold_range'])} |")
+            s = results["sets"][n]["summary"][key]
+            out.append(f"| {n} | {s['n']} | {s.get('folds', '?')} | {pct(s['mean'])} | "
+                       f"{pct(s['min'])} | {pct(s['max'])} | {pct(s['sd'])} | "
+                       f"{pct(s['max_fold_range'])} |")
     out.append("\nSettings the searches chose (first fold):\n")
     for name in sets:
         sm = results["sets"][name]["summary"]
@@ -533,7 +550,9 @@ def main():
             prev = next((f for f in old.get("folds", []) if f["fold"] == fold), {})
             ran_default = "us_default" in res
             for k, v in prev.items():
-                if (k in TOOLS and k not in res) or (k == "seed_acc" and not ran_default):
+                if (k in TOOLS and k not in res) or (k == "seed_acc" and not ran_default) or \
+                        (k.endswith("_autotune") and k.startswith("seed_") and
+                         "us_autotune" not in res):
                     res[k] = v
             done.append(res)
             # saved after every fold, so an interrupted run keeps what it measured

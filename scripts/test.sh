@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
 jobs=$(nproc)
+# the npm packages some tests install (pinned) go to one folder both passes share
+export US_NPM_DIR=${US_NPM_DIR:-$PWD/build/npm}
 echo "== layering and format"
 python3 scripts/check_layers.py
 scripts/check_format.sh

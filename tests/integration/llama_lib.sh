@@ -1,7 +1,7 @@
 # Sourced by the tests that check understudy's GGUF files against llama.cpp itself (after
 # lib.sh): llama_cpp_setup installs the npm package node-llama-cpp (pinned, with its prebuilt
 # linux-x64 llama.cpp binaries, and @huggingface/jinja, its renderer of chat templates) once into
-# the build folder, under a lock because ctest runs these tests side by side; it sets npm_dir, or
+# $US_NPM_DIR or else the build folder, under a lock because ctest runs these tests side by side; it sets npm_dir, or
 # exits 77 (skip) with the reason where node or npm is missing or older than Node.js 20, the
 # machine is not linux x64, or the packages cannot be installed (offline).
 NLC_VERSION=3.22.1   # node-llama-cpp and its prebuilt @node-llama-cpp/linux-x64 (llama.cpp inside)
@@ -14,7 +14,8 @@ llama_cpp_setup() {
     { echo "SKIP: node-llama-cpp $NLC_VERSION needs Node.js 20 or newer (found $(node --version))"; exit 77; }
   [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||
     { echo "SKIP: node-llama-cpp's prebuilt binaries used here are for linux x64"; exit 77; }
-  npm_dir=${US_BINARY_DIR:?}/npm-node-llama-cpp-$NLC_VERSION
+  # US_NPM_DIR (scripts/test.sh sets it): one install shared by the normal and sanitizer passes
+  npm_dir=${US_NPM_DIR:-${US_BINARY_DIR:?}}/npm-node-llama-cpp-$NLC_VERSION
   mkdir -p "$npm_dir"
   local lock=: unlock=:
   command -v flock >/dev/null && { exec 9>"$npm_dir.lock"; lock="flock 9"; unlock="flock -u 9"; }

@@ -8,7 +8,7 @@
 OPENAI_NPM_VERSION=4.104.0
 command -v node >/dev/null && command -v npm >/dev/null ||
   { echo "SKIP: node and npm are needed for the OpenAI SDK test"; exit 77; }
-npm_dir=${US_BINARY_DIR:?}/npm-openai-$OPENAI_NPM_VERSION
+npm_dir=${US_NPM_DIR:-${US_BINARY_DIR:?}}/npm-openai-$OPENAI_NPM_VERSION # US_NPM_DIR: scripts/test.sh
 if [ ! -f "$npm_dir/node_modules/openai/package.json" ]; then
   mkdir -p "$npm_dir"
   (cd "$npm_dir" && timeout 300 npm install --no-save --no-audit --no-fund --loglevel=error \

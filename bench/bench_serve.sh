@@ -17,11 +17,12 @@
 # alternating with BUILD's, row by row, for a before/after under the same load.
 # Prints a Markdown table and writes bench/results_serve.json. Usage:
 #   BUILD=build DURATION=5 CONNECTIONS="1 8 16 64 256" [BEFORE=../old/build] bench/bench_serve.sh
+# (CONNECTIONS="" skips the student rows and measures the teacher route only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-5}
-CONNECTIONS=${CONNECTIONS:-1 8 16 64 256}
+CONNECTIONS=${CONNECTIONS-1 8 16 64 256} # set but empty: the teacher rows only
 TEACHER_CONNECTIONS=${TEACHER_CONNECTIONS:-16}
 MOCK_LATENCY_MS=${MOCK_LATENCY_MS:-20}
 THREADS=${THREADS:-2}
@@ -187,15 +188,17 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 {
   echo "### understudy serve, banking77 ($(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $cpu; load $load)"
   echo
-  echo "Student route (serve.threshold 0, serve.threads $THREADS, wrk -t$THREADS keep-alive, ${DURATION} s each):"
-  echo
-  echo "| connections | requests/s | p50 ms | p99 ms | non-2xx | server CPU us/request | wrk CPU us/request | load (1 min) |"
-  echo "|---|---|---|---|---|---|---|---|"
-  for row in "${student_rows[@]}"; do
-    read -r c rps p50 p99 bad _ cpu_us wrk_us load <<<"$row"
-    echo "| $c | $rps | $p50 | $p99 | $bad | $cpu_us | $wrk_us | $load |"
-  done
-  if [ -n "$BEFORE" ]; then
+  if [ -n "$CONNECTIONS" ]; then
+    echo "Student route (serve.threshold 0, serve.threads $THREADS, wrk -t$THREADS keep-alive, ${DURATION} s each):"
+    echo
+    echo "| connections | requests/s | p50 ms | p99 ms | non-2xx | server CPU us/request | wrk CPU us/request | load (1 min) |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for row in "${student_rows[@]}"; do
+      read -r c rps p50 p99 bad _ cpu_us wrk_us load <<<"$row"
+      echo "| $c | $rps | $p50 | $p99 | $bad | $cpu_us | $wrk_us | $load |"
+    done
+  fi
+  if [ -n "$BEFORE" ] && [ -n "$CONNECTIONS" ]; then
     echo
     echo "The same rows against $BEFORE/understudy (before), each taken just before the row above:"
     echo

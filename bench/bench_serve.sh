@@ -183,6 +183,15 @@ for w in ("understudy", "fasttext"):
         print("| %s predict | %.0f | %.1f | %.1f | %.1f |" % (w, x["predict_per_sec"], x["predict_p50_us"],
               x["predict_p99_us"], x["predict_cpu_us_per_text"]))
 PY
+student_table() { # student_table ROW...: the Markdown table of student-route rows
+  echo "| connections | requests/s | p50 ms | p99 ms | non-2xx | server CPU us/request | wrk CPU us/request | load (1 min) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  local row c rps p50 p99 bad cpu_us wrk_us load
+  for row in "$@"; do
+    read -r c rps p50 p99 bad _ cpu_us wrk_us load <<<"$row"
+    echo "| $c | $rps | $p50 | $p99 | $bad | $cpu_us | $wrk_us | $load |"
+  done
+}
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 {
@@ -191,23 +200,13 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
   if [ -n "$CONNECTIONS" ]; then
     echo "Student route (serve.threshold 0, serve.threads $THREADS, wrk -t$THREADS keep-alive, ${DURATION} s each):"
     echo
-    echo "| connections | requests/s | p50 ms | p99 ms | non-2xx | server CPU us/request | wrk CPU us/request | load (1 min) |"
-    echo "|---|---|---|---|---|---|---|---|"
-    for row in "${student_rows[@]}"; do
-      read -r c rps p50 p99 bad _ cpu_us wrk_us load <<<"$row"
-      echo "| $c | $rps | $p50 | $p99 | $bad | $cpu_us | $wrk_us | $load |"
-    done
+    student_table "${student_rows[@]}"
   fi
   if [ -n "$BEFORE" ] && [ -n "$CONNECTIONS" ]; then
     echo
     echo "The same rows against $BEFORE/understudy (before), each taken just before the row above:"
     echo
-    echo "| connections | requests/s | p50 ms | p99 ms | non-2xx | server CPU us/request | wrk CPU us/request | load (1 min) |"
-    echo "|---|---|---|---|---|---|---|---|"
-    for row in "${before_rows[@]}"; do
-      read -r c rps p50 p99 bad _ cpu_us wrk_us load <<<"$row"
-      echo "| $c | $rps | $p50 | $p99 | $bad | $cpu_us | $wrk_us | $load |"
-    done
+    student_table "${before_rows[@]}"
   fi
   echo
   echo "Teacher route ($TEACHER_CONNECTIONS connections, mock answering after ${MOCK_LATENCY_MS} ms, unique prompts):"

@@ -36,11 +36,7 @@ us_status us_cache_active_picks_add(us_cache *c, int round, const int64_t *ids, 
     if (sqlite3_step(s) != SQLITE_DONE) st = us__cache_db_error(c, err, "recording a pick");
   }
   sqlite3_finalize(s);
-  if (st) {
-    us_cache_rollback(c, NULL);
-    return st;
-  }
-  return us_cache_commit(c, err);
+  return us__cache_end(c, st, err);
 }
 
 us_status us_cache_active_picks_list(us_cache *c, int64_t **ids, int **rounds, size_t *n,

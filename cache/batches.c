@@ -36,13 +36,7 @@ us_status us_cache_batch_add(us_cache *c, const char *id, const char *input_file
     st = us__cache_step_done(c, s, err, "recording a batch's requests");
   }
 done:
-  if (own_txn) {
-    if (st)
-      us_cache_rollback(c, NULL);
-    else
-      st = us_cache_commit(c, err);
-  }
-  return st;
+  return own_txn ? us__cache_end(c, st, err) : st;
 }
 
 void us_batches_free(us_batch *b, size_t n) {
@@ -112,13 +106,7 @@ us_status us_cache_batch_requests_add(us_cache *c, const char *id, const us_batc
       st = us__cache_step_done(c, s, err, "counting a batch's requests");
     }
   }
-  if (own_txn) {
-    if (st)
-      us_cache_rollback(c, NULL);
-    else
-      st = us_cache_commit(c, err);
-  }
-  return st;
+  return own_txn ? us__cache_end(c, st, err) : st;
 }
 
 us_status us_cache_batch_request_get(us_cache *c, const char *id, const char *key,

@@ -189,6 +189,14 @@ us_status us_cache_rollback(us_cache *c, us_err *err) {
   return run_simple(c, US__STMT_ROLLBACK, "rolling back", err);
 }
 
+us_status us__cache_end(us_cache *c, us_status st, us_err *err) {
+  if (st) {
+    us_cache_rollback(c, NULL); /* st already says what went wrong */
+    return st;
+  }
+  return us_cache_commit(c, err);
+}
+
 /* ---- prompts ------------------------------------------------------------------------------ */
 
 us_status us_cache_prompt_insert(us_cache *c, const us_prompt *p, bool *inserted, int64_t *id,

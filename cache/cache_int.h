@@ -152,6 +152,9 @@ void us__cache_done(sqlite3_stmt *s);
 us_status us__cache_db_error(us_cache *c, us_err *err, const char *what);
 /* Runs one statement that returns no rows (or ignores them): step to the end, then reset. */
 us_status us__cache_step_done(us_cache *c, sqlite3_stmt *s, us_err *err, const char *what);
+/* Ends the transaction us_cache_begin opened: commits when st is US_OK, else rolls back and
+ * returns st unchanged. */
+us_status us__cache_end(us_cache *c, us_status st, us_err *err);
 /* Reads one result row of s into row (zeroed); returns non-zero when out of memory. */
 typedef int (*us__cache_row_fn)(sqlite3_stmt *s, void *row);
 /* The one row-listing loop: steps s (bound, from us__cache_stmt) to its end, reading each row

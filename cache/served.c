@@ -46,11 +46,7 @@ us_status us_cache_served_add(us_cache *c, const us_served_row *rows, size_t n, 
   if (n == 0) return US_OK;
   us_status st = us_cache_begin(c, err);
   if (!st) st = us_cache_served_insert(c, rows, n, err);
-  if (st) {
-    us_cache_rollback(c, NULL);
-    return st;
-  }
-  return us_cache_commit(c, err);
+  return us__cache_end(c, st, err);
 }
 
 us_status us_cache_served_routes(us_cache *c, us_served_route *out, int max, int *n, us_err *err) {

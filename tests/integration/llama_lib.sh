@@ -37,3 +37,58 @@ llama_cpp_setup() {
   fi
   $unlock
 }
+
+# llama_compare MODEL OUT PROMPT [BOS_TEXT]: understudy and llama.cpp on one model file
+# (import_llama.mjs: token ids, logits at every step, greedy tokens); the script's JSON line goes
+# to OUT and is printed. BOS_TEXT: how the file's BOS token is written (SentencePiece: "<s>").
+llama_compare() {
+  local model=$1 out=$2 prompt=$3 bos=${4:-}
+  expect_ok "trace-$(basename "$out")" generate "$model" --prompt "$prompt" --max-tokens 8 \
+    --trace "$WORK/trace.json"
+  NLC_DIR=$npm_dir TRACE=$WORK/trace.json MODEL=$model PROMPT=$prompt BOS_TEXT=$bos \
+    timeout 300 node "$(dirname "$0")/import_llama.mjs" >"$out" 2>"$WORK/llama.err" ||
+    { show "$WORK/llama.err"; fail "the node-llama-cpp script failed on $(basename "$model")"; }
+  cat "$out"
+  [ -z "$(json_get error <"$out")" ] || fail "llama.cpp refused $(basename "$model"): $(json_get error <"$out")"
+}
+
+# llama_tokenize_check: every case of $WORK/cases.jsonl (model, template, prompt, understudy's
+# trace) tokenised by llama.cpp (tokenize_llama.mjs) must give understudy's ids.
+llama_tokenize_check() {
+  NLC_DIR=$npm_dir CASES=$WORK/cases.jsonl timeout 300 node "$(dirname "$0")/tokenize_llama.mjs" \
+    >"$WORK/tokens.jsonl" 2>"$WORK/tokens.err" ||
+    { show "$WORK/tokens.err"; fail "the node-llama-cpp tokenisation script failed"; }
+  assert_eq "$(wc -l <"$WORK/tokens.jsonl")" "$(wc -l <"$WORK/cases.jsonl")" "one answer per case"
+  if grep -v '"same":true' "$WORK/tokens.jsonl"; then
+    fail "llama.cpp splits the cases above differently from understudy"
+  fi
+}
+
+# llama_lora_round_trip GGUF ANSWER_TAIL [BOS_TEXT]: LoRA fine-tuning through the real pipeline
+# (student.init = GGUF, the mock teacher answering "a <word><ANSWER_TAIL>"), then the student
+# generated, exported as GGUF and run by llama.cpp with understudy's tokens and logits.
+llama_lora_round_trip() {
+  local gguf=$1 tail=$2 bos=${3:-}
+  awk -v tail="$tail" 'BEGIN {
+    split("cat dog hat mat", w, " ");
+    for (i = 1; i <= 40; i++) {
+      t = sprintf("the %s %d", w[i % 4 + 1], i);
+      printf "{\"id\":\"%d\",\"text\":\"%s\"}\n", i, t > "'"$WORK"'/prompts.jsonl";
+      printf "{\"text\":\"%s\",\"answer\":\"a %s%s\"}\n", t, w[i % 4 + 1], tail > "'"$WORK"'/answers.jsonl";
+    }
+  }'
+  start_mock --answers "$WORK/answers.jsonl"
+  write_config "$WORK/config.json" 'task={"type":"generate","template":"{text}"}' \
+    "student.init=\"$gguf\"" student.lora_rank=4 student.steps=30 student.batch_size=4 \
+    student.warmup_steps=3 student.lm_lr=0.01 student.context=64 student.threads=1 \
+    teacher.max_tokens=16
+  expect_ok train run "$WORK/config.json"
+  local model=$WORK/out/student.bin
+  [ -s "$model" ] || fail "the run wrote no student.bin"
+  expect_ok gen generate "$model" --prompt "the cat 3" --max-tokens 8
+  expect_ok export export "$model" --format gguf -o "$WORK/tuned.gguf"
+  note "the fine-tuned model, exported, in llama.cpp"
+  llama_compare "$WORK/tuned.gguf" "$WORK/tuned.json" "the cat 3" "$bos"
+  assert_eq "$(json_get tokenize_same <"$WORK/tuned.json")" 1 "the export keeps the tokeniser"
+  assert_le "$(json_get logits_max_abs_diff <"$WORK/tuned.json")" 1e-4 "the export's logits in llama.cpp"
+}

@@ -53,11 +53,5 @@ for pre in ["gpt-2", "smollm", "llama-bpe", "qwen2"]:
                           "prompt": p, "trace": "%s/trace-%s-%d.json" % (w, pre, i)}))' \
   >"$WORK/cases.jsonl"
 note "$(wc -l <"$WORK/cases.jsonl") cases: understudy's ids against llama.cpp's"
-NLC_DIR=$npm_dir CASES=$WORK/cases.jsonl timeout 300 node "$(dirname "$0")/tokenize_llama.mjs" \
-  >"$WORK/tokens.jsonl" 2>"$WORK/tokens.err" ||
-  { show "$WORK/tokens.err"; fail "the node-llama-cpp tokenisation script failed"; }
-assert_eq "$(wc -l <"$WORK/tokens.jsonl")" "$(wc -l <"$WORK/cases.jsonl")" "one answer per case"
-if grep -v '"same":true' "$WORK/tokens.jsonl"; then
-  fail "llama.cpp splits the cases above differently from understudy"
-fi
+llama_tokenize_check
 note "ok"

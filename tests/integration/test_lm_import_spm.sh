@@ -51,13 +51,7 @@ for case in open(w + "/cases.raw", encoding="utf-8", newline="").read().split("\
     t, i, p = case.split("\t", 2)
     print(json.dumps({"model": "%s/spm-%s.gguf" % (w, t), "template": t, "prompt": p,
                       "trace": "%s/trace-%s-%s.json" % (w, t, i)}))' >"$WORK/cases.jsonl"
-NLC_DIR=$npm_dir CASES=$WORK/cases.jsonl timeout 300 node "$(dirname "$0")/tokenize_llama.mjs" \
-  >"$WORK/tokens.jsonl" 2>"$WORK/tokens.err" ||
-  { show "$WORK/tokens.err"; fail "the node-llama-cpp tokenisation script failed"; }
-assert_eq "$(wc -l <"$WORK/tokens.jsonl")" "$(wc -l <"$WORK/cases.jsonl")" "one answer per case"
-if grep -v '"same":true' "$WORK/tokens.jsonl"; then
-  fail "llama.cpp splits the cases above differently from understudy"
-fi
+llama_tokenize_check
 python3 -c '
 import json, sys
 ids = [json.load(open(sys.argv[1]))["input"]]
@@ -66,42 +60,11 @@ sys.exit(0 if any(3 <= t < 259 for t in ids[0]) else 1)' "$WORK/trace-chatml-4.j
 
 note "fine-tuning 0 steps: understudy's import against llama.cpp on the ChatML file"
 gguf=$WORK/spm-chatml.gguf
-compare() {
-  local model=$1 out=$2 prompt=$3
-  expect_ok "trace-$(basename "$out")" generate "$model" --prompt "$prompt" --max-tokens 8 \
-    --trace "$WORK/trace.json"
-  NLC_DIR=$npm_dir TRACE=$WORK/trace.json MODEL=$model PROMPT=$prompt BOS_TEXT="<s>" \
-    timeout 300 node "$(dirname "$0")/import_llama.mjs" >"$out" 2>"$WORK/llama.err" ||
-    { show "$WORK/llama.err"; fail "the node-llama-cpp script failed on $(basename "$model")"; }
-  cat "$out"
-  [ -z "$(json_get error <"$out")" ] || fail "llama.cpp refused $(basename "$model"): $(json_get error <"$out")"
-}
-compare "$gguf" "$WORK/input.json" "the café on 東京 😀"
+llama_compare "$gguf" "$WORK/input.json" "the café on 東京 😀" "<s>"
 assert_eq "$(json_get tokenize_same <"$WORK/input.json")" 1 "the same prompt ids"
 assert_le "$(json_get logits_max_abs_diff <"$WORK/input.json")" 1e-4 "llama.cpp's logits are understudy's"
 assert_eq "$(json_get same_greedy <"$WORK/input.json")" 1 "the same greedy tokens"
 
 note "LoRA fine-tuning through the pipeline (student.init on a SentencePiece model)"
-awk 'BEGIN {
-  split("cat dog hat mat", w, " ");
-  for (i = 1; i <= 40; i++) {
-    t = sprintf("the %s %d", w[i % 4 + 1], i);
-    printf "{\"id\":\"%d\",\"text\":\"%s\"}\n", i, t > "'"$WORK"'/prompts.jsonl";
-    printf "{\"text\":\"%s\",\"answer\":\"a %s café\"}\n", t, w[i % 4 + 1] > "'"$WORK"'/answers.jsonl";
-  }
-}'
-start_mock --answers "$WORK/answers.jsonl"
-write_config "$WORK/config.json" 'task={"type":"generate","template":"{text}"}' \
-  "student.init=\"$gguf\"" student.lora_rank=4 student.steps=30 student.batch_size=4 \
-  student.warmup_steps=3 student.lm_lr=0.01 student.context=64 student.threads=1 \
-  teacher.max_tokens=16
-expect_ok train run "$WORK/config.json"
-model=$WORK/out/student.bin
-[ -s "$model" ] || fail "the run wrote no student.bin"
-expect_ok gen generate "$model" --prompt "the cat 3" --max-tokens 8
-expect_ok export export "$model" --format gguf -o "$WORK/tuned.gguf"
-note "the fine-tuned model, exported, in llama.cpp"
-compare "$WORK/tuned.gguf" "$WORK/tuned.json" "the cat 3"
-assert_eq "$(json_get tokenize_same <"$WORK/tuned.json")" 1 "the export keeps the SentencePiece tokeniser"
-assert_le "$(json_get logits_max_abs_diff <"$WORK/tuned.json")" 1e-4 "the export's logits in llama.cpp"
+llama_lora_round_trip "$gguf" " café" "<s>"
 note "ok"

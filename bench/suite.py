@@ -25,6 +25,7 @@ PUBLISHED = {
 }
 ALL_SETS = ["banking77", "snips", "subj", "cr", "mpqa"]
 TOOLS = ["us_default", "us_autotune", "ft_fixed", "ft_autotune"]
+AUTOTUNE_SEED_KEYS = ("seed_acc_autotune", "seed_chosen_autotune")  # kept when not rerun
 TOOL_NAMES = {"us_default": "understudy defaults", "us_autotune": "understudy autotune",
               "ft_fixed": "fastText fixed", "ft_autotune": "fastText autotune"}
 MIN_TIMED_LINES = 20000  # prediction timing: the test texts repeated up to this many lines
@@ -551,8 +552,7 @@ def main():
             ran_default = "us_default" in res
             for k, v in prev.items():
                 if (k in TOOLS and k not in res) or (k == "seed_acc" and not ran_default) or \
-                        (k.endswith("_autotune") and k.startswith("seed_") and
-                         "us_autotune" not in res):
+                        (k in AUTOTUNE_SEED_KEYS and "us_autotune" not in res):
                     res[k] = v
             done.append(res)
             # saved after every fold, so an interrupted run keeps what it measured

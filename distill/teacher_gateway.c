@@ -1,6 +1,9 @@
-/* The teacher gateway (distill/teacher_gateway.h): requests submitted from any thread, sent on
- * one thread through the labelling transport, retried and paid for under the same rules. A
- * submitted request waits in a queue; an eventfd wakes the thread out of the transport's wait. */
+/* The teacher gateway (distill/teacher_gateway.h): requests submitted from any thread, sent
+ * through the labelling transport, retried and paid for under the same rules. The gateway's
+ * thread waits for the answers; a submitting thread that finds the transport free starts its
+ * request itself, so it goes out at once rather than after waking that thread (on a VM, a wake-up
+ * of a sleeping core is 0.1 ms at the median and 1 ms at p99). A request submitted while the
+ * thread is busy waits in a queue, and an eventfd wakes the thread out of the transport's wait. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "distill/teacher_gateway.h"
 
@@ -48,7 +51,9 @@ struct us_teacher_gateway {
   bool closing;
   us__spending spend; /* the budget, by labelling's rule (teacher_int.h) */
   int64_t unanswered; /* attempts through this gateway that may have been billed unanswered */
-  /* the thread's own */
+  /* run: the transport and what follows; held by the gateway's thread except while it sleeps,
+   * and by a submitting thread that starts its request itself (run_locked) */
+  pthread_mutex_t run;
   gw_job *waiting; /* ready or backing off, in submission order */
   us__bucket requests, tokens;
   us_rng rng;
@@ -293,17 +298,34 @@ static double start_ready(us_teacher_gateway *g, double now) {
 
 static void *gateway_main(void *arg) {
   us_teacher_gateway *g = arg;
+  pthread_mutex_lock(&g->run);
   for (;;) {
     bool closing = intake(g);
     if (closing && !g->waiting && us__transport_in_flight(g->transport) == 0) break;
     double wake_in = start_ready(g, us_now());
-    us__transport_wait(g->transport, wake_in);
+    us__transport_wait(g->transport, wake_in); /* releases run while it sleeps */
     uint64_t count;
     while (read(g->wake_fd, &count, sizeof count) > 0) {
     }
     us__transport_collect(g->transport, on_done, g);
   }
+  pthread_mutex_unlock(&g->run);
   return NULL;
+}
+
+/* On a submitting thread that holds run: the queue's requests start now, and the gateway's
+ * thread is woken only if something is left for it to time (a rate limit, a backoff, curl's
+ * timer within its longest sleep). */
+static void run_locked(us_teacher_gateway *g) {
+  intake(g);
+  double now = us_now();
+  start_ready(g, now);
+  us__transport_kick(g->transport);
+  us__transport_collect(g->transport, on_done, g);
+  double timer = us__transport_timer(g->transport);
+  bool later = g->waiting != NULL || (timer >= 0 && timer - us_now() < 0.1);
+  pthread_mutex_unlock(&g->run);
+  if (later) wake(g);
 }
 
 us_status us_teacher_gateway_open(const us_teacher_params *p, double spent_usd,
@@ -315,6 +337,7 @@ us_status us_teacher_gateway_open(const us_teacher_params *p, double spent_usd,
   g->spend.before = spent_usd;
   g->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   pthread_mutex_init(&g->lock, NULL);
+  pthread_mutex_init(&g->run, NULL);
   us_rng_seed(&g->rng, (uint64_t)(us_epoch() * 1e6));
   double now = us_now();
   us__bucket_init(&g->requests, p->requests_per_minute, now);
@@ -323,6 +346,7 @@ us_status us_teacher_gateway_open(const us_teacher_params *p, double spent_usd,
   if (g->wake_fd < 0) st = us_err_set(err, US_ERR_IO, "eventfd: %s", strerror(errno));
   if (!st) st = us__transport_open(p, p->concurrency, &g->transport, err);
   if (!st) st = us__transport_watch_fd(g->transport, g->wake_fd, err);
+  if (!st) us__transport_set_lock(g->transport, &g->run);
   if (!st && pthread_create(&g->thread, NULL, gateway_main, g) != 0)
     st = us_err_set(err, US_ERR_INTERNAL, "cannot start the teacher thread");
   if (st) {
@@ -347,6 +371,7 @@ void us_teacher_gateway_close(us_teacher_gateway *g) {
   us__transport_close(g->transport);
   if (g->wake_fd >= 0) close(g->wake_fd);
   pthread_mutex_destroy(&g->lock);
+  pthread_mutex_destroy(&g->run);
   free(g);
 }
 
@@ -377,7 +402,10 @@ us_status us_teacher_gateway_submit(us_teacher_gateway *g, const char *body, siz
   j->next = g->incoming;
   g->incoming = j;
   pthread_mutex_unlock(&g->lock);
-  wake(g);
+  if (pthread_mutex_trylock(&g->run) == 0)
+    run_locked(g); /* the thread sleeps: start it here */
+  else
+    wake(g); /* the thread is at work: it takes the queue when it next looks */
   return US_OK;
 }
 

@@ -37,7 +37,9 @@ typedef struct us_teacher_reply {
   char message[512]; /* not US_OK: why, for a log line or an error object (no key in it) */
 } us_teacher_reply;
 
-/* Called once per submitted request, on the gateway's thread; must not block for long. */
+/* Called once per submitted request, on the gateway's thread or, when the request is settled
+ * while it is submitted (started at once and refused by the budget, say), on the submitting
+ * thread inside us_teacher_gateway_submit; must not block for long nor submit. */
 typedef void (*us_teacher_reply_fn)(void *user, us_teacher_reply *reply);
 
 /* Opens the transport for p (key from $p->api_key_env, as labelling does) and starts the
@@ -49,8 +51,9 @@ us_status us_teacher_gateway_open(const us_teacher_params *p, double spent_usd,
  * closes the transport and frees g. NULL is a no-op. */
 void us_teacher_gateway_close(us_teacher_gateway *g);
 
-/* Queues body[0..len) (copied) for the teacher; done(user, reply) follows exactly once, on the
- * gateway's thread. Returns US_ERR_NOMEM or US_ERR_STATE (closing) without calling done. */
+/* Queues body[0..len) (copied) for the teacher, and starts it on the caller's thread when the
+ * gateway's thread is not at work; done(user, reply) follows exactly once (see
+ * us_teacher_reply_fn). Returns US_ERR_NOMEM or US_ERR_STATE (closing) without calling done. */
 us_status us_teacher_gateway_submit(us_teacher_gateway *g, const char *body, size_t len,
                                     us_teacher_reply_fn done, void *user);
 

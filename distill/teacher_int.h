@@ -6,6 +6,7 @@
 #ifndef US_DISTILL_TEACHER_INT_H
 #define US_DISTILL_TEACHER_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -125,6 +126,15 @@ us_status us__transport_start(us__transport *tr, void *job, const char *body, si
 /* Waits at most wake_s (and at most 100 ms) for socket events or curl's timer, and lets curl
  * move just the transfers that are ready. */
 void us__transport_wait(us__transport *tr, double wake_s);
+/* A transport used from several threads: each holds lock around every call, and
+ * us__transport_wait releases it while it sleeps, so another thread can start a transfer
+ * meanwhile (its sockets join the same wait). */
+void us__transport_set_lock(us__transport *tr, pthread_mutex_t *lock);
+/* Lets curl do what its timer asks for now (a transfer just started goes out on the caller's
+ * thread instead of waiting for the next wait), if it is due. */
+void us__transport_kick(us__transport *tr);
+/* When curl next wants its timer handled (us_now() clock), < 0 for never. */
+double us__transport_timer(const us__transport *tr);
 /* Calls done for every finished transfer, its slot already free. */
 void us__transport_collect(us__transport *tr, us__transfer_done_fn done, void *user);
 /* Ends every transfer in flight unanswered, calling dropped with each one's job. */

@@ -4,6 +4,7 @@
  * scrubs it from whatever it hands back. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,8 @@ struct us__transport {
   char *safe_url; /* the same without credentials: the only form in messages */
   char *api_key;  /* kept to scrub it from anything handed back; NULL if none */
   size_t api_key_len;
-  us__batcher *batch; /* teacher.mode "batch": requests go to batches (teacher_batch.c) */
+  us__batcher *batch;    /* teacher.mode "batch": requests go to batches (teacher_batch.c) */
+  pthread_mutex_t *lock; /* held by the caller around every call; released during the wait */
 };
 
 /* ---- the key ------------------------------------------------------------------------- */
@@ -382,6 +384,10 @@ us_status us__transport_start(us__transport *tr, void *job, const char *body, si
   return US_OK;
 }
 
+void us__transport_set_lock(us__transport *tr, pthread_mutex_t *lock) {
+  tr->lock = lock;
+}
+
 void us__transport_wait(us__transport *tr, double wake) {
   if (tr->batch) us__batcher_wait(tr->batch);
   double now = us_now();
@@ -389,7 +395,9 @@ void us__transport_wait(us__transport *tr, double wake) {
   int timeout_ms = wake <= 0 ? 0 : (int)(wake * 1000) + 1;
   if (timeout_ms > POLL_MAX_MS) timeout_ms = POLL_MAX_MS;
   struct epoll_event events[128];
+  if (tr->lock) pthread_mutex_unlock(tr->lock);
   int n = epoll_wait(tr->epoll_fd, events, 128, timeout_ms);
+  if (tr->lock) pthread_mutex_lock(tr->lock);
   int running = 0;
   for (int i = 0; i < n; i++) {
     int flags = (events[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
@@ -401,6 +409,17 @@ void us__transport_wait(us__transport *tr, double wake) {
     tr->timer_at = -1;
     curl_multi_socket_action(tr->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   }
+}
+
+void us__transport_kick(us__transport *tr) {
+  if (tr->timer_at < 0 || us_now() < tr->timer_at) return;
+  tr->timer_at = -1;
+  int running = 0;
+  curl_multi_socket_action(tr->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+}
+
+double us__transport_timer(const us__transport *tr) {
+  return tr->timer_at;
 }
 
 /* Frees s and describes what it brought back, scrubbed of the key. */

@@ -5,7 +5,16 @@
 #     at 1..256 connections: requests/s and p50/p99 latency;
 #  2. teacher route: a request the server does not answer itself (a unique prompt each time, so
 #     never a cache hit), proxied to the mock teacher answering after MOCK_LATENCY_MS, against
-#     the same load sent to the mock directly (the passthrough baseline): the overhead at p50/p99;
+#     the same load sent to the mock directly (the passthrough baseline): the overhead at p50/p99.
+#     Beside it, when nginx is installed (scripts/deps.sh bench), nginx as a plain reverse proxy
+#     to the same mock (keep-alive upstream, as many workers as the server has threads): what a
+#     proxy that does nothing but forward adds on the same machine. The rows are taken ROUNDS
+#     times in turn (direct, served, before, nginx) and each round's overhead is against that
+#     round's direct row, so the host's drift over the run falls on every target alike; the
+#     summary is the median over the rounds, with the range. The served rows also give the
+#     server's own account, understudy_teacher_added_seconds from /metrics scraped around each
+#     run: each answer's time in the server less the teacher's time on the wire (p50/p99
+#     estimated within its buckets), free of the mock's and wrk's own variance;
 #  3. the floor: fastText's and understudy's own prediction cost per text from the classifier
 #     bench (bench/results.json), printed beside the figures.
 # Every row also gives the server's CPU per request (utime + stime of the server process from
@@ -25,9 +34,9 @@ DURATION=${DURATION:-5}
 CONNECTIONS=${CONNECTIONS-1 8 16 64 256} # set but empty: the teacher rows only
 TEACHER_CONNECTIONS=${TEACHER_CONNECTIONS:-16}
 MOCK_LATENCY_MS=${MOCK_LATENCY_MS:-20}
+ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 BEFORE=${BEFORE:-}
-b_rps= b_p50= b_p99= b_bad= b_cpu= b_load=
 data=../shared/data/banking77
 command -v wrk >/dev/null || { echo "bench_serve: wrk is missing: scripts/deps.sh bench" >&2; exit 1; }
 [ -f "$data/train.csv" ] || { echo "bench_serve: $data is absent" >&2; exit 1; }
@@ -86,8 +95,15 @@ request = function()
 end
 LUA
 
-# cpu_ticks PID: user + system clock ticks the process has used
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# cpu_ticks PID: user + system clock ticks the process has used, with its children's (nginx's
+# workers) while they run
+cpu_ticks() {
+  local p t=0
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 
 # run_wrk URL CONNS SCRIPT [PID]: "rps p50_ms p99_ms non2xx total server_cpu_us wrk_cpu_us load1"
 # from wrk --latency; the CPU figures are per request, of PID (the server; 0 without one) and of
@@ -150,22 +166,89 @@ for c in $CONNECTIONS; do
 done
 kill "$spid" ${bpid:+"$bpid"} 2>/dev/null || true
 
-echo "bench_serve: teacher route (mock latency ${MOCK_LATENCY_MS} ms)" >&2
+echo "bench_serve: teacher route (mock latency ${MOCK_LATENCY_MS} ms, $ROUNDS rounds)" >&2
 start_mock slow --latency-ms "$MOCK_LATENCY_MS"
 mport=$PORT
 mpid=${pids[-1]}
 teacher_sets=(--set serve.threshold=1 --set "teacher.base_url=\"http://127.0.0.1:$mport/v1\""
   --set teacher.concurrency=256 --set teacher.budget_usd=1000)
+targets=("direct http://127.0.0.1:$mport $mpid")
 serve teacher "${teacher_sets[@]}"
-tport=$PORT
-tpid=${pids[-1]}
-read -r d_rps d_p50 d_p99 d_bad d_n d_cpu d_wrk d_load < <(run_wrk "http://127.0.0.1:$mport" "$TEACHER_CONNECTIONS" "$work/teacher.lua" "$mpid")
+targets+=("served http://127.0.0.1:$PORT ${pids[-1]}")
 if [ -n "$BEFORE" ]; then
   SERVE_BIN=$BEFORE/understudy serve teacher_before "${teacher_sets[@]}"
-  read -r b_rps b_p50 b_p99 b_bad b_n b_cpu b_wrk b_load < <(run_wrk "http://127.0.0.1:$PORT" "$TEACHER_CONNECTIONS" "$work/teacher.lua" "${pids[-1]}")
-  kill "${pids[-1]}" 2>/dev/null || true
+  targets+=("before http://127.0.0.1:$PORT ${pids[-1]}")
 fi
-read -r t_rps t_p50 t_p99 t_bad t_n t_cpu t_wrk t_load < <(run_wrk "http://127.0.0.1:$tport" "$TEACHER_CONNECTIONS" "$work/teacher.lua" "$tpid")
+if command -v nginx >/dev/null; then
+  # nginx as a plain reverse proxy: keep-alive to the mock, no buffering of small bodies to disk
+  nport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx/nginx.conf" <<CONF
+daemon off; worker_processes $THREADS; pid $work/nginx/nginx.pid; error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+  upstream mock { server 127.0.0.1:$mport; keepalive 256; }
+  server {
+    listen 127.0.0.1:$nport;
+    location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx/stderr" &
+  pids+=($!)
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$nport/" && break; sleep 0.05; done
+  targets+=("nginx http://127.0.0.1:$nport ${pids[-1]}")
+else
+  echo "bench_serve: nginx is not installed (scripts/deps.sh bench): no reference proxy row" >&2
+fi
+# added_quantiles BEFORE AFTER: p50 and p99 in ms of understudy_teacher_added_seconds over the
+# requests between two scrapes of /metrics (linear within a bucket, as Prometheus estimates them)
+added_quantiles() {
+  python3 - "$1" "$2" <<'PY'
+import math, sys
+def buckets(path):
+    out = {}
+    for line in open(path):
+        if line.startswith("understudy_teacher_added_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            out[math.inf if le == "+Inf" else float(le)] = float(line.split()[-1])
+    return out
+a, b = buckets(sys.argv[1]), buckets(sys.argv[2])
+les = sorted(b)
+cum = [b[le] - a.get(le, 0) for le in les]
+def q(p):
+    n = cum[-1] if cum else 0  # a build without the histogram: no figure
+    if n <= 0:
+        return "-"
+    want, lo, prev = p * n, 0.0, 0.0
+    for le, c in zip(les, cum):
+        if c >= want:
+            if math.isinf(le):
+                return "%.3f" % (lo * 1000)
+            return "%.3f" % ((lo + (le - lo) * (want - prev) / max(c - prev, 1e-9)) * 1000)
+        lo, prev = le, c
+print(q(0.5), q(0.99))
+PY
+}
+
+teacher_rows=() # "round target rps p50 p99 non2xx n cpu_us wrk_us load added_p50 added_p99"
+for r in $(seq "$ROUNDS"); do
+  for t in "${targets[@]}"; do
+    read -r name url pid <<<"$t"
+    scrape=0
+    [ "$name" = served ] || [ "$name" = before ] && scrape=1
+    [ "$scrape" = 1 ] && curl -s "$url/metrics" >"$work/metrics0"
+    row=$(run_wrk "$url" "$TEACHER_CONNECTIONS" "$work/teacher.lua" "$pid")
+    added="- -"
+    if [ "$scrape" = 1 ]; then
+      curl -s "$url/metrics" >"$work/metrics1"
+      added=$(added_quantiles "$work/metrics0" "$work/metrics1")
+    fi
+    teacher_rows+=("$r $name $row $added")
+  done
+done
 
 ft=$(python3 -c 'import json
 ds = json.load(open("bench/results.json"))["datasets"]
@@ -209,42 +292,63 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     student_table "${before_rows[@]}"
   fi
   echo
-  echo "Teacher route ($TEACHER_CONNECTIONS connections, mock answering after ${MOCK_LATENCY_MS} ms, unique prompts):"
+  echo "Teacher route ($TEACHER_CONNECTIONS connections, mock answering after ${MOCK_LATENCY_MS} ms, unique prompts, $ROUNDS rounds of ${DURATION} s per target):"
   echo
-  echo "| | requests/s | p50 ms | p99 ms | non-2xx | CPU us/request (mock / server) | load (1 min) |"
-  echo "|---|---|---|---|---|---|---|"
-  echo "| the mock directly (passthrough baseline) | $d_rps | $d_p50 | $d_p99 | $d_bad | $d_cpu | $d_load |"
-  echo "| through understudy serve | $t_rps | $t_p50 | $t_p99 | $t_bad | $t_cpu | $t_load |"
-  awk -v a="$t_p50" -v b="$d_p50" -v c="$t_p99" -v d="$d_p99" \
-    'BEGIN { printf "| overhead | | %.3f | %.3f | | |\n", a - b, c - d }'
-  if [ -n "$BEFORE" ]; then
-    echo "| through $BEFORE/understudy (before) | $b_rps | $b_p50 | $b_p99 | $b_bad | $b_cpu | $b_load |"
-    awk -v a="$b_p50" -v b="$d_p50" -v c="$b_p99" -v d="$d_p99" \
-      'BEGIN { printf "| overhead (before) | | %.3f | %.3f | | |\n", a - b, c - d }'
-  fi
+  echo "| round | target | requests/s | p50 ms | p99 ms | non-2xx | CPU us/request (mock, server or nginx) | load (1 min) | server's own added time p50 / p99 ms (/metrics) |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for row in "${teacher_rows[@]}"; do
+    read -r r name rps p50 p99 bad _ cpu_us _ load a50 a99 <<<"$row"
+    echo "| $r | $name | $rps | $p50 | $p99 | $bad | $cpu_us | $load | $a50 / $a99 |"
+  done
+  echo
+  echo "Added over the mock directly, each round against its own direct row (median over the rounds, [lowest, highest]):"
+  echo
+  echo "| target | p50 ms | p99 ms |"
+  echo "|---|---|---|"
+  printf '%s\n' "${teacher_rows[@]}" | python3 -c '
+import statistics, sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+direct = {r[0]: r for r in rows if r[1] == "direct"}
+names = [n for n in dict.fromkeys(r[1] for r in rows) if n != "direct"]
+label = {"served": "understudy serve", "before": "understudy serve (before)", "nginx": "nginx (reference proxy)"}
+for n in names:
+    d50 = [float(r[3]) - float(direct[r[0]][3]) for r in rows if r[1] == n]
+    d99 = [float(r[4]) - float(direct[r[0]][4]) for r in rows if r[1] == n]
+    print("| %s | %.3f [%.3f, %.3f] | %.3f [%.3f, %.3f] |" % (label.get(n, n), statistics.median(d50),
+          min(d50), max(d50), statistics.median(d99), min(d99), max(d99)))'
   echo
   echo "The floor, from the classifier bench (bench/results.json, one process, one text at a time):"
   echo
   printf '%s' "$ft" | python3 "$work/floor.py"
 } | tee "$work/table.md"
 python3 - "$work/table.md" <<PY
-import json, sys
+import json, statistics, sys
 def rows_of(text):
     return [{"connections": int(c), "rps": float(r), "p50_ms": float(a), "p99_ms": float(b),
              "non_2xx": int(n), "server_cpu_us_per_request": float(u),
              "wrk_cpu_us_per_request": float(w), "load1": float(l)}
             for c, r, a, b, n, _, u, w, l in (x.split() for x in text.strip().splitlines())]
-out = {"schema": 2, "date": "$(date -u '+%Y-%m-%dT%H:%MZ')", "cores": $(nproc), "cpu": "$cpu",
+def teacher():
+    rows = [l.split() for l in """$(printf '%s\n' "${teacher_rows[@]}")""".strip().splitlines()]
+    keys = ("rps", "p50_ms", "p99_ms", "non_2xx", "requests", "cpu_us_per_request", "wrk_cpu_us_per_request",
+            "load1", "server_added_p50_ms", "server_added_p99_ms")
+    rounds = [dict(round=int(r[0]), target=r[1], **{k: (None if v == "-" else float(v)) for k, v in zip(keys, r[2:])})
+              for r in rows]
+    direct = {x["round"]: x for x in rounds if x["target"] == "direct"}
+    added = {}
+    for n in dict.fromkeys(x["target"] for x in rounds):
+        if n == "direct":
+            continue
+        d = [(x["p50_ms"] - direct[x["round"]]["p50_ms"], x["p99_ms"] - direct[x["round"]]["p99_ms"])
+             for x in rounds if x["target"] == n]
+        added[n] = {"p50_ms_median": statistics.median(a for a, _ in d), "p99_ms_median": statistics.median(b for _, b in d),
+                    "p50_ms": [a for a, _ in d], "p99_ms": [b for _, b in d]}
+    return {"connections": $TEACHER_CONNECTIONS, "mock_latency_ms": $MOCK_LATENCY_MS, "rounds": rounds, "added": added}
+out = {"schema": 3, "date": "$(date -u '+%Y-%m-%dT%H:%MZ')", "cores": $(nproc), "cpu": "$cpu",
        "load": "$load", "duration_s": $DURATION, "threads": $THREADS,
        "student": rows_of("""$(printf '%s\n' "${student_rows[@]}")"""),
        "student_before": rows_of("""$(printf '%s\n' "${before_rows[@]}")""") if "$BEFORE" else None,
-       "teacher": {"connections": $TEACHER_CONNECTIONS, "mock_latency_ms": $MOCK_LATENCY_MS,
-                   "direct": {"rps": float("$d_rps" or 0), "p50_ms": float("$d_p50" or 0), "p99_ms": float("$d_p99" or 0),
-                              "mock_cpu_us_per_request": float("$d_cpu" or 0), "load1": float("$d_load" or 0)},
-                   "served": {"rps": float("$t_rps" or 0), "p50_ms": float("$t_p50" or 0), "p99_ms": float("$t_p99" or 0),
-                              "server_cpu_us_per_request": float("$t_cpu" or 0), "load1": float("$t_load" or 0)},
-                   "served_before": {"rps": float("$b_rps" or 0), "p50_ms": float("$b_p50" or 0), "p99_ms": float("$b_p99" or 0),
-                              "server_cpu_us_per_request": float("$b_cpu" or 0), "load1": float("$b_load" or 0)} if "$BEFORE" else None},
+       "teacher": teacher(),
        "classifier_bench_banking77": json.loads('''$ft''' or "{}")}
 json.dump(out, open("bench/results_serve.json", "w"), indent=1)
 PY

@@ -128,10 +128,11 @@ static void retry_or_fail(us_teacher_gateway *g, gw_job *j, const us__resp_heade
 }
 
 /* u: the body's usage (us_response_check) */
-static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_result *r,
-                        us_usage u) {
+static void answered_ok(us_teacher_gateway *g, gw_job *j, const us__transfer_result *r, us_usage u,
+                        double now) {
   us_teacher_reply rep;
   memset(&rep, 0, sizeof rep);
+  rep.wire_ms = (now - r->started) * 1000;
   /* priced as labelling prices a call (cached input and reasoning by kind) */
   /* no usage in the body: charge the upper bounds, so the budget can only be overstated */
   if (u.prompt_tokens < 0) u.prompt_tokens = (int)us__prompt_token_bound(j->len);
@@ -193,7 +194,7 @@ static void on_done(void *user, const us__transfer_result *r, double now) {
       retry_or_fail(g, j, r->headers, 200, e.msg, now);
       return;
     }
-    answered_ok(g, j, r, u);
+    answered_ok(g, j, r, u, now);
     return;
   }
   if (code == 408 || code == 409 || code == 429 || code >= 500) {

@@ -28,6 +28,7 @@ typedef struct us_teacher_reply {
   int prompt_tokens, completion_tokens; /* billed (upper bounds when the body had no usage) */
   double cost_usd;                      /* what this request cost (0 unless status is US_OK) */
   double latency_ms;                    /* submit to reply, retries included */
+  double wire_ms; /* the answered attempt alone, from its start on the transport to its end */
   int attempts;
   int unanswered;        /* attempts that may have been billed without an answer (timed out or
                             reset after the body was sent, or an unreadable 200) */

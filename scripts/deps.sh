@@ -3,7 +3,9 @@
 # apt-get itself; otherwise it prints the exact command to run.
 # Usage: scripts/deps.sh [build|test|bench|fuzz]
 #   (test adds chromium, strace, clang-format and OpenMPI (libopenmpi-dev, openmpi-bin: the
-#   data-parallel training tests; the build works without them); bench adds fasttext, torch; fuzz adds clang
+#   data-parallel training tests; the build works without them); bench adds fasttext, torch, wrk
+#   and nginx-light (the reference proxy of bench/bench_serve.sh; Debian starts its service on
+#   port 80, `systemctl disable --now nginx` stops it); fuzz adds clang
 #   and its libFuzzer and sanitizer runtimes)
 set -euo pipefail
 what=${1:-build}
@@ -12,7 +14,7 @@ pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libcjson-dev libsqli
 case "$what" in
   build) ;;
   test) pkgs+=(chromium strace clang-format libopenmpi-dev openmpi-bin) ;;
-  bench) pkgs+=(fasttext python3-torch time linux-perf wrk) ;;
+  bench) pkgs+=(fasttext python3-torch time linux-perf wrk nginx-light) ;;
   fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
   *) echo "usage: scripts/deps.sh [build|test|bench|fuzz]" >&2; exit 2 ;;
 esac

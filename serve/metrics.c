@@ -13,11 +13,25 @@ const double us__hist_bounds[US__HIST_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001
                                                   0.01,   0.025,   0.05,   0.1,   0.25,    0.5,
                                                   1,      2.5,     5,      10,    INFINITY};
 
+const double us__added_bounds[US__ADDED_BUCKETS] = {
+    0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015,
+    0.002,   0.003,  0.005,  0.01,   0.025,  0.1,     1,     INFINITY};
+
+static int bucket_of(const double *bounds, int n, double seconds) {
+  int b = 0;
+  while (b < n - 1 && seconds > bounds[b]) b++;
+  return b;
+}
+
+void us__metrics_added(us__server *s, double seconds) {
+  if (seconds < 0) seconds = 0; /* two clocks' readings a microsecond apart */
+  atomic_fetch_add(&s->added_hist[bucket_of(us__added_bounds, US__ADDED_BUCKETS, seconds)], 1);
+  atomic_fetch_add(&s->added_sum_us, (int_fast64_t)(seconds * 1e6));
+}
+
 void us__metrics_observe(us__server *s, int route, double seconds) {
   atomic_fetch_add(&s->requests[route], 1);
-  int b = 0;
-  while (b < US__HIST_BUCKETS - 1 && seconds > us__hist_bounds[b]) b++;
-  atomic_fetch_add(&s->hist[route][b], 1);
+  atomic_fetch_add(&s->hist[route][bucket_of(us__hist_bounds, US__HIST_BUCKETS, seconds)], 1);
   atomic_fetch_add(&s->hist_sum_us[route], (int_fast64_t)(seconds * 1e6));
 }
 
@@ -71,6 +85,25 @@ char *us__metrics_text(us__server *s) {
     us_buf_printf(&b, "understudy_request_duration_seconds_count{route=\"%s\"} %lld\n",
                   us__route_names[r], cum);
   }
+  us_buf_puts(
+      &b,
+      "# HELP understudy_teacher_added_seconds What the server adds to a teacher answer: "
+      "the request's time from its arrival to its response, less the teacher's own time "
+      "for it on the wire; waits for teacher.concurrency or the rate limits are in it (answers "
+      "at the first attempt).\n"
+      "# TYPE understudy_teacher_added_seconds histogram\n");
+  long long cum = 0;
+  for (int i = 0; i < US__ADDED_BUCKETS; i++) {
+    cum += (long long)atomic_load(&s->added_hist[i]);
+    if (isinf(us__added_bounds[i]))
+      us_buf_printf(&b, "understudy_teacher_added_seconds_bucket{le=\"+Inf\"} %lld\n", cum);
+    else
+      us_buf_printf(&b, "understudy_teacher_added_seconds_bucket{le=\"%g\"} %lld\n",
+                    us__added_bounds[i], cum);
+  }
+  us_buf_printf(&b, "understudy_teacher_added_seconds_sum %.6f\n",
+                (double)atomic_load(&s->added_sum_us) / 1e6);
+  us_buf_printf(&b, "understudy_teacher_added_seconds_count %lld\n", cum);
   double spent = s->spent_usd, saved = s->saved_usd;
   us_buf_printf(&b,
                 "# HELP understudy_teacher_spent_usd_total Dollars paid to the teacher while "

@@ -21,6 +21,8 @@ extern const char *const us__route_names[US__ROUTE_COUNT];
 
 #define US__HIST_BUCKETS 17
 extern const double us__hist_bounds[US__HIST_BUCKETS]; /* seconds; the last is +Inf */
+#define US__ADDED_BUCKETS 16 /* finer below a millisecond, where the teacher route's aim is */
+extern const double us__added_bounds[US__ADDED_BUCKETS];
 
 /* One loaded student, shared by every thread that holds a reference. */
 typedef struct us__student {
@@ -108,6 +110,10 @@ typedef struct us__server {
   atomic_int_fast64_t requests[US__ROUTE_COUNT];
   atomic_int_fast64_t hist[US__ROUTE_COUNT][US__HIST_BUCKETS];
   atomic_int_fast64_t hist_sum_us[US__ROUTE_COUNT];
+  /* what the server adds to a teacher answer given at the first attempt: the request's time
+   * here less the teacher's own time on the wire (us__metrics_added) */
+  atomic_int_fast64_t added_hist[US__ADDED_BUCKETS];
+  atomic_int_fast64_t added_sum_us;
   atomic_int_fast64_t in_flight;
   atomic_int_fast64_t next_id;
   _Atomic double spent_usd, saved_usd; /* += is one compare-and-swap: no lock per request */
@@ -181,6 +187,7 @@ bool us__known_has(us__server *s, const char *key);
 
 /* ---- metrics.c ---- */
 void us__metrics_observe(us__server *s, int route, double seconds);
+void us__metrics_added(us__server *s, double seconds);
 char *us__metrics_text(us__server *s); /* Prometheus text format; caller frees */
 void us__money_add(us__server *s, double spent, double saved);
 

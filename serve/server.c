@@ -258,6 +258,7 @@ static enum MHD_Result teacher_answered(req_ctx *x) {
     enum MHD_Result ret = send_completion_body(x, r->body, "teacher");
     double dt = us_now() - x->t0;
     us__metrics_observe(s, US__ROUTE_TEACHER, dt);
+    if (r->attempts == 1) us__metrics_added(s, dt - r->wire_ms / 1000);
     us__money_add(s, r->cost_usd, 0);
     us__log_item it;
     memset(&it, 0, sizeof it);

@@ -45,6 +45,15 @@ assert_le "$(mock_stats max_in_flight)" 3 "requests at the teacher at once (teac
 assert_ge "$(mock_stats max_in_flight)" 2 "requests at the teacher at once (they run together)"
 assert_close "$(metric understudy_teacher_spent_usd_total)" "$(mock_stats billed_usd)" \
   "dollars in /metrics against the mock's bill"
+# what the server added to each answer: its time less the teacher's 0.3 s on the wire, so the
+# waits for a slot stay in (9 of the 12 waited 0.3, 0.6 or 0.9 s: about 5.4 s in all) and the
+# teacher's own time does not
+assert_eq "$(metric understudy_teacher_added_seconds_count)" 12 "answers in the added-time histogram"
+added=$(metric understudy_teacher_added_seconds_sum)
+total=$(metric understudy_request_duration_seconds_sum 'route="teacher"')
+assert_le "$added" "$(awk -v t="$total" 'BEGIN { print t - 12 * 0.3 }')" \
+  "added time ($added s) without the teacher's 12 x 0.3 s (of $total s in all)"
+assert_ge "$added" 4.5 "added time ($added s) with the waits for teacher.concurrency"
 serve_stop
 
 note "one budget for two serving threads: 24 concurrent requests against \$0.5 left"

@@ -260,8 +260,10 @@ static void model_file_should_round_trip_the_naive_bayes_term(void **state) {
 
 /* classifier_v3.bin was written by the code before the naive Bayes term (version 3 files) from
  * make_examples(120, 42) with dim 8, buckets 5000, epochs 5, one thread, min_count_ngram 1, the
- * first 20 examples as the validation slice. It loads with no term, and today's trainer with
- * p.nb false gives its predictions bit for bit. */
+ * first 20 examples as the validation slice, on another machine. It loads with no term, and
+ * today's trainer with p.nb false gives its predictions up to float rounding (another CPU's
+ * OpenBLAS kernels or libm round the last bit differently: 1.2e-7 at most on a Zen 4 machine):
+ * each probability within 1e-5. */
 static void version_3_file_should_load_without_the_term(void **state) {
   (void)state;
   char *path = source_path("tests/data/models/classifier_v3.bin"), *data;
@@ -287,7 +289,7 @@ static void version_3_file_should_load_without_the_term(void **state) {
     float a[4], b[4];
     assert_int_equal(us_classifier_predict(old, ex[i].text, a, &err), US_OK);
     assert_int_equal(us_classifier_predict(now, ex[i].text, b, &err), US_OK);
-    assert_memory_equal(a, b, sizeof a);
+    for (int k = 0; k < 4; k++) assert_float_equal(a[k], b[k], 1e-5);
   }
   free_examples(ex, texts, 120);
   us_classifier_free(old);

@@ -405,10 +405,7 @@ void us__transport_wait(us__transport *tr, double wake) {
                 (events[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
     curl_multi_socket_action(tr->multi, events[i].data.fd, flags, &running);
   }
-  if (tr->timer_at >= 0 && us_now() >= tr->timer_at) {
-    tr->timer_at = -1;
-    curl_multi_socket_action(tr->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  }
+  us__transport_kick(tr);
 }
 
 void us__transport_kick(us__transport *tr) {

@@ -55,6 +55,26 @@ static void gauge(us_buf *b, const char *name, const char *help, double v) {
     us_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.12g\n", name, help, name, name, v);
 }
 
+/* A histogram's bucket, sum and count lines, in Prometheus's text format; label (such as
+ * route="teacher") goes inside the braces of every line, or NULL for none. */
+static void histogram(us_buf *b, const char *name, const char *label, const double *bounds,
+                      const atomic_int_fast64_t *counts, int n, const atomic_int_fast64_t *sum_us) {
+  const char *sep = label ? "," : "";
+  if (!label) label = "";
+  long long cum = 0;
+  for (int i = 0; i < n; i++) {
+    cum += (long long)atomic_load(&counts[i]);
+    if (isinf(bounds[i]))
+      us_buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %lld\n", name, label, sep, cum);
+    else
+      us_buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %lld\n", name, label, sep, bounds[i], cum);
+  }
+  const char *open = *label ? "{" : "", *close = *label ? "}" : "";
+  us_buf_printf(b, "%s_sum%s%s%s %.6f\n", name, open, label, close,
+                (double)atomic_load(sum_us) / 1e6);
+  us_buf_printf(b, "%s_count%s%s%s %lld\n", name, open, label, close, cum);
+}
+
 char *us__metrics_text(us__server *s) {
   us_buf b;
   us_buf_init(&b, 0);
@@ -68,22 +88,10 @@ char *us__metrics_text(us__server *s) {
               "# HELP understudy_request_duration_seconds Time from the request's arrival to its "
               "response, by route.\n# TYPE understudy_request_duration_seconds histogram\n");
   for (int r = 0; r < US__ROUTE_COUNT; r++) {
-    long long cum = 0;
-    for (int i = 0; i < US__HIST_BUCKETS; i++) {
-      cum += (long long)atomic_load(&s->hist[r][i]);
-      if (isinf(us__hist_bounds[i]))
-        us_buf_printf(&b,
-                      "understudy_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lld\n",
-                      us__route_names[r], cum);
-      else
-        us_buf_printf(&b,
-                      "understudy_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lld\n",
-                      us__route_names[r], us__hist_bounds[i], cum);
-    }
-    us_buf_printf(&b, "understudy_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-                  us__route_names[r], (double)atomic_load(&s->hist_sum_us[r]) / 1e6);
-    us_buf_printf(&b, "understudy_request_duration_seconds_count{route=\"%s\"} %lld\n",
-                  us__route_names[r], cum);
+    char label[64];
+    snprintf(label, sizeof label, "route=\"%s\"", us__route_names[r]);
+    histogram(&b, "understudy_request_duration_seconds", label, us__hist_bounds, s->hist[r],
+              US__HIST_BUCKETS, &s->hist_sum_us[r]);
   }
   us_buf_puts(
       &b,
@@ -92,18 +100,8 @@ char *us__metrics_text(us__server *s) {
       "for it on the wire; waits for teacher.concurrency or the rate limits are in it (answers "
       "at the first attempt).\n"
       "# TYPE understudy_teacher_added_seconds histogram\n");
-  long long cum = 0;
-  for (int i = 0; i < US__ADDED_BUCKETS; i++) {
-    cum += (long long)atomic_load(&s->added_hist[i]);
-    if (isinf(us__added_bounds[i]))
-      us_buf_printf(&b, "understudy_teacher_added_seconds_bucket{le=\"+Inf\"} %lld\n", cum);
-    else
-      us_buf_printf(&b, "understudy_teacher_added_seconds_bucket{le=\"%g\"} %lld\n",
-                    us__added_bounds[i], cum);
-  }
-  us_buf_printf(&b, "understudy_teacher_added_seconds_sum %.6f\n",
-                (double)atomic_load(&s->added_sum_us) / 1e6);
-  us_buf_printf(&b, "understudy_teacher_added_seconds_count %lld\n", cum);
+  histogram(&b, "understudy_teacher_added_seconds", NULL, us__added_bounds, s->added_hist,
+            US__ADDED_BUCKETS, &s->added_sum_us);
   double spent = s->spent_usd, saved = s->saved_usd;
   us_buf_printf(&b,
                 "# HELP understudy_teacher_spent_usd_total Dollars paid to the teacher while "

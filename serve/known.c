@@ -111,7 +111,7 @@ bool us__known_may_hold(us__server *s, const char *key) {
   return us__known_has(s, key);
 }
 
-static void refresh(us__server *s, bool only_if_changed) {
+void us__known_refresh(us__server *s, bool only_if_changed) {
   pthread_mutex_lock(&s->known.lock);
   bool broken = s->known.broken;
   pthread_mutex_unlock(&s->known.lock);
@@ -121,14 +121,6 @@ static void refresh(us__server *s, bool only_if_changed) {
   us_status st = refresh_locked(s, only_if_changed, &err);
   pthread_mutex_unlock(&s->read_lock);
   if (st) give_up_on(s, &err);
-}
-
-void us__known_refresh(us__server *s) {
-  refresh(s, false);
-}
-
-void us__known_catch_up(us__server *s) {
-  refresh(s, true);
 }
 
 void us__known_init(us__server *s) {

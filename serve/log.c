@@ -165,7 +165,7 @@ static void write_batch(us__server *s, us__log_item *items, size_t n) {
     if (items[i].store_call) us__recent_forget(s, items[i].call.key);
   /* the commit changed the workspace: the set reads past it now, on this thread, so the next
    * teacher request's lookup finds the workspace unchanged since the set's last read */
-  us__known_catch_up(s);
+  us__known_refresh(s, true);
 }
 
 /* abs + ms, for pthread_cond_timedwait */

@@ -175,12 +175,12 @@ void us__recent_free(us__server *s);
 /* ---- known.c ---- */
 void us__known_init(us__server *s);
 void us__known_free(us__server *s);
-/* Reads the keys of calls stored since the last refresh (by anyone) into the set. */
-void us__known_refresh(us__server *s);
-/* The same when the workspace changed since (the log thread, after each commit: the read that a
- * commit makes necessary is then its own, not the next request's; about 0.1 ms of SQLite page
- * reads, which was two thirds of a teacher request's time in the server at one connection). */
-void us__known_catch_up(us__server *s);
+/* Reads the keys of calls stored since the last refresh (by anyone) into the set; with
+ * only_if_changed, only when the workspace changed since. The log thread calls it so after each
+ * commit: the read that a commit makes necessary is then its own, not the next request's (about
+ * 0.1 ms of SQLite page reads, two thirds of a teacher request's time in the server at one
+ * connection). */
+void us__known_refresh(us__server *s, bool only_if_changed);
 void us__known_add(us__server *s, const char *key);
 /* False only when no answer for key is stored: a key not in the set is looked for again after
  * reading the keys committed since (by this server's log thread or another process), when the

@@ -664,7 +664,7 @@ static us_status server_init(us__server *s, us_pipeline *p, us_err *err) {
     return st;
   }
   if ((st = us_cache_open(us_pipeline_workspace_path(p), &s->read_cache, err))) return st;
-  us__known_refresh(s);
+  us__known_refresh(s, false);
   us_cache_stats stats;
   if ((st = us_cache_stats_get(s->cache, &stats, err))) return st;
   int64_t paid = stats.calls - stats.calls_imported;

@@ -249,6 +249,21 @@ for r in $(seq "$ROUNDS"); do
     teacher_rows+=("$r $name $row $added")
   done
 done
+# each target's overhead over that round's direct row, per round and as the median (for the table
+# and the JSON alike)
+added_json=$(printf '%s\n' "${teacher_rows[@]}" | python3 -c '
+import json, statistics, sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+direct = {r[0]: r for r in rows if r[1] == "direct"}
+out = {}
+for n in dict.fromkeys(r[1] for r in rows):
+    if n == "direct":
+        continue
+    d50 = [float(r[3]) - float(direct[r[0]][3]) for r in rows if r[1] == n]
+    d99 = [float(r[4]) - float(direct[r[0]][4]) for r in rows if r[1] == n]
+    out[n] = {"p50_ms_median": statistics.median(d50), "p99_ms_median": statistics.median(d99),
+              "p50_ms": d50, "p99_ms": d99}
+print(json.dumps(out))')
 
 ft=$(python3 -c 'import json
 ds = json.load(open("bench/results.json"))["datasets"]
@@ -305,24 +320,19 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
   echo
   echo "| target | p50 ms | p99 ms |"
   echo "|---|---|---|"
-  printf '%s\n' "${teacher_rows[@]}" | python3 -c '
-import statistics, sys
-rows = [l.split() for l in sys.stdin if l.strip()]
-direct = {r[0]: r for r in rows if r[1] == "direct"}
-names = [n for n in dict.fromkeys(r[1] for r in rows) if n != "direct"]
+  printf '%s' "$added_json" | python3 -c '
+import json, sys
 label = {"served": "understudy serve", "before": "understudy serve (before)", "nginx": "nginx (reference proxy)"}
-for n in names:
-    d50 = [float(r[3]) - float(direct[r[0]][3]) for r in rows if r[1] == n]
-    d99 = [float(r[4]) - float(direct[r[0]][4]) for r in rows if r[1] == n]
-    print("| %s | %.3f [%.3f, %.3f] | %.3f [%.3f, %.3f] |" % (label.get(n, n), statistics.median(d50),
-          min(d50), max(d50), statistics.median(d99), min(d99), max(d99)))'
+for n, a in json.load(sys.stdin).items():
+    print("| %s | %.3f [%.3f, %.3f] | %.3f [%.3f, %.3f] |" % (label.get(n, n), a["p50_ms_median"],
+          min(a["p50_ms"]), max(a["p50_ms"]), a["p99_ms_median"], min(a["p99_ms"]), max(a["p99_ms"])))'
   echo
   echo "The floor, from the classifier bench (bench/results.json, one process, one text at a time):"
   echo
   printf '%s' "$ft" | python3 "$work/floor.py"
 } | tee "$work/table.md"
 python3 - "$work/table.md" <<PY
-import json, statistics, sys
+import json, sys
 def rows_of(text):
     return [{"connections": int(c), "rps": float(r), "p50_ms": float(a), "p99_ms": float(b),
              "non_2xx": int(n), "server_cpu_us_per_request": float(u),
@@ -334,16 +344,8 @@ def teacher():
             "load1", "server_added_p50_ms", "server_added_p99_ms")
     rounds = [dict(round=int(r[0]), target=r[1], **{k: (None if v == "-" else float(v)) for k, v in zip(keys, r[2:])})
               for r in rows]
-    direct = {x["round"]: x for x in rounds if x["target"] == "direct"}
-    added = {}
-    for n in dict.fromkeys(x["target"] for x in rounds):
-        if n == "direct":
-            continue
-        d = [(x["p50_ms"] - direct[x["round"]]["p50_ms"], x["p99_ms"] - direct[x["round"]]["p99_ms"])
-             for x in rounds if x["target"] == n]
-        added[n] = {"p50_ms_median": statistics.median(a for a, _ in d), "p99_ms_median": statistics.median(b for _, b in d),
-                    "p50_ms": [a for a, _ in d], "p99_ms": [b for _, b in d]}
-    return {"connections": $TEACHER_CONNECTIONS, "mock_latency_ms": $MOCK_LATENCY_MS, "rounds": rounds, "added": added}
+    return {"connections": $TEACHER_CONNECTIONS, "mock_latency_ms": $MOCK_LATENCY_MS, "rounds": rounds,
+            "added": json.loads("""$added_json""")}
 out = {"schema": 3, "date": "$(date -u '+%Y-%m-%dT%H:%MZ')", "cores": $(nproc), "cpu": "$cpu",
        "load": "$load", "duration_s": $DURATION, "threads": $THREADS,
        "student": rows_of("""$(printf '%s\n' "${student_rows[@]}")"""),

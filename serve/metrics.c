@@ -154,5 +154,12 @@ char *us__metrics_text(us__server *s) {
         (double)atomic_load(&s->reloads));
   gauge(&b, "understudy_requests_in_flight", "Requests being answered.",
         (double)atomic_load(&s->in_flight));
+  us_buf_puts(&b,
+              "# HELP understudy_connections Open client connections, by serving thread "
+              "(numbered in the order each took its first).\n"
+              "# TYPE understudy_connections gauge\n");
+  for (int i = 0; i < US__MAX_WORKERS && atomic_load(&s->workers[i]); i++)
+    us_buf_printf(&b, "understudy_connections{thread=\"%d\"} %lld\n", i,
+                  (long long)atomic_load(&s->worker_connections[i]));
   return us_buf_steal(&b);
 }

@@ -17,6 +17,7 @@
 #include "understudy.h"
 
 enum { US__ROUTE_STUDENT, US__ROUTE_TEACHER, US__ROUTE_CACHE, US__ROUTE_ERROR, US__ROUTE_COUNT };
+#define US__MAX_WORKERS 256 /* serve.threads at most */
 extern const char *const us__route_names[US__ROUTE_COUNT];
 
 #define US__HIST_BUCKETS 17
@@ -116,6 +117,11 @@ typedef struct us__server {
   atomic_int_fast64_t added_sum_us;
   atomic_int_fast64_t in_flight;
   atomic_int_fast64_t next_id;
+  /* open connections by serving thread, numbered in the order each first took one: the thread
+   * is known by its libmicrohttpd worker (us__worker_index) */
+  const void *_Atomic workers[US__MAX_WORKERS];
+  atomic_int_fast64_t worker_connections[US__MAX_WORKERS];
+  bool accept_warned; /* a failed accept was logged (once) */
   _Atomic double spent_usd, saved_usd; /* += is one compare-and-swap: no lock per request */
 
   /* audit */

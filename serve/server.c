@@ -1,18 +1,22 @@
 /* The HTTP side of `understudy serve` (serve/serve.h): libmicrohttpd with a pool of polling
  * threads; a request for the teacher suspends its connection until the teacher gateway's thread
  * resumes it, so no worker thread ever waits on the network. */
+#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/hash.h"
@@ -497,6 +501,36 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   return dispatch(x, method, url);
 }
 
+/* The number of the serving thread that runs worker, given at its first connection. */
+static int worker_index(us__server *s, const void *worker) {
+  for (int i = 0; i < US__MAX_WORKERS; i++) {
+    const void *w = atomic_load(&s->workers[i]);
+    if (w == worker) return i;
+    if (!w) {
+      const void *none = NULL;
+      if (atomic_compare_exchange_strong(&s->workers[i], &none, worker)) return i;
+      if (none == worker) return i; /* another connection of the same thread won the slot */
+    }
+  }
+  return -1;
+}
+
+/* Counts each serving thread's open connections (understudy_connections in /metrics). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  us__server *s = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
+    int i = info ? worker_index(s, info->daemon) : -1;
+    *socket_context = (void *)(intptr_t)(i + 1);
+    if (i >= 0) atomic_fetch_add(&s->worker_connections[i], 1);
+  } else {
+    int i = (int)(intptr_t)*socket_context - 1;
+    if (i >= 0) atomic_fetch_sub(&s->worker_connections[i], 1);
+  }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   (void)conn;
@@ -703,15 +737,59 @@ static void server_free(us__server *s) {
   pthread_cond_destroy(&s->log_drained);
 }
 
-static int bound_port(struct MHD_Daemon *d) {
-  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
-  if (!info) return -1;
+/* The server's own listening socket. libmicrohttpd's workers each took connections from a shared
+ * one, and the first awake took a whole burst: a 16-connection client ended up with one worker
+ * serving nearly every connection while the other idled, so a wave of teacher answers was
+ * answered one after another on one core. The main thread accepts instead and hands each
+ * connection to the pool (MHD_add_connection), which spreads them over the workers. */
+static int listen_on(const struct sockaddr_storage *addr) {
+  int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int on = 1;
+  socklen_t len = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                               : sizeof(struct sockaddr_in);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+      bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, 1024) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+static int bound_port(int fd) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (getsockname(info->listen_fd, (struct sockaddr *)&ss, &len) != 0) return -1;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
   if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
   if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   return -1;
+}
+
+/* Waits up to timeout_ms for connections and gives each to the daemon's pool. Out of file
+ * descriptors, the connection waits in the backlog (warned once) until one is free. */
+static void accept_for(us__server *s, struct MHD_Daemon *d, int lfd, int timeout_ms) {
+  struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+  if (poll(&pfd, 1, timeout_ms) <= 0) return;
+  for (;;) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      (void)MHD_add_connection(d, fd, (struct sockaddr *)&ss, len); /* closes fd on failure */
+      continue;
+    }
+    int e = errno;
+    if (e == EINTR || e == ECONNABORTED) continue;
+    if (e == EAGAIN || e == EWOULDBLOCK) return; /* none left */
+    if (!s->accept_warned)
+      us_log(US_LOG_WARN, "serve: cannot accept a connection, it waits: %s%s", strerror(e),
+             e == EMFILE || e == ENFILE ? " (raise the limit on open files: ulimit -n)" : "");
+    s->accept_warned = true;
+    poll(NULL, 0, 20); /* the listening socket stays readable: pause rather than spin */
+    return;
+  }
 }
 
 static void sleep_s(double s) {
@@ -721,9 +799,8 @@ static void sleep_s(double s) {
 
 /* Stops accepting, lets the requests in flight finish (the teacher's included, within its
  * timeout and retries), then stops the daemon. */
-static void drain(us__server *s, struct MHD_Daemon *d) {
-  MHD_socket fd = MHD_quiesce_daemon(d);
-  if (fd != MHD_INVALID_SOCKET) close(fd);
+static void drain(us__server *s, struct MHD_Daemon *d, int lfd) {
+  close(lfd);
   const us_teacher_params *t = &s->config->teacher;
   double limit = us_now() + t->timeout_s * (t->max_retries + 1) + 30;
   while (atomic_load(&s->in_flight) > 0 && us_now() < limit) sleep_s(0.01);
@@ -749,29 +826,36 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
   if (!s) return us_err_set(err, US_ERR_NOMEM, "out of memory");
   st = server_init(s, p, err);
   struct MHD_Daemon *d = NULL;
+  int lfd = -1;
+  if (!st) {
+    lfd = listen_on(&addr);
+    if (lfd < 0)
+      st = us_err_set(err, US_ERR_IO,
+                      "cannot listen on %s port %d: %s (another server on that port? choose "
+                      "another with --port, or 0 for any free one)",
+                      host, o->port, strerror(errno));
+  }
   if (!st) {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_THREAD_POOL_SIZE,
                          (unsigned)c->serve.threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVE_CONNECTION_MEMORY,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
                          (unsigned)4096, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
-    if (!d)
-      st = us_err_set(err, US_ERR_IO,
-                      "cannot listen on %s port %d (in use, or not an address of this machine)",
-                      host, o->port);
+    if (!d) st = us_err_set(err, US_ERR_IO, "cannot start the HTTP server: %s", strerror(errno));
   }
   if (st) {
+    if (lfd >= 0) close(lfd);
     server_free(s);
     free(s);
     return st;
   }
   if (o->ready) {
     us_serve_ready r = {.host = host,
-                        .port = bound_port(d),
+                        .port = bound_port(lfd),
                         .model = s->model_path,
                         .threshold = s->threshold,
                         .threshold_from = s->threshold_from};
@@ -779,7 +863,7 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
   }
   double next_look = us_now() + c->serve.reload_check_s;
   while (!(o->stop && *o->stop)) {
-    sleep_s(0.02);
+    accept_for(s, d, lfd, 20);
     if (o->reload && *o->reload) {
       *o->reload = 0;
       us__student_maybe_reload(s, true);
@@ -788,7 +872,7 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
       next_look = us_now() + c->serve.reload_check_s;
     }
   }
-  drain(s, d);
+  drain(s, d, lfd);
   us_teacher_gateway_close(s->gateway);
   s->gateway = NULL;
   us__log_stop(s);

@@ -11,6 +11,82 @@ serve_setup 300
 serve_start o1 --set serve.threshold=0 --set serve.audit_rate=0 --set serve.reload_check_s=0.1 \
   --set serve.threads=4
 
+note "a second server on the same port is refused, naming the port and the fix"
+port=${SERVE_URL##*:}
+run_us taken serve "$WORK/config.json" --port "$port"
+[ "$RC" -ne 0 ] || fail "a second server on port $port started"
+assert_grep "$WORK/taken.err" "cannot listen on 127.0.0.1 port $port" "the refusal names the port"
+assert_grep "$WORK/taken.err" "with --port" "the refusal says what to do"
+
+note "--host ::1 (IPv6 loopback) serves"
+if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+  rm -f "$WORK/v6.port"
+  start_us v6 serve "$WORK/config.json" --host ::1 --port 0 --port-file "$WORK/v6.port"
+  v6_pid=$US_PID
+  wait_until 15 test -s "$WORK/v6.port" || { show "$WORK/v6.err"; fail "serve --host ::1 wrote no port file"; }
+  assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://[::1]:$(cat "$WORK/v6.port")/health")" 200 \
+    "/health over IPv6"
+  kill -TERM "$v6_pid"
+  wait_us "$v6_pid"
+  assert_eq "$RC" 0 "serve --host ::1 exit status after SIGTERM"
+else
+  note "skipped: this machine has no IPv6 loopback"
+fi
+
+note "out of file descriptors: the connections wait, a warning says what to raise, service resumes"
+rm -f "$WORK/fd.port"
+(ulimit -n 64 && exec "$US_BIN" serve "$WORK/config.json" --port 0 --port-file "$WORK/fd.port") \
+  >"$WORK/fd.out" 2>"$WORK/fd.err" &
+fd_pid=$!
+BG_PIDS+=("$fd_pid")
+wait_until 15 test -s "$WORK/fd.port" || { show "$WORK/fd.err"; fail "serve (ulimit -n 64) wrote no port file"; }
+python3 - "$(cat "$WORK/fd.port")" <<'PY'
+import socket, sys, time
+socks = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(100)]
+time.sleep(0.5)
+for s in socks:
+    s.close()
+PY
+assert_grep "$WORK/fd.err" "ulimit -n" "the warning names the limit to raise"
+assert_eq "$(grep -c 'cannot accept a connection' "$WORK/fd.err")" 1 "the warning, once"
+assert_eq "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$WORK/fd.port")/health")" \
+  200 "/health once the connections closed"
+kill -TERM "$fd_pid"
+wait_us "$fd_pid"
+assert_eq "$RC" 0 "exit status after SIGTERM"
+
+note "a burst of connections is spread over the serving threads"
+# 16 connections opened at once, as a client pool or wrk does: each serving thread takes its
+# share (libmicrohttpd's own accept let the first thread awake take most of the burst)
+python3 - "$port" >"$WORK/spread.txt" <<'PY'
+import re, socket, sys
+port = int(sys.argv[1])
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+for s in socks:
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+for s in socks:
+    s.recv(4096)
+m = socket.create_connection(("127.0.0.1", port))
+m.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+text = b""
+while True:
+    chunk = m.recv(65536)
+    if not chunk:
+        break
+    text += chunk
+found = re.findall(r'^understudy_connections\{thread="\d+"\} (\d+)$', text.decode(), re.M)
+print(" ".join(found))
+PY
+read -r -a spread <"$WORK/spread.txt"
+assert_eq "${#spread[@]}" 4 "serving threads holding connections (serve.threads 4): ${spread[*]}"
+total=0 most=0
+for c in "${spread[@]}"; do
+  total=$((total + c))
+  [ "$c" -gt "$most" ] && most=$c
+done
+assert_eq "$total" 17 "open connections counted (16 and the scrape's own): ${spread[*]}"
+assert_le "$most" 8 "the busiest thread's share of 17 connections: ${spread[*]}"
+
 note "hot reload under load: no request dropped"
 body=$(task_body "my card payment was declined at the shop")
 printf '%s' "$body" >"$WORK/body.json"
@@ -54,7 +130,6 @@ assert_grep "$WORK/o1.err" 'keeping the student in use' "the refusal is logged"
 cp "$WORK/student.good" "$WORK/out/student.bin"
 
 note "abuse: nothing a client sends brings the server down"
-port=${SERVE_URL##*:}
 raw() { # raw BYTES: sends BYTES on a fresh connection and closes it after 1 s
   exec 3<>"/dev/tcp/127.0.0.1/$port" || return 0
   printf '%b' "$1" >&3 || true

@@ -121,7 +121,7 @@ typedef struct us__server {
    * is known by its libmicrohttpd worker (us__worker_index) */
   const void *_Atomic workers[US__MAX_WORKERS];
   atomic_int_fast64_t worker_connections[US__MAX_WORKERS];
-  bool accept_warned; /* a failed accept was logged (once) */
+  bool accept_warned;                  /* a failed accept was logged (once) */
   _Atomic double spent_usd, saved_usd; /* += is one compare-and-swap: no lock per request */
 
   /* audit */

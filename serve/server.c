@@ -3,8 +3,8 @@
  * resumes it, so no worker thread ever waits on the network. */
 #define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -746,8 +746,8 @@ static int listen_on(const struct sockaddr_storage *addr) {
   int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   int on = 1;
-  socklen_t len = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                               : sizeof(struct sockaddr_in);
+  socklen_t len =
+      addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
       bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, 1024) != 0) {
     int e = errno;

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "cache/cache.h"
 #include "core/buf.h"
@@ -236,6 +237,19 @@ char *us__route_error_body(const char *message, const char *type, const char *co
 char *us__route_teacher_content(const char *body);
 /* The mapped label (classify) or content (generate) of a teacher's body; NULL if none. */
 char *us__route_teacher_answer(const us__server *s, const char *body, char **content);
+
+/* ---- listen.c ---- */
+struct MHD_Daemon;
+/* host:port as an address to bind; *loopback when it is one of this machine's loopbacks. */
+us_status us__listen_resolve(const char *host, int port, struct sockaddr_storage *out,
+                             bool *loopback, us_err *err);
+/* A listening socket bound to addr (non-blocking), or -1 with errno set. */
+int us__listen_open(const struct sockaddr_storage *addr);
+/* The port a socket is bound to, or -1. */
+int us__listen_port(int fd);
+/* Waits up to timeout_ms for connections on lfd and hands each to d's pool. A failed accept
+ * (out of descriptors) is warned once and paused on: the socket stays readable meanwhile. */
+void us__listen_accept(us__server *s, struct MHD_Daemon *d, int lfd, int timeout_ms);
 
 /* ---- route_fast.c ---- */
 typedef struct us__fast_task {

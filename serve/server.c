@@ -1,15 +1,10 @@
 /* The HTTP side of `understudy serve` (serve/serve.h): libmicrohttpd with a pool of polling
  * threads; a request for the teacher suspends its connection until the teacher gateway's thread
  * resumes it, so no worker thread ever waits on the network. */
-#define _GNU_SOURCE /* accept4 */
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <microhttpd.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -563,32 +558,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- setup ----------------------------------------------------------------------------- */
 
-static bool is_loopback(const struct sockaddr *sa) {
-  if (sa->sa_family == AF_INET)
-    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-  if (sa->sa_family == AF_INET6)
-    return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-  return false;
-}
-
-static us_status resolve(const char *host, int port, struct sockaddr_storage *out, bool *loopback,
-                         us_err *err) {
-  struct addrinfo hints, *ai = NULL;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  char service[16];
-  snprintf(service, sizeof service, "%d", port);
-  int rc = getaddrinfo(host, service, &hints, &ai);
-  if (rc != 0 || !ai) return us_err_set(err, US_ERR_USAGE, "--host %s: %s", host, gai_strerror(rc));
-  memset(out, 0, sizeof *out);
-  memcpy(out, ai->ai_addr, ai->ai_addrlen);
-  *loopback = is_loopback(ai->ai_addr);
-  freeaddrinfo(ai);
-  return US_OK;
-}
-
 static us_status read_api_keys(us__server *s, us_err *err) {
   const char *env = s->config->serve.api_keys_env;
   if (!env) return US_OK;
@@ -737,61 +706,6 @@ static void server_free(us__server *s) {
   pthread_cond_destroy(&s->log_drained);
 }
 
-/* The server's own listening socket. libmicrohttpd's workers each took connections from a shared
- * one, and the first awake took a whole burst: a 16-connection client ended up with one worker
- * serving nearly every connection while the other idled, so a wave of teacher answers was
- * answered one after another on one core. The main thread accepts instead and hands each
- * connection to the pool (MHD_add_connection), which spreads them over the workers. */
-static int listen_on(const struct sockaddr_storage *addr) {
-  int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  int on = 1;
-  socklen_t len =
-      addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-      bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, 1024) != 0) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-  }
-  return fd;
-}
-
-static int bound_port(int fd) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
-  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return -1;
-}
-
-/* Waits up to timeout_ms for connections and gives each to the daemon's pool. Out of file
- * descriptors, the connection waits in the backlog (warned once) until one is free. */
-static void accept_for(us__server *s, struct MHD_Daemon *d, int lfd, int timeout_ms) {
-  struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-  if (poll(&pfd, 1, timeout_ms) <= 0) return;
-  for (;;) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      (void)MHD_add_connection(d, fd, (struct sockaddr *)&ss, len); /* closes fd on failure */
-      continue;
-    }
-    int e = errno;
-    if (e == EINTR || e == ECONNABORTED) continue;
-    if (e == EAGAIN || e == EWOULDBLOCK) return; /* none left */
-    if (!s->accept_warned)
-      us_log(US_LOG_WARN, "serve: cannot accept a connection, it waits: %s%s", strerror(e),
-             e == EMFILE || e == ENFILE ? " (raise the limit on open files: ulimit -n)" : "");
-    s->accept_warned = true;
-    poll(NULL, 0, 20); /* the listening socket stays readable: pause rather than spin */
-    return;
-  }
-}
-
 static void sleep_s(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
   nanosleep(&ts, NULL);
@@ -814,7 +728,7 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
   const char *host = o->host ? o->host : US_SERVE_DEFAULT_HOST;
   struct sockaddr_storage addr;
   bool loopback = false;
-  us_status st = resolve(host, o->port, &addr, &loopback, err);
+  us_status st = us__listen_resolve(host, o->port, &addr, &loopback, err);
   if (st) return st;
   if (!loopback && !c->serve.api_keys_env)
     return us_err_set(err, US_ERR_CONFIG,
@@ -828,7 +742,7 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
   struct MHD_Daemon *d = NULL;
   int lfd = -1;
   if (!st) {
-    lfd = listen_on(&addr);
+    lfd = us__listen_open(&addr);
     if (lfd < 0)
       st = us_err_set(err, US_ERR_IO,
                       "cannot listen on %s port %d: %s (another server on that port? choose "
@@ -855,7 +769,7 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
   }
   if (o->ready) {
     us_serve_ready r = {.host = host,
-                        .port = bound_port(lfd),
+                        .port = us__listen_port(lfd),
                         .model = s->model_path,
                         .threshold = s->threshold,
                         .threshold_from = s->threshold_from};
@@ -863,7 +777,7 @@ us_status us_serve_run(us_pipeline *p, const us_serve_options *o, us_serve_summa
   }
   double next_look = us_now() + c->serve.reload_check_s;
   while (!(o->stop && *o->stop)) {
-    accept_for(s, d, lfd, 20);
+    us__listen_accept(s, d, lfd, 20);
     if (o->reload && *o->reload) {
       *o->reload = 0;
       us__student_maybe_reload(s, true);

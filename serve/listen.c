@@ -19,6 +19,8 @@
 #include "core/log.h"
 #include "serve/serve_int.h"
 
+#define LISTEN_BACKLOG 1024 /* connections the kernel holds for the accept loop */
+
 static bool is_loopback(const struct sockaddr *sa) {
   if (sa->sa_family == AF_INET)
     return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
@@ -52,7 +54,7 @@ int us__listen_open(const struct sockaddr_storage *addr) {
   socklen_t len =
       addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-      bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, 1024) != 0) {
+      bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
     int e = errno;
     close(fd);
     errno = e;

@@ -119,7 +119,7 @@ typedef struct us__server {
   atomic_int_fast64_t in_flight;
   atomic_int_fast64_t next_id;
   /* open connections by serving thread, numbered in the order each first took one: the thread
-   * is known by its libmicrohttpd worker (us__worker_index) */
+   * is known by its libmicrohttpd worker (worker_index in server.c) */
   const void *_Atomic workers[US__MAX_WORKERS];
   atomic_int_fast64_t worker_connections[US__MAX_WORKERS];
   bool accept_warned;                  /* a failed accept was logged (once) */
